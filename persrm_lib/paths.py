@@ -1,0 +1,25 @@
+"""Where things live: the repository, the model cache, run folders, figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+FIGURES_DIR = REPO_ROOT / "figures"
+RESULTS_DIR = REPO_ROOT / "results"
+
+
+def cache_dir() -> Path:
+    """Model cache: ``$PERSRM_CACHE``, else ``$XDG_CACHE_HOME/persrm``, else ``~/.cache/persrm``."""
+    if os.environ.get("PERSRM_CACHE"):
+        return Path(os.environ["PERSRM_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "persrm"
+
+
+def default_run_dir(profile: str) -> Path:
+    """Run folder for a profile: ``$PERSRM_RUNS/<profile>``, else ``runs/<profile>`` (git-ignored)."""
+    base = Path(os.environ["PERSRM_RUNS"]).expanduser() if os.environ.get("PERSRM_RUNS") else REPO_ROOT / "runs"
+    return base / profile

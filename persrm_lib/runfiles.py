@@ -1,0 +1,60 @@
+"""The run folder's layout: the contract between notebooks. Each notebook reads what earlier
+notebooks wrote here and writes its own outputs; none relies on kernel state.
+
+    <run>/data/documents.jsonl          Document table (doc_id, author, text, genre, source, split)
+    <run>/data/pairs/<split>.jsonl      canonical pairs: train, validation, test_<benchmark>
+    <run>/data/pairs_hf/<split>/        the same pairs as a `datasets` dataset saved to disk
+    <run>/data/traces.jsonl             teacher traces (pair + teacher, completion, scores, faithful)
+    <run>/data/traces_faithful.jsonl    traces kept by the faithfulness filter (SFT input)
+    <run>/sft/adapter/, sft/log.csv     03_sft
+    <run>/rft/adapter/, rft/log.csv     04_rft_grpo; rft/completions.jsonl: sampled completions per step
+    <run>/eval/                         05_evaluate tables (CSV, Markdown) and per-pair results
+    <run>/behavior/                     07_behavior_analysis tallies
+    <run>/metrics/<notebook>.json       headline metrics of each notebook
+    <run>/figures/<name>.png            every figure
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def data_dir(run: Path) -> Path:
+    return Path(run) / "data"
+
+
+def documents_path(run: Path) -> Path:
+    return data_dir(run) / "documents.jsonl"
+
+
+def pairs_path(run: Path, split: str) -> Path:
+    return data_dir(run) / "pairs" / f"{split}.jsonl"
+
+
+def pairs_hf_dir(run: Path, split: str) -> Path:
+    return data_dir(run) / "pairs_hf" / split
+
+
+def traces_path(run: Path) -> Path:
+    return data_dir(run) / "traces.jsonl"
+
+
+def faithful_traces_path(run: Path) -> Path:
+    return data_dir(run) / "traces_faithful.jsonl"
+
+
+def stage_dir(run: Path, stage: str) -> Path:
+    """``sft``, ``rft``, ``eval`` or ``behavior``."""
+    return Path(run) / stage
+
+
+def adapter_dir(run: Path, stage: str) -> Path:
+    return stage_dir(run, stage) / "adapter"
+
+
+def log_path(run: Path, stage: str) -> Path:
+    return stage_dir(run, stage) / "log.csv"
+
+
+def completions_path(run: Path) -> Path:
+    return stage_dir(run, "rft") / "completions.jsonl"

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from persrm_lib import backend
+from persrm_lib.backend import BackendUnavailableError, lora_config, select_backend
+from persrm_lib.config import get_profile
+
+
+@pytest.mark.parametrize(
+    ("env", "cuda", "installed", "expected"),
+    [
+        (None, False, False, "transformers"),  # CPU machine, auto
+        ("auto", True, False, "transformers"),  # GPU but no Unsloth
+        ("auto", False, True, "transformers"),  # Unsloth installed but no GPU
+        (None, True, True, "unsloth"),  # GPU and Unsloth: auto picks Unsloth
+        ("transformers", True, True, "transformers"),  # forced transformers wins
+        ("unsloth", True, True, "unsloth"),  # forced Unsloth where it can run
+    ],
+)
+def test_select_backend(monkeypatch, env, cuda, installed, expected):
+    if env is None:
+        monkeypatch.delenv("PERSRM_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("PERSRM_BACKEND", env)
+    monkeypatch.setattr(backend, "cuda_available", lambda: cuda)
+    monkeypatch.setattr(backend, "unsloth_installed", lambda: installed)
+    assert select_backend() == expected
+
+
+@pytest.mark.parametrize(
+    ("cuda", "installed", "match"),
+    [
+        (False, True, "PERSRM_BACKEND=unsloth cannot run: no CUDA device is visible$"),
+        (True, False, r"Unsloth is not installed \(pip install -e '.\[gpu\]'"),
+        (False, False, "no CUDA device is visible; Unsloth is not installed"),
+    ],
+)
+def test_forcing_unsloth_where_it_cannot_run_fails_clearly(monkeypatch, cuda, installed, match):
+    monkeypatch.setenv("PERSRM_BACKEND", "unsloth")
+    monkeypatch.setattr(backend, "cuda_available", lambda: cuda)
+    monkeypatch.setattr(backend, "unsloth_installed", lambda: installed)
+    with pytest.raises(BackendUnavailableError, match=match):
+        select_backend()
+    with pytest.raises(BackendUnavailableError):
+        backend.load_for_training(get_profile("tiny"))
+
+
+def test_unknown_backend_name(monkeypatch):
+    monkeypatch.setenv("PERSRM_BACKEND", "jax")
+    with pytest.raises(ValueError, match="PERSRM_BACKEND='jax' is not a backend; choose one of auto, unsloth, transformers"):
+        select_backend()
+
+
+def test_lora_config_comes_from_the_profile():
+    profile = get_profile("smoke")
+    config = lora_config(profile)
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (profile.lora.r, profile.lora.alpha, profile.lora.dropout)
+    assert set(config.target_modules) == set(profile.lora.target_modules)
+
+
+def test_importing_the_library_never_imports_unsloth():
+    code = (
+        "import importlib, pkgutil, sys, persrm_lib\n"
+        "for m in pkgutil.iter_modules(persrm_lib.__path__):\n"
+        "    importlib.import_module('persrm_lib.' + m.name)\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] in ('unsloth', 'unsloth_zoo')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from persrm_lib.config import PROFILES, apply_overrides, get_profile
+
+
+def test_every_profile_validates():
+    assert sorted(PROFILES) == ["cpu", "paper", "smoke", "tiny"]
+    for name in PROFILES:
+        assert get_profile(name).name == name
+
+
+def test_paper_profile_carries_the_papers_settings():
+    paper = get_profile("paper")
+    assert paper.model.name == "Qwen/Qwen2.5-7B-Instruct"
+    assert (paper.sft.batch_size, paper.sft.learning_rate, paper.sft.epochs) == (64, 5e-6, 1.0)
+    assert (paper.grpo.batch_size, paper.grpo.num_generations) == (32, 8)
+    assert (paper.grpo.learning_rate, paper.grpo.beta) == (3e-7, 1e-3)
+    assert paper.teacher.model == "Qwen/Qwen2.5-72B-Instruct"
+
+
+def test_profile_models():
+    assert get_profile("tiny").model.name == "tiny-random"
+    assert get_profile("smoke").model.name == "smollm2-135m-instruct"
+    assert get_profile("cpu").model.name == "smollm2-135m-instruct"
+
+
+def test_default_profile_comes_from_environment(monkeypatch):
+    monkeypatch.setenv("PERSRM_PROFILE", "tiny")
+    assert get_profile().name == "tiny"
+    monkeypatch.delenv("PERSRM_PROFILE")
+    assert get_profile().name == "smoke"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "expected"),
+    [
+        ({"seed": 3}, ("seed",), 3),  # top-level int
+        ({"grpo.max_steps": "5"}, ("grpo", "max_steps"), 5),  # string coerced to int
+        ({"sft.learning_rate": "1e-4"}, ("sft", "learning_rate"), 1e-4),  # string to float
+        ({"model.load_in_4bit": "true"}, ("model", "load_in_4bit"), True),  # string to bool
+        ({"lora.target_modules": "q_proj,v_proj"}, ("lora", "target_modules"), ("q_proj", "v_proj")),  # list
+    ],
+)
+def test_overrides(overrides, path, expected):
+    profile = get_profile("tiny", overrides)
+    value = profile
+    for part in path:
+        value = getattr(value, part)
+    assert value == expected
+    assert PROFILES["tiny"].seed == 0  # the registered profile is untouched
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "match"),
+    [
+        ({"grpo.batch_size": 6, "grpo.num_generations": 4}, ValueError, "does not divide by grpo.num_generations=4"),
+        ({"grpo.num_generations": 1, "grpo.batch_size": 1}, ValueError, "at least 2"),
+        ({"sft.batch_size": 3}, ValueError, "sft.batch_size=3 does not divide"),
+        ({"data.n_exemplars": 0}, ValueError, "n_exemplars must be in 1..8"),
+        ({"teacher.kind": "oracle"}, ValueError, "teacher.kind"),
+        ({"grpo.max_stepz": 5}, KeyError, "unknown profile setting 'grpo.max_stepz'"),
+        ({"grpo": 5}, KeyError, "unknown profile setting 'grpo'"),
+        ({"seed": "x"}, ValueError, "expected int"),
+        ({"model.load_in_4bit": "maybe"}, ValueError, "expected a boolean"),
+    ],
+)
+def test_bad_overrides(overrides, error, match):
+    with pytest.raises(error, match=match):
+        get_profile("tiny", overrides)
+
+
+def test_unknown_profile():
+    with pytest.raises(KeyError, match="unknown profile 'huge'; choose one of tiny, smoke, cpu, paper"):
+        get_profile("huge")
+
+
+def test_apply_overrides_nested_keeps_siblings():
+    profile = apply_overrides(PROFILES["smoke"], {"grpo.beta": 0.0})
+    assert profile.grpo.beta == 0.0
+    assert profile.grpo.num_generations == PROFILES["smoke"].grpo.num_generations

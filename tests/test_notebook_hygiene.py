@@ -1,0 +1,34 @@
+"""Notebooks are stored without outputs and open the same way (STYLE.md practices 2-5)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from persrm_lib.paths import NOTEBOOKS_DIR
+from persrm_lib.runner import declared_parameters, discover
+
+NOTEBOOKS = discover(NOTEBOOKS_DIR)
+
+
+def test_the_ordered_notebooks_are_numbered_without_gaps():
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean_and_parameterised(path):
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, f"{path.name} carries outputs"
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged parameters"
+    params = declared_parameters(path)
+    assert params["profile"] == "smoke"
+    assert "run_dir" in params
+    assert cells[-1]["cell_type"] == "markdown"  # ends with a summary and the next notebook
+    assert "write_metrics" in "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
