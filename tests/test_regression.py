@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from persrm_lib import regression
+from persrm_lib.regression import collect, compare, flatten, format_table, tolerance_for
+
+RULES = [("*seconds*", None), ("05_evaluate:accuracy*", {"abs": 0.02}), ("*", {"abs": 0.0, "rel": 0.0})]
+
+
+def test_flatten_nests_with_dots():
+    assert flatten({"a": 1, "b": {"c": 2.5, "d": {"e": "x"}}}) == {"a": 1, "b.c": 2.5, "b.d.e": "x"}
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("03_sft:train_seconds", None),  # timings are not compared
+        ("05_evaluate:accuracy.sotu", {"abs": 0.02}),  # a specific rule
+        ("02_filter_audit:kept_fraction", {"abs": 0.0, "rel": 0.0}),  # falls through to the default
+    ],
+)
+def test_first_matching_rule_wins(key, expected):
+    assert tolerance_for(key, RULES) == expected
+
+
+def test_compare_reports_each_status():
+    stored = {"05_evaluate": {"accuracy.sotu": 0.70, "accuracy.aaac": 0.60, "n": 24, "train_seconds": 9.0}, "01": {"gone": 1}}
+    measured = {"05_evaluate": {"accuracy.sotu": 0.715, "accuracy.aaac": 0.65, "n": 24, "train_seconds": 20.0, "extra": 3}}
+    rows = {r.key: r.status for r in compare(stored, measured, RULES)}
+    assert rows == {
+        "05_evaluate:accuracy.sotu": "ok",  # moved 0.015 <= 0.02
+        "05_evaluate:accuracy.aaac": "moved",  # moved 0.05 > 0.02
+        "05_evaluate:n": "ok",  # identical
+        "05_evaluate:train_seconds": "ignored",  # timing
+        "05_evaluate:extra": "new",  # not stored yet
+        "01:gone": "missing",  # stored but no longer recorded
+    }
+    table = format_table(compare(stored, measured, RULES))
+    assert "05_evaluate:accuracy.aaac" in table and "moved" in table
+    assert "accuracy.sotu" not in table  # only what moved is printed
+
+
+def test_cli_fails_when_a_metric_moved_too_far(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / "05_evaluate.json").write_text(json.dumps({"accuracy": {"sotu": 0.7}}))
+    monkeypatch.setattr(regression, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(regression, "stored_path", lambda p: tmp_path / "results" / p / "metrics.json")
+    assert regression.main(["--profile", "smoke", "--run-dir", str(run), "--skip-run"]) == 1
+    assert "no stored metrics" in capsys.readouterr().err
+    assert regression.main(["--profile", "smoke", "--run-dir", str(run), "--skip-run", "--update"]) == 0
+    assert regression.main(["--profile", "smoke", "--run-dir", str(run), "--skip-run"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "regression: ok=1 moved=0 missing=0 new=0 ignored=0"
+    (run / "metrics" / "05_evaluate.json").write_text(json.dumps({"accuracy": {"sotu": 0.5}}))
+    assert regression.main(["--profile", "smoke", "--run-dir", str(run), "--skip-run"]) == 1
+    assert "moved" in capsys.readouterr().out
+
+
+def test_collect_needs_a_metrics_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no metrics"):
+        collect(tmp_path)
