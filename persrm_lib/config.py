@@ -31,6 +31,10 @@ class DataSettings:
     val_fraction: float = 0.15  # share of authors held out for validation
     test_fraction: float = 0.25  # share of authors held out for testing
     query_words: int = 24  # the query is the opening of the author's text, this many words
+    # "neutral": one fixed instruction that fits both responses; "opening": the paper's setup, the
+    # query is the chosen text's opening -- measured here to leak the label (word overlap with the
+    # query picks the chosen response 73% of the time on sotu, 94% on aaac), so it is opt-in.
+    query_mode: str = "neutral"
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: data.n_exemplars must be in 1..8, got {self.data.n_exemplars}")
         if self.num_threads < 1:
             raise ValueError(f"profile {self.name!r}: num_threads must be at least 1")
+        if self.data.query_mode not in ("neutral", "opening"):
+            raise ValueError(f"profile {self.name!r}: data.query_mode must be neutral or opening, got {self.data.query_mode!r}")
         if self.teacher.kind not in ("stylometric", "local", "http"):
             raise ValueError(f"profile {self.name!r}: teacher.kind must be stylometric, local or http")
         return self
@@ -145,7 +151,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        data=DataSettings(passage_words=120, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=600, eval_pairs=100, query_words=20),
+        data=DataSettings(passage_words=120, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=576, eval_pairs=96, query_words=20),
         model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1536, max_completion_length=160),
         lora=LoRASettings(r=16, alpha=32),
         sft=SFTSettings(batch_size=8, per_device_batch_size=2, learning_rate=3e-4, epochs=1.0),

@@ -62,7 +62,7 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
     """The names and default values in a notebook's ``parameters`` cell."""
     from papermill.inspection import inspect_notebook
 
-    return {name: info["default"] for name, info in inspect_notebook(str(notebook)).items()}
+    return {name: _parse_value(info["default"]) for name, info in inspect_notebook(str(notebook)).items()}
 
 
 def plan_parameters(notebooks: Sequence[Path], profile: str, run_dir: Path, params: dict[str, Any]) -> dict[Path, dict[str, Any]]:

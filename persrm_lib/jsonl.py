@@ -1,0 +1,181 @@
+"""Small JSONL utilities for files written record by record and resumed after an interruption.
+
+- :func:`read_jsonl`: strict reader; an error names the file and the line number.
+- :func:`repair_torn_tail`: an interrupted append can leave a last line without its newline (or
+  with half a JSON object); this truncates the file back to its last complete line and logs it.
+- :class:`JsonlAppender`: appends one record per line, flushing each line to the operating
+  system, so a killed process loses at most the line it was writing.
+- :func:`write_jsonl_atomic`: writes a whole file under a temporary name, fsyncs it and renames
+  it into place, so the final name never holds a partial file.
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "records.jsonl"
+>>> with JsonlAppender(path) as out:
+...     out.write({"id": 1})
+>>> _ = path.open("a").write('{"id": 2, "tor')  # a write cut short
+>>> repair_torn_tail(path)
+14
+>>> read_jsonl(path)
+[{'id': 1}]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class JsonlFormatError(ValueError):
+    """A JSONL file that breaks the format; the message names the file and the line."""
+
+
+def dumps_line(record: Mapping[str, Any]) -> str:
+    """One record as one JSON line (UTF-8 kept, keys in the record's order, no newline inside)."""
+    return json.dumps(record, ensure_ascii=False)
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, record)`` for each non-blank line of ``path``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        JsonlFormatError: a line that is not a JSON object, naming the file and line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"JSONL file {path} does not exist")
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.rstrip("\r\n"))
+            except json.JSONDecodeError as exc:
+                raise JsonlFormatError(
+                    f"{path} line {lineno}: malformed JSON ({exc.msg} at column {exc.colno})"
+                ) from exc
+            if not isinstance(record, dict):
+                raise JsonlFormatError(f"{path} line {lineno}: expected a JSON object, got {type(record).__name__}")
+            yield lineno, record
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a JSONL file, in file order (see :func:`iter_jsonl` for the errors)."""
+    return [record for _, record in iter_jsonl(path)]
+
+
+def repair_torn_tail(path: str | Path) -> int:
+    """Truncate an interrupted last line away; return the number of bytes removed (0 if none).
+
+    Only the LAST line can be torn by an interrupted append: it lacks its final newline, or it is
+    not valid JSON. Earlier lines are left alone (a bad line in the middle is not an interrupted
+    write, and :func:`read_jsonl` reports it with its line number). A missing file is left missing.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.jsonl"
+    >>> _ = path.write_text('{"a": 1}\\n')
+    >>> repair_torn_tail(path)
+    0
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    if not data:
+        return 0
+    keep = len(data)
+    if not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1  # 0 when the only line is torn
+    else:
+        start = data.rfind(b"\n", 0, len(data) - 1) + 1
+        last = data[start:]
+        if last.strip():
+            try:
+                ok = isinstance(json.loads(last), dict)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                ok = False
+            if not ok:
+                keep = start
+    removed = len(data) - keep
+    if removed:
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+        logger.warning(
+            "%s: removed a torn last line (%d bytes) left by an interrupted write; its record will be redone",
+            path,
+            removed,
+        )
+    return removed
+
+
+class JsonlAppender:
+    """Append records to a JSONL file, one line each, flushed to the OS after every line.
+
+    Use it as a context manager. The folder is created. Writing a record that cannot be encoded
+    as JSON raises before anything is written, so no half line is ever left by a bad record.
+    """
+
+    def __init__(self, path: str | Path, fsync: bool = False) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self._handle: Any = None
+        self.written = 0
+
+    def __enter__(self) -> JsonlAppender:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = self.path.open("a", encoding="utf-8")
+        return self
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append one record and flush it."""
+        if self._handle is None:
+            raise RuntimeError(f"JsonlAppender for {self.path} is not open; use it in a `with` block")
+        line = dumps_line(record) + "\n"  # encode first: a failure leaves the file untouched
+        self._handle.write(line)
+        self._handle.flush()
+        if self.fsync:
+            os.fsync(self._handle.fileno())
+        self.written += 1
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+
+
+def write_jsonl_atomic(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write ``records`` to ``path`` atomically: temporary file, fsync, rename.
+
+    Readers see either the previous file or the complete new one, never a partial file.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(dumps_line(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

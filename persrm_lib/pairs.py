@@ -1,0 +1,160 @@
+"""The canonical pair file: one JSON object per line (DESIGN.md's pair contract).
+
+Every pair carries ``id, query, exemplars (list of str), response_a, response_b, label ("a" or
+"b"), positive_kind, negative_kind, author, genre, n_exemplars``. Extra fields (a trace's
+``completion``, ``scores`` ...) are kept. This module holds the ONE reader and the ONE writer;
+the sampler, the notebooks and ``python -m persrm_lib.evaluate`` all go through them.
+
+>>> import tempfile, pathlib
+>>> pair = {"id": "p1", "query": "Q", "exemplars": ["E"], "response_a": "A", "response_b": "B",
+...         "label": "a", "positive_kind": "intra_author", "negative_kind": "random", "author": "x",
+...         "genre": "speech", "n_exemplars": 1}
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "pairs.jsonl"
+>>> write_pairs([pair], path).name
+'pairs.jsonl'
+>>> read_pairs(path)[0]["label"]
+'a'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .jsonl import JsonlFormatError, iter_jsonl, write_jsonl_atomic
+
+PAIR_FIELDS: tuple[str, ...] = (
+    "id",
+    "query",
+    "exemplars",
+    "response_a",
+    "response_b",
+    "label",
+    "positive_kind",
+    "negative_kind",
+    "author",
+    "genre",
+    "n_exemplars",
+)
+LABELS = ("a", "b")
+_TEXT_FIELDS = ("query", "response_a", "response_b")
+_NAME_FIELDS = ("positive_kind", "negative_kind", "author", "genre")
+
+
+class PairFormatError(ValueError):
+    """A pair file or a pair breaks the contract; the message names the file, line and field."""
+
+
+def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR_FIELDS) -> dict[str, Any]:
+    """Check one pair against the contract and return it as a dict.
+
+    Args:
+        pair: the decoded JSON object.
+        where: how to name its place in an error, e.g. ``"pairs.jsonl line 3"``.
+        required: the fields that must be present (all of :data:`PAIR_FIELDS` by default).
+
+    Returns:
+        The pair (a new dict; field values unchanged).
+
+    Raises:
+        PairFormatError: naming ``where`` and the field that is missing or wrong.
+    """
+    if not isinstance(pair, Mapping):
+        raise PairFormatError(f"{where}: expected a JSON object, got {type(pair).__name__}")
+    missing = [name for name in required if name not in pair]
+    if missing:
+        raise PairFormatError(f"{where}: missing field(s): {', '.join(missing)}")
+    if "id" in pair and (not isinstance(pair["id"], str | int) or isinstance(pair["id"], bool) or pair["id"] == ""):
+        raise PairFormatError(f"{where}: field 'id' must be a non-empty string or an integer, got {pair['id']!r}")
+    if "label" in pair and pair["label"] not in LABELS:
+        raise PairFormatError(f"{where}: field 'label' must be 'a' or 'b', got {pair['label']!r}")
+    for name in _TEXT_FIELDS:
+        if name in pair and not isinstance(pair[name], str):
+            raise PairFormatError(f"{where}: field {name!r} must be a string, got {type(pair[name]).__name__}")
+    for name in ("response_a", "response_b"):
+        if name in pair and not pair[name].strip():
+            raise PairFormatError(f"{where}: field {name!r} is empty")
+    if "exemplars" in pair:
+        exemplars = pair["exemplars"]
+        if not isinstance(exemplars, list) or not exemplars:
+            raise PairFormatError(f"{where}: field 'exemplars' must be a non-empty list of strings")
+        for i, text in enumerate(exemplars):
+            if not isinstance(text, str) or not text.strip():
+                raise PairFormatError(f"{where}: field 'exemplars' item {i} must be a non-empty string")
+    for name in _NAME_FIELDS:
+        if name in pair and pair[name] is not None and not isinstance(pair[name], str):
+            raise PairFormatError(f"{where}: field {name!r} must be a string, got {type(pair[name]).__name__}")
+    if "n_exemplars" in pair:
+        n = pair["n_exemplars"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise PairFormatError(f"{where}: field 'n_exemplars' must be a positive integer, got {n!r}")
+        if "exemplars" in pair and n > len(pair["exemplars"]):
+            raise PairFormatError(
+                f"{where}: field 'n_exemplars' is {n} but the pair has {len(pair['exemplars'])} exemplar(s)"
+            )
+    return dict(pair)
+
+
+def read_pairs(path: str | Path, required: Sequence[str] = PAIR_FIELDS) -> list[dict[str, Any]]:
+    """Read a canonical pair file strictly.
+
+    Blank lines are skipped; every other line must be one JSON object satisfying the contract.
+
+    Args:
+        path: the ``.jsonl`` file.
+        required: fields every pair must carry (all of :data:`PAIR_FIELDS` by default).
+
+    Returns:
+        The pairs in file order.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        PairFormatError: a malformed JSON line (with its line number), a missing field, a label
+            other than ``a``/``b``, a repeated id, or a file without any pair.
+    """
+    pairs: list[dict[str, Any]] = []
+    seen: dict[Any, int] = {}
+    try:
+        for lineno, record in iter_jsonl(path):
+            pair = validate_pair(record, f"{path} line {lineno}", required)
+            if "id" in pair:
+                if pair["id"] in seen:
+                    raise PairFormatError(f"{path} line {lineno}: id {pair['id']!r} repeats line {seen[pair['id']]}")
+                seen[pair["id"]] = lineno
+            pairs.append(pair)
+    except JsonlFormatError as exc:
+        raise PairFormatError(str(exc)) from exc
+    if not pairs:
+        raise PairFormatError(f"pair file {path} is empty: no pair to read")
+    return pairs
+
+
+def write_pairs(pairs: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
+    """Validate and write pairs as JSONL, atomically (a temporary file renamed into place).
+
+    The canonical fields come first, in contract order, then any extra fields in sorted order.
+
+    Args:
+        pairs: the pairs to write (at least one).
+        path: the target ``.jsonl`` file; its folder is created.
+
+    Returns:
+        The path written.
+
+    Raises:
+        PairFormatError: a pair breaks the contract (nothing is written then), or there is none.
+    """
+    records: list[dict[str, Any]] = []
+    seen: set[Any] = set()
+    for i, pair in enumerate(pairs):
+        checked = validate_pair(pair, f"pair {i}")
+        if checked["id"] in seen:
+            raise PairFormatError(f"pair {i}: id {checked['id']!r} is repeated")
+        seen.add(checked["id"])
+        ordered = {name: checked[name] for name in PAIR_FIELDS}
+        ordered.update({k: checked[k] for k in sorted(checked) if k not in ordered})
+        records.append(ordered)
+    if not records:
+        raise PairFormatError(f"no pair to write to {path}")
+    return write_jsonl_atomic(records, path)

@@ -1,0 +1,205 @@
+"""Close synonyms from WordNet 3.0, for the lexical-perturbation positive (paper §3.1).
+
+WordNet is read from a folder with nltk's ``WordNetCorpusReader``; nothing is downloaded. The
+folder is, in order: the ``folder`` argument, ``$PERSRM_WORDNET_DIR``, an nltk_data
+``corpora/wordnet`` if nltk finds one, or Debian's ``wordnet-base`` package location
+(``apt-get install wordnet-base`` puts WordNet 3.0 under ``/usr/share/wordnet``).
+
+A word is swapped only when it is written in lower case (never names, capitalised words or
+numbers), is not a function word, has at least four letters, and is its own base form (so the
+synonym needs no inflection). The synonym comes from the word's most frequent sense (highest
+SemCor count) and is a single lower-case word: a "close" synonym.
+
+>>> import random
+>>> wordnet = WordNetSynonyms()                               # doctest: +SKIP
+>>> wordnet.perturb("The quick reply pleased the old farmer.", random.Random(0), 1)  # doctest: +SKIP
+('The quick answer pleased the old farmer.', [('reply', 'answer')])
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+WORDNET_ENV = "PERSRM_WORDNET_DIR"
+DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")  # Debian/Ubuntu package `wordnet-base`
+_REQUIRED_FILES = ("index.noun", "data.noun", "index.verb", "data.verb", "index.adj", "data.adj")
+_TOKEN_RE = re.compile(r"[A-Za-z]+(?:['\u2019][A-Za-z]+)*|\d[\d,.]*")
+MIN_WORD_LETTERS = 4
+SPELLING_VARIANT_RATIO = 0.8  # difflib similarity at or above which two words are one word spelt two ways
+# WordNet 3.0's lexicographer files (number, name, syntactic category), as documented in its
+# lexnames(5WN) page. nltk's reader needs a `lexnames` file; Debian compiles the list into
+# libwordnet instead of shipping it, so a folder without one gets it written beside links.
+_LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+
+
+def _has_wordnet(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in _REQUIRED_FILES)
+
+
+def find_wordnet_dir(folder: str | Path | None = None) -> Path:
+    """The WordNet folder to read (see the module docstring for the search order).
+
+    Raises:
+        FileNotFoundError: no folder holds WordNet's index and data files.
+    """
+    candidates: list[Path] = []
+    if folder is not None:
+        candidates.append(Path(folder))
+    elif os.environ.get(WORDNET_ENV):
+        candidates.append(Path(os.environ[WORDNET_ENV]))
+    else:
+        try:
+            import nltk
+
+            candidates.append(Path(str(nltk.data.find("corpora/wordnet"))))
+        except LookupError:
+            pass
+        candidates.append(DEBIAN_WORDNET_DIR)
+    for candidate in candidates:
+        if _has_wordnet(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"WordNet not found (looked in {', '.join(str(c) for c in candidates)}); install Debian's wordnet-base "
+        f"(apt-get install -y wordnet-base) or set {WORDNET_ENV} to a folder with index.noun, data.noun, ..."
+    )
+
+
+def readable_wordnet_dir(folder: Path) -> Path:
+    """``folder`` itself when it has a ``lexnames`` file; otherwise a folder in the persrm cache
+    with copies of ``folder``'s files (about 30 MB, once; nltk refuses linked files) and a ``lexnames`` file written from :data:`_LEXNAMES`."""
+    if (folder / "lexnames").is_file():
+        return folder
+    from .paths import cache_dir
+
+    target = cache_dir() / "wordnet-3.0"
+    target.mkdir(parents=True, exist_ok=True)
+    for item in sorted(folder.iterdir()):
+        link = target / item.name
+        if item.is_file() and (not link.is_file() or link.stat().st_size != item.stat().st_size):
+            tmp = target / f"{item.name}.tmp"
+            shutil.copyfile(item, tmp)
+            tmp.replace(link)
+    lexnames = "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(_LEXNAMES))
+    path = target / "lexnames"
+    if not path.is_file() or path.read_text() != lexnames:
+        tmp = target / "lexnames.tmp"
+        tmp.write_text(lexnames)
+        tmp.replace(path)
+    return target
+
+
+@functools.lru_cache(maxsize=4)
+def _reader(folder: str):
+    import warnings
+
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    # nltk only reads corpora under its data path (a security check); authorise this folder.
+    if folder not in nltk.data.path:
+        nltk.data.path.append(folder)
+
+    class LocalWordNetReader(WordNetCorpusReader):
+        def map_wn(self, version: str = "wordnet") -> None:
+            # nltk maps any WordNet it reads onto its own downloaded 3.0 copy (for the
+            # multilingual data); this folder is WordNet 3.0 itself and nothing is downloaded.
+            return None
+
+    with warnings.catch_warnings():  # "multilingual functions are not available": not needed here
+        warnings.simplefilter("ignore", UserWarning)
+        return LocalWordNetReader(folder, None)
+
+
+class WordNetSynonyms:
+    """Close synonyms from WordNet and the lexical perturbation built on them."""
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folder = find_wordnet_dir(folder)
+        self.wordnet = _reader(str(readable_wordnet_dir(self.folder)))
+        self._cache: dict[str, str | None] = {}
+
+    def close_synonym(self, word: str) -> str | None:
+        """A single-word synonym of ``word`` from its most frequent sense, or ``None``.
+
+        Without a part-of-speech tagger the sense is only safe when the word has one part of
+        speech: words WordNet lists as more than one (``close``: adjective, verb, noun) are not
+        swapped. WordNet orders senses by frequency; the first sense must list ``word`` itself
+        (an inflected form such as ``families`` would need re-inflection), and its most used
+        other single lower-case lemma is the synonym.
+
+        >>> WordNetSynonyms().close_synonym("reply")              # doctest: +SKIP
+        'answer'
+        """
+        if word in self._cache:
+            return self._cache[word]
+        synonym = None
+        synsets = self.wordnet.synsets(word)
+        parts_of_speech = {"a" if s.pos() == "s" else s.pos() for s in synsets}
+        if len(parts_of_speech) == 1:
+            lemmas = synsets[0].lemmas()
+            if any(lemma.name().lower() == word for lemma in lemmas):
+                others = sorted(
+                    (lemma for lemma in lemmas if self._distinct_word(lemma.name(), word)),
+                    key=lambda lemma: (-lemma.count(), lemma.name()),
+                )
+                synonym = others[0].name() if others else None
+        self._cache[word] = synonym
+        return synonym
+
+    @staticmethod
+    def _distinct_word(candidate: str, word: str) -> bool:
+        """A single lower-case word that is not a spelling variant of ``word`` (favorable /
+        favourable, historic / historical: a swap that changes spelling habits, not wording)."""
+        if not (candidate.isalpha() and candidate.islower()) or candidate == word:
+            return False
+        return difflib.SequenceMatcher(None, candidate, word).ratio() < SPELLING_VARIANT_RATIO
+
+    def swappable(self, word: str) -> bool:
+        """Whether ``word`` may be swapped: lower case letters only, 4+ letters, not a function word."""
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        return word.isalpha() and word.islower() and len(word) >= MIN_WORD_LETTERS and word not in ENGLISH_STOP_WORDS
+
+    def perturb(self, text: str, rng: random.Random, n_swaps: int) -> tuple[str, list[tuple[str, str]]]:
+        """Swap ``n_swaps`` words of ``text`` for close synonyms, chosen by ``rng``.
+
+        Args:
+            text: the author's text.
+            rng: a seeded ``random.Random`` (the result is a function of its state).
+            n_swaps: how many words to swap (the paper: 3-4).
+
+        Returns:
+            The new text and the ``(word, synonym)`` swaps made, in text order; fewer than
+            ``n_swaps`` when the text has fewer swappable words.
+        """
+        tokens = list(_TOKEN_RE.finditer(text))
+        candidates = [i for i, m in enumerate(tokens) if self.swappable(m.group())]
+        rng.shuffle(candidates)
+        chosen: list[tuple[int, str]] = []
+        for i in candidates:
+            if len(chosen) == n_swaps:
+                break
+            synonym = self.close_synonym(tokens[i].group())
+            if synonym is not None:
+                chosen.append((i, synonym))
+        chosen.sort()
+        pieces, last = [], 0
+        for i, synonym in chosen:
+            pieces += [text[last : tokens[i].start()], synonym]
+            last = tokens[i].end()
+        pieces.append(text[last:])
+        return "".join(pieces), [(tokens[i].group(), synonym) for i, synonym in chosen]

@@ -1,0 +1,119 @@
+"""The canonical pair reader and writer: valid files round-trip, each bad input names its place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from persrm_lib.pairs import PAIR_FIELDS, PairFormatError, read_pairs, validate_pair, write_pairs
+
+
+def make_pair(i: int = 0, **changes) -> dict:
+    pair = {
+        "id": f"p{i}",
+        "query": "Write about the harvest.",
+        "exemplars": ["The fields were golden.", "We gathered at dawn."],
+        "response_a": "The harvest came early.",
+        "response_b": "Markets closed lower today.",
+        "label": "a",
+        "positive_kind": "intra_author",
+        "negative_kind": "random",
+        "author": "alice",
+        "genre": "essay",
+        "n_exemplars": 2,
+    }
+    pair.update(changes)
+    return pair
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_round_trip_keeps_fields_order_and_extras(tmp_path: Path) -> None:
+    pairs = [make_pair(0), make_pair(1, label="b", completion="<criteria>x</criteria>")]
+    path = write_pairs(pairs, tmp_path / "sub" / "pairs.jsonl")
+    assert read_pairs(path) == pairs
+    first_line = json.loads(path.read_text().splitlines()[0])
+    assert list(first_line) == list(PAIR_FIELDS)
+    # no temporary file is left next to the target
+    assert sorted(p.name for p in path.parent.iterdir()) == ["pairs.jsonl"]
+
+
+def test_blank_lines_are_skipped(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [json.dumps(make_pair(0)), "", "   ", json.dumps(make_pair(1))])
+    assert [p["id"] for p in read_pairs(path)] == ["p0", "p1"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        # truncated JSON on line 2: the line number is in the message
+        ([json.dumps(make_pair(0)), '{"id": "p1", "query": '], r"p\.jsonl line 2: malformed JSON"),
+        # a label that is neither a nor b
+        ([json.dumps(make_pair(0, label="A"))], r"line 1: field 'label' must be 'a' or 'b', got 'A'"),
+        # a missing field
+        (
+            [json.dumps({k: v for k, v in make_pair(0).items() if k != "response_b"})],
+            r"line 1: missing field\(s\): response_b",
+        ),
+        # a JSON array instead of an object
+        (["[1, 2]"], r"line 1: expected a JSON object, got list"),
+        # exemplars given as one string
+        ([json.dumps(make_pair(0, exemplars="just text"))], r"field 'exemplars' must be a non-empty list"),
+        # an empty exemplar list
+        ([json.dumps(make_pair(0, exemplars=[]))], r"field 'exemplars' must be a non-empty list"),
+        # more exemplars announced than present
+        ([json.dumps(make_pair(0, n_exemplars=3))], r"'n_exemplars' is 3 but the pair has 2 exemplar"),
+        # an empty response
+        ([json.dumps(make_pair(0, response_a="  "))], r"field 'response_a' is empty"),
+        # a repeated id
+        ([json.dumps(make_pair(0)), json.dumps(make_pair(0))], r"line 2: id 'p0' repeats line 1"),
+        # only blank lines: no pair
+        (["", " "], r"is empty: no pair to read"),
+    ],
+)
+def test_bad_files_name_what_is_wrong(tmp_path: Path, lines: list[str], message: str) -> None:
+    path = write_lines(tmp_path / "p.jsonl", lines)
+    with pytest.raises(PairFormatError, match=message):
+        read_pairs(path)
+
+
+def test_truly_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    with pytest.raises(PairFormatError, match="empty.jsonl is empty"):
+        read_pairs(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_pairs(tmp_path / "nope.jsonl")
+
+
+def test_required_can_be_narrowed(tmp_path: Path) -> None:
+    core = {k: v for k, v in make_pair(0).items() if k not in ("author", "genre")}
+    path = write_lines(tmp_path / "p.jsonl", [json.dumps(core)])
+    with pytest.raises(PairFormatError, match=r"missing field\(s\): author, genre"):
+        read_pairs(path)
+    assert read_pairs(path, required=("id", "query", "exemplars", "response_a", "response_b", "label"))[0]["id"] == "p0"
+
+
+def test_write_refuses_bad_pair_and_leaves_target_untouched(tmp_path: Path) -> None:
+    path = write_pairs([make_pair(0)], tmp_path / "p.jsonl")
+    before = path.read_text()
+    with pytest.raises(PairFormatError, match=r"pair 1: field 'label' must be 'a' or 'b'"):
+        write_pairs([make_pair(0), make_pair(1, label="c")], path)
+    with pytest.raises(PairFormatError, match="pair 1: id 'p0' is repeated"):
+        write_pairs([make_pair(0), make_pair(0)], path)
+    with pytest.raises(PairFormatError, match="no pair to write"):
+        write_pairs([], path)
+    assert path.read_text() == before
+
+
+def test_validate_pair_rejects_boolean_n_exemplars() -> None:
+    with pytest.raises(PairFormatError, match="'n_exemplars' must be a positive integer, got True"):
+        validate_pair(make_pair(0, n_exemplars=True))

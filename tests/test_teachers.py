@@ -1,0 +1,628 @@
+"""Teachers: the stylometric judge, the local model teacher, the HTTP teacher against a real
+loopback server, the factory, and resumable trace generation (including a killed subprocess)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from persrm_lib import stylometry
+from persrm_lib.config import TeacherSettings
+from persrm_lib.jsonl import read_jsonl, write_jsonl_atomic
+from persrm_lib.output_format import parse_output, render_output
+from persrm_lib.prompt import build_messages
+from persrm_lib.teachers import (
+    HTTPTeacher,
+    LocalTeacher,
+    StylometricTeacher,
+    Teacher,
+    TeacherError,
+    TeacherResponseError,
+    TraceGenerationError,
+    generate_traces,
+    make_teacher,
+    partial_path,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+EXEMPLAR = (
+    "We hold these truths to be plain; we say them often. The people, in their wisdom, know it; "
+    "the Congress, in its turn, must act. Let us act, then; let us act now."
+)
+CLOSE = "We hold our course; we keep it. The nation, in its strength, is ready; the people, in turn, will rise."
+FAR = "hey!! so like what r u doing 2nite?? lol i dunno maybe go out?? text me back!!!"
+
+
+def make_pairs(n: int) -> list[dict[str, Any]]:
+    """Hand-made pairs: the author's (close) text alternates between A and B."""
+    pairs = []
+    for i in range(n):
+        label = "a" if i % 2 == 0 else "b"
+        chosen = f"{CLOSE} Item {i}, in short; done."
+        rejected = f"{FAR} number {i} ok"
+        a, b = (chosen, rejected) if label == "a" else (rejected, chosen)
+        pairs.append(
+            {
+                "id": f"p{i:03d}",
+                "query": "Write about the nation.",
+                "exemplars": [EXEMPLAR],
+                "response_a": a,
+                "response_b": b,
+                "label": label,
+                "positive_kind": "intra_author",
+                "negative_kind": "random" if i % 3 else "same_era",
+                "author": "president",
+                "genre": "speech",
+                "n_exemplars": 1,
+            }
+        )
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------
+# StylometricTeacher
+# ------------------------------------------------------------------------------------------
+
+
+def test_stylometric_teacher_prefers_the_closer_style_and_parses() -> None:
+    pair = make_pairs(1)[0]
+    parsed = parse_output(StylometricTeacher().judge(pair))
+    assert parsed.ok, parsed.reason
+    assert parsed.preferred == "a"
+    assert all(0 <= s <= 10 for s in parsed.scores)
+
+
+def test_stylometric_teacher_does_not_read_the_label() -> None:
+    pair = make_pairs(1)[0]
+    flipped = {**pair, "label": "b"}
+    assert StylometricTeacher().judge(pair) == StylometricTeacher().judge(flipped)
+
+
+def test_stylometric_teacher_swapping_responses_swaps_scores() -> None:
+    pair = make_pairs(1)[0]
+    swapped = {**pair, "response_a": pair["response_b"], "response_b": pair["response_a"]}
+    s1 = parse_output(StylometricTeacher().judge(pair)).scores
+    s2 = parse_output(StylometricTeacher().judge(swapped)).scores
+    assert s1 == (s2[1], s2[0])
+
+
+def test_stylometric_teacher_cites_its_measurements() -> None:
+    pair = make_pairs(1)[0]
+    teacher = StylometricTeacher(n_criteria=3)
+    measurements, summary = teacher.measure(pair)
+    parsed = parse_output(teacher.judge(pair))
+    # the criteria: 3 separating named features + the function-word and character n-gram profiles
+    assert [line.split(".")[0] for line in parsed.criteria.splitlines()] == ["1", "2", "3", "4", "5"]
+    assert "function words: the author's profile over 100 common function words" in parsed.criteria
+    named = measurements[: len(stylometry.SCALAR_FEATURES)]
+    top = sorted(named, key=lambda m: -m.separation)[0]
+    assert stylometry.describe(top.feature) in parsed.criteria
+    assert f"d={top.distance_a:.2f}" in parsed.evaluation and f"d={top.distance_b:.2f}" in parsed.evaluation
+    assert f"A {summary['char_a']:.3f}, B {summary['char_b']:.3f}" in parsed.evaluation
+    assert f"A {summary['delta_a']:.2f}, B {summary['delta_b']:.2f} (lower is closer)" in parsed.evaluation
+    # the exemplar value of a feature is the measured value of the exemplar text
+    comma = next(m for m in measurements if m.feature == "comma_rate")
+    assert comma.exemplars == pytest.approx(stylometry.style_features(EXEMPLAR)["comma_rate"])
+    assert parsed.scores == (summary["score_a"], summary["score_b"])
+
+
+def test_stylometric_distances_use_fitted_scales() -> None:
+    pairs = make_pairs(4)
+    teacher = StylometricTeacher()
+    teacher.prepare(pairs)
+    texts = sorted({t for p in pairs for t in [*p["exemplars"], p["response_a"], p["response_b"]]})
+    std = stylometry.feature_matrix(texts).std(axis=0)
+    j = stylometry.FEATURE_NAMES.index("comma_rate")
+    assert teacher.scales is not None and teacher.scales[j] == pytest.approx(std[j])
+    m = next(m for m in teacher.measure(pairs[0])[0] if m.feature == "comma_rate")
+    assert m.distance_a == pytest.approx(abs(m.value_a - m.exemplars) / std[j])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # no criterion to name
+        ({"n_criteria": 0}, "n_criteria must be at least 1"),
+        # a weight outside [0, 1]
+        ({"char_weight": 1.5}, r"char_weight must be in \[0, 1\]"),
+    ],
+)
+def test_stylometric_teacher_bad_settings(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        StylometricTeacher(**kwargs)
+
+
+def test_stylometric_fit_needs_two_texts() -> None:
+    with pytest.raises(ValueError, match="at least 2 distinct texts, got 1"):
+        StylometricTeacher().fit(["same", "same"])
+
+
+# ------------------------------------------------------------------------------------------
+# make_teacher
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected_type", "expected_name"),
+    [
+        # the CPU default
+        (TeacherSettings(kind="stylometric"), StylometricTeacher, "stylometric"),
+        # a registry model (not loaded until used)
+        (TeacherSettings(kind="local", model="tiny-random"), LocalTeacher, "local:tiny-random"),
+        # an OpenAI-compatible endpoint
+        (TeacherSettings(kind="http", model="m", base_url="http://127.0.0.1:9/v1"), HTTPTeacher, "http:m"),
+    ],
+)
+def test_make_teacher_chooses_by_kind(settings: TeacherSettings, expected_type: type, expected_name: str) -> None:
+    teacher = make_teacher(settings, seed=3)
+    assert type(teacher) is expected_type and teacher.name == expected_name
+    if isinstance(teacher, HTTPTeacher):
+        assert teacher.seed == 3 and teacher.url == "http://127.0.0.1:9/v1/chat/completions"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        # local without a model name
+        (TeacherSettings(kind="local"), "teacher.kind='local' needs teacher.model"),
+        # http without an endpoint
+        (TeacherSettings(kind="http", model="m"), "teacher.kind='http' needs teacher.base_url"),
+        # http without anything
+        (TeacherSettings(kind="http"), "needs teacher.base_url and teacher.model"),
+        # a kind that does not exist
+        (TeacherSettings(kind="oracle"), "unknown teacher.kind 'oracle'"),
+    ],
+)
+def test_make_teacher_bad_settings(settings: TeacherSettings, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_teacher(settings)
+
+
+# ------------------------------------------------------------------------------------------
+# LocalTeacher (tiny-random model)
+# ------------------------------------------------------------------------------------------
+
+
+def test_local_teacher_generates_greedily_from_the_shared_prompt() -> None:
+    from persrm_lib.generation import generate
+    from persrm_lib.prompt import build_prompt_text
+
+    pairs = make_pairs(3)
+    teacher = LocalTeacher("tiny-random", max_new_tokens=8, batch_size=2)
+    model, tokenizer = teacher._model()
+    prompts = [build_prompt_text(tokenizer, p, 1) for p in pairs]
+    assert teacher.prompt(pairs[0]) == prompts[0]
+    expected = [t.strip() for t in generate(model, tokenizer, prompts[:2], 8, 2).texts]
+    expected += [t.strip() for t in generate(model, tokenizer, prompts[2:], 8, 2).texts]
+    assert teacher.judge_batch(pairs) == expected
+    assert teacher.judge_batch(pairs) == expected  # greedy: the same again
+    assert all(len(tokenizer(t)["input_ids"]) <= 8 for t in expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # nothing to generate
+        ({"max_new_tokens": 0}, "max_new_tokens must be at least 1"),
+        # no batch
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+    ],
+)
+def test_local_teacher_bad_settings(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LocalTeacher("tiny-random", **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# HTTPTeacher against a real loopback server
+# ------------------------------------------------------------------------------------------
+
+SECRET = "sk-test-SECRET-0123456789"
+
+
+class FakeEndpoint:
+    """A chat-completions server on 127.0.0.1. ``plan`` is a list of (status, body) answered in
+    order (then ``default``); ``default`` answers with a completion preferring the response
+    whose text contains 'hold'."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.plan: list[tuple[int, str]] = []
+        self.delay = delay
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, str]:
+        with self.lock:
+            if self.plan:
+                return self.plan.pop(0)
+        user = body["messages"][1]["content"]
+        a = user.split("Response A:")[1].split("Response B:")[0]
+        scores = (8, 2) if "hold" in a else (2, 8)
+        completion = render_output("rhythm", "A vs B", scores)
+        return 200, json.dumps({"choices": [{"message": {"role": "assistant", "content": completion}}]})
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[str, FakeEndpoint]]:
+    state = FakeEndpoint()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with state.lock:
+                state.requests.append(body)
+                state.headers.append(dict(self.headers))
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                time.sleep(state.delay)
+                status, text = state.answer(body)
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def http_teacher(base_url: str, **kwargs: Any) -> HTTPTeacher:
+    defaults: dict[str, Any] = {"api_key_env": "PERSRM_TEST_KEY", "max_retries": 2, "backoff_s": 0.01, "timeout_s": 5.0}
+    return HTTPTeacher(base_url, "teacher-model", **{**defaults, **kwargs})
+
+
+def test_http_teacher_correct_answers_in_order(
+    endpoint: tuple[str, FakeEndpoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, state = endpoint
+    monkeypatch.setenv("PERSRM_TEST_KEY", SECRET)
+    pairs = make_pairs(5)
+    teacher = http_teacher(url, max_concurrency=3, max_new_tokens=77, seed=5)
+    completions = teacher.judge_batch(pairs)
+    assert [parse_output(c).preferred for c in completions] == [p["label"] for p in pairs]
+    assert len(state.requests) == 5
+    body = next(r for r in state.requests if r["messages"] == build_messages(pairs[2], 1))
+    assert (body["model"], body["max_tokens"], body["temperature"], body["seed"]) == ("teacher-model", 77, 0.0, 5)
+    assert {h["Authorization"] for h in state.headers} == {f"Bearer {SECRET}"}
+
+
+def test_http_teacher_without_key_sends_no_authorization(
+    endpoint: tuple[str, FakeEndpoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, state = endpoint
+    monkeypatch.delenv("PERSRM_TEST_KEY", raising=False)
+    http_teacher(url).judge(make_pairs(1)[0])
+    assert "Authorization" not in state.headers[0]
+
+
+def test_http_teacher_concurrency_is_bounded(endpoint: tuple[str, FakeEndpoint]) -> None:
+    url, state = endpoint
+    state.delay = 0.15
+    teacher = http_teacher(url, max_concurrency=2)
+    assert len(teacher.judge_batch(make_pairs(6))) == 6
+    assert state.max_in_flight == 2
+
+
+def test_http_teacher_retries_a_500_then_succeeds(endpoint: tuple[str, FakeEndpoint]) -> None:
+    url, state = endpoint
+    state.plan = [(500, "boom"), (429, "slow down")]
+    teacher = http_teacher(url, max_concurrency=1)
+    completion = teacher.judge(make_pairs(1)[0])
+    assert parse_output(completion).preferred == "a"
+    assert len(state.requests) == 3 and teacher.stats["retries"] == 2
+
+
+def test_http_teacher_gives_up_after_bounded_retries_on_5xx(endpoint: tuple[str, FakeEndpoint]) -> None:
+    url, state = endpoint
+    state.plan = [(503, "down")] * 10
+    with pytest.raises(
+        TeacherError, match=r"/v1/chat/completions failed for pair 'p000' after 3 attempts \(last: HTTP 503\)"
+    ):
+        http_teacher(url, max_retries=2).judge(make_pairs(1)[0])
+    assert len(state.requests) == 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_http_teacher_server_down_is_a_clear_error(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    teacher = http_teacher(url, max_retries=2)
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="persrm_lib.teachers"):
+        with pytest.raises(
+            TeacherError,
+            match=rf"{url}/chat/completions failed .* after 3 attempts \(last: ConnectError\); is the server up\?",
+        ):
+            generate_traces(make_pairs(2), teacher, tmp_path / "traces.jsonl")
+    assert time.monotonic() - start < 10  # bounded: 3 attempts with tiny backoff, not 2 pairs x forever
+    assert sum("ConnectError" in r.getMessage() for r in caplog.records) >= 3
+    assert not (tmp_path / "traces.jsonl").exists()
+
+
+def test_http_teacher_garbage_json_is_counted_and_never_completes_the_file(
+    endpoint: tuple[str, FakeEndpoint], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, state = endpoint
+    state.plan = [(200, "<html>not json{")]
+    pairs = make_pairs(3)
+    out = tmp_path / "traces.jsonl"
+    teacher = http_teacher(url, max_concurrency=1)
+    with caplog.at_level(logging.WARNING, logger="persrm_lib.teachers"):
+        with pytest.raises(TraceGenerationError, match=r"1 of 3 pairs got no trace \(invalid_json: 1\)"):
+            generate_traces(pairs, teacher, out)
+    assert "invalid JSON" in caplog.text and "'p000'" in caplog.text
+    assert teacher.stats["invalid_json"] == 1
+    assert not out.exists()  # never a file that looks complete
+    assert sorted(r["id"] for r in read_jsonl(partial_path(out))) == ["p001", "p002"]
+    # the server recovers: a rerun judges only the missing pair and completes the file
+    report = generate_traces(pairs, teacher, out)
+    assert (report.n_resumed, report.n_new) == (2, 1)
+    assert [r["id"] for r in read_jsonl(out)] == ["p000", "p001", "p002"]
+    assert len(state.requests) == 4
+
+
+@pytest.mark.parametrize(
+    ("plan", "error", "message"),
+    [
+        # valid JSON without the completion
+        ((200, json.dumps({"choices": []})), TeacherResponseError, "without choices\\[0\\].message.content"),
+        # content that is not text
+        ((200, json.dumps({"choices": [{"message": {"content": None}}]})), TeacherResponseError, "non-text content"),
+        # a request the server refuses for this pair (e.g. too long)
+        ((400, "context too long"), TeacherResponseError, "refused pair 'p000': HTTP 400"),
+        # wrong credentials stop everything at once
+        ((401, "bad key"), TeacherError, "answered HTTP 401"),
+    ],
+)
+def test_http_teacher_bad_answers(
+    endpoint: tuple[str, FakeEndpoint], plan: tuple[int, str], error: type[Exception], message: str
+) -> None:
+    url, state = endpoint
+    state.plan = [plan]
+    with pytest.raises(error, match=message):
+        http_teacher(url).judge(make_pairs(1)[0])
+    assert len(state.requests) == 1  # none of these is retried
+
+
+def test_http_teacher_never_logs_the_key(
+    endpoint: tuple[str, FakeEndpoint], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, state = endpoint
+    monkeypatch.setenv("PERSRM_TEST_KEY", SECRET)
+    # a server that echoes the key back in its error bodies
+    state.plan = [(500, "x"), (200, f"garbage {SECRET}"), (401, f"bad key {SECRET}")]
+    messages = []
+    with caplog.at_level(logging.DEBUG):
+        teacher = http_teacher(url, max_concurrency=1)
+        for _ in range(2):
+            try:
+                teacher.judge(make_pairs(1)[0])
+            except TeacherError as exc:
+                messages.append(str(exc))
+        teacher.judge(make_pairs(1)[0])
+    assert len(messages) == 2 and all("***" in m for m in messages)
+    assert SECRET not in caplog.text and SECRET not in " ".join(messages)
+    assert SECRET not in repr(teacher)
+    assert len(caplog.records) > 0  # httpx/httpcore and our retries did log
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # not an http(s) URL
+        ({"base_url": "localhost:8000"}, "base_url must start with http:// or https://"),
+        # no worker
+        ({"max_concurrency": 0}, "max_concurrency must be at least 1"),
+        # negative retries
+        ({"max_retries": -1}, "max_retries must be at least 0"),
+    ],
+)
+def test_http_teacher_bad_settings(kwargs: dict[str, Any], message: str) -> None:
+    settings = {"base_url": "http://127.0.0.1:9/v1", "model": "m", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        HTTPTeacher(**settings)
+
+
+# ------------------------------------------------------------------------------------------
+# generate_traces
+# ------------------------------------------------------------------------------------------
+
+
+class ExplodingTeacher(Teacher):
+    name = "stylometric"
+
+    def judge(self, pair: Any) -> str:
+        raise AssertionError("a complete trace file must not be regenerated")
+
+
+def test_generate_traces_writes_complete_file_in_pair_order(tmp_path: Path) -> None:
+    pairs = make_pairs(6)
+    out = tmp_path / "data" / "traces.jsonl"
+    report = generate_traces(pairs, StylometricTeacher(), out)
+    records = read_jsonl(out)
+    assert [r["id"] for r in records] == [p["id"] for p in pairs]
+    assert list(records[0])[-4:] == ["teacher", "completion", "scores", "faithful"]
+    assert all(r["teacher"] == "stylometric" for r in records)
+    for r in records:
+        parsed = parse_output(r["completion"])
+        assert r["scores"] == list(parsed.scores) and r["faithful"] == (parsed.preferred == r["label"])
+    assert (report.n_pairs, report.n_new, report.n_resumed) == (6, 6, 0)
+    assert report.n_faithful == sum(r["faithful"] for r in records)
+    assert not partial_path(out).exists()
+    # a complete file is never regenerated
+    again = generate_traces(pairs, ExplodingTeacher(), out)
+    assert (again.n_new, again.n_resumed) == (0, 6)
+
+
+def test_generate_traces_resumes_a_shuffled_partial_with_a_torn_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pairs = make_pairs(8)
+    clean = tmp_path / "clean.jsonl"
+    generate_traces(pairs, StylometricTeacher(), clean)
+    records = read_jsonl(clean)
+    out = tmp_path / "traces.jsonl"
+    # an interrupted concurrent run: 3 records in completion order, then a torn line
+    partial = partial_path(out)
+    lines = [json.dumps(records[i], ensure_ascii=False) for i in (5, 1, 3)]
+    partial.write_text("\n".join(lines) + "\n" + json.dumps(records[0])[:57])
+    with caplog.at_level(logging.INFO, logger="persrm_lib"):
+        report = generate_traces(pairs, StylometricTeacher(), out)
+    assert "torn last line" in caplog.text and "resuming" in caplog.text
+    assert (report.n_resumed, report.n_new) == (3, 5)
+    assert out.read_bytes() == clean.read_bytes()
+    assert not partial.exists()
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        # nothing to judge
+        ([], "generate_traces got no pairs"),
+        # two pairs with one id
+        (make_pairs(2)[:1] * 2, "pair id 'p000' is repeated \\(pairs 0 and 1\\)"),
+        # a pair without a label
+        ([{k: v for k, v in make_pairs(1)[0].items() if k != "label"}], "pair 0: missing field\\(s\\): label"),
+        # a label that is neither a nor b
+        ([{**make_pairs(1)[0], "label": "A"}], "pair 0: field 'label' must be 'a' or 'b', got 'A'"),
+        # exemplars that are not a list of texts
+        ([{**make_pairs(1)[0], "exemplars": "one text"}], "pair 0: field 'exemplars' must be a non-empty list"),
+    ],
+)
+def test_generate_traces_bad_pairs(tmp_path: Path, pairs: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        generate_traces(pairs, StylometricTeacher(), tmp_path / "t.jsonl")
+
+
+def test_generate_traces_refuses_a_file_of_another_pair_set_or_teacher(tmp_path: Path) -> None:
+    out = tmp_path / "traces.jsonl"
+    generate_traces(make_pairs(3), StylometricTeacher(), out)
+    with pytest.raises(ValueError, match="holds traces of 1 pair\\(s\\) not in the input \\(first: 'p002'\\)"):
+        generate_traces(make_pairs(2), StylometricTeacher(), out)
+    write_jsonl_atomic(read_jsonl(out)[:2], partial_path(tmp_path / "other.jsonl"))
+
+    class Other(StylometricTeacher):
+        name = "other"
+
+    with pytest.raises(ValueError, match="holds traces by teacher 'stylometric', not 'other'"):
+        generate_traces(make_pairs(3), Other(), tmp_path / "other.jsonl")
+
+
+SLOW_SCRIPT = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from persrm_lib.jsonl import read_jsonl
+from persrm_lib.teachers import StylometricTeacher, generate_traces
+
+class SlowTeacher(StylometricTeacher):
+    def judge(self, pair):
+        time.sleep({delay})
+        return super().judge(pair)
+
+generate_traces(read_jsonl(sys.argv[1]), SlowTeacher(), sys.argv[2])
+"""
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_generate_traces_survives_sigkill_and_resumes(tmp_path: Path) -> None:
+    pairs = make_pairs(30)
+    pairs_file = tmp_path / "pairs.jsonl"
+    write_jsonl_atomic(pairs, pairs_file)
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_SCRIPT.format(repo=str(REPO), delay=0.05))
+    out = tmp_path / "traces.jsonl"
+    partial = partial_path(out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(script), str(pairs_file), str(out)], env=env)
+    try:
+        started = wait_for(lambda: partial.exists() and partial.read_bytes().count(b"\n") >= 5, timeout=60)
+        assert started, "the generating subprocess wrote no trace within 60 s"
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not out.exists()  # a killed run leaves only the .partial file
+    n_before = partial.read_bytes().count(b"\n")
+    assert 5 <= n_before < 30
+    with partial.open("a") as handle:  # and suppose the kill had cut the last line short
+        handle.write('{"id": "p029", "query": "Wri')
+    report = generate_traces(pairs, StylometricTeacher(), out)
+    assert report.n_resumed == n_before and report.n_new == 30 - n_before
+    records = read_jsonl(out)
+    assert [r["id"] for r in records] == [p["id"] for p in pairs]  # each id exactly once, in order
+    for pair, record in zip(pairs, records, strict=True):
+        assert {k: record[k] for k in pair} == pair
+        assert parse_output(record["completion"]).ok
+    clean = tmp_path / "clean.jsonl"
+    generate_traces(pairs, StylometricTeacher(), clean)
+    assert out.read_bytes() == clean.read_bytes()
+
+
+def test_judge_batch_raises_the_first_response_error() -> None:
+    class Flaky(Teacher):
+        name = "flaky"
+
+        def judge(self, pair: Any) -> str:
+            if pair["id"] == "p001":
+                raise TeacherResponseError("bad answer for p001", kind="invalid_json")
+            return "ok"
+
+    assert Flaky().judge_batch(make_pairs(1)) == ["ok"]
+    with pytest.raises(TeacherResponseError, match="bad answer for p001"):
+        Flaky().judge_batch(make_pairs(3))
+
+
+def test_http_teacher_answers_any_chat_messages(endpoint: tuple[str, FakeEndpoint]) -> None:
+    # the behaviour classifier of notebook 07 uses the HTTP teacher as a chat completer
+    url, state = endpoint
+    teacher = http_teacher(url, max_concurrency=2, max_new_tokens=9)
+    messages = build_messages(make_pairs(1)[0], 1)
+    assert parse_output(teacher.complete(messages)).preferred == "a"
+    state.plan = [(503, "busy")]
+    answers = teacher.complete_batch([messages, build_messages(make_pairs(2)[1], 1)])
+    assert [parse_output(a).preferred for a in answers] == ["a", "b"]
+    assert all(r["max_tokens"] == 9 for r in state.requests) and len(state.requests) == 4
