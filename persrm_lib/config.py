@@ -90,6 +90,8 @@ class TeacherSettings:
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never logged
     max_concurrency: int = 8
     max_new_tokens: int = 512
+    trace_style: str = "full"  # stylometric teacher: full (about 430 tokens) or compact (about 120)
+    n_criteria: int = 3  # stylometric teacher: named features that separate the responses most
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: data.query_mode must be neutral or opening, got {self.data.query_mode!r}")
         if self.teacher.kind not in ("stylometric", "local", "http"):
             raise ValueError(f"profile {self.name!r}: teacher.kind must be stylometric, local or http")
+        if self.teacher.trace_style not in ("full", "compact"):
+            raise ValueError(f"profile {self.name!r}: teacher.trace_style must be full or compact")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,8 +140,9 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
         data=DataSettings(passage_words=60, n_exemplars=1, eval_exemplar_counts=(1,), train_pairs=16, eval_pairs=8, query_words=12),
-        model=ModelSettings(name="tiny-random", max_seq_length=512, max_completion_length=32),
+        model=ModelSettings(name="tiny-random", max_seq_length=2048, max_completion_length=32),
         lora=LoRASettings(r=4, alpha=8),
+        teacher=TeacherSettings(trace_style="compact"),
         sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=1e-3, max_steps=2),
         grpo=GRPOSettings(batch_size=4, num_generations=2, learning_rate=1e-3, max_steps=1, max_completion_length=16),
     ),
@@ -146,16 +151,21 @@ PROFILES: dict[str, Profile] = {
         data=DataSettings(passage_words=80, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=48, eval_pairs=24, query_words=16),
         model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=96),
         lora=LoRASettings(r=8, alpha=16),
-        sft=SFTSettings(batch_size=4, per_device_batch_size=2, learning_rate=5e-4, max_steps=6),
+        sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=5e-4, max_steps=6),
+        # Smoke exercises the pipeline, not learning: 64 tokens cannot hold a trace, so every GRPO
+        # sample is a format violation (reward -1) and the advantages are zero.
         grpo=GRPOSettings(batch_size=4, num_generations=2, learning_rate=1e-5, max_steps=2, max_completion_length=64),
+        teacher=TeacherSettings(trace_style="compact"),
     ),
     "cpu": Profile(
         name="cpu",
         data=DataSettings(passage_words=120, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=576, eval_pairs=96, query_words=20),
-        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1536, max_completion_length=160),
+        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1536, max_completion_length=256),
         lora=LoRASettings(r=16, alpha=32),
         sft=SFTSettings(batch_size=8, per_device_batch_size=2, learning_rate=3e-4, epochs=1.0),
-        grpo=GRPOSettings(batch_size=8, num_generations=4, learning_rate=5e-6, max_steps=40, max_completion_length=160),
+        # compact stylometric traces are 180-230 SmolLM2 tokens (measured); 256 leaves room
+        grpo=GRPOSettings(batch_size=8, num_generations=4, learning_rate=5e-6, max_steps=40, max_completion_length=256),
+        teacher=TeacherSettings(trace_style="compact"),
     ),
     # The paper's settings (arXiv 2508.14076 §4.1): Qwen2.5-7B-Instruct, SFT batch 64 / lr 5e-6 /
     # 1 epoch; GRPO 8 samples per prompt, batch 32, lr 3e-7, KL 1e-3; teacher Qwen2.5-72B-Instruct.

@@ -188,11 +188,16 @@ class StylometricTeacher(Teacher):
             so an n-gram judge is fooled by construction); 0.8 gives 44% overall, 0.0 (Delta
             alone) 50%.
         n_exemplars: exemplars to read (default: the pair's ``n_exemplars``, else all).
+        compact: write a short trace (one line of criteria, one terse line per criterion; about
+            120 SmolLM2 tokens instead of about 430) that a small student can reproduce within a
+            CPU-sized completion budget; the measurements and scores are the same.
     """
 
     name = "stylometric"
 
-    def __init__(self, n_criteria: int = 3, char_weight: float = 0.5, n_exemplars: int | None = None) -> None:
+    def __init__(
+        self, n_criteria: int = 3, char_weight: float = 0.5, n_exemplars: int | None = None, compact: bool = False
+    ) -> None:
         if n_criteria < 1:
             raise ValueError(f"n_criteria must be at least 1, got {n_criteria}")
         if not 0.0 <= char_weight <= 1.0:
@@ -200,6 +205,7 @@ class StylometricTeacher(Teacher):
         self.n_criteria = n_criteria
         self.char_weight = char_weight
         self.n_exemplars = n_exemplars
+        self.compact = compact
         self.scales: np.ndarray | None = None
 
     def fit(self, texts: Sequence[str]) -> StylometricTeacher:
@@ -254,6 +260,8 @@ class StylometricTeacher(Teacher):
         fw_a, fw_b = float(np.mean([m.distance_a for m in words])), float(np.mean([m.distance_b for m in words]))
         telling = max(words, key=lambda m: m.separation)
         n_ex = len(_exemplars(pair, self.n_exemplars))
+        if self.compact:
+            return self._render_compact(top, fw_a, fw_b, s)
         criteria_lines = [f"{i}. {_aspect(m.feature)}: {stylometry.describe(m.feature)}" for i, m in enumerate(top, 1)]
         criteria_lines += [
             f"{len(top) + 1}. function words: the author's profile over {len(words)} common function words",
@@ -285,6 +293,23 @@ class StylometricTeacher(Teacher):
             verdict = f"Response {better} is closer to the exemplars' style overall."
         eval_lines.append(f"A is closer on {wins_a} of {len(top) + 2} criteria, B on {wins_b}. {verdict}")
         return render_output("\n".join(criteria_lines), "\n".join(eval_lines), (s["score_a"], s["score_b"]))
+
+    def _render_compact(self, top: list[Measurement], fw_a: float, fw_b: float, s: dict[str, float]) -> str:
+        """The short trace: the same criteria and verdicts, fewer words."""
+        names = [stylometry.describe(m.feature) for m in top] + ["function words", "character n-grams"]
+        lines = [
+            f"{stylometry.describe(m.feature).split(' per ')[0]}: author {_fmt(m.exemplars)}, A {_fmt(m.value_a)}, B {_fmt(m.value_b)}; {m.closer}."
+            for m in top
+        ]
+        fw_closer = "A" if fw_a < fw_b else "B" if fw_b < fw_a else "neither"
+        char_closer = "A" if s["char_a"] > s["char_b"] else "B" if s["char_b"] > s["char_a"] else "neither"
+        lines.append(f"function words: A {fw_a:.1f}, B {fw_b:.1f}; {fw_closer}.")
+        lines.append(f"character n-grams: A {s['char_a']:.2f}, B {s['char_b']:.2f}; {char_closer}.")
+        if s["score_a"] == s["score_b"]:
+            lines.append("Both are equally close to the author.")
+        else:
+            lines.append(f"{'A' if s['score_a'] > s['score_b'] else 'B'} is closer to the author.")
+        return render_output("; ".join(names), "\n".join(lines), (s["score_a"], s["score_b"]))
 
 
 def _floor_scales(matrix: np.ndarray) -> np.ndarray:
@@ -608,7 +633,7 @@ def make_teacher(settings: TeacherSettings, seed: int = 0) -> Teacher:
     'stylometric'
     """
     if settings.kind == "stylometric":
-        return StylometricTeacher()
+        return StylometricTeacher(n_criteria=settings.n_criteria, compact=settings.trace_style == "compact")
     if settings.kind == "local":
         if not settings.model:
             raise ValueError("teacher.kind='local' needs teacher.model (a registry name, folder or hub id)")

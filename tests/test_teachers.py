@@ -119,6 +119,20 @@ def test_stylometric_teacher_cites_its_measurements() -> None:
     assert parsed.scores == (summary["score_a"], summary["score_b"])
 
 
+def test_compact_trace_keeps_the_verdict_in_fewer_words() -> None:
+    pair = make_pairs(1)[0]
+    full = parse_output(StylometricTeacher(n_criteria=3).judge(pair))
+    compact_text = StylometricTeacher(n_criteria=3, compact=True).judge(pair)
+    compact = parse_output(compact_text)
+    assert compact.ok, compact.reason
+    assert compact.scores == full.scores  # same measurements, same scores
+    assert len(compact.criteria.split("; ")) == 5  # 3 named features + function words + character n-grams
+    assert len(compact.evaluation.splitlines()) == 6  # one line per criterion + the verdict
+    assert compact.evaluation.splitlines()[-1] == "A is closer to the author."
+    assert len(compact_text.split()) < 0.6 * len(StylometricTeacher(n_criteria=3).judge(pair).split())
+    assert make_teacher(TeacherSettings(trace_style="compact")).compact is True
+
+
 def test_stylometric_distances_use_fitted_scales() -> None:
     pairs = make_pairs(4)
     teacher = StylometricTeacher()

