@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .backend import select_backend
 from .config import Profile, get_profile, set_threads
 from .paths import FIGURES_DIR
 
@@ -17,9 +18,12 @@ PUBLISHED_PROFILES = ("cpu",)  # only the reference run writes into the tracked 
 
 def start(profile_name: str, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> tuple[Profile, Path]:
     """Resolve the profile, pin threads, seed everything, create the run folder."""
+    profile = get_profile(profile_name, overrides)
+    if select_backend() == "unsloth":
+        import unsloth  # noqa: F401 -- Unsloth patches transformers and TRL, so it is imported first
+
     from transformers import set_seed
 
-    profile = get_profile(profile_name, overrides)
     set_threads(profile.num_threads)
     set_seed(profile.seed)
     run = Path(run_dir)

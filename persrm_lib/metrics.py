@@ -1,0 +1,270 @@
+"""Evaluation metrics over per-pair results (PersRM-R1 §4: accuracy tables, §5: analyses).
+
+The input is the per-pair results table that :func:`persrm_lib.evaluate.evaluate_pairs` builds,
+one row per pair, with at least ``label``, ``preferred`` (``"a"``, ``"b"`` or None for a tie or a
+format violation) and ``format_ok``; when the pair was also judged with A and B swapped,
+``swapped_preferred`` and ``swapped_format_ok``. Breakdown columns: ``benchmark``,
+``negative_kind``, ``positive_kind``, ``n_exemplars``, ``genre``.
+
+- accuracy: the share of pairs whose labelled (chosen) response is scored strictly higher; ties
+  and format violations are wrong (DESIGN.md).
+- format compliance: the share of verdicts that parse (both orders when swapped).
+- position consistency: the share of swapped pairs on which the judge picks the same text in
+  both orders (a tie or violation in either order is inconsistent).
+- 95% intervals: percentile bootstrap over pairs, seeded (numpy), so a table is reproducible.
+
+>>> import pandas as pd
+>>> rows = pd.DataFrame({"label": ["a", "b", "a", "b"], "preferred": ["a", "b", None, "a"],
+...                      "format_ok": [True, True, False, True], "benchmark": ["x", "x", "y", "y"]})
+>>> accuracy(rows), format_compliance(rows)
+(0.5, 0.75)
+>>> summarize(rows, by="benchmark")[["benchmark", "n", "accuracy"]].to_dict("records")
+[{'benchmark': 'x', 'n': 2, 'accuracy': 1.0}, {'benchmark': 'y', 'n': 2, 'accuracy': 0.0}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BREAKDOWNS: tuple[str, ...] = ("benchmark", "negative_kind", "positive_kind", "n_exemplars", "genre")
+N_BOOTSTRAP = 1000
+CONFIDENCE = 0.95
+
+
+def _missing(value: object) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def correct(results: pd.DataFrame) -> np.ndarray:
+    """Per pair: True when the labelled response was preferred strictly (ties/violations: False)."""
+    return np.array(
+        [not _missing(p) and p == lab for p, lab in zip(results["preferred"], results["label"], strict=True)],
+        dtype=bool,
+    )
+
+
+def accuracy(results: pd.DataFrame) -> float:
+    """Share of pairs judged correctly; NaN for an empty table."""
+    return float(correct(results).mean()) if len(results) else float("nan")
+
+
+def format_compliance(results: pd.DataFrame) -> float:
+    """Share of verdicts that parse, counting the swapped verdicts where they exist."""
+    values = [bool(v) for v in results["format_ok"]]
+    if "swapped_format_ok" in results:
+        values += [bool(v) for v in results["swapped_format_ok"] if not _missing(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def consistent(results: pd.DataFrame) -> np.ndarray:
+    """Per swapped pair: True when both orders prefer the same text (a strict preference in both).
+
+    In the swapped pair the author's text sits in the other slot, so "the same text" means the
+    swapped verdict names the other letter. Pairs that were not swapped are left out.
+    """
+    if "swapped_format_ok" not in results:
+        return np.array([], dtype=bool)
+    out = []
+    for p, q, done in zip(
+        results["preferred"], results["swapped_preferred"], results["swapped_format_ok"], strict=True
+    ):
+        if _missing(done):
+            continue
+        out.append(not _missing(p) and not _missing(q) and {p, q} == {"a", "b"})
+    return np.array(out, dtype=bool)
+
+
+def position_consistency(results: pd.DataFrame) -> float:
+    """Share of swapped pairs judged consistently; NaN when no pair was swapped."""
+    values = consistent(results)
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def share_prefers_a(results: pd.DataFrame) -> float:
+    """Share of strict verdicts that prefer response A (0.5 when there is no position bias)."""
+    strict = [p for p in results["preferred"] if not _missing(p) and p in ("a", "b")]
+    return float(np.mean([p == "a" for p in strict])) if strict else float("nan")
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (seeded).
+
+    Args:
+        values: per-pair values (e.g. 1.0 correct, 0.0 wrong).
+        n_bootstrap: resamples.
+        seed: numpy seed; the same seed gives the same interval.
+        confidence: the interval's coverage (0.95: the 2.5th and 97.5th percentiles).
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` for no values.
+
+    >>> bootstrap_ci([1.0] * 10)
+    (1.0, 1.0)
+    >>> low, high = bootstrap_ci([1, 0] * 50, seed=1)
+    >>> 0.38 < low < 0.5 < high < 0.62
+    True
+    """
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(n_bootstrap, data.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def metric_row(results: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, float | int]:
+    """Accuracy with its interval, format compliance, position consistency and A-share of a table."""
+    hits = correct(results).astype(float)
+    low, high = bootstrap_ci(hits, n_bootstrap=n_bootstrap, seed=seed)
+    return {
+        "n": int(len(results)),
+        "accuracy": float(hits.mean()) if len(hits) else float("nan"),
+        "ci_low": low,
+        "ci_high": high,
+        "format": format_compliance(results),
+        "consistency": position_consistency(results),
+        "prefers_a": share_prefers_a(results),
+    }
+
+
+def summarize(
+    results: pd.DataFrame, by: str | Sequence[str] | None = None, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0
+) -> pd.DataFrame:
+    """One row per group (sorted), with :func:`metric_row`'s columns.
+
+    Args:
+        results: per-pair results.
+        by: column name(s) to group by; None for one overall row. Missing values group as "unknown".
+        n_bootstrap: bootstrap resamples per group.
+        seed: bootstrap seed (the same for every group).
+
+    Returns:
+        A DataFrame with the group columns, then n, accuracy, ci_low, ci_high, format,
+        consistency, prefers_a.
+    """
+    keys = [by] if isinstance(by, str) else list(by or [])
+    if not keys:
+        return pd.DataFrame([metric_row(results, n_bootstrap, seed)])
+    missing = [k for k in keys if k not in results]
+    if missing:
+        raise KeyError(f"results have no column(s) {', '.join(missing)} to group by")
+    frame = results.copy()
+    for key in keys:
+        frame[key] = frame[key].apply(lambda v: "unknown" if _missing(v) else v)
+    rows = []
+    for values, group in frame.groupby(keys, sort=True, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        rows.append({**dict(zip(keys, values, strict=True)), **metric_row(group, n_bootstrap, seed)})
+    return pd.DataFrame(rows)
+
+
+def breakdowns(
+    results: pd.DataFrame,
+    columns: Sequence[str] = BREAKDOWNS,
+    extra: Sequence[str] = (),
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> dict[str, pd.DataFrame]:
+    """``{"overall": ..., column: ...}`` tables; each breakdown also groups by ``extra`` columns
+    (e.g. ``("judge",)``). Columns absent from the results are left out."""
+    extra = [c for c in extra if c in results]
+    tables = {"overall": summarize(results, extra or None, n_bootstrap, seed)}
+    for column in columns:
+        if column in results:
+            tables[column] = summarize(results, [*extra, column], n_bootstrap, seed)
+    return tables
+
+
+def accuracy_table(
+    results: pd.DataFrame, rows: str = "judge", columns: str = "benchmark", digits: int = 1
+) -> pd.DataFrame:
+    """A paper-style table: accuracy in percent with its 95% interval, ``rows`` x ``columns``.
+
+    >>> import pandas as pd
+    >>> r = pd.DataFrame({"judge": ["j"] * 2, "benchmark": ["x"] * 2, "label": ["a", "a"],
+    ...                   "preferred": ["a", "a"], "format_ok": [True, True]})
+    >>> accuracy_table(r).loc["j", "x"]
+    '100.0 [100.0, 100.0]'
+    """
+    table = summarize(results, [rows, columns])
+    table["cell"] = [
+        f"{100 * a:.{digits}f} [{100 * lo:.{digits}f}, {100 * hi:.{digits}f}]"
+        for a, lo, hi in zip(table["accuracy"], table["ci_low"], table["ci_high"], strict=True)
+    ]
+    wide = table.pivot(index=rows, columns=columns, values="cell")
+    wide.columns.name = None
+    order = list(dict.fromkeys(results[rows]))  # rows in the order they were evaluated
+    return wide.reindex([r for r in order if r in wide.index])
+
+
+# ---- training logs (06_training_dynamics) -----------------------------------------------------
+
+# canonical column -> names it may have in a log.csv (first found wins)
+SFT_LOG_COLUMNS: dict[str, tuple[str, ...]] = {
+    "step": ("step",),
+    "loss": ("loss",),
+    "learning_rate": ("learning_rate",),
+    "token_accuracy": ("mean_token_accuracy", "token_accuracy"),
+    "seconds": ("seconds", "seconds_per_step"),
+}
+RFT_LOG_COLUMNS: dict[str, tuple[str, ...]] = {
+    "step": ("step",),
+    "loss": ("loss",),
+    "learning_rate": ("learning_rate",),
+    "seconds": ("seconds", "seconds_per_step"),
+    "reward_mean": ("reward_mean", "reward"),
+    "share_format_violation": ("share_format_violation", "format_violation"),
+    "share_wrong": ("share_wrong", "wrong"),
+    "share_correct": ("share_correct", "correct"),
+    "kl": ("kl",),
+    "completion_length": ("completion_length", "completions/mean_length"),
+    "validation_accuracy": ("validation_accuracy", "val_accuracy", "eval_accuracy"),
+}
+
+
+def read_training_log(path: str | Path, columns: Mapping[str, Sequence[str]]) -> tuple[pd.DataFrame, list[str]]:
+    """Read a training ``log.csv`` defensively into canonical columns.
+
+    Args:
+        path: the CSV (``sft/log.csv``, ``rft/log.csv``).
+        columns: canonical name -> accepted names in the file (e.g. :data:`RFT_LOG_COLUMNS`).
+
+    Returns:
+        ``(frame, missing)``: one row per logged step, sorted by step, with every canonical column
+        (NaN where the file has none), and the canonical names the file lacks or leaves empty.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file has no ``step`` column or no row.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "log.csv"
+    >>> _ = p.write_text("step,reward,kl\\n2,0.5,0.01\\n1,-1,0.0\\n")
+    >>> frame, missing = read_training_log(p, {"step": ("step",), "reward_mean": ("reward",), "loss": ("loss",)})
+    >>> frame["reward_mean"].tolist(), missing
+    ([-1.0, 0.5], ['loss'])
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training log {path} does not exist")
+    raw = pd.read_csv(path)
+    if "step" not in raw.columns:
+        raise ValueError(f"training log {path} has no 'step' column (columns: {', '.join(map(str, raw.columns))})")
+    if raw.empty:
+        raise ValueError(f"training log {path} has no rows")
+    frame = pd.DataFrame(index=raw.index)
+    missing = []
+    for name, accepted in columns.items():
+        found = next((c for c in accepted if c in raw.columns), None)
+        frame[name] = pd.to_numeric(raw[found], errors="coerce") if found else np.nan
+        if found is None or frame[name].isna().all():
+            missing.append(name)
+    return frame.sort_values("step", kind="stable").reset_index(drop=True), missing

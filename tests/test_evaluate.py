@@ -1,0 +1,378 @@
+"""``python -m persrm_lib.evaluate``: any canonical pair file in, per-pair results and metrics out;
+each bad input exits with code 2 and a message naming what was wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from eval_fixtures import make_pairs
+
+from persrm_lib.evaluate import benchmark_name, evaluate_pairs, main, select_pairs
+from persrm_lib.judges import make_judge, swap_pair
+from persrm_lib.pairs import write_pairs
+from persrm_lib.paths import REPO_ROOT
+
+SUMMARY = re.compile(r"^accuracy=(\d\.\d{3}|nan) n=(\d+) format=(\d\.\d{2}|nan) judge=([\w-]+)$")
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "train": write_pairs(make_pairs(8), tmp_path / "train.jsonl"),
+        "test": write_pairs(make_pairs(16)[8:], tmp_path / "test_toy.jsonl"),
+        "out": tmp_path / "out" / "result.json",
+    }
+
+
+def run_cli(capsys, argv: list[str]) -> tuple[int, list[str], str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out.strip().splitlines(), captured.err
+
+
+def test_char_ngram_run_writes_results_and_prints_summary_last(capsys, files) -> None:
+    code, out, err = run_cli(
+        capsys,
+        ["--pairs", files["test"], "--judge", "char-ngram", "--train-pairs", files["train"], "--n-exemplars", "1"]
+        + ["--out", files["out"]],
+    )
+    assert code == 0, err
+    assert out[-1] == "accuracy=1.000 n=8 format=1.00 judge=char-ngram"
+    document = json.loads(files["out"].read_text())
+    assert document["fitted_on"] == "training pairs (8)"
+    assert len(document["results"]) == 8
+    first = document["results"][0]
+    assert (first["id"], first["benchmark"], first["label"], first["correct"]) == ("pair-08", "toy", "a", True)
+    assert document["metrics"]["overall"]["n"] == 8
+    assert document["metrics"]["overall"]["consistency"] == 1.0
+    assert sorted(document["metrics"]["by"]) == ["benchmark", "genre", "n_exemplars", "negative_kind", "positive_kind"]
+    assert {row["negative_kind"]: row["n"] for row in document["metrics"]["by"]["negative_kind"]} == {
+        "cross_author": 5,
+        "random": 3,
+    }
+
+
+def test_run_is_deterministic(capsys, files, tmp_path: Path) -> None:
+    outputs = []
+    for name in ("one.json", "two.json"):
+        argv = ["--pairs", files["test"], "--judge", "random", "--seed", "5", "--limit", "5", "--out", tmp_path / name]
+        assert run_cli(capsys, argv)[0] == 0
+        document = json.loads((tmp_path / name).read_text())
+        document.pop("seconds")
+        outputs.append(document)
+    assert outputs[0] == outputs[1]
+    assert [r["id"] for r in outputs[0]["results"]] == [p["id"] for p in select_pairs(make_pairs(16)[8:], 5, 5)]
+
+
+def test_without_train_pairs_fits_on_texts_only(capsys, files) -> None:
+    code, out, _ = run_cli(capsys, ["--pairs", files["test"], "--judge", "function-words", "--out", files["out"]])
+    assert code == 0
+    assert SUMMARY.match(out[-1]).group(4) == "function-words"
+    assert json.loads(files["out"].read_text())["fitted_on"].startswith("evaluated pairs' texts, labels not read")
+
+
+def test_reads_outside_files_with_extra_fields_and_integer_ids(capsys, tmp_path: Path) -> None:
+    pairs = [{**p, "id": i, "source_dataset": "elsewhere"} for i, p in enumerate(make_pairs(4))]
+    path = tmp_path / "theirs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    code, out, _ = run_cli(
+        capsys, ["--pairs", path, "--judge", "random", "--n-exemplars", "1", "--out", tmp_path / "r.json"]
+    )
+    assert code == 0
+    assert SUMMARY.match(out[-1]).group(2) == "4"
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [r["benchmark"] for r in results] == ["theirs"] * 4
+    assert [r["n_exemplars"] for r in results] == [1] * 4
+
+
+def good_line() -> str:
+    return json.dumps(make_pairs(1)[0])
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        # a line cut short: the error names line 2
+        ([good_line(), '{"id": "x", "query": "q"'], r"bad\.jsonl line 2: malformed JSON"),
+        # a label that is neither a nor b
+        (
+            [good_line().replace('"label": "a"', '"label": "chosen"')],
+            r"line 1: field 'label' must be 'a' or 'b', got 'chosen'",
+        ),
+        # a missing field
+        (
+            [json.dumps({k: v for k, v in make_pairs(1)[0].items() if k != "exemplars"})],
+            r"line 1: missing field\(s\): exemplars",
+        ),
+        # an empty file
+        ([], r"bad\.jsonl is empty: no pair to read"),
+    ],
+)
+def test_bad_pair_files_exit_2_with_the_reason(capsys, tmp_path: Path, lines: list[str], message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    out_file = tmp_path / "r.json"
+    code, out, err = run_cli(capsys, ["--pairs", path, "--judge", "random", "--out", out_file])
+    assert code == 2
+    assert re.search(message, err), err
+    assert err.startswith("error: ")
+    assert out == []
+    assert not out_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # more exemplars than the pairs hold
+        (
+            ["--judge", "random", "--n-exemplars", "5"],
+            r"--n-exemplars 5: pair 'pair-08' has 2 exemplar\(s\), 5 requested",
+        ),
+        # zero exemplars
+        (["--judge", "random", "--n-exemplars", "0"], r"--n-exemplars must be at least 1, got 0"),
+        # a model judge without a model
+        (["--judge", "generative"], r"--judge generative needs --model"),
+        # a scalar reward model has nothing to learn from
+        (
+            ["--judge", "scalar-rm", "--model", "tiny-random"],
+            r"scalar-rm is trained on labelled pairs: pass --train-pairs",
+        ),
+        # an adapter for a judge that has no model
+        (["--judge", "char-ngram", "--adapter", "x"], r"--adapter applies to --judge generative only"),
+        # an unknown model name
+        (["--judge", "loglik", "--model", "no-such-model"], r"unknown model 'no-such-model'"),
+        # a limit of zero
+        (["--judge", "random", "--limit", "0"], r"--limit must be at least 1, got 0"),
+    ],
+)
+def test_bad_settings_exit_2(capsys, files, extra: list[str], message: str) -> None:
+    code, _, err = run_cli(capsys, ["--pairs", files["test"], *extra, "--out", files["out"]])
+    assert code == 2
+    assert re.search(message, err), err
+
+
+def test_missing_pair_file_exits_2(capsys, tmp_path: Path) -> None:
+    code, _, err = run_cli(
+        capsys, ["--pairs", tmp_path / "nope.jsonl", "--judge", "random", "--out", tmp_path / "r.json"]
+    )
+    assert code == 2
+    assert "nope.jsonl does not exist" in err
+
+
+def test_adapter_folder_without_config_exits_2(capsys, files, tmp_path: Path) -> None:
+    argv = ["--pairs", files["test"], "--judge", "generative", "--model", "tiny-random", "--adapter", tmp_path]
+    code, _, err = run_cli(capsys, [*argv, "--out", files["out"]])
+    assert code == 2
+    assert "no PEFT adapter there (adapter_config.json is missing)" in err
+
+
+def test_adapter_for_another_base_exits_2_naming_both(capsys, files, tmp_path: Path, tiny_model_dir) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config.from_pretrained(tiny_model_dir)
+    config.hidden_size, config.intermediate_size = 32, 64
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path / "narrow")
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "narrow")
+    narrow = Qwen2ForCausalLM.from_pretrained(tmp_path / "narrow")
+    get_peft_model(narrow, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "lora")
+    argv = ["--pairs", files["test"], "--judge", "generative", "--model", "tiny-random", "--adapter", tmp_path / "lora"]
+    code, _, err = run_cli(capsys, [*argv, "--max-new-tokens", "2", "--out", files["out"]])
+    assert code == 2
+    assert re.search(r"saved for base model '.*narrow'\) does not fit model 'tiny-random' \(hidden size 64\)", err), err
+    assert not files["out"].exists()
+
+
+def test_generative_tiny_random_end_to_end(capsys, files, tiny_model_dir) -> None:
+    argv = ["--pairs", files["test"], "--judge", "generative", "--model", "tiny-random", "--limit", "2"]
+    code, out, err = run_cli(capsys, [*argv, "--max-new-tokens", "4", "--n-exemplars", "1", "--out", files["out"]])
+    assert code == 0, err
+    assert out[-1] == "accuracy=0.000 n=2 format=0.00 judge=generative"  # a random model writes no format
+    results = json.loads(files["out"].read_text())["results"]
+    assert all(isinstance(r["completion"], str) and isinstance(r["swapped_completion"], str) for r in results)
+    assert [r["swapped_format_ok"] for r in results] == [False, False]
+
+
+def test_position_invariant_swap_equals_scoring_the_swapped_pairs() -> None:
+    pairs = make_pairs(16)[8:]
+    judge = make_judge("char-ngram").fit(make_pairs(8))
+    results = evaluate_pairs(judge, pairs, n_exemplars=1)
+    real = judge.score_batch([swap_pair(p) for p in pairs], 1)
+    assert results["swapped_s_a"].tolist() == pytest.approx([v.s_a for v in real])
+    assert results["swapped_s_b"].tolist() == pytest.approx([v.s_b for v in real])
+    assert results["swapped_preferred"].tolist() == [v.preferred for v in real]
+
+
+def test_benchmark_name() -> None:
+    assert benchmark_name("x/test_sotu.jsonl") == "sotu"
+    assert benchmark_name("x/test_.jsonl") == "test_"
+    assert benchmark_name("pairs.jsonl") == "pairs"
+
+
+def test_module_entry_point(tmp_path: Path, files) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "persrm_lib.evaluate",
+            "--pairs",
+            str(files["test"]),
+            "--judge",
+            "random",
+            "--out",
+            str(files["out"]),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert SUMMARY.match(ok.stdout.strip().splitlines()[-1])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good_line() + "\nnot json\n")
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "persrm_lib.evaluate",
+            "--pairs",
+            str(bad),
+            "--judge",
+            "random",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert failed.returncode == 2
+    assert "bad.jsonl line 2: malformed JSON" in failed.stderr
+
+
+def test_suite_skips_a_stage_without_adapter_and_writes_completions(tmp_path: Path, tiny_model_dir) -> None:
+    from eval_fixtures import make_run
+
+    from persrm_lib import runfiles
+    from persrm_lib.behaviors import load_eval_completions
+    from persrm_lib.config import get_profile
+    from persrm_lib.evaluate import run_suite, suite_settings
+
+    run = make_run(tmp_path, adapters=("sft",), with_logs=False)
+    settings = suite_settings("tiny", model_pairs=1, generative_pairs=1)
+    suite = run_suite(run, get_profile("tiny"), judges=["random", "char-ngram"], settings=settings, progress=False)
+    assert any(
+        n.startswith("stage rft: no adapter at") and n.endswith("skipped (run 04_rft_grpo)") for n in suite.notes
+    )
+    assert list(dict.fromkeys(suite.results["judge"])) == ["random", "char-ngram", "rm-base", "rm-sft"]
+    counts = suite.results.groupby("judge").size().to_dict()
+    assert counts == {"random": 16, "char-ngram": 16, "rm-base": 2, "rm-sft": 2}  # 8 + 8 test pairs; 1 + 1 generated
+    assert [p.name for p in suite.completion_files] == ["base.jsonl", "sft.jsonl"]
+    by_stage, _ = load_eval_completions(runfiles.stage_dir(run, "eval"))
+    assert {stage: len(rows) for stage, rows in by_stage.items()} == {"base": 4, "sft": 4}  # both orders
+
+
+def test_suite_without_training_pairs_skips_fitted_judges(tmp_path: Path) -> None:
+    from eval_fixtures import make_run
+
+    from persrm_lib import runfiles
+    from persrm_lib.config import get_profile
+    from persrm_lib.evaluate import run_suite
+
+    run = make_run(tmp_path, adapters=(), with_logs=False)
+    runfiles.pairs_path(run, "train").unlink()
+    suite = run_suite(run, get_profile("tiny"), judges=["random", "char-ngram"], stages=[], progress=False)
+    assert sorted(set(suite.results["judge"])) == ["random"]
+    assert any("judge char-ngram:" in n and "cannot be fitted; skipped" in n for n in suite.notes)
+
+
+def test_suite_without_test_pairs(tmp_path: Path) -> None:
+    from persrm_lib.config import get_profile
+    from persrm_lib.evaluate import run_suite
+
+    with pytest.raises(FileNotFoundError, match="no test pairs under .* for sotu, aaac: run 01_synthesize first"):
+        run_suite(tmp_path, get_profile("tiny"), judges=["random"], stages=[])
+
+
+def test_write_tables_saves_csv_and_markdown(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from persrm_lib.evaluate import write_tables
+
+    judge = make_judge("char-ngram").fit(make_pairs(8))
+    frames = [
+        evaluate_pairs(judge, make_pairs(16)[8:], k, benchmark=bench).assign(judge="char-ngram", stage="baseline")
+        for bench in ("sotu", "aaac")
+        for k in (1, 2)
+    ]
+    tables = write_tables(pd.concat(frames, ignore_index=True), tmp_path, main_k=2, n_bootstrap=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{t}.{ext}" for t in tables for ext in ("csv", "md")] + ["per_pair.csv"]
+    )
+    assert tables["accuracy_by_benchmark"].columns.tolist() == ["aaac", "sotu"]
+    assert tables["accuracy_by_exemplars"].columns.tolist() == [1, 2]
+    assert sorted(tables["accuracy_by_negative_kind"].columns) == ["cross_author", "random"]
+    markdown = (tmp_path / "accuracy_by_benchmark.md").read_text().splitlines()
+    assert markdown[0] == "| judge | aaac | sotu |" and markdown[1] == "|---|---|---|"
+    assert markdown[2].startswith("| char-ngram | ")
+    per_pair = pd.read_csv(tmp_path / "per_pair.csv")
+    assert len(per_pair) == 32 and "completion" not in per_pair.columns
+    summary = tables["summary"]
+    assert summary.query("breakdown == 'overall'")["n"].tolist() == [32]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "expected"),
+    [
+        ({}, "model_pairs", 2),  # smoke keeps the language-model judges to two pairs per benchmark
+        ({"model_pairs": 0}, "model_pairs", 0),  # 0: every pair
+        ({"generative_pairs": 5}, "generative_pairs", 5),  # an explicit count
+        ({"generative_counts": "1,3"}, "generative_counts", (1, 3)),  # counts as a comma list
+        ({"generative_counts": ""}, "generative_counts", (3,)),  # "": the profile's
+        ({"scalar_rm_steps": 7}, "scalar_rm_steps", 7),  # steps override
+    ],
+)
+def test_suite_settings_overrides(kwargs, field, expected) -> None:
+    from persrm_lib.evaluate import suite_settings
+
+    assert getattr(suite_settings("smoke", **kwargs), field) == expected
+
+
+def test_plot_accuracy_bars_draws_one_bar_per_judge_and_benchmark() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+    from matplotlib import pyplot as plt
+
+    from persrm_lib.evaluate import plot_accuracy_bars
+
+    table = pd.DataFrame(
+        {
+            "judge": ["a", "a", "b"],  # judge b was evaluated on one benchmark only
+            "benchmark": ["sotu", "aaac", "sotu"],
+            "accuracy": [0.75, 0.5, 0.0],
+            "ci_low": [0.5, 0.25, 0.0],
+            "ci_high": [1.0, 0.75, 0.0],
+        }
+    )
+    fig, ax = plt.subplots()
+    plot_accuracy_bars(table, ["a", "b", "c"], ax)
+    heights = sorted(round(p.get_height(), 2) for p in ax.patches)
+    assert heights == [0.0, 0.5, 0.75]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert sorted(t.get_text() for t in ax.texts) == ["0.00", "0.50", "0.75"]  # value labels, zero bars too
+    plt.close(fig)

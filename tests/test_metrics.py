@@ -1,0 +1,164 @@
+"""Metrics: accuracy (ties wrong), format compliance, position consistency, seeded bootstrap, tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from persrm_lib import metrics
+
+
+def frame(rows: list[tuple]) -> pd.DataFrame:
+    """rows: (label, preferred, format_ok, swapped_preferred, swapped_format_ok, benchmark, n_exemplars)."""
+    columns = ["label", "preferred", "format_ok", "swapped_preferred", "swapped_format_ok", "benchmark", "n_exemplars"]
+    return pd.DataFrame(rows, columns=columns).astype(object)
+
+
+ROWS = [
+    ("a", "a", True, "b", True, "sotu", 1),  # correct, consistent
+    ("b", "b", True, "b", True, "sotu", 1),  # correct, but the swapped order picks the other text
+    ("a", None, True, None, True, "sotu", 3),  # a tie: wrong, and inconsistent
+    ("b", None, False, "a", True, "aaac", 3),  # a format violation: wrong; the swap parsed
+    ("a", "b", True, "a", True, "aaac", 1),  # wrong, but consistently wrong
+]
+
+
+def test_correct_counts_ties_and_violations_as_wrong() -> None:
+    assert metrics.correct(frame(ROWS)).tolist() == [True, True, False, False, False]
+    assert metrics.accuracy(frame(ROWS)) == pytest.approx(0.4)
+
+
+def test_format_compliance_counts_both_orders() -> None:
+    # 4 of 5 originals parse, 5 of 5 swapped verdicts parse
+    assert metrics.format_compliance(frame(ROWS)) == pytest.approx(9 / 10)
+    without_swap = frame(ROWS).drop(columns=["swapped_preferred", "swapped_format_ok"])
+    assert metrics.format_compliance(without_swap) == pytest.approx(4 / 5)
+
+
+def test_position_consistency() -> None:
+    assert metrics.consistent(frame(ROWS)).tolist() == [True, False, False, False, True]
+    assert metrics.position_consistency(frame(ROWS)) == pytest.approx(0.4)
+
+
+def test_position_consistency_leaves_out_unswapped_pairs() -> None:
+    rows = [("a", "a", True, None, None, "x", 1), ("a", "a", True, "b", True, "x", 1)]
+    assert metrics.consistent(frame(rows)).tolist() == [True]
+    no_swap = frame(rows[:1])
+    assert np.isnan(metrics.position_consistency(no_swap))
+
+
+def test_share_prefers_a_ignores_ties() -> None:
+    # strict verdicts: a, b, b -> one third prefer A
+    assert metrics.share_prefers_a(frame(ROWS)) == pytest.approx(1 / 3)
+
+
+def test_bootstrap_is_seeded_and_brackets_the_mean() -> None:
+    values = np.array([1.0] * 70 + [0.0] * 30)
+    first = metrics.bootstrap_ci(values, seed=3)
+    assert first == metrics.bootstrap_ci(values, seed=3)
+    spread = np.sqrt(np.arange(100.0))  # continuous values: another seed moves the interval
+    assert metrics.bootstrap_ci(spread, seed=3) != metrics.bootstrap_ci(spread, seed=4)
+    low, high = first
+    # normal approximation: 0.7 +- 1.96 * sqrt(0.21 / 100) = [0.61, 0.79]
+    assert low == pytest.approx(0.61, abs=0.03)
+    assert high == pytest.approx(0.79, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], (None, None)),  # no data: NaN interval
+        ([0.0, 0.0, 0.0], (0.0, 0.0)),  # no variance: a point
+    ],
+)
+def test_bootstrap_edge_cases(values, expected) -> None:
+    low, high = metrics.bootstrap_ci(values)
+    if expected[0] is None:
+        assert np.isnan(low) and np.isnan(high)
+    else:
+        assert (low, high) == expected
+
+
+def test_summarize_groups_sorted_with_counts() -> None:
+    table = metrics.summarize(frame(ROWS), by="benchmark", n_bootstrap=200)
+    assert table["benchmark"].tolist() == ["aaac", "sotu"]
+    assert table["n"].tolist() == [2, 3]
+    assert table["accuracy"].tolist() == pytest.approx([0.0, 2 / 3])
+    assert table["format"].tolist() == pytest.approx([3 / 4, 1.0])
+    assert table["consistency"].tolist() == pytest.approx([0.5, 1 / 3])
+    assert (table["ci_low"] <= table["accuracy"]).all() and (table["accuracy"] <= table["ci_high"]).all()
+
+
+def test_summarize_missing_values_group_as_unknown() -> None:
+    rows = frame(ROWS)
+    rows["genre"] = ["speech", None, "speech", float("nan"), "chat"]
+    table = metrics.summarize(rows, by="genre", n_bootstrap=50)
+    assert table["genre"].tolist() == ["chat", "speech", "unknown"]
+    assert table["n"].tolist() == [1, 2, 2]
+
+
+def test_summarize_unknown_column() -> None:
+    with pytest.raises(KeyError, match="results have no column\\(s\\) genre to group by"):
+        metrics.summarize(frame(ROWS), by="genre")
+
+
+def test_breakdowns_cover_the_columns_present() -> None:
+    rows = frame(ROWS)
+    rows["judge"] = "j"
+    tables = metrics.breakdowns(rows, extra=("judge",), n_bootstrap=50)
+    assert sorted(tables) == ["benchmark", "n_exemplars", "overall"]  # no negative_kind, positive_kind, genre here
+    assert tables["n_exemplars"][["judge", "n_exemplars", "n"]].values.tolist() == [["j", 1, 3], ["j", 3, 2]]
+    assert tables["overall"]["accuracy"].tolist() == pytest.approx([0.4])
+
+
+def test_accuracy_table_is_paper_style() -> None:
+    rows = pd.concat([frame(ROWS).assign(judge="second"), frame(ROWS[:2]).assign(judge="first")], ignore_index=True)
+    table = metrics.accuracy_table(rows)
+    assert table.index.tolist() == ["second", "first"]  # evaluation order, not alphabetical
+    assert table.columns.tolist() == ["aaac", "sotu"]
+    assert table.loc["first", "sotu"] == "100.0 [100.0, 100.0]"
+    assert table.loc["second", "aaac"] == "0.0 [0.0, 0.0]"
+    assert pd.isna(table.loc["first", "aaac"])  # not evaluated there
+
+
+def test_read_training_log_maps_aliases_and_lists_missing(tmp_path) -> None:
+    path = tmp_path / "log.csv"
+    # GRPO columns as persrm_lib.training writes them, out of step order, one blank cell
+    path.write_text(
+        "step,loss,reward,format_violation,wrong,correct,kl,seconds_per_step\n2,0.1,0.5,0,0.25,0.75,0.02,\n1,0.2,-1,1,0,0,0.0,\n"
+    )
+    frame, missing = metrics.read_training_log(path, metrics.RFT_LOG_COLUMNS)
+    assert frame["step"].tolist() == [1, 2]
+    assert frame["reward_mean"].tolist() == [-1.0, 0.5]
+    assert frame["share_correct"].tolist() == [0.0, 0.75]
+    assert missing == ["learning_rate", "seconds", "completion_length", "validation_accuracy"]
+    assert list(frame.columns) == list(metrics.RFT_LOG_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "message"),
+    [
+        (None, FileNotFoundError, "training log .*log.csv does not exist"),  # no file
+        ("loss,reward\n0.1,0.5\n", ValueError, "has no 'step' column \\(columns: loss, reward\\)"),  # no step
+        ("step,loss\n", ValueError, "has no rows"),  # a header only
+    ],
+)
+def test_read_training_log_bad_files(tmp_path, content, error, message) -> None:
+    path = tmp_path / "log.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(error, match=message):
+        metrics.read_training_log(path, metrics.SFT_LOG_COLUMNS)
+
+
+def test_to_markdown_writes_a_pipe_table_with_dashes_for_gaps() -> None:
+    from persrm_lib.evaluate import to_markdown
+
+    table = pd.DataFrame({"sotu": ["60.0 [40.0, 80.0]", None]}, index=pd.Index(["char-ngram", "rm-sft"], name="judge"))
+    assert to_markdown(table).splitlines() == [
+        "| judge | sotu |",
+        "|---|---|",
+        "| char-ngram | 60.0 [40.0, 80.0] |",
+        "| rm-sft | – |",
+    ]
