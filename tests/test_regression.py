@@ -27,8 +27,13 @@ def test_first_matching_rule_wins(key, expected):
 
 
 def test_compare_reports_each_status():
-    stored = {"05_evaluate": {"accuracy.sotu": 0.70, "accuracy.aaac": 0.60, "n": 24, "train_seconds": 9.0}, "01": {"gone": 1}}
-    measured = {"05_evaluate": {"accuracy.sotu": 0.715, "accuracy.aaac": 0.65, "n": 24, "train_seconds": 20.0, "extra": 3}}
+    stored = {
+        "05_evaluate": {"accuracy.sotu": 0.70, "accuracy.aaac": 0.60, "n": 24, "train_seconds": 9.0},
+        "01": {"gone": 1},
+    }
+    measured = {
+        "05_evaluate": {"accuracy.sotu": 0.715, "accuracy.aaac": 0.65, "n": 24, "train_seconds": 20.0, "extra": 3}
+    }
     rows = {r.key: r.status for r in compare(stored, measured, RULES)}
     assert rows == {
         "05_evaluate:accuracy.sotu": "ok",  # moved 0.015 <= 0.02

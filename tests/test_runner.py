@@ -54,14 +54,19 @@ def test_parameters_go_only_where_declared(notebooks, tmp_path):
 
 
 def test_runner_refuses_a_misspelt_parameter(notebooks, tmp_path):
-    with pytest.raises(UnknownParameterError, match="unknown parameter.s. stepz: no notebook of this run declares them; known: scale, steps"):
+    with pytest.raises(
+        UnknownParameterError,
+        match="unknown parameter.s. stepz: no notebook of this run declares them; known: scale, steps",
+    ):
         run_notebooks("tiny", tmp_path / "run", {"stepz": 3}, notebooks_dir=notebooks, log=lambda s: None)
     assert not (tmp_path / "run").exists()  # refused before anything ran
 
 
 def test_runner_executes_in_order_and_keeps_executed_copies(notebooks, tmp_path):
     lines: list[str] = []
-    results = run_notebooks("tiny", tmp_path / "run", {"steps": 3, "scale": 2.0}, notebooks_dir=notebooks, log=lines.append)
+    results = run_notebooks(
+        "tiny", tmp_path / "run", {"steps": 3, "scale": 2.0}, notebooks_dir=notebooks, log=lines.append
+    )
     assert [r.name for r in results] == ["01_first.ipynb", "02_second.ipynb"]
     assert (tmp_path / "run" / "second.json").read_text() == "6.0"
     for r in results:
@@ -76,7 +81,9 @@ def test_runner_executes_in_order_and_keeps_executed_copies(notebooks, tmp_path)
 def test_runner_stops_at_the_first_failing_notebook_naming_the_cell(notebooks, tmp_path):
     _notebook(notebooks / "01_first.ipynb", 'profile = "smoke"\nrun_dir = ""', "raise ValueError('no corpus here')")
     lines: list[str] = []
-    with pytest.raises(NotebookFailedError, match=r"notebook 01_first.ipynb failed in cell 3: ValueError: no corpus here") as info:
+    with pytest.raises(
+        NotebookFailedError, match=r"notebook 01_first.ipynb failed in cell 3: ValueError: no corpus here"
+    ) as info:
         run_notebooks("tiny", tmp_path / "run", notebooks_dir=notebooks, log=lines.append)
     assert info.value.executed.is_file()  # the executed copy is kept for reading
     assert "FAILED" in lines[-1]
