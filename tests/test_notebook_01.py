@@ -41,7 +41,10 @@ def test_notebook_01_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         assert len(load_from_disk(str(runfiles.pairs_hf_dir(run, name)))) == len(pairs[name])
         # the metrics are the library's shortcut numbers on the written file; position is balanced
         report = label_shortcut_report(pairs[name])
-        assert metrics[f"shortcut/{name}/position_a"] == pytest.approx(report["position_a"]) == 0.5
+        assert metrics[f"shortcut/{name}/position_a"] == pytest.approx(report["position_a"])
+        # balanced within each benchmark's strategies; each benchmark may leave one spare pair
+        n_a = sum(p["label"] == "a" for p in pairs[name])
+        assert abs(2 * n_a - len(pairs[name])) <= len(cfg.data.benchmarks), (name, n_a)
         assert metrics[f"shortcut/{name}/longer_wins_words"] == 0.5  # equal word budgets
     # exemplar counts: the profile's for training, the largest evaluated count for tests
     assert {p["n_exemplars"] for p in pairs["train"]} == {cfg.data.n_exemplars}
