@@ -35,7 +35,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,6 +373,14 @@ class LocalTeacher(Teacher):
     def judge(self, pair: Pair) -> str:
         return self.judge_batch([pair])[0]
 
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        """Answer any chat ``messages`` greedily (e.g. a mimicry request, see :func:`make_mimic`)."""
+        from .generation import generate
+
+        model, tokenizer = self._model()
+        prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return generate(model, tokenizer, [prompt], self.max_new_tokens, 1).texts[0].strip()
+
     def judge_each(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
         from .generation import generate
 
@@ -613,6 +621,41 @@ class HTTPTeacher(Teacher):
 # --------------------------------------------------------------------------------------------
 # Factory and trace generation
 # --------------------------------------------------------------------------------------------
+
+
+MIMICRY_INSTRUCTION = (
+    "You imitate writing styles. Read the author's exemplars, then write a new passage of about "
+    "{n_words} words that answers the request in the author's style: the same sentence rhythm, "
+    "vocabulary, punctuation and tone. Write only the passage."
+)
+
+
+def mimicry_messages(exemplars: Sequence[str], query: str, n_words: int) -> list[dict[str, str]]:
+    """The chat request for a confounding adversarial negative (paper §3.1): a text made to
+    mimic the author's style, written by the teacher LLM."""
+    shown = "\n\n".join(f"Exemplar {i}:\n{text.strip()}" for i, text in enumerate(exemplars, start=1))
+    return [
+        {"role": "system", "content": MIMICRY_INSTRUCTION.format(n_words=n_words)},
+        {"role": "user", "content": f"{shown}\n\nRequest:\n{query.strip()}"},
+    ]
+
+
+def make_mimic(teacher: Teacher) -> Callable[[Sequence[str], str, int], str] | None:
+    """The sampler's ``mimic`` callable for an LLM teacher (one with ``complete(messages)``), or
+    ``None`` for a teacher that cannot write text (the stylometric one), in which case the sampler
+    falls back to retrieved adversaries, labelled ``adversarial-retrieved``.
+
+    >>> make_mimic(StylometricTeacher()) is None
+    True
+    """
+    complete = getattr(teacher, "complete", None)
+    if complete is None:
+        return None
+
+    def mimic(exemplars: Sequence[str], query: str, n_words: int) -> str:
+        return complete(mimicry_messages(exemplars, query, n_words))
+
+    return mimic
 
 
 def make_teacher(settings: TeacherSettings, seed: int = 0) -> Teacher:

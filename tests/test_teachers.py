@@ -33,6 +33,7 @@ from persrm_lib.teachers import (
     TeacherResponseError,
     TraceGenerationError,
     generate_traces,
+    make_mimic,
     make_teacher,
     partial_path,
 )
@@ -640,3 +641,31 @@ def test_http_teacher_answers_any_chat_messages(endpoint: tuple[str, FakeEndpoin
     answers = teacher.complete_batch([messages, build_messages(make_pairs(2)[1], 1)])
     assert [parse_output(a).preferred for a in answers] == ["a", "b"]
     assert all(r["max_tokens"] == 9 for r in state.requests) and len(state.requests) == 4
+
+
+# ------------------------------------------------------------------------------------------
+# Mimicry: an LLM teacher writes confounding adversarial negatives
+# ------------------------------------------------------------------------------------------
+
+
+def test_mimicry_goes_through_the_http_teacher(endpoint: tuple[str, FakeEndpoint]) -> None:
+    base_url, state = endpoint
+    passage = " ".join(["whereupon the assembly resolved"] * 10)
+    state.plan = [(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": passage}}]}))]
+    mimic = make_mimic(http_teacher(base_url))
+    assert mimic is not None
+    assert mimic(["First exemplar text.", "Second one."], "Write about the harvest.", 40) == passage
+    messages = state.requests[0]["messages"]
+    assert "about 40 words" in messages[0]["content"]
+    assert messages[1]["content"] == (
+        "Exemplar 1:\nFirst exemplar text.\n\nExemplar 2:\nSecond one.\n\nRequest:\nWrite about the harvest."
+    )
+
+
+def test_mimicry_with_a_local_model_and_none_for_the_stylometric_teacher() -> None:
+    assert make_mimic(StylometricTeacher()) is None  # cannot write text: the sampler retrieves instead
+    mimic = make_mimic(LocalTeacher("tiny-random", max_new_tokens=8))
+    assert mimic is not None
+    written = mimic(["An exemplar."], "A request.", 20)
+    assert isinstance(written, str)
+    assert written == mimic(["An exemplar."], "A request.", 20)  # greedy: deterministic
