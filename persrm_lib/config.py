@@ -80,6 +80,9 @@ class GRPOSettings:
     temperature: float = 1.0
     max_completion_length: int = 192
     logging_steps: int = 1
+    eval_every: int = 0  # GRPO steps between greedy validation evaluations (0: off)
+    eval_pairs: int = 0  # validation pairs evaluated each time (the first ones of validation.jsonl)
+    compare_from_base: bool = False  # 04 also runs GRPO from the base model into rft_from_base/ (paper §5.1)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,11 @@ class Profile:
             )
         if not 1 <= self.data.n_exemplars <= 8:
             raise ValueError(f"profile {self.name!r}: data.n_exemplars must be in 1..8, got {self.data.n_exemplars}")
+        if self.grpo.eval_every < 0 or self.grpo.eval_pairs < 0:
+            raise ValueError(
+                f"profile {self.name!r}: grpo.eval_every and grpo.eval_pairs must be at least 0, got "
+                f"{self.grpo.eval_every} and {self.grpo.eval_pairs}"
+            )
         if self.num_threads < 1:
             raise ValueError(f"profile {self.name!r}: num_threads must be at least 1")
         if self.data.query_mode not in ("neutral", "opening"):
@@ -148,7 +156,15 @@ PROFILES: dict[str, Profile] = {
         lora=LoRASettings(r=4, alpha=8),
         teacher=TeacherSettings(trace_style="compact"),
         sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=1e-3, max_steps=2),
-        grpo=GRPOSettings(batch_size=4, num_generations=2, learning_rate=1e-3, max_steps=1, max_completion_length=16),
+        grpo=GRPOSettings(
+            batch_size=4,
+            num_generations=2,
+            learning_rate=1e-3,
+            max_steps=1,
+            max_completion_length=16,
+            eval_every=1,
+            eval_pairs=2,
+        ),
     ),
     "smoke": Profile(
         name="smoke",
@@ -160,7 +176,15 @@ PROFILES: dict[str, Profile] = {
         sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=5e-4, max_steps=6),
         # Smoke exercises the pipeline, not learning: 64 tokens cannot hold a trace, so every GRPO
         # sample is a format violation (reward -1) and the advantages are zero.
-        grpo=GRPOSettings(batch_size=4, num_generations=2, learning_rate=1e-5, max_steps=2, max_completion_length=64),
+        grpo=GRPOSettings(
+            batch_size=4,
+            num_generations=2,
+            learning_rate=1e-5,
+            max_steps=2,
+            max_completion_length=64,
+            eval_every=2,  # once, after the last of the two steps
+            eval_pairs=2,
+        ),
         teacher=TeacherSettings(trace_style="compact"),
     ),
     "cpu": Profile(
@@ -177,7 +201,16 @@ PROFILES: dict[str, Profile] = {
         lora=LoRASettings(r=16, alpha=32),
         sft=SFTSettings(batch_size=8, per_device_batch_size=2, learning_rate=3e-4, epochs=1.0),
         # compact stylometric traces are 180-230 SmolLM2 tokens (measured); 256 leaves room
-        grpo=GRPOSettings(batch_size=8, num_generations=4, learning_rate=5e-6, max_steps=40, max_completion_length=256),
+        grpo=GRPOSettings(
+            batch_size=8,
+            num_generations=4,
+            learning_rate=5e-6,
+            max_steps=40,
+            max_completion_length=256,
+            eval_every=10,
+            eval_pairs=16,
+            compare_from_base=True,
+        ),
         teacher=TeacherSettings(trace_style="compact"),
     ),
     # The paper's settings (arXiv 2508.14076 §4.1): Qwen2.5-7B-Instruct, SFT batch 64 / lr 5e-6 /
@@ -196,7 +229,15 @@ PROFILES: dict[str, Profile] = {
         lora=LoRASettings(r=64, alpha=128),
         sft=SFTSettings(batch_size=64, per_device_batch_size=4, learning_rate=5e-6, epochs=1.0),
         grpo=GRPOSettings(
-            batch_size=32, num_generations=8, learning_rate=3e-7, beta=1e-3, max_steps=500, max_completion_length=1024
+            batch_size=32,
+            num_generations=8,
+            learning_rate=3e-7,
+            beta=1e-3,
+            max_steps=500,
+            max_completion_length=1024,
+            eval_every=50,
+            eval_pairs=200,
+            compare_from_base=True,
         ),
         teacher=TeacherSettings(kind="http", model="Qwen/Qwen2.5-72B-Instruct", base_url="http://localhost:8000/v1"),
     ),

@@ -8,6 +8,7 @@ notebooks wrote here and writes its own outputs; none relies on kernel state.
     <run>/data/traces_faithful.jsonl    traces kept by the faithfulness filter (SFT input)
     <run>/sft/adapter/, sft/log.csv     03_sft
     <run>/rft/adapter/, rft/log.csv     04_rft_grpo; rft/completions.jsonl: sampled completions per step
+    <run>/rft_from_base/                04_rft_grpo, GRPO from the base model (paper §5.1): the same three files
     <run>/eval/                         05_evaluate tables (CSV, Markdown) and per-pair results
     <run>/behavior/                     07_behavior_analysis tallies
     <run>/metrics/<notebook>.json       headline metrics of each notebook
@@ -56,5 +57,6 @@ def log_path(run: Path, stage: str) -> Path:
     return stage_dir(run, stage) / "log.csv"
 
 
-def completions_path(run: Path) -> Path:
-    return stage_dir(run, "rft") / "completions.jsonl"
+def completions_path(run: Path, stage: str = "rft") -> Path:
+    """Sampled GRPO completions of a GRPO stage: ``rft`` or ``rft_from_base``."""
+    return stage_dir(run, stage) / "completions.jsonl"

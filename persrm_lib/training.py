@@ -24,7 +24,12 @@ the labelled response, an empty pair set, a profile whose GRPO batch does not di
 
 Outputs in the run folder (:mod:`persrm_lib.runfiles`): ``<stage>/adapter/`` (PEFT adapter plus
 tokenizer and ``persrm_training.json``), ``<stage>/log.csv`` (one row per logged step), and for
-GRPO ``rft/completions.jsonl`` (every sampled completion: step, id, completion, label, reward).
+GRPO ``<stage>/completions.jsonl`` (every sampled completion: step, id, completion, label, reward).
+The GRPO stage is ``rft`` (from SFT) or another ``rft*`` folder, e.g. ``rft_from_base`` for GRPO
+started from the base model (paper §5.1). Every ``grpo.eval_every`` steps GRPO also decodes the first
+``grpo.eval_pairs`` validation pairs greedily (:class:`ValidationEval`) and logs
+``validation_accuracy`` (share judged correctly) and ``validation_format`` (share that parses) in
+that step's row.
 """
 
 from __future__ import annotations
@@ -43,9 +48,9 @@ from typing import Any
 from . import runfiles
 from .config import Profile
 from .jsonl import iter_jsonl
-from .output_format import parse_output
+from .output_format import outcome, parse_output
 from .pairs import PairFormatError, validate_pair
-from .prompt import build_messages
+from .prompt import build_messages, build_prompt_text
 from .reward import OUTCOME_NAMES, RewardTracker, persrm_reward
 
 TRAINING_INFO = "persrm_training.json"
@@ -73,6 +78,8 @@ GRPO_LOG_FIELDS: tuple[str, ...] = (
     "completion_length",
     "clipped_ratio",
     "entropy",
+    "validation_accuracy",  # greedy, on the first grpo.eval_pairs validation pairs; empty between evaluations
+    "validation_format",
 )
 # TRL's log keys -> our CSV columns (where the names differ).
 _LOG_KEYS = {"completions/mean_length": "completion_length", "completions/clipped_ratio": "clipped_ratio"}
@@ -86,7 +93,7 @@ class TrainingDataError(ValueError):
 class TrainResult:
     """What a training stage produced."""
 
-    stage: str  # "sft" or "rft"
+    stage: str  # "sft", "rft" or another GRPO stage ("rft_from_base")
     backend: str  # "unsloth" or "transformers"
     steps: int  # optimiser steps taken
     final_loss: float  # training loss of the last logged step
@@ -343,6 +350,11 @@ class TrainingLog:
         self._durations: list[float] = []
         self._last_logged_step = 0
         self._writes = True
+        self._extra: dict[int, dict[str, float]] = {}  # step -> values measured outside the trainer's logs
+
+    def add(self, step: int, values: Mapping[str, float]) -> None:
+        """Values for the row of ``step`` (e.g. validation accuracy), merged in when it is recorded."""
+        self._extra.setdefault(step, {}).update(values)
 
     def begin(self, is_main_process: bool = True) -> None:
         """Start a fresh file (a rerun replaces the old log)."""
@@ -365,6 +377,7 @@ class TrainingLog:
         if "loss" not in logs:
             return None
         values = {_LOG_KEYS.get(k, k): v for k, v in logs.items()}
+        values.update(self._extra.pop(step, {}))
         values["step"] = step
         values["seconds_per_step"] = sum(self._durations) / len(self._durations) if self._durations else None
         if self.tracker is not None:
@@ -393,6 +406,7 @@ class TrainingLog:
             ("kl", ".4f"),
             ("completion_length", ".1f"),
             ("seconds_per_step", ".1f"),
+            ("validation_accuracy", ".2f"),
         ):
             if name in row and row[name] != "":
                 parts.append(f"{name} {row[name]:{fmt}}")
@@ -436,6 +450,115 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
                     row[key] = float(value)
             rows.append(row)
     return rows
+
+
+# ---- validation during GRPO ---------------------------------------------------------------------
+
+
+class ValidationEval:
+    """Greedy judgements of a fixed set of validation pairs every ``every`` GRPO steps (paper §5.1:
+    accuracy over training). Each evaluation adds ``validation_accuracy`` (share with outcome +1) and
+    ``validation_format`` (share that parses) to the :class:`TrainingLog` row of that step.
+
+    Greedy decoding draws no random numbers and dropout is off, so evaluating does not change the
+    training run; the model is put in eval mode for the evaluation and back in train mode after.
+
+    >>> # evaluator = ValidationEval(profile, pairs[:2], tokenizer, log, every=1)
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        pairs: Sequence[Mapping[str, Any]],
+        tokenizer: Any,
+        log: TrainingLog,
+        every: int,
+        batch_size: int | None = None,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"ValidationEval: every must be at least 1, got {every}")
+        if not pairs:
+            raise ValueError("ValidationEval: no validation pairs to evaluate")
+        self.pairs = list(pairs)
+        self.prompts = [build_prompt_text(tokenizer, p, _n_exemplars(p, profile)) for p in self.pairs]
+        self.tokenizer = tokenizer
+        self.log = log
+        self.every = every
+        self.max_new_tokens = profile.grpo.max_completion_length
+        self.batch_size = batch_size or profile.grpo.batch_size
+        self.results: dict[int, dict[str, float]] = {}  # step -> the values logged for it
+
+    def due(self, step: int, max_steps: int) -> bool:
+        """Evaluate at every ``every``-th step (never at step 0)."""
+        return step > 0 and step % self.every == 0 and (max_steps <= 0 or step <= max_steps)
+
+    def evaluate(self, model: Any) -> dict[str, float]:
+        """Accuracy and format share of greedy judgements of the validation pairs by ``model``."""
+        import torch
+
+        from .generation import generate
+
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                texts = generate(model, self.tokenizer, self.prompts, self.max_new_tokens, self.batch_size).texts
+        finally:
+            if was_training:
+                model.train()
+        outcomes = [outcome(t, p["label"]) for t, p in zip(texts, self.pairs, strict=True)]
+        n = len(outcomes)
+        return {
+            "validation_accuracy": sum(o == 1 for o in outcomes) / n,
+            "validation_format": sum(o != -1 for o in outcomes) / n,
+        }
+
+    def callback(self) -> Any:
+        """A ``transformers.TrainerCallback``: evaluates at the end of a due step and makes the trainer
+        log that step (so the values land in a row even when ``logging_steps`` skips it). Add it after
+        the :class:`TrainingLog` callback so that the evaluation is not counted in ``seconds_per_step``."""
+        from transformers import TrainerCallback
+
+        evaluator = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001, ANN201
+                step = int(state.global_step)
+                if model is not None and evaluator.due(step, int(state.max_steps or 0)):
+                    values = evaluator.evaluate(model)
+                    evaluator.results[step] = values
+                    evaluator.log.add(step, values)
+                    control.should_log = True
+                return control
+
+        return _Callback()
+
+
+def _validation_pairs(
+    profile: Profile, run: Path, source: str | Path | Sequence[Mapping[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """The validation pairs to evaluate during GRPO: ``[]`` when ``grpo.eval_every`` or
+    ``grpo.eval_pairs`` is 0, or when ``source`` is None and the run has no validation pairs."""
+    if profile.grpo.eval_every == 0 or profile.grpo.eval_pairs == 0:
+        return []
+    if source is None:
+        source = runfiles.pairs_path(run, "validation")
+        if not source.is_file():
+            return []
+    try:
+        pairs = check_pairs(source)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"validation pairs: {exc}") from exc
+    return pairs[: profile.grpo.eval_pairs]
+
+
+def check_grpo_stage(stage: str) -> str:
+    """A GRPO stage folder name: ``rft`` or ``rft_<something>`` (never a path, never another stage's)."""
+    if not isinstance(stage, str) or not (stage == "rft" or stage.startswith("rft_")) or not stage.isidentifier():
+        raise ValueError(
+            f"GRPO stage {stage!r} is not a run-folder stage name: use 'rft' or 'rft_<name>' such as 'rft_from_base'"
+        )
+    return stage
 
 
 # ---- adapters -----------------------------------------------------------------------------------
@@ -671,27 +794,35 @@ def train_grpo(
     from_sft: bool = True,
     backend: str | None = None,
     reward_fn: Callable[..., list[float]] = persrm_reward,
+    stage: str = "rft",
+    validation_pairs: str | Path | Sequence[Mapping[str, Any]] | None = None,
 ) -> TrainResult:
     """GRPO reinforcement fine-tuning (paper §3.3) with the sparse -1/0/+1 reward.
 
     Args:
         profile: hyper-parameters (``profile.grpo``: batch, ``num_generations``, ``beta``,
             ``temperature``, ``max_completion_length``, learning rate, steps; seed).
-        run: the run folder; adapter to ``rft/adapter``, log to ``rft/log.csv``, sampled
-            completions to ``rft/completions.jsonl``.
+        run: the run folder; adapter to ``<stage>/adapter``, log to ``<stage>/log.csv``, sampled
+            completions to ``<stage>/completions.jsonl``.
         pairs: a JSONL file or a list of pairs; default ``runfiles.pairs_path(run, "train")``.
         sft_adapter: the adapter to start from; default ``runfiles.adapter_dir(run, "sft")``.
         from_sft: False starts from fresh LoRA on the base model (the RFT-only ablation).
         backend: ``unsloth``/``transformers``/None.
         reward_fn: the reward (default the paper's :func:`~persrm_lib.reward.persrm_reward`).
+        stage: the run-folder stage written: ``rft`` (default) or ``rft_<name>``, e.g.
+            ``rft_from_base`` with ``from_sft=False`` for the paper's §5.1 comparison.
+        validation_pairs: pairs evaluated greedily every ``grpo.eval_every`` steps (the first
+            ``grpo.eval_pairs``); default ``runfiles.pairs_path(run, "validation")`` when it exists.
+            Off when ``grpo.eval_every`` or ``grpo.eval_pairs`` is 0.
 
     Returns:
-        A :class:`TrainResult` whose ``log`` rows carry reward, outcome shares, KL and length.
+        A :class:`TrainResult` whose ``log`` rows carry reward, outcome shares, KL, length and, on
+        evaluated steps, ``validation_accuracy`` and ``validation_format``.
 
     Raises:
         ValueError: the GRPO batch does not divide by ``num_generations`` (or the processes); a
-            mismatched SFT adapter.
-        TrainingDataError: see :func:`check_pairs`.
+            mismatched SFT adapter; a ``stage`` that is not ``rft`` or ``rft_<name>``.
+        TrainingDataError: see :func:`check_pairs` (for the training and the validation pairs).
         FileNotFoundError: no SFT adapter where one is expected.
 
     >>> # result = train_grpo(get_profile("smoke"), "runs/smoke"); result.log[-1]["reward"]
@@ -699,31 +830,36 @@ def train_grpo(
     from .backend import load_for_training
 
     run = Path(run)
+    check_grpo_stage(stage)
     check_grpo_profile(profile)
     data = check_pairs(runfiles.pairs_path(run, "train") if pairs is None else pairs)
+    validation = _validation_pairs(profile, run, validation_pairs)
     adapter = Path(sft_adapter) if sft_adapter is not None else runfiles.adapter_dir(run, "sft")
     if from_sft:
         check_adapter(adapter, profile)
     model, tokenizer, name = load_for_training(profile, backend)
     if from_sft:
         load_adapter_weights(model, adapter, profile)
-    completions = runfiles.completions_path(run)
+    completions = runfiles.completions_path(run, stage)
     if _process_index() == 0:
         for old in sorted(completions.parent.glob(f"{completions.stem}*{completions.suffix}")):
             old.unlink()  # a rerun replaces the sampled completions
     tracker = RewardTracker(completions, process_index=_process_index(), reward_fn=reward_fn)
-    log = TrainingLog(runfiles.log_path(run, "rft"), GRPO_LOG_FIELDS, tracker=tracker)
-    output_dir = runfiles.stage_dir(run, "rft") / "trainer"
-    trainer = grpo_trainer(profile, output_dir, data, model, tokenizer, name, tracker, [log.callback()])
+    log = TrainingLog(runfiles.log_path(run, stage), GRPO_LOG_FIELDS, tracker=tracker)
+    callbacks = [log.callback()]  # first: the evaluation below is not part of seconds_per_step
+    if validation:
+        callbacks.append(ValidationEval(profile, validation, tokenizer, log, profile.grpo.eval_every).callback())
+    output_dir = runfiles.stage_dir(run, stage) / "trainer"
+    trainer = grpo_trainer(profile, output_dir, data, model, tokenizer, name, tracker, callbacks)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     steps = int(trainer.state.global_step)
-    out = runfiles.adapter_dir(run, "rft")
-    info = _training_info(profile, "rft", name, steps) | {"from_sft": str(adapter) if from_sft else None}
+    out = runfiles.adapter_dir(run, stage)
+    info = _training_info(profile, stage, name, steps) | {"from_sft": str(adapter) if from_sft else None}
     _save_adapter(trainer, tokenizer, out, info)
     return TrainResult(
-        stage="rft",
+        stage=stage,
         backend=name,
         steps=steps,
         final_loss=_last_loss(log.rows),

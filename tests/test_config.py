@@ -64,6 +64,8 @@ def test_overrides(overrides, path, expected):
         ({"grpo": 5}, KeyError, "unknown profile setting 'grpo'"),
         ({"seed": "x"}, ValueError, "expected int"),
         ({"model.load_in_4bit": "maybe"}, ValueError, "expected a boolean"),
+        ({"grpo.eval_every": -1}, ValueError, r"grpo.eval_every and grpo.eval_pairs must be at least 0, got -1 and 2"),
+        ({"grpo.eval_pairs": -3}, ValueError, r"must be at least 0, got 1 and -3"),
     ],
 )
 def test_bad_overrides(overrides, error, match):
@@ -80,3 +82,24 @@ def test_apply_overrides_nested_keeps_siblings():
     profile = apply_overrides(PROFILES["smoke"], {"grpo.beta": 0.0})
     assert profile.grpo.beta == 0.0
     assert profile.grpo.num_generations == PROFILES["smoke"].grpo.num_generations
+
+
+@pytest.mark.parametrize(
+    ("name", "eval_every", "eval_pairs", "compare_from_base"),
+    [
+        ("tiny", 1, 2, False),  # unit tests: every step, two pairs; no second GRPO run
+        ("smoke", 2, 2, False),  # once, after the last of two steps; CI time
+        ("cpu", 10, 16, True),  # four evaluations over 40 steps; the §5.1 comparison
+        ("paper", 50, 200, True),
+    ],
+)
+def test_grpo_validation_and_from_base_settings(name, eval_every, eval_pairs, compare_from_base):
+    grpo = get_profile(name).grpo
+    assert (grpo.eval_every, grpo.eval_pairs, grpo.compare_from_base) == (eval_every, eval_pairs, compare_from_base)
+    assert grpo.eval_every <= grpo.max_steps  # at least one evaluation in a full run
+
+
+def test_grpo_validation_is_off_by_default():
+    from persrm_lib.config import GRPOSettings
+
+    assert (GRPOSettings().eval_every, GRPOSettings().eval_pairs, GRPOSettings().compare_from_base) == (0, 0, False)

@@ -29,6 +29,7 @@ def make_run(root: Path) -> Path:
     run = root / "run"
     write_jsonl(runfiles.faithful_traces_path(run), [make_trace(i) for i in range(N_PAIRS)])
     write_jsonl(runfiles.pairs_path(run, "train"), [make_pair(i) for i in range(N_PAIRS)])
+    write_jsonl(runfiles.pairs_path(run, "validation"), [make_pair(i) for i in range(N_PAIRS, N_PAIRS + 4)])
     return run
 
 
@@ -75,5 +76,18 @@ def test_notebooks_03_then_04_on_smoke(tmp_path: Path) -> None:
     assert all(set(r) == {"step", "id", "completion", "label", "reward"} for r in records)
     assert rft["mean_reward"] == pytest.approx(sum(r["reward"] for r in records) / len(records))
     assert (runfiles.adapter_dir(run, "rft") / "adapter_model.safetensors").is_file()
+    # smoke: grpo.eval_every=2, eval_pairs=2 -- one greedy validation evaluation, after the last step
+    evaluated = [r["step"] for r in rft_log if r["validation_accuracy"] is not None]
+    assert evaluated == [smoke.grpo.eval_every] and rft["validation_evaluations"] == 1
+    for row in rft_log:
+        if row["step"] in evaluated:  # shares of two pairs: 0, 0.5 or 1
+            assert row["validation_accuracy"] in (0.0, 0.5, 1.0) and row["validation_format"] in (0.0, 0.5, 1.0)
+            assert row["validation_accuracy"] <= row["validation_format"]  # a correct judgement parses
+        else:
+            assert row["validation_format"] is None
+    assert rft["final_validation_accuracy"] == rft_log[-1]["validation_accuracy"]
+    # smoke leaves the §5.1 from-base comparison off (grpo.compare_from_base=False)
+    assert (rft["from_base_steps"], rft["from_base_final_reward"]) == (0, None)
+    assert not (run / "rft_from_base").exists()
     for name in ("04_rft_reward", "04_rft_outcomes"):
         assert (run / "figures" / f"{name}.png").is_file()

@@ -211,6 +211,152 @@ def test_grpo_starts_from_the_sft_adapter(sft_run, tmp_path, from_sft) -> None:
         assert all(not end[k].any() for k in lora_b)  # fresh LoRA: B starts at zero (RFT-only ablation)
 
 
+# ---- validation accuracy over GRPO steps, and GRPO from the base model -------------------------------
+
+VALIDATION_COLUMNS = ("validation_accuracy", "validation_format")
+
+
+def test_grpo_logs_validation_accuracy_on_due_steps_only(sft_run, tmp_path) -> None:
+    _, sft = sft_run
+    profile = get_profile("tiny", {"grpo.max_steps": 3, "grpo.eval_every": 2, "grpo.eval_pairs": 3})
+    write_jsonl(runfiles.pairs_path(tmp_path, "validation"), [make_pair(i) for i in range(10, 15)])
+    result = training.train_grpo(
+        profile, tmp_path, [make_pair(i) for i in range(N_PAIRS)], sft.adapter_dir, reward_fn=varied_reward
+    )
+    rows = training.read_log(result.log_path)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert list(rows[0]) == list(GRPO_LOG_FIELDS)  # stable columns, validation ones included
+    for row in rows:
+        if row["step"] == 2:  # the only step divisible by eval_every=2
+            # The tiny random model never writes the format: no greedy judgement parses or is correct.
+            assert (row["validation_accuracy"], row["validation_format"]) == (0.0, 0.0)
+        else:  # not evaluated: empty in the CSV
+            assert (row["validation_accuracy"], row["validation_format"]) == (None, None)
+
+
+def test_validation_does_not_change_training(sft_run, tmp_path) -> None:
+    _, sft = sft_run
+    pairs = [make_pair(i) for i in range(4)]
+    adapters = {}
+    for eval_every in (0, 1):  # off, then every step
+        run = tmp_path / f"every{eval_every}"
+        profile = get_profile("tiny", {"grpo.eval_every": eval_every})
+        training.train_grpo(profile, run, pairs, sft.adapter_dir, reward_fn=varied_reward, validation_pairs=pairs[:2])
+        adapters[eval_every] = lora_tensors(runfiles.adapter_dir(run, "rft"))
+    # greedy decoding draws no random numbers: the GRPO run is the same with or without evaluation
+    assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
+
+
+def test_grpo_validation_is_off_without_a_validation_file(sft_run, tmp_path) -> None:
+    _, sft = sft_run  # tmp_path has no data/pairs/validation.jsonl
+    result = training.train_grpo(get_profile("tiny"), tmp_path, [make_pair(i) for i in range(4)], sft.adapter_dir)
+    (row,) = training.read_log(result.log_path)
+    assert (row["validation_accuracy"], row["validation_format"]) == (None, None)
+
+
+def test_grpo_validation_is_off_with_eval_every_zero(sft_run, tmp_path) -> None:
+    _, sft = sft_run
+    off = get_profile("tiny", {"grpo.eval_every": 0})
+    result = training.train_grpo(
+        off, tmp_path, [make_pair(i) for i in range(4)], sft.adapter_dir, validation_pairs=[make_pair(9)]
+    )
+    (row,) = training.read_log(result.log_path)
+    assert (row["validation_accuracy"], row["validation_format"]) == (None, None)
+
+
+def test_validation_eval_scores_outcomes(tmp_path, monkeypatch) -> None:
+    from transformers import AutoTokenizer
+
+    from persrm_lib import generation, registry
+
+    tiny = get_profile("tiny")
+    tokenizer = AutoTokenizer.from_pretrained(str(registry.resolve("tiny-random")))
+    pairs = [make_pair(i) for i in range(4)]  # labels a, b, a, b
+    texts = [
+        render_output("c", "e", (8, 2)),  # prefers a, label a: correct
+        render_output("c", "e", (8, 2)),  # prefers a, label b: wrong but parsed
+        "no format at all",  # format violation
+        render_output("c", "e", (1, 9)),  # prefers b, label b: correct
+    ]
+    seen = {}
+
+    def fake_generate(model, tok, prompts, max_new_tokens, batch_size):
+        seen.update(prompts=list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size)
+        return generation.GenerationResult(texts, [1] * 4, [1] * 4, 0.1, batch_size)
+
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    log = TrainingLog(tmp_path / "log.csv", GRPO_LOG_FIELDS)
+    evaluator = training.ValidationEval(tiny, pairs, tokenizer, log, every=3)
+    model = torch.nn.Linear(1, 1)
+    model.train()
+    assert evaluator.evaluate(model) == {"validation_accuracy": 0.5, "validation_format": 0.75}
+    assert model.training  # back in train mode after the evaluation
+    assert seen["max_new_tokens"] == tiny.grpo.max_completion_length and seen["batch_size"] == tiny.grpo.batch_size
+    assert seen["prompts"][0].endswith("<|im_start|>assistant\n")  # chat-templated, ready for the judgement
+    assert [evaluator.due(s, 10) for s in range(0, 8)] == [False, False, False, True, False, False, True, False]
+    assert not evaluator.due(12, 10)  # past the last step
+
+
+def test_training_log_merges_added_values_into_the_step_row(tmp_path) -> None:
+    log = TrainingLog(tmp_path / "log.csv", GRPO_LOG_FIELDS)
+    log.begin()
+    log.add(2, {"validation_accuracy": 0.25, "validation_format": 0.5})
+    log.record(1, {"loss": 0.1})
+    log.record(2, {"loss": 0.2})
+    rows = training.read_log(tmp_path / "log.csv")
+    assert [(r["step"], r["validation_accuracy"], r["validation_format"]) for r in rows] == [
+        (1, None, None),  # not evaluated
+        (2, 0.25, 0.5),
+    ]
+
+
+def test_grpo_from_base_writes_its_own_stage(sft_run, tmp_path) -> None:
+    _, sft = sft_run
+    tiny = get_profile("tiny")
+    result = training.train_grpo(
+        tiny, tmp_path, [make_pair(i) for i in range(4)], from_sft=False, stage="rft_from_base", reward_fn=varied_reward
+    )
+    folder = tmp_path / "rft_from_base"
+    assert result.stage == "rft_from_base"
+    assert result.adapter_dir == runfiles.adapter_dir(tmp_path, "rft_from_base") == folder / "adapter"
+    assert result.log_path == runfiles.log_path(tmp_path, "rft_from_base") == folder / "log.csv"
+    assert (
+        result.completions_path == runfiles.completions_path(tmp_path, "rft_from_base") == folder / "completions.jsonl"
+    )
+    assert (folder / "adapter" / "adapter_model.safetensors").is_file()
+    assert len(result.completions_path.read_text().splitlines()) == tiny.grpo.batch_size
+    info = json.loads((folder / "adapter" / "persrm_training.json").read_text())
+    assert (info["stage"], info["from_sft"]) == ("rft_from_base", None)
+    assert not (tmp_path / "rft").exists()  # the from-SFT stage is left alone
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        "sft",  # another stage's folder
+        "../rft",  # a path
+        "rft/base",  # a sub-folder
+        "rft-from-base",  # not an identifier
+        "",  # empty
+    ],
+)
+def test_grpo_refuses_a_bad_stage(no_model, tmp_path, stage) -> None:
+    with pytest.raises(ValueError, match=rf"GRPO stage {stage!r} is not a run-folder stage name"):
+        training.train_grpo(get_profile("tiny"), tmp_path, pairs=[make_pair(0)], from_sft=False, stage=stage)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([], r"validation pairs: no pairs to train on"),  # empty validation set
+        ([{"id": "v1"}], r"validation pairs: pair .*pairs 0"),  # a record that is not a pair
+    ],
+)
+def test_grpo_refuses_bad_validation_pairs(no_model, tmp_path, pairs, message) -> None:
+    with pytest.raises(TrainingDataError, match=message):
+        training.train_grpo(get_profile("tiny"), tmp_path, pairs=[make_pair(0)], from_sft=False, validation_pairs=pairs)
+
+
 def test_grpo_config_follows_the_profile(tmp_path) -> None:
     paper = get_profile("paper")
     config = training.grpo_config(paper, tmp_path)
