@@ -23,11 +23,8 @@ and the result records that; ``scalar-rm`` needs ``--train-pairs``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, runfiles
-from .jsonl import write_jsonl_atomic
+from .jsonl import write_json_atomic, write_jsonl_atomic
 from .judges import JUDGES, MODEL_JUDGES, Judge, exemplars_of, make_judge, swap_pair
 from .pairs import read_pairs
 
@@ -214,22 +211,6 @@ def metrics_document(results: pd.DataFrame, n_bootstrap: int = metrics.N_BOOTSTR
     return {"overall": overall, "by": {name: records(table) for name, table in tables.items()}}
 
 
-def write_json_atomic(document: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``document`` as indented JSON under a temporary name, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, ensure_ascii=False, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def summary_line(overall: Mapping[str, Any], judge: str) -> str:
     """The one-line summary the command prints last.
 
@@ -333,7 +314,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "metrics": metrics_document(results, n_bootstrap=args.bootstrap, seed=args.seed),
         "results": records(results),
     }
-    write_json_atomic(document, args.out)
+    write_json_atomic(document, args.out, ensure_ascii=False, allow_nan=False)
     return document
 
 

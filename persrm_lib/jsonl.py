@@ -25,10 +25,10 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 logger = logging.getLogger(__name__)
 
@@ -157,10 +157,10 @@ class JsonlAppender:
             self._handle = None
 
 
-def write_jsonl_atomic(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write ``records`` to ``path`` atomically: temporary file, fsync, rename.
-
-    Readers see either the previous file or the complete new one, never a partial file.
+def atomic_write(path: str | Path, write: Callable[[TextIO], None]) -> Path:
+    """Write a text file atomically: ``write`` fills a temporary file in the same folder, which is
+    flushed, fsynced and renamed over ``path``. Readers see the old file or the complete new one;
+    on an error the temporary file is removed and ``path`` is untouched.
 
     Returns:
         The path written.
@@ -170,8 +170,7 @@ def write_jsonl_atomic(records: Iterable[Mapping[str, Any]], path: str | Path) -
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(dumps_line(record) + "\n")
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -179,3 +178,23 @@ def write_jsonl_atomic(records: Iterable[Mapping[str, Any]], path: str | Path) -
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_jsonl_atomic(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write ``records`` to ``path`` as JSONL, atomically (see :func:`atomic_write`)."""
+
+    def write(handle: TextIO) -> None:
+        for record in records:
+            handle.write(dumps_line(record) + "\n")
+
+    return atomic_write(path, write)
+
+
+def write_json_atomic(document: Mapping[str, Any], path: str | Path, **dump_options: Any) -> Path:
+    """Write ``document`` as indented JSON (``json.dump`` options pass through), atomically."""
+
+    def write(handle: TextIO) -> None:
+        json.dump(document, handle, indent=2, **dump_options)
+        handle.write("\n")
+
+    return atomic_write(path, write)

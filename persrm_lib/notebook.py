@@ -9,6 +9,7 @@ from typing import Any
 
 from .backend import select_backend
 from .config import Profile, get_profile, set_threads
+from .jsonl import write_json_atomic
 from .paths import FIGURES_DIR
 
 METRICS_DIR = "metrics"
@@ -45,12 +46,7 @@ def save_fig(fig: Any, name: str, run_dir: str | Path, profile: str) -> Path:
 
 def write_metrics(run_dir: str | Path, notebook: str, metrics: dict[str, Any]) -> Path:
     """Write the notebook's headline metrics to ``<run>/metrics/<notebook>.json`` (sorted keys)."""
-    out = Path(run_dir) / METRICS_DIR / f"{notebook}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out)
-    return out
+    return write_json_atomic(metrics, Path(run_dir) / METRICS_DIR / f"{notebook}.json", sort_keys=True)
 
 
 def read_metrics(run_dir: str | Path, notebook: str) -> dict[str, Any]:

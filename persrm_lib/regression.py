@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .jsonl import write_json_atomic
 from .notebook import METRICS_DIR
 from .paths import RESULTS_DIR, default_run_dir
 
@@ -144,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     measured = collect(run_dir)
     target = stored_path(args.profile)
     if args.update:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(measured, target, sort_keys=True)
         print(f"stored {sum(len(m) for m in measured.values())} metrics in {target}")
         return 0
     if not target.is_file():
