@@ -411,10 +411,16 @@ SUITE_SETTINGS: dict[str, SuiteSettings] = {
         scalar_rm_batch_size=2,
         scalar_rm_max_length=320,
     ),
-    # cpu (the 2-hour reference run): every pair for the cheap baselines, 50 per benchmark for loglik and
-    # scalar-rm, 20 per benchmark and exemplar count for each generative stage (~10 pairs/min batched).
+    # cpu (the reference run): every pair for the cheap baselines, 24 per benchmark for loglik and
+    # scalar-rm (12 RewardTrainer steps of 4 pairs), 16 per benchmark for each generative stage at the
+    # tables' three exemplars, each also judged swapped (~8 pairs/min batched at 256 new tokens).
     "cpu": SuiteSettings(
-        model_pairs=50, generative_pairs=20, scalar_rm_steps=50, scalar_rm_batch_size=4, scalar_rm_max_length=512
+        model_pairs=24,
+        generative_pairs=16,
+        generative_counts=(3,),
+        scalar_rm_steps=12,
+        scalar_rm_batch_size=4,
+        scalar_rm_max_length=384,
     ),
     "paper": SuiteSettings(model_pairs=0, scalar_rm_steps=500, scalar_rm_batch_size=32, scalar_rm_max_length=4096),
 }
