@@ -4,7 +4,13 @@
 # Both create the environment in .venv when it is missing and reuse it when present.
 
 PYTHON ?= python3
-VENV ?= .venv
+# GPU=1: a CUDA machine (the `paper` profile): its own environment in .venv-gpu with the `gpu` extra
+# (Unsloth) and the CUDA build of the pinned torch; constraints.txt locks the CPU machine only.
+GPU ?=
+, := ,
+VENV ?= $(if $(GPU),.venv-gpu,.venv)
+EXTRAS := $(if $(GPU),dev$(,)gpu,dev)
+CONSTRAINTS := $(if $(GPU),,-c constraints.txt)
 PROFILE ?= $(or $(PERSRM_PROFILE),smoke)
 RUN_DIR ?=
 PY := $(VENV)/bin/python
@@ -12,7 +18,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM = false
-export HF_HUB_OFFLINE = 1
+export HF_HUB_OFFLINE ?= $(if $(GPU),0,1)  # the paper profile downloads its model and may need the hub
 export PYTHONHASHSEED = 0
 
 .PHONY: install run test test-fast lint lock system-deps clean-cache
@@ -24,7 +30,7 @@ install: $(STAMP)
 # source build we do not use, hence --no-deps.
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	@$(MAKE) --no-print-directory system-deps
 	$(PY) -m persrm_lib.registry prepare tiny-random

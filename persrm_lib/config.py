@@ -222,6 +222,7 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper",
         data=DataSettings(
+            benchmarks=("ccat50", "cmcc"),  # folders you provide: $PERSRM_CCAT50_DIR, $PERSRM_CMCC_DIR
             passage_words=300,
             n_exemplars=3,
             eval_exemplar_counts=(1, 3),

@@ -39,6 +39,7 @@ import csv
 import importlib.util
 import json
 import logging
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -783,6 +784,7 @@ class Benchmark:
     exemplar_genres: tuple[str, ...] | None = None
     candidate_genres: tuple[str, ...] | None = None
     test_only: bool = False
+    root_env: str | None = None  # the environment variable naming the corpus folder (external corpora)
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -798,6 +800,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     "literature": Benchmark(
         "literature", "unseen genre: Federalist papers and novels, every author held out", test_only=True
     ),
+    # the paper's benchmarks, read from folders you provide (not shipped: see the README)
+    "ccat50": Benchmark(
+        "ccat50", "CCAT50 (Reuters C50): news, one genre, held-out authors", root_env="PERSRM_CCAT50_DIR"
+    ),
+    "cmcc": Benchmark("cmcc", "CMCC: six genres per author, held-out authors", root_env="PERSRM_CMCC_DIR"),
 }
 
 
@@ -819,7 +826,8 @@ def load_benchmark(
     """Load a named benchmark's corpus and fill ``split`` author-disjointly (see :data:`BENCHMARKS`).
 
     Args:
-        name: ``sotu``, ``aaac`` or ``literature``.
+        name: ``sotu``, ``aaac``, ``literature``, or ``ccat50`` / ``cmcc`` (folders named by
+            ``$PERSRM_CCAT50_DIR`` / ``$PERSRM_CMCC_DIR`` or ``root=``).
         passage_words, val_fraction, test_fraction, seed: from the profile (``cfg.data``, ``cfg.seed``).
         loader_kwargs: passed to the loader (e.g. ``presidents=[...]`` for sotu, ``root=`` for aaac).
 
@@ -832,9 +840,25 @@ def load_benchmark(
     """
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; choose from {sorted(BENCHMARKS)}")
-    loaders = {"sotu": load_sotu, "aaac": load_aaac, "literature": load_literature}
-    table = loaders[name](passage_words, **loader_kwargs)
+    loaders = {
+        "sotu": load_sotu,
+        "aaac": load_aaac,
+        "literature": load_literature,
+        "ccat50": load_c50,
+        "cmcc": load_cmcc,
+    }
     bench = BENCHMARKS[name]
+    if bench.root_env:
+        root = loader_kwargs.pop("root", None) or os.environ.get(bench.root_env)
+        if not root:
+            raise FileNotFoundError(
+                f"benchmark {name!r} reads a corpus you provide: set {bench.root_env} to its folder "
+                f"(or pass root=...); see the README, 'The paper's corpora'"
+            )
+        loader_kwargs["root"] = root
+        table = loaders[name](passage_words=passage_words, **loader_kwargs)
+    else:
+        table = loaders[name](passage_words, **loader_kwargs)
     if bench.test_only:
         table["split"] = "test"
     else:

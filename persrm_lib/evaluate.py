@@ -81,13 +81,15 @@ def select_pairs(pairs: Sequence[Mapping[str, Any]], limit: int | None, seed: in
     """``limit`` pairs drawn without replacement with ``seed``, kept in file order (all when None).
 
     >>> [p["id"] for p in select_pairs([{"id": i} for i in range(5)], 2, seed=0)]
-    [3, 4]
+    [2, 4]
     """
     if limit is None or limit >= len(pairs):
         return list(pairs)
     if limit < 1:
         raise EvaluationInputError(f"--limit must be at least 1, got {limit}")
-    chosen = np.sort(np.random.default_rng(seed).choice(len(pairs), size=limit, replace=False))
+    # a prefix of one seeded permutation: a smaller draw is a subset of a larger one with the same seed,
+    # so judges run on different budgets (loglik, scalar-rm, the generative stages) share their pairs
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(pairs))[:limit])
     return [pairs[int(i)] for i in chosen]
 
 
@@ -718,12 +720,46 @@ def write_tables(
         ["breakdown", "value", "judge", "n", "accuracy", "ci_low", "ci_high", "format", "consistency", "prefers_a"]
     ]
     for name, table in tables.items():
-        table.to_csv(eval_dir / f"{name}.csv", index=name != "summary")
-        (eval_dir / f"{name}.md").write_text(
-            to_markdown(table.round(4) if name == "summary" else table, index=name != "summary") + "\n"
-        )
+        write_table(table.round(4) if name == "summary" else table, eval_dir, name, index=name != "summary")
     results.drop(columns=["completion", "swapped_completion"]).to_csv(eval_dir / "per_pair.csv", index=False)
     return tables
+
+
+def write_table(table: pd.DataFrame, folder: str | Path, name: str, index: bool = True) -> None:
+    """Save ``table`` as ``<folder>/<name>.csv`` and ``<name>.md`` (GitHub markdown)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / f"{name}.csv", index=index)
+    (folder / f"{name}.md").write_text(to_markdown(table, index=index) + "\n")
+
+
+def plot_paired_differences(paired: pd.DataFrame, ax: Any, model: str = "the reward model") -> Any:
+    """Accuracy of the reward model minus each baseline's, per group, with paired 95% intervals.
+
+    Args:
+        paired: :func:`persrm_lib.metrics.paired_comparison` rows.
+        ax: a matplotlib axis.
+        model: the compared judge's name, for the axis label.
+
+    Returns:
+        ``ax``; points right of zero are groups where the reward model is ahead.
+    """
+    groups = list(dict.fromkeys(paired["group"]))
+    baselines = list(dict.fromkeys(paired["baseline"]))
+    step = 0.8 / max(1, len(baselines))
+    for b, baseline in enumerate(baselines):
+        rows = paired[paired["baseline"] == baseline].set_index("group").reindex(groups)
+        ys = np.arange(len(groups)) - 0.4 + step * (b + 0.5)
+        low = (rows["difference"] - rows["diff_low"]).clip(lower=0)
+        high = (rows["diff_high"] - rows["difference"]).clip(lower=0)
+        ax.errorbar(rows["difference"], ys, xerr=[low, high], fmt="o", ms=4, capsize=2, lw=1, label=baseline)
+    ax.set_yticks(range(len(groups)), groups)
+    ax.invert_yaxis()
+    ax.axvline(0, color="grey", ls="--", lw=1)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel(f"accuracy of {model} minus baseline (shared pairs)")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return ax
 
 
 def plot_accuracy_bars(table: pd.DataFrame, order: Sequence[str], ax: Any, group: str = "benchmark") -> Any:

@@ -205,6 +205,134 @@ def accuracy_table(
     return wide.reindex([r for r in order if r in wide.index])
 
 
+# ---- the reward model against each baseline, pair for pair -------------------------------------
+
+PAIR_KEYS: tuple[str, ...] = ("id", "n_exemplars")  # one judgement per pair and exemplar count
+
+
+def paired_comparison(
+    results: pd.DataFrame,
+    model: str,
+    baselines: Sequence[str],
+    by: str | None = "negative_kind",
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Accuracy of ``model`` minus each baseline's on the pairs both judged, with a paired interval.
+
+    A generative stage is usually run on a seeded subset of the test pairs while a baseline scores
+    them all; comparing the two on different pairs would mix judge and sample. Here every row
+    restricts both to the pairs (``id`` and ``n_exemplars``) that ``model`` judged, and the 95%
+    interval of the difference resamples those pairs jointly (a paired bootstrap).
+
+    Args:
+        results: per-pair results with ``judge`` and the :data:`PAIR_KEYS` columns.
+        model: the judge under test (e.g. ``"rm-rft"``).
+        baselines: judges to compare with; ones absent from ``results`` are left out.
+        by: a breakdown column (``None``: one row per baseline over all shared pairs); an ``"all"``
+            row per baseline is always included.
+        n_bootstrap: resamples; seed: their seed.
+
+    Returns:
+        Rows ``baseline, group, n, model_accuracy, baseline_accuracy, difference, diff_low,
+        diff_high``; empty when ``model`` judged nothing.
+
+    >>> r = pd.DataFrame({"judge": ["m"] * 2 + ["b"] * 3, "id": [1, 2, 1, 2, 3], "n_exemplars": [1] * 5,
+    ...                   "label": ["a"] * 5, "preferred": ["a", "a", "b", "a", "b"], "format_ok": [True] * 5,
+    ...                   "negative_kind": ["x", "y", "x", "y", "y"]})
+    >>> paired_comparison(r, "m", ["b"])[["group", "n", "model_accuracy", "baseline_accuracy", "difference"]].values.tolist()
+    [['all', 2, 1.0, 0.5, 0.5], ['x', 1, 1.0, 0.0, 1.0], ['y', 1, 1.0, 1.0, 0.0]]
+    """
+    missing = [c for c in ("judge", *PAIR_KEYS, *([by] if by else [])) if c not in results]
+    if missing:
+        raise KeyError(f"results have no column(s) {', '.join(missing)} for a paired comparison")
+    columns = ["baseline", "group", "n", "model_accuracy", "baseline_accuracy", "difference", "diff_low", "diff_high"]
+    mine = results[results["judge"] == model].copy()
+    if mine.empty:
+        return pd.DataFrame(columns=columns)
+    mine["hit"] = correct(mine).astype(float)
+    rows = []
+    for baseline in baselines:
+        theirs = results[results["judge"] == baseline].copy()
+        if theirs.empty:
+            continue
+        theirs["hit"] = correct(theirs).astype(float)
+        keep = [*PAIR_KEYS, "hit", *([by] if by else [])]
+        joined = mine[keep].merge(theirs[[*PAIR_KEYS, "hit"]], on=list(PAIR_KEYS), suffixes=("_m", "_b"))
+        groups = [("all", joined)]
+        if by:
+            labels = joined[by].apply(lambda v: "unknown" if _missing(v) else str(v))
+            groups += [(str(g), part) for g, part in joined.groupby(labels, sort=True)]
+        for group, part in groups:
+            diff = (part["hit_m"] - part["hit_b"]).to_numpy()
+            low, high = bootstrap_ci(diff, n_bootstrap=n_bootstrap, seed=seed)
+            rows.append(
+                {
+                    "baseline": baseline,
+                    "group": group,
+                    "n": int(len(part)),
+                    "model_accuracy": float(part["hit_m"].mean()) if len(part) else float("nan"),
+                    "baseline_accuracy": float(part["hit_b"].mean()) if len(part) else float("nan"),
+                    "difference": float(diff.mean()) if len(diff) else float("nan"),
+                    "diff_low": low,
+                    "diff_high": high,
+                }
+            )
+    return pd.DataFrame(rows, columns=columns)
+
+
+GOAL_FORMAT = 0.99  # issue 7: at least 99% of verdicts parse
+GOAL_CONSISTENCY = 0.90  # and at least 90% of swapped pairs are judged the same way
+
+
+def reference_goals(
+    results: pd.DataFrame,
+    model: str,
+    baseline: str = "char-ngram",
+    by: str = "negative_kind",
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The reference run's goals, each with its measured value and whether it is met.
+
+    ``model`` beats ``baseline`` on every value of ``by`` (the accuracy difference on shared pairs is
+    above zero; ``decisive`` says whether its 95% interval also excludes zero), formats at least
+    :data:`GOAL_FORMAT` of its verdicts and judges at least :data:`GOAL_CONSISTENCY` of swapped
+    pairs consistently. A goal that cannot be measured (no shared pairs, nothing swapped) is not met.
+
+    Returns:
+        Rows ``goal, value, target, met, decisive``.
+    """
+    rows = []
+    paired = paired_comparison(results, model, [baseline], by, n_bootstrap, seed)
+    for _, row in paired[paired["group"] != "all"].iterrows():
+        rows.append(
+            {
+                "goal": f"beats {baseline} on {by}={row['group']} (n={row['n']})",
+                "value": round(float(row["difference"]), 4),
+                "target": "> 0",
+                "met": bool(row["difference"] > 0),
+                "decisive": bool(row["diff_low"] > 0),
+            }
+        )
+    if paired.empty:
+        rows.append(
+            {"goal": f"beats {baseline}", "value": float("nan"), "target": "> 0", "met": False, "decisive": False}
+        )
+    mine = results[results["judge"] == model]
+    fmt = format_compliance(mine) if len(mine) else float("nan")
+    cons = position_consistency(mine) if len(mine) else float("nan")
+    for goal, value, target in (
+        ("format compliance", fmt, GOAL_FORMAT),
+        ("position consistency", cons, GOAL_CONSISTENCY),
+    ):
+        met = bool(not np.isnan(value) and value >= target)
+        rows.append(
+            {"goal": goal, "value": round(float(value), 4), "target": f">= {target}", "met": met, "decisive": met}
+        )
+    return pd.DataFrame(rows, columns=["goal", "value", "target", "met", "decisive"])
+
+
 # ---- training logs (06_training_dynamics) -----------------------------------------------------
 
 # canonical column -> names it may have in a log.csv (first found wins)

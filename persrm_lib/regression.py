@@ -142,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
         except NotebookFailedError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+    from .publish import PublishError, run_profile
+
+    try:
+        found = run_profile(run_dir)
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if found != args.profile:  # a smoke run must never be compared with, or stored as, the cpu reference
+        print(f"error: {run_dir} was run with profile {found!r}, not {args.profile!r}", file=sys.stderr)
+        return 1
     measured = collect(run_dir)
     target = stored_path(args.profile)
     if args.update:

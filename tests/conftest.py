@@ -21,3 +21,4 @@ def tiny_model_dir():
     from persrm_lib.registry import prepare
 
     return prepare("tiny-random")
+

@@ -475,3 +475,19 @@ def test_documents_round_trip(tmp_path: Path) -> None:
     path.write_text('{"doc_id": "x", "author": "a"}\n')
     with pytest.raises(ValueError, match="documents lack column\\(s\\) text, genre"):
         read_documents(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "fixture"), [("ccat50", "PERSRM_CCAT50_DIR", "c50"), ("cmcc", "PERSRM_CMCC_DIR", "cmcc")]
+)
+def test_the_papers_benchmarks_read_the_folder_the_environment_names(name, env, fixture, monkeypatch) -> None:
+    monkeypatch.delenv(env, raising=False)
+    with pytest.raises(FileNotFoundError, match=f"set {env} to its folder"):
+        load_benchmark(name, 25, 0.0, 0.4, seed=0)
+    monkeypatch.setenv(env, str(FIXTURES / fixture))
+    docs = load_benchmark(name, 25, 0.0, 0.4, seed=0)
+    assert docs.attrs["benchmark"] == name
+    assert set(docs["split"]) <= {"train", "validation", "test"}
+    assert docs.groupby("author")["split"].nunique().max() == 1  # author-disjoint
+    monkeypatch.delenv(env)
+    assert len(load_benchmark(name, 25, 0.0, 0.4, seed=0, root=FIXTURES / fixture)) == len(docs)

@@ -162,3 +162,73 @@ def test_to_markdown_writes_a_pipe_table_with_dashes_for_gaps() -> None:
         "| char-ngram | 60.0 [40.0, 80.0] |",
         "| rm-sft | – |",
     ]
+
+
+# ---- paired comparison and the reference run's goals ------------------------------------------
+
+
+def judged(judge: str, hits: dict[int, bool], kinds: dict[int, str], swapped_ok: bool = True) -> list[dict]:
+    """Rows of one judge: pair id -> whether it picked the labelled response ("a")."""
+    return [
+        {
+            "judge": judge,
+            "id": i,
+            "n_exemplars": 3,
+            "label": "a",
+            "preferred": "a" if hit else "b",
+            "format_ok": True,
+            "swapped_preferred": ("b" if hit else "a") if swapped_ok else "a" if hit else "b",
+            "swapped_format_ok": True,
+            "negative_kind": kinds[i],
+        }
+        for i, hit in hits.items()
+    ]
+
+
+KINDS = {i: ("random" if i % 2 else "same-era") for i in range(40)}
+
+
+def test_paired_comparison_uses_only_the_pairs_the_model_judged() -> None:
+    # the model judged pairs 0-9 only, all right; the baseline is right on 0-4 and on all of 10-39
+    model = judged("rm-rft", {i: True for i in range(10)}, KINDS)
+    base = judged("char-ngram", {i: i < 5 or i >= 10 for i in range(40)}, KINDS)
+    table = metrics.paired_comparison(pd.DataFrame(model + base), "rm-rft", ["char-ngram", "absent"], seed=3)
+    overall = table[table["group"] == "all"].iloc[0]
+    assert (overall["n"], overall["model_accuracy"], overall["baseline_accuracy"]) == (10, 1.0, 0.5)
+    assert overall["difference"] == pytest.approx(0.5)
+    assert 0 < overall["diff_low"] <= 0.5 <= overall["diff_high"] <= 1.0
+    assert set(table["baseline"]) == {"char-ngram"}  # an absent baseline is left out, not zero
+    assert sorted(table["group"]) == ["all", "random", "same-era"]
+    assert table.set_index("group")["n"].to_dict() == {"all": 10, "random": 5, "same-era": 5}
+
+
+def test_paired_comparison_interval_is_seeded_and_missing_columns_are_named() -> None:
+    rows = pd.DataFrame(
+        judged("m", {i: i % 3 > 0 for i in range(30)}, KINDS) + judged("b", {i: i % 2 > 0 for i in range(30)}, KINDS)
+    )
+    first = metrics.paired_comparison(rows, "m", ["b"], seed=7)
+    assert first.equals(metrics.paired_comparison(rows, "m", ["b"], seed=7))
+    assert metrics.paired_comparison(rows, "nobody", ["b"]).empty
+    with pytest.raises(KeyError, match="negative_kind"):
+        metrics.paired_comparison(rows.drop(columns=["negative_kind"]), "m", ["b"])
+
+
+def test_reference_goals_report_each_kind_format_and_consistency() -> None:
+    # ahead on random (5/5 vs 0/5), behind on same-era (0/5 vs 5/5); all verdicts parse; swaps consistent
+    hits_m = {i: i % 2 == 1 for i in range(10)}
+    hits_b = {i: i % 2 == 0 for i in range(10)}
+    rows = pd.DataFrame(judged("rm-rft", hits_m, KINDS) + judged("char-ngram", hits_b, KINDS))
+    goals = metrics.reference_goals(rows, "rm-rft").set_index("goal")
+    assert goals.loc["beats char-ngram on negative_kind=random (n=5)", "met"]
+    assert goals.loc["beats char-ngram on negative_kind=random (n=5)", "decisive"]
+    assert not goals.loc["beats char-ngram on negative_kind=same-era (n=5)", "met"]
+    assert goals.loc["format compliance", "met"] and goals.loc["format compliance", "value"] == 1.0
+    assert goals.loc["position consistency", "met"]
+
+
+def test_reference_goals_fail_on_position_bias_and_on_nothing_to_compare() -> None:
+    # a judge that always says "a": right on every pair, but picks the other text when swapped
+    rows = pd.DataFrame(judged("rm-rft", {i: True for i in range(10)}, KINDS, swapped_ok=False))
+    goals = metrics.reference_goals(rows, "rm-rft").set_index("goal")
+    assert goals.loc["position consistency", "value"] == 0.0 and not goals.loc["position consistency", "met"]
+    assert not goals.loc["beats char-ngram", "met"]  # no baseline rows: not measured, so not met

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from run_fixtures import write_executed
 
 from persrm_lib import regression
 from persrm_lib.regression import collect, compare, flatten, format_table, tolerance_for
@@ -52,6 +53,7 @@ def test_cli_fails_when_a_metric_moved_too_far(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     (run / "metrics").mkdir(parents=True)
     (run / "metrics" / "05_evaluate.json").write_text(json.dumps({"accuracy": {"sotu": 0.7}}))
+    write_executed(run, "smoke")
     monkeypatch.setattr(regression, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(regression, "stored_path", lambda p: tmp_path / "results" / p / "metrics.json")
     assert regression.main(["--profile", "smoke", "--run-dir", str(run), "--skip-run"]) == 1
@@ -67,3 +69,18 @@ def test_cli_fails_when_a_metric_moved_too_far(tmp_path, monkeypatch, capsys):
 def test_collect_needs_a_metrics_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no metrics"):
         collect(tmp_path)
+
+
+def test_cli_refuses_a_run_of_another_profile(tmp_path, monkeypatch, capsys):
+    """A smoke run is never compared with, or stored as, the cpu reference."""
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / "05_evaluate.json").write_text(json.dumps({"accuracy": 0.5}))
+    write_executed(run, "smoke")
+    stored = tmp_path / "results" / "cpu" / "metrics.json"
+    stored.parent.mkdir(parents=True)
+    stored.write_text('{"05_evaluate": {"accuracy": 0.9}}')
+    monkeypatch.setattr(regression, "stored_path", lambda p: tmp_path / "results" / p / "metrics.json")
+    assert regression.main(["--profile", "cpu", "--run-dir", str(run), "--skip-run", "--update"]) == 1
+    assert "was run with profile 'smoke', not 'cpu'" in capsys.readouterr().err
+    assert stored.read_text() == '{"05_evaluate": {"accuracy": 0.9}}'  # untouched

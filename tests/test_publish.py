@@ -1,0 +1,102 @@
+"""Publishing a finished run into results/<profile>/: complete, refused for another profile, atomic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from run_fixtures import NOTEBOOK_STEMS, write_executed
+
+from persrm_lib import publish
+from persrm_lib.publish import PublishError
+
+
+def make_finished_run(run, profile="cpu", adapter_bytes=1000):
+    write_executed(run, profile, seconds=12.34)
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / "05_evaluate.json").write_text(json.dumps({"accuracy_rm_rft": 0.6, "n": {"sotu": 16}}))
+    (run / "sft").mkdir()
+    (run / "sft" / "log.csv").write_text("step,loss\n1,2.5\n")
+    (run / "rft" / "adapter").mkdir(parents=True)
+    (run / "rft" / "log.csv").write_text("step,reward_mean\n1,-0.5\n")
+    (run / "rft" / "adapter" / "adapter_model.safetensors").write_bytes(b"\x01" * adapter_bytes)
+    (run / "rft" / "adapter" / "adapter_config.json").write_text("{}")
+    (run / "eval").mkdir()
+    (run / "eval" / "accuracy_by_benchmark.csv").write_text("judge,sotu\nchar-ngram,0.7\n")
+    (run / "eval" / "accuracy_by_benchmark.md").write_text("| judge | sotu |\n")
+    return run
+
+
+def test_publish_copies_metrics_logs_tables_adapter_and_a_manifest(tmp_path):
+    run = make_finished_run(tmp_path / "run")
+    dest = tmp_path / "results" / "cpu"
+    manifest = publish.publish(run, "cpu", dest)
+    assert json.loads((dest / "metrics.json").read_text()) == {"05_evaluate": {"accuracy_rm_rft": 0.6, "n.sotu": 16}}
+    assert (dest / "logs" / "sft.csv").read_text() == "step,loss\n1,2.5\n"
+    assert (dest / "logs" / "rft.csv").is_file()
+    assert (dest / "tables" / "eval_accuracy_by_benchmark.csv").is_file()
+    assert (dest / "tables" / "eval_accuracy_by_benchmark.md").is_file()
+    assert (dest / "adapters" / "rft" / "adapter_model.safetensors").stat().st_size == 1000
+    on_disk = json.loads((dest / "MANIFEST.json").read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    assert on_disk["profile"] == "cpu" and on_disk["settings"]["name"] == "cpu"
+    assert on_disk["notebook_seconds"] == {stem: 12.3 for stem in NOTEBOOK_STEMS}
+    assert sorted(on_disk["files"]) == sorted(
+        str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.name != "MANIFEST.json"
+    )
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["cpu"]  # no staging folder left behind
+
+
+def test_publish_leaves_out_a_large_adapter_and_says_why(tmp_path):
+    run = make_finished_run(tmp_path / "run", adapter_bytes=3 * 2**20)
+    manifest = publish.publish(run, "cpu", tmp_path / "out", max_adapter_mb=2)
+    assert not (tmp_path / "out" / "adapters").exists()
+    assert manifest["adapters_left_out"] == {"rft": "3.0 MB is not under 2 MB"}
+
+
+def test_a_smoke_run_cannot_overwrite_the_cpu_results(tmp_path, capsys):
+    dest = tmp_path / "results" / "cpu"
+    publish.publish(make_finished_run(tmp_path / "cpu-run"), "cpu", dest)
+    before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    smoke = make_finished_run(tmp_path / "smoke-run", profile="smoke")
+    with pytest.raises(PublishError, match="was run with profile 'smoke', not 'cpu'"):
+        publish.publish(smoke, "cpu", dest)
+    code = publish.main(["--run-dir", str(smoke), "--profile", "cpu", "--dest", str(dest)])
+    assert code == 2 and "profile 'smoke'" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
+
+
+def test_an_incomplete_or_mixed_run_is_refused(tmp_path):
+    run = make_finished_run(tmp_path / "run")
+    (run / "executed" / "07_behavior_analysis.ipynb").unlink()
+    with pytest.raises(PublishError, match="only 6 of 7 notebooks executed"):
+        publish.publish(run, "cpu", tmp_path / "out")
+    write_executed(run, "smoke", stems=["07_behavior_analysis"])
+    with pytest.raises(PublishError, match="disagree on the profile"):
+        publish.publish(run, "cpu", tmp_path / "out")
+    with pytest.raises(PublishError, match="holds no notebooks"):
+        publish.run_profile(tmp_path / "empty")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failure_midway_keeps_the_previous_results(tmp_path, monkeypatch):
+    dest = tmp_path / "results" / "cpu"
+    run = make_finished_run(tmp_path / "run")
+    publish.publish(run, "cpu", dest)
+    before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    monkeypatch.setattr(publish, "_sha256", lambda path: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        publish.publish(run, "cpu", dest)
+    assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["cpu"]
+
+
+def test_restore_puts_adapters_back_without_touching_existing_ones(tmp_path):
+    dest = tmp_path / "results" / "cpu"
+    publish.publish(make_finished_run(tmp_path / "run"), "cpu", dest)
+    fresh = tmp_path / "fresh"
+    assert publish.restore(dest, fresh) == ["rft"]
+    assert (fresh / "rft" / "adapter" / "adapter_model.safetensors").read_bytes() == b"\x01" * 1000
+    (fresh / "rft" / "adapter" / "adapter_config.json").write_text('{"mine": 1}')
+    assert publish.restore(dest, fresh) == []
+    assert (fresh / "rft" / "adapter" / "adapter_config.json").read_text() == '{"mine": 1}'
