@@ -21,4 +21,3 @@ def tiny_model_dir():
     from persrm_lib.registry import prepare
 
     return prepare("tiny-random")
-
