@@ -215,9 +215,9 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
                 cells.append("–")
                 continue
             r = hit.iloc[0]
-            cells.append(f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] ({r['n']})")
+            cells.append(f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] ({int(r['n'])})")
         o = overall.loc[judge]
-        cells.append(f"{100 * o['accuracy']:.1f} ({o['n']})")
+        cells.append(f"{100 * o['accuracy']:.1f} ({int(o['n'])})")
         cells += [f"{o['format']:.2f}", f"{o['consistency']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     parts = [f"Profile `{manifest['profile']}`, {main_k} exemplars per test pair, held-out authors.", "", *lines]

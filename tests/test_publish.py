@@ -100,3 +100,59 @@ def test_restore_puts_adapters_back_without_touching_existing_ones(tmp_path):
     (fresh / "rft" / "adapter" / "adapter_config.json").write_text('{"mine": 1}')
     assert publish.restore(dest, fresh) == []
     assert (fresh / "rft" / "adapter" / "adapter_config.json").read_text() == '{"mine": 1}'
+
+
+def test_results_markdown_tabulates_each_judge_and_the_goals(tmp_path):
+    run = make_finished_run(tmp_path / "run")
+    (run / "metrics" / "05_evaluate.json").write_text(json.dumps({"main_exemplars": 3}))
+    header = "id,benchmark,judge,n_exemplars,label,negative_kind,preferred,format_ok,swapped_preferred,swapped_format_ok"
+    rows = [header]
+    for i in range(4):  # char-ngram right on 3 of 4 sotu pairs; rm-rft right on all, consistent on all
+        rows.append(f"p{i},sotu,char-ngram,3,a,random,{'a' if i else 'b'},True,{'b' if i else 'a'},True")
+        rows.append(f"p{i},sotu,rm-rft,3,a,random,a,True,b,True")
+        rows.append(f"p{i},sotu,rm-rft,1,a,random,b,False,,")  # another exemplar count: left out
+    rows.append("q0,aaac,char-ngram,3,a,random,a,True,b,True")
+    (run / "eval" / "per_pair.csv").write_text("\n".join(rows) + "\n")
+    (run / "eval" / "goals.md").write_text("| goal | met |\n|---|---|\n| format compliance | True |\n")
+    dest = tmp_path / "results" / "cpu"
+    publish.publish(run, "cpu", dest)
+    text = publish.results_markdown(dest)
+    lines = text.splitlines()
+    assert "| `char-ngram` | 100.0 [100.0, 100.0] (1) | 75.0 [" in text
+    assert "| `rm-rft` | – | 100.0 [100.0, 100.0] (4) | 100.0 (4) | 1.00 | 1.00 |" in lines
+    assert "| format compliance | True |" in lines
+    assert lines[-1].startswith("Wall time (minutes): 01 0.2,") and lines[-1].endswith("; 1 in all.")
+
+
+def test_update_readme_replaces_only_the_block_and_needs_the_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    start, end = publish.README_START.format(profile="cpu"), publish.README_END.format(profile="cpu")
+    readme.write_text(f"# title\n\n{start}\nold numbers\n{end}\n\n## next\n")
+    assert publish.update_readme(readme, "new numbers")
+    assert readme.read_text() == f"# title\n\n{start}\nnew numbers\n{end}\n\n## next\n"
+    assert not publish.update_readme(readme, "new numbers")  # unchanged the second time
+    readme.write_text("# no block\n")
+    with pytest.raises(PublishError, match="has no results block"):
+        publish.update_readme(readme, "x")
+    assert readme.read_text() == "# no block\n"
+
+
+def test_the_readme_shows_the_committed_reference_results():
+    """The README's results block is generated from results/cpu, never typed by hand."""
+    from persrm_lib.paths import REPO_ROOT, RESULTS_DIR
+
+    assert (RESULTS_DIR / "cpu" / "MANIFEST.json").is_file(), "results/cpu is not published"
+    text = (REPO_ROOT / "README.md").read_text()
+    start, end = publish.README_START.format(profile="cpu"), publish.README_END.format(profile="cpu")
+    block = text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    assert block == publish.results_markdown(RESULTS_DIR / "cpu")
+
+
+def test_every_figure_the_readme_shows_is_committed():
+    import re
+
+    from persrm_lib.paths import REPO_ROOT
+
+    linked = re.findall(r"\]\((figures/[^)]+\.png)\)", (REPO_ROOT / "README.md").read_text())
+    assert linked, "the README shows no figure"
+    assert [f for f in linked if not (REPO_ROOT / f).is_file()] == []
