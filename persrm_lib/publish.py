@@ -85,6 +85,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
+    """Strip this machine from a copied adapter: the base model is named by its registry name, paths
+    into the run folder become relative to it, and PEFT's generated model card (which repeats the
+    local base path) and the trainer's pickled arguments are dropped. The weights are not touched."""
+    for generated in ("README.md", "training_args.bin"):  # the model card; the trainer's pickled arguments
+        if (adapter / generated).is_file():
+            (adapter / generated).unlink()
+    config = adapter / "adapter_config.json"
+    if config.is_file():
+        data = json.loads(config.read_text())
+        data["base_model_name_or_path"] = model_name
+        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    info = adapter / "persrm_training.json"
+    if info.is_file():
+        data = json.loads(info.read_text())
+        root = run.resolve()
+        for key, value in data.items():
+            if isinstance(value, str) and value.startswith(str(root)):
+                data[key] = Path(value).resolve().relative_to(root).as_posix()
+        info.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def publish(
     run_dir: str | Path,
     profile: str,
@@ -140,6 +162,7 @@ def publish(
                 skipped[stage] = f"{size_mb:.1f} MB is not under {max_adapter_mb:g} MB"
                 continue
             shutil.copytree(adapter, staging / "adapters" / stage)
+            _make_portable(staging / "adapters" / stage, run, get_profile(profile).model.name)
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         manifest = {
             "profile": profile,
@@ -215,7 +238,9 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
                 cells.append("–")
                 continue
             r = hit.iloc[0]
-            cells.append(f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] ({int(r['n'])})")
+            cells.append(
+                f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] ({int(r['n'])})"
+            )
         o = overall.loc[judge]
         cells.append(f"{100 * o['accuracy']:.1f} ({int(o['n'])})")
         cells += [f"{o['format']:.2f}", f"{o['consistency']:.2f}"]

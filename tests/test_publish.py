@@ -20,7 +20,14 @@ def make_finished_run(run, profile="cpu", adapter_bytes=1000):
     (run / "rft" / "adapter").mkdir(parents=True)
     (run / "rft" / "log.csv").write_text("step,reward_mean\n1,-0.5\n")
     (run / "rft" / "adapter" / "adapter_model.safetensors").write_bytes(b"\x01" * adapter_bytes)
-    (run / "rft" / "adapter" / "adapter_config.json").write_text("{}")
+    (run / "rft" / "adapter" / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": "/home/someone/.cache/models/smollm2", "r": 8})
+    )
+    (run / "rft" / "adapter" / "README.md").write_text("base_model: /home/someone/.cache/models/smollm2\n")
+    (run / "rft" / "adapter" / "training_args.bin").write_bytes(b"pickled /home/someone/run")
+    (run / "rft" / "adapter" / "persrm_training.json").write_text(
+        json.dumps({"from_sft": str(run.resolve() / "sft" / "adapter"), "steps": 8})
+    )
     (run / "eval").mkdir()
     (run / "eval" / "accuracy_by_benchmark.csv").write_text("judge,sotu\nchar-ngram,0.7\n")
     (run / "eval" / "accuracy_by_benchmark.md").write_text("| judge | sotu |\n")
@@ -37,6 +44,14 @@ def test_publish_copies_metrics_logs_tables_adapter_and_a_manifest(tmp_path):
     assert (dest / "tables" / "eval_accuracy_by_benchmark.csv").is_file()
     assert (dest / "tables" / "eval_accuracy_by_benchmark.md").is_file()
     assert (dest / "adapters" / "rft" / "adapter_model.safetensors").stat().st_size == 1000
+    # no path of this machine travels with the adapter
+    assert json.loads((dest / "adapters" / "rft" / "adapter_config.json").read_text()) == {
+        "base_model_name_or_path": "smollm2-135m-instruct",
+        "r": 8,
+    }
+    assert json.loads((dest / "adapters" / "rft" / "persrm_training.json").read_text())["from_sft"] == "sft/adapter"
+    assert not (dest / "adapters" / "rft" / "README.md").exists()
+    assert not (dest / "adapters" / "rft" / "training_args.bin").exists()
     on_disk = json.loads((dest / "MANIFEST.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
     assert on_disk["profile"] == "cpu" and on_disk["settings"]["name"] == "cpu"
@@ -105,7 +120,9 @@ def test_restore_puts_adapters_back_without_touching_existing_ones(tmp_path):
 def test_results_markdown_tabulates_each_judge_and_the_goals(tmp_path):
     run = make_finished_run(tmp_path / "run")
     (run / "metrics" / "05_evaluate.json").write_text(json.dumps({"main_exemplars": 3}))
-    header = "id,benchmark,judge,n_exemplars,label,negative_kind,preferred,format_ok,swapped_preferred,swapped_format_ok"
+    header = (
+        "id,benchmark,judge,n_exemplars,label,negative_kind,preferred,format_ok,swapped_preferred,swapped_format_ok"
+    )
     rows = [header]
     for i in range(4):  # char-ngram right on 3 of 4 sotu pairs; rm-rft right on all, consistent on all
         rows.append(f"p{i},sotu,char-ngram,3,a,random,{'a' if i else 'b'},True,{'b' if i else 'a'},True")
