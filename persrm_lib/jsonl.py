@@ -190,6 +190,17 @@ def write_jsonl_atomic(records: Iterable[Mapping[str, Any]], path: str | Path) -
     return atomic_write(path, write)
 
 
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (checksums of caches and published results)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json_atomic(document: Mapping[str, Any], path: str | Path, **dump_options: Any) -> Path:
     """Write ``document`` as indented JSON (``json.dump`` options pass through), atomically."""
 

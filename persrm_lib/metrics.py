@@ -320,8 +320,8 @@ def reference_goals(
             {"goal": f"beats {baseline}", "value": float("nan"), "target": "> 0", "met": False, "decisive": False}
         )
     mine = results[results["judge"] == model]
-    fmt = format_compliance(mine) if len(mine) else float("nan")
-    cons = position_consistency(mine) if len(mine) else float("nan")
+    fmt = format_compliance(mine)  # NaN when the model judged nothing
+    cons = position_consistency(mine)
     for goal, value, target in (
         ("format compliance", fmt, GOAL_FORMAT),
         ("position consistency", cons, GOAL_CONSISTENCY),

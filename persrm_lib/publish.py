@@ -19,7 +19,6 @@ Figures are already in ``figures/``: notebooks of a published profile save them 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -29,7 +28,7 @@ from typing import Any
 
 from . import runfiles
 from .config import get_profile
-from .jsonl import write_json_atomic
+from .jsonl import sha256_file, write_json_atomic
 from .paths import RESULTS_DIR
 
 NOTEBOOK_COUNT = 7
@@ -43,19 +42,24 @@ class PublishError(RuntimeError):
     """The run folder cannot be published (incomplete, another profile, missing files)."""
 
 
-def run_profile(run_dir: str | Path) -> str:
+def executed_metadata(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Papermill's metadata of each executed notebook in ``<run>/executed/``, by notebook stem."""
+    return {
+        path.stem: json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+        for path in sorted((Path(run_dir) / "executed").glob("*.ipynb"))
+    }
+
+
+def run_profile(run_dir: str | Path, executed: dict[str, dict[str, Any]] | None = None) -> str:
     """The profile every executed notebook of a run folder was given (papermill's parameters).
 
     Raises:
         PublishError: no executed notebooks, or notebooks run under different profiles.
     """
-    executed = sorted((Path(run_dir) / "executed").glob("*.ipynb"))
+    executed = executed_metadata(run_dir) if executed is None else executed
     if not executed:
         raise PublishError(f"{run_dir}/executed holds no notebooks: run the notebooks first")
-    profiles = {}
-    for path in executed:
-        meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
-        profiles[path.name] = meta.get("parameters", {}).get("profile")
+    profiles = {f"{stem}.ipynb": meta.get("parameters", {}).get("profile") for stem, meta in executed.items()}
     found = set(profiles.values())
     if len(found) != 1 or None in found:
         listing = ", ".join(f"{k}: {v}" for k, v in profiles.items())
@@ -63,26 +67,15 @@ def run_profile(run_dir: str | Path) -> str:
     return found.pop()
 
 
-def notebook_seconds(run_dir: str | Path) -> dict[str, float]:
-    """Wall time of each executed notebook, from papermill's metadata."""
-    out = {}
-    for path in sorted((Path(run_dir) / "executed").glob("*.ipynb")):
-        meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
-        if meta.get("duration") is not None:
-            out[path.stem] = round(float(meta["duration"]), 1)
-    return out
+def notebook_seconds(executed: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Wall time of each executed notebook, from :func:`executed_metadata`."""
+    return {
+        stem: round(float(meta["duration"]), 1) for stem, meta in executed.items() if meta.get("duration") is not None
+    }
 
 
 def _tree_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
@@ -128,14 +121,14 @@ def publish(
     from .regression import collect
 
     run = Path(run_dir)
-    found = run_profile(run)
+    executed = executed_metadata(run)
+    found = run_profile(run, executed)
     if found != profile:
         raise PublishError(
             f"{run} was run with profile {found!r}, not {profile!r}: refusing to publish it as {profile}"
         )
-    executed = sorted((run / "executed").glob("*.ipynb"))
     if len(executed) < NOTEBOOK_COUNT:
-        names = ", ".join(p.stem for p in executed)
+        names = ", ".join(executed)
         raise PublishError(f"{run}: only {len(executed)} of {NOTEBOOK_COUNT} notebooks executed ({names})")
     dest = Path(dest) if dest is not None else RESULTS_DIR / profile
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -167,9 +160,9 @@ def publish(
         manifest = {
             "profile": profile,
             "settings": get_profile(profile).to_dict(),
-            "notebook_seconds": notebook_seconds(run),
+            "notebook_seconds": notebook_seconds(executed),
             "adapters_left_out": skipped,
-            "files": {str(p.relative_to(staging)): _sha256(p) for p in files},
+            "files": {p.relative_to(staging).as_posix(): sha256_file(p) for p in files},
         }
         write_json_atomic(manifest, staging / "MANIFEST.json", sort_keys=True)
         old = dest.with_name(f".{dest.name}-old")

@@ -21,7 +21,6 @@ final name, and a folder whose files do not match its manifest is refused.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
@@ -32,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .jsonl import sha256_file
 from .paths import cache_dir
 
 MANIFEST = "MANIFEST.json"
@@ -53,20 +53,12 @@ class ModelRegistryError(RuntimeError):
     """A model name, path or cache that cannot be used; the message names the fix."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_manifest(folder: Path, source: str) -> None:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {
         "format": CACHE_FORMAT,
         "source": source,
-        "files": {p.relative_to(folder).as_posix(): _sha256(p) for p in files},
+        "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in files},
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
@@ -88,7 +80,7 @@ def verify_cache(folder: Path, name: str) -> None:
         path = folder / rel
         if not path.is_file():
             raise ModelRegistryError(f"model cache {folder} is missing {rel}; {fix}")
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise ModelRegistryError(f"model cache {folder}: {rel} does not match its checksum (corrupted); {fix}")
 
 

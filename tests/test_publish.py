@@ -99,7 +99,7 @@ def test_a_failure_midway_keeps_the_previous_results(tmp_path, monkeypatch):
     run = make_finished_run(tmp_path / "run")
     publish.publish(run, "cpu", dest)
     before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
-    monkeypatch.setattr(publish, "_sha256", lambda path: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(publish, "sha256_file", lambda path: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         publish.publish(run, "cpu", dest)
     assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
