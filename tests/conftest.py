@@ -18,6 +18,6 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_model_dir():
     """The cached tiny-random model folder (built in seconds on first use)."""
-    from persrm_lib.registry import prepare
+    from persrm_lib.models.registry import prepare
 
     return prepare("tiny-random")

@@ -72,9 +72,9 @@ def save_tiny_adapter(folder, profile_name: str = "tiny", seed: int = 0):
     import torch
     from peft import get_peft_model
 
-    from persrm_lib.backend import lora_config
-    from persrm_lib.config import get_profile
-    from persrm_lib.registry import load_model
+    from persrm_lib.core.config import get_profile
+    from persrm_lib.models.backend import lora_config
+    from persrm_lib.models.registry import load_model
 
     profile = get_profile(profile_name)
     model, tokenizer = load_model(profile.model.name)
@@ -131,9 +131,9 @@ def make_run(root, adapters: tuple[str, ...] = ("sft", "rft"), with_logs: bool =
     """A run folder for the tiny profile: train and test pairs, adapters, training logs."""
     from pathlib import Path
 
-    from persrm_lib import runfiles
-    from persrm_lib.pairs import write_pairs
-    from persrm_lib.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS
+    from persrm_lib.core import runfiles
+    from persrm_lib.data.pairs import write_pairs
+    from persrm_lib.train.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS
 
     run = Path(root) / "run"
     write_pairs(make_pairs(8), runfiles.pairs_path(run, "train"))

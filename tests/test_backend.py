@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from persrm_lib import backend
-from persrm_lib.backend import BackendUnavailableError, lora_config, select_backend
-from persrm_lib.config import get_profile
+from persrm_lib.core.config import get_profile
+from persrm_lib.models import backend
+from persrm_lib.models.backend import BackendUnavailableError, lora_config, select_backend
 
 
 @pytest.mark.parametrize(
@@ -71,8 +71,8 @@ def test_lora_config_comes_from_the_profile():
 def test_importing_the_library_never_imports_unsloth():
     code = (
         "import importlib, pkgutil, sys, persrm_lib\n"
-        "for m in pkgutil.iter_modules(persrm_lib.__path__):\n"
-        "    importlib.import_module('persrm_lib.' + m.name)\n"
+        "for m in pkgutil.walk_packages(persrm_lib.__path__, 'persrm_lib.'):\n"
+        "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
         "print(sorted(n for n in sys.modules if n.split('.')[0] in ('unsloth', 'unsloth_zoo')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)

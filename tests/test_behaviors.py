@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from persrm_lib.behaviors import (
+from persrm_lib.analysis.behaviors import (
     BEHAVIORS,
     RULE_PATTERNS,
     BehaviorClassifier,
@@ -49,8 +49,8 @@ from persrm_lib.behaviors import (
     step_metrics,
     summarize_by,
 )
-from persrm_lib.jsonl import JsonlFormatError
-from persrm_lib.output_format import render_output
+from persrm_lib.core.jsonl import JsonlFormatError
+from persrm_lib.core.output_format import render_output
 
 V, B, S, C = BEHAVIORS  # verification, backtracking, subgoal_setting, backward_chaining
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from persrm_lib.config import PROFILES, apply_overrides, get_profile
+from persrm_lib.core.config import PROFILES, apply_overrides, get_profile
 
 
 def test_every_profile_validates():
@@ -100,6 +100,6 @@ def test_grpo_validation_and_from_base_settings(name, eval_every, eval_pairs, co
 
 
 def test_grpo_validation_is_off_by_default():
-    from persrm_lib.config import GRPOSettings
+    from persrm_lib.core.config import GRPOSettings
 
     assert (GRPOSettings().eval_every, GRPOSettings().eval_pairs, GRPOSettings().compare_from_base) == (0, 0, False)

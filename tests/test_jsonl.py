@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from persrm_lib.jsonl import (
+from persrm_lib.core.jsonl import (
     JsonlAppender,
     JsonlFormatError,
     dumps_line,
@@ -75,7 +75,7 @@ def test_repair_torn_tail(tmp_path: Path, content: str, removed: int, left: str)
 def test_repair_torn_tail_logs_and_leaves_middle_lines_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "x.jsonl"
     path.write_text('{"a": 1}\nnot json\n{"a": 3}\n{"a"')
-    with caplog.at_level(logging.WARNING, logger="persrm_lib.jsonl"):
+    with caplog.at_level(logging.WARNING, logger="persrm_lib.core.jsonl"):
         assert repair_torn_tail(path) == 4
     assert "removed a torn last line (4 bytes)" in caplog.text
     # the bad middle line is not an interrupted write: the reader reports it

@@ -9,9 +9,9 @@ import pytest
 import torch
 from eval_fixtures import CASUAL, FORMAL, make_pairs
 
-from persrm_lib import judges as J
-from persrm_lib.generation import GenerationResult
-from persrm_lib.judges import (
+from persrm_lib.evaluate import judges as J
+from persrm_lib.core.output_format import render_output
+from persrm_lib.evaluate.judges import (
     AdapterMismatchError,
     NotFittedError,
     Verdict,
@@ -20,12 +20,12 @@ from persrm_lib.judges import (
     make_judge,
     swap_pair,
 )
-from persrm_lib.output_format import render_output
+from persrm_lib.models.generation import GenerationResult
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from persrm_lib.registry import load_model
+    from persrm_lib.models.registry import load_model
 
     return load_model("tiny-random")
 
@@ -206,15 +206,15 @@ def test_generative_judge_reads_scores_through_parse_output(tiny, monkeypatch) -
         assert len(prompts) == 3 and all("Exemplar 1:" in p for p in prompts)
         return GenerationResult(canned, [5, 5, 5], [10, 10, 10], 0.1, batch_size)
 
-    monkeypatch.setattr("persrm_lib.generation.generate", fake_generate)
+    monkeypatch.setattr("persrm_lib.models.generation.generate", fake_generate)
     verdicts = make_judge("generative", loaded=tiny).score_batch(make_pairs(3), 1)
     assert [(v.s_a, v.s_b, v.preferred) for v in verdicts] == [(8.0, 2.0, "a"), (None, None, None), (4.0, 4.0, None)]
     assert verdicts[1].completion == "no tags at all"
 
 
 def test_generation_batched_matches_one_at_a_time_in_input_order(tiny) -> None:
-    from persrm_lib.generation import generate
-    from persrm_lib.prompt import build_prompt_text
+    from persrm_lib.core.prompt import build_prompt_text
+    from persrm_lib.models.generation import generate
 
     model, tokenizer = tiny
     prompts = [build_prompt_text(tokenizer, p, 1) for p in make_pairs(3)] + ["<|im_start|>user\nhi<|im_end|>\n"]
@@ -236,7 +236,7 @@ def test_generation_batched_matches_one_at_a_time_in_input_order(tiny) -> None:
     ],
 )
 def test_generation_bad_settings(tiny, kwargs, message) -> None:
-    from persrm_lib.generation import generate
+    from persrm_lib.models.generation import generate
 
     with pytest.raises(ValueError, match=message):
         generate(tiny[0], tiny[1], ["x"], **kwargs)
@@ -250,7 +250,7 @@ def _tiny_lora(model, folder: Path) -> Path:
 
 
 def test_adapter_that_fits_loads(tmp_path: Path, tiny_model_dir) -> None:
-    from persrm_lib.registry import load_model
+    from persrm_lib.models.registry import load_model
 
     base, _ = load_model("tiny-random")
     adapter = _tiny_lora(base, tmp_path / "adapter")
@@ -262,7 +262,7 @@ def test_adapter_that_fits_loads(tmp_path: Path, tiny_model_dir) -> None:
 def test_adapter_for_another_hidden_size_names_both(tmp_path: Path, tiny_model_dir) -> None:
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from persrm_lib.registry import load_model
+    from persrm_lib.models.registry import load_model
 
     model, _ = load_model("tiny-random")
     config = Qwen2Config(**{**model.config.to_dict(), "hidden_size": 32, "intermediate_size": 64})

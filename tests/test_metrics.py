@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persrm_lib import metrics
+from persrm_lib.evaluate import metrics
 
 
 def frame(rows: list[tuple]) -> pd.DataFrame:
@@ -124,7 +124,7 @@ def test_accuracy_table_is_paper_style() -> None:
 
 def test_read_training_log_maps_aliases_and_lists_missing(tmp_path) -> None:
     path = tmp_path / "log.csv"
-    # GRPO columns as persrm_lib.training writes them, out of step order, one blank cell
+    # GRPO columns as persrm_lib.train.training writes them, out of step order, one blank cell
     path.write_text(
         "step,loss,reward,format_violation,wrong,correct,kl,seconds_per_step\n2,0.1,0.5,0,0.25,0.75,0.02,\n1,0.2,-1,1,0,0,0.0,\n"
     )
@@ -153,7 +153,7 @@ def test_read_training_log_bad_files(tmp_path, content, error, message) -> None:
 
 
 def test_to_markdown_writes_a_pipe_table_with_dashes_for_gaps() -> None:
-    from persrm_lib.evaluate import to_markdown
+    from persrm_lib.evaluate.cli import to_markdown
 
     table = pd.DataFrame({"sotu": ["60.0 [40.0, 80.0]", None]}, index=pd.Index(["char-ngram", "rm-sft"], name="judge"))
     assert to_markdown(table).splitlines() == [

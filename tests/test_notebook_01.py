@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from persrm_lib import runfiles
-from persrm_lib.config import get_profile
-from persrm_lib.corpora import read_documents
-from persrm_lib.jsonl import read_jsonl
-from persrm_lib.paths import REPO_ROOT
-from persrm_lib.runner import run_notebooks
-from persrm_lib.sampler import label_shortcut_report, read_pairs
+from persrm_lib.core import runfiles
+from persrm_lib.core.config import get_profile
+from persrm_lib.core.jsonl import read_jsonl
+from persrm_lib.core.paths import REPO_ROOT
+from persrm_lib.data.corpora import read_documents
+from persrm_lib.data.sampler import label_shortcut_report, read_pairs
+from persrm_lib.run.runner import run_notebooks
 
 
 @pytest.mark.slow

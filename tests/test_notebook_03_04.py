@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from test_training import make_pair, make_trace, write_jsonl
 
-from persrm_lib import runfiles
-from persrm_lib.config import get_profile
-from persrm_lib.paths import NOTEBOOKS_DIR, REPO_ROOT
-from persrm_lib.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS, read_log
+from persrm_lib.core import runfiles
+from persrm_lib.core.config import get_profile
+from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
+from persrm_lib.train.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS, read_log
 
 N_PAIRS = 16
 

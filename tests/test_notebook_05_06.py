@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from eval_fixtures import RFT_FROM_BASE_ROWS, RFT_ROWS, SFT_ROWS, make_pairs, make_run
 
-from persrm_lib import evaluate, runfiles
-from persrm_lib.behaviors import load_eval_completions
-from persrm_lib.config import get_profile
-from persrm_lib.judges import make_judge
-from persrm_lib.paths import NOTEBOOKS_DIR, REPO_ROOT
+from persrm_lib.analysis.behaviors import load_eval_completions
+from persrm_lib.core import runfiles
+from persrm_lib.core.config import get_profile
+from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
+from persrm_lib.evaluate import cli as evaluate
+from persrm_lib.evaluate.judges import make_judge
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +97,7 @@ def test_notebook_06_without_logs_says_what_is_missing(tmp_path: Path) -> None:
 
 
 def test_profile_suite_settings_exist_for_every_profile() -> None:
-    from persrm_lib.config import PROFILES
+    from persrm_lib.core.config import PROFILES
 
     for name in PROFILES:
         settings = evaluate.suite_settings(name)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from persrm_lib.output_format import render_output
-from persrm_lib.paths import NOTEBOOKS_DIR, REPO_ROOT
+from persrm_lib.core.output_format import render_output
+from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
 
 NOTEBOOK = NOTEBOOKS_DIR / "07_behavior_analysis.ipynb"
 

@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
-from persrm_lib import notebook  # noqa: E402
+from persrm_lib.run import notebook  # noqa: E402
 
 
 def small_figure():

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from persrm_lib.paths import NOTEBOOKS_DIR
-from persrm_lib.runner import declared_parameters, discover
+from persrm_lib.core.paths import NOTEBOOKS_DIR
+from persrm_lib.run.runner import declared_parameters, discover
 
 NOTEBOOKS = discover(NOTEBOOKS_DIR)
 

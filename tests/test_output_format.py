@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from persrm_lib.output_format import ParsedOutput, format_score, outcome, parse_output, render_output
+from persrm_lib.core.output_format import ParsedOutput, format_score, outcome, parse_output, render_output
 
 
 def wrap(scores: str = "[7, 3]", criteria: str = "rhythm", evaluation: str = "A keeps it") -> str:

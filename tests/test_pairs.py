@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from persrm_lib.pairs import PAIR_FIELDS, PairFormatError, read_pairs, validate_pair, write_pairs
+from persrm_lib.data.pairs import PAIR_FIELDS, PairFormatError, read_pairs, validate_pair, write_pairs
 
 
 def make_pair(i: int = 0, **changes) -> dict:

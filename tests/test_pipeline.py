@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from persrm_lib import regression
-from persrm_lib.paths import NOTEBOOKS_DIR
-from persrm_lib.runner import discover, run_notebooks
+from persrm_lib.core.paths import NOTEBOOKS_DIR
+from persrm_lib.run import regression
+from persrm_lib.run.runner import discover, run_notebooks
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from persrm_lib.prompt import SYSTEM_PROMPT, build_messages, build_prompt_text, build_user_message
+from persrm_lib.core.prompt import SYSTEM_PROMPT, build_messages, build_prompt_text, build_user_message
 
 
 def make_pair(n_exemplars: int = 3) -> dict:

@@ -7,8 +7,8 @@ import json
 import pytest
 from run_fixtures import NOTEBOOK_STEMS, write_executed
 
-from persrm_lib import publish
-from persrm_lib.publish import PublishError
+from persrm_lib.run import publish
+from persrm_lib.run.publish import PublishError
 
 
 def make_finished_run(run, profile="cpu", adapter_bytes=1000):
@@ -156,7 +156,7 @@ def test_update_readme_replaces_only_the_block_and_needs_the_markers(tmp_path):
 
 def test_the_readme_shows_the_committed_reference_results():
     """The README's results block is generated from results/cpu, never typed by hand."""
-    from persrm_lib.paths import REPO_ROOT, RESULTS_DIR
+    from persrm_lib.core.paths import REPO_ROOT, RESULTS_DIR
 
     assert (RESULTS_DIR / "cpu" / "MANIFEST.json").is_file(), "results/cpu is not published"
     text = (REPO_ROOT / "README.md").read_text()
@@ -168,7 +168,7 @@ def test_the_readme_shows_the_committed_reference_results():
 def test_every_figure_the_readme_shows_is_committed():
     import re
 
-    from persrm_lib.paths import REPO_ROOT
+    from persrm_lib.core.paths import REPO_ROOT
 
     linked = re.findall(r"\]\((figures/[^)]+\.png)\)", (REPO_ROOT / "README.md").read_text())
     assert linked, "the README shows no figure"

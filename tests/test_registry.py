@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from persrm_lib import registry
-from persrm_lib.registry import MANIFEST, ModelRegistryError, load_model, prepare, resolve, verify_cache
+from persrm_lib.models import registry
+from persrm_lib.models.registry import MANIFEST, ModelRegistryError, load_model, prepare, resolve, verify_cache
 
 
 @pytest.fixture
@@ -30,8 +30,8 @@ def test_tiny_random_is_a_small_qwen2_with_a_chat_template(tiny_model_dir):
 
 
 def test_tiny_model_trains_one_step_and_its_weights_change():
-    from persrm_lib.backend import load_for_training
-    from persrm_lib.config import get_profile
+    from persrm_lib.core.config import get_profile
+    from persrm_lib.models.backend import load_for_training
 
     model, tokenizer, backend = load_for_training(get_profile("tiny"), backend="transformers")
     assert backend == "transformers"

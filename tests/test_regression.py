@@ -5,8 +5,8 @@ import json
 import pytest
 from run_fixtures import write_executed
 
-from persrm_lib import regression
-from persrm_lib.regression import collect, compare, flatten, format_table, tolerance_for
+from persrm_lib.run import regression
+from persrm_lib.run.regression import collect, compare, flatten, format_table, tolerance_for
 
 RULES = [("*seconds*", None), ("05_evaluate:accuracy*", {"abs": 0.02}), ("*", {"abs": 0.0, "rel": 0.0})]
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from persrm_lib.output_format import render_output
-from persrm_lib.reward import RewardTracker, completion_text, outcome_shares, persrm_reward
+from persrm_lib.core.output_format import render_output
+from persrm_lib.core.reward import RewardTracker, completion_text, outcome_shares, persrm_reward
 
 A_WINS = render_output("sentence rhythm", "A keeps the author's rhythm", (8, 3))
 B_WINS = render_output("sentence rhythm", "B keeps the author's rhythm", (2, 9.5))

@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from persrm_lib import runner
-from persrm_lib.runner import NotebookFailedError, UnknownParameterError, discover, plan_parameters, run_notebooks
+from persrm_lib.run import runner
+from persrm_lib.run.runner import NotebookFailedError, UnknownParameterError, discover, plan_parameters, run_notebooks
 
 
 def _notebook(path: Path, params: str, body: str) -> Path:

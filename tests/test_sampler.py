@@ -1,4 +1,4 @@
-"""The contrastive-pair sampler (persrm_lib.sampler), its synonym source and its embeddings.
+"""The contrastive-pair sampler (persrm_lib.data.sampler), its synonym source and its embeddings.
 
 Fast tests use a hashed bag-of-words encoder; MiniLM itself is loaded once (module fixture) for
 the tests that need real sentence embeddings. WordNet comes from Debian's wordnet-base.
@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persrm_lib import sampler
-from persrm_lib.config import get_profile
-from persrm_lib.corpora import load_benchmark
-from persrm_lib.embeddings import EmbeddingCache, minilm_dir, minilm_encoder
-from persrm_lib.pairs import PAIR_FIELDS, PairFormatError, validate_pair
-from persrm_lib.sampler import (
+from persrm_lib.core.config import get_profile
+from persrm_lib.data import sampler
+from persrm_lib.data.corpora import load_benchmark
+from persrm_lib.data.embeddings import EmbeddingCache, minilm_dir, minilm_encoder
+from persrm_lib.data.pairs import PAIR_FIELDS, PairFormatError, validate_pair
+from persrm_lib.data.sampler import (
     NEUTRAL_QUERY,
     PassagePool,
     SamplingReport,
@@ -45,7 +45,7 @@ PRESIDENTS = ["washington", "jefferson", "lincoln", "grant", "roosevelt-32", "tr
 
 @pytest.fixture(scope="module")
 def wordnet():
-    from persrm_lib.synonyms import WordNetSynonyms
+    from persrm_lib.data.synonyms import WordNetSynonyms
 
     try:
         return WordNetSynonyms()

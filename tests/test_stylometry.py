@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from persrm_lib import stylometry
-from persrm_lib.stylometry import (
+from persrm_lib.data import stylometry
+from persrm_lib.data.stylometry import (
     FEATURE_NAMES,
     FUNCTION_WORDS,
     char_ngram_similarity,

@@ -18,13 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from persrm_lib import stylometry
-from persrm_lib.config import TeacherSettings
-from persrm_lib.jsonl import read_jsonl, write_jsonl_atomic
-from persrm_lib.output_format import parse_output, render_output
-from persrm_lib.prompt import build_messages
-from persrm_lib.teachers import (
+from persrm_lib.teachers.teachers import (
     HTTPTeacher,
     LocalTeacher,
     StylometricTeacher,
@@ -37,6 +31,12 @@ from persrm_lib.teachers import (
     make_teacher,
     partial_path,
 )
+
+from persrm_lib.core.config import TeacherSettings
+from persrm_lib.core.jsonl import read_jsonl, write_jsonl_atomic
+from persrm_lib.core.output_format import parse_output, render_output
+from persrm_lib.core.prompt import build_messages
+from persrm_lib.data import stylometry
 
 REPO = Path(__file__).resolve().parent.parent
 EXEMPLAR = (
@@ -212,8 +212,8 @@ def test_make_teacher_bad_settings(settings: TeacherSettings, message: str) -> N
 
 
 def test_local_teacher_generates_greedily_from_the_shared_prompt() -> None:
-    from persrm_lib.generation import generate
-    from persrm_lib.prompt import build_prompt_text
+    from persrm_lib.core.prompt import build_prompt_text
+    from persrm_lib.models.generation import generate
 
     pairs = make_pairs(3)
     teacher = LocalTeacher("tiny-random", max_new_tokens=8, batch_size=2)
@@ -377,7 +377,7 @@ def test_http_teacher_server_down_is_a_clear_error(caplog: pytest.LogCaptureFixt
     url = f"http://127.0.0.1:{free_port()}/v1"
     teacher = http_teacher(url, max_retries=2)
     start = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="persrm_lib.teachers"):
+    with caplog.at_level(logging.WARNING, logger="persrm_lib.teachers.teachers"):
         with pytest.raises(
             TeacherError,
             match=rf"{url}/chat/completions failed .* after 3 attempts \(last: ConnectError\); is the server up\?",
@@ -396,7 +396,7 @@ def test_http_teacher_garbage_json_is_counted_and_never_completes_the_file(
     pairs = make_pairs(3)
     out = tmp_path / "traces.jsonl"
     teacher = http_teacher(url, max_concurrency=1)
-    with caplog.at_level(logging.WARNING, logger="persrm_lib.teachers"):
+    with caplog.at_level(logging.WARNING, logger="persrm_lib.teachers.teachers"):
         with pytest.raises(TraceGenerationError, match=r"1 of 3 pairs got no trace \(invalid_json: 1\)"):
             generate_traces(pairs, teacher, out)
     assert "invalid JSON" in caplog.text and "'p000'" in caplog.text
@@ -560,8 +560,8 @@ def test_generate_traces_refuses_a_file_of_another_pair_set_or_teacher(tmp_path:
 SLOW_SCRIPT = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from persrm_lib.jsonl import read_jsonl
-from persrm_lib.teachers import StylometricTeacher, generate_traces
+from persrm_lib.core.jsonl import read_jsonl
+from persrm_lib.teachers.teachers import StylometricTeacher, generate_traces
 
 class SlowTeacher(StylometricTeacher):
     def judge(self, pair):

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from test_training import make_trace, write_jsonl
 
-from persrm_lib import runfiles, train
-from persrm_lib.paths import REPO_ROOT
+from persrm_lib.core import runfiles
+from persrm_lib.core.paths import REPO_ROOT
+from persrm_lib.train import cli as train
 
 ACCELERATE_DIR = REPO_ROOT / "configs" / "accelerate"
 DEEPSPEED_DIR = REPO_ROOT / "configs" / "deepspeed"

@@ -13,10 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from persrm_lib import backend, runfiles, training
-from persrm_lib.config import get_profile
-from persrm_lib.output_format import render_output
-from persrm_lib.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS, TrainingDataError, TrainingLog
+from persrm_lib.core import runfiles
+from persrm_lib.core.config import get_profile
+from persrm_lib.core.output_format import render_output
+from persrm_lib.models import backend
+from persrm_lib.train import training
+from persrm_lib.train.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS, TrainingDataError, TrainingLog
 
 N_PAIRS = 8
 
@@ -267,7 +269,7 @@ def test_grpo_validation_is_off_with_eval_every_zero(sft_run, tmp_path) -> None:
 def test_validation_eval_scores_outcomes(tmp_path, monkeypatch) -> None:
     from transformers import AutoTokenizer
 
-    from persrm_lib import generation, registry
+    from persrm_lib.models import generation, registry
 
     tiny = get_profile("tiny")
     tokenizer = AutoTokenizer.from_pretrained(str(registry.resolve("tiny-random")))
@@ -504,7 +506,7 @@ def test_grpo_refuses_an_adapter_of_another_model(no_model, sft_run, tmp_path) -
 
 
 def test_training_log_rows(tmp_path) -> None:
-    from persrm_lib.reward import RewardTracker
+    from persrm_lib.core.reward import RewardTracker
 
     tracker = RewardTracker()
     ok = render_output("c", "e", (8, 2))

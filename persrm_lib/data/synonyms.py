@@ -83,7 +83,7 @@ def readable_wordnet_dir(folder: Path) -> Path:
     with copies of ``folder``'s files (about 30 MB, once; nltk refuses linked files) and a ``lexnames`` file written from :data:`_LEXNAMES`."""
     if (folder / "lexnames").is_file():
         return folder
-    from .paths import cache_dir
+    from ..core.paths import cache_dir
 
     target = cache_dir() / "wordnet-3.0"
     target.mkdir(parents=True, exist_ok=True)

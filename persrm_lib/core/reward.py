@@ -2,7 +2,7 @@
 
 ``-1`` when the completion breaks the output format, ``0`` when it parses but does not score the
 labelled response strictly higher (ties are wrong), ``+1`` when it does. The reward reads every
-completion through :func:`persrm_lib.output_format.outcome`; there is no second parser.
+completion through :func:`persrm_lib.core.output_format.outcome`; there is no second parser.
 
 :func:`persrm_reward` has TRL's reward signature (``label`` arrives as a dataset column).
 :class:`RewardTracker` wraps it for training: it records the share of each outcome per call (one

@@ -5,7 +5,7 @@ Every notebook gets ``profile`` and ``run_dir``; any other parameter goes to the
 itself only warns). The runner stops at the first failing notebook, naming it and the failing cell,
 keeps the executed copies under ``<run>/executed/`` and prints one progress line per notebook.
 
-    python -m persrm_lib.runner --profile smoke [--run-dir DIR] [--only 01 02] [-p NAME VALUE ...]
+    python -m persrm_lib.run --profile smoke [--run-dir DIR] [--only 01 02] [-p NAME VALUE ...]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import PROFILE_ENV, PROFILES, get_profile
-from .paths import NOTEBOOKS_DIR, default_run_dir
+from ..core.config import PROFILE_ENV, PROFILES, get_profile
+from ..core.paths import NOTEBOOKS_DIR, default_run_dir
 
 ALWAYS_PASSED = ("profile", "run_dir")
 EXECUTED_SUBDIR = "executed"
@@ -146,7 +146,7 @@ def run_notebooks(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m persrm_lib.runner", description="Execute the notebooks in order with papermill."
+        prog="python -m persrm_lib.run", description="Execute the notebooks in order with papermill."
     )
     parser.add_argument("--profile", default=os.environ.get(PROFILE_ENV, "smoke"), choices=sorted(PROFILES))
     parser.add_argument(

@@ -709,7 +709,7 @@ def load_cmcc(root: str | Path, passage_words: int, encoding: str = "cp1252") ->
 
 def write_documents(table: pd.DataFrame, path: str | Path) -> Path:
     """Write a Document table as JSONL (one passage per line), atomically."""
-    from .jsonl import write_jsonl_atomic
+    from ..core.jsonl import write_jsonl_atomic
 
     records = [
         {k: (None if pd.isna(v) else (int(v) if k in ("year", "position") else v)) for k, v in row.items()}
@@ -720,7 +720,7 @@ def write_documents(table: pd.DataFrame, path: str | Path) -> Path:
 
 def read_documents(path: str | Path) -> pd.DataFrame:
     """Read a Document table written by :func:`write_documents` (checks the columns)."""
-    from .jsonl import read_jsonl
+    from ..core.jsonl import read_jsonl
 
     records = read_jsonl(path)
     frame = pd.DataFrame(records)

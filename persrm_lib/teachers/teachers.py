@@ -4,13 +4,13 @@ PersRM-R1 (arXiv 2508.14076, §3.2) has a large teacher LLM write a reasoning tr
 (r+, r-) for each contrastive pair; a faithfulness filter then drops traces whose scores
 contradict the label. Every teacher here has the same interface (:class:`Teacher`: ``name``,
 ``judge(pair) -> completion``, ``judge_batch(pairs)``) and writes the output format of
-:mod:`persrm_lib.output_format`:
+:mod:`persrm_lib.core.output_format`:
 
 - :class:`StylometricTeacher`: no LLM. It measures the exemplars and both responses
-  (:mod:`persrm_lib.stylometry`), names the criteria that separate the responses most, cites
+  (:mod:`persrm_lib.data.stylometry`), names the criteria that separate the responses most, cites
   the measurements and scores both responses by stylistic closeness to the exemplars. It never
   reads the label, so it is a genuine judge that can be wrong, and the filter has work to do.
-- :class:`LocalTeacher`: any model of :func:`persrm_lib.registry.load_model`, greedy decoding.
+- :class:`LocalTeacher`: any model of :func:`persrm_lib.models.registry.load_model`, greedy decoding.
 - :class:`HTTPTeacher`: an OpenAI-compatible chat-completions endpoint (vLLM, or any API), with
   bounded concurrency, retries with exponential backoff, a timeout, and the API key read from an
   environment variable (never logged, never put in an error message).
@@ -21,7 +21,7 @@ docstring for the file design (a ``.partial`` file while running, an atomic rena
 >>> pair = {"id": "p1", "query": "Write.", "exemplars": ["I came; I saw; I conquered."],
 ...         "response_a": "We came; we saw; we won.", "response_b": "Well, hello there, friend!",
 ...         "label": "a"}
->>> from persrm_lib.output_format import parse_output
+>>> from persrm_lib.core.output_format import parse_output
 >>> parse_output(StylometricTeacher().judge(pair)).preferred
 'a'
 """
@@ -43,13 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from . import stylometry
-from .config import TeacherSettings
+from ..core.config import TeacherSettings
+from ..core.jsonl import JsonlAppender, read_jsonl, repair_torn_tail, write_jsonl_atomic
+from ..core.output_format import render_output
+from ..core.prompt import build_messages, build_prompt_text
+from ..data import stylometry
+from ..data.pairs import validate_pair
 from .filtering import assess_completion
-from .jsonl import JsonlAppender, read_jsonl, repair_torn_tail, write_jsonl_atomic
-from .output_format import render_output
-from .pairs import validate_pair
-from .prompt import build_messages, build_prompt_text
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +169,12 @@ def _fmt(value: float) -> str:
 class StylometricTeacher(Teacher):
     """Scores both responses by measured stylistic closeness to the exemplars (no LLM, CPU).
 
-    Each feature of :data:`persrm_lib.stylometry.FEATURE_NAMES` is standardised (a z-score): with
+    Each feature of :data:`persrm_lib.data.stylometry.FEATURE_NAMES` is standardised (a z-score): with
     the spread measured over a reference set of texts (:meth:`fit`; :func:`generate_traces`
     fits on all texts of the pair set), else over the pair's own texts. A response's style
     distance is Burrows' Delta, the mean absolute z-difference to the exemplars' mean. Its score
     in [0, 10] mixes the character 3-5-gram TF-IDF cosine to the exemplars and ``exp(-Delta)``.
-    The criteria are the ``n_criteria`` named features (:data:`~persrm_lib.stylometry.SCALAR_FEATURES`)
+    The criteria are the ``n_criteria`` named features (:data:`~persrm_lib.data.stylometry.SCALAR_FEATURES`)
     whose standardised distances to the exemplars differ most between A and B, then the
     function-word profile and the character n-gram profile, each cited with its measurements.
 
@@ -325,9 +325,9 @@ def _floor_scales(matrix: np.ndarray) -> np.ndarray:
 
 
 class LocalTeacher(Teacher):
-    """A registry model (:func:`persrm_lib.registry.load_model`) judging with greedy decoding.
+    """A registry model (:func:`persrm_lib.models.registry.load_model`) judging with greedy decoding.
 
-    The model is loaded on first use. Prompts come from :func:`persrm_lib.prompt.build_prompt_text`.
+    The model is loaded on first use. Prompts come from :func:`persrm_lib.core.prompt.build_prompt_text`.
 
     Args:
         model_name: ``tiny-random``, ``smollm2-135m-instruct``, a local folder or a hub id.
@@ -359,7 +359,7 @@ class LocalTeacher(Teacher):
 
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            from .registry import load_model
+            from ..models.registry import load_model
 
             self._loaded = load_model(self.model_name, device=self.device)
         return self._loaded
@@ -375,14 +375,14 @@ class LocalTeacher(Teacher):
 
     def complete(self, messages: list[dict[str, str]]) -> str:
         """Answer any chat ``messages`` greedily (e.g. a mimicry request, see :func:`make_mimic`)."""
-        from .generation import generate
+        from ..models.generation import generate
 
         model, tokenizer = self._model()
         prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         return generate(model, tokenizer, [prompt], self.max_new_tokens, 1).texts[0].strip()
 
     def judge_each(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
-        from .generation import generate
+        from ..models.generation import generate
 
         model, tokenizer = self._model()
         for begin in range(0, len(pairs), self.batch_size):
@@ -491,7 +491,7 @@ class HTTPTeacher(Teacher):
             self.stats[what] += 1
 
     def payload(self, pair: Pair) -> dict[str, Any]:
-        """The JSON body of the request for ``pair`` (the prompt of :func:`persrm_lib.prompt.build_messages`)."""
+        """The JSON body of the request for ``pair`` (the prompt of :func:`persrm_lib.core.prompt.build_messages`)."""
         n = self.n_exemplars if self.n_exemplars is not None else pair.get("n_exemplars")
         return self._body(build_messages(pair, n))
 
@@ -671,7 +671,7 @@ def make_teacher(settings: TeacherSettings, seed: int = 0) -> Teacher:
     Raises:
         ValueError: an unknown kind, or a setting the kind needs that is missing.
 
-    >>> from persrm_lib.config import TeacherSettings
+    >>> from persrm_lib.core.config import TeacherSettings
     >>> make_teacher(TeacherSettings(kind="stylometric")).name
     'stylometric'
     """
@@ -780,7 +780,7 @@ def generate_traces(
 
     Raises:
         ValueError: no pairs, repeated ids, an existing file written for other pairs or by
-            another teacher, or (:class:`persrm_lib.pairs.PairFormatError`) a pair that lacks
+            another teacher, or (:class:`persrm_lib.data.pairs.PairFormatError`) a pair that lacks
             a field the teacher needs or breaks the pair contract.
         TraceGenerationError: some pairs got no trace.
         TeacherError: the teacher cannot go on (e.g. the endpoint is down).

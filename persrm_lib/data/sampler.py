@@ -40,7 +40,7 @@ Leaks this module closes, each measured by :func:`label_shortcut_report` and tes
   passage. Never the chosen passage, never overlapping text.
 
 >>> import pandas as pd
->>> from persrm_lib.embeddings import EmbeddingCache
+>>> from persrm_lib.data.embeddings import EmbeddingCache
 >>> docs = toy_documents(n_authors=4, works_per_author=3, passages_per_work=3)
 >>> pairs = build_pairs(docs, n_pairs=8, n_exemplars=2, query_words=6, response_words=30,
 ...                     embeddings=EmbeddingCache(None, encoder=hashed_bow_encoder), seed=0,
@@ -305,7 +305,7 @@ def lexical_perturbation(
     response: str, synonyms: Any, rng: random.Random, swaps: tuple[int, int] = SWAPS
 ) -> tuple[str, list[tuple[str, str]]] | None:
     """Positive, *lexical perturbation*: the author's response with 3-4 words (drawn by ``rng``)
-    swapped for close WordNet synonyms (:class:`persrm_lib.synonyms.WordNetSynonyms`); names,
+    swapped for close WordNet synonyms (:class:`persrm_lib.data.synonyms.WordNetSynonyms`); names,
     capitalised words and numbers are never swapped.
 
     Returns:
@@ -499,7 +499,7 @@ def build_pairs(
         exemplar_genres, candidate_genres: genre restrictions (aaac: essays vs term papers).
         strategies: ``(positive_kind, negative_kind)`` pairs (default :func:`default_strategies`).
         query_mode: ``opening`` (paper) or ``neutral`` (see the module docstring).
-        synonyms: a :class:`persrm_lib.synonyms.WordNetSynonyms` (needed for lexical perturbation).
+        synonyms: a :class:`persrm_lib.data.synonyms.WordNetSynonyms` (needed for lexical perturbation).
         mimic: a teacher LLM for ``adversarial-mimicry`` negatives (None: retrieved adversaries).
         report: filled with counts of pairs and skips.
         id_prefix: pair ids are ``<id_prefix>-<index>`` (default ``<benchmark>-<split>``).
@@ -537,7 +537,7 @@ def build_pairs(
         if negative == "same-era" and not pool.has_years:
             raise ValueError(f"{where}: the same-era negative needs a year for every document")
         if positive == "lexical-perturbation" and synonyms is None:
-            raise ValueError("lexical-perturbation needs `synonyms` (persrm_lib.synonyms.WordNetSynonyms())")
+            raise ValueError("lexical-perturbation needs `synonyms` (persrm_lib.data.synonyms.WordNetSynonyms())")
 
     eligible = []
     for author in pool.authors:
@@ -820,7 +820,7 @@ def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) 
 
 def hashed_bow_encoder(texts: Sequence[str], dim: int = 256) -> np.ndarray:
     """A deterministic bag-of-words encoder (hashed, unit-norm) for tests and examples; the real
-    runs use MiniLM (:func:`persrm_lib.embeddings.minilm_encoder`)."""
+    runs use MiniLM (:func:`persrm_lib.data.embeddings.minilm_encoder`)."""
     import zlib
 
     out = np.zeros((len(texts), dim), dtype=np.float32)
@@ -897,7 +897,7 @@ def synthesize_pairs(
     and ``test_<benchmark>`` from each benchmark's test authors.
 
     Args:
-        tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.corpora.load_benchmark`).
+        tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.data.corpora.load_benchmark`).
         data: the profile's data settings (``cfg.data``): ``train_pairs``, ``eval_pairs``,
             ``n_exemplars``, ``eval_exemplar_counts``, ``passage_words``, ``query_words``.
         seed: the profile seed (each set gets its own seed derived from it).

@@ -12,7 +12,7 @@ import importlib.util
 import os
 from typing import Any
 
-from .config import Profile
+from ..core.config import Profile
 
 BACKEND_ENV = "PERSRM_BACKEND"
 BACKENDS = ("auto", "unsloth", "transformers")

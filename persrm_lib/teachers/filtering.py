@@ -2,14 +2,14 @@
 
 PersRM-R1 (arXiv 2508.14076, §3.2) keeps a teacher trace only when its scores agree with the
 label: the labelled (chosen) response must score strictly higher than the rejected one. The
-scores are read by :func:`persrm_lib.output_format.parse_output`, the one parser; a completion
+scores are read by :func:`persrm_lib.core.output_format.parse_output`, the one parser; a completion
 that does not parse is dropped and counted under its reason.
 
 The audit helpers measure what the kept set would teach: counts per strategy, author and genre,
 length of chosen and rejected responses, position balance (is the chosen text A as often as B?)
 and stylistic separability (can style features alone tell chosen from rejected?).
 
->>> from persrm_lib.output_format import render_output
+>>> from persrm_lib.core.output_format import render_output
 >>> trace = {"id": "p1", "label": "a", "teacher": "t", "positive_kind": "intra_author",
 ...          "negative_kind": "random", "completion": render_output("c", "e", (7, 3))}
 >>> result = faithfulness_filter([trace])
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .output_format import parse_output
+from ..core.output_format import parse_output
 
 TRACE_REQUIRED = ("id", "label", "completion", "teacher", "positive_kind", "negative_kind")
 STRATEGY = ("teacher", "positive_kind", "negative_kind")
@@ -47,7 +47,7 @@ def assess_completion(completion: object, label: str) -> tuple[list[float] | Non
         not parse), whether the chosen response scored strictly higher, and the parser's
         reason when it does not parse (else None).
 
-    >>> from persrm_lib.output_format import render_output
+    >>> from persrm_lib.core.output_format import render_output
     >>> assess_completion(render_output("c", "e", (4, 4)), "a")
     ([4.0, 4.0], False, None)
     >>> assess_completion("no tags", "b")
@@ -175,7 +175,7 @@ def counts_by(records: Sequence[Mapping[str, Any]], column: str) -> pd.DataFrame
 
 def length_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per response: pair ``id``, ``negative_kind``, ``role`` (chosen/rejected), ``words``."""
-    from .stylometry import words
+    from ..data.stylometry import words
 
     rows = []
     for r in records:
@@ -190,7 +190,7 @@ def length_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def chosen_longer_share(records: Sequence[Mapping[str, Any]]) -> float:
     """Share of pairs whose chosen response has more words than the rejected one (ties count
     half): the AUC of "pick the longer response"; 0.5 means length does not give the label away."""
-    from .stylometry import words
+    from ..data.stylometry import words
 
     if not records:
         raise ValueError("chosen_longer_share got no records")
@@ -229,7 +229,7 @@ def style_differences(records: Sequence[Mapping[str, Any]], relative_to_exemplar
     Returns:
         ``(len(records), len(SCALAR_FEATURES))`` array.
     """
-    from .stylometry import SCALAR_FEATURES, feature_matrix
+    from ..data.stylometry import SCALAR_FEATURES, feature_matrix
 
     names = tuple(SCALAR_FEATURES)
     rows = []
@@ -298,7 +298,7 @@ def load_traces(path: str | Path) -> list[dict[str, Any]]:
             says that trace generation was interrupted and how to resume it.
         ValueError: a repeated trace id (naming it and its line), or an empty file.
     """
-    from .jsonl import iter_jsonl
+    from ..core.jsonl import iter_jsonl
 
     path = Path(path)
     if not path.is_file():
@@ -357,7 +357,7 @@ def write_faithful(result: FilterResult, path: str | Path) -> Path:
     Raises:
         ValueError: no trace was kept (SFT would have nothing to learn from).
     """
-    from .jsonl import write_jsonl_atomic
+    from ..core.jsonl import write_jsonl_atomic
 
     if not result.kept:
         raise ValueError(

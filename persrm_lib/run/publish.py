@@ -1,7 +1,7 @@
 """Publish a finished run into ``results/<profile>/``: what a reader needs without re-running it.
 
-    python -m persrm_lib.publish --run-dir runs/cpu [--profile cpu] [--max-adapter-mb 20] [--readme README.md]
-    python -m persrm_lib.publish --restore --run-dir runs/cpu     # adapters back into a run folder
+    python -m persrm_lib.run.publish --run-dir runs/cpu [--profile cpu] [--max-adapter-mb 20] [--readme README.md]
+    python -m persrm_lib.run.publish --restore --run-dir runs/cpu     # adapters back into a run folder
 
 Copies, from a run whose seven notebooks all executed under ``--profile``:
 
@@ -9,7 +9,7 @@ Copies, from a run whose seven notebooks all executed under ``--profile``:
 - ``logs/<stage>.csv``: the SFT and GRPO training logs;
 - ``tables/``: notebook 05's tables (CSV and Markdown, per-pair results included), 07's tallies;
 - ``adapters/<stage>/``: each trained LoRA adapter whose files total less than ``--max-adapter-mb``,
-  so notebook 05 can be re-run without training (``persrm_lib.publish.restore`` puts them back);
+  so notebook 05 can be re-run without training (``persrm_lib.run.publish.restore`` puts them back);
 - ``MANIFEST.json``: the profile's settings, each notebook's wall time, and a SHA-256 per file.
 
 A run of another profile is refused, so a smoke run can never overwrite the reference run.
@@ -26,10 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import runfiles
-from .config import get_profile
-from .jsonl import sha256_file, write_json_atomic
-from .paths import RESULTS_DIR
+from ..core import runfiles
+from ..core.config import get_profile
+from ..core.jsonl import sha256_file, write_json_atomic
+from ..core.paths import RESULTS_DIR
 
 NOTEBOOK_COUNT = 7
 LOG_STAGES = ("sft", "rft", "rft_from_base")
@@ -197,7 +197,9 @@ def restore(results_dir: str | Path, run_dir: str | Path) -> list[str]:
     return restored
 
 
-README_START = "<!-- results:{profile} start (python -m persrm_lib.publish --readme README.md writes this block) -->"
+README_START = (
+    "<!-- results:{profile} start (python -m persrm_lib.run.publish --readme README.md writes this block) -->"
+)
 README_END = "<!-- results:{profile} end -->"
 
 
@@ -210,7 +212,7 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     """
     import pandas as pd
 
-    from . import metrics
+    from ..evaluate import metrics
 
     folder = Path(results_dir)
     manifest = json.loads((folder / "MANIFEST.json").read_text())
@@ -271,7 +273,7 @@ def update_readme(readme: str | Path, block: str, profile: str = "cpu") -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persrm_lib.publish", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m persrm_lib.run.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--profile", default="cpu", help="the profile the run must have been executed with")
     parser.add_argument("--dest", type=Path, default=None, help="default: results/<profile>")

@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .backend import select_backend
-from .config import Profile, get_profile, set_threads
-from .jsonl import write_json_atomic
-from .paths import FIGURES_DIR
+from ..core.config import Profile, get_profile, set_threads
+from ..core.jsonl import write_json_atomic
+from ..core.paths import FIGURES_DIR
+from ..models.backend import select_backend
 
 METRICS_DIR = "metrics"
 FIGURES_SUBDIR = "figures"

@@ -6,7 +6,7 @@ nested metrics flattened with dots). Tolerances come from ``results/tolerances.j
 patterns on ``notebook:metric`` mapped to ``{"abs": x, "rel": y}`` or ``null`` (not compared:
 timings); the first matching pattern wins.
 
-    python -m persrm_lib.regression [--profile smoke] [--run-dir DIR] [--skip-run] [--update]
+    python -m persrm_lib.run.regression [--profile smoke] [--run-dir DIR] [--skip-run] [--update]
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .jsonl import write_json_atomic
+from ..core.jsonl import write_json_atomic
+from ..core.paths import RESULTS_DIR, default_run_dir
 from .notebook import METRICS_DIR
-from .paths import RESULTS_DIR, default_run_dir
 
 TOLERANCES_FILE = RESULTS_DIR / "tolerances.json"
 
@@ -126,7 +126,7 @@ def stored_path(profile: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persrm_lib.regression", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m persrm_lib.run.regression", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--run-dir", default=None, help="default: runs/<profile>-regression")
     parser.add_argument("--skip-run", action="store_true", help="compare an existing run folder without executing")

@@ -1,15 +1,15 @@
 """The two training stages of PersRM-R1 (paper §3.2-3.3) through TRL, on either backend.
 
 - **SFT** (:func:`train_sft`): TRL's ``SFTTrainer`` on the faithful teacher traces, in the
-  conversational prompt-completion format: prompt = :func:`persrm_lib.prompt.build_messages`
+  conversational prompt-completion format: prompt = :func:`persrm_lib.core.prompt.build_messages`
   of the pair, completion = one assistant message holding the trace's completion; the loss is on
   the completion only.
 - **GRPO** (:func:`train_grpo`): TRL's ``GRPOTrainer`` from the SFT adapter on the training pairs,
-  with the sparse reward of :mod:`persrm_lib.reward` (``label`` is a dataset column), the KL
+  with the sparse reward of :mod:`persrm_lib.core.reward` (``label`` is a dataset column), the KL
   coefficient ``beta`` of the profile (TRL's default is 0; the paper uses 1e-3) and
   ``num_generations`` samples per prompt.
 
-Model and LoRA come from :func:`persrm_lib.backend.load_for_training` (Unsloth on a CUDA machine,
+Model and LoRA come from :func:`persrm_lib.models.backend.load_for_training` (Unsloth on a CUDA machine,
 transformers + PEFT elsewhere). GRPO starts from the SFT adapter this way: the base model is loaded
 with fresh LoRA layers of the profile's shape by ``load_for_training`` and the SFT adapter's weights
 are copied into them (:func:`load_adapter_weights`). This keeps the backend choice in one place
@@ -22,7 +22,7 @@ trace set, a trace not marked faithful, a trace whose completion does not parse 
 the labelled response, an empty pair set, a profile whose GRPO batch does not divide by
 ``num_generations``, a missing or mismatched SFT adapter.
 
-Outputs in the run folder (:mod:`persrm_lib.runfiles`): ``<stage>/adapter/`` (PEFT adapter plus
+Outputs in the run folder (:mod:`persrm_lib.core.runfiles`): ``<stage>/adapter/`` (PEFT adapter plus
 tokenizer and ``persrm_training.json``), ``<stage>/log.csv`` (one row per logged step), and for
 GRPO ``<stage>/completions.jsonl`` (every sampled completion: step, id, completion, label, reward).
 The GRPO stage is ``rft`` (from SFT) or another ``rft*`` folder, e.g. ``rft_from_base`` for GRPO
@@ -45,13 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import runfiles
-from .config import Profile
-from .jsonl import iter_jsonl
-from .output_format import outcome, parse_output
-from .pairs import PairFormatError, validate_pair
-from .prompt import build_messages, build_prompt_text
-from .reward import OUTCOME_NAMES, RewardTracker, persrm_reward
+from ..core import runfiles
+from ..core.config import Profile
+from ..core.jsonl import iter_jsonl
+from ..core.output_format import outcome, parse_output
+from ..core.prompt import build_messages, build_prompt_text
+from ..core.reward import OUTCOME_NAMES, RewardTracker, persrm_reward
+from ..data.pairs import PairFormatError, validate_pair
 
 TRAINING_INFO = "persrm_training.json"
 SFT_LOG_FIELDS: tuple[str, ...] = (
@@ -135,7 +135,7 @@ def check_traces(source: str | Path | Sequence[Mapping[str, Any]]) -> list[dict[
             whose completion does not parse, or whose scores do not prefer the labelled response.
         FileNotFoundError: ``source`` is a path that does not exist.
 
-    >>> from persrm_lib.output_format import render_output
+    >>> from persrm_lib.core.output_format import render_output
     >>> trace = {"id": "p1", "query": "Q", "exemplars": ["E"], "response_a": "A", "response_b": "B",
     ...          "label": "a", "positive_kind": "intra_author", "negative_kind": "random", "author": "x",
     ...          "genre": "speech", "n_exemplars": 1, "teacher": "stylometric", "scores": [8, 2],
@@ -332,7 +332,7 @@ def _number(value: Any) -> Any:
 class TrainingLog:
     """Writes the trainer's logs to ``<stage>/log.csv``: one row per logged step, fixed columns,
     seconds per step measured here (``on_step_begin`` to ``on_step_end``, generation included), and
-    for GRPO the outcome shares from the :class:`~persrm_lib.reward.RewardTracker`.
+    for GRPO the outcome shares from the :class:`~persrm_lib.core.reward.RewardTracker`.
 
     Use :meth:`callback` to get the ``transformers.TrainerCallback`` that feeds it.
     """
@@ -496,7 +496,7 @@ class ValidationEval:
         """Accuracy and format share of greedy judgements of the validation pairs by ``model``."""
         import torch
 
-        from .generation import generate
+        from ..models.generation import generate
 
         was_training = model.training
         model.eval()
@@ -634,7 +634,7 @@ def load_trained(profile: Profile, adapter_dir: str | Path, backend: str | None 
 
     >>> # model, tokenizer, backend = load_trained(get_profile("smoke"), runfiles.adapter_dir(run, "sft"))
     """
-    from .backend import load_for_training
+    from ..models.backend import load_for_training
 
     check_adapter(adapter_dir, profile)  # fail before loading a model
     model, tokenizer, name = load_for_training(profile, backend)
@@ -708,7 +708,7 @@ def grpo_trainer(
     callbacks: Sequence[Any] = (),
 ) -> Any:
     """TRL ``GRPOTrainer`` for checked pairs on a LoRA model, rewarded by ``reward`` (default a
-    :class:`~persrm_lib.reward.RewardTracker` that keeps nothing on disk)."""
+    :class:`~persrm_lib.core.reward.RewardTracker` that keeps nothing on disk)."""
     from trl import GRPOTrainer
 
     trainer = GRPOTrainer(
@@ -745,7 +745,7 @@ def train_sft(
         profile: hyper-parameters (``profile.sft``, ``profile.model``, ``profile.lora``, seed).
         run: the run folder; the adapter goes to ``sft/adapter``, the log to ``sft/log.csv``.
         traces: a JSONL file or a list of traces; default ``runfiles.faithful_traces_path(run)``.
-        backend: ``unsloth``/``transformers``/None (``persrm_lib.backend.select_backend``).
+        backend: ``unsloth``/``transformers``/None (``persrm_lib.models.backend.select_backend``).
 
     Returns:
         A :class:`TrainResult`.
@@ -755,7 +755,7 @@ def train_sft(
 
     >>> # result = train_sft(get_profile("smoke"), "runs/smoke"); result.adapter_dir.name
     """
-    from .backend import load_for_training
+    from ..models.backend import load_for_training
 
     run = Path(run)
     profile.validate()
@@ -808,7 +808,7 @@ def train_grpo(
         sft_adapter: the adapter to start from; default ``runfiles.adapter_dir(run, "sft")``.
         from_sft: False starts from fresh LoRA on the base model (the RFT-only ablation).
         backend: ``unsloth``/``transformers``/None.
-        reward_fn: the reward (default the paper's :func:`~persrm_lib.reward.persrm_reward`).
+        reward_fn: the reward (default the paper's :func:`~persrm_lib.core.reward.persrm_reward`).
         stage: the run-folder stage written: ``rft`` (default) or ``rft_<name>``, e.g.
             ``rft_from_base`` with ``from_sft=False`` for the paper's §5.1 comparison.
         validation_pairs: pairs evaluated greedily every ``grpo.eval_every`` steps (the first
@@ -827,7 +827,7 @@ def train_grpo(
 
     >>> # result = train_grpo(get_profile("smoke"), "runs/smoke"); result.log[-1]["reward"]
     """
-    from .backend import load_for_training
+    from ..models.backend import load_for_training
 
     run = Path(run)
     check_grpo_stage(stage)

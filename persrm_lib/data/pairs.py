@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .jsonl import JsonlFormatError, iter_jsonl, write_jsonl_atomic
+from ..core.jsonl import JsonlFormatError, iter_jsonl, write_jsonl_atomic
 
 PAIR_FIELDS: tuple[str, ...] = (
     "id",

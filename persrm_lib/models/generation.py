@@ -71,7 +71,7 @@ def generate(
         A :class:`GenerationResult` whose ``texts`` are the decoded completions without special
         tokens, in the order of ``prompts``.
 
-    >>> from persrm_lib.registry import load_model
+    >>> from persrm_lib.models.registry import load_model
     >>> model, tokenizer = load_model("tiny-random")
     >>> result = generate(model, tokenizer, ["<|im_start|>user\\nhi<|im_end|>\\n"] * 3, max_new_tokens=4, batch_size=2)
     >>> len(result.texts), max(result.new_tokens) <= 4

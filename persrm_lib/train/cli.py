@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import PROFILES, Profile, get_profile, set_threads
+from ..core.config import PROFILES, Profile, get_profile, set_threads
 
 STAGES = ("sft", "grpo")
 

@@ -14,7 +14,7 @@ Two questions about the reasoning traces the reward model writes during GRPO:
    order), and how both relate to correct verdicts (:func:`criteria_table`, :func:`criteria_by_step`,
    :func:`accuracy_by_new_criteria`).
 
-Inputs (run-folder paths, see :mod:`persrm_lib.runfiles`):
+Inputs (run-folder paths, see :mod:`persrm_lib.core.runfiles`):
 
 - ``rft/completions.jsonl`` (written by 04_rft_grpo), one JSON object per sampled completion:
   ``step`` (int, the GRPO step), ``id`` (the pair id, as ``reward.RewardTracker`` writes it;
@@ -29,7 +29,7 @@ Inputs (run-folder paths, see :mod:`persrm_lib.runfiles`):
   ``model``, else from the file path (:func:`load_eval_completions`).
 
 The **reasoning trace** of a completion (:func:`reasoning_trace`) is the text of its ``<criteria>``
-and ``<eval>`` sections when :func:`persrm_lib.output_format.parse_output` accepts the completion,
+and ``<eval>`` sections when :func:`persrm_lib.core.output_format.parse_output` accepts the completion,
 and the raw completion otherwise (a model that breaks the format still reasons).
 
 **Rule-based counting.** A trace is cut into *units* (:func:`split_units`): lines, then sentences
@@ -96,8 +96,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from .jsonl import iter_jsonl
-from .output_format import outcome, parse_output
+from ..core.jsonl import iter_jsonl
+from ..core.output_format import outcome, parse_output
 
 BEHAVIORS: tuple[str, ...] = ("verification", "backtracking", "subgoal_setting", "backward_chaining")
 PAIR_ID_FIELDS: tuple[str, ...] = ("prompt_id", "pair_id", "id")
@@ -579,7 +579,7 @@ class LocalChatCompleter:
     @classmethod
     def from_registry(cls, name: str, **kwargs: Any) -> LocalChatCompleter:
         """Load a registry model (``"tiny-random"``, ``"smollm2-135m-instruct"``, a hub id or a path)."""
-        from .registry import load_model
+        from ..models.registry import load_model
 
         model, tokenizer = load_model(name)
         return cls(model, tokenizer, **kwargs)
@@ -588,7 +588,7 @@ class LocalChatCompleter:
         return self.complete_batch([messages])[0]
 
     def complete_batch(self, conversations: Sequence[list[dict[str, str]]]) -> list[str]:
-        from .generation import generate
+        from ..models.generation import generate
 
         prompts = [
             self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) + self.answer_prefix
