@@ -1,0 +1,240 @@
+"""Order-robust GRPO: both orders of each pair in one step, the advantage over the joint group.
+
+Why. TRL's ``GRPOTrainer`` normalises rewards within the ``num_generations`` samples of ONE prompt.
+A policy that always answers "A" gets reward +1 on every sample of a pair labelled A and 0 on
+every sample of the same pair labelled B: each group has zero spread, so every advantage is zero
+(``frac_reward_zero_std`` = 1) and nothing pulls the policy out of the collapse (measured on an
+H200 with this project's reward: 40 steps x 64 samples, A-preference 98%, DESIGN.md). Computing the
+advantage over the *joint* group of both orders of a pair -- J4R's EIS-GRPO (arXiv 2505.13346) --
+gives the always-A policy a signal: in the joint group its samples on the A-labelled order are
+above the mean and those on the B-labelled order below it.
+
+How. The GRPO dataset holds each pair followed by its swapped copy (:func:`paired_orders`). The
+sampler (:class:`PairedOrderSampler`) keeps a pair's two orders together: it draws pairs with
+TRL's own ``RepeatSampler`` and expands pair ``u`` into ``num_generations`` copies of row ``2u``
+then ``num_generations`` copies of row ``2u + 1``. The trainer (:func:`order_robust_trainer_class`)
+lets TRL generate and score as usual, then recomputes the advantages over groups of
+``2 * num_generations`` (:func:`joint_advantages`), optionally adding J1's consistency bonus
+(arXiv 2505.10320: a sample pair, one per order, that is right in both orders earns ``bonus``).
+It logs ``frac_reward_zero_std`` of TRL's per-prompt groups beside ``joint/frac_reward_zero_std``
+and the A-preference share of the parsed verdicts (``a_preference``).
+
+Limits: a single optimisation group must hold whole pairs, so ``generation_batch_size`` must be a
+multiple of ``2 * num_generations``; generation through vLLM is not supported by this trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from ..core.verdict import assess
+
+SWAPPED_SUFFIX = ":swapped"
+EPS = 1e-4  # TRL's GRPOTrainer adds 1e-4 to the group std (trl/trainer/grpo_trainer.py)
+
+
+def swap_orders(pair: Mapping[str, Any]) -> dict[str, Any]:
+    """The pair with responses A and B exchanged and the label with them; the id gains ``:swapped``.
+
+    >>> swap_orders({"id": "p1", "response_a": "x", "response_b": "y", "label": "a"})["label"]
+    'b'
+    """
+    out = dict(pair)
+    out["response_a"], out["response_b"] = pair["response_b"], pair["response_a"]
+    out["label"] = {"a": "b", "b": "a"}[pair["label"]]
+    out["id"] = f"{pair['id']}{SWAPPED_SUFFIX}"
+    return out
+
+
+def paired_orders(pairs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows ``[p0, swap(p0), p1, swap(p1), ...]``: the layout :class:`PairedOrderSampler` expects.
+
+    Raises:
+        ValueError: an empty list, or a pair that is already a swapped copy (its id ends in ``:swapped``).
+    """
+    if not pairs:
+        raise ValueError("paired_orders got no pairs")
+    rows: list[dict[str, Any]] = []
+    for pair in pairs:
+        if str(pair["id"]).endswith(SWAPPED_SUFFIX):
+            raise ValueError(f"pair {pair['id']!r} is already a swapped copy: give each pair once, in one order")
+        rows.extend([dict(pair), swap_orders(pair)])
+    return rows
+
+
+def joint_advantages(
+    rewards: Any, group_size: int, scale: str = "group", consistency_bonus: float = 0.0
+) -> tuple[Any, Any]:
+    """Group-normalised advantages over joint groups of both orders.
+
+    Args:
+        rewards: float tensor of shape ``(n,)``, ``n`` a multiple of ``group_size``; consecutive
+            ``group_size`` rows are one pair: the first half in the original order, the second half
+            swapped. NaN marks an unscorable completion (its advantage is 0, as in TRL).
+        group_size: ``2 * num_generations``.
+        scale: ``"group"`` (divide by the joint group's std + 1e-4, TRL's default), ``"batch"``
+            (by the batch std) or ``"none"``.
+        consistency_bonus: added to both samples ``i`` (original order) and ``i`` (swapped) when
+            both are correct (reward 1), J1's consistency reward.
+
+    Returns:
+        ``(advantages, is_std_zero)``, both of shape ``(n,)``.
+
+    Raises:
+        ValueError: ``n`` not a multiple of ``group_size``, an odd ``group_size``, or another ``scale``.
+
+    >>> import torch
+    >>> adv, zero = joint_advantages(torch.tensor([1., 1., 0., 0.]), group_size=4)  # always-A policy
+    >>> [round(x, 3) for x in adv.tolist()], zero.tolist()
+    ([0.866, 0.866, -0.866, -0.866], [False, False, False, False])
+    """
+    import torch
+
+    if group_size < 2 or group_size % 2:
+        raise ValueError(f"group_size must be even (2 x num_generations), got {group_size}")
+    if rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into joint groups of {group_size}")
+    if scale not in ("group", "batch", "none"):
+        raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
+    rewards = rewards.clone().float()
+    grouped = rewards.view(-1, group_size)
+    if consistency_bonus:
+        half = group_size // 2
+        both = (grouped[:, :half] == 1) & (grouped[:, half:] == 1)
+        grouped[:, :half] += consistency_bonus * both
+        grouped[:, half:] += consistency_bonus * both
+    mean = torch.nanmean(grouped, dim=1, keepdim=True)
+    centred = grouped - mean
+    valid = (~torch.isnan(grouped)).sum(dim=1, keepdim=True).clamp(min=2)
+    std = torch.sqrt(torch.nansum(centred**2, dim=1, keepdim=True) / (valid - 1))  # unbiased, like torch.std
+    std_rows = std.expand_as(grouped).reshape(-1)
+    flat = centred.reshape(-1)
+    if scale == "group":
+        flat = flat / (std_rows + EPS)
+    elif scale == "batch":
+        batch_std = torch.sqrt(torch.nansum((rewards - torch.nanmean(rewards)) ** 2) / max(rewards.numel() - 1, 1))
+        flat = flat / (batch_std + EPS)
+    is_std_zero = torch.isclose(std_rows, torch.zeros_like(std_rows))
+    return torch.nan_to_num(flat, nan=0.0), is_std_zero
+
+
+def a_preference(completions: Sequence[str]) -> float:
+    """Share of parsed verdicts that score response A strictly higher; NaN when none parses."""
+    parsed = [verdict for verdict in (assess(text, "a") for text in completions) if verdict.format_ok]
+    if not parsed:
+        return float("nan")
+    return sum(verdict.preferred == "a" for verdict in parsed) / len(parsed)
+
+
+class PairedOrderSampler:
+    """Yield row ``2u`` then row ``2u + 1`` of each drawn pair ``u``, ``num_generations`` times each.
+
+    Pairs are drawn by TRL's ``RepeatSampler`` over the pair indices (its shuffling, batching and
+    repetition for ``steps_per_generation`` / ``num_iterations``), so a joint group of
+    ``2 * num_generations`` consecutive rows always holds one pair in both orders.
+
+    Args:
+        n_rows: rows of the dataset (even: pairs and their swapped copies, see :func:`paired_orders`).
+        num_generations: completions per prompt.
+        pairs_per_batch: pairs per generation batch (``generation_batch_size // (2 * num_generations)``).
+        repeat_count: as TRL's ``num_iterations * steps_per_generation``.
+        shuffle, seed: as TRL's ``RepeatSampler``.
+
+    >>> list(PairedOrderSampler(4, num_generations=2, pairs_per_batch=2, shuffle=False))
+    [0, 0, 1, 1, 2, 2, 3, 3]
+    """
+
+    def __init__(
+        self,
+        n_rows: int,
+        num_generations: int,
+        pairs_per_batch: int,
+        repeat_count: int = 1,
+        shuffle: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        from trl.trainer.utils import RepeatSampler
+
+        if n_rows < 2 or n_rows % 2:
+            raise ValueError(f"the dataset must hold each pair in both orders (an even number of rows), got {n_rows}")
+        if pairs_per_batch < 1:
+            raise ValueError(
+                f"a generation batch must hold at least one pair in both orders (2 x {num_generations} completions)"
+            )
+        self.num_generations = num_generations
+        self._pairs = RepeatSampler(
+            data_source=range(n_rows // 2),
+            mini_repeat_count=1,
+            batch_size=pairs_per_batch,
+            repeat_count=repeat_count,
+            shuffle=shuffle,
+            seed=seed,
+        )
+
+    def __iter__(self) -> Iterator[int]:
+        for unit in self._pairs:
+            for row in (2 * unit, 2 * unit + 1):
+                yield from [row] * self.num_generations
+
+    def __len__(self) -> int:
+        return len(self._pairs) * 2 * self.num_generations
+
+
+def order_robust_trainer_class(consistency_bonus: float = 0.0) -> type:
+    """A subclass of TRL's ``GRPOTrainer`` with joint-order advantages (built lazily: TRL is heavy).
+
+    Returns:
+        The class; construct it like ``GRPOTrainer`` with a dataset laid out by :func:`paired_orders`.
+    """
+    from trl import GRPOTrainer
+
+    class OrderRobustGRPOTrainer(GRPOTrainer):
+        """GRPO whose advantage is computed over both orders of a pair (see the module docstring)."""
+
+        def _get_train_sampler(self, dataset: Any = None) -> PairedOrderSampler:
+            dataset = self.train_dataset if dataset is None else dataset
+            per_batch = self.args.generation_batch_size // (2 * self.num_generations)
+            if self.args.generation_batch_size % (2 * self.num_generations):
+                raise ValueError(
+                    f"generation batch of {self.args.generation_batch_size} completions does not hold whole pairs "
+                    f"in both orders (2 x num_generations = {2 * self.num_generations})"
+                )
+            return PairedOrderSampler(
+                len(dataset),
+                self.num_generations,
+                per_batch,
+                repeat_count=self.num_iterations * self.args.steps_per_generation,
+                shuffle=self.shuffle_dataset,
+                seed=self.args.seed,
+            )
+
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: ANN001, ANN202
+            rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            self._joint_rewards_per_func = rewards_per_func  # gathered across processes by TRL
+            return rewards_per_func
+
+        def _generate_and_score_completions(self, inputs):  # noqa: ANN001, ANN202
+            import torch
+
+            output = super()._generate_and_score_completions(inputs)
+            if not self.model.training:
+                return output
+            per_func = self._joint_rewards_per_func
+            weights = self.reward_weights.to(per_func.device).unsqueeze(0)
+            rewards = (per_func * weights).nansum(dim=1)
+            rewards[torch.isnan(per_func).all(dim=1)] = torch.nan
+            advantages, is_std_zero = joint_advantages(
+                rewards, 2 * self.num_generations, scale=self.scale_rewards, consistency_bonus=consistency_bonus
+            )
+            n_local = output["advantages"].shape[0]
+            start = self.accelerator.process_index * n_local
+            output["advantages"] = advantages[start : start + n_local].to(output["advantages"].device)
+            texts = self.processing_class.batch_decode(output["completion_ids"], skip_special_tokens=True)
+            self._metrics["train"]["joint/frac_reward_zero_std"].append(is_std_zero.float().mean().item())
+            share = a_preference(texts)
+            if share == share:  # not NaN
+                self._metrics["train"]["a_preference"].append(share)
+            return output
+
+    return OrderRobustGRPOTrainer

