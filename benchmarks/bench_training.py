@@ -73,7 +73,7 @@ def sotu_pairs(n: int, words: int, n_exemplars: int) -> list[dict[str, Any]]:
 
 
 def faithful_traces(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from persrm_lib.teachers.teachers.teachers import StylometricTeacher
+    from persrm_lib.teachers.stylometric import StylometricTeacher
 
     from persrm_lib.core.output_format import outcome, parse_output
 

@@ -11,9 +11,10 @@ from persrm_lib.core.output_format import render_output
 from persrm_lib.train.order_robust import (
     PairedOrderSampler,
     a_preference,
+    end_at_stop,
     joint_advantages,
-    order_robust_trainer_class,
     paired_orders,
+    persrm_grpo_trainer_class,
     swap_orders,
 )
 
@@ -160,7 +161,7 @@ def test_order_robust_trainer_trains_a_tiny_model_with_joint_groups(tmp_path):
         save_strategy="no",
     )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer = order_robust_trainer_class()(
+    trainer = persrm_grpo_trainer_class(stop_strings=())(
         model=model, reward_funcs=[always_a], args=config, train_dataset=dataset, processing_class=tokenizer
     )
     trainer.train()
@@ -172,3 +173,74 @@ def test_order_robust_trainer_trains_a_tiny_model_with_joint_groups(tmp_path):
     assert [row["joint/frac_reward_zero_std"] for row in steps] == [0.0, 0.0]  # joint groups: a signal
     changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert changed  # training moved the parameters
+
+
+def test_end_at_stop_turns_the_first_pad_after_a_stopped_completion_into_eos():
+    eos, pad = 2, 0
+    sequences = torch.tensor(
+        [
+            [9, 9, 5, 6, 0, 0],  # stopped by a stop string after 5, 6: padded
+            [9, 9, 5, 2, 0, 0],  # ended by EOS: unchanged
+            [9, 9, 5, 6, 7, 8],  # ran to the length limit: unchanged
+        ]
+    )
+    out = end_at_stop(sequences.clone(), prompt_length=2, eos_id=eos, pad_id=pad)
+    assert out.tolist() == [[9, 9, 5, 6, 2, 0], [9, 9, 5, 2, 0, 0], [9, 9, 5, 6, 7, 8]]
+    assert end_at_stop(sequences.clone(), 2, eos_id=2, pad_id=2).tolist() == sequences.tolist()
+
+
+def test_sampling_stops_after_scores(tmp_path):
+    """A tiny model that is made to write the verdict: generation ends right after </scores>."""
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from persrm_lib.models.registry import load_model
+
+    torch.manual_seed(0)
+    model, tokenizer = load_model("tiny-random")
+    target = tokenizer("<scores>[1, 2]</scores> trailing text", add_special_tokens=False)["input_ids"]
+
+    seen: list[str] = []
+
+    def record(completions, **kwargs):
+        seen.extend(c[0]["content"] if isinstance(c, list) else c for c in completions)
+        return [0.0] * len(completions)
+
+    original_forward = model.forward
+    step = {"i": 0}
+
+    def forward(*args, **kwargs):
+        out = original_forward(*args, **kwargs)
+        # force the next token to follow the scripted text, whatever the prompt
+        position = kwargs["input_ids"].shape[1] if kwargs.get("past_key_values") is None else None
+        logits = out.logits.clone()
+        logits[:, -1, :] = -1e9
+        index = min(step["i"], len(target) - 1)
+        logits[:, -1, target[index]] = 1e9
+        step["i"] = 0 if position is not None else step["i"] + 1
+        out.logits = logits
+        return out
+
+    model.forward = forward
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": "judge"}]] * 2})
+    config = GRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        num_generations=2,
+        max_completion_length=24,
+        max_steps=1,
+        learning_rate=0.0,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        seed=0,
+        disable_tqdm=True,
+        save_strategy="no",
+        logging_steps=1,
+    )
+    trainer = persrm_grpo_trainer_class(joint_orders=False)(
+        model=model, reward_funcs=[record], args=config, train_dataset=dataset, processing_class=tokenizer
+    )
+    trainer.train()
+    assert seen == ["<scores>[1, 2]</scores>"] * 2  # the scripted " trailing text" was never sampled

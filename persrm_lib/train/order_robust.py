@@ -12,7 +12,7 @@ above the mean and those on the B-labelled order below it.
 How. The GRPO dataset holds each pair followed by its swapped copy (:func:`paired_orders`). The
 sampler (:class:`PairedOrderSampler`) keeps a pair's two orders together: it draws pairs with
 TRL's own ``RepeatSampler`` and expands pair ``u`` into ``num_generations`` copies of row ``2u``
-then ``num_generations`` copies of row ``2u + 1``. The trainer (:func:`order_robust_trainer_class`)
+then ``num_generations`` copies of row ``2u + 1``. The trainer (:func:`persrm_grpo_trainer_class`)
 lets TRL generate and score as usual, then recomputes the advantages over groups of
 ``2 * num_generations`` (:func:`joint_advantages`), optionally adding J1's consistency bonus
 (arXiv 2505.10320: a sample pair, one per order, that is right in both orders earns ``bonus``).
@@ -181,18 +181,86 @@ class PairedOrderSampler:
         return len(self._pairs) * 2 * self.num_generations
 
 
-def order_robust_trainer_class(consistency_bonus: float = 0.0) -> type:
-    """A subclass of TRL's ``GRPOTrainer`` with joint-order advantages (built lazily: TRL is heavy).
+def end_at_stop(sequences: Any, prompt_length: int, eos_id: int, pad_id: int | None) -> Any:
+    """Close completions that a stop string ended: the first padding token after them becomes EOS.
+
+    ``generate`` pads a sequence that a stopping criterion finished; TRL masks a completion after
+    its first EOS token, so where the pad token is not the EOS token the padding would count as
+    completion. Rows that already hold an EOS, and rows that ran to the length limit, are unchanged.
+
+    Args:
+        sequences: long tensor ``(batch, prompt_length + new_tokens)`` from ``model.generate``.
+        prompt_length: columns of the (left-padded) prompt.
+        eos_id, pad_id: the tokenizer's ids.
 
     Returns:
-        The class; construct it like ``GRPOTrainer`` with a dataset laid out by :func:`paired_orders`.
+        The tensor, changed in place.
+    """
+    if pad_id is None or pad_id == eos_id:
+        return sequences
+    completions = sequences[:, prompt_length:]
+    for row in completions:
+        ids = row.tolist()
+        if eos_id in ids or not ids or ids[-1] != pad_id:
+            continue
+        first_pad = len(ids)
+        while first_pad > 0 and ids[first_pad - 1] == pad_id:
+            first_pad -= 1
+        row[first_pad] = eos_id
+    return sequences
+
+
+def persrm_grpo_trainer_class(
+    joint_orders: bool = True, consistency_bonus: float = 0.0, stop_strings: Sequence[str] = ("</scores>",)
+) -> type:
+    """This project's subclass of TRL's ``GRPOTrainer`` (built lazily: TRL is heavy).
+
+    Args:
+        joint_orders: lay out and sample both orders of each pair together and compute the advantage
+            over the joint group (:func:`joint_advantages`); False keeps TRL's per-prompt groups
+            (the dataset then need not be laid out by :func:`paired_orders`).
+        consistency_bonus: J1's bonus for a sample pair right in both orders (``joint_orders`` only).
+        stop_strings: sampling stops once one of them is written (anything after ``</scores>``
+            is a format violation anyway); empty: stop only at EOS or the length limit.
+
+    Returns:
+        The class; construct it like ``GRPOTrainer``. It logs ``a_preference`` every step and, with
+        ``joint_orders``, ``joint/frac_reward_zero_std`` beside TRL's ``frac_reward_zero_std``.
     """
     from trl import GRPOTrainer
 
-    class OrderRobustGRPOTrainer(GRPOTrainer):
-        """GRPO whose advantage is computed over both orders of a pair (see the module docstring)."""
+    if consistency_bonus and not joint_orders:
+        raise ValueError("consistency_bonus needs joint_orders: a sample pair spans both orders of a pair")
 
-        def _get_train_sampler(self, dataset: Any = None) -> PairedOrderSampler:
+    class PersRMGRPOTrainer(GRPOTrainer):
+        """GRPO with joint-order advantages, sampling that stops at ``</scores>`` (module docstring)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if stop_strings:
+                self._stop_at(list(stop_strings))
+
+        def _stop_at(self, strings: list[str]) -> None:
+            from transformers import StoppingCriteriaList
+            from transformers.generation import StopStringCriteria
+
+            tokenizer = self.processing_class
+            criteria = StopStringCriteria(tokenizer, strings)
+            model = self.model
+            plain_generate = model.generate
+            eos_id = self.eos_token_ids[0] if isinstance(self.eos_token_ids, list) else self.eos_token_ids
+
+            def generate(*args: Any, **kwargs: Any) -> Any:
+                kwargs.setdefault("stopping_criteria", StoppingCriteriaList([criteria]))
+                prompt_length = kwargs["input_ids"].shape[1] if "input_ids" in kwargs else args[0].shape[1]
+                out = plain_generate(*args, **kwargs)
+                return end_at_stop(out, prompt_length, int(eos_id), tokenizer.pad_token_id)
+
+            model.generate = generate  # the instance TRL unwraps for generation
+
+        def _get_train_sampler(self, dataset: Any = None) -> Any:
+            if not joint_orders:
+                return super()._get_train_sampler(dataset)
             dataset = self.train_dataset if dataset is None else dataset
             per_batch = self.args.generation_batch_size // (2 * self.num_generations)
             if self.args.generation_batch_size % (2 * self.num_generations):
@@ -220,6 +288,12 @@ def order_robust_trainer_class(consistency_bonus: float = 0.0) -> type:
             output = super()._generate_and_score_completions(inputs)
             if not self.model.training:
                 return output
+            texts = self.processing_class.batch_decode(output["completion_ids"], skip_special_tokens=True)
+            share = a_preference(texts)
+            if share == share:  # not NaN: some verdict parsed
+                self._metrics["train"]["a_preference"].append(share)
+            if not joint_orders:
+                return output
             per_func = self._joint_rewards_per_func
             weights = self.reward_weights.to(per_func.device).unsqueeze(0)
             rewards = (per_func * weights).nansum(dim=1)
@@ -230,11 +304,7 @@ def order_robust_trainer_class(consistency_bonus: float = 0.0) -> type:
             n_local = output["advantages"].shape[0]
             start = self.accelerator.process_index * n_local
             output["advantages"] = advantages[start : start + n_local].to(output["advantages"].device)
-            texts = self.processing_class.batch_decode(output["completion_ids"], skip_special_tokens=True)
             self._metrics["train"]["joint/frac_reward_zero_std"].append(is_std_zero.float().mean().item())
-            share = a_preference(texts)
-            if share == share:  # not NaN
-                self._metrics["train"]["a_preference"].append(share)
             return output
 
-    return OrderRobustGRPOTrainer
+    return PersRMGRPOTrainer
