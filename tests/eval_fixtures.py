@@ -133,7 +133,7 @@ def make_run(root, adapters: tuple[str, ...] = ("sft", "rft"), with_logs: bool =
 
     from persrm_lib.core import runfiles
     from persrm_lib.data.pairs import write_pairs
-    from persrm_lib.train.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS
+    from persrm_lib.train.logs import GRPO_LOG_FIELDS, SFT_LOG_FIELDS
 
     run = Path(root) / "run"
     write_pairs(make_pairs(8), runfiles.pairs_path(run, "train"))

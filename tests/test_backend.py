@@ -77,3 +77,28 @@ def test_importing_the_library_never_imports_unsloth():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("requested", "env", "cuda", "installed", "expected"),
+    [
+        ("transformers", "unsloth", False, False, "transformers"),  # an explicit choice wins over the variable
+        ("auto", "unsloth", False, True, "transformers"),  # explicit auto too: no GPU, so transformers
+        ("unsloth", "transformers", True, True, "unsloth"),  # and forced Unsloth where it can run
+    ],
+)
+def test_requested_backend_wins_over_the_variable(monkeypatch, requested, env, cuda, installed, expected):
+    monkeypatch.setenv("PERSRM_BACKEND", env)
+    monkeypatch.setattr(backend, "cuda_available", lambda: cuda)
+    monkeypatch.setattr(backend, "unsloth_installed", lambda: installed)
+    assert select_backend(requested) == expected
+
+
+def test_requested_unsloth_names_the_argument_in_its_error(monkeypatch):
+    monkeypatch.delenv("PERSRM_BACKEND", raising=False)
+    monkeypatch.setattr(backend, "cuda_available", lambda: False)
+    monkeypatch.setattr(backend, "unsloth_installed", lambda: True)
+    with pytest.raises(BackendUnavailableError, match="^backend=unsloth cannot run: no CUDA device is visible$"):
+        select_backend("unsloth")
+    with pytest.raises(ValueError, match="^backend='jax' is not a backend; choose one of auto, unsloth, transformers$"):
+        select_backend("jax")

@@ -1,62 +1,82 @@
 """Behaviour analysis (PersRM-R1 §5.2–5.3): the rule-based classifier on hand-written traces with
 known counts, ``<count>`` parsing and parse-failure accounting for the LLM classifier, agreement
-statistics, the run-folder readers, and the task-specific criteria analysis."""
+statistics, the run files as the stage owners' readers give them to notebook 07, the task-specific
+criteria analysis, and the notebook's headline metrics."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from behavior_fixtures import eval_record, pair, write_jsonl
 
-from persrm_lib.analysis.behaviors import (
+from persrm_lib.analysis.classifiers import (
     BEHAVIORS,
     RULE_PATTERNS,
     BehaviorClassifier,
-    FunctionCompleter,
     LLMBehaviorClassifier,
-    LocalChatCompleter,
     RuleBasedBehaviorClassifier,
-    accuracy_by_new_criteria,
-    agreement,
-    behavior_counts,
-    behavior_examples,
     behavior_messages,
     count_parse_reason,
+    make_classifier,
+    parse_count,
+    split_units,
+)
+from persrm_lib.analysis.criteria import (
+    accuracy_by_new_criteria,
     criteria_by_step,
     criteria_entropy,
     criteria_table,
-    evenly_spaced,
     extract_criteria,
-    failure_counts,
-    load_completions,
-    load_eval_completions,
-    load_traces,
-    make_classifier,
-    nan_to_none,
+    new_criteria_names,
     normalize_criterion,
     order_correlation,
-    parse_count,
-    plot_behaviors_over_steps,
-    plot_criteria_over_steps,
-    plot_stage_comparison,
-    reasoning_trace,
     sft_criteria,
-    split_units,
+)
+from persrm_lib.analysis.plots import plot_behaviors_over_steps, plot_criteria_over_steps, plot_stage_comparison
+from persrm_lib.analysis.tallies import (
+    agreement,
+    behavior_counts,
+    behavior_examples,
+    evenly_spaced,
+    failure_counts,
+    headline_metrics,
+    nan_to_none,
+    reasoning_trace,
     step_metrics,
     summarize_by,
 )
 from persrm_lib.core.jsonl import JsonlFormatError
 from persrm_lib.core.output_format import render_output
+from persrm_lib.evaluate.records import read_eval_completions, write_eval_completions
+from persrm_lib.models.client import LocalChatClient
+from persrm_lib.teachers.traces import make_trace, read_traces, write_traces
+from persrm_lib.train.logs import GRPO_COMPLETION_FIELDS, read_grpo_completions
 
 V, B, S, C = BEHAVIORS  # verification, backtracking, subgoal_setting, backward_chaining
 
 
 def counts(v: int = 0, b: int = 0, s: int = 0, c: int = 0) -> dict[str, int]:
     return {V: v, B: b, S: s, C: c}
+
+
+@dataclass
+class FunctionClient:
+    """A plain ``messages -> str`` function as a chat client (a test double for an LLM)."""
+
+    fn: Callable[[list[dict[str, str]]], str]
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        return self.fn(messages)
+
+    def complete_batch(self, conversations: Sequence[list[dict[str, str]]]) -> list[str]:
+        return [self.fn(m) for m in conversations]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +201,7 @@ def test_rule_matches_are_the_evidence_behind_counts() -> None:
 
 def test_both_classifiers_satisfy_the_protocol() -> None:
     assert isinstance(RuleBasedBehaviorClassifier(), BehaviorClassifier)
-    assert isinstance(LLMBehaviorClassifier(FunctionCompleter(lambda m: "")), BehaviorClassifier)
+    assert isinstance(LLMBehaviorClassifier(FunctionClient(lambda m: "")), BehaviorClassifier)
     assert not isinstance("text", BehaviorClassifier)
 
 
@@ -322,8 +342,8 @@ def test_llm_classifier_prefers_complete_batch() -> None:
     assert completer.batches == [12]
 
 
-def test_function_completer_wraps_a_plain_function() -> None:
-    clf = LLMBehaviorClassifier(FunctionCompleter(lambda messages: "<count>7</count>"), behaviors=(S,))
+def test_function_client_wraps_a_plain_function() -> None:
+    clf = LLMBehaviorClassifier(FunctionClient(lambda messages: "<count>7</count>"), behaviors=(S,))
     assert clf.count("anything") == {S: 7}
 
 
@@ -337,16 +357,16 @@ def test_make_classifier_rejects_unknown_kind() -> None:
         make_classifier("regex")
 
 
-def test_make_classifier_both_uses_given_completer() -> None:
-    rule, llm = make_classifier("both", completer=FunctionCompleter(lambda m: "<count>0</count>"))
+def test_make_classifier_both_uses_given_client() -> None:
+    rule, llm = make_classifier("both", client=FunctionClient(lambda m: "<count>0</count>"))
     assert (rule.name, llm.name) == ("rule", "llm")
     assert make_classifier("rule")[0].count("Wait, no.") == counts(b=1)
 
 
 def test_tiny_random_model_runs_and_every_answer_is_accounted(tiny_model_dir: Path) -> None:
     # the random model writes garbage: each answer is either a parsed count or a recorded failure
-    completer = LocalChatCompleter.from_registry("tiny-random", max_new_tokens=8, batch_size=4)
-    clf = LLMBehaviorClassifier(completer)
+    client = LocalChatClient(model_name="tiny-random", max_new_tokens=8, batch_size=4)
+    clf = LLMBehaviorClassifier(client)
     result = clf.count_batch(["First, compare rhythm. Wait, A is off.", "Tone: formal."])
     values = [v for row in result for v in row.values()]
     assert len(values) == 8
@@ -354,14 +374,24 @@ def test_tiny_random_model_runs_and_every_answer_is_accounted(tiny_model_dir: Pa
     assert len(clf.failures) == sum(v is None for v in values)
     assert sum(r["failures"] for r in clf.failure_report().values()) == len(clf.failures)
     # an answer prefix is generated from and put back in front of every answer
-    prefixed = LocalChatCompleter(completer.model, completer.tokenizer, max_new_tokens=4, answer_prefix="<count>")
+    prefixed = LocalChatClient(client.model, client.tokenizer, max_new_tokens=4, answer_prefix="<count>")
     answers = prefixed.complete_batch([behavior_messages(V, "Wait, no.")] * 2)
     assert len(answers) == 2 and all(a.startswith("<count>") for a in answers)
 
 
-def test_local_completer_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError, match="max_new_tokens and batch_size must be at least 1"):
-        LocalChatCompleter(model=None, tokenizer=None, max_new_tokens=0)
+def test_local_client_rejects_bad_settings() -> None:
+    # the LLM classifier's local model settings are checked by the one client, before any loading
+    with pytest.raises(ValueError, match="max_new_tokens must be at least 1"):
+        make_classifier("llm", "tiny-random", max_new_tokens=0)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        make_classifier("llm", "tiny-random", batch_size=0)
+
+
+def test_make_classifier_loads_a_local_model_with_its_settings(tiny_model_dir: Path) -> None:
+    rule, llm = make_classifier("both", "tiny-random", max_new_tokens=5, batch_size=3, answer_prefix="<count>")
+    assert isinstance(llm.client, LocalChatClient)
+    assert (llm.client.max_new_tokens, llm.client.batch_size, llm.client.answer_prefix) == (5, 3, "<count>")
+    assert llm.client._model is not None  # loaded at once, so a bad model name fails here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,31 +444,25 @@ def test_agreement_rejects_tables_of_different_length() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading the run folder
+# The run files notebook 07 reads, through their stage owners' readers (fixed names, no guessing)
 # ---------------------------------------------------------------------------------------------
 
 
-def write_jsonl(path: Path, rows: list[object]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+GOOD = {"step": 0, "pair_id": "p1", "label": "a", "completion": "text", "reward": -1.0}
 
 
-GOOD = {"step": 0, "prompt_id": "p1", "completion": "text", "label": "a", "reward": -1.0}
-
-
-def test_load_completions_reads_fields_and_pair_id_aliases(tmp_path: Path) -> None:
-    rows = [
-        GOOD,
-        {"step": 3, "pair_id": "p2", "completion": "", "label": "b", "reward": 1},
-        {**GOOD, "prompt_id": None, "id": 9},
-    ]
-    records = load_completions(write_jsonl(tmp_path / "c.jsonl", rows))
+def test_grpo_completions_reader_gives_the_fixed_fields(tmp_path: Path) -> None:
+    rows = [GOOD, {"step": 3, "pair_id": "p2", "label": "b", "completion": "", "reward": 1}]
+    records = read_grpo_completions(write_jsonl(tmp_path / "c.jsonl", rows))
     assert [(r["step"], r["pair_id"], r["label"], r["reward"]) for r in records] == [
         (0, "p1", "a", -1.0),
         (3, "p2", "b", 1.0),
-        (0, "9", "a", -1.0),
     ]
+    assert [list(r) for r in records] == [list(GRPO_COMPLETION_FIELDS)] * 2
+    # a pair id under another name is not guessed
+    renamed = {"id" if k == "pair_id" else k: v for k, v in GOOD.items()}
+    with pytest.raises(ValueError, match=re.escape("c.jsonl:1: record lacks field 'pair_id'")):
+        read_grpo_completions(write_jsonl(tmp_path / "c.jsonl", [renamed]))
 
 
 BAD_COMPLETIONS = [
@@ -446,78 +470,92 @@ BAD_COMPLETIONS = [
     ({k: v for k, v in GOOD.items() if k != "step"}, "record lacks field 'step'"),  # no step
     ({k: v for k, v in GOOD.items() if k != "completion"}, "record lacks field 'completion'"),  # no completion
     ({k: v for k, v in GOOD.items() if k != "label"}, "record lacks field 'label'"),  # no label
+    ({k: v for k, v in GOOD.items() if k != "pair_id"}, "record lacks field 'pair_id'"),  # no pair id at all
     ({**GOOD, "label": "A"}, "label must be 'a' or 'b', got 'A'"),  # label in the wrong case
     ({**GOOD, "step": "3"}, "step must be a non-negative integer, got '3'"),  # step as text
     ({**GOOD, "step": -1}, "step must be a non-negative integer, got -1"),  # negative step
     ({**GOOD, "step": True}, "step must be a non-negative integer, got True"),  # a boolean is not a step
     ({**GOOD, "completion": None}, "completion must be text, got NoneType"),  # no text
-    ({k: v for k, v in GOOD.items() if k != "prompt_id"}, "record lacks a pair id"),  # no pair id at all
     ({**GOOD, "reward": "high"}, "reward must be a number, got 'high'"),  # reward as text
 ]
 
 
 @pytest.mark.parametrize(("record", "message"), BAD_COMPLETIONS)
-def test_load_completions_names_the_bad_line(tmp_path: Path, record: dict, message: str) -> None:
+def test_grpo_completions_reader_names_the_bad_line(tmp_path: Path, record: dict, message: str) -> None:
     path = write_jsonl(tmp_path / "c.jsonl", [GOOD, record])
     with pytest.raises(ValueError, match=re.escape(f"c.jsonl:2: {message}")):
-        load_completions(path)
+        read_grpo_completions(path)
 
 
-def test_load_completions_reads_other_process_files(tmp_path: Path) -> None:
+def test_grpo_completions_reader_appends_other_process_files(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "completions.jsonl", [GOOD])
-    write_jsonl(tmp_path / "completions.rank1.jsonl", [{**GOOD, "prompt_id": "p7"}])
-    assert [r["pair_id"] for r in load_completions(tmp_path / "completions.jsonl")] == ["p1", "p7"]
+    write_jsonl(tmp_path / "completions.rank1.jsonl", [{**GOOD, "pair_id": "p7"}])
+    assert [r["pair_id"] for r in read_grpo_completions(tmp_path / "completions.jsonl")] == ["p1", "p7"]
     write_jsonl(tmp_path / "completions.rank2.jsonl", [{**GOOD, "label": "c"}])
     with pytest.raises(ValueError, match=r"completions.rank2.jsonl:1: label must be 'a' or 'b', got 'c'"):
-        load_completions(tmp_path / "completions.jsonl")
+        read_grpo_completions(tmp_path / "completions.jsonl")
 
 
-def test_load_completions_missing_file_and_bad_json(tmp_path: Path) -> None:
+def test_grpo_completions_reader_missing_file_and_bad_json(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing: run notebook 04_rft_grpo first"):
-        load_completions(tmp_path / "rft" / "completions.jsonl")
+        read_grpo_completions(tmp_path / "rft" / "completions.jsonl")
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps(GOOD) + "\n{not json\n")
     with pytest.raises(JsonlFormatError, match="line 2: malformed JSON"):
-        load_completions(path)
+        read_grpo_completions(path)
 
 
-def test_load_traces(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "t.jsonl", [{"id": "p1", "completion": "x"}, {"completion": "y"}])
-    assert load_traces(path) == [{"pair_id": "p1", "completion": "x"}, {"pair_id": None, "completion": "y"}]
+def read_sft_traces(path: Path) -> list[dict]:
+    """As notebook 07 reads the SFT traces."""
+    return read_traces(path, written_by="02_filter_audit", required=("id", "completion"))
+
+
+def test_trace_reader_gives_what_the_criteria_analysis_reads(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    write_traces(path, [make_trace(pair("p1"), "t", trace("rhythm, tone")), make_trace(pair("p2"), "t", "x")])
+    traces = read_sft_traces(path)
+    assert [(t["id"], t["completion"]) for t in traces] == [("p1", trace("rhythm, tone")), ("p2", "x")]
+    sft = sft_criteria(traces)  # the pair id is the trace's "id": no other name is read
+    assert sft.first_by_pair == {"p1": "rhythm"} and (sft.n_traces, sft.n_parsed) == (2, 1)
     write_jsonl(path, [{"id": "p1", "completion": "x"}, {"id": "p2"}])
-    with pytest.raises(ValueError, match=r"t.jsonl:2: trace lacks a text field 'completion'"):
-        load_traces(path)
-    with pytest.raises(FileNotFoundError, match="run notebooks 01_synthesize and 02_filter_audit first"):
-        load_traces(tmp_path / "absent.jsonl")
+    with pytest.raises(ValueError, match=r"t.jsonl line 2: trace 'p2' lacks field\(s\): completion"):
+        read_sft_traces(path)
+    path.write_text(json.dumps({"id": "p1", "completion": "x"}) + "\n{not json\n")
+    with pytest.raises(JsonlFormatError, match="line 2: malformed JSON"):
+        read_sft_traces(path)
+    with pytest.raises(FileNotFoundError, match="absent.jsonl is missing: run 02_filter_audit first"):
+        read_sft_traces(tmp_path / "absent.jsonl")
 
 
-def test_load_eval_completions_groups_by_stage(tmp_path: Path) -> None:
-    by_stage, notes = load_eval_completions(tmp_path / "eval")
-    assert by_stage == {} and "is absent" in notes[0]
-    write_jsonl(tmp_path / "eval" / "base" / "sotu.jsonl", [{"id": "p1", "completion": "x", "label": "a"}])
-    write_jsonl(
-        tmp_path / "eval" / "results.jsonl",
-        [
-            {"id": "p2", "completion": "y", "model": "sft_rft", "label": "b"},  # RFT (named from the SFT model)
-            {"id": "p3", "completion": "z", "stage": "sft"},  # stage field
-            {"id": "p4", "completion": "w"},  # no stage anywhere: skipped
-            {"id": "p5", "correct": True},  # no completion: skipped
-        ],
+def test_eval_completions_reader_groups_by_the_writers_stage(tmp_path: Path) -> None:
+    by_stage, notes = read_eval_completions(tmp_path)
+    assert by_stage == {} and [n.split(":")[0] for n in notes] == [
+        f"no {s} completions" for s in ("base", "sft", "rft")
+    ]
+    write_eval_completions(tmp_path, "base", [eval_record("p1", "base", "x")])
+    # the stage is the writer's file, whatever the text says ("rft" here is not read as a stage)
+    write_eval_completions(
+        tmp_path, "sft", [eval_record("p2", "sft", "rft-like text"), eval_record("p2", "sft", "y", "swapped", "b")]
     )
-    # a JSON document as persrm_lib.evaluate writes it: per-pair records under "results"
-    document = {"overall": {}, "results": [{"id": "p6", "completion": "v", "judge": "generative", "label": "a"}]}
-    (tmp_path / "eval" / "sft_sotu.json").write_text(json.dumps(document))
-    by_stage, notes = load_eval_completions(tmp_path / "eval")
-    assert {k: [r["pair_id"] for r in v] for k, v in sorted(by_stage.items())} == {
-        "base": ["p1"],
-        "rft": ["p2"],
-        "sft": ["p3", "p6"],  # p6: stage from the file name
+    by_stage, notes = read_eval_completions(tmp_path)
+    assert {k: [(r["pair_id"], r["order"]) for r in v] for k, v in by_stage.items()} == {
+        "base": [("p1", "original")],
+        "sft": [("p2", "original"), ("p2", "swapped")],
     }
-    assert by_stage["sft"][0]["label"] is None
-    assert notes == ["results.jsonl: 2 record(s) without a completion or a recognisable stage were skipped"]
-    (tmp_path / "eval" / "broken.json").write_text("{oops")
-    with pytest.raises(ValueError, match=r"broken.json: not valid JSON"):
-        load_eval_completions(tmp_path / "eval")
+    assert len(notes) == 1 and notes[0].startswith("no rft completions: ")
+    table = behavior_counts(by_stage["sft"], RuleBasedBehaviorClassifier(), stage="sft")
+    assert list(table["pair_id"]) == ["p2", "p2"] and list(table["stage"]) == ["sft", "sft"]
+
+
+def test_eval_completions_reader_names_the_bad_line(tmp_path: Path) -> None:
+    path = write_eval_completions(tmp_path, "base", [eval_record("p1", "base", "x")])
+    lacking = {k: v for k, v in eval_record("p2", "base", "y").items() if k != "completion"}
+    write_jsonl(path, [eval_record("p1", "base", "x"), lacking])
+    with pytest.raises(ValueError, match=r"base.jsonl line 2: .*missing: completion"):
+        read_eval_completions(tmp_path)
+    path.write_text(json.dumps(eval_record("p1", "base", "x")) + "\n{not json\n")
+    with pytest.raises(JsonlFormatError, match="line 2: malformed JSON"):
+        read_eval_completions(tmp_path)
 
 
 def test_reasoning_trace_uses_sections_when_the_format_parses() -> None:
@@ -575,11 +613,11 @@ def trace(criteria: str, scores: tuple[float, float] = (7, 3), evaluation: str =
     return render_output(criteria, evaluation, scores)
 
 
-SFT_TRACES = [
-    {"pair_id": "p1", "completion": trace("rhythm, vocabulary, tone")},
-    {"pair_id": "p2", "completion": trace("vocabulary, rhythm, punctuation")},
-    {"pair_id": "p3", "completion": trace("rhythm")},
-    {"pair_id": "p4", "completion": "not parsed"},
+SFT_TRACES = [  # as read_traces gives them: the pair id is the trace's "id"
+    {"id": "p1", "completion": trace("rhythm, vocabulary, tone")},
+    {"id": "p2", "completion": trace("vocabulary, rhythm, punctuation")},
+    {"id": "p3", "completion": trace("rhythm")},
+    {"id": "p4", "completion": "not parsed"},
 ]
 
 
@@ -710,3 +748,67 @@ def test_plots_draw_one_panel_per_classifier_and_stage_order() -> None:
     by_step = criteria_by_step(criteria_table(rft_records(), sft_criteria(SFT_TRACES)))
     assert len(plot_criteria_over_steps(by_step).axes) == 3
     plt.close("all")
+
+
+def test_headline_metrics_as_the_notebook_cell_computed_them() -> None:
+    # the formulas of notebook 07's former metrics cell, written out here once as the reference
+    records = rft_records()
+    sft = sft_criteria(SFT_TRACES)
+    table = criteria_table(records, sft)
+    by_step, accuracy = criteria_by_step(table), accuracy_by_new_criteria(table)
+    parsed = table[table["format_ok"]]
+    acc = accuracy.set_index(["feature", "present"])["accuracy"]
+    format_ok = sum(reasoning_trace(r["completion"])[1] for r in records)
+    rule_counts = behavior_counts(records, RuleBasedBehaviorClassifier())
+    llm = LLMBehaviorClassifier(
+        FunctionClient(lambda m: "<count>1</count>" if "VERIFICATION" in m[1]["content"] else "?")
+    )
+    llm_counts = behavior_counts(records, llm)
+    summaries = {"rule": summarize_by(rule_counts, "step"), "llm": summarize_by(llm_counts, "step")}
+    agreed = agreement(rule_counts, llm_counts)
+    expected = {
+        "classifier": "both",
+        "n_completions": 5,
+        "n_steps": 2,
+        "n_sft_traces": 4,
+        "format_ok_share": format_ok / len(records),
+        "n_eval_stages": 1,
+        "sft_vocabulary_size": 4,
+        "new_criteria_count": 2,
+        "share_with_new_criteria": float(parsed["has_new"].astype(bool).mean()),
+        "accuracy_with_new_criteria": acc[("new criteria", True)],
+        "accuracy_without_new_criteria": acc[("new criteria", False)],
+        "accuracy_first_changed": acc[("first criterion changed", True)],
+        "accuracy_first_kept": acc[("first criterion changed", False)],
+        "mean_order_rho": float(parsed["order_rho"].mean()),
+        "share_first_changed": float(parsed["first_changed"].dropna().astype(bool).mean()),
+        "distinct_criteria_last_step": by_step["distinct_criteria"].iloc[-1],
+        "criteria_entropy_last_step": by_step["entropy_bits"].iloc[-1],
+        **step_metrics(summaries["rule"], "rule"),
+        **step_metrics(summaries["llm"], "llm"),
+        "llm_queries": 20,
+        "llm_parse_failures": 15,
+        "llm_parse_failure_rate": 0.75,
+    }
+    for row in agreed.itertuples():
+        expected[f"kappa_{row.behavior}"] = nan_to_none(row.kappa)
+        expected[f"spearman_{row.behavior}"] = nan_to_none(row.spearman)
+    metrics = headline_metrics("both", table, sft, summaries, 1, llm=llm, agreement_table=agreed)
+    assert list(metrics) == list(expected)
+    assert metrics == pytest.approx(expected, nan_ok=True)
+    assert metrics["format_ok_share"] == 0.8 and metrics["share_with_new_criteria"] == 0.5
+    assert metrics["llm_verification_all"] == 1.0 and metrics["llm_backtracking_all"] is None  # failed, not zero
+    assert new_criteria_names(table) == ["dash use", "irony"]
+    rule_only = headline_metrics("rule", table, sft, {"rule": summaries["rule"]}, 0)
+    assert "llm_queries" not in rule_only and "kappa_verification" not in rule_only
+    assert rule_only["n_eval_stages"] == 0 and rule_only["classifier"] == "rule"
+
+
+def test_headline_metrics_without_parsed_outputs_are_none() -> None:
+    records = [{"step": 0, "pair_id": "p1", "label": "a", "completion": "garbage"}]
+    table = criteria_table(records, sft_criteria(SFT_TRACES))
+    metrics = headline_metrics("rule", table, sft_criteria(SFT_TRACES), {}, 0)
+    assert metrics["format_ok_share"] == 0.0 and metrics["n_completions"] == 1
+    for key in ("share_with_new_criteria", "mean_order_rho", "share_first_changed", "accuracy_with_new_criteria"):
+        assert metrics[key] is None, key
+    assert metrics["distinct_criteria_last_step"] == 0 and metrics["criteria_entropy_last_step"] is None

@@ -6,7 +6,7 @@ from persrm_lib.core.config import PROFILES, apply_overrides, get_profile
 
 
 def test_every_profile_validates():
-    assert sorted(PROFILES) == ["cpu", "paper", "smoke", "tiny"]
+    assert sorted(PROFILES) == ["cpu", "device", "gpu", "paper", "smoke", "tiny"]
     for name in PROFILES:
         assert get_profile(name).name == name
 
@@ -24,6 +24,23 @@ def test_profile_models():
     assert get_profile("tiny").model.name == "tiny-random"
     assert get_profile("smoke").model.name == "smollm2-135m-instruct"
     assert get_profile("cpu").model.name == "smollm2-135m-instruct"
+
+
+def test_gpu_and_device_profiles():
+    gpu = get_profile("gpu")
+    assert gpu.model.name == "Qwen/Qwen2.5-3B-Instruct"  # the paper's smallest model (91.8% CCAT)
+    assert (gpu.model.load_in_4bit, gpu.lora.r, gpu.teacher.kind) == (False, 16, "stylometric")
+    assert (gpu.grpo.batch_size, gpu.grpo.num_generations, gpu.grpo.beta) == (32, 8, 1e-3)
+    device = get_profile("device")
+    assert device.model.name == "smollm2-135m-instruct"
+    assert (device.sft.max_steps, device.grpo.max_steps, device.grpo.eval_every) == (30, 10, 0)
+    # the device check trains on the smoke data: the prompt settings must match smoke's
+    smoke = get_profile("smoke")
+    assert (device.data.n_exemplars, device.data.passage_words, device.data.query_words) == (
+        smoke.data.n_exemplars,
+        smoke.data.passage_words,
+        smoke.data.query_words,
+    )
 
 
 def test_default_profile_comes_from_environment(monkeypatch):
@@ -74,7 +91,7 @@ def test_bad_overrides(overrides, error, match):
 
 
 def test_unknown_profile():
-    with pytest.raises(KeyError, match="unknown profile 'huge'; choose one of tiny, smoke, cpu, paper"):
+    with pytest.raises(KeyError, match="unknown profile 'huge'; choose one of tiny, smoke, cpu, paper, device, gpu"):
         get_profile("huge")
 
 
@@ -103,3 +120,72 @@ def test_grpo_validation_is_off_by_default():
     from persrm_lib.core.config import GRPOSettings
 
     assert (GRPOSettings().eval_every, GRPOSettings().eval_pairs, GRPOSettings().compare_from_base) == (0, 0, False)
+
+
+# ---- the evaluation section (05_evaluate's sizes) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # model_pairs, generative_pairs, generative_counts, scalar_rm_steps, scalar_rm_batch_size, scalar_rm_max_length
+        ("tiny", (2, 2, (), 2, 2, 256)),  # seconds: two pairs of each kind, the profile's exemplar counts
+        ("smoke", (2, 1, (3,), 2, 2, 320)),  # a pipeline check in minutes, generation at three exemplars only
+        ("cpu", (24, 16, (3,), 12, 4, 384)),  # the reference run
+        ("paper", (0, 0, (), 500, 32, 4096)),  # every pair
+    ],
+)
+def test_evaluation_settings_per_profile(name, expected):
+    e = get_profile(name).evaluation
+    found = (
+        e.model_pairs,
+        e.generative_pairs,
+        e.generative_counts,
+        e.scalar_rm_steps,
+        e.scalar_rm_batch_size,
+        e.scalar_rm_max_length,
+    )
+    assert found == expected
+
+
+def test_evaluation_defaults_for_a_profile_without_its_own():
+    from persrm_lib.core.config import EvaluationSettings, Profile
+
+    assert Profile(name="new").evaluation == EvaluationSettings(
+        model_pairs=0,
+        generative_pairs=0,
+        generative_counts=(),
+        scalar_rm_steps=50,
+        scalar_rm_batch_size=4,
+        scalar_rm_max_length=512,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"evaluation.model_pairs": "0"}, ("model_pairs", 0)),  # text coerced to int
+        ({"evaluation.generative_counts": "1,3"}, ("generative_counts", (1, 3))),  # a comma list of ints
+        ({"evaluation.generative_counts": [3]}, ("generative_counts", (3,))),  # a list
+        ({"evaluation.scalar_rm_steps": 7}, ("scalar_rm_steps", 7)),
+    ],
+)
+def test_evaluation_overrides(overrides, expected):
+    field, value = expected
+    assert getattr(get_profile("tiny", overrides).evaluation, field) == value
+    assert PROFILES["tiny"].evaluation.scalar_rm_steps == 2  # the registered profile is untouched
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"evaluation.model_pairs": -1}, r"evaluation.model_pairs must be at least 0 \(0: all pairs\), got -1"),
+        ({"evaluation.generative_pairs": -2}, r"evaluation.generative_pairs must be at least 0"),
+        ({"evaluation.scalar_rm_steps": 0}, r"evaluation.scalar_rm_steps must be at least 1, got 0"),
+        ({"evaluation.generative_counts": "0,3"}, r"evaluation.generative_counts must be at least 1 each"),
+        ({"evaluation.generative_counts": "one"}, r"invalid literal for int"),
+    ],
+)
+def test_bad_evaluation_overrides(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        get_profile("smoke", overrides)

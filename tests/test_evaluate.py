@@ -1,5 +1,6 @@
 """``python -m persrm_lib.evaluate``: any canonical pair file in, per-pair results and metrics out;
-each bad input exits with code 2 and a message naming what was wrong."""
+each bad input exits with code 2 and a message naming what was wrong. Then notebook 05's suite over a
+run folder, its tables, and the evaluation's records (per-pair rows, completions per stage)."""
 
 from __future__ import annotations
 
@@ -266,14 +267,13 @@ def test_module_entry_point(tmp_path: Path, files) -> None:
 def test_suite_skips_a_stage_without_adapter_and_writes_completions(tmp_path: Path, tiny_model_dir) -> None:
     from eval_fixtures import make_run
 
-    from persrm_lib.analysis.behaviors import load_eval_completions
-    from persrm_lib.core import runfiles
     from persrm_lib.core.config import get_profile
-    from persrm_lib.evaluate.cli import run_suite, suite_settings
+    from persrm_lib.evaluate.records import EVAL_COMPLETION_FIELDS, read_eval_completions
+    from persrm_lib.evaluate.suite import evaluation_overrides, run_suite
 
     run = make_run(tmp_path, adapters=("sft",), with_logs=False)
-    settings = suite_settings("tiny", model_pairs=1, generative_pairs=1)
-    suite = run_suite(run, get_profile("tiny"), judges=["random", "char-ngram"], settings=settings, progress=False)
+    profile = get_profile("tiny", evaluation_overrides(model_pairs=1, generative_pairs=1, scalar_rm_steps=None))
+    suite = run_suite(run, profile, judges=["random", "char-ngram"], progress=False)
     assert any(
         n.startswith("stage rft: no adapter at") and n.endswith("skipped (run 04_rft_grpo)") for n in suite.notes
     )
@@ -281,8 +281,13 @@ def test_suite_skips_a_stage_without_adapter_and_writes_completions(tmp_path: Pa
     counts = suite.results.groupby("judge").size().to_dict()
     assert counts == {"random": 16, "char-ngram": 16, "rm-base": 2, "rm-sft": 2}  # 8 + 8 test pairs; 1 + 1 generated
     assert [p.name for p in suite.completion_files] == ["base.jsonl", "sft.jsonl"]
-    by_stage, _ = load_eval_completions(runfiles.stage_dir(run, "eval"))
+    by_stage, notes = read_eval_completions(run)  # what 07_behavior_analysis reads
     assert {stage: len(rows) for stage, rows in by_stage.items()} == {"base": 4, "sft": 4}  # both orders
+    assert [n.split(":")[0] for n in notes] == ["no rft completions"]
+    first = by_stage["sft"][0]
+    assert tuple(first) == EVAL_COMPLETION_FIELDS
+    assert (first["stage"], first["order"], first["model"]) == ("sft", "original", "tiny-random")
+    assert [r["order"] for r in by_stage["sft"]] == ["original", "swapped"] * 2
 
 
 def test_suite_without_training_pairs_skips_fitted_judges(tmp_path: Path) -> None:
@@ -290,7 +295,7 @@ def test_suite_without_training_pairs_skips_fitted_judges(tmp_path: Path) -> Non
 
     from persrm_lib.core import runfiles
     from persrm_lib.core.config import get_profile
-    from persrm_lib.evaluate.cli import run_suite
+    from persrm_lib.evaluate.suite import run_suite
 
     run = make_run(tmp_path, adapters=(), with_logs=False)
     runfiles.pairs_path(run, "train").unlink()
@@ -301,7 +306,7 @@ def test_suite_without_training_pairs_skips_fitted_judges(tmp_path: Path) -> Non
 
 def test_suite_without_test_pairs(tmp_path: Path) -> None:
     from persrm_lib.core.config import get_profile
-    from persrm_lib.evaluate.cli import run_suite
+    from persrm_lib.evaluate.suite import run_suite
 
     with pytest.raises(FileNotFoundError, match="no test pairs under .* for sotu, aaac: run 01_synthesize first"):
         run_suite(tmp_path, get_profile("tiny"), judges=["random"], stages=[])
@@ -310,7 +315,8 @@ def test_suite_without_test_pairs(tmp_path: Path) -> None:
 def test_write_tables_saves_csv_and_markdown(tmp_path: Path) -> None:
     import pandas as pd
 
-    from persrm_lib.evaluate.cli import write_tables
+    from persrm_lib.evaluate.records import PER_PAIR_FIELDS, read_per_pair
+    from persrm_lib.evaluate.tables import write_tables
 
     judge = make_judge("char-ngram").fit(make_pairs(8))
     frames = [
@@ -328,8 +334,9 @@ def test_write_tables_saves_csv_and_markdown(tmp_path: Path) -> None:
     markdown = (tmp_path / "accuracy_by_benchmark.md").read_text().splitlines()
     assert markdown[0] == "| judge | aaac | sotu |" and markdown[1] == "|---|---|---|"
     assert markdown[2].startswith("| char-ngram | ")
-    per_pair = pd.read_csv(tmp_path / "per_pair.csv")
+    per_pair = read_per_pair(tmp_path / "per_pair.csv")
     assert len(per_pair) == 32 and "completion" not in per_pair.columns
+    assert tuple(per_pair.columns) == PER_PAIR_FIELDS
     summary = tables["summary"]
     assert summary.query("breakdown == 'overall'")["n"].tolist() == [32]
 
@@ -341,14 +348,17 @@ def test_write_tables_saves_csv_and_markdown(tmp_path: Path) -> None:
         ({"model_pairs": 0}, "model_pairs", 0),  # 0: every pair
         ({"generative_pairs": 5}, "generative_pairs", 5),  # an explicit count
         ({"generative_counts": "1,3"}, "generative_counts", (1, 3)),  # counts as a comma list
-        ({"generative_counts": ""}, "generative_counts", (3,)),  # "": the profile's
+        ({"generative_counts": [1, 3]}, "generative_counts", (1, 3)),  # or as a list
+        ({"generative_counts": None}, "generative_counts", (3,)),  # None: the profile's
         ({"scalar_rm_steps": 7}, "scalar_rm_steps", 7),  # steps override
+        ({"scalar_rm_steps": None, "model_pairs": None}, "scalar_rm_steps", 2),  # None: the profile's
     ],
 )
-def test_suite_settings_overrides(kwargs, field, expected) -> None:
-    from persrm_lib.evaluate.cli import suite_settings
+def test_notebook_parameters_override_the_profiles_evaluation(kwargs, field, expected) -> None:
+    from persrm_lib.core.config import get_profile
+    from persrm_lib.evaluate.suite import evaluation_overrides
 
-    assert getattr(suite_settings("smoke", **kwargs), field) == expected
+    assert getattr(get_profile("smoke", evaluation_overrides(**kwargs)).evaluation, field) == expected
 
 
 def test_plot_accuracy_bars_draws_one_bar_per_judge_and_benchmark() -> None:
@@ -358,7 +368,7 @@ def test_plot_accuracy_bars_draws_one_bar_per_judge_and_benchmark() -> None:
     import pandas as pd
     from matplotlib import pyplot as plt
 
-    from persrm_lib.evaluate.cli import plot_accuracy_bars
+    from persrm_lib.evaluate.tables import plot_accuracy_bars
 
     table = pd.DataFrame(
         {
@@ -376,3 +386,104 @@ def test_plot_accuracy_bars_draws_one_bar_per_judge_and_benchmark() -> None:
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
     assert sorted(t.get_text() for t in ax.texts) == ["0.00", "0.50", "0.75"]  # value labels, zero bars too
     plt.close(fig)
+
+
+# ---- records: one writer and one reader per file ----------------------------------------------
+
+
+def completion_record(stage: str = "sft", **changes) -> dict:
+    from persrm_lib.evaluate.records import EVAL_COMPLETION_FIELDS
+
+    record = dict.fromkeys(EVAL_COMPLETION_FIELDS)
+    record.update(id="p:1:original", pair_id="p", stage=stage, order="original", label="a", completion="x")
+    record.update(changes)
+    return record
+
+
+def test_eval_completions_round_trip(tmp_path: Path) -> None:
+    from persrm_lib.core import runfiles
+    from persrm_lib.evaluate.records import read_eval_completions, write_eval_completions
+
+    path = write_eval_completions(
+        tmp_path, "rft", [completion_record("rft"), completion_record("rft", order="swapped")]
+    )
+    assert path == runfiles.eval_completions_path(tmp_path, "rft") == tmp_path / "eval" / "completions" / "rft.jsonl"
+    by_stage, notes = read_eval_completions(tmp_path)
+    assert [r["order"] for r in by_stage["rft"]] == ["original", "swapped"]
+    assert sorted(by_stage) == ["rft"]
+    assert [n.split(":")[0] for n in notes] == ["no base completions", "no sft completions"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "records", "message"),
+    [
+        ("final", [], "unknown stage 'final'; choose from base, sft, rft"),  # not a reward-model stage
+        ("sft", [completion_record("rft")], "stage 'rft' written to the 'sft' file"),  # another stage's record
+        ("sft", [{"pair_id": "p", "completion": "x"}], "completion record 0: fields"),  # not the fixed fields
+    ],
+)
+def test_write_eval_completions_refuses(tmp_path: Path, stage: str, records: list, message: str) -> None:
+    from persrm_lib.evaluate.records import write_eval_completions
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        write_eval_completions(tmp_path, stage, records)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        # a record without its stage field
+        (
+            [json.dumps({k: v for k, v in completion_record().items() if k != "stage"})],
+            r"sft\.jsonl line 1: fields are not the evaluation completion fields \(missing: stage; unexpected: none\)",
+        ),
+        # a record of another stage in the sft file
+        ([json.dumps(completion_record("base"))], r"sft\.jsonl line 1: stage 'base' in the 'sft' file"),
+        # a torn line
+        ([json.dumps(completion_record()), '{"id": '], r"sft\.jsonl line 2: malformed JSON"),
+    ],
+)
+def test_read_eval_completions_names_file_and_line(tmp_path: Path, lines: list[str], message: str) -> None:
+    from persrm_lib.core import runfiles
+    from persrm_lib.evaluate.records import read_eval_completions
+
+    path = runfiles.eval_completions_path(tmp_path, "sft")
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(line + "\n" for line in lines))
+    with pytest.raises(ValueError, match=message):
+        read_eval_completions(tmp_path)
+
+
+def test_read_eval_completions_of_an_empty_run(tmp_path: Path) -> None:
+    from persrm_lib.evaluate.records import read_eval_completions
+
+    by_stage, notes = read_eval_completions(tmp_path)
+    assert by_stage == {}
+    assert len(notes) == 3 and all("is absent (run 05_evaluate)" in n for n in notes)
+
+
+def test_read_per_pair_refuses_other_columns(tmp_path: Path) -> None:
+    from persrm_lib.evaluate.records import read_per_pair
+
+    path = tmp_path / "per_pair.csv"
+    path.write_text("id,judge,extra\n1,random,x\n")
+    with pytest.raises(ValueError, match=r"per_pair\.csv: columns are not the per-pair fields \(missing: benchmark, "):
+        read_per_pair(path)
+    with pytest.raises(FileNotFoundError, match="run 05_evaluate first"):
+        read_per_pair(tmp_path / "none.csv")
+
+
+def test_completion_records_of_a_stage() -> None:
+    from persrm_lib.evaluate.records import completion_records
+
+    judge = make_judge("char-ngram").fit(make_pairs(8))
+    frame = evaluate_pairs(judge, make_pairs(10)[8:], 1, benchmark="toy")
+    frame["completion"] = ["c0", "c1"]
+    frame["swapped_completion"] = ["s0", None]  # the second pair was not judged swapped
+    records = completion_records(frame, "base", "tiny-random")
+    assert [(r["id"], r["label"], r["completion"]) for r in records] == [
+        ("pair-08:1:original", "a", "c0"),
+        ("pair-08:1:swapped", "b", "s0"),
+        ("pair-09:1:original", "b", "c1"),
+    ]
+    assert [r["correct"] for r in records] == [True, True, True]  # the stylometric judge is right on all three

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+from persrm_lib.core.jsonl import read_jsonl
+from persrm_lib.core.output_format import render_output
+from persrm_lib.core.verdict import assess
 from persrm_lib.teachers.filtering import (
-    assess_completion,
     audit_summary,
     check_against_pairs,
     chosen_longer_share,
@@ -18,16 +20,13 @@ from persrm_lib.teachers.filtering import (
     faithfulness_by,
     faithfulness_filter,
     length_table,
-    load_traces,
     position_balance,
     reason_category,
     separability_auc,
     style_differences,
     write_faithful,
 )
-
-from persrm_lib.core.jsonl import read_jsonl
-from persrm_lib.core.output_format import render_output
+from persrm_lib.teachers.traces import read_traces
 
 
 def trace(
@@ -73,13 +72,16 @@ TIE = render_output("c", "e", (5, 5))
         (None, "a", (None, False, "completion is a NoneType, not text")),
     ],
 )
-def test_assess_completion(completion: Any, label: str, expected: tuple) -> None:
-    assert assess_completion(completion, label) == expected
+def test_the_filter_reads_verdicts_with_the_one_rule(completion: Any, label: str, expected: tuple) -> None:
+    verdict = assess(completion, label)
+    assert (verdict.scores, verdict.faithful, verdict.reason) == expected
+    record = faithfulness_filter([trace(0, completion, label)]).traces[0]
+    assert (record["scores"], record["faithful"]) == expected[:2]
 
 
-def test_assess_completion_bad_label() -> None:
+def test_assess_bad_label() -> None:
     with pytest.raises(ValueError, match="label must be 'a' or 'b', got 'A'"):
-        assess_completion(GOOD_A, "A")
+        assess(GOOD_A, "A")
 
 
 @pytest.mark.parametrize(
@@ -260,46 +262,6 @@ def full_trace(i: int, label: str, completion: str, negative_kind: str = "random
     return record
 
 
-def write_lines(path: Path, records: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
-
-
-def test_load_traces_reads_a_complete_file(tmp_path: Path) -> None:
-    records = [full_trace(i, "a", GOOD_A) for i in range(3)]
-    assert load_traces(write_lines(tmp_path / "traces.jsonl", records)) == records
-
-
-@pytest.mark.parametrize(
-    ("files", "error", "message"),
-    [
-        # nothing there
-        ({}, FileNotFoundError, "traces.jsonl is missing: run 01_synthesize first"),
-        # only an unfinished generation
-        (
-            {"traces.jsonl.partial": ['{"id": "p0"}']},
-            FileNotFoundError,
-            "traces.jsonl.partial exists: trace generation was interrupted",
-        ),
-        # a repeated id
-        (
-            {"traces.jsonl": ['{"id": "p0"}', '{"id": "p1"}', '{"id": "p0"}']},
-            ValueError,
-            "line 3: trace id 'p0' repeats line 1",
-        ),
-        # an empty file
-        ({"traces.jsonl": []}, ValueError, "holds no trace"),
-    ],
-)
-def test_load_traces_bad_files(
-    tmp_path: Path, files: dict[str, list[str]], error: type[Exception], message: str
-) -> None:
-    for name, lines in files.items():
-        (tmp_path / name).write_text("".join(line + "\n" for line in lines))
-    with pytest.raises(error, match=message):
-        load_traces(tmp_path / "traces.jsonl")
-
-
 def test_check_against_pairs() -> None:
     traces = [full_trace(i, "a", GOOD_A) for i in range(3)]
     pairs = [{k: v for k, v in t.items() if k not in ("teacher", "completion")} for t in traces]
@@ -319,6 +281,7 @@ def test_write_faithful(tmp_path: Path) -> None:
     result = faithfulness_filter([full_trace(0, "a", GOOD_A), full_trace(1, "b", GOOD_A), full_trace(2, "b", GOOD_B)])
     path = write_faithful(result, tmp_path / "data" / "traces_faithful.jsonl")
     assert [r["id"] for r in read_jsonl(path)] == ["p0", "p2"]
+    assert read_traces(path, written_by="02_filter_audit") == result.kept
     assert all(r["faithful"] is True for r in read_jsonl(path))
     nothing = faithfulness_filter([full_trace(0, "b", GOOD_A)])
     with pytest.raises(ValueError, match="no trace survived the faithfulness filter \\(0 of 1"):

@@ -9,6 +9,7 @@ import pytest
 
 from persrm_lib.core.jsonl import (
     JsonlAppender,
+    JsonlEncodingError,
     JsonlFormatError,
     dumps_line,
     iter_jsonl,
@@ -125,3 +126,84 @@ def test_write_jsonl_atomic_replaces_whole_file_and_cleans_up(tmp_path: Path) ->
 
 def test_dumps_line_keeps_order_and_unicode() -> None:
     assert dumps_line({"b": 1, "a": "ü\nx"}) == '{"b": 1, "a": "ü\\nx"}'
+
+
+# --- encodings (issue 13, item 2) ------------------------------------------------------------------
+
+LINES = '{"id": 1, "text": "plain"}\n{"id": 2, "text": "café au lait"}\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # Latin-1: é is the lone byte 0xe9, the 23rd byte of line 2
+        (
+            LINES.encode("latin-1"),
+            "x.jsonl line 2: not UTF-8 (byte 0xe9 at byte 23 of the line: invalid continuation byte; "
+            "save the file as UTF-8)",
+        ),
+        # UTF-16 with its byte-order mark (what Windows tools write as "Unicode")
+        (
+            LINES.encode("utf-16"),
+            "x.jsonl line 1: not UTF-8 (it starts with a UTF-16 or UTF-32 byte-order mark; save the file as UTF-8)",
+        ),
+        (
+            LINES.encode("utf-16-be"),  # no byte-order mark: the NUL bytes give it away
+            "x.jsonl line 1: not UTF-8 (NUL bytes, as UTF-16 or UTF-32 text has; save the file as UTF-8)",
+        ),
+        (
+            LINES.encode("utf-32"),
+            "x.jsonl line 1: not UTF-8 (it starts with a UTF-16 or UTF-32 byte-order mark; save the file as UTF-8)",
+        ),
+        # a lone \r ends a line (as text-mode reading did): the bad byte is on line 3
+        (
+            b'{"a": 1}\r{"a": 2}\r{"t": "\xe9"}\r',
+            "x.jsonl line 3: not UTF-8 (byte 0xe9 at byte 8 of the line: invalid continuation byte; "
+            "save the file as UTF-8)",
+        ),
+        # a truncated multi-byte sequence at the end of a line
+        (
+            b'{"a": 1}\n{"t": "\xc3"}\n',
+            "x.jsonl line 2: not UTF-8 (byte 0xc3 at byte 8 of the line: invalid continuation byte; "
+            "save the file as UTF-8)",
+        ),
+    ],
+)
+def test_files_that_are_not_utf8_are_refused_naming_the_line(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(JsonlEncodingError) as info:
+        read_jsonl(path)
+    assert str(info.value) == f"{tmp_path}/{message}"
+    assert isinstance(info.value, JsonlFormatError)  # every reader that catches format errors catches it
+
+
+def test_a_utf8_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Decision (issue 13): a UTF-8 BOM at the start of the file is dropped and the file is read."""
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(LINES.encode("utf-8-sig"))
+    assert read_jsonl(path) == [{"id": 1, "text": "plain"}, {"id": 2, "text": "café au lait"}]
+    # only at the start: a BOM inside the file is not an encoding marker, and stays an error
+    path.write_bytes(b'{"a": 1}\n' + "\ufeff".encode() + b'{"a": 2}\n')
+    with pytest.raises(JsonlFormatError, match=r"x.jsonl line 2: malformed JSON \(Unexpected UTF-8 BOM"):
+        read_jsonl(path)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": 1}\r\n\r\n{"a": 2}\r\n',  # Windows line ends, a blank line
+        b'{"a": 1}\r\r{"a": 2}',  # old Mac line ends, no final break
+        b'{"a": 1}\n\n{"a": 2}\n',
+    ],
+)
+def test_line_numbers_follow_universal_newlines(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(data)
+    assert list(iter_jsonl(path)) == [(1, {"a": 1}), (3, {"a": 2})]
+
+
+def test_unicode_line_separators_inside_strings_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"t": "a\u2028b\x85c"}\n', encoding="utf-8")  # not line breaks in JSONL
+    assert read_jsonl(path) == [{"t": "a\u2028b\x85c"}]

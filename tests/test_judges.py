@@ -1,4 +1,5 @@
-"""Judges on small hand-made pairs and the tiny-random model (seconds); SmolLM2 checks are slow."""
+"""Judges and their factory on small hand-made pairs and the tiny-random model (seconds); SmolLM2
+checks are slow."""
 
 from __future__ import annotations
 
@@ -9,18 +10,13 @@ import pytest
 import torch
 from eval_fixtures import CASUAL, FORMAL, make_pairs
 
-from persrm_lib.evaluate import judges as J
 from persrm_lib.core.output_format import render_output
-from persrm_lib.evaluate.judges import (
-    AdapterMismatchError,
-    NotFittedError,
-    Verdict,
-    exemplars_of,
-    load_adapter,
-    make_judge,
-    swap_pair,
-)
+from persrm_lib.core.verdict import exemplars_of
+from persrm_lib.evaluate import judges as J
+from persrm_lib.evaluate.judges import NotFittedError, Verdict, make_judge, swap_pair
+from persrm_lib.models.client import LocalChatClient
 from persrm_lib.models.generation import GenerationResult
+from persrm_lib.train.adapters import AdapterMismatchError, load_adapter
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +189,9 @@ def test_loglik_bad_mode() -> None:
 
 def test_generative_judge_keeps_completion_of_a_broken_output(tiny) -> None:
     judge = make_judge("generative", loaded=tiny, max_new_tokens=6, batch_size=2)
+    assert judge.last_generation is None  # nothing generated yet
     verdicts = judge.score_batch(make_pairs(3), 1)
+    assert isinstance(judge.client, LocalChatClient) and judge.client.model is tiny[0]  # the one LLM client
     assert [v.format_ok for v in verdicts] == [False, False, False]  # a random model writes no format
     assert all(isinstance(v.completion, str) for v in verdicts)
     assert all(1 <= n <= 6 for n in judge.last_generation.new_tokens)
@@ -206,7 +204,7 @@ def test_generative_judge_reads_scores_through_parse_output(tiny, monkeypatch) -
         assert len(prompts) == 3 and all("Exemplar 1:" in p for p in prompts)
         return GenerationResult(canned, [5, 5, 5], [10, 10, 10], 0.1, batch_size)
 
-    monkeypatch.setattr("persrm_lib.models.generation.generate", fake_generate)
+    monkeypatch.setattr("persrm_lib.models.client.generate", fake_generate)  # what LocalChatClient calls
     verdicts = make_judge("generative", loaded=tiny).score_batch(make_pairs(3), 1)
     assert [(v.s_a, v.s_b, v.preferred) for v in verdicts] == [(8.0, 2.0, "a"), (None, None, None), (4.0, 4.0, None)]
     assert verdicts[1].completion == "no tags at all"
@@ -285,7 +283,9 @@ def test_adapter_folder_without_config(tmp_path: Path, tiny) -> None:
 
 def test_scalar_rm_trains_with_trl_and_scores_each_response_alone(tiny_model_dir) -> None:
     train = make_pairs(8)
-    judge = make_judge("scalar-rm", model="tiny-random", max_steps=4, batch_size=4, learning_rate=1e-3, lora_r=None)
+    judge = make_judge(
+        "scalar-rm", model="tiny-random", max_steps=4, scalar_rm_batch_size=4, learning_rate=1e-3, lora_r=None
+    )
     judge.fit(train)
     losses = [entry["loss"] for entry in judge.log_history if "loss" in entry]
     assert len(losses) == 4 and all(np.isfinite(losses))
@@ -305,7 +305,7 @@ def test_scalar_rm_training_moves_the_score_head(tiny_model_dir) -> None:
         AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).score.weight.detach().clone()
     )
     judge = make_judge(
-        "scalar-rm", model="tiny-random", max_steps=2, batch_size=4, learning_rate=1e-2, lora_r=4, seed=0
+        "scalar-rm", model="tiny-random", max_steps=2, scalar_rm_batch_size=4, learning_rate=1e-2, lora_r=4, seed=0
     )
     judge.fit(make_pairs(8))
     trained = judge.model.score.weight.detach()
@@ -346,3 +346,44 @@ def test_every_judge_has_the_one_interface(name: str) -> None:
     assert judge.name == name
     # only the generative judge reads A and B together; the others score each response alone
     assert judge.position_invariant is (name != "generative")
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "attribute", "expected"),
+    [
+        # a run-wide setting reaches the judges that read it ...
+        ("random", {"seed": 7, "model": "tiny-random"}, "seed", 7),
+        ("loglik", {"batch_size": 3, "seed": 7}, "batch_size", 3),
+        ("generative", {"max_new_tokens": 5, "scalar_rm_steps": 9}, "max_new_tokens", 5),
+        ("embedding", {"embedding_cache": None, "batch_size": 3}, "name", "embedding"),
+        # ... under the judge's own argument name: the scalar reward model's batch is scalar_rm_batch_size
+        ("scalar-rm", {"scalar_rm_steps": 9, "batch_size": 99}, "max_steps", 9),
+        ("scalar-rm", {"scalar_rm_batch_size": 2, "batch_size": 99}, "batch_size", 2),
+        ("scalar-rm", {"scalar_rm_max_length": 300}, "max_length", 300),
+        # a judge's own argument passes through as it is
+        ("function-words", {"method": "cosine", "seed": 1}, "method", "cosine"),
+        ("generative", {"name": "rm-sft", "adapter": None}, "name", "rm-sft"),
+    ],
+)
+def test_make_judge_routes_run_settings(name: str, settings: dict, attribute: str, expected) -> None:
+    assert getattr(make_judge(name, **settings), attribute) == expected
+
+
+def test_make_judge_refuses_an_argument_the_judge_does_not_take() -> None:
+    with pytest.raises(TypeError, match="method"):
+        make_judge("random", method="cosine")  # neither a run-wide setting nor a RandomJudge argument
+
+
+def test_what_each_judge_learns_from() -> None:
+    learns = {name: make_judge(name).learns_from for name in J.JUDGES}
+    assert learns == {
+        "random": "nothing",
+        "char-ngram": "texts",  # vocabulary and idf, never a label
+        "function-words": "texts",  # z-scores of the training texts
+        "embedding": "nothing",
+        "loglik": "nothing",
+        "generative": "nothing",  # trained by 03/04, not by fit()
+        "scalar-rm": "labels",
+    }
+    assert J.MODEL_JUDGES == ("loglik", "generative", "scalar-rm")
+    assert J.ADAPTER_JUDGES == ("generative",)

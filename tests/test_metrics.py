@@ -122,38 +122,8 @@ def test_accuracy_table_is_paper_style() -> None:
     assert pd.isna(table.loc["first", "aaac"])  # not evaluated there
 
 
-def test_read_training_log_maps_aliases_and_lists_missing(tmp_path) -> None:
-    path = tmp_path / "log.csv"
-    # GRPO columns as persrm_lib.train.training writes them, out of step order, one blank cell
-    path.write_text(
-        "step,loss,reward,format_violation,wrong,correct,kl,seconds_per_step\n2,0.1,0.5,0,0.25,0.75,0.02,\n1,0.2,-1,1,0,0,0.0,\n"
-    )
-    frame, missing = metrics.read_training_log(path, metrics.RFT_LOG_COLUMNS)
-    assert frame["step"].tolist() == [1, 2]
-    assert frame["reward_mean"].tolist() == [-1.0, 0.5]
-    assert frame["share_correct"].tolist() == [0.0, 0.75]
-    assert missing == ["learning_rate", "seconds", "completion_length", "validation_accuracy"]
-    assert list(frame.columns) == list(metrics.RFT_LOG_COLUMNS)
-
-
-@pytest.mark.parametrize(
-    ("content", "error", "message"),
-    [
-        (None, FileNotFoundError, "training log .*log.csv does not exist"),  # no file
-        ("loss,reward\n0.1,0.5\n", ValueError, "has no 'step' column \\(columns: loss, reward\\)"),  # no step
-        ("step,loss\n", ValueError, "has no rows"),  # a header only
-    ],
-)
-def test_read_training_log_bad_files(tmp_path, content, error, message) -> None:
-    path = tmp_path / "log.csv"
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(error, match=message):
-        metrics.read_training_log(path, metrics.SFT_LOG_COLUMNS)
-
-
 def test_to_markdown_writes_a_pipe_table_with_dashes_for_gaps() -> None:
-    from persrm_lib.evaluate.cli import to_markdown
+    from persrm_lib.evaluate.tables import to_markdown
 
     table = pd.DataFrame({"sotu": ["60.0 [40.0, 80.0]", None]}, index=pd.Index(["char-ngram", "rm-sft"], name="judge"))
     assert to_markdown(table).splitlines() == [

@@ -17,8 +17,9 @@ from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile
 from persrm_lib.core.jsonl import read_jsonl
 from persrm_lib.core.paths import REPO_ROOT
-from persrm_lib.data.corpora import read_documents
-from persrm_lib.data.sampler import label_shortcut_report, read_pairs
+from persrm_lib.data.documents import read_documents
+from persrm_lib.data.leaks import label_shortcut_report
+from persrm_lib.data.pairs import read_pairs
 from persrm_lib.run.runner import run_notebooks
 
 

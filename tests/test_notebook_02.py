@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from persrm_lib.teachers.filtering import audit_summary, faithfulness_filter
-from persrm_lib.teachers.teachers import StylometricTeacher, generate_traces
 
 from persrm_lib.core import runfiles
 from persrm_lib.core.jsonl import read_jsonl
 from persrm_lib.data.pairs import write_pairs
+from persrm_lib.teachers.filtering import audit_summary, faithfulness_filter
+from persrm_lib.teachers.stylometric import StylometricTeacher
+from persrm_lib.teachers.traces import generate_traces
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "02_filter_audit.ipynb"
 

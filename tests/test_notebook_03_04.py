@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
-from test_training import make_pair, make_trace, write_jsonl
+from test_training import log_rows, make_pair, make_trace, write_jsonl
 
 from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
-from persrm_lib.train.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS, read_log
+from persrm_lib.train.logs import GRPO_COMPLETION_FIELDS, GRPO_LOG_FIELDS, SFT_LOG_FIELDS, read_grpo_completions
 
 N_PAIRS = 16
 
@@ -56,7 +56,7 @@ def test_notebooks_03_then_04_on_smoke(tmp_path: Path) -> None:
     assert (sft["traces"], sft["steps"], sft["preview_pairs"]) == (N_PAIRS, smoke.sft.max_steps, 2)
     assert 0 < sft["final_loss"] < sft["first_loss"]  # six steps on one repeated trace pattern: the loss falls
     assert sft["seconds"] > 0 and 0 <= sft["preview_format_ok"] <= 2
-    sft_log = read_log(runfiles.log_path(run, "sft"))
+    sft_log = log_rows(runfiles.log_path(run, "sft"))
     assert [r["step"] for r in sft_log] == list(range(1, smoke.sft.max_steps + 1))
     assert list(sft_log[0]) == list(SFT_LOG_FIELDS)
     assert (runfiles.adapter_dir(run, "sft") / "adapter_model.safetensors").is_file()
@@ -67,13 +67,13 @@ def test_notebooks_03_then_04_on_smoke(tmp_path: Path) -> None:
     assert (rft["pairs"], rft["steps"]) == (N_PAIRS, smoke.grpo.max_steps)
     assert rft["completions"] == smoke.grpo.batch_size * smoke.grpo.max_steps
     assert -1.0 <= rft["final_reward"] <= 1.0 and 0.0 <= rft["final_correct"] <= 1.0
-    rft_log = read_log(runfiles.log_path(run, "rft"))
+    rft_log = log_rows(runfiles.log_path(run, "rft"))
     assert list(rft_log[0]) == list(GRPO_LOG_FIELDS)
     for row in rft_log:
         assert row["format_violation"] + row["wrong"] + row["correct"] == pytest.approx(1.0)
-    records = [json.loads(line) for line in runfiles.completions_path(run).read_text().splitlines()]
+    records = read_grpo_completions(runfiles.completions_path(run))
     assert sorted({r["step"] for r in records}) == list(range(1, smoke.grpo.max_steps + 1))
-    assert all(set(r) == {"step", "id", "completion", "label", "reward"} for r in records)
+    assert all(tuple(r) == GRPO_COMPLETION_FIELDS for r in records)
     assert rft["mean_reward"] == pytest.approx(sum(r["reward"] for r in records) / len(records))
     assert (runfiles.adapter_dir(run, "rft") / "adapter_model.safetensors").is_file()
     # smoke: grpo.eval_every=2, eval_pairs=2 -- one greedy validation evaluation, after the last step

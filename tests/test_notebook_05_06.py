@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from eval_fixtures import RFT_FROM_BASE_ROWS, RFT_ROWS, SFT_ROWS, make_pairs, make_run
 
-from persrm_lib.analysis.behaviors import load_eval_completions
 from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
-from persrm_lib.evaluate import cli as evaluate
 from persrm_lib.evaluate.judges import make_judge
+from persrm_lib.evaluate.records import read_eval_completions
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +49,7 @@ def test_notebooks_05_then_06(tmp_path: Path) -> None:
     expected = sum(v.preferred == p["label"] for v, p in zip(judge.score_batch(test, 1), test, strict=True)) / len(test)
     assert found["accuracy_char_ngram"] == pytest.approx(expected, abs=1e-4)
     assert found["n_char_ngram"] == 16 and found["main_exemplars"] == 1
-    settings = evaluate.suite_settings("tiny")
+    settings = get_profile("tiny").evaluation
     for stage in ("rm_base", "rm_sft", "rm_rft"):  # every stage ran, on the profile's number of pairs
         assert found[f"n_{stage}"] == 2 * settings.generative_pairs
         assert found[f"format_{stage}"] == 0.0  # untrained tiny-random never writes the format
@@ -60,7 +59,7 @@ def test_notebooks_05_then_06(tmp_path: Path) -> None:
     for table in ("accuracy_by_benchmark", "accuracy_by_exemplars", "accuracy_by_negative_kind", "summary"):
         assert (eval_dir / f"{table}.csv").is_file() and (eval_dir / f"{table}.md").read_text().startswith("|")
     assert (eval_dir / "accuracy_by_benchmark.md").read_text().count("\n") == 2 + found["judges"]
-    by_stage, _ = load_eval_completions(eval_dir)  # what 07_behavior_analysis reads
+    by_stage, _ = read_eval_completions(run)  # what 07_behavior_analysis reads
     assert sorted(by_stage) == ["base", "rft", "sft"]
     assert len(by_stage["sft"]) == 2 * 2 * settings.generative_pairs  # original and swapped order
     for name in ("05_accuracy_by_benchmark", "05_accuracy_by_exemplars", "05_accuracy_by_negative_kind"):
@@ -96,11 +95,11 @@ def test_notebook_06_without_logs_says_what_is_missing(tmp_path: Path) -> None:
     assert not (run / "figures" / "06_rft_reward.png").exists()
 
 
-def test_profile_suite_settings_exist_for_every_profile() -> None:
+def test_profile_evaluation_settings_exist_for_every_profile() -> None:
     from persrm_lib.core.config import PROFILES
 
     for name in PROFILES:
-        settings = evaluate.suite_settings(name)
+        settings = get_profile(name).evaluation
         assert settings.model_pairs >= 0 and settings.generative_pairs >= 0 and settings.scalar_rm_steps > 0
-    assert evaluate.suite_settings("paper").generative_pairs == 0  # the paper setting scores every pair
+    assert get_profile("paper").evaluation.generative_pairs == 0  # the paper setting scores every pair
     assert get_profile("smoke").data.eval_exemplar_counts == (1, 3)

@@ -1,6 +1,7 @@
 """Notebook 07_behavior_analysis end to end on a hand-written run folder (notebook 04 need not exist):
-RFT completions and SFT traces whose behaviour counts and criteria are known, executed with
-papermill; the recorded metrics are checked against values worked out by hand below."""
+RFT completions and SFT traces whose behaviour counts and criteria are known, written in the stage
+owners' formats, executed with papermill; the recorded metrics are checked against values worked
+out by hand below."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
+from behavior_fixtures import eval_record, pair, write_jsonl
 
+from persrm_lib.core import runfiles
 from persrm_lib.core.output_format import render_output
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
+from persrm_lib.evaluate.records import write_eval_completions
+from persrm_lib.teachers.traces import make_trace, write_traces
 
 NOTEBOOK = NOTEBOOKS_DIR / "07_behavior_analysis.ipynb"
 
@@ -25,20 +30,20 @@ COMPLETIONS = [
     # step 0: no behaviour; criteria as in SFT; both correct
     {
         "step": 0,
-        "id": "p1",
+        "pair_id": "p1",
         "label": "a",
         **completion("sentence rhythm, vocabulary, tone", "A uses short sentences like the exemplar.", (7, 3)),
     },
     {
         "step": 0,
-        "id": "p2",
+        "pair_id": "p2",
         "label": "b",
         **completion("vocabulary, sentence rhythm", "B is closer in tone.", (4, 6)),
     },
     # step 1: (1, 1, 3, 0) -- two numbered criteria + "First,"; correct
     {
         "step": 1,
-        "id": "p1",
+        "pair_id": "p1",
         "label": "a",
         **completion(
             "1. Sentence rhythm\n2. Punctuation",
@@ -49,14 +54,14 @@ COMPLETIONS = [
     # step 1: format violation, raw text counted: (0, 1, 0, 1)
     {
         "step": 1,
-        "id": "p3",
+        "pair_id": "p3",
         "label": "b",
         "completion": "Wait, maybe B. If B were written by the author, we would expect dashes.",
     },
     # step 2: (1, 0, 0, 1), new criterion "dash use", first criterion changed (SFT p2 starts with vocabulary); correct
     {
         "step": 2,
-        "id": "p2",
+        "pair_id": "p2",
         "label": "b",
         **completion(
             "dash use, sentence rhythm",
@@ -67,19 +72,19 @@ COMPLETIONS = [
     # step 2: (0, 1, 1, 0), new criterion "irony", first changed (modal SFT first: sentence rhythm); wrong
     {
         "step": 2,
-        "id": "p4",
+        "pair_id": "p4",
         "label": "a",
         **completion("irony; tone", "Actually, B is drier. Step 1: compare irony.", (2, 7)),
     },
 ]
-SFT_TRACES = [
-    {"id": "p1", "label": "a", **completion("sentence rhythm, vocabulary, tone", "A fits.", (8, 2))},
-    {"id": "p2", "label": "b", **completion("vocabulary, punctuation, sentence rhythm", "B fits.", (2, 8))},
-    {"id": "p3", "label": "b", **completion("tone, sentence rhythm", "B fits.", (3, 7))},
+SFT_TRACES = [  # (pair id, label, completion); written as full traces by the teachers' writer
+    ("p1", "a", completion("sentence rhythm, vocabulary, tone", "A fits.", (8, 2))["completion"]),
+    ("p2", "b", completion("vocabulary, punctuation, sentence rhythm", "B fits.", (2, 8))["completion"]),
+    ("p3", "b", completion("tone, sentence rhythm", "B fits.", (3, 7))["completion"]),
 ]
-BASE_EVAL = [
-    {"id": "p1", "label": "a", "completion": "First, I will compare rhythm. A is closer."},
-    {"id": "p2", "label": "b", "completion": "B."},
+BASE_EVAL = [  # (pair id, label, completion) of the base model; written by the evaluation's writer
+    ("p1", "a", "First, I will compare rhythm. A is closer."),
+    ("p2", "b", "B."),
 ]
 
 # worked out by hand from the tables above
@@ -112,17 +117,14 @@ EXPECTED = {
 }
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def make_run(root: Path, with_eval: bool) -> Path:
+    """A run folder in the stage owners' formats: RFT completions (``step, pair_id, label,
+    completion, reward``), full SFT traces, and the base model's evaluation completions."""
     run = root / "run"
-    write_jsonl(run / "rft" / "completions.jsonl", [{**r, "reward": 0.0} for r in COMPLETIONS])
-    write_jsonl(run / "data" / "traces_faithful.jsonl", SFT_TRACES)
+    write_jsonl(runfiles.completions_path(run), [{**r, "reward": 0.0} for r in COMPLETIONS])
+    write_traces(runfiles.faithful_traces_path(run), [make_trace(pair(i, lab), "t", c) for i, lab, c in SFT_TRACES])
     if with_eval:
-        write_jsonl(run / "eval" / "base" / "sotu.jsonl", BASE_EVAL)
+        write_eval_completions(run, "base", [eval_record(i, "base", c, label=lab) for i, lab, c in BASE_EVAL])
     return run
 
 
@@ -174,7 +176,8 @@ def test_notebook_07_both_classifiers_with_base_eval(tmp_path: Path) -> None:
     assert {f"kappa_{b}" for b in ("verification", "backtracking", "subgoal_setting", "backward_chaining")} <= set(
         metrics
     )
-    assert "no sft completions under" in text  # the absence is said, not hidden
+    assert "no sft completions: " in text  # the absence is said, not hidden (the evaluation reader's note)
+    assert "absent: sft completions" in text  # and by the notebook
     assert "[step 1, pair p1] Wait, A is off." in text  # a real quoted example with step and pair
     for name in ("07_behaviors_over_steps", "07_behaviors_by_stage", "07_criteria_over_steps"):
         assert (run / "figures" / f"{name}.png").is_file()
@@ -195,5 +198,6 @@ def test_notebook_07_rule_only_without_eval(tmp_path: Path) -> None:
     metrics, text = execute(run, tmp_path / "07.ipynb", classifier="rule")
     check_expected(metrics)
     assert metrics["n_eval_stages"] == 0 and "llm_queries" not in metrics
-    assert "is absent: no base or SFT completions to compare" in text
+    assert "no base completions: " in text and "no sft completions: " in text  # the reader's notes
+    assert "absent: base, sft completions" in text
     assert "agreement needs classifier = 'both'; skipped" in text

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from persrm_lib.core.output_format import ParsedOutput, format_score, outcome, parse_output, render_output
+from persrm_lib.core.output_format import (
+    ParsedOutput,
+    format_score,
+    outcome,
+    parse_output,
+    render_output,
+    strip_think,
+)
 
 
 def wrap(scores: str = "[7, 3]", criteria: str = "rhythm", evaluation: str = "A keeps it") -> str:
@@ -214,3 +221,41 @@ def test_render_parse_round_trip(criteria: str, evaluation: str, s_a: float, s_b
     assert parsed.evaluation == evaluation.strip()
     assert parsed.scores == (s_a, s_b)
     assert parsed.preferred == ("a" if s_a > s_b else "b" if s_b > s_a else None)
+
+
+# --- a reasoning model's think block (issue 13, item 5) -----------------------------------------------
+
+THINK_CASES = [
+    # (completion, expected rest, stripped)
+    ("<think>A's rhythm fits.</think>" + wrap(), wrap(), True),  # the block right before <criteria>
+    ("\n <think>\nmulti\nline\n</think>\n\n" + wrap(), "\n\n" + wrap(), True),  # whitespace around, newlines inside
+    ("<think></think>" + wrap(), wrap(), True),  # an empty block (Qwen3 with thinking off)
+    ("<think>a</think><think>b</think>" + wrap(), "<think>b</think>" + wrap(), True),  # only ONE block
+    ("<think>x <criteria> y</think>" + wrap(), wrap(), True),  # tags inside the thought are removed with it
+    (wrap(), wrap(), False),  # no block: unchanged
+    ("Sure! <think>a</think>" + wrap(), "Sure! <think>a</think>" + wrap(), False),  # text before it
+    ("<think>never closed " + wrap(), "<think>never closed " + wrap(), False),  # unclosed: left in place
+    ("<THINK>a</THINK>" + wrap(), "<THINK>a</THINK>" + wrap(), False),  # the models write it lower-case
+    (wrap() + "<think>late</think>", wrap() + "<think>late</think>", False),  # after the verdict: not a preamble
+]
+
+
+@pytest.mark.parametrize(("text", "rest", "stripped"), THINK_CASES)
+def test_strip_think_removes_one_leading_block(text: str, rest: str, stripped: bool) -> None:
+    assert strip_think(text) == (rest, stripped)
+
+
+def test_a_think_block_is_a_violation_unless_stripped() -> None:
+    text = "<think>B drifts.</think>\n" + wrap("[8, 2]")
+    # the strict parser (the trained model, the GRPO reward) is unchanged: -1
+    assert parse_output(text).reason == "text before <criteria>"
+    assert outcome(text, "a") == -1
+    rest, stripped = strip_think(text)
+    assert stripped and parse_output(rest).scores == (8.0, 2.0) and outcome(rest, "a") == 1
+    # a second block stays a violation after one strip
+    assert parse_output(strip_think("<think>a</think><think>b</think>" + wrap())[0]).reason == "text before <criteria>"
+
+
+def test_strip_think_leaves_non_text_alone() -> None:
+    assert strip_think(None) == (None, False)
+    assert strip_think(["<think>a</think>"]) == (["<think>a</think>"], False)

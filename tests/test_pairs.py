@@ -117,3 +117,101 @@ def test_write_refuses_bad_pair_and_leaves_target_untouched(tmp_path: Path) -> N
 def test_validate_pair_rejects_boolean_n_exemplars() -> None:
     with pytest.raises(PairFormatError, match="'n_exemplars' must be a positive integer, got True"):
         validate_pair(make_pair(0, n_exemplars=True))
+
+
+# --- ids that collide as text, identical responses, other encodings (issue 13, items 2 and 6) -----
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        # the issue's case: 1 and "1" are one id once written into a table or a file name
+        ([1, "1"], "p.jsonl line 2: id '1' collides with id 1 of line 1 (the same id once written as text)"),
+        (["7", 7], "p.jsonl line 2: id 7 collides with id '7' of line 1 (the same id once written as text)"),
+        # the collision is found across other lines, naming both
+        (
+            ["a", 12, "b", "12"],
+            "p.jsonl line 4: id '12' collides with id 12 of line 2 (the same id once written as text)",
+        ),
+        # a plain repeat keeps its message
+        ([3, 3], "p.jsonl line 2: id 3 repeats line 1"),
+    ],
+)
+def test_ids_that_collide_once_written_as_text_are_refused(tmp_path: Path, ids: list, message: str) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [json.dumps(make_pair(i, id=value)) for i, value in enumerate(ids)])
+    with pytest.raises(PairFormatError) as info:
+        read_pairs(path)
+    assert str(info.value) == f"{tmp_path}/{message}"
+
+
+def test_write_refuses_colliding_ids(tmp_path: Path) -> None:
+    with pytest.raises(PairFormatError) as info:
+        write_pairs([make_pair(0, id=5), make_pair(1, id="5")], tmp_path / "p.jsonl")
+    assert str(info.value) == "pair 1: id '5' collides with id 5 of pair 0 (the same id once written as text)"
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "where"),
+    [
+        # the same text twice: no judge can prefer the labelled one
+        ({"response_a": "Same words.", "response_b": "Same words."}, "pair"),
+        # the same once the prompt strips the surrounding whitespace
+        ({"response_a": "Same words.\n", "response_b": "  Same words."}, "pair"),
+    ],
+)
+def test_identical_responses_are_refused_naming_the_pair(tmp_path: Path, changes: dict, where: str) -> None:
+    message = "has identical responses A and B: no judge can prefer the labelled one"
+    with pytest.raises(PairFormatError) as info:
+        validate_pair(make_pair(3, **changes), where)
+    assert str(info.value) == f"pair: pair 'p3' {message}"
+    path = write_lines(tmp_path / "p.jsonl", [json.dumps(make_pair(0)), json.dumps(make_pair(3, **changes))])
+    with pytest.raises(PairFormatError) as info:
+        read_pairs(path)
+    assert str(info.value) == f"{path} line 2: pair 'p3' {message}"
+
+
+def test_responses_that_differ_only_inside_are_kept() -> None:
+    assert validate_pair(make_pair(0, response_a="Same words.", response_b="Same  words."))["id"] == "p0"
+
+
+def test_a_pair_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes((json.dumps(make_pair(0, query="Écrivez."), ensure_ascii=False) + "\n").encode("latin-1"))
+    with pytest.raises(PairFormatError) as info:
+        read_pairs(path)
+    assert str(info.value) == (
+        f"{path} line 1: not UTF-8 (byte 0xc9 at byte 24 of the line: invalid continuation byte; save the file as UTF-8)"
+    )
+    path.write_bytes((json.dumps(make_pair(0)) + "\n").encode("utf-8-sig"))  # a UTF-8 byte-order mark is read
+    assert read_pairs(path)[0]["id"] == "p0"
+
+
+def test_evaluate_cli_exits_2_on_a_latin1_pair_file(tmp_path: Path) -> None:
+    """``python -m persrm_lib.evaluate --pairs latin1.jsonl`` ends with exit 2 and the message, no traceback."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes((json.dumps(make_pair(0, query="Écrivez."), ensure_ascii=False) + "\n").encode("latin-1"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "persrm_lib.evaluate",
+            "--pairs",
+            str(path),
+            "--judge",
+            "random",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: {path} line 1: not UTF-8 (byte 0xc9 at byte 24 of the line: invalid continuation byte; "
+        "save the file as UTF-8)"
+    )

@@ -1,4 +1,5 @@
-"""The GRPO reward (paper §3.3): tables of plain and conversational completions, the tracker."""
+"""The GRPO reward (paper §3.3): tables of plain and conversational completions, and the tracker that
+wraps it during training (persrm_lib.train.logs.RewardTracker, the writer of rft/completions.jsonl)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from persrm_lib.core.output_format import render_output
-from persrm_lib.core.reward import RewardTracker, completion_text, outcome_shares, persrm_reward
+from persrm_lib.core.reward import OUTCOME_NAMES, completion_text, outcome_shares, persrm_reward
+from persrm_lib.core.verdict import OUTCOME_NAMES as VERDICT_OUTCOMES
+from persrm_lib.train.logs import GRPO_COMPLETION_FIELDS, RewardTracker, read_grpo_completions
 
 A_WINS = render_output("sentence rhythm", "A keeps the author's rhythm", (8, 3))
 B_WINS = render_output("sentence rhythm", "B keeps the author's rhythm", (2, 9.5))
@@ -53,7 +56,7 @@ def test_reward_table(completion: object, label: str, reward: float) -> None:
 
 def test_reward_is_batched_in_order() -> None:
     completions = [A_WINS, B_WINS, TIE, "junk"]
-    assert persrm_reward(completions, label=["a", "a", "a", "a"], prompts=["p"] * 4, id=["x"] * 4) == [
+    assert persrm_reward(completions, label=["a", "a", "a", "a"], prompts=["p"] * 4, pair_id=["x"] * 4) == [
         1.0,
         0.0,
         0.0,
@@ -90,6 +93,11 @@ def test_outcome_shares(rewards: list[float], shares: dict[str, float]) -> None:
     assert outcome_shares(rewards) == shares
 
 
+def test_outcome_names_are_the_verdict_rule_s() -> None:
+    assert OUTCOME_NAMES == ("format_violation", "wrong", "correct")
+    assert OUTCOME_NAMES == tuple(VERDICT_OUTCOMES[k] for k in (-1, 0, 1))
+
+
 def test_tracker_is_named_for_trl() -> None:
     from trl.trainer.utils import get_callable_name
 
@@ -108,7 +116,7 @@ def test_tracker_records_shares_metrics_and_completions(tmp_path) -> None:
     rewards = tracker(
         [chat(A_WINS), chat(TIE), chat("junk"), chat(B_WINS)],
         label=["a", "a", "b", "b"],
-        id=["p1", "p1", "p2", "p2"],
+        pair_id=["p1", "p1", "p2", "p2"],
         trainer_state=state,
         log_metric=log_metric,
     )
@@ -119,13 +127,14 @@ def test_tracker_records_shares_metrics_and_completions(tmp_path) -> None:
     assert logged == [("outcome/format_violation", 0.25), ("outcome/wrong", 0.25), ("outcome/correct", 0.5)]
 
     state.global_step = 1
-    tracker([A_WINS, A_WINS], label=["b", "b"], id=["p3", "p3"], trainer_state=state)
+    tracker([A_WINS, A_WINS], label=["b", "b"], pair_id=["p3", "p3"], trainer_state=state)
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 1, 1, 1, 2, 2]
-    assert [r["id"] for r in records] == ["p1", "p1", "p2", "p2", "p3", "p3"]
+    assert [r["pair_id"] for r in records] == ["p1", "p1", "p2", "p2", "p3", "p3"]
     assert [r["reward"] for r in records] == [1.0, 0.0, -1.0, 1.0, 0.0, 0.0]
-    assert records[0] == {"step": 1, "id": "p1", "completion": A_WINS, "label": "a", "reward": 1.0}
-    assert all(set(r) == {"step", "id", "completion", "label", "reward"} for r in records)
+    assert records[0] == {"step": 1, "pair_id": "p1", "label": "a", "completion": A_WINS, "reward": 1.0}
+    assert all(tuple(r) == GRPO_COMPLETION_FIELDS for r in records)  # fixed names, fixed order
+    assert read_grpo_completions(path) == records
     assert tracker.shares_between(1, 2) == {"format_violation": 1 / 6, "wrong": 3 / 6, "correct": 2 / 6}
     assert tracker.shares_between(2, 2) == {"format_violation": 0.0, "wrong": 1.0, "correct": 0.0}
     assert tracker.shares_between(5, 9) == {}
@@ -133,7 +142,7 @@ def test_tracker_records_shares_metrics_and_completions(tmp_path) -> None:
 
 def test_tracker_other_ranks_write_their_own_file(tmp_path) -> None:
     tracker = RewardTracker(completions_path=tmp_path / "completions.jsonl", process_index=2)
-    tracker([A_WINS], label=["a"], id=["p1"])
+    tracker([A_WINS], label=["a"], pair_id=["p1"])
     assert tracker.completions_path == tmp_path / "completions.rank2.jsonl"
     assert not (tmp_path / "completions.jsonl").exists()
     assert json.loads(tracker.completions_path.read_text())["step"] == 1

@@ -7,7 +7,17 @@ import nbformat
 import pytest
 
 from persrm_lib.run import runner
-from persrm_lib.run.runner import NotebookFailedError, UnknownParameterError, discover, plan_parameters, run_notebooks
+from persrm_lib.run.runner import (
+    NotebookFailedError,
+    ParameterType,
+    ParameterTypeError,
+    UnknownParameterError,
+    declared_parameter_specs,
+    discover,
+    parse_type_name,
+    plan_parameters,
+    run_notebooks,
+)
 
 
 def _notebook(path: Path, params: str, body: str) -> Path:
@@ -105,3 +115,162 @@ def test_cli_reports_errors_and_parses_values(notebooks, tmp_path, monkeypatch, 
     assert runner.main(["--profile", "tiny", "--run-dir", str(tmp_path / "r"), "-p", "steps", "4"]) == 0
     assert (tmp_path / "r" / "first.txt").read_text().count("x") == 4
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("done: 2 notebooks in ")
+
+
+# --- typed parameters (issue 13, item 1) -----------------------------------------------------------
+
+TYPED = Path(__file__).parent / "fixtures" / "typed_notebooks"
+
+
+def _typed_plan(tmp_path: Path, params: dict) -> dict:
+    plan = plan_parameters(discover(TYPED), "tiny", tmp_path, params)
+    return {nb.name: {k: v for k, v in p.items() if k not in ("profile", "run_dir")} for nb, p in plan.items()}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("from_sft", "false", False),  # the issue's case: 'false' used to arrive as a true string
+        ("from_sft", "No", False),  # any case
+        ("from_sft", "YES", True),
+        ("from_sft", "0", False),
+        ("from_sft", "1", True),
+        ("from_sft", " true ", True),  # surrounding spaces ignored
+        ("max_steps", "7", 7),
+        ("max_steps", "-1", -1),
+        ("scale", "2.5", 2.5),
+        ("scale", "3", 3.0),  # an int text is a float for a float parameter
+        ("judges", "1,3", "1,3"),  # a str stays the text (it used to become the tuple (1, 3))
+        ("judges", "123", "123"),
+        ("judges", "'quoted'", "quoted"),  # a Python string literal is unquoted, as before
+        ("trace_pairs", "None", None),  # Optional[int]: None (the profile's value)
+        ("trace_pairs", "null", None),
+        ("trace_pairs", "12", 12),
+        ("legacy", "5", 5),  # unannotated: the type of its default (int)
+    ],
+)
+def test_values_convert_to_the_declared_type(tmp_path, name, text, expected):
+    converted = _typed_plan(tmp_path, {name: text})["01_typed.ipynb"][name]
+    assert converted == expected and type(converted) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        # a boolean word outside the accepted six
+        ("from_sft", "maybe", "parameter from_sft of 01_typed.ipynb expects bool (true/false/yes/no/1/0), got 'maybe'"),
+        # the issue's case: 2.5 steps used to become 2 silently
+        ("max_steps", "2.5", "parameter max_steps of 01_typed.ipynb expects int, got '2.5'"),
+        ("max_steps", "2.0", "parameter max_steps of 01_typed.ipynb expects int, got '2.0'"),  # no float text either
+        ("max_steps", "None", "parameter max_steps of 01_typed.ipynb expects int, got 'None'"),  # not Optional
+        ("scale", "fast", "parameter scale of 01_typed.ipynb expects float, got 'fast'"),
+        ("trace_pairs", "all", "parameter trace_pairs of 01_typed.ipynb expects Optional[int], got 'all'"),
+        ("legacy", "three", "parameter legacy of 01_typed.ipynb expects int, got 'three'"),  # type of the default
+        # Python values (run_notebooks(params=...)) must already have the type
+        ("max_steps", 2.5, "parameter max_steps of 01_typed.ipynb expects int, got 2.5 of type float"),
+        ("max_steps", True, "parameter max_steps of 01_typed.ipynb expects int, got True of type bool"),
+        ("from_sft", 0, "parameter from_sft of 01_typed.ipynb expects bool (true/false/yes/no/1/0), got 0 of type int"),
+    ],
+)
+def test_values_that_do_not_convert_are_refused(tmp_path, name, value, message):
+    with pytest.raises(ParameterTypeError) as info:
+        _typed_plan(tmp_path, {name: value})
+    assert str(info.value) == message
+
+
+def test_each_notebook_converts_to_its_own_declared_type(tmp_path):
+    plan = _typed_plan(tmp_path, {"max_steps": "3"})
+    assert plan == {"01_typed.ipynb": {"max_steps": 3}, "02_other.ipynb": {"max_steps": 3.0}}
+    assert type(plan["02_other.ipynb"]["max_steps"]) is float
+    # a value that fits one notebook's type but not the other's is refused, naming that notebook
+    with pytest.raises(ParameterTypeError, match="parameter max_steps of 01_typed.ipynb expects int, got '0.5'"):
+        _typed_plan(tmp_path, {"max_steps": "0.5"})
+
+
+def test_a_bad_value_is_refused_before_any_notebook_runs(tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(ParameterTypeError, match="parameter from_sft of 01_typed.ipynb expects bool"):
+        run_notebooks("tiny", run, {"scale": "2", "from_sft": "maybe"}, notebooks_dir=TYPED, log=lambda s: None)
+    assert not run.exists()  # nothing ran, not even the folder was made
+
+
+def test_cli_hands_the_notebook_a_real_false(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner.run_notebooks, "__defaults__", (None, None, None, TYPED, print))
+    run = tmp_path / "r"
+    argv = ["--profile", "tiny", "--run-dir", str(run), "--only", "01"]
+    assert runner.main([*argv, "-p", "from_sft", "maybe"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: parameter from_sft of 01_typed.ipynb expects bool (true/false/yes/no/1/0), got 'maybe'"
+    )
+    assert not run.exists()
+    params = ["-p", "from_sft", "false", "-p", "max_steps", "2", "-p", "judges", "1,3", "-p", "trace_pairs", "None"]
+    assert runner.main([*argv, *params]) == 0
+    values = json.loads((run / "typed.json").read_text())
+    assert values == {
+        "from_sft": [False, "bool"],
+        "judges": ["1,3", "str"],
+        "legacy": [3, "int"],
+        "max_steps": [2, "int"],
+        "scale": [1.0, "float"],
+        "trace_pairs": [None, "NoneType"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        # papermill's pattern cannot read `int | None` and would drop the name silently
+        (
+            'profile = "smoke"\nrun_dir = ""\nsteps: int | None = None  # x',
+            r"01_first.ipynb: papermill cannot read the declaration of steps in the parameters cell; "
+            r'write it as `name: int = 0  # comment`, or `name: "Optional\[int\]" = None  # comment` \(not `int \| None`\)',
+        ),
+        # a type the runner does not convert to
+        (
+            'profile = "smoke"\nrun_dir = ""\nsteps: list[int] = [1]  # x',
+            r"01_first.ipynb: parameter steps: type 'list\[int\]' is not one the runner converts to",
+        ),
+        # a default that contradicts its annotation
+        (
+            'profile = "smoke"\nrun_dir = ""\nsteps: int = None  # x',
+            r"01_first.ipynb: parameter steps is declared int but its default is None",
+        ),
+        (
+            'profile = "smoke"\nrun_dir = ""\nsteps: bool = "yes"  # x',
+            r"01_first.ipynb: parameter steps is declared bool but its default is \"yes\"",
+        ),
+    ],
+)
+def test_declarations_the_runner_cannot_use_are_refused(notebooks, tmp_path, cell, message):
+    _notebook(notebooks / "01_first.ipynb", cell, "pass")
+    with pytest.raises(ParameterTypeError, match=message):
+        plan_parameters(discover(notebooks), "tiny", tmp_path, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("int", ParameterType(int)),
+        ("Optional[int]", ParameterType(int, optional=True)),
+        ("typing.Optional[str]", ParameterType(str, optional=True)),
+        ("float | None", ParameterType(float, optional=True)),  # read, though papermill never reports it
+        ("None | bool", ParameterType(bool, optional=True)),
+        ("None", None),  # papermill's "no annotation"
+        ("Any", ParameterType(None)),
+    ],
+)
+def test_parse_type_name(text, expected):
+    assert parse_type_name(text) == expected
+
+
+def test_every_project_notebook_parameter_has_a_type():
+    """Each parameter of notebooks/ is annotated or has a default whose type says it (not None)."""
+    from persrm_lib.core.paths import NOTEBOOKS_DIR
+
+    untyped = [
+        f"{nb.name}:{name}"
+        for nb in discover(NOTEBOOKS_DIR)
+        for name, spec in declared_parameter_specs(nb).items()
+        if spec.type.base is None
+    ]
+    assert untyped == []

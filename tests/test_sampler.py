@@ -1,4 +1,5 @@
-"""The contrastive-pair sampler (persrm_lib.data.sampler), its synonym source and its embeddings.
+"""The contrastive-pair sampler (persrm_lib.data.sampler, .pool, .leaks, .synthesis), its synonym
+source and its embeddings.
 
 Fast tests use a hashed bag-of-words encoder; MiniLM itself is loaded once (module fixture) for
 the tests that need real sentence embeddings. WordNet comes from Debian's wordnet-base.
@@ -14,31 +15,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from data_fixtures import hashed_bow_encoder, toy_documents
 
 from persrm_lib.core.config import get_profile
 from persrm_lib.data import sampler
-from persrm_lib.data.corpora import load_benchmark
+from persrm_lib.data.benchmarks import load_benchmark
 from persrm_lib.data.embeddings import EmbeddingCache, minilm_dir, minilm_encoder
-from persrm_lib.data.pairs import PAIR_FIELDS, PairFormatError, validate_pair
+from persrm_lib.data.leaks import label_shortcut_report
+from persrm_lib.data.pairs import PAIR_FIELDS, PairFormatError, read_pairs, validate_pair, write_pairs
+from persrm_lib.data.pool import NEUTRAL_QUERY, PassagePool, query_and_response, response_budget, sample_pool
 from persrm_lib.data.sampler import (
-    NEUTRAL_QUERY,
-    PassagePool,
     SamplingReport,
     build_pairs,
     confounding_adversarial,
     cross_author_retrieval,
-    hashed_bow_encoder,
-    label_shortcut_report,
-    query_and_response,
     random_sampling,
-    read_pairs,
-    response_budget,
     same_era_sampling,
-    sample_pool,
-    save_pairs_dataset,
-    toy_documents,
-    write_pairs,
 )
+from persrm_lib.data.synthesis import save_pairs_dataset, synthesize_pairs
 
 PRESIDENTS = ["washington", "jefferson", "lincoln", "grant", "roosevelt-32", "truman", "reagan", "obama"]
 
@@ -393,7 +387,7 @@ def test_synthesize_pairs_builds_every_set_of_a_run(bow, wordnet) -> None:
             "literature", data.passage_words, 0.0, 0.0, seed=0, sets=["federalist", "brontes"]
         ),
     }
-    sets, reports = sampler.synthesize_pairs(tables, data, seed=0, embeddings=bow, synonyms=wordnet)
+    sets, reports = synthesize_pairs(tables, data, seed=0, embeddings=bow, synonyms=wordnet)
     # literature is test-only: train and validation come from aaac alone
     assert {k: len(v) for k, v in sets.items()} == {"train": 16, "validation": 8, "test_aaac": 8, "test_literature": 8}
     assert sorted(reports) == ["test_aaac/aaac", "test_literature/literature", "train/aaac", "validation/aaac"]

@@ -18,25 +18,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from persrm_lib.teachers.teachers import (
-    HTTPTeacher,
-    LocalTeacher,
-    StylometricTeacher,
-    Teacher,
-    TeacherError,
-    TeacherResponseError,
-    TraceGenerationError,
-    generate_traces,
-    make_mimic,
-    make_teacher,
-    partial_path,
-)
 
 from persrm_lib.core.config import TeacherSettings
 from persrm_lib.core.jsonl import read_jsonl, write_jsonl_atomic
 from persrm_lib.core.output_format import parse_output, render_output
 from persrm_lib.core.prompt import build_messages
 from persrm_lib.data import stylometry
+from persrm_lib.models.client import ChatClient, HTTPChatClient, LocalChatClient
+from persrm_lib.teachers.base import Teacher, TeacherError, TeacherResponseError
+from persrm_lib.teachers.llm import HTTPTeacher, LLMTeacher, LocalTeacher, make_teacher
+from persrm_lib.teachers.mimic import make_mimic
+from persrm_lib.teachers.stylometric import StylometricTeacher
+from persrm_lib.teachers.traces import (
+    TEACHER_FIELDS,
+    TRACE_FIELDS,
+    TraceGenerationError,
+    generate_traces,
+    make_trace,
+    partial_path,
+    read_traces,
+    write_traces,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXEMPLAR = (
@@ -185,7 +187,10 @@ def test_make_teacher_chooses_by_kind(settings: TeacherSettings, expected_type: 
     teacher = make_teacher(settings, seed=3)
     assert type(teacher) is expected_type and teacher.name == expected_name
     if isinstance(teacher, HTTPTeacher):
-        assert teacher.seed == 3 and teacher.url == "http://127.0.0.1:9/v1/chat/completions"
+        assert type(teacher.client) is HTTPChatClient
+        assert teacher.client.seed == 3 and teacher.client.url == "http://127.0.0.1:9/v1/chat/completions"
+    if isinstance(teacher, LocalTeacher):
+        assert type(teacher.client) is LocalChatClient and teacher.client.model_name == "tiny-random"
 
 
 @pytest.mark.parametrize(
@@ -217,9 +222,9 @@ def test_local_teacher_generates_greedily_from_the_shared_prompt() -> None:
 
     pairs = make_pairs(3)
     teacher = LocalTeacher("tiny-random", max_new_tokens=8, batch_size=2)
-    model, tokenizer = teacher._model()
+    model, tokenizer = teacher.client.loaded()
     prompts = [build_prompt_text(tokenizer, p, 1) for p in pairs]
-    assert teacher.prompt(pairs[0]) == prompts[0]
+    assert teacher.client.render(teacher.messages(pairs[0])) == prompts[0]
     expected = [t.strip() for t in generate(model, tokenizer, prompts[:2], 8, 2).texts]
     expected += [t.strip() for t in generate(model, tokenizer, prompts[2:], 8, 2).texts]
     assert teacher.judge_batch(pairs) == expected
@@ -354,7 +359,7 @@ def test_http_teacher_retries_a_500_then_succeeds(endpoint: tuple[str, FakeEndpo
     teacher = http_teacher(url, max_concurrency=1)
     completion = teacher.judge(make_pairs(1)[0])
     assert parse_output(completion).preferred == "a"
-    assert len(state.requests) == 3 and teacher.stats["retries"] == 2
+    assert len(state.requests) == 3 and teacher.client.stats["retries"] == 2
 
 
 def test_http_teacher_gives_up_after_bounded_retries_on_5xx(endpoint: tuple[str, FakeEndpoint]) -> None:
@@ -377,7 +382,7 @@ def test_http_teacher_server_down_is_a_clear_error(caplog: pytest.LogCaptureFixt
     url = f"http://127.0.0.1:{free_port()}/v1"
     teacher = http_teacher(url, max_retries=2)
     start = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="persrm_lib.teachers.teachers"):
+    with caplog.at_level(logging.WARNING, logger="persrm_lib"):
         with pytest.raises(
             TeacherError,
             match=rf"{url}/chat/completions failed .* after 3 attempts \(last: ConnectError\); is the server up\?",
@@ -396,11 +401,11 @@ def test_http_teacher_garbage_json_is_counted_and_never_completes_the_file(
     pairs = make_pairs(3)
     out = tmp_path / "traces.jsonl"
     teacher = http_teacher(url, max_concurrency=1)
-    with caplog.at_level(logging.WARNING, logger="persrm_lib.teachers.teachers"):
+    with caplog.at_level(logging.WARNING, logger="persrm_lib"):
         with pytest.raises(TraceGenerationError, match=r"1 of 3 pairs got no trace \(invalid_json: 1\)"):
             generate_traces(pairs, teacher, out)
     assert "invalid JSON" in caplog.text and "'p000'" in caplog.text
-    assert teacher.stats["invalid_json"] == 1
+    assert teacher.client.stats["invalid_json"] == 1
     assert not out.exists()  # never a file that looks complete
     assert sorted(r["id"] for r in read_jsonl(partial_path(out))) == ["p001", "p002"]
     # the server recovers: a rerun judges only the missing pair and completes the file
@@ -451,7 +456,7 @@ def test_http_teacher_never_logs_the_key(
         teacher.judge(make_pairs(1)[0])
     assert len(messages) == 2 and all("***" in m for m in messages)
     assert SECRET not in caplog.text and SECRET not in " ".join(messages)
-    assert SECRET not in repr(teacher)
+    assert SECRET not in repr(teacher) and SECRET not in repr(teacher.client)
     assert len(caplog.records) > 0  # httpx/httpcore and our retries did log
 
 
@@ -561,7 +566,8 @@ SLOW_SCRIPT = """
 import sys, time
 sys.path.insert(0, {repo!r})
 from persrm_lib.core.jsonl import read_jsonl
-from persrm_lib.teachers.teachers import StylometricTeacher, generate_traces
+from persrm_lib.teachers.stylometric import StylometricTeacher
+from persrm_lib.teachers.traces import generate_traces
 
 class SlowTeacher(StylometricTeacher):
     def judge(self, pair):
@@ -631,14 +637,14 @@ def test_judge_batch_raises_the_first_response_error() -> None:
         Flaky().judge_batch(make_pairs(3))
 
 
-def test_http_teacher_answers_any_chat_messages(endpoint: tuple[str, FakeEndpoint]) -> None:
-    # the behaviour classifier of notebook 07 uses the HTTP teacher as a chat completer
+def test_http_client_answers_any_chat_messages(endpoint: tuple[str, FakeEndpoint]) -> None:
+    # the behaviour classifier of notebook 07 uses the HTTP chat client as a chat completer
     url, state = endpoint
     teacher = http_teacher(url, max_concurrency=2, max_new_tokens=9)
     messages = build_messages(make_pairs(1)[0], 1)
     assert parse_output(teacher.complete(messages)).preferred == "a"
     state.plan = [(503, "busy")]
-    answers = teacher.complete_batch([messages, build_messages(make_pairs(2)[1], 1)])
+    answers = teacher.client.complete_batch([messages, build_messages(make_pairs(2)[1], 1)])
     assert [parse_output(a).preferred for a in answers] == ["a", "b"]
     assert all(r["max_tokens"] == 9 for r in state.requests) and len(state.requests) == 4
 
@@ -669,3 +675,127 @@ def test_mimicry_with_a_local_model_and_none_for_the_stylometric_teacher() -> No
     written = mimic(["An exemplar."], "A request.", 20)
     assert isinstance(written, str)
     assert written == mimic(["An exemplar."], "A request.", 20)  # greedy: deterministic
+
+
+# ------------------------------------------------------------------------------------------
+# The chat clients the LLM teacher composes
+# ------------------------------------------------------------------------------------------
+
+
+def test_http_client_reports_a_refused_request_and_goes_on(endpoint: tuple[str, FakeEndpoint]) -> None:
+    url, state = endpoint
+    state.plan = [(422, "unprocessable")]
+    client = HTTPChatClient(url, "teacher-model", api_key_env="PERSRM_TEST_KEY", max_concurrency=1, backoff_s=0.01)
+    assert isinstance(client, ChatClient)
+    conversations = [build_messages(p, 1) for p in make_pairs(3)]
+    results = dict(client.complete_each(conversations, ["first", "second", "third"]))
+    assert sorted(results) == [0, 1, 2]
+    assert isinstance(results[0], TeacherResponseError) and results[0].kind == "http_422"
+    assert "refused first: HTTP 422" in str(results[0])
+    assert [parse_output(results[i]).preferred for i in (1, 2)] == ["b", "a"]
+    assert "api_key_env='PERSRM_TEST_KEY'" in repr(client)
+
+
+class PlainClient:
+    """A ChatClient with only complete and complete_batch (no complete_each)."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[dict[str, str]]] = []
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        self.seen.append(messages)
+        if "number 1 ok" in messages[-1]["content"]:
+            raise TeacherResponseError("no answer", kind="invalid_json")
+        return "  " + render_output("c", "e", (6, 4)) + "\n"
+
+    def complete_batch(self, conversations: Any) -> list[str]:
+        return [self.complete(m) for m in conversations]
+
+
+def test_llm_teacher_over_any_chat_client(tmp_path: Path) -> None:
+    client = PlainClient()
+    teacher = LLMTeacher(client, "plain")
+    pairs = make_pairs(3)
+    results = dict(teacher.judge_each(pairs))
+    assert results[0] == render_output("c", "e", (6, 4))  # stripped
+    assert isinstance(results[1], TeacherResponseError)
+    assert client.seen[0] == build_messages(pairs[0], 1)  # the pair's n_exemplars (verdict.exemplar_count)
+    with pytest.raises(TraceGenerationError, match=r"1 of 3 pairs got no trace \(invalid_json: 1\)"):
+        generate_traces(pairs, teacher, tmp_path / "traces.jsonl")
+    assert teacher.complete([{"role": "user", "content": "hi"}]) == render_output("c", "e", (6, 4))
+
+
+def test_exemplar_count_comes_from_the_verdict_rule() -> None:
+    pair = {**make_pairs(1)[0], "exemplars": [EXEMPLAR, FAR], "n_exemplars": 1}
+    assert LLMTeacher(PlainClient(), "plain").messages(pair) == build_messages(pair, 1)
+    assert LLMTeacher(PlainClient(), "plain", n_exemplars=2).messages(pair) == build_messages(pair, 2)
+    with pytest.raises(ValueError, match="pair 'p000' has 2 exemplar\\(s\\), 3 requested"):
+        StylometricTeacher(n_exemplars=3).judge(pair)
+
+
+def test_local_client_complete_each_goes_batch_by_batch() -> None:
+    client = LocalChatClient(model_name="tiny-random", max_new_tokens=4, batch_size=2)
+    conversations = [build_messages(p, 1) for p in make_pairs(3)]
+    each = list(client.complete_each(conversations))
+    assert [i for i, _ in each] == [0, 1, 2]
+    assert [text for _, text in each] == client.complete_batch(conversations[:2]) + client.complete_batch(
+        conversations[2:]
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Trace records: the one writer and the one reader
+# ------------------------------------------------------------------------------------------
+
+
+def test_make_trace_and_read_traces_round_trip(tmp_path: Path) -> None:
+    pairs = make_pairs(3)
+    traces = [make_trace(p, "t", render_output("c", "e", (8, 2))) for p in pairs]
+    assert list(traces[0]) == [*pairs[0], *TEACHER_FIELDS]
+    assert [t["faithful"] for t in traces] == [True, False, True]  # labels a, b, a
+    assert set(TRACE_FIELDS) == set(traces[0])
+    path = write_traces(tmp_path / "traces.jsonl", traces)
+    assert read_traces(path, required=TRACE_FIELDS) == traces
+
+
+@pytest.mark.parametrize(
+    ("files", "kwargs", "error", "message"),
+    [
+        # nothing there
+        ({}, {}, FileNotFoundError, "traces.jsonl is missing: run 01_synthesize first"),
+        # the faithful traces name their own writer
+        ({}, {"written_by": "02_filter_audit"}, FileNotFoundError, "is missing: run 02_filter_audit first"),
+        # only an unfinished generation
+        (
+            {"traces.jsonl.partial": ['{"id": "p0"}']},
+            {},
+            FileNotFoundError,
+            "traces.jsonl.partial exists: trace generation was interrupted",
+        ),
+        # a repeated id
+        (
+            {"traces.jsonl": ['{"id": "p0"}', '{"id": "p1"}', '{"id": "p0"}']},
+            {},
+            ValueError,
+            "line 3: trace id 'p0' repeats line 1",
+        ),
+        # an empty file
+        ({"traces.jsonl": []}, {}, ValueError, "holds no trace"),
+        # a trace without a required field
+        (
+            {"traces.jsonl": ['{"id": "p0", "completion": "x"}', '{"id": "p1"}']},
+            {"required": ("id", "completion")},
+            ValueError,
+            "traces.jsonl line 2: trace 'p1' lacks field\\(s\\): completion",
+        ),
+        # a line that is not JSON
+        ({"traces.jsonl": ['{"id": "p0"}', "{oops"]}, {}, ValueError, "traces.jsonl line 2: malformed JSON"),
+    ],
+)
+def test_read_traces_bad_files(
+    tmp_path: Path, files: dict[str, list[str]], kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    for name, lines in files.items():
+        (tmp_path / name).write_text("".join(line + "\n" for line in lines))
+    with pytest.raises(error, match=message):
+        read_traces(tmp_path / "traces.jsonl", **kwargs)

@@ -12,6 +12,7 @@ from test_training import make_trace, write_jsonl
 
 from persrm_lib.core import runfiles
 from persrm_lib.core.paths import REPO_ROOT
+from persrm_lib.models import backend
 from persrm_lib.train import cli as train
 
 ACCELERATE_DIR = REPO_ROOT / "configs" / "accelerate"
@@ -61,12 +62,83 @@ def test_parse_set() -> None:
 
 def test_main_runs_sft(tmp_path, capsys) -> None:
     write_jsonl(runfiles.faithful_traces_path(tmp_path), [make_trace(i) for i in range(4)])
-    assert train.main(["sft", "--profile", "tiny", "--run-dir", str(tmp_path), "--set", "sft.max_steps=1"]) == 0
+    summary_file = tmp_path / "summary.json"
+    argv = ["sft", "--profile", "tiny", "--run-dir", str(tmp_path), "--set", "sft.max_steps=1"]
+    assert train.main([*argv, "--backend", "transformers", "--summary", str(summary_file)]) == 0
     out = capsys.readouterr().out
     summary = json.loads(out[out.rindex('{\n  "stage"') :])  # the summary is printed last
     assert (summary["stage"], summary["steps"], summary["backend"]) == ("sft", 1, "transformers")
     assert summary["adapter_dir"] == str(runfiles.adapter_dir(tmp_path, "sft"))
     assert (runfiles.adapter_dir(tmp_path, "sft") / "adapter_model.safetensors").is_file()
+    assert json.loads(summary_file.read_text()) == summary  # --summary writes what is printed
+    assert (summary["profile"], summary["examples"], summary["device"]) == ("tiny", 4, "cpu")
+    assert summary["peak_gpu_memory_mb"] is None  # CPU: no GPU memory to report
+    assert summary["seconds_per_step"] > 0 and summary["tokens_per_second"] > 0
+    assert summary["mean_reward"] is None and summary["format_rate"] is None  # GRPO figures only
+
+
+# ---- --backend ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [
+        (None, None, "transformers"),  # CPU, nothing asked: auto
+        ("transformers", "unsloth", "transformers"),  # the flag wins over the variable
+        ("auto", "unsloth", "transformers"),  # an explicit auto too
+        (None, "transformers", "transformers"),  # the variable still works without the flag
+    ],
+)
+def test_resolve_backend(monkeypatch, flag, env, expected) -> None:
+    if env is None:
+        monkeypatch.delenv("PERSRM_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("PERSRM_BACKEND", env)
+    monkeypatch.setattr(backend, "cuda_available", lambda: False)
+    assert train.resolve_backend(flag) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--backend", "unsloth"], None, r"error: backend=unsloth cannot run: no CUDA device is visible$"),
+        ([], "unsloth", r"error: PERSRM_BACKEND=unsloth cannot run: no CUDA device is visible$"),
+        ([], "jax", r"error: PERSRM_BACKEND='jax' is not a backend; choose one of auto, unsloth, transformers"),
+        (["--backend", "jax"], None, r"argument --backend: invalid choice: 'jax'"),
+    ],
+)
+def test_forced_unsloth_without_a_gpu_exits_before_reading_data(
+    monkeypatch, tmp_path, capsys, argv, env, message
+) -> None:
+    if env is None:
+        monkeypatch.delenv("PERSRM_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("PERSRM_BACKEND", env)
+    monkeypatch.setattr(backend, "cuda_available", lambda: False)
+    monkeypatch.setattr(backend, "unsloth_installed", lambda: True)
+    with pytest.raises(SystemExit) as excinfo:  # the run folder is empty: the backend is refused first
+        train.main(["sft", "--profile", "tiny", "--run-dir", str(tmp_path), *argv])
+    assert excinfo.value.code == 2
+    assert re.search(message, capsys.readouterr().err.strip(), re.MULTILINE)
+
+
+def test_step_stats_from_log_rows() -> None:
+    rows = [
+        {"step": 1, "seconds_per_step": 2.0, "num_tokens": 100.0, "reward": -1.0, "format_violation": 1.0},
+        {"step": 3, "seconds_per_step": 1.0, "num_tokens": 400.0, "reward": 0.0, "format_violation": 0.5},
+    ]
+    stats = train.step_stats(rows)
+    assert stats == {
+        "step_seconds": 4.0,  # 2 s for step 1, then 1 s for each of steps 2 and 3
+        "seconds_per_step": 1.3333,
+        "num_tokens": 400.0,
+        "tokens_per_second": 100.0,
+        "mean_reward": -0.5,
+        "format_rate": 0.25,
+    }
+    empty = train.step_stats([])
+    assert empty["seconds_per_step"] is None and empty["tokens_per_second"] is None
+    assert train.step_stats([{"step": 1, "seconds_per_step": "", "loss": 1.0}])["seconds_per_step"] is None
 
 
 # ---- accelerate and DeepSpeed configs ------------------------------------------------------------

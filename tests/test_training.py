@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -17,8 +18,19 @@ from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile
 from persrm_lib.core.output_format import render_output
 from persrm_lib.models import backend
-from persrm_lib.train import training
-from persrm_lib.train.training import GRPO_LOG_FIELDS, SFT_LOG_FIELDS, TrainingDataError, TrainingLog
+from persrm_lib.train import data, grpo, logs, sft
+from persrm_lib.train.adapters import load_trained
+from persrm_lib.train.data import TrainingDataError
+from persrm_lib.train.logs import (
+    GRPO_COMPLETION_FIELDS,
+    GRPO_LOG_FIELDS,
+    SFT_LOG_FIELDS,
+    RewardTracker,
+    TrainingLog,
+    read_grpo_completions,
+    read_log,
+)
+from persrm_lib.train.validation import ValidationEval
 
 N_PAIRS = 8
 
@@ -72,7 +84,12 @@ def sft_run(tmp_path_factory, tiny):
     run = tmp_path_factory.mktemp("run")
     write_jsonl(runfiles.faithful_traces_path(run), [make_trace(i) for i in range(N_PAIRS)])
     write_jsonl(runfiles.pairs_path(run, "train"), [make_pair(i) for i in range(N_PAIRS)])
-    return run, training.train_sft(tiny, run)
+    return run, sft.train_sft(tiny, run)
+
+
+def log_rows(path: Path) -> list[dict]:
+    """The rows of a log.csv as read by read_log, with a blank cell as None."""
+    return [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in read_log(path).to_dict("records")]
 
 
 def lora_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -105,7 +122,7 @@ def test_sft_writes_log_and_adapter_files(sft_run) -> None:
     assert all(float(r["loss"]) > 0 and float(r["seconds_per_step"]) > 0 for r in rows)
     assert float(rows[0]["learning_rate"]) == pytest.approx(1e-3)  # tiny profile's lr, linear decay after
     assert float(rows[1]["num_tokens"]) > float(rows[0]["num_tokens"]) > 0
-    assert training.read_log(result.log_path)[1]["loss"] == pytest.approx(result.final_loss)
+    assert log_rows(result.log_path)[1]["loss"] == pytest.approx(result.final_loss)
     files = {p.name for p in result.adapter_dir.iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "persrm_training.json", "tokenizer.json"} <= files
     info = json.loads((result.adapter_dir / "persrm_training.json").read_text())
@@ -114,7 +131,7 @@ def test_sft_writes_log_and_adapter_files(sft_run) -> None:
 
 def test_adapter_reloads(sft_run, tiny) -> None:
     _, result = sft_run
-    model, _, name = training.load_trained(tiny, result.adapter_dir)
+    model, _, name = load_trained(tiny, result.adapter_dir)
     saved = lora_tensors(result.adapter_dir)
     key = sorted(k for k in saved if "lora_B" in k)[0]
     loaded = dict(model.named_parameters())[key.replace(".weight", ".default.weight")]
@@ -125,14 +142,14 @@ def test_adapter_reloads(sft_run, tiny) -> None:
 
 def test_sft_is_deterministic(sft_run, tiny, tmp_path) -> None:
     _, first = sft_run
-    again = training.train_sft(tiny, tmp_path, [make_trace(i) for i in range(N_PAIRS)])
+    again = sft.train_sft(tiny, tmp_path, [make_trace(i) for i in range(N_PAIRS)])
     assert again.final_loss == first.final_loss
     a, b = lora_tensors(first.adapter_dir), lora_tensors(again.adapter_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_sft_dataset_is_conversational_prompt_completion(tiny) -> None:
-    dataset = training.sft_dataset([make_trace(0)], tiny)
+    dataset = data.sft_dataset([make_trace(0)])
     row = dataset[0]
     assert [m["role"] for m in row["prompt"]] == ["system", "user"]
     assert row["completion"] == [{"role": "assistant", "content": make_trace(0)["completion"]}]
@@ -142,7 +159,7 @@ def test_sft_dataset_is_conversational_prompt_completion(tiny) -> None:
 def test_sft_loss_is_on_the_completion_only(tiny, tmp_path) -> None:
     model, tokenizer, name = backend.load_for_training(tiny)
     trace = make_trace(1)
-    trainer = training.sft_trainer(tiny, tmp_path, [trace], model, tokenizer, name)
+    trainer = sft.sft_trainer(tiny, tmp_path, [trace], model, tokenizer, name)
     labels = trainer.data_collator([trainer.train_dataset[0]])["labels"][0].tolist()
     learned = [t for t in labels if t != -100]
     assert tokenizer.decode(learned) == trace["completion"] + "<|im_end|>\n"  # the trace and the end of turn
@@ -154,7 +171,7 @@ def test_sft_loss_is_on_the_completion_only(tiny, tmp_path) -> None:
 
 def test_grpo_step_changes_the_adapter(sft_run, tiny, tmp_path) -> None:
     run, sft = sft_run
-    result = training.train_grpo(
+    result = grpo.train_grpo(
         tiny,
         tmp_path,
         pairs=[make_pair(i) for i in range(N_PAIRS)],
@@ -183,18 +200,19 @@ def test_grpo_step_changes_the_adapter(sft_run, tiny, tmp_path) -> None:
 
 def test_grpo_with_the_paper_reward(sft_run, tiny) -> None:
     run, _ = sft_run
-    result = training.train_grpo(tiny, run)  # defaults: the run's train pairs and SFT adapter
+    result = grpo.train_grpo(tiny, run)  # defaults: the run's train pairs and SFT adapter
     assert result.completions_path == runfiles.completions_path(run)
     assert result.adapter_dir == runfiles.adapter_dir(run, "rft")
     records = [json.loads(line) for line in result.completions_path.read_text().splitlines()]
     assert len(records) == tiny.grpo.batch_size
+    assert read_grpo_completions(result.completions_path) == records  # the one reader reads what was written
     for record in records:
-        assert set(record) == {"step", "id", "completion", "label", "reward"}
+        assert tuple(record) == GRPO_COMPLETION_FIELDS == ("step", "pair_id", "label", "completion", "reward")
         assert isinstance(record["step"], int) and isinstance(record["completion"], str)
-        assert record["label"] in ("a", "b") and record["id"] in {f"p{i}" for i in range(N_PAIRS)}
+        assert record["label"] in ("a", "b") and record["pair_id"] in {f"p{i}" for i in range(N_PAIRS)}
         # The tiny random model never writes the format: every completion is a violation.
         assert record["reward"] == -1.0
-    (row,) = training.read_log(runfiles.log_path(run, "rft"))
+    (row,) = log_rows(runfiles.log_path(run, "rft"))
     assert (row["reward"], row["format_violation"], row["wrong"], row["correct"]) == (-1.0, 1.0, 0.0, 0.0)
 
 
@@ -202,7 +220,7 @@ def test_grpo_with_the_paper_reward(sft_run, tiny) -> None:
 def test_grpo_starts_from_the_sft_adapter(sft_run, tmp_path, from_sft) -> None:
     _, sft = sft_run
     frozen = get_profile("tiny", {"grpo.learning_rate": 0.0})  # a step that cannot move the weights
-    result = training.train_grpo(
+    result = grpo.train_grpo(
         frozen, tmp_path, [make_pair(i) for i in range(4)], sft.adapter_dir, from_sft=from_sft, reward_fn=varied_reward
     )
     start, end = lora_tensors(sft.adapter_dir), lora_tensors(result.adapter_dir)
@@ -222,10 +240,10 @@ def test_grpo_logs_validation_accuracy_on_due_steps_only(sft_run, tmp_path) -> N
     _, sft = sft_run
     profile = get_profile("tiny", {"grpo.max_steps": 3, "grpo.eval_every": 2, "grpo.eval_pairs": 3})
     write_jsonl(runfiles.pairs_path(tmp_path, "validation"), [make_pair(i) for i in range(10, 15)])
-    result = training.train_grpo(
+    result = grpo.train_grpo(
         profile, tmp_path, [make_pair(i) for i in range(N_PAIRS)], sft.adapter_dir, reward_fn=varied_reward
     )
-    rows = training.read_log(result.log_path)
+    rows = log_rows(result.log_path)
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert list(rows[0]) == list(GRPO_LOG_FIELDS)  # stable columns, validation ones included
     for row in rows:
@@ -243,7 +261,7 @@ def test_validation_does_not_change_training(sft_run, tmp_path) -> None:
     for eval_every in (0, 1):  # off, then every step
         run = tmp_path / f"every{eval_every}"
         profile = get_profile("tiny", {"grpo.eval_every": eval_every})
-        training.train_grpo(profile, run, pairs, sft.adapter_dir, reward_fn=varied_reward, validation_pairs=pairs[:2])
+        grpo.train_grpo(profile, run, pairs, sft.adapter_dir, reward_fn=varied_reward, validation_pairs=pairs[:2])
         adapters[eval_every] = lora_tensors(runfiles.adapter_dir(run, "rft"))
     # greedy decoding draws no random numbers: the GRPO run is the same with or without evaluation
     assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
@@ -251,25 +269,25 @@ def test_validation_does_not_change_training(sft_run, tmp_path) -> None:
 
 def test_grpo_validation_is_off_without_a_validation_file(sft_run, tmp_path) -> None:
     _, sft = sft_run  # tmp_path has no data/pairs/validation.jsonl
-    result = training.train_grpo(get_profile("tiny"), tmp_path, [make_pair(i) for i in range(4)], sft.adapter_dir)
-    (row,) = training.read_log(result.log_path)
+    result = grpo.train_grpo(get_profile("tiny"), tmp_path, [make_pair(i) for i in range(4)], sft.adapter_dir)
+    (row,) = log_rows(result.log_path)
     assert (row["validation_accuracy"], row["validation_format"]) == (None, None)
 
 
 def test_grpo_validation_is_off_with_eval_every_zero(sft_run, tmp_path) -> None:
     _, sft = sft_run
     off = get_profile("tiny", {"grpo.eval_every": 0})
-    result = training.train_grpo(
+    result = grpo.train_grpo(
         off, tmp_path, [make_pair(i) for i in range(4)], sft.adapter_dir, validation_pairs=[make_pair(9)]
     )
-    (row,) = training.read_log(result.log_path)
+    (row,) = log_rows(result.log_path)
     assert (row["validation_accuracy"], row["validation_format"]) == (None, None)
 
 
 def test_validation_eval_scores_outcomes(tmp_path, monkeypatch) -> None:
     from transformers import AutoTokenizer
 
-    from persrm_lib.models import generation, registry
+    from persrm_lib.models import client, generation, registry
 
     tiny = get_profile("tiny")
     tokenizer = AutoTokenizer.from_pretrained(str(registry.resolve("tiny-random")))
@@ -286,9 +304,9 @@ def test_validation_eval_scores_outcomes(tmp_path, monkeypatch) -> None:
         seen.update(prompts=list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size)
         return generation.GenerationResult(texts, [1] * 4, [1] * 4, 0.1, batch_size)
 
-    monkeypatch.setattr(generation, "generate", fake_generate)
+    monkeypatch.setattr(client, "generate", fake_generate)  # what LocalChatClient generates with
     log = TrainingLog(tmp_path / "log.csv", GRPO_LOG_FIELDS)
-    evaluator = training.ValidationEval(tiny, pairs, tokenizer, log, every=3)
+    evaluator = ValidationEval(tiny, pairs, tokenizer, log, every=3)
     model = torch.nn.Linear(1, 1)
     model.train()
     assert evaluator.evaluate(model) == {"validation_accuracy": 0.5, "validation_format": 0.75}
@@ -305,7 +323,7 @@ def test_training_log_merges_added_values_into_the_step_row(tmp_path) -> None:
     log.add(2, {"validation_accuracy": 0.25, "validation_format": 0.5})
     log.record(1, {"loss": 0.1})
     log.record(2, {"loss": 0.2})
-    rows = training.read_log(tmp_path / "log.csv")
+    rows = log_rows(tmp_path / "log.csv")
     assert [(r["step"], r["validation_accuracy"], r["validation_format"]) for r in rows] == [
         (1, None, None),  # not evaluated
         (2, 0.25, 0.5),
@@ -315,7 +333,7 @@ def test_training_log_merges_added_values_into_the_step_row(tmp_path) -> None:
 def test_grpo_from_base_writes_its_own_stage(sft_run, tmp_path) -> None:
     _, sft = sft_run
     tiny = get_profile("tiny")
-    result = training.train_grpo(
+    result = grpo.train_grpo(
         tiny, tmp_path, [make_pair(i) for i in range(4)], from_sft=False, stage="rft_from_base", reward_fn=varied_reward
     )
     folder = tmp_path / "rft_from_base"
@@ -344,7 +362,7 @@ def test_grpo_from_base_writes_its_own_stage(sft_run, tmp_path) -> None:
 )
 def test_grpo_refuses_a_bad_stage(no_model, tmp_path, stage) -> None:
     with pytest.raises(ValueError, match=rf"GRPO stage {stage!r} is not a run-folder stage name"):
-        training.train_grpo(get_profile("tiny"), tmp_path, pairs=[make_pair(0)], from_sft=False, stage=stage)
+        grpo.train_grpo(get_profile("tiny"), tmp_path, pairs=[make_pair(0)], from_sft=False, stage=stage)
 
 
 @pytest.mark.parametrize(
@@ -356,12 +374,12 @@ def test_grpo_refuses_a_bad_stage(no_model, tmp_path, stage) -> None:
 )
 def test_grpo_refuses_bad_validation_pairs(no_model, tmp_path, pairs, message) -> None:
     with pytest.raises(TrainingDataError, match=message):
-        training.train_grpo(get_profile("tiny"), tmp_path, pairs=[make_pair(0)], from_sft=False, validation_pairs=pairs)
+        grpo.train_grpo(get_profile("tiny"), tmp_path, pairs=[make_pair(0)], from_sft=False, validation_pairs=pairs)
 
 
 def test_grpo_config_follows_the_profile(tmp_path) -> None:
     paper = get_profile("paper")
-    config = training.grpo_config(paper, tmp_path)
+    config = grpo.grpo_config(paper, tmp_path)
     assert (config.num_generations, config.beta, config.temperature) == (8, 1e-3, 1.0)
     assert config.max_completion_length == paper.grpo.max_completion_length
     assert config.generation_batch_size == 32  # grpo.batch_size completions per optimiser step
@@ -372,7 +390,7 @@ def test_grpo_config_follows_the_profile(tmp_path) -> None:
 
 def test_sft_config_follows_the_profile(tmp_path) -> None:
     smoke = get_profile("smoke", {"seed": 7, "sft.batch_size": 4})
-    config = training.sft_config(smoke, tmp_path)
+    config = sft.sft_config(smoke, tmp_path)
     assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (2, 2)
     assert (config.max_steps, config.learning_rate, config.max_length) == (6, 5e-4, 1024)
     assert (config.completion_only_loss, config.seed, config.data_seed) == (True, 7, 7)
@@ -427,33 +445,47 @@ def test_bad_traces_are_refused(no_model, tiny, tmp_path, spoil, message) -> Non
     traces = [make_trace(i) for i in range(4)]
     traces[2] = spoil(traces[2])
     with pytest.raises(TrainingDataError, match=message):
-        training.train_sft(tiny, tmp_path, traces)
+        sft.train_sft(tiny, tmp_path, traces)
 
 
 def test_bad_trace_in_a_file_names_the_line(no_model, tiny, tmp_path) -> None:
     traces = [make_trace(i) for i in range(3)]
     traces[1] = _unfaithful(traces[1])
     write_jsonl(runfiles.faithful_traces_path(tmp_path), traces)
-    with pytest.raises(TrainingDataError, match=r"traces_faithful.jsonl line 2 \(trace 'p1'\) is not marked faithful"):
-        training.train_sft(tiny, tmp_path)
+    with pytest.raises(
+        TrainingDataError, match=r"traces_faithful.jsonl record 2 \(trace 'p1'\) is not marked faithful"
+    ):
+        sft.train_sft(tiny, tmp_path)
 
 
-@pytest.mark.parametrize("as_file", [False, True])  # an empty list, an empty file
-def test_empty_trace_set(no_model, tiny, tmp_path, as_file) -> None:
+@pytest.mark.parametrize(
+    ("as_file", "message"),
+    [
+        (False, r"no traces to train on: the given traces holds no trace"),  # an empty list
+        (True, r"cannot train on these traces: .*t.jsonl holds no trace"),  # an empty file (read_traces)
+    ],
+)
+def test_empty_trace_set(no_model, tiny, tmp_path, as_file, message) -> None:
     source = write_jsonl(tmp_path / "t.jsonl", []) if as_file else []
-    with pytest.raises(TrainingDataError, match="no traces to train on"):
-        training.train_sft(tiny, tmp_path, source)
+    with pytest.raises(TrainingDataError, match=message):
+        sft.train_sft(tiny, tmp_path, source)
+
+
+def test_repeated_trace_id_in_a_file(no_model, tiny, tmp_path) -> None:
+    source = write_jsonl(tmp_path / "t.jsonl", [make_trace(0), make_trace(0)])
+    with pytest.raises(TrainingDataError, match=r"t.jsonl line 2: trace id 'p0' repeats line 1"):
+        sft.train_sft(tiny, tmp_path, source)
 
 
 def test_missing_trace_file(no_model, tiny, tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="traces file .*traces_faithful.jsonl does not exist"):
-        training.train_sft(tiny, tmp_path)
+    with pytest.raises(FileNotFoundError, match="traces_faithful.jsonl is missing: run 02_filter_audit first"):
+        sft.train_sft(tiny, tmp_path)
 
 
 def test_trace_longer_than_max_seq_length(tiny, tmp_path) -> None:
     short = get_profile("tiny", {"model.max_seq_length": 64})
     with pytest.raises(TrainingDataError, match=r"trace 0 is \d+ tokens long .* more than model.max_seq_length=64"):
-        training.train_sft(short, tmp_path, [make_trace(0)])
+        sft.train_sft(short, tmp_path, [make_trace(0)])
     assert not runfiles.adapter_dir(tmp_path, "sft").exists()
 
 
@@ -461,13 +493,13 @@ def test_grpo_batch_not_divisible(no_model, tiny, tmp_path) -> None:
     # Built by hand: get_profile would refuse it already; train_grpo must refuse it too.
     bad = dataclasses.replace(tiny, grpo=dataclasses.replace(tiny.grpo, batch_size=5, num_generations=2))
     with pytest.raises(ValueError, match=r"grpo.batch_size=5 does not divide by grpo.num_generations=2"):
-        training.train_grpo(bad, tmp_path, pairs=[make_pair(0)])
+        grpo.train_grpo(bad, tmp_path, pairs=[make_pair(0)])
 
 
 def test_grpo_batch_not_divisible_by_processes(no_model, tiny, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(ValueError, match=r"grpo.batch_size=4 does not divide by the 3 training processes"):
-        training.train_grpo(tiny, tmp_path, pairs=[make_pair(0)])
+        grpo.train_grpo(tiny, tmp_path, pairs=[make_pair(0)])
 
 
 @pytest.mark.parametrize(
@@ -480,34 +512,32 @@ def test_grpo_batch_not_divisible_by_processes(no_model, tiny, tmp_path, monkeyp
 )
 def test_bad_pairs_are_refused(no_model, tiny, tmp_path, pairs, message) -> None:
     with pytest.raises(TrainingDataError, match=message):
-        training.train_grpo(tiny, tmp_path, pairs=pairs, from_sft=False)
+        grpo.train_grpo(tiny, tmp_path, pairs=pairs, from_sft=False)
 
 
 def test_grpo_without_sft_adapter(no_model, tiny, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no adapter at .*sft.adapter .*run 03_sft"):
-        training.train_grpo(tiny, tmp_path, pairs=[make_pair(0)])
+        grpo.train_grpo(tiny, tmp_path, pairs=[make_pair(0)])
 
 
 def test_grpo_refuses_an_adapter_of_another_shape(no_model, sft_run, tmp_path) -> None:
     _, sft = sft_run
     wider = get_profile("tiny", {"lora.r": 8})
     with pytest.raises(ValueError, match=r"has LoRA \{'r': 4.*the profile 'tiny' asks for \{'r': 8"):
-        training.train_grpo(wider, tmp_path, pairs=[make_pair(0)], sft_adapter=sft.adapter_dir)
+        grpo.train_grpo(wider, tmp_path, pairs=[make_pair(0)], sft_adapter=sft.adapter_dir)
 
 
 def test_grpo_refuses_an_adapter_of_another_model(no_model, sft_run, tmp_path) -> None:
     _, sft = sft_run
     other = get_profile("tiny", {"model.name": "smollm2-135m-instruct"})
     with pytest.raises(ValueError, match=r"trained on model 'tiny-random', the profile 'tiny' uses 'smollm2"):
-        training.train_grpo(other, tmp_path, pairs=[make_pair(0)], sft_adapter=sft.adapter_dir)
+        grpo.train_grpo(other, tmp_path, pairs=[make_pair(0)], sft_adapter=sft.adapter_dir)
 
 
 # ---- the CSV log --------------------------------------------------------------------------------
 
 
 def test_training_log_rows(tmp_path) -> None:
-    from persrm_lib.core.reward import RewardTracker
-
     tracker = RewardTracker()
     ok = render_output("c", "e", (8, 2))
     tracker([ok, ok], label=["a", "b"])  # step 1: one correct, one wrong
@@ -516,7 +546,138 @@ def test_training_log_rows(tmp_path) -> None:
     log.begin()
     log.record(2, {"loss": 0.5, "reward": 0.25, "kl": 0.01, "completions/mean_length": 12.0, "epoch": 1.0})
     assert log.record(2, {"train_loss": 0.5, "train_runtime": 3.0}) is None  # the end-of-training summary
-    (row,) = training.read_log(tmp_path / "log.csv")
+    (row,) = log_rows(tmp_path / "log.csv")
     assert row["step"] == 2 and row["loss"] == 0.5 and row["completion_length"] == 12.0
     assert (row["format_violation"], row["wrong"], row["correct"]) == (0.25, 0.25, 0.5)
     assert row["seconds_per_step"] is None and row["grad_norm"] is None  # not measured, not logged
+
+
+# ---- reading the logs back: the one reader, the headline numbers, the figures -----------------
+
+
+def write_grpo_log(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=GRPO_LOG_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in GRPO_LOG_FIELDS})
+    return path
+
+
+GRPO_ROWS = [  # out of step order; validation evaluated at step 2 only; no seconds_per_step
+    {"step": 2, "loss": 0.1, "reward": 0.5, "format_violation": 0, "wrong": 0.25, "correct": 0.75, "kl": 0.02,
+     "completion_length": 30, "validation_accuracy": 0.5, "validation_format": 1.0},
+    {"step": 1, "loss": 0.2, "reward": -1, "format_violation": 1, "wrong": 0, "correct": 0, "kl": "",
+     "completion_length": 40},
+]  # fmt: skip
+
+
+def test_read_log_reads_the_written_names(tmp_path) -> None:
+    log = read_log(write_grpo_log(tmp_path / "log.csv", GRPO_ROWS))
+    assert tuple(log.columns) == GRPO_LOG_FIELDS  # the names written, no renaming
+    assert log["step"].tolist() == [1, 2] and log["step"].dtype == int  # sorted by step
+    assert log["reward"].tolist() == [-1.0, 0.5]
+    assert log["correct"].tolist() == [0.0, 0.75]
+    assert logs.empty_columns(log, logs.GRPO_CURVES) == ["learning_rate", "seconds_per_step"]
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "message"),
+    [
+        (None, FileNotFoundError, "training log .*log.csv does not exist"),  # no file
+        ("", ValueError, "is empty"),  # not even a header
+        ("loss,reward\n0.1,0.5\n", ValueError, r"has columns loss, reward; expected the SFT log's"),  # other names
+        (",".join(SFT_LOG_FIELDS) + "\n", ValueError, "has no rows"),  # a header only
+        (",".join(SFT_LOG_FIELDS) + "\n1,0.5,high,,,,,\n", ValueError, "column 'loss' holds a value that is not"),
+    ],
+)
+def test_read_log_bad_files(tmp_path, content, error, message) -> None:
+    path = tmp_path / "log.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(error, match=message):
+        read_log(path)
+
+
+def test_headlines_from_the_logs(tmp_path) -> None:
+    rft = read_log(write_grpo_log(tmp_path / "log.csv", GRPO_ROWS))
+    assert logs.grpo_headline(rft) == {
+        "mean_reward": -0.25,
+        "final_reward": 0.5,
+        "final_correct": 0.75,
+        "final_format_violation": 0.0,
+        "final_kl": 0.02,
+        "mean_completion_length": 35.0,
+        "validation_evaluations": 1,
+        "final_validation_accuracy": 0.5,
+    }
+    sft_log = pd.DataFrame({"step": [1, 2, 3], "loss": [2.0, 1.5, 1.25]})
+    assert logs.sft_headline(sft_log) == {"first_loss": 2.0, "final_loss": 1.25}
+    dynamics = logs.training_dynamics({"sft": sft_log, "rft": rft})
+    assert (dynamics["sft_steps"], dynamics["sft_first_loss"], dynamics["sft_final_loss"]) == (3, 2.0, 1.25)
+    assert (dynamics["rft_first_reward"], dynamics["rft_final_reward"], dynamics["rft_final_share_correct"]) == (
+        -1.0,
+        0.5,
+        0.75,
+    )
+    assert (dynamics["rft_from_base_steps"], dynamics["rft_from_base_final_reward"]) == (0, None)  # no such log
+    assert dynamics["rft_missing_columns"] == 2  # learning_rate, seconds_per_step
+
+
+def test_figures_draw_the_logs_and_name_what_is_missing(tmp_path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from persrm_lib.train import figures
+
+    rft = read_log(write_grpo_log(tmp_path / "log.csv", GRPO_ROWS))
+    sft_log = pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.5]})
+    drawn = [
+        figures.plot_sft_loss(sft_log),
+        figures.plot_grpo_reward(rft, smooth=2),
+        figures.plot_grpo_outcomes(rft),
+        figures.plot_grpo_length_kl(rft),
+        figures.plot_grpo_starts({"from SFT": rft, "from base": rft}),
+    ]
+    assert [len(f.axes) for f in drawn] == [1, 1, 1, 2, 2]
+    assert len(drawn[1].axes[0].lines) == 3  # mean reward, validation accuracy, the zero line
+    for fig in drawn:
+        plt.close(fig)
+    with pytest.raises(ValueError, match=r"no values in column\(s\) reward"):
+        figures.plot_grpo_reward(rft.assign(reward=float("nan")))
+    with pytest.raises(ValueError, match=r"no values in column\(s\) completion_length, kl"):
+        figures.plot_grpo_length_kl(rft.drop(columns=["completion_length", "kl"]))
+    with pytest.raises(ValueError, match="need two GRPO logs to compare, got 1"):
+        figures.plot_grpo_starts({"from SFT": rft})
+
+
+GOOD_COMPLETION = {"step": 1, "pair_id": "p1", "label": "a", "completion": "text", "reward": -1.0}
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({k: v for k, v in GOOD_COMPLETION.items() if k != "pair_id"}, "record lacks field 'pair_id'"),  # no id
+        ({k: v for k, v in GOOD_COMPLETION.items() if k != "reward"}, "record lacks field 'reward'"),  # no reward
+        ({**GOOD_COMPLETION, "pair_id": None}, "pair_id must be a non-empty string, got None"),  # id not written
+        ({**GOOD_COMPLETION, "step": "3"}, "step must be a non-negative integer, got '3'"),  # step as text
+        ({**GOOD_COMPLETION, "label": "A"}, "label must be 'a' or 'b', got 'A'"),  # label in the wrong case
+        ({**GOOD_COMPLETION, "completion": None}, "completion must be text, got NoneType"),  # no text
+        ({**GOOD_COMPLETION, "reward": "high"}, "reward must be a number, got 'high'"),  # reward as text
+    ],
+)
+def test_read_grpo_completions_names_the_bad_line(tmp_path, record, message) -> None:
+    path = write_jsonl(tmp_path / "completions.jsonl", [GOOD_COMPLETION, record])
+    with pytest.raises(ValueError, match=f"completions.jsonl:2: {message}"):
+        read_grpo_completions(path)
+
+
+def test_read_grpo_completions_appends_other_processes(tmp_path) -> None:
+    write_jsonl(tmp_path / "completions.jsonl", [GOOD_COMPLETION])
+    write_jsonl(tmp_path / "completions.rank1.jsonl", [{**GOOD_COMPLETION, "pair_id": "p7", "reward": 1}])
+    records = read_grpo_completions(tmp_path / "completions.jsonl")
+    assert [(r["pair_id"], r["reward"]) for r in records] == [("p1", -1.0), ("p7", 1.0)]
+    with pytest.raises(FileNotFoundError, match="missing: run notebook 04_rft_grpo first"):
+        read_grpo_completions(tmp_path / "rft" / "completions.jsonl")

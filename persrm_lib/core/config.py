@@ -1,8 +1,10 @@
 """Named profiles: one typed config decides data size, model, lengths and hyper-parameters.
 
 ``tiny`` (unit tests, seconds), ``smoke`` (CI: real offline SmolLM2 on small data, minutes),
-``cpu`` (the reference run on a 2-core machine, about two hours) and ``paper`` (one or more GPUs,
-the hyper-parameters of PersRM-R1, arXiv 2508.14076, §4.1).
+``cpu`` (the reference run on a 2-core machine, about two hours), ``paper`` (one or more GPUs,
+the hyper-parameters of PersRM-R1, arXiv 2508.14076, §4.1), ``gpu`` (one 24-80 GB GPU for about an
+hour: Qwen2.5-3B-Instruct with Unsloth; not run at that size here) and ``device`` (the GPU check of
+``benchmarks/device_check.sh``: SmolLM2 on the smoke data, a few dozen steps per stage).
 
 >>> get_profile("paper").grpo.num_generations
 8
@@ -95,6 +97,46 @@ class TeacherSettings:
     max_new_tokens: int = 512
     trace_style: str = "full"  # stylometric teacher: full (about 430 tokens) or compact (about 120)
     n_criteria: int = 3  # stylometric teacher: named features that separate the responses most
+    # a teacher served by a reasoning model (DeepSeek-R1, Qwen3, QwQ): strip ONE leading
+    # <think>...</think> block before parsing (output_format.strip_think); the filter reports how many
+    strip_think: bool = False
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How much of 05_evaluate's suite runs; sized per profile so the smoke run stays within minutes on a CPU.
+
+    Read by :func:`persrm_lib.evaluate.suite.run_suite`; overridden like any setting, e.g.
+    ``get_profile("smoke", {"evaluation.model_pairs": 0})``.
+
+    Raises:
+        ValueError: a negative pair count, a step, batch or length below 1, or an exemplar count below 1.
+    """
+
+    model_pairs: int = 0  # pairs per benchmark for loglik and scalar-rm (a seeded draw); 0: all
+    generative_pairs: int = 0  # pairs per benchmark for each generative stage (each also judged swapped); 0: all
+    generative_counts: tuple[int, ...] = ()  # exemplar counts for the generative stages; (): data.eval_exemplar_counts
+    scalar_rm_steps: int = 50  # RewardTrainer steps of the scalar reward model
+    scalar_rm_batch_size: int = 4  # pairs per RewardTrainer step (and sequences per scoring pass)
+    scalar_rm_max_length: int = 512  # tokens per scored sequence (exemplars are cut from the front)
+    # generative judges served by a reasoning model: strip ONE leading <think>...</think> block before
+    # parsing (output_format.strip_think; never for the trained stages' reward); the results count them
+    strip_think: bool = False
+    # a pair whose prompt does not fit the judge's context (minus the generation budget) is refused
+    # (False) or counted in a too_long column, kept out of accuracy and format rates (True)
+    count_too_long: bool = False
+
+    def __post_init__(self) -> None:
+        # an override may give the counts as text ("1,3" -> ("1", "3")): store them as integers
+        object.__setattr__(self, "generative_counts", tuple(int(k) for k in self.generative_counts))
+        for name in ("model_pairs", "generative_pairs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"evaluation.{name} must be at least 0 (0: all pairs), got {getattr(self, name)}")
+        for name in ("scalar_rm_steps", "scalar_rm_batch_size", "scalar_rm_max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluation.{name} must be at least 1, got {getattr(self, name)}")
+        if any(k < 1 for k in self.generative_counts):
+            raise ValueError(f"evaluation.generative_counts must be at least 1 each, got {self.generative_counts}")
 
 
 @dataclass(frozen=True)
@@ -108,6 +150,7 @@ class Profile:
     sft: SFTSettings = field(default_factory=SFTSettings)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
 
     def validate(self) -> Profile:
         """Raise ``ValueError`` naming the setting when the profile cannot run."""
@@ -165,6 +208,9 @@ PROFILES: dict[str, Profile] = {
             eval_every=1,
             eval_pairs=2,
         ),
+        evaluation=EvaluationSettings(
+            model_pairs=2, generative_pairs=2, scalar_rm_steps=2, scalar_rm_batch_size=2, scalar_rm_max_length=256
+        ),
     ),
     "smoke": Profile(
         name="smoke",
@@ -186,6 +232,17 @@ PROFILES: dict[str, Profile] = {
             eval_pairs=2,
         ),
         teacher=TeacherSettings(trace_style="compact"),
+        # every judge and stage runs, on two pairs per benchmark for loglik and scalar-rm and one for
+        # each generative stage (a busy 2-core CPU prefills ~200 tokens/s), at the largest exemplar
+        # count only: a pipeline check in minutes, not a measurement.
+        evaluation=EvaluationSettings(
+            model_pairs=2,
+            generative_pairs=1,
+            generative_counts=(3,),
+            scalar_rm_steps=2,
+            scalar_rm_batch_size=2,
+            scalar_rm_max_length=320,
+        ),
     ),
     # The reference run, sized to about 100 minutes on one thread of a 2-core machine (measured
     # there: SFT ~6 s per sample). What it trades against the paper: 135M parameters instead of 7B,
@@ -218,6 +275,17 @@ PROFILES: dict[str, Profile] = {
             compare_from_base=False,
         ),
         teacher=TeacherSettings(trace_style="compact"),
+        # every pair for the cheap baselines, 24 per benchmark for loglik and scalar-rm (12
+        # RewardTrainer steps of 4 pairs), 16 per benchmark for each generative stage at the tables'
+        # three exemplars, each also judged swapped (~8 pairs/min batched at 256 new tokens).
+        evaluation=EvaluationSettings(
+            model_pairs=24,
+            generative_pairs=16,
+            generative_counts=(3,),
+            scalar_rm_steps=12,
+            scalar_rm_batch_size=4,
+            scalar_rm_max_length=384,
+        ),
     ),
     # The paper's settings (arXiv 2508.14076 §4.1): Qwen2.5-7B-Instruct, SFT batch 64 / lr 5e-6 /
     # 1 epoch; GRPO 8 samples per prompt, batch 32, lr 3e-7, KL 1e-3; teacher Qwen2.5-72B-Instruct.
@@ -247,6 +315,73 @@ PROFILES: dict[str, Profile] = {
             compare_from_base=True,
         ),
         teacher=TeacherSettings(kind="http", model="Qwen/Qwen2.5-72B-Instruct", base_url="http://localhost:8000/v1"),
+        # every test pair for every judge and stage
+        evaluation=EvaluationSettings(
+            model_pairs=0, scalar_rm_steps=500, scalar_rm_batch_size=32, scalar_rm_max_length=4096
+        ),
+    ),
+    # The GPU check (benchmarks/device_check.sh): the smoke data and SmolLM2 on one CUDA device, a
+    # few dozen steps per stage, sized so that SFT and GRPO on both backends plus judging fit well
+    # inside ten minutes on an H200 (TRL there: GRPO ~3.6 s per step of 64 samples x 48 tokens).
+    "device": Profile(
+        name="device",
+        data=DataSettings(
+            passage_words=80, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=48, eval_pairs=24, query_words=16
+        ),
+        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=160),
+        lora=LoRASettings(r=16, alpha=32),
+        sft=SFTSettings(batch_size=8, per_device_batch_size=8, learning_rate=5e-4, max_steps=30),
+        # a throughput check, not a learning run: compact traces (180-230 SmolLM2 tokens) are cut at
+        # 160, so most samples are format violations; seconds per step and memory are what it measures
+        grpo=GRPOSettings(
+            batch_size=16,
+            num_generations=4,
+            learning_rate=2e-5,
+            max_steps=10,
+            max_completion_length=160,
+            eval_every=0,  # the device check judges the held-out pairs after training instead
+            eval_pairs=0,
+        ),
+        teacher=TeacherSettings(trace_style="compact"),
+        evaluation=EvaluationSettings(model_pairs=8, generative_pairs=8, generative_counts=(1,)),
+    ),
+    # One 24-80 GB GPU for about an hour (README "The gpu profile"). NOT RUN at this size here: the
+    # sizes come from the 135M runs and Unsloth's published VRAM table (3B: 8 GB for 16-bit LoRA).
+    # Qwen2.5-3B-Instruct is the paper's smallest model (91.8% CCAT); the offline benchmarks, the
+    # stylometric teacher (compact traces), Unsloth chosen automatically on CUDA.
+    "gpu": Profile(
+        name="gpu",
+        data=DataSettings(
+            passage_words=150,
+            n_exemplars=3,
+            eval_exemplar_counts=(1, 3),
+            train_pairs=1500,
+            eval_pairs=200,
+            query_words=24,
+        ),
+        model=ModelSettings(name="Qwen/Qwen2.5-3B-Instruct", max_seq_length=3072, max_completion_length=320),
+        lora=LoRASettings(r=16, alpha=32),
+        sft=SFTSettings(batch_size=16, per_device_batch_size=8, learning_rate=1e-4, epochs=1.0),
+        grpo=GRPOSettings(
+            batch_size=32,
+            num_generations=8,
+            learning_rate=5e-6,
+            beta=1e-3,
+            max_steps=100,
+            max_completion_length=320,
+            eval_every=25,
+            eval_pairs=32,
+            compare_from_base=False,
+        ),
+        teacher=TeacherSettings(trace_style="compact"),
+        evaluation=EvaluationSettings(
+            model_pairs=100,
+            generative_pairs=50,
+            generative_counts=(1, 3),
+            scalar_rm_steps=100,
+            scalar_rm_batch_size=16,
+            scalar_rm_max_length=2048,
+        ),
     ),
 }
 

@@ -1,6 +1,7 @@
 """Small JSONL utilities for files written record by record and resumed after an interruption.
 
-- :func:`read_jsonl`: strict reader; an error names the file and the line number.
+- :func:`read_jsonl`: strict reader of UTF-8 (a leading UTF-8 byte-order mark is dropped); an
+  error names the file and the line number, and a file in another encoding is refused as such.
 - :func:`repair_torn_tail`: an interrupted append can leave a last line without its newline (or
   with half a JSON object); this truncates the file back to its last complete line and logs it.
 - :class:`JsonlAppender`: appends one record per line, flushing each line to the operating
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -42,29 +44,78 @@ def dumps_line(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+_OTHER_BOMS = (b"\x00\x00\xfe\xff", b"\xff\xfe", b"\xfe\xff")  # UTF-32 BE, UTF-16/32 LE, UTF-16 BE
+_LINE_BREAK = re.compile(r"\r\n?|\n")  # the universal newlines that text-mode reading split on
+
+
+class JsonlEncodingError(JsonlFormatError):
+    """A JSONL file that is not UTF-8; the message names the file, the line and the byte."""
+
+
+def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    """One line's bytes as text, strictly UTF-8 (``lineno`` is the line's number, from 1)."""
+    if lineno == 1 and any(raw.startswith(bom) for bom in _OTHER_BOMS):
+        raise JsonlEncodingError(
+            f"{path} line 1: not UTF-8 (it starts with a UTF-16 or UTF-32 byte-order mark; save the file as UTF-8)"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a lone \r ends a line too: count the breaks before the bad byte, and its place after the last
+        before = raw[: exc.start].decode("utf-8")
+        breaks = list(_LINE_BREAK.finditer(before))
+        start = len(before[: breaks[-1].end()].encode("utf-8")) if breaks else 0
+        raise JsonlEncodingError(
+            f"{path} line {lineno + len(breaks)}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+            f"{exc.start - start + 1} of the line: {exc.reason}; save the file as UTF-8)"
+        ) from None
+    if "\x00" in text:
+        lineno += len(_LINE_BREAK.findall(text[: text.index("\x00")]))
+        raise JsonlEncodingError(
+            f"{path} line {lineno}: not UTF-8 (NUL bytes, as UTF-16 or UTF-32 text has; save the file as UTF-8)"
+        )
+    return text
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-blank line of ``path``.
 
+    The file is read as bytes and decoded strictly as UTF-8, line by line. A UTF-8 byte-order mark
+    at the start of the file is read and dropped (editors on Windows write one; the text is
+    unambiguous). Lines end at ``\n``, ``\r\n`` or a lone ``\r``, as in text-mode reading.
+
     Raises:
         FileNotFoundError: the file does not exist.
+        JsonlEncodingError: a line that is not UTF-8 (Latin-1, UTF-16 ...): ``<file> line N: not
+            UTF-8 (...)``. It is a :class:`JsonlFormatError`.
         JsonlFormatError: a line that is not a JSON object, naming the file and line number.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"JSONL file {path} does not exist")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.rstrip("\r\n"))
-            except json.JSONDecodeError as exc:
-                raise JsonlFormatError(
-                    f"{path} line {lineno}: malformed JSON ({exc.msg} at column {exc.colno})"
-                ) from exc
-            if not isinstance(record, dict):
-                raise JsonlFormatError(f"{path} line {lineno}: expected a JSON object, got {type(record).__name__}")
-            yield lineno, record
+    lineno = 0
+    with path.open("rb") as handle:
+        for raw in handle:  # split at b"\n" only; \r is handled after decoding
+            if lineno == 0 and raw.startswith(UTF8_BOM):
+                raw = raw[len(UTF8_BOM) :]
+            text = _decode_line(raw, path, lineno + 1)
+            pieces = _LINE_BREAK.split(text)
+            if pieces[-1] == "":  # the text ended with its line break
+                pieces.pop()
+            for line in pieces:
+                lineno += 1
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise JsonlFormatError(
+                        f"{path} line {lineno}: malformed JSON ({exc.msg} at column {exc.colno})"
+                    ) from exc
+                if not isinstance(record, dict):
+                    raise JsonlFormatError(f"{path} line {lineno}: expected a JSON object, got {type(record).__name__}")
+                yield lineno, record
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -119,6 +119,39 @@ def parse_output(text: object) -> ParsedOutput:
     return ParsedOutput(ok=True, criteria=bodies[0].strip(), evaluation=bodies[1].strip(), scores=scores)
 
 
+_THINK_RE = re.compile(r"\A\s*<think>.*?</think>", re.DOTALL)
+
+
+def strip_think(text: object) -> tuple[object, bool]:
+    """Remove ONE leading ``<think>…</think>`` block, as reasoning models (DeepSeek-R1, Qwen3,
+    QwQ) write before their answer; say whether one was removed.
+
+    Only for teachers and judges served by such models, and only when their settings ask for it
+    (``teacher.strip_think``, ``evaluation.strip_think``, both off by default): the trained reward
+    model's format stays strict, and the GRPO reward never strips. Only whitespace may stand before
+    ``<think>``; the block ends at the first ``</think>``; a second block, an unclosed one or text
+    before it is left in place, so :func:`parse_output` still reports it.
+
+    Args:
+        text: a completion (anything that is not a ``str`` is returned as it is).
+
+    Returns:
+        ``(rest, True)`` with the text after ``</think>`` when a block was removed, else
+        ``(text, False)``.
+
+    >>> strip_think("<think>A reads like the exemplar.</think>\\n<criteria>c</criteria>")
+    ('\\n<criteria>c</criteria>', True)
+    >>> strip_think("<criteria>c</criteria>")
+    ('<criteria>c</criteria>', False)
+    """
+    if not isinstance(text, str):
+        return text, False
+    match = _THINK_RE.match(text)
+    if match is None:
+        return text, False
+    return text[match.end() :], True
+
+
 def format_score(value: float) -> str:
     """Write a score the way the format expects: an integer without decimals, else one decimal."""
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"

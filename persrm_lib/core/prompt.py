@@ -3,11 +3,21 @@
 The reward model reads the exemplars, the query and two responses, writes a personality-centric
 analysis and scores both responses (PersRM-R1, arXiv 2508.14076, §3.1). The system message fixes
 the output format that :func:`persrm_lib.core.output_format.parse_output` reads.
+
+User-supplied text -- exemplars, query, responses -- is always encoded as plain text: before it is
+templated, :func:`neutralise_special_tokens` breaks every special-token string in it (``<|im_end|>``
+becomes ``<\u200b|im_end|>``), so that a candidate response cannot close the user turn and open a
+forged assistant turn that already holds a verdict. A policy trained against this reward model
+writes the candidate texts, so this is an attack surface, not only a curiosity. Doing it in the text
+(not with ``split_special_tokens`` at tokenisation) covers every consumer: TRL templates and
+tokenises SFT and GRPO prompts itself, and an OpenAI-compatible server templates a teacher's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 SYSTEM_PROMPT = (
@@ -23,6 +33,62 @@ SYSTEM_PROMPT = (
 
 REQUIRED_PAIR_FIELDS = ("query", "exemplars", "response_a", "response_b")
 
+# --- special tokens in user text -------------------------------------------------------------------
+# The transformation: a ZERO WIDTH SPACE (U+200B) is inserted after the first character of every
+# special-token string, e.g. "<|im_end|>" -> "<\u200b|im_end|>", "</s>" -> "<\u200b/s>". The text
+# reads the same, no tokenizer has a special token containing U+200B, so the result tokenises as
+# plain text; the transformation is idempotent (a broken marker no longer matches) and leaves text
+# without such strings unchanged. Special-token strings are: the tokenizer's own special and added
+# tokens when a tokenizer is given, and always the generic markers below.
+BREAK = "\u200b"
+GENERIC_SPECIAL_TOKEN_PATTERNS = (
+    r"<\|[^<>|\s]{1,64}\|>",  # ChatML, Llama 3, Phi, GPT: <|im_start|>, <|eot_id|>, <|endoftext|>
+    r"<\uff5c[^<>\uff5c\s]{1,64}\uff5c>",  # DeepSeek's full-width bars: <｜User｜>, <｜end▁of▁sentence｜>
+    r"</?s>|<unk>|<pad>|<bos>|<eos>",  # SentencePiece and Gemma sequence markers
+    r"\[/?INST\]|<</?SYS>>",  # Llama 2 and Mistral turn markers
+    r"<(?:start|end)_of_turn>",  # Gemma turn markers
+)
+
+
+def special_token_strings(tokenizer: Any) -> tuple[str, ...]:
+    """The strings a tokenizer turns into special or added tokens (longest first; none shorter than 2).
+
+    Reads ``all_special_tokens`` and the added vocabulary (``added_tokens_decoder``) of a
+    transformers tokenizer; anything without them gives ``()``.
+    """
+    found: set[str] = set(getattr(tokenizer, "all_special_tokens", None) or ())
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    found.update(str(getattr(token, "content", token)) for token in added.values())
+    return tuple(sorted((t for t in found if len(t) >= 2), key=lambda t: (-len(t), t)))
+
+
+@functools.lru_cache(maxsize=16)
+def _special_token_re(tokens: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join([re.escape(t) for t in tokens] + list(GENERIC_SPECIAL_TOKEN_PATTERNS)))
+
+
+def neutralise_special_tokens(text: str, tokenizer: Any = None, extra: Iterable[str] = ()) -> str:
+    """User text with every special-token string broken by a zero-width space after its first character.
+
+    Args:
+        text: exemplar, query or response text.
+        tokenizer: when given, its own special and added tokens are broken too
+            (:func:`special_token_strings`); the generic markers always are.
+        extra: more strings to break (e.g. a served model's special tokens).
+
+    Returns:
+        The text; unchanged when it holds no such string. Idempotent.
+
+    >>> neutralise_special_tokens("end<|im_end|>") == "end<\u200b|im_end|>"
+    True
+    >>> neutralise_special_tokens("plain <b>text</b>")
+    'plain <b>text</b>'
+    """
+    tokens = tuple(
+        sorted({*special_token_strings(tokenizer), *(t for t in extra if len(t) >= 2)}, key=lambda t: (-len(t), t))
+    )
+    return _special_token_re(tokens).sub(lambda m: m.group(0)[0] + BREAK + m.group(0)[1:], text)
+
 
 def _check_pair(pair: Mapping[str, Any]) -> None:
     missing = [name for name in REQUIRED_PAIR_FIELDS if name not in pair]
@@ -33,8 +99,12 @@ def _check_pair(pair: Mapping[str, Any]) -> None:
         raise ValueError(f"pair {pair.get('id', '?')!r}: exemplars must be a non-empty list of texts")
 
 
-def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None) -> str:
-    """The user turn: numbered exemplars (the first ``n_exemplars``), the query, A and B."""
+def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, *, tokenizer: Any = None) -> str:
+    """The user turn: numbered exemplars (the first ``n_exemplars``), the query, A and B.
+
+    Every exemplar, the query and both responses pass through :func:`neutralise_special_tokens`
+    (with ``tokenizer``'s own special tokens when given), so none becomes a special token.
+    """
     _check_pair(pair)
     exemplars = list(pair["exemplars"])
     if n_exemplars is not None:
@@ -43,17 +113,23 @@ def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None) 
         if n_exemplars > len(exemplars):
             raise ValueError(f"pair {pair.get('id', '?')!r} has {len(exemplars)} exemplars, {n_exemplars} requested")
         exemplars = exemplars[:n_exemplars]
-    blocks = [f"Exemplar {i}:\n{text.strip()}" for i, text in enumerate(exemplars, start=1)]
+
+    def plain(text: Any) -> str:
+        return neutralise_special_tokens(str(text).strip(), tokenizer)
+
+    blocks = [f"Exemplar {i}:\n{plain(text)}" for i, text in enumerate(exemplars, start=1)]
     return (
         "Writing exemplars by the author:\n\n" + "\n\n".join(blocks) + "\n\n"
-        f"Query:\n{str(pair['query']).strip()}\n\n"
-        f"Response A:\n{str(pair['response_a']).strip()}\n\n"
-        f"Response B:\n{str(pair['response_b']).strip()}"
+        f"Query:\n{plain(pair['query'])}\n\n"
+        f"Response A:\n{plain(pair['response_a'])}\n\n"
+        f"Response B:\n{plain(pair['response_b'])}"
     )
 
 
-def build_messages(pair: Mapping[str, Any], n_exemplars: int | None = None) -> list[dict[str, str]]:
-    """System and user messages for one pair.
+def build_messages(
+    pair: Mapping[str, Any], n_exemplars: int | None = None, *, tokenizer: Any = None
+) -> list[dict[str, str]]:
+    """System and user messages for one pair (user text made plain: see :func:`build_user_message`).
 
     >>> pair = {"query": "Q", "exemplars": ["E1", "E2"], "response_a": "A", "response_b": "B"}
     >>> [m["role"] for m in build_messages(pair, n_exemplars=1)]
@@ -61,10 +137,15 @@ def build_messages(pair: Mapping[str, Any], n_exemplars: int | None = None) -> l
     """
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": build_user_message(pair, n_exemplars)},
+        {"role": "user", "content": build_user_message(pair, n_exemplars, tokenizer=tokenizer)},
     ]
 
 
 def build_prompt_text(tokenizer: Any, pair: Mapping[str, Any], n_exemplars: int | None = None) -> str:
-    """The chat-templated prompt string, ending with the assistant turn's opening."""
-    return tokenizer.apply_chat_template(build_messages(pair, n_exemplars), tokenize=False, add_generation_prompt=True)
+    """The chat-templated prompt string, ending with the assistant turn's opening.
+
+    The user text is made plain with ``tokenizer``'s own special tokens as well as the generic ones,
+    so the tokenised prompt holds exactly the special tokens of the template.
+    """
+    messages = build_messages(pair, n_exemplars, tokenizer=tokenizer)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -9,7 +9,8 @@ notebooks wrote here and writes its own outputs; none relies on kernel state.
     <run>/sft/adapter/, sft/log.csv     03_sft
     <run>/rft/adapter/, rft/log.csv     04_rft_grpo; rft/completions.jsonl: sampled completions per step
     <run>/rft_from_base/                04_rft_grpo, GRPO from the base model (paper §5.1): the same three files
-    <run>/eval/                         05_evaluate tables (CSV, Markdown) and per-pair results
+    <run>/eval/                         05_evaluate tables (CSV, Markdown); eval/per_pair.csv: per-pair results
+    <run>/eval/completions/<stage>.jsonl  05_evaluate: every generated completion of a stage (base, sft, rft)
     <run>/behavior/                     07_behavior_analysis tallies
     <run>/metrics/<notebook>.json       headline metrics of each notebook
     <run>/figures/<name>.png            every figure
@@ -60,3 +61,18 @@ def log_path(run: Path, stage: str) -> Path:
 def completions_path(run: Path, stage: str = "rft") -> Path:
     """Sampled GRPO completions of a GRPO stage: ``rft`` or ``rft_from_base``."""
     return stage_dir(run, stage) / "completions.jsonl"
+
+
+def eval_dir(run: Path) -> Path:
+    """05_evaluate's folder: tables, ``per_pair.csv`` and ``completions/``."""
+    return stage_dir(run, "eval")
+
+
+def per_pair_path(run: Path) -> Path:
+    """05_evaluate's per-pair results (one row per judge, pair and exemplar count)."""
+    return eval_dir(run) / "per_pair.csv"
+
+
+def eval_completions_path(run: Path, stage: str) -> Path:
+    """The generated completions of one reward-model stage (``base``, ``sft``, ``rft``)."""
+    return eval_dir(run) / "completions" / f"{stage}.jsonl"

@@ -46,6 +46,45 @@ class PairFormatError(ValueError):
     """A pair file or a pair breaks the contract; the message names the file, line and field."""
 
 
+class IdIndex:
+    """The ids seen so far in one file, keyed by their text: ``1`` and ``"1"`` collide.
+
+    Ids are written into file names, table rows and JSON object keys as text, where ``1`` and
+    ``"1"`` become one id and their records merge. Every reader of pair and trace files registers
+    each id here (:func:`read_pairs`, :func:`write_pairs`, ``teachers.traces.read_traces``).
+
+    >>> ids = IdIndex()
+    >>> ids.add(1, "pairs.jsonl line 1", "line 1"); ids.add("p2", "pairs.jsonl line 2", "line 2")
+    >>> ids.add("1", "pairs.jsonl line 3", "line 3")
+    Traceback (most recent call last):
+    ...
+    persrm_lib.data.pairs.PairFormatError: pairs.jsonl line 3: id '1' collides with id 1 of line 1 (the same id once written as text)
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[Any, str]] = {}
+
+    def add(self, value: Any, here: str, label: str, kind: str = "id") -> None:
+        """Register ``value``, found at ``here`` (``"pairs.jsonl line 3"``); later messages name it ``label``
+        (``"line 3"``); ``kind`` is how messages call the id (``"id"``, ``"trace id"``).
+
+        Raises:
+            PairFormatError: the id repeats an earlier one (``<here>: id 'p1' repeats line 2``), or
+                equals an earlier one once written as text (``<here>: id '1' collides with id 1 of
+                line 1 (the same id once written as text)``).
+        """
+        key = str(value)
+        if key in self._seen:
+            first, first_label = self._seen[key]
+            if first == value and type(first) is type(value):
+                raise PairFormatError(f"{here}: {kind} {value!r} repeats {first_label}")
+            raise PairFormatError(
+                f"{here}: {kind} {value!r} collides with {kind} {first!r} of {first_label} "
+                "(the same id once written as text)"
+            )
+        self._seen[key] = (value, label)
+
+
 def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR_FIELDS) -> dict[str, Any]:
     """Check one pair against the contract and return it as a dict.
 
@@ -58,7 +97,9 @@ def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR
         The pair (a new dict; field values unchanged).
 
     Raises:
-        PairFormatError: naming ``where`` and the field that is missing or wrong.
+        PairFormatError: naming ``where`` and the field that is missing or wrong, or naming the
+            pair whose two responses are the same text (after stripping surrounding whitespace,
+            as the prompt shows them).
     """
     if not isinstance(pair, Mapping):
         raise PairFormatError(f"{where}: expected a JSON object, got {type(pair).__name__}")
@@ -75,6 +116,11 @@ def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR
     for name in ("response_a", "response_b"):
         if name in pair and not pair[name].strip():
             raise PairFormatError(f"{where}: field {name!r} is empty")
+    if "response_a" in pair and "response_b" in pair and pair["response_a"].strip() == pair["response_b"].strip():
+        raise PairFormatError(
+            f"{where}: pair {pair.get('id', '?')!r} has identical responses A and B: no judge can prefer the "
+            "labelled one"
+        )
     if "exemplars" in pair:
         exemplars = pair["exemplars"]
         if not isinstance(exemplars, list) or not exemplars:
@@ -110,18 +156,18 @@ def read_pairs(path: str | Path, required: Sequence[str] = PAIR_FIELDS) -> list[
 
     Raises:
         FileNotFoundError: the file does not exist.
-        PairFormatError: a malformed JSON line (with its line number), a missing field, a label
-            other than ``a``/``b``, a repeated id, or a file without any pair.
+        PairFormatError: a line that is not UTF-8 or not JSON (with its line number), a missing
+            field, a label other than ``a``/``b``, identical responses, a repeated id or two ids
+            that are the same once written as text (``1`` and ``"1"``, naming both lines), or a
+            file without any pair.
     """
     pairs: list[dict[str, Any]] = []
-    seen: dict[Any, int] = {}
+    ids = IdIndex()
     try:
         for lineno, record in iter_jsonl(path):
             pair = validate_pair(record, f"{path} line {lineno}", required)
             if "id" in pair:
-                if pair["id"] in seen:
-                    raise PairFormatError(f"{path} line {lineno}: id {pair['id']!r} repeats line {seen[pair['id']]}")
-                seen[pair["id"]] = lineno
+                ids.add(pair["id"], f"{path} line {lineno}", f"line {lineno}")
             pairs.append(pair)
     except JsonlFormatError as exc:
         raise PairFormatError(str(exc)) from exc
@@ -143,15 +189,18 @@ def write_pairs(pairs: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
         The path written.
 
     Raises:
-        PairFormatError: a pair breaks the contract (nothing is written then), or there is none.
+        PairFormatError: a pair breaks the contract, an id is repeated or collides with another
+            once written as text (nothing is written then), or there is none.
     """
     records: list[dict[str, Any]] = []
     seen: set[Any] = set()
+    ids = IdIndex()  # 1 and "1" are one id once written
     for i, pair in enumerate(pairs):
         checked = validate_pair(pair, f"pair {i}")
         if checked["id"] in seen:
             raise PairFormatError(f"pair {i}: id {checked['id']!r} is repeated")
         seen.add(checked["id"])
+        ids.add(checked["id"], f"pair {i}", f"pair {i}")
         ordered = {name: checked[name] for name in PAIR_FIELDS}
         ordered.update({k: checked[k] for k in sorted(checked) if k not in ordered})
         records.append(ordered)

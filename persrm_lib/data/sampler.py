@@ -18,7 +18,7 @@ Negatives (the rejected response: not the author's text)
                                      character n-grams are closest to the exemplars
                                      (``adversarial-retrieved``)
 
-Leaks this module closes, each measured by :func:`label_shortcut_report` and tested:
+Leaks this module closes, each measured by :func:`persrm_lib.data.leaks.label_shortcut_report` and tested:
 
 - Query. ``query_mode="opening"`` (the paper's setup, default): the query is the first
   ``query_words`` words of the chosen passage and the chosen response is the text AFTER them, so
@@ -27,11 +27,11 @@ Leaks this module closes, each measured by :func:`label_shortcut_report` and tes
   usually mid-sentence, and neither opens an address with "Fellow-Citizens". The trade-off: only
   the chosen response continues the query, so a judge can win on coherence with the query
   (the ``query_overlap`` shortcut: 0.66-0.79 on sotu, 0.94 on aaac in the smoke run).
-  ``query_mode="neutral"`` uses one fixed instruction (:data:`NEUTRAL_QUERY`) that fits both
+  ``query_mode="neutral"`` uses one fixed instruction (:data:`persrm_lib.data.pool.NEUTRAL_QUERY`) that fits both
   responses equally: no coherence cue, but no topic either. Generated (mimicry) negatives continue the query like the
   chosen one does, which is the paper's setup.
 - Length. Both responses are cut to exactly ``response_words`` words
-  (:func:`response_budget`: ``passage_words - query_words``).
+  (:func:`persrm_lib.data.pool.response_budget`: ``passage_words - query_words``).
 - Position. Within each (positive_kind, negative_kind) strategy, exactly half the pairs put the
   chosen response in A, by a seeded shuffle; a strategy with an odd count has one spare pair,
   and the spares alternate between A and B, so the whole set is balanced too.
@@ -39,12 +39,21 @@ Leaks this module closes, each measured by :func:`label_shortcut_report` and tes
   author with a single work gives exemplars from the same work that are not next to the chosen
   passage. Never the chosen passage, never overlapping text.
 
+The passages, their cut responses and the exemplars come from :mod:`persrm_lib.data.pool`; every
+set of a run is built by :func:`persrm_lib.data.synthesis.synthesize_pairs`.
+
+>>> import numpy as np
 >>> import pandas as pd
 >>> from persrm_lib.data.embeddings import EmbeddingCache
->>> docs = toy_documents(n_authors=4, works_per_author=3, passages_per_work=3)
->>> pairs = build_pairs(docs, n_pairs=8, n_exemplars=2, query_words=6, response_words=30,
-...                     embeddings=EmbeddingCache(None, encoder=hashed_bow_encoder), seed=0,
-...                     strategies=[("intra-author-retrieval", "random")])
+>>> vocabulary = "river stone market harvest letter window engine council garden winter".split()
+>>> docs = pd.DataFrame([
+...     {"doc_id": f"a{a}w{w}#{p}", "author": f"author{a}", "genre": "toy", "source": "toy", "split": "",
+...      "work": f"a{a}w{w}", "year": None, "position": p,
+...      "text": " ".join(vocabulary[(a * 7 + w * 3 + p + i) % 10] for i in range(40))}
+...     for a in range(4) for w in range(3) for p in range(3)])
+>>> flat = EmbeddingCache(None, encoder=lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2)
+>>> pairs = build_pairs(docs, n_pairs=8, n_exemplars=2, query_words=6, response_words=30, embeddings=flat,
+...                     seed=0, strategies=[("intra-author-retrieval", "random")])
 >>> len(pairs), sorted({p["label"] for p in pairs}), sum(p["label"] == "a" for p in pairs)
 (8, ['a', 'b'], 4)
 """
@@ -54,61 +63,41 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from .embeddings import EmbeddingCache
-from .pairs import read_pairs, write_pairs  # the ONE reader and writer (re-exported here)
+from .pool import NEUTRAL_QUERY, QUERY_MODES, PassagePool, draw_exemplars, sample_pool
+from .stylometry import char_ngram_similarity
 
 __all__ = [
     "NEGATIVE_KINDS",
-    "NEUTRAL_QUERY",
     "POSITIVE_KINDS",
-    "QUERY_MODES",
     "Mimic",
-    "PassagePool",
     "SamplingReport",
     "build_pairs",
     "confounding_adversarial",
     "cross_author_retrieval",
     "default_strategies",
-    "draw_exemplars",
-    "embedding_judge_accuracy",
-    "hashed_bow_encoder",
     "intra_author_retrieval",
-    "label_shortcut_report",
     "lexical_perturbation",
     "random_sampling",
-    "read_pairs",
-    "response_budget",
-    "pairs_table",
-    "sample_pool",
     "same_era_sampling",
-    "save_pairs_dataset",
-    "synthesize_pairs",
-    "query_and_response",
-    "toy_documents",
-    "write_pairs",
 ]
 
 logger = logging.getLogger(__name__)
 
 POSITIVE_KINDS: tuple[str, ...] = ("intra-author-retrieval", "lexical-perturbation")
 NEGATIVE_KINDS: tuple[str, ...] = ("cross-author-retrieval", "random", "same-era", "adversarial")
-QUERY_MODES: tuple[str, ...] = ("opening", "neutral")
-NEUTRAL_QUERY = "Write a passage on a subject of your choice, in your usual style."
 ADVERSARIAL_RETRIEVED = "adversarial-retrieved"
 ADVERSARIAL_MIMICRY = "adversarial-mimicry"
 SWAPS = (3, 4)  # lexical perturbation: the paper swaps 3-4 words
 ADVERSARIAL_POOL = 10  # topic-nearest other-author passages among which the style-closest is taken
-_MIN_RESPONSE_WORDS = 10
 
 
 class Mimic(Protocol):
@@ -118,156 +107,8 @@ class Mimic(Protocol):
     def __call__(self, exemplars: Sequence[str], query: str, n_words: int) -> str: ...
 
 
-# --------------------------------------------------------------------------------------------
-# Budgets, queries and responses
-# --------------------------------------------------------------------------------------------
-
-
-def response_budget(passage_words: int, query_words: int) -> int:
-    """Words per response: ``passage_words - query_words`` (every passage has at least
-    ``passage_words`` words, so every passage has that many after its opening).
-
-    >>> response_budget(80, 16)
-    64
-    """
-    budget = passage_words - query_words
-    if budget < _MIN_RESPONSE_WORDS:
-        raise ValueError(
-            f"passage_words={passage_words} leaves {budget} response words after a query of "
-            f"query_words={query_words}; need at least {_MIN_RESPONSE_WORDS}"
-        )
-    return budget
-
-
-def query_and_response(text: str, query_mode: str, query_words: int, response_words: int) -> tuple[str, str] | None:
-    """The query a passage gives and its response part (exactly ``response_words`` words).
-
-    ``opening``: the first ``query_words`` words are the query and the response is the text after
-    them. Every response (chosen or rejected) is cut this way from its own passage, so both start
-    at the same word offset, usually inside a sentence, and neither repeats its query.
-    ``neutral``: the query is :data:`NEUTRAL_QUERY` and the response is the passage's start.
-    ``None`` when the passage is too short.
-
-    >>> query_and_response("a b c d e f g", "opening", 2, 3)
-    ('a b', 'c d e')
-    >>> query_and_response("a b c d e f g", "neutral", 2, 3)[1]
-    'a b c'
-    """
-    words = text.split()
-    if query_mode == "neutral":
-        return (NEUTRAL_QUERY, " ".join(words[:response_words])) if len(words) >= response_words else None
-    if len(words) < query_words + response_words:
-        return None
-    return " ".join(words[:query_words]), " ".join(words[query_words : query_words + response_words])
-
-
 def _cut(text: str, n_words: int) -> str:
     return " ".join(text.split()[:n_words])
-
-
-# --------------------------------------------------------------------------------------------
-# The passage pool of one split
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PassagePool:
-    """The passages one set of pairs is drawn from, with their embeddings.
-
-    Args:
-        docs: Document rows (one split of one benchmark).
-        vectors: unit-norm embeddings of ``docs.text`` in row order.
-        exemplar_genres, candidate_genres: genres that may give exemplars / responses (None: any).
-        query_mode, query_words, response_words: how responses are cut (see the module docstring).
-    """
-
-    docs: pd.DataFrame
-    vectors: np.ndarray
-    exemplar_genres: tuple[str, ...] | None
-    candidate_genres: tuple[str, ...] | None
-    query_mode: str
-    query_words: int
-    response_words: int
-    responses: dict[int, tuple[str, str]] = field(init=False)
-    candidates: dict[str, list[int]] = field(init=False)
-    exemplar_rows: dict[str, list[int]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.docs = self.docs.reset_index(drop=True)
-        genre_ok = lambda genres, g: genres is None or g in genres  # noqa: E731
-        self.responses = {}
-        self.candidates = defaultdict(list)
-        self.exemplar_rows = defaultdict(list)
-        for i, row in enumerate(self.docs.itertuples(index=False)):
-            if genre_ok(self.candidate_genres, row.genre):
-                cut = query_and_response(row.text, self.query_mode, self.query_words, self.response_words)
-                if cut is not None:
-                    self.responses[i] = cut
-                    self.candidates[row.author].append(i)
-            if genre_ok(self.exemplar_genres, row.genre):
-                self.exemplar_rows[row.author].append(i)
-        self.authors = sorted(self.candidates)
-        self.candidate_array = np.array(sorted(self.responses), dtype=int)
-        self.author_of = self.docs["author"].astype(str).to_numpy()
-        self.genre_of = self.docs["genre"].astype(str).to_numpy()
-        years = self.docs["year"]
-        self.has_years = bool(len(years)) and not years.isna().any()
-
-    def author(self, i: int) -> str:
-        return str(self.docs.at[i, "author"])
-
-    def work(self, i: int) -> str:
-        return str(self.docs.at[i, "work"])
-
-    def text(self, i: int) -> str:
-        return str(self.docs.at[i, "text"])
-
-    def others(self, chosen: int) -> np.ndarray:
-        """Candidate rows of every other author, in the chosen passage's genre when any exist
-        (a novel is not contrasted with a Federalist paper: genre would give the label away)."""
-        rows = self.candidate_array[self.author_of[self.candidate_array] != self.author_of[chosen]]
-        same_genre = rows[self.genre_of[rows] == self.genre_of[chosen]]
-        return same_genre if len(same_genre) else rows
-
-
-# --------------------------------------------------------------------------------------------
-# Exemplars
-# --------------------------------------------------------------------------------------------
-
-
-def draw_exemplars(
-    pool: PassagePool, author: str, n: int, rng: random.Random, avoid: int | None = None
-) -> list[int] | None:
-    """``n`` exemplar rows of ``author``, one per work as far as possible, none from the work of
-    row ``avoid`` (the chosen passage); an author with too few other works also gives passages
-    of that work that are not the chosen passage or next to it. ``None`` when there are too few.
-    """
-    rows = pool.exemplar_rows.get(author, [])
-    if avoid is not None:
-        avoid_work, avoid_pos = pool.work(avoid), int(pool.docs.at[avoid, "position"])
-        other_work = [i for i in rows if pool.work(i) != avoid_work]
-        same_work = [
-            i for i in rows if pool.work(i) == avoid_work and abs(int(pool.docs.at[i, "position"]) - avoid_pos) > 1
-        ]
-    else:
-        other_work, same_work = list(rows), []
-    by_work: dict[str, list[int]] = defaultdict(list)
-    for i in other_work:
-        by_work[pool.work(i)].append(i)
-    works = sorted(by_work)
-    rng.shuffle(works)
-    for w in works:
-        rng.shuffle(by_work[w])
-    picked: list[int] = []
-    depth = 0
-    while len(picked) < n and any(len(by_work[w]) > depth for w in works):
-        picked += [by_work[w][depth] for w in works if len(by_work[w]) > depth][: n - len(picked)]
-        depth += 1
-    if len(picked) < n:
-        extra = sorted(same_work)
-        rng.shuffle(extra)
-        picked += extra[: n - len(picked)]
-    return picked if len(picked) == n else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,8 +220,6 @@ def confounding_adversarial(
     Returns:
         ``(row, text, negative_kind)``: a pool row (retrieved) or generated text (mimicry).
     """
-    from .stylometry import char_ngram_similarity
-
     if mimic is not None:
         written = " ".join(
             str(mimic([pool.text(i) for i in exemplars], query or NEUTRAL_QUERY, pool.response_words)).split()
@@ -429,34 +268,6 @@ class SamplingReport:
         }
 
 
-def sample_pool(docs: pd.DataFrame, max_per_author: int | None, seed: int) -> pd.DataFrame:
-    """At most ``max_per_author`` passages per (author, genre), spread over works, seeded.
-
-    Retrieval embeds every passage of the pool; capping keeps the smoke run in minutes.
-    """
-    if max_per_author is None:
-        return docs
-    rng = np.random.default_rng(seed)
-    keep: list[int] = []
-    for (_, _), group in docs.groupby(["author", "genre"], sort=True):
-        if len(group) <= max_per_author:
-            keep += list(group.index)
-            continue
-        # round-robin over works in a seeded order, passages within a work in seeded order
-        by_work = {w: list(rng.permutation(g.index.to_numpy())) for w, g in group.groupby("work", sort=True)}
-        works = sorted(by_work)
-        rng.shuffle(works)
-        picked: list[int] = []
-        while len(picked) < max_per_author:
-            for w in works:
-                if by_work[w] and len(picked) < max_per_author:
-                    picked.append(int(by_work[w].pop()))
-        keep += picked
-    out = docs.loc[sorted(keep)]
-    out.attrs = dict(docs.attrs)
-    return out
-
-
 def build_pairs(
     docs: pd.DataFrame,
     n_pairs: int,
@@ -489,7 +300,7 @@ def build_pairs(
         docs: the Document table (``split`` selects its rows when given).
         n_pairs: pairs to build.
         n_exemplars: exemplars per pair (test sets use the largest count evaluated, so smaller
-            counts are read by truncation: ``pair["exemplars"][:k]``).
+            counts are read by truncation: :func:`persrm_lib.core.verdict.exemplars_of`).
         query_words: words in the query opening (``query_mode="opening"``).
         response_words: words in each response (see :func:`response_budget`).
         embeddings: MiniLM vectors (cached per run).
@@ -707,265 +518,3 @@ def _draft_pair(
         "swaps": swaps,
         "year_gap": year_gap,
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Checking for label shortcuts
-# --------------------------------------------------------------------------------------------
-
-_CONTENT_WORD_RE = re.compile(r"[a-z]{4,}")
-
-
-def _accuracy(predictions: Iterable[str | None], labels: Iterable[str]) -> float:
-    """Share of correct predictions; a ``None`` prediction (a tie) counts one half."""
-    scores = [0.5 if p is None else float(p == y) for p, y in zip(predictions, labels, strict=True)]
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-def _pick(score_a: float, score_b: float) -> str | None:
-    return None if score_a == score_b else ("a" if score_a > score_b else "b")
-
-
-def label_shortcut_report(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Accuracy of label predictors that do not read style; each should sit near 0.5.
-
-    - ``position_a``: always answer "a".
-    - ``longer_wins_chars`` / ``longer_wins_words``: the longer response.
-    - ``closer_length_to_exemplars``: the response whose character length is closest to the
-      exemplars' mean.
-    - ``strategy_majority``: the majority label of the pair's (positive, negative) strategy
-      (an upper bound for any predictor that reads the strategy alone).
-    - ``query_overlap``: the response sharing more content words (4+ letters) with the query: the
-      coherence cue of ``query_mode="opening"`` (0.5 in neutral mode, where the query is fixed).
-
-    Ties count one half.
-    """
-    labels = [p["label"] for p in pairs]
-    chars = [(len(p["response_a"]), len(p["response_b"])) for p in pairs]
-    words = [(len(p["response_a"].split()), len(p["response_b"].split())) for p in pairs]
-    exemplar_len = [float(np.mean([len(e) for e in p["exemplars"][: p["n_exemplars"]]])) for p in pairs]
-    strategy = Counter()
-    for p in pairs:
-        strategy[(p["positive_kind"], p["negative_kind"], p["label"])] += 1
-    majority = {}
-    for p in pairs:
-        key = (p["positive_kind"], p["negative_kind"])
-        n_a, n_b = strategy[(*key, "a")], strategy[(*key, "b")]
-        majority[key] = None if n_a == n_b else ("a" if n_a > n_b else "b")
-
-    def overlap(p: Mapping[str, Any], side: str) -> float:
-        q = set(_CONTENT_WORD_RE.findall(p["query"].lower()))
-        r = set(_CONTENT_WORD_RE.findall(p[f"response_{side}"].lower()))
-        return len(q & r) / max(1, len(q | r))
-
-    return {
-        "n_pairs": float(len(pairs)),
-        "position_a": _accuracy(["a"] * len(pairs), labels),
-        "longer_wins_chars": _accuracy([_pick(a, b) for a, b in chars], labels),
-        "longer_wins_words": _accuracy([_pick(a, b) for a, b in words], labels),
-        "closer_length_to_exemplars": _accuracy(
-            [_pick(-abs(a - e), -abs(b - e)) for (a, b), e in zip(chars, exemplar_len, strict=True)], labels
-        ),
-        "strategy_majority": _accuracy([majority[(p["positive_kind"], p["negative_kind"])] for p in pairs], labels),
-        "query_overlap": _accuracy([_pick(overlap(p, "a"), overlap(p, "b")) for p in pairs], labels),
-    }
-
-
-def embedding_judge_accuracy(
-    pairs: Sequence[Mapping[str, Any]], embeddings: EmbeddingCache, n_exemplars: int | None = None
-) -> float:
-    """Accuracy of the topic judge: the response with the higher MiniLM cosine to the exemplars'
-    mean wins (DESIGN.md: it measures topic, ~70% on random negatives, near chance on retrieved)."""
-    predictions = []
-    for p in pairs:
-        k = n_exemplars or p["n_exemplars"]
-        centroid = embeddings.embed(p["exemplars"][:k]).mean(axis=0)
-        va, vb = embeddings.embed([p["response_a"], p["response_b"]])
-        predictions.append(_pick(float(va @ centroid), float(vb @ centroid)))
-    return _accuracy(predictions, [p["label"] for p in pairs])
-
-
-# --------------------------------------------------------------------------------------------
-# Saving, and small helpers for tests and examples
-# --------------------------------------------------------------------------------------------
-
-
-def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) -> Path:
-    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically.
-
-    >>> # save_pairs_dataset(pairs, runfiles.pairs_hf_dir(run, "train"))
-    """
-    import shutil
-
-    import datasets
-    from datasets import Dataset
-
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()  # one bar per small save only clutters notebooks
-    try:
-        Dataset.from_list([dict(p) for p in pairs]).save_to_disk(str(tmp))
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
-
-
-def hashed_bow_encoder(texts: Sequence[str], dim: int = 256) -> np.ndarray:
-    """A deterministic bag-of-words encoder (hashed, unit-norm) for tests and examples; the real
-    runs use MiniLM (:func:`persrm_lib.data.embeddings.minilm_encoder`)."""
-    import zlib
-
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    for row, text in enumerate(texts):
-        for word in re.findall(r"[a-z]+", text.lower()):
-            out[row, zlib.crc32(word.encode()) % dim] += 1.0
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.where(norms == 0, 1.0, norms)
-
-
-def toy_documents(
-    n_authors: int = 4, works_per_author: int = 3, passages_per_work: int = 3, seed: int = 0
-) -> pd.DataFrame:
-    """A small synthetic Document table (each author with its own habitual words), for tests."""
-    rng = random.Random(seed)
-    vocabulary = "river stone market harvest letter window engine council garden winter paper silver".split()
-    rows = []
-    for a in range(n_authors):
-        habit = vocabulary[a % len(vocabulary)]
-        for w in range(works_per_author):
-            for p in range(passages_per_work):
-                sentences = []
-                for _ in range(8):
-                    words = [rng.choice(vocabulary) for _ in range(rng.randint(5, 9))]
-                    sentences.append(f"The {habit} " + " ".join(words) + ".")
-                rows.append(
-                    {
-                        "doc_id": f"toy/a{a}w{w}#{p:03d}",
-                        "author": f"author{a}",
-                        "text": " ".join(sentences),
-                        "genre": "toy",
-                        "source": "toy",
-                        "split": "",
-                        "work": f"a{a}w{w}",
-                        "year": None,
-                        "position": p,
-                    }
-                )
-    frame = pd.DataFrame(rows)
-    frame["year"] = frame["year"].astype("Int64")
-    return frame
-
-
-# --------------------------------------------------------------------------------------------
-# Every split of a run (what notebook 01 calls)
-# --------------------------------------------------------------------------------------------
-
-
-def _shares(total: int, weights: Mapping[str, int]) -> dict[str, int]:
-    """Split ``total`` in proportion to ``weights`` (largest remainders; names sorted)."""
-    names = sorted(k for k, w in weights.items() if w > 0)
-    if not names:
-        return {}
-    mass = sum(weights[k] for k in names)
-    exact = {k: total * weights[k] / mass for k in names}
-    out = {k: int(math.floor(v)) for k, v in exact.items()}
-    for k in sorted(names, key=lambda k: (-(exact[k] - out[k]), k))[: total - sum(out.values())]:
-        out[k] += 1
-    return out
-
-
-def synthesize_pairs(
-    tables: Mapping[str, pd.DataFrame],
-    data: Any,
-    seed: int,
-    embeddings: EmbeddingCache,
-    synonyms: Any,
-    query_mode: str = "opening",
-    mimic: Mimic | None = None,
-    validation_pairs: int | None = None,
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
-    """All pair sets of a run: ``train`` and ``validation`` from the training and validation
-    authors of every benchmark that is not test-only (shared in proportion to their authors),
-    and ``test_<benchmark>`` from each benchmark's test authors.
-
-    Args:
-        tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.data.corpora.load_benchmark`).
-        data: the profile's data settings (``cfg.data``): ``train_pairs``, ``eval_pairs``,
-            ``n_exemplars``, ``eval_exemplar_counts``, ``passage_words``, ``query_words``.
-        seed: the profile seed (each set gets its own seed derived from it).
-        embeddings, synonyms, query_mode, mimic: see :func:`build_pairs`.
-        validation_pairs: pairs in the validation set (default ``data.eval_pairs``).
-
-    Returns:
-        ``(pair sets, reports)``, both keyed by set name (``train``, ``validation``, ``test_sotu``...).
-        Train and validation pairs carry ``data.n_exemplars`` exemplars; test pairs carry
-        ``max(data.eval_exemplar_counts)``, so fewer are evaluated by truncation.
-    """
-    from .corpora import BENCHMARKS, benchmark_seed
-
-    response_words = response_budget(data.passage_words, data.query_words)
-    test_exemplars = max(data.eval_exemplar_counts)
-    sets: dict[str, list[dict[str, Any]]] = {}
-    reports: dict[str, dict[str, Any]] = {}
-    plan: list[tuple[str, str, str, int, int]] = []  # (set, benchmark, split, n_pairs, n_exemplars)
-    for split, total in (("train", data.train_pairs), ("validation", validation_pairs or data.eval_pairs)):
-        weights = {
-            name: int(table.loc[table["split"] == split, "author"].nunique())
-            for name, table in tables.items()
-            if not BENCHMARKS[name].test_only
-        }
-        for name, n in _shares(total, weights).items():
-            if n:
-                plan.append((split, name, split, n, data.n_exemplars))
-    for name in sorted(tables):
-        plan.append((f"test_{name}", name, "test", data.eval_pairs, test_exemplars))
-    for set_name, name, split, n, n_exemplars in plan:
-        bench = BENCHMARKS[name]
-        report = SamplingReport()
-        pairs = build_pairs(
-            tables[name],
-            n,
-            n_exemplars,
-            data.query_words,
-            response_words,
-            embeddings,
-            benchmark_seed(seed, f"{set_name}/{name}"),
-            split=split,
-            benchmark=name,
-            exemplar_genres=bench.exemplar_genres,
-            candidate_genres=bench.candidate_genres,
-            query_mode=query_mode,
-            synonyms=synonyms,
-            mimic=mimic,
-            report=report,
-            id_prefix=f"{set_name}-{name}" if not set_name.startswith("test_") else set_name,
-        )
-        sets.setdefault(set_name, []).extend(pairs)
-        reports[f"{set_name}/{name}"] = report.as_dict()
-    return sets, reports
-
-
-def pairs_table(sets: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
-    """One row per pair with its set, benchmark, strategy, label and author (for tables and plots)."""
-    rows = [
-        {
-            "set": name,
-            "benchmark": p.get("provenance", {}).get("benchmark", ""),
-            "positive_kind": p["positive_kind"],
-            "negative_kind": p["negative_kind"],
-            "label": p["label"],
-            "author": p["author"],
-            "genre": p["genre"],
-        }
-        for name, pairs in sets.items()
-        for p in pairs
-    ]
-    return pd.DataFrame(rows)

@@ -1,13 +1,13 @@
 """Evaluation metrics over per-pair results (PersRM-R1 §4: accuracy tables, §5: analyses).
 
-The input is the per-pair results table that :func:`persrm_lib.evaluate.evaluate_pairs` builds,
+The input is the per-pair results table that :func:`persrm_lib.evaluate.cli.evaluate_pairs` builds,
 one row per pair, with at least ``label``, ``preferred`` (``"a"``, ``"b"`` or None for a tie or a
 format violation) and ``format_ok``; when the pair was also judged with A and B swapped,
 ``swapped_preferred`` and ``swapped_format_ok``. Breakdown columns: ``benchmark``,
 ``negative_kind``, ``positive_kind``, ``n_exemplars``, ``genre``.
 
 - accuracy: the share of pairs whose labelled (chosen) response is scored strictly higher; ties
-  and format violations are wrong (DESIGN.md).
+  and format violations are wrong (DESIGN.md; the rule is :func:`persrm_lib.core.verdict.is_correct`).
 - format compliance: the share of verdicts that parse (both orders when swapped).
 - position consistency: the share of swapped pairs on which the judge picks the same text in
   both orders (a tie or violation in either order is inconsistent).
@@ -24,11 +24,12 @@ format violation) and ``format_ok``; when the pair was also judged with A and B 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from ..core.verdict import is_correct
 
 BREAKDOWNS: tuple[str, ...] = ("benchmark", "negative_kind", "positive_kind", "n_exemplars", "genre")
 N_BOOTSTRAP = 1000
@@ -42,7 +43,10 @@ def _missing(value: object) -> bool:
 def correct(results: pd.DataFrame) -> np.ndarray:
     """Per pair: True when the labelled response was preferred strictly (ties/violations: False)."""
     return np.array(
-        [not _missing(p) and p == lab for p, lab in zip(results["preferred"], results["label"], strict=True)],
+        [
+            is_correct(None if _missing(p) else p, lab)
+            for p, lab in zip(results["preferred"], results["label"], strict=True)
+        ],
         dtype=bool,
     )
 
@@ -331,68 +335,3 @@ def reference_goals(
             {"goal": goal, "value": round(float(value), 4), "target": f">= {target}", "met": met, "decisive": met}
         )
     return pd.DataFrame(rows, columns=["goal", "value", "target", "met", "decisive"])
-
-
-# ---- training logs (06_training_dynamics) -----------------------------------------------------
-
-# canonical column -> names it may have in a log.csv (first found wins)
-SFT_LOG_COLUMNS: dict[str, tuple[str, ...]] = {
-    "step": ("step",),
-    "loss": ("loss",),
-    "learning_rate": ("learning_rate",),
-    "token_accuracy": ("mean_token_accuracy", "token_accuracy"),
-    "seconds": ("seconds", "seconds_per_step"),
-}
-RFT_LOG_COLUMNS: dict[str, tuple[str, ...]] = {
-    "step": ("step",),
-    "loss": ("loss",),
-    "learning_rate": ("learning_rate",),
-    "seconds": ("seconds", "seconds_per_step"),
-    "reward_mean": ("reward_mean", "reward"),
-    "share_format_violation": ("share_format_violation", "format_violation"),
-    "share_wrong": ("share_wrong", "wrong"),
-    "share_correct": ("share_correct", "correct"),
-    "kl": ("kl",),
-    "completion_length": ("completion_length", "completions/mean_length"),
-    "validation_accuracy": ("validation_accuracy", "val_accuracy", "eval_accuracy"),
-}
-
-
-def read_training_log(path: str | Path, columns: Mapping[str, Sequence[str]]) -> tuple[pd.DataFrame, list[str]]:
-    """Read a training ``log.csv`` defensively into canonical columns.
-
-    Args:
-        path: the CSV (``sft/log.csv``, ``rft/log.csv``).
-        columns: canonical name -> accepted names in the file (e.g. :data:`RFT_LOG_COLUMNS`).
-
-    Returns:
-        ``(frame, missing)``: one row per logged step, sorted by step, with every canonical column
-        (NaN where the file has none), and the canonical names the file lacks or leaves empty.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file has no ``step`` column or no row.
-
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "log.csv"
-    >>> _ = p.write_text("step,reward,kl\\n2,0.5,0.01\\n1,-1,0.0\\n")
-    >>> frame, missing = read_training_log(p, {"step": ("step",), "reward_mean": ("reward",), "loss": ("loss",)})
-    >>> frame["reward_mean"].tolist(), missing
-    ([-1.0, 0.5], ['loss'])
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training log {path} does not exist")
-    raw = pd.read_csv(path)
-    if "step" not in raw.columns:
-        raise ValueError(f"training log {path} has no 'step' column (columns: {', '.join(map(str, raw.columns))})")
-    if raw.empty:
-        raise ValueError(f"training log {path} has no rows")
-    frame = pd.DataFrame(index=raw.index)
-    missing = []
-    for name, accepted in columns.items():
-        found = next((c for c in accepted if c in raw.columns), None)
-        frame[name] = pd.to_numeric(raw[found], errors="coerce") if found else np.nan
-        if found is None or frame[name].isna().all():
-            missing.append(name)
-    return frame.sort_values("step", kind="stable").reset_index(drop=True), missing

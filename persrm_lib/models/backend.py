@@ -35,12 +35,25 @@ def unsloth_installed() -> bool:
 def select_backend(requested: str | None = None) -> str:
     """Return ``"unsloth"`` or ``"transformers"``.
 
+    ``auto`` picks Unsloth when a CUDA device is visible and Unsloth is installed, else
+    transformers + PEFT; a forced ``unsloth`` that cannot run raises instead of falling back.
+
     Args:
-        requested: ``auto``/``unsloth``/``transformers``; default ``$PERSRM_BACKEND`` or ``auto``.
+        requested: ``auto``/``unsloth``/``transformers`` (e.g. ``python -m persrm_lib.train --backend``);
+            None: ``$PERSRM_BACKEND``, else ``auto``. An explicit choice wins over the variable.
+
+    Raises:
+        ValueError: an unknown backend name.
+        BackendUnavailableError: ``unsloth`` forced without a CUDA device or without Unsloth installed;
+            the message names both problems and where the choice came from.
+
+    >>> select_backend("transformers")
+    'transformers'
     """
+    source = "backend" if requested else BACKEND_ENV
     choice = (requested or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
     if choice not in BACKENDS:
-        raise ValueError(f"{BACKEND_ENV}={choice!r} is not a backend; choose one of {', '.join(BACKENDS)}")
+        raise ValueError(f"{source}={choice!r} is not a backend; choose one of {', '.join(BACKENDS)}")
     if choice == "transformers":
         return "transformers"
     problems = []
@@ -49,8 +62,16 @@ def select_backend(requested: str | None = None) -> str:
     if not unsloth_installed():
         problems.append("Unsloth is not installed (pip install -e '.[gpu]' on a CUDA machine)")
     if choice == "unsloth" and problems:
-        raise BackendUnavailableError(f"{BACKEND_ENV}=unsloth cannot run: " + "; ".join(problems))
+        raise BackendUnavailableError(f"{source}=unsloth cannot run: " + "; ".join(problems))
     return "transformers" if problems else "unsloth"
+
+
+def import_unsloth_first() -> None:
+    """Import Unsloth before transformers, PEFT and TRL are imported, so that it can patch them all
+    (Unsloth warns and applies fewer optimisations otherwise). Call it only after
+    :func:`select_backend` returned ``"unsloth"``: Unsloth refuses to import without a GPU.
+    """
+    import unsloth  # noqa: F401 -- imported for its patches; only on CUDA machines
 
 
 def lora_config(profile: Profile) -> Any:

@@ -5,20 +5,54 @@ all hold a client (composition) instead of loading a model and chatting on their
 
 - :class:`LocalChatClient`: a transformers causal LM (optionally PEFT-wrapped) and its tokenizer;
   the chat template, batched greedy generation (:func:`persrm_lib.models.generation.generate`).
-- ``HTTPChatClient`` (same module): an OpenAI-compatible ``/chat/completions`` endpoint (vLLM).
+- :class:`HTTPChatClient`: an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, or any
+  API), with bounded concurrency, retries with exponential backoff and ``Retry-After``, a timeout,
+  and the API key read from an environment variable (never logged, never in an error message).
 
 Both satisfy :class:`ChatClient`: ``complete(messages) -> str`` and
-``complete_batch(conversations) -> list[str]``.
+``complete_batch(conversations) -> list[str]``. Both also have ``complete_each(conversations,
+labels)``, which yields ``(index, answer)`` as answers arrive and reports a conversation that got
+no usable answer as a :class:`ChatResponseError` instead of stopping (what resumable trace
+generation, :func:`persrm_lib.teachers.traces.generate_traces`, needs).
+
+>>> client = HTTPChatClient("http://127.0.0.1:8000/v1", "m", api_key_env="PERSRM_DOCTEST_KEY")
+>>> client.url, isinstance(client, ChatClient)
+('http://127.0.0.1:8000/v1/chat/completions', True)
+>>> client.close()
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, runtime_checkable
 
 from .generation import GenerationResult, generate
 
+logger = logging.getLogger(__name__)
+
 Messages = list[dict[str, str]]
+
+
+class ChatClientError(RuntimeError):
+    """A client cannot go on at all (endpoint down, refused credentials): the caller stops."""
+
+
+class ChatResponseError(ChatClientError):
+    """One conversation got no usable answer (invalid JSON, an unexpected body, a refused request).
+
+    ``kind`` names the failure (``invalid_json``, ``unexpected_json``, ``http_400`` ...), so a
+    caller can count failures by kind, go on with the other conversations and retry this one later.
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @runtime_checkable
@@ -103,9 +137,266 @@ class LocalChatClient:
         return result
 
     def complete(self, messages: Messages) -> str:
+        """One greedy answer to ``messages`` (see :meth:`complete_batch`)."""
         return self.complete_batch([messages])[0]
 
     def complete_batch(self, conversations: Sequence[Messages]) -> list[str]:
         """One greedy answer per conversation, in order, with :attr:`answer_prefix` in front."""
         prompts = [self.render(m) + self.answer_prefix for m in conversations]
         return [self.answer_prefix + text for text in self.generate_prompts(prompts).texts]
+
+    def complete_each(
+        self, conversations: Sequence[Messages], labels: Sequence[str] | None = None
+    ) -> Iterator[tuple[int, str | ChatResponseError]]:
+        """Yield ``(index, answer)`` in input order, one batch of ``batch_size`` at a time.
+
+        Each batch is one call of :meth:`complete_batch` (one forward pass per generation step),
+        so a caller can write each answer as soon as its batch is done. ``labels`` is accepted for
+        the :class:`HTTPChatClient` interface and unused: a local model has no per-item failure.
+        """
+        for begin in range(0, len(conversations), self.batch_size):
+            chunk = conversations[begin : begin + self.batch_size]
+            for offset, text in enumerate(self.complete_batch(chunk)):
+                yield begin + offset, text
+
+
+# --------------------------------------------------------------------------------------------
+# OpenAI-compatible chat completions over HTTP
+# --------------------------------------------------------------------------------------------
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+PER_ITEM_STATUSES = frozenset({400, 413, 422})  # this request was refused (e.g. too long); others may pass
+
+
+class HTTPChatClient:
+    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, or any API).
+
+    Requests run in a thread pool of ``max_concurrency`` workers over one ``httpx.Client``.
+    Connection errors, timeouts and HTTP 408/425/429/5xx are retried up to ``max_retries`` times
+    with exponential backoff (``backoff_s * 2**attempt``, capped at ``max_backoff_s``; a
+    ``Retry-After`` header is honoured up to the cap); when the retries run out, a
+    :class:`ChatClientError` names the URL. An answer that is not the expected JSON, or an HTTP
+    400/413/422, is a :class:`ChatResponseError` for that request only. Other HTTP errors (401,
+    403, 404 ...) are a :class:`ChatClientError` at once. :attr:`stats` counts retries and bad
+    answers (``retries``, ``invalid_json``, ``unexpected_json``).
+
+    The key is read from the environment variable ``api_key_env`` when the client is made; with
+    no key there, no ``Authorization`` header is sent (a local vLLM needs none). The key is never
+    logged, never appears in an error message, and :func:`repr` does not show it.
+
+    Args:
+        base_url: the API root, e.g. ``http://localhost:8000/v1``.
+        model: the model id the server knows.
+        api_key_env: the environment variable holding the key.
+        max_concurrency: requests in flight at once.
+        max_new_tokens: ``max_tokens`` of each request.
+        seed: sent with each request (servers that support it sample reproducibly).
+        temperature: 0 for greedy decoding.
+        timeout_s: per-request timeout in seconds.
+        max_retries: retries after the first attempt.
+        backoff_s: the first backoff in seconds; it doubles each retry.
+        max_backoff_s: the longest wait between two attempts, in seconds.
+
+    Raises:
+        ValueError: a ``base_url`` that is not http(s), ``max_concurrency`` below 1 or
+            ``max_retries`` below 0.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 8,
+        max_new_tokens: int = 512,
+        seed: int = 0,
+        temperature: float = 0.0,
+        timeout_s: float = 120.0,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        import httpx
+
+        if not base_url or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be at least 0, got {max_retries}")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key_env = api_key_env
+        self.max_concurrency = max_concurrency
+        self.max_new_tokens = max_new_tokens
+        self.seed = seed
+        self.temperature = temperature
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        key = os.environ.get(api_key_env) or None
+        self._secret = key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if key is None:
+            logger.info("no API key in $%s: sending requests without an Authorization header", api_key_env)
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+        )
+        self._lock = threading.Lock()
+        self.stats: Counter[str] = Counter()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"HTTPChatClient(url={self.url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.stats[what] += 1
+
+    def body(self, messages: Messages) -> dict[str, Any]:
+        """The JSON body of the request for ``messages``."""
+        return {
+            "model": self.model,
+            "messages": list(messages),
+            "max_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
+        if retry_after is not None:
+            try:
+                delay = min(self.max_backoff_s, max(delay, float(retry_after)))
+            except ValueError:
+                pass
+        time.sleep(delay)
+
+    def complete(self, messages: Messages, label: str = "a chat request") -> str:
+        """The answer to ``messages`` (stripped), with retries.
+
+        Args:
+            messages: chat messages (``role``, ``content``).
+            label: how errors and log lines name this request (e.g. ``"pair 'p1'"``).
+
+        Raises:
+            ChatResponseError: this request got no usable answer.
+            ChatClientError: the endpoint cannot be used (down after the retries, or refusing).
+        """
+        return self._request(self.body(messages), label)
+
+    def complete_batch(self, conversations: Sequence[Messages]) -> list[str]:
+        """:meth:`complete` for many conversations, ``max_concurrency`` at a time, in input order;
+        the first error is raised."""
+        with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="chat") as pool:
+            return list(pool.map(self.complete, conversations))
+
+    def complete_each(
+        self, conversations: Sequence[Messages], labels: Sequence[str] | None = None
+    ) -> Iterator[tuple[int, str | ChatResponseError]]:
+        """Yield ``(index, answer)`` as each answer arrives (not necessarily in order).
+
+        At most ``2 * max_concurrency`` requests are queued at a time, so memory stays flat for
+        big sets. A conversation without a usable answer yields its :class:`ChatResponseError`;
+        any other :class:`ChatClientError` stops the iteration (queued requests are cancelled).
+
+        Args:
+            conversations: chat messages per request.
+            labels: how errors name each request (default ``"a chat request"``).
+        """
+        if not conversations:
+            return
+        names = list(labels) if labels is not None else ["a chat request"] * len(conversations)
+        with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="chat") as pool:
+            pending: dict[Future[str], int] = {}
+            queue = iter(range(len(conversations)))
+            for i in queue:
+                pending[pool.submit(self.complete, conversations[i], names[i])] = i
+                if len(pending) >= 2 * self.max_concurrency:
+                    break
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in sorted(done, key=lambda f: pending[f]):
+                        i = pending.pop(future)
+                        try:
+                            yield i, future.result()
+                        except ChatResponseError as exc:
+                            yield i, exc
+                        nxt = next(queue, None)
+                        if nxt is not None:
+                            pending[pool.submit(self.complete, conversations[nxt], names[nxt])] = nxt
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _request(self, body: dict[str, Any], what: str) -> str:
+        import httpx
+
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self._count("retries")
+            try:
+                response = self._client.post(self.url, json=body)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}"
+                logger.warning(
+                    "%s: %s for %s (attempt %d of %d)", self.url, last, what, attempt + 1, self.max_retries + 1
+                )
+                if attempt < self.max_retries:
+                    self._sleep(attempt, None)
+                continue
+            status = response.status_code
+            if status in RETRY_STATUSES:
+                last = f"HTTP {status}"
+                logger.warning(
+                    "%s: HTTP %d for %s (attempt %d of %d)", self.url, status, what, attempt + 1, self.max_retries + 1
+                )
+                if attempt < self.max_retries:
+                    self._sleep(attempt, response.headers.get("retry-after"))
+                continue
+            snippet = self._redact(response.text[:200])
+            if status in PER_ITEM_STATUSES:
+                raise ChatResponseError(f"{self.url} refused {what}: HTTP {status}: {snippet}", kind=f"http_{status}")
+            if status >= 400:
+                raise ChatClientError(
+                    f"{self.url} answered HTTP {status} (check base_url, model and ${self.api_key_env}): {snippet}"
+                )
+            return self._content(response, what)
+        raise ChatClientError(
+            f"{self.url} failed for {what} after {self.max_retries + 1} attempts (last: {last}); is the server up?"
+        )
+
+    def _content(self, response: Any, what: str) -> str:
+        try:
+            data = response.json()
+        except ValueError as exc:
+            self._count("invalid_json")
+            raise ChatResponseError(
+                f"{self.url} answered {what} with invalid JSON: {self._redact(response.text[:80])!r}",
+                kind="invalid_json",
+            ) from exc
+        try:
+            content = data["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            self._count("unexpected_json")
+            raise ChatResponseError(
+                f"{self.url} answered {what} without choices[0].message.content", kind="unexpected_json"
+            ) from exc
+        if not isinstance(content, str):
+            self._count("unexpected_json")
+            raise ChatResponseError(
+                f"{self.url} answered {what} with non-text content ({type(content).__name__})",
+                kind="unexpected_json",
+            )
+        return content.strip()

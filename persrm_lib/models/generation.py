@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .context import check_prompts, known_budget
+
 
 @dataclass(frozen=True)
 class GenerationResult:
@@ -57,6 +59,8 @@ def generate(
     prompts: Sequence[str],
     max_new_tokens: int,
     batch_size: int = 8,
+    *,
+    check_context: bool = True,
 ) -> GenerationResult:
     """Greedy completions of ``prompts`` (already chat-templated text), batched.
 
@@ -66,6 +70,12 @@ def generate(
         prompts: the full prompt strings; special tokens are already in the text.
         max_new_tokens: generation stops at the end-of-turn token or after this many tokens.
         batch_size: prompts per forward pass (1: one at a time).
+        check_context: refuse, before generating anything, prompts longer than the model's context
+            minus ``max_new_tokens`` (:mod:`persrm_lib.models.context`; skipped when the model does
+            not say its context). Callers that know the pair ids check first, naming them.
+
+    Raises:
+        PromptTooLongError: a prompt does not fit (``prompt 3: the prompt is ... tokens, ...``).
 
     Returns:
         A :class:`GenerationResult` whose ``texts`` are the decoded completions without special
@@ -88,6 +98,9 @@ def generate(
         tokenizer.pad_token = tokenizer.eos_token
     eos_ids = _eos_ids(model, tokenizer)
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
+    budget = known_budget(model, tokenizer, reserved=max_new_tokens) if check_context and prompts else None
+    if budget is not None:  # None: the model does not say its context
+        check_prompts(tokenizer, prompts, list(range(len(prompts))), budget, lengths, kind="prompt")
     # longest first: a batch that does not fit in memory fails at once, not at the end
     order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
     texts: list[str] = [""] * len(prompts)

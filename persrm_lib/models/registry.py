@@ -282,7 +282,7 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
     Args:
         name: ``tiny-random``, ``smollm2-135m-instruct``, a folder, or a hub id.
         dtype: torch dtype (default float32, or bfloat16 on CUDA).
-        device: where to put the model (default CPU).
+        device: where to put the model (default: the first CUDA device when one is visible, else CPU).
 
     Returns:
         ``(model, tokenizer)``, the model in eval mode.
@@ -291,6 +291,8 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
     from transformers import AutoModelForCausalLM
 
     where = resolve(name)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else None
     if dtype is None:
         dtype = torch.bfloat16 if device and device.startswith("cuda") else torch.float32
     try:

@@ -2,7 +2,9 @@
 
 Every notebook gets ``profile`` and ``run_dir``; any other parameter goes to the notebooks whose
 ``parameters`` cell declares it. A name that no notebook of the run declares is refused (papermill
-itself only warns). The runner stops at the first failing notebook, naming it and the failing cell,
+itself only warns). Each value is converted to the parameter's declared type before any notebook
+runs (see :func:`convert_parameter`); a value that does not convert is refused, naming the
+parameter, the notebook and the type. The runner stops at the first failing notebook, naming it and the failing cell,
 keeps the executed copies under ``<run>/executed/`` and prints one progress line per notebook.
 
     python -m persrm_lib.run --profile smoke [--run-dir DIR] [--only 01 02] [-p NAME VALUE ...]
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +32,10 @@ EXECUTED_SUBDIR = "executed"
 
 class UnknownParameterError(ValueError):
     """A parameter that no notebook of the run declares."""
+
+
+class ParameterTypeError(ValueError):
+    """A ``-p`` value that does not convert to the declared type, or a declaration the runner cannot read."""
 
 
 class NotebookFailedError(RuntimeError):
@@ -58,18 +65,223 @@ def discover(notebooks_dir: Path = NOTEBOOKS_DIR, only: Sequence[str] | None = N
     return found
 
 
-def declared_parameters(notebook: Path) -> dict[str, Any]:
-    """The names and default values in a notebook's ``parameters`` cell."""
+# --- declared types ----------------------------------------------------------------------------
+# A parameter's type comes from its annotation in the parameters cell, read the way papermill's
+# ``inspect_notebook`` reads it (``inferred_type_name``: the annotation, or a ``# type:`` comment):
+#     max_steps: int = 0  # comment
+#     trace_pairs: "Optional[int]" = None  # comment   (None: the profile's value)
+# Papermill's pattern does not read ``int | None`` (it drops the whole line), so a default of None
+# is annotated ``"Optional[X]"``, quoted so that the notebook needs no ``typing`` import. An
+# unannotated parameter takes the type of its default; an unannotated ``None`` keeps the old rule
+# (a Python literal when the text is one, else the text).
+
+SCALAR_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+NONE_WORDS = ("none", "null")
+_OPTIONAL_RE = re.compile(r"^(?:typing\.)?Optional\[\s*(\w+)\s*\]$")
+_UNION_NONE_RE = re.compile(r"^(?:(\w+)\s*\|\s*None|None\s*\|\s*(\w+))$")
+_INT_RE = re.compile(r"^[+-]?[0-9]+$")
+
+
+@dataclass(frozen=True)
+class ParameterType:
+    """What a notebook parameter accepts: a scalar type (or None: anything), possibly None itself."""
+
+    base: type | None
+    optional: bool = False
+
+    @property
+    def name(self) -> str:
+        """How messages write it: ``int``, ``Optional[int]``, ``any``."""
+        if self.base is None:
+            return "any"
+        return f"Optional[{self.base.__name__}]" if self.optional else self.base.__name__
+
+    def describe(self) -> str:
+        """The type with the accepted spellings where they are not obvious (booleans, None)."""
+        text = self.name
+        if self.base is bool:
+            text += f" ({'/'.join(w for pair in zip(TRUE_WORDS, FALSE_WORDS, strict=True) for w in pair)})"
+        return text
+
+
+ANY = ParameterType(None)
+
+
+@dataclass(frozen=True)
+class NotebookParameter:
+    """One declaration of a ``parameters`` cell."""
+
+    name: str
+    default: Any  # the default as a Python value (the source text when it is not a literal)
+    type: ParameterType
+    help: str = ""
+
+
+def parse_type_name(text: str) -> ParameterType | None:
+    """Read a papermill ``inferred_type_name`` (an annotation): ``int``, ``Optional[int]``,
+    ``int | None``; ``None`` (papermill's "no annotation") gives ``None``.
+
+    Raises:
+        ValueError: an annotation the runner cannot convert to (lists, dicts, unions of two types).
+    """
+    text = text.strip().strip("\"'").strip()
+    if text in ("", "None"):
+        return None
+    if text in ("Any", "typing.Any", "any"):
+        return ANY
+    if text in SCALAR_TYPES:
+        return ParameterType(SCALAR_TYPES[text])
+    match = _OPTIONAL_RE.match(text) or _UNION_NONE_RE.match(text)
+    if match:
+        inner = next(g for g in match.groups() if g)
+        if inner in SCALAR_TYPES:
+            return ParameterType(SCALAR_TYPES[inner], optional=True)
+    raise ValueError(f"type {text!r} is not one the runner converts to (bool, int, float, str, Optional[...] of these)")
+
+
+def _type_of_default(default: Any) -> ParameterType:
+    for base in (bool, int, float, str):  # bool before int: True is an int too
+        if isinstance(default, base):
+            return ParameterType(base)
+    return ANY
+
+
+def convert_parameter(value: Any, ptype: ParameterType) -> Any:
+    """Convert a ``-p`` value (text) or a Python value to ``ptype``.
+
+    Text: ``bool`` accepts true/false/yes/no/1/0 in any case; ``int`` accepts only whole numbers
+    (``2.5`` and ``2.0`` are refused); ``float`` what ``float()`` reads; ``str`` the text itself
+    (a quoted Python string literal is unquoted); ``Optional[...]`` also ``None``/``null``.
+    Python values must already have the type (an ``int`` is accepted for a ``float``; a ``bool`` is
+    never an ``int``). ``any`` keeps the old rule: a Python literal when the text is one, else text.
+
+    Raises:
+        ValueError: ``got <value>``: the value does not convert (the caller names the parameter and
+            the notebook).
+
+    >>> convert_parameter("No", ParameterType(bool)), convert_parameter("3", ParameterType(int))
+    (False, 3)
+    >>> convert_parameter("none", ParameterType(int, optional=True)) is None
+    True
+    """
+    if ptype.base is None:
+        return _parse_value(value) if isinstance(value, str) else value
+    if value is None:
+        if ptype.optional:
+            return None
+        raise ValueError("got None")
+    if isinstance(value, str):
+        text = value.strip()
+        if ptype.optional and text.lower() in NONE_WORDS:
+            return None
+        if ptype.base is bool:
+            if text.lower() in TRUE_WORDS:
+                return True
+            if text.lower() in FALSE_WORDS:
+                return False
+        elif ptype.base is int:
+            if _INT_RE.match(text):
+                return int(text)
+        elif ptype.base is float:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        else:  # str
+            try:
+                literal = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return value
+            return literal if isinstance(literal, str) else value
+        raise ValueError(f"got {value!r}")
+    if _is_of(value, ptype):
+        return float(value) if ptype.base is float else value
+    raise ValueError(f"got {value!r} of type {type(value).__name__}")
+
+
+def _is_of(value: Any, ptype: ParameterType) -> bool:
+    """Whether a Python value already has ``ptype`` (an int counts as a float; a bool never as an int)."""
+    if value is None:
+        return ptype.optional
+    if ptype.base is None or ptype.base is bool:
+        return ptype.base is None or isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int | float) if ptype.base is float else isinstance(value, ptype.base)
+
+
+def _cell_targets(source: str) -> list[str]:
+    """Names assigned at the top level of a parameters cell (empty when it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return names
+
+
+def declared_parameter_specs(notebook: Path) -> dict[str, NotebookParameter]:
+    """The parameters of a notebook's ``parameters`` cell, with their types (papermill's inspection).
+
+    Raises:
+        ParameterTypeError: a declaration that papermill cannot read (it would drop the name), an
+            annotation the runner cannot convert to, or a default that is not of the annotated type;
+            each naming the notebook and the parameter.
+    """
+    import nbformat
     from papermill.inspection import inspect_notebook
 
-    return {name: _parse_value(info["default"]) for name, info in inspect_notebook(str(notebook)).items()}
+    name = Path(notebook).name
+    inspected = inspect_notebook(str(notebook))
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    unread = [t for t in _cell_targets(cells[0].source) if t not in inspected] if cells else []
+    if unread:
+        raise ParameterTypeError(
+            f"{name}: papermill cannot read the declaration of {', '.join(unread)} in the parameters cell; "
+            'write it as `name: int = 0  # comment`, or `name: "Optional[int]" = None  # comment` (not `int | None`)'
+        )
+    specs: dict[str, NotebookParameter] = {}
+    for pname, info in inspected.items():
+        default = _parse_value(info["default"])
+        literal = not (isinstance(default, str) and default == info["default"])  # else an expression
+        try:
+            declared = parse_type_name(str(info.get("inferred_type_name") or "None"))
+        except ValueError as exc:
+            raise ParameterTypeError(f"{name}: parameter {pname}: {exc}") from None
+        ptype = declared if declared is not None else _type_of_default(default)
+        if declared is not None and declared.base is not None and literal and not _is_of(default, declared):
+            raise ParameterTypeError(
+                f"{name}: parameter {pname} is declared {declared.name} but its default is {info['default']}"
+            )
+        specs[pname] = NotebookParameter(pname, default, ptype, str(info.get("help") or ""))
+    return specs
+
+
+def declared_parameters(notebook: Path) -> dict[str, Any]:
+    """The names and default values in a notebook's ``parameters`` cell."""
+    return {name: spec.default for name, spec in declared_parameter_specs(notebook).items()}
 
 
 def plan_parameters(
     notebooks: Sequence[Path], profile: str, run_dir: Path, params: dict[str, Any]
 ) -> dict[Path, dict[str, Any]]:
-    """Which parameters each notebook receives; refuses names that no notebook declares."""
-    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    """Which parameters each notebook receives, converted to each notebook's declared type.
+
+    Raises:
+        UnknownParameterError: a name that no notebook declares, or a notebook without
+            ``profile`` and ``run_dir``.
+        ParameterTypeError: a value that does not convert, naming the parameter, the notebook and
+            the expected type (nothing has run then).
+    """
+    declared = {nb: declared_parameter_specs(nb) for nb in notebooks}
     for nb, names in declared.items():
         lacking = [n for n in ALWAYS_PASSED if n not in names]
         if lacking:
@@ -81,14 +293,26 @@ def plan_parameters(
             f"unknown parameter(s) {', '.join(unknown)}: no notebook of this run declares them; known: {', '.join(sorted(known - set(ALWAYS_PASSED)))}"
         )
     base = {"profile": profile, "run_dir": str(run_dir)}
-    return {nb: {**base, **{k: v for k, v in params.items() if k in names}} for nb, names in declared.items()}
+    plan: dict[Path, dict[str, Any]] = {}
+    for nb, specs in declared.items():
+        plan[nb] = dict(base)
+        for key, value in params.items():
+            if key not in specs:
+                continue
+            try:
+                plan[nb][key] = convert_parameter(value, specs[key].type)
+            except ValueError as exc:
+                raise ParameterTypeError(
+                    f"parameter {key} of {nb.name} expects {specs[key].type.describe()}, {exc}"
+                ) from None
+    return plan
 
 
 def _parse_value(text: str) -> Any:
-    """Read ``-p`` values as Python literals when they are (``3``, ``0.5``, ``True``), else text."""
+    """Read a value as a Python literal when it is one (``3``, ``0.5``, ``True``), else as text."""
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text
 
 
@@ -157,10 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     args = parser.parse_args(argv)
-    params = {name: _parse_value(value) for name, value in args.parameter}
+    params = dict(args.parameter)  # text; converted to each notebook's declared type
     try:
         runs = run_notebooks(args.profile, args.run_dir, params, args.only)
-    except (UnknownParameterError, NotebookFailedError, FileNotFoundError) as exc:
+    except (UnknownParameterError, ParameterTypeError, NotebookFailedError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total = sum(r.seconds for r in runs)

@@ -2,7 +2,7 @@
 
 PersRM-R1 (arXiv 2508.14076, §3.2) keeps a teacher trace only when its scores agree with the
 label: the labelled (chosen) response must score strictly higher than the rejected one. The
-scores are read by :func:`persrm_lib.core.output_format.parse_output`, the one parser; a completion
+verdict is read by :func:`persrm_lib.core.verdict.assess`, the one verdict rule; a completion
 that does not parse is dropped and counted under its reason.
 
 The audit helpers measure what the kept set would teach: counts per strategy, author and genre,
@@ -29,36 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.output_format import parse_output
+from ..core.output_format import strip_think as strip_leading_think
+from ..core.verdict import assess, exemplars_of
+from ..data.stylometry import SCALAR_FEATURES, feature_matrix, words
+from .traces import write_traces
 
 TRACE_REQUIRED = ("id", "label", "completion", "teacher", "positive_kind", "negative_kind")
 STRATEGY = ("teacher", "positive_kind", "negative_kind")
-
-
-def assess_completion(completion: object, label: str) -> tuple[list[float] | None, bool, str | None]:
-    """Read a completion against its label.
-
-    Args:
-        completion: the teacher's text.
-        label: ``"a"`` or ``"b"``, the chosen response.
-
-    Returns:
-        ``(scores, faithful, reason)``: the parsed ``[s_a, s_b]`` (None when the completion does
-        not parse), whether the chosen response scored strictly higher, and the parser's
-        reason when it does not parse (else None).
-
-    >>> from persrm_lib.core.output_format import render_output
-    >>> assess_completion(render_output("c", "e", (4, 4)), "a")
-    ([4.0, 4.0], False, None)
-    >>> assess_completion("no tags", "b")
-    (None, False, 'tag <criteria> is missing')
-    """
-    if label not in ("a", "b"):
-        raise ValueError(f"label must be 'a' or 'b', got {label!r}")
-    parsed = parse_output(completion)
-    if not parsed.ok or parsed.scores is None:
-        return None, False, parsed.reason
-    return [float(parsed.scores[0]), float(parsed.scores[1])], parsed.preferred == label, None
 
 
 def reason_category(reason: str) -> str:
@@ -82,6 +59,7 @@ class FilterResult:
     kept: list[dict[str, Any]]  # the faithful ones, in input order
     by_strategy: pd.DataFrame  # per teacher x positive_kind x negative_kind
     parse_failures: dict[str, int] = field(default_factory=dict)  # reason category -> count
+    n_stripped: int = 0  # completions whose leading <think> block was stripped (teacher.strip_think)
 
     @property
     def kept_fraction(self) -> float:
@@ -108,12 +86,16 @@ def _check_trace(trace: Any, i: int) -> None:
         raise ValueError(f"trace {i} (id {trace['id']!r}): label must be 'a' or 'b', got {trace['label']!r}")
 
 
-def faithfulness_filter(traces: Sequence[Mapping[str, Any]]) -> FilterResult:
+def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool = False) -> FilterResult:
     """Keep the traces whose parsed scores put the labelled response strictly higher.
 
     Args:
         traces: trace records (a pair plus ``teacher`` and ``completion``); ``scores`` and
             ``faithful`` are recomputed from the completion, whatever they held.
+        strip_think: the profile's ``teacher.strip_think`` (a teacher served by a reasoning model):
+            ONE leading ``<think>…</think>`` block is stripped from each completion before it is
+            read (:func:`persrm_lib.core.output_format.strip_think`), and the kept traces carry the
+            stripped completion (what SFT learns); ``FilterResult.n_stripped`` counts them.
 
     Returns:
         A :class:`FilterResult`: all traces with ``scores``/``faithful`` set, the kept ones, the
@@ -129,15 +111,23 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]]) -> FilterResult:
     out: list[dict[str, Any]] = []
     failures: Counter[str] = Counter()
     rows = []
+    n_stripped = 0
     for i, trace in enumerate(traces):
         _check_trace(trace, i)
-        scores, faithful, reason = assess_completion(trace["completion"], trace["label"])
-        if reason is not None:
-            failures[reason_category(reason)] += 1
         record = dict(trace)
-        record["scores"], record["faithful"] = scores, faithful
+        if strip_think:
+            rest, stripped = strip_leading_think(trace["completion"])
+            if stripped:  # the answer alone, as a teacher's completion is written (stripped)
+                record["completion"] = str(rest).lstrip()
+                n_stripped += 1
+        verdict = assess(record["completion"], trace["label"])
+        if verdict.reason is not None:
+            failures[reason_category(verdict.reason)] += 1
+        record["scores"], record["faithful"] = verdict.scores, verdict.faithful
         out.append(record)
-        rows.append({**{k: str(trace[k]) for k in STRATEGY}, "faithful": faithful, "unparsed": reason is not None})
+        rows.append(
+            {**{k: str(trace[k]) for k in STRATEGY}, "faithful": verdict.faithful, "unparsed": not verdict.format_ok}
+        )
     frame = pd.DataFrame(rows)
     table = (
         frame.groupby(list(STRATEGY), sort=True)
@@ -148,7 +138,7 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]]) -> FilterResult:
     table["kept_fraction"] = table["kept"] / table["n"]
     table = table[[*STRATEGY, "n", "kept", "unfaithful", "unparsed", "kept_fraction"]]
     kept = [r for r in out if r["faithful"]]
-    return FilterResult(out, kept, table, dict(sorted(failures.items())))
+    return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped)
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,8 +165,6 @@ def counts_by(records: Sequence[Mapping[str, Any]], column: str) -> pd.DataFrame
 
 def length_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per response: pair ``id``, ``negative_kind``, ``role`` (chosen/rejected), ``words``."""
-    from ..data.stylometry import words
-
     rows = []
     for r in records:
         chosen, rejected = chosen_rejected(r)
@@ -190,8 +178,6 @@ def length_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def chosen_longer_share(records: Sequence[Mapping[str, Any]]) -> float:
     """Share of pairs whose chosen response has more words than the rejected one (ties count
     half): the AUC of "pick the longer response"; 0.5 means length does not give the label away."""
-    from ..data.stylometry import words
-
     if not records:
         raise ValueError("chosen_longer_share got no records")
     wins = 0.0
@@ -229,16 +215,13 @@ def style_differences(records: Sequence[Mapping[str, Any]], relative_to_exemplar
     Returns:
         ``(len(records), len(SCALAR_FEATURES))`` array.
     """
-    from ..data.stylometry import SCALAR_FEATURES, feature_matrix
-
     names = tuple(SCALAR_FEATURES)
     rows = []
     for r in records:
         chosen, rejected = chosen_rejected(r)
         m = feature_matrix([chosen, rejected], names)
         if relative_to_exemplars:
-            n = r.get("n_exemplars") or len(r["exemplars"])
-            center = feature_matrix(list(r["exemplars"])[:n], names).mean(axis=0)
+            center = feature_matrix(exemplars_of(r), names).mean(axis=0)
             m = np.abs(m - center)
         rows.append(m[0] - m[1])
     return np.array(rows, dtype=float).reshape(len(rows), len(names))
@@ -286,40 +269,9 @@ def separability_auc(differences: np.ndarray, n_splits: int = 5, seed: int = 0) 
 
 
 # --------------------------------------------------------------------------------------------
-# Reading and writing the run folder's trace files
+# Checking traces against their pairs and writing the faithful ones (read them with
+# persrm_lib.teachers.traces.read_traces)
 # --------------------------------------------------------------------------------------------
-
-
-def load_traces(path: str | Path) -> list[dict[str, Any]]:
-    """Read a complete trace file (``runfiles.traces_path(run)``) strictly.
-
-    Raises:
-        FileNotFoundError: the file is missing; when its ``.partial`` sibling exists, the message
-            says that trace generation was interrupted and how to resume it.
-        ValueError: a repeated trace id (naming it and its line), or an empty file.
-    """
-    from ..core.jsonl import iter_jsonl
-
-    path = Path(path)
-    if not path.is_file():
-        partial = path.with_name(path.name + ".partial")
-        if partial.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing but {partial.name} exists: trace generation was interrupted or some pairs "
-                "failed; run 01_synthesize again to resume it"
-            )
-        raise FileNotFoundError(f"{path} is missing: run 01_synthesize first")
-    traces: list[dict[str, Any]] = []
-    seen: dict[Any, int] = {}
-    for lineno, record in iter_jsonl(path):
-        key = record.get("id")
-        if key in seen:
-            raise ValueError(f"{path} line {lineno}: trace id {key!r} repeats line {seen[key]}")
-        seen[key] = lineno
-        traces.append(record)
-    if not traces:
-        raise ValueError(f"{path} holds no trace")
-    return traces
 
 
 PAIR_CHECK_FIELDS = ("label", "response_a", "response_b", "exemplars")
@@ -357,14 +309,12 @@ def write_faithful(result: FilterResult, path: str | Path) -> Path:
     Raises:
         ValueError: no trace was kept (SFT would have nothing to learn from).
     """
-    from ..core.jsonl import write_jsonl_atomic
-
     if not result.kept:
         raise ValueError(
             f"no trace survived the faithfulness filter (0 of {len(result.traces)}; outcomes {result.outcomes}); "
             "the teacher disagrees with every label: check the teacher and the pairs"
         )
-    return write_jsonl_atomic(result.kept, path)
+    return write_traces(path, result.kept)
 
 
 def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dict[str, float | int | None]:
@@ -407,9 +357,9 @@ def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dic
         metrics["kept_share_label_a"] = float(overall["share_a"])
         metrics["kept_position_p_value"] = float(overall["p_value"])
         metrics["kept_chosen_longer_share"] = chosen_longer_share(kept)
-        words = length_table(kept).groupby("role")["words"].mean()
-        metrics["kept_mean_words_chosen"] = float(words["chosen"])
-        metrics["kept_mean_words_rejected"] = float(words["rejected"])
+        mean_words = length_table(kept).groupby("role")["words"].mean()
+        metrics["kept_mean_words_chosen"] = float(mean_words["chosen"])
+        metrics["kept_mean_words_rejected"] = float(mean_words["rejected"])
         folds = min(n_splits, len(kept))
         if folds >= 2:
             for relative, name in ((False, "absolute"), (True, "relative")):

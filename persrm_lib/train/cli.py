@@ -2,15 +2,23 @@
 
     python -m persrm_lib.train sft  --profile smoke --run-dir runs/smoke [--set sft.max_steps=3 ...]
     python -m persrm_lib.train grpo --profile smoke --run-dir runs/smoke [--set grpo.beta=0.01 ...]
+        [--backend auto|unsloth|transformers] [--summary SUMMARY.json]
+
+``--backend`` picks the training backend (default ``$PERSRM_BACKEND``, else ``auto``: Unsloth on a
+CUDA machine with Unsloth installed, transformers + PEFT elsewhere); forcing ``unsloth`` where it
+cannot run exits with status 2 and the reason, before any data or model is read. The summary
+printed last (and written to ``--summary``) carries the stage, backend, steps, final loss, seconds,
+seconds per step, tokens per second, peak GPU memory and, for GRPO, the mean reward and the share
+of sampled completions in the format.
 
 Beyond one GPU, launch it with accelerate (from the repository root, so that the configs' relative
 paths resolve), e.g. DeepSpeed ZeRO-2 on 8 GPUs::
 
-    PERSRM_BACKEND=transformers accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml \\
-        --num_processes 8 -m persrm_lib.train sft --profile paper --run-dir runs/paper
+    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml \\
+        --num_processes 8 -m persrm_lib.train sft --profile paper --run-dir runs/paper --backend transformers
 
 The profile's batch sizes are global: each process takes its share (``grpo.batch_size`` must
-divide by the number of processes). Unsloth runs on one GPU only, hence ``PERSRM_BACKEND``.
+divide by the number of processes). Unsloth runs on one GPU only, hence ``--backend transformers``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import PROFILES, Profile, get_profile, set_threads
+from ..core.jsonl import write_json_atomic
+from ..models.backend import BACKENDS, BackendUnavailableError, import_unsloth_first, select_backend
 
 STAGES = ("sft", "grpo")
 
@@ -61,8 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sft-adapter", type=Path, help="grpo: adapter to start from (default: the run's SFT adapter)")
     parser.add_argument("--no-sft", action="store_true", help="grpo: start from fresh LoRA (RFT-only ablation)")
     parser.add_argument(
-        "--backend", choices=("auto", "unsloth", "transformers"), help="default: $PERSRM_BACKEND or auto"
+        "--backend",
+        choices=BACKENDS,
+        help="training backend (default: $PERSRM_BACKEND, else auto: Unsloth on CUDA when installed)",
     )
+    parser.add_argument("--summary", type=Path, help="also write the printed summary to this JSON file")
     return parser
 
 
@@ -92,20 +105,83 @@ def _bind_local_gpu() -> None:
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
 
 
+def resolve_backend(requested: str | None) -> str:
+    """The backend that will train: ``--backend`` (or ``$PERSRM_BACKEND``) resolved by
+    :func:`persrm_lib.models.backend.select_backend`; a choice that cannot run exits with status 2."""
+    try:
+        return select_backend(requested)
+    except (BackendUnavailableError, ValueError) as exc:
+        build_parser().error(str(exc))
+        raise  # unreachable: error() exits
+
+
+def _numbers(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    return [float(r[key]) for r in rows if isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool)]
+
+
+def step_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Throughput and outcome figures from a stage's log rows (``TrainResult.log``).
+
+    Returns:
+        ``step_seconds`` (time in optimiser steps, from each row's ``seconds_per_step`` times the
+        steps it covers), ``seconds_per_step``, ``num_tokens`` (the trainer's cumulative token count
+        at the last row), ``tokens_per_second``; for GRPO rows also ``mean_reward`` (mean over rows of
+        the -1/0/+1 reward) and ``format_rate`` (1 - mean share of format violations), else None.
+
+    >>> step_stats([{"step": 2, "seconds_per_step": 1.5, "num_tokens": 300.0}])["tokens_per_second"]
+    100.0
+    """
+    step_seconds, previous = 0.0, 0
+    for row in rows:
+        step = int(row.get("step") or 0)
+        per_step = row.get("seconds_per_step")
+        if isinstance(per_step, int | float):
+            step_seconds += float(per_step) * max(1, step - previous)
+        previous = step
+    tokens = _numbers(rows, "num_tokens")
+    rewards = _numbers(rows, "reward")
+    violations = _numbers(rows, "format_violation")
+    steps = previous
+    return {
+        "step_seconds": round(step_seconds, 3),
+        "seconds_per_step": round(step_seconds / steps, 4) if steps and step_seconds else None,
+        "num_tokens": tokens[-1] if tokens else None,
+        "tokens_per_second": round(tokens[-1] / step_seconds, 1) if tokens and step_seconds else None,
+        "mean_reward": round(sum(rewards) / len(rewards), 4) if rewards else None,
+        "format_rate": round(1 - sum(violations) / len(violations), 4) if violations else None,
+    }
+
+
+def device_stats() -> dict[str, Any]:
+    """``device`` (the CUDA device's name, or ``cpu``) and ``peak_gpu_memory_mb``
+    (``torch.cuda.max_memory_allocated`` of this process in MiB; None on CPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"device": "cpu", "peak_gpu_memory_mb": None}
+    return {
+        "device": torch.cuda.get_device_name(),
+        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, profile = parse_args(argv)
+    backend = resolve_backend(args.backend)
+    if backend == "unsloth":
+        import_unsloth_first()  # before transformers, PEFT and TRL, so that it patches them all
     from transformers import set_seed
 
-    from . import training
+    from .grpo import train_grpo
+    from .sft import train_sft
 
     set_threads(profile.num_threads)
     set_seed(profile.seed)
     _bind_local_gpu()
-    backend = None if args.backend in (None, "auto") else args.backend
     if args.stage == "sft":
-        result = training.train_sft(profile, args.run_dir, traces=args.traces, backend=backend)
+        result = train_sft(profile, args.run_dir, traces=args.traces, backend=backend)
     else:
-        result = training.train_grpo(
+        result = train_grpo(
             profile,
             args.run_dir,
             pairs=args.pairs,
@@ -121,9 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": round(result.seconds, 2),
         "adapter_dir": str(result.adapter_dir),
         "log": str(result.log_path),
+        "profile": profile.name,
+        "examples": result.examples,
+        **step_stats(result.log),
+        **device_stats(),
     }
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
+        if args.summary:
+            write_json_atomic(summary, args.summary)
     return 0
 
 

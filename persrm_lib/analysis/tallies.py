@@ -1,0 +1,289 @@
+"""Tallies of cognitive behaviours over traces, classifier agreement, and notebook 07's headline metrics.
+
+Records come from the stage owners' readers (RFT completions from
+:func:`persrm_lib.train.logs.read_grpo_completions`, SFT traces from
+:func:`persrm_lib.teachers.traces.read_traces`, evaluation completions from
+:func:`persrm_lib.evaluate.records.read_eval_completions`); each needs a ``completion``, and
+``step`` and ``pair_id`` are carried into the tables when present.
+
+The **reasoning trace** of a completion (:func:`reasoning_trace`) is the text of its ``<criteria>``
+and ``<eval>`` sections when :func:`persrm_lib.core.output_format.parse_output` accepts the
+completion, and the raw completion otherwise (a model that breaks the format still reasons).
+Classifiers (:mod:`persrm_lib.analysis.classifiers`) count behaviours in that text; a count that
+failed (``None``) is kept missing in every table and reported beside the means, never averaged in
+as zero. Agreement statistics: Cohen's kappa (scikit-learn), Spearman and Pearson correlation (SciPy).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core.output_format import parse_output
+from .classifiers import BEHAVIORS, BehaviorClassifier, LLMBehaviorClassifier, RuleBasedBehaviorClassifier
+from .criteria import SFTCriteria, accuracy_by_new_criteria, criteria_by_step, new_criteria_names
+
+
+def reasoning_trace(completion: str) -> tuple[str, bool]:
+    """The reasoning text of a completion and whether the output format parsed.
+
+    >>> reasoning_trace("<criteria>rhythm</criteria><eval>A fits</eval><scores>[7, 2]</scores>")
+    ('rhythm\\nA fits', True)
+    >>> reasoning_trace("Wait, A fits")
+    ('Wait, A fits', False)
+    """
+    parsed = parse_output(completion)
+    if parsed.ok:
+        return f"{parsed.criteria}\n{parsed.evaluation}", True
+    return completion, False
+
+
+def behavior_counts(
+    records: Sequence[Mapping[str, Any]], classifier: BehaviorClassifier, stage: str = "rft"
+) -> pd.DataFrame:
+    """One row per completion: ``stage, step, pair_id, format_ok, classifier`` and a count per behaviour.
+
+    Counts are a nullable integer dtype: a missing value is a classifier failure, never zero.
+    """
+    read = [reasoning_trace(r["completion"]) for r in records]
+    counts = classifier.count_batch([text for text, _ in read]) if read else []
+    oks = [ok for _, ok in read]
+    rows = []
+    for record, ok, count in zip(records, oks, counts, strict=True):
+        row = {
+            "stage": stage,
+            "step": record.get("step"),
+            "pair_id": record.get("pair_id"),
+            "format_ok": ok,
+            "classifier": classifier.name,
+        }
+        row.update({b: count.get(b) for b in classifier.behaviors})
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=["stage", "step", "pair_id", "format_ok", "classifier", *classifier.behaviors])
+    for b in classifier.behaviors:
+        frame[b] = frame[b].astype("Int64")
+    return frame
+
+
+def summarize_by(counts: pd.DataFrame, by: str | Sequence[str] = "step") -> pd.DataFrame:
+    """Long table per group and behaviour: mean count, share of traces showing it, failures.
+
+    Means and shares are over the traces the classifier could count (``n_counted``);
+    ``n_failed`` traces (``None`` counts) are reported beside them, never averaged in as zero.
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    behaviors = [b for b in BEHAVIORS if b in counts.columns]
+    rows = []
+    for group, frame in counts.groupby(keys, sort=True, dropna=False):
+        group = group if isinstance(group, tuple) else (group,)
+        for b in behaviors:
+            values = frame[b].dropna().astype(float)
+            rows.append(
+                {
+                    **dict(zip(keys, group, strict=True)),
+                    "behavior": b,
+                    "mean_count": float(values.mean()) if len(values) else math.nan,
+                    "share_present": float((values > 0).mean()) if len(values) else math.nan,
+                    "n_counted": int(len(values)),
+                    "n_failed": int(frame[b].isna().sum()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def failure_counts(counts: pd.DataFrame) -> dict[str, int]:
+    """Traces whose count failed (``None``), per behaviour."""
+    return {b: int(counts[b].isna().sum()) for b in BEHAVIORS if b in counts.columns}
+
+
+def agreement(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Agreement of two classifiers on the same traces, per behaviour.
+
+    Rows are matched by position (both frames come from :func:`behavior_counts` on the same
+    records). Traces where either count failed are left out (``n``). Columns: Cohen's kappa on
+    presence (count > 0, scikit-learn), Spearman and Pearson correlation on counts (SciPy), and
+    ``note`` explaining any NaN: kappa is undefined when both classifiers give one presence value
+    for every trace (chance agreement is 1, e.g. a behaviour that never occurs); a correlation is
+    undefined when either classifier's counts are constant, or when fewer than 2 traces are left.
+    """
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(first) != len(second):
+        raise ValueError(f"the two count tables have {len(first)} and {len(second)} rows; count the same traces")
+    rows = []
+    for b in BEHAVIORS:
+        if b not in first.columns or b not in second.columns:
+            continue
+        valid = first[b].notna().to_numpy() & second[b].notna().to_numpy()
+        x = first[b].to_numpy()[valid].astype(float)
+        y = second[b].to_numpy()[valid].astype(float)
+        row: dict[str, Any] = {
+            "behavior": b,
+            "n": int(valid.sum()),
+            "n_failed": int((~valid).sum()),
+            "present_first": float((x > 0).mean()) if len(x) else math.nan,
+            "present_second": float((y > 0).mean()) if len(y) else math.nan,
+            "kappa": math.nan,
+            "spearman": math.nan,
+            "pearson": math.nan,
+        }
+        notes = []
+        if len(x) < 2:
+            notes.append(f"only {len(x)} trace(s) counted by both: no agreement statistic")
+        else:
+            px, py = (x > 0).astype(int), (y > 0).astype(int)
+            if len(set(px) | set(py)) < 2:
+                state = "present in every trace" if px[0] else "never occurs"
+                notes.append(f"kappa undefined: the behaviour {state} for both classifiers (chance agreement is 1)")
+            else:
+                row["kappa"] = float(cohen_kappa_score(px, py))
+            constant = [name for name, v in (("first", x), ("second", y)) if np.all(v == v[0])]
+            if constant:
+                notes.append(f"correlations undefined: counts are constant for the {' and '.join(constant)} classifier")
+            else:
+                row["spearman"] = float(spearmanr(x, y).statistic)
+                row["pearson"] = float(pearsonr(x, y).statistic)
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def behavior_examples(
+    records: Sequence[Mapping[str, Any]], per_behavior: int = 2, max_chars: int = 240
+) -> dict[str, list[dict[str, Any]]]:
+    """Quoted units showing each behaviour (rule-based evidence), with step and pair id.
+
+    Records are scanned in order of (step, pair id, position) and at most one unit per record is
+    quoted, so the examples spread over traces.
+    """
+    clf = RuleBasedBehaviorClassifier()
+    order = sorted(range(len(records)), key=lambda i: (records[i].get("step") or 0, str(records[i].get("pair_id")), i))
+    examples: dict[str, list[dict[str, Any]]] = {b: [] for b in BEHAVIORS}
+    for i in order:
+        record = records[i]
+        found = clf.matches(reasoning_trace(record["completion"])[0])
+        for b in BEHAVIORS:
+            if found[b] and len(examples[b]) < per_behavior:
+                quote = found[b][0]
+                quote = quote if len(quote) <= max_chars else quote[: max_chars - 3] + "..."
+                examples[b].append({"step": record.get("step"), "pair_id": record.get("pair_id"), "quote": quote})
+    return examples
+
+
+def nan_to_none(value: Any) -> Any:
+    """Plain JSON value: floats that are NaN become ``None`` (JSON has no NaN), numpy scalars Python ones."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def evenly_spaced(records: Sequence[Any], n: int) -> list[Any]:
+    """At most ``n`` records spread evenly over the sequence (all of them when ``n <= 0``).
+
+    Deterministic: the same records for the same ``n``, so every training step stays represented.
+
+    >>> evenly_spaced(list(range(10)), 4)
+    [0, 3, 6, 9]
+    """
+    if n <= 0 or n >= len(records):
+        return list(records)
+    index = np.linspace(0, len(records) - 1, n).round().astype(int)
+    return [records[i] for i in sorted(set(index.tolist()))]
+
+
+def step_metrics(summary: pd.DataFrame, prefix: str) -> dict[str, Any]:
+    """Headline numbers of a per-step summary: mean count per behaviour at the first and last step
+    and over all steps (``<prefix>_<behavior>_first|last|all``), NaN as ``None``."""
+    out: dict[str, Any] = {}
+    if summary.empty:
+        return out
+    first, last = summary["step"].min(), summary["step"].max()
+    for behavior in BEHAVIORS:
+        rows = summary[summary["behavior"] == behavior]
+        if rows.empty:
+            continue
+        counted = rows["n_counted"].sum()
+        overall = float((rows["mean_count"].fillna(0) * rows["n_counted"]).sum() / counted) if counted else math.nan
+        out[f"{prefix}_{behavior}_first"] = nan_to_none(float(rows.loc[rows["step"] == first, "mean_count"].iloc[0]))
+        out[f"{prefix}_{behavior}_last"] = nan_to_none(float(rows.loc[rows["step"] == last, "mean_count"].iloc[0]))
+        out[f"{prefix}_{behavior}_all"] = nan_to_none(overall)
+    return out
+
+
+def headline_metrics(
+    classifier: str,
+    table: pd.DataFrame,
+    sft: SFTCriteria,
+    summaries: Mapping[str, pd.DataFrame],
+    n_eval_stages: int,
+    llm: LLMBehaviorClassifier | None = None,
+    agreement_table: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Notebook 07's headline metrics (``metrics/07_behavior_analysis.json``), NaN as ``None``.
+
+    Args:
+        classifier: the notebook's ``classifier`` parameter, recorded as is.
+        table: :func:`persrm_lib.analysis.criteria.criteria_table` of the RFT completions (one row
+            per completion, so its length is the number of completions).
+        sft: :func:`persrm_lib.analysis.criteria.sft_criteria` of the SFT traces.
+        summaries: classifier name -> :func:`summarize_by` per step (:func:`step_metrics` of each).
+        n_eval_stages: how many evaluation stages had completions.
+        llm: the LLM classifier, when one ran (its queries and parse failures are recorded).
+        agreement_table: :func:`agreement` of the two classifiers, when both ran (kappa and
+            Spearman per behaviour).
+
+    Returns:
+        Counts (``n_completions, n_steps, n_sft_traces, n_eval_stages, sft_vocabulary_size,
+        new_criteria_count``), shares and accuracies of the criteria behaviours over parsed
+        outputs, the last step's criteria diversity, ``<classifier>_<behavior>_first|last|all``,
+        and the LLM and agreement numbers when given.
+    """
+    parsed = table[table["format_ok"]]
+    by_step = criteria_by_step(table)
+    acc = accuracy_by_new_criteria(table).set_index(["feature", "present"])["accuracy"]
+    n = len(table)
+    format_ok = sum(bool(ok) for ok in table["format_ok"])
+    first_changed = parsed["first_changed"]
+    metrics: dict[str, Any] = {
+        "classifier": classifier,
+        "n_completions": n,
+        "n_steps": len(set(table["step"])),
+        "n_sft_traces": sft.n_traces,
+        "format_ok_share": nan_to_none(format_ok / n if n else math.nan),
+        "n_eval_stages": n_eval_stages,
+        "sft_vocabulary_size": len(sft.vocabulary),
+        "new_criteria_count": len(new_criteria_names(table)),
+        "share_with_new_criteria": nan_to_none(
+            float(parsed["has_new"].astype(bool).mean()) if len(parsed) else math.nan
+        ),
+        "accuracy_with_new_criteria": nan_to_none(acc[("new criteria", True)]),
+        "accuracy_without_new_criteria": nan_to_none(acc[("new criteria", False)]),
+        "accuracy_first_changed": nan_to_none(acc[("first criterion changed", True)]),
+        "accuracy_first_kept": nan_to_none(acc[("first criterion changed", False)]),
+        "mean_order_rho": nan_to_none(float(parsed["order_rho"].mean()) if len(parsed) else math.nan),
+        "share_first_changed": nan_to_none(
+            float(first_changed.dropna().astype(bool).mean()) if first_changed.notna().any() else math.nan
+        ),
+        "distinct_criteria_last_step": nan_to_none(by_step["distinct_criteria"].iloc[-1] if len(by_step) else math.nan),
+        "criteria_entropy_last_step": nan_to_none(by_step["entropy_bits"].iloc[-1] if len(by_step) else math.nan),
+    }
+    for name, summary in summaries.items():
+        metrics.update(step_metrics(summary, name))
+    if llm is not None:
+        metrics["llm_queries"] = llm.n_queries
+        metrics["llm_parse_failures"] = len(llm.failures)
+        metrics["llm_parse_failure_rate"] = nan_to_none(
+            len(llm.failures) / llm.n_queries if llm.n_queries else math.nan
+        )
+    if agreement_table is not None:
+        for row in agreement_table.itertuples():
+            metrics[f"kappa_{row.behavior}"] = nan_to_none(row.kappa)
+            metrics[f"spearman_{row.behavior}"] = nan_to_none(row.spearman)
+    return metrics

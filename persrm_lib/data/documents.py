@@ -1,0 +1,287 @@
+"""The Document table: one row per passage of one author's text (DESIGN.md's Document contract).
+
+The table (a ``pandas.DataFrame``) has DESIGN.md's columns ``doc_id, author, text, genre, source,
+split`` plus three that the sampler needs: ``work`` (the address, essay or chapter the passage was
+cut from; exemplars never share a work with the chosen passage), ``year`` (sotu only; the era
+shortcut and the ``same-era`` negative) and ``position`` (passage index within the work).
+
+This module holds what every corpus loader shares (:mod:`persrm_lib.data.corpora` for the corpora
+shipped in packages, :mod:`persrm_lib.data.folders` for folders you provide): strict file reading,
+sentence splitting and passage cutting, the author-name check (no passage names its own author:
+such passages are dropped and counted in ``table.attrs["skipped"]``), building the table, and its
+one writer and reader (``data/documents.jsonl`` of a run).
+
+>>> table = document_table(passages_of_work(["One two three. Four five six."], author="ann", work="w1",
+...     genre="essay", source="demo", passage_words=3, names=[], skipped=Counter()), Counter(), "demo")
+>>> table[["doc_id", "author", "text", "position"]].values.tolist()
+[['demo/w1#000', 'ann', 'One two three.', 0], ['demo/w1#001', 'ann', 'Four five six.', 1]]
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.jsonl import read_jsonl, write_jsonl_atomic
+
+__all__ = [
+    "DOCUMENT_COLUMNS",
+    "Document",
+    "author_surnames",
+    "concat_tables",
+    "cut_passages",
+    "document_table",
+    "mentions_name",
+    "passages_of_work",
+    "read_documents",
+    "read_text",
+    "require_dir",
+    "split_sentences",
+    "write_documents",
+]
+
+logger = logging.getLogger(__name__)
+
+DOCUMENT_COLUMNS: tuple[str, ...] = ("doc_id", "author", "text", "genre", "source", "split", "work", "year", "position")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One passage of one author's text (DESIGN.md's Document contract plus provenance)."""
+
+    doc_id: str
+    author: str
+    text: str
+    genre: str
+    source: str
+    split: str = ""
+    work: str = ""
+    year: int | None = None
+    position: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files
+# --------------------------------------------------------------------------------------------
+
+
+def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """Read a text file strictly in its declared encoding; newlines normalised to ``\\n``.
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message names it).
+        ValueError: the bytes are not valid ``encoding`` (the message names the file and offset).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not valid {encoding} (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "declare the file's real encoding"
+        ) from exc
+    # Some files end lines with CR CR LF (a CRLF file converted twice): one line end, not two.
+    return re.sub(r"\r*\n|\r", "\n", text).lstrip("\ufeff")
+
+
+def require_dir(root: str | Path, what: str) -> Path:
+    """``root`` as a ``Path``, checked to be a folder with something in it.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder (the message names ``what`` and ``root``).
+        ValueError: the folder is empty.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{what} folder {root} does not exist")
+    if not any(root.iterdir()):
+        raise ValueError(f"{what} folder {root} is empty")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# Sentences and passages
+# --------------------------------------------------------------------------------------------
+
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr st jr sr messrs hon gen col capt lt gov sen rep rev prof no nos vs etc co inc ltd "
+    "jan feb mar apr jun jul aug sep sept oct nov dec mt ft vol pp ch art sec esq viz cf ibid u.s "
+    "i.e e.g a.m p.m".split()
+)
+_BOUNDARY_RE = re.compile(r"[.!?]+[\"'\u2019\u201d)\]]*\s+(?=[\"'\u2018\u201c(\[]?[A-Z0-9])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split running text into sentences on ``. ! ?`` followed by a capital or a digit.
+
+    Abbreviations (``Mr.``, ``U.S.``, ``etc.``) and initials (``H. Truman``) do not end a sentence.
+
+    >>> split_sentences("Mr. Smith went to Washington. He saw the U.S. Capitol! Then? He left.")
+    ['Mr. Smith went to Washington.', 'He saw the U.S. Capitol!', 'Then?', 'He left.']
+    """
+    text = " ".join(text.split())
+    sentences, start = [], 0
+    for match in _BOUNDARY_RE.finditer(text):
+        before = text[start : match.start() + 1].split()
+        last = before[-1].rstrip(".!?\"')]\u2019\u201d").lower() if before else ""
+        if text[match.start()] == "." and (last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())):
+            continue
+        sentences.append(text[start : match.end()].strip())
+        start = match.end()
+    tail = text[start:].strip()
+    if tail:
+        sentences.append(tail)
+    return sentences
+
+
+def cut_passages(paragraphs: Iterable[str], passage_words: int) -> list[str]:
+    """Cut text into passages of at least ``passage_words`` words, ending on sentence boundaries.
+
+    Sentences are added until a passage reaches ``passage_words`` words; the remainder shorter
+    than that is dropped, so every passage has ``passage_words`` words or a little more. The
+    sampler cuts responses to one fixed word budget, so length cannot tell them apart.
+
+    >>> [len(p.split()) for p in cut_passages(["One two three. Four five. Six seven eight nine."], 5)]
+    [5]
+    """
+    if passage_words < 1:
+        raise ValueError(f"passage_words must be at least 1, got {passage_words}")
+    passages: list[str] = []
+    current: list[str] = []
+    count = 0
+    for paragraph in paragraphs:
+        for sentence in split_sentences(paragraph):
+            current.append(sentence)
+            count += len(sentence.split())
+            if count >= passage_words:
+                passages.append(" ".join(current))
+                current, count = [], 0
+    return passages
+
+
+# --------------------------------------------------------------------------------------------
+# Author names: no passage may name its own author
+# --------------------------------------------------------------------------------------------
+
+
+def _fold(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def author_surnames(name: str) -> list[str]:
+    """The surname of a person-like author name (last alphabetic token, 3+ letters), with its
+    accent-free spelling; codes such as ``Author01`` or ``S1`` give none.
+
+    >>> author_surnames("Anne Brontë"), author_surnames("AaronPressman"), author_surnames("Author01")
+    (['Brontë', 'Bronte'], ['Pressman'], [])
+    """
+    tokens = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name.replace("_", " ")).split()
+    tokens = [t for t in tokens if t.isalpha() and len(t) >= 3]
+    if not tokens:
+        return []
+    surname = tokens[-1][0].upper() + tokens[-1][1:]
+    return sorted({surname, _fold(surname)}, key=lambda s: (s != surname, s))
+
+
+def mentions_name(text: str, names: Sequence[str]) -> bool:
+    """True when ``text`` contains one of ``names`` as a whole word (as written or in capitals).
+
+    >>> mentions_name("Said MADISON.", ["Madison"]), mentions_name("a grant of land", ["Grant"])
+    (True, False)
+    """
+    for name in names:
+        if re.search(rf"\b(?:{re.escape(name)}|{re.escape(name.upper())})\b", _fold(text) + " " + text):
+            return True
+    return False
+
+
+def document_table(docs: Sequence[Document], skipped: Counter, source: str) -> pd.DataFrame:
+    """The Document table of ``docs`` (columns :data:`DOCUMENT_COLUMNS`, ``year`` as ``Int64``),
+    with ``skipped`` (reason -> count) in ``attrs["skipped"]`` and logged.
+
+    Raises:
+        ValueError: no passage at all, or a ``doc_id`` twice (the messages name ``source``).
+    """
+    frame = pd.DataFrame([asdict(d) for d in docs], columns=list(DOCUMENT_COLUMNS))
+    frame["year"] = frame["year"].astype("Int64")
+    frame.attrs["skipped"] = dict(sorted(skipped.items()))
+    for reason, n in sorted(skipped.items()):
+        logger.info("%s: skipped %d %s", source, n, reason)
+    if frame.empty:
+        raise ValueError(f"{source}: no passage survived loading (skipped: {dict(skipped)})")
+    if frame["doc_id"].duplicated().any():
+        raise ValueError(f"{source}: duplicate doc_id {frame.loc[frame['doc_id'].duplicated(), 'doc_id'].iloc[0]!r}")
+    return frame
+
+
+def passages_of_work(
+    paragraphs: Sequence[str],
+    *,
+    author: str,
+    work: str,
+    genre: str,
+    source: str,
+    passage_words: int,
+    names: Sequence[str],
+    skipped: Counter,
+    year: int | None = None,
+) -> list[Document]:
+    """The passages of one work (:func:`cut_passages`) as Documents with ids
+    ``<source>/<work>#<position:03d>``; a passage that names its author (any of ``names``,
+    :func:`mentions_name`) is dropped, and drops and too-short works are counted in ``skipped``."""
+    passages = cut_passages(paragraphs, passage_words)
+    if not passages:
+        skipped["works shorter than one passage"] += 1
+        return []
+    docs = []
+    for position, text in enumerate(passages):
+        if names and mentions_name(text, names):
+            skipped["passages naming their author"] += 1
+            continue
+        docs.append(Document(f"{source}/{work}#{position:03d}", author, text, genre, source, "", work, year, position))
+    return docs
+
+
+def concat_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Stack Document tables, summing their skip counters."""
+    skipped: Counter = Counter()
+    for t in tables:
+        skipped.update(t.attrs.get("skipped", {}))
+    out = pd.concat(list(tables), ignore_index=True)
+    out.attrs["skipped"] = dict(sorted(skipped.items()))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Tables on disk (data/documents.jsonl)
+# --------------------------------------------------------------------------------------------
+
+
+def write_documents(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a Document table as JSONL (one passage per line), atomically."""
+    records = [
+        {k: (None if pd.isna(v) else (int(v) if k in ("year", "position") else v)) for k, v in row.items()}
+        for row in table[list(DOCUMENT_COLUMNS)].to_dict(orient="records")
+    ]
+    return write_jsonl_atomic(records, path)
+
+
+def read_documents(path: str | Path) -> pd.DataFrame:
+    """Read a Document table written by :func:`write_documents` (checks the columns)."""
+    records = read_jsonl(path)
+    frame = pd.DataFrame(records)
+    missing = [c for c in DOCUMENT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: documents lack column(s) {', '.join(missing)}")
+    frame["year"] = frame["year"].astype("Int64")
+    return frame[list(DOCUMENT_COLUMNS)]

@@ -1,0 +1,176 @@
+"""Corpus loaders for folders you provide: a generic manifest, Reuters C50 (CCAT50) and CMCC.
+
+Each becomes one Document table of fixed-length passages (:mod:`persrm_lib.data.documents`); the
+paper's two benchmarks (PersRM-R1, arXiv 2508.14076, §4) are read from here when their folders are
+named (:data:`persrm_lib.data.benchmarks.BENCHMARKS`, ``$PERSRM_CCAT50_DIR`` / ``$PERSRM_CMCC_DIR``).
+
+- :func:`load_folder`: any folder with a ``manifest.csv`` (columns ``path, author, genre``).
+- :func:`load_c50`: Reuters C50 (CCAT50): ``C50train/<Author>/*.txt`` and ``C50test/<Author>/*.txt``.
+- :func:`load_cmcc`: CMCC (Goldstein-Stewart et al., LREC 2008): ``<Category>/Correlated/*.txt``
+  with categories ``Blogs, Chat, Discussion, Emails, Essays, Interviews`` and file names
+  ``<author><genre letter><n><topic letter><n>.txt`` such as ``S1D1I3.txt`` (author ``S1``),
+  Windows-1252. A root holding a ``raw/`` folder with that layout is accepted too.
+
+Paragraphs are separated by blank lines. A passage that names its author (C50 and manifest
+folders: the surname of the author name) is dropped and counted in ``table.attrs["skipped"]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from .documents import Document, author_surnames, document_table, passages_of_work, read_text, require_dir
+
+__all__ = ["CMCC_CATEGORIES", "MANIFEST_COLUMNS", "load_c50", "load_cmcc", "load_folder"]
+
+logger = logging.getLogger(__name__)
+
+CMCC_CATEGORIES: tuple[str, ...] = ("Blogs", "Chat", "Discussion", "Emails", "Essays", "Interviews")
+MANIFEST_COLUMNS = ("path", "author", "genre")
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def load_folder(
+    root: str | Path,
+    passage_words: int,
+    manifest: str = "manifest.csv",
+    encoding: str = "utf-8",
+    source: str | None = None,
+) -> pd.DataFrame:
+    """A folder of plain-text files listed in a CSV manifest with columns ``path, author, genre``
+    (paths relative to ``root``). Paragraphs are separated by blank lines.
+
+    Raises:
+        FileNotFoundError: the folder, the manifest or a listed file is missing.
+        ValueError: an empty folder, a manifest without the columns or rows, an empty cell, or a
+            file not valid in ``encoding`` (each message names the file, and the manifest line).
+    """
+    root = require_dir(root, "corpus")
+    manifest_path = root / manifest
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"manifest {manifest_path} does not exist (columns: {', '.join(MANIFEST_COLUMNS)})")
+    source = source or root.name
+    with manifest_path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{manifest_path}: missing column(s) {', '.join(missing)} (has {reader.fieldnames})")
+        rows = list(enumerate(reader, start=2))
+    if not rows:
+        raise ValueError(f"{manifest_path}: no rows")
+    skipped: Counter = Counter()
+    docs: list[Document] = []
+    for line, row in rows:
+        empty = [c for c in MANIFEST_COLUMNS if not (row.get(c) or "").strip()]
+        if empty:
+            raise ValueError(f"{manifest_path} line {line}: empty {', '.join(empty)}")
+        path = root / row["path"].strip()
+        if not path.is_file():
+            raise FileNotFoundError(f"{manifest_path} line {line}: file {path} does not exist")
+        author = row["author"].strip()
+        docs += passages_of_work(
+            _paragraphs(read_text(path, encoding)),
+            author=author,
+            work=Path(row["path"].strip()).with_suffix("").as_posix(),
+            genre=row["genre"].strip(),
+            source=source,
+            passage_words=passage_words,
+            names=author_surnames(author),
+            skipped=skipped,
+        )
+    return document_table(docs, skipped, source)
+
+
+def load_c50(root: str | Path, passage_words: int, encoding: str = "utf-8") -> pd.DataFrame:
+    """Reuters C50 (CCAT50): ``root/C50train/<Author>/*.txt`` and ``root/C50test/<Author>/*.txt``.
+
+    Genre ``news``; the author is the folder name (``AaronPressman``); the train/test parts are
+    pooled (splits here are by author). The surname (``Pressman``) is kept out of passages.
+
+    Raises:
+        FileNotFoundError: ``root`` or both part folders missing.
+        ValueError: no author folders or no ``.txt`` files, or a file not valid in ``encoding``.
+    """
+    root = require_dir(root, "C50")
+    parts = [p for p in ("C50train", "C50test") if (root / p).is_dir()]
+    if not parts:
+        raise FileNotFoundError(f"C50 folder {root} has neither C50train/ nor C50test/")
+    skipped: Counter = Counter()
+    docs: list[Document] = []
+    for part in parts:
+        authors = sorted(p for p in (root / part).iterdir() if p.is_dir())
+        if not authors:
+            raise ValueError(f"C50 folder {root / part} has no author folders")
+        for author_dir in authors:
+            files = sorted(author_dir.glob("*.txt"))
+            if not files:
+                skipped["author folders without .txt files"] += 1
+                logger.warning("C50: %s has no .txt files", author_dir)
+                continue
+            for path in files:
+                docs += passages_of_work(
+                    _paragraphs(read_text(path, encoding)),
+                    author=author_dir.name,
+                    work=f"{part}/{author_dir.name}/{path.stem}",
+                    genre="news",
+                    source="c50",
+                    passage_words=passage_words,
+                    names=author_surnames(author_dir.name),
+                    skipped=skipped,
+                )
+    return document_table(docs, skipped, "c50")
+
+
+_CMCC_NAME_RE = re.compile(r"^(?P<author>[A-Z]\d+)(?P<genre>[A-Z])\d+(?P<topic>[A-Z])\d+\.txt$")
+_CMCC_KNOWN_TYPOS = {"S1D113.txt": "S1D1I3.txt"}  # the one file that breaks the naming scheme
+
+
+def load_cmcc(root: str | Path, passage_words: int, encoding: str = "cp1252") -> pd.DataFrame:
+    """CMCC: ``root/<Category>/Correlated/<author><g><n><topic><n>.txt`` (or under ``root/raw``).
+
+    Genre = the category in lower case (``blogs``, ``chat``, ``discussion``, ``emails``,
+    ``essays``, ``interviews``); author = the leading code (``S1``). The ``Extra`` folders are
+    not read (their authors did not write every genre).
+
+    Raises:
+        FileNotFoundError: ``root`` missing, or no category folder with a ``Correlated`` folder.
+        ValueError: a file name outside the scheme, or a file not valid in ``encoding``.
+    """
+    root = require_dir(root, "CMCC")
+    if (root / "raw").is_dir():
+        root = root / "raw"
+    categories = [c for c in CMCC_CATEGORIES if (root / c / "Correlated").is_dir()]
+    if not categories:
+        raise FileNotFoundError(
+            f"CMCC folder {root} has no <Category>/Correlated/ folder (categories: {CMCC_CATEGORIES})"
+        )
+    skipped: Counter = Counter()
+    docs: list[Document] = []
+    for category in categories:
+        for path in sorted((root / category / "Correlated").glob("*.txt")):
+            name = _CMCC_KNOWN_TYPOS.get(path.name, path.name)
+            match = _CMCC_NAME_RE.match(name)
+            if not match:
+                raise ValueError(
+                    f"CMCC file {path}: name does not follow <author><genre><n><topic><n>.txt (e.g. S1D1I3.txt)"
+                )
+            docs += passages_of_work(
+                _paragraphs(read_text(path, encoding)),
+                author=match["author"],
+                work=f"{category}/{Path(name).stem}",
+                genre=category.lower(),
+                source="cmcc",
+                passage_words=passage_words,
+                names=[],
+                skipped=skipped,
+            )
+    return document_table(docs, skipped, "cmcc")

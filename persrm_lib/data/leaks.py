@@ -1,0 +1,117 @@
+"""Label shortcuts: does anything but style give a pair's label away? (DESIGN.md, "Known hazards").
+
+:func:`label_shortcut_report` scores label predictors that do not read style (position, length,
+strategy, overlap with the query); each should sit near 0.5 on a well-built set.
+:func:`embedding_judge_accuracy` is the topic judge (MiniLM cosine to the exemplars). Notebook 01
+records both for every pair set; the sampler (:mod:`persrm_lib.data.sampler`) is built to keep them
+at chance, and its tests check it.
+
+>>> pairs = [{"query": "q", "exemplars": ["e"], "n_exemplars": 1, "response_a": "x", "response_b": "y",
+...           "label": label, "positive_kind": "p", "negative_kind": "n"} for label in "ab"]
+>>> label_shortcut_report(pairs)["position_a"]
+0.5
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.verdict import exemplars_of
+from .embeddings import EmbeddingCache
+
+__all__ = ["embedding_judge_accuracy", "label_shortcut_report"]
+
+_CONTENT_WORD_RE = re.compile(r"[a-z]{4,}")
+
+
+def _accuracy(predictions: Iterable[str | None], labels: Iterable[str]) -> float:
+    """Share of correct predictions; a ``None`` prediction (a tie) counts one half."""
+    scores = [0.5 if p is None else float(p == y) for p, y in zip(predictions, labels, strict=True)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _pick(score_a: float, score_b: float) -> str | None:
+    return None if score_a == score_b else ("a" if score_a > score_b else "b")
+
+
+def label_shortcut_report(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Accuracy of label predictors that do not read style; each should sit near 0.5.
+
+    - ``position_a``: always answer "a".
+    - ``longer_wins_chars`` / ``longer_wins_words``: the longer response.
+    - ``closer_length_to_exemplars``: the response whose character length is closest to the
+      mean of the exemplars the pair is read with (:func:`persrm_lib.core.verdict.exemplars_of`).
+    - ``strategy_majority``: the majority label of the pair's (positive, negative) strategy
+      (an upper bound for any predictor that reads the strategy alone).
+    - ``query_overlap``: the response sharing more content words (4+ letters) with the query: the
+      coherence cue of ``query_mode="opening"`` (0.5 in neutral mode, where the query is fixed).
+
+    Ties count one half.
+
+    Args:
+        pairs: pairs in DESIGN.md's contract (``label``, ``response_a``/``response_b``, ``query``,
+            ``exemplars``, ``positive_kind``, ``negative_kind``).
+
+    Returns:
+        ``n_pairs`` and one accuracy in [0, 1] per predictor (NaN for an empty set).
+    """
+    labels = [p["label"] for p in pairs]
+    chars = [(len(p["response_a"]), len(p["response_b"])) for p in pairs]
+    words = [(len(p["response_a"].split()), len(p["response_b"].split())) for p in pairs]
+    exemplar_len = [float(np.mean([len(e) for e in exemplars_of(p)])) for p in pairs]
+    strategy = Counter()
+    for p in pairs:
+        strategy[(p["positive_kind"], p["negative_kind"], p["label"])] += 1
+    majority = {}
+    for p in pairs:
+        key = (p["positive_kind"], p["negative_kind"])
+        n_a, n_b = strategy[(*key, "a")], strategy[(*key, "b")]
+        majority[key] = None if n_a == n_b else ("a" if n_a > n_b else "b")
+
+    def overlap(p: Mapping[str, Any], side: str) -> float:
+        q = set(_CONTENT_WORD_RE.findall(p["query"].lower()))
+        r = set(_CONTENT_WORD_RE.findall(p[f"response_{side}"].lower()))
+        return len(q & r) / max(1, len(q | r))
+
+    return {
+        "n_pairs": float(len(pairs)),
+        "position_a": _accuracy(["a"] * len(pairs), labels),
+        "longer_wins_chars": _accuracy([_pick(a, b) for a, b in chars], labels),
+        "longer_wins_words": _accuracy([_pick(a, b) for a, b in words], labels),
+        "closer_length_to_exemplars": _accuracy(
+            [_pick(-abs(a - e), -abs(b - e)) for (a, b), e in zip(chars, exemplar_len, strict=True)], labels
+        ),
+        "strategy_majority": _accuracy([majority[(p["positive_kind"], p["negative_kind"])] for p in pairs], labels),
+        "query_overlap": _accuracy([_pick(overlap(p, "a"), overlap(p, "b")) for p in pairs], labels),
+    }
+
+
+def embedding_judge_accuracy(
+    pairs: Sequence[Mapping[str, Any]], embeddings: EmbeddingCache, n_exemplars: int | None = None
+) -> float:
+    """Accuracy of the topic judge: the response with the higher MiniLM cosine to the exemplars'
+    mean wins (DESIGN.md: it measures topic, ~70% on random negatives, near chance on retrieved).
+
+    Args:
+        pairs: pairs in DESIGN.md's contract.
+        embeddings: the run's vectors (unit-norm, so a dot product is the cosine).
+        n_exemplars: exemplars read per pair (None: the pair's own ``n_exemplars``), by
+            :func:`persrm_lib.core.verdict.exemplars_of`.
+
+    Returns:
+        The accuracy in [0, 1]; a tie counts one half.
+
+    Raises:
+        ValueError: more exemplars requested than a pair has (naming the pair).
+    """
+    predictions = []
+    for p in pairs:
+        centroid = embeddings.embed(exemplars_of(p, n_exemplars)).mean(axis=0)
+        va, vb = embeddings.embed([p["response_a"], p["response_b"]])
+        predictions.append(_pick(float(va @ centroid), float(vb @ centroid)))
+    return _accuracy(predictions, [p["label"] for p in pairs])

@@ -1,0 +1,220 @@
+"""The passage pool of one split: how passages become a query and a response, which passages
+one set of pairs draws from, and its exemplars (paper §3.1; used by :mod:`persrm_lib.data.sampler`).
+
+- :func:`response_budget` and :func:`query_and_response`: every response, chosen or rejected, is cut
+  to exactly ``response_words`` words, after a ``query_words``-word opening (``query_mode="opening"``,
+  the paper's setup) or from the passage's start under one fixed instruction (``"neutral"``,
+  :data:`NEUTRAL_QUERY`). Length cannot give the label away.
+- :class:`PassagePool`: one split's passages with their embeddings and their cut responses.
+- :func:`draw_exemplars`: an author's exemplars, from works other than the chosen passage's.
+- :func:`sample_pool`: at most ``max_per_author`` passages per (author, genre) before embedding.
+
+>>> query_and_response("a b c d e f g", "opening", 2, 3)
+('a b', 'c d e')
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "NEUTRAL_QUERY",
+    "QUERY_MODES",
+    "PassagePool",
+    "draw_exemplars",
+    "query_and_response",
+    "response_budget",
+    "sample_pool",
+]
+
+QUERY_MODES: tuple[str, ...] = ("opening", "neutral")
+NEUTRAL_QUERY = "Write a passage on a subject of your choice, in your usual style."
+_MIN_RESPONSE_WORDS = 10
+
+# --------------------------------------------------------------------------------------------
+# Budgets, queries and responses
+# --------------------------------------------------------------------------------------------
+
+
+def response_budget(passage_words: int, query_words: int) -> int:
+    """Words per response: ``passage_words - query_words`` (every passage has at least
+    ``passage_words`` words, so every passage has that many after its opening).
+
+    >>> response_budget(80, 16)
+    64
+    """
+    budget = passage_words - query_words
+    if budget < _MIN_RESPONSE_WORDS:
+        raise ValueError(
+            f"passage_words={passage_words} leaves {budget} response words after a query of "
+            f"query_words={query_words}; need at least {_MIN_RESPONSE_WORDS}"
+        )
+    return budget
+
+
+def query_and_response(text: str, query_mode: str, query_words: int, response_words: int) -> tuple[str, str] | None:
+    """The query a passage gives and its response part (exactly ``response_words`` words).
+
+    ``opening``: the first ``query_words`` words are the query and the response is the text after
+    them. Every response (chosen or rejected) is cut this way from its own passage, so both start
+    at the same word offset, usually inside a sentence, and neither repeats its query.
+    ``neutral``: the query is :data:`NEUTRAL_QUERY` and the response is the passage's start.
+    ``None`` when the passage is too short.
+
+    >>> query_and_response("a b c d e f g", "opening", 2, 3)
+    ('a b', 'c d e')
+    >>> query_and_response("a b c d e f g", "neutral", 2, 3)[1]
+    'a b c'
+    """
+    words = text.split()
+    if query_mode == "neutral":
+        return (NEUTRAL_QUERY, " ".join(words[:response_words])) if len(words) >= response_words else None
+    if len(words) < query_words + response_words:
+        return None
+    return " ".join(words[:query_words]), " ".join(words[query_words : query_words + response_words])
+
+
+# --------------------------------------------------------------------------------------------
+# The passage pool of one split
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PassagePool:
+    """The passages one set of pairs is drawn from, with their embeddings.
+
+    Args:
+        docs: Document rows (one split of one benchmark).
+        vectors: unit-norm embeddings of ``docs.text`` in row order.
+        exemplar_genres, candidate_genres: genres that may give exemplars / responses (None: any).
+        query_mode, query_words, response_words: how responses are cut (see the module docstring).
+    """
+
+    docs: pd.DataFrame
+    vectors: np.ndarray
+    exemplar_genres: tuple[str, ...] | None
+    candidate_genres: tuple[str, ...] | None
+    query_mode: str
+    query_words: int
+    response_words: int
+    responses: dict[int, tuple[str, str]] = field(init=False)
+    candidates: dict[str, list[int]] = field(init=False)
+    exemplar_rows: dict[str, list[int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.docs = self.docs.reset_index(drop=True)
+        genre_ok = lambda genres, g: genres is None or g in genres  # noqa: E731
+        self.responses = {}
+        self.candidates = defaultdict(list)
+        self.exemplar_rows = defaultdict(list)
+        for i, row in enumerate(self.docs.itertuples(index=False)):
+            if genre_ok(self.candidate_genres, row.genre):
+                cut = query_and_response(row.text, self.query_mode, self.query_words, self.response_words)
+                if cut is not None:
+                    self.responses[i] = cut
+                    self.candidates[row.author].append(i)
+            if genre_ok(self.exemplar_genres, row.genre):
+                self.exemplar_rows[row.author].append(i)
+        self.authors = sorted(self.candidates)
+        self.candidate_array = np.array(sorted(self.responses), dtype=int)
+        self.author_of = self.docs["author"].astype(str).to_numpy()
+        self.genre_of = self.docs["genre"].astype(str).to_numpy()
+        years = self.docs["year"]
+        self.has_years = bool(len(years)) and not years.isna().any()
+
+    def author(self, i: int) -> str:
+        """The author of row ``i``."""
+        return str(self.docs.at[i, "author"])
+
+    def work(self, i: int) -> str:
+        """The work (address, essay, chapter) row ``i`` was cut from."""
+        return str(self.docs.at[i, "work"])
+
+    def text(self, i: int) -> str:
+        """The whole passage of row ``i`` (exemplars are read whole; responses are cut)."""
+        return str(self.docs.at[i, "text"])
+
+    def others(self, chosen: int) -> np.ndarray:
+        """Candidate rows of every other author, in the chosen passage's genre when any exist
+        (a novel is not contrasted with a Federalist paper: genre would give the label away)."""
+        rows = self.candidate_array[self.author_of[self.candidate_array] != self.author_of[chosen]]
+        same_genre = rows[self.genre_of[rows] == self.genre_of[chosen]]
+        return same_genre if len(same_genre) else rows
+
+
+# --------------------------------------------------------------------------------------------
+# Exemplars
+# --------------------------------------------------------------------------------------------
+
+
+def draw_exemplars(
+    pool: PassagePool, author: str, n: int, rng: random.Random, avoid: int | None = None
+) -> list[int] | None:
+    """``n`` exemplar rows of ``author``, one per work as far as possible, none from the work of
+    row ``avoid`` (the chosen passage); an author with too few other works also gives passages
+    of that work that are not the chosen passage or next to it. ``None`` when there are too few.
+    """
+    rows = pool.exemplar_rows.get(author, [])
+    if avoid is not None:
+        avoid_work, avoid_pos = pool.work(avoid), int(pool.docs.at[avoid, "position"])
+        other_work = [i for i in rows if pool.work(i) != avoid_work]
+        same_work = [
+            i for i in rows if pool.work(i) == avoid_work and abs(int(pool.docs.at[i, "position"]) - avoid_pos) > 1
+        ]
+    else:
+        other_work, same_work = list(rows), []
+    by_work: dict[str, list[int]] = defaultdict(list)
+    for i in other_work:
+        by_work[pool.work(i)].append(i)
+    works = sorted(by_work)
+    rng.shuffle(works)
+    for w in works:
+        rng.shuffle(by_work[w])
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < n and any(len(by_work[w]) > depth for w in works):
+        picked += [by_work[w][depth] for w in works if len(by_work[w]) > depth][: n - len(picked)]
+        depth += 1
+    if len(picked) < n:
+        extra = sorted(same_work)
+        rng.shuffle(extra)
+        picked += extra[: n - len(picked)]
+    return picked if len(picked) == n else None
+
+
+# --------------------------------------------------------------------------------------------
+# Capping the pool
+# --------------------------------------------------------------------------------------------
+
+
+def sample_pool(docs: pd.DataFrame, max_per_author: int | None, seed: int) -> pd.DataFrame:
+    """At most ``max_per_author`` passages per (author, genre), spread over works, seeded.
+
+    Retrieval embeds every passage of the pool; capping keeps the smoke run in minutes.
+    """
+    if max_per_author is None:
+        return docs
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for (_, _), group in docs.groupby(["author", "genre"], sort=True):
+        if len(group) <= max_per_author:
+            keep += list(group.index)
+            continue
+        # round-robin over works in a seeded order, passages within a work in seeded order
+        by_work = {w: list(rng.permutation(g.index.to_numpy())) for w, g in group.groupby("work", sort=True)}
+        works = sorted(by_work)
+        rng.shuffle(works)
+        picked: list[int] = []
+        while len(picked) < max_per_author:
+            for w in works:
+                if by_work[w] and len(picked) < max_per_author:
+                    picked.append(int(by_work[w].pop()))
+        keep += picked
+    out = docs.loc[sorted(keep)]
+    out.attrs = dict(docs.attrs)
+    return out

@@ -1,0 +1,158 @@
+"""Every pair set of a run, and its files (what notebook 01 calls; paper §3.1).
+
+- :func:`synthesize_pairs`: ``train`` and ``validation`` from the training and validation authors of
+  every benchmark that is not test-only, and ``test_<benchmark>`` from each benchmark's test
+  authors, each built by :func:`persrm_lib.data.sampler.build_pairs` with its own derived seed.
+- :func:`pairs_table`: one row per pair (set, benchmark, strategy, label), for tables and plots.
+- :func:`save_pairs_dataset`: a pair set as a ``datasets.Dataset`` folder. The JSONL file, the
+  canonical format, is written and read by :mod:`persrm_lib.data.pairs`.
+
+>>> pairs_table({"train": [{"positive_kind": "p", "negative_kind": "n", "label": "a", "author": "x",
+...                         "genre": "g", "provenance": {"benchmark": "sotu"}}]}).iloc[0].tolist()
+['train', 'sotu', 'p', 'n', 'a', 'x', 'g']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .benchmarks import BENCHMARKS, benchmark_seed
+from .embeddings import EmbeddingCache
+from .pool import response_budget
+from .sampler import Mimic, SamplingReport, build_pairs
+
+__all__ = ["pairs_table", "save_pairs_dataset", "synthesize_pairs"]
+
+
+def _shares(total: int, weights: Mapping[str, int]) -> dict[str, int]:
+    """Split ``total`` in proportion to ``weights`` (largest remainders; names sorted)."""
+    names = sorted(k for k, w in weights.items() if w > 0)
+    if not names:
+        return {}
+    mass = sum(weights[k] for k in names)
+    exact = {k: total * weights[k] / mass for k in names}
+    out = {k: int(math.floor(v)) for k, v in exact.items()}
+    for k in sorted(names, key=lambda k: (-(exact[k] - out[k]), k))[: total - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
+def synthesize_pairs(
+    tables: Mapping[str, pd.DataFrame],
+    data: Any,
+    seed: int,
+    embeddings: EmbeddingCache,
+    synonyms: Any,
+    query_mode: str = "opening",
+    mimic: Mimic | None = None,
+    validation_pairs: int | None = None,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """All pair sets of a run: ``train`` and ``validation`` from the training and validation
+    authors of every benchmark that is not test-only (shared in proportion to their authors),
+    and ``test_<benchmark>`` from each benchmark's test authors.
+
+    Args:
+        tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.data.benchmarks.load_benchmark`).
+        data: the profile's data settings (``cfg.data``): ``train_pairs``, ``eval_pairs``,
+            ``n_exemplars``, ``eval_exemplar_counts``, ``passage_words``, ``query_words``.
+        seed: the profile seed (each set gets its own seed derived from it).
+        embeddings, synonyms, query_mode, mimic: see :func:`build_pairs`.
+        validation_pairs: pairs in the validation set (default ``data.eval_pairs``).
+
+    Returns:
+        ``(pair sets, reports)``, both keyed by set name (``train``, ``validation``, ``test_sotu``...).
+        Train and validation pairs carry ``data.n_exemplars`` exemplars; test pairs carry
+        ``max(data.eval_exemplar_counts)``, so fewer are evaluated by truncation
+        (:func:`persrm_lib.core.verdict.exemplars_of`).
+    """
+    response_words = response_budget(data.passage_words, data.query_words)
+    test_exemplars = max(data.eval_exemplar_counts)
+    sets: dict[str, list[dict[str, Any]]] = {}
+    reports: dict[str, dict[str, Any]] = {}
+    plan: list[tuple[str, str, str, int, int]] = []  # (set, benchmark, split, n_pairs, n_exemplars)
+    for split, total in (("train", data.train_pairs), ("validation", validation_pairs or data.eval_pairs)):
+        weights = {
+            name: int(table.loc[table["split"] == split, "author"].nunique())
+            for name, table in tables.items()
+            if not BENCHMARKS[name].test_only
+        }
+        for name, n in _shares(total, weights).items():
+            if n:
+                plan.append((split, name, split, n, data.n_exemplars))
+    for name in sorted(tables):
+        plan.append((f"test_{name}", name, "test", data.eval_pairs, test_exemplars))
+    for set_name, name, split, n, n_exemplars in plan:
+        bench = BENCHMARKS[name]
+        report = SamplingReport()
+        pairs = build_pairs(
+            tables[name],
+            n,
+            n_exemplars,
+            data.query_words,
+            response_words,
+            embeddings,
+            benchmark_seed(seed, f"{set_name}/{name}"),
+            split=split,
+            benchmark=name,
+            exemplar_genres=bench.exemplar_genres,
+            candidate_genres=bench.candidate_genres,
+            query_mode=query_mode,
+            synonyms=synonyms,
+            mimic=mimic,
+            report=report,
+            id_prefix=f"{set_name}-{name}" if not set_name.startswith("test_") else set_name,
+        )
+        sets.setdefault(set_name, []).extend(pairs)
+        reports[f"{set_name}/{name}"] = report.as_dict()
+    return sets, reports
+
+
+def pairs_table(sets: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
+    """One row per pair with its set, benchmark, strategy, label and author (for tables and plots)."""
+    rows = [
+        {
+            "set": name,
+            "benchmark": p.get("provenance", {}).get("benchmark", ""),
+            "positive_kind": p["positive_kind"],
+            "negative_kind": p["negative_kind"],
+            "label": p["label"],
+            "author": p["author"],
+            "genre": p["genre"],
+        }
+        for name, pairs in sets.items()
+        for p in pairs
+    ]
+    return pd.DataFrame(rows)
+
+
+def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) -> Path:
+    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically.
+
+    >>> # save_pairs_dataset(pairs, runfiles.pairs_hf_dir(run, "train"))
+    """
+    import shutil
+
+    import datasets
+    from datasets import Dataset
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # one bar per small save only clutters notebooks
+    try:
+        Dataset.from_list([dict(p) for p in pairs]).save_to_disk(str(tmp))
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out

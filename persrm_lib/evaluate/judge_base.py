@@ -1,0 +1,130 @@
+"""What every judge shares (PersRM-R1 §4): the :class:`Verdict` a judge returns, the :class:`Judge`
+interface, and :class:`BaseJudge` for judges that score each response on its own.
+
+Which side a verdict prefers is decided by :func:`persrm_lib.core.verdict.preferred_side`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..core.verdict import exemplars_of, preferred_side
+
+Pair = Mapping[str, Any]
+LearnsFrom = Literal["nothing", "texts", "labels"]
+# a model and tokenizer, or a function that loads them on first use (shared between judges)
+Loaded = tuple[Any, Any] | Callable[[], tuple[Any, Any]]
+
+
+class NotFittedError(RuntimeError):
+    """A judge that must be fitted on training pairs was asked to score first."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's reading of one pair.
+
+    ``s_a``/``s_b`` are None when a generative judge's completion breaks the output format.
+    """
+
+    s_a: float | None
+    s_b: float | None
+    completion: str | None = None
+
+    @property
+    def scores(self) -> tuple[float, float] | None:
+        return None if self.s_a is None or self.s_b is None else (self.s_a, self.s_b)
+
+    @property
+    def format_ok(self) -> bool:
+        return self.scores is not None
+
+    @property
+    def preferred(self) -> Literal["a", "b"] | None:
+        """The response scored strictly higher; None for a tie or a format violation."""
+        return preferred_side(self.scores)
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """What the evaluation needs of a judge."""
+
+    name: str
+    position_invariant: bool  # True: each response is scored on its own, so swapping A and B swaps the scores
+    learns_from: LearnsFrom  # what fit() reads: nothing, the pairs' texts (never a label), or labelled pairs
+
+    def fit(self, train_pairs: Sequence[Pair]) -> Judge: ...
+
+    def score(self, pair: Pair, n_exemplars: int | None = None) -> Verdict: ...
+
+    def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]: ...
+
+
+def swap_pair(pair: Pair) -> dict[str, Any]:
+    """The same pair with A and B exchanged (and the label with them).
+
+    >>> swap_pair({"response_a": "x", "response_b": "y", "label": "a"})["label"]
+    'b'
+    """
+    swapped = dict(pair)
+    swapped["response_a"], swapped["response_b"] = pair["response_b"], pair["response_a"]
+    if pair.get("label") in ("a", "b"):
+        swapped["label"] = "b" if pair["label"] == "a" else "a"
+    return swapped
+
+
+def pair_texts(pairs: Sequence[Pair]) -> list[str]:
+    """Every distinct text of the pairs (exemplars and both responses), sorted; no label is read."""
+    texts: set[str] = set()
+    for pair in pairs:
+        texts.update(str(t) for t in pair["exemplars"])
+        texts.add(str(pair["response_a"]))
+        texts.add(str(pair["response_b"]))
+    return sorted(texts)
+
+
+def cosine_rows(matrix: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+    """Cosine of each row of ``matrix`` (n x d) with ``centroid`` (d); 0 where either vector is zero.
+
+    >>> cosine_rows(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([2.0, 0.0])).tolist()
+    [1.0, 0.0]
+    """
+    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(centroid)
+    dots = matrix @ centroid
+    return np.divide(dots, norms, out=np.zeros_like(dots, dtype=float), where=norms > 0)
+
+
+class BaseJudge:
+    """Shared plumbing: ``score`` calls ``score_batch``; position-invariant judges implement
+    :meth:`score_responses` (one score per response from the exemplars alone)."""
+
+    name = "base"
+    position_invariant = True
+    learns_from: ClassVar[LearnsFrom] = "nothing"
+
+    def fit(self, train_pairs: Sequence[Pair]) -> BaseJudge:
+        """Judges without parameters ignore the training pairs."""
+        return self
+
+    def score(self, pair: Pair, n_exemplars: int | None = None) -> Verdict:
+        """Score one pair; see :meth:`score_batch`."""
+        return self.score_batch([pair], n_exemplars)[0]
+
+    def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
+        """Score pairs; a position-invariant judge scores each response against the exemplars."""
+        verdicts = []
+        for pair in pairs:
+            s_a, s_b = self.score_responses(exemplars_of(pair, n_exemplars), [pair["response_a"], pair["response_b"]])
+            verdicts.append(Verdict(float(s_a), float(s_b)))
+        return verdicts
+
+    def score_responses(self, exemplars: Sequence[str], responses: Sequence[str]) -> list[float]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Plain settings recorded next to the results."""
+        return {"judge": self.name}

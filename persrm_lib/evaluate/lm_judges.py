@@ -1,0 +1,357 @@
+"""The judges that run a language model (PersRM-R1 §4): the generative reward model, the
+log-likelihood (PMI) baseline and the Bradley-Terry scalar reward model.
+
+- :class:`GenerativeJudge`: the reward model itself (any registry model, optionally with a PEFT
+  adapter) through the one LLM client; base zero-shot, SFT-only and SFT+RFT are this judge with no
+  adapter, the SFT adapter and the RFT adapter.
+- :class:`LoglikJudge`: mean log-likelihood of each response after the exemplars minus without them.
+- :class:`ScalarRMJudge`: trained by :func:`persrm_lib.train.scalar_rm.train_scalar_rm`, scores each
+  response alone.
+
+Build them with :func:`persrm_lib.evaluate.judges.make_judge`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from ..core.output_format import parse_output, strip_think
+from ..core.prompt import build_prompt_text
+from ..core.verdict import exemplar_count, exemplars_of
+from ..models.client import LocalChatClient
+from ..models.context import PromptTooLongError, find_too_long, known_budget
+from ..models.registry import load_model
+from ..train.adapters import load_adapter
+from ..train.scalar_rm import scalar_rm_tokens, train_scalar_rm
+from .judge_base import BaseJudge, LearnsFrom, Loaded, NotFittedError, Pair, Verdict
+
+
+def _resolve(loaded: Loaded | None) -> tuple[Any, Any] | None:
+    """A shared model: the pair itself, or what the loader returns."""
+    return loaded() if callable(loaded) else loaded
+
+
+class GenerativeJudge:
+    """The reward model: prompt -> batched greedy completion -> ``parse_output`` -> verdict.
+
+    It holds a :class:`persrm_lib.models.client.LocalChatClient` (the one LLM client): prompts from
+    :func:`persrm_lib.core.prompt.build_prompt_text`, completions from ``client.generate_prompts``.
+    ``loaded`` (a model and tokenizer, or a function returning them) is used as it is, adapter or not;
+    otherwise ``model`` is loaded on first use and ``adapter`` applied and merged
+    (:func:`persrm_lib.train.adapters.load_adapter`).
+    """
+
+    position_invariant = False
+    learns_from: ClassVar[LearnsFrom] = "nothing"
+
+    def __init__(
+        self,
+        model: str = "tiny-random",
+        adapter: str | Path | None = None,
+        max_new_tokens: int = 256,
+        batch_size: int = 8,
+        max_prompt_tokens: int | None = None,
+        name: str | None = None,
+        loaded: Loaded | None = None,
+        strip_think: bool = False,
+    ) -> None:
+        self.model_name = model
+        self.adapter = str(adapter) if adapter else None
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.max_prompt_tokens = max_prompt_tokens
+        self.name = name or ("generative" if adapter is None else f"generative+{Path(adapter).parent.name}")
+        self._loaded = loaded
+        self._client: LocalChatClient | None = None
+        # a judge served by a reasoning model: strip ONE leading <think> block before parsing
+        # (output_format.strip_think); n_stripped counts the completions that had one
+        self.strip_think = strip_think
+        self.n_stripped = 0
+
+    @property
+    def client(self) -> LocalChatClient:
+        """The chat client, loading the model (and applying the adapter) on first use."""
+        if self._client is None:
+            loaded = _resolve(self._loaded)
+            if loaded is None:
+                model, tokenizer = load_model(self.model_name)
+                if self.adapter is not None:
+                    model = load_adapter(model, self.adapter, self.model_name)
+                    model.eval()
+                loaded = (model, tokenizer)
+            self._client = LocalChatClient(
+                *loaded, model_name=self.model_name, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size
+            )
+        return self._client
+
+    @property
+    def last_generation(self) -> Any:
+        """The last :class:`persrm_lib.models.generation.GenerationResult` (None before scoring)."""
+        return None if self._client is None else self._client.last_result
+
+    def fit(self, train_pairs: Sequence[Pair]) -> GenerativeJudge:
+        """The generative judge is trained by notebooks 03/04, not here."""
+        return self
+
+    def score(self, pair: Pair, n_exemplars: int | None = None) -> Verdict:
+        return self.score_batch([pair], n_exemplars)[0]
+
+    def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
+        """Greedy completions of the pairs' prompts, in order; scores from the one parser.
+
+        Raises:
+            ValueError: a prompt longer than ``max_prompt_tokens`` (naming the pair).
+            PromptTooLongError: a prompt longer than the model's context minus ``max_new_tokens``
+                (:mod:`persrm_lib.models.context`), naming the pair and its tokens; nothing is
+                generated then.
+        """
+        client = self.client
+        tokenizer = client.tokenizer
+        prompts = [build_prompt_text(tokenizer, p, exemplar_count(p, n_exemplars)) for p in pairs]
+        if self.max_prompt_tokens is not None:
+            for pair, prompt in zip(pairs, prompts, strict=True):
+                n_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+                if n_tokens > self.max_prompt_tokens:
+                    raise ValueError(
+                        f"pair {pair.get('id', '?')!r}: prompt has {n_tokens} tokens, more than "
+                        f"max_prompt_tokens={self.max_prompt_tokens}"
+                    )
+        budget = known_budget(client.model, tokenizer, reserved=self.max_new_tokens)
+        too_long = (
+            [] if budget is None else find_too_long(tokenizer, prompts, [p.get("id", "?") for p in pairs], budget)
+        )
+        if too_long and budget is not None:  # a swapped pair repeats its id: name each pair once
+            once: dict[str, Any] = {}
+            for item in too_long:
+                once.setdefault(repr(item.id), item)
+            raise PromptTooLongError(list(once.values()), budget)
+        verdicts = []
+        for text in client.generate_prompts(prompts).texts:
+            answer, stripped = strip_think(text) if self.strip_think else (text, False)
+            self.n_stripped += stripped
+            parsed = parse_output(answer)
+            s_a, s_b = parsed.scores if parsed.ok and parsed.scores else (None, None)
+            verdicts.append(Verdict(s_a, s_b, completion=text))
+        return verdicts
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "judge": self.name,
+            "model": self.model_name,
+            "adapter": self.adapter,
+            "max_new_tokens": self.max_new_tokens,
+            "batch_size": self.batch_size,
+            **({"strip_think": True, "n_stripped": self.n_stripped} if self.strip_think else {}),
+        }
+
+
+def _sequence_logprobs(
+    model: Any, sequences: Sequence[tuple[list[int], int]], batch_size: int, pad_id: int
+) -> list[float]:
+    """Mean log-probability of the last ``n`` tokens of each ``(ids, n)``, batched, right-padded."""
+    import torch
+
+    out = [0.0] * len(sequences)
+    order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i][0]), i))
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for begin in range(0, len(order), batch_size):
+            index = order[begin : begin + batch_size]
+            width = max(len(sequences[i][0]) for i in index)
+            ids = torch.full((len(index), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(index), width), dtype=torch.long)
+            for row, i in enumerate(index):
+                seq = sequences[i][0]
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for row, i in enumerate(index):
+                seq, n = sequences[i]
+                # the logits at positions len-1-n .. len-2 predict the last n tokens
+                window = torch.log_softmax(logits[row, len(seq) - 1 - n : len(seq) - 1].float(), dim=-1)
+                targets = torch.tensor(seq[len(seq) - n :], device=device)
+                out[i] = float(window.gather(-1, targets.unsqueeze(-1)).mean())
+    return out
+
+
+class LoglikJudge(BaseJudge):
+    """Pointwise mutual information of each response with the exemplars under a causal LM.
+
+    ``mode="pmi"`` (default): mean token log-likelihood after the exemplars minus the same without
+    them. ``mode="conditional"``: the first term alone (DESIGN.md: at chance). ``loaded``: a model and
+    tokenizer, or a function returning them (the notebook suite shares the base model this way);
+    otherwise ``model`` is loaded on first use.
+    """
+
+    name = "loglik"
+    CONTEXT_HEAD = "Texts written by one author:\n\n"
+    CONTEXT_TAIL = "Another text by the same author:\n"
+
+    def __init__(
+        self,
+        model: str = "tiny-random",
+        mode: Literal["pmi", "conditional"] = "pmi",
+        max_context_tokens: int = 768,
+        max_response_tokens: int = 256,
+        batch_size: int = 4,
+        loaded: Loaded | None = None,
+    ) -> None:
+        if mode not in ("pmi", "conditional"):
+            raise ValueError(f"loglik: mode must be 'pmi' or 'conditional', got {mode!r}")
+        self.model_name = model
+        self.mode = mode
+        self.max_context_tokens = max_context_tokens
+        self.max_response_tokens = max_response_tokens
+        self.batch_size = batch_size
+        self._loaded = loaded
+        self._cache: dict[tuple[tuple[str, ...], str], float] = {}
+
+    def _model(self) -> tuple[Any, Any]:
+        self._loaded = _resolve(self._loaded)
+        if self._loaded is None:
+            self._loaded = load_model(self.model_name)
+        return self._loaded
+
+    def _ids(self, tokenizer: Any, text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _sequence(self, tokenizer: Any, exemplars: tuple[str, ...], response: str) -> tuple[list[int], int]:
+        tail = self._ids(tokenizer, "\n\n" + self.CONTEXT_TAIL if exemplars else self.CONTEXT_TAIL)
+        context: list[int] = []
+        if exemplars:
+            context = self._ids(tokenizer, self.CONTEXT_HEAD + "\n\n".join(e.strip() for e in exemplars))
+            context = context[-max(1, self.max_context_tokens - len(tail)) :]  # keep the exemplars' ends
+        response_ids = self._ids(tokenizer, response.strip())[: self.max_response_tokens]
+        return context + tail + response_ids, len(response_ids)
+
+    def _fill(self, keys: Sequence[tuple[tuple[str, ...], str]]) -> None:
+        model, tokenizer = self._model()
+        missing = sorted({k for k in keys if k not in self._cache})
+        if not missing:
+            return
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        sequences = [self._sequence(tokenizer, ex, resp) for ex, resp in missing]
+        values = _sequence_logprobs(model, sequences, self.batch_size, int(pad))
+        self._cache.update(zip(missing, values, strict=True))
+
+    def _keys(self, exemplars: Sequence[str], responses: Sequence[str]) -> list[tuple[tuple[str, ...], str]]:
+        keys = [(tuple(exemplars), str(r)) for r in responses]
+        if self.mode == "pmi":
+            keys += [((), str(r)) for r in responses]
+        return keys
+
+    def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
+        keys = []
+        for p in pairs:
+            keys += self._keys(exemplars_of(p, n_exemplars), [p["response_a"], p["response_b"]])
+        self._fill(keys)  # every forward pass of the batch at once
+        return super().score_batch(pairs, n_exemplars)
+
+    def score_responses(self, exemplars: Sequence[str], responses: Sequence[str]) -> list[float]:
+        self._fill(self._keys(exemplars, responses))
+        conditional = [self._cache[(tuple(exemplars), str(r))] for r in responses]
+        if self.mode == "conditional":
+            return conditional
+        return [c - self._cache[((), str(r))] for c, r in zip(conditional, responses, strict=True)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"judge": self.name, "model": self.model_name, "mode": self.mode}
+
+
+class ScalarRMJudge(BaseJudge):
+    """A Bradley-Terry scalar reward model (the paper's ScalarRM contrast).
+
+    :meth:`fit` trains it (:func:`persrm_lib.train.scalar_rm.train_scalar_rm`: TRL's
+    ``RewardTrainer``, optionally through a LoRA adapter); scoring reads each response on its own
+    through the same token sequences (:func:`persrm_lib.train.scalar_rm.scalar_rm_tokens`), in
+    batches of ``batch_size``.
+    """
+
+    name = "scalar-rm"
+    learns_from = "labels"
+
+    def __init__(
+        self,
+        model: str = "tiny-random",
+        max_steps: int = 20,
+        learning_rate: float = 1e-4,
+        batch_size: int = 4,
+        max_length: int = 512,
+        max_response_tokens: int = 192,
+        lora_r: int | None = 8,
+        seed: int = 0,
+        output_dir: str | Path | None = None,
+    ) -> None:
+        self.model_name = model
+        self.max_steps = max_steps
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.max_response_tokens = max_response_tokens
+        self.lora_r = lora_r
+        self.seed = seed
+        self.output_dir = output_dir
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.log_history: list[dict[str, Any]] = []
+
+    def fit(self, train_pairs: Sequence[Pair]) -> ScalarRMJudge:
+        """Train on labelled pairs (see :func:`persrm_lib.train.scalar_rm.train_scalar_rm`)."""
+        trained = train_scalar_rm(
+            self.model_name,
+            train_pairs,
+            max_steps=self.max_steps,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            max_response_tokens=self.max_response_tokens,
+            lora_r=self.lora_r,
+            seed=self.seed,
+            output_dir=self.output_dir,
+        )
+        self.model, self.tokenizer, self.log_history = trained.model, trained.tokenizer, trained.log_history
+        return self
+
+    def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
+        import torch
+
+        if self.model is None:
+            raise NotFittedError("judge 'scalar-rm' must be fitted on training pairs first: call fit(train_pairs)")
+        sequences = []
+        for pair in pairs:
+            exemplars = exemplars_of(pair, n_exemplars)
+            sequences += [
+                scalar_rm_tokens(
+                    self.tokenizer, exemplars, pair["query"], pair[k], self.max_length, self.max_response_tokens
+                )
+                for k in ("response_a", "response_b")
+            ]
+        rewards = [0.0] * len(sequences)
+        order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), i))
+        pad = self.tokenizer.pad_token_id
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for begin in range(0, len(order), self.batch_size):
+                index = order[begin : begin + self.batch_size]
+                width = max(len(sequences[i]) for i in index)
+                ids = torch.full((len(index), width), pad, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for row, i in enumerate(index):
+                    ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
+                    mask[row, : len(sequences[i])] = 1
+                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().squeeze(-1)
+                for row, i in enumerate(index):
+                    rewards[i] = float(logits[row])
+        return [Verdict(rewards[2 * k], rewards[2 * k + 1]) for k in range(len(pairs))]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "judge": self.name,
+            "model": self.model_name,
+            "max_steps": self.max_steps,
+            "learning_rate": self.learning_rate,
+            "lora_r": self.lora_r,
+            "seed": self.seed,
+        }

@@ -1,0 +1,245 @@
+"""The evaluation's records: fixed field names, one writer and one reader per file.
+
+- Per-pair rows (:data:`RESULT_FIELDS`): what :func:`persrm_lib.evaluate.cli.evaluate_pairs` returns
+  and the command line writes to its result JSON; 05_evaluate adds a ``stage`` column and writes
+  them, without the completions, to ``<run>/eval/per_pair.csv`` (:data:`PER_PAIR_FIELDS`,
+  :func:`write_per_pair`, :func:`read_per_pair`).
+- Completions per stage (:data:`EVAL_COMPLETION_FIELDS`): every completion a reward-model stage
+  generated, in both orders, in ``<run>/eval/completions/<stage>.jsonl``
+  (:func:`write_eval_completions`, :func:`read_eval_completions`; 07_behavior_analysis reads them).
+  The stage is the file's name, chosen by the writer; nothing is guessed from the text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core import runfiles
+from ..core.jsonl import iter_jsonl, write_jsonl_atomic
+from ..core.verdict import is_correct
+
+STAGES: tuple[str, ...] = ("base", "sft", "rft")  # the reward model zero-shot, SFT only, SFT+RFT
+
+RESULT_FIELDS: tuple[str, ...] = (
+    "id",
+    "benchmark",
+    "judge",
+    "n_exemplars",
+    "label",
+    "positive_kind",
+    "negative_kind",
+    "genre",
+    "author",
+    "s_a",
+    "s_b",
+    "preferred",
+    "correct",
+    "format_ok",
+    "swapped_s_a",
+    "swapped_s_b",
+    "swapped_preferred",
+    "swapped_format_ok",
+    "completion",
+    "swapped_completion",
+)
+COMPLETION_COLUMNS: tuple[str, ...] = ("completion", "swapped_completion")
+# eval/per_pair.csv: the per-pair rows without the completions, and the stage (baseline, base, sft, rft)
+PER_PAIR_FIELDS: tuple[str, ...] = (*(f for f in RESULT_FIELDS if f not in COMPLETION_COLUMNS), "stage")
+
+EVAL_COMPLETION_FIELDS: tuple[str, ...] = (
+    "id",  # <pair id>:<exemplar count>:<order>
+    "pair_id",
+    "stage",  # base, sft or rft: the file's stage
+    "model",  # the base model's name
+    "benchmark",
+    "n_exemplars",
+    "order",  # original, or swapped (A and B exchanged)
+    "label",  # the labelled side in this order
+    "completion",
+    "scores",  # [s_a, s_b], or null for a format violation
+    "correct",
+)
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe scalar: numpy types to Python, NaN to None.
+
+    >>> plain(np.float64(0.5)), plain(float("nan")), plain("a")
+    (0.5, None, 'a')
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame as JSON-safe records (NaN -> null).
+
+    >>> json_records(pd.DataFrame({"x": [1.0, float("nan")]}))
+    [{'x': 1.0}, {'x': None}]
+    """
+    return [{k: plain(v) for k, v in row.items()} for row in frame.astype(object).to_dict("records")]
+
+
+# ---- per-pair rows ------------------------------------------------------------------------------
+
+
+def write_per_pair(results: pd.DataFrame, path: str | Path) -> Path:
+    """Write per-pair rows (with a ``stage`` column) to CSV, columns :data:`PER_PAIR_FIELDS`.
+
+    Raises:
+        KeyError: a column of :data:`PER_PAIR_FIELDS` is missing.
+    """
+    missing = [c for c in PER_PAIR_FIELDS if c not in results]
+    if missing:
+        raise KeyError(f"per-pair results lack column(s) {', '.join(missing)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results[list(PER_PAIR_FIELDS)].to_csv(path, index=False)
+    return path
+
+
+def read_per_pair(path: str | Path) -> pd.DataFrame:
+    """Read ``eval/per_pair.csv`` (written by :func:`write_per_pair`).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: its header is not :data:`PER_PAIR_FIELDS`, naming the file and the difference.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"per-pair results {path} do not exist: run 05_evaluate first")
+    frame = pd.read_csv(path)
+    if tuple(frame.columns) != PER_PAIR_FIELDS:
+        missing = [c for c in PER_PAIR_FIELDS if c not in frame.columns]
+        extra = [c for c in frame.columns if c not in PER_PAIR_FIELDS]
+        raise ValueError(
+            f"{path}: columns are not the per-pair fields (missing: {', '.join(missing) or 'none'}; "
+            f"unexpected: {', '.join(map(str, extra)) or 'none'})"
+        )
+    return frame
+
+
+# ---- completions per stage ----------------------------------------------------------------------
+
+
+def completion_records(frame: pd.DataFrame, stage: str, model: str) -> list[dict[str, Any]]:
+    """One record (:data:`EVAL_COMPLETION_FIELDS`) per generated completion of a stage's per-pair
+    rows: the original order, then the swapped order where it was judged.
+
+    Args:
+        frame: per-pair rows of one generative stage (:data:`RESULT_FIELDS`).
+        stage: ``base``, ``sft`` or ``rft``.
+        model: the base model's name.
+    """
+    out = []
+    for row in frame.to_dict("records"):
+        orders = [("original", row["completion"], row["label"], row["s_a"], row["s_b"], row["preferred"])]
+        if isinstance(row.get("swapped_completion"), str):
+            swapped_label = "b" if row["label"] == "a" else "a"
+            orders.append(
+                (
+                    "swapped",
+                    row["swapped_completion"],
+                    swapped_label,
+                    row["swapped_s_a"],
+                    row["swapped_s_b"],
+                    row["swapped_preferred"],
+                )
+            )
+        for order, completion, label, s_a, s_b, preferred in orders:
+            out.append(
+                {
+                    "id": f"{row['id']}:{row['n_exemplars']}:{order}",
+                    "pair_id": row["id"],
+                    "stage": stage,
+                    "model": model,
+                    "benchmark": row["benchmark"],
+                    "n_exemplars": row["n_exemplars"],
+                    "order": order,
+                    "label": label,
+                    "completion": completion,
+                    "scores": None if s_a is None or pd.isna(s_a) else [plain(s_a), plain(s_b)],
+                    "correct": is_correct(preferred, label),
+                }
+            )
+    return out
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+
+
+def write_eval_completions(run: str | Path, stage: str, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Write a stage's completions to ``<run>/eval/completions/<stage>.jsonl`` (atomically).
+
+    Args:
+        run: the run folder.
+        stage: ``base``, ``sft`` or ``rft``.
+        records: :func:`completion_records` of the stage.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        ValueError: an unknown stage, or a record whose fields are not :data:`EVAL_COMPLETION_FIELDS`
+            or whose ``stage`` is another stage.
+    """
+    _check_stage(stage)
+    for k, record in enumerate(records):
+        if set(record) != set(EVAL_COMPLETION_FIELDS):
+            raise ValueError(f"completion record {k}: fields {list(record)}, expected {list(EVAL_COMPLETION_FIELDS)}")
+        if record["stage"] != stage:
+            raise ValueError(f"completion record {k}: stage {record['stage']!r} written to the {stage!r} file")
+    return write_jsonl_atomic(records, runfiles.eval_completions_path(Path(run), stage))
+
+
+def read_eval_completions(run: str | Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Every stage's completions that 05_evaluate wrote, and notes on the stages that are absent.
+
+    Args:
+        run: the run folder (reads ``eval/completions/<stage>.jsonl`` for each of :data:`STAGES`).
+
+    Returns:
+        ``(by_stage, notes)``: stage -> records with the fields of :data:`EVAL_COMPLETION_FIELDS`
+        (``pair_id``, ``completion``, ``label``, ``order``, ...), in file order, for each stage whose
+        file exists and holds a record; one note per stage that has none.
+
+    Raises:
+        persrm_lib.core.jsonl.JsonlFormatError: a line that is not a JSON object (a ValueError).
+        ValueError: a record whose fields are not
+            :data:`EVAL_COMPLETION_FIELDS` or whose stage is not its file's, naming file and line.
+    """
+    by_stage: dict[str, list[dict[str, Any]]] = {}
+    notes: list[str] = []
+    for stage in STAGES:
+        path = runfiles.eval_completions_path(Path(run), stage)
+        if not path.is_file():
+            notes.append(f"no {stage} completions: {path} is absent (run 05_evaluate)")
+            continue
+        records = []
+        for line, record in iter_jsonl(path):
+            if set(record) != set(EVAL_COMPLETION_FIELDS):
+                missing = [f for f in EVAL_COMPLETION_FIELDS if f not in record]
+                extra = [f for f in record if f not in EVAL_COMPLETION_FIELDS]
+                raise ValueError(
+                    f"{path} line {line}: fields are not the evaluation completion fields "
+                    f"(missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'})"
+                )
+            if record["stage"] != stage:
+                raise ValueError(f"{path} line {line}: stage {record['stage']!r} in the {stage!r} file")
+            records.append(record)
+        if records:
+            by_stage[stage] = records
+        else:
+            notes.append(f"no {stage} completions: {path} holds no record")
+    return by_stage, notes

@@ -1,0 +1,240 @@
+"""Notebook 05's evaluation suite over a run folder (PersRM-R1 §4): every baseline judge and every
+reward-model stage on every test set, at each exemplar count, both orders; its headline metrics.
+
+How many pairs each kind of judge sees, and the scalar reward model's training, come from the
+profile's :class:`persrm_lib.core.config.EvaluationSettings` (``profile.evaluation``); the notebook's
+parameters override them through :func:`evaluation_overrides` (None keeps the profile's value).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..core import runfiles
+from ..data.pairs import read_pairs
+from ..models.registry import load_model
+from . import metrics
+from .cli import evaluate_pairs, select_pairs
+from .judges import MODEL_JUDGES, Judge, make_judge
+from .records import RESULT_FIELDS, STAGES, completion_records, write_eval_completions
+
+STAGE_LABELS = {"base": "rm-base", "sft": "rm-sft", "rft": "rm-rft"}  # the stages' judge names in tables
+GENERATIVE = "generative"  # the reward model: evaluated through `stages`, one judge per stage
+BASELINES: tuple[str, ...] = ("random", "char-ngram", "function-words", "embedding", "loglik", "scalar-rm")
+
+
+@dataclass
+class SuiteResult:
+    """Everything notebook 05 shows: per-pair rows of every judge, and what was skipped and why."""
+
+    results: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    completion_files: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # judge -> wall time
+
+
+def evaluation_overrides(**values: Any) -> dict[str, Any]:
+    """Profile overrides (``evaluation.<name>``) from notebook parameters; a None value keeps the profile's.
+
+    >>> evaluation_overrides(model_pairs=0, generative_pairs=None, generative_counts="1,3")
+    {'evaluation.model_pairs': 0, 'evaluation.generative_counts': '1,3'}
+    """
+    return {f"evaluation.{name}": value for name, value in values.items() if value is not None}
+
+
+def parse_names(value: str | Sequence[str]) -> list[str]:
+    """``"a, b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (notebook parameters may be either).
+
+    >>> parse_names("random, char-ngram"), parse_names(["sft"]), parse_names("")
+    (['random', 'char-ngram'], ['sft'], [])
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def load_test_sets(run: Path, benchmarks: Sequence[str]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """``data/pairs/test_<benchmark>.jsonl`` of each benchmark that exists, and notes on the rest.
+
+    Raises:
+        FileNotFoundError: no test set at all (run 01_synthesize first).
+    """
+    sets: dict[str, list[dict[str, Any]]] = {}
+    notes: list[str] = []
+    for name in benchmarks:
+        path = runfiles.pairs_path(run, f"test_{name}")
+        if path.is_file():
+            sets[name] = read_pairs(path)
+        else:
+            notes.append(f"benchmark {name}: {path} is missing, skipped")
+    if not sets:
+        raise FileNotFoundError(
+            f"no test pairs under {runfiles.pairs_path(run, 'test_x').parent} for {', '.join(benchmarks)}: run 01_synthesize first"
+        )
+    return sets, notes
+
+
+def _usable(pairs: Sequence[Mapping[str, Any]], k: int) -> list[Mapping[str, Any]]:
+    return [p for p in pairs if len(p["exemplars"]) >= k]
+
+
+def run_suite(
+    run: str | Path,
+    profile: Any,
+    judges: Sequence[str] = BASELINES,
+    stages: Sequence[str] = STAGES,
+    max_new_tokens: int | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> SuiteResult:
+    """Evaluate baselines and the reward model's stages on every test set of a run folder.
+
+    Args:
+        run: the run folder (reads ``data/pairs/train.jsonl``, ``data/pairs/test_<benchmark>.jsonl``,
+            ``sft/adapter``, ``rft/adapter``; writes ``eval/completions/<stage>.jsonl`` through
+            :func:`persrm_lib.evaluate.records.write_eval_completions`).
+        profile: the :class:`persrm_lib.core.config.Profile`: benchmarks, exemplar counts, model, seed,
+            and ``profile.evaluation`` (how many pairs the language-model judges see, drawn with the
+            profile's seed; the generative stages' exemplar counts; the scalar reward model's training).
+        judges: baseline judges (names of :data:`persrm_lib.evaluate.judges.JUDGES`, not ``generative``).
+        stages: reward-model stages to evaluate: ``base`` (no adapter), ``sft``, ``rft``; a stage
+            whose adapter is absent is skipped with a note.
+        max_new_tokens: generation budget (default: the profile's ``model.max_completion_length``).
+        batch_size: prompts per forward pass.
+        progress: tqdm bars.
+
+    Returns:
+        A :class:`SuiteResult` whose ``results`` hold one row per (judge, benchmark, exemplar
+        count, pair), with a ``stage`` column (``baseline``, ``base``, ``sft``, ``rft``).
+
+    Raises:
+        FileNotFoundError: the run has no test pairs.
+        ValueError: an unknown stage.
+    """
+    run = Path(run)
+    seed = profile.seed
+    counts = sorted(set(profile.data.eval_exemplar_counts))
+    settings = profile.evaluation
+    gen_counts = sorted(set(settings.generative_counts or counts))
+    test_sets, notes = load_test_sets(run, profile.data.benchmarks)
+    for name, pairs in test_sets.items():
+        for k in counts:
+            short = len(pairs) - len(_usable(pairs, k))
+            if short:
+                notes.append(
+                    f"benchmark {name}: {short} of {len(pairs)} pairs have fewer than {k} exemplars, left out at k={k}"
+                )
+    train_path = runfiles.pairs_path(run, "train")
+    train_pairs = read_pairs(train_path) if train_path.is_file() else None
+    frames: list[pd.DataFrame] = []
+    seconds: dict[str, float] = {}
+    shared: tuple[Any, Any] | None = None
+
+    def base_model() -> tuple[Any, Any]:
+        nonlocal shared
+        if shared is None:
+            shared = load_model(profile.model.name)
+        return shared
+
+    def evaluate_all(judge: Judge, label: str, stage: str, ks: Sequence[int], limit: int) -> pd.DataFrame:
+        parts = []
+        for bench, pairs in test_sets.items():
+            for k in ks:
+                subset = select_pairs(_usable(pairs, k), limit or None, seed)
+                if subset:
+                    parts.append(
+                        evaluate_pairs(judge, subset, k, benchmark=bench, batch_size=batch_size, progress=progress)
+                    )
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(RESULT_FIELDS))
+        return frame.assign(judge=label, stage=stage)
+
+    for name in judges:
+        if name == GENERATIVE:
+            notes.append("judge generative: evaluated through `stages`, not `judges`")
+            continue
+        started = time.perf_counter()
+        judge = make_judge(
+            name,
+            model=profile.model.name,
+            seed=seed,
+            loaded=base_model,  # loaded on first use, shared by loglik and the base stage
+            batch_size=batch_size,
+            embedding_cache=runfiles.data_dir(run) / "embeddings.npz",
+            scalar_rm_steps=settings.scalar_rm_steps,
+            scalar_rm_batch_size=settings.scalar_rm_batch_size,
+            scalar_rm_max_length=settings.scalar_rm_max_length,
+        )
+        if judge.learns_from != "nothing" and not train_pairs:
+            notes.append(f"judge {name}: {train_path} is missing, so it cannot be fitted; skipped")
+            continue
+        if train_pairs:
+            judge.fit(train_pairs)
+        limit = settings.model_pairs if name in MODEL_JUDGES else 0
+        frames.append(evaluate_all(judge, name, "baseline", counts, limit))
+        seconds[name] = time.perf_counter() - started
+
+    completion_files: list[Path] = []
+    for stage in stages:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+        adapter = None if stage == "base" else runfiles.adapter_dir(run, stage)
+        if adapter is not None and not (adapter / "adapter_config.json").is_file():
+            notes.append(
+                f"stage {stage}: no adapter at {adapter}, skipped (run {'03_sft' if stage == 'sft' else '04_rft_grpo'})"
+            )
+            continue
+        started = time.perf_counter()
+        judge = make_judge(
+            GENERATIVE,
+            model=profile.model.name,
+            adapter=adapter,
+            max_new_tokens=max_new_tokens or profile.model.max_completion_length,
+            batch_size=batch_size,
+            name=STAGE_LABELS[stage],
+            loaded=base_model if adapter is None else None,
+        )
+        frame = evaluate_all(judge, STAGE_LABELS[stage], stage, gen_counts, settings.generative_pairs)
+        frames.append(frame)
+        records = completion_records(frame, stage, profile.model.name)
+        completion_files.append(write_eval_completions(run, stage, records))
+        seconds[STAGE_LABELS[stage]] = time.perf_counter() - started
+        del judge
+    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*RESULT_FIELDS, "stage"])
+    return SuiteResult(results=results, notes=notes, completion_files=completion_files, seconds=seconds)
+
+
+def headline_metrics(
+    results: pd.DataFrame, main_k: int, goals: pd.DataFrame, n_bootstrap: int = metrics.N_BOOTSTRAP, seed: int = 0
+) -> dict[str, Any]:
+    """Notebook 05's headline metrics (``metrics/05_evaluate.json``), at ``main_k`` exemplars.
+
+    Args:
+        results: :attr:`SuiteResult.results`.
+        main_k: the tables' exemplar count.
+        goals: :func:`persrm_lib.evaluate.metrics.reference_goals` rows (may be empty).
+        n_bootstrap: bootstrap resamples; seed: their seed.
+
+    Returns:
+        ``pairs_scored``, ``judges``, ``main_exemplars``; per judge (``-`` written ``_``)
+        ``accuracy_<judge>`` (4 decimals) and ``n_<judge>``; per reward-model stage also
+        ``format_<judge>`` and ``consistency_<judge>``; ``goals_met`` and ``goals`` when there are goals.
+    """
+    headline = metrics.summarize(results[results["n_exemplars"] == main_k], "judge", n_bootstrap, seed)
+    headline = headline.set_index("judge")
+    summary = {"pairs_scored": int(len(results)), "judges": len(headline), "main_exemplars": int(main_k)}
+    for judge_name, row in headline.iterrows():
+        key = judge_name.replace("-", "_")
+        summary[f"accuracy_{key}"] = round(float(row["accuracy"]), 4)
+        summary[f"n_{key}"] = int(row["n"])
+        if judge_name.startswith("rm-"):
+            summary[f"format_{key}"] = round(float(row["format"]), 4)
+            summary[f"consistency_{key}"] = round(float(row["consistency"]), 4)
+    if len(goals):
+        summary["goals_met"] = int(goals["met"].sum())
+        summary["goals"] = int(len(goals))
+    return summary

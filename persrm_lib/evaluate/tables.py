@@ -1,0 +1,160 @@
+"""Notebook 05's tables and figures (PersRM-R1 §4, Table 2 style): accuracy with 95% intervals by
+benchmark, exemplar count and negative strategy, saved as CSV and GitHub markdown; the per-pair
+results (:func:`persrm_lib.evaluate.records.write_per_pair`); bar and paired-difference plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .records import write_per_pair
+
+PAPER_ACCURACY = pd.DataFrame(
+    {
+        "model": ["Qwen2.5-7B SFT+RFT", "Qwen2.5-3B SFT+RFT", "7B SFT only", "7B base"],
+        "CCAT": [93.8, 91.8, 86.1, 77.6],
+        "CMCC": [94.6, 92.2, 87.7, 75.8],
+    }
+)  # PersRM-R1 (arXiv 2508.14076) Table 2, three exemplars
+
+
+def to_markdown(frame: pd.DataFrame, index: bool = True) -> str:
+    """A GitHub pipe table (no dependency on ``tabulate``); NaN cells are written as ``–``.
+
+    >>> print(to_markdown(pd.DataFrame({"x": [1.5]}, index=["j"])))
+    |   | x |
+    |---|---|
+    | j | 1.5 |
+    """
+    table = frame.reset_index() if index else frame
+    header = ["" if index and i == 0 and table.columns[0] == "index" else str(c) for i, c in enumerate(table.columns)]
+    if index and frame.index.name:
+        header[0] = str(frame.index.name)
+    lines = ["| " + " | ".join(h if h else " " for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join("–" if _missing(v) else str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def write_tables(
+    results: pd.DataFrame, eval_dir: str | Path, main_k: int, n_bootstrap: int = metrics.N_BOOTSTRAP, seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    """The paper-style tables, each saved as ``<name>.csv`` and ``<name>.md`` under ``eval_dir``.
+
+    - ``accuracy_by_benchmark``: judges and reward-model stages x benchmark, at ``main_k`` exemplars.
+    - ``accuracy_by_exemplars``: judges x exemplar count (all benchmarks pooled).
+    - ``accuracy_by_negative_kind``: judges x negative-sampling strategy, at ``main_k``.
+    - ``summary``: the long table of every breakdown (n, accuracy, interval, format, consistency).
+
+    The per-pair rows (without completions) go to ``per_pair.csv``
+    (:func:`persrm_lib.evaluate.records.write_per_pair`).
+
+    Returns:
+        The tables by name.
+    """
+    eval_dir = Path(eval_dir)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    main = results[results["n_exemplars"] == main_k]
+    tables = {
+        "accuracy_by_benchmark": metrics.accuracy_table(main, "judge", "benchmark"),
+        "accuracy_by_exemplars": metrics.accuracy_table(results, "judge", "n_exemplars"),
+        "accuracy_by_negative_kind": metrics.accuracy_table(
+            main.fillna({"negative_kind": "unknown"}), "judge", "negative_kind"
+        ),
+    }
+    long = []
+    for column, table in metrics.breakdowns(results, extra=("judge",), n_bootstrap=n_bootstrap, seed=seed).items():
+        long.append(
+            table.assign(breakdown=column).rename(columns={column: "value"})
+            if column != "overall"
+            else table.assign(breakdown="overall", value="all")
+        )
+    summary = pd.concat(long, ignore_index=True)
+    tables["summary"] = summary[
+        ["breakdown", "value", "judge", "n", "accuracy", "ci_low", "ci_high", "format", "consistency", "prefers_a"]
+    ]
+    for name, table in tables.items():
+        write_table(table.round(4) if name == "summary" else table, eval_dir, name, index=name != "summary")
+    write_per_pair(results, eval_dir / "per_pair.csv")
+    return tables
+
+
+def write_table(table: pd.DataFrame, folder: str | Path, name: str, index: bool = True) -> None:
+    """Save ``table`` as ``<folder>/<name>.csv`` and ``<name>.md`` (GitHub markdown)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / f"{name}.csv", index=index)
+    (folder / f"{name}.md").write_text(to_markdown(table, index=index) + "\n")
+
+
+def plot_paired_differences(paired: pd.DataFrame, ax: Any, model: str = "the reward model") -> Any:
+    """Accuracy of the reward model minus each baseline's, per group, with paired 95% intervals.
+
+    Args:
+        paired: :func:`persrm_lib.evaluate.metrics.paired_comparison` rows.
+        ax: a matplotlib axis.
+        model: the compared judge's name, for the axis label.
+
+    Returns:
+        ``ax``; points right of zero are groups where the reward model is ahead.
+    """
+    groups = list(dict.fromkeys(paired["group"]))
+    baselines = list(dict.fromkeys(paired["baseline"]))
+    step = 0.8 / max(1, len(baselines))
+    for b, baseline in enumerate(baselines):
+        rows = paired[paired["baseline"] == baseline].set_index("group").reindex(groups)
+        ys = np.arange(len(groups)) - 0.4 + step * (b + 0.5)
+        low = (rows["difference"] - rows["diff_low"]).clip(lower=0)
+        high = (rows["diff_high"] - rows["difference"]).clip(lower=0)
+        ax.errorbar(rows["difference"], ys, xerr=[low, high], fmt="o", ms=4, capsize=2, lw=1, label=baseline)
+    ax.set_yticks(range(len(groups)), groups)
+    ax.invert_yaxis()
+    ax.axvline(0, color="grey", ls="--", lw=1)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel(f"accuracy of {model} minus baseline (shared pairs)")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return ax
+
+
+def plot_accuracy_bars(table: pd.DataFrame, order: Sequence[str], ax: Any, group: str = "benchmark") -> Any:
+    """Grouped bars of accuracy with 95% interval whiskers and value labels.
+
+    Args:
+        table: :func:`persrm_lib.evaluate.metrics.summarize` rows with ``judge``, ``group``, ``accuracy``,
+            ``ci_low`` and ``ci_high``.
+        order: the judges, left to right (a judge absent from ``table`` leaves a gap).
+        ax: a matplotlib axis.
+        group: the column whose values are the bars within a judge.
+
+    Returns:
+        ``ax``.
+    """
+    groups = sorted(table[group].unique(), key=str)
+    width = 0.8 / max(1, len(groups))
+    for g, value in enumerate(groups):
+        rows = table[table[group] == value].set_index("judge")
+        xs = [i for i, judge in enumerate(order) if judge in rows.index]
+        if not xs:
+            continue
+        picked = rows.loc[[order[i] for i in xs]]
+        positions = np.array(xs, dtype=float) - 0.4 + width * (g + 0.5)
+        bars = ax.bar(positions, picked["accuracy"], width=width, label=str(value))
+        low = (picked["accuracy"] - picked["ci_low"]).clip(lower=0)
+        high = (picked["ci_high"] - picked["accuracy"]).clip(lower=0)
+        ax.errorbar(positions, picked["accuracy"], yerr=[low, high], fmt="none", ecolor="black", capsize=2, lw=1)
+        ax.bar_label(bars, labels=[f"{a:.2f}" for a in picked["accuracy"]], fontsize=6, padding=1)
+    ax.set_xticks(range(len(order)), list(order))
+    ax.axhline(0.5, color="grey", ls="--", lw=1)
+    ax.set_ylim(0, 1.05)
+    ax.legend(title=group, fontsize=8)
+    return ax

@@ -1,0 +1,220 @@
+"""The model's context length, and the check that a prompt fits in it before anything is generated.
+
+A prompt longer than the context does not fail loudly: transformers logs one line and the model
+continues from positions it was never trained on (or from a silently truncated prompt), so a pair
+with a 6,000-word response is judged anyway and counted as a format failure. Every place that
+builds prompts for a model checks them here first:
+
+- :func:`prompt_budget`: the tokens a prompt may take = the model's context
+  (``tokenizer.model_max_length``, ``config.max_position_embeddings``, and a configured maximum
+  such as the profile's ``model.max_seq_length``, whichever is smallest) minus what is reserved for
+  the generation (``max_new_tokens``) or the completion.
+- :func:`find_too_long`: the prompts over the budget, as ``TooLong(id, tokens)``, for a caller
+  that counts them (a ``too_long`` column kept out of accuracy and format rates).
+- :func:`check_prompts`: raises :class:`PromptTooLongError` naming the first pair's id and token
+  count (and how many more), before any generation.
+
+Tokens are counted as :func:`persrm_lib.models.generation.generate` feeds them: the templated text,
+tokenised without adding special tokens.
+
+>>> budget = PromptBudget(context=4096, reserved=256, source="config.max_position_embeddings")
+>>> budget.limit
+3840
+>>> budget.describe()
+'3840 tokens (context 4096 from config.max_position_embeddings, minus 256 for generation)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+UNSET_MAX_LENGTH = 10**29  # transformers writes int(1e30) into model_max_length when it is not known
+_CONFIG_LENGTH_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+MAX_NAMED = 5  # ids named in one error message
+
+
+@dataclass(frozen=True)
+class PromptBudget:
+    """The tokens a prompt may take: ``context - reserved``."""
+
+    context: int  # tokens the model reads at most (prompt and generation together)
+    reserved: int  # tokens kept for the generation (max_new_tokens) or the completion
+    source: str  # where ``context`` came from, for messages
+    reserved_for: str = "generation"
+
+    @property
+    def limit(self) -> int:
+        """The largest prompt, in tokens."""
+        return self.context - self.reserved
+
+    def describe(self) -> str:
+        """``3840 tokens (context 4096 from <source>, minus 256 for generation)``."""
+        return (
+            f"{self.limit} tokens (context {self.context} from {self.source}, minus {self.reserved} for "
+            f"{self.reserved_for})"
+        )
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """A prompt over its budget: the pair's id and the prompt's length in tokens."""
+
+    id: Any
+    tokens: int
+
+
+class PromptTooLongError(ValueError):
+    """Prompts that do not fit the model's context; the message names the first pair and its tokens.
+
+    ``kind`` is what the ids name: ``pair`` (a pair id) or ``prompt`` (a position in a batch).
+    """
+
+    def __init__(self, too_long: Sequence[TooLong], budget: PromptBudget, kind: str = "pair") -> None:
+        self.too_long, self.budget = list(too_long), budget
+        first = self.too_long[0]
+        message = f"{kind} {first.id!r}: the prompt is {first.tokens} tokens, over the {budget.describe()}"
+        if len(self.too_long) > 1:
+            others = ", ".join(f"{t.id!r} ({t.tokens})" for t in self.too_long[1:MAX_NAMED])
+            more = ", ..." if len(self.too_long) > MAX_NAMED else ""
+            message += f"; {len(self.too_long) - 1} more {kind}(s) too long: {others}{more}"
+        super().__init__(message)
+
+
+def model_context(model: Any = None, tokenizer: Any = None, max_length: int | None = None) -> tuple[int, str]:
+    """The most tokens the model reads, and where that number comes from.
+
+    The smallest of: ``tokenizer.model_max_length`` (when set; transformers writes 1e30 when it is
+    not), the model config's ``max_position_embeddings`` (or ``n_positions``, ...; a PEFT-wrapped
+    model's config is its base model's), and ``max_length`` (a configured cap such as the profile's
+    ``model.max_seq_length``).
+
+    Raises:
+        ValueError: none of them is known.
+
+    >>> class Config: max_position_embeddings = 4096
+    >>> class Model: config = Config()
+    >>> model_context(Model(), max_length=2048)
+    (2048, 'max_length')
+    """
+    found: list[tuple[int, str]] = []
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < UNSET_MAX_LENGTH:
+        found.append((limit, "tokenizer.model_max_length"))
+    config = getattr(model, "config", None)
+    config = getattr(config, "text_config", None) or config  # multimodal configs keep it there
+    for name in _CONFIG_LENGTH_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            found.append((value, f"config.{name}"))
+            break
+    if max_length is not None:
+        found.append((int(max_length), "max_length"))
+    if not found:
+        raise ValueError(
+            "the model's context length is unknown: neither tokenizer.model_max_length nor "
+            "config.max_position_embeddings is set; pass max_length"
+        )
+    return min(found, key=lambda item: item[0])
+
+
+def prompt_budget(
+    model: Any = None,
+    tokenizer: Any = None,
+    *,
+    reserved: int,
+    max_length: int | None = None,
+    reserved_for: str = "generation",
+) -> PromptBudget:
+    """The budget of one prompt: :func:`model_context` minus ``reserved`` tokens.
+
+    Raises:
+        ValueError: the context is unknown, ``reserved`` is negative, or nothing is left for a prompt.
+    """
+    if reserved < 0:
+        raise ValueError(f"reserved tokens must be at least 0, got {reserved}")
+    context, source = model_context(model, tokenizer, max_length)
+    budget = PromptBudget(context, reserved, source, reserved_for)
+    if budget.limit < 1:
+        raise ValueError(
+            f"no room for a prompt: context {context} from {source}, {reserved} reserved for {reserved_for}"
+        )
+    return budget
+
+
+def known_budget(
+    model: Any = None, tokenizer: Any = None, *, reserved: int, max_length: int | None = None
+) -> PromptBudget | None:
+    """The budget (``context - reserved``, even when nothing is left: every prompt is then too long),
+    or None when the model does not say its context (there is nothing to check against)."""
+    try:
+        context, source = model_context(model, tokenizer, max_length)
+    except ValueError:
+        return None
+    return PromptBudget(context, reserved, source)
+
+
+def count_tokens(tokenizer: Any, texts: Sequence[str]) -> list[int]:
+    """Tokens of each text, tokenised as :func:`persrm_lib.models.generation.generate` does
+    (the special tokens are already in the templated text: none added)."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def find_too_long(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    ids: Sequence[Any],
+    budget: PromptBudget | int,
+    tokens: Sequence[int] | None = None,
+) -> list[TooLong]:
+    """The prompts over ``budget`` (a :class:`PromptBudget` or a token limit), in input order.
+
+    Args:
+        tokenizer: counts the tokens (unused when ``tokens`` is given).
+        prompts: templated prompt texts.
+        ids: the pair id of each prompt (named in messages and in the ``too_long`` column).
+        budget: the budget, or the largest prompt in tokens.
+        tokens: the prompts' lengths when already counted.
+
+    Raises:
+        ValueError: ``ids`` (or ``tokens``) and ``prompts`` differ in length.
+    """
+    if len(ids) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(ids)} ids")
+    lengths = list(tokens) if tokens is not None else count_tokens(tokenizer, prompts)
+    if len(lengths) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(lengths)} token counts")
+    limit = budget.limit if isinstance(budget, PromptBudget) else int(budget)
+    return [TooLong(pid, n) for pid, n in zip(ids, lengths, strict=True) if n > limit]
+
+
+def check_prompts(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    ids: Sequence[Any],
+    budget: PromptBudget,
+    tokens: Sequence[int] | None = None,
+    kind: str = "pair",
+) -> list[int]:
+    """Refuse prompts over ``budget`` before anything is generated; return the token counts.
+
+    Raises:
+        PromptTooLongError: ``pair 'p7': the prompt is 14012 tokens, over the 3840 tokens (context
+            4096 from config.max_position_embeddings, minus 256 for generation)``, plus how many
+            more pairs are too long.
+
+    >>> class Tok:
+    ...     def __call__(self, texts, add_special_tokens): return {"input_ids": [t.split() for t in texts]}
+    >>> check_prompts(Tok(), ["a b", "a b c d e"], ["p1", "p2"], PromptBudget(8, 4, "test"))
+    Traceback (most recent call last):
+    ...
+    persrm_lib.models.context.PromptTooLongError: pair 'p2': the prompt is 5 tokens, over the 4 tokens (context 8 from test, minus 4 for generation)
+    """
+    lengths = list(tokens) if tokens is not None else count_tokens(tokenizer, prompts)
+    too_long = find_too_long(tokenizer, prompts, ids, budget, lengths)
+    if too_long:
+        raise PromptTooLongError(too_long, budget, kind)
+    return lengths

@@ -1,0 +1,203 @@
+"""The LLM teacher: a chat client (local model or OpenAI-compatible endpoint) that judges pairs.
+
+PersRM-R1 (arXiv 2508.14076, §3.2) has a large teacher LLM (Qwen2.5-72B-Instruct) write a
+reasoning trace and scores for each pair. :class:`LLMTeacher` sends the shared prompt
+(:func:`persrm_lib.core.prompt.build_messages`, with :func:`persrm_lib.core.verdict.exemplar_count`
+exemplars) to any :class:`persrm_lib.models.client.ChatClient`:
+
+- :class:`LocalTeacher`: a :class:`~persrm_lib.models.client.LocalChatClient` over a registry model
+  (:func:`persrm_lib.models.registry.load_model`), greedy decoding, loaded on first use.
+- :class:`HTTPTeacher`: an :class:`~persrm_lib.models.client.HTTPChatClient` (vLLM, or any API),
+  with bounded concurrency, retries with backoff and the API key read from an environment variable.
+
+Both are :class:`LLMTeacher` with the client built from plain settings; :func:`make_teacher`
+builds the teacher a profile names (these two, or the stylometric one).
+
+>>> from persrm_lib.core.config import TeacherSettings
+>>> teacher = make_teacher(TeacherSettings(kind="http", model="m", base_url="http://127.0.0.1:9/v1"))
+>>> teacher.name, teacher.client.url
+('http:m', 'http://127.0.0.1:9/v1/chat/completions')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..core.config import TeacherSettings
+from ..core.prompt import build_messages
+from ..core.verdict import exemplar_count
+from ..models.client import ChatClient, HTTPChatClient, LocalChatClient, Messages
+from ..models.context import PromptTooLongError, TooLong, find_too_long, known_budget
+from .base import Pair, Teacher, TeacherResponseError
+from .stylometric import StylometricTeacher
+
+
+class LLMTeacher(Teacher):
+    """A teacher that asks a chat model to judge each pair.
+
+    Args:
+        client: any :class:`~persrm_lib.models.client.ChatClient`. When it has
+            ``complete_each(conversations, labels)`` (both library clients do), answers are
+            written as they arrive and a pair without a usable answer is reported, not fatal.
+        name: the teacher's name, written into each trace (e.g. ``local:<model>``, ``http:<model>``).
+        n_exemplars: exemplars in the prompt (default: :func:`persrm_lib.core.verdict.exemplar_count`,
+            the pair's ``n_exemplars``, else all).
+
+    Every completion is stripped of surrounding whitespace.
+    """
+
+    def __init__(self, client: ChatClient, name: str, n_exemplars: int | None = None) -> None:
+        self.client = client
+        self.name = name
+        self.n_exemplars = n_exemplars
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, client={self.client!r})"
+
+    def messages(self, pair: Pair) -> Messages:
+        """The chat request for ``pair`` (system and user messages)."""
+        return build_messages(pair, exemplar_count(pair, self.n_exemplars))
+
+    def judge(self, pair: Pair) -> str:
+        for _, result in self.judge_each([pair]):
+            if isinstance(result, TeacherResponseError):
+                raise result
+            return result
+        raise AssertionError("unreachable: judge_each yields one result per pair")
+
+    def too_long(self, pairs: Sequence[Pair], conversations: Sequence[Messages]) -> dict[int, TeacherResponseError]:
+        """The pairs whose prompt does not fit a local model's context minus ``max_new_tokens``
+        (:mod:`persrm_lib.models.context`), each as a per-pair error (kind ``too_long``) naming the
+        pair and its tokens. An HTTP server checks its own context and refuses such a request with
+        HTTP 400, which the client reports per pair as well.
+        """
+        if not isinstance(self.client, LocalChatClient) or not pairs:
+            return {}
+        model, tokenizer = self.client.loaded()
+        budget = known_budget(model, tokenizer, reserved=self.client.max_new_tokens)
+        if budget is None:
+            return {}
+        prompts = [self.client.render(m) + self.client.answer_prefix for m in conversations]
+        found = find_too_long(tokenizer, prompts, list(range(len(prompts))), budget)
+        return {
+            t.id: TeacherResponseError(
+                str(PromptTooLongError([TooLong(pairs[t.id].get("id", "?"), t.tokens)], budget)), "too_long"
+            )
+            for t in found
+        }
+
+    def judge_each(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
+        conversations = [self.messages(p) for p in pairs]
+        refused = self.too_long(pairs, conversations)
+        yield from refused.items()
+        index = [i for i in range(len(pairs)) if i not in refused]  # position in the request -> pair
+        conversations = [conversations[i] for i in index]
+        labels = [f"pair {pairs[i].get('id', '?')!r}" for i in index]
+        complete_each = getattr(self.client, "complete_each", None)
+        if complete_each is None:  # a plain ChatClient: one request at a time
+            for k, messages in enumerate(conversations):
+                try:
+                    yield index[k], self.client.complete(messages).strip()
+                except TeacherResponseError as exc:
+                    yield index[k], exc
+            return
+        for k, result in complete_each(conversations, labels):
+            yield index[k], result if isinstance(result, TeacherResponseError) else result.strip()
+
+    def complete(self, messages: Messages) -> str:
+        """Answer any chat ``messages`` with the teacher's client (e.g. a mimicry request, see
+        :func:`persrm_lib.teachers.mimic.make_mimic`), stripped."""
+        return self.client.complete(list(messages)).strip()
+
+    def close(self) -> None:
+        """Close the client's connections, when it has any."""
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
+
+
+class LocalTeacher(LLMTeacher):
+    """An :class:`LLMTeacher` over a registry model, greedy decoding, loaded on first use.
+
+    Args:
+        model_name: ``tiny-random``, ``smollm2-135m-instruct``, a local folder or a hub id.
+        max_new_tokens: the completion length limit, in tokens.
+        batch_size: prompts per forward pass.
+        n_exemplars: exemplars in the prompt (default: the pair's ``n_exemplars``, else all).
+        device: where to run the model (default: the registry's choice).
+
+    Raises:
+        ValueError: ``max_new_tokens`` or ``batch_size`` below 1.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        max_new_tokens: int = 512,
+        batch_size: int = 4,
+        n_exemplars: int | None = None,
+        device: str | None = None,
+    ) -> None:
+        client = LocalChatClient(
+            model_name=model_name, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device
+        )
+        super().__init__(client, f"local:{model_name}", n_exemplars)
+
+
+class HTTPTeacher(LLMTeacher):
+    """An :class:`LLMTeacher` over an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    Args:
+        base_url: the API root, e.g. ``http://localhost:8000/v1``.
+        model: the model id the server knows.
+        n_exemplars: exemplars in the prompt (default: the pair's ``n_exemplars``, else all).
+        **client_settings: the rest of :class:`~persrm_lib.models.client.HTTPChatClient`'s
+            settings (``api_key_env``, ``max_concurrency``, ``max_new_tokens``, ``seed``,
+            ``temperature``, ``timeout_s``, ``max_retries``, ``backoff_s``, ``max_backoff_s``).
+
+    Raises:
+        ValueError: a setting the client refuses (see :class:`~persrm_lib.models.client.HTTPChatClient`).
+    """
+
+    def __init__(self, base_url: str, model: str, n_exemplars: int | None = None, **client_settings: Any) -> None:
+        super().__init__(HTTPChatClient(base_url, model, **client_settings), f"http:{model}", n_exemplars)
+
+
+def make_teacher(settings: TeacherSettings, seed: int = 0) -> Teacher:
+    """Build the teacher that ``settings.kind`` names.
+
+    Args:
+        settings: the profile's teacher settings (``kind``: stylometric, local or http).
+        seed: sent to HTTP servers; the other teachers are deterministic.
+
+    Returns:
+        A :class:`~persrm_lib.teachers.stylometric.StylometricTeacher`, :class:`LocalTeacher` or
+        :class:`HTTPTeacher`.
+
+    Raises:
+        ValueError: an unknown kind, or a setting the kind needs that is missing.
+
+    >>> from persrm_lib.core.config import TeacherSettings
+    >>> make_teacher(TeacherSettings(kind="stylometric")).name
+    'stylometric'
+    """
+    if settings.kind == "stylometric":
+        return StylometricTeacher(n_criteria=settings.n_criteria, compact=settings.trace_style == "compact")
+    if settings.kind == "local":
+        if not settings.model:
+            raise ValueError("teacher.kind='local' needs teacher.model (a registry name, folder or hub id)")
+        return LocalTeacher(settings.model, max_new_tokens=settings.max_new_tokens)
+    if settings.kind == "http":
+        missing = [name for name in ("base_url", "model") if not getattr(settings, name)]
+        if missing:
+            raise ValueError(f"teacher.kind='http' needs teacher.{' and teacher.'.join(missing)}")
+        return HTTPTeacher(
+            settings.base_url,  # type: ignore[arg-type]
+            settings.model,  # type: ignore[arg-type]
+            api_key_env=settings.api_key_env,
+            max_concurrency=settings.max_concurrency,
+            max_new_tokens=settings.max_new_tokens,
+            seed=seed,
+        )
+    raise ValueError(f"unknown teacher.kind {settings.kind!r}; choose stylometric, local or http")

@@ -1,0 +1,57 @@
+"""Confounding adversarial negatives: the teacher LLM writes a text that mimics the author's style.
+
+PersRM-R1 (arXiv 2508.14076, §3.1) builds hard negatives by asking an LLM to imitate the author.
+:func:`make_mimic` turns a teacher (or any chat client) into the ``mimic`` callable of the pair
+sampler (:mod:`persrm_lib.data.sampler`); a teacher that cannot write text gives ``None`` and the
+sampler falls back to retrieved adversaries.
+
+>>> [m["role"] for m in mimicry_messages(["An exemplar."], "Write.", 40)]
+['system', 'user']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+MIMICRY_INSTRUCTION = (
+    "You imitate writing styles. Read the author's exemplars, then write a new passage of about "
+    "{n_words} words that answers the request in the author's style: the same sentence rhythm, "
+    "vocabulary, punctuation and tone. Write only the passage."
+)
+
+
+def mimicry_messages(exemplars: Sequence[str], query: str, n_words: int) -> list[dict[str, str]]:
+    """The chat request for a confounding adversarial negative (paper §3.1): a text made to
+    mimic the author's style, written by the teacher LLM.
+
+    Args:
+        exemplars: the author's texts, shown numbered.
+        query: the request the passage answers.
+        n_words: the passage's target length, in words.
+    """
+    shown = "\n\n".join(f"Exemplar {i}:\n{text.strip()}" for i, text in enumerate(exemplars, start=1))
+    return [
+        {"role": "system", "content": MIMICRY_INSTRUCTION.format(n_words=n_words)},
+        {"role": "user", "content": f"{shown}\n\nRequest:\n{query.strip()}"},
+    ]
+
+
+def make_mimic(teacher: Any) -> Callable[[Sequence[str], str, int], str] | None:
+    """The sampler's ``mimic`` callable for an LLM teacher (one with ``complete(messages)``, e.g.
+    :class:`persrm_lib.teachers.llm.LLMTeacher` or a chat client), or ``None`` for a teacher that
+    cannot write text (the stylometric one), in which case the sampler falls back to retrieved
+    adversaries, labelled ``adversarial-retrieved``.
+
+    >>> from persrm_lib.teachers.stylometric import StylometricTeacher
+    >>> make_mimic(StylometricTeacher()) is None
+    True
+    """
+    complete = getattr(teacher, "complete", None)
+    if complete is None:
+        return None
+
+    def mimic(exemplars: Sequence[str], query: str, n_words: int) -> str:
+        return complete(mimicry_messages(exemplars, query, n_words))
+
+    return mimic

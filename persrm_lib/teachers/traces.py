@@ -1,0 +1,270 @@
+"""Teacher traces: the one writer and the one reader of the run's trace files.
+
+A trace is a pair (DESIGN.md's pair contract) plus ``teacher, completion, scores, faithful``
+(:data:`TRACE_FIELDS`): the teacher's completion for the pair and what the one verdict rule
+(:func:`persrm_lib.core.verdict.assess`) reads from it (PersRM-R1, arXiv 2508.14076, §3.2).
+
+- :func:`generate_traces` judges a pair set with a teacher and writes ``data/traces.jsonl``
+  resumably (a ``.partial`` file while it runs, an atomic rename when done).
+- :func:`write_traces` writes a complete trace file atomically (the faithfulness filter writes
+  ``data/traces_faithful.jsonl`` with it).
+- :func:`read_traces` is THE reader of both files: strict, with errors naming the file and line.
+
+>>> import tempfile, pathlib
+>>> from persrm_lib.teachers.stylometric import StylometricTeacher
+>>> pair = {"id": "p1", "query": "Q", "exemplars": ["I came; I saw."], "response_a": "We came; we saw.",
+...         "response_b": "Hello there, friend!", "label": "a"}
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "traces.jsonl"
+>>> report = generate_traces([pair], StylometricTeacher(), out)
+>>> [(t["id"], t["teacher"], t["faithful"]) for t in read_traces(out)]
+[('p1', 'stylometric', True)]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.jsonl import JsonlAppender, iter_jsonl, read_jsonl, repair_torn_tail, write_jsonl_atomic
+from ..core.verdict import assess
+from ..data.pairs import PAIR_FIELDS, IdIndex, validate_pair
+from .base import Pair, Teacher, TeacherResponseError
+
+logger = logging.getLogger(__name__)
+
+TEACHER_FIELDS: tuple[str, ...] = ("teacher", "completion", "scores", "faithful")  # what a teacher adds to a pair
+TRACE_FIELDS: tuple[str, ...] = (*PAIR_FIELDS, *TEACHER_FIELDS)  # a full trace record, in file order
+TEACHER_PAIR_FIELDS = ("id", "query", "exemplars", "response_a", "response_b", "label")  # what a teacher needs
+
+
+def make_trace(pair: Pair, teacher: str, completion: str) -> dict[str, Any]:
+    """A trace record: the pair's fields (in its order), then ``teacher, completion, scores, faithful``.
+
+    ``scores`` and ``faithful`` come from :func:`persrm_lib.core.verdict.assess`: ``[s_a, s_b]``
+    (None when the completion breaks the format), and whether the labelled response scored
+    strictly higher.
+
+    >>> from persrm_lib.core.output_format import render_output
+    >>> trace = make_trace({"id": "p1", "label": "b"}, "t", render_output("c", "e", (2, 9)))
+    >>> trace["scores"], trace["faithful"]
+    ([2.0, 9.0], True)
+    """
+    verdict = assess(completion, pair["label"])
+    trace = {k: v for k, v in pair.items() if k not in TEACHER_FIELDS}
+    trace.update(teacher=teacher, completion=completion, scores=verdict.scores, faithful=verdict.faithful)
+    return trace
+
+
+def write_traces(path: str | Path, traces: Iterable[Mapping[str, Any]]) -> Path:
+    """Write a complete trace file atomically (temporary file, fsync, rename), records in order.
+
+    Returns:
+        ``path``.
+    """
+    return write_jsonl_atomic(traces, path)
+
+
+def read_traces(
+    path: str | Path, *, written_by: str = "01_synthesize", required: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Read a complete trace file (``runfiles.traces_path(run)`` or ``runfiles.faithful_traces_path(run)``) strictly.
+
+    Args:
+        path: the trace file.
+        written_by: the notebook that writes it, named when the file is missing (e.g.
+            ``"02_filter_audit"`` for the faithful traces).
+        required: fields every trace must carry (e.g. :data:`TRACE_FIELDS`); none by default.
+
+    Returns:
+        The trace records, in file order.
+
+    Raises:
+        FileNotFoundError: the file is missing; when its ``.partial`` sibling exists, the message
+            says that trace generation was interrupted and how to resume it.
+        ValueError: a line that is not a JSON object, a trace lacking a required field, or a
+            repeated trace id (each naming the file and line), or an empty file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        partial = partial_path(path)
+        if partial.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing but {partial.name} exists: trace generation was interrupted or some pairs "
+                "failed; run 01_synthesize again to resume it"
+            )
+        raise FileNotFoundError(f"{path} is missing: run {written_by} first")
+    traces: list[dict[str, Any]] = []
+    ids = IdIndex()  # 1 and "1" are one id once written as text
+    for lineno, record in iter_jsonl(path):
+        missing = [name for name in required if name not in record]
+        if missing:
+            raise ValueError(
+                f"{path} line {lineno}: trace {record.get('id', '?')!r} lacks field(s): {', '.join(missing)}"
+            )
+        key = record.get("id")
+        ids.add(key, f"{path} line {lineno}", f"line {lineno}", kind="trace id")
+        traces.append(record)
+    if not traces:
+        raise ValueError(f"{path} holds no trace")
+    return traces
+
+
+class TraceGenerationError(RuntimeError):
+    """Some pairs got no trace; the traces written so far are kept in the ``.partial`` file."""
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    """What :func:`generate_traces` did."""
+
+    path: Path
+    n_pairs: int
+    n_resumed: int  # traces found from an earlier, interrupted run
+    n_new: int  # traces written by this call
+    n_faithful: int
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def partial_path(out_path: str | Path) -> Path:
+    """Where :func:`generate_traces` appends while it runs: ``<out_path>.partial``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".partial")
+
+
+def _index_done(records: list[dict[str, Any]], path: Path, ids: set[Any], teacher: str) -> dict[Any, dict[str, Any]]:
+    """The traces already written to ``path`` by id; the first one of a repeated id is kept."""
+    strangers = [r.get("id") for r in records if r.get("id") not in ids]
+    if strangers:
+        raise ValueError(
+            f"{path} holds traces of {len(strangers)} pair(s) not in the input (first: {strangers[0]!r}); "
+            "it belongs to another pair set: delete it or write elsewhere"
+        )
+    others = sorted({str(r.get("teacher")) for r in records} - {teacher})
+    if others:
+        raise ValueError(f"{path} holds traces by teacher {others[0]!r}, not {teacher!r}: delete it or write elsewhere")
+    done: dict[Any, dict[str, Any]] = {}
+    for r in records:
+        if r["id"] in done:
+            logger.warning("%s: pair %r appears twice; keeping the first trace", path, r["id"])
+            continue
+        done[r["id"]] = r
+    return done
+
+
+def generate_traces(
+    pairs: Sequence[Pair],
+    teacher: Teacher,
+    out_path: str | Path,
+    progress: bool = False,
+) -> GenerationReport:
+    """Judge every pair with ``teacher`` and write the traces to ``out_path`` (JSONL), resumably.
+
+    File design: while it runs, traces are appended to ``<out_path>.partial``, one flushed line
+    each, in the order the teacher finishes them. When every pair has a trace, the records are
+    rewritten in the order of ``pairs`` to a temporary file that is renamed to ``out_path``, and
+    the ``.partial`` file is removed. So ``out_path`` exists only when it is complete, and its
+    bytes depend only on the pairs and the teacher, whether or not the run was interrupted.
+
+    On a rerun, pairs that already have a trace (in ``out_path`` or the ``.partial`` file) are
+    skipped; a torn last line of the ``.partial`` file (a write cut short by a kill) is truncated
+    away with a log line, and its pair is judged again. Pairs whose answer was unusable
+    (:class:`TeacherResponseError`) are counted and logged; when any remain, the ``.partial``
+    file is kept, no ``out_path`` is written, and :class:`TraceGenerationError` says how many.
+
+    Args:
+        pairs: pairs with unique ``id`` and a ``label`` (the teacher does not see the label; it
+            only sets ``faithful``).
+        teacher: any :class:`~persrm_lib.teachers.base.Teacher`.
+        out_path: the final trace file (e.g. ``runfiles.traces_path(run)``).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        A :class:`GenerationReport`.
+
+    Raises:
+        ValueError: no pairs, repeated ids, an existing file written for other pairs or by
+            another teacher, or (:class:`persrm_lib.data.pairs.PairFormatError`) a pair that lacks
+            a field the teacher needs or breaks the pair contract.
+        TraceGenerationError: some pairs got no trace.
+        TeacherError: the teacher cannot go on (e.g. the endpoint is down).
+
+    >>> import tempfile, pathlib
+    >>> from persrm_lib.teachers.stylometric import StylometricTeacher
+    >>> pair = {"id": "p1", "query": "Q", "exemplars": ["I came; I saw."], "response_a": "We came; we saw.",
+    ...         "response_b": "Hello there, friend!", "label": "a"}
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "traces.jsonl"
+    >>> report = generate_traces([pair], StylometricTeacher(), out)
+    >>> report.n_new, report.n_faithful, out.exists(), partial_path(out).exists()
+    (1, 1, True, False)
+    """
+    if not pairs:
+        raise ValueError("generate_traces got no pairs")
+    order: dict[Any, int] = {}
+    for i, pair in enumerate(pairs):
+        validate_pair(pair, f"pair {i}", required=TEACHER_PAIR_FIELDS)
+        if pair["id"] in order:
+            raise ValueError(f"pair id {pair['id']!r} is repeated (pairs {order[pair['id']]} and {i})")
+        order[pair["id"]] = i
+    out_path = Path(out_path)
+    partial = partial_path(out_path)
+    ids = set(order)
+
+    complete = read_traces(out_path) if out_path.is_file() else []
+    done = _index_done(complete, out_path, ids, teacher.name)
+    if len(done) == len(pairs):
+        if partial.exists():
+            logger.warning("%s is complete; removing the stale %s", out_path, partial)
+            partial.unlink()
+        return GenerationReport(out_path, len(pairs), len(done), 0, sum(bool(r.get("faithful")) for r in done.values()))
+    repair_torn_tail(partial)
+    # the .partial file is this function's own scratch file (completion order, maybe a repeat)
+    unfinished = read_jsonl(partial) if partial.is_file() else []
+    for key, record in _index_done(unfinished, partial, ids, teacher.name).items():
+        done.setdefault(key, record)
+    n_resumed = len(done)
+    if n_resumed:
+        logger.info("resuming %s: %d of %d pairs already have a trace", out_path, n_resumed, len(pairs))
+        if out_path.exists():
+            # the final name must only ever hold a complete file: move its records to the partial one
+            with JsonlAppender(partial) as out:
+                held = {r["id"] for r in unfinished}
+                for record in complete:
+                    if record["id"] not in held:
+                        out.write(record)
+            out_path.unlink()
+
+    remaining = [p for p in pairs if p["id"] not in done]
+    teacher.prepare(pairs)
+    failures: Counter[str] = Counter()
+    n_new = 0
+    results = teacher.judge_each(remaining)
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(remaining), desc=f"traces ({teacher.name})")
+    with JsonlAppender(partial) as out:
+        for i, result in results:
+            pair = remaining[i]
+            if isinstance(result, TeacherResponseError):
+                failures[result.kind] += 1
+                logger.warning("no trace for pair %r: %s", pair["id"], result)
+                continue
+            record = make_trace(pair, teacher.name, result)
+            out.write(record)
+            done[pair["id"]] = record
+            n_new += 1
+    if failures:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(failures.items()))
+        raise TraceGenerationError(
+            f"{sum(failures.values())} of {len(pairs)} pairs got no trace ({kinds}); the {len(done)} traces written "
+            f"are kept in {partial}; run again to retry the rest. {out_path} was not written."
+        )
+    write_traces(out_path, [done[p["id"]] for p in pairs])
+    partial.unlink(missing_ok=True)
+    n_faithful = sum(bool(r.get("faithful")) for r in done.values())
+    logger.info("wrote %d traces to %s (%d new, %d faithful)", len(pairs), out_path, n_new, n_faithful)
+    return GenerationReport(out_path, len(pairs), n_resumed, n_new, n_faithful, {})

@@ -1,0 +1,153 @@
+"""LoRA adapters of the training stages: saved by SFT and GRPO, checked and loaded for further
+training (GRPO from the SFT adapter) and for inference (the judges of 05_evaluate).
+
+An adapter folder (``<run>/<stage>/adapter/``) holds the PEFT adapter (``adapter_config.json``,
+``adapter_model.safetensors``), the tokenizer, and :data:`TRAINING_INFO` (stage, profile, model,
+backend, steps, seed, LoRA shape; GRPO adds ``from_sft``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..core.config import Profile
+
+TRAINING_INFO = "persrm_training.json"
+
+
+class AdapterMismatchError(ValueError):
+    """A PEFT adapter that cannot be applied to the model it was given."""
+
+
+def training_info(profile: Profile, stage: str, backend: str, steps: int) -> dict[str, Any]:
+    """What :data:`TRAINING_INFO` records about a trained adapter."""
+    return {
+        "stage": stage,
+        "profile": profile.name,
+        "model": profile.model.name,
+        "backend": backend,
+        "steps": steps,
+        "seed": profile.seed,
+        "lora": {"r": profile.lora.r, "alpha": profile.lora.alpha, "target_modules": list(profile.lora.target_modules)},
+    }
+
+
+def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
+    """The adapter's weights file, after checking that ``adapter_dir`` holds an adapter of the
+    profile's model and LoRA shape (r, alpha, target modules).
+
+    Raises:
+        FileNotFoundError: no ``adapter_model.safetensors`` (run 03_sft first).
+        ValueError: an adapter trained on another model, or of another LoRA shape.
+    """
+    adapter_dir = Path(adapter_dir)
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"no adapter at {adapter_dir} (adapter_model.safetensors is missing); run 03_sft (train_sft) first"
+        )
+    info_path = adapter_dir / TRAINING_INFO
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info.get("model") != profile.model.name:
+            raise ValueError(
+                f"adapter at {adapter_dir} was trained on model {info.get('model')!r}, the profile "
+                f"{profile.name!r} uses {profile.model.name!r}"
+            )
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    want = {
+        "r": profile.lora.r,
+        "lora_alpha": profile.lora.alpha,
+        "target_modules": sorted(profile.lora.target_modules),
+    }
+    have = {
+        "r": config.get("r"),
+        "lora_alpha": config.get("lora_alpha"),
+        "target_modules": sorted(config.get("target_modules") or []),
+    }
+    if have != want:
+        raise ValueError(
+            f"adapter at {adapter_dir} has LoRA {have}, the profile {profile.name!r} asks for {want}; "
+            "use the profile the adapter was trained with"
+        )
+    return weights
+
+
+def load_adapter_weights(model: Any, adapter_dir: str | Path, profile: Profile) -> Any:
+    """Copy a saved adapter's weights into the fresh LoRA layers of ``model`` (from
+    ``load_for_training(profile)``); every LoRA weight must be covered. Returns ``model``.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`check_adapter`; also weights that do not fit the model.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = check_adapter(adapter_dir, profile)
+    state = load_file(str(weights))
+    result = set_peft_model_state_dict(model, state, adapter_name="default")
+    missing = sorted(k for k in result.missing_keys if "lora_" in k and ".default." in k)
+    if result.unexpected_keys or missing:
+        raise ValueError(
+            f"adapter at {adapter_dir} does not fit the model: {len(missing)} LoRA weight(s) missing "
+            f"(e.g. {missing[:1]}), {len(result.unexpected_keys)} unexpected (e.g. {list(result.unexpected_keys)[:1]})"
+        )
+    return model
+
+
+def load_trained(profile: Profile, adapter_dir: str | Path, backend: str | None = None) -> tuple[Any, Any, str]:
+    """The profile's base model with a saved adapter, trainable: ``(model, tokenizer, backend)``.
+
+    >>> # model, tokenizer, backend = load_trained(get_profile("smoke"), runfiles.adapter_dir(run, "sft"))
+    """
+    from ..models.backend import load_for_training
+
+    check_adapter(adapter_dir, profile)  # fail before loading a model
+    model, tokenizer, name = load_for_training(profile, backend)
+    return load_adapter_weights(model, adapter_dir, profile), tokenizer, name
+
+
+def load_adapter(model: Any, adapter: str | Path, model_name: str) -> Any:
+    """Apply a PEFT adapter to ``model`` and merge it (inference), or fail naming the adapter and the model.
+
+    Raises:
+        FileNotFoundError: no ``adapter_config.json`` at ``adapter``.
+        AdapterMismatchError: the adapter was saved for another base (other module names, other
+            hidden size); the message names the adapter, its base and the model.
+    """
+    from peft import PeftModel
+
+    path = Path(adapter)
+    config_file = path / "adapter_config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"no PEFT adapter at {path} (adapter_config.json is missing)")
+    try:
+        saved_base = json.loads(config_file.read_text()).get("base_model_name_or_path")
+    except ValueError as exc:
+        raise AdapterMismatchError(f"adapter {path}: adapter_config.json is not valid JSON ({exc})") from exc
+    hidden = getattr(model.config, "hidden_size", "?")
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        reason = " ".join(str(exc).split())[:400]
+        raise AdapterMismatchError(
+            f"adapter {path} (saved for base model {saved_base!r}) does not fit model {model_name!r} "
+            f"(hidden size {hidden}): {reason}"
+        ) from exc
+    return peft_model.merge_and_unload()
+
+
+def save_adapter(trainer: Any, tokenizer: Any, out: Path, info: dict[str, Any]) -> None:
+    """Save the trainer's adapter, the tokenizer and ``info`` (:func:`training_info`) to ``out``,
+    replacing an older adapter there; only the main process writes."""
+    if out.exists() and trainer.accelerator.is_main_process:
+        shutil.rmtree(out)
+    trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        # GRPO with beta > 0 keeps a frozen copy of the starting adapter named "ref"; it is not the result.
+        shutil.rmtree(out / "ref", ignore_errors=True)
+        tokenizer.save_pretrained(str(out))
+        (out / TRAINING_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

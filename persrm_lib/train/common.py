@@ -1,0 +1,86 @@
+"""What both training stages share: the result record and the TRL settings that do not depend on
+the stage (processes, precision, seeds, logging), so :mod:`persrm_lib.train.sft` and
+:mod:`persrm_lib.train.grpo` build their configs the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.config import Profile
+
+
+@dataclass
+class TrainResult:
+    """What a training stage produced."""
+
+    stage: str  # "sft", "rft" or another GRPO stage ("rft_from_base")
+    backend: str  # "unsloth" or "transformers"
+    steps: int  # optimiser steps taken
+    final_loss: float  # training loss of the last logged step
+    seconds: float  # wall time of trainer.train()
+    adapter_dir: Path
+    log_path: Path
+    log: list[dict[str, Any]] = field(default_factory=list)  # the rows of log.csv
+    completions_path: Path | None = None  # GRPO only
+    examples: int = 0  # training examples (traces or pairs)
+    model: Any = field(default=None, repr=False)  # the trained PEFT model, in memory
+    tokenizer: Any = field(default=None, repr=False)
+
+
+def world_size() -> int:
+    """Training processes (``WORLD_SIZE`` under ``accelerate launch``; 1 otherwise)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def process_index() -> int:
+    """This process's rank (``RANK``; 0 otherwise)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _precision(backend: str) -> dict[str, Any]:
+    """CPU: float32 (TRL configs default to bf16 and fail on CPU unless told); CUDA: bf16 if supported."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False}
+    bf16 = torch.cuda.is_bf16_supported()
+    # Unsloth applies its own gradient checkpointing in get_peft_model.
+    return {"bf16": bf16, "fp16": not bf16, "gradient_checkpointing": backend != "unsloth"}
+
+
+def common_args(profile: Profile, output_dir: Path, backend: str) -> dict[str, Any]:
+    """The TRL/transformers arguments both stages use: seeds, no checkpoints, no reporting,
+    deterministic data loading, and the device's precision."""
+    import torch
+
+    return {
+        "output_dir": str(output_dir),
+        "seed": profile.seed,
+        "data_seed": profile.seed,
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_strategy": "steps",
+        "dataloader_num_workers": 0,  # deterministic, single-process data loading
+        "disable_tqdm": True,
+        "full_determinism": not torch.cuda.is_available(),
+        **_precision(backend),
+    }
+
+
+def quiet(trainer: Any) -> Any:
+    """Drop the trainer's raw dict printer (tqdm is off): the training log prints one line per step."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def last_loss(rows: Sequence[Mapping[str, Any]]) -> float:
+    """The loss of the last logged row that has one (NaN when none has)."""
+    losses = [r["loss"] for r in rows if r.get("loss") not in ("", None)]
+    return float(losses[-1]) if losses else float("nan")

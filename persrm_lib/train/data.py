@@ -1,0 +1,176 @@
+"""Training inputs, checked before a model is loaded: the SFT traces, the GRPO pairs, the GRPO
+validation pairs, and the TRL datasets built from them (PersRM-R1 §3.2-3.3).
+
+Every check reads a verdict through the ONE rule (:func:`persrm_lib.core.verdict.assess`) and the
+exemplar count through :func:`persrm_lib.core.verdict.exemplar_count` (the pair's own
+``n_exemplars``, which the pair contract requires), so training sees exactly what the filter and
+the evaluation see. A bad input raises :class:`TrainingDataError` naming the file or list, the
+record and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core import runfiles, verdict
+from ..core.config import Profile
+from ..core.jsonl import iter_jsonl
+from ..core.prompt import build_messages
+from ..data.pairs import PairFormatError, validate_pair
+from ..teachers.traces import read_traces
+
+Source = str | Path | Sequence[Mapping[str, Any]]
+
+
+class TrainingDataError(ValueError):
+    """Training input that cannot be trained on; the message names the file, the record and why."""
+
+
+def _pair_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
+    """``[(where, record)]`` of pairs from a JSONL file or an in-memory list, and a name for the source."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"pairs file {path} does not exist")
+        return [(f"{path.name} line {lineno}", rec) for lineno, rec in iter_jsonl(path)], str(path)
+    return [(f"pairs {i}", dict(rec)) for i, rec in enumerate(source)], "the given pairs"
+
+
+def _trace_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
+    """``[(where, trace)]`` from a trace file (read by :func:`persrm_lib.teachers.traces.read_traces`)
+    or an in-memory list, and a name for the source."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        try:
+            traces = read_traces(path, written_by="02_filter_audit")
+        except ValueError as exc:  # a malformed line, a repeated id, an empty file
+            raise TrainingDataError(f"cannot train on these traces: {exc}") from exc
+        return [(f"{path.name} record {i}", rec) for i, rec in enumerate(traces, start=1)], str(path)
+    return [(f"traces {i}", dict(rec)) for i, rec in enumerate(source)], "the given traces"
+
+
+def check_traces(source: Source) -> list[dict[str, Any]]:
+    """Read and check SFT traces: pairs plus ``teacher, completion, scores, faithful``.
+
+    Args:
+        source: a JSONL file (``runfiles.faithful_traces_path(run)``) or a list of trace dicts.
+
+    Returns:
+        The traces, in order.
+
+    Raises:
+        TrainingDataError: no trace at all; a trace that breaks the pair contract; a trace not
+            marked ``faithful: true`` (the faithfulness filter did not run or dropped it); a trace
+            whose completion does not parse, or whose scores do not prefer the labelled response
+            (:func:`persrm_lib.core.verdict.assess`).
+            A file that :func:`persrm_lib.teachers.traces.read_traces` refuses (a malformed
+            line, a repeated id, no trace) is reported with its reason.
+        FileNotFoundError: ``source`` is a path that does not exist.
+
+    >>> from persrm_lib.core.output_format import render_output
+    >>> trace = {"id": "p1", "query": "Q", "exemplars": ["E"], "response_a": "A", "response_b": "B",
+    ...          "label": "a", "positive_kind": "intra_author", "negative_kind": "random", "author": "x",
+    ...          "genre": "speech", "n_exemplars": 1, "teacher": "stylometric", "scores": [8, 2],
+    ...          "completion": render_output("rhythm", "A fits", (8, 2)), "faithful": True}
+    >>> len(check_traces([trace]))
+    1
+    """
+    records, name = _trace_records(source)
+    if not records:
+        raise TrainingDataError(f"no traces to train on: {name} holds no trace (run 01_synthesize and 02_filter_audit)")
+    traces = []
+    for where, rec in records:
+        try:
+            trace = validate_pair(rec, where)
+        except PairFormatError as exc:
+            raise TrainingDataError(f"trace {exc}") from exc
+        tid = trace.get("id")
+        for key in ("completion", "faithful"):
+            if key not in trace:
+                raise TrainingDataError(f"{where} (trace {tid!r}): field {key!r} is missing; is this a trace file?")
+        if trace["faithful"] is not True:
+            raise TrainingDataError(
+                f"{where} (trace {tid!r}) is not marked faithful (faithful={trace['faithful']!r}); train on "
+                "the filtered traces (runfiles.faithful_traces_path) written by 02_filter_audit"
+            )
+        judged = verdict.assess(trace["completion"], trace["label"])
+        if not judged.format_ok:
+            raise TrainingDataError(f"{where} (trace {tid!r}): completion does not parse: {judged.reason}")
+        if not judged.faithful:
+            raise TrainingDataError(
+                f"{where} (trace {tid!r}) is marked faithful but its scores {judged.scores} do not "
+                f"prefer the labelled response {trace['label']!r}"
+            )
+        traces.append(trace)
+    return traces
+
+
+def check_pairs(source: Source) -> list[dict[str, Any]]:
+    """Read and check GRPO pairs (the pair contract; ``label`` is what the reward compares with).
+
+    Raises:
+        TrainingDataError: no pair at all, or a pair that breaks the contract (naming where).
+        FileNotFoundError: ``source`` is a path that does not exist.
+    """
+    records, name = _pair_records(source)
+    if not records:
+        raise TrainingDataError(f"no pairs to train on: {name} holds no pair (run 01_synthesize)")
+    pairs = []
+    for where, rec in records:
+        try:
+            pairs.append(validate_pair(rec, where))
+        except PairFormatError as exc:
+            raise TrainingDataError(f"pair {exc}") from exc
+    return pairs
+
+
+def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | None = None) -> list[dict[str, Any]]:
+    """The validation pairs to evaluate during GRPO: the first ``grpo.eval_pairs`` of ``source``
+    (default ``runfiles.pairs_path(run, "validation")``); ``[]`` when ``grpo.eval_every`` or
+    ``grpo.eval_pairs`` is 0, or when ``source`` is None and the run has no validation pairs.
+
+    Raises:
+        TrainingDataError: see :func:`check_pairs`, prefixed ``validation pairs:``.
+    """
+    if profile.grpo.eval_every == 0 or profile.grpo.eval_pairs == 0:
+        return []
+    if source is None:
+        source = runfiles.pairs_path(Path(run), "validation")
+        if not source.is_file():
+            return []
+    try:
+        pairs = check_pairs(source)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"validation pairs: {exc}") from exc
+    return pairs[: profile.grpo.eval_pairs]
+
+
+def sft_dataset(traces: Sequence[Mapping[str, Any]]) -> Any:
+    """Conversational prompt-completion dataset (``datasets.Dataset``): prompt = system + user
+    messages of the pair with its own exemplar count, completion = one assistant message holding
+    the trace's completion (TRL's conversational prompt-completion format)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "prompt": [build_messages(t, verdict.exemplar_count(t)) for t in traces],
+            "completion": [[{"role": "assistant", "content": t["completion"]}] for t in traces],
+        }
+    )
+
+
+def grpo_dataset(pairs: Sequence[Mapping[str, Any]]) -> Any:
+    """Conversational prompt-only dataset (``datasets.Dataset``) with the ``label`` and ``pair_id``
+    columns the reward and :class:`persrm_lib.train.logs.RewardTracker` read (TRL passes dataset
+    columns to the reward as keyword arguments)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "prompt": [build_messages(p, verdict.exemplar_count(p)) for p in pairs],
+            "label": [p["label"] for p in pairs],
+            "pair_id": [str(p["id"]) for p in pairs],
+        }
+    )

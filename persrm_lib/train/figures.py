@@ -1,0 +1,137 @@
+"""The ONE set of figures of the training logs (PersRM-R1 §5.1: training dynamics), drawn from
+:func:`persrm_lib.train.logs.read_log` frames by 03_sft, 04_rft_grpo and 06_training_dynamics.
+
+Each function returns a matplotlib ``Figure`` and raises ``ValueError`` naming the column when
+the log has nothing to draw (a missing or blank column), so a notebook can say what is missing
+and skip the figure. ``smooth`` is a rolling-mean window over logged steps (1: raw curves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from ..core.reward import OUTCOME_NAMES
+from .logs import empty_columns
+
+OUTCOME_COLOURS: dict[str, str] = {"format_violation": "tab:red", "wrong": "tab:orange", "correct": "tab:green"}
+
+
+def _require(log: pd.DataFrame, *columns: str) -> None:
+    blank = empty_columns(log, columns)
+    if blank:
+        raise ValueError(f"the log has no values in column(s) {', '.join(blank)}")
+
+
+def _smoothed(log: pd.DataFrame, column: str, smooth: int) -> pd.Series:
+    return log[column].rolling(smooth, min_periods=1).mean()
+
+
+def _figure(width: float = 6, height: float = 3.2, ncols: int = 1) -> tuple[Any, Any]:
+    from matplotlib import pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
+
+
+def plot_sft_loss(log: pd.DataFrame, smooth: int = 1, title: str = "SFT loss") -> Any:
+    """The SFT loss (token-level cross-entropy of the trace given the prompt) per optimiser step.
+
+    Raises:
+        ValueError: the log has no ``loss`` values.
+    """
+    _require(log, "step", "loss")
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    ax.plot(log["step"], _smoothed(log, "loss", smooth), marker="o", ms=3)
+    ax.set(xlabel="optimiser step", ylabel="SFT loss (completion tokens)", title=title)
+    return fig
+
+
+def plot_grpo_reward(log: pd.DataFrame, smooth: int = 1, title: str = "GRPO reward") -> Any:
+    """The mean sparse reward per GRPO step (−1 violation, 0 wrong, +1 correct) and, on the
+    evaluated steps, the greedy validation accuracy rescaled to the reward's range (2·acc − 1).
+
+    Raises:
+        ValueError: the log has no ``reward`` values.
+    """
+    _require(log, "step", "reward")
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    ax.plot(log["step"], _smoothed(log, "reward", smooth), marker="o", ms=3, label="mean reward")
+    if not empty_columns(log, ["validation_accuracy"]):
+        validated = log.dropna(subset=["validation_accuracy"])  # evaluated every grpo.eval_every steps only
+        ax.plot(
+            validated["step"],
+            2 * validated["validation_accuracy"] - 1,
+            marker="s",
+            ms=3,
+            label="validation accuracy (rescaled to ±1)",
+        )
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(ylim=(-1.05, 1.05), xlabel="GRPO step", ylabel="reward", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_grpo_outcomes(log: pd.DataFrame, smooth: int = 1, title: str = "Outcome shares") -> Any:
+    """The share of the sampled completions of each GRPO step that broke the format, preferred the
+    wrong response, or the labelled one.
+
+    Raises:
+        ValueError: the log lacks one of the outcome columns.
+    """
+    _require(log, "step", *OUTCOME_NAMES)
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    for name in OUTCOME_NAMES:
+        label = name.replace("_", " ")
+        ax.plot(log["step"], _smoothed(log, name, smooth), marker="o", ms=3, color=OUTCOME_COLOURS[name], label=label)
+    ax.set(ylim=(-0.02, 1.02), xlabel="GRPO step", ylabel="share of sampled completions", title=title)
+    ax.legend(fontsize=8, title="outcome")
+    return fig
+
+
+def plot_grpo_length_kl(log: pd.DataFrame, smooth: int = 1) -> Any:
+    """Mean completion length (tokens) and KL to the reference model per GRPO step, one panel each
+    for the columns the log holds.
+
+    Raises:
+        ValueError: the log holds neither ``completion_length`` nor ``kl``.
+    """
+    panels = [c for c in ("completion_length", "kl") if not empty_columns(log, [c])]
+    if not panels:
+        raise ValueError("the log has no values in column(s) completion_length, kl")
+    fig, axes = _figure(4.2 * len(panels), 3.2, len(panels))
+    for ax, column in zip(axes[0], panels, strict=True):
+        ax.plot(log["step"], _smoothed(log, column, smooth), marker="o", ms=3)
+        ax.set(xlabel="GRPO step", ylabel=column.replace("_", " "), title=column.replace("_", " "))
+    fig.tight_layout()
+    return fig
+
+
+def plot_grpo_starts(logs: Mapping[str, pd.DataFrame], smooth: int = 1) -> Any:
+    """GRPO runs side by side (e.g. ``{"from SFT": rft, "from base": rft_from_base}``, paper §5.1):
+    the mean reward, and the share of format violations where every run logged it.
+
+    Raises:
+        ValueError: fewer than two runs, or a run without ``reward`` values.
+    """
+    if len(logs) < 2:
+        raise ValueError(f"need two GRPO logs to compare, got {len(logs)}: {', '.join(logs) or 'none'}")
+    for log in logs.values():
+        _require(log, "step", "reward")
+    fig, axes = _figure(9, 3.2, 2)
+    violations = all(not empty_columns(log, ["format_violation"]) for log in logs.values())
+    for start, log in logs.items():
+        axes[0, 0].plot(log["step"], _smoothed(log, "reward", smooth), marker="o", ms=3, label=start)
+        if violations:
+            axes[0, 1].plot(log["step"], _smoothed(log, "format_violation", smooth), marker="o", ms=3, label=start)
+    axes[0, 0].set(ylim=(-1.05, 1.05), xlabel="GRPO step", ylabel="mean reward", title="Reward")
+    axes[0, 0].legend(fontsize=8)
+    if violations:
+        axes[0, 1].set(ylim=(-0.02, 1.02), xlabel="GRPO step", ylabel="share", title="Format violations")
+        axes[0, 1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,209 @@
+"""GRPO reinforcement fine-tuning (PersRM-R1 §3.3) through TRL's ``GRPOTrainer``.
+
+GRPO starts from the SFT adapter on the training pairs, with the sparse reward of
+:mod:`persrm_lib.core.reward` (``label`` is a dataset column), the KL coefficient ``beta`` of the
+profile (TRL's default is 0; the paper uses 1e-3) and ``num_generations`` samples per prompt.
+
+The base model is loaded with fresh LoRA layers of the profile's shape by ``load_for_training`` and
+the SFT adapter's weights are copied into them (:func:`persrm_lib.train.adapters.load_adapter_weights`).
+This keeps the backend choice in one place (an Unsloth-patched model stays patched), and the
+adapter's shape is checked against the profile. With ``beta > 0`` TRL then copies that adapter into
+a frozen ``ref`` adapter: the KL term keeps the policy near the SFT model, as in the paper.
+
+Outputs in the run folder: ``<stage>/adapter/``, ``<stage>/log.csv``
+(:data:`~persrm_lib.train.logs.GRPO_LOG_FIELDS`) and ``<stage>/completions.jsonl``
+(:data:`~persrm_lib.train.logs.GRPO_COMPLETION_FIELDS`). The stage is ``rft`` (from SFT) or another
+``rft_<name>`` folder, e.g. ``rft_from_base`` for GRPO started from the base model (paper §5.1).
+Every ``grpo.eval_every`` steps the first ``grpo.eval_pairs`` validation pairs are judged greedily
+(:class:`~persrm_lib.train.validation.ValidationEval`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core import runfiles
+from ..core.config import Profile
+from ..core.reward import persrm_reward
+from ..models.context import check_prompts, known_budget
+from .adapters import check_adapter, load_adapter_weights, save_adapter, training_info
+from .common import TrainResult, common_args, last_loss, process_index, quiet, world_size
+from .data import Source, check_pairs, grpo_dataset, grpo_validation_pairs
+from .logs import GRPO_LOG_FIELDS, RewardTracker, TrainingLog
+from .validation import ValidationEval
+
+
+def check_grpo_profile(profile: Profile) -> None:
+    """Raise ``ValueError`` naming the setting when the profile's GRPO batch cannot be formed."""
+    world = world_size()
+    profile.validate()  # batch divisible by num_generations, num_generations >= 2
+    if profile.grpo.batch_size % world:
+        raise ValueError(
+            f"profile {profile.name!r}: grpo.batch_size={profile.grpo.batch_size} does not divide by the "
+            f"{world} training processes"
+        )
+
+
+def check_grpo_stage(stage: str) -> str:
+    """A GRPO stage folder name: ``rft`` or ``rft_<something>`` (never a path, never another stage's)."""
+    if not isinstance(stage, str) or not (stage == "rft" or stage.startswith("rft_")) or not stage.isidentifier():
+        raise ValueError(
+            f"GRPO stage {stage!r} is not a run-folder stage name: use 'rft' or 'rft_<name>' such as 'rft_from_base'"
+        )
+    return stage
+
+
+def grpo_config(profile: Profile, output_dir: Path, backend: str = "transformers") -> Any:
+    """TRL ``GRPOConfig`` from the profile: one generation batch of ``grpo.batch_size`` completions
+    (``batch_size / num_generations`` prompts) per optimiser step."""
+    from trl import GRPOConfig
+
+    grpo = profile.grpo
+    world = world_size()
+    per_device = grpo.num_generations if grpo.batch_size // world >= grpo.num_generations else grpo.batch_size // world
+    return GRPOConfig(
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=max(1, grpo.batch_size // (per_device * world)),
+        learning_rate=grpo.learning_rate,
+        max_steps=grpo.max_steps,
+        logging_steps=grpo.logging_steps,
+        num_generations=grpo.num_generations,
+        max_completion_length=grpo.max_completion_length,
+        temperature=grpo.temperature,
+        beta=grpo.beta,
+        disable_dropout=True,
+        log_completions=False,  # our tracker writes them (rft/completions.jsonl)
+        **common_args(profile, output_dir, backend),
+    )
+
+
+def grpo_trainer(
+    profile: Profile,
+    output_dir: Path,
+    pairs: Sequence[Mapping[str, Any]],
+    model: Any,
+    tokenizer: Any,
+    backend: str = "transformers",
+    reward: Callable[..., list[float]] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """TRL ``GRPOTrainer`` for checked pairs on a LoRA model, rewarded by ``reward`` (default a
+    :class:`~persrm_lib.train.logs.RewardTracker` that keeps nothing on disk).
+
+    Raises:
+        PromptTooLongError: a pair whose prompt, with ``grpo.max_completion_length`` tokens to
+            sample, does not fit the model's context or ``model.max_seq_length``
+            (:mod:`persrm_lib.models.context`), naming the pair and its tokens.
+    """
+    from trl import GRPOTrainer
+
+    dataset = grpo_dataset(pairs)
+    budget = known_budget(
+        model, tokenizer, reserved=profile.grpo.max_completion_length, max_length=profile.model.max_seq_length
+    )
+    if budget is not None and len(dataset):
+        prompts = [
+            tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in dataset["prompt"]
+        ]
+        check_prompts(tokenizer, prompts, dataset["pair_id"], budget)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[reward if reward is not None else RewardTracker()],
+        args=grpo_config(profile, output_dir, backend),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    return quiet(trainer)
+
+
+def train_grpo(
+    profile: Profile,
+    run: str | Path,
+    pairs: Source | None = None,
+    sft_adapter: str | Path | None = None,
+    from_sft: bool = True,
+    backend: str | None = None,
+    reward_fn: Callable[..., list[float]] = persrm_reward,
+    stage: str = "rft",
+    validation_pairs: Source | None = None,
+) -> TrainResult:
+    """GRPO reinforcement fine-tuning (paper §3.3) with the sparse -1/0/+1 reward.
+
+    Args:
+        profile: hyper-parameters (``profile.grpo``: batch, ``num_generations``, ``beta``,
+            ``temperature``, ``max_completion_length``, learning rate, steps; seed).
+        run: the run folder; adapter to ``<stage>/adapter``, log to ``<stage>/log.csv``, sampled
+            completions to ``<stage>/completions.jsonl``.
+        pairs: a JSONL file or a list of pairs; default ``runfiles.pairs_path(run, "train")``.
+        sft_adapter: the adapter to start from; default ``runfiles.adapter_dir(run, "sft")``.
+        from_sft: False starts from fresh LoRA on the base model (the RFT-only ablation).
+        backend: ``unsloth``/``transformers``/None.
+        reward_fn: the reward (default the paper's :func:`~persrm_lib.core.reward.persrm_reward`).
+        stage: the run-folder stage written: ``rft`` (default) or ``rft_<name>``, e.g.
+            ``rft_from_base`` with ``from_sft=False`` for the paper's §5.1 comparison.
+        validation_pairs: pairs evaluated greedily every ``grpo.eval_every`` steps (the first
+            ``grpo.eval_pairs``); default ``runfiles.pairs_path(run, "validation")`` when it exists.
+            Off when ``grpo.eval_every`` or ``grpo.eval_pairs`` is 0.
+
+    Returns:
+        A :class:`~persrm_lib.train.common.TrainResult` whose ``log`` rows carry reward, outcome
+        shares, KL, length and, on evaluated steps, ``validation_accuracy`` and ``validation_format``.
+
+    Raises:
+        ValueError: the GRPO batch does not divide by ``num_generations`` (or the processes); a
+            mismatched SFT adapter; a ``stage`` that is not ``rft`` or ``rft_<name>``.
+        TrainingDataError: see :func:`~persrm_lib.train.data.check_pairs` (for the training and
+            the validation pairs).
+        FileNotFoundError: no SFT adapter where one is expected.
+
+    >>> # result = train_grpo(get_profile("smoke"), "runs/smoke"); result.log[-1]["reward"]
+    """
+    from ..models.backend import load_for_training
+
+    run = Path(run)
+    check_grpo_stage(stage)
+    check_grpo_profile(profile)
+    data = check_pairs(runfiles.pairs_path(run, "train") if pairs is None else pairs)
+    validation = grpo_validation_pairs(profile, run, validation_pairs)
+    adapter = Path(sft_adapter) if sft_adapter is not None else runfiles.adapter_dir(run, "sft")
+    if from_sft:
+        check_adapter(adapter, profile)
+    model, tokenizer, name = load_for_training(profile, backend)
+    if from_sft:
+        load_adapter_weights(model, adapter, profile)
+    completions = runfiles.completions_path(run, stage)
+    if process_index() == 0:
+        for old in sorted(completions.parent.glob(f"{completions.stem}*{completions.suffix}")):
+            old.unlink()  # a rerun replaces the sampled completions
+    tracker = RewardTracker(completions, process_index=process_index(), reward_fn=reward_fn)
+    log = TrainingLog(runfiles.log_path(run, stage), GRPO_LOG_FIELDS, tracker=tracker)
+    callbacks = [log.callback()]  # first: the evaluation below is not part of seconds_per_step
+    if validation:
+        callbacks.append(ValidationEval(profile, validation, tokenizer, log, profile.grpo.eval_every).callback())
+    output_dir = runfiles.stage_dir(run, stage) / "trainer"
+    trainer = grpo_trainer(profile, output_dir, data, model, tokenizer, name, tracker, callbacks)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    steps = int(trainer.state.global_step)
+    out = runfiles.adapter_dir(run, stage)
+    info = training_info(profile, stage, name, steps) | {"from_sft": str(adapter) if from_sft else None}
+    save_adapter(trainer, tokenizer, out, info)
+    return TrainResult(
+        stage=stage,
+        backend=name,
+        steps=steps,
+        final_loss=last_loss(log.rows),
+        seconds=seconds,
+        adapter_dir=out,
+        log_path=log.path,
+        log=log.rows,
+        completions_path=tracker.completions_path,
+        examples=len(data),
+        model=trainer.model,
+        tokenizer=tokenizer,
+    )

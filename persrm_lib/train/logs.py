@@ -1,0 +1,410 @@
+"""The training stages' run files, each with ONE writer and ONE reader under fixed names.
+
+- ``<stage>/log.csv``: one row per logged optimiser step, columns :data:`SFT_LOG_FIELDS` (03_sft)
+  or :data:`GRPO_LOG_FIELDS` (04_rft_grpo); written by :class:`TrainingLog`, read by
+  :func:`read_log` (a ``pandas.DataFrame`` under the very names written).
+- ``<stage>/completions.jsonl`` (GRPO stages): every sampled completion, fields
+  :data:`GRPO_COMPLETION_FIELDS`; written by :class:`RewardTracker` (the reward TRL calls),
+  read by :func:`read_grpo_completions`. The process of rank k > 0 writes
+  ``completions.rank<k>.jsonl`` beside it.
+
+The headline numbers the notebooks record (:func:`sft_headline`, :func:`grpo_headline`,
+:func:`training_dynamics`) are computed here from the logs; :mod:`persrm_lib.train.figures`
+draws the logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..core.jsonl import iter_jsonl
+from ..core.reward import OUTCOME_NAMES, Completion, completion_text, outcome_shares, persrm_reward
+
+SFT_LOG_FIELDS: tuple[str, ...] = (
+    "step",
+    "epoch",
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "seconds_per_step",
+    "num_tokens",
+    "mean_token_accuracy",
+)
+GRPO_LOG_FIELDS: tuple[str, ...] = (
+    "step",
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "seconds_per_step",
+    "num_tokens",
+    "reward",
+    "reward_std",
+    *OUTCOME_NAMES,  # format_violation, wrong, correct: shares of the step's sampled completions
+    "kl",
+    "completion_length",
+    "clipped_ratio",
+    "entropy",
+    "validation_accuracy",  # greedy, on the first grpo.eval_pairs validation pairs; empty between evaluations
+    "validation_format",
+)
+# The columns 06_training_dynamics draws and reports (a blank one is listed as missing).
+SFT_CURVES: tuple[str, ...] = ("step", "loss", "learning_rate", "mean_token_accuracy", "seconds_per_step")
+GRPO_CURVES: tuple[str, ...] = (
+    "step",
+    "loss",
+    "learning_rate",
+    "seconds_per_step",
+    "reward",
+    *OUTCOME_NAMES,
+    "kl",
+    "completion_length",
+    "validation_accuracy",
+)
+GRPO_COMPLETION_FIELDS: tuple[str, ...] = ("step", "pair_id", "label", "completion", "reward")
+# TRL's log keys -> our CSV columns (where the names differ); applied once, by the writer.
+_TRL_KEYS = {"completions/mean_length": "completion_length", "completions/clipped_ratio": "clipped_ratio"}
+
+
+# ---- log.csv ------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, int | float):
+        return value if not (isinstance(value, float) and math.isnan(value)) else ""
+    return ""
+
+
+class TrainingLog:
+    """Writes the trainer's logs to ``<stage>/log.csv``: one row per logged step, fixed columns,
+    seconds per step measured here (``on_step_begin`` to ``on_step_end``, generation included), and
+    for GRPO the outcome shares from the :class:`RewardTracker`.
+
+    Use :meth:`callback` to get the ``transformers.TrainerCallback`` that feeds it.
+    """
+
+    def __init__(
+        self, path: str | Path, fields: Sequence[str], tracker: RewardTracker | None = None, verbose: bool = True
+    ) -> None:
+        self.path = Path(path)
+        self.fields = tuple(fields)
+        self.tracker = tracker
+        self.verbose = verbose
+        self.max_steps = 0
+        self.rows: list[dict[str, Any]] = []
+        self._step_start: float | None = None
+        self._durations: list[float] = []
+        self._last_logged_step = 0
+        self._writes = True
+        self._extra: dict[int, dict[str, float]] = {}  # step -> values measured outside the trainer's logs
+
+    def add(self, step: int, values: Mapping[str, float]) -> None:
+        """Values for the row of ``step`` (e.g. validation accuracy), merged in when it is recorded."""
+        self._extra.setdefault(step, {}).update(values)
+
+    def begin(self, is_main_process: bool = True) -> None:
+        """Start a fresh file (a rerun replaces the old log)."""
+        self._writes = is_main_process
+        if self._writes:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("w", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=self.fields).writeheader()
+
+    def step_begin(self) -> None:
+        self._step_start = time.perf_counter()
+
+    def step_end(self) -> None:
+        if self._step_start is not None:
+            self._durations.append(time.perf_counter() - self._step_start)
+            self._step_start = None
+
+    def record(self, step: int, logs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Turn one trainer log into a row and append it; the end-of-training summary is skipped."""
+        if "loss" not in logs:
+            return None
+        values = {_TRL_KEYS.get(k, k): v for k, v in logs.items()}
+        values.update(self._extra.pop(step, {}))
+        values["step"] = step
+        values["seconds_per_step"] = sum(self._durations) / len(self._durations) if self._durations else None
+        if self.tracker is not None:
+            shares = self.tracker.shares_between(self._last_logged_step + 1, step)
+            for name in OUTCOME_NAMES:
+                values[name] = shares.get(name, logs.get(f"outcome/{name}"))
+        row = {name: (values.get(name) if name == "step" else _number(values.get(name))) for name in self.fields}
+        self.rows.append(row)
+        self._durations = []
+        self._last_logged_step = step
+        if self._writes:
+            with self.path.open("a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
+            if self.verbose:
+                print(self.summary(row), flush=True)
+        return row
+
+    def summary(self, row: Mapping[str, Any]) -> str:
+        """One short line per logged step (the trainer's own dict printer is switched off)."""
+        parts = [f"step {row['step']}/{self.max_steps}" if self.max_steps else f"step {row['step']}"]
+        for name, fmt in (
+            ("loss", ".4f"),
+            ("reward", "+.3f"),
+            ("correct", ".2f"),
+            ("format_violation", ".2f"),
+            ("kl", ".4f"),
+            ("completion_length", ".1f"),
+            ("seconds_per_step", ".1f"),
+            ("validation_accuracy", ".2f"),
+        ):
+            if name in row and row[name] != "":
+                parts.append(f"{name} {row[name]:{fmt}}")
+        return "  ".join(parts)
+
+    def callback(self) -> Any:
+        """A ``transformers.TrainerCallback`` that feeds this log."""
+        from transformers import TrainerCallback
+
+        log = self
+
+        class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+                log.max_steps = int(state.max_steps or 0)
+                log.begin(state.is_world_process_zero)
+
+            def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+                log.step_begin()
+
+            def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+                log.step_end()
+
+            def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
+                log.record(state.global_step, logs or {})
+
+        return _Callback()
+
+
+def read_log(path: str | Path) -> pd.DataFrame:
+    """THE reader of a training ``log.csv``: one row per logged step, sorted by step, under the
+    names :class:`TrainingLog` wrote (:data:`SFT_LOG_FIELDS` or :data:`GRPO_LOG_FIELDS`).
+
+    Returns:
+        A DataFrame: ``step`` as int, every other column float, a blank cell as NaN.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: a header that is neither the SFT nor the GRPO log's, no row, or a cell that is
+            not a number (naming the file and the column).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "log.csv"
+    >>> _ = p.write_text(",".join(SFT_LOG_FIELDS) + "\\n2,1.0,0.5,,,,,\\n1,0.5,0.9,,,,,\\n")
+    >>> read_log(p)[["step", "loss"]].to_dict("list")
+    {'step': [1, 2], 'loss': [0.9, 0.5]}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training log {path} does not exist")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError as exc:
+        raise ValueError(f"training log {path} is empty (no header)") from exc
+    columns = tuple(str(c) for c in frame.columns)
+    if columns not in (SFT_LOG_FIELDS, GRPO_LOG_FIELDS):
+        raise ValueError(
+            f"training log {path} has columns {', '.join(columns)}; expected the SFT log's "
+            f"({', '.join(SFT_LOG_FIELDS)}) or the GRPO log's ({', '.join(GRPO_LOG_FIELDS)})"
+        )
+    if frame.empty:
+        raise ValueError(f"training log {path} has no rows")
+    for column in columns:
+        try:
+            frame[column] = pd.to_numeric(frame[column]).astype(int if column == "step" else float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"training log {path}: column {column!r} holds a value that is not a number") from exc
+    return frame.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def empty_columns(log: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The names among ``columns`` that ``log`` lacks or leaves blank on every row."""
+    return [c for c in columns if c not in log.columns or log[c].isna().all()]
+
+
+# ---- completions.jsonl --------------------------------------------------------------------------
+
+
+class RewardTracker:
+    """:func:`persrm_lib.core.reward.persrm_reward` with a memory: the outcome shares per call and
+    every sampled completion, written to ``completions.jsonl`` (fields :data:`GRPO_COMPLETION_FIELDS`).
+
+    TRL names reward functions by ``__name__``, so the tracker carries ``__name__ = "persrm_reward"``
+    and its reward shows up in the trainer's log as ``rewards/persrm_reward/mean``. The pair id comes
+    from the GRPO dataset's ``pair_id`` column (:func:`persrm_lib.train.data.grpo_dataset`).
+
+    Args:
+        completions_path: JSONL file to append every scored completion to, or None to keep nothing
+            on disk.
+        process_index: the accelerate process rank; ranks above 0 write
+            ``<stem>.rank<k>.jsonl`` beside ``completions_path`` so that processes never share a file.
+        reward_fn: the reward to track (default :func:`persrm_reward`; tests substitute others).
+
+    >>> tracker = RewardTracker()
+    >>> ok = "<criteria>c</criteria><eval>e</eval><scores>[8, 3]</scores>"
+    >>> tracker([ok, "junk"], label=["a", "a"], pair_id=["p1", "p1"])
+    [1.0, -1.0]
+    >>> tracker.history[-1]["correct"], tracker.history[-1]["format_violation"]
+    (0.5, 0.5)
+    """
+
+    def __init__(
+        self,
+        completions_path: str | Path | None = None,
+        process_index: int = 0,
+        reward_fn: Callable[..., list[float]] = persrm_reward,
+    ) -> None:
+        self.__name__ = "persrm_reward"
+        self.reward_fn = reward_fn
+        self.history: list[dict[str, float]] = []
+        path = Path(completions_path) if completions_path is not None else None
+        if path is not None and process_index > 0:
+            path = path.with_name(f"{path.stem}.rank{process_index}{path.suffix}")
+        self.completions_path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, completions: Sequence[Completion], label: Sequence[str], **kwargs: Any) -> list[float]:
+        rewards = [float(r) for r in self.reward_fn(completions, label)]
+        state = kwargs.get("trainer_state")
+        # Completions are sampled before the optimiser step they train; number them by that step.
+        step = int(state.global_step) + 1 if state is not None else len(self.history) + 1
+        shares = outcome_shares(rewards)
+        self.history.append({"step": step, "n": len(rewards), "reward_mean": sum(rewards) / len(rewards), **shares})
+        log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
+        if callable(log_metric):
+            for name, share in shares.items():
+                log_metric(f"outcome/{name}", share)
+        if self.completions_path is not None:
+            pair_ids = kwargs.get("pair_id") or [None] * len(rewards)
+            with self.completions_path.open("a", encoding="utf-8") as handle:
+                for pair_id, completion, lab, reward in zip(pair_ids, completions, label, rewards, strict=True):
+                    text = completion_text(completion)
+                    values = (step, pair_id, lab, text if isinstance(text, str) else "", reward)
+                    record = dict(zip(GRPO_COMPLETION_FIELDS, values, strict=True))
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return rewards
+
+    def shares_between(self, first_step: int, last_step: int) -> dict[str, float]:
+        """Outcome shares over the completions of steps ``first_step..last_step`` (weighted by count)."""
+        calls = [h for h in self.history if first_step <= h["step"] <= last_step]
+        total = sum(h["n"] for h in calls)
+        if total == 0:
+            return {}
+        return {name: sum(h[name] * h["n"] for h in calls) / total for name in OUTCOME_NAMES}
+
+
+def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
+    """THE reader of a GRPO stage's ``completions.jsonl`` (written by :class:`RewardTracker`).
+
+    Args:
+        path: the JSONL file; ``<stem>.rank<k>.jsonl`` files beside it are appended in name order.
+
+    Returns:
+        Records with exactly :data:`GRPO_COMPLETION_FIELDS`: ``step`` (int), ``pair_id`` (str),
+        ``label`` ("a"/"b"), ``completion`` (str), ``reward`` (float).
+
+    Raises:
+        FileNotFoundError: the file is missing (run 04_rft_grpo first).
+        ValueError: a record lacks a field or has a bad value; the message names file and line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run notebook 04_rft_grpo first (it writes the RFT completions)")
+    ranks = sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))
+    records: list[dict[str, Any]] = []
+    for source, number, row in ((p, n, r) for p in [path, *ranks] for n, r in iter_jsonl(p)):
+        where = f"{source}:{number}"
+        for name in GRPO_COMPLETION_FIELDS:
+            if name not in row:
+                raise ValueError(f"{where}: record lacks field {name!r}")
+        step, pair_id, label, completion, reward = (row[name] for name in GRPO_COMPLETION_FIELDS)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"{where}: step must be a non-negative integer, got {step!r}")
+        if pair_id is None or isinstance(pair_id, bool) or not isinstance(pair_id, str | int) or pair_id == "":
+            raise ValueError(f"{where}: pair_id must be a non-empty string, got {pair_id!r}")
+        if label not in ("a", "b"):
+            raise ValueError(f"{where}: label must be 'a' or 'b', got {label!r}")
+        if not isinstance(completion, str):
+            raise ValueError(f"{where}: completion must be text, got {type(completion).__name__}")
+        if isinstance(reward, bool) or not isinstance(reward, int | float):
+            raise ValueError(f"{where}: reward must be a number, got {reward!r}")
+        values = (step, str(pair_id), label, completion, float(reward))
+        records.append(dict(zip(GRPO_COMPLETION_FIELDS, values, strict=True)))
+    return records
+
+
+# ---- headline metrics ---------------------------------------------------------------------------
+
+
+def _first(log: pd.DataFrame, column: str) -> float | None:
+    values = log[column].dropna() if column in log.columns else ()
+    return round(float(values.iloc[0]), 4) if len(values) else None
+
+
+def _last(log: pd.DataFrame, column: str) -> float | None:
+    values = log[column].dropna() if column in log.columns else ()
+    return round(float(values.iloc[-1]), 4) if len(values) else None
+
+
+def sft_headline(log: pd.DataFrame) -> dict[str, float]:
+    """03_sft's headline numbers from its log: ``first_loss`` and ``final_loss`` (the last logged loss).
+
+    >>> sft_headline(pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.5]}))
+    {'first_loss': 2.0, 'final_loss': 1.5}
+    """
+    losses = log["loss"].dropna()
+    return {"first_loss": float(log["loss"].iloc[0]), "final_loss": float(losses.iloc[-1])}
+
+
+def grpo_headline(log: pd.DataFrame) -> dict[str, float | int | None]:
+    """04_rft_grpo's headline numbers from a GRPO log: mean and final reward, final outcome shares,
+    final KL (0 where KL is not logged), mean completion length, and the greedy validation
+    evaluations (how many, and the last accuracy; None without any)."""
+    validated = log["validation_accuracy"].dropna()
+    return {
+        "mean_reward": float(log["reward"].mean()),
+        "final_reward": float(log["reward"].iloc[-1]),
+        "final_correct": float(log["correct"].iloc[-1]),
+        "final_format_violation": float(log["format_violation"].iloc[-1]),
+        "final_kl": float(log["kl"].fillna(0.0).iloc[-1]),
+        "mean_completion_length": float(log["completion_length"].mean()),
+        "validation_evaluations": int(len(validated)),
+        "final_validation_accuracy": float(validated.iloc[-1]) if len(validated) else None,
+    }
+
+
+def training_dynamics(logs: Mapping[str, pd.DataFrame]) -> dict[str, float | int | None]:
+    """06_training_dynamics' headline numbers from the logs that exist (``sft``, ``rft``,
+    ``rft_from_base``; an absent stage gives 0 steps and None values), rounded to 4 decimals.
+    ``rft_missing_columns`` counts the :data:`GRPO_CURVES` the ``rft`` log lacks or leaves blank."""
+    none = pd.DataFrame({"step": []})
+    sft, rft, base = (logs.get(stage, none) for stage in ("sft", "rft", "rft_from_base"))
+    return {
+        "sft_steps": len(sft),
+        "sft_first_loss": _first(sft, "loss"),
+        "sft_final_loss": _last(sft, "loss"),
+        "rft_steps": len(rft),
+        "rft_first_reward": _first(rft, "reward"),
+        "rft_final_reward": _last(rft, "reward"),
+        "rft_final_share_correct": _last(rft, "correct"),
+        "rft_final_share_format_violation": _last(rft, "format_violation"),
+        "rft_final_completion_length": _last(rft, "completion_length"),
+        "rft_from_base_steps": len(base),
+        "rft_from_base_final_reward": _last(base, "reward"),
+        "rft_missing_columns": len(empty_columns(rft, GRPO_CURVES)) if "rft" in logs else 0,
+    }

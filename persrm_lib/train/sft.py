@@ -1,0 +1,141 @@
+"""Supervised fine-tuning on faithful teacher traces (PersRM-R1 §3.2): learn log p(trace | prompt).
+
+TRL's ``SFTTrainer`` in the conversational prompt-completion format: prompt =
+:func:`persrm_lib.core.prompt.build_messages` of the pair, completion = one assistant message
+holding the trace's completion; the loss is on the completion only. Model and LoRA come from
+:func:`persrm_lib.models.backend.load_for_training` (Unsloth on a CUDA machine, transformers + PEFT
+elsewhere). Every bad input is refused before a model is loaded (:func:`persrm_lib.train.data.check_traces`).
+
+Outputs in the run folder (:mod:`persrm_lib.core.runfiles`): ``sft/adapter/`` (PEFT adapter plus
+tokenizer and ``persrm_training.json``) and ``sft/log.csv`` (:data:`persrm_lib.train.logs.SFT_LOG_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core import runfiles
+from ..core.config import Profile
+from .adapters import save_adapter, training_info
+from .common import TrainResult, common_args, last_loss, quiet, world_size
+from .data import Source, TrainingDataError, check_traces, sft_dataset
+from .logs import SFT_LOG_FIELDS, TrainingLog
+
+
+def sft_config(profile: Profile, output_dir: Path, backend: str = "transformers") -> Any:
+    """TRL ``SFTConfig`` from the profile (``profile.sft`` and ``profile.model``)."""
+    from trl import SFTConfig
+
+    sft = profile.sft
+    return SFTConfig(
+        per_device_train_batch_size=sft.per_device_batch_size,
+        gradient_accumulation_steps=max(1, sft.gradient_accumulation_steps // world_size()),
+        learning_rate=sft.learning_rate,
+        num_train_epochs=sft.epochs,
+        max_steps=sft.max_steps,
+        warmup_steps=sft.warmup_ratio,  # a float in [0, 1) is a share of the steps (transformers 5)
+        logging_steps=sft.logging_steps,
+        max_length=profile.model.max_seq_length,
+        completion_only_loss=True,  # loss on the trace, not on the prompt
+        packing=False,
+        shuffle_dataset=False,  # the trainer's seeded sampler shuffles; no second shuffle
+        **common_args(profile, output_dir, backend),
+    )
+
+
+def _check_lengths(dataset: Any, tokenizer: Any, max_length: int) -> None:
+    """SFT truncation would cut the scores off the end of a trace; refuse instead."""
+    for i, row in enumerate(dataset):
+        text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+        n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if n > max_length:
+            raise TrainingDataError(
+                f"trace {i} is {n} tokens long with its prompt, more than model.max_seq_length={max_length}; "
+                "raise model.max_seq_length or shorten the passages (data.passage_words)"
+            )
+
+
+def sft_trainer(
+    profile: Profile,
+    output_dir: Path,
+    traces: Sequence[Mapping[str, Any]],
+    model: Any,
+    tokenizer: Any,
+    backend: str = "transformers",
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """TRL ``SFTTrainer`` for checked traces on a LoRA model.
+
+    Raises:
+        TrainingDataError: a trace longer than ``model.max_seq_length`` with its prompt (truncation
+            would cut the scores off the end).
+    """
+    from trl import SFTTrainer
+
+    dataset = sft_dataset(traces)
+    _check_lengths(dataset, tokenizer, profile.model.max_seq_length)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(profile, output_dir, backend),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    return quiet(trainer)
+
+
+def train_sft(
+    profile: Profile,
+    run: str | Path,
+    traces: Source | None = None,
+    backend: str | None = None,
+) -> TrainResult:
+    """Supervised fine-tuning on faithful traces (paper §3.2): learn log p(trace | prompt).
+
+    Args:
+        profile: hyper-parameters (``profile.sft``, ``profile.model``, ``profile.lora``, seed).
+        run: the run folder; the adapter goes to ``sft/adapter``, the log to ``sft/log.csv``.
+        traces: a JSONL file or a list of traces; default ``runfiles.faithful_traces_path(run)``.
+        backend: ``unsloth``/``transformers``/None (``persrm_lib.models.backend.select_backend``).
+
+    Returns:
+        A :class:`~persrm_lib.train.common.TrainResult`.
+
+    Raises:
+        TrainingDataError: see :func:`~persrm_lib.train.data.check_traces`; also a trace longer
+            than ``model.max_seq_length``.
+
+    >>> # result = train_sft(get_profile("smoke"), "runs/smoke"); result.adapter_dir.name
+    """
+    from ..models.backend import load_for_training
+
+    run = Path(run)
+    profile.validate()
+    data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
+    model, tokenizer, name = load_for_training(profile, backend)
+    log = TrainingLog(runfiles.log_path(run, "sft"), SFT_LOG_FIELDS)
+    trainer = sft_trainer(
+        profile, runfiles.stage_dir(run, "sft") / "trainer", data, model, tokenizer, name, [log.callback()]
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    steps = int(trainer.state.global_step)
+    out = runfiles.adapter_dir(run, "sft")
+    save_adapter(trainer, tokenizer, out, training_info(profile, "sft", name, steps))
+    return TrainResult(
+        stage="sft",
+        backend=name,
+        steps=steps,
+        final_loss=last_loss(log.rows),
+        seconds=seconds,
+        adapter_dir=out,
+        log_path=log.path,
+        log=log.rows,
+        examples=len(data),
+        model=trainer.model,
+        tokenizer=tokenizer,
+    )

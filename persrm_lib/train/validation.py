@@ -1,0 +1,109 @@
+"""Validation accuracy during GRPO (PersRM-R1 §5.1: accuracy over training).
+
+Every ``grpo.eval_every`` steps :class:`ValidationEval` judges a fixed set of validation pairs
+greedily with the model being trained, through the ONE client
+(:class:`persrm_lib.models.client.LocalChatClient`), reads each judgement with the ONE verdict rule
+(:func:`persrm_lib.core.verdict.assess`) and adds ``validation_accuracy`` and ``validation_format``
+to that step's row of the :class:`~persrm_lib.train.logs.TrainingLog`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..core import verdict
+from ..core.config import Profile
+from ..core.prompt import build_prompt_text
+from ..models.client import LocalChatClient
+from .logs import TrainingLog
+
+
+class ValidationEval:
+    """Greedy judgements of a fixed set of validation pairs every ``every`` GRPO steps. Each
+    evaluation adds ``validation_accuracy`` (share with outcome +1) and ``validation_format``
+    (share that parses) to the :class:`TrainingLog` row of that step.
+
+    Greedy decoding draws no random numbers and dropout is off, so evaluating does not change the
+    training run; the model is put in eval mode for the evaluation and back in train mode after.
+
+    Args:
+        profile: ``grpo.max_completion_length`` (tokens per judgement), ``grpo.batch_size`` (default
+            prompts per forward pass).
+        pairs: the validation pairs, each read with its own exemplar count.
+        tokenizer: the trained model's tokenizer (chat template).
+        log: the stage's :class:`TrainingLog`.
+        every: evaluate at every ``every``-th step.
+        batch_size: prompts per forward pass (default ``grpo.batch_size``).
+
+    Raises:
+        ValueError: ``every`` below 1, or no pairs.
+
+    >>> # evaluator = ValidationEval(profile, pairs[:2], tokenizer, log, every=1)
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        pairs: Sequence[Mapping[str, Any]],
+        tokenizer: Any,
+        log: TrainingLog,
+        every: int,
+        batch_size: int | None = None,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"ValidationEval: every must be at least 1, got {every}")
+        if not pairs:
+            raise ValueError("ValidationEval: no validation pairs to evaluate")
+        self.pairs = list(pairs)
+        self.prompts = [build_prompt_text(tokenizer, p, verdict.exemplar_count(p)) for p in self.pairs]
+        self.tokenizer = tokenizer
+        self.log = log
+        self.every = every
+        self.max_new_tokens = profile.grpo.max_completion_length
+        self.batch_size = batch_size or profile.grpo.batch_size
+        self.results: dict[int, dict[str, float]] = {}  # step -> the values logged for it
+
+    def due(self, step: int, max_steps: int) -> bool:
+        """Evaluate at every ``every``-th step (never at step 0)."""
+        return step > 0 and step % self.every == 0 and (max_steps <= 0 or step <= max_steps)
+
+    def evaluate(self, model: Any) -> dict[str, float]:
+        """Accuracy and format share of greedy judgements of the validation pairs by ``model``."""
+        import torch
+
+        client = LocalChatClient(model, self.tokenizer, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                texts = client.generate_prompts(self.prompts).texts
+        finally:
+            if was_training:
+                model.train()
+        judged = [verdict.assess(t, p["label"]) for t, p in zip(texts, self.pairs, strict=True)]
+        n = len(judged)
+        return {
+            "validation_accuracy": sum(j.outcome == verdict.CORRECT for j in judged) / n,
+            "validation_format": sum(j.format_ok for j in judged) / n,
+        }
+
+    def callback(self) -> Any:
+        """A ``transformers.TrainerCallback``: evaluates at the end of a due step and makes the trainer
+        log that step (so the values land in a row even when ``logging_steps`` skips it). Add it after
+        the :class:`TrainingLog` callback so that the evaluation is not counted in ``seconds_per_step``."""
+        from transformers import TrainerCallback
+
+        evaluator = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001, ANN201
+                step = int(state.global_step)
+                if model is not None and evaluator.due(step, int(state.max_steps or 0)):
+                    values = evaluator.evaluate(model)
+                    evaluator.results[step] = values
+                    evaluator.log.add(step, values)
+                    control.should_log = True
+                return control
+
+        return _Callback()

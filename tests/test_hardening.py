@@ -1,0 +1,96 @@
+"""Issue 13 wired into the stages: the local teacher refuses over-long prompts per pair, and the
+faithfulness filter strips a reasoning teacher's think block only when asked, counting it."""
+
+from __future__ import annotations
+
+import pytest
+
+from persrm_lib.core.output_format import render_output
+from persrm_lib.models.client import LocalChatClient
+from persrm_lib.teachers.base import TeacherResponseError
+from persrm_lib.teachers.filtering import faithfulness_filter
+from persrm_lib.teachers.llm import LLMTeacher
+
+
+def _pair(pid: str, words: int = 5, label: str = "a") -> dict:
+    return {
+        "id": pid,
+        "query": "Write.",
+        "exemplars": ["We gathered at dawn."],
+        "response_a": "The harvest came early.",
+        "response_b": " ".join(["harvest"] * words),
+        "label": label,
+        "positive_kind": "intra_author",
+        "negative_kind": "random",
+        "author": "x",
+        "genre": "speech",
+        "n_exemplars": 1,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from persrm_lib.models.registry import load_model
+
+    return load_model("tiny-random")
+
+
+def test_local_teacher_refuses_a_too_long_pair_and_judges_the_rest(tiny) -> None:
+    teacher = LLMTeacher(LocalChatClient(*tiny, max_new_tokens=4, batch_size=2), "local:tiny-random")
+    pairs = [_pair("p0"), _pair("long", 6000), _pair("p2")]
+    results = dict(teacher.judge_each(pairs))
+    assert sorted(results) == [0, 1, 2]
+    assert isinstance(results[0], str) and isinstance(results[2], str)  # the others are judged
+    error = results[1]
+    assert isinstance(error, TeacherResponseError) and error.kind == "too_long"
+    assert str(error).startswith("pair 'long': the prompt is ")
+    assert str(error).endswith(
+        " tokens, over the 4092 tokens (context 4096 from config.max_position_embeddings, minus 4 for generation)"
+    )
+
+
+def _trace(pid: str, completion: str) -> dict:
+    return {**_pair(pid), "teacher": "http:reasoner", "completion": completion}
+
+
+def test_filter_strips_think_blocks_only_when_asked() -> None:
+    answer = render_output("rhythm", "A fits", (8, 2))
+    traces = [_trace("p0", "<think>A reads like the exemplar.</think>\n" + answer), _trace("p1", answer)]
+    strict = faithfulness_filter(traces)
+    assert (strict.outcomes, strict.n_stripped) == ({"faithful": 1, "unfaithful": 0, "unparsed": 1}, 0)
+    assert strict.parse_failures == {"text before <criteria>": 1}
+    lenient = faithfulness_filter(traces, strip_think=True)
+    assert (lenient.outcomes, lenient.n_stripped) == ({"faithful": 2, "unfaithful": 0, "unparsed": 0}, 1)
+    # the kept trace carries the stripped completion: what SFT learns, and what its check accepts
+    assert [t["completion"] for t in lenient.kept] == [answer, answer]
+
+
+def test_grpo_refuses_a_pair_whose_prompt_leaves_no_room_to_sample(tiny, tmp_path) -> None:
+    from persrm_lib.core.config import get_profile
+    from persrm_lib.models.context import PromptTooLongError
+    from persrm_lib.train.grpo import grpo_trainer
+
+    profile = get_profile("tiny")  # model.max_seq_length 2048, grpo.max_completion_length 16
+    with pytest.raises(PromptTooLongError) as info:
+        grpo_trainer(profile, tmp_path, [_pair("p0"), _pair("long", 3000)], *tiny)
+    assert str(info.value).startswith("pair 'long': the prompt is ")
+    assert str(info.value).endswith(
+        " tokens, over the 2032 tokens (context 2048 from max_length, minus 16 for generation)"
+    )
+
+
+def test_trace_ids_that_collide_as_text_are_refused(tmp_path) -> None:
+    import json
+
+    from persrm_lib.data.pairs import PairFormatError
+    from persrm_lib.teachers.traces import read_traces
+
+    path = tmp_path / "traces.jsonl"
+    answer = render_output("rhythm", "A fits", (8, 2))
+    lines = [json.dumps({**_trace("p", answer), "id": value, "scores": [8, 2], "faithful": True}) for value in (1, "1")]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PairFormatError) as info:
+        read_traces(path)
+    assert str(info.value) == (
+        f"{path} line 2: trace id '1' collides with trace id 1 of line 1 (the same id once written as text)"
+    )
