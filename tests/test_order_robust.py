@@ -244,3 +244,32 @@ def test_sampling_stops_after_scores(tmp_path):
     )
     trainer.train()
     assert seen == ["<scores>[1, 2]</scores>"] * 2  # the scripted " trailing text" was never sampled
+
+
+def test_the_committed_cpu_grpo_log_reads_with_the_order_robust_columns_blank():
+    from persrm_lib.core.paths import RESULTS_DIR
+    from persrm_lib.train.logs import GRPO_LOG_FIELDS, read_log
+
+    log = read_log(RESULTS_DIR / "cpu" / "logs" / "rft.csv")
+    assert tuple(log.columns) == GRPO_LOG_FIELDS
+    assert log[["frac_reward_zero_std", "joint_frac_reward_zero_std", "a_preference"]].isna().all().all()
+    assert log["step"].tolist() == list(range(1, 9))
+
+
+def test_sft_data_in_both_orders_is_exactly_balanced():
+    from persrm_lib.teachers.swap import both_orders
+
+    traces = [
+        {
+            "id": f"t{i}",
+            "label": "a" if i < 5 else "b",
+            "response_a": "x",
+            "response_b": "y",
+            "scores": [7, 3],
+            "completion": render_output("c", "A 0.9, B 0.2; A.", (7, 3) if i < 5 else (3, 7)),
+        }
+        for i in range(7)
+    ]
+    rows = both_orders(traces)
+    assert len(rows) == 14
+    assert sum(r["label"] == "a" for r in rows) == 7  # 5 of 7 labelled A before, exactly half after

@@ -44,7 +44,6 @@ VALID = [
     ),  # newlines between sections
     ("<CRITERIA>c</Criteria><EVAL>e</eval><Scores>[3, 1]</SCORES>", (3.0, 1.0), "a"),  # tag names in any case
     ("< criteria >c</ criteria ><eval >e</eval ><scores>[3, 1]</scores>", (3.0, 1.0), "a"),  # spaces inside tags
-    (wrap("[3, 1]", criteria="", evaluation=""), (3.0, 1.0), "a"),  # empty sections still parse
     (wrap("[3, 1]", criteria="uses <evaluation> and [1, 2]"), (3.0, 1.0), "a"),  # look-alike text inside a section
 ]
 
@@ -66,6 +65,9 @@ def test_sections_are_stripped() -> None:
 INVALID = [
     # (completion, expected reason as a regular expression)
     ("", r"^tag <criteria> is missing$"),  # empty completion
+    (wrap("[3, 1]", criteria="", evaluation="e"), r"^section <criteria> is empty$"),  # reasoning is not optional
+    (wrap("[3, 1]", criteria="c", evaluation=" \n\t "), r"^section <eval> is empty$"),  # whitespace only
+    (wrap("[3, 1]", criteria="", evaluation=""), r"^section <criteria> is empty$"),  # the first empty one is named
     ("<scores>[7, 3]</scores>", r"^tag <criteria> is missing$"),  # only the scores
     ("<criteria>c<eval>e</eval><scores>[7, 3]</scores>", r"^tag </criteria> is missing$"),  # closing tag missing
     ("<criteria>c</criteria><scores>[7, 3]</scores>", r"^tag <eval> is missing$"),  # a whole section missing
@@ -208,7 +210,9 @@ def test_parse_never_raises_with_fragments_around_valid_output(before: list[str]
 
 
 # Section text without anything that reads as one of our tags.
-section_text = st.text(alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)), max_size=80)
+section_text = st.text(
+    alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)), max_size=80
+).filter(str.strip)  # a section must hold text (an empty one is a violation)
 score = st.integers(min_value=0, max_value=100).map(lambda k: k / 10)  # 0.0 .. 10.0 in steps of 0.1
 
 

@@ -8,7 +8,9 @@ the evaluation -- calls :func:`parse_output`. The format (DESIGN.md, paper §3.1
     <scores>[s_a, s_b]</scores>
 
 ``s_a`` and ``s_b`` are numbers in [0, 10], in response order (A first). Only whitespace may
-stand before ``<criteria>``, between the sections, and after ``</scores>``.
+stand before ``<criteria>``, between the sections, and after ``</scores>``. ``<criteria>`` and
+``<eval>`` must hold text: an empty or whitespace-only section is a violation, so the GRPO reward
+never pays for skipping the analysis.
 """
 
 from __future__ import annotations
@@ -113,6 +115,9 @@ def parse_output(text: object) -> ParsedOutput:
         cursor = close_end
     if text[cursor:].strip():
         return _violation("text after </scores>")
+    for name, body in zip(SECTIONS[:2], bodies[:2], strict=True):
+        if not body.strip():  # reasoning is not optional: GRPO must not pay for skipping the analysis
+            return _violation(f"section <{name}> is empty")
     scores, reason = _parse_scores(bodies[2])
     if reason is not None:
         return _violation(reason)
@@ -163,6 +168,9 @@ def render_output(criteria: str, evaluation: str, scores: tuple[float, float]) -
     >>> render_output("rhythm", "A matches", (8, 2.5))
     '<criteria>\\nrhythm\\n</criteria>\\n<eval>\\nA matches\\n</eval>\\n<scores>[8, 2.5]</scores>'
     """
+    for name, body in (("criteria", criteria), ("eval", evaluation)):
+        if not body.strip():
+            raise ValueError(f"section <{name}> is empty: the format needs the analysis")
     s_a, s_b = scores
     for value in (s_a, s_b):
         if not SCORE_MIN <= value <= SCORE_MAX:

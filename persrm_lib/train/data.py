@@ -18,7 +18,7 @@ from ..core import runfiles, verdict
 from ..core.config import Profile
 from ..core.jsonl import iter_jsonl
 from ..core.prompt import build_messages
-from ..data.pairs import PairFormatError, validate_pair
+from ..data.pairs import IdIndex, PairFormatError, validate_pair
 from ..teachers.traces import read_traces
 
 Source = str | Path | Sequence[Mapping[str, Any]]
@@ -111,18 +111,22 @@ def check_pairs(source: Source) -> list[dict[str, Any]]:
     """Read and check GRPO pairs (the pair contract; ``label`` is what the reward compares with).
 
     Raises:
-        TrainingDataError: no pair at all, or a pair that breaks the contract (naming where).
+        TrainingDataError: no pair at all, a pair that breaks the contract, or an id that repeats
+            (or collides once written as text), naming where.
         FileNotFoundError: ``source`` is a path that does not exist.
     """
     records, name = _pair_records(source)
     if not records:
         raise TrainingDataError(f"no pairs to train on: {name} holds no pair (run 01_synthesize)")
     pairs = []
+    ids = IdIndex()
     for where, rec in records:
         try:
-            pairs.append(validate_pair(rec, where))
+            pair = validate_pair(rec, where)
+            ids.add(pair["id"], where, where)
         except PairFormatError as exc:
             raise TrainingDataError(f"pair {exc}") from exc
+        pairs.append(pair)
     return pairs
 
 

@@ -16,6 +16,12 @@ Outputs in the run folder: ``<stage>/adapter/``, ``<stage>/log.csv``
 ``rft_<name>`` folder, e.g. ``rft_from_base`` for GRPO started from the base model (paper §5.1).
 Every ``grpo.eval_every`` steps the first ``grpo.eval_pairs`` validation pairs are judged greedily
 (:class:`~persrm_lib.train.validation.ValidationEval`).
+
+The trainer is this project's subclass (:func:`persrm_lib.train.order_robust.persrm_grpo_trainer_class`):
+with ``grpo.joint_orders`` every pair is trained in both orders in one step and the advantage is
+computed over the joint group (EIS-GRPO; TRL's per-prompt groups give an always-A policy zero
+advantage), optionally with J1's consistency bonus; with ``grpo.stop_at_scores`` sampling stops once
+``</scores>`` is written. The A-preference share and the share of zero-spread groups are logged.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from .adapters import check_adapter, load_adapter_weights, save_adapter, trainin
 from .common import TrainResult, common_args, last_loss, process_index, quiet, world_size
 from .data import Source, check_pairs, grpo_dataset, grpo_validation_pairs
 from .logs import GRPO_LOG_FIELDS, RewardTracker, TrainingLog
+from .order_robust import paired_orders, persrm_grpo_trainer_class
 from .validation import ValidationEval
 
 
@@ -98,18 +105,24 @@ def grpo_trainer(
             sample, does not fit the model's context or ``model.max_seq_length``
             (:mod:`persrm_lib.models.context`), naming the pair and its tokens.
     """
-    from trl import GRPOTrainer
-
+    grpo = profile.grpo
     dataset = grpo_dataset(pairs)
     budget = known_budget(
         model, tokenizer, reserved=profile.grpo.max_completion_length, max_length=profile.model.max_seq_length
     )
-    if budget is not None and len(dataset):
+    if budget is not None and len(dataset):  # the swapped order has the same length: check each pair once
         prompts = [
             tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in dataset["prompt"]
         ]
         check_prompts(tokenizer, prompts, dataset["pair_id"], budget)
-    trainer = GRPOTrainer(
+    if grpo.joint_orders:
+        dataset = grpo_dataset(paired_orders(pairs))
+    trainer_class = persrm_grpo_trainer_class(
+        joint_orders=grpo.joint_orders,
+        consistency_bonus=grpo.consistency_bonus,
+        stop_strings=("</scores>",) if grpo.stop_at_scores else (),
+    )
+    trainer = trainer_class(
         model=model,
         reward_funcs=[reward if reward is not None else RewardTracker()],
         args=grpo_config(profile, output_dir, backend),

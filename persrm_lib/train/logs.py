@@ -54,7 +54,12 @@ GRPO_LOG_FIELDS: tuple[str, ...] = (
     "entropy",
     "validation_accuracy",  # greedy, on the first grpo.eval_pairs validation pairs; empty between evaluations
     "validation_format",
+    "frac_reward_zero_std",  # TRL's per-prompt groups whose rewards are all equal (no learning signal)
+    "joint_frac_reward_zero_std",  # the same over joint groups of both orders (grpo.joint_orders)
+    "a_preference",  # share of the step's parsed verdicts that prefer response A
 )
+# GRPO logs written before the order-robust columns (the committed cpu run): read with those columns blank
+GRPO_LOG_FIELDS_V1: tuple[str, ...] = GRPO_LOG_FIELDS[:-3]
 # The columns 06_training_dynamics draws and reports (a blank one is listed as missing).
 SFT_CURVES: tuple[str, ...] = ("step", "loss", "learning_rate", "mean_token_accuracy", "seconds_per_step")
 GRPO_CURVES: tuple[str, ...] = (
@@ -70,7 +75,11 @@ GRPO_CURVES: tuple[str, ...] = (
 )
 GRPO_COMPLETION_FIELDS: tuple[str, ...] = ("step", "pair_id", "label", "completion", "reward")
 # TRL's log keys -> our CSV columns (where the names differ); applied once, by the writer.
-_TRL_KEYS = {"completions/mean_length": "completion_length", "completions/clipped_ratio": "clipped_ratio"}
+_TRL_KEYS = {
+    "completions/mean_length": "completion_length",
+    "completions/clipped_ratio": "clipped_ratio",
+    "joint/frac_reward_zero_std": "joint_frac_reward_zero_std",
+}
 
 
 # ---- log.csv ------------------------------------------------------------------------------------
@@ -200,7 +209,9 @@ def read_log(path: str | Path) -> pd.DataFrame:
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: a header that is neither the SFT nor the GRPO log's, no row, or a cell that is
-            not a number (naming the file and the column).
+            not a number (naming the file and the column). A GRPO log of the earlier layout
+            (:data:`GRPO_LOG_FIELDS_V1`, without the order-robust columns) is read with those
+            columns blank.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "log.csv"
@@ -216,6 +227,10 @@ def read_log(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise ValueError(f"training log {path} is empty (no header)") from exc
     columns = tuple(str(c) for c in frame.columns)
+    if columns == GRPO_LOG_FIELDS_V1:
+        for column in GRPO_LOG_FIELDS[len(GRPO_LOG_FIELDS_V1) :]:
+            frame[column] = float("nan")
+        columns = GRPO_LOG_FIELDS
     if columns not in (SFT_LOG_FIELDS, GRPO_LOG_FIELDS):
         raise ValueError(
             f"training log {path} has columns {', '.join(columns)}; expected the SFT log's "

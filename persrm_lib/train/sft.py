@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core import runfiles
 from ..core.config import Profile
+from ..teachers.swap import both_orders
 from .adapters import save_adapter, training_info
 from .common import TrainResult, common_args, last_loss, quiet, world_size
 from .data import Source, TrainingDataError, check_traces, sft_dataset
@@ -46,15 +47,16 @@ def sft_config(profile: Profile, output_dir: Path, backend: str = "transformers"
     )
 
 
-def _check_lengths(dataset: Any, tokenizer: Any, max_length: int) -> None:
-    """SFT truncation would cut the scores off the end of a trace; refuse instead."""
-    for i, row in enumerate(dataset):
+def _check_lengths(dataset: Any, traces: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: int) -> None:
+    """SFT truncation would cut the scores off the end of a trace; refuse instead, naming the trace."""
+    for i, (row, trace) in enumerate(zip(dataset, traces, strict=True)):
         text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
         n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         if n > max_length:
             raise TrainingDataError(
-                f"trace {i} is {n} tokens long with its prompt, more than model.max_seq_length={max_length}; "
-                "raise model.max_seq_length or shorten the passages (data.passage_words)"
+                f"trace {i} (id {trace.get('id')!r}) is {n} tokens long with its prompt, more than "
+                f"model.max_seq_length={max_length}; raise model.max_seq_length or shorten the passages "
+                "(data.passage_words)"
             )
 
 
@@ -76,7 +78,7 @@ def sft_trainer(
     from trl import SFTTrainer
 
     dataset = sft_dataset(traces)
-    _check_lengths(dataset, tokenizer, profile.model.max_seq_length)
+    _check_lengths(dataset, traces, tokenizer, profile.model.max_seq_length)
     trainer = SFTTrainer(
         model=model,
         args=sft_config(profile, output_dir, backend),
@@ -99,6 +101,9 @@ def train_sft(
         profile: hyper-parameters (``profile.sft``, ``profile.model``, ``profile.lora``, seed).
         run: the run folder; the adapter goes to ``sft/adapter``, the log to ``sft/log.csv``.
         traces: a JSONL file or a list of traces; default ``runfiles.faithful_traces_path(run)``.
+            With ``sft.both_orders`` each trace is followed by its copy for the swapped pair
+            (:func:`persrm_lib.teachers.swap.both_orders`: responses, label, scores and the A/B
+            mentions of the trace exchanged), so the chosen response is A exactly half the time.
         backend: ``unsloth``/``transformers``/None (``persrm_lib.models.backend.select_backend``).
 
     Returns:
@@ -115,6 +120,8 @@ def train_sft(
     run = Path(run)
     profile.validate()
     data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
+    if profile.sft.both_orders:
+        data = both_orders(data)  # each trace, then its swapped copy with the trace rewritten
     model, tokenizer, name = load_for_training(profile, backend)
     log = TrainingLog(runfiles.log_path(run, "sft"), SFT_LOG_FIELDS)
     trainer = sft_trainer(

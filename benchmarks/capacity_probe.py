@@ -1,0 +1,218 @@
+"""Capacity probe: does a small student learn the DECISION, not just the format?
+
+Two probes, each an SFT run through the project's own entry point
+(:func:`persrm_lib.train.sft.train_sft`, both orders of every trace) and an evaluation of the
+trained adapter on held-out pairs in both orders (:func:`persrm_lib.evaluate.cli.evaluate_pairs`):
+
+- ``verdict``: completions that carry only the verdict, with the TRUE label (no reasoning to
+  imitate: ``<criteria>the author's style</criteria><eval>Response X is closer…</eval>`` and
+  scores 7/3). If the student cannot learn this, reasoning will not save it.
+- ``trace``: the stylometric teacher's compact traces over a table of measurements in the prompt
+  (``prompt.evidence = stylometric``: the values the trace cites are all in the prompt, so the
+  student only has to copy and compare them); faithful traces only, as the pipeline trains. Reported
+  beside accuracy: agreement of the student's verdict with the teacher's rule on the same test
+  pairs, and how often its scores follow its own ``<eval>``.
+
+Both report, per benchmark: format compliance, accuracy, order-consistent accuracy (right in both
+orders) and the A-preference share. DESIGN.md ("Measured on an H200") has the numbers a script
+outside the project measured; this reproduces them inside the project. Reduced size here (minutes on
+a 2-core CPU), full size on a GPU::
+
+    python benchmarks/capacity_probe.py --run-dir runs/smoke --probe verdict --train-pairs 32 --out probe.json
+    python benchmarks/capacity_probe.py --run-dir runs/device-data --profile device --probe trace \\
+        --train-pairs 0 --epochs 1 --out probe-trace.json          # 0: every training pair
+
+It prints one line per benchmark and writes the whole record (settings, seconds, metrics) as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from persrm_lib.core import runfiles, verdict
+from persrm_lib.core.config import get_profile, set_threads
+from persrm_lib.core.output_format import parse_output, render_output
+from persrm_lib.data.evidence import attach_evidence
+from persrm_lib.data.pairs import read_pairs
+from persrm_lib.teachers.stylometric import StylometricTeacher
+
+PROBES = ("verdict", "trace")
+
+
+def sample(pairs: Sequence[Mapping[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
+    """The first ``n`` pairs of a seeded permutation (all of them for ``n`` = 0)."""
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    return [dict(pairs[i]) for i in (order if n <= 0 else order[:n])]
+
+
+def verdict_trace(pair: Mapping[str, Any]) -> dict[str, Any]:
+    """A verdict-only trace with the true label: no reasoning, the decision only."""
+    side = pair["label"].upper()
+    scores = (7.0, 3.0) if pair["label"] == "a" else (3.0, 7.0)
+    completion = render_output("the author's style", f"Response {side} is closer to the exemplars' style.", scores)
+    return {**pair, "teacher": "label", "completion": completion, "scores": list(scores), "faithful": True}
+
+
+def teacher_traces(teacher: StylometricTeacher, pairs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The teacher's compact traces; only the faithful ones (the pipeline's filter)."""
+    out = []
+    for pair in pairs:
+        completion = teacher.judge(pair)
+        judged = verdict.assess(completion, pair["label"])
+        if judged.faithful:
+            out.append(
+                {**pair, "teacher": teacher.name, "completion": completion, "scores": judged.scores, "faithful": True}
+            )
+    return out
+
+
+def order_metrics(results: Any) -> dict[str, float]:
+    """Format, accuracy (original order), order-consistent accuracy and A-preference of a table
+    with the original and swapped verdicts (:func:`persrm_lib.evaluate.cli.evaluate_pairs`)."""
+    rows = results.to_dict("records")
+    n = len(rows)
+    verdicts = [(r["preferred"], r["format_ok"]) for r in rows] + [
+        (r["swapped_preferred"], r["swapped_format_ok"]) for r in rows
+    ]
+    parsed = [p for p, ok in verdicts if ok]
+    right = [verdict.is_correct(r["preferred"], r["label"]) for r in rows]
+    swapped_label = [{"a": "b", "b": "a"}[r["label"]] for r in rows]
+    right_swapped = [
+        verdict.is_correct(r["swapped_preferred"], lab) for r, lab in zip(rows, swapped_label, strict=True)
+    ]
+    return {
+        "n": n,
+        "format": sum(ok for _, ok in verdicts) / (2 * n) if n else float("nan"),
+        "accuracy": sum(right) / n if n else float("nan"),
+        "accuracy_swapped": sum(right_swapped) / n if n else float("nan"),
+        "order_consistent_accuracy": sum(a and b for a, b in zip(right, right_swapped, strict=True)) / n
+        if n
+        else float("nan"),
+        "a_preference": sum(p == "a" for p in parsed) / len(parsed) if parsed else float("nan"),
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (an undefined share, e.g. the A-preference when no verdict parsed) becomes null in JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", type=Path, required=True, help="a run folder with pairs from 01_synthesize")
+    parser.add_argument("--probe", choices=PROBES, required=True)
+    parser.add_argument("--profile", default="smoke", help="model, LoRA, SFT and evaluation settings")
+    parser.add_argument("--train-pairs", type=int, default=32, help="training pairs (0: all), each in both orders")
+    parser.add_argument("--test-pairs", type=int, default=24, help="held-out pairs per benchmark (0: all)")
+    parser.add_argument("--n-exemplars", type=int, default=0, help="exemplars per prompt (0: the pairs' own)")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--max-new-tokens", type=int, default=0, help="judging budget (0: 48 verdict, 256 trace)")
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass when judging")
+    parser.add_argument("--backend", default=None, help="transformers | unsloth (default: the machine's choice)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    from persrm_lib.evaluate.cli import evaluate_pairs
+    from persrm_lib.evaluate.judges import make_judge
+    from persrm_lib.train.sft import train_sft
+
+    profile = get_profile(
+        args.profile,
+        {
+            "sft.epochs": args.epochs,
+            "sft.max_steps": -1,
+            "sft.learning_rate": args.learning_rate,
+            "sft.both_orders": True,
+            "lora.r": args.lora_r,
+            "lora.alpha": 2 * args.lora_r,
+        }
+        | ({"prompt.evidence": "stylometric", "teacher.trace_style": "compact"} if args.probe == "trace" else {}),
+    )
+    set_threads(profile.num_threads)
+    train = sample(read_pairs(runfiles.pairs_path(args.run_dir, "train")), args.train_pairs, args.seed)
+    tests = {
+        path.stem[len("test_") :]: sample(read_pairs(path), args.test_pairs, args.seed)
+        for path in sorted(runfiles.pairs_path(args.run_dir, "train").parent.glob("test_*.jsonl"))
+    }
+    if args.n_exemplars:
+        train = [{**p, "n_exemplars": args.n_exemplars} for p in train if len(p["exemplars"]) >= args.n_exemplars]
+        tests = {
+            k: [{**p, "n_exemplars": args.n_exemplars} for p in v if len(p["exemplars"]) >= args.n_exemplars]
+            for k, v in tests.items()
+        }
+    teacher = None
+    if args.probe == "verdict":
+        traces = [verdict_trace(p) for p in train]
+    else:
+        teacher = StylometricTeacher(compact=True, n_criteria=profile.teacher.n_criteria)
+        teacher.prepare(train)
+        train = attach_evidence(train, teacher.evidence)
+        tests = {k: attach_evidence(v, teacher.evidence) for k, v in tests.items()}
+        traces = teacher_traces(teacher, train)
+    record: dict[str, Any] = {
+        "probe": args.probe,
+        "profile": profile.name,
+        "model": profile.model.name,
+        "lora_r": args.lora_r,
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "train_pairs": len(train),
+        "sft_examples": 2 * len(traces),
+        "seed": args.seed,
+    }
+    with tempfile.TemporaryDirectory() as run:
+        started = time.perf_counter()
+        result = train_sft(profile, run, traces, backend=args.backend)
+        record["sft_seconds"] = round(time.perf_counter() - started, 1)
+        record["sft_steps"] = result.steps
+        record["sft_final_loss"] = result.final_loss
+        budget = args.max_new_tokens or (48 if args.probe == "verdict" else 256)
+        judge = make_judge(
+            "generative",
+            model=profile.model.name,
+            adapter=result.adapter_dir,
+            max_new_tokens=budget,
+            batch_size=args.batch_size,
+        )
+        record["benchmarks"] = {}
+        for name, pairs in tests.items():
+            started = time.perf_counter()
+            results = evaluate_pairs(judge, pairs, swap=True, benchmark=name, batch_size=args.batch_size)
+            metrics = order_metrics(results) | {"seconds": round(time.perf_counter() - started, 1)}
+            if teacher is not None:
+                rule = [parse_output(teacher.judge(p)).preferred for p in pairs]
+                model = results["preferred"].tolist()
+                metrics["agreement_with_rule"] = sum(r == m for r, m in zip(rule, model, strict=True)) / len(pairs)
+                metrics["rule_accuracy"] = sum(
+                    verdict.is_correct(r, p["label"]) for r, p in zip(rule, pairs, strict=True)
+                ) / len(pairs)
+            record["benchmarks"][name] = metrics
+            print(
+                f"{args.probe} {name}: n={metrics['n']} format={metrics['format']:.2f} accuracy={metrics['accuracy']:.3f} "
+                f"order-consistent={metrics['order_consistent_accuracy']:.3f} A-preference={metrics['a_preference']:.2f}"
+                + (f" agreement-with-rule={metrics['agreement_with_rule']:.3f}" if teacher is not None else ""),
+                flush=True,
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
