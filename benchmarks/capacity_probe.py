@@ -76,8 +76,10 @@ def teacher_traces(teacher: StylometricTeacher, pairs: Sequence[Mapping[str, Any
 
 
 def order_metrics(results: Any) -> dict[str, float]:
-    """Format, accuracy (original order), order-consistent accuracy and A-preference of a table
-    with the original and swapped verdicts (:func:`persrm_lib.evaluate.cli.evaluate_pairs`)."""
+    """Format, accuracy (original order, and swapped), order-consistent accuracy, and the shares of
+    parsed per-order verdicts that prefer A or tie, of a table with the original and swapped
+    verdicts (:func:`persrm_lib.evaluate.cli.evaluate_pairs`; ``swapped_preferred`` is a position
+    in the swapped pair)."""
     rows = results.to_dict("records")
     n = len(rows)
     verdicts = [(r["preferred"], r["format_ok"]) for r in rows] + [
@@ -98,6 +100,7 @@ def order_metrics(results: Any) -> dict[str, float]:
         if n
         else float("nan"),
         "a_preference": sum(p == "a" for p in parsed) / len(parsed) if parsed else float("nan"),
+        "tie_share": sum(p is None for p in parsed) / len(parsed) if parsed else float("nan"),
     }
 
 
@@ -105,6 +108,8 @@ def _json_safe(value: Any) -> Any:
     """NaN (an undefined share, e.g. the A-preference when no verdict parsed) becomes null in JSON."""
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
     if isinstance(value, float) and value != value:
         return None
     return value
@@ -121,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
-    parser.add_argument("--max-new-tokens", type=int, default=0, help="judging budget (0: 48 verdict, 256 trace)")
+    parser.add_argument("--max-new-tokens", type=int, default=0, help="judging budget (0: 96 verdict, 256 trace)")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass when judging")
     parser.add_argument("--backend", default=None, help="transformers | unsloth (default: the machine's choice)")
     parser.add_argument("--seed", type=int, default=0)
@@ -156,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             k: [{**p, "n_exemplars": args.n_exemplars} for p in v if len(p["exemplars"]) >= args.n_exemplars]
             for k, v in tests.items()
         }
+    if not train:
+        parser.error(f"no training pair has {args.n_exemplars} exemplars: use --n-exemplars 0 (the pairs' own)")
     teacher = None
     if args.probe == "verdict":
         traces = [verdict_trace(p) for p in train]
@@ -182,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record["sft_seconds"] = round(time.perf_counter() - started, 1)
         record["sft_steps"] = result.steps
         record["sft_final_loss"] = result.final_loss
-        budget = args.max_new_tokens or (48 if args.probe == "verdict" else 256)
+        budget = args.max_new_tokens or (96 if args.probe == "verdict" else 256)
         judge = make_judge(
             "generative",
             model=profile.model.name,

@@ -19,7 +19,10 @@ from persrm_lib.data.pairs import write_pairs
 from persrm_lib.evaluate.cli import benchmark_name, evaluate_pairs, main, select_pairs
 from persrm_lib.evaluate.judges import make_judge, swap_pair
 
-SUMMARY = re.compile(r"^accuracy=(\d\.\d{3}|nan) n=(\d+) format=(\d\.\d{2}|nan) judge=([\w-]+)$")
+SUMMARY = re.compile(
+    r"^accuracy=(\d\.\d{3}|nan) n=(\d+) format=(\d\.\d{2}|nan) order_consistent=(\d\.\d{3}|nan) "
+    r"a_preference=(\d\.\d{2}|nan) reasoning=(\d\.\d{2}|nan) too_long=(\d+) judge=([\w-]+)$"
+)
 
 
 @pytest.fixture
@@ -44,7 +47,11 @@ def test_char_ngram_run_writes_results_and_prints_summary_last(capsys, files) ->
         + ["--out", files["out"]],
     )
     assert code == 0, err
-    assert out[-1] == "accuracy=1.000 n=8 format=1.00 judge=char-ngram"
+    # right in both orders on every pair (so A is preferred in exactly half the per-order verdicts); no eval
+    assert out[-1] == (
+        "accuracy=1.000 n=8 format=1.00 order_consistent=1.000 a_preference=0.50 reasoning=nan too_long=0 "
+        "judge=char-ngram"
+    )
     document = json.loads(files["out"].read_text())
     assert document["fitted_on"] == "training pairs (8)"
     assert len(document["results"]) == 8
@@ -74,7 +81,7 @@ def test_run_is_deterministic(capsys, files, tmp_path: Path) -> None:
 def test_without_train_pairs_fits_on_texts_only(capsys, files) -> None:
     code, out, _ = run_cli(capsys, ["--pairs", files["test"], "--judge", "function-words", "--out", files["out"]])
     assert code == 0
-    assert SUMMARY.match(out[-1]).group(4) == "function-words"
+    assert SUMMARY.match(out[-1]).group(8) == "function-words"
     assert json.loads(files["out"].read_text())["fitted_on"].startswith("evaluated pairs' texts, labels not read")
 
 
@@ -196,7 +203,10 @@ def test_generative_tiny_random_end_to_end(capsys, files, tiny_model_dir) -> Non
     argv = ["--pairs", files["test"], "--judge", "generative", "--model", "tiny-random", "--limit", "2"]
     code, out, err = run_cli(capsys, [*argv, "--max-new-tokens", "4", "--n-exemplars", "1", "--out", files["out"]])
     assert code == 0, err
-    assert out[-1] == "accuracy=0.000 n=2 format=0.00 judge=generative"  # a random model writes no format
+    assert out[-1] == (  # a random model writes no format: no verdict parses, so no A-preference either
+        "accuracy=0.000 n=2 format=0.00 order_consistent=0.000 a_preference=nan reasoning=nan too_long=0 "
+        "judge=generative"
+    )
     results = json.loads(files["out"].read_text())["results"]
     assert all(isinstance(r["completion"], str) and isinstance(r["swapped_completion"], str) for r in results)
     assert [r["swapped_format_ok"] for r in results] == [False, False]
@@ -210,6 +220,190 @@ def test_position_invariant_swap_equals_scoring_the_swapped_pairs() -> None:
     assert results["swapped_s_a"].tolist() == pytest.approx([v.s_a for v in real])
     assert results["swapped_s_b"].tolist() == pytest.approx([v.s_b for v in real])
     assert results["swapped_preferred"].tolist() == [v.preferred for v in real]
+
+
+class ScriptedJudge:
+    """A generative-style judge (not position-invariant) whose scores are a function of the slot and text:
+    ``base[text] + bias`` for the response in slot A, ``base[text]`` in slot B; a text in ``broken``
+    in slot A gives a format violation. Its eval names the side it scores higher."""
+
+    position_invariant = False
+    learns_from = "nothing"
+
+    def __init__(self, base: dict[str, float], bias: float, broken: tuple[str, ...] = (), name: str = "scripted"):
+        self.base, self.bias, self.broken, self.name = base, bias, broken, name
+
+    def fit(self, train_pairs):
+        return self
+
+    def score_batch(self, pairs, n_exemplars=None):
+        from persrm_lib.core.output_format import render_output
+        from persrm_lib.evaluate.judges import Verdict
+
+        out = []
+        for pair in pairs:
+            if pair["response_a"] in self.broken:
+                out.append(Verdict(None, None, completion="no tags"))
+                continue
+            s_a, s_b = self.base[pair["response_a"]] + self.bias, self.base[pair["response_b"]]
+            side = "A" if s_a > s_b else "B"
+            out.append(Verdict(s_a, s_b, completion=render_output("c", f"{side} is closer to the author.", (s_a, s_b))))
+        return out
+
+
+def toy_pairs(labels: str) -> list[dict]:
+    """One pair per label letter: the chosen text "good", the rejected "bad", in the labelled slot."""
+    return [
+        {
+            "id": f"t{i}",
+            "query": "q",
+            "exemplars": ["e"],
+            "label": label,
+            "response_a": "good" if label == "a" else "bad",
+            "response_b": "bad" if label == "a" else "good",
+        }
+        for i, label in enumerate(labels)
+    ]
+
+
+def overall(results) -> dict:
+    from persrm_lib.evaluate.metrics import metric_row
+
+    return metric_row(results, n_bootstrap=10)
+
+
+@pytest.mark.parametrize(
+    ("orders", "expected"),
+    [
+        # both orders: the two score pairs average to a tie on every pair (wrong), never right in both
+        # orders, every parsed verdict prefers A, and the scores always follow its own eval
+        (
+            "both",
+            {
+                "accuracy": 0.0,
+                "order_consistent_accuracy": 0.0,
+                "a_preference": 1.0,
+                "consistency": 0.0,
+                "reasoning_agreement": 1.0,
+                "format": 1.0,
+            },
+        ),
+        # as written: right exactly on the pairs labelled A (half of them); nothing to be consistent about
+        (
+            "original",
+            {
+                "accuracy": 0.5,
+                "order_consistent_accuracy": None,
+                "a_preference": 1.0,
+                "consistency": None,
+                "reasoning_agreement": 1.0,
+                "format": 1.0,
+            },
+        ),
+    ],
+)
+def test_a_judge_that_always_answers_a(orders: str, expected: dict) -> None:
+    judge = ScriptedJudge({"good": 2.0, "bad": 2.0}, bias=6.0, name="always-a")  # [8, 2] whatever it reads
+    results = evaluate_pairs(judge, toy_pairs("abab"), orders=orders)
+    found = overall(results)
+    for name, value in expected.items():
+        assert (found[name] != found[name]) if value is None else found[name] == value, name
+    if orders == "both":
+        assert results[["s_a", "s_b"]].values.tolist() == [[5.0, 5.0]] * 4
+        assert results["original_s_a"].tolist() == results["swapped_s_a"].tolist() == [8.0] * 4
+    else:
+        assert results["swapped_format_ok"].isna().all() and results["swapped_completion"].isna().all()
+
+
+def test_averaging_both_orders_removes_a_position_bias() -> None:
+    # A in slot A gets +2: as written the judge is right only on pairs labelled A; averaged, always right
+    judge = ScriptedJudge({"good": 6.0, "bad": 5.0}, bias=2.0)
+    results = evaluate_pairs(judge, toy_pairs("ab"), orders="both")
+    # pair t0 (good in A): original [8, 5], swapped [7, 6] -> good (6 + 8) / 2 = 7, bad (5 + 7) / 2 = 6
+    # pair t1 (bad in A): original [7, 6], swapped [8, 5] -> bad (7 + 5) / 2 = 6, good (6 + 8) / 2 = 7
+    assert results[["s_a", "s_b", "preferred", "correct"]].values.tolist() == [
+        [7.0, 6.0, "a", True],
+        [6.0, 7.0, "b", True],
+    ]
+    assert results[["original_preferred", "swapped_preferred"]].values.tolist() == [["a", "a"], ["a", "a"]]
+    found = overall(results)
+    assert (found["accuracy"], found["order_consistent_accuracy"], found["a_preference"]) == (1.0, 0.0, 1.0)
+
+
+def test_a_violation_in_either_order_makes_the_averaged_verdict_a_violation() -> None:
+    judge = ScriptedJudge({"good": 6.0, "bad": 5.0}, bias=0.0, broken=("bad",))  # breaks when "bad" is in slot A
+    results = evaluate_pairs(judge, toy_pairs("ab"), orders="both")
+    # t0: original parses ([6, 5]), swapped breaks; t1: original breaks, swapped parses
+    assert results[["format_ok", "original_format_ok", "swapped_format_ok"]].values.tolist() == [
+        [False, True, False],
+        [False, False, True],
+    ]
+    assert results["preferred"].isna().all() and not results["correct"].any()
+    found = overall(results)
+    assert (found["accuracy"], found["format"], found["a_preference"]) == (0.0, 0.5, 1.0)  # both parsed say A
+
+
+def test_position_invariant_judges_are_unchanged_by_averaging() -> None:
+    judge = make_judge("char-ngram").fit(make_pairs(8))
+    pairs = make_pairs(16)[8:]
+    both = evaluate_pairs(judge, pairs, n_exemplars=1, orders="both")
+    original = evaluate_pairs(judge, pairs, n_exemplars=1, orders="original")
+    assert both[["s_a", "s_b", "preferred"]].values.tolist() == original[["s_a", "s_b", "preferred"]].values.tolist()
+    assert both["s_a"].tolist() == both["original_s_a"].tolist()  # exactly: (x + x) / 2 == x
+
+
+def test_orders_must_be_both_or_original() -> None:
+    with pytest.raises(ValueError, match="orders must be one of both, original, got 'swapped'"):
+        evaluate_pairs(make_judge("random"), make_pairs(2), orders="swapped")
+
+
+def test_too_long_pairs_are_counted_and_left_out_of_the_rates(capsys, tmp_path: Path, tiny_model_dir) -> None:
+    from persrm_lib.core.prompt import build_prompt_text
+    from persrm_lib.models.context import count_tokens
+    from persrm_lib.models.registry import load_model
+
+    pairs = make_pairs(3)
+    pairs[1] = {**pairs[1], "id": "long-b", "response_b": " ".join(["harvest"] * 6000)}
+    path = write_pairs(pairs, tmp_path / "pairs.jsonl")
+    argv = ["--pairs", path, "--judge", "generative", "--model", "tiny-random", "--max-new-tokens", "4"]
+    code, out, err = run_cli(capsys, [*argv, "--n-exemplars", "1", "--count-too-long", "--out", tmp_path / "r.json"])
+    assert code == 0, err
+    assert out[-1] == (  # two pairs judged (a random model: no format), one counted apart
+        "accuracy=0.000 n=2 format=0.00 order_consistent=0.000 a_preference=nan reasoning=nan too_long=1 "
+        "judge=generative"
+    )
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert [r["too_long"] for r in document["results"]] == [False, True, False]
+    assert document["results"][1]["completion"] is None  # nothing generated for it
+    assert document["judge"]["n_too_long"] == 2  # its prompt in both orders
+    _, tokenizer = load_model("tiny-random")
+    assert count_tokens(tokenizer, [build_prompt_text(tokenizer, pairs[1], 1)])[0] > 4092  # indeed over the budget
+
+
+def test_strip_think_flag_counts_stripped_outputs(capsys, files, monkeypatch, tiny_model_dir) -> None:
+    from persrm_lib.core.output_format import render_output
+    from persrm_lib.models.generation import GenerationResult
+
+    answer = "<think>A reads like the exemplars.</think>\n" + render_output("c", "A is closer to the author.", (8, 2))
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings):
+        n = len(prompts)
+        return GenerationResult([answer] * n, [5] * n, [10] * n, 0.1, batch_size)
+
+    monkeypatch.setattr("persrm_lib.models.client.generate", fake_generate)
+    argv = ["--pairs", files["test"], "--judge", "generative", "--model", "tiny-random", "--limit", "2"]
+    code, out, err = run_cli(capsys, [*argv, "--n-exemplars", "1", "--strip-think", "--out", files["out"]])
+    assert code == 0, err
+    # always [8, 2]: averaged ties; both orders parse and prefer A, as the eval says
+    assert out[-1] == (
+        "accuracy=0.000 n=2 format=1.00 order_consistent=0.000 a_preference=1.00 reasoning=1.00 too_long=0 "
+        "judge=generative"
+    )
+    assert json.loads(files["out"].read_text())["judge"]["n_stripped"] == 4  # 2 pairs x 2 orders
+    code, _, err = run_cli(
+        capsys, ["--pairs", files["test"], "--judge", "random", "--strip-think", "--out", files["out"]]
+    )
+    assert code == 2 and "--strip-think applies to --judge generative only, not random" in err
 
 
 def test_benchmark_name() -> None:

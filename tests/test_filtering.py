@@ -116,11 +116,12 @@ def test_faithfulness_filter_keeps_agreeing_traces_and_reports_per_strategy() ->
     assert [r["faithful"] for r in result.traces] == [True, False, False, True, False, False, True]
     assert result.traces[1]["scores"] == [8.0, 2.0] and result.traces[4]["scores"] is None
     assert result.kept_fraction == pytest.approx(3 / 7)
-    assert result.outcomes == {"faithful": 3, "unfaithful": 2, "unparsed": 2}
+    assert result.outcomes == {"faithful": 3, "unfaithful": 2, "uncited": 0, "unparsed": 2}
     assert result.parse_failures == {"expected exactly two scores": 1, "tag <criteria> is missing": 1}
     table = result.by_strategy.set_index(["teacher", "negative_kind"])
-    assert table.loc[("t", "random"), ["n", "kept", "unfaithful", "unparsed"]].tolist() == [3, 1, 2, 0]
-    assert table.loc[("t", "same_era"), ["n", "kept", "unfaithful", "unparsed"]].tolist() == [3, 1, 0, 2]
+    assert table.loc[("t", "random"), ["n", "kept", "unfaithful", "uncited", "unparsed"]].tolist() == [3, 1, 2, 0, 0]
+    assert table.loc[("t", "same_era"), ["n", "kept", "unfaithful", "uncited", "unparsed"]].tolist() == [3, 1, 0, 0, 2]
+    assert "uncited" not in result.traces[0]  # a pair without evidence is not checked for cited numbers
     assert table.loc[("t", "random"), "kept_fraction"] == pytest.approx(1 / 3)
     assert table.loc[("u", "same_era"), "kept_fraction"] == 1.0
     # the input records are not modified
@@ -301,6 +302,7 @@ def test_faithfulness_by_and_audit_summary() -> None:
     assert by_kind.loc["same_era", ["n", "kept"]].tolist() == [4, 3]
     metrics = audit_summary(result, n_splits=3)
     assert (metrics["n_traces"], metrics["n_kept"], metrics["n_unfaithful"], metrics["n_unparsed"]) == (10, 9, 1, 0)
+    assert metrics["n_uncited"] == 0  # the evidence check's own outcome (no pair carries evidence here)
     assert metrics["kept_fraction"] == pytest.approx(0.9)
     assert metrics["kept_fraction_same_era"] == pytest.approx(0.75)
     assert metrics["kept_share_label_a"] == pytest.approx(4 / 9)  # kept: labels a at 1, 3, 5, 9
@@ -321,3 +323,53 @@ def test_audit_summary_with_too_few_kept_pairs() -> None:
     assert metrics["all_separability_auc_absolute"] == separability_auc(style_differences(result.traces), 2)
     nothing = audit_summary(faithfulness_filter([full_trace(0, "b", GOOD_A)]))
     assert nothing["n_kept"] == 0 and nothing["kept_share_label_a"] is None
+
+
+# --- evidence: a trace must cite only numbers of its pair's table ---------------------------------
+
+EVIDENCE = {
+    "rows": [
+        {"criterion": "type-token ratio", "exemplars": "0.681", "a": "0.825", "b": "0.703", "better": "closer"},
+        {"criterion": "character n-grams", "exemplars": "-", "a": "0.11", "b": "0.16", "better": "higher"},
+    ],
+    "n_exemplars": 1,
+}
+
+
+def evidence_trace(i: int, evaluation: str, scores: tuple[float, float], label: str = "b") -> dict[str, Any]:
+    return {**trace(i, render_output("ttr; n-grams", evaluation, scores), label), "evidence": EVIDENCE}
+
+
+def test_the_filter_rejects_a_faithful_trace_that_cites_a_number_not_in_its_table() -> None:
+    traces = [
+        evidence_trace(0, "type-token ratio: author 0.681, A 0.825, B 0.703; B.\nB is closer.", (3, 7)),  # kept
+        evidence_trace(1, "type-token ratio: A 0.83, B 0.70; B.", (3, 7)),  # rounded: uncited
+        evidence_trace(
+            2, "B is closer on 2 of 2 criteria, A on 0 of 2.\n1. n-grams: A 0.11, B 0.16.", (3, 7)
+        ),  # counts
+        evidence_trace(3, "B wins with 7 of 10 points.", (3, 7)),  # 10 is more than the table's 2 rows: uncited
+        evidence_trace(4, "A 0.9, B 0.1; A.", (7, 3)),  # wrong scores: unfaithful first, uncited not counted
+        evidence_trace(5, "A 0.9", (7, 3)) | {"completion": "no format"},  # unparsed
+        trace(6, GOOD_A, "a"),  # no evidence: the paper's filter only
+    ]
+    result = faithfulness_filter(traces)
+    assert [r["id"] for r in result.kept] == ["p0", "p2", "p6"]
+    assert [r.get("uncited") for r in result.traces] == [
+        [],
+        ["0.83", "0.70"],
+        [],
+        ["7", "10"],
+        ["0.9", "0.1"],
+        [],
+        None,
+    ]
+    assert result.outcomes == {"faithful": 3, "unfaithful": 1, "uncited": 2, "unparsed": 1}
+    assert result.n_uncited == 2
+    table = result.by_strategy.set_index(["teacher", "negative_kind"])
+    assert table.loc[("t", "random"), ["n", "kept", "unfaithful", "uncited", "unparsed"]].tolist() == [7, 3, 1, 2, 1]
+
+
+def test_the_filter_names_a_pair_whose_evidence_is_malformed() -> None:
+    bad = evidence_trace(0, "A 0.1", (3, 7)) | {"evidence": {"rows": [{"criterion": "x"}]}}
+    with pytest.raises(ValueError, match=r"^pair 'p0': evidence row 0 lacks text field\(s\) exemplars, a, b, better$"):
+        faithfulness_filter([bad])

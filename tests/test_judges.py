@@ -200,8 +200,9 @@ def test_generative_judge_keeps_completion_of_a_broken_output(tiny) -> None:
 def test_generative_judge_reads_scores_through_parse_output(tiny, monkeypatch) -> None:
     canned = [render_output("rhythm", "A fits", (8, 2)), "no tags at all", render_output("c", "e", (4, 4))]
 
-    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size):
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings):
         assert len(prompts) == 3 and all("Exemplar 1:" in p for p in prompts)
+        assert stop_strings == ("</scores>",)  # the judge stops each completion at </scores>
         return GenerationResult(canned, [5, 5, 5], [10, 10, 10], 0.1, batch_size)
 
     monkeypatch.setattr("persrm_lib.models.client.generate", fake_generate)  # what LocalChatClient calls
@@ -344,8 +345,8 @@ def test_every_judge_has_the_one_interface(name: str) -> None:
     judge = make_judge(name, **settings)  # nothing is loaded until the first score
     assert isinstance(judge, J.Judge)
     assert judge.name == name
-    # only the generative judge reads A and B together; the others score each response alone
-    assert judge.position_invariant is (name != "generative")
+    # the generative judge and the evidence regression read A and B together; the others score each alone
+    assert judge.position_invariant is (name not in ("generative", "evidence-lr"))
 
 
 @pytest.mark.parametrize(
@@ -384,6 +385,8 @@ def test_what_each_judge_learns_from() -> None:
         "loglik": "nothing",
         "generative": "nothing",  # trained by 03/04, not by fit()
         "scalar-rm": "labels",
+        "lambdag": "labels",  # its reference corpus: the training authors' passages
+        "evidence-lr": "labels",  # a logistic regression on the evidence features
     }
     assert J.MODEL_JUDGES == ("loglik", "generative", "scalar-rm")
     assert J.ADAPTER_JUDGES == ("generative",)

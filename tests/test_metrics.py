@@ -1,4 +1,5 @@
-"""Metrics: accuracy (ties wrong), format compliance, position consistency, seeded bootstrap, tables."""
+"""Metrics: accuracy (ties wrong), format compliance, order-consistent accuracy, A-preference, position
+consistency, reasoning agreement (eval side vs scores), too-long pairs left out, seeded bootstrap, tables."""
 
 from __future__ import annotations
 
@@ -48,9 +49,120 @@ def test_position_consistency_leaves_out_unswapped_pairs() -> None:
     assert np.isnan(metrics.position_consistency(no_swap))
 
 
-def test_share_prefers_a_ignores_ties() -> None:
-    # strict verdicts: a, b, b -> one third prefer A
-    assert metrics.share_prefers_a(frame(ROWS)) == pytest.approx(1 / 3)
+def test_a_preference_counts_parsed_verdicts_of_both_orders() -> None:
+    # parsed: originals a, b, tie, b (the 4th is a violation); swapped b, b, tie, a, a -> 3 of 9 prefer A
+    assert metrics.a_preference(frame(ROWS)) == pytest.approx(3 / 9)
+    only_original = frame(ROWS).drop(columns=["swapped_preferred", "swapped_format_ok"])
+    assert metrics.a_preference(only_original) == pytest.approx(1 / 4)
+
+
+def test_order_consistent_accuracy_needs_both_orders_right() -> None:
+    # only the first pair is right in both orders; the second is right once (as written)
+    assert metrics.order_consistent_accuracy(frame(ROWS)) == pytest.approx(1 / 5)
+    only_original = frame(ROWS).drop(columns=["swapped_preferred", "swapped_format_ok"])
+    assert np.isnan(metrics.order_consistent_accuracy(only_original))
+
+
+def new_rows(rows: list[tuple]) -> pd.DataFrame:
+    """rows: (label, pair preferred, too_long, original preferred, original eval side, swapped preferred,
+    swapped eval side), every order parsed unless too long."""
+    out = []
+    for label, pair, too_long, orig, orig_side, swapped, swapped_side in rows:
+        out.append(
+            {
+                "label": label,
+                "preferred": pair,
+                "format_ok": not too_long,
+                "too_long": too_long,
+                "original_preferred": orig,
+                "original_format_ok": not too_long,
+                "original_eval_side": orig_side,
+                "swapped_preferred": swapped,
+                "swapped_format_ok": not too_long,
+                "swapped_eval_side": swapped_side,
+            }
+        )
+    return pd.DataFrame(out).astype(object)
+
+
+NEW_ROWS = [
+    ("a", "a", False, "a", "a", "b", "b"),  # right in both orders; both evals agree with the scores
+    ("a", "a", False, "a", "a", "a", "b"),  # right as written only; the swapped eval says B, its scores A
+    ("b", None, False, "a", None, "a", None),  # always A: averaged to a tie; no eval names a side
+    ("b", None, True, None, None, None, None),  # too long: left out of every rate
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("n", 3),  # the too-long pair is not judged
+        ("too_long", 1),  # but counted
+        ("accuracy", 2 / 3),  # the pair verdicts a, a, tie
+        ("order_consistent_accuracy", 1 / 3),  # only the first pair is right in both orders
+        ("a_preference", 5 / 6),  # per-order verdicts a, b, a, a, a, a
+        ("consistency", 1 / 3),  # the same text in both orders: the first pair only
+        ("format", 1.0),  # every judged order parsed
+        ("reasoning_agreement", 3 / 4),  # four evals name a side; the second pair's swapped one disagrees
+        ("n_reasoned", 4),
+    ],
+)
+def test_metric_row_of_both_orders_with_a_too_long_pair(name: str, expected: float) -> None:
+    row = metrics.metric_row(new_rows(NEW_ROWS), n_bootstrap=20)
+    assert tuple(row) == metrics.METRIC_COLUMNS
+    assert row[name] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "side"),
+    [
+        ("rhythm: author 12.1, A 11.9, B 20.3; A.\nA is closer to the author.", "a"),  # compact teacher form
+        (
+            "- rhythm: ...; B is closer.\nA is closer on 1 of 5 criteria, B on 4. Response B is closer to the "
+            "exemplars' style overall.",
+            "b",
+        ),  # full form: the overall verdict, not the per-criterion lines
+        ("A is closer to the author. On reflection, B is closer to the author.", "b"),  # the last statement counts
+        ("rhythm: A 1, B 2; A.\nfunction words: A 3, B 4; B.", None),  # comparisons only: no side stated
+        ("A is closer on 3 of 5 criteria, B on 2.", None),  # a count is not a decision
+        ("Both are equally close to the author.", None),  # a tie names no side
+        ("The two responses are equally close to the exemplars' style.", None),  # full-form tie
+        (None, None),  # no eval at all
+    ],
+)
+def test_eval_side(text, side) -> None:
+    assert metrics.eval_side(text) == side
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_reasoning_agreement_is_total_on_real_teacher_traces(compact: bool) -> None:
+    from real_pairs import real_pairs
+
+    from persrm_lib.core.output_format import parse_output
+    from persrm_lib.teachers.stylometric import StylometricTeacher
+    from persrm_lib.teachers.swap import swap_completion
+
+    pairs = real_pairs()  # 12 State of the Union pairs
+    teacher = StylometricTeacher(compact=compact)
+    teacher.prepare(pairs)
+    traces = [teacher.judge(p) for p in pairs]
+    traces += [swap_completion(t) for t in traces]  # the swapped copies SFT trains on
+    decided = sum(parse_output(t).preferred is not None for t in traces)
+    assert decided == 24  # no tie among these pairs, in either order
+    assert metrics.reasoning_agreement(traces) == (24, 24)
+
+
+def test_reasoning_agreement_counts_contradicting_scores() -> None:
+    from persrm_lib.core.output_format import render_output
+
+    completions = [
+        render_output("c", "A is closer to the author.", (7, 3)),  # agrees
+        render_output("c", "A is closer to the author.", (3, 7)),  # contradicts its own eval
+        render_output("c", "A is closer to the author.", (5, 5)),  # a tie contradicts it too
+        render_output("c", "rhythm: A 1, B 2; A.", (7, 3)),  # no side stated: left out
+        "<criteria>c</criteria><eval>A is closer to the author.</eval>",  # no scores: a violation, left out
+    ]
+    assert metrics.reasoning_agreement(completions) == (1, 3)
 
 
 def test_bootstrap_is_seeded_and_brackets_the_mean() -> None:
@@ -194,6 +306,8 @@ def test_reference_goals_report_each_kind_format_and_consistency() -> None:
     assert not goals.loc["beats char-ngram on negative_kind=same-era (n=5)", "met"]
     assert goals.loc["format compliance", "met"] and goals.loc["format compliance", "value"] == 1.0
     assert goals.loc["position consistency", "met"]
+    assert (goals.loc["A-preference", "value"], goals.loc["A-preference", "target"]) == (0.5, "in [0.4, 0.6]")
+    assert goals.loc["A-preference", "met"]  # each pair: one order says A, the other B
 
 
 def test_reference_goals_fail_on_position_bias_and_on_nothing_to_compare() -> None:
@@ -201,4 +315,5 @@ def test_reference_goals_fail_on_position_bias_and_on_nothing_to_compare() -> No
     rows = pd.DataFrame(judged("rm-rft", {i: True for i in range(10)}, KINDS, swapped_ok=False))
     goals = metrics.reference_goals(rows, "rm-rft").set_index("goal")
     assert goals.loc["position consistency", "value"] == 0.0 and not goals.loc["position consistency", "met"]
+    assert goals.loc["A-preference", "value"] == 1.0 and not goals.loc["A-preference", "met"]
     assert not goals.loc["beats char-ngram", "met"]  # no baseline rows: not measured, so not met

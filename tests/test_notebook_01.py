@@ -2,7 +2,8 @@
 
 Checks what 02-05 rely on: the pair sets exist in both formats with the profile's sizes, the splits
 are author-disjoint, position is balanced, the traces cover the training pairs, and the recorded
-metrics are the library's numbers on the written files.
+metrics are the library's numbers on the written files. The metrics cell itself is one library call,
+:func:`persrm_lib.data.synthesis.headline_metrics`, checked here on a small hand-made input.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from persrm_lib.core import runfiles
@@ -20,6 +22,7 @@ from persrm_lib.core.paths import REPO_ROOT
 from persrm_lib.data.documents import read_documents
 from persrm_lib.data.leaks import label_shortcut_report
 from persrm_lib.data.pairs import read_pairs
+from persrm_lib.data.synthesis import headline_metrics
 from persrm_lib.run.runner import run_notebooks
 
 
@@ -60,3 +63,59 @@ def test_notebook_01_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert [t["id"] for t in traces] == [p["id"] for p in pairs["train"]] and len(traces) == metrics["n_traces"]
     assert metrics["teacher_agreement"] == pytest.approx(sum(t["faithful"] for t in traces) / len(traces))
     assert (run / "figures" / "01_pairs.png").stat().st_size > 1000
+
+
+def small_checks() -> pd.DataFrame:
+    """The leak-check table as notebook 01 builds it: one row per set, ``n_pairs``, the predictors and the
+    topic judge per negative kind (NaN where a set lacks the kind)."""
+    rows = [
+        {
+            "set": "train",
+            "n_pairs": 3.0,
+            "position_a": 1 / 3,
+            "query_overlap": 0.5,
+            "topic_judge/random": 0.5,
+            "topic_judge/same_era": 1.0,
+        },
+        {
+            "set": "test_sotu",
+            "n_pairs": 2.0,
+            "position_a": 0.5,
+            "query_overlap": 0.25,
+            "topic_judge/random": 0.75,
+            "topic_judge/same_era": float("nan"),
+        },
+    ]
+    return pd.DataFrame(rows).set_index("set")
+
+
+def test_headline_metrics_is_the_dict_the_notebook_recorded() -> None:
+    documents = pd.DataFrame({"author": ["lincoln", "lincoln", "grant", "polk"], "text": ["w", "x", "y", "z"]})
+    pair_sets = {"train": [{}, {}, {}], "test_sotu": [{}, {}]}  # only the counts are read
+    metrics = headline_metrics(documents, pair_sets, small_checks(), 58, 3, 2)
+    # the same keys, in the same order, with the same values as the cell it replaced
+    assert list(metrics.items()) == [
+        ("n_documents", 4),
+        ("n_authors", 3),
+        ("response_words", 58),
+        ("n_traces", 3),
+        ("teacher_agreement", 2 / 3),
+        ("n_pairs/train", 3),
+        ("n_pairs/test_sotu", 2),
+        ("shortcut/train/position_a", 1 / 3),
+        ("shortcut/train/query_overlap", 0.5),
+        ("shortcut/train/topic_judge/random", 0.5),
+        ("shortcut/train/topic_judge/same_era", 1.0),
+        ("shortcut/test_sotu/position_a", 0.5),
+        ("shortcut/test_sotu/query_overlap", 0.25),
+        ("shortcut/test_sotu/topic_judge/random", 0.75),
+        # no test_sotu/topic_judge/same_era: the set has no same-era pair (NaN)
+    ]
+    assert [type(metrics[k]) for k in ("n_documents", "n_authors", "shortcut/train/position_a")] == [int, int, float]
+
+
+def test_headline_metrics_without_traces_is_refused() -> None:
+    with pytest.raises(
+        ValueError, match="^no teacher traces: notebook 01 records the teacher's agreement over at least one trace$"
+    ):
+        headline_metrics(pd.DataFrame({"author": ["x"]}), {}, small_checks(), 58, 0, 0)

@@ -18,7 +18,7 @@ import pytest
 from persrm_lib.core import runfiles
 from persrm_lib.core.jsonl import read_jsonl
 from persrm_lib.data.pairs import write_pairs
-from persrm_lib.teachers.filtering import audit_summary, faithfulness_filter
+from persrm_lib.teachers.filtering import audit_metrics, audit_summary, check_against_pairs, faithfulness_filter
 from persrm_lib.teachers.stylometric import StylometricTeacher
 from persrm_lib.teachers.traces import generate_traces
 
@@ -94,6 +94,29 @@ def test_fixture_run_has_a_teacher_that_is_sometimes_wrong(tmp_path: Path) -> No
     assert 0.5 < result.kept_fraction < 1.0
 
 
+@pytest.mark.parametrize(
+    ("strip_think", "n_traced", "expected"),
+    [
+        (False, 6, {"n_pairs": 6, "n_pairs_without_trace": 0, "n_teachers": 1, "n_stripped": 0}),  # the default
+        (False, 4, {"n_pairs": 6, "n_pairs_without_trace": 2, "n_teachers": 1, "n_stripped": 0}),  # 01 traced a subset
+        (True, 6, {"n_pairs": 6, "n_pairs_without_trace": 0, "n_teachers": 1, "n_stripped": 1}),  # one think block
+    ],
+)
+def test_audit_metrics_is_the_dict_the_notebook_recorded(
+    tmp_path: Path, strip_think: bool, n_traced: int, expected: dict[str, int]
+) -> None:
+    """The metrics cell is one library call: audit_summary's numbers, the pair coverage, the teachers, and
+    (issue 13, item 5) how many leading <think> blocks the filter stripped."""
+    pairs = fixture_pairs(6)
+    generate_traces(pairs[:n_traced], StylometricTeacher(), tmp_path / "traces.jsonl")
+    traces = read_jsonl(tmp_path / "traces.jsonl")
+    traces[0]["completion"] = "<think>A looks closer.</think>\n" + traces[0]["completion"]
+    result = faithfulness_filter(traces, strip_think=strip_think)
+    summary = audit_summary(result, n_splits=2)
+    metrics = audit_metrics(result, summary, pairs, check_against_pairs(traces, pairs))
+    assert list(metrics.items()) == [*summary.items(), *expected.items()]
+
+
 @pytest.mark.slow
 def test_notebook_02_runs_on_a_fixture_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import papermill as pm
@@ -114,7 +137,8 @@ def test_notebook_02_runs_on_a_fixture_run(tmp_path: Path, monkeypatch: pytest.M
     )
     metrics = json.loads((run / "metrics" / "02_filter_audit.json").read_text())
     expected = audit_summary(faithfulness_filter(read_jsonl(runfiles.traces_path(run))))
-    assert (metrics["n_pairs"], metrics["n_pairs_without_trace"], metrics["n_teachers"]) == (30, 0, 1)
+    coverage = ("n_pairs", "n_pairs_without_trace", "n_teachers", "n_stripped")
+    assert [metrics[key] for key in coverage] == [30, 0, 1, 0]  # strip_think is off in smoke: nothing stripped
     for key, value in expected.items():
         assert metrics[key] == (None if value is None else pytest.approx(value)), key
     kept = read_jsonl(runfiles.faithful_traces_path(run))

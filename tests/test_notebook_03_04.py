@@ -1,5 +1,6 @@
 """Notebooks 03_sft and 04_rft_grpo end to end with papermill on a hand-made run folder (faithful traces
-rendered with the ONE renderer, and pairs), with the real SmolLM2 of the smoke profile (slow)."""
+rendered with the ONE renderer, and pairs), with the real SmolLM2 of the smoke profile (slow); and, fast,
+their ``max_steps`` parameter (``None``: the profile's value)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from test_training import log_rows, make_pair, make_trace, write_jsonl
 from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
+from persrm_lib.run.runner import ParameterTypeError, declared_parameter_specs, plan_parameters
 from persrm_lib.train.logs import GRPO_COMPLETION_FIELDS, GRPO_LOG_FIELDS, SFT_LOG_FIELDS, read_grpo_completions
 
 N_PAIRS = 16
@@ -23,6 +25,36 @@ def kernel_sees_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel runs in notebooks/: make persrm_lib importable there even without an editable install."""
     existing = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT) + (os.pathsep + existing if existing else ""))
+
+
+STEP_NOTEBOOKS = [NOTEBOOKS_DIR / "03_sft.ipynb", NOTEBOOKS_DIR / "04_rft_grpo.ipynb"]
+
+
+@pytest.mark.parametrize("notebook", STEP_NOTEBOOKS, ids=lambda p: p.stem)
+def test_max_steps_is_optional_int_none_meaning_the_profiles(notebook: Path) -> None:
+    spec = declared_parameter_specs(notebook)["max_steps"]
+    assert (spec.default, spec.type.name) == (None, "Optional[int]")
+    assert spec.help.endswith(f"None: the profile's {'sft' if notebook.stem == '03_sft' else 'grpo'}.max_steps")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("3", 3),  # a step count
+        ("None", None),  # the profile's value
+        ("-1", -1),  # passed on as given (sft.max_steps -1 runs the epochs)
+    ],
+)
+def test_max_steps_converts_for_both_notebooks(tmp_path: Path, given: str, expected: int | None) -> None:
+    plan = plan_parameters(STEP_NOTEBOOKS, "smoke", tmp_path, {"max_steps": given})
+    assert [plan[nb]["max_steps"] for nb in STEP_NOTEBOOKS] == [expected, expected]
+
+
+def test_max_steps_that_is_not_an_int_is_refused_before_any_notebook_runs(tmp_path: Path) -> None:
+    with pytest.raises(
+        ParameterTypeError, match=r"^parameter max_steps of 03_sft\.ipynb expects Optional\[int\], got '2\.5'$"
+    ):
+        plan_parameters(STEP_NOTEBOOKS, "smoke", tmp_path, {"max_steps": "2.5"})
 
 
 def make_run(root: Path) -> Path:

@@ -53,6 +53,9 @@ def test_notebooks_05_then_06(tmp_path: Path) -> None:
     for stage in ("rm_base", "rm_sft", "rm_rft"):  # every stage ran, on the profile's number of pairs
         assert found[f"n_{stage}"] == 2 * settings.generative_pairs
         assert found[f"format_{stage}"] == 0.0  # untrained tiny-random never writes the format
+        # judged in both orders (the notebook's default): never right in both; no parsed verdict, no eval side
+        assert found[f"order_consistent_{stage}"] == 0.0 and found[f"too_long_{stage}"] == 0
+        assert found[f"a_preference_{stage}"] is None and found[f"reasoning_{stage}"] is None
     assert found["n_scalar_rm"] == found["n_loglik"] == 2 * settings.model_pairs
 
     eval_dir = runfiles.stage_dir(run, "eval")

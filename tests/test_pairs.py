@@ -1,4 +1,5 @@
-"""The canonical pair reader and writer: valid files round-trip, each bad input names its place."""
+"""The canonical pair reader and writer: valid files round-trip, each bad input names its place; the
+optional evidence record is checked; THE swap of a pair's order."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from persrm_lib.data.pairs import PAIR_FIELDS, PairFormatError, read_pairs, validate_pair, write_pairs
+from persrm_lib.data.pairs import (
+    PAIR_FIELDS,
+    SWAPPED_SUFFIX,
+    PairFormatError,
+    read_pairs,
+    swap_pair,
+    validate_pair,
+    write_pairs,
+)
 
 
 def make_pair(i: int = 0, **changes) -> dict:
@@ -215,3 +224,100 @@ def test_evaluate_cli_exits_2_on_a_latin1_pair_file(tmp_path: Path) -> None:
         f"error: {path} line 1: not UTF-8 (byte 0xc9 at byte 24 of the line: invalid continuation byte; "
         "save the file as UTF-8)"
     )
+
+
+ROW = {"criterion": "commas", "exemplars": "4.1", "a": "6.0", "b": "3.9", "better": "closer"}
+EVIDENCE = {"rows": [ROW], "n_exemplars": 2, "by_count": {"1": [{**ROW, "exemplars": "2.0"}]}}
+
+
+def test_a_pair_with_evidence_round_trips(tmp_path: Path) -> None:
+    pairs = [make_pair(0, evidence=EVIDENCE), make_pair(1)]
+    assert read_pairs(write_pairs(pairs, tmp_path / "pairs.jsonl")) == pairs
+    assert validate_pair(make_pair(2, evidence=None))["evidence"] is None  # None: no evidence, not checked
+
+
+@pytest.mark.parametrize(
+    ("evidence", "message"),
+    [
+        # a record without rows
+        ({"n_exemplars": 2}, "pair 1: field 'evidence': pair 'p0' has no evidence record"),
+        # a row whose value is a number, not the text the trace cites
+        ({"rows": [{**ROW, "b": 3.9}]}, "pair 1: field 'evidence': pair 'p0': evidence row 0 lacks text field(s) b"),
+        # an unknown reading of a row
+        (
+            {"rows": [{**ROW, "better": "more"}]},
+            "pair 1: field 'evidence': pair 'p0': evidence row 0 has better='more'",
+        ),
+        # not a record at all
+        ("0.5", "pair 1: field 'evidence': pair 'p0' has no evidence record"),
+    ],
+)
+def test_bad_evidence_is_refused_naming_the_place_and_the_pair(evidence, message: str) -> None:
+    with pytest.raises(PairFormatError) as info:
+        validate_pair(make_pair(0, evidence=evidence), "pair 1")
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("pair", "suffix", "expected"),
+    [
+        # responses and label exchanged, id kept (the same pair judged in the other order)
+        (
+            {"id": "p", "response_a": "x", "response_b": "y", "label": "a", "n_exemplars": 1},
+            False,
+            {"id": "p", "response_a": "y", "response_b": "x", "label": "b", "n_exemplars": 1},
+        ),
+        # a training copy: the id gains the suffix
+        (
+            {"id": 7, "response_a": "x", "response_b": "y", "label": "b"},
+            True,
+            {"id": "7" + SWAPPED_SUFFIX, "response_a": "y", "response_b": "x", "label": "a"},
+        ),
+        # an unlabelled pair is swapped without a label
+        ({"response_a": "x", "response_b": "y"}, False, {"response_a": "y", "response_b": "x"}),
+        (
+            {"response_a": "x", "response_b": "y", "label": None},
+            False,
+            {"response_a": "y", "response_b": "x", "label": None},
+        ),
+        # the evidence's A and B values follow their responses, in every count
+        (
+            {"id": "p", "response_a": "x", "response_b": "y", "label": "a", "evidence": EVIDENCE},
+            False,
+            {
+                "id": "p",
+                "response_a": "y",
+                "response_b": "x",
+                "label": "b",
+                "evidence": {
+                    "rows": [{**ROW, "a": "3.9", "b": "6.0"}],
+                    "n_exemplars": 2,
+                    "by_count": {"1": [{**ROW, "exemplars": "2.0", "a": "3.9", "b": "6.0"}]},
+                },
+            },
+        ),
+    ],
+)
+def test_swap_pair(pair: dict, suffix: bool, expected: dict) -> None:
+    before = json.dumps(pair, sort_keys=True)
+    assert swap_pair(pair, suffix=suffix) == expected
+    assert json.dumps(pair, sort_keys=True) == before  # the input is not changed
+    if not suffix:
+        assert swap_pair(swap_pair(pair)) == pair  # swapping twice gives the pair back
+
+
+@pytest.mark.parametrize(
+    ("pair", "suffix", "message"),
+    [
+        (
+            {"id": "p", "response_a": "x", "response_b": "y", "label": "c"},
+            False,
+            "pair 'p': field 'label' must be 'a' or 'b' to swap, got 'c'",
+        ),
+        ({"response_a": "x", "response_b": "y"}, True, "a pair without an id cannot be given a swapped id"),
+    ],
+)
+def test_swap_pair_bad_input(pair: dict, suffix: bool, message: str) -> None:
+    with pytest.raises(PairFormatError) as info:
+        swap_pair(pair, suffix=suffix)
+    assert str(info.value) == message

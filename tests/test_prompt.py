@@ -1,4 +1,5 @@
-"""The ONE prompt builder: exemplar truncation 1..k, the message layout, and errors on bad pairs."""
+"""The ONE prompt builder: exemplar truncation 1..k, the message layout, errors on bad pairs, and the
+evidence table of a pair that carries one."""
 
 from __future__ import annotations
 
@@ -203,3 +204,45 @@ def test_ordinary_prompts_are_unchanged(chatml_tokenizer) -> None:
     assert build_user_message(make_pair(1), n_exemplars=1, tokenizer=chatml_tokenizer) == build_user_message(
         make_pair(1), n_exemplars=1
     )
+
+
+# --- measured evidence (prompt.evidence = stylometric) --------------------------------------------
+
+ROW3 = {"criterion": "commas", "exemplars": "4.1", "a": "6.0", "b": "3.9", "better": "closer"}
+ROW1 = {"criterion": "commas", "exemplars": "2.0", "a": "6.0", "b": "3.9", "better": "closer"}
+
+
+def evidence_pair() -> dict:
+    return {**make_pair(3), "n_exemplars": 3, "evidence": {"rows": [ROW3], "n_exemplars": 3, "by_count": {"1": [ROW1]}}}
+
+
+def test_the_table_follows_response_b_when_the_pair_carries_evidence() -> None:
+    pair = evidence_pair()
+    plain = build_user_message({k: v for k, v in pair.items() if k != "evidence"}, n_exemplars=3)
+    assert build_user_message(pair, n_exemplars=3) == (
+        plain + "\n\nMeasurements (exemplars | A | B):\n- commas: 4.1 | 6.0 | 3.9 (nearer the exemplars is closer)"
+    )
+    # with one exemplar shown, the rows measured on that exemplar
+    assert build_user_message(pair, n_exemplars=1).endswith(
+        "- commas: 2.0 | 6.0 | 3.9 (nearer the exemplars is closer)"
+    )
+    # a pair whose evidence is None is shown without a table
+    assert build_user_message({**pair, "evidence": None}, n_exemplars=3) == plain
+    assert build_messages(pair, 3)[1]["content"] == build_user_message(pair, 3)  # every consumer sees it
+
+
+def test_a_table_for_other_exemplars_is_refused() -> None:
+    from persrm_lib.data.evidence import EvidenceError
+
+    with pytest.raises(EvidenceError) as info:
+        build_user_message(evidence_pair(), n_exemplars=2)
+    assert str(info.value) == (
+        "pair 'p1': its evidence was measured on 1, 3 exemplar(s), the prompt shows 2: build the pairs with that "
+        "count among the evidence counts (attach_to_splits counts=...)"
+    )
+
+
+def test_the_table_is_made_plain_too() -> None:
+    pair = evidence_pair()
+    pair["evidence"]["rows"] = [{**ROW3, "criterion": "commas<|im_end|>"}]
+    assert "commas<\u200b|im_end|>: 4.1" in build_user_message(pair, n_exemplars=3)

@@ -136,7 +136,7 @@ def test_results_markdown_tabulates_each_judge_and_the_goals(tmp_path):
     text = publish.results_markdown(dest)
     lines = text.splitlines()
     assert "| `char-ngram` | 100.0 [100.0, 100.0] (1) | 75.0 [" in text
-    assert "| `rm-rft` | – | 100.0 [100.0, 100.0] (4) | 100.0 (4) | 1.00 | 1.00 |" in lines
+    assert "| `rm-rft` | – | 100.0 [100.0, 100.0] (4) | 100.0 (4) | 1.00 | 0.50 | 1.00 | 1.00 | – |" in lines
     assert "| format compliance | True |" in lines
     assert lines[-1].startswith("Wall time (minutes): 01 0.2,") and lines[-1].endswith("; 1 in all.")
 

@@ -46,6 +46,7 @@ def test_swap_trace_exchanges_everything_and_marks_it():
     assert swapped["scores"] == [3.5, 7]
     assert swapped["completion"] == render_output("rhythm", "A 0.2, B 0.9; B.\nB is closer.", (3.5, 7))
     assert swapped["provenance"] == {"swapped": True}
+    assert "evidence" not in swapped  # none to swap
     assert trace["label"] == "a"  # the input is not changed
     assert [r["label"] for r in both_orders([trace, swapped | {"id": "q"}])] == ["a", "b", "b", "a"]
 
@@ -97,3 +98,20 @@ def test_strict_refuses_an_article_that_would_be_read_as_a_name():
     assert swap_completion(completion) == render_output("c", "B short sentence favours A.", (6, 2))
     with pytest.raises(SwapError, match="starts a sentence with the article 'A'"):
         swap_completion(completion, strict=True)
+
+
+def test_swap_trace_swaps_the_evidence_with_the_responses():
+    row = {"criterion": "commas", "exemplars": "4.1", "a": "6.0", "b": "3.9", "better": "closer"}
+    trace = {
+        "id": "p",
+        "label": "b",
+        "response_a": "x",
+        "response_b": "y",
+        "evidence": {"rows": [row], "n_exemplars": 1},
+        "completion": render_output("commas", "commas: author 4.1, A 6.0, B 3.9; B.\nB is closer.", (2, 8)),
+    }
+    swapped = swap_trace(trace)
+    assert swapped["evidence"] == {"rows": [{**row, "a": "3.9", "b": "6.0"}], "n_exemplars": 1}
+    assert swapped["completion"] == render_output(
+        "commas", "commas: author 4.1, A 3.9, B 6.0; A.\nA is closer.", (8, 2)
+    )

@@ -101,7 +101,12 @@ def lora_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def test_sft_trains_and_changes_weights(sft_run, tiny) -> None:
     run, result = sft_run
-    assert (result.stage, result.backend, result.steps, result.examples) == ("sft", "transformers", 2, 2 * N_PAIRS)  # both orders
+    assert (result.stage, result.backend, result.steps, result.examples) == (
+        "sft",
+        "transformers",
+        2,
+        2 * N_PAIRS,
+    )  # both orders
     assert math.isfinite(result.final_loss) and result.final_loss > 0
     fresh, _, _ = backend.load_for_training(tiny)  # same seed: the LoRA layers SFT started from
     start = {k.replace(".default", ""): v for k, v in fresh.state_dict().items() if "lora_" in k}
@@ -209,7 +214,9 @@ def test_grpo_with_the_paper_reward(sft_run, tiny) -> None:
     for record in records:
         assert tuple(record) == GRPO_COMPLETION_FIELDS == ("step", "pair_id", "label", "completion", "reward")
         assert isinstance(record["step"], int) and isinstance(record["completion"], str)
-        assert record["label"] in ("a", "b") and record["pair_id"] in {f"p{i}{s}" for i in range(N_PAIRS) for s in ("", ":swapped")}
+        assert record["label"] in ("a", "b") and record["pair_id"] in {
+            f"p{i}{s}" for i in range(N_PAIRS) for s in ("", ":swapped")
+        }
         # The tiny random model never writes the format: every completion is a violation.
         assert record["reward"] == -1.0
     (row,) = log_rows(runfiles.log_path(run, "rft"))
@@ -300,7 +307,7 @@ def test_validation_eval_scores_outcomes(tmp_path, monkeypatch) -> None:
     ]
     seen = {}
 
-    def fake_generate(model, tok, prompts, max_new_tokens, batch_size):
+    def fake_generate(model, tok, prompts, max_new_tokens, batch_size, stop_strings=()):
         seen.update(prompts=list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size)
         return generation.GenerationResult(texts, [1] * 4, [1] * 4, 0.1, batch_size)
 
@@ -484,7 +491,9 @@ def test_missing_trace_file(no_model, tiny, tmp_path) -> None:
 
 def test_trace_longer_than_max_seq_length(tiny, tmp_path) -> None:
     short = get_profile("tiny", {"model.max_seq_length": 64})
-    with pytest.raises(TrainingDataError, match=r"trace 0 \(id .*\) is \d+ tokens long .* more than model.max_seq_length=64"):
+    with pytest.raises(
+        TrainingDataError, match=r"trace 0 \(id .*\) is \d+ tokens long .* more than model.max_seq_length=64"
+    ):
         sft.train_sft(short, tmp_path, [make_trace(0)])
     assert not runfiles.adapter_dir(tmp_path, "sft").exists()
 

@@ -5,8 +5,10 @@ chaining* ("Cognitive behaviors that enable self-improving reasoners", Gandhi et
 classifiers share one interface (:class:`BehaviorClassifier`): :class:`RuleBasedBehaviorClassifier`
 (transparent regular expressions, offline, CPU) and :class:`LLMBehaviorClassifier` (one prompt per
 behaviour, the model answers ``<count>N</count>``; any :class:`persrm_lib.models.client.ChatClient`:
-a registry model through ``LocalChatClient`` or an OpenAI-compatible endpoint). The tallies over
-many traces, and the agreement of two classifiers, are in :mod:`persrm_lib.analysis.tallies`.
+a registry model through ``LocalChatClient`` or an OpenAI-compatible endpoint; the trace is quoted
+as plain text, its special-token strings neutralised as in :mod:`persrm_lib.core.prompt`). The
+tallies over many traces, and the agreement of two classifiers, are in
+:mod:`persrm_lib.analysis.tallies`.
 
 **Rule-based counting.** A trace is cut into *units* (:func:`split_units`): lines, then sentences
 (a break after ``.``, ``!``, ``?`` or ``;`` followed by a space, except after a bare number such as
@@ -57,6 +59,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..core.prompt import neutralise_special_tokens
 from ..models.client import ChatClient, LocalChatClient
 
 BEHAVIORS: tuple[str, ...] = ("verification", "backtracking", "subgoal_setting", "backward_chaining")
@@ -311,11 +314,30 @@ BEHAVIOR_PROMPTS: dict[str, str] = {
 }
 
 
-def behavior_messages(behavior: str, trace_text: str, max_trace_chars: int = 4000) -> list[dict[str, str]]:
-    """The chat messages that ask for one behaviour's count in one trace."""
+def behavior_messages(
+    behavior: str, trace_text: str, max_trace_chars: int = 4000, *, tokenizer: Any = None
+) -> list[dict[str, str]]:
+    """The chat messages that ask for one behaviour's count in one trace.
+
+    Args:
+        behavior: one of :data:`BEHAVIORS`.
+        trace_text: the trace to read; cut to ``max_trace_chars`` characters (then `` [...]``), and
+            made plain text: every special-token string in it is broken
+            (:func:`persrm_lib.core.prompt.neutralise_special_tokens`, with ``tokenizer``'s own
+            special tokens when given), so a trace holding ``<|im_end|>`` cannot close the user turn.
+        max_trace_chars: the cut, in characters of the trace as given.
+        tokenizer: the classifier model's tokenizer (optional; the generic markers are always broken).
+
+    Returns:
+        System and user messages.
+
+    Raises:
+        ValueError: an unknown behaviour.
+    """
     if behavior not in BEHAVIOR_PROMPTS:
         raise ValueError(f"unknown behaviour {behavior!r}; choose from {', '.join(BEHAVIORS)}")
     trace = trace_text if len(trace_text) <= max_trace_chars else trace_text[:max_trace_chars] + " [...]"
+    trace = neutralise_special_tokens(trace, tokenizer)
     user = (
         f"{BEHAVIOR_PROMPTS[behavior]}\n\nReasoning text:\n<<<\n{trace}\n>>>\n\n"
         "How many distinct instances of this move does the text contain? "

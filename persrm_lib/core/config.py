@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
+from ..data.evidence import check_kind as check_evidence_kind
+
 PROFILE_ENV = "PERSRM_PROFILE"
 
 
@@ -66,6 +68,8 @@ class SFTSettings:
     max_steps: int = -1  # -1: run the epochs
     warmup_ratio: float = 0.0
     logging_steps: int = 1
+    # every trace also in the swapped order, its trace rewritten (teachers.swap): positions exactly 50/50
+    both_orders: bool = True
 
     @property
     def gradient_accumulation_steps(self) -> int:
@@ -85,6 +89,11 @@ class GRPOSettings:
     eval_every: int = 0  # GRPO steps between greedy validation evaluations (0: off)
     eval_pairs: int = 0  # validation pairs evaluated each time (the first ones of validation.jsonl)
     compare_from_base: bool = False  # 04 also runs GRPO from the base model into rft_from_base/ (paper §5.1)
+    # both orders of each pair in one step, the advantage over the joint group (EIS-GRPO); False:
+    # TRL's per-prompt groups, which give an always-A policy zero advantage (train/order_robust.py)
+    joint_orders: bool = True
+    consistency_bonus: float = 0.0  # J1's bonus for a sample pair right in both orders (joint_orders only)
+    stop_at_scores: bool = True  # sampling stops once </scores> is written
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,18 @@ class TeacherSettings:
     # a teacher served by a reasoning model (DeepSeek-R1, Qwen3, QwQ): strip ONE leading
     # <think>...</think> block before parsing (output_format.strip_think); the filter reports how many
     strip_think: bool = False
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """What the prompt shows besides the exemplars, the query and the responses (issue 12, item 4).
+
+    ``evidence``: ``none``, or ``stylometric`` -- 01_synthesize attaches to every pair of every split
+    a table of stylometric measurements of the exemplars, A and B (:mod:`persrm_lib.data.evidence`),
+    and the prompt builder shows it whenever a pair carries one; the adapters record it.
+    """
+
+    evidence: str = "none"  # none | stylometric
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,7 @@ class Profile:
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    prompt: PromptSettings = field(default_factory=PromptSettings)
 
     def validate(self) -> Profile:
         """Raise ``ValueError`` naming the setting when the profile cannot run."""
@@ -161,6 +183,13 @@ class Profile:
             )
         if self.grpo.num_generations < 2:
             raise ValueError(f"profile {self.name!r}: grpo.num_generations must be at least 2 (GRPO compares samples)")
+        if self.grpo.joint_orders and self.grpo.batch_size % (2 * self.grpo.num_generations):
+            raise ValueError(
+                f"profile {self.name!r}: grpo.joint_orders needs grpo.batch_size={self.grpo.batch_size} to hold whole "
+                f"pairs in both orders, a multiple of 2 x grpo.num_generations={self.grpo.num_generations}"
+            )
+        if self.grpo.consistency_bonus and not self.grpo.joint_orders:
+            raise ValueError(f"profile {self.name!r}: grpo.consistency_bonus needs grpo.joint_orders")
         if self.sft.batch_size % self.sft.per_device_batch_size:
             raise ValueError(
                 f"profile {self.name!r}: sft.batch_size={self.sft.batch_size} does not divide by "
@@ -183,6 +212,16 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: teacher.kind must be stylometric, local or http")
         if self.teacher.trace_style not in ("full", "compact"):
             raise ValueError(f"profile {self.name!r}: teacher.trace_style must be full or compact")
+        try:
+            check_evidence_kind(self.prompt.evidence)
+        except ValueError as exc:
+            raise ValueError(f"profile {self.name!r}: {exc}") from exc
+        if self.prompt.evidence != "none" and self.teacher.kind == "stylometric" and self.teacher.trace_style == "full":
+            raise ValueError(
+                f"profile {self.name!r}: prompt.evidence={self.prompt.evidence!r} needs teacher.trace_style='compact' "
+                "with the stylometric teacher: its full trace cites distances (d=...) and Delta values that the "
+                "evidence table does not show, so the faithfulness filter would reject every trace"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,12 @@ forged assistant turn that already holds a verdict. A policy trained against thi
 writes the candidate texts, so this is an attack surface, not only a curiosity. Doing it in the text
 (not with ``split_special_tokens`` at tokenisation) covers every consumer: TRL templates and
 tokenises SFT and GRPO prompts itself, and an OpenAI-compatible server templates a teacher's.
+
+Measured evidence (``prompt.evidence = stylometric``, issue 12): a pair that carries an ``evidence``
+record (:func:`persrm_lib.data.evidence.has_evidence`) gets its table of measurements after
+Response B (:func:`persrm_lib.data.evidence.evidence_table`, for the exemplars shown). The pair
+decides, not a flag: SFT, GRPO, judging and the teachers all build their prompts here, so they all
+show it, and a pair without a record is shown without.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from ..data.evidence import evidence_table, has_evidence
 
 SYSTEM_PROMPT = (
     "You are a personalized reward model. You read writing exemplars by one author, a query, and "
@@ -100,10 +108,18 @@ def _check_pair(pair: Mapping[str, Any]) -> None:
 
 
 def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, *, tokenizer: Any = None) -> str:
-    """The user turn: numbered exemplars (the first ``n_exemplars``), the query, A and B.
+    """The user turn: numbered exemplars (the first ``n_exemplars``), the query, A and B, then the
+    pair's evidence table when it carries one (measured on the exemplars shown).
 
-    Every exemplar, the query and both responses pass through :func:`neutralise_special_tokens`
-    (with ``tokenizer``'s own special tokens when given), so none becomes a special token.
+    Every exemplar, the query, both responses and the table pass through
+    :func:`neutralise_special_tokens` (with ``tokenizer``'s own special tokens when given), so none
+    becomes a special token.
+
+    Raises:
+        KeyError: a required field is missing (naming the pair and the fields).
+        ValueError: no exemplars, or ``n_exemplars`` below 1 or above the pair's exemplars.
+        persrm_lib.data.evidence.EvidenceError: a malformed evidence record, or none measured on
+            the exemplars shown (naming the pair).
     """
     _check_pair(pair)
     exemplars = list(pair["exemplars"])
@@ -118,12 +134,15 @@ def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, 
         return neutralise_special_tokens(str(text).strip(), tokenizer)
 
     blocks = [f"Exemplar {i}:\n{plain(text)}" for i, text in enumerate(exemplars, start=1)]
-    return (
+    message = (
         "Writing exemplars by the author:\n\n" + "\n\n".join(blocks) + "\n\n"
         f"Query:\n{plain(pair['query'])}\n\n"
         f"Response A:\n{plain(pair['response_a'])}\n\n"
         f"Response B:\n{plain(pair['response_b'])}"
     )
+    if has_evidence(pair):
+        message += "\n\n" + plain(evidence_table(pair, len(exemplars)))
+    return message
 
 
 def build_messages(

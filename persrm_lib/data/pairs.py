@@ -2,8 +2,10 @@
 
 Every pair carries ``id, query, exemplars (list of str), response_a, response_b, label ("a" or
 "b"), positive_kind, negative_kind, author, genre, n_exemplars``. Extra fields (a trace's
-``completion``, ``scores`` ...) are kept. This module holds the ONE reader and the ONE writer;
-the sampler, the notebooks and ``python -m persrm_lib.evaluate`` all go through them.
+``completion``, ``scores`` ...) are kept; an optional ``evidence`` record (``prompt.evidence =
+stylometric``, :mod:`persrm_lib.data.evidence`) is checked when present. This module holds the ONE
+reader and the ONE writer; the sampler, the notebooks and ``python -m persrm_lib.evaluate`` all go
+through them, and the ONE swap of a pair's order (:func:`swap_pair`).
 
 >>> import tempfile, pathlib
 >>> pair = {"id": "p1", "query": "Q", "exemplars": ["E"], "response_a": "A", "response_b": "B",
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.jsonl import JsonlFormatError, iter_jsonl, write_jsonl_atomic
+from .evidence import EvidenceError, check_evidence, has_evidence, swap_evidence
 
 PAIR_FIELDS: tuple[str, ...] = (
     "id",
@@ -38,6 +41,7 @@ PAIR_FIELDS: tuple[str, ...] = (
     "n_exemplars",
 )
 LABELS = ("a", "b")
+SWAPPED_SUFFIX = ":swapped"  # the id of a pair's swapped copy (both orders in training)
 _TEXT_FIELDS = ("query", "response_a", "response_b")
 _NAME_FIELDS = ("positive_kind", "negative_kind", "author", "genre")
 
@@ -99,7 +103,8 @@ def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR
     Raises:
         PairFormatError: naming ``where`` and the field that is missing or wrong, or naming the
             pair whose two responses are the same text (after stripping surrounding whitespace,
-            as the prompt shows them).
+            as the prompt shows them), or whose ``evidence`` record is malformed
+            (:func:`persrm_lib.data.evidence.check_evidence`).
     """
     if not isinstance(pair, Mapping):
         raise PairFormatError(f"{where}: expected a JSON object, got {type(pair).__name__}")
@@ -139,7 +144,53 @@ def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR
             raise PairFormatError(
                 f"{where}: field 'n_exemplars' is {n} but the pair has {len(pair['exemplars'])} exemplar(s)"
             )
+    if has_evidence(pair):
+        try:
+            check_evidence(pair)
+        except EvidenceError as exc:
+            raise PairFormatError(f"{where}: field 'evidence': {exc}") from exc
     return dict(pair)
+
+
+def swap_pair(pair: Mapping[str, Any], suffix: bool = False) -> dict[str, Any]:
+    """The same pair in the other order: responses A and B exchanged, and with them the label
+    and the evidence record's A and B values (:func:`persrm_lib.data.evidence.swap_evidence`).
+
+    The ONE swap of a pair: judging in both orders (``evaluate``), GRPO's paired orders
+    (``train.order_robust``) and swapped traces (``teachers.swap``, which also rewrites the
+    completion) all call it. Other fields are kept as they are.
+
+    Args:
+        pair: a pair (or a trace); ``label``, when present and not None, must be ``a`` or ``b``.
+        suffix: append :data:`SWAPPED_SUFFIX` to the id (a training copy that sits beside the
+            original); False keeps the id (the same pair judged in the other order).
+
+    Returns:
+        A new dict; the input is not changed.
+
+    Raises:
+        PairFormatError: a label other than ``a``/``b``, or ``suffix`` on a pair without an id
+            (naming the pair).
+
+    >>> swapped = swap_pair({"id": "p1", "response_a": "x", "response_b": "y", "label": "a"}, suffix=True)
+    >>> swapped["id"], swapped["response_a"], swapped["label"]
+    ('p1:swapped', 'y', 'b')
+    """
+    out = dict(pair)
+    out["response_a"], out["response_b"] = pair["response_b"], pair["response_a"]
+    if pair.get("label") is not None:  # an unlabelled pair (None or no field) is judged, not trained on
+        if pair["label"] not in LABELS:
+            raise PairFormatError(
+                f"pair {pair.get('id', '?')!r}: field 'label' must be 'a' or 'b' to swap, got {pair['label']!r}"
+            )
+        out["label"] = "b" if pair["label"] == "a" else "a"
+    if has_evidence(pair):
+        out["evidence"] = swap_evidence(pair["evidence"])
+    if suffix:
+        if "id" not in pair:
+            raise PairFormatError("a pair without an id cannot be given a swapped id")
+        out["id"] = f"{pair['id']}{SWAPPED_SUFFIX}"
+    return out
 
 
 def read_pairs(path: str | Path, required: Sequence[str] = PAIR_FIELDS) -> list[dict[str, Any]]:

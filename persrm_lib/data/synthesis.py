@@ -6,6 +6,7 @@
 - :func:`pairs_table`: one row per pair (set, benchmark, strategy, label), for tables and plots.
 - :func:`save_pairs_dataset`: a pair set as a ``datasets.Dataset`` folder. The JSONL file, the
   canonical format, is written and read by :mod:`persrm_lib.data.pairs`.
+- :func:`headline_metrics`: the numbers notebook 01 records in ``metrics/01_synthesize.json``.
 
 >>> pairs_table({"train": [{"positive_kind": "p", "negative_kind": "n", "label": "a", "author": "x",
 ...                         "genre": "g", "provenance": {"benchmark": "sotu"}}]}).iloc[0].tolist()
@@ -26,7 +27,7 @@ from .embeddings import EmbeddingCache
 from .pool import response_budget
 from .sampler import Mimic, SamplingReport, build_pairs
 
-__all__ = ["pairs_table", "save_pairs_dataset", "synthesize_pairs"]
+__all__ = ["headline_metrics", "pairs_table", "save_pairs_dataset", "synthesize_pairs"]
 
 
 def _shares(total: int, weights: Mapping[str, int]) -> dict[str, int]:
@@ -156,3 +157,57 @@ def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) 
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def headline_metrics(
+    documents: pd.DataFrame,
+    pair_sets: Mapping[str, Sequence[Mapping[str, Any]]],
+    shortcut_checks: pd.DataFrame,
+    response_words: int,
+    n_traces: int,
+    n_faithful: int,
+) -> dict[str, Any]:
+    """The headline metrics of notebook 01 (for :func:`persrm_lib.run.notebook.write_metrics`).
+
+    Args:
+        documents: the run's Document table (``author`` column).
+        pair_sets: set name -> pairs (:func:`synthesize_pairs`).
+        shortcut_checks: one row per set (index: set name), an ``n_pairs`` column and one column per
+            label predictor (:func:`persrm_lib.data.leaks.label_shortcut_report`, plus the topic
+            judge's ``topic_judge/<negative_kind>``); NaN where a set lacks that negative kind.
+        response_words: words per response (:func:`persrm_lib.data.pool.response_budget`).
+        n_traces, n_faithful: traces the teacher wrote and how many agree with the label
+            (:class:`persrm_lib.teachers.traces.GenerationReport`'s ``n_pairs`` and ``n_faithful``).
+
+    Returns:
+        ``n_documents``, ``n_authors``, ``response_words``, ``n_traces``, ``teacher_agreement``
+        (``n_faithful / n_traces``), ``n_pairs/<set>`` per set and ``shortcut/<set>/<predictor>``
+        (floats in [0, 1]) per non-NaN cell of ``shortcut_checks``.
+
+    Raises:
+        ValueError: ``n_traces`` is 0 (no agreement to report).
+
+    >>> docs = pd.DataFrame({"author": ["x", "x", "y"]})
+    >>> checks = pd.DataFrame({"n_pairs": [2.0], "position_a": [0.5]}, index=pd.Index(["train"], name="set"))
+    >>> metrics = headline_metrics(docs, {"train": [{}, {}]}, checks, 40, 2, 1)
+    >>> list(metrics)
+    ['n_documents', 'n_authors', 'response_words', 'n_traces', 'teacher_agreement', 'n_pairs/train', 'shortcut/train/position_a']
+    >>> metrics["n_authors"], metrics["teacher_agreement"], metrics["shortcut/train/position_a"]
+    (2, 0.5, 0.5)
+    """
+    if n_traces < 1:
+        raise ValueError("no teacher traces: notebook 01 records the teacher's agreement over at least one trace")
+    metrics: dict[str, Any] = {
+        "n_documents": int(len(documents)),
+        "n_authors": int(documents["author"].nunique()),
+        "response_words": response_words,
+        "n_traces": n_traces,
+        "teacher_agreement": n_faithful / n_traces,
+    }
+    for name, pairs in pair_sets.items():
+        metrics[f"n_pairs/{name}"] = len(pairs)
+    for (name, predictor), value in (
+        shortcut_checks.drop(columns="n_pairs").stack().dropna().items()
+    ):  # NaN: kind absent
+        metrics[f"shortcut/{name}/{predictor}"] = float(value)
+    return metrics

@@ -3,13 +3,22 @@
 Command line::
 
     python -m persrm_lib.evaluate --pairs FILE.jsonl --judge NAME [--model M] [--adapter PATH]
-        [--n-exemplars K] [--limit N] [--seed S] [--train-pairs TRAIN.jsonl] --out RESULT.json
+        [--n-exemplars K] [--limit N] [--seed S] [--train-pairs TRAIN.jsonl] [--orders both|original]
+        [--strip-think] [--count-too-long] --out RESULT.json
 
-It reads the pairs strictly (:func:`persrm_lib.data.pairs.read_pairs`), scores each pair and the same
-pair with A and B swapped (position consistency), writes per-pair results and the metrics to
+It reads the pairs strictly (:func:`persrm_lib.data.pairs.read_pairs`), scores each pair -- with
+``--orders both`` (the default) also with A and B swapped, the pair's verdict then coming from the
+two orders' averaged scores (:func:`average_orders`) -- writes per-pair results and the metrics to
 ``RESULT.json`` atomically, and prints as its LAST line::
 
-    accuracy=0.712 n=300 format=0.99 judge=NAME
+    accuracy=0.712 n=300 format=0.99 order_consistent=0.650 a_preference=0.52 reasoning=0.91 too_long=0 judge=NAME
+
+(order-consistent accuracy and the A-preference are ``nan`` with ``--orders original``; the
+reasoning agreement -- scores that prefer the side the completion's own ``<eval>`` says wins -- is
+``nan`` for judges that write no eval). ``--strip-think`` removes one leading ``<think>`` block of a
+reasoning model before parsing (the document's ``judge.n_stripped`` counts them);
+``--count-too-long`` counts pairs whose prompt does not fit the model's context in a ``too_long``
+column, left out of every rate, instead of refusing the file.
 
 Bad input (a malformed line, a file that is not UTF-8, a label other than a/b, a missing field, an
 empty file, an adapter that does not fit the model, too few exemplars, a pair whose prompt does not
@@ -38,13 +47,14 @@ import numpy as np
 import pandas as pd
 
 from ..core.jsonl import write_json_atomic
-from ..core.verdict import exemplar_count, is_correct, preferred_side
+from ..core.output_format import strip_think
+from ..core.verdict import exemplar_count, is_correct
 from ..data.pairs import PairFormatError, read_pairs
 from ..models.context import PromptTooLongError
 from ..models.registry import REGISTERED, ModelRegistryError, resolve
 from ..train.adapters import AdapterMismatchError
 from . import metrics
-from .judges import ADAPTER_JUDGES, JUDGES, MODEL_JUDGES, Judge, NotFittedError, make_judge, swap_pair
+from .judges import ADAPTER_JUDGES, JUDGES, MODEL_JUDGES, Judge, NotFittedError, Verdict, make_judge, swap_pair
 from .records import RESULT_FIELDS, json_records
 
 
@@ -87,32 +97,86 @@ def _check_exemplar_counts(pairs: Sequence[Mapping[str, Any]], n_exemplars: int 
             raise EvaluationInputError(f"--n-exemplars {n_exemplars}: {exc}") from exc
 
 
+ORDERS: tuple[str, ...] = ("both", "original")  # judge each pair in both orders (averaged), or as written
+
+
+def _order_columns(prefix: str, verdict: Verdict | None, think: bool = False) -> dict[str, Any]:
+    """One order's own verdict as ``<prefix>s_a`` ... ``<prefix>eval_side`` (all None when not judged);
+    ``think``: the judge strips a leading ``<think>`` block before parsing, so the eval is read after it."""
+    if verdict is None:
+        return dict.fromkeys(f"{prefix}{k}" for k in ("s_a", "s_b", "preferred", "format_ok", "eval_side"))
+    return {
+        f"{prefix}s_a": verdict.s_a,
+        f"{prefix}s_b": verdict.s_b,
+        f"{prefix}preferred": verdict.preferred,
+        f"{prefix}format_ok": verdict.format_ok,
+        f"{prefix}eval_side": metrics.completion_eval_side(
+            strip_think(verdict.completion)[0] if think else verdict.completion
+        )
+        if verdict.completion
+        else None,
+    }
+
+
+def average_orders(original: Verdict, swapped: Verdict) -> Verdict:
+    """The pair's verdict from both orders: each response's score is the mean of its two scores.
+
+    ``s_a`` is the mean of the original ``s_a`` and the swapped ``s_b`` (response A sits in slot B
+    once swapped), and likewise for ``s_b``. A format violation in either order makes the averaged
+    verdict a violation (no scores), and a prompt too long in either order makes it ``too_long``.
+    A judge that always answers A averages to a tie (wrong); a position-invariant judge's scores are
+    unchanged (its swapped scores are its original ones, exchanged).
+
+    >>> average_orders(Verdict(8.0, 2.0), Verdict(8.0, 2.0)).scores  # always A: a tie
+    (5.0, 5.0)
+    >>> average_orders(Verdict(7.0, 3.0), Verdict(2.0, 6.0)).preferred
+    'a'
+    >>> average_orders(Verdict(7.0, 3.0), Verdict(None, None)).format_ok
+    False
+    """
+    if original.too_long or swapped.too_long:
+        return Verdict(None, None, too_long=True)
+    if original.scores is None or swapped.scores is None:
+        return Verdict(None, None)
+    return Verdict((original.s_a + swapped.s_b) / 2, (original.s_b + swapped.s_a) / 2)  # type: ignore[operator]
+
+
 def evaluate_pairs(
     judge: Judge,
     pairs: Sequence[Mapping[str, Any]],
     n_exemplars: int | None = None,
-    swap: bool = True,
+    orders: str = "both",
     benchmark: str | None = None,
     batch_size: int = 16,
     progress: bool = False,
+    swap: bool | None = None,
 ) -> pd.DataFrame:
-    """Score every pair (and, with ``swap``, the pair with A and B exchanged) and tabulate.
+    """Score every pair -- with ``orders="both"`` also with A and B exchanged -- and tabulate.
 
-    A position-invariant judge (each response scored on its own) gets the swapped verdict by
-    exchanging its two scores -- exactly what scoring the swapped pair would return; every other
-    judge scores the swapped pairs for real.
+    With both orders, the pair's verdict (``s_a``, ``s_b``, ``preferred``, ``correct``,
+    ``format_ok``) comes from the averaged scores (:func:`average_orders`: a format violation in
+    either order makes it a violation); each order's own verdict is kept in the ``original_*`` and
+    ``swapped_*`` columns (order-consistent accuracy, A-preference, reasoning agreement). With
+    ``"original"``, the pair's verdict is the original order's and the ``swapped_*`` columns are
+    empty. A position-invariant judge (each response scored on its own) gets the swapped verdict by
+    exchanging its two scores -- exactly what scoring the swapped pair would return, so averaging
+    changes nothing; every other judge scores the swapped pairs for real (both orders in one batch).
 
     Args:
         judge: a fitted judge.
         pairs: canonical pairs.
         n_exemplars: exemplars shown per pair (the first K); None: each pair's ``n_exemplars``.
-        swap: also judge the swapped pairs (position consistency).
+        orders: ``"both"`` or ``"original"``.
         benchmark: the benchmark column's value when a pair has no ``benchmark`` field.
         batch_size: pairs per ``score_batch`` call.
         progress: show a tqdm bar.
+        swap: the older name: True is ``orders="both"``, False ``"original"`` (overrides ``orders``).
 
     Returns:
         One row per pair with the columns of :data:`RESULT_FIELDS`.
+
+    Raises:
+        ValueError: ``orders`` is neither ``"both"`` nor ``"original"``.
 
     >>> from persrm_lib.evaluate.judges import make_judge
     >>> pair = {"id": "p", "query": "Q", "exemplars": ["ab ab ab"], "response_a": "ab ab", "response_b": "zz",
@@ -122,62 +186,54 @@ def evaluate_pairs(
     """
     from tqdm import tqdm
 
+    if swap is not None:
+        orders = "both" if swap else "original"
+    if orders not in ORDERS:
+        raise ValueError(f"orders must be one of {', '.join(ORDERS)}, got {orders!r}")
+    both = orders == "both"
     _check_exemplar_counts(pairs, n_exemplars)
     pairs = list(pairs)
-    verdicts: list[Any] = []
-    swapped: list[Any] = []
+    verdicts: list[Verdict] = []
+    swapped: list[Verdict] = []
     batches = range(0, len(pairs), batch_size)
     for begin in tqdm(batches, desc=f"judge {judge.name}", disable=not progress):
         chunk = pairs[begin : begin + batch_size]
-        if swap and not judge.position_invariant:  # both orders in one call: the judge batches them together
-            both = judge.score_batch(chunk + [swap_pair(p) for p in chunk], n_exemplars)
-            verdicts += both[: len(chunk)]
-            swapped += both[len(chunk) :]
+        if both and not judge.position_invariant:  # both orders in one call: the judge batches them together
+            judged = judge.score_batch(chunk + [swap_pair(p) for p in chunk], n_exemplars)
+            verdicts += judged[: len(chunk)]
+            swapped += judged[len(chunk) :]
         else:
             verdicts += judge.score_batch(chunk, n_exemplars)
+    think = bool(getattr(judge, "strip_think", False))  # a reasoning model's think block, stripped before parsing
+    if both and judge.position_invariant:  # the swapped pair's scores, without scoring it again
+        swapped = [Verdict(v.s_b, v.s_a, v.completion, v.too_long) for v in verdicts]
     rows = []
     for k, (pair, verdict) in enumerate(zip(pairs, verdicts, strict=True)):
-        row = {
-            "id": pair.get("id"),
-            "benchmark": pair.get("benchmark") or benchmark or "pairs",
-            "judge": judge.name,
-            "n_exemplars": exemplar_count(pair, n_exemplars),
-            "label": pair["label"],
-            "positive_kind": pair.get("positive_kind"),
-            "negative_kind": pair.get("negative_kind"),
-            "genre": pair.get("genre"),
-            "author": pair.get("author"),
-            "s_a": verdict.s_a,
-            "s_b": verdict.s_b,
-            "preferred": verdict.preferred,
-            "correct": is_correct(verdict.preferred, pair["label"]),
-            "format_ok": verdict.format_ok,
-            "swapped_s_a": None,
-            "swapped_s_b": None,
-            "swapped_preferred": None,
-            "swapped_format_ok": None,
-            "completion": verdict.completion,
-            "swapped_completion": None,
-        }
-        if swap:
-            if judge.position_invariant:
-                s_a, s_b = verdict.s_b, verdict.s_a  # the swapped pair's scores, without scoring it again
-                row.update(
-                    swapped_s_a=s_a,
-                    swapped_s_b=s_b,
-                    swapped_preferred=preferred_side(None if verdict.scores is None else (s_a, s_b)),
-                    swapped_format_ok=verdict.format_ok,
-                )
-            else:
-                other = swapped[k]
-                row.update(
-                    swapped_s_a=other.s_a,
-                    swapped_s_b=other.s_b,
-                    swapped_preferred=other.preferred,
-                    swapped_format_ok=other.format_ok,
-                    swapped_completion=other.completion,
-                )
-        rows.append(row)
+        other = swapped[k] if both else None
+        pair_verdict = average_orders(verdict, other) if other is not None else verdict
+        rows.append(
+            {
+                "id": pair.get("id"),
+                "benchmark": pair.get("benchmark") or benchmark or "pairs",
+                "judge": judge.name,
+                "n_exemplars": exemplar_count(pair, n_exemplars),
+                "label": pair["label"],
+                "positive_kind": pair.get("positive_kind"),
+                "negative_kind": pair.get("negative_kind"),
+                "genre": pair.get("genre"),
+                "author": pair.get("author"),
+                "s_a": pair_verdict.s_a,
+                "s_b": pair_verdict.s_b,
+                "preferred": pair_verdict.preferred,
+                "correct": is_correct(pair_verdict.preferred, pair["label"]),
+                "format_ok": pair_verdict.format_ok,
+                "too_long": pair_verdict.too_long,
+                **_order_columns("original_", verdict, think),
+                **_order_columns("swapped_", other, think),
+                "completion": verdict.completion,
+                "swapped_completion": None if other is None or judge.position_invariant else other.completion,
+            }
+        )
     return pd.DataFrame(rows, columns=list(RESULT_FIELDS))
 
 
@@ -189,16 +245,22 @@ def metrics_document(results: pd.DataFrame, n_bootstrap: int = metrics.N_BOOTSTR
 
 
 def summary_line(overall: Mapping[str, Any], judge: str) -> str:
-    """The one-line summary the command prints last.
+    """The one-line summary the command prints last (missing or null values are written ``nan``).
 
-    >>> summary_line({"accuracy": 0.7123, "n": 300, "format": 0.99}, "char-ngram")
-    'accuracy=0.712 n=300 format=0.99 judge=char-ngram'
+    >>> summary_line({"accuracy": 0.7123, "n": 300, "format": 0.99, "order_consistent_accuracy": 0.5,
+    ...               "a_preference": 0.5, "reasoning_agreement": None, "too_long": 0}, "char-ngram")
+    'accuracy=0.712 n=300 format=0.99 order_consistent=0.500 a_preference=0.50 reasoning=nan too_long=0 judge=char-ngram'
     """
-    acc = overall.get("accuracy")
-    fmt = overall.get("format")
-    acc_text = "nan" if acc is None else f"{acc:.3f}"
-    fmt_text = "nan" if fmt is None else f"{fmt:.2f}"
-    return f"accuracy={acc_text} n={overall['n']} format={fmt_text} judge={judge}"
+
+    def text(key: str, digits: int) -> str:
+        value = overall.get(key)
+        return "nan" if value is None or value != value else f"{value:.{digits}f}"
+
+    return (
+        f"accuracy={text('accuracy', 3)} n={overall['n']} format={text('format', 2)} "
+        f"order_consistent={text('order_consistent_accuracy', 3)} a_preference={text('a_preference', 2)} "
+        f"reasoning={text('reasoning_agreement', 2)} too_long={overall.get('too_long', 0)} judge={judge}"
+    )
 
 
 def build_judge(
@@ -209,12 +271,16 @@ def build_judge(
     max_new_tokens: int = 256,
     batch_size: int = 8,
     scalar_rm_steps: int = 20,
+    strip_think: bool = False,
+    count_too_long: bool = False,
 ) -> Judge:
-    """A judge from command-line settings (through :func:`persrm_lib.evaluate.judges.make_judge`).
+    """A judge from command-line settings (through :func:`persrm_lib.evaluate.judges.make_judge`);
+    ``strip_think`` and ``count_too_long`` are settings of the generative judge only.
 
     Raises:
         EvaluationInputError: an unknown judge or model, a model judge without ``model``, an adapter
-            for a judge that takes none, or an adapter folder without ``adapter_config.json``.
+            for a judge that takes none, an adapter folder without ``adapter_config.json``, or
+            ``strip_think``/``count_too_long`` for another judge than ``generative``.
     """
     if name not in JUDGES:
         raise EvaluationInputError(f"unknown judge {name!r}; choose one of {', '.join(JUDGES)}")
@@ -229,6 +295,10 @@ def build_judge(
         raise EvaluationInputError(f"--adapter applies to --judge {', '.join(ADAPTER_JUDGES)} only, not {name}")
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():
         raise EvaluationInputError(f"--adapter {adapter}: no PEFT adapter there (adapter_config.json is missing)")
+    generative = {"strip_think": strip_think, "count_too_long": count_too_long}
+    for flag, value in generative.items():
+        if value and name != "generative":
+            raise EvaluationInputError(f"--{flag.replace('_', '-')} applies to --judge generative only, not {name}")
     return make_judge(
         name,
         model=model,
@@ -237,6 +307,7 @@ def build_judge(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         scalar_rm_steps=scalar_rm_steps,
+        **(generative if name == "generative" else {}),
     )
 
 
@@ -267,12 +338,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pairs = select_pairs(read_pairs(args.pairs), args.limit, args.seed)
         train_pairs = read_pairs(args.train_pairs) if args.train_pairs else None
         judge = build_judge(
-            args.judge, args.model, args.adapter, args.seed, args.max_new_tokens, args.batch_size, args.scalar_rm_steps
+            args.judge,
+            args.model,
+            args.adapter,
+            args.seed,
+            args.max_new_tokens,
+            args.batch_size,
+            args.scalar_rm_steps,
+            strip_think=args.strip_think,
+            count_too_long=args.count_too_long,
         )
         _check_exemplar_counts(pairs, args.n_exemplars)
         fitted_on = fit_judge(judge, train_pairs, pairs)
         results = evaluate_pairs(
-            judge, pairs, args.n_exemplars, swap=not args.no_swap, benchmark=benchmark_name(args.pairs)
+            judge, pairs, args.n_exemplars, orders=args.orders, benchmark=benchmark_name(args.pairs)
         )
     except (
         PairFormatError,
@@ -290,7 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_exemplars": args.n_exemplars,
         "limit": args.limit,
         "seed": args.seed,
-        "swap": not args.no_swap,
+        "orders": args.orders,
         "seconds": round(time.perf_counter() - started, 3),
         "metrics": metrics_document(results, n_bootstrap=args.bootstrap, seed=args.seed),
         "results": json_records(results),
@@ -317,7 +396,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
     p.add_argument("--scalar-rm-steps", type=int, default=20, help="RewardTrainer steps of --judge scalar-rm")
     p.add_argument("--bootstrap", type=int, default=metrics.N_BOOTSTRAP, help="bootstrap resamples for the intervals")
-    p.add_argument("--no-swap", action="store_true", help="skip the A/B-swapped pass (no position consistency)")
+    p.add_argument(
+        "--orders",
+        choices=ORDERS,
+        default="both",
+        help="both: judge each pair also with A and B swapped and average the two score pairs (default); "
+        "original: as written (no order-consistent accuracy)",
+    )
+    p.add_argument(
+        "--strip-think",
+        action="store_true",
+        help="--judge generative served by a reasoning model: strip one leading <think> block before parsing",
+    )
+    p.add_argument(
+        "--count-too-long",
+        action="store_true",
+        help="--judge generative: count pairs whose prompt does not fit the context (too_long) instead of exit 2",
+    )
     p.add_argument("--out", required=True, type=Path, help="result JSON (written atomically)")
     return p
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from ..core.verdict import exemplars_of, preferred_side
+from ..data.pairs import swap_pair  # noqa: F401 -- THE swap of a pair's order, re-exported for the judges
 
 Pair = Mapping[str, Any]
 LearnsFrom = Literal["nothing", "texts", "labels"]
@@ -28,12 +29,15 @@ class NotFittedError(RuntimeError):
 class Verdict:
     """A judge's reading of one pair.
 
-    ``s_a``/``s_b`` are None when a generative judge's completion breaks the output format.
+    ``s_a``/``s_b`` are None when a generative judge's completion breaks the output format, and when
+    the pair's prompt did not fit the judge's context and the judge was told to count such pairs
+    instead of refusing them (``too_long``: nothing was generated; the pair stays out of the rates).
     """
 
     s_a: float | None
     s_b: float | None
     completion: str | None = None
+    too_long: bool = False
 
     @property
     def scores(self) -> tuple[float, float] | None:
@@ -62,19 +66,6 @@ class Judge(Protocol):
     def score(self, pair: Pair, n_exemplars: int | None = None) -> Verdict: ...
 
     def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]: ...
-
-
-def swap_pair(pair: Pair) -> dict[str, Any]:
-    """The same pair with A and B exchanged (and the label with them).
-
-    >>> swap_pair({"response_a": "x", "response_b": "y", "label": "a"})["label"]
-    'b'
-    """
-    swapped = dict(pair)
-    swapped["response_a"], swapped["response_b"] = pair["response_b"], pair["response_a"]
-    if pair.get("label") in ("a", "b"):
-        swapped["label"] = "b" if pair["label"] == "a" else "a"
-    return swapped
 
 
 def pair_texts(pairs: Sequence[Pair]) -> list[str]:

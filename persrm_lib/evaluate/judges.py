@@ -20,6 +20,8 @@ One interface (:class:`Judge`) for:
 - ``scalar-rm``: a Bradley-Terry scalar reward model (the paper's ScalarRM contrast) trained on the
   same training pairs (:func:`persrm_lib.train.scalar_rm.train_scalar_rm`, TRL's ``RewardTrainer``);
   it scores each response separately.
+- ``lambdag`` and ``evidence-lr``: LambdaG authorship verification (Nini et al. 2024) and a logistic
+  regression on the stylometric evidence (:mod:`persrm_lib.evaluate.authorship`).
 
 :func:`make_judge` is the one place that builds a judge from its name (the command line, the
 notebook suite and the tests call it). Which side a verdict prefers, and whether that is correct,
@@ -47,6 +49,7 @@ import numpy as np
 from ..core.verdict import exemplars_of
 from ..data.embeddings import EmbeddingCache
 from ..data.stylometry import function_word_profile
+from .authorship import EvidenceLRJudge, LambdaGJudge
 from .judge_base import BaseJudge, Judge, NotFittedError, Pair, Verdict, cosine_rows, pair_texts, swap_pair
 from .lm_judges import GenerativeJudge, LoglikJudge, ScalarRMJudge
 
@@ -58,9 +61,11 @@ __all__ = [
     "BaseJudge",
     "CharNgramJudge",
     "EmbeddingJudge",
+    "EvidenceLRJudge",
     "FunctionWordsJudge",
     "GenerativeJudge",
     "Judge",
+    "LambdaGJudge",
     "LoglikJudge",
     "NotFittedError",
     "RandomJudge",
@@ -218,6 +223,8 @@ _FACTORIES: dict[str, Callable[..., Any]] = {
     "loglik": LoglikJudge,
     "generative": GenerativeJudge,
     "scalar-rm": ScalarRMJudge,
+    "lambdag": LambdaGJudge,
+    "evidence-lr": EvidenceLRJudge,
 }
 JUDGES: tuple[str, ...] = tuple(_FACTORIES)
 
@@ -226,7 +233,7 @@ JUDGES: tuple[str, ...] = tuple(_FACTORIES)
 # A judge not listed under a setting ignores it.
 RUN_SETTINGS: dict[str, dict[str, str]] = {
     "model": {"loglik": "model", "generative": "model", "scalar-rm": "model"},
-    "seed": {"random": "seed", "scalar-rm": "seed"},
+    "seed": {"random": "seed", "scalar-rm": "seed", "lambdag": "seed", "evidence-lr": "seed"},
     "loaded": {"loglik": "loaded", "generative": "loaded"},  # the base model, shared
     "batch_size": {"loglik": "batch_size", "generative": "batch_size"},  # prompts per forward pass
     "max_new_tokens": {"generative": "max_new_tokens"},

@@ -21,9 +21,10 @@ from ..core.output_format import parse_output, strip_think
 from ..core.prompt import build_prompt_text
 from ..core.verdict import exemplar_count, exemplars_of
 from ..models.client import LocalChatClient
-from ..models.context import PromptTooLongError, find_too_long, known_budget
+from ..models.context import PromptTooLongError, count_tokens, find_too_long, known_budget
+from ..models.generation import SCORES_STOP
 from ..models.registry import load_model
-from ..train.adapters import load_adapter
+from ..train.adapters import check_evidence_matches, load_adapter
 from ..train.scalar_rm import scalar_rm_tokens, train_scalar_rm
 from .judge_base import BaseJudge, LearnsFrom, Loaded, NotFittedError, Pair, Verdict
 
@@ -41,6 +42,12 @@ class GenerativeJudge:
     ``loaded`` (a model and tokenizer, or a function returning them) is used as it is, adapter or not;
     otherwise ``model`` is loaded on first use and ``adapter`` applied and merged
     (:func:`persrm_lib.train.adapters.load_adapter`).
+
+    Generation stops as soon as ``</scores>`` is written (``stop_strings``, default
+    :data:`persrm_lib.models.generation.SCORES_STOP`: anything after it is a violation anyway). A
+    pair whose prompt does not fit the model's context (minus ``max_new_tokens``) is refused before
+    anything is generated, or, with ``count_too_long``, returned as a verdict marked ``too_long``
+    (no completion) while the others are judged.
     """
 
     position_invariant = False
@@ -56,6 +63,8 @@ class GenerativeJudge:
         name: str | None = None,
         loaded: Loaded | None = None,
         strip_think: bool = False,
+        count_too_long: bool = False,
+        stop_strings: Sequence[str] = SCORES_STOP,
     ) -> None:
         self.model_name = model
         self.adapter = str(adapter) if adapter else None
@@ -69,6 +78,9 @@ class GenerativeJudge:
         # (output_format.strip_think); n_stripped counts the completions that had one
         self.strip_think = strip_think
         self.n_stripped = 0
+        self.count_too_long = count_too_long
+        self.n_too_long = 0  # prompts returned as too_long (count_too_long=True)
+        self.stop_strings = tuple(stop_strings)
 
     @property
     def client(self) -> LocalChatClient:
@@ -82,7 +94,11 @@ class GenerativeJudge:
                     model.eval()
                 loaded = (model, tokenizer)
             self._client = LocalChatClient(
-                *loaded, model_name=self.model_name, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size
+                *loaded,
+                model_name=self.model_name,
+                max_new_tokens=self.max_new_tokens,
+                batch_size=self.batch_size,
+                stop_strings=self.stop_strings,
             )
         return self._client
 
@@ -105,8 +121,14 @@ class GenerativeJudge:
             ValueError: a prompt longer than ``max_prompt_tokens`` (naming the pair).
             PromptTooLongError: a prompt longer than the model's context minus ``max_new_tokens``
                 (:mod:`persrm_lib.models.context`), naming the pair and its tokens; nothing is
-                generated then.
+                generated then. With ``count_too_long`` such a pair gets ``Verdict(None, None,
+                too_long=True)`` instead, and the other pairs are judged.
+            AdapterEvidenceError: a pair with (without) an evidence table for an adapter trained
+                without (with) one (:func:`persrm_lib.train.adapters.check_evidence_matches`),
+                before any model is loaded.
         """
+        if self.adapter is not None:
+            check_evidence_matches(self.adapter, pairs)
         client = self.client
         tokenizer = client.tokenizer
         prompts = [build_prompt_text(tokenizer, p, exemplar_count(p, n_exemplars)) for p in pairs]
@@ -119,16 +141,26 @@ class GenerativeJudge:
                         f"max_prompt_tokens={self.max_prompt_tokens}"
                     )
         budget = known_budget(client.model, tokenizer, reserved=self.max_new_tokens)
+        tokens = count_tokens(tokenizer, prompts)
         too_long = (
-            [] if budget is None else find_too_long(tokenizer, prompts, [p.get("id", "?") for p in pairs], budget)
+            []
+            if budget is None
+            else find_too_long(tokenizer, prompts, [p.get("id", "?") for p in pairs], budget, tokens)
         )
-        if too_long and budget is not None:  # a swapped pair repeats its id: name each pair once
-            once: dict[str, Any] = {}
+        if too_long and budget is not None and not self.count_too_long:
+            once: dict[str, Any] = {}  # a swapped pair repeats its id: name each pair once
             for item in too_long:
                 once.setdefault(repr(item.id), item)
             raise PromptTooLongError(list(once.values()), budget)
+        fits = [budget is None or n <= budget.limit for n in tokens]
+        self.n_too_long += fits.count(False)
+        texts = iter(client.generate_prompts([q for q, ok in zip(prompts, fits, strict=True) if ok]).texts)
         verdicts = []
-        for text in client.generate_prompts(prompts).texts:
+        for ok in fits:
+            if not ok:
+                verdicts.append(Verdict(None, None, too_long=True))
+                continue
+            text = next(texts)
             answer, stripped = strip_think(text) if self.strip_think else (text, False)
             self.n_stripped += stripped
             parsed = parse_output(answer)
@@ -143,7 +175,9 @@ class GenerativeJudge:
             "adapter": self.adapter,
             "max_new_tokens": self.max_new_tokens,
             "batch_size": self.batch_size,
+            "stop_strings": list(self.stop_strings),
             **({"strip_think": True, "n_stripped": self.n_stripped} if self.strip_think else {}),
+            **({"count_too_long": True, "n_too_long": self.n_too_long} if self.count_too_long else {}),
         }
 
 
@@ -215,7 +249,8 @@ class LoglikJudge(BaseJudge):
         return self._loaded
 
     def _ids(self, tokenizer: Any, text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+        # user text is plain text: a special-token string inside it never becomes a special token
+        return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
     def _sequence(self, tokenizer: Any, exemplars: tuple[str, ...], response: str) -> tuple[list[int], int]:
         tail = self._ids(tokenizer, "\n\n" + self.CONTEXT_TAIL if exemplars else self.CONTEXT_TAIL)

@@ -1,16 +1,29 @@
 """Evaluation metrics over per-pair results (PersRM-R1 §4: accuracy tables, §5: analyses).
 
 The input is the per-pair results table that :func:`persrm_lib.evaluate.cli.evaluate_pairs` builds,
-one row per pair, with at least ``label``, ``preferred`` (``"a"``, ``"b"`` or None for a tie or a
-format violation) and ``format_ok``; when the pair was also judged with A and B swapped,
-``swapped_preferred`` and ``swapped_format_ok``. Breakdown columns: ``benchmark``,
-``negative_kind``, ``positive_kind``, ``n_exemplars``, ``genre``.
+one row per pair (:data:`persrm_lib.evaluate.records.RESULT_FIELDS`): the pair's verdict
+(``preferred``, ``format_ok``: averaged over both orders when the pair was judged in both), each
+order's own verdict (``original_preferred``/``original_format_ok``, ``swapped_preferred``/
+``swapped_format_ok``; the swapped ones empty when only the original order was judged), the side
+each order's ``<eval>`` says wins (``original_eval_side``, ``swapped_eval_side``) and ``too_long``.
+Tables written before these columns existed are read as one order whose verdict is ``preferred``.
+Breakdown columns: ``benchmark``, ``negative_kind``, ``positive_kind``, ``n_exemplars``, ``genre``.
 
-- accuracy: the share of pairs whose labelled (chosen) response is scored strictly higher; ties
-  and format violations are wrong (DESIGN.md; the rule is :func:`persrm_lib.core.verdict.is_correct`).
-- format compliance: the share of verdicts that parse (both orders when swapped).
-- position consistency: the share of swapped pairs on which the judge picks the same text in
-  both orders (a tie or violation in either order is inconsistent).
+- accuracy: the share of pairs whose labelled (chosen) response is scored strictly higher by the
+  pair's verdict; ties and format violations are wrong (DESIGN.md; :func:`persrm_lib.core.verdict.is_correct`).
+- order-consistent accuracy: the share of pairs judged in both orders that are right in BOTH
+  (J1, JudgeLM): a judge that always answers A scores 0.
+- A-preference: the share of parsed per-order verdicts (ties included) that prefer response A;
+  0.5 without position bias, 1.0 for a judge that always answers A.
+- position consistency (``consistency``): the share of pairs judged in both orders on which the
+  judge picks the same text in both, right or wrong (a tie or violation in either is inconsistent);
+  a judge consistently wrong is consistent, so this is not order-consistent accuracy.
+- format compliance: the share of per-order verdicts that parse.
+- reasoning agreement: the share of parsed completions whose ``<eval>`` names a winner
+  (:func:`eval_side`) and whose scores prefer that same side (PersRM-R1's claim is that the verdict
+  follows from the reasoning; issue 12 item 4b).
+- ``too_long`` pairs (prompts that did not fit the judge's context, counted instead of refused)
+  are left out of every rate and counted in their own column.
 - 95% intervals: percentile bootstrap over pairs, seeded (numpy), so a table is reproducible.
 
 >>> import pandas as pd
@@ -24,24 +37,128 @@ format violation) and ``format_ok``; when the pair was also judged with A and B 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..core.verdict import is_correct
+from ..core.output_format import parse_output
+from ..core.verdict import Side, is_correct, preferred_side
 
 BREAKDOWNS: tuple[str, ...] = ("benchmark", "negative_kind", "positive_kind", "n_exemplars", "genre")
 N_BOOTSTRAP = 1000
 CONFIDENCE = 0.95
+OTHER_SIDE: dict[str, str] = {"a": "b", "b": "a"}
 
 
 def _missing(value: object) -> bool:
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
+# ---- does the verdict follow from the reasoning? -------------------------------------------------
+
+# the stylometric teacher's overall verdict, compact ("A is closer to the author.") and full ("Response
+# B is closer to the exemplars' style overall."); its per-criterion lines ("...; A." / "A is closer.")
+# and its count ("A is closer on 3 of 5 criteria") are comparisons, not the decision
+_SIDE_RE = re.compile(r"\b(?:Response\s+)?([AB]) is closer to the (?:author|exemplars)\b")
+
+
+def eval_side(evaluation_text: object) -> Side | None:
+    """The side an ``<eval>`` section says wins, or None when it states no side.
+
+    Reads the stylometric teacher's form (:mod:`persrm_lib.teachers.stylometric`): the compact
+    trace's last line ``A is closer to the author.``, the full trace's ``Response B is closer to the
+    exemplars' style overall.``; when a text states a side more than once, the last statement
+    counts (the conclusion). ``Both are equally close ...`` and per-criterion comparisons state no
+    side.
+
+    >>> eval_side("char n-grams: A 0.31, B 0.28; A.\\nB is closer to the author.")
+    'b'
+    >>> eval_side("A is closer on 3 of 5 criteria, B on 2. Response A is closer to the exemplars' style overall.")
+    'a'
+    >>> eval_side("Both are equally close to the author.") is None
+    True
+    """
+    if not isinstance(evaluation_text, str):
+        return None
+    found = _SIDE_RE.findall(evaluation_text)
+    return found[-1].lower() if found else None  # type: ignore[return-value]
+
+
+def completion_eval_side(completion: object) -> Side | None:
+    """:func:`eval_side` of a completion's ``<eval>``; None when the completion does not parse."""
+    parsed = parse_output(completion)
+    return eval_side(parsed.evaluation) if parsed.ok else None
+
+
+def reasoning_agreement(completions: Iterable[object]) -> tuple[int, int]:
+    """How many completions' scores prefer the side their own ``<eval>`` says wins.
+
+    Args:
+        completions: reward-model completions (any that does not parse is left out).
+
+    Returns:
+        ``(agree, n_with_side)``: ``n_with_side`` parsed completions whose eval names a side
+        (:func:`eval_side`), ``agree`` of them whose scores prefer that side strictly (a tie disagrees).
+
+    >>> from persrm_lib.core.output_format import render_output
+    >>> reasoning_agreement([render_output("c", "A is closer to the author.", (7, 3)),
+    ...                      render_output("c", "B is closer to the author.", (7, 3)),
+    ...                      render_output("c", "Both are equally close to the author.", (5, 5)), "broken"])
+    (1, 2)
+    """
+    agree = n_with_side = 0
+    for completion in completions:
+        parsed = parse_output(completion)
+        side = eval_side(parsed.evaluation) if parsed.ok else None
+        if side is None:
+            continue
+        n_with_side += 1
+        agree += preferred_side(parsed.scores) == side
+    return agree, n_with_side
+
+
+# ---- per-pair rates ------------------------------------------------------------------------------
+
+
+def scored(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows that count in the rates: all but ``too_long`` ones (prompts that did not fit)."""
+    if "too_long" not in results or results.empty:
+        return results
+    return results[[not (not _missing(v) and bool(v)) for v in results["too_long"]]]
+
+
+def too_long_count(results: pd.DataFrame) -> int:
+    """Pairs left out of the rates because their prompt did not fit the judge's context."""
+    return len(results) - len(scored(results))
+
+
+def _column(results: pd.DataFrame, name: str, fallback: str | None = None) -> list[object]:
+    if name in results:
+        return results[name].tolist()
+    if fallback is not None and fallback in results:
+        return results[fallback].tolist()
+    return [None] * len(results)
+
+
+def order_verdicts(results: pd.DataFrame) -> list[tuple[object, object, object, object]]:
+    """Per pair: ``(original_preferred, original_format_ok, swapped_preferred, swapped_format_ok)``;
+    the swapped ones are None where only the original order was judged. Older tables without the
+    ``original_*`` columns hold the original order in ``preferred``/``format_ok``."""
+    return list(
+        zip(
+            _column(results, "original_preferred", "preferred"),
+            _column(results, "original_format_ok", "format_ok"),
+            _column(results, "swapped_preferred"),
+            _column(results, "swapped_format_ok"),
+            strict=True,
+        )
+    )
+
+
 def correct(results: pd.DataFrame) -> np.ndarray:
-    """Per pair: True when the labelled response was preferred strictly (ties/violations: False)."""
+    """Per pair: True when the pair's verdict prefers the labelled response strictly (ties/violations: False)."""
     return np.array(
         [
             is_correct(None if _missing(p) else p, lab)
@@ -52,46 +169,82 @@ def correct(results: pd.DataFrame) -> np.ndarray:
 
 
 def accuracy(results: pd.DataFrame) -> float:
-    """Share of pairs judged correctly; NaN for an empty table."""
+    """Share of pairs judged correctly (``too_long`` pairs left out); NaN for an empty table."""
+    results = scored(results)
     return float(correct(results).mean()) if len(results) else float("nan")
 
 
 def format_compliance(results: pd.DataFrame) -> float:
-    """Share of verdicts that parse, counting the swapped verdicts where they exist."""
-    values = [bool(v) for v in results["format_ok"]]
-    if "swapped_format_ok" in results:
-        values += [bool(v) for v in results["swapped_format_ok"] if not _missing(v)]
+    """Share of per-order verdicts that parse (both orders where both were judged)."""
+    values = []
+    for _, ok, _, swapped_ok in order_verdicts(scored(results)):
+        values.append(bool(ok))
+        if not _missing(swapped_ok):
+            values.append(bool(swapped_ok))
     return float(np.mean(values)) if values else float("nan")
 
 
-def consistent(results: pd.DataFrame) -> np.ndarray:
-    """Per swapped pair: True when both orders prefer the same text (a strict preference in both).
-
-    In the swapped pair the author's text sits in the other slot, so "the same text" means the
-    swapped verdict names the other letter. Pairs that were not swapped are left out.
-    """
-    if "swapped_format_ok" not in results:
-        return np.array([], dtype=bool)
+def _both_orders(results: pd.DataFrame) -> list[tuple[object, object, object]]:
+    """``(original_preferred, swapped_preferred, label)`` of each pair judged in both orders."""
     out = []
-    for p, q, done in zip(
-        results["preferred"], results["swapped_preferred"], results["swapped_format_ok"], strict=True
-    ):
-        if _missing(done):
-            continue
-        out.append(not _missing(p) and not _missing(q) and {p, q} == {"a", "b"})
-    return np.array(out, dtype=bool)
+    for (p, _, q, done), label in zip(order_verdicts(results), results["label"], strict=True):
+        if not _missing(done):
+            out.append((None if _missing(p) else p, None if _missing(q) else q, label))
+    return out
+
+
+def order_consistent_accuracy(results: pd.DataFrame) -> float:
+    """Share of pairs judged in both orders that are right in both; NaN when none was.
+
+    In the swapped order the labelled response sits in the other slot, so the swapped verdict must
+    name the other letter. A judge that always answers A is right in exactly one order of every
+    pair: 0.
+    """
+    both = _both_orders(scored(results))
+    hits = [is_correct(p, label) and is_correct(q, OTHER_SIDE.get(str(label))) for p, q, label in both]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def consistent(results: pd.DataFrame) -> np.ndarray:
+    """Per pair judged in both orders: True when both orders prefer the same text (strictly, right or wrong)."""
+    return np.array(
+        [p is not None and q is not None and {p, q} == {"a", "b"} for p, q, _ in _both_orders(scored(results))],
+        dtype=bool,
+    )
 
 
 def position_consistency(results: pd.DataFrame) -> float:
-    """Share of swapped pairs judged consistently; NaN when no pair was swapped."""
+    """Share of pairs judged in both orders that were judged consistently; NaN when none was."""
     values = consistent(results)
     return float(values.mean()) if len(values) else float("nan")
 
 
-def share_prefers_a(results: pd.DataFrame) -> float:
-    """Share of strict verdicts that prefer response A (0.5 when there is no position bias)."""
-    strict = [p for p in results["preferred"] if not _missing(p) and p in ("a", "b")]
-    return float(np.mean([p == "a" for p in strict])) if strict else float("nan")
+def a_preference(results: pd.DataFrame) -> float:
+    """Share of parsed per-order verdicts that prefer response A (ties count as parsed, not A).
+
+    0.5 without position bias; 1.0 for a judge that always answers A; NaN when nothing parsed.
+    """
+    parsed = []
+    for p, ok, q, swapped_ok in order_verdicts(scored(results)):
+        if not _missing(ok) and bool(ok):
+            parsed.append(p)
+        if not _missing(swapped_ok) and bool(swapped_ok):
+            parsed.append(q)
+    return float(np.mean([p == "a" for p in parsed])) if parsed else float("nan")
+
+
+def reasoning_agreement_rate(results: pd.DataFrame) -> tuple[float, int]:
+    """The share of per-order verdicts whose eval names a side (``original_eval_side``,
+    ``swapped_eval_side``) and whose scores prefer it, and how many name a side; ``(nan, 0)`` when
+    none does (baselines write no eval)."""
+    results = scored(results)
+    pairs = list(
+        zip(_column(results, "original_eval_side"), _column(results, "original_preferred", "preferred"), strict=True)
+    ) + list(zip(_column(results, "swapped_eval_side"), _column(results, "swapped_preferred"), strict=True))
+    named = [(side, p) for side, p in pairs if not _missing(side)]
+    if not named:
+        return float("nan"), 0
+    return float(np.mean([p == side for side, p in named])), len(named)
 
 
 def bootstrap_ci(
@@ -125,18 +278,41 @@ def bootstrap_ci(
 
 
 def metric_row(results: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, float | int]:
-    """Accuracy with its interval, format compliance, position consistency and A-share of a table."""
-    hits = correct(results).astype(float)
+    """The rates of a table: accuracy with its interval, order-consistent accuracy, A-preference,
+    position consistency, format compliance and reasoning agreement, over the pairs that were judged
+    (``n``); ``too_long`` pairs are counted apart."""
+    kept = scored(results)
+    hits = correct(kept).astype(float)
     low, high = bootstrap_ci(hits, n_bootstrap=n_bootstrap, seed=seed)
+    agreement, n_reasoned = reasoning_agreement_rate(kept)
     return {
-        "n": int(len(results)),
+        "n": int(len(kept)),
+        "too_long": too_long_count(results),
         "accuracy": float(hits.mean()) if len(hits) else float("nan"),
         "ci_low": low,
         "ci_high": high,
-        "format": format_compliance(results),
-        "consistency": position_consistency(results),
-        "prefers_a": share_prefers_a(results),
+        "order_consistent_accuracy": order_consistent_accuracy(kept),
+        "a_preference": a_preference(kept),
+        "consistency": position_consistency(kept),
+        "format": format_compliance(kept),
+        "reasoning_agreement": agreement,
+        "n_reasoned": n_reasoned,
     }
+
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "n",
+    "too_long",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "order_consistent_accuracy",
+    "a_preference",
+    "consistency",
+    "format",
+    "reasoning_agreement",
+    "n_reasoned",
+)  # the columns of metric_row, in order
 
 
 def summarize(
@@ -151,8 +327,9 @@ def summarize(
         seed: bootstrap seed (the same for every group).
 
     Returns:
-        A DataFrame with the group columns, then n, accuracy, ci_low, ci_high, format,
-        consistency, prefers_a.
+        A DataFrame with the group columns, then :data:`METRIC_COLUMNS` (n, too_long, accuracy,
+        ci_low, ci_high, order_consistent_accuracy, a_preference, consistency, format,
+        reasoning_agreement, n_reasoned).
     """
     keys = [by] if isinstance(by, str) else list(by or [])
     if not keys:
@@ -251,6 +428,7 @@ def paired_comparison(
     if missing:
         raise KeyError(f"results have no column(s) {', '.join(missing)} for a paired comparison")
     columns = ["baseline", "group", "n", "model_accuracy", "baseline_accuracy", "difference", "diff_low", "diff_high"]
+    results = scored(results)
     mine = results[results["judge"] == model].copy()
     if mine.empty:
         return pd.DataFrame(columns=columns)
@@ -287,6 +465,7 @@ def paired_comparison(
 
 GOAL_FORMAT = 0.99  # issue 7: at least 99% of verdicts parse
 GOAL_CONSISTENCY = 0.90  # and at least 90% of swapped pairs are judged the same way
+GOAL_A_PREFERENCE = (0.4, 0.6)  # issue 12: no position bias in the parsed verdicts
 
 
 def reference_goals(
@@ -301,8 +480,9 @@ def reference_goals(
 
     ``model`` beats ``baseline`` on every value of ``by`` (the accuracy difference on shared pairs is
     above zero; ``decisive`` says whether its 95% interval also excludes zero), formats at least
-    :data:`GOAL_FORMAT` of its verdicts and judges at least :data:`GOAL_CONSISTENCY` of swapped
-    pairs consistently. A goal that cannot be measured (no shared pairs, nothing swapped) is not met.
+    :data:`GOAL_FORMAT` of its verdicts, judges at least :data:`GOAL_CONSISTENCY` of swapped pairs
+    consistently, and prefers A in a share of its parsed verdicts within :data:`GOAL_A_PREFERENCE`.
+    A goal that cannot be measured (no shared pairs, nothing swapped) is not met.
 
     Returns:
         Rows ``goal, value, target, met, decisive``.
@@ -324,14 +504,17 @@ def reference_goals(
             {"goal": f"beats {baseline}", "value": float("nan"), "target": "> 0", "met": False, "decisive": False}
         )
     mine = results[results["judge"] == model]
-    fmt = format_compliance(mine)  # NaN when the model judged nothing
-    cons = position_consistency(mine)
-    for goal, value, target in (
-        ("format compliance", fmt, GOAL_FORMAT),
-        ("position consistency", cons, GOAL_CONSISTENCY),
+    low, high = GOAL_A_PREFERENCE
+    for goal, value, target, inside in (  # NaN when the model judged nothing
+        ("format compliance", format_compliance(mine), f">= {GOAL_FORMAT}", lambda v: v >= GOAL_FORMAT),
+        (
+            "position consistency",
+            position_consistency(mine),
+            f">= {GOAL_CONSISTENCY}",
+            lambda v: v >= GOAL_CONSISTENCY,
+        ),
+        ("A-preference", a_preference(mine), f"in [{low}, {high}]", lambda v: low <= v <= high),
     ):
-        met = bool(not np.isnan(value) and value >= target)
-        rows.append(
-            {"goal": goal, "value": round(float(value), 4), "target": f">= {target}", "met": met, "decisive": met}
-        )
+        met = bool(not np.isnan(value) and inside(value))
+        rows.append({"goal": goal, "value": round(float(value), 4), "target": target, "met": met, "decisive": met})
     return pd.DataFrame(rows, columns=["goal", "value", "target", "met", "decisive"])

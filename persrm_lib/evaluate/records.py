@@ -36,15 +36,25 @@ RESULT_FIELDS: tuple[str, ...] = (
     "negative_kind",
     "genre",
     "author",
+    # the pair's verdict: the mean of both orders' scores when judged in both, else the original order's
     "s_a",
     "s_b",
     "preferred",
     "correct",
     "format_ok",
+    "too_long",  # the prompt did not fit the judge's context: nothing generated, left out of the rates
+    # the original order's own verdict
+    "original_s_a",
+    "original_s_b",
+    "original_preferred",
+    "original_format_ok",
+    "original_eval_side",  # the side the completion's <eval> says wins (metrics.eval_side); None: none named
+    # the swapped order's (A and B exchanged; scores in that order's slots); empty when not judged
     "swapped_s_a",
     "swapped_s_b",
     "swapped_preferred",
     "swapped_format_ok",
+    "swapped_eval_side",
     "completion",
     "swapped_completion",
 )
@@ -133,7 +143,8 @@ def read_per_pair(path: str | Path) -> pd.DataFrame:
 
 def completion_records(frame: pd.DataFrame, stage: str, model: str) -> list[dict[str, Any]]:
     """One record (:data:`EVAL_COMPLETION_FIELDS`) per generated completion of a stage's per-pair
-    rows: the original order, then the swapped order where it was judged.
+    rows: the original order, then the swapped order where it was judged; each with its own order's
+    scores and correctness (not the pair's averaged verdict). ``too_long`` rows have none.
 
     Args:
         frame: per-pair rows of one generative stage (:data:`RESULT_FIELDS`).
@@ -142,7 +153,18 @@ def completion_records(frame: pd.DataFrame, stage: str, model: str) -> list[dict
     """
     out = []
     for row in frame.to_dict("records"):
-        orders = [("original", row["completion"], row["label"], row["s_a"], row["s_b"], row["preferred"])]
+        if row.get("too_long") in (True,):  # numpy booleans compare equal; None and NaN do not
+            continue  # nothing was generated
+        orders = [
+            (
+                "original",
+                row["completion"],
+                row["label"],
+                row["original_s_a"],
+                row["original_s_b"],
+                row["original_preferred"],
+            )
+        ]
         if isinstance(row.get("swapped_completion"), str):
             swapped_label = "b" if row["label"] == "a" else "a"
             orders.append(

@@ -1,6 +1,13 @@
 """Notebook 05's evaluation suite over a run folder (PersRM-R1 §4): every baseline judge and every
 reward-model stage on every test set, at each exemplar count, both orders; its headline metrics.
 
+The reward-model stages are judged in both orders by default, each pair's verdict from the averaged
+scores (:func:`persrm_lib.evaluate.cli.average_orders`); the baselines score each response on its
+own, so they are position-invariant and averaging changes nothing for them (their swapped verdict
+is their scores exchanged). ``profile.evaluation.strip_think`` and ``count_too_long`` reach the
+generative judge; the notes say how many outputs had a think block stripped and how many pairs were
+too long.
+
 How many pairs each kind of judge sees, and the scalar reward model's training, come from the
 profile's :class:`persrm_lib.core.config.EvaluationSettings` (``profile.evaluation``); the notebook's
 parameters override them through :func:`evaluation_overrides` (None keeps the profile's value).
@@ -22,11 +29,20 @@ from ..models.registry import load_model
 from . import metrics
 from .cli import evaluate_pairs, select_pairs
 from .judges import MODEL_JUDGES, Judge, make_judge
-from .records import RESULT_FIELDS, STAGES, completion_records, write_eval_completions
+from .records import RESULT_FIELDS, STAGES, completion_records, plain, write_eval_completions
 
 STAGE_LABELS = {"base": "rm-base", "sft": "rm-sft", "rft": "rm-rft"}  # the stages' judge names in tables
 GENERATIVE = "generative"  # the reward model: evaluated through `stages`, one judge per stage
-BASELINES: tuple[str, ...] = ("random", "char-ngram", "function-words", "embedding", "loglik", "scalar-rm")
+BASELINES: tuple[str, ...] = (
+    "random",
+    "char-ngram",
+    "function-words",
+    "embedding",
+    "loglik",
+    "scalar-rm",
+    "lambdag",
+    "evidence-lr",
+)
 
 
 @dataclass
@@ -37,6 +53,7 @@ class SuiteResult:
     notes: list[str] = field(default_factory=list)
     completion_files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # judge -> wall time
+    stripped: dict[str, int] = field(default_factory=dict)  # stage judge -> outputs whose <think> block was stripped
 
 
 def evaluation_overrides(**values: Any) -> dict[str, Any]:
@@ -91,6 +108,7 @@ def run_suite(
     max_new_tokens: int | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    orders: str = "both",
 ) -> SuiteResult:
     """Evaluate baselines and the reward model's stages on every test set of a run folder.
 
@@ -107,6 +125,9 @@ def run_suite(
         max_new_tokens: generation budget (default: the profile's ``model.max_completion_length``).
         batch_size: prompts per forward pass.
         progress: tqdm bars.
+        orders: ``"both"`` (default: every pair also judged with A and B swapped, the verdict from
+            the averaged scores) or ``"original"`` (as written: half the generation, no
+            order-consistent accuracy).
 
     Returns:
         A :class:`SuiteResult` whose ``results`` hold one row per (judge, benchmark, exemplar
@@ -148,7 +169,9 @@ def run_suite(
                 subset = select_pairs(_usable(pairs, k), limit or None, seed)
                 if subset:
                     parts.append(
-                        evaluate_pairs(judge, subset, k, benchmark=bench, batch_size=batch_size, progress=progress)
+                        evaluate_pairs(
+                            judge, subset, k, orders, benchmark=bench, batch_size=batch_size, progress=progress
+                        )
                     )
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(RESULT_FIELDS))
         return frame.assign(judge=label, stage=stage)
@@ -179,6 +202,7 @@ def run_suite(
         seconds[name] = time.perf_counter() - started
 
     completion_files: list[Path] = []
+    stripped: dict[str, int] = {}
     for stage in stages:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
@@ -197,15 +221,27 @@ def run_suite(
             batch_size=batch_size,
             name=STAGE_LABELS[stage],
             loaded=base_model if adapter is None else None,
+            strip_think=settings.strip_think,
+            count_too_long=settings.count_too_long,
         )
         frame = evaluate_all(judge, STAGE_LABELS[stage], stage, gen_counts, settings.generative_pairs)
         frames.append(frame)
+        if settings.strip_think:
+            stripped[STAGE_LABELS[stage]] = judge.n_stripped
+            notes.append(f"stage {stage}: a leading <think> block stripped from {judge.n_stripped} output(s)")
+        if settings.count_too_long and frame["too_long"].any():
+            notes.append(
+                f"stage {stage}: {int(frame['too_long'].sum())} pair(s) too long for the context, "
+                "counted in too_long and left out of the rates"
+            )
         records = completion_records(frame, stage, profile.model.name)
         completion_files.append(write_eval_completions(run, stage, records))
         seconds[STAGE_LABELS[stage]] = time.perf_counter() - started
         del judge
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*RESULT_FIELDS, "stage"])
-    return SuiteResult(results=results, notes=notes, completion_files=completion_files, seconds=seconds)
+    return SuiteResult(
+        results=results, notes=notes, completion_files=completion_files, seconds=seconds, stripped=stripped
+    )
 
 
 def headline_metrics(
@@ -222,7 +258,10 @@ def headline_metrics(
     Returns:
         ``pairs_scored``, ``judges``, ``main_exemplars``; per judge (``-`` written ``_``)
         ``accuracy_<judge>`` (4 decimals) and ``n_<judge>``; per reward-model stage also
-        ``format_<judge>`` and ``consistency_<judge>``; ``goals_met`` and ``goals`` when there are goals.
+        ``format_<judge>``, ``consistency_<judge>`` (position consistency),
+        ``order_consistent_<judge>`` (order-consistent accuracy), ``a_preference_<judge>``,
+        ``reasoning_<judge>`` (reasoning agreement) and ``too_long_<judge>`` (None where a rate is
+        undefined); ``goals_met`` and ``goals`` when there are goals.
     """
     headline = metrics.summarize(results[results["n_exemplars"] == main_k], "judge", n_bootstrap, seed)
     headline = headline.set_index("judge")
@@ -232,8 +271,15 @@ def headline_metrics(
         summary[f"accuracy_{key}"] = round(float(row["accuracy"]), 4)
         summary[f"n_{key}"] = int(row["n"])
         if judge_name.startswith("rm-"):
-            summary[f"format_{key}"] = round(float(row["format"]), 4)
-            summary[f"consistency_{key}"] = round(float(row["consistency"]), 4)
+            for name, column in (
+                ("format", "format"),
+                ("consistency", "consistency"),
+                ("order_consistent", "order_consistent_accuracy"),
+                ("a_preference", "a_preference"),
+                ("reasoning", "reasoning_agreement"),
+            ):
+                summary[f"{name}_{key}"] = plain(round(float(row[column]), 4))
+            summary[f"too_long_{key}"] = int(row["too_long"])
     if len(goals):
         summary["goals_met"] = int(goals["met"].sum())
         summary["goals"] = int(len(goals))

@@ -54,7 +54,9 @@ def write_tables(
     - ``accuracy_by_benchmark``: judges and reward-model stages x benchmark, at ``main_k`` exemplars.
     - ``accuracy_by_exemplars``: judges x exemplar count (all benchmarks pooled).
     - ``accuracy_by_negative_kind``: judges x negative-sampling strategy, at ``main_k``.
-    - ``summary``: the long table of every breakdown (n, accuracy, interval, format, consistency).
+    - ``summary``: the long table of every breakdown (:data:`persrm_lib.evaluate.metrics.METRIC_COLUMNS`:
+      n, too_long, accuracy and its interval, order-consistent accuracy, A-preference, position
+      consistency, format compliance, reasoning agreement).
 
     The per-pair rows (without completions) go to ``per_pair.csv``
     (:func:`persrm_lib.evaluate.records.write_per_pair`).
@@ -80,9 +82,7 @@ def write_tables(
             else table.assign(breakdown="overall", value="all")
         )
     summary = pd.concat(long, ignore_index=True)
-    tables["summary"] = summary[
-        ["breakdown", "value", "judge", "n", "accuracy", "ci_low", "ci_high", "format", "consistency", "prefers_a"]
-    ]
+    tables["summary"] = summary[["breakdown", "value", "judge", *metrics.METRIC_COLUMNS]]
     for name, table in tables.items():
         write_table(table.round(4) if name == "summary" else table, eval_dir, name, index=name != "summary")
     write_per_pair(results, eval_dir / "per_pair.csv")

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, runtime_checkable
 
-from .generation import GenerationResult, generate
+from .generation import SCORES_STOP, GenerationResult, generate
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,11 @@ class LocalChatClient:
         answer_prefix: text the assistant turn is made to start with (e.g. ``"<count>"`` for a small
             model that never writes the tag on its own); it is put back in front of each answer.
         device: where a lazily loaded model runs (default: the registry's choice).
+        stop_strings: an answer ends as soon as it has written one of them, and is cut right after
+            it (:func:`persrm_lib.models.generation.generate`); the default
+            :data:`~persrm_lib.models.generation.SCORES_STOP` ends a reward-model verdict at
+            ``</scores>`` (the generative judge, GRPO validation); ``()``: stop only at the
+            end-of-turn token or ``max_new_tokens``.
 
     Raises:
         ValueError: ``max_new_tokens`` or ``batch_size`` below 1, or neither a model nor a name.
@@ -92,6 +97,7 @@ class LocalChatClient:
         batch_size: int = 8,
         answer_prefix: str = "",
         device: str | None = None,
+        stop_strings: Sequence[str] = SCORES_STOP,
     ) -> None:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -107,6 +113,7 @@ class LocalChatClient:
         self.batch_size = batch_size
         self.answer_prefix = answer_prefix
         self.device = device
+        self.stop_strings = tuple(stop_strings)
         self.last_result: GenerationResult | None = None
 
     def loaded(self) -> tuple[Any, Any]:
@@ -132,7 +139,14 @@ class LocalChatClient:
     def generate_prompts(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> GenerationResult:
         """Greedy completions of already templated prompts (kept in :attr:`last_result`)."""
         model, tokenizer = self.loaded()
-        result = generate(model, tokenizer, list(prompts), max_new_tokens or self.max_new_tokens, self.batch_size)
+        result = generate(
+            model,
+            tokenizer,
+            list(prompts),
+            max_new_tokens or self.max_new_tokens,
+            self.batch_size,
+            stop_strings=self.stop_strings,
+        )
         self.last_result = result
         return result
 

@@ -5,6 +5,12 @@ left (a decoder-only model continues from the last real token), decoded greedily
 cache and a fixed ``max_new_tokens``, then put back in input order. Greedy decoding makes the
 completions a function of the model and the prompts; the batch size can change the last digits of
 the logits (padding changes the shapes of the matrix products), so compare runs at one batch size.
+
+``stop_strings`` ends a completion as soon as one of the strings is written (transformers'
+``StopStringCriteria``, built once per call): the reward model's ``</scores>``, after which anything
+is a format violation anyway, so a judge that never closes its output does not run every pair to the
+token budget. A batch ends when its last row has stopped; the decoded text is cut right after the
+stop string (the token that completed it may carry more characters).
 """
 
 from __future__ import annotations
@@ -17,13 +23,15 @@ from typing import Any
 
 from .context import check_prompts, known_budget
 
+SCORES_STOP: tuple[str, ...] = ("</scores>",)  # the end of a reward-model verdict
+
 
 @dataclass(frozen=True)
 class GenerationResult:
     """Completions in input order, plus what a benchmark needs."""
 
     texts: list[str]
-    new_tokens: list[int]  # tokens generated per prompt, up to and including the end-of-turn token
+    new_tokens: list[int]  # tokens generated per prompt, up to and including the end-of-turn or stop token
     prompt_tokens: list[int]
     seconds: float
     batch_size: int
@@ -53,6 +61,62 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
+def cut_at_stop(text: str, stop_strings: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to and including the first of ``stop_strings`` it holds, and whether one was found.
+
+    >>> cut_at_stop("<scores>[1, 2]</scores>\\n extra", ["</scores>"])
+    ('<scores>[1, 2]</scores>', True)
+    >>> cut_at_stop("no stop here", ["</scores>"])
+    ('no stop here', False)
+    """
+    ends = [text.find(s) + len(s) for s in stop_strings if s and s in text]
+    return (text[: min(ends)], True) if ends else (text, False)
+
+
+def _trim(ids: list[int], eos_ids: Sequence[int], pad_id: int | None) -> list[int]:
+    """The generated ids up to and including the first end-of-turn token; without one, the padding
+    ``generate`` writes after a row that a stop string ended is dropped."""
+    kept: list[int] = []
+    for token in ids:
+        kept.append(token)
+        if token in eos_ids:
+            return kept
+    while pad_id is not None and kept and kept[-1] == pad_id:
+        kept.pop()
+    return kept
+
+
+def _prefill_each(model: Any, input_ids: Any, attention_mask: Any) -> Any:
+    """The KV cache of each row's prompt but its last token, computed one row at a time WITHOUT
+    padding, then left-padded (zeros, masked out) into one cache for the batch.
+
+    A left-padded batch needs an explicit attention mask, which takes scaled-dot-product attention
+    off its fused causal path; reading each prompt alone avoids that and the padding, and decoding
+    (where batching pays: one weight read per step for every row) still runs batched. Measured on
+    this 2-core CPU with SmolLM2-135M and 8 three-exemplar prompts of ~790 tokens it did not pay
+    (benchmarks/bench_generation.py: 33.9 s against 28.3 s for the padded batch, on a busy machine),
+    so it is off by default.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    width = input_ids.shape[1] - 1
+    per_row = []
+    for row in range(input_ids.shape[0]):
+        real = input_ids[row][attention_mask[row].bool()]
+        per_row.append(model(input_ids=real[None, :-1], use_cache=True).past_key_values)
+    cache = DynamicCache()
+    for layer in range(len(per_row[0].layers)):
+        keys, values = [], []
+        for past in per_row:
+            k, v = past.layers[layer].keys, past.layers[layer].values
+            pad = (0, 0, width - k.shape[-2], 0)  # left-pad the sequence axis
+            keys.append(torch.nn.functional.pad(k, pad))
+            values.append(torch.nn.functional.pad(v, pad))
+        cache.update(torch.cat(keys), torch.cat(values), layer)
+    return cache
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -61,6 +125,8 @@ def generate(
     batch_size: int = 8,
     *,
     check_context: bool = True,
+    stop_strings: Sequence[str] = (),
+    prefill_each: bool = False,
 ) -> GenerationResult:
     """Greedy completions of ``prompts`` (already chat-templated text), batched.
 
@@ -73,6 +139,12 @@ def generate(
         check_context: refuse, before generating anything, prompts longer than the model's context
             minus ``max_new_tokens`` (:mod:`persrm_lib.models.context`; skipped when the model does
             not say its context). Callers that know the pair ids check first, naming them.
+        stop_strings: a completion ends as soon as it has written one of them (e.g.
+            :data:`SCORES_STOP`); its text is cut right after it. Empty: stop only at the
+            end-of-turn token or ``max_new_tokens``. ``extra["stopped"]`` counts the completions that
+            hold a stop string (and were cut there).
+        prefill_each: read each prompt of a batch alone (no padding, the fused attention path) and
+            batch only the decoding (:func:`_prefill_each`); the completions are the same.
 
     Raises:
         PromptTooLongError: a prompt does not fit (``prompt 3: the prompt is ... tokens, ...``).
@@ -105,6 +177,14 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
     texts: list[str] = [""] * len(prompts)
     new_tokens: list[int] = [0] * len(prompts)
+    stops = [s for s in stop_strings if s]
+    criteria: dict[str, Any] = {}
+    if stops and prompts:
+        from transformers import StoppingCriteriaList
+        from transformers.generation import StopStringCriteria
+
+        criteria["stopping_criteria"] = StoppingCriteriaList([StopStringCriteria(tokenizer, stops)])
+    stopped = 0
     device = next(model.parameters()).device
     start = time.perf_counter()
     with _left_padding(tokenizer), torch.inference_mode():
@@ -113,8 +193,12 @@ def generate(
             batch = tokenizer(
                 [prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False
             ).to(device)
+            cached: dict[str, Any] = {}
+            if prefill_each and len(index) > 1 and min(lengths[i] for i in index) > 1:
+                cached["past_key_values"] = _prefill_each(model, batch["input_ids"], batch["attention_mask"])
             output = model.generate(
                 **batch,
+                **cached,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 temperature=None,
@@ -123,17 +207,21 @@ def generate(
                 use_cache=True,
                 eos_token_id=eos_ids,
                 pad_token_id=tokenizer.pad_token_id,
+                **criteria,
             )
             generated = output[:, batch["input_ids"].shape[1] :].tolist()
             for i, ids in zip(index, generated, strict=True):
-                kept: list[int] = []
-                for token in ids:
-                    kept.append(token)
-                    if token in eos_ids:
-                        break
+                kept = _trim(ids, eos_ids, tokenizer.pad_token_id)
                 new_tokens[i] = len(kept)
-                texts[i] = tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                text = tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                texts[i], found = cut_at_stop(text, stops)
+                stopped += found
     seconds = time.perf_counter() - start
     return GenerationResult(
-        texts=texts, new_tokens=new_tokens, prompt_tokens=lengths, seconds=seconds, batch_size=batch_size
+        texts=texts,
+        new_tokens=new_tokens,
+        prompt_tokens=lengths,
+        seconds=seconds,
+        batch_size=batch_size,
+        extra={"stopped": stopped, "stop_strings": list(stops)},
     )

@@ -207,7 +207,8 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     """The README's results block, computed from a published results folder.
 
     Accuracy (%) with its 95% bootstrap interval and the pair count per benchmark at notebook 05's
-    main exemplar count, format compliance and position consistency per judge, then the reward
+    main exemplar count, order-consistent accuracy, A-preference, format compliance, position
+    consistency and reasoning agreement per judge (:func:`persrm_lib.evaluate.metrics.metric_row`), then the reward
     model's goals (``tables/eval_goals.md``) and each notebook's wall time.
     """
     import pandas as pd
@@ -223,7 +224,9 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     by_bench = metrics.summarize(rows, ["judge", "benchmark"], n_bootstrap, seed)
     overall = metrics.summarize(rows, "judge", n_bootstrap, seed).set_index("judge")
     benches = sorted(rows["benchmark"].unique())
-    header = ["judge", *[f"{b} acc. % [95% CI] (n)" for b in benches], "all", "format", "consistency"]
+    rates = {"order-consistent": "order_consistent_accuracy", "A-pref.": "a_preference", "format": "format"}
+    rates |= {"consistency": "consistency", "reasoning": "reasoning_agreement"}
+    header = ["judge", *[f"{b} acc. % [95% CI] (n)" for b in benches], "all", *rates]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for judge in order:
         cells = [f"`{judge}`"]
@@ -238,7 +241,7 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
             )
         o = overall.loc[judge]
         cells.append(f"{100 * o['accuracy']:.1f} ({int(o['n'])})")
-        cells += [f"{o['format']:.2f}", f"{o['consistency']:.2f}"]
+        cells += ["–" if o.get(c) is None or o[c] != o[c] else f"{o[c]:.2f}" for c in rates.values()]
         lines.append("| " + " | ".join(cells) + " |")
     parts = [f"Profile `{manifest['profile']}`, {main_k} exemplars per test pair, held-out authors.", "", *lines]
     goals = folder / "tables" / "eval_goals.md"

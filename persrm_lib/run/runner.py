@@ -71,7 +71,8 @@ def discover(notebooks_dir: Path = NOTEBOOKS_DIR, only: Sequence[str] | None = N
 #     max_steps: int = 0  # comment
 #     trace_pairs: "Optional[int]" = None  # comment   (None: the profile's value)
 # Papermill's pattern does not read ``int | None`` (it drops the whole line), so a default of None
-# is annotated ``"Optional[X]"``, quoted so that the notebook needs no ``typing`` import. An
+# is annotated ``"Optional[X]"`` (quoted, and ``from typing import Optional`` in the notebook's first
+# cell so that linters resolve the name; ruff keeps the quotes in notebooks, see pyproject). An
 # unannotated parameter takes the type of its default; an unannotated ``None`` keeps the old rule
 # (a Python literal when the text is one, else the text).
 

@@ -3,7 +3,10 @@
 PersRM-R1 (arXiv 2508.14076, §3.2) keeps a teacher trace only when its scores agree with the
 label: the labelled (chosen) response must score strictly higher than the rejected one. The
 verdict is read by :func:`persrm_lib.core.verdict.assess`, the one verdict rule; a completion
-that does not parse is dropped and counted under its reason.
+that does not parse is dropped and counted under its reason. A trace whose pair carries measured
+evidence (``prompt.evidence = stylometric``) must also cite only numbers its table shows: a
+faithful trace whose ``<eval>`` holds another number (:func:`persrm_lib.data.evidence.uncited_numbers`;
+counts such as "3 of 5 criteria" are allowed) is dropped and counted as ``uncited``.
 
 The audit helpers measure what the kept set would teach: counts per strategy, author and genre,
 length of chosen and rejected responses, position balance (is the chosen text A as often as B?)
@@ -29,8 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.output_format import parse_output
 from ..core.output_format import strip_think as strip_leading_think
 from ..core.verdict import assess, exemplars_of
+from ..data.evidence import has_evidence, uncited_numbers
 from ..data.stylometry import SCALAR_FEATURES, feature_matrix, words
 from .traces import write_traces
 
@@ -60,6 +65,7 @@ class FilterResult:
     by_strategy: pd.DataFrame  # per teacher x positive_kind x negative_kind
     parse_failures: dict[str, int] = field(default_factory=dict)  # reason category -> count
     n_stripped: int = 0  # completions whose leading <think> block was stripped (teacher.strip_think)
+    n_uncited: int = 0  # faithful by the label, dropped for citing a number their evidence table lacks
 
     @property
     def kept_fraction(self) -> float:
@@ -67,11 +73,13 @@ class FilterResult:
 
     @property
     def outcomes(self) -> dict[str, int]:
-        """How many traces were faithful, unfaithful (wrong or tied scores), or unparsed."""
+        """How many traces were faithful, unfaithful (wrong or tied scores), uncited (right scores,
+        a number not in the evidence table), or unparsed; each trace in exactly one."""
         unparsed = sum(self.parse_failures.values())
         return {
             "faithful": len(self.kept),
-            "unfaithful": len(self.traces) - len(self.kept) - unparsed,
+            "unfaithful": len(self.traces) - len(self.kept) - self.n_uncited - unparsed,
+            "uncited": self.n_uncited,
             "unparsed": unparsed,
         }
 
@@ -87,7 +95,16 @@ def _check_trace(trace: Any, i: int) -> None:
 
 
 def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool = False) -> FilterResult:
-    """Keep the traces whose parsed scores put the labelled response strictly higher.
+    """Keep the traces whose parsed scores put the labelled response strictly higher and, when the
+    pair carries evidence, whose ``<eval>`` cites only numbers of its table.
+
+    Each trace gets one outcome, checked in this order: ``unparsed`` (the completion breaks the
+    format), ``unfaithful`` (wrong or tied scores: the paper's filter), ``uncited`` (right scores,
+    but the evaluation cites a number the evidence table does not show -- a measurement the
+    teacher made up or rounded differently; see :func:`persrm_lib.data.evidence.uncited_numbers`
+    for the counts it may write), else ``faithful``. So faithful + uncited is what the paper's
+    filter alone keeps. A trace with evidence also gets ``uncited``: the numbers (a list; empty
+    when all are cited, and for an unparsed completion).
 
     Args:
         traces: trace records (a pair plus ``teacher`` and ``completion``); ``scores`` and
@@ -100,18 +117,20 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     Returns:
         A :class:`FilterResult`: all traces with ``scores``/``faithful`` set, the kept ones, the
         kept fraction per strategy (``teacher, positive_kind, negative_kind`` with columns
-        ``n, kept, unfaithful, unparsed, kept_fraction``) and the parse failures per reason.
+        ``n, kept, unfaithful, uncited, unparsed, kept_fraction``), the parse failures per reason
+        and the number of uncited traces.
 
     Raises:
         ValueError: an empty trace set, or a label other than ``a``/``b`` (naming the trace).
         KeyError: a trace without a required field (naming the trace and the field).
+        persrm_lib.data.evidence.EvidenceError: a malformed evidence record (naming the pair).
     """
     if len(traces) == 0:
         raise ValueError("faithfulness_filter got an empty trace set: generate traces first (notebook 01)")
     out: list[dict[str, Any]] = []
     failures: Counter[str] = Counter()
     rows = []
-    n_stripped = 0
+    n_stripped = n_uncited = 0
     for i, trace in enumerate(traces):
         _check_trace(trace, i)
         record = dict(trace)
@@ -123,22 +142,34 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
         verdict = assess(record["completion"], trace["label"])
         if verdict.reason is not None:
             failures[reason_category(verdict.reason)] += 1
-        record["scores"], record["faithful"] = verdict.scores, verdict.faithful
+        faithful, uncited = verdict.faithful, False
+        if has_evidence(trace):
+            evaluation = parse_output(record["completion"]).evaluation if verdict.format_ok else None
+            record["uncited"] = uncited_numbers(evaluation or "", trace)
+            uncited = faithful and bool(record["uncited"])
+            faithful = faithful and not uncited
+            n_uncited += uncited
+        record["scores"], record["faithful"] = verdict.scores, faithful
         out.append(record)
         rows.append(
-            {**{k: str(trace[k]) for k in STRATEGY}, "faithful": verdict.faithful, "unparsed": not verdict.format_ok}
+            {
+                **{k: str(trace[k]) for k in STRATEGY},
+                "faithful": faithful,
+                "uncited": uncited,
+                "unparsed": not verdict.format_ok,
+            }
         )
     frame = pd.DataFrame(rows)
     table = (
         frame.groupby(list(STRATEGY), sort=True)
-        .agg(n=("faithful", "size"), kept=("faithful", "sum"), unparsed=("unparsed", "sum"))
+        .agg(n=("faithful", "size"), kept=("faithful", "sum"), uncited=("uncited", "sum"), unparsed=("unparsed", "sum"))
         .reset_index()
     )
-    table["unfaithful"] = table["n"] - table["kept"] - table["unparsed"]
+    table["unfaithful"] = table["n"] - table["kept"] - table["uncited"] - table["unparsed"]
     table["kept_fraction"] = table["kept"] / table["n"]
-    table = table[[*STRATEGY, "n", "kept", "unfaithful", "unparsed", "kept_fraction"]]
+    table = table[[*STRATEGY, "n", "kept", "unfaithful", "uncited", "unparsed", "kept_fraction"]]
     kept = [r for r in out if r["faithful"]]
-    return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped)
+    return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped, n_uncited)
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,6 +396,34 @@ def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dic
             for relative, name in ((False, "absolute"), (True, "relative")):
                 metrics[f"separability_auc_{name}"] = separability_auc(style_differences(kept, relative), folds, seed)
     return metrics
+
+
+def audit_metrics(
+    result: FilterResult,
+    summary: Mapping[str, float | int | None],
+    pairs: Sequence[Mapping[str, Any]],
+    untraced: Sequence[Any],
+) -> dict[str, float | int | None]:
+    """The headline metrics notebook 02 records (for :func:`persrm_lib.run.notebook.write_metrics`).
+
+    Args:
+        result: the filter's result (:func:`faithfulness_filter`).
+        summary: :func:`audit_summary` of ``result`` (computed once in the notebook, which also shows it).
+        pairs: the pair split the traces were written for.
+        untraced: ids of the pairs without a trace (:func:`check_against_pairs`).
+
+    Returns:
+        ``summary``'s numbers, then ``n_pairs``, ``n_pairs_without_trace``, ``n_teachers`` (distinct
+        ``teacher`` names among the traces) and ``n_stripped`` (completions whose leading think block
+        was stripped; 0 unless the profile's ``teacher.strip_think`` is on).
+    """
+    return {
+        **summary,
+        "n_pairs": len(pairs),
+        "n_pairs_without_trace": len(untraced),
+        "n_teachers": len({t["teacher"] for t in result.traces}),
+        "n_stripped": result.n_stripped,
+    }
 
 
 def faithfulness_by(result: FilterResult, column: str) -> pd.DataFrame:

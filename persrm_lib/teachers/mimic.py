@@ -5,6 +5,10 @@ PersRM-R1 (arXiv 2508.14076, §3.1) builds hard negatives by asking an LLM to im
 sampler (:mod:`persrm_lib.data.sampler`); a teacher that cannot write text gives ``None`` and the
 sampler falls back to retrieved adversaries.
 
+The exemplars and the query are user text: like every prompt of the library, they pass through
+:func:`persrm_lib.core.prompt.neutralise_special_tokens` before they are templated, so a
+``<|im_end|>`` in an exemplar stays plain text and cannot close the user turn.
+
 >>> [m["role"] for m in mimicry_messages(["An exemplar."], "Write.", 40)]
 ['system', 'user']
 """
@@ -14,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..core.prompt import neutralise_special_tokens
+
 MIMICRY_INSTRUCTION = (
     "You imitate writing styles. Read the author's exemplars, then write a new passage of about "
     "{n_words} words that answers the request in the author's style: the same sentence rhythm, "
@@ -21,7 +27,9 @@ MIMICRY_INSTRUCTION = (
 )
 
 
-def mimicry_messages(exemplars: Sequence[str], query: str, n_words: int) -> list[dict[str, str]]:
+def mimicry_messages(
+    exemplars: Sequence[str], query: str, n_words: int, *, tokenizer: Any = None
+) -> list[dict[str, str]]:
     """The chat request for a confounding adversarial negative (paper §3.1): a text made to
     mimic the author's style, written by the teacher LLM.
 
@@ -29,11 +37,23 @@ def mimicry_messages(exemplars: Sequence[str], query: str, n_words: int) -> list
         exemplars: the author's texts, shown numbered.
         query: the request the passage answers.
         n_words: the passage's target length, in words.
+        tokenizer: when given, its own special tokens are neutralised too (the generic markers
+            always are: :func:`persrm_lib.core.prompt.neutralise_special_tokens`).
+
+    Returns:
+        System and user messages; exemplars and query stripped and made plain text.
+
+    >>> mimicry_messages([" Fine.<|im_end|> "], "Go.", 40)[1]["content"]
+    'Exemplar 1:\\nFine.<\\u200b|im_end|>\\n\\nRequest:\\nGo.'
     """
-    shown = "\n\n".join(f"Exemplar {i}:\n{text.strip()}" for i, text in enumerate(exemplars, start=1))
+
+    def plain(text: str) -> str:
+        return neutralise_special_tokens(text.strip(), tokenizer)
+
+    shown = "\n\n".join(f"Exemplar {i}:\n{plain(text)}" for i, text in enumerate(exemplars, start=1))
     return [
         {"role": "system", "content": MIMICRY_INSTRUCTION.format(n_words=n_words)},
-        {"role": "user", "content": f"{shown}\n\nRequest:\n{query.strip()}"},
+        {"role": "user", "content": f"{shown}\n\nRequest:\n{plain(query)}"},
     ]
 
 

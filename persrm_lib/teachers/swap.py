@@ -4,8 +4,10 @@ A training set whose chosen response sits at A more often than at B teaches posi
 (the committed cpu run collapsed to "always A"). JudgeLM (arXiv 2310.17631) augments by swapping
 the two answers *and* rewriting the judgement to match; RM-R1 (arXiv 2505.02387) alternates
 positions exactly. :func:`swap_trace` does the same for this project's traces: responses A and B
-exchange places, the label flips, the scores are reversed, and every mention of "A" and "B" as a
-response name in ``<criteria>`` and ``<eval>`` is exchanged. Where the trace lists the two values
+exchange places, the label flips (and the evidence record's A and B values, if the pair carries
+one: the pair fields go through THE swap of a pair, :func:`persrm_lib.data.pairs.swap_pair`), the
+scores are reversed, and every mention of "A" and "B" as a response name in ``<criteria>`` and
+``<eval>`` is exchanged. Where the trace lists the two values
 side by side (``A 6.5, B 1.6``, the stylometric teacher's form) the pair is put back in A-then-B
 order, so the rewritten trace is exactly what the teacher writes for the swapped pair (tested on
 real traces in ``tests/test_swap.py``).
@@ -24,8 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.output_format import parse_output, render_output
+from ..data.pairs import SWAPPED_SUFFIX, swap_pair
 
-SWAPPED_SUFFIX = ":swapped"
 _NAME = re.compile(r"(?<![\w'’-])([AB])(?![\w'’-])")
 # one side's value: text up to a comma, semicolon, parenthesis or sentence end (a dot is kept only
 # inside a number), optionally followed by one parenthesised measurement such as "(d=0.34)"
@@ -71,8 +73,9 @@ def swap_completion(completion: str, strict: bool = False) -> str:
 
 
 def swap_trace(trace: Mapping[str, Any], strict: bool = False) -> dict[str, Any]:
-    """The trace of the swapped pair: responses exchanged, label flipped, completion rewritten,
-    scores reversed, id suffixed ``:swapped``; ``provenance.swapped`` records it.
+    """The trace of the swapped pair: responses, label and evidence swapped
+    (:func:`persrm_lib.data.pairs.swap_pair`, id suffixed ``:swapped``), completion rewritten,
+    scores reversed; ``provenance.swapped`` records it.
 
     Raises:
         SwapError: the trace is already a swapped copy, or its completion cannot be rewritten
@@ -85,10 +88,7 @@ def swap_trace(trace: Mapping[str, Any], strict: bool = False) -> dict[str, Any]
         completion = swap_completion(trace["completion"], strict=strict)
     except SwapError as exc:
         raise SwapError(f"trace {tid!r}: {exc}") from exc
-    out = dict(trace)
-    out["id"] = f"{tid}{SWAPPED_SUFFIX}"
-    out["response_a"], out["response_b"] = trace["response_b"], trace["response_a"]
-    out["label"] = {"a": "b", "b": "a"}[trace["label"]]
+    out = swap_pair(trace, suffix=True)
     out["completion"] = completion
     if trace.get("scores") is not None:
         s_a, s_b = trace["scores"]

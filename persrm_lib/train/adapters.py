@@ -3,17 +3,23 @@ training (GRPO from the SFT adapter) and for inference (the judges of 05_evaluat
 
 An adapter folder (``<run>/<stage>/adapter/``) holds the PEFT adapter (``adapter_config.json``,
 ``adapter_model.safetensors``), the tokenizer, and :data:`TRAINING_INFO` (stage, profile, model,
-backend, steps, seed, LoRA shape; GRPO adds ``from_sft``).
+backend, steps, seed, LoRA shape, the ``evidence`` setting its prompts had; GRPO adds ``from_sft``).
+
+The evidence setting travels with the adapter: a model trained with the evidence table in its
+prompts must be judged with it, and one trained without must not be shown one silently.
+:func:`check_evidence_matches` (called by the generative judge) refuses a pair that disagrees.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..core.config import Profile
+from ..data.evidence import check_kind, has_evidence
 
 TRAINING_INFO = "persrm_training.json"
 
@@ -22,8 +28,23 @@ class AdapterMismatchError(ValueError):
     """A PEFT adapter that cannot be applied to the model it was given."""
 
 
-def training_info(profile: Profile, stage: str, backend: str, steps: int) -> dict[str, Any]:
-    """What :data:`TRAINING_INFO` records about a trained adapter."""
+class AdapterEvidenceError(ValueError):
+    """A pair whose evidence setting differs from the one the adapter was trained with."""
+
+
+def training_info(
+    profile: Profile, stage: str, backend: str, steps: int, evidence: str | None = None
+) -> dict[str, Any]:
+    """What :data:`TRAINING_INFO` records about a trained adapter.
+
+    Args:
+        evidence: the evidence setting of the prompts trained on (``"none"`` or ``"stylometric"``;
+            :func:`persrm_lib.data.evidence.evidence_kind` of the training records); None: the
+            profile's ``prompt.evidence``.
+
+    Raises:
+        ValueError: an unknown evidence setting.
+    """
     return {
         "stage": stage,
         "profile": profile.name,
@@ -32,7 +53,57 @@ def training_info(profile: Profile, stage: str, backend: str, steps: int) -> dic
         "steps": steps,
         "seed": profile.seed,
         "lora": {"r": profile.lora.r, "alpha": profile.lora.alpha, "target_modules": list(profile.lora.target_modules)},
+        "evidence": check_kind(profile.prompt.evidence if evidence is None else evidence),
     }
+
+
+def adapter_evidence(adapter_dir: str | Path) -> str | None:
+    """The evidence setting an adapter was trained with: its :data:`TRAINING_INFO`'s ``evidence``;
+    ``"none"`` for an adapter saved before the setting existed; None when there is no training
+    info (an adapter trained elsewhere: nothing to check against).
+
+    Raises:
+        ValueError: a training info file that is not JSON, or an unknown setting (naming the adapter).
+    """
+    info_path = Path(adapter_dir) / TRAINING_INFO
+    if not info_path.is_file():
+        return None
+    try:
+        info = json.loads(info_path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
+    try:
+        return check_kind(info.get("evidence", "none"))
+    except ValueError as exc:
+        raise ValueError(f"adapter {adapter_dir}: {exc}") from exc
+
+
+def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse to judge a pair with an adapter trained under the other evidence setting.
+
+    An adapter trained with evidence (``stylometric``) needs every pair to carry its table; one
+    trained without (``none``) must not be shown a table it never learned to read. Adapters
+    without training info are not checked.
+
+    Raises:
+        AdapterEvidenceError: naming the adapter, its setting and the first pair that disagrees.
+    """
+    trained = adapter_evidence(adapter_dir)
+    if trained is None:
+        return
+    for pair in pairs:
+        pid = pair.get("id", "?")
+        if trained != "none" and not has_evidence(pair):
+            raise AdapterEvidenceError(
+                f"adapter {adapter_dir} was trained with prompt.evidence={trained!r} but pair {pid!r} carries no "
+                "evidence record: judge pairs built with that setting (notebook 01), or an adapter trained without it"
+            )
+        if trained == "none" and has_evidence(pair):
+            raise AdapterEvidenceError(
+                f"adapter {adapter_dir} was trained without evidence (prompt.evidence='none') but pair {pid!r} "
+                "carries an evidence record: a model trained without the table must not be shown one; judge "
+                "pairs built with prompt.evidence='none', or an adapter trained with evidence"
+            )
 
 
 def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:

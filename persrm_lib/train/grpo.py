@@ -34,8 +34,9 @@ from typing import Any
 from ..core import runfiles
 from ..core.config import Profile
 from ..core.reward import persrm_reward
+from ..data.evidence import evidence_kind
 from ..models.context import check_prompts, known_budget
-from .adapters import check_adapter, load_adapter_weights, save_adapter, training_info
+from .adapters import check_adapter, check_evidence_matches, load_adapter_weights, save_adapter, training_info
 from .common import TrainResult, common_args, last_loss, process_index, quiet, world_size
 from .data import Source, check_pairs, grpo_dataset, grpo_validation_pairs
 from .logs import GRPO_LOG_FIELDS, RewardTracker, TrainingLog
@@ -185,6 +186,7 @@ def train_grpo(
     adapter = Path(sft_adapter) if sft_adapter is not None else runfiles.adapter_dir(run, "sft")
     if from_sft:
         check_adapter(adapter, profile)
+        check_evidence_matches(adapter, data)  # the SFT model read the table only if these pairs carry it
     model, tokenizer, name = load_for_training(profile, backend)
     if from_sft:
         load_adapter_weights(model, adapter, profile)
@@ -204,7 +206,9 @@ def train_grpo(
     seconds = time.perf_counter() - start
     steps = int(trainer.state.global_step)
     out = runfiles.adapter_dir(run, stage)
-    info = training_info(profile, stage, name, steps) | {"from_sft": str(adapter) if from_sft else None}
+    info = training_info(profile, stage, name, steps, evidence=evidence_kind(data)) | {
+        "from_sft": str(adapter) if from_sft else None
+    }
     save_adapter(trainer, tokenizer, out, info)
     return TrainResult(
         stage=stage,

@@ -29,22 +29,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..core.verdict import assess
+from ..data.pairs import SWAPPED_SUFFIX, swap_pair
 
-SWAPPED_SUFFIX = ":swapped"
 EPS = 1e-4  # TRL's GRPOTrainer adds 1e-4 to the group std (trl/trainer/grpo_trainer.py)
 
 
 def swap_orders(pair: Mapping[str, Any]) -> dict[str, Any]:
-    """The pair with responses A and B exchanged and the label with them; the id gains ``:swapped``.
+    """The pair with responses A and B exchanged, the label (and evidence) with them; the id gains
+    ``:swapped`` (:func:`persrm_lib.data.pairs.swap_pair`).
 
     >>> swap_orders({"id": "p1", "response_a": "x", "response_b": "y", "label": "a"})["label"]
     'b'
     """
-    out = dict(pair)
-    out["response_a"], out["response_b"] = pair["response_b"], pair["response_a"]
-    out["label"] = {"a": "b", "b": "a"}[pair["label"]]
-    out["id"] = f"{pair['id']}{SWAPPED_SUFFIX}"
-    return out
+    return swap_pair(pair, suffix=True)
 
 
 def paired_orders(pairs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

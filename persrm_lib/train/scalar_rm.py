@@ -43,11 +43,15 @@ def scalar_rm_tokens(
         max_response_tokens: token budget of the response.
 
     Returns:
-        Token ids, at most ``max_length`` long when the query and response fit.
+        Token ids, at most ``max_length`` long when the query and response fit. Special-token
+        strings in the texts are encoded as plain text (``split_special_tokens``); the only
+        special token is the final EOS.
     """
-    head = tokenizer(EXEMPLARS_HEAD + "\n\n".join(e.strip() for e in exemplars), add_special_tokens=False)["input_ids"]
-    tail = tokenizer(f"\n\nQuery:\n{query.strip()}\n\nResponse:\n", add_special_tokens=False)["input_ids"]
-    body = tokenizer(response.strip(), add_special_tokens=False)["input_ids"][:max_response_tokens]
+    # user text is plain text: a special-token string inside it never becomes a special token
+    plain = {"add_special_tokens": False, "split_special_tokens": True}
+    head = tokenizer(EXEMPLARS_HEAD + "\n\n".join(e.strip() for e in exemplars), **plain)["input_ids"]
+    tail = tokenizer(f"\n\nQuery:\n{query.strip()}\n\nResponse:\n", **plain)["input_ids"]
+    body = tokenizer(response.strip(), **plain)["input_ids"][:max_response_tokens]
     budget = max_length - len(tail) - len(body) - 1
     head = head[-budget:] if budget > 0 else []
     return head + tail + body + [tokenizer.eos_token_id]

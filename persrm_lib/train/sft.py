@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core import runfiles
 from ..core.config import Profile
+from ..data.evidence import evidence_kind
 from ..teachers.swap import both_orders
 from .adapters import save_adapter, training_info
 from .common import TrainResult, common_args, last_loss, quiet, world_size
@@ -132,7 +133,8 @@ def train_sft(
     seconds = time.perf_counter() - start
     steps = int(trainer.state.global_step)
     out = runfiles.adapter_dir(run, "sft")
-    save_adapter(trainer, tokenizer, out, training_info(profile, "sft", name, steps))
+    info = training_info(profile, "sft", name, steps, evidence=evidence_kind(data))  # what was trained on
+    save_adapter(trainer, tokenizer, out, info)
     return TrainResult(
         stage="sft",
         backend=name,

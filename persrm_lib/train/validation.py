@@ -16,6 +16,7 @@ from ..core import verdict
 from ..core.config import Profile
 from ..core.prompt import build_prompt_text
 from ..models.client import LocalChatClient
+from ..models.generation import SCORES_STOP
 from .logs import TrainingLog
 
 
@@ -72,7 +73,13 @@ class ValidationEval:
         """Accuracy and format share of greedy judgements of the validation pairs by ``model``."""
         import torch
 
-        client = LocalChatClient(model, self.tokenizer, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        client = LocalChatClient(
+            model,
+            self.tokenizer,
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            stop_strings=SCORES_STOP,
+        )
         was_training = model.training
         model.eval()
         try:

@@ -1,0 +1,95 @@
+"""Joint-order GRPO against TRL's per-prompt GRPO, on the same budget, from a collapsed SFT model.
+
+The committed cpu reference run's SFT adapter (``results/cpu/adapters/sft``) prefers response A on
+every pair: the always-A collapse that DESIGN.md describes. This script starts GRPO from it twice,
+with everything equal but the grouping of the advantage (``grpo.joint_orders``):
+
+- ``per-prompt``: TRL's groups (the ``num_generations`` samples of one prompt). An always-A policy
+  earns +1 on every sample of an A-labelled prompt and 0 on every sample of a B-labelled one, so
+  every group has zero spread and zero advantage (``frac_reward_zero_std`` = 1).
+- ``joint``: both orders of a pair in one group (:mod:`persrm_lib.train.order_robust`, EIS-GRPO).
+
+It prints, per variant and step, the mean reward, the shares of zero-spread groups (per prompt and
+joint), the A-preference of the sampled verdicts, and at the end the greedy verdicts of the trained
+adapter on validation pairs in both orders (accuracy, order-consistent accuracy, A-preference).
+
+    python benchmarks/order_robust_grpo.py --run-dir runs/cpu --steps 6 --out results/order_robust_grpo.json
+
+``--run-dir`` must hold the cpu profile's pairs (``python -m persrm_lib.run --profile cpu --only 01``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from persrm_lib.core import runfiles
+from persrm_lib.core.config import get_profile, set_threads
+from persrm_lib.core.paths import RESULTS_DIR
+from persrm_lib.data.pairs import read_pairs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from capacity_probe import _json_safe, order_metrics  # noqa: E402  (a sibling benchmark script)
+
+VARIANTS = {"per-prompt": False, "joint": True}
+STEP_COLUMNS = ("step", "reward", "frac_reward_zero_std", "joint_frac_reward_zero_std", "a_preference", "correct")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", type=Path, required=True, help="a run folder with the cpu profile's pairs")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--sft-adapter", type=Path, default=RESULTS_DIR / "cpu" / "adapters" / "sft")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--eval-pairs", type=int, default=12, help="validation pairs judged in both orders at the end")
+    parser.add_argument("--variants", default="per-prompt,joint")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    from persrm_lib.evaluate.cli import evaluate_pairs
+    from persrm_lib.evaluate.judges import make_judge
+    from persrm_lib.train.grpo import train_grpo
+    from persrm_lib.train.logs import read_log
+
+    record: dict[str, Any] = {"sft_adapter": args.sft_adapter.as_posix(), "steps": args.steps, "variants": {}}
+    train = read_pairs(runfiles.pairs_path(args.run_dir, "train"))
+    validation = read_pairs(runfiles.pairs_path(args.run_dir, "validation"))[: args.eval_pairs]
+    for variant in args.variants.split(","):
+        profile = get_profile(
+            args.profile,
+            {"grpo.max_steps": args.steps, "grpo.joint_orders": VARIANTS[variant], "grpo.eval_every": 0},
+        )
+        set_threads(profile.num_threads)
+        with tempfile.TemporaryDirectory() as run:
+            shutil.copytree(args.sft_adapter, runfiles.adapter_dir(run, "sft"))
+            started = time.perf_counter()
+            result = train_grpo(profile, run, train)
+            seconds = time.perf_counter() - started
+            log = read_log(result.log_path)
+            steps = log[list(STEP_COLUMNS)].round(4).to_dict("records")
+            for row in steps:
+                print(f"{variant} " + " ".join(f"{k}={row[k]}" for k in STEP_COLUMNS), flush=True)
+            judge = make_judge(
+                "generative",
+                model=profile.model.name,
+                adapter=result.adapter_dir,
+                max_new_tokens=profile.model.max_completion_length,
+                batch_size=8,
+            )
+            metrics = order_metrics(evaluate_pairs(judge, validation, swap=True, benchmark="validation"))
+            print(f"{variant} validation: " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), flush=True)
+            record["variants"][variant] = {"seconds": round(seconds, 1), "steps": steps, "validation": metrics}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

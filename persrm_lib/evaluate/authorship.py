@@ -1,0 +1,374 @@
+"""Authorship baselines beside the reward model (PersRM-R1 §4, baselines): a published authorship
+verification method and the strongest thing the measured evidence alone can do.
+
+- ``lambdag`` (:class:`LambdaGJudge`): LambdaG (Nini et al. 2024, "Grammar as a behavioral
+  biometric: using cognitively motivated grammar models for authorship verification",
+  arXiv 2403.08462), through the ``lambdag`` package (MIT). Each response gets the log-likelihood
+  ratio of "written by the exemplars' author" against a reference population: its likelihood
+  under a Kneser-Ney n-gram model of the exemplars minus its likelihood under models of sampled
+  reference sentences, averaged over the samples. The reference population is the training
+  authors' passages. Position-invariant.
+- ``evidence-lr`` (:class:`EvidenceLRJudge`): a logistic regression on the stylometric teacher's
+  measurements (:meth:`persrm_lib.teachers.stylometric.StylometricTeacher.measure`): A-minus-B
+  differences of every feature's standardised distance to the exemplars, of the character n-gram
+  cosine and of Burrows' Delta. Trained on the training pairs in both orders, so it cannot learn a
+  position prior, and it is exactly antisymmetric: swapping A and B swaps its two scores.
+
+Both are built by :func:`persrm_lib.evaluate.judges.make_judge` and fitted on the training pairs
+(they read the training labels: LambdaG to know which response is the author's, the regression as
+its targets); neither sees a test pair before it scores it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..core.verdict import check_label, exemplar_count, exemplars_of
+from ..data.pairs import swap_pair
+from ..data.stylometry import FEATURE_NAMES
+from ..teachers.stylometric import StylometricTeacher
+from .judge_base import BaseJudge, LearnsFrom, NotFittedError, Pair, Verdict
+
+__all__ = [
+    "CV_FOLDS",
+    "C_GRID",
+    "EVIDENCE_FEATURES",
+    "EvidenceLRJudge",
+    "LambdaGJudge",
+    "chosen_response",
+    "evidence_features",
+]
+
+# the evidence-lr judge's inputs, in column order: A-minus-B differences of these measurements
+EVIDENCE_FEATURES: tuple[str, ...] = (*(f"distance:{name}" for name in FEATURE_NAMES), "char_ngram", "delta")
+C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 11))  # evidence-lr's candidate C values
+CV_FOLDS = 5  # evidence-lr's cross-validation folds (fewer when there are fewer training pairs)
+
+
+def chosen_response(pair: Pair) -> str:
+    """The labelled author's response of a training pair.
+
+    Raises:
+        ValueError: a label other than ``a``/``b``, naming the pair.
+
+    >>> chosen_response({"id": "p", "response_a": "x", "response_b": "y", "label": "b"})
+    'y'
+    """
+    return str(pair["response_a"] if _label(pair) == "a" else pair["response_b"])
+
+
+def _label(pair: Pair) -> str:
+    """A training pair's label, or a ValueError naming the pair."""
+    try:
+        return check_label(pair.get("label"))
+    except ValueError as exc:
+        raise ValueError(f"training pair {pair.get('id', '?')!r}: {exc}") from exc
+
+
+class _MemoisedFit:
+    """Stands in for ``LambdaGMethod._fit_new_language_model``: a language model fitted on the same
+    sentences is fitted once. Scoring A and B of a pair draws the same reference samples (the
+    generator is re-seeded per response), so B reuses A's models; :meth:`clear` between pairs."""
+
+    def __init__(self, fit: Callable[[Any], Any]) -> None:
+        self.fit = fit
+        self.models: dict[tuple[Any, ...], Any] = {}
+
+    def __call__(self, sentences: Any) -> Any:
+        key = tuple(sentences)
+        if key not in self.models:
+            self.models[key] = self.fit(key)
+        return self.models[key]
+
+    def clear(self) -> None:
+        self.models.clear()
+
+
+class LambdaGJudge(BaseJudge):
+    """LambdaG authorship verification (Nini et al. 2024, arXiv 2403.08462; the ``lambdag`` package).
+
+    For each response U and the exemplars K (the known documents), the score is LambdaG's
+    ``lambda_G``: the sum over U's tokens of ``log10 p_K(token | context) - log10 p_R(token | context)``,
+    with ``p_K`` a Kneser-Ney n-gram model of K's sentences and ``p_R`` one of as many reference
+    sentences, drawn without replacement from the reference corpus, averaged over
+    ``num_references`` draws (``LambdaGMethod._lambdag_score``). Uncalibrated: comparing two
+    responses needs no threshold. No POSnoise content masking (the paper recommends it; it needs a
+    part-of-speech tagger that is not available offline), so the token n-grams carry topic as well
+    as grammar.
+
+    :meth:`fit` builds the reference corpus: the training pairs' exemplars and chosen responses,
+    deduplicated, grouped by ``author`` (a pair without one is its own group), each text split into
+    sentences once. When a pair is scored, the references leave out the exemplars' author (the
+    pair's ``author``, and any group holding one of its exemplars) and the two responses' texts, as
+    LambdaG requires (no reference written by the known author). The draws are seeded by ``seed``
+    and the exemplars' text, so both responses of a pair are compared against the same reference
+    models, and a response's score does not depend on its position or on the other pairs of the
+    batch: position-invariant (swapping A and B swaps the scores exactly).
+
+    Args:
+        order: the n-gram order (the package's example: 10).
+        num_references: reference draws per response (the package's example: 30). Cost with
+            these defaults on the smoke profile's test pairs (80-word passages, one thread, 48
+            training pairs): 0.3 s per pair with one exemplar, 0.7-1.0 s with three; fitting is
+            instant (it only splits the texts).
+        basis: ``tokens`` (whitespace tokens) or ``characters``.
+        lowercasing: lowercase every text first.
+        sentenize: model sentences separately (contexts do not cross a sentence end).
+        seed: the draws' seed.
+
+    Raises:
+        ValueError: (fit) no training pairs or a label other than a/b; (score) exemplars without a
+            word, fewer exemplars than asked, or fewer reference sentences than the exemplars have.
+        NotFittedError: scoring before :meth:`fit`.
+    """
+
+    name = "lambdag"
+    position_invariant = True
+    learns_from: ClassVar[LearnsFrom] = "labels"
+
+    def __init__(
+        self,
+        order: int = 10,
+        num_references: int = 30,
+        basis: str = "tokens",
+        lowercasing: bool = False,
+        sentenize: bool = True,
+        seed: int = 0,
+    ) -> None:
+        from lambdag import LambdaGMethod
+
+        if basis not in ("tokens", "characters"):
+            raise ValueError(f"lambdag: basis must be 'tokens' or 'characters', got {basis!r}")
+        if order < 1:
+            raise ValueError(f"lambdag: order must be at least 1, got {order}")
+        if num_references < 1:
+            raise ValueError(f"lambdag: num_references must be at least 1, got {num_references}")
+        self.method = LambdaGMethod(
+            basis=basis,  # type: ignore[arg-type]
+            order=order,
+            smoothing="kneser_ney",
+            lowercasing=lowercasing,
+            sentenize=sentenize,
+            num_references=num_references,
+            random_seed=seed,
+        )
+        self.fit_language_model = _MemoisedFit(self.method._fit_new_language_model)
+        self.method._fit_new_language_model = self.fit_language_model  # type: ignore[method-assign]
+        self.seed = seed
+        # the reference corpus: (author, text, sentences), sorted by author then text
+        self.references: list[tuple[str, str, list[Any]]] | None = None
+
+    def fit(self, train_pairs: Sequence[Pair]) -> LambdaGJudge:
+        """Build the reference corpus from the training pairs' exemplars and chosen responses."""
+        if not train_pairs:
+            raise ValueError("lambdag: no training pairs to build the reference corpus from")
+        author_of: dict[str, str] = {}
+        for index, pair in enumerate(train_pairs):
+            author = str(pair.get("author") or f"pair {pair.get('id', index)}")
+            for text in [*(str(t) for t in pair["exemplars"]), chosen_response(pair)]:
+                author_of.setdefault(text, author)  # a text seen twice keeps its first author
+        self.references = sorted(
+            (author, text, self.method._preprocess_text(text)) for text, author in author_of.items()
+        )
+        return self
+
+    def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
+        """Each response's ``lambda_G`` against the pair's exemplars (higher: more likely the author's)."""
+        if self.references is None:
+            raise NotFittedError("judge 'lambdag' must be fitted on training pairs first: call fit(train_pairs)")
+        verdicts = []
+        for pair in pairs:
+            exemplars = exemplars_of(pair, n_exemplars)
+            known = [sentence for text in exemplars for sentence in self.method._preprocess_text(text)]
+            if not any(len(sentence) for sentence in known):
+                raise ValueError(f"lambdag: pair {pair.get('id', '?')!r}: the exemplars have no words")
+            responses = [str(pair["response_a"]), str(pair["response_b"])]
+            references = self._references_for(pair, exemplars, responses)
+            if len(references) < len(known):
+                raise ValueError(
+                    f"lambdag: pair {pair.get('id', '?')!r}: {len(references)} reference sentences outside the "
+                    f"exemplars' author, fewer than the {len(known)} sentences of its exemplars: fit on more training pairs"
+                )
+            self.fit_language_model.clear()
+            scores = []
+            for response in responses:
+                # the same draws for both responses: one seed per (seed, exemplars)
+                self.method.random_gen = np.random.default_rng([self.seed, zlib.crc32("\n".join(exemplars).encode())])
+                scores.append(
+                    float(self.method._lambdag_score(known, self.method._preprocess_text(response), references))
+                )
+            verdicts.append(Verdict(scores[0], scores[1]))
+        self.fit_language_model.clear()
+        return verdicts
+
+    def _references_for(self, pair: Pair, exemplars: Sequence[str], responses: Sequence[str]) -> list[Any]:
+        """The reference sentences for one pair: none by the exemplars' author, none of the two responses."""
+        assert self.references is not None
+        known_texts = set(exemplars)
+        excluded_authors = {a for a, text, _ in self.references if text in known_texts}
+        if pair.get("author"):
+            excluded_authors.add(str(pair["author"]))
+        excluded_texts = known_texts | set(responses)
+        return [
+            sentence
+            for author, text, sentences in self.references
+            if author not in excluded_authors and text not in excluded_texts
+            for sentence in sentences
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        references = self.references or []
+        return {
+            "judge": self.name,
+            "order": self.method.order,
+            "num_references": self.method.num_references,
+            "basis": self.method.basis,
+            "lowercasing": self.method.lowercasing,
+            "sentenize": self.method.sentenize,
+            "seed": self.seed,
+            "reference_authors": len({author for author, _, _ in references}),
+            "reference_texts": len(references),
+        }
+
+
+def evidence_features(teacher: StylometricTeacher, pair: Pair, n_exemplars: int | None = None) -> np.ndarray:
+    """The evidence-lr inputs of one pair, in :data:`EVIDENCE_FEATURES` order (A minus B).
+
+    Every feature's standardised distance to the exemplars (``distance_a - distance_b``), the
+    character n-gram cosine (``char_a - char_b``) and Burrows' Delta (``delta_a - delta_b``), as
+    :meth:`StylometricTeacher.measure` gives them. The pair is measured in both orders and the
+    vector is half the difference of the two: the same numbers in exact arithmetic, and swapping A
+    and B negates it bit for bit (the character n-gram cosine alone differs in its last bits
+    between the orders, because the TF-IDF rows are summed in a different order).
+
+    Returns:
+        A float array of shape ``(len(EVIDENCE_FEATURES),)``.
+
+    Raises:
+        ValueError: fewer exemplars than ``n_exemplars`` (naming the pair).
+    """
+    measured = {**pair, "n_exemplars": exemplar_count(pair, n_exemplars)}
+    return (_a_minus_b(teacher, measured) - _a_minus_b(teacher, swap_pair(measured))) / 2
+
+
+def _a_minus_b(teacher: StylometricTeacher, pair: Pair) -> np.ndarray:
+    measurements, summary = teacher.measure(pair)
+    distances = [m.distance_a - m.distance_b for m in measurements]
+    return np.array(
+        [*distances, summary["char_a"] - summary["char_b"], summary["delta_a"] - summary["delta_b"]], dtype=float
+    )
+
+
+class EvidenceLRJudge(BaseJudge):
+    """A logistic regression on the stylometric evidence: what the measurements alone can decide.
+
+    :meth:`fit` fits a :class:`~persrm_lib.teachers.stylometric.StylometricTeacher` on the training
+    texts (the features' spreads; no label), measures every training pair
+    (:func:`evidence_features`), and trains scikit-learn's ``LogisticRegression`` on the pairs in
+    both orders (the swapped copy's features negated, its target flipped), on inputs divided by
+    their standard deviation and without an intercept: with both orders the data are symmetric, so
+    an intercept (a position prior) would be zero anyway, and leaving it out makes the model
+    exactly antisymmetric. The scores are ``s_a = sigmoid(z)`` (the probability that A is the
+    author's) and ``s_b = sigmoid(-z) = 1 - s_a``, with ``z`` the decision value; swapping A and B
+    negates ``z`` and so swaps the scores exactly. It reads both responses, so it is not
+    position-invariant in the protocol's sense (each response on its own): the evaluation scores
+    swapped pairs for real.
+
+    Args:
+        C: the inverse regularisation strength of ``LogisticRegression``; None (the default):
+            chosen from :data:`C_GRID` by :data:`CV_FOLDS`-fold cross-validation on the training
+            pairs (log-loss; both orders of a pair always in the same fold; scikit-learn's
+            ``LogisticRegressionCV`` with ``GroupKFold``, no shuffling), so 122 inputs learnt from a
+            few dozen pairs are regularised as much as the training pairs say they should be.
+            With fewer than two training pairs there is nothing to cross-validate: C is 1.
+        seed: ``random_state`` of ``LogisticRegression``.
+
+    Raises:
+        ValueError: (fit) no training pairs or a label other than a/b; (score) fewer exemplars than asked.
+        NotFittedError: scoring before :meth:`fit`.
+    """
+
+    name = "evidence-lr"
+    position_invariant = False
+    learns_from: ClassVar[LearnsFrom] = "labels"
+
+    def __init__(self, C: float | None = None, seed: int = 0) -> None:
+        if C is not None and C <= 0:
+            raise ValueError(f"evidence-lr: C must be positive, got {C}")
+        self.C = C
+        self.fitted_C: float | None = None  # the C of the fitted model (cross-validated when C is None)
+        self.seed = seed
+        self.teacher = StylometricTeacher()
+        self.scale: np.ndarray | None = None  # per-feature standard deviation over both orders
+        self.weights: np.ndarray | None = None  # coefficients on the standardised inputs
+        self.n_fit_pairs = 0
+
+    def fit(self, train_pairs: Sequence[Pair]) -> EvidenceLRJudge:
+        """Train on the labelled training pairs, each in both orders."""
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+        from sklearn.model_selection import GroupKFold
+        from sklearn.preprocessing import StandardScaler
+
+        if not train_pairs:
+            raise ValueError("evidence-lr: no training pairs to fit on")
+        targets = np.array([1 if _label(p) == "a" else 0 for p in train_pairs])
+        self.teacher.prepare(train_pairs)
+        features = np.stack([evidence_features(self.teacher, p) for p in train_pairs])
+        both_x = np.vstack([features, -features])
+        both_y = np.concatenate([targets, 1 - targets])
+        scaler = StandardScaler(with_mean=False).fit(both_x)  # the mean is zero by symmetry
+        inputs = both_x / scaler.scale_
+        self.fitted_C = self.C if self.C is not None else 1.0 if len(train_pairs) < 2 else None
+        if self.fitted_C is None:
+            pair_of_row = np.concatenate([np.arange(len(train_pairs))] * 2)  # both orders of a pair: one group
+            folds = list(GroupKFold(n_splits=min(CV_FOLDS, len(train_pairs))).split(inputs, both_y, pair_of_row))
+            search = LogisticRegressionCV(
+                Cs=list(C_GRID), l1_ratios=(0.0,), cv=folds, scoring="neg_log_loss", fit_intercept=False,
+                random_state=self.seed, max_iter=1000, use_legacy_attributes=False,
+            ).fit(inputs, both_y)  # fmt: skip
+            self.fitted_C = float(search.C_)
+        model = LogisticRegression(C=self.fitted_C, fit_intercept=False, random_state=self.seed, max_iter=1000)
+        model.fit(inputs, both_y)
+        self.scale, self.weights = scaler.scale_, model.coef_[0].astype(float)
+        self.n_fit_pairs = len(train_pairs)
+        return self
+
+    def decision(self, pair: Pair, n_exemplars: int | None = None) -> float:
+        """The decision value ``z`` of one pair (log-odds that A is the author's response)."""
+        if self.weights is None or self.scale is None:
+            raise NotFittedError("judge 'evidence-lr' must be fitted on training pairs first: call fit(train_pairs)")
+        return float(np.dot(evidence_features(self.teacher, pair, n_exemplars) / self.scale, self.weights))
+
+    def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
+        """``s_a = sigmoid(z)``, ``s_b = sigmoid(-z)`` per pair (one pair at a time: batch-independent)."""
+        from scipy.special import expit
+
+        verdicts = []
+        for pair in pairs:
+            z = self.decision(pair, n_exemplars)
+            verdicts.append(Verdict(float(expit(z)), float(expit(-z))))
+        return verdicts
+
+    def coefficients(self) -> dict[str, float]:
+        """The fitted weight of each :data:`EVIDENCE_FEATURES` input (standardised units), by name.
+
+        Raises:
+            NotFittedError: before :meth:`fit`.
+        """
+        if self.weights is None:
+            raise NotFittedError("judge 'evidence-lr' must be fitted on training pairs first: call fit(train_pairs)")
+        return {name: float(w) for name, w in zip(EVIDENCE_FEATURES, self.weights, strict=True)}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "judge": self.name,
+            "features": len(EVIDENCE_FEATURES),
+            "C": self.C,
+            "fitted_C": self.fitted_C,
+            "seed": self.seed,
+            "fit_pairs": self.n_fit_pairs,
+        }
