@@ -75,33 +75,24 @@ def teacher_traces(teacher: StylometricTeacher, pairs: Sequence[Mapping[str, Any
     return out
 
 
-def order_metrics(results: Any) -> dict[str, float]:
-    """Format, accuracy (original order, and swapped), order-consistent accuracy, and the shares of
-    parsed per-order verdicts that prefer A or tie, of a table with the original and swapped
-    verdicts (:func:`persrm_lib.evaluate.cli.evaluate_pairs`; ``swapped_preferred`` is a position
-    in the swapped pair)."""
+def order_metrics(results: Any) -> dict[str, Any]:
+    """The evaluation's own rates of a table judged in both orders
+    (:func:`persrm_lib.evaluate.metrics.metric_row`: accuracy of the averaged verdict, order-consistent
+    accuracy, A-preference, format, reasoning agreement), plus the accuracy of the original order
+    alone and the share of parsed per-order verdicts that tie."""
+    from persrm_lib.evaluate import metrics
+
+    row = metrics.metric_row(results, n_bootstrap=200)
     rows = results.to_dict("records")
-    n = len(rows)
-    verdicts = [(r["preferred"], r["format_ok"]) for r in rows] + [
+    per_order = [(r["original_preferred"], r["original_format_ok"]) for r in rows] + [
         (r["swapped_preferred"], r["swapped_format_ok"]) for r in rows
     ]
-    parsed = [p for p, ok in verdicts if ok]
-    right = [verdict.is_correct(r["preferred"], r["label"]) for r in rows]
-    swapped_label = [{"a": "b", "b": "a"}[r["label"]] for r in rows]
-    right_swapped = [
-        verdict.is_correct(r["swapped_preferred"], lab) for r, lab in zip(rows, swapped_label, strict=True)
-    ]
-    return {
-        "n": n,
-        "format": sum(ok for _, ok in verdicts) / (2 * n) if n else float("nan"),
-        "accuracy": sum(right) / n if n else float("nan"),
-        "accuracy_swapped": sum(right_swapped) / n if n else float("nan"),
-        "order_consistent_accuracy": sum(a and b for a, b in zip(right, right_swapped, strict=True)) / n
-        if n
-        else float("nan"),
-        "a_preference": sum(p == "a" for p in parsed) / len(parsed) if parsed else float("nan"),
-        "tie_share": sum(p is None for p in parsed) / len(parsed) if parsed else float("nan"),
-    }
+    parsed = [side for side, ok in per_order if ok is True]
+    row["accuracy_original_order"] = (
+        sum(verdict.is_correct(r["original_preferred"], r["label"]) for r in rows) / len(rows) if rows else float("nan")
+    )
+    row["tie_share"] = sum(side not in ("a", "b") for side in parsed) / len(parsed) if parsed else float("nan")
+    return row
 
 
 def _json_safe(value: Any) -> Any:
@@ -200,11 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         record["benchmarks"] = {}
         for name, pairs in tests.items():
             started = time.perf_counter()
-            results = evaluate_pairs(judge, pairs, swap=True, benchmark=name, batch_size=args.batch_size)
+            results = evaluate_pairs(judge, pairs, orders="both", benchmark=name, batch_size=args.batch_size)
             metrics = order_metrics(results) | {"seconds": round(time.perf_counter() - started, 1)}
             if teacher is not None:
                 rule = [parse_output(teacher.judge(p)).preferred for p in pairs]
-                model = results["preferred"].tolist()
+                model = results["original_preferred"].tolist()  # the original order, as the rule was applied
                 metrics["agreement_with_rule"] = sum(r == m for r, m in zip(rule, model, strict=True)) / len(pairs)
                 metrics["rule_accuracy"] = sum(
                     verdict.is_correct(r, p["label"]) for r, p in zip(rule, pairs, strict=True)

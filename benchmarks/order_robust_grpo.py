@@ -83,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_new_tokens=profile.model.max_completion_length,
                 batch_size=8,
             )
-            metrics = order_metrics(evaluate_pairs(judge, validation, swap=True, benchmark="validation"))
-            print(f"{variant} validation: " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), flush=True)
+            metrics = order_metrics(evaluate_pairs(judge, validation, orders="both", benchmark="validation"))
+            print(f"{variant} validation: " + " ".join(f"{k}={v}" for k, v in metrics.items()), flush=True)
             record["variants"][variant] = {"seconds": round(seconds, 1), "steps": steps, "validation": metrics}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")

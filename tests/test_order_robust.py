@@ -22,6 +22,15 @@ A_WINS = render_output("c", "A fits.", (7, 3))
 B_WINS = render_output("c", "B fits.", (3, 7))
 
 
+def _cpu_config(tmp_path, **settings):
+    """A GRPOConfig for a tiny CPU run: two samples per prompt, no saving, no reporting."""
+    from trl import GRPOConfig
+
+    common = {"num_generations": 2, "logging_steps": 1, "report_to": [], "use_cpu": True, "bf16": False}
+    common |= {"fp16": False, "seed": 0, "disable_tqdm": True, "save_strategy": "no"}
+    return GRPOConfig(output_dir=str(tmp_path), **common, **settings)
+
+
 def _per_prompt_advantages(rewards: torch.Tensor, group: int) -> torch.Tensor:
     """TRL's default: normalise within the samples of one prompt (reference for the comparison)."""
     grouped = rewards.view(-1, group)
@@ -109,7 +118,6 @@ def test_a_preference_counts_parsed_verdicts_only():
 
 def test_order_robust_trainer_trains_a_tiny_model_with_joint_groups(tmp_path):
     from datasets import Dataset
-    from trl import GRPOConfig
 
     from persrm_lib.core.prompt import build_messages
     from persrm_lib.models.registry import load_model
@@ -143,22 +151,8 @@ def test_order_robust_trainer_trains_a_tiny_model_with_joint_groups(tmp_path):
         seen.append(list(id))
         return [1.0 if lab == "a" else 0.0 for lab in label]
 
-    config = GRPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=1,
-        num_generations=2,
-        max_completion_length=8,
-        max_steps=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        seed=0,
-        disable_tqdm=True,
-        save_strategy="no",
+    config = _cpu_config(
+        tmp_path, per_device_train_batch_size=4, max_completion_length=8, max_steps=2, learning_rate=1e-2
     )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = persrm_grpo_trainer_class(stop_strings=())(
@@ -192,7 +186,6 @@ def test_end_at_stop_turns_the_first_pad_after_a_stopped_completion_into_eos():
 def test_sampling_stops_after_scores(tmp_path):
     """A tiny model that is made to write the verdict: generation ends right after </scores>."""
     from datasets import Dataset
-    from trl import GRPOConfig
 
     from persrm_lib.models.registry import load_model
 
@@ -223,21 +216,8 @@ def test_sampling_stops_after_scores(tmp_path):
 
     model.forward = forward
     dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": "judge"}]] * 2})
-    config = GRPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2,
-        num_generations=2,
-        max_completion_length=24,
-        max_steps=1,
-        learning_rate=0.0,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        seed=0,
-        disable_tqdm=True,
-        save_strategy="no",
-        logging_steps=1,
+    config = _cpu_config(
+        tmp_path, per_device_train_batch_size=2, max_completion_length=24, max_steps=1, learning_rate=0.0
     )
     trainer = persrm_grpo_trainer_class(joint_orders=False)(
         model=model, reward_funcs=[record], args=config, train_dataset=dataset, processing_class=tokenizer

@@ -9,15 +9,7 @@ A trace is a pair (DESIGN.md's pair contract) plus ``teacher, completion, scores
 - :func:`write_traces` writes a complete trace file atomically (the faithfulness filter writes
   ``data/traces_faithful.jsonl`` with it).
 - :func:`read_traces` is THE reader of both files: strict, with errors naming the file and line.
-
->>> import tempfile, pathlib
->>> from persrm_lib.teachers.stylometric import StylometricTeacher
->>> pair = {"id": "p1", "query": "Q", "exemplars": ["I came; I saw."], "response_a": "We came; we saw.",
-...         "response_b": "Hello there, friend!", "label": "a"}
->>> out = pathlib.Path(tempfile.mkdtemp()) / "traces.jsonl"
->>> report = generate_traces([pair], StylometricTeacher(), out)
->>> [(t["id"], t["teacher"], t["faithful"]) for t in read_traces(out)]
-[('p1', 'stylometric', True)]
+  (:func:`generate_traces` shows both in its example.)
 """
 
 from __future__ import annotations
