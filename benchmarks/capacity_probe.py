@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="smoke", help="model, LoRA, SFT and evaluation settings")
     parser.add_argument("--train-pairs", type=int, default=32, help="training pairs (0: all), each in both orders")
     parser.add_argument("--test-pairs", type=int, default=24, help="held-out pairs per benchmark (0: all)")
-    parser.add_argument("--n-exemplars", type=int, default=0, help="exemplars per prompt (0: the pairs' own)")
+    parser.add_argument("--n-exemplars", type=int, default=0, help="exemplars per training prompt (0: the pairs' own)")
+    parser.add_argument("--test-exemplars", type=int, default=0, help="exemplars per test prompt (0: the pairs' own)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
@@ -150,6 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = [{**p, "n_exemplars": args.n_exemplars} for p in train if len(p["exemplars"]) >= args.n_exemplars]
         tests = {
             k: [{**p, "n_exemplars": args.n_exemplars} for p in v if len(p["exemplars"]) >= args.n_exemplars]
+            for k, v in tests.items()
+        }
+    if args.test_exemplars:
+        tests = {
+            k: [{**p, "n_exemplars": args.test_exemplars} for p in v if len(p["exemplars"]) >= args.test_exemplars]
             for k, v in tests.items()
         }
     if not train:
@@ -200,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 metrics["rule_accuracy"] = sum(
                     verdict.is_correct(r, p["label"]) for r, p in zip(rule, pairs, strict=True)
                 ) / len(pairs)
+            metrics["examples"] = [  # two completions to read: what the student writes
+                {"id": r["id"], "label": r["label"], "completion": r["completion"]}
+                for r in results.to_dict("records")[:2]
+            ]
             record["benchmarks"][name] = metrics
             print(
                 f"{args.probe} {name}: n={metrics['n']} format={metrics['format']:.2f} accuracy={metrics['accuracy']:.3f} "

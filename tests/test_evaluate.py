@@ -498,6 +498,21 @@ def test_suite_without_training_pairs_skips_fitted_judges(tmp_path: Path) -> Non
     assert any("judge char-ngram:" in n and "cannot be fitted; skipped" in n for n in suite.notes)
 
 
+def test_suite_skips_lambdag_when_the_training_set_is_too_small_for_its_references(tmp_path: Path) -> None:
+    from eval_fixtures import make_run
+
+    from persrm_lib.core.config import get_profile
+    from persrm_lib.evaluate.suite import run_suite
+
+    run = make_run(tmp_path, adapters=(), with_logs=False)  # 8 training pairs: too few reference sentences
+    suite = run_suite(run, get_profile("tiny"), judges=["char-ngram", "lambdag"], stages=[], progress=False)
+    assert sorted(set(suite.results["judge"])) == ["char-ngram"]
+    skipped = [n for n in suite.notes if n.startswith("judge lambdag: lambdag: pair ")]
+    assert len(skipped) == 1 and skipped[0].endswith(
+        "fewer than the 6 sentences of its exemplars: fit on more training pairs; skipped"
+    )
+
+
 def test_suite_without_test_pairs(tmp_path: Path) -> None:
     from persrm_lib.core.config import get_profile
     from persrm_lib.evaluate.suite import run_suite

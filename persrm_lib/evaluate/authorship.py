@@ -49,6 +49,11 @@ C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 11))  # e
 CV_FOLDS = 5  # evidence-lr's cross-validation folds (fewer when there are fewer training pairs)
 
 
+class TooFewReferencesError(ValueError):
+    """LambdaG's reference corpus (the training authors' passages) is smaller than a pair's exemplars:
+    the training set is too small for this baseline (the message names the pair and the counts)."""
+
+
 def chosen_response(pair: Pair) -> str:
     """The labelled author's response of a training pair.
 
@@ -189,7 +194,7 @@ class LambdaGJudge(BaseJudge):
             responses = [str(pair["response_a"]), str(pair["response_b"])]
             references = self._references_for(pair, exemplars, responses)
             if len(references) < len(known):
-                raise ValueError(
+                raise TooFewReferencesError(
                     f"lambdag: pair {pair.get('id', '?')!r}: {len(references)} reference sentences outside the "
                     f"exemplars' author, fewer than the {len(known)} sentences of its exemplars: fit on more training pairs"
                 )

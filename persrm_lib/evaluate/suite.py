@@ -27,6 +27,7 @@ from ..core import runfiles
 from ..data.pairs import read_pairs
 from ..models.registry import load_model
 from . import metrics
+from .authorship import TooFewReferencesError
 from .cli import evaluate_pairs, select_pairs
 from .judges import MODEL_JUDGES, Judge, make_judge
 from .records import RESULT_FIELDS, STAGES, completion_records, plain, write_eval_completions
@@ -198,7 +199,11 @@ def run_suite(
         if train_pairs:
             judge.fit(train_pairs)
         limit = settings.model_pairs if name in MODEL_JUDGES else 0
-        frames.append(evaluate_all(judge, name, "baseline", counts, limit))
+        try:
+            frames.append(evaluate_all(judge, name, "baseline", counts, limit))
+        except TooFewReferencesError as exc:  # a training set too small for LambdaG: say so, go on
+            notes.append(f"judge {name}: {exc}; skipped")
+            continue
         seconds[name] = time.perf_counter() - started
 
     completion_files: list[Path] = []
