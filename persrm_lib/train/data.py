@@ -151,21 +151,22 @@ def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | No
     return pairs[: profile.grpo.eval_pairs]
 
 
-def sft_dataset(traces: Sequence[Mapping[str, Any]]) -> Any:
+def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None) -> Any:
     """Conversational prompt-completion dataset (``datasets.Dataset``): prompt = system + user
     messages of the pair with its own exemplar count, completion = one assistant message holding
-    the trace's completion (TRL's conversational prompt-completion format)."""
+    the trace's completion (TRL's conversational prompt-completion format). With ``tokenizer``, its own
+    special tokens in the user text are neutralised too (:func:`persrm_lib.core.prompt.build_messages`)."""
     from datasets import Dataset
 
     return Dataset.from_dict(
         {
-            "prompt": [build_messages(t, verdict.exemplar_count(t)) for t in traces],
+            "prompt": [build_messages(t, verdict.exemplar_count(t), tokenizer=tokenizer) for t in traces],
             "completion": [[{"role": "assistant", "content": t["completion"]}] for t in traces],
         }
     )
 
 
-def grpo_dataset(pairs: Sequence[Mapping[str, Any]]) -> Any:
+def grpo_dataset(pairs: Sequence[Mapping[str, Any]], tokenizer: Any = None) -> Any:
     """Conversational prompt-only dataset (``datasets.Dataset``) with the ``label`` and ``pair_id``
     columns the reward and :class:`persrm_lib.train.logs.RewardTracker` read (TRL passes dataset
     columns to the reward as keyword arguments)."""
@@ -173,7 +174,7 @@ def grpo_dataset(pairs: Sequence[Mapping[str, Any]]) -> Any:
 
     return Dataset.from_dict(
         {
-            "prompt": [build_messages(p, verdict.exemplar_count(p)) for p in pairs],
+            "prompt": [build_messages(p, verdict.exemplar_count(p), tokenizer=tokenizer) for p in pairs],
             "label": [p["label"] for p in pairs],
             "pair_id": [str(p["id"]) for p in pairs],
         }

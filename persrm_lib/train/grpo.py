@@ -107,7 +107,7 @@ def grpo_trainer(
             (:mod:`persrm_lib.models.context`), naming the pair and its tokens.
     """
     grpo = profile.grpo
-    dataset = grpo_dataset(pairs)
+    dataset = grpo_dataset(pairs, tokenizer)  # the model's own special tokens are neutralised too
     budget = known_budget(
         model, tokenizer, reserved=profile.grpo.max_completion_length, max_length=profile.model.max_seq_length
     )
@@ -117,7 +117,7 @@ def grpo_trainer(
         ]
         check_prompts(tokenizer, prompts, dataset["pair_id"], budget)
     if grpo.joint_orders:
-        dataset = grpo_dataset(paired_orders(pairs))
+        dataset = grpo_dataset(paired_orders(pairs), tokenizer)
     trainer_class = persrm_grpo_trainer_class(
         joint_orders=grpo.joint_orders,
         consistency_bonus=grpo.consistency_bonus,

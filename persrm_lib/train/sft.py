@@ -78,7 +78,7 @@ def sft_trainer(
     """
     from trl import SFTTrainer
 
-    dataset = sft_dataset(traces)
+    dataset = sft_dataset(traces, tokenizer)  # the model's own special tokens are neutralised too
     _check_lengths(dataset, traces, tokenizer, profile.model.max_seq_length)
     trainer = SFTTrainer(
         model=model,
