@@ -84,10 +84,7 @@ def order_metrics(results: Any) -> dict[str, Any]:
 
     row = metrics.metric_row(results, n_bootstrap=200)
     rows = results.to_dict("records")
-    per_order = [(r["original_preferred"], r["original_format_ok"]) for r in rows] + [
-        (r["swapped_preferred"], r["swapped_format_ok"]) for r in rows
-    ]
-    parsed = [side for side, ok in per_order if ok is True]
+    parsed = metrics.parsed_sides(results)
     row["accuracy_original_order"] = (
         sum(verdict.is_correct(r["original_preferred"], r["label"]) for r in rows) / len(rows) if rows else float("nan")
     )

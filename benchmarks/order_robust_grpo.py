@@ -32,7 +32,7 @@ from typing import Any
 
 from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile, set_threads
-from persrm_lib.core.paths import RESULTS_DIR
+from persrm_lib.core.paths import REPO_ROOT, RESULTS_DIR
 from persrm_lib.data.pairs import read_pairs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from persrm_lib.train.grpo import train_grpo
     from persrm_lib.train.logs import read_log
 
-    record: dict[str, Any] = {"sft_adapter": args.sft_adapter.as_posix(), "steps": args.steps, "variants": {}}
+    adapter = args.sft_adapter.resolve()
+    shown = adapter.relative_to(REPO_ROOT) if adapter.is_relative_to(REPO_ROOT) else adapter  # no machine path
+    record: dict[str, Any] = {"sft_adapter": shown.as_posix(), "steps": args.steps, "variants": {}}
     train = read_pairs(runfiles.pairs_path(args.run_dir, "train"))
     validation = read_pairs(runfiles.pairs_path(args.run_dir, "validation"))[: args.eval_pairs]
     for variant in args.variants.split(","):

@@ -68,9 +68,12 @@ def eval_dir(run: Path) -> Path:
     return stage_dir(run, "eval")
 
 
+PER_PAIR_FILE = "per_pair.csv"  # in 05_evaluate's folder
+
+
 def per_pair_path(run: Path) -> Path:
     """05_evaluate's per-pair results (one row per judge, pair and exemplar count)."""
-    return eval_dir(run) / "per_pair.csv"
+    return eval_dir(run) / PER_PAIR_FILE
 
 
 def eval_completions_path(run: Path, stage: str) -> Path:

@@ -69,12 +69,14 @@ def is_correct(preferred: object, label: object) -> bool:
     return preferred in LABELS and preferred == label
 
 
-def outcome_of(preferred: object, format_ok: bool, label: object) -> int:
-    """The sparse reward of a verdict that was already parsed: -1 violation, 0 wrong or tied, +1 correct."""
-    check_label(label)
-    if not format_ok:
-        return VIOLATION
-    return CORRECT if is_correct(preferred, label) else WRONG
+def a_share(sides: Sequence[object]) -> float:
+    """The A-preference of parsed verdicts: the share of their preferred sides that are ``"a"`` (a tie,
+    None, counts as parsed but not A); 0.5 without position bias, 1.0 for an always-A judge; NaN for none.
+
+    >>> a_share(["a", "b", None, "a"])
+    0.5
+    """
+    return sum(side == "a" for side in sides) / len(sides) if len(sides) else float("nan")
 
 
 @dataclass(frozen=True)

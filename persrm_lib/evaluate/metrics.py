@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.output_format import parse_output
-from ..core.verdict import Side, is_correct, preferred_side
+from ..core.verdict import Side, a_share, is_correct, preferred_side
 
 BREAKDOWNS: tuple[str, ...] = ("benchmark", "negative_kind", "positive_kind", "n_exemplars", "genre")
 N_BOOTSTRAP = 1000
@@ -224,13 +224,19 @@ def a_preference(results: pd.DataFrame) -> float:
 
     0.5 without position bias; 1.0 for a judge that always answers A; NaN when nothing parsed.
     """
+    return a_share(parsed_sides(results))
+
+
+def parsed_sides(results: pd.DataFrame) -> list[object]:
+    """The preferred side of every per-order verdict that parses (None for a tie), original orders
+    then swapped, over the rows that count (:func:`scored`)."""
     parsed = []
     for p, ok, q, swapped_ok in order_verdicts(scored(results)):
         if not _missing(ok) and bool(ok):
             parsed.append(p)
         if not _missing(swapped_ok) and bool(swapped_ok):
             parsed.append(q)
-    return float(np.mean([p == "a" for p in parsed])) if parsed else float("nan")
+    return parsed
 
 
 def reasoning_agreement_rate(results: pd.DataFrame) -> tuple[float, int]:

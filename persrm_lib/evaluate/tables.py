@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core import runfiles
 from . import metrics
 from .records import write_per_pair
 
@@ -85,7 +86,7 @@ def write_tables(
     tables["summary"] = summary[["breakdown", "value", "judge", *metrics.METRIC_COLUMNS]]
     for name, table in tables.items():
         write_table(table.round(4) if name == "summary" else table, eval_dir, name, index=name != "summary")
-    write_per_pair(results, eval_dir / "per_pair.csv")
+    write_per_pair(results, eval_dir / runfiles.PER_PAIR_FILE)
     return tables
 
 

@@ -6,12 +6,16 @@ the stage (processes, precision, seeds, logging), so :mod:`persrm_lib.train.sft`
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core import runfiles
 from ..core.config import Profile
+from ..data.evidence import evidence_kind
+from .adapters import save_adapter, training_info
 
 
 @dataclass
@@ -84,3 +88,41 @@ def last_loss(rows: Sequence[Mapping[str, Any]]) -> float:
     """The loss of the last logged row that has one (NaN when none has)."""
     losses = [r["loss"] for r in rows if r.get("loss") not in ("", None)]
     return float(losses[-1]) if losses else float("nan")
+
+
+def train_and_save(
+    trainer: Any,
+    tokenizer: Any,
+    profile: Profile,
+    run: Path,
+    stage: str,
+    backend: str,
+    log: Any,
+    data: Sequence[Mapping[str, Any]],
+    info: Mapping[str, Any] | None = None,
+    completions_path: Path | None = None,
+) -> TrainResult:
+    """Run ``trainer.train()``, save the adapter to ``<run>/<stage>/adapter`` with its training info
+    (:func:`persrm_lib.train.adapters.training_info`, the evidence setting read from ``data``, plus
+    ``info``), and return the :class:`TrainResult`. Both stages end this way."""
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    steps = int(trainer.state.global_step)
+    out = runfiles.adapter_dir(run, stage)
+    saved = training_info(profile, stage, backend, steps, evidence=evidence_kind(data)) | dict(info or {})
+    save_adapter(trainer, tokenizer, out, saved)
+    return TrainResult(
+        stage=stage,
+        backend=backend,
+        steps=steps,
+        final_loss=last_loss(log.rows),
+        seconds=seconds,
+        adapter_dir=out,
+        log_path=log.path,
+        log=log.rows,
+        completions_path=completions_path,
+        examples=len(data),
+        model=trainer.model,
+        tokenizer=tokenizer,
+    )

@@ -26,7 +26,6 @@ advantage), optionally with J1's consistency bonus; with ``grpo.stop_at_scores``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,9 @@ from typing import Any
 from ..core import runfiles
 from ..core.config import Profile
 from ..core.reward import persrm_reward
-from ..data.evidence import evidence_kind
 from ..models.context import check_prompts, known_budget
-from .adapters import check_adapter, check_evidence_matches, load_adapter_weights, save_adapter, training_info
-from .common import TrainResult, common_args, last_loss, process_index, quiet, world_size
+from .adapters import check_adapter, check_evidence_matches, load_adapter_weights
+from .common import TrainResult, common_args, process_index, quiet, train_and_save, world_size
 from .data import Source, check_pairs, grpo_dataset, grpo_validation_pairs
 from .logs import GRPO_LOG_FIELDS, RewardTracker, TrainingLog
 from .order_robust import paired_orders, persrm_grpo_trainer_class
@@ -201,26 +199,15 @@ def train_grpo(
         callbacks.append(ValidationEval(profile, validation, tokenizer, log, profile.grpo.eval_every).callback())
     output_dir = runfiles.stage_dir(run, stage) / "trainer"
     trainer = grpo_trainer(profile, output_dir, data, model, tokenizer, name, tracker, callbacks)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    steps = int(trainer.state.global_step)
-    out = runfiles.adapter_dir(run, stage)
-    info = training_info(profile, stage, name, steps, evidence=evidence_kind(data)) | {
-        "from_sft": str(adapter) if from_sft else None
-    }
-    save_adapter(trainer, tokenizer, out, info)
-    return TrainResult(
-        stage=stage,
-        backend=name,
-        steps=steps,
-        final_loss=last_loss(log.rows),
-        seconds=seconds,
-        adapter_dir=out,
-        log_path=log.path,
-        log=log.rows,
+    return train_and_save(
+        trainer,
+        tokenizer,
+        profile,
+        run,
+        stage,
+        name,
+        log,
+        data,
+        info={"from_sft": str(adapter) if from_sft else None},
         completions_path=tracker.completions_path,
-        examples=len(data),
-        model=trainer.model,
-        tokenizer=tokenizer,
     )

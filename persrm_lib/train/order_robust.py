@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..core.verdict import assess
+from ..core.verdict import a_share, assess
 from ..data.pairs import SWAPPED_SUFFIX, swap_pair
 
 EPS = 1e-4  # TRL's GRPOTrainer adds 1e-4 to the group std (trl/trainer/grpo_trainer.py)
@@ -117,11 +117,10 @@ def joint_advantages(
 
 
 def a_preference(completions: Sequence[str]) -> float:
-    """Share of parsed verdicts that score response A strictly higher; NaN when none parses."""
-    parsed = [verdict for verdict in (assess(text, "a") for text in completions) if verdict.format_ok]
-    if not parsed:
-        return float("nan")
-    return sum(verdict.preferred == "a" for verdict in parsed) / len(parsed)
+    """The A-preference (:func:`persrm_lib.core.verdict.a_share`) of sampled completions that parse;
+    NaN when none parses."""
+    judged = (assess(text, "a") for text in completions)
+    return a_share([verdict.preferred for verdict in judged if verdict.format_ok])
 
 
 class PairedOrderSampler:

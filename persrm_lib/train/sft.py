@@ -12,17 +12,14 @@ tokenizer and ``persrm_training.json``) and ``sft/log.csv`` (:data:`persrm_lib.t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
 from ..core.config import Profile
-from ..data.evidence import evidence_kind
 from ..teachers.swap import both_orders
-from .adapters import save_adapter, training_info
-from .common import TrainResult, common_args, last_loss, quiet, world_size
+from .common import TrainResult, common_args, quiet, train_and_save, world_size
 from .data import Source, TrainingDataError, check_traces, sft_dataset
 from .logs import SFT_LOG_FIELDS, TrainingLog
 
@@ -128,23 +125,4 @@ def train_sft(
     trainer = sft_trainer(
         profile, runfiles.stage_dir(run, "sft") / "trainer", data, model, tokenizer, name, [log.callback()]
     )
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    steps = int(trainer.state.global_step)
-    out = runfiles.adapter_dir(run, "sft")
-    info = training_info(profile, "sft", name, steps, evidence=evidence_kind(data))  # what was trained on
-    save_adapter(trainer, tokenizer, out, info)
-    return TrainResult(
-        stage="sft",
-        backend=name,
-        steps=steps,
-        final_loss=last_loss(log.rows),
-        seconds=seconds,
-        adapter_dir=out,
-        log_path=log.path,
-        log=log.rows,
-        examples=len(data),
-        model=trainer.model,
-        tokenizer=tokenizer,
-    )
+    return train_and_save(trainer, tokenizer, profile, run, "sft", name, log, data)
