@@ -15,6 +15,7 @@ and peak memory (resident set size of the process; CUDA peak allocation on a GPU
 
     python benchmarks/bench_training.py --profile smoke --steps 2
     python benchmarks/bench_training.py --profile cpu --steps 1 --stages sft
+    python benchmarks/bench_training.py --profile cpu --steps 3 --stages sft --threads 1 2
 
 The profile's settings apply (batch sizes, lengths, LoRA, model); only the step counts change.
 """
@@ -98,7 +99,7 @@ def _peak_memory_mib() -> dict[str, float]:
     return out
 
 
-def worker(stage: str, profile_name: str, steps: int, queue: Any) -> None:
+def worker(stage: str, profile_name: str, steps: int, queue: Any, threads: int | None = None) -> None:
     """Run one stage in this (fresh) process and put its measurements on ``queue``."""
     from persrm_lib.core.config import get_profile, set_threads
     from persrm_lib.train.grpo import train_grpo
@@ -106,7 +107,10 @@ def worker(stage: str, profile_name: str, steps: int, queue: Any) -> None:
 
     try:
         key = "sft" if stage == "sft" else "grpo"
-        profile = get_profile(profile_name, {f"{key}.max_steps": steps, f"{key}.logging_steps": 1})
+        overrides: dict[str, Any] = {f"{key}.max_steps": steps, f"{key}.logging_steps": 1}
+        if threads is not None:
+            overrides["num_threads"] = threads
+        profile = get_profile(profile_name, overrides)
         set_threads(profile.num_threads)
         per_step = profile.sft.batch_size if stage == "sft" else profile.grpo.batch_size // profile.grpo.num_generations
         pairs = sotu_pairs(max(8, 2 * per_step * steps), profile.data.passage_words, profile.data.n_exemplars)
@@ -145,10 +149,10 @@ def worker(stage: str, profile_name: str, steps: int, queue: Any) -> None:
         raise
 
 
-def run_stage(stage: str, profile: str, steps: int) -> dict[str, Any]:
+def run_stage(stage: str, profile: str, steps: int, threads: int | None = None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    process = ctx.Process(target=worker, args=(stage, profile, steps, queue))
+    process = ctx.Process(target=worker, args=(stage, profile, steps, queue, threads))
     process.start()
     result = queue.get()
     process.join()
@@ -164,20 +168,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="smoke", help="tiny, smoke, cpu or paper")
     parser.add_argument("--steps", type=int, default=2, help="optimiser steps per stage")
     parser.add_argument("--stages", nargs="+", default=["sft", "grpo"], choices=["sft", "grpo"])
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=None, help="torch thread counts to compare (default: the profile's)"
+    )
     parser.add_argument("--json", action="store_true", help="also print the measurements as JSON lines")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    results = [run_stage(stage, args.profile, args.steps) for stage in args.stages]
+    if args.threads and min(args.threads) < 1:
+        parser.error("--threads must be at least 1")
+    results = []
+    for threads in args.threads or [None]:
+        for stage in args.stages:
+            measured = run_stage(stage, args.profile, args.steps, threads)
+            measured["threads"] = threads
+            results.append(measured)
     print(f"\ntraining throughput, profile {args.profile}, {args.steps} step(s) per stage")
-    header = f"{'stage':<6}{'model':<24}{'backend':<14}{'steps':>6}{'s/step':>9}{'s/step>1':>10}{'tok/s':>9}{'compl tok/s':>13}{'peak RSS MiB':>14}"
+    header = f"{'stage':<6}{'threads':>8} {'model':<24}{'backend':<14}{'steps':>6}{'s/step':>9}{'s/step>1':>10}{'tok/s':>9}{'compl tok/s':>13}{'peak RSS MiB':>14}"
     print(header)
     for r in results:
         if "error" in r:
             print(f"{r['stage']:<6}failed: {r['error']}")
             continue
         print(
-            f"{r['stage']:<6}{r['model']:<24}{r['backend']:<14}{r['steps']:>6}{r['s_per_step']:>9.2f}"
+            f"{r['stage']:<6}{r['threads'] or 'profile':>8} {r['model']:<24}{r['backend']:<14}{r['steps']:>6}{r['s_per_step']:>9.2f}"
             f"{_num(r['s_per_step_after_first']):>10}{r['tokens_per_s']:>9.1f}"
             f"{_num(r.get('completion_tokens_per_s')):>13}{r['peak_rss_mib']:>14.0f}"
         )

@@ -106,7 +106,7 @@ def test_apply_overrides_nested_keeps_siblings():
     [
         ("tiny", 1, 2, False),  # unit tests: every step, two pairs; no second GRPO run
         ("smoke", 2, 2, False),  # once, after the last of two steps; CI time
-        ("cpu", 4, 8, False),  # two evaluations over 8 steps; no time for the §5.1 comparison
+        ("cpu", 6, 8, False),  # two evaluations over 12 steps; no time for the §5.1 comparison
         ("paper", 50, 200, True),
     ],
 )

@@ -295,25 +295,106 @@ def test_paired_comparison_interval_is_seeded_and_missing_columns_are_named() ->
         metrics.paired_comparison(rows.drop(columns=["negative_kind"]), "m", ["b"])
 
 
-def test_reference_goals_report_each_kind_format_and_consistency() -> None:
-    # ahead on random (5/5 vs 0/5), behind on same-era (0/5 vs 5/5); all verdicts parse; swaps consistent
-    hits_m = {i: i % 2 == 1 for i in range(10)}
-    hits_b = {i: i % 2 == 0 for i in range(10)}
-    rows = pd.DataFrame(judged("rm-rft", hits_m, KINDS) + judged("char-ngram", hits_b, KINDS))
-    goals = metrics.reference_goals(rows, "rm-rft").set_index("goal")
-    assert goals.loc["beats char-ngram on negative_kind=random (n=5)", "met"]
-    assert goals.loc["beats char-ngram on negative_kind=random (n=5)", "decisive"]
-    assert not goals.loc["beats char-ngram on negative_kind=same-era (n=5)", "met"]
-    assert goals.loc["format compliance", "met"] and goals.loc["format compliance", "value"] == 1.0
-    assert goals.loc["position consistency", "met"]
-    assert (goals.loc["A-preference", "value"], goals.loc["A-preference", "target"]) == (0.5, "in [0.4, 0.6]")
-    assert goals.loc["A-preference", "met"]  # each pair: one order says A, the other B
+def stage_rows(judge: str, verdicts: dict[int, tuple[str, str]], benchmark: str = "sotu") -> list[dict]:
+    """Rows of one judge on pairs labelled "a": pair id -> (original verdict, swapped verdict)."""
+    return [
+        {
+            "judge": judge,
+            "id": i,
+            "n_exemplars": 3,
+            "benchmark": benchmark,
+            "label": "a",
+            # the pair's verdict from the averaged scores: right only when both orders are
+            "preferred": "a" if (p, q) == ("a", "b") else None,
+            "format_ok": True,
+            "original_preferred": p,
+            "original_format_ok": True,
+            "swapped_preferred": q,
+            "swapped_format_ok": True,
+        }
+        for i, (p, q) in verdicts.items()
+    ]
 
 
-def test_reference_goals_fail_on_position_bias_and_on_nothing_to_compare() -> None:
-    # a judge that always says "a": right on every pair, but picks the other text when swapped
-    rows = pd.DataFrame(judged("rm-rft", {i: True for i in range(10)}, KINDS, swapped_ok=False))
-    goals = metrics.reference_goals(rows, "rm-rft").set_index("goal")
-    assert goals.loc["position consistency", "value"] == 0.0 and not goals.loc["position consistency", "met"]
-    assert goals.loc["A-preference", "value"] == 1.0 and not goals.loc["A-preference", "met"]
-    assert not goals.loc["beats char-ngram", "met"]  # no baseline rows: not measured, so not met
+def test_pair_hits_order_consistent_needs_both_orders_and_rejects_unknown_measures() -> None:
+    records = stage_rows("m", {0: ("a", "b"), 1: ("a", "a"), 2: ("b", "b"), 3: ("a", "b")})
+    records[3] = {**records[3], "swapped_preferred": None, "swapped_format_ok": None}
+    rows = pd.DataFrame(records)
+    assert metrics.pair_hits(rows, "order_consistent").tolist()[:3] == [1.0, 0.0, 0.0]
+    assert np.isnan(metrics.pair_hits(rows, "order_consistent").iloc[3])  # one order only: undefined
+    assert metrics.pair_hits(rows, "accuracy").tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert metrics.order_consistent_accuracy(rows) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="unknown measure 'recall'"):
+        metrics.pair_hits(rows, "recall")
+
+
+def test_paired_order_consistent_comparison_leaves_out_pairs_judged_in_one_order() -> None:
+    sft = stage_rows("rm-sft", {i: ("a", "a") for i in range(6)})  # always A: never right in both orders
+    rft = stage_rows("rm-rft", {i: ("a", "b") for i in range(6)})  # right in both orders
+    rft[5] = {**rft[5], "swapped_preferred": None, "swapped_format_ok": None}
+    table = metrics.paired_comparison(pd.DataFrame(sft + rft), "rm-rft", ["rm-sft"], None, measure="order_consistent")
+    row = table.iloc[0]
+    assert (row["group"], row["n"], row["model_accuracy"], row["baseline_accuracy"]) == ("all", 5, 1.0, 0.0)
+    assert row["diff_low"] == row["difference"] == 1.0
+
+
+def test_reference_goals_met_by_an_order_robust_model_that_improves_stage_by_stage() -> None:
+    n = 20
+    base = stage_rows("rm-base", {i: ("a", "a") for i in range(n)})  # always A
+    sft = stage_rows("rm-sft", {i: ("a", "b") if i < 10 else ("b", "a") for i in range(n)})  # right on half
+    rft = stage_rows("rm-rft", {i: ("a", "b") if i < 19 else ("b", "a") for i in range(n)})  # right on 19
+    ngram = judged("char-ngram", {i: i < 12 for i in range(n)}, KINDS)
+    evidence = judged("evidence-lr", {i: i < 10 for i in range(n)}, KINDS)
+    for row in ngram + evidence:
+        row["benchmark"] = "sotu"
+    goals = metrics.reference_goals(pd.DataFrame(base + sft + rft + ngram + evidence), n_bootstrap=500)
+    assert list(goals.columns) == list(metrics.GOAL_COLUMNS)
+    table = goals.set_index("goal")
+    assert table.loc["format compliance, rm-rft", "met"] and table.loc["A-preference, rm-sft", "value"] == 0.5
+    sft_step = table.loc["order-consistent accuracy: rm-sft - rm-base (n=20; 0.500 vs 0.000)"]
+    assert (sft_step["value"], sft_step["target"], sft_step["met"]) == (0.5, "> 0", True)
+    rft_step = table.loc["order-consistent accuracy: rm-rft - rm-sft (n=20; 0.950 vs 0.500)"]
+    assert rft_step["target"] == "interval > 0" and rft_step["met"] and rft_step["decisive"]
+    assert table.loc["accuracy on sotu: rm-rft - char-ngram (n=20; 0.950 vs 0.600)", "met"]
+    assert table.loc["accuracy: rm-rft - evidence-lr (n=20; 0.950 vs 0.500)", "met"]
+    assert goals["met"].all()
+
+
+def test_reference_goals_fail_an_always_a_model_and_what_was_not_measured() -> None:
+    always_a = {i: ("a", "a") for i in range(10)}
+    rows = pd.DataFrame(stage_rows("rm-base", always_a) + stage_rows("rm-sft", always_a) + stage_rows("rm-rft", always_a))
+    table = metrics.reference_goals(rows, n_bootstrap=200).set_index("goal")
+    assert table.loc["A-preference, rm-rft", "value"] == 1.0 and not table.loc["A-preference, rm-rft", "met"]
+    rft_step = table.loc["order-consistent accuracy: rm-rft - rm-sft (n=10; 0.000 vs 0.000)"]
+    assert rft_step["value"] == 0.0 and not rft_step["met"]
+    # no baseline ran: each comparison says so and is not met
+    missing = table.loc["accuracy on sotu: rm-rft - char-ngram (not measured: no pair judged by both)"]
+    assert np.isnan(missing["value"]) and not missing["met"]
+    assert not table.loc["accuracy: rm-rft - evidence-lr (not measured: no pair judged by both)", "met"]
+    # a trained stage that did not run is reported, not met; the difference falls back to the stages that ran
+    partial = metrics.reference_goals(rows[rows["judge"] != "rm-rft"], n_bootstrap=200).set_index("goal")
+    assert not partial.loc["format compliance, rm-rft (not run)", "met"]
+    assert "accuracy: rm-sft - evidence-lr (not measured: no pair judged by both)" in partial.index
+
+
+def test_order_robustness_plot_draws_every_rate_and_notes_an_empty_table() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from persrm_lib.evaluate.tables import ORDER_ROBUSTNESS_COLUMNS, plot_order_robustness
+
+    rows = pd.DataFrame(stage_rows("rm-sft", {i: ("a", "a") for i in range(4)}))
+    summary = metrics.summarize(rows, "judge", n_bootstrap=50)
+    fig, ax = plt.subplots()
+    plot_order_robustness(summary, ["rm-base", "rm-sft"], ax)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["rm-sft"]  # absent judges are left out
+    heights = [round(b.get_height(), 2) for b in ax.patches if b.get_width() < 0.5]
+    assert len(heights) == len(ORDER_ROBUSTNESS_COLUMNS)
+    assert heights[:4] == [1.0, 0.0, 0.0, 1.0]  # format, accuracy, order-consistent, A-preference
+    fig2, ax2 = plt.subplots()
+    plot_order_robustness(pd.DataFrame(), ["rm-sft"], ax2)
+    assert ax2.texts[0].get_text() == "no generative judge ran"
+    plt.close(fig)
+    plt.close(fig2)

@@ -283,12 +283,14 @@ PROFILES: dict[str, Profile] = {
             scalar_rm_max_length=320,
         ),
     ),
-    # The reference run, sized to about 100 minutes on one thread of a 2-core machine (measured
-    # there: SFT ~6 s per sample). What it trades against the paper: 135M parameters instead of 7B,
-    # one exemplar in training, ~110 faithful traces seen three times instead of 17.2k once, 8 GRPO
-    # steps of 2 prompts x 4 samples, no GRPO-from-base comparison.
+    # The reference run, sized to under two hours on two threads of an otherwise idle 2-core machine
+    # (benchmarks/bench_training.py --profile cpu --stages sft --threads 1 2: 30.4 s per SFT step on
+    # one thread, 16.4 s on two). What it trades against the paper: 135M parameters instead of 7B,
+    # one exemplar in training, ~110 faithful traces in both orders seen twice each instead of 17.2k
+    # once, 12 GRPO steps of one pair in both orders x 4 samples, no GRPO-from-base comparison.
     "cpu": Profile(
         name="cpu",
+        num_threads=2,
         data=DataSettings(
             passage_words=100,
             n_exemplars=1,
@@ -300,16 +302,19 @@ PROFILES: dict[str, Profile] = {
         model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1536, max_completion_length=256),
         # r 8 keeps each adapter near 12 MB, under the 20 MB that results/ takes (r 16 measured 23 MB)
         lora=LoRASettings(r=8, alpha=16),
-        # three epochs: after one (28 steps) SmolLM2 had the tags but looped and never closed <eval>
-        sft=SFTSettings(batch_size=4, per_device_batch_size=2, learning_rate=3e-4, epochs=3.0),
-        # compact stylometric traces are 180-230 SmolLM2 tokens (measured); 256 leaves room
+        # two epochs over the traces in both orders (each trace seen four times): after 28 steps of
+        # one order SmolLM2 had the tags but looped and never closed <eval>; three epochs of one
+        # order (the previous reference run) closed them
+        sft=SFTSettings(batch_size=4, per_device_batch_size=2, learning_rate=3e-4, epochs=2.0),
+        # compact stylometric traces are 180-230 SmolLM2 tokens (measured); 256 leaves room. A batch
+        # of 8 is one pair in both orders x 4 samples: the joint group of grpo.joint_orders
         grpo=GRPOSettings(
             batch_size=8,
             num_generations=4,
             learning_rate=2e-5,
-            max_steps=8,
+            max_steps=12,
             max_completion_length=256,
-            eval_every=4,
+            eval_every=6,
             eval_pairs=8,
             compare_from_base=False,
         ),

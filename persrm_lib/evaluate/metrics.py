@@ -200,9 +200,37 @@ def order_consistent_accuracy(results: pd.DataFrame) -> float:
     name the other letter. A judge that always answers A is right in exactly one order of every
     pair: 0.
     """
-    both = _both_orders(scored(results))
-    hits = [is_correct(p, label) and is_correct(q, OTHER_SIDE.get(str(label))) for p, q, label in both]
-    return float(np.mean(hits)) if hits else float("nan")
+    hits = pair_hits(scored(results), "order_consistent").dropna()
+    return float(hits.mean()) if len(hits) else float("nan")
+
+
+MEASURES: tuple[str, ...] = ("accuracy", "order_consistent")  # what pair_hits can score
+
+
+def pair_hits(results: pd.DataFrame, measure: str = "accuracy") -> pd.Series:
+    """Per row of ``results`` (same index): 1.0 when the pair counts as right under ``measure``,
+    0.0 when not, NaN where the measure is undefined for it.
+
+    ``accuracy``: the pair's verdict prefers the labelled response strictly (:func:`correct`).
+    ``order_consistent``: right in the original order AND in the swapped one (the labelled response
+    in the other slot); NaN for a pair judged in one order only.
+
+    Raises:
+        ValueError: for a measure not in :data:`MEASURES`.
+    """
+    if measure == "accuracy":
+        return pd.Series(correct(results).astype(float), index=results.index, dtype=float)
+    if measure == "order_consistent":
+        values = []
+        for (p, _, q, done), label in zip(order_verdicts(results), results["label"], strict=True):
+            if _missing(done):
+                values.append(float("nan"))
+                continue
+            right = is_correct(None if _missing(p) else p, label)
+            right_swapped = is_correct(None if _missing(q) else q, OTHER_SIDE.get(str(label)))
+            values.append(float(right and right_swapped))
+        return pd.Series(values, index=results.index, dtype=float)
+    raise ValueError(f"unknown measure {measure!r}; choose one of {', '.join(MEASURES)}")
 
 
 def consistent(results: pd.DataFrame) -> np.ndarray:
@@ -404,6 +432,7 @@ def paired_comparison(
     by: str | None = "negative_kind",
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
+    measure: str = "accuracy",
 ) -> pd.DataFrame:
     """Accuracy of ``model`` minus each baseline's on the pairs both judged, with a paired interval.
 
@@ -419,10 +448,16 @@ def paired_comparison(
         by: a breakdown column (``None``: one row per baseline over all shared pairs); an ``"all"``
             row per baseline is always included.
         n_bootstrap: resamples; seed: their seed.
+        measure: ``accuracy`` or ``order_consistent`` (:func:`pair_hits`; pairs that either judge
+            did not judge in both orders are left out of the latter). The ``*_accuracy`` columns
+            hold the measure.
 
     Returns:
         Rows ``baseline, group, n, model_accuracy, baseline_accuracy, difference, diff_low,
         diff_high``; empty when ``model`` judged nothing.
+
+    Raises:
+        KeyError: a column the comparison needs is missing. ValueError: an unknown ``measure``.
 
     >>> r = pd.DataFrame({"judge": ["m"] * 2 + ["b"] * 3, "id": [1, 2, 1, 2, 3], "n_exemplars": [1] * 5,
     ...                   "label": ["a"] * 5, "preferred": ["a", "a", "b", "a", "b"], "format_ok": [True] * 5,
@@ -438,15 +473,16 @@ def paired_comparison(
     mine = results[results["judge"] == model].copy()
     if mine.empty:
         return pd.DataFrame(columns=columns)
-    mine["hit"] = correct(mine).astype(float)
+    mine["hit"] = pair_hits(mine, measure)
     rows = []
     for baseline in baselines:
         theirs = results[results["judge"] == baseline].copy()
         if theirs.empty:
             continue
-        theirs["hit"] = correct(theirs).astype(float)
+        theirs["hit"] = pair_hits(theirs, measure)
         keep = [*PAIR_KEYS, "hit", *([by] if by else [])]
         joined = mine[keep].merge(theirs[[*PAIR_KEYS, "hit"]], on=list(PAIR_KEYS), suffixes=("_m", "_b"))
+        joined = joined.dropna(subset=["hit_m", "hit_b"])
         groups = [("all", joined)]
         if by:
             labels = joined[by].apply(lambda v: "unknown" if _missing(v) else str(v))
@@ -469,58 +505,113 @@ def paired_comparison(
     return pd.DataFrame(rows, columns=columns)
 
 
-GOAL_FORMAT = 0.99  # issue 7: at least 99% of verdicts parse
-GOAL_CONSISTENCY = 0.90  # and at least 90% of swapped pairs are judged the same way
-GOAL_A_PREFERENCE = (0.4, 0.6)  # issue 12: no position bias in the parsed verdicts
+GOAL_FORMAT = 0.99  # at least 99% of per-order verdicts parse (issue 12's target, issue 7's before it)
+GOAL_A_PREFERENCE = (0.4, 0.6)  # issue 12: no position bias in the parsed verdicts of a trained stage
+TRAINED_STAGES: tuple[str, ...] = ("rm-sft", "rm-rft")  # in training order
+GOAL_COLUMNS: tuple[str, ...] = ("goal", "value", "interval", "target", "met", "decisive")
+
+
+def _difference_goal(
+    results: pd.DataFrame,
+    model: str,
+    other: str,
+    measure: str,
+    what: str,
+    target: str,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, object]:
+    """One goal on ``model`` minus ``other`` over the pairs both judged (paired interval); ``target``
+    is ``> 0``, ``>= 0`` or ``interval > 0``."""
+    paired = paired_comparison(results, model, [other], None, n_bootstrap, seed, measure)
+    if paired.empty or int(paired.iloc[0]["n"]) == 0:
+        return {
+            "goal": f"{what}: {model} - {other} (not measured: no pair judged by both)",
+            "value": float("nan"),
+            "interval": "",
+            "target": target,
+            "met": False,
+            "decisive": False,
+        }
+    row = paired.iloc[0]
+    diff, low, high = float(row["difference"]), float(row["diff_low"]), float(row["diff_high"])
+    met = {"> 0": diff > 0, ">= 0": diff >= 0, "interval > 0": low > 0}[target]
+    return {
+        "goal": f"{what}: {model} - {other} (n={int(row['n'])}; {row['model_accuracy']:.3f} vs {row['baseline_accuracy']:.3f})",
+        "value": round(diff, 4),
+        "interval": f"[{low:.3f}, {high:.3f}]",
+        "target": target,
+        "met": bool(met),
+        "decisive": bool(low > 0),
+    }
 
 
 def reference_goals(
     results: pd.DataFrame,
-    model: str,
+    stages: Sequence[str] = ("rm-base", *TRAINED_STAGES),
     baseline: str = "char-ngram",
-    by: str = "negative_kind",
+    evidence_baseline: str = "evidence-lr",
+    benchmark: str = "sotu",
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The reference run's goals, each with its measured value and whether it is met.
+    """The reference run's targets (issue 12), each with its measured value and whether it is met.
 
-    ``model`` beats ``baseline`` on every value of ``by`` (the accuracy difference on shared pairs is
-    above zero; ``decisive`` says whether its 95% interval also excludes zero), formats at least
-    :data:`GOAL_FORMAT` of its verdicts, judges at least :data:`GOAL_CONSISTENCY` of swapped pairs
-    consistently, and prefers A in a share of its parsed verdicts within :data:`GOAL_A_PREFERENCE`.
-    A goal that cannot be measured (no shared pairs, nothing swapped) is not met.
+    Over the pooled held-out pairs of ``results`` (one exemplar count):
+
+    - every trained stage of ``stages`` (:data:`TRAINED_STAGES`) formats at least
+      :data:`GOAL_FORMAT` of its per-order verdicts and prefers A in a share of its parsed verdicts
+      within :data:`GOAL_A_PREFERENCE`;
+    - order-consistent accuracy rises stage by stage: SFT above base, and RFT above SFT with the
+      95% paired interval of the difference above 0;
+    - the most-trained stage is at least as accurate as ``baseline`` on the ``benchmark`` pairs,
+      and more accurate than ``evidence_baseline`` (what the stylometric evidence alone can do)
+      on all pairs.
+
+    Differences are paired: both judges on the pairs both judged (:func:`paired_comparison`).
+    ``decisive`` says whether the 95% interval of a difference lies above 0 (for a rate goal: the
+    same as ``met``). A goal that cannot be measured (a stage or baseline that did not run) is
+    not met and says so.
+
+    Args:
+        results: per-pair results with ``judge``, ``id``, ``n_exemplars`` and ``benchmark``.
+        stages: the reward-model stages in training order (base, SFT, RFT).
 
     Returns:
-        Rows ``goal, value, target, met, decisive``.
+        Rows ``goal, value, interval, target, met, decisive`` (:data:`GOAL_COLUMNS`).
     """
-    rows = []
-    paired = paired_comparison(results, model, [baseline], by, n_bootstrap, seed)
-    for _, row in paired[paired["group"] != "all"].iterrows():
-        rows.append(
-            {
-                "goal": f"beats {baseline} on {by}={row['group']} (n={row['n']})",
-                "value": round(float(row["difference"]), 4),
-                "target": "> 0",
-                "met": bool(row["difference"] > 0),
-                "decisive": bool(row["diff_low"] > 0),
-            }
-        )
-    if paired.empty:
-        rows.append(
-            {"goal": f"beats {baseline}", "value": float("nan"), "target": "> 0", "met": False, "decisive": False}
-        )
-    mine = results[results["judge"] == model]
+    rows: list[dict[str, object]] = []
+    present = [s for s in stages if s in set(results.get("judge", pd.Series(dtype=object)))]
     low, high = GOAL_A_PREFERENCE
-    for goal, value, target, inside in (  # NaN when the model judged nothing
-        ("format compliance", format_compliance(mine), f">= {GOAL_FORMAT}", lambda v: v >= GOAL_FORMAT),
-        (
-            "position consistency",
-            position_consistency(mine),
-            f">= {GOAL_CONSISTENCY}",
-            lambda v: v >= GOAL_CONSISTENCY,
-        ),
-        ("A-preference", a_preference(mine), f"in [{low}, {high}]", lambda v: low <= v <= high),
-    ):
-        met = bool(not np.isnan(value) and inside(value))
-        rows.append({"goal": goal, "value": round(float(value), 4), "target": target, "met": met, "decisive": met})
-    return pd.DataFrame(rows, columns=["goal", "value", "target", "met", "decisive"])
+    for stage in [s for s in stages if s in TRAINED_STAGES]:
+        mine = results[results["judge"] == stage]
+        for goal, value, target, inside in (
+            ("format compliance", format_compliance(mine), f">= {GOAL_FORMAT}", lambda v: v >= GOAL_FORMAT),
+            ("A-preference", a_preference(mine), f"in [{low}, {high}]", lambda v: low <= v <= high),
+        ):
+            value = float(value) if len(mine) else float("nan")
+            met = bool(not np.isnan(value) and inside(value))
+            rows.append(
+                {
+                    "goal": f"{goal}, {stage}" + ("" if len(mine) else " (not run)"),
+                    "value": round(value, 4),
+                    "interval": "",
+                    "target": target,
+                    "met": met,
+                    "decisive": met,
+                }
+            )
+    for earlier, later in zip(stages, stages[1:], strict=False):
+        target = "interval > 0" if later == stages[-1] and len(stages) > 2 else "> 0"
+        rows.append(
+            _difference_goal(
+                results, later, earlier, "order_consistent", "order-consistent accuracy", target, n_bootstrap, seed
+            )
+        )
+    focus = present[-1] if present else stages[-1]
+    on_benchmark = results[results["benchmark"] == benchmark] if "benchmark" in results else results.iloc[:0]
+    rows.append(
+        _difference_goal(on_benchmark, focus, baseline, "accuracy", f"accuracy on {benchmark}", ">= 0", n_bootstrap, seed)
+    )
+    rows.append(_difference_goal(results, focus, evidence_baseline, "accuracy", "accuracy", "> 0", n_bootstrap, seed))
+    return pd.DataFrame(rows, columns=list(GOAL_COLUMNS))

@@ -159,3 +159,50 @@ def plot_accuracy_bars(table: pd.DataFrame, order: Sequence[str], ax: Any, group
     ax.set_ylim(0, 1.05)
     ax.legend(title=group, fontsize=8)
     return ax
+
+
+ORDER_ROBUSTNESS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("format", "format"),
+    ("accuracy", "accuracy"),
+    ("order_consistent_accuracy", "order-consistent acc."),
+    ("a_preference", "A-preference"),
+    ("reasoning_agreement", "reasoning agreement"),
+)  # (metric_row column, legend label), left to right within a judge
+
+
+def plot_order_robustness(table: pd.DataFrame, order: Sequence[str], ax: Any) -> Any:
+    """Per generative judge: format compliance, accuracy, order-consistent accuracy, A-preference
+    and reasoning agreement as grouped bars, with the A-preference target band (0.4-0.6) shaded.
+
+    What the reference run's rate targets look like (issue 12): an always-A judge shows a tall
+    A-preference bar and a zero order-consistent bar. A metric that is undefined for a judge (NaN)
+    leaves a gap.
+
+    Args:
+        table: :func:`persrm_lib.evaluate.metrics.summarize` rows with ``judge`` and the
+            :data:`ORDER_ROBUSTNESS_COLUMNS`.
+        order: the judges, left to right; ones absent from ``table`` are left out.
+        ax: a matplotlib axis.
+
+    Returns:
+        ``ax`` (with a note instead of bars when no judge of ``order`` is in ``table``).
+    """
+    judges = [j for j in order if "judge" in table and j in set(table["judge"])]
+    if not judges:
+        ax.text(0.5, 0.5, "no generative judge ran", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return ax
+    rows = table.set_index("judge").loc[judges]
+    width = 0.8 / len(ORDER_ROBUSTNESS_COLUMNS)
+    low, high = metrics.GOAL_A_PREFERENCE
+    ax.axhspan(low, high, color="grey", alpha=0.15, lw=0, label=f"A-preference target {low}-{high}")
+    for c, (column, label) in enumerate(ORDER_ROBUSTNESS_COLUMNS):
+        values = pd.to_numeric(rows[column], errors="coerce") if column in rows else pd.Series(np.nan, index=judges)
+        positions = np.arange(len(judges)) - 0.4 + width * (c + 0.5)
+        bars = ax.bar(positions, values.fillna(0.0), width=width, label=label)
+        ax.bar_label(bars, labels=["–" if np.isnan(v) else f"{v:.2f}" for v in values], fontsize=6, padding=1)
+    ax.set_xticks(range(len(judges)), judges)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("share of pairs / verdicts")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return ax

@@ -208,8 +208,9 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
 
     Accuracy (%) with its 95% bootstrap interval and the pair count per benchmark at notebook 05's
     main exemplar count, order-consistent accuracy, A-preference, format compliance, position
-    consistency and reasoning agreement per judge (:func:`persrm_lib.evaluate.metrics.metric_row`), then the reward
-    model's goals (``tables/eval_goals.md``) and each notebook's wall time.
+    consistency and reasoning agreement per judge (:func:`persrm_lib.evaluate.metrics.metric_row`), then the run's
+    targets (``tables/eval_goals.md``, :func:`persrm_lib.evaluate.metrics.reference_goals`) and each notebook's
+    wall time.
     """
     import pandas as pd
 
@@ -246,7 +247,12 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     parts = [f"Profile `{manifest['profile']}`, {main_k} exemplars per test pair, held-out authors.", "", *lines]
     goals = folder / "tables" / "eval_goals.md"
     if goals.is_file():
-        parts += ["", "Goals of the reference run (the most-trained stage against `char-ngram`, same pairs):", ""]
+        parts += [
+            "",
+            "Targets of the reference run (`persrm_lib.evaluate.metrics.reference_goals`; each difference on the "
+            "pairs both judges judged, with its 95% paired bootstrap interval):",
+            "",
+        ]
         parts += [goals.read_text().strip()]
     seconds = manifest.get("notebook_seconds", {})
     if seconds:
