@@ -69,6 +69,20 @@ def test_publish_leaves_out_a_large_adapter_and_says_why(tmp_path):
     assert manifest["adapters_left_out"] == {"rft": "3.0 MB is not under 2 MB"}
 
 
+def test_a_run_with_overrides_is_published_only_beside_the_reference(tmp_path, monkeypatch):
+    from persrm_lib.core import runfiles
+
+    monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path / "results")
+    run = make_finished_run(tmp_path / "run")
+    runfiles.settings_path(run).write_text(json.dumps({"overrides": {"prompt.evidence": "stylometric"}}))
+    with pytest.raises(PublishError, match="run with overrides .*prompt.evidence.*publish it with --dest"):
+        publish.publish(run, "cpu")
+    assert not (tmp_path / "results" / "cpu").exists()
+    manifest = publish.publish(run, "cpu", tmp_path / "results" / "cpu-evidence")
+    assert manifest["overrides"] == {"prompt.evidence": "stylometric"}
+    assert manifest["settings"]["prompt"]["evidence"] == "stylometric"
+
+
 def test_a_smoke_run_cannot_overwrite_the_cpu_results(tmp_path, capsys):
     dest = tmp_path / "results" / "cpu"
     publish.publish(make_finished_run(tmp_path / "cpu-run"), "cpu", dest)

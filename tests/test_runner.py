@@ -108,7 +108,7 @@ def test_notebook_without_the_standard_parameters_is_refused(notebooks, tmp_path
 
 def test_cli_reports_errors_and_parses_values(notebooks, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", notebooks)
-    monkeypatch.setattr(runner.run_notebooks, "__defaults__", (None, None, None, notebooks, print))
+    monkeypatch.setattr(runner.run_notebooks, "__defaults__", (None, None, None, notebooks, print, None))
     code = runner.main(["--profile", "tiny", "--run-dir", str(tmp_path / "r"), "-p", "stepz", "1"])
     assert code == 1
     assert "error: unknown parameter(s) stepz" in capsys.readouterr().err
@@ -195,7 +195,7 @@ def test_a_bad_value_is_refused_before_any_notebook_runs(tmp_path, capsys):
 
 
 def test_cli_hands_the_notebook_a_real_false(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(runner.run_notebooks, "__defaults__", (None, None, None, TYPED, print))
+    monkeypatch.setattr(runner.run_notebooks, "__defaults__", (None, None, None, TYPED, print, None))
     run = tmp_path / "r"
     argv = ["--profile", "tiny", "--run-dir", str(run), "--only", "01"]
     assert runner.main([*argv, "-p", "from_sft", "maybe"]) == 1

@@ -14,11 +14,16 @@ notebooks wrote here and writes its own outputs; none relies on kernel state.
     <run>/behavior/                     07_behavior_analysis tallies
     <run>/metrics/<notebook>.json       headline metrics of each notebook
     <run>/figures/<name>.png            every figure
+    <run>/settings.json                 profile overrides the run was started with (python -m persrm_lib.run --set)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def settings_path(run: Path) -> Path:
+    return Path(run) / "settings.json"
 
 
 def data_dir(run: Path) -> Path:

@@ -11,6 +11,7 @@ from ..core.config import Profile, get_profile, set_threads
 from ..core.jsonl import write_json_atomic
 from ..core.paths import FIGURES_DIR
 from ..models.backend import select_backend
+from .settings import read_overrides
 
 METRICS_DIR = "metrics"
 FIGURES_SUBDIR = "figures"
@@ -18,8 +19,9 @@ PUBLISHED_PROFILES = ("cpu",)  # only the reference run writes into the tracked 
 
 
 def start(profile_name: str, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> tuple[Profile, Path]:
-    """Resolve the profile, pin threads, seed everything, create the run folder."""
-    profile = get_profile(profile_name, overrides)
+    """Resolve the profile (with the run folder's stored overrides, :mod:`persrm_lib.run.settings`,
+    then ``overrides``), pin threads, seed everything, create the run folder."""
+    profile = get_profile(profile_name, {**read_overrides(run_dir), **(overrides or {})})
     if select_backend() == "unsloth":
         import unsloth  # noqa: F401 -- Unsloth patches transformers and TRL, so it is imported first
 
@@ -34,11 +36,12 @@ def start(profile_name: str, run_dir: str | Path, overrides: dict[str, Any] | No
 
 def save_fig(fig: Any, name: str, run_dir: str | Path, profile: str) -> Path:
     """Save ``fig`` as ``<run>/figures/<name>.png`` (fixed dpi, no timestamp metadata, so the
-    bytes are a function of the figure); the reference profile also copies it to ``figures/``."""
+    bytes are a function of the figure); a run of the reference profile without overrides also copies
+    it to ``figures/``."""
     out = Path(run_dir) / FIGURES_SUBDIR / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight", metadata={"Software": None})
-    if profile in PUBLISHED_PROFILES:
+    if profile in PUBLISHED_PROFILES and not read_overrides(run_dir):
         FIGURES_DIR.mkdir(exist_ok=True)
         shutil.copyfile(out, FIGURES_DIR / out.name)
     return out

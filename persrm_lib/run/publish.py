@@ -10,9 +10,12 @@ Copies, from a run whose seven notebooks all executed under ``--profile``:
 - ``tables/``: notebook 05's tables (CSV and Markdown, per-pair results included), 07's tallies;
 - ``adapters/<stage>/``: each trained LoRA adapter whose files total less than ``--max-adapter-mb``,
   so notebook 05 can be re-run without training (``persrm_lib.run.publish.restore`` puts them back);
-- ``MANIFEST.json``: the profile's settings, each notebook's wall time, and a SHA-256 per file.
+- ``MANIFEST.json``: the profile's settings (with the run's overrides, ``overrides``), each
+  notebook's wall time, and a SHA-256 per file.
 
-A run of another profile is refused, so a smoke run can never overwrite the reference run.
+A run of another profile is refused, so a smoke run can never overwrite the reference run; so is a
+run with overrides (``python -m persrm_lib.run --set``) published to ``results/<profile>``: give it
+its own ``--dest``.
 Figures are already in ``figures/``: notebooks of a published profile save them there.
 """
 
@@ -30,6 +33,7 @@ from ..core import runfiles
 from ..core.config import get_profile
 from ..core.jsonl import sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR
+from .settings import read_overrides
 
 NOTEBOOK_COUNT = 7
 LOG_STAGES = ("sft", "rft", "rft_from_base")
@@ -116,7 +120,8 @@ def publish(
         The manifest written to ``MANIFEST.json``.
 
     Raises:
-        PublishError: the run is incomplete or was run under another profile.
+        PublishError: the run is incomplete, was run under another profile, or was run with
+            overrides and ``dest`` is the profile's reference folder.
     """
     from .regression import collect
 
@@ -131,6 +136,12 @@ def publish(
         names = ", ".join(executed)
         raise PublishError(f"{run}: only {len(executed)} of {NOTEBOOK_COUNT} notebooks executed ({names})")
     dest = Path(dest) if dest is not None else RESULTS_DIR / profile
+    overrides = read_overrides(run)
+    if overrides and dest.resolve() == (RESULTS_DIR / profile).resolve():
+        raise PublishError(
+            f"{run} was run with overrides {overrides}: it is not the {profile} reference run; publish it with --dest"
+        )
+    settings = get_profile(profile, overrides)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
@@ -155,11 +166,12 @@ def publish(
                 skipped[stage] = f"{size_mb:.1f} MB is not under {max_adapter_mb:g} MB"
                 continue
             shutil.copytree(adapter, staging / "adapters" / stage)
-            _make_portable(staging / "adapters" / stage, run, get_profile(profile).model.name)
+            _make_portable(staging / "adapters" / stage, run, settings.model.name)
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         manifest = {
             "profile": profile,
-            "settings": get_profile(profile).to_dict(),
+            "settings": settings.to_dict(),
+            "overrides": overrides,
             "notebook_seconds": notebook_seconds(executed),
             "adapters_left_out": skipped,
             "files": {p.relative_to(staging).as_posix(): sha256_file(p) for p in files},

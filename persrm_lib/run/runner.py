@@ -8,6 +8,11 @@ parameter, the notebook and the type. The runner stops at the first failing note
 keeps the executed copies under ``<run>/executed/`` and prints one progress line per notebook.
 
     python -m persrm_lib.run --profile smoke [--run-dir DIR] [--only 01 02] [-p NAME VALUE ...]
+                             [--set SETTING VALUE ...]
+
+``--set`` overrides a profile setting for the whole run (``--set prompt.evidence stylometric``); the
+overrides are stored in the run folder and apply to every notebook run there later
+(:mod:`persrm_lib.run.settings`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from ..core.config import PROFILE_ENV, PROFILES, get_profile
 from ..core.paths import NOTEBOOKS_DIR, default_run_dir
+from .settings import RunSettingsError, store_overrides
 
 ALWAYS_PASSED = ("profile", "run_dir")
 EXECUTED_SUBDIR = "executed"
@@ -324,15 +330,20 @@ def run_notebooks(
     only: Sequence[str] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
     log: Callable[[str], None] = print,
+    settings: dict[str, Any] | None = None,
 ) -> list[NotebookRun]:
-    """Execute the notebooks in order; raise :class:`NotebookFailedError` at the first failure."""
+    """Execute the notebooks in order; raise :class:`NotebookFailedError` at the first failure.
+
+    ``settings`` overrides profile settings for the run (stored in the run folder, see
+    :func:`persrm_lib.run.settings.store_overrides`, which raises :class:`RunSettingsError`)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    cfg = get_profile(profile)
     run = Path(run_dir).resolve() if run_dir else default_run_dir(profile).resolve()
     notebooks = discover(notebooks_dir, only)
     plan = plan_parameters(notebooks, profile, run, params or {})
+    overrides = store_overrides(run, profile, settings or {})
+    cfg = get_profile(profile, overrides)
     executed_dir = run / EXECUTED_SUBDIR
     executed_dir.mkdir(parents=True, exist_ok=True)
     # Kernels inherit the environment: pin threads and hashing before any starts.
@@ -343,6 +354,8 @@ def run_notebooks(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     log(f"run folder {run} (profile {profile}, {len(notebooks)} notebooks)")
+    if overrides:
+        log("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
     results: list[NotebookRun] = []
     for i, nb in enumerate(notebooks, start=1):
         out = executed_dir / nb.name
@@ -381,11 +394,25 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", default=None, metavar="NN", help="run only notebooks starting with these prefixes"
     )
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    parser.add_argument(
+        "--set",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("SETTING", "VALUE"),
+        help="override a profile setting for the run, e.g. --set prompt.evidence stylometric (stored in the run folder)",
+    )
     args = parser.parse_args(argv)
     params = dict(args.parameter)  # text; converted to each notebook's declared type
     try:
-        runs = run_notebooks(args.profile, args.run_dir, params, args.only)
-    except (UnknownParameterError, ParameterTypeError, NotebookFailedError, FileNotFoundError) as exc:
+        runs = run_notebooks(args.profile, args.run_dir, params, args.only, settings=dict(args.set))
+    except (
+        UnknownParameterError,
+        ParameterTypeError,
+        NotebookFailedError,
+        FileNotFoundError,
+        RunSettingsError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total = sum(r.seconds for r in runs)

@@ -1,0 +1,81 @@
+"""The profile overrides a run folder was started with: ``<run>/settings.json``.
+
+A run is a function of its profile, its overrides and its seed. ``python -m persrm_lib.run --profile cpu
+--set prompt.evidence stylometric --run-dir runs/cpu-evidence`` validates the overrides against the
+profile (an unknown setting or a value of the wrong type is refused before any notebook runs),
+writes them here, and every notebook's :func:`persrm_lib.run.notebook.start` applies them, so a
+notebook re-run later in that folder (``--only 05``) sees the same configuration without being
+told. A folder holds one configuration: other overrides for a folder that already has outputs are
+refused, and a run with overrides is never published over its profile's reference results.
+
+The file: ``{"overrides": {"prompt.evidence": "stylometric", ...}}`` (values as given on the
+command line; :func:`persrm_lib.core.config.apply_overrides` converts them to each setting's type).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..core import runfiles
+from ..core.config import get_profile
+from ..core.jsonl import write_json_atomic
+
+
+class RunSettingsError(ValueError):
+    """Overrides that cannot apply to a run folder: unreadable, invalid, or not the folder's own."""
+
+
+def read_overrides(run_dir: str | Path) -> dict[str, Any]:
+    """The overrides stored in ``<run>/settings.json``; ``{}`` when the file is absent.
+
+    Raises:
+        RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}}``.
+    """
+    path = runfiles.settings_path(Path(run_dir))
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunSettingsError(f"{path}: not valid JSON ({exc}); delete it or fix it") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("overrides"), dict):
+        raise RunSettingsError(f'{path}: expected {{"overrides": {{"setting.name": value, ...}}}}, got {data!r}')
+    return dict(data["overrides"])
+
+
+def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``overrides`` against ``profile`` and make them the run folder's; return what applies.
+
+    With no overrides, the folder's stored ones apply (a resumed or partial re-run). New overrides
+    are written to a folder that has none and no outputs yet, or that already stores the same ones.
+
+    Raises:
+        RunSettingsError: an unknown setting, a value of the wrong type, or overrides other than the
+            ones the folder's outputs were made with.
+    """
+    run = Path(run_dir)
+    stored = read_overrides(run)
+    if not overrides:
+        return stored
+    wanted = {str(k): v for k, v in overrides.items()}
+    try:
+        get_profile(profile, wanted)
+    except (KeyError, ValueError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
+    if stored:
+        if stored != wanted:
+            raise RunSettingsError(
+                f"{run} was started with {stored}; it holds one configuration, so {wanted} needs another --run-dir"
+            )
+        return stored
+    outputs = [p.name for p in sorted(run.iterdir())] if run.is_dir() else []
+    if outputs:
+        raise RunSettingsError(
+            f"{run} already holds outputs made without overrides ({', '.join(outputs)}); "
+            f"run {wanted} in a new --run-dir"
+        )
+    write_json_atomic({"overrides": wanted}, runfiles.settings_path(run), sort_keys=True)
+    return wanted

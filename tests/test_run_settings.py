@@ -1,0 +1,89 @@
+"""Profile overrides for a whole run (python -m persrm_lib.run --set): validated before any notebook
+runs, stored in the run folder, applied by every notebook, kept apart from the reference results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from persrm_lib.core import runfiles
+from persrm_lib.run import notebook, runner
+from persrm_lib.run.settings import RunSettingsError, read_overrides, store_overrides
+
+
+def test_overrides_are_validated_stored_and_applied_by_every_notebook(tmp_path):
+    run = tmp_path / "run"
+    applied = store_overrides(run, "smoke", {"prompt.evidence": "stylometric", "grpo.max_steps": "3"})
+    assert applied == {"prompt.evidence": "stylometric", "grpo.max_steps": "3"}
+    assert json.loads(runfiles.settings_path(run).read_text()) == {"overrides": applied}
+    cfg, _ = notebook.start("smoke", run)
+    assert (cfg.prompt.evidence, cfg.grpo.max_steps) == ("stylometric", 3)
+    # a notebook's own overrides (05's evaluation sizes) come on top of the stored ones
+    cfg, _ = notebook.start("smoke", run, {"grpo.max_steps": 4})
+    assert (cfg.prompt.evidence, cfg.grpo.max_steps) == ("stylometric", 4)
+    # a later call without overrides (a re-run of one notebook) keeps the folder's
+    assert store_overrides(run, "smoke", {}) == applied
+    assert store_overrides(run, "smoke", dict(applied)) == applied
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"prompt.evidnce": "stylometric"}, "unknown profile setting 'prompt.evidnce'"),
+        ({"grpo.max_steps": "many"}, "grpo.max_steps='many': expected int"),
+        ({"prompt.evidence": "tables"}, "evidence"),
+    ],
+)
+def test_bad_overrides_are_refused_before_anything_is_written(tmp_path, overrides, message):
+    run = tmp_path / "run"
+    with pytest.raises(RunSettingsError, match=message):
+        store_overrides(run, "smoke", overrides)
+    assert not run.exists()
+
+
+def test_a_folder_holds_one_configuration(tmp_path):
+    run = tmp_path / "run"
+    store_overrides(run, "smoke", {"prompt.evidence": "stylometric"})
+    with pytest.raises(RunSettingsError, match="holds one configuration"):
+        store_overrides(run, "smoke", {"prompt.evidence": "none"})
+    plain = tmp_path / "plain"
+    (plain / "data").mkdir(parents=True)  # outputs of a run without overrides
+    with pytest.raises(RunSettingsError, match=r"already holds outputs made without overrides \(data\)"):
+        store_overrides(plain, "smoke", {"prompt.evidence": "stylometric"})
+    assert not runfiles.settings_path(plain).exists()
+
+
+def test_an_unreadable_settings_file_is_named(tmp_path):
+    runfiles.settings_path(tmp_path).write_text("{not json")
+    with pytest.raises(RunSettingsError, match="settings.json: not valid JSON"):
+        read_overrides(tmp_path)
+    runfiles.settings_path(tmp_path).write_text('{"prompt.evidence": "none"}')
+    with pytest.raises(RunSettingsError, match='expected {"overrides"'):
+        read_overrides(tmp_path)
+
+
+def test_runner_cli_refuses_a_bad_setting_with_status_1_and_runs_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = runner.main(["--profile", "tiny", "--run-dir", str(run), "--only", "01", "--set", "sft.epoch", "2"])
+    assert code == 1
+    assert "unknown profile setting 'sft.epoch'" in capsys.readouterr().err
+    assert not (run / runner.EXECUTED_SUBDIR).exists()
+
+
+def test_a_variant_run_does_not_write_the_reference_figures(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    published = tmp_path / "figures"
+    monkeypatch.setattr(notebook, "FIGURES_DIR", published)
+    plain, variant = tmp_path / "cpu", tmp_path / "cpu-evidence"
+    store_overrides(variant, "cpu", {"prompt.evidence": "stylometric"})
+    for run in (variant, plain):
+        fig, _ = plt.subplots()
+        notebook.save_fig(fig, f"05_{run.name}", run, "cpu")
+        plt.close(fig)
+    assert (variant / "figures" / "05_cpu-evidence.png").is_file()
+    assert sorted(p.name for p in published.iterdir()) == ["05_cpu.png"]
