@@ -1,0 +1,167 @@
+"""Two or more runs side by side, pair for pair: what a setting changes (an ablation).
+
+Runs that differ in one setting (``python -m persrm_lib.run --set prompt.evidence stylometric``, a
+seed, a model) but share the data settings judge the same held-out pairs, and notebook 05 draws its
+generative subsets from one seeded permutation, so a smaller sample is nested in a larger one. This
+module reads each run's ``eval/per_pair.csv``, names every judge ``<judge>@<label>``, and compares
+each judge of a run with the same judge of the first run on the pairs both judged: accuracy and
+order-consistent accuracy with paired 95% bootstrap intervals
+(:func:`persrm_lib.evaluate.metrics.paired_comparison`), overall and per negative kind.
+
+    python -m persrm_lib.evaluate.compare --run none=runs/cpu --run stylometric=runs/cpu-evidence \\
+        [--judges rm-sft,rm-rft] [--exemplars 3] [--out comparison.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..core import runfiles
+from . import metrics
+from .records import read_per_pair
+
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "judge",
+    "run",
+    "n",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "order_consistent_accuracy",
+    "a_preference",
+    "format",
+    "reasoning_agreement",
+)
+
+
+def combine_runs(runs: Mapping[str, str | Path], exemplars: int | None = None) -> pd.DataFrame:
+    """Per-pair results of several runs in one table, each judge renamed ``<judge>@<label>``.
+
+    Args:
+        runs: label -> run folder (each with ``eval/per_pair.csv``), in comparison order.
+        exemplars: keep only this exemplar count (``None``: the largest count of the first run,
+            the count of notebook 05's main tables).
+
+    Returns:
+        The rows, with added ``run`` (the label) and ``base_judge`` (the judge's own name) columns.
+
+    Raises:
+        ValueError: fewer than two runs, or a label with ``@`` or repeated.
+        FileNotFoundError / ValueError: a run without a readable ``eval/per_pair.csv`` (named).
+    """
+    labels = list(runs)
+    if len(labels) < 2:
+        raise ValueError(f"compare needs at least two runs, got {len(labels)}")
+    bad = [label for label in labels if "@" in label or not label]
+    if bad:
+        raise ValueError(f"run labels must be non-empty and contain no '@': {bad}")
+    frames = []
+    for label in labels:
+        frame = read_per_pair(runfiles.per_pair_path(Path(runs[label])))
+        frame = frame.assign(run=label, base_judge=frame["judge"], judge=frame["judge"].astype(str) + "@" + label)
+        frames.append(frame)
+    combined = pd.concat(frames, ignore_index=True)
+    if exemplars is None:
+        exemplars = int(frames[0]["n_exemplars"].max())
+    return combined[combined["n_exemplars"] == exemplars].reset_index(drop=True)
+
+
+def compare_runs(
+    combined: pd.DataFrame,
+    judges: Sequence[str] | None = None,
+    by: str = "negative_kind",
+    n_bootstrap: int = metrics.N_BOOTSTRAP,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each judge per run, and each later run's judge minus the first run's, on shared pairs.
+
+    Args:
+        combined: :func:`combine_runs` rows.
+        judges: the judges to compare (default: every judge the first run has).
+        by: the breakdown of the paired differences.
+
+    Returns:
+        ``(summary, paired)``: summary rows (:data:`SUMMARY_COLUMNS`) per judge and run; paired rows
+        ``measure, judge, run, group, n, model_accuracy, baseline_accuracy, difference, diff_low,
+        diff_high``, where the "model" is the later run and the "baseline" the first run.
+    """
+    labels = list(dict.fromkeys(combined["run"]))
+    first = labels[0]
+    names = list(judges) if judges else list(dict.fromkeys(combined.loc[combined["run"] == first, "base_judge"]))
+    summary_rows = []
+    paired_frames = []
+    for name in names:
+        for label in labels:
+            rows = combined[combined["judge"] == f"{name}@{label}"]
+            if rows.empty:
+                continue
+            row = metrics.metric_row(rows, n_bootstrap, seed)
+            summary_rows.append({"judge": name, "run": label, **{k: row[k] for k in SUMMARY_COLUMNS[2:]}})
+        for label in labels[1:]:
+            for measure in metrics.MEASURES:
+                table = metrics.paired_comparison(
+                    combined, f"{name}@{label}", [f"{name}@{first}"], by, n_bootstrap, seed, measure
+                )
+                if not table.empty:
+                    paired_frames.append(
+                        table.drop(columns=["baseline"]).assign(measure=measure, judge=name, run=label)
+                    )
+    summary = pd.DataFrame(summary_rows, columns=list(SUMMARY_COLUMNS))
+    columns = ["measure", "judge", "run", "group", "n", "model_accuracy", "baseline_accuracy"]
+    columns += ["difference", "diff_low", "diff_high"]
+    paired = pd.concat(paired_frames, ignore_index=True)[columns] if paired_frames else pd.DataFrame(columns=columns)
+    return summary, paired
+
+
+def _parse_run(text: str) -> tuple[str, Path]:
+    label, sep, folder = text.partition("=")
+    if not sep or not label or not folder:
+        raise argparse.ArgumentTypeError(f"--run {text!r}: expected LABEL=RUN_FOLDER, e.g. none=runs/cpu")
+    return label, Path(folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m persrm_lib.evaluate.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=_parse_run, action="append", required=True, metavar="LABEL=RUN_FOLDER")
+    parser.add_argument("--judges", default=None, help="comma-separated judges (default: all of the first run's)")
+    parser.add_argument("--exemplars", type=int, default=None, help="exemplar count (default: the largest)")
+    parser.add_argument("--by", default="negative_kind", help="breakdown of the paired differences")
+    parser.add_argument("--n-bootstrap", type=int, default=metrics.N_BOOTSTRAP)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="also write the two tables as JSON")
+    args = parser.parse_args(argv)
+    runs = dict(args.run)
+    if len(runs) != len(args.run):
+        parser.error("each --run needs its own label")
+    judges = [j.strip() for j in args.judges.split(",") if j.strip()] if args.judges else None
+    try:
+        combined = combine_runs(runs, args.exemplars)
+        summary, paired = compare_runs(combined, judges, args.by, args.n_bootstrap, args.seed)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.round(3).to_string(index=False))
+    print()
+    print(paired.round(3).to_string(index=False))
+    if args.out is not None:
+        document: dict[str, Any] = {
+            "runs": {label: str(folder) for label, folder in runs.items()},
+            "exemplars": int(combined["n_exemplars"].iloc[0]) if len(combined) else None,
+            "summary": json.loads(summary.to_json(orient="records")),
+            "paired": json.loads(paired.to_json(orient="records")),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
