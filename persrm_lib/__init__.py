@@ -36,11 +36,14 @@ Where things live, by pipeline stage::
     evaluate/   05_evaluate
       judges, judge_base, lm_judges   the judges and THE factory make_judge (baselines, loglik, scalar RM,
                       the generative reward model)
-      metrics         accuracy, consistency, bootstrap intervals, paired comparisons, goals
+      metrics         accuracy, order-consistent accuracy, A-preference, bootstrap intervals, paired
+                      comparisons (accuracy or order-consistent), the reference run's targets
       suite, tables, records   the notebook's suite, its tables and figures, the per-pair and completion files
       cli             python -m persrm_lib.evaluate on any pair file
+      compare         python -m persrm_lib.evaluate.compare: runs side by side, pair for pair (ablations)
     analysis/   07_behavior_analysis: classifiers (rule-based, LLM), tallies, criteria, plots
-    run/        runner (python -m persrm_lib.run: typed notebook parameters, papermill), notebook
+    run/        runner (python -m persrm_lib.run: typed notebook parameters, papermill; --set: run-wide
+                profile overrides), settings (the overrides stored in the run folder), notebook
                 (start, save_fig, write_metrics), regression (compare headline metrics), publish
 
 Figures: every notebook saves through ``run.notebook.save_fig`` into ``<run>/figures/``, named after
