@@ -89,6 +89,8 @@ SFT_ROWS = [{"step": s, "epoch": s / 4, "loss": 2.0 - 0.3 * s, "learning_rate": 
 RFT_ROWS = [
     {
         "step": 1,
+        "a_preference": 1.0,
+        "frac_reward_zero_std": 1.0,
         "loss": 0.01,
         "learning_rate": 1e-5,
         "reward": -0.5,
@@ -100,6 +102,8 @@ RFT_ROWS = [
     },
     {
         "step": 2,
+        "a_preference": 0.75,
+        "frac_reward_zero_std": 0.5,
         "loss": 0.02,
         "learning_rate": 1e-5,
         "reward": 0.25,
@@ -111,6 +115,8 @@ RFT_ROWS = [
     },
     {
         "step": 3,
+        "a_preference": 0.5,
+        "frac_reward_zero_std": 0.25,
         "loss": 0.03,
         "learning_rate": 1e-5,
         "reward": 0.5,

@@ -42,6 +42,9 @@ def test_notebooks_05_then_06(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     execute("05_evaluate", run, tmp_path)
     found = json.loads((run / "metrics" / "05_evaluate.json").read_text())
+    goals = (runfiles.stage_dir(run, "eval") / "goals.csv").read_text().splitlines()
+    assert goals[0] == "goal,value,interval,target,met,decisive"
+    assert found["goals"] == len(goals) - 1 == 8 and found["goals_met"] == 0  # untrained: none met
 
     # the char-ngram row is what the library computes on the same pairs (1 exemplar in the tiny profile)
     judge = make_judge("char-ngram").fit(make_pairs(8))
@@ -65,7 +68,13 @@ def test_notebooks_05_then_06(tmp_path: Path) -> None:
     by_stage, _ = read_eval_completions(run)  # what 07_behavior_analysis reads
     assert sorted(by_stage) == ["base", "rft", "sft"]
     assert len(by_stage["sft"]) == 2 * 2 * settings.generative_pairs  # original and swapped order
-    for name in ("05_accuracy_by_benchmark", "05_accuracy_by_exemplars", "05_accuracy_by_negative_kind"):
+    for name in (
+        "05_accuracy_by_benchmark",
+        "05_accuracy_by_exemplars",
+        "05_accuracy_by_negative_kind",
+        "05_order_robustness",
+        "05_rm_vs_baselines",
+    ):
         assert (run / "figures" / f"{name}.png").is_file()
 
     execute("06_training_dynamics", run, tmp_path)
@@ -79,7 +88,14 @@ def test_notebooks_05_then_06(tmp_path: Path) -> None:
     assert dynamics["rft_from_base_steps"] == len(RFT_FROM_BASE_ROWS)
     assert dynamics["rft_missing_columns"] == 2  # seconds_per_step left blank, no validation accuracy
     assert dynamics["accuracy_rm_sft"] == found["accuracy_rm_sft"]
-    for name in ("06_sft_loss", "06_rft_reward", "06_rft_outcomes", "06_rft_length_kl", "06_rft_from_base"):
+    for name in (
+        "06_sft_loss",
+        "06_rft_reward",
+        "06_rft_outcomes",
+        "06_rft_order_robustness",
+        "06_rft_length_kl",
+        "06_rft_from_base",
+    ):
         assert (run / "figures" / f"{name}.png").is_file()
 
 

@@ -662,6 +662,29 @@ def test_figures_draw_the_logs_and_name_what_is_missing(tmp_path) -> None:
         figures.plot_grpo_starts({"from SFT": rft})
 
 
+def test_grpo_position_bias_figure_draws_the_logged_shares_and_names_a_missing_column(tmp_path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from persrm_lib.train import figures
+
+    rows = [
+        {**GRPO_ROWS[1], "frac_reward_zero_std": 1.0, "a_preference": 1.0},  # always A: every group uniform
+        {**GRPO_ROWS[0], "frac_reward_zero_std": 0.5, "joint_frac_reward_zero_std": 0.0, "a_preference": 0.6},
+    ]
+    log = read_log(write_grpo_log(tmp_path / "log.csv", rows))
+    fig = figures.plot_grpo_order_robustness(log)
+    lines = {line.get_label(): line.get_ydata().tolist() for line in fig.axes[0].lines}
+    assert lines["A-preference (sampled)"] == [1.0, 0.6]
+    assert lines["zero-spread groups, per prompt"] == [1.0, 0.5]
+    assert lines["zero-spread groups, both orders jointly"][1] == 0.0
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"no values in column\(s\) a_preference"):
+        figures.plot_grpo_order_robustness(read_log(write_grpo_log(tmp_path / "old.csv", GRPO_ROWS)))
+
+
 GOOD_COMPLETION = {"step": 1, "pair_id": "p1", "label": "a", "completion": "text", "reward": -1.0}
 
 

@@ -93,6 +93,36 @@ def plot_grpo_outcomes(log: pd.DataFrame, smooth: int = 1, title: str = "Outcome
     return fig
 
 
+def plot_grpo_order_robustness(log: pd.DataFrame, smooth: int = 1, title: str = "Position bias during GRPO") -> Any:
+    """Per GRPO step: the share of parsed sampled verdicts that prefer response A (``a_preference``,
+    the 0.4-0.6 band shaded), and the share of groups whose rewards have no spread, so no advantage
+    and no gradient: TRL's per-prompt groups (``frac_reward_zero_std``) and, with
+    ``grpo.joint_orders``, the joint groups of both orders (``joint_frac_reward_zero_std``; EIS-GRPO,
+    arXiv 2505.13346). An always-A policy shows A-preference 1 and per-prompt zero spread 1.
+
+    Raises:
+        ValueError: the log has no ``a_preference`` values (a log written before these columns, or
+            a run in which no sample parsed).
+    """
+    from ..evaluate.metrics import GOAL_A_PREFERENCE
+
+    _require(log, "step", "a_preference")
+    fig, axes = _figure(6.5, 3.2)
+    ax = axes[0, 0]
+    low, high = GOAL_A_PREFERENCE
+    ax.axhspan(low, high, color="grey", alpha=0.15, lw=0, label=f"no position bias ({low}-{high})")
+    ax.plot(log["step"], _smoothed(log, "a_preference", smooth), marker="o", ms=3, label="A-preference (sampled)")
+    for column, label in (
+        ("frac_reward_zero_std", "zero-spread groups, per prompt"),
+        ("joint_frac_reward_zero_std", "zero-spread groups, both orders jointly"),
+    ):
+        if not empty_columns(log, [column]):
+            ax.plot(log["step"], _smoothed(log, column, smooth), marker="s", ms=3, ls="--", label=label)
+    ax.set(ylim=(-0.02, 1.02), xlabel="GRPO step", ylabel="share", title=title)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return fig
+
+
 def plot_grpo_length_kl(log: pd.DataFrame, smooth: int = 1) -> Any:
     """Mean completion length (tokens) and KL to the reference model per GRPO step, one panel each
     for the columns the log holds.
