@@ -7,6 +7,8 @@ trained adapter on held-out pairs in both orders (:func:`persrm_lib.evaluate.cli
 - ``verdict``: completions that carry only the verdict, with the TRUE label (no reasoning to
   imitate: ``<criteria>the author's style</criteria><eval>Response X is closer…</eval>`` and
   scores 7/3). If the student cannot learn this, reasoning will not save it.
+  With ``--evidence stylometric`` the prompt also carries the table of measurements (the H200
+  probe's "verdict with evidence": can the student read the decision off the numbers?).
 - ``trace``: the stylometric teacher's compact traces over a table of measurements in the prompt
   (``prompt.evidence = stylometric``: the values the trace cites are all in the prompt, so the
   student only has to copy and compare them); faithful traces only, as the pipeline trains. Reported
@@ -19,6 +21,8 @@ outside the project measured; this reproduces them inside the project. Reduced s
 a 2-core CPU), full size on a GPU::
 
     python benchmarks/capacity_probe.py --run-dir runs/smoke --probe verdict --train-pairs 32 --out probe.json
+    python benchmarks/capacity_probe.py --run-dir runs/smoke --probe verdict --evidence stylometric \
+        --train-pairs 32 --out probe-evidence.json    # the same, with the measurements in the prompt
     python benchmarks/capacity_probe.py --run-dir runs/device-data --profile device --probe trace \\
         --train-pairs 0 --epochs 1 --out probe-trace.json          # 0: every training pair
 
@@ -112,6 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-pairs", type=int, default=24, help="held-out pairs per benchmark (0: all)")
     parser.add_argument("--n-exemplars", type=int, default=0, help="exemplars per training prompt (0: the pairs' own)")
     parser.add_argument("--test-exemplars", type=int, default=0, help="exemplars per test prompt (0: the pairs' own)")
+    parser.add_argument(
+        "--evidence",
+        choices=("none", "stylometric"),
+        default=None,
+        help="the measurements table in the prompt (default: none for verdict; trace needs stylometric)",
+    )
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
@@ -121,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    evidence = args.evidence or ("stylometric" if args.probe == "trace" else "none")
+    if args.probe == "trace" and evidence != "stylometric":
+        parser.error("--probe trace cites the measurements table: it needs --evidence stylometric")
 
     from persrm_lib.evaluate.cli import evaluate_pairs
     from persrm_lib.evaluate.judges import make_judge
@@ -136,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lora.r": args.lora_r,
             "lora.alpha": 2 * args.lora_r,
         }
-        | ({"prompt.evidence": "stylometric", "teacher.trace_style": "compact"} if args.probe == "trace" else {}),
+        | ({"prompt.evidence": "stylometric", "teacher.trace_style": "compact"} if evidence == "stylometric" else {}),
     )
     set_threads(profile.num_threads)
     train = sample(read_pairs(runfiles.pairs_path(args.run_dir, "train")), args.train_pairs, args.seed)
@@ -158,17 +171,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not train:
         parser.error(f"no training pair has {args.n_exemplars} exemplars: use --n-exemplars 0 (the pairs' own)")
     teacher = None
+    if evidence == "stylometric":  # the measurements come from the teacher's features, fitted on train
+        measurer = StylometricTeacher(compact=True, n_criteria=profile.teacher.n_criteria)
+        measurer.prepare(train)
+        train = attach_evidence(train, measurer.evidence)
+        tests = {k: attach_evidence(v, measurer.evidence) for k, v in tests.items()}
     if args.probe == "verdict":
         traces = [verdict_trace(p) for p in train]
     else:
-        teacher = StylometricTeacher(compact=True, n_criteria=profile.teacher.n_criteria)
-        teacher.prepare(train)
-        train = attach_evidence(train, teacher.evidence)
-        tests = {k: attach_evidence(v, teacher.evidence) for k, v in tests.items()}
+        teacher = measurer
         traces = teacher_traces(teacher, train)
     record: dict[str, Any] = {
         "probe": args.probe,
+        "evidence": evidence,
         "profile": profile.name,
+        "threads": profile.num_threads,
         "model": profile.model.name,
         "lora_r": args.lora_r,
         "epochs": args.epochs,
