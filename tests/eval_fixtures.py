@@ -152,3 +152,24 @@ def make_run(root, adapters: tuple[str, ...] = ("sft", "rft"), with_logs: bool =
         write_log(runfiles.log_path(run, "rft"), GRPO_LOG_FIELDS, RFT_ROWS)
         write_log(runfiles.log_path(run, "rft_from_base"), GRPO_LOG_FIELDS, RFT_FROM_BASE_ROWS)
     return run
+
+
+def stage_rows(judge: str, verdicts: dict[int, tuple[str, str]], benchmark: str = "sotu") -> list[dict]:
+    """Rows of one judge on pairs labelled "a": pair id -> (original verdict, swapped verdict)."""
+    return [
+        {
+            "judge": judge,
+            "id": i,
+            "n_exemplars": 3,
+            "benchmark": benchmark,
+            "label": "a",
+            # the pair's verdict from the averaged scores: right only when both orders are
+            "preferred": "a" if (p, q) == ("a", "b") else None,
+            "format_ok": True,
+            "original_preferred": p,
+            "original_format_ok": True,
+            "swapped_preferred": q,
+            "swapped_format_ok": True,
+        }
+        for i, (p, q) in verdicts.items()
+    ]

@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+from eval_fixtures import stage_rows
 
 from persrm_lib.core import runfiles
 from persrm_lib.evaluate import compare
@@ -18,24 +19,17 @@ def write_run(run, judge_verdicts: dict[str, dict[int, tuple[str, str]]], n_exem
     rows = []
     for judge, verdicts in judge_verdicts.items():
         for k in n_exemplars:
-            for i, (p, q) in verdicts.items():
-                row = dict.fromkeys(PER_PAIR_FIELDS)
-                row |= {
-                    "id": f"p{i}",
-                    "benchmark": "sotu",
-                    "judge": judge,
-                    "stage": "sft" if judge.startswith("rm-") else "baseline",
-                    "n_exemplars": k,
-                    "label": "a",
-                    "negative_kind": "random" if i % 2 else "same-era",
-                    "preferred": "a" if (p, q) == ("a", "b") else None,
-                    "format_ok": True,
-                    "original_preferred": p,
-                    "original_format_ok": True,
-                    "swapped_preferred": q,
-                    "swapped_format_ok": True,
-                }
-                rows.append(row)
+            for row in stage_rows(judge, verdicts):
+                rows.append(
+                    dict.fromkeys(PER_PAIR_FIELDS)
+                    | row
+                    | {
+                        "id": f"p{row['id']}",
+                        "n_exemplars": k,
+                        "stage": "sft" if judge.startswith("rm-") else "baseline",
+                        "negative_kind": "random" if row["id"] % 2 else "same-era",
+                    }
+                )
     write_per_pair(pd.DataFrame(rows), runfiles.per_pair_path(run))
 
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from train_fixtures import make_pair, make_trace, write_jsonl
 
 from persrm_lib.core import runfiles
-from persrm_lib.core.output_format import render_output
 from persrm_lib.core.paths import REPO_ROOT, cache_dir
 
 SCRIPT = REPO_ROOT / "benchmarks" / "device_check.py"
@@ -29,37 +29,6 @@ def _load_module():
 
 
 device_check = _load_module()
-
-
-def make_pair(i: int) -> dict:
-    """A canonical pair; labels alternate so that position gives nothing away."""
-    label = "a" if i % 2 == 0 else "b"
-    chosen, rejected = f"We gathered the wheat at dawn, field {i}.", f"Markets rallied on Tuesday, report {i}."
-    return {
-        "id": f"p{i}",
-        "query": "Write about the harvest.",
-        "exemplars": [f"The harvest came early this year; the barns, number {i}, filled by noon."],
-        "response_a": chosen if label == "a" else rejected,
-        "response_b": rejected if label == "a" else chosen,
-        "label": label,
-        "positive_kind": "intra_author",
-        "negative_kind": "random",
-        "author": "author-1",
-        "genre": "speech",
-        "n_exemplars": 1,
-    }
-
-
-def make_trace(i: int) -> dict:
-    pair = make_pair(i)
-    scores = (8, 2) if pair["label"] == "a" else (3, 7.5)
-    completion = render_output("sentence rhythm", "the chosen response keeps the rhythm", scores)
-    return pair | {"teacher": "stylometric", "completion": completion, "scores": list(scores), "faithful": True}
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 @pytest.fixture()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from eval_fixtures import stage_rows
 
 from persrm_lib.evaluate import metrics
 
@@ -295,27 +296,6 @@ def test_paired_comparison_interval_is_seeded_and_missing_columns_are_named() ->
         metrics.paired_comparison(rows.drop(columns=["negative_kind"]), "m", ["b"])
 
 
-def stage_rows(judge: str, verdicts: dict[int, tuple[str, str]], benchmark: str = "sotu") -> list[dict]:
-    """Rows of one judge on pairs labelled "a": pair id -> (original verdict, swapped verdict)."""
-    return [
-        {
-            "judge": judge,
-            "id": i,
-            "n_exemplars": 3,
-            "benchmark": benchmark,
-            "label": "a",
-            # the pair's verdict from the averaged scores: right only when both orders are
-            "preferred": "a" if (p, q) == ("a", "b") else None,
-            "format_ok": True,
-            "original_preferred": p,
-            "original_format_ok": True,
-            "swapped_preferred": q,
-            "swapped_format_ok": True,
-        }
-        for i, (p, q) in verdicts.items()
-    ]
-
-
 def test_pair_hits_order_consistent_needs_both_orders_and_rejects_unknown_measures() -> None:
     records = stage_rows("m", {0: ("a", "b"), 1: ("a", "a"), 2: ("b", "b"), 3: ("a", "b")})
     records[3] = {**records[3], "swapped_preferred": None, "swapped_format_ok": None}
@@ -362,7 +342,9 @@ def test_reference_goals_met_by_an_order_robust_model_that_improves_stage_by_sta
 
 def test_reference_goals_fail_an_always_a_model_and_what_was_not_measured() -> None:
     always_a = {i: ("a", "a") for i in range(10)}
-    rows = pd.DataFrame(stage_rows("rm-base", always_a) + stage_rows("rm-sft", always_a) + stage_rows("rm-rft", always_a))
+    rows = pd.DataFrame(
+        stage_rows("rm-base", always_a) + stage_rows("rm-sft", always_a) + stage_rows("rm-rft", always_a)
+    )
     table = metrics.reference_goals(rows, n_bootstrap=200).set_index("goal")
     assert table.loc["A-preference, rm-rft", "value"] == 1.0 and not table.loc["A-preference, rm-rft", "met"]
     rft_step = table.loc["order-consistent accuracy: rm-rft - rm-sft (n=10; 0.000 vs 0.000)"]

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_fixtures import make_pair, make_trace, write_jsonl
 
 from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile
@@ -33,38 +34,6 @@ from persrm_lib.train.logs import (
 from persrm_lib.train.validation import ValidationEval
 
 N_PAIRS = 8
-
-
-def make_pair(i: int) -> dict:
-    """A canonical pair; labels alternate so that position does not give the answer away."""
-    label = "a" if i % 2 == 0 else "b"
-    chosen, rejected = f"We gathered the wheat at dawn, field {i}.", f"Markets rallied on Tuesday, report {i}."
-    return {
-        "id": f"p{i}",
-        "query": "Write about the harvest.",
-        "exemplars": [f"The harvest came early this year; the barns, number {i}, filled by noon.", "Second exemplar."],
-        "response_a": chosen if label == "a" else rejected,
-        "response_b": rejected if label == "a" else chosen,
-        "label": label,
-        "positive_kind": "intra_author",
-        "negative_kind": "random",
-        "author": "author-1",
-        "genre": "speech",
-        "n_exemplars": 1,
-    }
-
-
-def make_trace(i: int) -> dict:
-    pair = make_pair(i)
-    scores = (8, 2) if pair["label"] == "a" else (3, 7.5)
-    completion = render_output("sentence rhythm, semicolons", "the chosen response keeps the rhythm", scores)
-    return pair | {"teacher": "stylometric", "completion": completion, "scores": list(scores), "faithful": True}
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
 
 
 def varied_reward(completions: list, label: list, **kwargs: object) -> list[float]:

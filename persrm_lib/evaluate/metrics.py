@@ -611,7 +611,9 @@ def reference_goals(
     focus = present[-1] if present else stages[-1]
     on_benchmark = results[results["benchmark"] == benchmark] if "benchmark" in results else results.iloc[:0]
     rows.append(
-        _difference_goal(on_benchmark, focus, baseline, "accuracy", f"accuracy on {benchmark}", ">= 0", n_bootstrap, seed)
+        _difference_goal(
+            on_benchmark, focus, baseline, "accuracy", f"accuracy on {benchmark}", ">= 0", n_bootstrap, seed
+        )
     )
     rows.append(_difference_goal(results, focus, evidence_baseline, "accuracy", "accuracy", "> 0", n_bootstrap, seed))
     return pd.DataFrame(rows, columns=list(GOAL_COLUMNS))
