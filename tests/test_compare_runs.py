@@ -72,3 +72,16 @@ def test_cli_writes_json_and_names_what_is_wrong(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare.main(["--run", "no-label-here"])
     assert "expected LABEL=RUN_FOLDER" in capsys.readouterr().err
+
+
+def test_a_published_results_folder_compares_like_its_run(tmp_path):
+    write_run(tmp_path / "run", {"rm-sft": {i: ("a", "a") for i in range(4)}})
+    published = tmp_path / "results" / "cpu" / "tables"
+    published.mkdir(parents=True)
+    (published / "eval_per_pair.csv").write_bytes(runfiles.per_pair_path(tmp_path / "run").read_bytes())
+    write_run(tmp_path / "variant", {"rm-sft": {i: ("a", "b") for i in range(4)}})
+    assert compare.per_pair_file(tmp_path / "results" / "cpu") == published / "eval_per_pair.csv"
+    combined = compare.combine_runs({"none": tmp_path / "results" / "cpu", "ev": tmp_path / "variant"})
+    _, paired = compare.compare_runs(combined, n_bootstrap=100)
+    overall = paired[(paired["group"] == "all") & (paired["measure"] == "order_consistent")].iloc[0]
+    assert (overall["n"], overall["difference"]) == (4, 1.0)

@@ -3,7 +3,8 @@
 Runs that differ in one setting (``python -m persrm_lib.run --set prompt.evidence stylometric``, a
 seed, a model) but share the data settings judge the same held-out pairs, and notebook 05 draws its
 generative subsets from one seeded permutation, so a smaller sample is nested in a larger one. This
-module reads each run's ``eval/per_pair.csv``, names every judge ``<judge>@<label>``, and compares
+module reads each run's ``eval/per_pair.csv`` (or a published results folder's
+``tables/eval_per_pair.csv``, so ``--run none=results/cpu`` needs no re-run), names every judge ``<judge>@<label>``, and compares
 each judge of a run with the same judge of the first run on the pairs both judged: accuracy and
 order-consistent accuracy with paired 95% bootstrap intervals
 (:func:`persrm_lib.evaluate.metrics.paired_comparison`), overall and per negative kind.
@@ -41,11 +42,24 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 )
 
 
+PUBLISHED_PER_PAIR = ("tables", "eval_per_pair.csv")  # where publish puts eval/per_pair.csv
+
+
+def per_pair_file(folder: str | Path) -> Path:
+    """The per-pair results of a run folder (``eval/per_pair.csv``) or of a folder published by
+    :func:`persrm_lib.run.publish.publish` (``tables/eval_per_pair.csv``); the run folder's path
+    when neither exists, so that the reader names what is missing."""
+    run_file = runfiles.per_pair_path(Path(folder))
+    published = Path(folder).joinpath(*PUBLISHED_PER_PAIR)
+    return published if not run_file.is_file() and published.is_file() else run_file
+
+
 def combine_runs(runs: Mapping[str, str | Path], exemplars: int | None = None) -> pd.DataFrame:
     """Per-pair results of several runs in one table, each judge renamed ``<judge>@<label>``.
 
     Args:
-        runs: label -> run folder (each with ``eval/per_pair.csv``), in comparison order.
+        runs: label -> run folder (``eval/per_pair.csv``) or published results folder
+            (``tables/eval_per_pair.csv``), in comparison order.
         exemplars: keep only this exemplar count (``None``: the largest count of the first run,
             the count of notebook 05's main tables).
 
@@ -64,7 +78,7 @@ def combine_runs(runs: Mapping[str, str | Path], exemplars: int | None = None) -
         raise ValueError(f"run labels must be non-empty and contain no '@': {bad}")
     frames = []
     for label in labels:
-        frame = read_per_pair(runfiles.per_pair_path(Path(runs[label])))
+        frame = read_per_pair(per_pair_file(runs[label]))
         frame = frame.assign(run=label, base_judge=frame["judge"], judge=frame["judge"].astype(str) + "@" + label)
         frames.append(frame)
     combined = pd.concat(frames, ignore_index=True)
