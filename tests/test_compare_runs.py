@@ -64,6 +64,9 @@ def test_cli_writes_json_and_names_what_is_wrong(tmp_path, capsys):
     assert document["exemplars"] == 3 and [r["run"] for r in document["summary"]] == ["none", "ev"]
     assert code == 0 and "written:" in capsys.readouterr().out
     assert compare.main(["--run", f"none={tmp_path / 'a'}", "--run", f"ev={tmp_path / 'missing'}"]) == 2
+    assert f"no such run or results folder: {tmp_path / 'missing'}" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert compare.main(["--run", f"none={tmp_path / 'a'}", "--run", f"ev={tmp_path / 'empty'}"]) == 2
     assert "per_pair.csv do not exist: run 05_evaluate first" in capsys.readouterr().err
     with pytest.raises(ValueError, match="at least two runs"):
         compare.combine_runs({"none": tmp_path / "a"})

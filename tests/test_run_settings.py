@@ -16,7 +16,7 @@ def test_overrides_are_validated_stored_and_applied_by_every_notebook(tmp_path):
     run = tmp_path / "run"
     applied = store_overrides(run, "smoke", {"prompt.evidence": "stylometric", "grpo.max_steps": "3"})
     assert applied == {"prompt.evidence": "stylometric", "grpo.max_steps": "3"}
-    assert json.loads(runfiles.settings_path(run).read_text()) == {"overrides": applied}
+    assert json.loads(runfiles.settings_path(run).read_text()) == {"profile": "smoke", "overrides": applied}
     cfg, _ = notebook.start("smoke", run)
     assert (cfg.prompt.evidence, cfg.grpo.max_steps) == ("stylometric", 3)
     # a notebook's own overrides (05's evaluation sizes) come on top of the stored ones
@@ -52,6 +52,26 @@ def test_a_folder_holds_one_configuration(tmp_path):
     with pytest.raises(RunSettingsError, match=r"already holds outputs made without overrides \(data\)"):
         store_overrides(plain, "smoke", {"prompt.evidence": "stylometric"})
     assert not runfiles.settings_path(plain).exists()
+
+
+def test_a_folder_refuses_another_profile_and_a_new_folder_records_its_own(tmp_path):
+    run = tmp_path / "run"
+    assert store_overrides(run, "tiny", {}) == {}
+    assert json.loads(runfiles.settings_path(run).read_text()) == {"profile": "tiny", "overrides": {}}
+    (run / "data").mkdir()
+    assert store_overrides(run, "tiny", {}) == {}  # a later notebook of the same run
+    with pytest.raises(RunSettingsError, match="started with profile 'tiny'.*profile 'smoke' needs another"):
+        store_overrides(run, "smoke", {})
+    with pytest.raises(RunSettingsError, match="started with no overrides"):
+        store_overrides(run, "tiny", {"grpo.max_steps": "3"})
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("sft.epochs", "-1"), ("sft.epochs", "0"), ("sft.max_steps", "0"), ("grpo.max_steps", "0")]
+)
+def test_out_of_range_step_counts_are_refused(tmp_path, setting, value):
+    with pytest.raises(RunSettingsError, match=setting.replace(".", r"\.")):
+        store_overrides(tmp_path / "run", "tiny", {setting: value})
 
 
 def test_an_unreadable_settings_file_is_named(tmp_path):

@@ -190,6 +190,13 @@ class Profile:
             )
         if self.grpo.consistency_bonus and not self.grpo.joint_orders:
             raise ValueError(f"profile {self.name!r}: grpo.consistency_bonus needs grpo.joint_orders")
+        if not self.sft.epochs > 0 or self.sft.max_steps == 0 or self.sft.max_steps < -1:
+            raise ValueError(
+                f"profile {self.name!r}: sft.epochs must be above 0 and sft.max_steps -1 (run the epochs) or at "
+                f"least 1, got {self.sft.epochs} and {self.sft.max_steps}"
+            )
+        if self.grpo.max_steps < 1:
+            raise ValueError(f"profile {self.name!r}: grpo.max_steps must be at least 1, got {self.grpo.max_steps}")
         if self.sft.batch_size % self.sft.per_device_batch_size:
             raise ValueError(
                 f"profile {self.name!r}: sft.batch_size={self.sft.batch_size} does not divide by "

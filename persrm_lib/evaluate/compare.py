@@ -68,7 +68,8 @@ def combine_runs(runs: Mapping[str, str | Path], exemplars: int | None = None) -
 
     Raises:
         ValueError: fewer than two runs, or a label with ``@`` or repeated.
-        FileNotFoundError / ValueError: a run without a readable ``eval/per_pair.csv`` (named).
+        FileNotFoundError: a folder that does not exist, or one without per-pair results (named).
+        ValueError: a per-pair file with other columns (named).
     """
     labels = list(runs)
     if len(labels) < 2:
@@ -77,6 +78,9 @@ def combine_runs(runs: Mapping[str, str | Path], exemplars: int | None = None) -
     if bad:
         raise ValueError(f"run labels must be non-empty and contain no '@': {bad}")
     frames = []
+    missing = [str(runs[label]) for label in labels if not Path(runs[label]).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"no such run or results folder: {', '.join(missing)}")
     for label in labels:
         frame = read_per_pair(per_pair_file(runs[label]))
         frame = frame.assign(run=label, base_judge=frame["judge"], judge=frame["judge"].astype(str) + "@" + label)

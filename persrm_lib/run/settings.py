@@ -8,8 +8,10 @@ notebook re-run later in that folder (``--only 05``) sees the same configuration
 told. A folder holds one configuration: other overrides for a folder that already has outputs are
 refused, and a run with overrides is never published over its profile's reference results.
 
-The file: ``{"overrides": {"prompt.evidence": "stylometric", ...}}`` (values as given on the
-command line; :func:`persrm_lib.core.config.apply_overrides` converts them to each setting's type).
+The file: ``{"profile": "cpu", "overrides": {"prompt.evidence": "stylometric", ...}}`` (values as
+given on the command line; :func:`persrm_lib.core.config.apply_overrides` converts them to each
+setting's type). The runner writes it for every new run folder, overrides or not, so a folder also
+refuses notebooks of another profile.
 """
 
 from __future__ import annotations
@@ -45,37 +47,55 @@ def read_overrides(run_dir: str | Path) -> dict[str, Any]:
     return dict(data["overrides"])
 
 
+def read_profile(run_dir: str | Path) -> str | None:
+    """The profile a run folder was started with (``<run>/settings.json``); None when unrecorded."""
+    path = runfiles.settings_path(Path(run_dir))
+    if not path.is_file():
+        return None
+    read_overrides(run_dir)  # validates the file
+    profile = json.loads(path.read_text(encoding="utf-8")).get("profile")
+    return str(profile) if profile is not None else None
+
+
 def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Validate ``overrides`` against ``profile`` and make them the run folder's; return what applies.
 
-    With no overrides, the folder's stored ones apply (a resumed or partial re-run). New overrides
-    are written to a folder that has none and no outputs yet, or that already stores the same ones.
+    A new (or empty) folder records the profile and the overrides. With no overrides, the folder's
+    stored ones apply (a resumed or partial re-run). New overrides are accepted by a folder that
+    stores the same ones.
 
     Raises:
-        RunSettingsError: an unknown setting, a value of the wrong type, or overrides other than the
-            ones the folder's outputs were made with.
+        RunSettingsError: an unknown setting, a value of the wrong type, another profile than the
+            folder's, or overrides other than the ones the folder's outputs were made with.
     """
     run = Path(run_dir)
     stored = read_overrides(run)
-    if not overrides:
-        return stored
+    recorded = read_profile(run)
+    if recorded is not None and recorded != profile:
+        raise RunSettingsError(
+            f"{run} was started with profile {recorded!r}; it holds one configuration, so profile {profile!r} "
+            "needs another --run-dir"
+        )
     wanted = {str(k): v for k, v in overrides.items()}
-    try:
-        get_profile(profile, wanted)
-    except (KeyError, ValueError) as exc:
-        message = exc.args[0] if exc.args else str(exc)
-        raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
-    if stored:
-        if stored != wanted:
+    if wanted:
+        try:
+            get_profile(profile, wanted)
+        except (KeyError, ValueError) as exc:
+            message = exc.args[0] if exc.args else str(exc)
+            raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
+    if runfiles.settings_path(run).is_file():
+        if wanted and stored != wanted:
             raise RunSettingsError(
-                f"{run} was started with {stored}; it holds one configuration, so {wanted} needs another --run-dir"
+                f"{run} was started with {stored or 'no overrides'}; it holds one configuration, so {wanted} "
+                "needs another --run-dir"
             )
         return stored
     outputs = [p.name for p in sorted(run.iterdir())] if run.is_dir() else []
-    if outputs:
+    if outputs and wanted:
         raise RunSettingsError(
             f"{run} already holds outputs made without overrides ({', '.join(outputs)}); "
             f"run {wanted} in a new --run-dir"
         )
-    write_json_atomic({"overrides": wanted}, runfiles.settings_path(run), sort_keys=True)
+    if not outputs:  # a new folder records its configuration; an older one is left as it was
+        write_json_atomic({"profile": profile, "overrides": wanted}, runfiles.settings_path(run), sort_keys=True)
     return wanted
