@@ -76,6 +76,11 @@ def eval_dir(run: Path) -> Path:
 PER_PAIR_FILE = "per_pair.csv"  # in 05_evaluate's folder
 
 
+def published_per_pair_path(results_dir: Path) -> Path:
+    """Where :mod:`persrm_lib.run.publish` puts ``eval/per_pair.csv`` in a results folder."""
+    return Path(results_dir) / "tables" / f"eval_{PER_PAIR_FILE}"
+
+
 def per_pair_path(run: Path) -> Path:
     """05_evaluate's per-pair results (one row per judge, pair and exemplar count)."""
     return eval_dir(run) / PER_PAIR_FILE

@@ -42,15 +42,12 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 )
 
 
-PUBLISHED_PER_PAIR = ("tables", "eval_per_pair.csv")  # where publish puts eval/per_pair.csv
-
-
 def per_pair_file(folder: str | Path) -> Path:
     """The per-pair results of a run folder (``eval/per_pair.csv``) or of a folder published by
     :func:`persrm_lib.run.publish.publish` (``tables/eval_per_pair.csv``); the run folder's path
     when neither exists, so that the reader names what is missing."""
     run_file = runfiles.per_pair_path(Path(folder))
-    published = Path(folder).joinpath(*PUBLISHED_PER_PAIR)
+    published = runfiles.published_per_pair_path(Path(folder))
     return published if not run_file.is_file() and published.is_file() else run_file
 
 

@@ -589,7 +589,6 @@ def reference_goals(
             ("format compliance", format_compliance(mine), f">= {GOAL_FORMAT}", lambda v: v >= GOAL_FORMAT),
             ("A-preference", a_preference(mine), f"in [{low}, {high}]", lambda v: low <= v <= high),
         ):
-            value = float(value) if len(mine) else float("nan")
             met = bool(not np.isnan(value) and inside(value))
             rows.append(
                 {

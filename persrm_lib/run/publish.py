@@ -231,7 +231,7 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     folder = Path(results_dir)
     manifest = json.loads((folder / "MANIFEST.json").read_text())
     main_k = json.loads((folder / "metrics.json").read_text())["05_evaluate"]["main_exemplars"]
-    rows = pd.read_csv(folder / "tables" / "eval_per_pair.csv")
+    rows = pd.read_csv(runfiles.published_per_pair_path(folder))
     rows = rows[rows["n_exemplars"] == main_k]
     order = list(dict.fromkeys(rows["judge"]))
     by_bench = metrics.summarize(rows, ["judge", "benchmark"], n_bootstrap, seed)

@@ -29,32 +29,38 @@ class RunSettingsError(ValueError):
     """Overrides that cannot apply to a run folder: unreadable, invalid, or not the folder's own."""
 
 
-def read_overrides(run_dir: str | Path) -> dict[str, Any]:
-    """The overrides stored in ``<run>/settings.json``; ``{}`` when the file is absent.
+def _read_settings(run_dir: str | Path) -> dict[str, Any] | None:
+    """The parsed ``<run>/settings.json``; None when the file is absent.
 
     Raises:
-        RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}}``.
+        RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}, ...}``.
     """
     path = runfiles.settings_path(Path(run_dir))
     if not path.is_file():
-        return {}
+        return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunSettingsError(f"{path}: not valid JSON ({exc}); delete it or fix it") from exc
     if not isinstance(data, dict) or not isinstance(data.get("overrides"), dict):
         raise RunSettingsError(f'{path}: expected {{"overrides": {{"setting.name": value, ...}}}}, got {data!r}')
-    return dict(data["overrides"])
+    return data
+
+
+def read_overrides(run_dir: str | Path) -> dict[str, Any]:
+    """The overrides stored in ``<run>/settings.json``; ``{}`` when the file is absent.
+
+    Raises:
+        RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}}``.
+    """
+    data = _read_settings(run_dir)
+    return dict(data["overrides"]) if data else {}
 
 
 def read_profile(run_dir: str | Path) -> str | None:
     """The profile a run folder was started with (``<run>/settings.json``); None when unrecorded."""
-    path = runfiles.settings_path(Path(run_dir))
-    if not path.is_file():
-        return None
-    read_overrides(run_dir)  # validates the file
-    profile = json.loads(path.read_text(encoding="utf-8")).get("profile")
-    return str(profile) if profile is not None else None
+    data = _read_settings(run_dir)
+    return str(data["profile"]) if data and data.get("profile") is not None else None
 
 
 def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +75,9 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
             folder's, or overrides other than the ones the folder's outputs were made with.
     """
     run = Path(run_dir)
-    stored = read_overrides(run)
-    recorded = read_profile(run)
+    data = _read_settings(run)
+    stored = dict(data["overrides"]) if data else {}
+    recorded = data.get("profile") if data else None
     if recorded is not None and recorded != profile:
         raise RunSettingsError(
             f"{run} was started with profile {recorded!r}; it holds one configuration, so profile {profile!r} "
@@ -83,7 +90,7 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
         except (KeyError, ValueError) as exc:
             message = exc.args[0] if exc.args else str(exc)
             raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
-    if runfiles.settings_path(run).is_file():
+    if data is not None:
         if wanted and stored != wanted:
             raise RunSettingsError(
                 f"{run} was started with {stored or 'no overrides'}; it holds one configuration, so {wanted} "
