@@ -4,6 +4,10 @@ Checks what 02-05 rely on: the pair sets exist in both formats with the profile'
 are author-disjoint, position is balanced, the traces cover the training pairs, and the recorded
 metrics are the library's numbers on the written files. The metrics cell itself is one library call,
 :func:`persrm_lib.data.synthesis.headline_metrics`, checked here on a small hand-made input.
+
+The run has RM-R1's hinted second pass on (``teacher.hinted_share``), and 02 runs after 01, so both
+notebooks' hinted branches run: the rewrites are the first wrong traces up to the cap, tagged, and
+02's SFT set holds the faithful ones within the cap.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from persrm_lib.data.leaks import label_shortcut_report
 from persrm_lib.data.pairs import read_pairs
 from persrm_lib.data.synthesis import headline_metrics
 from persrm_lib.run.runner import run_notebooks
+from persrm_lib.teachers.hinted import select_for_hint
 
 
 @pytest.mark.slow
@@ -32,7 +37,8 @@ def test_notebook_01_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     run = tmp_path / "run"
-    run_notebooks("smoke", run, only=["01"], log=lambda line: None)
+    share = 0.25
+    run_notebooks("smoke", run, only=["01", "02"], log=lambda line: None, settings={"teacher.hinted_share": share})
     cfg = get_profile("smoke")
     metrics = json.loads((run / "metrics" / "01_synthesize.json").read_text())
 
@@ -62,6 +68,17 @@ def test_notebook_01_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     traces = read_jsonl(runfiles.traces_path(run))
     assert [t["id"] for t in traces] == [p["id"] for p in pairs["train"]] and len(traces) == metrics["n_traces"]
     assert metrics["teacher_agreement"] == pytest.approx(sum(t["faithful"] for t in traces) / len(traces))
+    # the hinted pass: the first wrong traces up to the cap, tagged; 02 keeps the faithful ones, capped
+    rewrites = read_jsonl(runfiles.hinted_traces_path(run))
+    assert [t["id"] for t in rewrites] == [p["id"] for p in select_for_hint(traces, share)]
+    assert rewrites and all(t["hinted"] is True and t["teacher"].endswith("+hint") for t in rewrites)
+    kept = read_jsonl(runfiles.faithful_traces_path(run))
+    audit = json.loads((run / "metrics" / "02_filter_audit.json").read_text())
+    n_hinted = sum(bool(t.get("hinted")) for t in kept)
+    assert n_hinted == audit["n_hinted_kept"] <= sum(t["faithful"] for t in rewrites)
+    assert audit["n_kept"] == len(kept) and audit["n_hinted_written"] == len(rewrites)
+    assert audit["hinted_share"] == pytest.approx(n_hinted / len(kept))
+    assert 0 < audit["hinted_share"] <= share
     assert (run / "figures" / "01_pairs.png").stat().st_size > 1000
 
 

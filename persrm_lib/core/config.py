@@ -109,6 +109,9 @@ class TeacherSettings:
     # a teacher served by a reasoning model (DeepSeek-R1, Qwen3, QwQ): strip ONE leading
     # <think>...</think> block before parsing (output_format.strip_think); the filter reports how many
     strip_think: bool = False
+    # RM-R1's hinted second pass (teachers.hinted): the teacher rewrites, knowing the label, the traces
+    # it got wrong; the faithful rewrites (tagged hinted) make up at most this share of the SFT set. 0: off
+    hinted_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,10 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: teacher.kind must be stylometric, local or http")
         if self.teacher.trace_style not in ("full", "compact"):
             raise ValueError(f"profile {self.name!r}: teacher.trace_style must be full or compact")
+        if not 0.0 <= self.teacher.hinted_share < 1.0:
+            raise ValueError(
+                f"profile {self.name!r}: teacher.hinted_share must be in [0, 1), got {self.teacher.hinted_share}"
+            )
         try:
             check_evidence_kind(self.prompt.evidence)
         except ValueError as exc:

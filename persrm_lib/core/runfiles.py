@@ -5,6 +5,7 @@ notebooks wrote here and writes its own outputs; none relies on kernel state.
     <run>/data/pairs/<split>.jsonl      canonical pairs: train, validation, test_<benchmark>
     <run>/data/pairs_hf/<split>/        the same pairs as a `datasets` dataset saved to disk
     <run>/data/traces.jsonl             teacher traces (pair + teacher, completion, scores, faithful)
+    <run>/data/traces_hinted.jsonl      hinted rewrites of wrong traces (teacher.hinted_share > 0)
     <run>/data/traces_faithful.jsonl    traces kept by the faithfulness filter (SFT input)
     <run>/sft/adapter/, sft/log.csv     03_sft
     <run>/rft/adapter/, rft/log.csv     04_rft_grpo; rft/completions.jsonl: sampled completions per step
@@ -48,6 +49,11 @@ def traces_path(run: Path) -> Path:
 
 def faithful_traces_path(run: Path) -> Path:
     return data_dir(run) / "traces_faithful.jsonl"
+
+
+def hinted_traces_path(run: Path) -> Path:
+    """The hinted second pass's traces (``teacher.hinted_share > 0``; :mod:`persrm_lib.teachers.hinted`)."""
+    return data_dir(run) / "traces_hinted.jsonl"
 
 
 def stage_dir(run: Path, stage: str) -> Path:

@@ -2,7 +2,8 @@
 
 PersRM-R1 (arXiv 2508.14076, §3.2) has a large teacher LLM write a reasoning trace and scores
 (r+, r-) for each contrastive pair. Every teacher here has the same interface (:class:`Teacher`:
-``name``, ``judge(pair) -> completion``, ``judge_each(pairs)``, ``judge_batch(pairs)``) and writes
+``name``, ``judge(pair) -> completion``, ``judge_each(pairs)``, ``judge_batch(pairs)``, and, for
+RM-R1's hinted second pass, ``judge_hinted(pair)`` and ``judge_each_hinted(pairs)``) and writes
 the output format of :mod:`persrm_lib.core.output_format`. The teachers themselves live in
 :mod:`.stylometric` (no LLM) and :mod:`.llm` (a chat client); :func:`.llm.make_teacher` builds
 the one a profile names.
@@ -52,6 +53,25 @@ class Teacher(ABC):
         for i, pair in enumerate(pairs):
             try:
                 yield i, self.judge(pair)
+            except TeacherResponseError as exc:
+                yield i, exc
+
+    def judge_hinted(self, pair: Pair) -> str:
+        """The hinted second pass (RM-R1, arXiv 2505.02387, reasoning distillation): a completion
+        for ``pair`` written knowing its ``label``, for the pairs whose blind trace was wrong
+        (:mod:`persrm_lib.teachers.hinted`). The scores should prefer the labelled response; the
+        faithfulness filter checks it like any trace.
+
+        Raises:
+            NotImplementedError: this teacher has no hinted pass.
+        """
+        raise NotImplementedError(f"teacher {self.name!r} has no hinted pass (teacher.hinted_share must be 0)")
+
+    def judge_each_hinted(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
+        """:meth:`judge_each` for :meth:`judge_hinted`."""
+        for i, pair in enumerate(pairs):
+            try:
+                yield i, self.judge_hinted(pair)
             except TeacherResponseError as exc:
                 yield i, exc
 

@@ -22,6 +22,7 @@ and stylistic separability (can style features alone tell chosen from rejected?)
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -66,19 +67,30 @@ class FilterResult:
     parse_failures: dict[str, int] = field(default_factory=dict)  # reason category -> count
     n_stripped: int = 0  # completions whose leading <think> block was stripped (teacher.strip_think)
     n_uncited: int = 0  # faithful by the label, dropped for citing a number their evidence table lacks
+    # RM-R1's hinted second pass (merge_hinted): rewrites read, kept in ``kept``, dropped by the cap
+    n_hinted_written: int = 0
+    n_hinted_kept: int = 0
+    n_hinted_over_cap: int = 0
 
     @property
     def kept_fraction(self) -> float:
-        return len(self.kept) / len(self.traces)
+        """The share of (blind) traces the filter kept; hinted rewrites are not counted."""
+        return (len(self.kept) - self.n_hinted_kept) / len(self.traces)
+
+    @property
+    def hinted_share(self) -> float:
+        """The share of the SFT set (``kept``) that hinted rewrites make up (0 without them)."""
+        return self.n_hinted_kept / len(self.kept) if self.kept else 0.0
 
     @property
     def outcomes(self) -> dict[str, int]:
-        """How many traces were faithful, unfaithful (wrong or tied scores), uncited (right scores,
-        a number not in the evidence table), or unparsed; each trace in exactly one."""
+        """How many (blind) traces were faithful, unfaithful (wrong or tied scores), uncited (right
+        scores, a number not in the evidence table), or unparsed; each trace in exactly one."""
         unparsed = sum(self.parse_failures.values())
+        faithful = len(self.kept) - self.n_hinted_kept
         return {
-            "faithful": len(self.kept),
-            "unfaithful": len(self.traces) - len(self.kept) - self.n_uncited - unparsed,
+            "faithful": faithful,
+            "unfaithful": len(self.traces) - faithful - self.n_uncited - unparsed,
             "uncited": self.n_uncited,
             "unparsed": unparsed,
         }
@@ -170,6 +182,62 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     table = table[[*STRATEGY, "n", "kept", "unfaithful", "uncited", "unparsed", "kept_fraction"]]
     kept = [r for r in out if r["faithful"]]
     return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped, n_uncited)
+
+
+def merge_hinted(
+    result: FilterResult, hinted_traces: Sequence[Mapping[str, Any]], max_share: float, strip_think: bool = False
+) -> FilterResult:
+    """Filter the hinted rewrites (:mod:`persrm_lib.teachers.hinted`) and add the faithful ones to
+    the SFT set, capped.
+
+    The rewrites pass the same :func:`faithfulness_filter` as the blind traces (format, scores that
+    prefer the labelled response, citations). The merged ``kept`` holds, in blind-trace order,
+    each pair's faithful blind trace or else its faithful hinted one; at most
+    :func:`~persrm_lib.teachers.hinted.hint_budget` hinted ones (the first in order), so they make
+    up at most ``max_share`` of it. ``traces``, ``outcomes`` and ``kept_fraction`` still describe
+    the blind pass; ``by_strategy`` gains the hinted rows (teacher ``<teacher>+hint``);
+    ``n_hinted_written``, ``n_hinted_kept``, ``n_hinted_over_cap`` and ``hinted_share`` report
+    the pass.
+
+    Args:
+        result: :func:`faithfulness_filter` of the blind traces.
+        hinted_traces: ``data/traces_hinted.jsonl`` (:func:`~persrm_lib.teachers.hinted.read_hinted_traces`;
+            may be empty).
+        max_share: ``teacher.hinted_share``, in [0, 1).
+        strip_think: as :func:`faithfulness_filter`.
+
+    Raises:
+        ValueError: ``max_share`` outside [0, 1); a hinted trace that is not tagged, whose pair has
+            no blind trace, or whose blind trace was already faithful (naming the id).
+    """
+    from .hinted import check_share, hint_budget, is_hinted
+
+    check_share(max_share)
+    blind = {t["id"]: t for t in result.traces}
+    for t in hinted_traces:
+        _check_trace(t, 0)
+        if not is_hinted(t):
+            raise ValueError(f"hinted trace {t.get('id')!r} is not tagged hinted: true")
+        if t["id"] not in blind:
+            raise ValueError(f"hinted trace {t['id']!r} has no blind trace: the two files come from different runs")
+        if blind[t["id"]]["faithful"]:
+            raise ValueError(f"hinted trace {t['id']!r} rewrites a faithful blind trace; only wrong ones are hinted")
+    if not hinted_traces:
+        return result
+    hinted = faithfulness_filter(hinted_traces, strip_think=strip_think)
+    budget = hint_budget(len(result.kept) - result.n_hinted_kept, max_share)
+    faithful_hinted = {t["id"]: t for t in hinted.kept}
+    candidates = [t["id"] for t in result.traces if not t["faithful"] and t["id"] in faithful_hinted]
+    allowed = set(candidates[:budget])
+    kept = [t if t["faithful"] else faithful_hinted[t["id"]] for t in result.traces if t["faithful"] or t["id"] in allowed]
+    return dataclasses.replace(
+        result,
+        kept=kept,
+        by_strategy=pd.concat([result.by_strategy, hinted.by_strategy], ignore_index=True),
+        n_hinted_written=len(hinted.traces),
+        n_hinted_kept=len(allowed),
+        n_hinted_over_cap=len(candidates) - len(allowed),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,7 +419,8 @@ def write_faithful(result: FilterResult, path: str | Path) -> Path:
 def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dict[str, float | int | None]:
     """The headline numbers of notebook 02, plain ints and floats (for ``write_metrics``).
 
-    Kept fraction overall and per negative kind, the outcomes, position balance of all traces and
+    ``n_kept`` is the SFT set (hinted rewrites included); the hinted pass's counts and share
+    (:func:`merge_hinted`; 0 without it). Kept fraction overall and per negative kind, the outcomes, position balance of all traces and
     of the kept set, length (mean words, ``chosen_longer_share``) and stylistic separability of
     all traces and of the kept set (absolute and relative to the exemplars; None with fewer than
     2 pairs).
@@ -361,6 +430,10 @@ def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dic
         "n_traces": len(result.traces),
         "n_kept": len(kept),
         "kept_fraction": result.kept_fraction,
+        "n_hinted_written": result.n_hinted_written,
+        "n_hinted_kept": result.n_hinted_kept,
+        "n_hinted_over_cap": result.n_hinted_over_cap,
+        "hinted_share": result.hinted_share,
     }
     metrics.update({f"n_{k}": v for k, v in result.outcomes.items()})
     by_kind = faithfulness_by(result, "negative_kind")

@@ -33,6 +33,14 @@ from .base import Pair, Teacher, TeacherResponseError
 from .stylometric import StylometricTeacher
 
 
+# RM-R1 (arXiv 2505.02387) gives its oracle the correct answer only for the pairs it judged wrong;
+# the hint asks for the analysis that finds the evidence, not for an appeal to the hint.
+HINT = (
+    "Hint for this pair: the author of the exemplars wrote Response {side}. Write the analysis that finds the "
+    "evidence for it in the texts, without mentioning this hint, and score Response {side} higher."
+)
+
+
 class LLMTeacher(Teacher):
     """A teacher that asks a chat model to judge each pair.
 
@@ -55,12 +63,30 @@ class LLMTeacher(Teacher):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, client={self.client!r})"
 
-    def messages(self, pair: Pair) -> Messages:
-        """The chat request for ``pair`` (system and user messages)."""
-        return build_messages(pair, exemplar_count(pair, self.n_exemplars))
+    def messages(self, pair: Pair, hinted: bool = False) -> Messages:
+        """The chat request for ``pair`` (system and user messages); ``hinted`` appends
+        :data:`HINT` with the labelled response to the user message (RM-R1's hinted rewrite).
+
+        Raises:
+            KeyError: ``hinted`` and the pair has no ``label``.
+        """
+        messages = build_messages(pair, exemplar_count(pair, self.n_exemplars))
+        if not hinted:
+            return messages
+        last = dict(messages[-1])
+        last["content"] = f"{last['content']}\n\n{HINT.format(side=str(pair['label']).upper())}"
+        return [*messages[:-1], last]
 
     def judge(self, pair: Pair) -> str:
-        for _, result in self.judge_each([pair]):
+        return self._one(self.judge_each([pair]))
+
+    def judge_hinted(self, pair: Pair) -> str:
+        """The hinted rewrite: the same request with :data:`HINT` naming the labelled response."""
+        return self._one(self.judge_each_hinted([pair]))
+
+    @staticmethod
+    def _one(results: Iterator[tuple[int, str | TeacherResponseError]]) -> str:
+        for _, result in results:
             if isinstance(result, TeacherResponseError):
                 raise result
             return result
@@ -88,7 +114,14 @@ class LLMTeacher(Teacher):
         }
 
     def judge_each(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
-        conversations = [self.messages(p) for p in pairs]
+        yield from self._judge_conversations(pairs, [self.messages(p) for p in pairs])
+
+    def judge_each_hinted(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
+        yield from self._judge_conversations(pairs, [self.messages(p, hinted=True) for p in pairs])
+
+    def _judge_conversations(
+        self, pairs: Sequence[Pair], conversations: list[Messages]
+    ) -> Iterator[tuple[int, str | TeacherResponseError]]:
         refused = self.too_long(pairs, conversations)
         yield from refused.items()
         index = [i for i in range(len(pairs)) if i not in refused]  # position in the request -> pair

@@ -159,12 +159,39 @@ class StylometricTeacher(Teacher):
         return measurements, summary
 
     def judge(self, pair: Pair) -> str:
+        return self._judge(pair)
+
+    def judge_hinted(self, pair: Pair) -> str:
+        """The hinted rewrite (RM-R1, arXiv 2505.02387, reasoning distillation): the same
+        measurements and criteria as :meth:`judge`, concluding for the labelled response.
+
+        The evaluation still cites every criterion with the side it favours; the conclusion names
+        the criteria on which the labelled response is closer and weighs them, and the scores are
+        the blind trace's two scores with the higher one given to the labelled response (a blind
+        tie is split by half a point). When no criterion favours the labelled response, nothing
+        measured supports it: the blind trace is returned unchanged, so the faithfulness filter
+        drops it.
+
+        Raises:
+            KeyError: the pair has no ``label``.
+        """
+        label = str(pair["label"]).upper()
+        top, fw_a, fw_b, s, _ = self._top(pair)
+        support = [row["criterion"] for row in self._compact_rows(top, fw_a, fw_b, s) if row["closer"] == label]
+        if not support:
+            return self._judge(pair)
+        return self._judge(pair, hint=(label, support))
+
+    def _judge(self, pair: Pair, hint: tuple[str, list[str]] | None = None) -> str:
+        """The trace; ``hint`` = (the labelled side, the criteria that favour it) writes the hinted
+        conclusion and scores instead of the blind ones."""
         top, fw_a, fw_b, s, words = self._top(pair)
         n_features = len(stylometry.FEATURE_NAMES)
         telling = max(words, key=lambda m: m.separation)
         n_ex = exemplar_count(pair, self.n_exemplars)
+        scores = (s["score_a"], s["score_b"]) if hint is None else _hinted_scores(s["score_a"], s["score_b"], hint[0])
         if self.compact:
-            return self._render_compact(top, fw_a, fw_b, s)
+            return self._render_compact(top, fw_a, fw_b, s, hint)
         criteria_lines = [f"{i}. {_aspect(m.feature)}: {stylometry.describe(m.feature)}" for i, m in enumerate(top, 1)]
         criteria_lines += [
             f"{len(top) + 1}. function words: the author's profile over {len(words)} common function words",
@@ -189,13 +216,18 @@ class StylometricTeacher(Teacher):
         )
         wins_a = sum(m.closer == "A" for m in top) + (fw_a < fw_b) + (s["char_a"] > s["char_b"])
         wins_b = sum(m.closer == "B" for m in top) + (fw_b < fw_a) + (s["char_b"] > s["char_a"])
-        if s["score_a"] == s["score_b"]:
+        if hint is not None:
+            verdict = (
+                f"Weighing most the criteria on which {hint[0]} is closer ({', '.join(hint[1])}), "
+                f"response {hint[0]} is closer to the exemplars' style overall."
+            )
+        elif s["score_a"] == s["score_b"]:
             verdict = "The two responses are equally close to the exemplars' style."
         else:
             better = "A" if s["score_a"] > s["score_b"] else "B"
             verdict = f"Response {better} is closer to the exemplars' style overall."
         eval_lines.append(f"A is closer on {wins_a} of {len(top) + 2} criteria, B on {wins_b}. {verdict}")
-        return render_output("\n".join(criteria_lines), "\n".join(eval_lines), (s["score_a"], s["score_b"]))
+        return render_output("\n".join(criteria_lines), "\n".join(eval_lines), scores)
 
     def _compact_rows(
         self, top: list[Measurement], fw_a: float, fw_b: float, s: dict[str, float]
@@ -256,20 +288,46 @@ class StylometricTeacher(Teacher):
         rows = [{k: v for k, v in row.items() if k != "closer"} for row in self._compact_rows(top, fw_a, fw_b, s)]
         return {"rows": rows, "n_exemplars": exemplar_count(pair, self.n_exemplars)}
 
-    def _render_compact(self, top: list[Measurement], fw_a: float, fw_b: float, s: dict[str, float]) -> str:
+    def _render_compact(
+        self,
+        top: list[Measurement],
+        fw_a: float,
+        fw_b: float,
+        s: dict[str, float],
+        hint: tuple[str, list[str]] | None = None,
+    ) -> str:
         """The short trace: the same criteria and verdicts, fewer words; every value it cites is a
-        row of :meth:`evidence`."""
+        row of :meth:`evidence`. ``hint`` as in :meth:`_judge`."""
         rows = self._compact_rows(top, fw_a, fw_b, s)
         names = [stylometry.describe(m.feature) for m in top] + ["function words", "character n-grams"]
         lines = [
             f"{r['criterion']}: author {r['exemplars']}, A {r['a']}, B {r['b']}; {r['closer']}." for r in rows[:-2]
         ]
         lines += [f"{r['criterion']}: A {r['a']}, B {r['b']}; {r['closer']}." for r in rows[-2:]]
-        if s["score_a"] == s["score_b"]:
+        scores = (s["score_a"], s["score_b"])
+        if hint is not None:
+            side, support = hint
+            named = support[0] if len(support) == 1 else f"{', '.join(support[:-1])} and {support[-1]}"
+            lines.append(f"{side} is closer on {named}; weighing those most, {side} is closer to the author.")
+            scores = _hinted_scores(*scores, hint[0])
+        elif s["score_a"] == s["score_b"]:
             lines.append("Both are equally close to the author.")
         else:
             lines.append(f"{'A' if s['score_a'] > s['score_b'] else 'B'} is closer to the author.")
-        return render_output("; ".join(names), "\n".join(lines), (s["score_a"], s["score_b"]))
+        return render_output("; ".join(names), "\n".join(lines), scores)
+
+
+def _hinted_scores(score_a: float, score_b: float, side: str) -> tuple[float, float]:
+    """The blind scores with the higher one given to ``side`` (``"A"`` or ``"B"``); a tie is split
+    by half a point within [0, 10].
+
+    >>> _hinted_scores(6.1, 4.0, "B"), _hinted_scores(5.0, 5.0, "A"), _hinted_scores(10.0, 10.0, "B")
+    ((4.0, 6.1), (5.5, 5.0), (9.5, 10.0))
+    """
+    high, low = max(score_a, score_b), min(score_a, score_b)
+    if high == low:
+        high, low = (min(10.0, high + 0.5), low) if high < 10.0 else (high, low - 0.5)
+    return (high, low) if side == "A" else (low, high)
 
 
 def _floor_scales(matrix: np.ndarray) -> np.ndarray:

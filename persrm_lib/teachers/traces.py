@@ -33,8 +33,9 @@ TRACE_FIELDS: tuple[str, ...] = (*PAIR_FIELDS, *TEACHER_FIELDS)  # a full trace 
 TEACHER_PAIR_FIELDS = ("id", "query", "exemplars", "response_a", "response_b", "label")  # what a teacher needs
 
 
-def make_trace(pair: Pair, teacher: str, completion: str) -> dict[str, Any]:
-    """A trace record: the pair's fields (in its order), then ``teacher, completion, scores, faithful``.
+def make_trace(pair: Pair, teacher: str, completion: str, tags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A trace record: the pair's fields (in its order), then ``teacher, completion, scores, faithful``,
+    then ``tags`` (e.g. ``{"hinted": True}`` for :mod:`persrm_lib.teachers.hinted`).
 
     ``scores`` and ``faithful`` come from :func:`persrm_lib.core.verdict.assess`: ``[s_a, s_b]``
     (None when the completion breaks the format), and whether the labelled response scored
@@ -48,6 +49,7 @@ def make_trace(pair: Pair, teacher: str, completion: str) -> dict[str, Any]:
     verdict = assess(completion, pair["label"])
     trace = {k: v for k, v in pair.items() if k not in TEACHER_FIELDS}
     trace.update(teacher=teacher, completion=completion, scores=verdict.scores, faithful=verdict.faithful)
+    trace.update(tags or {})
     return trace
 
 
@@ -152,6 +154,7 @@ def generate_traces(
     teacher: Teacher,
     out_path: str | Path,
     progress: bool = False,
+    tags: Mapping[str, Any] | None = None,
 ) -> GenerationReport:
     """Judge every pair with ``teacher`` and write the traces to ``out_path`` (JSONL), resumably.
 
@@ -173,6 +176,7 @@ def generate_traces(
         teacher: any :class:`~persrm_lib.teachers.base.Teacher`.
         out_path: the final trace file (e.g. ``runfiles.traces_path(run)``).
         progress: show a tqdm progress bar.
+        tags: fields added to every new trace (:func:`make_trace`).
 
     Returns:
         A :class:`GenerationReport`.
@@ -245,7 +249,7 @@ def generate_traces(
                 failures[result.kind] += 1
                 logger.warning("no trace for pair %r: %s", pair["id"], result)
                 continue
-            record = make_trace(pair, teacher.name, result)
+            record = make_trace(pair, teacher.name, result, tags)
             out.write(record)
             done[pair["id"]] = record
             n_new += 1

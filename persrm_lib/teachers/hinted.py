@@ -1,0 +1,158 @@
+"""RM-R1's hinted second pass: rewrite, knowing the label, the traces the teacher got wrong.
+
+RM-R1 (Chen et al. 2025, arXiv 2505.02387, reasoning distillation) has its oracle judge every
+pair blind and gives the correct answer only for the pairs it judged wrong, so the distilled set
+keeps the blind traces where they are right and gains reasoning for the hard pairs. Here
+(issue 12, item 4; ``teacher.hinted_share``):
+
+1. :func:`select_for_hint` picks, in pair order, the blind traces that are not faithful (wrong,
+   tied or unparsed scores), at most :func:`hint_budget` of them, so that hinted traces make up at
+   most ``max_share`` of the SFT set (``h / (f + h) <= max_share`` for ``f`` faithful blind traces).
+2. :func:`generate_hinted_traces` has the teacher write them (:meth:`Teacher.judge_hinted
+   <persrm_lib.teachers.base.Teacher.judge_hinted>`) into ``data/traces_hinted.jsonl`` through
+   :func:`~persrm_lib.teachers.traces.generate_traces` (resumable, atomic), each tagged
+   ``hinted: true`` under the teacher name ``<teacher>+hint``.
+3. 02_filter_audit filters them like any trace (format, faithfulness, citations) and adds the
+   faithful ones to the SFT set (:func:`persrm_lib.teachers.filtering.merge_hinted`), which
+   enforces the cap again and reports the share.
+
+A hinted trace is a rationalisation by construction: it is tagged so every later table can tell
+it apart, and its share is capped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.jsonl import write_jsonl_atomic
+from .base import Pair, Teacher, TeacherResponseError
+from .traces import TEACHER_FIELDS, GenerationReport, generate_traces, partial_path, read_traces
+
+HINTED_FIELD = "hinted"  # the tag every hinted trace carries (True)
+HINT_SUFFIX = "+hint"  # appended to the teacher's name in hinted traces
+
+
+def check_share(max_share: float) -> float:
+    """``max_share`` if it is a share in [0, 1), else ValueError naming it."""
+    if isinstance(max_share, bool) or not isinstance(max_share, int | float) or not 0.0 <= max_share < 1.0:
+        raise ValueError(f"teacher.hinted_share must be a number in [0, 1), got {max_share!r}")
+    return float(max_share)
+
+
+def hint_budget(n_faithful: int, max_share: float) -> int:
+    """The most hinted traces that keep their share of the SFT set at or below ``max_share``:
+    ``floor(max_share * n_faithful / (1 - max_share))``.
+
+    >>> hint_budget(108, 0.25), hint_budget(108, 0.0), hint_budget(0, 0.5)
+    (36, 0, 0)
+    """
+    check_share(max_share)
+    if n_faithful < 0:
+        raise ValueError(f"n_faithful must be at least 0, got {n_faithful}")
+    return math.floor(max_share * n_faithful / (1.0 - max_share) + 1e-9)
+
+
+def is_hinted(trace: Mapping[str, Any]) -> bool:
+    """Whether a trace came from the hinted pass."""
+    return bool(trace.get(HINTED_FIELD))
+
+
+def select_for_hint(traces: Sequence[Mapping[str, Any]], max_share: float) -> list[dict[str, Any]]:
+    """The pairs (trace fields removed) of the first :func:`hint_budget` blind traces that are not
+    faithful, in trace order; deterministic, so a rerun selects the same pairs.
+
+    Raises:
+        ValueError: ``max_share`` outside [0, 1), or a trace that is itself hinted.
+    """
+    hinted = [t.get("id") for t in traces if is_hinted(t)]
+    if hinted:
+        raise ValueError(f"select_for_hint reads the blind traces; trace {hinted[0]!r} is a hinted one")
+    budget = hint_budget(sum(bool(t.get("faithful")) for t in traces), max_share)
+    wrong = [t for t in traces if not t.get("faithful")]
+    return [{k: v for k, v in t.items() if k not in TEACHER_FIELDS} for t in wrong[:budget]]
+
+
+class HintedTeacher(Teacher):
+    """A teacher's hinted pass as a :class:`~persrm_lib.teachers.base.Teacher` (for
+    :func:`~persrm_lib.teachers.traces.generate_traces`): ``judge`` is the inner teacher's
+    ``judge_hinted``, the name is ``<teacher>+hint``.
+
+    Args:
+        teacher: the blind teacher.
+        fit_pairs: the pairs the blind pass was prepared on (all traced pairs), so that a teacher
+            that measures its scales over the set (the stylometric one) cites the same values
+            in both passes.
+    """
+
+    def __init__(self, teacher: Teacher, fit_pairs: Sequence[Pair]) -> None:
+        self.teacher = teacher
+        self.fit_pairs = list(fit_pairs)
+        self.name = f"{teacher.name}{HINT_SUFFIX}"
+
+    def prepare(self, pairs: Sequence[Pair]) -> None:
+        self.teacher.prepare(self.fit_pairs)
+
+    def judge(self, pair: Pair) -> str:
+        return self.teacher.judge_hinted(pair)
+
+    def judge_each(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
+        return self.teacher.judge_each_hinted(pairs)
+
+
+def generate_hinted_traces(
+    traces: Sequence[Mapping[str, Any]],
+    teacher: Teacher,
+    out_path: str | Path,
+    max_share: float,
+    fit_pairs: Sequence[Pair],
+    progress: bool = False,
+) -> GenerationReport:
+    """Write the hinted traces of the pairs :func:`select_for_hint` picks to ``out_path``.
+
+    Args:
+        traces: the blind traces (``runfiles.traces_path(run)``, complete).
+        teacher: the teacher that wrote them (it must implement ``judge_hinted``).
+        out_path: ``runfiles.hinted_traces_path(run)``.
+        max_share: ``teacher.hinted_share``, in [0, 1).
+        fit_pairs: the pairs the blind pass traced (see :class:`HintedTeacher`).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        :func:`~persrm_lib.teachers.traces.generate_traces`' report; with nothing to hint (a zero
+        budget, or every blind trace faithful) an empty file is written and ``n_pairs`` is 0.
+
+    Raises:
+        ValueError: ``max_share`` outside [0, 1), or hinted traces among ``traces``.
+        NotImplementedError: the teacher has no hinted pass.
+        TraceGenerationError, TeacherError: as :func:`~persrm_lib.teachers.traces.generate_traces`.
+    """
+    selected = select_for_hint(traces, max_share)
+    out_path = Path(out_path)
+    if not selected:
+        partial_path(out_path).unlink(missing_ok=True)
+        write_jsonl_atomic([], out_path)
+        return GenerationReport(out_path, 0, 0, 0, 0)
+    return generate_traces(
+        selected, HintedTeacher(teacher, fit_pairs), out_path, progress=progress, tags={HINTED_FIELD: True}
+    )
+
+
+def read_hinted_traces(path: str | Path) -> list[dict[str, Any]]:
+    """Read ``data/traces_hinted.jsonl`` (:func:`~persrm_lib.teachers.traces.read_traces`' checks);
+    an empty file (nothing was selected) gives ``[]``.
+
+    Raises:
+        FileNotFoundError: the file is missing (01_synthesize did not run the hinted pass).
+        ValueError: as :func:`~persrm_lib.teachers.traces.read_traces`, or a trace not tagged hinted.
+    """
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        return []
+    traces = read_traces(path, written_by="01_synthesize with teacher.hinted_share > 0")
+    untagged = [t.get("id") for t in traces if not is_hinted(t)]
+    if untagged:
+        raise ValueError(f"{path}: trace {untagged[0]!r} is not tagged {HINTED_FIELD}: true")
+    return traces
