@@ -18,6 +18,7 @@ import pytest
 from persrm_lib.core import runfiles
 from persrm_lib.core.jsonl import read_jsonl
 from persrm_lib.data.pairs import write_pairs
+from persrm_lib.run.runner import execute_notebook
 from persrm_lib.teachers.filtering import audit_metrics, audit_summary, check_against_pairs, faithfulness_filter
 from persrm_lib.teachers.stylometric import StylometricTeacher
 from persrm_lib.teachers.traces import generate_traces
@@ -119,21 +120,14 @@ def test_audit_metrics_is_the_dict_the_notebook_recorded(
 
 @pytest.mark.slow
 def test_notebook_02_runs_on_a_fixture_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import papermill as pm
-
     # the kernel runs in notebooks/; let it import persrm_lib whether or not the package is installed
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(NOTEBOOK.parent.parent), os.environ.get("PYTHONPATH")]))
     )
     run = tmp_path / "run"
     build_fixture_run(run)
-    pm.execute_notebook(
-        str(NOTEBOOK),
-        str(tmp_path / "02.out.ipynb"),
-        parameters={"profile": "smoke", "run_dir": str(run)},
-        cwd=str(NOTEBOOK.parent),
-        kernel_name="python3",
-        progress_bar=False,
+    execute_notebook(
+        str(NOTEBOOK), str(tmp_path / "02.out.ipynb"), {"profile": "smoke", "run_dir": str(run)}, str(NOTEBOOK.parent)
     )
     metrics = json.loads((run / "metrics" / "02_filter_audit.json").read_text())
     expected = audit_summary(faithfulness_filter(read_jsonl(runfiles.traces_path(run))))

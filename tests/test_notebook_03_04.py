@@ -14,7 +14,7 @@ from test_training import log_rows, make_pair, make_trace, write_jsonl
 from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
-from persrm_lib.run.runner import ParameterTypeError, declared_parameter_specs, plan_parameters
+from persrm_lib.run.runner import ParameterTypeError, declared_parameter_specs, execute_notebook, plan_parameters
 from persrm_lib.train.logs import GRPO_COMPLETION_FIELDS, GRPO_LOG_FIELDS, SFT_LOG_FIELDS, read_grpo_completions
 
 N_PAIRS = 16
@@ -66,15 +66,11 @@ def make_run(root: Path) -> Path:
 
 
 def execute(name: str, run: Path, out: Path) -> None:
-    import papermill as pm
-
-    pm.execute_notebook(
+    execute_notebook(
         str(NOTEBOOKS_DIR / f"{name}.ipynb"),
         str(out / f"{name}.ipynb"),
-        parameters={"profile": "smoke", "run_dir": str(run)},
-        cwd=str(NOTEBOOKS_DIR),
-        kernel_name="python3",
-        progress_bar=False,
+        {"profile": "smoke", "run_dir": str(run)},
+        str(NOTEBOOKS_DIR),
     )
 
 

@@ -15,6 +15,7 @@ from persrm_lib.core.config import get_profile
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
 from persrm_lib.evaluate.judges import make_judge
 from persrm_lib.evaluate.records import read_eval_completions
+from persrm_lib.run.runner import execute_notebook
 
 
 @pytest.fixture(autouse=True)
@@ -25,15 +26,11 @@ def kernel_sees_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def execute(name: str, run: Path, out: Path, **parameters) -> None:
-    import papermill as pm
-
-    pm.execute_notebook(
+    execute_notebook(
         str(NOTEBOOKS_DIR / f"{name}.ipynb"),
         str(out / f"{name}.ipynb"),
-        parameters={"profile": "tiny", "run_dir": str(run), **parameters},
-        cwd=str(NOTEBOOKS_DIR),
-        kernel_name="python3",
-        progress_bar=False,
+        {"profile": "tiny", "run_dir": str(run), **parameters},
+        str(NOTEBOOKS_DIR),
     )
 
 

@@ -16,6 +16,7 @@ from persrm_lib.core import runfiles
 from persrm_lib.core.output_format import render_output
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
 from persrm_lib.evaluate.records import write_eval_completions
+from persrm_lib.run.runner import execute_notebook
 from persrm_lib.teachers.traces import make_trace, write_traces
 
 NOTEBOOK = NOTEBOOKS_DIR / "07_behavior_analysis.ipynb"
@@ -136,16 +137,7 @@ def kernel_sees_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def execute(run: Path, out: Path, **params: object) -> tuple[dict, str]:
-    import papermill as pm
-
-    pm.execute_notebook(
-        str(NOTEBOOK),
-        str(out),
-        parameters={"profile": "tiny", "run_dir": str(run), **params},
-        cwd=str(NOTEBOOKS_DIR),
-        kernel_name="python3",
-        progress_bar=False,
-    )
+    execute_notebook(str(NOTEBOOK), str(out), {"profile": "tiny", "run_dir": str(run), **params}, str(NOTEBOOKS_DIR))
     executed = json.loads(out.read_text())
     text = "".join(
         "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))

@@ -28,7 +28,9 @@ def make_finished_run(run, profile="cpu", adapter_bytes=1000):
     (run / "rft" / "adapter" / "persrm_training.json").write_text(
         json.dumps({"from_sft": str(run.resolve() / "sft" / "adapter"), "steps": 8})
     )
-    (run / "eval").mkdir()
+    (run / "rft" / "completions.jsonl").write_text('{"step": 1}\n')
+    (run / "eval" / "completions").mkdir(parents=True)
+    (run / "eval" / "completions" / "sft.jsonl").write_text('{"id": "p:3:original"}\n')
     (run / "eval" / "accuracy_by_benchmark.csv").write_text("judge,sotu\nchar-ngram,0.7\n")
     (run / "eval" / "accuracy_by_benchmark.md").write_text("| judge | sotu |\n")
     return run
@@ -44,6 +46,9 @@ def test_publish_copies_metrics_logs_tables_adapter_and_a_manifest(tmp_path):
     assert (dest / "tables" / "eval_accuracy_by_benchmark.csv").is_file()
     assert (dest / "tables" / "eval_accuracy_by_benchmark.md").is_file()
     assert (dest / "adapters" / "rft" / "adapter_model.safetensors").stat().st_size == 1000
+    # what the model wrote: 05's completions per stage and the GRPO samples (no file for stages that did not run)
+    assert sorted(p.name for p in (dest / "completions").iterdir()) == ["eval_sft.jsonl", "grpo_rft.jsonl"]
+    assert (dest / "completions" / "eval_sft.jsonl").read_text() == '{"id": "p:3:original"}\n'
     # no path of this machine travels with the adapter
     assert json.loads((dest / "adapters" / "rft" / "adapter_config.json").read_text()) == {
         "base_model_name_or_path": "smollm2-135m-instruct",

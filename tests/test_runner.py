@@ -274,3 +274,26 @@ def test_every_project_notebook_parameter_has_a_type():
         if spec.type.base is None
     ]
     assert untyped == []
+
+
+def test_execute_notebook_talks_to_the_kernel_over_private_ipc_sockets(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No TCP port, so no "running over TCP without encryption" warning per notebook, and the
+    socket folder is removed afterwards."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(x * 7)"),
+    ]
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    runner.execute_notebook(tmp_path / "t.ipynb", tmp_path / "out.ipynb", {"x": 6}, tmp_path)
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "42\n"
+    assert "without encryption" not in capfd.readouterr().err
+    assert list((tmp_path / "tmp").iterdir()) == []

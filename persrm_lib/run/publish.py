@@ -8,6 +8,9 @@ Copies, from a run whose seven notebooks all executed under ``--profile``:
 - ``metrics.json``: every notebook's headline metrics (the regression reference of that profile);
 - ``logs/<stage>.csv``: the SFT and GRPO training logs;
 - ``tables/``: notebook 05's tables (CSV and Markdown, per-pair results included), 07's tallies;
+- ``completions/``: what the reward model wrote -- ``eval_<stage>.jsonl``, notebook 05's completions
+  per stage in both orders (``runfiles.eval_completions_path``), and ``grpo_<stage>.jsonl``, the
+  GRPO samples per step (``runfiles.completions_path``) -- so a reader can check every verdict;
 - ``adapters/<stage>/``: each trained LoRA adapter whose files total less than ``--max-adapter-mb``,
   so notebook 05 can be re-run without training (``persrm_lib.run.publish.restore`` puts them back);
 - ``MANIFEST.json``: the profile's settings (with the run's overrides, ``overrides``), each
@@ -104,6 +107,16 @@ def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
         info.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+EVAL_COMPLETION_STAGES = ("base", "sft", "rft")
+
+
+def _completion_files(run: Path) -> list[tuple[str, Path]]:
+    """(published name, source) of every completion file the run has."""
+    files = [(f"eval_{stage}.jsonl", runfiles.eval_completions_path(run, stage)) for stage in EVAL_COMPLETION_STAGES]
+    files += [(f"grpo_{stage}.jsonl", runfiles.completions_path(run, stage)) for stage in LOG_STAGES[1:]]
+    return [(name, path) for name, path in files if path.is_file()]
+
+
 def publish(
     run_dir: str | Path,
     profile: str,
@@ -156,6 +169,9 @@ def publish(
             for table in sorted(folder.glob("*.csv")) + sorted(folder.glob("*.md")):
                 (staging / "tables").mkdir(exist_ok=True)
                 shutil.copyfile(table, staging / "tables" / f"{source}_{table.name}")
+        for name, path in _completion_files(run):
+            (staging / "completions").mkdir(exist_ok=True)
+            shutil.copyfile(path, staging / "completions" / name)
         skipped = {}
         for stage in adapter_stages:
             adapter = runfiles.adapter_dir(run, stage)

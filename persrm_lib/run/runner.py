@@ -323,6 +323,35 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any], cwd: str | Path) -> None:
+    """Execute one notebook with papermill in the ``python3`` kernel, which the runner and the
+    notebook tests all use.
+
+    The kernel talks to papermill over IPC sockets in a private temporary folder (removed
+    afterwards) instead of TCP: nothing listens on a network port, and ipykernel has no reason to
+    print its "running over TCP without encryption" warning for every notebook.
+
+    Raises:
+        papermill.exceptions.PapermillExecutionError: a cell raised (papermill's error, unchanged).
+    """
+    import tempfile
+
+    import papermill
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="persrm-kernel-") as sockets:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(cwd),
+            progress_bar=False,
+            log_output=False,
+            config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}),
+        )
+
+
 def run_notebooks(
     profile: str,
     run_dir: str | Path | None = None,
@@ -336,7 +365,6 @@ def run_notebooks(
 
     ``settings`` overrides profile settings for the run (stored in the run folder, see
     :func:`persrm_lib.run.settings.store_overrides`, which raises :class:`RunSettingsError`)."""
-    import papermill
     from papermill.exceptions import PapermillExecutionError
 
     run = Path(run_dir).resolve() if run_dir else default_run_dir(profile).resolve()
@@ -361,15 +389,7 @@ def run_notebooks(
         out = executed_dir / nb.name
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(nb),
-                str(out),
-                parameters=plan[nb],
-                kernel_name="python3",
-                cwd=str(nb.parent),
-                progress_bar=False,
-                log_output=False,
-            )
+            execute_notebook(nb, out, plan[nb], nb.parent)
         except PapermillExecutionError as exc:
             log(f"[{i}/{len(notebooks)}] {nb.stem:<24} FAILED after {time.perf_counter() - start:6.1f}s")
             raise NotebookFailedError(nb.name, exc.cell_index, f"{exc.ename}: {exc.evalue}", out) from None

@@ -229,7 +229,9 @@ def merge_hinted(
     faithful_hinted = {t["id"]: t for t in hinted.kept}
     candidates = [t["id"] for t in result.traces if not t["faithful"] and t["id"] in faithful_hinted]
     allowed = set(candidates[:budget])
-    kept = [t if t["faithful"] else faithful_hinted[t["id"]] for t in result.traces if t["faithful"] or t["id"] in allowed]
+    kept = [
+        t if t["faithful"] else faithful_hinted[t["id"]] for t in result.traces if t["faithful"] or t["id"] in allowed
+    ]
     return dataclasses.replace(
         result,
         kept=kept,

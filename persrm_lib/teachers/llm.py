@@ -32,7 +32,6 @@ from ..models.context import PromptTooLongError, TooLong, find_too_long, known_b
 from .base import Pair, Teacher, TeacherResponseError
 from .stylometric import StylometricTeacher
 
-
 # RM-R1 (arXiv 2505.02387) gives its oracle the correct answer only for the pairs it judged wrong;
 # the hint asks for the analysis that finds the evidence, not for an appeal to the hint.
 HINT = (
