@@ -15,7 +15,7 @@ from persrm_lib.core.output_format import parse_output, render_output
 from persrm_lib.core.prompt import build_messages
 from persrm_lib.data.evidence import attach_to_splits, uncited_numbers
 from persrm_lib.teachers import hinted
-from persrm_lib.teachers.base import Teacher
+from persrm_lib.teachers.base import Teacher, TeacherResponseError
 from persrm_lib.teachers.filtering import faithfulness_filter, merge_hinted
 from persrm_lib.teachers.llm import HINT, LLMTeacher
 from persrm_lib.teachers.stylometric import StylometricTeacher
@@ -40,13 +40,13 @@ def test_stylometric_hinted_trace_keeps_the_measurements_and_concludes_for_the_l
     teacher = StylometricTeacher(compact=compact)
     blind = _blind(pairs, teacher)
     wrong = [(p, t) for p, t in zip(pairs, blind, strict=True) if not t["faithful"]]
-    assert wrong, "the real pairs must include some the blind teacher gets wrong"
-    n_rewritten = 0
+    supported = [(p, t) for p, t in wrong if teacher.can_hint(p)]
+    assert supported, "the real pairs must include wrong ones the teacher can support"
     for pair, trace in wrong:
         text = teacher.judge_hinted(pair)
-        if text == trace["completion"]:  # no measured criterion favours the label: the blind trace, unchanged
+        if not teacher.can_hint(pair):  # nothing measured favours the label: the blind trace, unchanged
+            assert text == trace["completion"]
             continue
-        n_rewritten += 1
         parsed, before = parse_output(text), parse_output(trace["completion"])
         assert parsed.ok and parsed.preferred == pair["label"]
         # the same criteria and measurements; only the conclusion and the scores change
@@ -54,8 +54,20 @@ def test_stylometric_hinted_trace_keeps_the_measurements_and_concludes_for_the_l
         assert parsed.evaluation.splitlines()[:-1] == before.evaluation.splitlines()[:-1]
         side = pair["label"].upper()
         assert f"{side} is closer to the" in parsed.evaluation.splitlines()[-1]
-        assert sorted(parsed.scores) == sorted(before.scores) or before.scores[0] == before.scores[1]
-    assert n_rewritten > 0
+        high, low = max(before.scores), min(before.scores)
+        if high > low:
+            assert sorted(parsed.scores) == [low, high]
+        else:  # a blind tie is split by half a point
+            assert abs(parsed.scores[0] - parsed.scores[1]) == 0.5
+        # the conclusion names criteria as the trace named them
+        last, cited = parsed.evaluation.splitlines()[-1], "\n".join(parsed.evaluation.splitlines()[:-1])
+        named = last.split("(", 1)[1].rsplit(")", 1)[0].split("; ") if not compact else last.split(" is closer on ")[1]
+        if compact:
+            named = named.split("; weighing")[0].replace(" and ", ", ").split(", ")
+        assert named and all(name in cited for name in named), (named, cited)
+        # the swapped copy of a hinted trace is what the teacher writes for the swapped pair
+        swapped = swap_trace({**trace, "completion": text})
+        assert swapped["completion"] == teacher.judge_hinted({**swapped, "id": pair["id"]})
 
 
 def test_stylometric_hinted_falls_back_to_the_blind_trace_without_support(pairs: list[dict[str, Any]]) -> None:
@@ -95,7 +107,7 @@ def test_hint_budget_caps_the_share_of_the_sft_set() -> None:
     for n_faithful in range(0, 60):
         for share in (0.0, 0.1, 0.25, 1 / 3, 0.5, 0.9):
             h = hinted.hint_budget(n_faithful, share)
-            assert h / (n_faithful + h) <= share + 1e-12 if h else h == 0
+            assert h >= 0 and h * (1 - share) <= share * n_faithful + 1e-9  # h / (f + h) <= share
             assert (h + 1) / (n_faithful + h + 1) > share  # and one more would exceed it
     for bad in (-0.1, 1.0, 1.5, True, "0.2"):
         with pytest.raises(ValueError, match=r"teacher.hinted_share must be a number in \[0, 1\)"):
@@ -138,6 +150,23 @@ def test_select_for_hint_takes_the_first_wrong_traces_up_to_the_budget() -> None
         hinted.select_for_hint([{**traces[0], "hinted": True}], 0.5)
 
 
+def test_select_for_hint_reads_faithfulness_as_the_filter_does() -> None:
+    traces = _traces([True, True, False, False])
+    # a right answer behind a <think> block: 02 keeps it with strip_think, so it is not rewritten and
+    # counts in the budget
+    traces[2]["completion"] = "<think>A.</think>\n" + render_output("c", "A 1, B 2; A.", (7, 3))
+    assert [p["id"] for p in hinted.select_for_hint(traces, 0.5)] == ["p2", "p3"]
+    assert [p["id"] for p in hinted.select_for_hint(traces, 0.5, strip_think=True)] == ["p3"]
+    # pairs the teacher cannot support are skipped, and the budget goes to the next
+    assert [p["id"] for p in hinted.select_for_hint(traces, 0.5, can_hint=lambda p: p["id"] != "p2")] == ["p3"]
+
+
+def test_make_trace_refuses_a_tag_that_would_overwrite_a_field() -> None:
+    pair = _traces([True])[0]
+    with pytest.raises(ValueError, match="tag\\(s\\) faithful would overwrite a field of trace 'p0'"):
+        make_trace(pair, "t", pair["completion"], {"faithful": False})
+
+
 class _Recorder(StylometricTeacher):
     def __init__(self) -> None:
         super().__init__(compact=True)
@@ -159,7 +188,7 @@ def test_generate_hinted_traces_writes_tagged_traces_resumably(tmp_path: Path, p
     traces = read_traces(tmp_path / "traces.jsonl")
     out = tmp_path / "traces_hinted.jsonl"
     report = hinted.generate_hinted_traces(traces, teacher, out, 0.5, fit_pairs=pairs)
-    selected = hinted.select_for_hint(traces, 0.5)
+    selected = hinted.select_for_hint(traces, 0.5, can_hint=teacher.can_hint)
     written = hinted.read_hinted_traces(out)
     assert report.n_pairs == report.n_new == len(selected) == len(written) > 0
     assert [t["id"] for t in written] == [p["id"] for p in selected]
@@ -181,6 +210,62 @@ def test_generate_hinted_traces_writes_tagged_traces_resumably(tmp_path: Path, p
     assert (resumed.n_resumed, resumed.n_new) == (1, len(selected) - 1) and out.read_bytes() == before
 
 
+def test_a_rerun_keeps_the_rewrites_still_selected_and_asks_only_for_the_rest(
+    tmp_path: Path, pairs: list[dict[str, Any]]
+) -> None:
+    teacher = _Recorder()
+    generate_traces(pairs, teacher, tmp_path / "traces.jsonl")
+    traces = read_traces(tmp_path / "traces.jsonl")
+    out = tmp_path / "traces_hinted.jsonl"
+    # a cap too small for any rewrite: an empty file; then a larger cap over it
+    assert hinted.generate_hinted_traces(traces, teacher, out, 0.01, fit_pairs=pairs).n_pairs == 0
+    assert out.read_bytes() == b""
+    wide = hinted.generate_hinted_traces(traces, teacher, out, 0.5, fit_pairs=pairs)
+    assert wide.n_pairs == wide.n_new >= 2
+    full = hinted.read_hinted_traces(out)
+    # a smaller cap: the first rewrites are kept, none is asked for again
+    calls = len(teacher.hinted_ids)
+    narrow = hinted.generate_hinted_traces(traces, teacher, out, 0.2, fit_pairs=pairs)
+    assert (narrow.n_new, len(teacher.hinted_ids)) == (0, calls)
+    assert hinted.read_hinted_traces(out) == full[: narrow.n_pairs]
+    # blind traces of other pairs (a changed label): their old rewrites are dropped and redone
+    relabelled = [{**t, "label": "b" if t["label"] == "a" else "a"} for t in traces]
+    again = hinted.generate_hinted_traces(relabelled, teacher, out, 0.2, fit_pairs=pairs)
+    ids = {t["id"] for t in hinted.read_hinted_traces(out)}
+    assert again.n_resumed == 0 and again.n_new == again.n_pairs == len(ids)
+
+
+class _Flaky(_Recorder):
+    """Gives no rewrite for one pair, as an endpoint can (e.g. a prompt the hint made too long)."""
+
+    refuse = "p1"
+
+    def judge_hinted(self, pair: Any) -> str:
+        if pair["id"] == self.refuse:
+            raise TeacherResponseError(f"pair {pair['id']!r}: prompt too long", kind="too_long")
+        return super().judge_hinted(pair)
+
+
+def test_a_rewrite_the_teacher_cannot_give_does_not_block_the_pass(tmp_path: Path, pairs: list[dict[str, Any]]) -> None:
+    teacher = _Flaky()
+    generate_traces(pairs, teacher, tmp_path / "traces.jsonl")
+    traces = read_traces(tmp_path / "traces.jsonl")
+    selected = [p["id"] for p in hinted.select_for_hint(traces, 0.5, can_hint=teacher.can_hint)]
+    teacher.refuse = selected[0]
+    out = tmp_path / "traces_hinted.jsonl"
+    report = hinted.generate_hinted_traces(traces, teacher, out, 0.5, fit_pairs=pairs)
+    assert report.failures == {"too_long": 1} and report.n_pairs == len(selected)
+    assert [t["id"] for t in hinted.read_hinted_traces(out)] == selected[1:]
+    assert not partial_path(out).exists()
+    # a rerun asks again for the missing one only
+    teacher.refuse = "none"
+    calls = len(teacher.hinted_ids)
+    again = hinted.generate_hinted_traces(traces, teacher, out, 0.5, fit_pairs=pairs)
+    assert (again.n_resumed, again.n_new, again.failures) == (len(selected) - 1, 1, {})
+    assert teacher.hinted_ids[calls:] == [selected[0]]
+    assert [t["id"] for t in hinted.read_hinted_traces(out)] == selected
+
+
 def test_nothing_to_hint_writes_an_empty_file(tmp_path: Path) -> None:
     out = tmp_path / "traces_hinted.jsonl"
     report = hinted.generate_hinted_traces(_traces([True, True]), StylometricTeacher(), out, 0.3, fit_pairs=[])
@@ -192,15 +277,17 @@ def test_nothing_to_hint_writes_an_empty_file(tmp_path: Path) -> None:
         hinted.read_hinted_traces(tmp_path / "untagged.jsonl")
 
 
-def test_a_teacher_without_a_hinted_pass_says_so() -> None:
+def test_a_teacher_without_a_hinted_pass_says_so_before_touching_files(tmp_path: Path) -> None:
     class Blind(Teacher):
         name = "blind"
 
         def judge(self, pair: Any) -> str:
             return render_output("c", "e", (6, 4))
 
+    assert not Blind().has_hinted_pass() and StylometricTeacher().has_hinted_pass()
     with pytest.raises(NotImplementedError, match="teacher 'blind' has no hinted pass"):
-        hinted.generate_hinted_traces(_traces([True, True, False]), Blind(), Path("unused.jsonl"), 0.5, fit_pairs=[])
+        hinted.generate_hinted_traces(_traces([True, True, False]), Blind(), tmp_path / "h.jsonl", 0.5, fit_pairs=[])
+    assert list(tmp_path.iterdir()) == []
 
 
 def _rewrite(trace: dict[str, Any], scores: tuple[float, float]) -> dict[str, Any]:
@@ -232,13 +319,17 @@ def test_merge_hinted_refuses_rewrites_that_do_not_belong() -> None:
     traces = _traces([True, False])
     blind = faithfulness_filter(traces)
     cases = [
-        ({**_rewrite(traces[1], (8, 2)), "hinted": False}, "'p1' is not tagged hinted: true"),
-        ({**_rewrite(traces[1], (8, 2)), "id": "p9"}, "'p9' has no blind trace"),
-        (_rewrite(traces[0], (8, 2)), "'p0' rewrites a faithful blind trace"),
+        ([{**_rewrite(traces[1], (8, 2)), "hinted": False}], "hinted trace 0 \\(id 'p1'\\) is not tagged hinted: true"),
+        ([{**_rewrite(traces[1], (8, 2)), "id": "p9"}], "hinted trace 0 \\(id 'p9'\\) has no blind trace"),
+        ([_rewrite(traces[0], (8, 2))], "hinted trace 0 \\(id 'p0'\\) rewrites a trace the filter keeps"),
+        ([_rewrite(traces[1], (8, 2))] * 2, "hinted trace 1 \\(id 'p1'\\) repeats an id"),
+        ([{**_rewrite(traces[1], (8, 2)), "label": "b"}], "disagrees with its blind trace on 'label'"),
     ]
-    for rewrite, message in cases:
+    for rewrites, message in cases:
         with pytest.raises(ValueError, match=message):
-            merge_hinted(blind, [rewrite], 0.5)
+            merge_hinted(blind, rewrites, 0.5)
+    with pytest.raises(KeyError, match="hinted trace 0 \\(id 'p1'\\) lacks field\\(s\\): negative_kind"):
+        merge_hinted(blind, [{k: v for k, v in _rewrite(traces[1], (8, 2)).items() if k != "negative_kind"}], 0.5)
     with pytest.raises(ValueError, match=r"teacher.hinted_share must be a number in \[0, 1\)"):
         merge_hinted(blind, [], 1.0)
 

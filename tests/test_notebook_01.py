@@ -29,6 +29,7 @@ from persrm_lib.data.pairs import read_pairs
 from persrm_lib.data.synthesis import headline_metrics
 from persrm_lib.run.runner import run_notebooks
 from persrm_lib.teachers.hinted import select_for_hint
+from persrm_lib.teachers.llm import make_teacher
 
 
 @pytest.mark.slow
@@ -70,7 +71,10 @@ def test_notebook_01_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert metrics["teacher_agreement"] == pytest.approx(sum(t["faithful"] for t in traces) / len(traces))
     # the hinted pass: the first wrong traces up to the cap, tagged; 02 keeps the faithful ones, capped
     rewrites = read_jsonl(runfiles.hinted_traces_path(run))
-    assert [t["id"] for t in rewrites] == [p["id"] for p in select_for_hint(traces, share)]
+    teacher = make_teacher(cfg.teacher)
+    teacher.prepare(pairs["train"])  # as the notebook's blind pass did
+    expected = select_for_hint(traces, share, cfg.teacher.strip_think, teacher.can_hint)
+    assert [t["id"] for t in rewrites] == [p["id"] for p in expected]
     assert rewrites and all(t["hinted"] is True and t["teacher"].endswith("+hint") for t in rewrites)
     kept = read_jsonl(runfiles.faithful_traces_path(run))
     audit = json.loads((run / "metrics" / "02_filter_audit.json").read_text())

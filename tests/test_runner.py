@@ -276,15 +276,20 @@ def test_every_project_notebook_parameter_has_a_type():
     assert untyped == []
 
 
+@pytest.mark.parametrize("long_tmp", [False, True])
 def test_execute_notebook_talks_to_the_kernel_over_private_ipc_sockets(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, long_tmp: bool
 ) -> None:
     """No TCP port, so no "running over TCP without encryption" warning per notebook, and the
-    socket folder is removed afterwards."""
+    socket folder is removed afterwards; a temporary folder too long for a socket path falls back
+    to TCP (and its warning)."""
+    import shutil
     import tempfile
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
+    sockets_root = Path(tempfile.mkdtemp(prefix="t"))  # short, as /tmp is
+    if long_tmp:
+        sockets_root = sockets_root / ("x" * runner.IPC_PREFIX_MAX)
+        sockets_root.mkdir()
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
@@ -292,8 +297,13 @@ def test_execute_notebook_talks_to_the_kernel_over_private_ipc_sockets(
         nbformat.v4.new_code_cell("print(x * 7)"),
     ]
     nbformat.write(nb, tmp_path / "t.ipynb")
-    runner.execute_notebook(tmp_path / "t.ipynb", tmp_path / "out.ipynb", {"x": 6}, tmp_path)
-    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-    assert executed.cells[-1].outputs[0]["text"] == "42\n"
-    assert "without encryption" not in capfd.readouterr().err
-    assert list((tmp_path / "tmp").iterdir()) == []
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(tempfile, "tempdir", str(sockets_root))
+            runner.execute_notebook(tmp_path / "t.ipynb", tmp_path / "out.ipynb", {"x": 6}, tmp_path)
+        executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+        assert executed.cells[-1].outputs[0]["text"] == "42\n"
+        assert ("without encryption" in capfd.readouterr().err) == long_tmp
+        assert list(sockets_root.iterdir()) == []
+    finally:
+        shutil.rmtree(sockets_root if not long_tmp else sockets_root.parent)

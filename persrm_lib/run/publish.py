@@ -107,12 +107,11 @@ def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
         info.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-EVAL_COMPLETION_STAGES = ("base", "sft", "rft")
-
-
 def _completion_files(run: Path) -> list[tuple[str, Path]]:
     """(published name, source) of every completion file the run has."""
-    files = [(f"eval_{stage}.jsonl", runfiles.eval_completions_path(run, stage)) for stage in EVAL_COMPLETION_STAGES]
+    from ..evaluate.records import STAGES
+
+    files = [(f"eval_{stage}.jsonl", runfiles.eval_completions_path(run, stage)) for stage in STAGES]
     files += [(f"grpo_{stage}.jsonl", runfiles.completions_path(run, stage)) for stage in LOG_STAGES[1:]]
     return [(name, path) for name, path in files if path.is_file()]
 

@@ -323,13 +323,17 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+IPC_PREFIX_MAX = 100  # bytes of the kernel's IPC socket prefix; longer: TCP
+
+
 def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any], cwd: str | Path) -> None:
     """Execute one notebook with papermill in the ``python3`` kernel, which the runner and the
     notebook tests all use.
 
     The kernel talks to papermill over IPC sockets in a private temporary folder (removed
     afterwards) instead of TCP: nothing listens on a network port, and ipykernel has no reason to
-    print its "running over TCP without encryption" warning for every notebook.
+    print its "running over TCP without encryption" warning for every notebook. Where the
+    temporary folder's path is too long for a Unix socket (a long ``TMPDIR``), TCP is used.
 
     Raises:
         papermill.exceptions.PapermillExecutionError: a cell raised (papermill's error, unchanged).
@@ -340,6 +344,9 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[
     from traitlets.config import Config
 
     with tempfile.TemporaryDirectory(prefix="persrm-kernel-") as sockets:
+        prefix = os.path.join(sockets, "kernel")
+        # a socket path (prefix + "-<port>") must fit sockaddr_un's 108 bytes
+        transport = {"transport": "ipc", "ip": prefix} if len(prefix.encode()) <= IPC_PREFIX_MAX else {}
         papermill.execute_notebook(
             str(notebook),
             str(output),
@@ -348,7 +355,7 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[
             cwd=str(cwd),
             progress_bar=False,
             log_output=False,
-            config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}),
+            config=Config({"KernelManager": transport}),
         )
 
 

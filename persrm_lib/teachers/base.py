@@ -67,6 +67,15 @@ class Teacher(ABC):
         """
         raise NotImplementedError(f"teacher {self.name!r} has no hinted pass (teacher.hinted_share must be 0)")
 
+    def can_hint(self, pair: Pair) -> bool:
+        """Whether :meth:`judge_hinted` can support the labelled response for ``pair`` (True unless
+        the teacher knows in advance that it cannot; the hinted pass spends its budget on the others)."""
+        return True
+
+    def has_hinted_pass(self) -> bool:
+        """Whether this teacher implements :meth:`judge_hinted`."""
+        return type(self).judge_hinted is not Teacher.judge_hinted
+
     def judge_each_hinted(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
         """:meth:`judge_each` for :meth:`judge_hinted`."""
         for i, pair in enumerate(pairs):

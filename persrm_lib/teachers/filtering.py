@@ -96,14 +96,14 @@ class FilterResult:
         }
 
 
-def _check_trace(trace: Any, i: int) -> None:
+def _check_trace(trace: Any, i: int, what: str = "trace") -> None:
     if not isinstance(trace, Mapping):
-        raise TypeError(f"trace {i} is a {type(trace).__name__}, not a mapping")
+        raise TypeError(f"{what} {i} is a {type(trace).__name__}, not a mapping")
     missing = [name for name in TRACE_REQUIRED if name not in trace]
     if missing:
-        raise KeyError(f"trace {i} (id {trace.get('id', '?')!r}) lacks field(s): {', '.join(missing)}")
+        raise KeyError(f"{what} {i} (id {trace.get('id', '?')!r}) lacks field(s): {', '.join(missing)}")
     if trace["label"] not in ("a", "b"):
-        raise ValueError(f"trace {i} (id {trace['id']!r}): label must be 'a' or 'b', got {trace['label']!r}")
+        raise ValueError(f"{what} {i} (id {trace['id']!r}): label must be 'a' or 'b', got {trace['label']!r}")
 
 
 def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool = False) -> FilterResult:
@@ -214,14 +214,27 @@ def merge_hinted(
 
     check_share(max_share)
     blind = {t["id"]: t for t in result.traces}
-    for t in hinted_traces:
-        _check_trace(t, 0)
+    seen: set[Any] = set()
+    for i, t in enumerate(hinted_traces):
+        _check_trace(t, i, "hinted trace")
+        where = f"hinted trace {i} (id {t['id']!r})"
         if not is_hinted(t):
-            raise ValueError(f"hinted trace {t.get('id')!r} is not tagged hinted: true")
+            raise ValueError(f"{where} is not tagged hinted: true")
+        if t["id"] in seen:
+            raise ValueError(f"{where} repeats an id: each wrong trace is rewritten at most once")
+        seen.add(t["id"])
         if t["id"] not in blind:
-            raise ValueError(f"hinted trace {t['id']!r} has no blind trace: the two files come from different runs")
+            raise ValueError(f"{where} has no blind trace: the two files come from different runs")
+        differs = [name for name in PAIR_CHECK_FIELDS if t.get(name) != blind[t["id"]].get(name)]
+        if differs:
+            raise ValueError(
+                f"{where} disagrees with its blind trace on {differs[0]!r}: the two files come from different runs"
+            )
         if blind[t["id"]]["faithful"]:
-            raise ValueError(f"hinted trace {t['id']!r} rewrites a faithful blind trace; only wrong ones are hinted")
+            raise ValueError(
+                f"{where} rewrites a trace the filter keeps; only the ones it drops are hinted (was "
+                "teacher.strip_think or the evidence changed after 01_synthesize?)"
+            )
     if not hinted_traces:
         return result
     hinted = faithfulness_filter(hinted_traces, strip_think=strip_think)

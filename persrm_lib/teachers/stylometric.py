@@ -166,30 +166,38 @@ class StylometricTeacher(Teacher):
         measurements and criteria as :meth:`judge`, concluding for the labelled response.
 
         The evaluation still cites every criterion with the side it favours; the conclusion names
-        the criteria on which the labelled response is closer and weighs them, and the scores are
-        the blind trace's two scores with the higher one given to the labelled response (a blind
-        tie is split by half a point). When no criterion favours the labelled response, nothing
-        measured supports it: the blind trace is returned unchanged, so the faithfulness filter
-        drops it.
+        the criteria on which the labelled response is closer (as the trace named them) and weighs
+        them, and the scores are the blind trace's two scores with the higher one given to the
+        labelled response (a blind tie is split by half a point). When no criterion favours the
+        labelled response (:meth:`can_hint` is False), nothing measured supports it: the blind
+        trace is returned unchanged, so the faithfulness filter drops it.
+
+        Raises:
+            KeyError: the pair has no ``label``.
+        """
+        return self._judge(pair, hint=str(pair["label"]).upper())
+
+    def can_hint(self, pair: Pair) -> bool:
+        """Whether some criterion of the trace favours the labelled response, so that
+        :meth:`judge_hinted` has something measured to conclude from.
 
         Raises:
             KeyError: the pair has no ``label``.
         """
         label = str(pair["label"]).upper()
-        top, fw_a, fw_b, s, _ = self._top(pair)
-        support = [row["criterion"] for row in self._compact_rows(top, fw_a, fw_b, s) if row["closer"] == label]
-        if not support:
-            return self._judge(pair)
-        return self._judge(pair, hint=(label, support))
+        return any(row["closer"] == label for row in self._compact_rows(*self._top(pair)[:4]))
 
-    def _judge(self, pair: Pair, hint: tuple[str, list[str]] | None = None) -> str:
-        """The trace; ``hint`` = (the labelled side, the criteria that favour it) writes the hinted
-        conclusion and scores instead of the blind ones."""
+    def _judge(self, pair: Pair, hint: str | None = None) -> str:
+        """The trace; ``hint`` (``"A"`` or ``"B"``, the labelled side) writes the hinted conclusion
+        and scores instead of the blind ones when some criterion favours that side."""
         top, fw_a, fw_b, s, words = self._top(pair)
         n_features = len(stylometry.FEATURE_NAMES)
         telling = max(words, key=lambda m: m.separation)
         n_ex = exemplar_count(pair, self.n_exemplars)
-        scores = (s["score_a"], s["score_b"]) if hint is None else _hinted_scores(s["score_a"], s["score_b"], hint[0])
+        closer = [row["closer"] for row in self._compact_rows(top, fw_a, fw_b, s)]
+        if hint is not None and hint not in closer:
+            hint = None  # nothing measured favours the labelled side: the blind trace
+        scores = (s["score_a"], s["score_b"]) if hint is None else _hinted_scores(s["score_a"], s["score_b"], hint)
         if self.compact:
             return self._render_compact(top, fw_a, fw_b, s, hint)
         criteria_lines = [f"{i}. {_aspect(m.feature)}: {stylometry.describe(m.feature)}" for i, m in enumerate(top, 1)]
@@ -217,9 +225,14 @@ class StylometricTeacher(Teacher):
         wins_a = sum(m.closer == "A" for m in top) + (fw_a < fw_b) + (s["char_a"] > s["char_b"])
         wins_b = sum(m.closer == "B" for m in top) + (fw_b < fw_a) + (s["char_b"] > s["char_a"])
         if hint is not None:
+            names = [stylometry.describe(m.feature) for m in top] + [
+                "function-word profile",
+                "character 3-5-gram cosine",
+            ]
+            support = [name for name, side in zip(names, closer, strict=True) if side == hint]
             verdict = (
-                f"Weighing most the criteria on which {hint[0]} is closer ({', '.join(hint[1])}), "
-                f"response {hint[0]} is closer to the exemplars' style overall."
+                f"Weighing most the criteria on which {hint} is closer ({'; '.join(support)}), "
+                f"response {hint} is closer to the exemplars' style overall."
             )
         elif s["score_a"] == s["score_b"]:
             verdict = "The two responses are equally close to the exemplars' style."
@@ -294,10 +307,10 @@ class StylometricTeacher(Teacher):
         fw_a: float,
         fw_b: float,
         s: dict[str, float],
-        hint: tuple[str, list[str]] | None = None,
+        hint: str | None = None,
     ) -> str:
         """The short trace: the same criteria and verdicts, fewer words; every value it cites is a
-        row of :meth:`evidence`. ``hint`` as in :meth:`_judge`."""
+        row of :meth:`evidence`. ``hint``: the side to conclude for, named by some row (:meth:`_judge`)."""
         rows = self._compact_rows(top, fw_a, fw_b, s)
         names = [stylometry.describe(m.feature) for m in top] + ["function words", "character n-grams"]
         lines = [
@@ -306,10 +319,10 @@ class StylometricTeacher(Teacher):
         lines += [f"{r['criterion']}: A {r['a']}, B {r['b']}; {r['closer']}." for r in rows[-2:]]
         scores = (s["score_a"], s["score_b"])
         if hint is not None:
-            side, support = hint
+            support = [r["criterion"] for r in rows if r["closer"] == hint]
             named = support[0] if len(support) == 1 else f"{', '.join(support[:-1])} and {support[-1]}"
-            lines.append(f"{side} is closer on {named}; weighing those most, {side} is closer to the author.")
-            scores = _hinted_scores(*scores, hint[0])
+            lines.append(f"{hint} is closer on {named}; weighing those most, {hint} is closer to the author.")
+            scores = _hinted_scores(*scores, hint)
         elif s["score_a"] == s["score_b"]:
             lines.append("Both are equally close to the author.")
         else:

@@ -46,6 +46,11 @@ def make_trace(pair: Pair, teacher: str, completion: str, tags: Mapping[str, Any
     >>> trace["scores"], trace["faithful"]
     ([2.0, 9.0], True)
     """
+    clash = sorted(set(tags or {}) & {*TRACE_FIELDS, *pair})
+    if clash:
+        raise ValueError(
+            f"make_trace: tag(s) {', '.join(clash)} would overwrite a field of trace {pair.get('id', '?')!r}"
+        )
     verdict = assess(completion, pair["label"])
     trace = {k: v for k, v in pair.items() if k not in TEACHER_FIELDS}
     trace.update(teacher=teacher, completion=completion, scores=verdict.scores, faithful=verdict.faithful)
@@ -108,7 +113,16 @@ def read_traces(
 
 
 class TraceGenerationError(RuntimeError):
-    """Some pairs got no trace; the traces written so far are kept in the ``.partial`` file."""
+    """Some pairs got no trace; the traces written so far are kept in the ``.partial`` file.
+
+    ``failures``: pairs without a trace per kind of :class:`TeacherResponseError`; ``n_written``:
+    traces in the ``.partial`` file.
+    """
+
+    def __init__(self, message: str, failures: dict[str, int] | None = None, n_written: int = 0) -> None:
+        super().__init__(message)
+        self.failures = dict(failures or {})
+        self.n_written = n_written
 
 
 @dataclass(frozen=True)
@@ -257,7 +271,9 @@ def generate_traces(
         kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(failures.items()))
         raise TraceGenerationError(
             f"{sum(failures.values())} of {len(pairs)} pairs got no trace ({kinds}); the {len(done)} traces written "
-            f"are kept in {partial}; run again to retry the rest. {out_path} was not written."
+            f"are kept in {partial}; run again to retry the rest. {out_path} was not written.",
+            dict(failures),
+            len(done),
         )
     write_traces(out_path, [done[p["id"]] for p in pairs])
     partial.unlink(missing_ok=True)
