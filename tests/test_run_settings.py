@@ -47,6 +47,12 @@ def test_a_folder_holds_one_configuration(tmp_path):
     store_overrides(run, "smoke", {"prompt.evidence": "stylometric"})
     with pytest.raises(RunSettingsError, match="holds one configuration"):
         store_overrides(run, "smoke", {"prompt.evidence": "none"})
+    # the same settings written differently are the same configuration
+    shares = tmp_path / "shares"
+    assert store_overrides(shares, "smoke", {"teacher.hinted_share": "0.3"}) == {"teacher.hinted_share": "0.3"}
+    assert store_overrides(shares, "smoke", {"teacher.hinted_share": "0.30"}) == {"teacher.hinted_share": "0.3"}
+    with pytest.raises(RunSettingsError, match="holds one configuration"):
+        store_overrides(shares, "smoke", {"teacher.hinted_share": "0.31"})
     plain = tmp_path / "plain"
     (plain / "data").mkdir(parents=True)  # outputs of a run without overrides
     with pytest.raises(RunSettingsError, match=r"already holds outputs made without overrides \(data\)"):

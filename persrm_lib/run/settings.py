@@ -68,7 +68,7 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
 
     A new (or empty) folder records the profile and the overrides. With no overrides, the folder's
     stored ones apply (a resumed or partial re-run). New overrides are accepted by a folder that
-    stores the same ones.
+    stores the same ones (the same settings once parsed: ``0.30`` is ``0.3``).
 
     Raises:
         RunSettingsError: an unknown setting, a value of the wrong type, another profile than the
@@ -91,7 +91,8 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
             message = exc.args[0] if exc.args else str(exc)
             raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
     if data is not None:
-        if wanted and stored != wanted:
+        # compared as the settings they resolve to, so "0.30" and "0.3" are one configuration
+        if wanted and get_profile(profile, stored) != get_profile(profile, wanted):
             raise RunSettingsError(
                 f"{run} was started with {stored or 'no overrides'}; it holds one configuration, so {wanted} "
                 "needs another --run-dir"
