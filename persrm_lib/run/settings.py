@@ -86,13 +86,13 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
     wanted = {str(k): v for k, v in overrides.items()}
     if wanted:
         try:
-            get_profile(profile, wanted)
+            resolved = get_profile(profile, wanted)
         except (KeyError, ValueError) as exc:
             message = exc.args[0] if exc.args else str(exc)
             raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
     if data is not None:
         # compared as the settings they resolve to, so "0.30" and "0.3" are one configuration
-        if wanted and get_profile(profile, stored) != get_profile(profile, wanted):
+        if wanted and get_profile(profile, stored) != resolved:
             raise RunSettingsError(
                 f"{run} was started with {stored or 'no overrides'}; it holds one configuration, so {wanted} "
                 "needs another --run-dir"

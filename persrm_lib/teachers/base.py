@@ -21,7 +21,7 @@ an LLM teacher passes its client's errors on unchanged:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..models.client import ChatClientError, ChatResponseError
@@ -50,11 +50,7 @@ class Teacher(ABC):
         A pair that got no usable answer yields its :class:`TeacherResponseError` instead of a
         completion; any other :class:`TeacherError` stops the iteration.
         """
-        for i, pair in enumerate(pairs):
-            try:
-                yield i, self.judge(pair)
-            except TeacherResponseError as exc:
-                yield i, exc
+        return _each(pairs, self.judge)
 
     def judge_hinted(self, pair: Pair) -> str:
         """The hinted second pass (RM-R1, arXiv 2505.02387, reasoning distillation): a completion
@@ -78,11 +74,7 @@ class Teacher(ABC):
 
     def judge_each_hinted(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
         """:meth:`judge_each` for :meth:`judge_hinted`."""
-        for i, pair in enumerate(pairs):
-            try:
-                yield i, self.judge_hinted(pair)
-            except TeacherResponseError as exc:
-                yield i, exc
+        return _each(pairs, self.judge_hinted)
 
     def judge_batch(self, pairs: Sequence[Pair]) -> list[str]:
         """Completions for ``pairs`` in input order; raises the first error met."""
@@ -92,3 +84,12 @@ class Teacher(ABC):
                 raise result
             out[i] = result
         return [text for text in out if text is not None]
+
+
+def _each(pairs: Sequence[Pair], judge: Callable[[Pair], str]) -> Iterator[tuple[int, str | TeacherResponseError]]:
+    """``(index, judge(pair))`` per pair, or the pair's :class:`TeacherResponseError`."""
+    for i, pair in enumerate(pairs):
+        try:
+            yield i, judge(pair)
+        except TeacherResponseError as exc:
+            yield i, exc

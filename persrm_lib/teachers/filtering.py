@@ -225,10 +225,10 @@ def merge_hinted(
         seen.add(t["id"])
         if t["id"] not in blind:
             raise ValueError(f"{where} has no blind trace: the two files come from different runs")
-        differs = [name for name in PAIR_CHECK_FIELDS if t.get(name) != blind[t["id"]].get(name)]
-        if differs:
+        name = pair_mismatch(t, blind[t["id"]])
+        if name is not None:
             raise ValueError(
-                f"{where} disagrees with its blind trace on {differs[0]!r}: the two files come from different runs"
+                f"{where} disagrees with its blind trace on {name!r}: the two files come from different runs"
             )
         if blind[t["id"]]["faithful"]:
             raise ValueError(
@@ -391,6 +391,11 @@ def separability_auc(differences: np.ndarray, n_splits: int = 5, seed: int = 0) 
 PAIR_CHECK_FIELDS = ("label", "response_a", "response_b", "exemplars")
 
 
+def pair_mismatch(trace: Mapping[str, Any], pair: Mapping[str, Any]) -> str | None:
+    """The first of :data:`PAIR_CHECK_FIELDS` on which ``trace`` and ``pair`` differ; None when they agree."""
+    return next((name for name in PAIR_CHECK_FIELDS if trace.get(name) != pair.get(name)), None)
+
+
 def check_against_pairs(traces: Sequence[Mapping[str, Any]], pairs: Sequence[Mapping[str, Any]]) -> list[Any]:
     """Check that each trace belongs to a pair of ``pairs`` and agrees with it.
 
@@ -408,11 +413,11 @@ def check_against_pairs(traces: Sequence[Mapping[str, Any]], pairs: Sequence[Map
             raise ValueError(
                 f"trace {trace.get('id')!r} has no pair in the pair file: traces and pairs come from different runs"
             )
-        for name in PAIR_CHECK_FIELDS:
-            if trace.get(name) != pair.get(name):
-                raise ValueError(
-                    f"trace {trace['id']!r} disagrees with its pair on {name!r}: traces and pairs come from different runs"
-                )
+        name = pair_mismatch(trace, pair)
+        if name is not None:
+            raise ValueError(
+                f"trace {trace['id']!r} disagrees with its pair on {name!r}: traces and pairs come from different runs"
+            )
     traced = {t["id"] for t in traces}
     return [p["id"] for p in pairs if p["id"] not in traced]
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..core.jsonl import read_jsonl, repair_torn_tail, write_jsonl_atomic
 from .base import Pair, Teacher, TeacherResponseError
+from .filtering import faithfulness_filter, pair_mismatch
 from .traces import (
     TEACHER_FIELDS,
     GenerationReport,
@@ -95,8 +96,6 @@ def select_for_hint(
         ValueError: ``max_share`` outside [0, 1), a trace that is itself hinted, or (as the filter)
             a malformed trace.
     """
-    from .filtering import faithfulness_filter
-
     check_share(max_share)
     hinted = [t.get("id") for t in traces if is_hinted(t)]
     if hinted:
@@ -121,19 +120,18 @@ class HintedTeacher(Teacher):
     ``judge_hinted``, the name is ``<teacher>+hint``.
 
     Args:
-        teacher: the blind teacher.
-        fit_pairs: the pairs the blind pass was prepared on (all traced pairs), so that a teacher
-            that measures its scales over the set (the stylometric one) cites the same values
-            in both passes.
+        teacher: the blind teacher, already prepared on the pairs the blind pass traced (so that a
+            teacher that measures its scales over the set, the stylometric one, cites the same
+            values in both passes); :func:`generate_hinted_traces` prepares it once, and
+            ``prepare`` here does nothing.
     """
 
-    def __init__(self, teacher: Teacher, fit_pairs: Sequence[Pair]) -> None:
+    def __init__(self, teacher: Teacher) -> None:
         self.teacher = teacher
-        self.fit_pairs = list(fit_pairs)
         self.name = f"{teacher.name}{HINT_SUFFIX}"
 
     def prepare(self, pairs: Sequence[Pair]) -> None:
-        self.teacher.prepare(self.fit_pairs)
+        """Nothing: the inner teacher was prepared on all traced pairs, not on the selected ones."""
 
     def judge(self, pair: Pair) -> str:
         return self.teacher.judge_hinted(pair)
@@ -165,7 +163,8 @@ def generate_hinted_traces(
         teacher: the teacher that wrote them (it must implement ``judge_hinted``).
         out_path: ``runfiles.hinted_traces_path(run)``.
         max_share: ``teacher.hinted_share``, in [0, 1).
-        fit_pairs: the pairs the blind pass traced (see :class:`HintedTeacher`).
+        fit_pairs: the pairs the blind pass traced; the teacher is prepared on them once (see
+            :class:`HintedTeacher`).
         strip_think: the profile's ``teacher.strip_think`` (see :func:`select_for_hint`).
         progress: show a tqdm progress bar.
 
@@ -178,16 +177,14 @@ def generate_hinted_traces(
         ValueError: ``max_share`` outside [0, 1), or hinted traces among ``traces``.
         TeacherError: the teacher cannot go on at all (e.g. the endpoint is down).
     """
-    from .filtering import PAIR_CHECK_FIELDS
-
     if not teacher.has_hinted_pass():
         raise NotImplementedError(f"teacher {teacher.name!r} has no hinted pass (teacher.hinted_share must be 0)")
     out_path = Path(out_path)
     partial = partial_path(out_path)
-    teacher.prepare(list(fit_pairs))  # can_hint must measure as the pass will
+    teacher.prepare(list(fit_pairs))  # once, for can_hint and for the rewrites
+    hinted_teacher = HintedTeacher(teacher)
     selected = select_for_hint(traces, max_share, strip_think, teacher.can_hint)
     wanted = {p["id"]: p for p in selected}
-    name = f"{teacher.name}{HINT_SUFFIX}"
     earlier = read_hinted_traces(out_path) if out_path.is_file() else []
     if partial.is_file():
         repair_torn_tail(partial)
@@ -195,11 +192,7 @@ def generate_hinted_traces(
     kept: dict[Any, dict[str, Any]] = {}
     for record in earlier:
         pair = wanted.get(record.get("id"))
-        if (
-            pair is not None
-            and record.get("teacher") == name
-            and all(record.get(f) == pair.get(f) for f in PAIR_CHECK_FIELDS)
-        ):
+        if pair is not None and record.get("teacher") == hinted_teacher.name and pair_mismatch(record, pair) is None:
             kept.setdefault(record["id"], record)
     stale = len({r.get("id") for r in earlier}) - len(kept)
     if stale:
@@ -209,11 +202,9 @@ def generate_hinted_traces(
         write_jsonl_atomic(list(kept.values()), partial)  # generate_traces resumes from these
     else:
         partial.unlink(missing_ok=True)
-    if not selected:
-        partial.unlink(missing_ok=True)
+    if not selected:  # nothing kept either: the partial file is gone
         write_jsonl_atomic([], out_path)
         return GenerationReport(out_path, 0, 0, 0, 0)
-    hinted_teacher = HintedTeacher(teacher, fit_pairs)
     try:
         return generate_traces(selected, hinted_teacher, out_path, progress=progress, tags={HINTED_FIELD: True})
     except TraceGenerationError as exc:

@@ -194,12 +194,13 @@ class StylometricTeacher(Teacher):
         n_features = len(stylometry.FEATURE_NAMES)
         telling = max(words, key=lambda m: m.separation)
         n_ex = exemplar_count(pair, self.n_exemplars)
-        closer = [row["closer"] for row in self._compact_rows(top, fw_a, fw_b, s)]
+        rows = self._compact_rows(top, fw_a, fw_b, s)
+        closer = [row["closer"] for row in rows]
         if hint is not None and hint not in closer:
             hint = None  # nothing measured favours the labelled side: the blind trace
         scores = (s["score_a"], s["score_b"]) if hint is None else _hinted_scores(s["score_a"], s["score_b"], hint)
         if self.compact:
-            return self._render_compact(top, fw_a, fw_b, s, hint)
+            return self._render_compact(top, rows, scores, hint)
         criteria_lines = [f"{i}. {_aspect(m.feature)}: {stylometry.describe(m.feature)}" for i, m in enumerate(top, 1)]
         criteria_lines += [
             f"{len(top) + 1}. function words: the author's profile over {len(words)} common function words",
@@ -302,31 +303,24 @@ class StylometricTeacher(Teacher):
         return {"rows": rows, "n_exemplars": exemplar_count(pair, self.n_exemplars)}
 
     def _render_compact(
-        self,
-        top: list[Measurement],
-        fw_a: float,
-        fw_b: float,
-        s: dict[str, float],
-        hint: str | None = None,
+        self, top: list[Measurement], rows: list[dict[str, str]], scores: tuple[float, float], hint: str | None
     ) -> str:
         """The short trace: the same criteria and verdicts, fewer words; every value it cites is a
-        row of :meth:`evidence`. ``hint``: the side to conclude for, named by some row (:meth:`_judge`)."""
-        rows = self._compact_rows(top, fw_a, fw_b, s)
+        row of :meth:`evidence` (``rows``: :meth:`_compact_rows`). ``scores`` are the ones to write
+        (blind, or hinted for ``hint``, the side to conclude for, named by some row: :meth:`_judge`)."""
         names = [stylometry.describe(m.feature) for m in top] + ["function words", "character n-grams"]
         lines = [
             f"{r['criterion']}: author {r['exemplars']}, A {r['a']}, B {r['b']}; {r['closer']}." for r in rows[:-2]
         ]
         lines += [f"{r['criterion']}: A {r['a']}, B {r['b']}; {r['closer']}." for r in rows[-2:]]
-        scores = (s["score_a"], s["score_b"])
         if hint is not None:
             support = [r["criterion"] for r in rows if r["closer"] == hint]
             named = support[0] if len(support) == 1 else f"{', '.join(support[:-1])} and {support[-1]}"
             lines.append(f"{hint} is closer on {named}; weighing those most, {hint} is closer to the author.")
-            scores = _hinted_scores(*scores, hint)
-        elif s["score_a"] == s["score_b"]:
+        elif scores[0] == scores[1]:
             lines.append("Both are equally close to the author.")
         else:
-            lines.append(f"{'A' if s['score_a'] > s['score_b'] else 'B'} is closer to the author.")
+            lines.append(f"{'A' if scores[0] > scores[1] else 'B'} is closer to the author.")
         return render_output("; ".join(names), "\n".join(lines), scores)
 
 
