@@ -39,6 +39,15 @@ class DataSettings:
     # query is the chosen text's opening -- measured here to leak the label (word overlap with the
     # query picks the chosen response 73% of the time on sotu, 94% on aaac), so it is opt-in.
     query_mode: str = "neutral"
+    # the persona benchmark (data.personas; listed in benchmarks to build it): short base passages,
+    # personas of up to persona_max_operators style operators, one operator never taught
+    persona_words: int = 20
+    persona_max_operators: int = 2
+    persona_held_out_operator: str = "ellipsis"
+    persona_test_share: float = 0.3  # share of the multi-operator combinations held out for test
+    # the benchmarks whose training authors (personas) give the train and validation pairs; empty:
+    # every listed benchmark that is not test-only. The others are still built as test sets.
+    train_benchmarks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,10 @@ class PromptSettings:
     """
 
     evidence: str = "none"  # none | stylometric
+    # pairwise: the paper's format (exemplars, query, A and B -> <scores>[s_a, s_b]); pointwise: one
+    # response at a time (-> <score>s</score>), the pair decided by comparing the two scores
+    # (persrm_lib.core.pointwise). The adapters record it; the judges read it from them.
+    mode: str = "pairwise"
 
 
 @dataclass(frozen=True)
@@ -240,7 +253,37 @@ class Profile:
                 "with the stylometric teacher: its full trace cites distances (d=...) and Delta values that the "
                 "evidence table does not show, so the faithfulness filter would reject every trace"
             )
+        self._validate_personas()
         return self
+
+    def _validate_personas(self) -> None:
+        """The persona benchmark's settings (checked whether or not it is listed), the training
+        benchmarks and the prompt mode."""
+        from ..data.personas import OPERATORS
+
+        data = self.data
+        unlisted = [b for b in data.train_benchmarks if b not in data.benchmarks]
+        if unlisted:
+            raise ValueError(
+                f"profile {self.name!r}: data.train_benchmarks {unlisted} are not in data.benchmarks {list(data.benchmarks)}"
+            )
+        if data.persona_held_out_operator not in OPERATORS:
+            raise ValueError(
+                f"profile {self.name!r}: data.persona_held_out_operator must be one of {sorted(OPERATORS)}, "
+                f"got {data.persona_held_out_operator!r}"
+            )
+        if not 5 <= data.persona_words <= 400:
+            raise ValueError(f"profile {self.name!r}: data.persona_words must be in 5..400, got {data.persona_words}")
+        if not 1 <= data.persona_max_operators <= 4:
+            raise ValueError(
+                f"profile {self.name!r}: data.persona_max_operators must be in 1..4, got {data.persona_max_operators}"
+            )
+        if not 0.0 < data.persona_test_share < 1.0:
+            raise ValueError(
+                f"profile {self.name!r}: data.persona_test_share must be in (0, 1), got {data.persona_test_share}"
+            )
+        if self.prompt.mode not in ("pairwise", "pointwise"):
+            raise ValueError(f"profile {self.name!r}: prompt.mode must be pairwise or pointwise, got {self.prompt.mode!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,8 +23,11 @@ from typing import Literal
 SCORE_MIN = 0.0
 SCORE_MAX = 10.0
 SECTIONS = ("criteria", "eval", "scores")
+POINTWISE_SECTIONS = ("criteria", "eval", "score")
+MODES = ("pairwise", "pointwise")
+Mode = Literal["pairwise", "pointwise"]
 
-_TAG_RE = re.compile(r"</?\s*(criteria|eval|scores)\s*>", re.IGNORECASE)
+_TAG_RE = re.compile(r"</?\s*(criteria|eval|scores|score)\s*>", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")  # ASCII digits only
 
 
@@ -37,6 +40,7 @@ class ParsedOutput:
     evaluation: str | None = None
     scores: tuple[float, float] | None = None
     reason: str | None = None
+    score: float | None = None
 
     @property
     def preferred(self) -> Literal["a", "b"] | None:
@@ -64,60 +68,91 @@ def _parse_scores(body: str) -> tuple[tuple[float, float] | None, str | None]:
         return None, f"expected exactly two scores, got {len(items) if items != [''] else 0}"
     values: list[float] = []
     for item in items:
-        if not _NUMBER_RE.match(item):
-            return None, f"score {item[:20]!r} is not a number"
-        value = float(item)
-        if not math.isfinite(value) or not SCORE_MIN <= value <= SCORE_MAX:
-            return None, f"score {item[:20]} is outside [{SCORE_MIN:g}, {SCORE_MAX:g}]"
+        value, reason = _parse_one_score(item)
+        if value is None:
+            return None, reason
         values.append(value)
     return (values[0], values[1]), None
 
 
-def parse_output(text: object) -> ParsedOutput:
+def _section_bodies(text: str, sections: tuple[str, ...]) -> tuple[list[str] | None, str | None]:
+    """The bodies of ``sections`` (each exactly once, in order, only whitespace around), or a reason."""
+    tags = [(m.group(0).startswith("</"), m.group(1).lower(), m.start(), m.end()) for m in _TAG_RE.finditer(text)]
+    tags = [t for t in tags if t[1] in sections or t[1] in SECTIONS or t[1] in POINTWISE_SECTIONS]
+    for name in sections:
+        opens = sum(1 for closing, tag, _, _ in tags if tag == name and not closing)
+        closes = sum(1 for closing, tag, _, _ in tags if tag == name and closing)
+        if opens == 0:
+            return None, f"tag <{name}> is missing"
+        if closes == 0:
+            return None, f"tag </{name}> is missing"
+        if opens > 1 or closes > 1:
+            return None, f"tag <{name}> is repeated"
+    expected = [(closing, name) for name in sections for closing in (False, True)]
+    if [(closing, tag) for closing, tag, _, _ in tags] != expected:
+        order = " ".join(("</" if c else "<") + t + ">" for c, t, _, _ in tags)
+        return None, f"tags out of order: {order}"
+    bodies: list[str] = []
+    cursor = 0
+    for i in range(0, 2 * len(sections), 2):
+        _, name, open_start, open_end = tags[i]
+        _, _, close_start, close_end = tags[i + 1]
+        if text[cursor:open_start].strip():
+            where = f"before <{sections[0]}>" if i == 0 else f"between sections, before <{name}>"
+            return None, f"text {where}"
+        bodies.append(text[open_end:close_start])
+        cursor = close_end
+    if text[cursor:].strip():
+        return None, f"text after </{sections[-1]}>"
+    for name, body in zip(sections[:2], bodies[:2], strict=True):
+        if not body.strip():  # reasoning is not optional: GRPO must not pay for skipping the analysis
+            return None, f"section <{name}> is empty"
+    return bodies, None
+
+
+def _parse_one_score(body: str) -> tuple[float | None, str | None]:
+    item = body.strip()
+    if not _NUMBER_RE.match(item):
+        return None, f"score {item[:20]!r} is not a number"
+    value = float(item)
+    if not math.isfinite(value) or not SCORE_MIN <= value <= SCORE_MAX:
+        return None, f"score {item[:20]} is outside [{SCORE_MIN:g}, {SCORE_MAX:g}]"
+    return value, None
+
+
+def parse_output(text: object, mode: Mode = "pairwise") -> ParsedOutput:
     """Parse a reward-model completion strictly; never raises.
 
     Args:
         text: the completion (anything that is not a ``str`` is a violation).
+        mode: ``"pairwise"`` (the paper's format, ``<scores>[s_a, s_b]</scores>``) or
+            ``"pointwise"`` (one response judged alone, ``<score>s</score>``; see
+            :mod:`persrm_lib.core.pointwise`).
 
     Returns:
-        A :class:`ParsedOutput`; on a violation ``ok`` is False and ``reason`` says why.
+        A :class:`ParsedOutput`; on a violation ``ok`` is False and ``reason`` says why. In
+        pointwise mode ``score`` holds the one score and ``scores`` is None.
 
     >>> parse_output("<criteria>c</criteria><eval>e</eval><scores>[7, 3]</scores>").preferred
     'a'
     >>> parse_output("<scores>[7, 3]</scores>").reason
     'tag <criteria> is missing'
+    >>> parse_output("<criteria>c</criteria><eval>e</eval><score>7</score>", mode="pointwise").score
+    7.0
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not isinstance(text, str):
         return _violation(f"completion is a {type(text).__name__}, not text")
-    tags = [(m.group(0).startswith("</"), m.group(1).lower(), m.start(), m.end()) for m in _TAG_RE.finditer(text)]
-    for name in SECTIONS:
-        opens = sum(1 for closing, tag, _, _ in tags if tag == name and not closing)
-        closes = sum(1 for closing, tag, _, _ in tags if tag == name and closing)
-        if opens == 0:
-            return _violation(f"tag <{name}> is missing")
-        if closes == 0:
-            return _violation(f"tag </{name}> is missing")
-        if opens > 1 or closes > 1:
-            return _violation(f"tag <{name}> is repeated")
-    expected = [(closing, name) for name in SECTIONS for closing in (False, True)]
-    if [(closing, tag) for closing, tag, _, _ in tags] != expected:
-        order = " ".join(("</" if c else "<") + t + ">" for c, t, _, _ in tags)
-        return _violation(f"tags out of order: {order}")
-    bodies: list[str] = []
-    cursor = 0
-    for i in range(0, 6, 2):
-        _, name, open_start, open_end = tags[i]
-        _, _, close_start, close_end = tags[i + 1]
-        if text[cursor:open_start].strip():
-            where = "before <criteria>" if i == 0 else f"between sections, before <{name}>"
-            return _violation(f"text {where}")
-        bodies.append(text[open_end:close_start])
-        cursor = close_end
-    if text[cursor:].strip():
-        return _violation("text after </scores>")
-    for name, body in zip(SECTIONS[:2], bodies[:2], strict=True):
-        if not body.strip():  # reasoning is not optional: GRPO must not pay for skipping the analysis
-            return _violation(f"section <{name}> is empty")
+    sections = SECTIONS if mode == "pairwise" else POINTWISE_SECTIONS
+    bodies, reason = _section_bodies(text, sections)
+    if bodies is None:
+        return _violation(reason or "unreadable")
+    if mode == "pointwise":
+        score, reason = _parse_one_score(bodies[2])
+        if reason is not None:
+            return _violation(reason)
+        return ParsedOutput(ok=True, criteria=bodies[0].strip(), evaluation=bodies[1].strip(), score=score)
     scores, reason = _parse_scores(bodies[2])
     if reason is not None:
         return _violation(reason)

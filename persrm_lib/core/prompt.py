@@ -39,6 +39,15 @@ SYSTEM_PROMPT = (
     "Scores are numbers from 0 to 10; give the author's response the higher score."
 )
 
+POINTWISE_SYSTEM_PROMPT = (
+    "You are a personalized reward model. You read writing exemplars by one author, a query, and "
+    "one candidate response. Judge whether the response is written in the author's style (not "
+    "topic). Answer in exactly this format and nothing else:\n"
+    "<criteria>the style features the exemplars show</criteria>\n"
+    "<eval>which of them the response shows, misses, or adds</eval>\n"
+    "<score>a number from 0 to 10</score>"
+)
+
 REQUIRED_PAIR_FIELDS = ("query", "exemplars", "response_a", "response_b")
 
 # --- special tokens in user text -------------------------------------------------------------------
@@ -143,6 +152,39 @@ def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, 
     if has_evidence(pair):
         message += "\n\n" + plain(evidence_table(pair, len(exemplars)))
     return message
+
+
+def build_pointwise_user_message(
+    pair: Mapping[str, Any], side: str, n_exemplars: int | None = None, *, tokenizer: Any = None
+) -> str:
+    """The user turn of the pointwise formulation: the exemplars, the query and ONE response
+    (``side`` 'a' or 'b'), with no letter: the model never sees a position to prefer.
+
+    Raises:
+        KeyError, ValueError: as :func:`build_user_message`; ``side`` not 'a' or 'b'.
+    """
+    if side not in ("a", "b"):
+        raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+    _check_pair(pair)
+    message = build_user_message(pair, n_exemplars, tokenizer=tokenizer)
+    head = message[: message.index("\n\nResponse A:\n")]
+    text = neutralise_special_tokens(str(pair[f"response_{side}"]).strip(), tokenizer)
+    return f"{head}\n\nResponse:\n{text}"
+
+
+def build_pointwise_messages(
+    pair: Mapping[str, Any], side: str, n_exemplars: int | None = None, *, tokenizer: Any = None
+) -> list[dict[str, str]]:
+    """System and user messages for one response of a pair (the pointwise formulation).
+
+    >>> pair = {"query": "Q", "exemplars": ["E1"], "response_a": "A", "response_b": "B"}
+    >>> build_pointwise_messages(pair, "b")[1]["content"].endswith("Response:\nB")
+    True
+    """
+    return [
+        {"role": "system", "content": POINTWISE_SYSTEM_PROMPT},
+        {"role": "user", "content": build_pointwise_user_message(pair, side, n_exemplars, tokenizer=tokenizer)},
+    ]
 
 
 def build_messages(

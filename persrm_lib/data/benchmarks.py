@@ -74,6 +74,7 @@ class Benchmark:
     candidate_genres: tuple[str, ...] | None = None
     test_only: bool = False
     root_env: str | None = None  # the environment variable naming the corpus folder (external corpora)
+    personas: bool = False  # controlled-style personas (persrm_lib.data.personas): split by work, pairs by persona
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -88,6 +89,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     ),
     "literature": Benchmark(
         "literature", "unseen genre: Federalist papers and novels, every author held out", test_only=True
+    ),
+    "personas": Benchmark(
+        "personas",
+        "controlled-style personas: style operators applied to passages of every offline corpus; criteria known exactly",
+        personas=True,
     ),
     # the paper's benchmarks, read from folders you provide (not shipped: see the README)
     "ccat50": Benchmark(
@@ -113,7 +119,8 @@ def load_benchmark(
     """Load a named benchmark's corpus and fill ``split`` author-disjointly (see :data:`BENCHMARKS`).
 
     Args:
-        name: ``sotu``, ``aaac``, ``literature``, or ``ccat50`` / ``cmcc`` (folders named by
+        name: ``sotu``, ``aaac``, ``literature``, ``personas`` (base passages of all three offline
+            corpora, split by work: :func:`persrm_lib.data.personas.persona_base_passages`), or ``ccat50`` / ``cmcc`` (folders named by
             ``$PERSRM_CCAT50_DIR`` / ``$PERSRM_CMCC_DIR`` or ``root=``).
         passage_words, val_fraction, test_fraction, seed: from the profile (``cfg.data``, ``cfg.seed``).
         loader_kwargs: passed to the loader (e.g. ``presidents=[...]`` for sotu, ``root=`` for aaac).
@@ -135,6 +142,12 @@ def load_benchmark(
         "cmcc": load_cmcc,
     }
     bench = BENCHMARKS[name]
+    if bench.personas:
+        from .personas import persona_base_passages
+
+        table = persona_base_passages(passage_words, seed=benchmark_seed(seed, name), fractions=(val_fraction, test_fraction), **loader_kwargs)  # type: ignore[arg-type]
+        table.attrs["benchmark"] = name
+        return table
     if bench.root_env:
         root = loader_kwargs.pop("root", None) or os.environ.get(bench.root_env)
         if not root:

@@ -2,7 +2,9 @@
 
 - :func:`synthesize_pairs`: ``train`` and ``validation`` from the training and validation authors of
   every benchmark that is not test-only, and ``test_<benchmark>`` from each benchmark's test
-  authors, each built by :func:`persrm_lib.data.sampler.build_pairs` with its own derived seed.
+  authors, each built by :func:`persrm_lib.data.sampler.build_pairs` with its own derived seed
+  (the ``personas`` benchmark by :func:`persrm_lib.data.personas.build_persona_pairs`: training
+  personas for train and validation, unseen ones for its test set).
 - :func:`pairs_table`: one row per pair (set, benchmark, strategy, label), for tables and plots.
 - :func:`save_pairs_dataset`: a pair set as a ``datasets.Dataset`` folder. The JSONL file, the
   canonical format, is written and read by :mod:`persrm_lib.data.pairs`.
@@ -24,7 +26,8 @@ import pandas as pd
 
 from .benchmarks import BENCHMARKS, benchmark_seed
 from .embeddings import EmbeddingCache
-from .pool import response_budget
+from .personas import build_persona_pairs, persona_splits
+from .pool import NEUTRAL_QUERY, response_budget
 from .sampler import Mimic, SamplingReport, build_pairs
 
 __all__ = ["headline_metrics", "pairs_table", "save_pairs_dataset", "synthesize_pairs"]
@@ -60,7 +63,9 @@ def synthesize_pairs(
     Args:
         tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.data.benchmarks.load_benchmark`).
         data: the profile's data settings (``cfg.data``): ``train_pairs``, ``eval_pairs``,
-            ``n_exemplars``, ``eval_exemplar_counts``, ``passage_words``, ``query_words``.
+            ``n_exemplars``, ``eval_exemplar_counts``, ``passage_words``, ``query_words``,
+            ``train_benchmarks`` (the benchmarks that give train and validation pairs; empty: every
+            one that is not test-only) and the ``persona_*`` settings.
         seed: the profile seed (each set gets its own seed derived from it).
         embeddings, synonyms, query_mode, mimic: see :func:`build_pairs`.
         validation_pairs: pairs in the validation set (default ``data.eval_pairs``).
@@ -76,11 +81,19 @@ def synthesize_pairs(
     sets: dict[str, list[dict[str, Any]]] = {}
     reports: dict[str, dict[str, Any]] = {}
     plan: list[tuple[str, str, str, int, int]] = []  # (set, benchmark, split, n_pairs, n_exemplars)
+    persona_split = (
+        persona_splits(data.persona_held_out_operator, data.persona_max_operators, data.persona_test_share, seed)
+        if any(BENCHMARKS[name].personas for name in tables)
+        else {}
+    )
     for split, total in (("train", data.train_pairs), ("validation", validation_pairs or data.eval_pairs)):
         weights = {
-            name: int(table.loc[table["split"] == split, "author"].nunique())
+            # a persona benchmark weighs as many "authors" as it has personas in the split
+            name: len(persona_split[split].targets)
+            if BENCHMARKS[name].personas
+            else int(table.loc[table["split"] == split, "author"].nunique())
             for name, table in tables.items()
-            if not BENCHMARKS[name].test_only
+            if not BENCHMARKS[name].test_only and (not data.train_benchmarks or name in data.train_benchmarks)
         }
         for name, n in _shares(total, weights).items():
             if n:
@@ -90,6 +103,24 @@ def synthesize_pairs(
     for set_name, name, split, n, n_exemplars in plan:
         bench = BENCHMARKS[name]
         report = SamplingReport()
+        if bench.personas:
+            table = tables[name]
+            pairs = build_persona_pairs(
+                table[table["split"] == split],
+                persona_split[split],
+                n,
+                n_exemplars,
+                benchmark_seed(seed, f"{set_name}/{name}"),
+                query=NEUTRAL_QUERY,
+                synonyms=synonyms,
+                id_prefix=f"{set_name}-{name}" if not set_name.startswith("test_") else set_name,
+                split_name=split,
+            )
+            for p in pairs:
+                report.built[(p["positive_kind"], p["negative_kind"])] += 1
+            sets.setdefault(set_name, []).extend(pairs)
+            reports[f"{set_name}/{name}"] = report.as_dict()
+            continue
         pairs = build_pairs(
             tables[name],
             n,

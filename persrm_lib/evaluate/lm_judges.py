@@ -22,9 +22,10 @@ from ..core.prompt import build_prompt_text
 from ..core.verdict import exemplar_count, exemplars_of
 from ..models.client import LocalChatClient
 from ..models.context import PromptTooLongError, count_tokens, find_too_long, known_budget
-from ..models.generation import SCORES_STOP
+from ..core.pointwise import join_completions, pair_scores, pointwise_prompt_texts
+from ..models.generation import SCORE_STOP, SCORES_STOP
 from ..models.registry import load_model
-from ..train.adapters import check_evidence_matches, load_adapter
+from ..train.adapters import adapter_mode, check_evidence_matches, load_adapter
 from ..train.scalar_rm import scalar_rm_tokens, train_scalar_rm
 from .judge_base import BaseJudge, LearnsFrom, Loaded, NotFittedError, Pair, Verdict
 
@@ -43,14 +44,19 @@ class GenerativeJudge:
     otherwise ``model`` is loaded on first use and ``adapter`` applied and merged
     (:func:`persrm_lib.train.adapters.load_adapter`).
 
-    Generation stops as soon as ``</scores>`` is written (``stop_strings``, default
-    :data:`persrm_lib.models.generation.SCORES_STOP`: anything after it is a violation anyway). A
+    ``mode`` (default: the adapter's own, from its ``persrm_training.json``; ``pairwise`` without an
+    adapter): ``pairwise`` reads a pair in the paper's format; ``pointwise`` scores each response
+    alone (:mod:`persrm_lib.core.pointwise`) and compares, so the judge is position-invariant.
+
+    Generation stops as soon as ``</scores>`` (pointwise: ``</score>``) is written (``stop_strings``,
+    default :data:`persrm_lib.models.generation.SCORES_STOP` or ``SCORE_STOP``: anything after it
+    is a violation anyway). A
     pair whose prompt does not fit the model's context (minus ``max_new_tokens``) is refused before
     anything is generated, or, with ``count_too_long``, returned as a verdict marked ``too_long``
     (no completion) while the others are judged.
     """
 
-    position_invariant = False
+    position_invariant = False  # True in pointwise mode (set per instance)
     learns_from: ClassVar[LearnsFrom] = "nothing"
 
     def __init__(
@@ -64,10 +70,19 @@ class GenerativeJudge:
         loaded: Loaded | None = None,
         strip_think: bool = False,
         count_too_long: bool = False,
-        stop_strings: Sequence[str] = SCORES_STOP,
+        stop_strings: Sequence[str] | None = None,
+        mode: str | None = None,
     ) -> None:
         self.model_name = model
         self.adapter = str(adapter) if adapter else None
+        # the formulation: the adapter's own (persrm_training.json) unless told; pairwise without one
+        self.mode = mode or (adapter_mode(self.adapter) if self.adapter else "pairwise")
+        if self.mode not in ("pairwise", "pointwise"):
+            raise ValueError(f"generative judge: mode must be pairwise or pointwise, got {self.mode!r}")
+        # pointwise: each response scored alone, so swapping A and B swaps the scores
+        self.position_invariant = self.mode == "pointwise"
+        if stop_strings is None:
+            stop_strings = SCORE_STOP if self.mode == "pointwise" else SCORES_STOP
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.max_prompt_tokens = max_prompt_tokens
@@ -131,6 +146,8 @@ class GenerativeJudge:
             check_evidence_matches(self.adapter, pairs)
         client = self.client
         tokenizer = client.tokenizer
+        if self.mode == "pointwise":
+            return self._score_pointwise(pairs, n_exemplars)
         prompts = [build_prompt_text(tokenizer, p, exemplar_count(p, n_exemplars)) for p in pairs]
         if self.max_prompt_tokens is not None:
             for pair, prompt in zip(pairs, prompts, strict=True):
@@ -168,9 +185,39 @@ class GenerativeJudge:
             verdicts.append(Verdict(s_a, s_b, completion=text))
         return verdicts
 
+    def _score_pointwise(self, pairs: Sequence[Pair], n_exemplars: int | None) -> list[Verdict]:
+        """Pointwise judging (:mod:`persrm_lib.core.pointwise`): both responses of every pair scored
+        alone, in one batch; the pair's verdict compares the two scores (a format violation in
+        either is a violation). ``completion`` holds both completions (:func:`join_completions`)."""
+        client = self.client
+        tokenizer = client.tokenizer
+        prompts: list[str] = []
+        for p in pairs:
+            prompts += pointwise_prompt_texts(tokenizer, p, exemplar_count(p, n_exemplars))
+        budget = known_budget(client.model, tokenizer, reserved=self.max_new_tokens)
+        if budget is not None:
+            ids = [p.get("id", "?") for p in pairs for _ in (0, 1)]
+            too_long = find_too_long(tokenizer, prompts, ids, budget, count_tokens(tokenizer, prompts))
+            if too_long:
+                once: dict[str, Any] = {}
+                for item in too_long:
+                    once.setdefault(repr(item.id), item)
+                raise PromptTooLongError(list(once.values()), budget)
+        texts = client.generate_prompts(prompts).texts
+        verdicts = []
+        for k in range(len(pairs)):
+            text_a, text_b = texts[2 * k], texts[2 * k + 1]
+            parsed_a, parsed_b = pair_scores(text_a, text_b)
+            ok = parsed_a.ok and parsed_b.ok
+            verdicts.append(
+                Verdict(parsed_a.score if ok else None, parsed_b.score if ok else None, completion=join_completions(text_a, text_b))
+            )
+        return verdicts
+
     def describe(self) -> dict[str, Any]:
         return {
             "judge": self.name,
+            "mode": self.mode,
             "model": self.model_name,
             "adapter": self.adapter,
             "max_new_tokens": self.max_new_tokens,

@@ -226,6 +226,7 @@ def run_suite(
             batch_size=batch_size,
             name=STAGE_LABELS[stage],
             loaded=base_model if adapter is None else None,
+            mode=profile.prompt.mode if adapter is None else None,  # an adapter judges in its own mode
             strip_think=settings.strip_think,
             count_too_long=settings.count_too_long,
         )

@@ -24,6 +24,7 @@ from typing import Any
 from .context import check_prompts, known_budget
 
 SCORES_STOP: tuple[str, ...] = ("</scores>",)  # the end of a reward-model verdict
+SCORE_STOP: tuple[str, ...] = ("</score>",)  # the end of a pointwise verdict (persrm_lib.core.pointwise)
 
 
 @dataclass(frozen=True)

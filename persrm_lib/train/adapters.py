@@ -54,7 +54,29 @@ def training_info(
         "seed": profile.seed,
         "lora": {"r": profile.lora.r, "alpha": profile.lora.alpha, "target_modules": list(profile.lora.target_modules)},
         "evidence": check_kind(profile.prompt.evidence if evidence is None else evidence),
+        "mode": profile.prompt.mode,
     }
+
+
+def adapter_mode(adapter_dir: str | Path) -> str:
+    """The formulation an adapter was trained in (:data:`TRAINING_INFO`'s ``mode``): ``"pairwise"``
+    or ``"pointwise"``; ``"pairwise"`` for an adapter without training info or saved before the
+    setting existed. A judge loading the adapter uses it without being told.
+
+    Raises:
+        ValueError: a training info file that is not JSON, or an unknown mode (naming the adapter).
+    """
+    info_path = Path(adapter_dir) / TRAINING_INFO
+    if not info_path.is_file():
+        return "pairwise"
+    try:
+        info = json.loads(info_path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
+    mode = info.get("mode", "pairwise") if isinstance(info, dict) else None
+    if mode not in ("pairwise", "pointwise"):
+        raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} names an unknown mode {mode!r} (pairwise or pointwise)")
+    return mode
 
 
 def adapter_evidence(adapter_dir: str | Path) -> str | None:

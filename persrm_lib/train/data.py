@@ -17,8 +17,10 @@ from typing import Any
 from ..core import runfiles, verdict
 from ..core.config import Profile
 from ..core.jsonl import iter_jsonl
-from ..core.prompt import build_messages
+from ..core.pointwise import SIDES, pointwise_outcome
+from ..core.prompt import build_messages, build_pointwise_messages
 from ..data.pairs import IdIndex, PairFormatError, validate_pair
+from ..teachers.persona import pointwise_completions
 from ..teachers.traces import read_traces
 
 Source = str | Path | Sequence[Mapping[str, Any]]
@@ -151,31 +153,77 @@ def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | No
     return pairs[: profile.grpo.eval_pairs]
 
 
-def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None) -> Any:
-    """Conversational prompt-completion dataset (``datasets.Dataset``): prompt = system + user
-    messages of the pair with its own exemplar count, completion = one assistant message holding
-    the trace's completion (TRL's conversational prompt-completion format). With ``tokenizer``, its own
-    special tokens in the user text are neutralised too (:func:`persrm_lib.core.prompt.build_messages`)."""
+def sft_rows(
+    traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise"
+) -> list[tuple[str, list[dict[str, str]], str]]:
+    """``(trace id, prompt messages, completion)`` per SFT example, in order.
+
+    Pairwise: one example per trace, its prompt the pair's (:func:`persrm_lib.core.prompt.build_messages`),
+    its completion the trace's. Pointwise (:mod:`persrm_lib.core.pointwise`): two examples per
+    trace, one per response (:func:`persrm_lib.core.prompt.build_pointwise_messages`), with the
+    persona teacher's pointwise completions (:func:`persrm_lib.teachers.persona.pointwise_completions`).
+
+    Raises:
+        TrainingDataError: pointwise mode and a trace that is not a persona pair, or whose pointwise
+            scores do not put the chosen response above the midpoint and the rejected below
+            (:func:`persrm_lib.core.pointwise.pointwise_outcome`), naming the trace.
+    """
+    rows: list[tuple[str, list[dict[str, str]], str]] = []
+    for t in traces:
+        n = verdict.exemplar_count(t)
+        if mode == "pairwise":
+            rows.append((str(t.get("id")), build_messages(t, n, tokenizer=tokenizer), t["completion"]))
+            continue
+        try:
+            completions = pointwise_completions(t, n)
+        except ValueError as exc:
+            raise TrainingDataError(f"trace {t.get('id')!r}: {exc}") from exc
+        for side, completion in zip(SIDES, completions, strict=True):
+            if pointwise_outcome(completion, t["label"] == side) != 1:
+                raise TrainingDataError(
+                    f"trace {t.get('id')!r}: the pointwise completion for response {side.upper()} does not put it on "
+                    f"its side of the midpoint: {completion!r}"
+                )
+            rows.append((f"{t.get('id')}/{side}", build_pointwise_messages(t, side, n, tokenizer=tokenizer), completion))
+    return rows
+
+
+def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> Any:
+    """Conversational prompt-completion dataset (``datasets.Dataset``) of :func:`sft_rows`: prompt =
+    system + user messages, completion = one assistant message (TRL's conversational
+    prompt-completion format). With ``tokenizer``, its own special tokens in the user text are
+    neutralised too."""
     from datasets import Dataset
 
+    rows = sft_rows(traces, tokenizer, mode)
     return Dataset.from_dict(
         {
-            "prompt": [build_messages(t, verdict.exemplar_count(t), tokenizer=tokenizer) for t in traces],
-            "completion": [[{"role": "assistant", "content": t["completion"]}] for t in traces],
+            "prompt": [messages for _, messages, _ in rows],
+            "completion": [[{"role": "assistant", "content": completion}] for _, _, completion in rows],
         }
     )
 
 
-def grpo_dataset(pairs: Sequence[Mapping[str, Any]], tokenizer: Any = None) -> Any:
+def grpo_prompts(rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> list[list[dict[str, str]]]:
+    """The GRPO prompt messages of each row: the pair's (pairwise), or the row's response alone
+    (pointwise rows of :func:`persrm_lib.core.pointwise.side_rows`, read by their ``side``)."""
+    if mode == "pointwise":
+        return [build_pointwise_messages(r, r["side"], verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
+    return [build_messages(r, verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
+
+
+def grpo_dataset(rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> Any:
     """Conversational prompt-only dataset (``datasets.Dataset``) with the ``label`` and ``pair_id``
     columns the reward and :class:`persrm_lib.train.logs.RewardTracker` read (TRL passes dataset
-    columns to the reward as keyword arguments)."""
+    columns to the reward as keyword arguments); pointwise rows add ``side``
+    (:func:`persrm_lib.core.pointwise.pointwise_reward`)."""
     from datasets import Dataset
 
-    return Dataset.from_dict(
-        {
-            "prompt": [build_messages(p, verdict.exemplar_count(p), tokenizer=tokenizer) for p in pairs],
-            "label": [p["label"] for p in pairs],
-            "pair_id": [str(p["id"]) for p in pairs],
-        }
-    )
+    columns: dict[str, list[Any]] = {
+        "prompt": grpo_prompts(rows, tokenizer, mode),
+        "label": [r["label"] for r in rows],
+        "pair_id": [str(r["id"]) for r in rows],
+    }
+    if mode == "pointwise":
+        columns["side"] = [r["side"] for r in rows]
+    return Dataset.from_dict(columns)

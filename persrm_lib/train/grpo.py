@@ -22,6 +22,10 @@ with ``grpo.joint_orders`` every pair is trained in both orders in one step and 
 computed over the joint group (EIS-GRPO; TRL's per-prompt groups give an always-A policy zero
 advantage), optionally with J1's consistency bonus; with ``grpo.stop_at_scores`` sampling stops once
 ``</scores>`` is written. The A-preference share and the share of zero-spread groups are logged.
+
+With ``prompt.mode = "pointwise"`` (:mod:`persrm_lib.core.pointwise`) each pair gives two rows,
+one per response, rewarded by :func:`~persrm_lib.core.pointwise.pointwise_reward`; the joint group
+then holds both responses of a pair, and sampling stops at ``</score>``.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from typing import Any
 
 from ..core import runfiles
 from ..core.config import Profile
+from ..core.pointwise import pointwise_reward, side_rows
 from ..core.reward import persrm_reward
 from ..models.context import check_prompts, known_budget
+from ..models.generation import SCORE_STOP, SCORES_STOP
 from .adapters import check_adapter, check_evidence_matches, load_adapter_weights
 from .common import TrainResult, common_args, process_index, quiet, train_and_save, world_size
 from .data import Source, check_pairs, grpo_dataset, grpo_validation_pairs
@@ -105,7 +111,9 @@ def grpo_trainer(
             (:mod:`persrm_lib.models.context`), naming the pair and its tokens.
     """
     grpo = profile.grpo
-    dataset = grpo_dataset(pairs, tokenizer)  # the model's own special tokens are neutralised too
+    mode = profile.prompt.mode
+    rows = side_rows(pairs) if mode == "pointwise" else list(pairs)  # pointwise: each response of a pair, A then B
+    dataset = grpo_dataset(rows, tokenizer, mode)  # the model's own special tokens are neutralised too
     budget = known_budget(
         model, tokenizer, reserved=profile.grpo.max_completion_length, max_length=profile.model.max_seq_length
     )
@@ -114,12 +122,15 @@ def grpo_trainer(
             tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in dataset["prompt"]
         ]
         check_prompts(tokenizer, prompts, dataset["pair_id"], budget)
-    if grpo.joint_orders:
+    if grpo.joint_orders and mode == "pairwise":
         dataset = grpo_dataset(paired_orders(pairs), tokenizer)
+    # pointwise: the joint group holds both responses of a pair (side_rows' layout), as it holds
+    # both orders in the pairwise format
     trainer_class = persrm_grpo_trainer_class(
         joint_orders=grpo.joint_orders,
         consistency_bonus=grpo.consistency_bonus,
-        stop_strings=("</scores>",) if grpo.stop_at_scores else (),
+        stop_strings=(SCORE_STOP if mode == "pointwise" else SCORES_STOP) if grpo.stop_at_scores else (),
+        mode=mode,
     )
     trainer = trainer_class(
         model=model,
@@ -139,7 +150,7 @@ def train_grpo(
     sft_adapter: str | Path | None = None,
     from_sft: bool = True,
     backend: str | None = None,
-    reward_fn: Callable[..., list[float]] = persrm_reward,
+    reward_fn: Callable[..., list[float]] | None = None,
     stage: str = "rft",
     validation_pairs: Source | None = None,
 ) -> TrainResult:
@@ -154,7 +165,8 @@ def train_grpo(
         sft_adapter: the adapter to start from; default ``runfiles.adapter_dir(run, "sft")``.
         from_sft: False starts from fresh LoRA on the base model (the RFT-only ablation).
         backend: ``unsloth``/``transformers``/None.
-        reward_fn: the reward (default the paper's :func:`~persrm_lib.core.reward.persrm_reward`).
+        reward_fn: the reward (default the paper's :func:`~persrm_lib.core.reward.persrm_reward`, or
+            :func:`~persrm_lib.core.pointwise.pointwise_reward` with ``prompt.mode = "pointwise"``).
         stage: the run-folder stage written: ``rft`` (default) or ``rft_<name>``, e.g.
             ``rft_from_base`` with ``from_sft=False`` for the paper's §5.1 comparison.
         validation_pairs: pairs evaluated greedily every ``grpo.eval_every`` steps (the first
@@ -192,6 +204,8 @@ def train_grpo(
     if process_index() == 0:
         for old in sorted(completions.parent.glob(f"{completions.stem}*{completions.suffix}")):
             old.unlink()  # a rerun replaces the sampled completions
+    if reward_fn is None:
+        reward_fn = pointwise_reward if profile.prompt.mode == "pointwise" else persrm_reward
     tracker = RewardTracker(completions, process_index=process_index(), reward_fn=reward_fn)
     log = TrainingLog(runfiles.log_path(run, stage), GRPO_LOG_FIELDS, tracker=tracker)
     callbacks = [log.callback()]  # first: the evaluation below is not part of seconds_per_step

@@ -294,7 +294,7 @@ class RewardTracker:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, completions: Sequence[Completion], label: Sequence[str], **kwargs: Any) -> list[float]:
-        rewards = [float(r) for r in self.reward_fn(completions, label)]
+        rewards = [float(r) for r in self.reward_fn(completions, label, **kwargs)]
         state = kwargs.get("trainer_state")
         # Completions are sampled before the optimiser step they train; number them by that step.
         step = int(state.global_step) + 1 if state is not None else len(self.history) + 1

@@ -207,7 +207,10 @@ def end_at_stop(sequences: Any, prompt_length: int, eos_id: int, pad_id: int | N
 
 
 def persrm_grpo_trainer_class(
-    joint_orders: bool = True, consistency_bonus: float = 0.0, stop_strings: Sequence[str] = ("</scores>",)
+    joint_orders: bool = True,
+    consistency_bonus: float = 0.0,
+    stop_strings: Sequence[str] = ("</scores>",),
+    mode: str = "pairwise",
 ) -> type:
     """This project's subclass of TRL's ``GRPOTrainer`` (built lazily: TRL is heavy).
 
@@ -218,6 +221,9 @@ def persrm_grpo_trainer_class(
         consistency_bonus: J1's bonus for a sample pair right in both orders (``joint_orders`` only).
         stop_strings: sampling stops once one of them is written (anything after ``</scores>``
             is a format violation anyway); empty: stop only at EOS or the length limit.
+        mode: ``pairwise`` (rows are pairs in both orders) or ``pointwise`` (rows are the two
+            responses of a pair, :func:`persrm_lib.core.pointwise.side_rows`; no A-preference is
+            logged: a pointwise completion has no position to prefer).
 
     Returns:
         The class; construct it like ``GRPOTrainer``. It logs ``a_preference`` every step and, with
@@ -284,10 +290,11 @@ def persrm_grpo_trainer_class(
             output = super()._generate_and_score_completions(inputs)
             if not self.model.training:
                 return output
-            texts = self.processing_class.batch_decode(output["completion_ids"], skip_special_tokens=True)
-            share = a_preference(texts)
-            if share == share:  # not NaN: some verdict parsed
-                self._metrics["train"]["a_preference"].append(share)
+            if mode == "pairwise":
+                texts = self.processing_class.batch_decode(output["completion_ids"], skip_special_tokens=True)
+                share = a_preference(texts)
+                if share == share:  # not NaN: some verdict parsed
+                    self._metrics["train"]["a_preference"].append(share)
             if not joint_orders:
                 return output
             per_func = self._joint_rewards_per_func

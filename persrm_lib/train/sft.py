@@ -20,7 +20,7 @@ from ..core import runfiles
 from ..core.config import Profile
 from ..teachers.swap import both_orders
 from .common import TrainResult, common_args, quiet, train_and_save, world_size
-from .data import Source, TrainingDataError, check_traces, sft_dataset
+from .data import Source, TrainingDataError, check_traces, sft_dataset, sft_rows
 from .logs import SFT_LOG_FIELDS, TrainingLog
 
 
@@ -45,14 +45,14 @@ def sft_config(profile: Profile, output_dir: Path, backend: str = "transformers"
     )
 
 
-def _check_lengths(dataset: Any, traces: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: int) -> None:
+def _check_lengths(dataset: Any, ids: Sequence[str], tokenizer: Any, max_length: int) -> None:
     """SFT truncation would cut the scores off the end of a trace; refuse instead, naming the trace."""
-    for i, (row, trace) in enumerate(zip(dataset, traces, strict=True)):
+    for i, (row, tid) in enumerate(zip(dataset, ids, strict=True)):
         text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
         n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         if n > max_length:
             raise TrainingDataError(
-                f"trace {i} (id {trace.get('id')!r}) is {n} tokens long with its prompt, more than "
+                f"trace {i} (id {tid!r}) is {n} tokens long with its prompt, more than "
                 f"model.max_seq_length={max_length}; raise model.max_seq_length or shorten the passages "
                 "(data.passage_words)"
             )
@@ -75,8 +75,9 @@ def sft_trainer(
     """
     from trl import SFTTrainer
 
-    dataset = sft_dataset(traces, tokenizer)  # the model's own special tokens are neutralised too
-    _check_lengths(dataset, traces, tokenizer, profile.model.max_seq_length)
+    mode = profile.prompt.mode
+    dataset = sft_dataset(traces, tokenizer, mode)  # the model's own special tokens are neutralised too
+    _check_lengths(dataset, [tid for tid, _, _ in sft_rows(traces, None, mode)], tokenizer, profile.model.max_seq_length)
     trainer = SFTTrainer(
         model=model,
         args=sft_config(profile, output_dir, backend),
@@ -118,8 +119,10 @@ def train_sft(
     run = Path(run)
     profile.validate()
     data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
-    if profile.sft.both_orders:
+    if profile.sft.both_orders and profile.prompt.mode == "pairwise":
         data = both_orders(data)  # each trace, then its swapped copy with the trace rewritten
+    elif profile.prompt.mode == "pointwise":
+        sft_rows(data, None, "pointwise")  # every trace has its pointwise form, before a model is loaded
     model, tokenizer, name = load_for_training(profile, backend)
     log = TrainingLog(runfiles.log_path(run, "sft"), SFT_LOG_FIELDS)
     trainer = sft_trainer(

@@ -14,9 +14,10 @@ from typing import Any
 
 from ..core import verdict
 from ..core.config import Profile
+from ..core.pointwise import pair_scores, pointwise_prompt_texts
 from ..core.prompt import build_prompt_text
 from ..models.client import LocalChatClient
-from ..models.generation import SCORES_STOP
+from ..models.generation import SCORE_STOP, SCORES_STOP
 from .logs import TrainingLog
 
 
@@ -57,7 +58,11 @@ class ValidationEval:
         if not pairs:
             raise ValueError("ValidationEval: no validation pairs to evaluate")
         self.pairs = list(pairs)
-        self.prompts = [build_prompt_text(tokenizer, p, verdict.exemplar_count(p)) for p in self.pairs]
+        self.mode = profile.prompt.mode
+        if self.mode == "pointwise":  # both responses of each pair, scored alone (core.pointwise)
+            self.prompts = [q for p in self.pairs for q in pointwise_prompt_texts(tokenizer, p, verdict.exemplar_count(p))]
+        else:
+            self.prompts = [build_prompt_text(tokenizer, p, verdict.exemplar_count(p)) for p in self.pairs]
         self.tokenizer = tokenizer
         self.log = log
         self.every = every
@@ -78,7 +83,7 @@ class ValidationEval:
             self.tokenizer,
             max_new_tokens=self.max_new_tokens,
             batch_size=self.batch_size,
-            stop_strings=SCORES_STOP,
+            stop_strings=SCORE_STOP if self.mode == "pointwise" else SCORES_STOP,
         )
         was_training = model.training
         model.eval()
@@ -88,8 +93,15 @@ class ValidationEval:
         finally:
             if was_training:
                 model.train()
+        n = len(self.pairs)
+        if self.mode == "pointwise":
+            parsed = [pair_scores(texts[2 * k], texts[2 * k + 1]) for k in range(n)]
+            sides = [verdict.preferred_side((a.score, b.score)) if a.ok and b.ok else None for a, b in parsed]
+            return {
+                "validation_accuracy": sum(s == p["label"] for s, p in zip(sides, self.pairs, strict=True)) / n,
+                "validation_format": sum(a.ok and b.ok for a, b in parsed) / n,
+            }
         judged = [verdict.assess(t, p["label"]) for t, p in zip(texts, self.pairs, strict=True)]
-        n = len(judged)
         return {
             "validation_accuracy": sum(j.outcome == verdict.CORRECT for j in judged) / n,
             "validation_format": sum(j.format_ok for j in judged) / n,

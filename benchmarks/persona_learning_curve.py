@@ -1,0 +1,282 @@
+"""Learning curves on the persona benchmark: which formulation does a small model learn on a CPU?
+
+For each formulation, SmolLM2-135M-Instruct + LoRA is trained on persona pairs
+(:mod:`persrm_lib.data.personas`) with the persona teacher's completions
+(:mod:`persrm_lib.teachers.persona`), and judged every ``--eval-every`` optimiser steps on held-out
+pairs (unseen base passages, unseen persona combinations, one operator never taught), by greedy
+generation parsed with the project's one parser. A row per checkpoint is appended to ``--out``
+(CSV) as it goes, so a run that is stopped keeps what it measured.
+
+Formulations (two training examples per pair in each, so the x-axes are comparable):
+
+- ``pairwise-verdict``: the paper's pairwise prompt, a fixed analysis and the verdict
+  (``<scores>[8, 3]</scores>``); both orders of every pair.
+- ``pairwise-trace``: the paper's pairwise prompt and the persona teacher's trace; both orders.
+- ``pointwise-trace``: one response at a time (:func:`persrm_lib.core.prompt.build_pointwise_messages`),
+  the persona teacher's pointwise trace; a pair is judged by comparing the two scores (ties are
+  wrong), so it is order-consistent by construction.
+
+Usage (two threads, nothing else heavy running; about 1.3 s per step of 2 examples here)::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/persona_learning_curve.py \\
+        --formulation pointwise-trace pairwise-trace pairwise-verdict --steps 1500 \\
+        --out results/persona_curve.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+FORMULATIONS = ("pairwise-verdict", "pairwise-trace", "pointwise-trace")
+QUERY = "Write a short passage in your own style."
+FIELDS = (
+    "formulation", "step", "examples", "train_loss", "n_pairs", "format", "accuracy", "order_consistent",
+    "a_preference", "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial",
+    "eval_seconds", "train_seconds", "lr", "rank", "batch", "passage_words", "seed",
+)  # fmt: skip
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--formulation", nargs="+", choices=FORMULATIONS, default=list(FORMULATIONS))
+    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps per formulation")
+    parser.add_argument("--eval-at", type=int, nargs="+", default=[250, 500, 1000, 1500], help="steps after which to judge the held-out pairs")
+    parser.add_argument("--base", action="store_true", help="also judge the untrained model (step 0)")
+    parser.add_argument("--batch", type=int, default=2, help="training examples per step")
+    parser.add_argument("--lr", type=float, default=3e-4, help="LoRA learning rate (constant after 20 warm-up steps)")
+    parser.add_argument("--rank", type=int, default=16, help="LoRA rank (all projections; alpha = 2 x rank)")
+    parser.add_argument("--words", type=int, default=30, help="base passage length in words")
+    parser.add_argument("--train-pairs", type=int, default=1500)
+    parser.add_argument("--test-pairs", type=int, default=48)
+    parser.add_argument("--exemplars", type=int, default=1, help="exemplars per pair")
+    parser.add_argument("--held-out-operator", default="ellipsis")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="CSV, appended to (one row per checkpoint)")
+    args = parser.parse_args(argv)
+    for name in ("steps", "batch", "rank", "words", "train_pairs", "test_pairs", "exemplars", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not 0 < args.lr < 1:
+        parser.error(f"--lr must be in (0, 1), got {args.lr}")
+    return args
+
+
+def build_pairs(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    from persrm_lib.data.personas import build_persona_pairs, persona_base_passages, persona_splits
+    from persrm_lib.data.synonyms import WordNetSynonyms
+
+    docs = persona_base_passages(args.words, 1000, args.seed)
+    splits = persona_splits(args.held_out_operator, 2, 0.3, args.seed)
+    synonyms = WordNetSynonyms()
+    out = []
+    for split, n in (("train", args.train_pairs), ("test", args.test_pairs)):
+        out.append(
+            build_persona_pairs(
+                docs[docs["split"] == split], splits[split], n, args.exemplars, args.seed,
+                query=QUERY, synonyms=synonyms, id_prefix=f"personas-{split}",
+            )
+        )  # fmt: skip
+    return out[0], out[1]
+
+
+def verdict_completion(label: str) -> str:
+    from persrm_lib.core.output_format import render_output
+
+    scores = (8, 3) if label == "a" else (3, 8)
+    return render_output("the style of the exemplars", "A and B compared with the exemplars", scores)
+
+
+def examples_for(formulation: str, pair: dict, tokenizer: Any) -> list[tuple[str, str]]:
+    """(templated prompt, completion) training examples for one pair: two per pair."""
+    from persrm_lib.core.prompt import build_messages, build_pointwise_messages
+    from persrm_lib.data.pairs import swap_pair
+    from persrm_lib.teachers.persona import pairwise_trace, pointwise_trace
+
+    def template(messages: list[dict]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    if formulation == "pointwise-trace":
+        return [
+            (template(build_pointwise_messages(pair, side, tokenizer=tokenizer)), pointwise_trace(pair["exemplars"], pair[f"response_{side}"]))
+            for side in "ab"
+        ]
+    out = []
+    for p in (pair, swap_pair(pair)):
+        completion = verdict_completion(p["label"]) if formulation == "pairwise-verdict" else pairwise_trace(p)
+        out.append((template(build_messages(p, tokenizer=tokenizer)), completion))
+    return out
+
+
+def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> dict[str, Any]:
+    """Greedy judging of the held-out pairs; pairwise formulations in both orders."""
+    from persrm_lib.core.output_format import parse_output
+    from persrm_lib.core.prompt import build_messages, build_pointwise_messages
+    from persrm_lib.data.pairs import swap_pair
+    from persrm_lib.models.generation import generate
+    from persrm_lib.teachers.persona import read_criteria
+
+    def template(messages: list[dict]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    start = time.perf_counter()
+    model.eval()
+    rows = []
+    if formulation == "pointwise-trace":
+        prompts = [template(build_pointwise_messages(p, side, tokenizer=tokenizer)) for p in test for side in "ab"]
+        texts = generate(model, tokenizer, prompts, max_new_tokens=72, batch_size=8, stop_strings=("</score>",)).texts
+        for i, pair in enumerate(test):
+            parsed = [parse_output(texts[2 * i + k], mode="pointwise") for k in (0, 1)]
+            ok = all(p.ok for p in parsed)
+            preferred = None
+            if ok and parsed[0].score != parsed[1].score:
+                preferred = "a" if parsed[0].score > parsed[1].score else "b"
+            crit = [read_criteria(p.criteria) == frozenset(pair["persona"]) for p in parsed]
+            right = preferred == pair["label"]
+            rows.append({"pair": pair, "format": [p.ok for p in parsed], "right": [right, right], "a": [preferred == "a", preferred == "b"], "crit": crit})
+    else:
+        both = [(p, q) for p in test for q in (p, swap_pair(p))]
+        prompts = [template(build_messages(q, tokenizer=tokenizer)) for _, q in both]
+        max_new = 40 if formulation == "pairwise-verdict" else 120
+        texts = generate(model, tokenizer, prompts, max_new_tokens=max_new, batch_size=8, stop_strings=("</scores>",)).texts
+        for i, pair in enumerate(test):
+            parsed = [parse_output(texts[2 * i + k]) for k in (0, 1)]
+            labels = [pair["label"], "b" if pair["label"] == "a" else "a"]
+            rows.append(
+                {
+                    "pair": pair,
+                    "format": [p.ok for p in parsed],
+                    "right": [p.preferred == y for p, y in zip(parsed, labels, strict=True)],
+                    "a": [p.preferred == "a" for p in parsed],
+                    "crit": [read_criteria(p.criteria) == frozenset(pair["persona"]) for p in parsed],
+                }
+            )
+    n = len(rows)
+
+    def oc(subset: list[dict]) -> float | str:
+        return round(sum(all(r["right"]) for r in subset) / len(subset), 4) if subset else ""
+
+    held = [r for r in rows if args_held_out in r["pair"]["persona"]]
+    return {
+        "n_pairs": n,
+        "format": round(sum(sum(r["format"]) for r in rows) / (2 * n), 4),
+        "accuracy": round(sum(sum(r["right"]) for r in rows) / (2 * n), 4),
+        "order_consistent": oc(rows),
+        "a_preference": round(sum(sum(r["a"]) for r in rows) / max(1, sum(sum(r["format"]) for r in rows)), 4),
+        "criteria_exact": round(sum(sum(r["crit"]) for r in rows) / (2 * n), 4),
+        "oc_held_out_operator": oc(held),
+        "oc_unseen_combination": oc([r for r in rows if r not in held]),
+        "oc_adversarial": oc([r for r in rows if r["pair"]["negative_kind"] == "adversarial"]),
+        "eval_seconds": round(time.perf_counter() - start, 1),
+        "samples": [texts[0], texts[1]],
+    }
+
+
+args_held_out = "ellipsis"
+
+
+def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test: list[dict]) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from persrm_lib.models.registry import load_model
+
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_model(args.model)
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+    )  # fmt: skip
+    end = tokenizer.eos_token
+    examples = []
+    for pair in train:
+        for prompt, completion in examples_for(formulation, pair, tokenizer):
+            p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            c_ids = tokenizer(completion + end, add_special_tokens=False)["input_ids"]
+            examples.append((p_ids, c_ids))
+    random.Random(args.seed).shuffle(examples)
+    mean_len = sum(len(p) + len(c) for p, c in examples) / len(examples)
+    print(f"[{formulation}] {len(examples)} examples, mean {mean_len:.0f} tokens", flush=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    losses: list[float] = []
+    train_seconds = 0.0
+
+    def checkpoint(step: int) -> None:
+        result = evaluate(formulation, model, tokenizer, test)
+        samples = result.pop("samples")
+        row = {
+            "formulation": formulation, "step": step, "examples": step * args.batch,
+            "train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4) if losses else "",
+            **result, "train_seconds": round(train_seconds, 1), "lr": args.lr, "rank": args.rank,
+            "batch": args.batch, "passage_words": args.words, "seed": args.seed,
+        }  # fmt: skip
+        new = not args.out.exists()
+        with args.out.open("a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        print(json.dumps(row), flush=True)
+        print("  sample:", json.dumps(samples[0][:300]), flush=True)
+
+    if args.base:
+        checkpoint(0)
+    model.train()
+    for step in range(1, args.steps + 1):
+        t0 = time.perf_counter()
+        batch = [examples[((step - 1) * args.batch + i) % len(examples)] for i in range(args.batch)]
+        width = max(len(p) + len(c) for p, c in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (p, c) in enumerate(batch):
+            seq = p + c
+            ids[row, : len(seq)] = torch.tensor(seq)
+            labels[row, len(p) : len(seq)] = torch.tensor(c)
+            mask[row, : len(seq)] = 1
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * min(1.0, step / 20)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        train_seconds += time.perf_counter() - t0
+        if step % 50 == 0:
+            print(f"[{formulation}] step {step} loss {sum(losses[-50:]) / 50:.4f} ({train_seconds / step:.2f} s/step)", flush=True)
+        if step in args.eval_at or step == args.steps:
+            checkpoint(step)
+            model.train()
+
+
+def main(argv: list[str] | None = None) -> int:
+    global args_held_out
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args_held_out = args.held_out_operator
+    train, test = build_pairs(args)
+    print(f"{len(train)} training pairs, {len(test)} held-out pairs", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for formulation in args.formulation:
+        run_one(formulation, args, train, test)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
