@@ -419,7 +419,7 @@ def build_persona_pairs(
             if synonyms is None:
                 raise ValueError("lexical perturbation needs synonyms (a WordNetSynonyms)")
             candidate, swaps_made = synonyms.perturb(base, rng, rng.choice(SWAPS))
-            if not swaps_made or not usable(persona, candidate):
+            if len(swaps_made) < min(SWAPS) or not usable(persona, candidate):  # the paper swaps 3-4 words
                 continue
             base = candidate
         chosen = apply_persona(persona, base)
