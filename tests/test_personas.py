@@ -226,3 +226,65 @@ def test_router_sends_persona_pairs_to_the_persona_teacher(pairs):
     assert results[1] == "other teacher"
     assert results[0] == T.pairwise_trace(pairs[0]) and results[2] == T.pairwise_trace(pairs[1])
     assert router.name == "fixed" and router.can_hint(pairs[0]) is False
+
+
+def _results_for(pairs, completions, swapped=None, judge="rm-sft"):
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "judge": judge, "stage": "sft", "id": [p["id"] for p in pairs], "n_exemplars": 2,
+            "completion": completions, "swapped_completion": swapped or [None] * len(pairs),
+        }
+    )  # fmt: skip
+
+
+def test_reasoning_of_the_teacher_is_perfect(pairs):
+    from persrm_lib.core.pointwise import join_completions
+    from persrm_lib.evaluate import persona_reasoning as R
+
+    by_id = {p["id"]: p for p in pairs}
+    pairwise = _results_for(pairs, [T.pairwise_trace(p) for p in pairs], [T.pairwise_trace(swap_pair(p)) for p in pairs])
+    pointwise = _results_for(pairs, [join_completions(*T.pointwise_completions(p)) for p in pairs], judge="rm-pointwise")
+    table = R.reasoning_metrics(R.persona_reasoning(pd_concat([pairwise, pointwise]), by_id)).set_index("judge")
+    assert table.loc["rm-sft", "n_completions"] == 2 * len(pairs)  # both orders
+    assert table.loc["rm-pointwise", "n_completions"] == 2 * len(pairs)  # both responses
+    for judge in ("rm-sft", "rm-pointwise"):
+        for column in ("format", "criteria_precision", "criteria_recall", "criteria_exact", "check_agreement", "verdict_follows_checks"):
+            assert table.loc[judge, column] == 1.0, (judge, column)
+
+
+def test_reasoning_rates_of_wrong_completions(pairs):
+    from persrm_lib.evaluate import persona_reasoning as R
+
+    pair = next(p for p in pairs if len(p["persona"]) == 2)
+    first = pair["persona"][0]
+    truth = set(pair["persona"])
+    other = next(
+        op.name for op in P.CATALOGUE if op.name not in truth and not any(c <= {first, op.name} for c in P.CLASHES)
+    )
+    # names one true operator and one wrong one; checks A and B swapped; scores follow the (wrong) checks
+    a_ops, b_ops = P.true_operators(pair, "a"), P.true_operators(pair, "b")
+    crit = frozenset({first, other})
+    checks = [T.check_response(crit, pair["response_b"]), T.check_response(crit, pair["response_a"])]
+    text = (
+        f"<criteria>{first}, {other}</criteria><eval>A {checks[0].line()}\nB {checks[1].line()}</eval>"
+        f"<scores>[{T.match_score(checks[0]):g}, {T.match_score(checks[1]):g}]</scores>"
+    )
+    rates = R.completion_reasoning(pair, text, ("a", "b"))
+    assert rates["criteria_precision"] == 0.5 and rates["criteria_recall"] == 0.5 and rates["criteria_exact"] == 0.0
+    assert rates["check_agreement"] == (float(b_ops == a_ops))  # each check describes the other response
+    assert rates["verdict_follows_checks"] == 1.0
+    free = R.completion_reasoning(pair, "<criteria>tone</criteria><eval>A is better</eval><scores>[7, 3]</scores>", ("a", "b"))
+    assert free["criteria_precision"] != free["criteria_precision"]  # NaN: it names no operator
+    assert {k: v for k, v in free.items() if k != "criteria_precision"} == {
+        "format": 1.0, "criteria_recall": 0.0, "criteria_exact": 0.0, "check_agreement": 0.0, "verdict_follows_checks": 0.0
+    }  # fmt: skip
+    broken = R.completion_reasoning(pair, "no format", ("a",))
+    assert broken["format"] == 0.0 and broken["criteria_recall"] == 0.0 and broken["verdict_follows_checks"] == 0.0
+
+
+def pd_concat(frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,145 @@
+"""The reward model's reasoning scored against ground truth, on persona pairs.
+
+On the persona benchmark (:mod:`persrm_lib.data.personas`) the criteria a judge should name are
+known exactly (the exemplars' operators), and so is what each response shows. So the reasoning of
+a generated completion can be checked, not only its verdict (none of the anchors -- PersRM-R1,
+RM-R1, J1 -- can, on real authorship):
+
+- ``criteria_precision`` / ``criteria_recall``: of the operators ``<criteria>`` names, the share that
+  the exemplars were written with; of those, the share it names (personas with no operator are left
+  out of recall). ``criteria_exact``: the share naming exactly the persona.
+- ``check_agreement``: the share of ``<eval>`` checks (``shows: …``, one per response) whose
+  operators are exactly those the response was written with.
+- ``verdict_follows_checks``: the share of completions whose verdict is the one its own checks
+  imply (:func:`persrm_lib.teachers.persona.match_score` of each check): the same preferred side
+  (pairwise), or the same side of the midpoint (pointwise).
+
+Completions that do not parse, or whose sections are not in the persona teacher's vocabulary,
+count as wrong in every rate (a model that writes free text names no operator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core.output_format import parse_output
+from ..core.pointwise import MIDPOINT, split_completions
+from ..core.verdict import preferred_side
+from ..data.personas import is_persona_pair, true_operators
+from ..teachers.persona import match_score, read_checks, read_criteria
+
+__all__ = ["REASONING_COLUMNS", "completion_reasoning", "persona_reasoning", "reasoning_headline", "reasoning_metrics"]
+
+REASONING_COLUMNS = (
+    "judge", "n_completions", "format", "criteria_precision", "criteria_recall", "criteria_exact",
+    "check_agreement", "verdict_follows_checks",
+)  # fmt: skip
+
+
+def completion_reasoning(pair: Mapping[str, Any], completion: str, sides: tuple[str, ...]) -> dict[str, float]:
+    """The reasoning rates of ONE completion about ``pair``.
+
+    Args:
+        pair: a persona pair (the original order).
+        completion: what the judge wrote.
+        sides: the pair's responses the completion judges, in the order it names them: ``("a",
+            "b")`` pairwise, ``("b", "a")`` pairwise on the swapped pair, ``("a",)`` or ``("b",)``
+            pointwise.
+
+    Returns:
+        ``format``, ``criteria_precision`` (NaN when it names none), ``criteria_recall`` (NaN for a
+        persona with no operator), ``criteria_exact``, ``check_agreement`` (share of ``sides``
+        checked right) and ``verdict_follows_checks`` (0 or 1).
+    """
+    mode = "pointwise" if len(sides) == 1 else "pairwise"
+    parsed = parse_output(completion, mode=mode)
+    truth = true_operators(pair, "exemplars")
+    out = {
+        "format": float(parsed.ok),
+        "criteria_precision": float("nan"),
+        "criteria_recall": float("nan") if not truth else 0.0,
+        "criteria_exact": 0.0,
+        "check_agreement": 0.0,
+        "verdict_follows_checks": 0.0,
+    }
+    if not parsed.ok:
+        return out
+    named = read_criteria(parsed.criteria)
+    if named is not None:
+        if named:
+            out["criteria_precision"] = len(named & truth) / len(named)
+        if truth:
+            out["criteria_recall"] = len(named & truth) / len(truth)
+        out["criteria_exact"] = float(named == truth)
+    checks = read_checks(parsed.evaluation)
+    if len(checks) == len(sides):
+        right = [c is not None and c.shows == true_operators(pair, s) for c, s in zip(checks, sides, strict=True)]
+        out["check_agreement"] = sum(right) / len(sides)
+        if all(c is not None for c in checks):
+            implied = [match_score(c) for c in checks]  # type: ignore[arg-type]
+            if mode == "pointwise":
+                follows = parsed.score is not None and (parsed.score > MIDPOINT) == (implied[0] > MIDPOINT)
+            else:
+                follows = preferred_side(parsed.scores) == preferred_side(implied)
+            out["verdict_follows_checks"] = float(follows)
+    return out
+
+
+def persona_reasoning(results: pd.DataFrame, pairs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row of reasoning rates per completion of a reward-model stage on a persona pair.
+
+    Args:
+        results: the evaluation's rows (:data:`persrm_lib.evaluate.records.RESULT_FIELDS` plus
+            ``stage``); baseline rows and non-persona pairs are skipped.
+        pairs: pair id -> pair (the test pairs, with ``persona`` and ``rejected_persona``).
+
+    Returns:
+        Columns ``judge``, ``id``, ``n_exemplars``, ``order`` (original / swapped / a / b) and the
+        rates of :func:`completion_reasoning`.
+    """
+    rows = []
+    generated = results[results["stage"] != "baseline"] if "stage" in results else results.iloc[0:0]
+    for record in generated.itertuples(index=False):
+        pair = pairs.get(record.id)
+        if pair is None or not is_persona_pair(pair) or not isinstance(record.completion, str):
+            continue
+        split = split_completions(record.completion)
+        items: list[tuple[str, str, tuple[str, ...]]]
+        if split is not None:  # pointwise: one completion per response
+            items = [("a", split[0], ("a",)), ("b", split[1], ("b",))]
+        else:
+            items = [("original", record.completion, ("a", "b"))]
+            if isinstance(record.swapped_completion, str):
+                items.append(("swapped", record.swapped_completion, ("b", "a")))
+        for order, text, sides in items:
+            rows.append(
+                {"judge": record.judge, "id": record.id, "n_exemplars": record.n_exemplars, "order": order,
+                 **completion_reasoning(pair, text, sides)}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["judge", "id", "n_exemplars", "order", *REASONING_COLUMNS[2:]])
+
+
+def reasoning_metrics(per_completion: pd.DataFrame) -> pd.DataFrame:
+    """Mean rates per judge (NaN-aware: precision over completions that name an operator, recall
+    over personas that have one), with ``n_completions``."""
+    if per_completion.empty:
+        return pd.DataFrame(columns=list(REASONING_COLUMNS))
+    grouped = per_completion.groupby("judge", sort=False)
+    out = grouped[list(REASONING_COLUMNS[2:])].agg(lambda x: float(np.nanmean(x)) if x.notna().any() else float("nan"))
+    out.insert(0, "n_completions", grouped.size())
+    return out.reset_index()[list(REASONING_COLUMNS)]
+
+
+def reasoning_headline(table: pd.DataFrame) -> dict[str, float | None]:
+    """``<rate>_<judge>`` (``-`` written ``_``, 4 decimals, None for NaN) for notebook 05's metrics."""
+    out: dict[str, float | None] = {}
+    for row in table.itertuples(index=False):
+        key = str(row.judge).replace("-", "_")
+        for name in REASONING_COLUMNS[3:]:
+            value = float(getattr(row, name))
+            out[f"{name}_{key}"] = None if value != value else round(value, 4)
+    return out
