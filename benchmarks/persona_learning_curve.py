@@ -20,7 +20,9 @@ Usage (two threads, nothing else heavy running; about 1.3 s per step of 2 exampl
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/persona_learning_curve.py \\
         --formulation pointwise-trace pairwise-trace pairwise-verdict --steps 1500 \\
-        --out results/persona_curve.csv
+        --out results/personas/learning_curve.csv
+    .venv/bin/python benchmarks/persona_learning_curve.py report results/personas/learning_curve.csv \
+        figures/persona_learning_curve.png     # the README's table and figure
 """
 
 from __future__ import annotations
@@ -263,8 +265,46 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
             model.train()
 
 
+def report(csv_path: Path, figure: Path | None = None) -> str:
+    """The curve as a markdown table (one row per formulation and checkpoint), and optionally a figure
+    of order-consistent accuracy against training examples."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path)
+    columns = ["formulation", "step", "examples", "train_loss", "format", "order_consistent", "a_preference",
+               "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial", "train_seconds"]  # fmt: skip
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in frame[columns].itertuples(index=False):
+        lines.append("| " + " | ".join("" if pd.isna(v) else (f"{v:.2f}" if isinstance(v, float) else str(v)) for v in row) + " |")
+    if figure is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, rows in frame.groupby("formulation", sort=False):
+            ax.plot(rows["examples"], rows["order_consistent"], marker="o", label=name)
+        ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance, pointwise (one verdict per pair)")
+        ax.axhline(0.25, color="grey", ls=":", lw=1, label="chance, pairwise (right in both orders)")
+        ax.set(xlabel="training examples", ylabel="order-consistent accuracy", ylim=(0, 1),
+               title="SmolLM2-135M + LoRA on held-out personas")  # fmt: skip
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(figure, dpi=120)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     global args_held_out
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "report":  # report CSV [FIGURE]: the table (and figure) of a finished curve
+        if len(argv) not in (2, 3):
+            print("usage: persona_learning_curve.py report CSV [FIGURE.png]", file=sys.stderr)
+            return 2
+        print(report(Path(argv[1]), Path(argv[2]) if len(argv) == 3 else None))
+        return 0
     args = parse_args(argv)
     import torch
 

@@ -507,22 +507,37 @@ def audit_metrics(
 
     Returns:
         ``summary``'s numbers, then ``n_pairs``, ``n_pairs_without_trace``, ``n_teachers`` (distinct
-        ``teacher`` names among the traces) and ``n_stripped`` (completions whose leading think block
-        was stripped; 0 unless the profile's ``teacher.strip_think`` is on).
+        ``teacher`` names among the traces), ``n_stripped`` (completions whose leading think block
+        was stripped; 0 unless the profile's ``teacher.strip_think`` is on) and
+        ``teacher_agreement/<benchmark>`` (the kept fraction of each benchmark's traces).
     """
+    by_benchmark = faithfulness_by(result, "benchmark")
     return {
         **summary,
         "n_pairs": len(pairs),
         "n_pairs_without_trace": len(untraced),
         "n_teachers": len({t["teacher"] for t in result.traces}),
         "n_stripped": result.n_stripped,
+        **{f"teacher_agreement/{row.benchmark}": round(float(row.kept_fraction), 4) for row in by_benchmark.itertuples()},
     }
 
 
+def _trace_field(trace: Mapping[str, Any], column: str) -> str:
+    """A trace's field, or its ``provenance`` entry of that name (``benchmark``, ``split``)."""
+    if column in trace:
+        return str(trace[column])
+    return str((trace.get("provenance") or {}).get(column))
+
+
 def faithfulness_by(result: FilterResult, column: str) -> pd.DataFrame:
-    """Kept fraction per value of any trace field (``negative_kind``, ``author``, ``genre`` ...)."""
+    """Kept fraction per value of any trace field (``negative_kind``, ``author``, ``genre`` ...) or
+    provenance entry (``benchmark``: the teacher's agreement with the label on each benchmark; the
+    persona teacher's is 1.0 by construction)."""
     frame = pd.DataFrame(
-        {column: [str(t.get(column)) for t in result.traces], "faithful": [bool(t["faithful"]) for t in result.traces]}
+        {
+            column: [_trace_field(t, column) for t in result.traces],
+            "faithful": [bool(t["faithful"]) for t in result.traces],
+        }
     )
     table = frame.groupby(column, sort=True).agg(n=("faithful", "size"), kept=("faithful", "sum")).reset_index()
     table["kept_fraction"] = table["kept"] / table["n"]
