@@ -129,3 +129,141 @@ def test_training_prompts_neutralise_the_models_own_special_tokens(tiny) -> None
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     start = tokenizer.convert_tokens_to_ids("<|im_start|>")
     assert ids.count(start) == 3  # system, user, the assistant opening: nothing forged
+
+
+# --- issue 20, case 8: emptiness and identity after Unicode normalisation; duplicated JSON keys ------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # an empty query, like an empty response
+        ({"query": ""}, "pairs.jsonl line 1: field 'query' is empty"),
+        # a query of whitespace only
+        ({"query": " \n\t"}, "pairs.jsonl line 1: field 'query' is empty"),
+        # a query of a zero-width space and a no-break space: nothing to read
+        ({"query": "\u200b\u00a0"}, "pairs.jsonl line 1: field 'query' is empty"),
+        # a response of a byte-order mark and a word joiner
+        ({"response_b": "\ufeff\u2060"}, "pairs.jsonl line 1: field 'response_b' is empty"),
+        # an exemplar of a zero-width space
+        ({"exemplars": ["\u200b"]}, "pairs.jsonl line 1: field 'exemplars' item 0 must be a non-empty string"),
+        # responses that differ only by a zero-width space
+        (
+            {"response_b": "The harvest\u200b came early."},
+            "pairs.jsonl line 1: pair 'p0' has identical responses A and B: no judge can prefer the labelled one",
+        ),
+        # ... by a no-break space
+        (
+            {"response_b": "The\u00a0harvest came early."},
+            "pairs.jsonl line 1: pair 'p0' has identical responses A and B: no judge can prefer the labelled one",
+        ),
+        # ... by a line ending
+        (
+            {"response_a": "The harvest\r\ncame early.", "response_b": "The harvest\ncame early."},
+            "pairs.jsonl line 1: pair 'p0' has identical responses A and B: no judge can prefer the labelled one",
+        ),
+        # an extra field the evaluation groups by, given as a list
+        (
+            {"benchmark": ["sotu"]},
+            "pairs.jsonl line 1: field 'benchmark' must be a string (the evaluation groups by it), got ['sotu']",
+        ),
+    ],
+)
+def test_near_empty_and_near_identical_pairs_are_refused(tmp_path, changes: dict, message: str) -> None:
+    import json
+
+    from persrm_lib.data.pairs import PairFormatError, read_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({**_pair("p0"), **changes}) + "\n", encoding="utf-8")
+    with pytest.raises(PairFormatError) as info:
+        read_pairs(path)
+    assert str(info.value) == f"{tmp_path}/{message}"
+
+
+@pytest.mark.parametrize(
+    ("section", "body"),
+    [
+        ("criteria", "\u200b"),  # a zero-width space: Python's strip keeps it
+        ("criteria", "\u200b\u2060\ufeff \u00a0\n"),  # format characters and a no-break space
+        ("eval", "\u200c\u200d"),  # zero-width (non-)joiners
+        ("eval", "\u00ad"),  # a soft hyphen alone
+    ],
+)
+def test_invisible_reasoning_is_an_empty_section(section: str, body: str) -> None:
+    from persrm_lib.core.output_format import parse_output
+    from persrm_lib.core.reward import persrm_reward
+
+    sections = {"criteria": "rhythm", "eval": "A fits"} | {section: body}
+    text = f"<criteria>{sections['criteria']}</criteria><eval>{sections['eval']}</eval><scores>[8, 2]</scores>"
+    assert parse_output(text).reason == f"section <{section}> is empty"
+    assert persrm_reward([text], label=["a"]) == [-1.0]  # GRPO does not pay for invisible analysis
+    with pytest.raises(ValueError) as info:
+        render_output(sections["criteria"], sections["eval"], (8, 2))
+    assert str(info.value) == f"section <{section}> is empty: the format needs the analysis"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # every label twice: JSON readers keep the second silently
+        ('{"id": "p0", "label": "a", "label": "b"}', "line 2: key 'label' appears twice in one object"),
+        # a duplicated key inside a nested object
+        ('{"id": "p0", "evidence": {"a": 1, "a": 2}}', "line 2: key 'a' appears twice in one object"),
+    ],
+)
+def test_jsonl_objects_with_a_duplicated_key_are_refused(tmp_path, text: str, message: str) -> None:
+    from persrm_lib.core.jsonl import JsonDuplicateKeyError, read_jsonl
+
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"id": "first"}\n' + text + "\n", encoding="utf-8")
+    with pytest.raises(JsonDuplicateKeyError) as info:
+        read_jsonl(path)
+    assert str(info.value) == f"{path} {message} (JSON readers would keep the last value silently)"
+
+
+def test_a_pair_file_whose_every_label_appears_twice_is_refused(tmp_path) -> None:
+    import json
+
+    from persrm_lib.data.pairs import PairFormatError, read_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    line = json.dumps(_pair("p0"))[:-1] + ', "label": "b"}'
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(PairFormatError) as info:
+        read_pairs(path)
+    assert str(info.value) == (
+        f"{path} line 1: key 'label' appears twice in one object (JSON readers would keep the last value silently)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reader", "name"),
+    [
+        # the run folder's settings
+        ("settings", "settings.json"),
+        # a notebook's headline metrics
+        ("metrics", "metrics/05_evaluate.json"),
+        # an adapter's training record
+        ("adapter", "adapter/persrm_training.json"),
+    ],
+)
+def test_every_json_file_reader_refuses_a_duplicated_key(tmp_path, reader: str, name: str) -> None:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{\n  "profile": "smoke",\n  "overrides": {},\n  "profile": "cpu"\n}\n', encoding="utf-8")
+    expected = f"{path} line 4: key 'profile' appears twice in one object (JSON readers would keep the last value silently)"
+    with pytest.raises(ValueError) as info:
+        if reader == "settings":
+            from persrm_lib.run.settings import read_overrides
+
+            read_overrides(tmp_path)
+        elif reader == "metrics":
+            from persrm_lib.run.notebook import read_metrics
+
+            read_metrics(tmp_path, "05_evaluate")
+        else:
+            from persrm_lib.train.adapters import adapter_evidence
+
+            adapter_evidence(path.parent)
+    assert expected in str(info.value)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core.jsonl import sha256_file
+from ..core.jsonl import read_json, sha256_file
 from ..core.paths import cache_dir
 
 MANIFEST = "MANIFEST.json"
@@ -70,7 +70,7 @@ def verify_cache(folder: Path, name: str) -> None:
     if not manifest_path.is_file():
         raise ModelRegistryError(f"model cache {folder} is incomplete (no {MANIFEST}); {fix}")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(manifest_path)
         listed = dict(manifest["files"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelRegistryError(f"model cache {folder} has an unreadable {MANIFEST}; {fix}") from exc

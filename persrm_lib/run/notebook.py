@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ..core.config import Profile, get_profile, set_threads
-from ..core.jsonl import write_json_atomic
+from ..core.jsonl import read_json, write_json_atomic
 from ..core.paths import FIGURES_DIR
 from ..models.backend import select_backend
 from .settings import read_overrides
@@ -56,4 +55,4 @@ def read_metrics(run_dir: str | Path, notebook: str) -> dict[str, Any]:
     path = Path(run_dir) / METRICS_DIR / f"{notebook}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook {notebook} first")
-    return json.loads(path.read_text())
+    return read_json(path)

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..core import runfiles
 from ..core.config import get_profile
-from ..core.jsonl import sha256_file, write_json_atomic
+from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR
 from .settings import read_overrides
 
@@ -52,7 +52,7 @@ class PublishError(RuntimeError):
 def executed_metadata(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """Papermill's metadata of each executed notebook in ``<run>/executed/``, by notebook stem."""
     return {
-        path.stem: json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+        path.stem: read_json(path).get("metadata", {}).get("papermill", {})
         for path in sorted((Path(run_dir) / "executed").glob("*.ipynb"))
     }
 
@@ -94,12 +94,12 @@ def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
             (adapter / generated).unlink()
     config = adapter / "adapter_config.json"
     if config.is_file():
-        data = json.loads(config.read_text())
+        data = read_json(config)
         data["base_model_name_or_path"] = model_name
         config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     info = adapter / "persrm_training.json"
     if info.is_file():
-        data = json.loads(info.read_text())
+        data = read_json(info)
         root = run.resolve()
         for key, value in data.items():
             if isinstance(value, str) and value.startswith(str(root)):
@@ -244,8 +244,8 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     from ..evaluate import metrics
 
     folder = Path(results_dir)
-    manifest = json.loads((folder / "MANIFEST.json").read_text())
-    main_k = json.loads((folder / "metrics.json").read_text())["05_evaluate"]["main_exemplars"]
+    manifest = read_json(folder / "MANIFEST.json")
+    main_k = read_json(folder / "metrics.json")["05_evaluate"]["main_exemplars"]
     rows = pd.read_csv(runfiles.published_per_pair_path(folder))
     rows = rows[rows["n_exemplars"] == main_k]
     order = list(dict.fromkeys(rows["judge"]))

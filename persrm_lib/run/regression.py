@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.jsonl import write_json_atomic
+from ..core.jsonl import read_json, write_json_atomic
 from ..core.paths import RESULTS_DIR, default_run_dir
 from .notebook import METRICS_DIR
 
@@ -52,13 +51,13 @@ def collect(run_dir: Path) -> dict[str, dict[str, Any]]:
     folder = Path(run_dir) / METRICS_DIR
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is missing: the run folder holds no metrics")
-    return {p.stem: flatten(json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))}
+    return {p.stem: flatten(read_json(p)) for p in sorted(folder.glob("*.json"))}
 
 
 def load_tolerances(path: Path = TOLERANCES_FILE) -> list[tuple[str, dict[str, float] | None]]:
     if not path.is_file():
         return [("*", {"abs": 0.0, "rel": 0.0})]
-    rules = json.loads(path.read_text())
+    rules = read_json(path)
     return list(rules.items())
 
 
@@ -161,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if not target.is_file():
         print(f"error: no stored metrics at {target}; run with --update to create them", file=sys.stderr)
         return 1
-    rows = compare(json.loads(target.read_text()), measured, load_tolerances())
+    rows = compare(read_json(target), measured, load_tolerances())
     print(format_table(rows, show_all=args.all))
     bad = [r for r in rows if r.status in ("moved", "missing")]
     counts = {s: sum(r.status == s for r in rows) for s in ("ok", "moved", "missing", "new", "ignored")}

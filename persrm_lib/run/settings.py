@@ -16,13 +16,12 @@ refuses notebooks of another profile.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
 from ..core.config import get_profile
-from ..core.jsonl import write_json_atomic
+from ..core.jsonl import JsonlFormatError, read_json, write_json_atomic
 
 
 class RunSettingsError(ValueError):
@@ -39,8 +38,8 @@ def _read_settings(run_dir: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = read_json(path)
+    except JsonlFormatError as exc:
         raise RunSettingsError(f"{path}: not valid JSON ({exc}); delete it or fix it") from exc
     if not isinstance(data, dict) or not isinstance(data.get("overrides"), dict):
         raise RunSettingsError(f'{path}: expected {{"overrides": {{"setting.name": value, ...}}}}, got {data!r}')

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import Profile
+from ..core.jsonl import read_json
 from ..data.evidence import check_kind, has_evidence
 
 TRAINING_INFO = "persrm_training.json"
@@ -69,9 +70,11 @@ def adapter_evidence(adapter_dir: str | Path) -> str | None:
     if not info_path.is_file():
         return None
     try:
-        info = json.loads(info_path.read_text())
+        info = read_json(info_path)
     except ValueError as exc:
         raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} is not a JSON object")
     try:
         return check_kind(info.get("evidence", "none"))
     except ValueError as exc:
@@ -122,13 +125,16 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
         )
     info_path = adapter_dir / TRAINING_INFO
     if info_path.is_file():
-        info = json.loads(info_path.read_text())
-        if info.get("model") != profile.model.name:
+        info = read_json(info_path)
+        trained_on = info.get("model") if isinstance(info, dict) else None
+        if trained_on != profile.model.name:
             raise ValueError(
-                f"adapter at {adapter_dir} was trained on model {info.get('model')!r}, the profile "
+                f"adapter at {adapter_dir} was trained on model {trained_on!r}, the profile "
                 f"{profile.name!r} uses {profile.model.name!r}"
             )
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config = read_json(adapter_dir / "adapter_config.json")
+    if not isinstance(config, dict):
+        raise ValueError(f"adapter at {adapter_dir}: adapter_config.json is not a JSON object")
     want = {
         "r": profile.lora.r,
         "lora_alpha": profile.lora.alpha,
@@ -196,7 +202,8 @@ def load_adapter(model: Any, adapter: str | Path, model_name: str) -> Any:
     if not config_file.is_file():
         raise FileNotFoundError(f"no PEFT adapter at {path} (adapter_config.json is missing)")
     try:
-        saved_base = json.loads(config_file.read_text()).get("base_model_name_or_path")
+        config = read_json(config_file)
+        saved_base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
     except ValueError as exc:
         raise AdapterMismatchError(f"adapter {path}: adapter_config.json is not valid JSON ({exc})") from exc
     hidden = getattr(model.config, "hidden_size", "?")
