@@ -252,7 +252,9 @@ def test_every_json_file_reader_refuses_a_duplicated_key(tmp_path, reader: str, 
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{\n  "profile": "smoke",\n  "overrides": {},\n  "profile": "cpu"\n}\n', encoding="utf-8")
-    expected = f"{path} line 4: key 'profile' appears twice in one object (JSON readers would keep the last value silently)"
+    expected = (
+        f"{path} line 4: key 'profile' appears twice in one object (JSON readers would keep the last value silently)"
+    )
     with pytest.raises(ValueError) as info:
         if reader == "settings":
             from persrm_lib.run.settings import read_overrides
@@ -267,3 +269,134 @@ def test_every_json_file_reader_refuses_a_duplicated_key(tmp_path, reader: str, 
 
             adapter_evidence(path.parent)
     assert expected in str(info.value)
+
+
+# --- issue 20, case 4: every numeric profile setting range-checked before anything uses it -----------------------
+
+
+def test_every_numeric_setting_has_a_range() -> None:
+    from persrm_lib.core.config import PROFILES
+    from persrm_lib.core.setting_ranges import RANGES, numeric_settings
+
+    for profile in PROFILES.values():
+        assert sorted(set(numeric_settings(profile)) - set(RANGES)) == []
+        for name, (value, _) in numeric_settings(profile).items():  # every shipped profile is in range
+            assert all(item in RANGES[name] for item in (value if isinstance(value, tuple) else (value,))), name
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        # a divisor of zero: refused before the batch is divided by it (no ZeroDivisionError)
+        ("grpo.num_generations", "0", "grpo.num_generations must be an integer in [2, inf), got 0"),
+        ("sft.per_device_batch_size", "0", "sft.per_device_batch_size must be an integer in [1, inf), got 0"),
+        # NaN compares false with every bound: refused as not finite, before a model loads
+        ("sft.learning_rate", "nan", "sft.learning_rate must be a finite number in [0, 1], got nan"),
+        ("grpo.learning_rate", "-1e-5", "grpo.learning_rate must be a finite number in [0, 1], got -1e-05"),
+        ("grpo.beta", "inf", "grpo.beta must be a finite number in [0, inf), got inf"),
+        ("grpo.temperature", "0", "grpo.temperature must be a finite number in (0, inf), got 0.0"),
+        ("sft.epochs", "nan", "sft.epochs must be a finite number in (0, inf), got nan"),
+        ("sft.warmup_ratio", "1.5", "sft.warmup_ratio must be a finite number in [0, 1), got 1.5"),
+        ("lora.dropout", "-0.1", "lora.dropout must be a finite number in [0, 1), got -0.1"),
+        ("lora.r", "0", "lora.r must be an integer in [1, inf), got 0"),
+        ("data.val_fraction", "1", "data.val_fraction must be a finite number in [0, 1), got 1.0"),
+        ("data.eval_exemplar_counts", "1,9", "data.eval_exemplar_counts must be each an integer in [1, 8], got (1, 9)"),
+        ("teacher.max_concurrency", "0", "teacher.max_concurrency must be an integer in [1, inf), got 0"),
+        ("seed", "-1", "seed must be an integer in [0, 4294967295], got -1"),
+        ("num_threads", "0", "num_threads must be an integer in [1, 256], got 0"),
+    ],
+)
+def test_numeric_settings_out_of_range_are_refused_naming_setting_and_range(
+    setting: str, value: str, message: str
+) -> None:
+    from persrm_lib.core.config import get_profile
+
+    with pytest.raises(ValueError) as info:
+        get_profile("smoke", {setting: value})
+    assert str(info.value) == f"profile 'smoke': {message}"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("grpo.num_generations=0", "grpo.num_generations must be an integer in [2, inf), got 0"),
+        ("sft.per_device_batch_size=0", "sft.per_device_batch_size must be an integer in [1, inf), got 0"),
+        ("sft.learning_rate=nan", "sft.learning_rate must be a finite number in [0, 1], got nan"),
+    ],
+)
+def test_command_lines_refuse_a_setting_out_of_range_with_exit_2(tmp_path, capsys, setting: str, message: str) -> None:
+    from persrm_lib.run.runner import main as run_main
+    from persrm_lib.train.cli import parse_args
+
+    with pytest.raises(SystemExit) as info:
+        parse_args(["sft", "--profile", "tiny", "--run-dir", str(tmp_path), "--set", setting])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"profile 'tiny': {message}")
+    assert run_main(["--profile", "tiny", "--run-dir", str(tmp_path / "run"), "--set", *setting.split("=")]) == 2
+    assert capsys.readouterr().err == f"error: --set for profile 'tiny': profile 'tiny': {message}\n"
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+# --- issue 20, case 1: a swapped copy keeps the verdict; every SFT example holds it right before training ---------
+
+
+def _llm_trace(scores: str, label: str = "a") -> dict:
+    completion = f"<criteria>rhythm</criteria><eval>A fits better than B.</eval><scores>{scores}</scores>"
+    values = [float(v) for v in scores.strip("[]").split(",")]
+    return {**_pair("p1", label=label), "teacher": "llm", "faithful": True, "scores": values, "completion": completion}
+
+
+@pytest.mark.parametrize(
+    ("scores", "swapped"),
+    [
+        # two decimals that one decimal would round to a tie
+        ("[7.25, 7.21]", "<scores>[7.21, 7.25]</scores>"),
+        # a leading zero and a trailing dot, as written
+        ("[09.5, 3.]", "<scores>[3., 09.5]</scores>"),
+        # an integer and a long decimal
+        ("[10, 9.999]", "<scores>[9.999, 10]</scores>"),
+    ],
+)
+def test_the_swap_moves_the_two_score_strings_verbatim(scores: str, swapped: str) -> None:
+    from persrm_lib.core.verdict import assess
+    from persrm_lib.teachers.swap import both_orders
+
+    original, copy = both_orders([_llm_trace(scores)])
+    assert copy["completion"].endswith(swapped)
+    assert (copy["label"], assess(copy["completion"], copy["label"]).outcome) == ("b", 1)
+    assert copy["scores"] == original["scores"][::-1]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # a tie: the swapped copy of the old rounding
+        (
+            {"id": "p1:swapped", "label": "b", "completion": render_output("c", "e", (7.2, 7.2)), "scores": [7.2, 7.2]},
+            "refusing to train on example 1 (trace 'p1:swapped'): its scores [7.2, 7.2] do not prefer the labelled "
+            "response 'b'",
+        ),
+        # a transform that dropped a section
+        (
+            {"id": "p2", "completion": "<criteria>c</criteria><scores>[8, 2]</scores>"},
+            "refusing to train on example 1 (trace 'p2'): its completion does not parse (tag <eval> is missing)",
+        ),
+        # a scores field that no longer matches the completion
+        (
+            {"id": "p3", "scores": [9, 1]},
+            "refusing to train on example 1 (trace 'p3'): its scores field [9, 1] is not what its completion says "
+            "([8.0, 2.0])",
+        ),
+        # a label that is not a or b
+        ({"id": "p4", "label": "A"}, "refusing to train on example 1 (trace 'p4'): label must be 'a' or 'b', got 'A'"),
+    ],
+)
+def test_every_sft_example_holds_its_verdict_right_before_training(tmp_path, change: dict, message: str) -> None:
+    from persrm_lib.core.config import get_profile
+    from persrm_lib.train.data import TrainingDataError
+    from persrm_lib.train.sft import sft_trainer
+
+    good = {**_llm_trace("[8, 2]"), "id": "p0"}
+    with pytest.raises(TrainingDataError) as info:
+        sft_trainer(get_profile("tiny"), tmp_path, [good, {**good, **change}], model=None, tokenizer=None)
+    assert str(info.value) == message

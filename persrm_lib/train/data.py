@@ -107,6 +107,45 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
     return traces
 
 
+def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
+    """Every SFT example holds its verdict under the ONE rule, checked on the final list that goes to
+    the trainer (after swaps, hinted merges or any other transform), not only on the file it came from.
+
+    An example holds its verdict when its completion parses, scores the labelled response strictly
+    higher (:func:`persrm_lib.core.verdict.assess`), and its ``scores`` field, when present, is what
+    the completion says.
+
+    Raises:
+        TrainingDataError: ``refusing to train on example N (trace 'id'): ...``, naming the first
+            example that does not hold its verdict and why.
+
+    >>> from persrm_lib.core.output_format import render_output
+    >>> check_verdicts([{"id": "p:swapped", "label": "b", "completion": render_output("c", "e", (7.2, 7.2))}])
+    Traceback (most recent call last):
+    ...
+    persrm_lib.train.data.TrainingDataError: refusing to train on example 0 (trace 'p:swapped'): its scores [7.2, 7.2] do not prefer the labelled response 'b'
+    """
+    for i, example in enumerate(examples):
+        where = f"example {i} (trace {example.get('id', '?')!r})"
+        try:
+            judged = verdict.assess(example.get("completion"), example.get("label"))
+        except ValueError as exc:  # a label other than a/b
+            raise TrainingDataError(f"refusing to train on {where}: {exc}") from exc
+        if not judged.format_ok:
+            raise TrainingDataError(f"refusing to train on {where}: its completion does not parse ({judged.reason})")
+        if not judged.faithful:
+            raise TrainingDataError(
+                f"refusing to train on {where}: its scores {judged.scores} do not prefer the labelled response "
+                f"{example['label']!r}"
+            )
+        scores = example.get("scores")
+        if scores is not None and [float(s) for s in scores] != judged.scores:
+            raise TrainingDataError(
+                f"refusing to train on {where}: its scores field {list(scores)} is not what its completion says "
+                f"({judged.scores})"
+            )
+
+
 def check_pairs(source: Source) -> list[dict[str, Any]]:
     """Read and check GRPO pairs (the pair contract; ``label`` is what the reward compares with).
 

@@ -20,7 +20,7 @@ from ..core import runfiles
 from ..core.config import Profile
 from ..teachers.swap import both_orders
 from .common import TrainResult, common_args, quiet, train_and_save, world_size
-from .data import Source, TrainingDataError, check_traces, sft_dataset
+from .data import Source, TrainingDataError, check_traces, check_verdicts, sft_dataset
 from .logs import SFT_LOG_FIELDS, TrainingLog
 
 
@@ -71,10 +71,13 @@ def sft_trainer(
 
     Raises:
         TrainingDataError: a trace longer than ``model.max_seq_length`` with its prompt (truncation
-            would cut the scores off the end).
+            would cut the scores off the end), or a trace that does not hold its verdict under the
+            one rule (:func:`persrm_lib.train.data.check_verdicts`): every example is checked here,
+            right before training, whatever transformed it on the way.
     """
     from trl import SFTTrainer
 
+    check_verdicts(traces)
     dataset = sft_dataset(traces, tokenizer)  # the model's own special tokens are neutralised too
     _check_lengths(dataset, traces, tokenizer, profile.model.max_seq_length)
     trainer = SFTTrainer(
@@ -120,6 +123,7 @@ def train_sft(
     data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
     if profile.sft.both_orders:
         data = both_orders(data)  # each trace, then its swapped copy with the trace rewritten
+    check_verdicts(data)  # what reaches the trainer holds its verdict: checked before the model loads too
     model, tokenizer, name = load_for_training(profile, backend)
     log = TrainingLog(runfiles.log_path(run, "sft"), SFT_LOG_FIELDS)
     trainer = sft_trainer(
