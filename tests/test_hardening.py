@@ -400,3 +400,153 @@ def test_every_sft_example_holds_its_verdict_right_before_training(tmp_path, cha
     with pytest.raises(TrainingDataError) as info:
         sft_trainer(get_profile("tiny"), tmp_path, [good, {**good, **change}], model=None, tokenizer=None)
     assert str(info.value) == message
+
+
+# --- issue 20, case 7: -p cannot contradict the command line; literals and list parameters checked -----------------
+
+PROJECT_NOTEBOOKS = __import__("pathlib").Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "message"),
+    [
+        # the issue's case: the notebook would write into X while the runner says runs/smoke
+        ({"run_dir": "X"}, "ReservedParameterError", "-p run_dir: the runner sets run_dir itself; use --run-dir instead"),
+        ({"profile": "cpu"}, "ReservedParameterError", "-p profile: the runner sets profile itself; use --profile instead"),
+        # a list literal for a scalar parameter
+        (
+            {"max_steps": "[3]"},
+            "ParameterTypeError",
+            "parameter max_steps of 03_sft.ipynb expects Optional[int], got the list literal '[3]'",
+        ),
+        # a dict literal for a str parameter
+        (
+            {"orders": "{'a': 1}"},
+            "ParameterTypeError",
+            "parameter orders of 05_evaluate.ipynb expects str, got the dict literal \"{'a': 1}\"",
+        ),
+        # a list literal where the list is written as comma-separated text
+        (
+            {"judges": "['random']"},
+            "ParameterTypeError",
+            "parameter judges of 05_evaluate.ipynb expects str, got the list literal \"['random']\"",
+        ),
+        # a list parameter's items are parsed and checked: a misspelt judge
+        (
+            {"judges": "random,charngram"},
+            "ParameterTypeError",
+            "parameter judges of 05_evaluate.ipynb is a comma-separated list: item 'charngram' is not one of random, "
+            "char-ngram, function-words, embedding, loglik, scalar-rm, lambdag, evidence-lr",
+        ),
+        (
+            {"generative_counts": "1,9"},
+            "ParameterTypeError",
+            "parameter generative_counts of 05_evaluate.ipynb is a comma-separated list: item '9' is not a whole "
+            "number in [1, 8]",
+        ),
+        (
+            {"stages": "sft,rlhf"},
+            "ParameterTypeError",
+            "parameter stages of 05_evaluate.ipynb is a comma-separated list: item 'rlhf' is not one of base, sft, rft",
+        ),
+        # a name from a fixed set
+        (
+            {"orders": "reversed"},
+            "ParameterTypeError",
+            "parameter orders of 05_evaluate.ipynb takes one name: it 'reversed' is not one of both, original",
+        ),
+    ],
+)
+def test_parameters_that_contradict_or_do_not_fit_are_refused_before_any_notebook(
+    tmp_path, params: dict, error: str, message: str
+) -> None:
+    from persrm_lib.run import runner
+
+    with pytest.raises(getattr(runner, error)) as info:
+        runner.run_notebooks("tiny", tmp_path / "run", params, notebooks_dir=PROJECT_NOTEBOOKS, log=lambda s: None)
+    assert str(info.value) == message
+    assert not (tmp_path / "run").exists()  # nothing ran, no folder made
+
+
+def test_the_runner_cli_refuses_p_run_dir_with_exit_2(tmp_path, capsys) -> None:
+    from persrm_lib.run.runner import main
+
+    run = tmp_path / "smoke"
+    assert main(["--profile", "smoke", "--run-dir", str(run), "-p", "run_dir", str(tmp_path / "X")]) == 2
+    assert capsys.readouterr().err == "error: -p run_dir: the runner sets run_dir itself; use --run-dir instead\n"
+    assert main(["--profile", "smoke", "--run-dir", str(run), "-p", "n_preview", "1", "-p", "n_preview", "2"]) == 2
+    assert capsys.readouterr().err == "error: -p n_preview given more than once\n"
+    assert not run.exists() and not (tmp_path / "X").exists()
+
+
+def test_list_parameters_that_fit_are_kept_as_text() -> None:
+    from persrm_lib.run.runner import discover, plan_parameters
+
+    params = {"judges": "random, char-ngram", "generative_counts": "1,3", "stages": "sft", "orders": "original"}
+    plan = plan_parameters(discover(PROJECT_NOTEBOOKS), "tiny", PROJECT_NOTEBOOKS, params)
+    evaluate = next(v for k, v in plan.items() if k.stem == "05_evaluate")
+    assert {k: evaluate[k] for k in params} == params
+
+
+# --- issue 20, case 9: one writer per run folder ------------------------------------------------------------------
+
+_SECOND_WRITER = """
+import sys
+from persrm_lib.core.runlock import RunFolderBusyError, acquire
+try:
+    acquire(sys.argv[1], "second writer")
+except RunFolderBusyError as exc:
+    print(exc)
+    sys.exit(3)
+print("acquired")
+"""
+
+
+def _second_writer(run, env=None) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if k != "PERSRM_RUN_LOCKS"} if env is None else env
+    done = subprocess.run(
+        [sys.executable, "-c", _SECOND_WRITER, str(run)], capture_output=True, text=True, env=environment, timeout=120
+    )
+    return done.returncode, done.stdout.strip()
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_the_lock_goes_on_release(tmp_path) -> None:
+    import os
+
+    from persrm_lib.core.runlock import holder, run_lock
+
+    run = tmp_path / "run"
+    with run_lock(run, "python -m persrm_lib.train sft --run-dir run") as locked:
+        who = holder(run)
+        assert who is not None and who.startswith(f"pid {os.getpid()} (python -m persrm_lib.train sft --run-dir run, since ")
+        code, said = _second_writer(run)
+        assert code == 3
+        assert said == (
+            f"{locked} is in use by {who}: one writer at a time; wait for it to finish, or use another run folder"
+        )
+        # a process this holder starts (a notebook kernel of the runner) is part of the same writer
+        assert _second_writer(run, env=dict(os.environ)) == (0, "acquired")
+    assert holder(run) is None
+    assert _second_writer(run) == (0, "acquired")  # released when the block ends
+
+
+def test_two_trainings_into_one_run_folder_the_second_is_refused(tmp_path, capsys) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from persrm_lib.core.runlock import run_lock
+
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "persrm_lib.train", "sft", "--profile", "tiny", "--run-dir", str(run)]
+    env = {k: v for k, v in os.environ.items() if k != "PERSRM_RUN_LOCKS"}
+    with run_lock(run, "python -m persrm_lib.train sft --profile tiny (the first)"):
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {run.resolve()} is in use by pid {os.getpid()} (")
+    assert "(python -m persrm_lib.train sft --profile tiny (the first), since " in done.stderr
+    assert not (run / "sft").exists()  # the second training wrote nothing

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..core.output_format import parse_output, strip_think
-from ..core.prompt import build_prompt_text
+from ..core.prompt import build_prompt_text, require_chat_template
 from ..core.verdict import exemplar_count, exemplars_of
 from ..models.client import LocalChatClient
 from ..models.context import PromptTooLongError, count_tokens, find_too_long, known_budget
@@ -127,10 +127,42 @@ class GenerativeJudge:
                 without (with) one (:func:`persrm_lib.train.adapters.check_evidence_matches`),
                 before any model is loaded.
         """
+        prompts, fits = self._prompts(pairs, n_exemplars)
+        self.n_too_long += fits.count(False)
+        client = self.client
+        texts = iter(client.generate_prompts([q for q, ok in zip(prompts, fits, strict=True) if ok]).texts)
+        verdicts = []
+        for ok in fits:
+            if not ok:
+                verdicts.append(Verdict(None, None, too_long=True))
+                continue
+            text = next(texts)
+            answer, stripped = strip_think(text) if self.strip_think else (text, False)
+            self.n_stripped += stripped
+            parsed = parse_output(answer)
+            s_a, s_b = parsed.scores if parsed.ok and parsed.scores else (None, None)
+            verdicts.append(Verdict(s_a, s_b, completion=text))
+        return verdicts
+
+    def check_inputs(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> None:
+        """Everything :meth:`score_batch` would refuse, for all ``pairs`` at once, before anything is
+        generated: an adapter whose training record disagrees with the pairs or cannot be read, a
+        model without a chat template, a prompt that does not fit (unless ``count_too_long``).
+
+        Raises:
+            AdapterEvidenceError, ValueError: see :meth:`score_batch` (the adapter's record).
+            ChatTemplateError: the model's tokenizer has no chat template, naming the model.
+            PromptTooLongError: see :meth:`score_batch`.
+        """
+        self._prompts(pairs, n_exemplars)
+
+    def _prompts(self, pairs: Sequence[Pair], n_exemplars: int | None) -> tuple[list[str], list[bool]]:
+        """The pairs' prompts and whether each fits the model's context; refuses what cannot be judged."""
         if self.adapter is not None:
             check_evidence_matches(self.adapter, pairs)
         client = self.client
         tokenizer = client.tokenizer
+        require_chat_template(tokenizer, self.model_name)
         prompts = [build_prompt_text(tokenizer, p, exemplar_count(p, n_exemplars)) for p in pairs]
         if self.max_prompt_tokens is not None:
             for pair, prompt in zip(pairs, prompts, strict=True):
@@ -152,21 +184,7 @@ class GenerativeJudge:
             for item in too_long:
                 once.setdefault(repr(item.id), item)
             raise PromptTooLongError(list(once.values()), budget)
-        fits = [budget is None or n <= budget.limit for n in tokens]
-        self.n_too_long += fits.count(False)
-        texts = iter(client.generate_prompts([q for q, ok in zip(prompts, fits, strict=True) if ok]).texts)
-        verdicts = []
-        for ok in fits:
-            if not ok:
-                verdicts.append(Verdict(None, None, too_long=True))
-                continue
-            text = next(texts)
-            answer, stripped = strip_think(text) if self.strip_think else (text, False)
-            self.n_stripped += stripped
-            parsed = parse_output(answer)
-            s_a, s_b = parsed.scores if parsed.ok and parsed.scores else (None, None)
-            verdicts.append(Verdict(s_a, s_b, completion=text))
-        return verdicts
+        return prompts, [budget is None or n <= budget.limit for n in tokens]
 
     def describe(self) -> dict[str, Any]:
         return {

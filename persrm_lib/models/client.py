@@ -133,7 +133,14 @@ class LocalChatClient:
         return self.loaded()[0]
 
     def render(self, messages: Messages) -> str:
-        """The chat-templated prompt text of ``messages``, ending with the assistant turn's opening."""
+        """The chat-templated prompt text of ``messages``, ending with the assistant turn's opening.
+
+        Raises:
+            ChatTemplateError: the model's tokenizer has no chat template (naming the model).
+        """
+        from ..core.prompt import require_chat_template
+
+        require_chat_template(self.tokenizer, self.model_name)
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
     def generate_prompts(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> GenerationResult:

@@ -33,6 +33,45 @@ class AdapterEvidenceError(ValueError):
     """A pair whose evidence setting differs from the one the adapter was trained with."""
 
 
+class AdapterReplaceError(ValueError):
+    """An adapter folder that a training may not replace: it holds what no training of this project saved."""
+
+
+def check_replaceable(out: str | Path, profile_name: str) -> None:
+    """Refuse to let a training replace ``out`` unless it made it: ``out`` is absent, an empty folder,
+    or an adapter that :func:`save_adapter` wrote for this profile (its :data:`TRAINING_INFO`, the
+    marker it writes, names the profile). Called before training starts and again before the old
+    adapter is deleted, so a refusal never costs a training.
+
+    Raises:
+        AdapterReplaceError: naming the folder and why (a file, no marker, another profile's adapter).
+    """
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise AdapterReplaceError(
+            f"{out} is not an adapter folder (a file or a link): a training replaces only its own"
+        )
+    if not any(out.iterdir()):
+        return
+    marker = out / TRAINING_INFO
+    try:
+        info = read_json(marker) if marker.is_file() else None
+    except ValueError as exc:
+        raise AdapterReplaceError(f"{out}: {exc}; a training replaces only an adapter it saved") from exc
+    if not isinstance(info, dict):
+        raise AdapterReplaceError(
+            f"{out} holds files that no training of this project saved (no {TRAINING_INFO}): move them away, "
+            "a training replaces only an adapter it saved"
+        )
+    if info.get("profile") != profile_name:
+        raise AdapterReplaceError(
+            f"{out} holds an adapter saved under profile {info.get('profile')!r}, not {profile_name!r}: move it away, "
+            "or train in the run folder of that profile"
+        )
+
+
 def training_info(
     profile: Profile, stage: str, backend: str, steps: int, evidence: str | None = None
 ) -> dict[str, Any]:
@@ -220,8 +259,10 @@ def load_adapter(model: Any, adapter: str | Path, model_name: str) -> Any:
 
 def save_adapter(trainer: Any, tokenizer: Any, out: Path, info: dict[str, Any]) -> None:
     """Save the trainer's adapter, the tokenizer and ``info`` (:func:`training_info`) to ``out``,
-    replacing an older adapter there; only the main process writes."""
+    replacing an older adapter there (only one that this project saved: :func:`check_replaceable`);
+    only the main process writes."""
     if out.exists() and trainer.accelerator.is_main_process:
+        check_replaceable(out, info["profile"])
         shutil.rmtree(out)
     trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:

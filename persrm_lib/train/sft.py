@@ -18,7 +18,9 @@ from typing import Any
 
 from ..core import runfiles
 from ..core.config import Profile
+from ..core.runlock import run_lock
 from ..teachers.swap import both_orders
+from .adapters import check_replaceable
 from .common import TrainResult, common_args, quiet, train_and_save, world_size
 from .data import Source, TrainingDataError, check_traces, check_verdicts, sft_dataset
 from .logs import SFT_LOG_FIELDS, TrainingLog
@@ -112,7 +114,9 @@ def train_sft(
 
     Raises:
         TrainingDataError: see :func:`~persrm_lib.train.data.check_traces`; also a trace longer
-            than ``model.max_seq_length``.
+            than ``model.max_seq_length``, or one that does not hold its verdict after the swap.
+        RunFolderBusyError: another process writes to ``run`` (:mod:`persrm_lib.core.runlock`).
+        AdapterReplaceError: ``sft/adapter`` holds something this project's training did not save.
 
     >>> # result = train_sft(get_profile("smoke"), "runs/smoke"); result.adapter_dir.name
     """
@@ -120,13 +124,15 @@ def train_sft(
 
     run = Path(run)
     profile.validate()
-    data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
-    if profile.sft.both_orders:
-        data = both_orders(data)  # each trace, then its swapped copy with the trace rewritten
-    check_verdicts(data)  # what reaches the trainer holds its verdict: checked before the model loads too
-    model, tokenizer, name = load_for_training(profile, backend)
-    log = TrainingLog(runfiles.log_path(run, "sft"), SFT_LOG_FIELDS)
-    trainer = sft_trainer(
-        profile, runfiles.stage_dir(run, "sft") / "trainer", data, model, tokenizer, name, [log.callback()]
-    )
-    return train_and_save(trainer, tokenizer, profile, run, "sft", name, log, data)
+    with run_lock(run):  # one writer per run folder: a second training here is refused, naming this one
+        data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
+        if profile.sft.both_orders:
+            data = both_orders(data)  # each trace, then its swapped copy with the trace rewritten
+        check_verdicts(data)  # what reaches the trainer holds its verdict: checked before the model loads too
+        check_replaceable(runfiles.adapter_dir(run, "sft"), profile.name)  # before training, not after
+        model, tokenizer, name = load_for_training(profile, backend)
+        log = TrainingLog(runfiles.log_path(run, "sft"), SFT_LOG_FIELDS)
+        trainer = sft_trainer(
+            profile, runfiles.stage_dir(run, "sft") / "trainer", data, model, tokenizer, name, [log.callback()]
+        )
+        return train_and_save(trainer, tokenizer, profile, run, "sft", name, log, data)
