@@ -411,8 +411,16 @@ PROJECT_NOTEBOOKS = __import__("pathlib").Path(__file__).resolve().parents[1] / 
     ("params", "error", "message"),
     [
         # the issue's case: the notebook would write into X while the runner says runs/smoke
-        ({"run_dir": "X"}, "ReservedParameterError", "-p run_dir: the runner sets run_dir itself; use --run-dir instead"),
-        ({"profile": "cpu"}, "ReservedParameterError", "-p profile: the runner sets profile itself; use --profile instead"),
+        (
+            {"run_dir": "X"},
+            "ReservedParameterError",
+            "-p run_dir: the runner sets run_dir itself; use --run-dir instead",
+        ),
+        (
+            {"profile": "cpu"},
+            "ReservedParameterError",
+            "-p profile: the runner sets profile itself; use --profile instead",
+        ),
         # a list literal for a scalar parameter
         (
             {"max_steps": "[3]"},
@@ -522,7 +530,9 @@ def test_a_second_writer_is_refused_naming_the_holder_and_the_lock_goes_on_relea
     run = tmp_path / "run"
     with run_lock(run, "python -m persrm_lib.train sft --run-dir run") as locked:
         who = holder(run)
-        assert who is not None and who.startswith(f"pid {os.getpid()} (python -m persrm_lib.train sft --run-dir run, since ")
+        assert who is not None and who.startswith(
+            f"pid {os.getpid()} (python -m persrm_lib.train sft --run-dir run, since "
+        )
         code, said = _second_writer(run)
         assert code == 3
         assert said == (
@@ -550,3 +560,213 @@ def test_two_trainings_into_one_run_folder_the_second_is_refused(tmp_path, capsy
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: {run.resolve()} is in use by pid {os.getpid()} (")
     assert "(python -m persrm_lib.train sft --profile tiny (the first), since " in done.stderr
     assert not (run / "sft").exists()  # the second training wrote nothing
+
+
+# --- issue 20, case 2: publish (and --restore) deletes only a folder it made -------------------------------------
+
+
+def _tree(root) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        # the issue's case: --dest is the run folder
+        ("runs/run", "--dest {dest} is the run folder itself"),
+        # a folder inside the run folder
+        ("runs/run/eval", "--dest {dest} is inside the run folder {run}"),
+        # a folder above it
+        ("runs", "--dest {dest} holds the run folder {run}"),
+        # a folder holding something else (no marker that publish wrote)
+        (
+            "mine",
+            "--dest {dest} holds files that publish did not write (no MANIFEST.json: notes.txt); move them away "
+            "or choose another --dest",
+        ),
+        # a file
+        ("file.txt", "--dest {dest} is a file; publish replaces only a folder it made"),
+        # a folder published for another profile
+        ("smoke-results", "--dest {dest} holds results published for profile 'smoke', not 'cpu'"),
+        # a published folder that now holds something publish did not write
+        ("extra", "--dest {dest} holds files that publish did not write (notes.txt); move them away"),
+        # a published folder whose file was edited since
+        ("edited", "--dest {dest}: files changed or removed since they were published (metrics.json); move them away"),
+    ],
+)
+def test_publish_refuses_a_dest_it_did_not_make_and_touches_nothing(tmp_path, capsys, where: str, message: str) -> None:
+    from test_publish import make_finished_run
+
+    from persrm_lib.run import publish
+
+    run = make_finished_run(tmp_path / "runs" / "run")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    (tmp_path / "file.txt").write_text("mine")
+    publish.publish(make_finished_run(tmp_path / "smoke-run", profile="smoke"), "smoke", tmp_path / "smoke-results")
+    for name in ("extra", "edited"):
+        publish.publish(run, "cpu", tmp_path / name)
+    (tmp_path / "extra" / "notes.txt").write_text("mine")
+    (tmp_path / "edited" / "metrics.json").write_text("{}")
+    dest = tmp_path / where
+    before = _tree(tmp_path)
+    assert publish.main(["--run-dir", str(run), "--profile", "cpu", "--dest", str(dest)]) == 2
+    assert capsys.readouterr().err == "error: " + message.format(dest=dest, run=run) + "\n"
+    assert _tree(tmp_path) == before  # nothing touched
+
+
+def test_publish_replaces_a_folder_it_made_and_leaves_nothing_beside_it(tmp_path) -> None:
+    from test_publish import make_finished_run
+
+    from persrm_lib.run import publish
+
+    run = make_finished_run(tmp_path / "run")
+    dest = tmp_path / "results" / "cpu"
+    publish.publish(run, "cpu", dest)
+    (tmp_path / "results" / ".cpu-old").mkdir()  # the name the old code deleted without looking
+    (tmp_path / "results" / ".cpu-old" / "keep.txt").write_text("mine")
+    publish.publish(run, "cpu", dest)  # its own folder: replaced
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".cpu-old", "cpu"]
+    assert (tmp_path / "results" / ".cpu-old" / "keep.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    publish.publish(run, "cpu", empty)  # an empty folder: nothing to lose
+    assert (empty / "MANIFEST.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        # a folder that publish did not make
+        ("not-published", "{results} is not a published results folder (no MANIFEST.json)"),
+        # the run folder is the published folder
+        ("same", "--run-dir {run} and the published folder {results} overlap: restore into another run folder"),
+        # a run folder of another profile
+        ("other-profile", "{run} was started with profile 'smoke'; {results} holds profile 'cpu'"),
+        # a run folder with other overrides than the adapters were trained with
+        (
+            "other-overrides",
+            "{run} was started with overrides {{'prompt.evidence': 'stylometric'}}; the adapters in {results} were "
+            "trained with none",
+        ),
+        # a published adapter file edited since
+        (
+            "edited",
+            "{results}/adapters/rft/adapter_config.json is missing or differs from its checksum in MANIFEST.json",
+        ),
+    ],
+)
+def test_restore_refuses_what_publish_did_not_make_and_copies_nothing(
+    tmp_path, capsys, case: str, message: str
+) -> None:
+    import json
+
+    from test_publish import make_finished_run
+
+    from persrm_lib.run import publish
+
+    results = tmp_path / "results" / "cpu"
+    publish.publish(make_finished_run(tmp_path / "source"), "cpu", results)
+    run = tmp_path / "run"
+    run.mkdir()
+    if case == "not-published":
+        results = tmp_path / "mine"
+        (results / "adapters" / "rft").mkdir(parents=True)
+    elif case == "same":
+        run = results
+    elif case == "other-profile":
+        (run / "settings.json").write_text(json.dumps({"profile": "smoke", "overrides": {}}))
+    elif case == "other-overrides":
+        (run / "settings.json").write_text(
+            json.dumps({"profile": "cpu", "overrides": {"prompt.evidence": "stylometric"}})
+        )
+    else:
+        (results / "adapters" / "rft" / "adapter_config.json").write_text("{}")
+    before = _tree(tmp_path)
+    assert publish.main(["--restore", "--run-dir", str(run), "--dest", str(results)]) == 2
+    assert capsys.readouterr().err == "error: " + message.format(run=run, results=results) + "\n"
+    assert _tree(tmp_path) == before
+
+
+# --- issue 20, case 3: one function decides whether a run may become the profile's reference -------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # the issue's case: a run made with --set overrides
+        (
+            "overrides",
+            "{run} was run with overrides {{'prompt.evidence': 'stylometric'}}: it is a variant, not the cpu reference run",
+        ),
+        # a run made with -p notebook parameters is a variant too
+        (
+            "parameters",
+            "{run} was run with notebook parameters max_steps (-p): it is a variant, not the cpu reference run",
+        ),
+        # a run of another profile
+        ("profile", "{run} was run with profile 'smoke', not 'cpu'"),
+        # an incomplete run
+        (
+            "incomplete",
+            "{run}: only 6 of 7 notebooks executed (01_synthesize, 02_filter_audit, 03_sft, 04_rft_grpo, 05_evaluate, "
+            "06_training_dynamics)",
+        ),
+        # a folder started under another profile than its notebooks say
+        ("settings-profile", "{run} was started with profile 'smoke' (settings.json), not 'cpu'"),
+    ],
+)
+def test_publish_and_regression_update_refuse_the_same_variant_runs(
+    tmp_path, monkeypatch, capsys, change: str, message: str
+) -> None:
+    import json
+
+    from test_publish import make_finished_run
+
+    from persrm_lib.run import publish, regression
+
+    monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(regression, "RESULTS_DIR", tmp_path / "results")
+    run = make_finished_run(tmp_path / "run", profile="smoke" if change == "profile" else "cpu")
+    if change == "overrides":
+        (run / "settings.json").write_text(
+            json.dumps({"profile": "cpu", "overrides": {"prompt.evidence": "stylometric"}})
+        )
+    elif change == "parameters":
+        meta_path = run / "executed" / "03_sft.ipynb"
+        notebook = json.loads(meta_path.read_text())
+        notebook["metadata"]["papermill"]["parameters"]["max_steps"] = 2
+        meta_path.write_text(json.dumps(notebook))
+    elif change == "incomplete":
+        (run / "executed" / "07_behavior_analysis.ipynb").unlink()
+    elif change == "settings-profile":
+        (run / "settings.json").write_text(json.dumps({"profile": "smoke", "overrides": {}}))
+    expected = message.format(run=run)
+    assert publish.reference_problem(run, "cpu") == expected
+    assert regression.main(["--profile", "cpu", "--run-dir", str(run), "--skip-run", "--update"]) == 2
+    assert capsys.readouterr().err.strip().endswith(expected) or change == "profile"
+    assert not (tmp_path / "results").exists()  # nothing stored
+    if change not in ("profile", "incomplete"):  # those are refused for any --dest
+        with pytest.raises(publish.PublishError) as info:
+            publish.publish(run, "cpu")
+        assert str(info.value) == f"{expected}; publish it with --dest"
+
+
+def test_a_clean_run_may_become_the_reference_by_both_commands(tmp_path, monkeypatch, capsys) -> None:
+    from test_publish import make_finished_run
+
+    from persrm_lib.core.jsonl import read_json, sha256_file
+    from persrm_lib.run import publish, regression
+
+    monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(regression, "RESULTS_DIR", tmp_path / "results")
+    run = make_finished_run(tmp_path / "run")
+    assert publish.reference_problem(run, "cpu") is None
+    publish.publish(run, "cpu")
+    (run / "metrics" / "05_evaluate.json").write_text('{"accuracy_rm_rft": 0.7}')
+    assert regression.main(["--profile", "cpu", "--run-dir", str(run), "--skip-run", "--update"]) == 0
+    stored = tmp_path / "results" / "cpu"
+    assert read_json(stored / "metrics.json") == {"05_evaluate": {"accuracy_rm_rft": 0.7}}
+    # the published folder's manifest follows, so publish still knows the folder as its own
+    assert read_json(stored / "MANIFEST.json")["files"]["metrics.json"] == sha256_file(stored / "metrics.json")
+    assert publish.replace_problem(stored, "cpu", run) is None

@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose refusals are one line: ``<prog>: error: <message>`` (exit 2)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (--help for usage)\n")
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

@@ -103,7 +103,8 @@ def adapter_evidence(adapter_dir: str | Path) -> str | None:
     info (an adapter trained elsewhere: nothing to check against).
 
     Raises:
-        ValueError: a training info file that is not JSON, or an unknown setting (naming the adapter).
+        AdapterEvidenceError: a training info file that is not JSON (or names a key twice), or an
+            unknown setting (naming the adapter); a ``ValueError``.
     """
     info_path = Path(adapter_dir) / TRAINING_INFO
     if not info_path.is_file():
@@ -111,13 +112,13 @@ def adapter_evidence(adapter_dir: str | Path) -> str | None:
     try:
         info = read_json(info_path)
     except ValueError as exc:
-        raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
+        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
     if not isinstance(info, dict):
-        raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} is not a JSON object")
+        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not a JSON object")
     try:
         return check_kind(info.get("evidence", "none"))
     except ValueError as exc:
-        raise ValueError(f"adapter {adapter_dir}: {exc}") from exc
+        raise AdapterEvidenceError(f"adapter {adapter_dir}: {exc}") from exc
 
 
 def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str, Any]]) -> None:
@@ -154,7 +155,8 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
 
     Raises:
         FileNotFoundError: no ``adapter_model.safetensors`` (run 03_sft first).
-        ValueError: an adapter trained on another model, or of another LoRA shape.
+        AdapterMismatchError: an adapter trained on another model, or of another LoRA shape, or
+            whose ``adapter_config.json`` or :data:`TRAINING_INFO` cannot be read (a ``ValueError``).
     """
     adapter_dir = Path(adapter_dir)
     weights = adapter_dir / "adapter_model.safetensors"
@@ -164,16 +166,22 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
         )
     info_path = adapter_dir / TRAINING_INFO
     if info_path.is_file():
-        info = read_json(info_path)
+        try:
+            info = read_json(info_path)
+        except ValueError as exc:
+            raise AdapterMismatchError(f"adapter at {adapter_dir}: {exc}") from exc
         trained_on = info.get("model") if isinstance(info, dict) else None
         if trained_on != profile.model.name:
-            raise ValueError(
+            raise AdapterMismatchError(
                 f"adapter at {adapter_dir} was trained on model {trained_on!r}, the profile "
                 f"{profile.name!r} uses {profile.model.name!r}"
             )
-    config = read_json(adapter_dir / "adapter_config.json")
+    try:
+        config = read_json(adapter_dir / "adapter_config.json")
+    except (ValueError, FileNotFoundError) as exc:
+        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json cannot be read ({exc})") from exc
     if not isinstance(config, dict):
-        raise ValueError(f"adapter at {adapter_dir}: adapter_config.json is not a JSON object")
+        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json is not a JSON object")
     want = {
         "r": profile.lora.r,
         "lora_alpha": profile.lora.alpha,
@@ -185,7 +193,7 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
         "target_modules": sorted(config.get("target_modules") or []),
     }
     if have != want:
-        raise ValueError(
+        raise AdapterMismatchError(
             f"adapter at {adapter_dir} has LoRA {have}, the profile {profile.name!r} asks for {want}; "
             "use the profile the adapter was trained with"
         )
