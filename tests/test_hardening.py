@@ -770,3 +770,159 @@ def test_a_clean_run_may_become_the_reference_by_both_commands(tmp_path, monkeyp
     # the published folder's manifest follows, so publish still knows the folder as its own
     assert read_json(stored / "MANIFEST.json")["files"]["metrics.json"] == sha256_file(stored / "metrics.json")
     assert publish.replace_problem(stored, "cpu", run) is None
+
+
+# --- issue 20, case 6: the HTTP client names redirects, empty replies and cut-off answers ------------------------
+
+
+class _Endpoint:
+    """An OpenAI-compatible endpoint that answers every request with one fixed reply."""
+
+    def __init__(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+        import http.server
+        import threading
+
+        endpoint = self
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                endpoint.requests += 1
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _answer(content: str, finish_reason: str = "stop") -> bytes:
+    import json
+
+    return json.dumps({"choices": [{"message": {"content": content}, "finish_reason": finish_reason}]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "error", "kind", "message"),
+    [
+        # a redirect (a proxy's http -> https): named with its Location, stops the run
+        (
+            301,
+            b"",
+            {"Location": "https://llm.example.invalid/v1/chat/completions"},
+            "ChatClientError",
+            None,
+            "{url} answered HTTP 301, a redirect to https://llm.example.invalid/v1/chat/completions: set base_url to "
+            "the address it names (redirects are not followed: a redirected POST would arrive as a GET)",
+        ),
+        (
+            307,
+            b"",
+            {},
+            "ChatClientError",
+            None,
+            "{url} answered HTTP 307, a redirect to no Location header: set base_url to the address it names "
+            "(redirects are not followed: a redirected POST would arrive as a GET)",
+        ),
+        # 204: an empty reply, not a chat endpoint
+        (
+            204,
+            b"",
+            {},
+            "ChatClientError",
+            None,
+            "{url} answered HTTP 204 No Content, an empty reply to a chat request: is base_url an OpenAI-compatible "
+            "/v1 root?",
+        ),
+        # an empty 200: this request only
+        (
+            200,
+            b"",
+            {},
+            "ChatResponseError",
+            "empty_reply",
+            "{url} answered a chat request with an empty reply (HTTP 200, no body)",
+        ),
+        # cut off by the token budget: not a format failure of the teacher
+        (
+            200,
+            _answer("<criteria>rhythm</criteria><eval>A is", "length"),
+            {},
+            "ChatResponseError",
+            "cut_off",
+            "{url} answered a chat request cut off at max_tokens=512 (finish_reason 'length'): raise the token "
+            "budget (teacher.max_new_tokens)",
+        ),
+        # a JSON object that names a key twice
+        (
+            200,
+            b'{"choices": [], "choices": [{"message": {"content": "x"}}]}',
+            {},
+            "ChatResponseError",
+            "invalid_json",
+            '{url} answered a chat request with invalid JSON: \'{{"choices": [], "choices": [{{"message": '
+            '{{"content": "x"}}}}]}}\'',
+        ),
+    ],
+)
+def test_the_http_client_names_each_answer_for_what_it_is(status, body, headers, error, kind, message) -> None:
+    from persrm_lib.models import client as module
+
+    endpoint = _Endpoint(status, body, headers)
+    chat = module.HTTPChatClient(endpoint.base_url, "m", max_retries=0, backoff_s=0.01)
+    try:
+        with pytest.raises(module.ChatClientError) as info:
+            chat.complete([{"role": "user", "content": "hi"}])
+    finally:
+        chat.close()
+        endpoint.close()
+    assert type(info.value).__name__ == error
+    assert getattr(info.value, "kind", None) == kind
+    assert str(info.value) == message.format(url=chat.url)
+    if kind is not None:
+        assert chat.stats[kind] == 1
+
+
+def test_a_redirect_stops_trace_generation_at_the_first_request(tmp_path) -> None:
+    from persrm_lib.models.client import ChatClientError
+    from persrm_lib.teachers.llm import HTTPTeacher
+    from persrm_lib.teachers.traces import generate_traces
+
+    endpoint = _Endpoint(301, b"", {"Location": "https://llm.example.invalid/v1/chat/completions"})
+    teacher = HTTPTeacher(endpoint.base_url, "m", max_concurrency=1, max_retries=0, backoff_s=0.01)
+    try:
+        with pytest.raises(ChatClientError, match="answered HTTP 301, a redirect to https://llm.example.invalid"):
+            generate_traces([_pair(f"p{i}") for i in range(6)], teacher, tmp_path / "traces.jsonl")
+    finally:
+        teacher.close()
+        endpoint.close()
+    assert endpoint.requests <= 2  # the run stops at the first answer, not after failing every pair alike
+
+
+def test_a_cut_off_answer_is_counted_as_cut_off_not_as_a_format_failure(tmp_path) -> None:
+    from persrm_lib.teachers.llm import HTTPTeacher
+    from persrm_lib.teachers.traces import TraceGenerationError, generate_traces
+
+    endpoint = _Endpoint(200, _answer("<criteria>rhythm</criteria><eval>A is", "length"))
+    teacher = HTTPTeacher(endpoint.base_url, "m", max_concurrency=1, max_retries=0, backoff_s=0.01)
+    try:
+        with pytest.raises(TraceGenerationError) as info:
+            generate_traces([_pair("p0"), _pair("p1")], teacher, tmp_path / "traces.jsonl")
+    finally:
+        teacher.close()
+        endpoint.close()
+    assert info.value.failures == {"cut_off": 2}
+    assert str(info.value).startswith("2 of 2 pairs got no trace (cut_off: 2)")
