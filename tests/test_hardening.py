@@ -926,3 +926,368 @@ def test_a_cut_off_answer_is_counted_as_cut_off_not_as_a_format_failure(tmp_path
         endpoint.close()
     assert info.value.failures == {"cut_off": 2}
     assert str(info.value).startswith("2 of 2 pairs got no trace (cut_off: 2)")
+
+
+# --- issue 20, case 5: every command line checks its arguments and inputs before the first model call -----------
+
+
+@pytest.fixture
+def pair_files(tmp_path):
+    from eval_fixtures import make_pairs
+
+    from persrm_lib.data.pairs import write_pairs
+
+    return {"pairs": write_pairs(make_pairs(6), tmp_path / "pairs.jsonl"), "out": tmp_path / "out" / "result.json"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # a bootstrap of zero or fewer resamples (it used to fail after every pair was judged)
+        (["--bootstrap", "0"], "argument --bootstrap: must be a whole number of at least 1, got '0'"),
+        (["--bootstrap", "-5"], "argument --bootstrap: must be a whole number of at least 1, got '-5'"),
+        # a negative seed
+        (["--seed", "-1", "--limit", "2"], "argument --seed: must be a whole number in [0, 4294967295], got '-1'"),
+        # a generation budget and a batch of nothing
+        (["--max-new-tokens", "0"], "argument --max-new-tokens: must be a whole number of at least 1, got '0'"),
+        (["--batch-size", "x"], "argument --batch-size: must be a whole number of at least 1, got 'x'"),
+    ],
+)
+def test_evaluate_refuses_a_number_out_of_range_in_one_line(capsys, pair_files, extra: list, message: str) -> None:
+    from persrm_lib.evaluate.cli import main
+
+    argv = ["--pairs", str(pair_files["pairs"]), "--judge", "char-ngram", "--out", str(pair_files["out"]), *extra]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"python -m persrm_lib.evaluate: error: {message}\n"
+    assert not pair_files["out"].parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        # a folder: it used to fail at the final write, after every pair was judged
+        ("folder", "--out {out}: is a folder; name a file, e.g. --out {out}/result.json"),
+        # the input itself: the results would overwrite the pairs
+        ("pairs", "--out {out}: is an input of this command; writing it would overwrite what it reads"),
+        # below a file
+        ("below-file", "--out {out}: {file} is a file, not a folder"),
+    ],
+)
+def test_evaluate_refuses_an_out_it_cannot_write_before_judging(capsys, tmp_path, pair_files, out, message) -> None:
+    from persrm_lib.evaluate.cli import main
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("mine")
+    target = {
+        "folder": tmp_path / "folder",
+        "pairs": pair_files["pairs"],
+        "below-file": tmp_path / "file.txt" / "r.json",
+    }
+    before = pair_files["pairs"].read_bytes()
+    assert main(["--pairs", str(pair_files["pairs"]), "--judge", "char-ngram", "--out", str(target[out])]) == 2
+    expected = message.format(out=target[out], file=tmp_path / "file.txt")
+    assert capsys.readouterr().err == f"error: {expected}\n"
+    assert pair_files["pairs"].read_bytes() == before
+
+
+def test_evaluate_refuses_an_adapter_whose_record_disagrees_or_cannot_be_read(capsys, tmp_path, pair_files) -> None:
+    import json
+
+    from persrm_lib.evaluate.cli import main
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+    argv = ["--pairs", str(pair_files["pairs"]), "--judge", "generative", "--model", "tiny-random"]
+    argv += ["--adapter", str(adapter), "--out", str(pair_files["out"])]
+    (adapter / "persrm_training.json").write_text(json.dumps({"evidence": "stylometric"}))
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: adapter {adapter} was trained with prompt.evidence='stylometric' but pair 'pair-00' carries no "
+        "evidence record: judge pairs built with that setting (notebook 01), or an adapter trained without it\n"
+    )
+    (adapter / "persrm_training.json").write_text('{"evidence": "none", "evidence": "stylometric"}')
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: adapter {adapter}: persrm_training.json is not valid JSON ({adapter}/persrm_training.json line 1: "
+        "key 'evidence' appears twice in one object (JSON readers would keep the last value silently))\n"
+    )
+    assert not pair_files["out"].parent.exists()
+
+
+def test_evaluate_refuses_a_model_without_a_chat_template_naming_it(capsys, tmp_path, pair_files) -> None:
+    import json
+    import shutil
+
+    from persrm_lib.evaluate.cli import main
+    from persrm_lib.models.registry import prepare
+
+    model = tmp_path / "base-model"
+    shutil.copytree(prepare("tiny-random"), model)
+    for name in ("chat_template.jinja", "chat_template.json", "MANIFEST.json"):
+        (model / name).unlink(missing_ok=True)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    argv = ["--pairs", str(pair_files["pairs"]), "--judge", "generative", "--model", str(model)]
+    assert main([*argv, "--max-new-tokens", "2", "--out", str(pair_files["out"])]) == 2
+    assert capsys.readouterr().err == (  # refused from the tokenizer alone: no weights loaded, no line but this
+        f"error: model '{model}' has no chat template (a base model?): the reward model's prompt is a chat; use an "
+        "instruction-tuned model, or save a chat_template with its tokenizer\n"
+    )
+
+
+def test_evaluate_writes_what_it_judged_as_partial_results_when_judging_fails(capsys, monkeypatch, pair_files) -> None:
+    import functools
+    import json
+
+    from persrm_lib.evaluate import cli
+    from persrm_lib.evaluate.judges import make_judge
+
+    judge = make_judge("random", seed=0)
+    original = judge.score_batch
+    calls = []
+
+    def score_batch(pairs, n_exemplars=None):
+        calls.append(len(pairs))
+        if len(calls) == 2:  # the second batch: after work began
+            raise RuntimeError("the machine ran out of memory")
+        return original(pairs, n_exemplars)
+
+    monkeypatch.setattr(judge, "score_batch", score_batch)
+    monkeypatch.setattr(cli, "build_judge", lambda *args, **kwargs: judge)
+    monkeypatch.setattr(cli, "evaluate_pairs", functools.partial(cli.evaluate_pairs, batch_size=4))
+    argv = ["--pairs", str(pair_files["pairs"]), "--judge", "random", "--orders", "original"]
+    assert cli.main([*argv, "--out", str(pair_files["out"])]) == 1
+    partial = pair_files["out"].with_name("result.partial.json")
+    assert capsys.readouterr().err == (
+        f"error: judging stopped after 4 of 6 pairs (RuntimeError: the machine ran out of memory); those are in "
+        f"{partial}\n"
+    )
+    document = json.loads(partial.read_text())
+    assert (document["partial"], document["n_pairs"], document["n_judged"]) == (True, 6, 4)
+    assert document["error"] == "RuntimeError: the machine ran out of memory"
+    assert [r["id"] for r in document["results"]] == ["pair-00", "pair-01", "pair-02", "pair-03"]
+    assert not pair_files["out"].exists()  # the final name only ever holds a complete result
+    calls.clear()
+    calls.append(1)  # now the first batch fails: nothing judged, nothing partial to keep
+    assert cli.main([*argv, "--out", str(pair_files["out"].with_name("again.json"))]) == 1
+    assert capsys.readouterr().err == (
+        "error: judging failed before any pair was judged (RuntimeError: the machine ran out of memory)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # a summary that names a folder: it used to fail after the training
+        (["--summary", "{tmp}"], "--summary {tmp}: is a folder; name a file, e.g. --summary {tmp}/result.json"),
+        # the summary written over the traces it trains on
+        (
+            ["--traces", "{tmp}/traces.jsonl", "--summary", "{tmp}/traces.jsonl"],
+            "--summary {tmp}/traces.jsonl: is an input of this command; writing it would overwrite what it reads",
+        ),
+        # a trace file that is not there
+        (["--traces", "{tmp}/missing.jsonl"], "--traces: {tmp}/missing.jsonl does not exist"),
+    ],
+)
+def test_train_refuses_bad_arguments_before_the_model_loads(tmp_path, capsys, extra: list, message: str) -> None:
+    from train_fixtures import make_trace, write_jsonl
+
+    from persrm_lib.train import cli as train
+
+    write_jsonl(tmp_path / "traces.jsonl", [make_trace(i) for i in range(2)])
+    before = (tmp_path / "traces.jsonl").read_bytes()
+    argv = ["sft", "--profile", "tiny", "--run-dir", str(tmp_path / "run"), "--backend", "transformers"]
+    assert train.main([*argv, *[e.format(tmp=tmp_path) for e in extra]]) == 2
+    assert capsys.readouterr().err == f"error: {message.format(tmp=tmp_path)}\n"
+    assert (tmp_path / "traces.jsonl").read_bytes() == before
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_training_that_fails_after_it_began_names_what_it_finished(tmp_path, capsys, monkeypatch) -> None:
+    import json
+
+    from train_fixtures import make_trace, write_jsonl
+
+    from persrm_lib.core import runfiles
+    from persrm_lib.train import cli as train
+    from persrm_lib.train import sft
+
+    run = tmp_path / "run"
+    write_jsonl(runfiles.faithful_traces_path(run), [make_trace(i) for i in range(2)])
+
+    def failing(*args, **kwargs):
+        log = runfiles.log_path(run, "sft")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("step,loss\n1,2.5\n2,2.4\n")  # what TrainingLog writes, step by step
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(sft, "train_sft", failing)
+    summary = tmp_path / "summary.json"
+    argv = ["sft", "--profile", "tiny", "--run-dir", str(run), "--backend", "transformers", "--summary", str(summary)]
+    assert train.main(argv) == 1
+    partial = tmp_path / "summary.partial.json"
+    assert capsys.readouterr().err == (
+        f"error: sft failed after it began (RuntimeError: CUDA out of memory); 2 logged step(s) are in "
+        f"{runfiles.log_path(run, 'sft')}; the partial summary is in {partial}\n"
+    )
+    assert json.loads(partial.read_text()) == {
+        "stage": "sft",
+        "partial": True,
+        "error": "RuntimeError: CUDA out of memory",
+        "log": str(runfiles.log_path(run, "sft")),
+        "logged_steps": 2,
+    }
+    assert not summary.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # files no training saved
+        (
+            {"notes.txt": "mine"},
+            "{out} holds files that no training of this project saved (no persrm_training.json): "
+            "move them away, a training replaces only an adapter it saved",
+        ),
+        # an adapter saved under another profile
+        (
+            {"persrm_training.json": '{"profile": "cpu"}'},
+            "{out} holds an adapter saved under profile 'cpu', not "
+            "'tiny': move it away, or train in the run folder of that profile",
+        ),
+    ],
+)
+def test_a_training_replaces_only_an_adapter_it_saved(tmp_path, capsys, content: dict, message: str) -> None:
+    from train_fixtures import make_trace, write_jsonl
+
+    from persrm_lib.core import runfiles
+    from persrm_lib.train import cli as train
+
+    run = tmp_path / "run"
+    write_jsonl(runfiles.faithful_traces_path(run), [make_trace(i) for i in range(2)])
+    out = runfiles.adapter_dir(run, "sft")
+    out.mkdir(parents=True)
+    for name, text in content.items():
+        (out / name).write_text(text)
+    argv = ["sft", "--profile", "tiny", "--run-dir", str(run), "--backend", "transformers"]
+    assert train.main(argv) == 2  # refused before the model loads, not after the training
+    assert capsys.readouterr().err == f"error: {message.format(out=out)}\n"
+    assert {p.name: p.read_text() for p in out.iterdir()} == content
+
+
+def test_the_model_registry_deletes_only_cache_folders_it_made(tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    from persrm_lib.models import registry
+
+    monkeypatch.setenv("PERSRM_CACHE", str(tmp_path))
+    models = tmp_path / "models"
+    mine = models / "tiny-random-v1"  # where the registry would build, holding someone's files
+    mine.mkdir(parents=True)
+    (mine / "weights.bin").write_text("mine")
+    with pytest.raises(registry.ModelRegistryError) as info:
+        registry.prepare("tiny-random", force=True)
+    assert str(info.value) == (
+        f"prepare tiny-random --force: {mine} holds no readable MANIFEST.json of the model registry: not a folder it made"
+    )
+    made = models / "smollm2-135m-instruct-v1"
+    made.mkdir()
+    (made / "config.json").write_text("{}")
+    (made / "MANIFEST.json").write_text(json.dumps({"format": 1, "source": "x", "files": {"config.json": "0"}}))
+    assert registry.main(["clean"]) == 0
+    assert capsys.readouterr().out == (
+        f"deleted {made}\nkept: {mine} holds no readable MANIFEST.json of the model registry: not a folder it made\n"
+    )
+    assert (mine / "weights.bin").read_text() == "mine" and not made.exists()
+
+
+def test_a_saved_dataset_replaces_only_a_folder_a_save_made(tmp_path) -> None:
+    from persrm_lib.data.synthesis import save_pairs_dataset
+
+    out = tmp_path / "pairs_hf" / "train"
+    save_pairs_dataset([{"id": "p0"}], out)
+    save_pairs_dataset([{"id": "p1"}], out)  # its own save: replaced
+    assert sorted(p.name for p in out.parent.iterdir()) == ["train"]  # no temporary folder left
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError) as info:
+        save_pairs_dataset([{"id": "p2"}], out)
+    assert str(info.value) == (
+        f"{out} is not a saved dataset (notes.txt): move it away, it is replaced only when a save made it"
+    )
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_compare_refuses_an_out_that_is_one_of_its_inputs(tmp_path, capsys) -> None:
+    from persrm_lib.core import runfiles
+    from persrm_lib.evaluate import compare
+
+    for name in ("a", "b"):
+        runfiles.per_pair_path(tmp_path / name).parent.mkdir(parents=True)
+        runfiles.per_pair_path(tmp_path / name).write_text("mine")
+    target = runfiles.per_pair_path(tmp_path / "a")
+    argv = ["--run", f"none={tmp_path / 'a'}", "--run", f"ev={tmp_path / 'b'}", "--out", str(target)]
+    assert compare.main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: --out {target}: is an input of this command; writing it would overwrite what it reads\n"
+    )
+    assert target.read_text() == "mine"
+    assert compare.main([*argv[:4], "--n-bootstrap", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "python -m persrm_lib.evaluate.compare: error: argument --n-bootstrap: must be a whole number of at least 1, "
+        "got '0'\n"
+    )
+
+
+def test_notebook_kernels_hold_the_lock_for_their_life_and_share_the_runners(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import nbformat
+    from papermill.exceptions import PapermillExecutionError
+
+    from persrm_lib.core.runlock import run_lock
+    from persrm_lib.run.runner import execute_notebook
+
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell('profile = "tiny"\nrun_dir = ""')
+    cell.metadata["tags"] = ["parameters"]
+    notebook.cells = [
+        cell,
+        nbformat.v4.new_code_cell("from persrm_lib.run import notebook\nnotebook.start(profile, run_dir)"),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "01_start.ipynb"
+    nbformat.write(notebook, path)
+    run = tmp_path / "run"
+    params = {"profile": "tiny", "run_dir": str(run)}
+    # two notebooks one after the other: each kernel's lock goes with it
+    for _ in range(2):
+        execute_notebook(path, tmp_path / "out.ipynb", params, tmp_path)
+    # a kernel started by the holder (the runner) is part of the same writer
+    with run_lock(run, "the runner"):
+        execute_notebook(path, tmp_path / "out.ipynb", params, tmp_path)
+    # a kernel started while another process writes to the folder is refused, naming it
+    env = {k: v for k, v in os.environ.items() if k != "PERSRM_RUN_LOCKS"}
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from persrm_lib.core.runlock import acquire; import time; acquire({str(run)!r}, "
+            "'python -m persrm_lib.train sft'); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(PapermillExecutionError) as info:
+            execute_notebook(path, tmp_path / "out.ipynb", params, tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert info.value.ename == "RunFolderBusyError"
+    assert f"is in use by pid {holder.pid} (python -m persrm_lib.train sft, since " in info.value.evalue

@@ -464,6 +464,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ) from exc
     except INPUT_ERRORS as exc:  # in the first batch: nothing judged yet
         raise EvaluationInputError(str(exc)) from exc
+    except Exception as exc:  # in the first batch: nothing judged, nothing to keep
+        raise EvaluationFailedError(f"judging failed before any pair was judged ({type(exc).__name__}: {exc})") from exc
     document["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
     document["seconds"] = round(time.perf_counter() - started, 3)
     try:

@@ -23,7 +23,7 @@ from ..core.verdict import exemplar_count, exemplars_of
 from ..models.client import LocalChatClient
 from ..models.context import PromptTooLongError, count_tokens, find_too_long, known_budget
 from ..models.generation import SCORES_STOP
-from ..models.registry import load_model
+from ..models.registry import load_model, load_tokenizer
 from ..train.adapters import check_evidence_matches, load_adapter
 from ..train.scalar_rm import scalar_rm_tokens, train_scalar_rm
 from .judge_base import BaseJudge, LearnsFrom, Loaded, NotFittedError, Pair, Verdict
@@ -154,6 +154,10 @@ class GenerativeJudge:
             ChatTemplateError: the model's tokenizer has no chat template, naming the model.
             PromptTooLongError: see :meth:`score_batch`.
         """
+        if self.adapter is not None:
+            check_evidence_matches(self.adapter, pairs)
+        if self._client is None and self._loaded is None:  # the tokenizer alone: before the weights load
+            require_chat_template(load_tokenizer(self.model_name), self.model_name)
         self._prompts(pairs, n_exemplars)
 
     def _prompts(self, pairs: Sequence[Pair], n_exemplars: int | None) -> tuple[list[str], list[bool]]:
