@@ -457,6 +457,18 @@ PROJECT_NOTEBOOKS = __import__("pathlib").Path(__file__).resolve().parents[1] / 
             "ParameterTypeError",
             "parameter stages of 05_evaluate.ipynb is a comma-separated list: item 'rlhf' is not one of base, sft, rft",
         ),
+        # a number out of its range, refused before 01-04 run
+        (
+            {"n_bootstrap": "0"},
+            "ParameterTypeError",
+            "parameter n_bootstrap of 05_evaluate.ipynb must be at least 1, got 0",
+        ),
+        # a number checked as the profile setting it overrides
+        (
+            {"scalar_rm_steps": "0"},
+            "ParameterTypeError",
+            "parameter scalar_rm_steps of 05_evaluate.ipynb sets evaluation.scalar_rm_steps must be at least 1, got 0",
+        ),
         # a name from a fixed set
         (
             {"orders": "reversed"},

@@ -355,6 +355,57 @@ LIST_PARAMETERS: dict[tuple[str, str], ListParameter] = {
     ("07_behavior_analysis", "classifier"): ListParameter(str, lambda: ("rule", "llm", "both"), single=True),
 }
 
+# numeric parameters that override a profile setting: checked as that setting, with the run's profile
+SETTING_PARAMETERS: dict[tuple[str, str], str] = {
+    ("03_sft", "max_steps"): "sft.max_steps",
+    ("04_rft_grpo", "max_steps"): "grpo.max_steps",
+    ("05_evaluate", "model_pairs"): "evaluation.model_pairs",
+    ("05_evaluate", "generative_pairs"): "evaluation.generative_pairs",
+    ("05_evaluate", "generative_counts"): "evaluation.generative_counts",
+    ("05_evaluate", "scalar_rm_steps"): "evaluation.scalar_rm_steps",
+}
+# the other numeric parameters: the smallest value each accepts
+AT_LEAST: dict[tuple[str, str], int] = {
+    ("01_synthesize", "trace_pairs"): 1,
+    ("02_filter_audit", "cv_folds"): 2,
+    ("03_sft", "n_preview"): 0,
+    ("05_evaluate", "max_new_tokens"): 1,
+    ("05_evaluate", "batch_size"): 1,
+    ("05_evaluate", "n_bootstrap"): 1,
+    ("06_training_dynamics", "smooth"): 1,
+    ("07_behavior_analysis", "llm_max_new_tokens"): 1,
+    ("07_behavior_analysis", "llm_max_traces"): 0,
+    ("07_behavior_analysis", "n_examples"): 0,
+    ("07_behavior_analysis", "max_criterion_words"): 1,
+}
+
+
+def _check_value(notebook: Path, name: str, value: Any, profile: str) -> None:
+    """A converted value of a project notebook's parameter, checked as what it is for.
+
+    Raises:
+        ParameterTypeError: a list item not allowed, a number below its smallest value, or a value
+            that the profile setting it overrides refuses (named).
+    """
+    key = (notebook.stem, name)
+    listed = LIST_PARAMETERS.get(key)
+    if listed is not None and isinstance(value, str):
+        try:
+            listed.check(value)
+        except ValueError as exc:
+            what = "takes one name" if listed.single else "is a comma-separated list"
+            raise ParameterTypeError(f"parameter {name} of {notebook.name} {what}: {exc}") from None
+    if value is None:
+        return
+    if key in AT_LEAST and value < AT_LEAST[key]:
+        raise ParameterTypeError(f"parameter {name} of {notebook.name} must be at least {AT_LEAST[key]}, got {value}")
+    if key in SETTING_PARAMETERS:
+        try:
+            get_profile(profile, {SETTING_PARAMETERS[key]: value})
+        except (KeyError, ValueError) as exc:
+            message = exc.args[0] if exc.args else str(exc)
+            raise ParameterTypeError(f"parameter {name} of {notebook.name} sets {message}") from None
+
 
 def plan_parameters(
     notebooks: Sequence[Path], profile: str, run_dir: Path, params: dict[str, Any]
@@ -398,13 +449,7 @@ def plan_parameters(
                 raise ParameterTypeError(
                     f"parameter {key} of {nb.name} expects {specs[key].type.describe()}, {exc}"
                 ) from None
-            listed = LIST_PARAMETERS.get((nb.stem, key))
-            if listed is not None and isinstance(plan[nb][key], str):
-                try:
-                    listed.check(plan[nb][key])
-                except ValueError as exc:
-                    what = "takes one name" if listed.single else "is a comma-separated list"
-                    raise ParameterTypeError(f"parameter {key} of {nb.name} {what}: {exc}") from None
+            _check_value(nb, key, plan[nb][key], profile)
     return plan
 
 
