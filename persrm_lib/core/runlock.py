@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import functools
 import json
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 LOCK_FILE = ".persrm.lock"
 INHERITED_ENV = "PERSRM_RUN_LOCKS"  # run folders held by this process or an ancestor, os.pathsep-separated
 
+T = TypeVar("T")
 _held: dict[Path, tuple[int, int]] = {}  # run folder -> (file descriptor, times taken)
 _mutex = threading.Lock()
 
@@ -163,6 +166,19 @@ def run_lock(run_dir: str | Path, command: str | None = None) -> Iterator[Path]:
         yield run
     finally:
         release(run)
+
+
+def holds_run_lock(function: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a function whose second argument (or ``run=``) is a run folder it writes: it runs
+    holding that folder's lock (:func:`run_lock`)."""
+
+    @functools.wraps(function)
+    def locked(*args: Any, **kwargs: Any) -> T:
+        run = kwargs["run"] if "run" in kwargs else args[1]
+        with run_lock(run):
+            return function(*args, **kwargs)
+
+    return locked
 
 
 @atexit.register

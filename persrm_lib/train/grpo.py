@@ -33,7 +33,7 @@ from typing import Any
 from ..core import runfiles
 from ..core.config import Profile
 from ..core.reward import persrm_reward
-from ..core.runlock import run_lock
+from ..core.runlock import holds_run_lock
 from ..models.context import check_prompts, known_budget
 from .adapters import check_adapter, check_evidence_matches, check_replaceable, load_adapter_weights
 from .common import TrainResult, common_args, process_index, quiet, train_and_save, world_size
@@ -133,6 +133,7 @@ def grpo_trainer(
     return quiet(trainer)
 
 
+@holds_run_lock  # one writer per run folder: a second training there is refused, naming this one
 def train_grpo(
     profile: Profile,
     run: str | Path,
@@ -182,37 +183,36 @@ def train_grpo(
     run = Path(run)
     check_grpo_stage(stage)
     check_grpo_profile(profile)
-    with run_lock(run):  # one writer per run folder: a second training here is refused, naming this one
-        data = check_pairs(runfiles.pairs_path(run, "train") if pairs is None else pairs)
-        validation = grpo_validation_pairs(profile, run, validation_pairs)
-        check_replaceable(runfiles.adapter_dir(run, stage), profile.name)  # before training, not after
-        adapter = Path(sft_adapter) if sft_adapter is not None else runfiles.adapter_dir(run, "sft")
-        if from_sft:
-            check_adapter(adapter, profile)
-            check_evidence_matches(adapter, data)  # the SFT model read the table only if these pairs carry it
-        model, tokenizer, name = load_for_training(profile, backend)
-        if from_sft:
-            load_adapter_weights(model, adapter, profile)
-        completions = runfiles.completions_path(run, stage)
-        if process_index() == 0:
-            for old in sorted(completions.parent.glob(f"{completions.stem}*{completions.suffix}")):
-                old.unlink()  # a rerun replaces the sampled completions
-        tracker = RewardTracker(completions, process_index=process_index(), reward_fn=reward_fn)
-        log = TrainingLog(runfiles.log_path(run, stage), GRPO_LOG_FIELDS, tracker=tracker)
-        callbacks = [log.callback()]  # first: the evaluation below is not part of seconds_per_step
-        if validation:
-            callbacks.append(ValidationEval(profile, validation, tokenizer, log, profile.grpo.eval_every).callback())
-        output_dir = runfiles.stage_dir(run, stage) / "trainer"
-        trainer = grpo_trainer(profile, output_dir, data, model, tokenizer, name, tracker, callbacks)
-        return train_and_save(
-            trainer,
-            tokenizer,
-            profile,
-            run,
-            stage,
-            name,
-            log,
-            data,
-            info={"from_sft": str(adapter) if from_sft else None},
-            completions_path=tracker.completions_path,
-        )
+    data = check_pairs(runfiles.pairs_path(run, "train") if pairs is None else pairs)
+    validation = grpo_validation_pairs(profile, run, validation_pairs)
+    check_replaceable(runfiles.adapter_dir(run, stage), profile.name)  # before training, not after
+    adapter = Path(sft_adapter) if sft_adapter is not None else runfiles.adapter_dir(run, "sft")
+    if from_sft:
+        check_adapter(adapter, profile)
+        check_evidence_matches(adapter, data)  # the SFT model read the table only if these pairs carry it
+    model, tokenizer, name = load_for_training(profile, backend)
+    if from_sft:
+        load_adapter_weights(model, adapter, profile)
+    completions = runfiles.completions_path(run, stage)
+    if process_index() == 0:
+        for old in sorted(completions.parent.glob(f"{completions.stem}*{completions.suffix}")):
+            old.unlink()  # a rerun replaces the sampled completions
+    tracker = RewardTracker(completions, process_index=process_index(), reward_fn=reward_fn)
+    log = TrainingLog(runfiles.log_path(run, stage), GRPO_LOG_FIELDS, tracker=tracker)
+    callbacks = [log.callback()]  # first: the evaluation below is not part of seconds_per_step
+    if validation:
+        callbacks.append(ValidationEval(profile, validation, tokenizer, log, profile.grpo.eval_every).callback())
+    output_dir = runfiles.stage_dir(run, stage) / "trainer"
+    trainer = grpo_trainer(profile, output_dir, data, model, tokenizer, name, tracker, callbacks)
+    return train_and_save(
+        trainer,
+        tokenizer,
+        profile,
+        run,
+        stage,
+        name,
+        log,
+        data,
+        info={"from_sft": str(adapter) if from_sft else None},
+        completions_path=tracker.completions_path,
+    )

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..core import runfiles
 from ..core.config import Profile
-from ..core.runlock import run_lock
+from ..core.runlock import holds_run_lock
 from ..teachers.swap import both_orders
 from .adapters import check_replaceable
 from .common import TrainResult, common_args, quiet, train_and_save, world_size
@@ -92,6 +92,7 @@ def sft_trainer(
     return quiet(trainer)
 
 
+@holds_run_lock  # one writer per run folder: a second training there is refused, naming this one
 def train_sft(
     profile: Profile,
     run: str | Path,
@@ -124,15 +125,14 @@ def train_sft(
 
     run = Path(run)
     profile.validate()
-    with run_lock(run):  # one writer per run folder: a second training here is refused, naming this one
-        data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
-        if profile.sft.both_orders:
-            data = both_orders(data)  # each trace, then its swapped copy with the trace rewritten
-        check_verdicts(data)  # what reaches the trainer holds its verdict: checked before the model loads too
-        check_replaceable(runfiles.adapter_dir(run, "sft"), profile.name)  # before training, not after
-        model, tokenizer, name = load_for_training(profile, backend)
-        log = TrainingLog(runfiles.log_path(run, "sft"), SFT_LOG_FIELDS)
-        trainer = sft_trainer(
-            profile, runfiles.stage_dir(run, "sft") / "trainer", data, model, tokenizer, name, [log.callback()]
-        )
-        return train_and_save(trainer, tokenizer, profile, run, "sft", name, log, data)
+    data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
+    if profile.sft.both_orders:
+        data = both_orders(data)  # each trace, then its swapped copy with the trace rewritten
+    check_verdicts(data)  # what reaches the trainer holds its verdict: checked before the model loads too
+    check_replaceable(runfiles.adapter_dir(run, "sft"), profile.name)  # before training, not after
+    model, tokenizer, name = load_for_training(profile, backend)
+    log = TrainingLog(runfiles.log_path(run, "sft"), SFT_LOG_FIELDS)
+    trainer = sft_trainer(
+        profile, runfiles.stage_dir(run, "sft") / "trainer", data, model, tokenizer, name, [log.callback()]
+    )
+    return train_and_save(trainer, tokenizer, profile, run, "sft", name, log, data)
