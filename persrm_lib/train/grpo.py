@@ -35,7 +35,7 @@ from ..core.config import Profile
 from ..core.reward import persrm_reward
 from ..core.runlock import holds_run_lock
 from ..models.context import check_prompts, known_budget
-from .adapters import check_adapter, check_evidence_matches, check_replaceable, load_adapter_weights
+from .adapters import check_adapter, check_evidence_matches, load_adapter_weights
 from .common import TrainResult, common_args, process_index, quiet, train_and_save, world_size
 from .data import Source, check_pairs, grpo_dataset, grpo_validation_pairs
 from .logs import GRPO_LOG_FIELDS, RewardTracker, TrainingLog
@@ -179,6 +179,7 @@ def train_grpo(
     >>> # result = train_grpo(get_profile("smoke"), "runs/smoke"); result.log[-1]["reward"]
     """
     from ..models.backend import load_for_training
+    from .adapters import check_replaceable
 
     run = Path(run)
     check_grpo_stage(stage)

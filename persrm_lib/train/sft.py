@@ -20,9 +20,8 @@ from ..core import runfiles
 from ..core.config import Profile
 from ..core.runlock import holds_run_lock
 from ..teachers.swap import both_orders
-from .adapters import check_replaceable
 from .common import TrainResult, common_args, quiet, train_and_save, world_size
-from .data import Source, TrainingDataError, check_traces, check_verdicts, sft_dataset
+from .data import Source, TrainingDataError, check_traces, sft_dataset
 from .logs import SFT_LOG_FIELDS, TrainingLog
 
 
@@ -77,9 +76,11 @@ def sft_trainer(
             one rule (:func:`persrm_lib.train.data.check_verdicts`): every example is checked here,
             right before training, whatever transformed it on the way.
     """
+    from .data import check_verdicts
+
+    check_verdicts(traces)  # every example, right before training, whatever transformed it on the way
     from trl import SFTTrainer
 
-    check_verdicts(traces)
     dataset = sft_dataset(traces, tokenizer)  # the model's own special tokens are neutralised too
     _check_lengths(dataset, traces, tokenizer, profile.model.max_seq_length)
     trainer = SFTTrainer(
@@ -122,14 +123,14 @@ def train_sft(
     >>> # result = train_sft(get_profile("smoke"), "runs/smoke"); result.adapter_dir.name
     """
     from ..models.backend import load_for_training
+    from .adapters import check_replaceable
 
     run = Path(run)
     profile.validate()
+    check_replaceable(runfiles.adapter_dir(run, "sft"), profile.name)  # refused before training, not after
     data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
     if profile.sft.both_orders:
         data = both_orders(data)  # each trace, then its swapped copy with the trace rewritten
-    check_verdicts(data)  # what reaches the trainer holds its verdict: checked before the model loads too
-    check_replaceable(runfiles.adapter_dir(run, "sft"), profile.name)  # before training, not after
     model, tokenizer, name = load_for_training(profile, backend)
     log = TrainingLog(runfiles.log_path(run, "sft"), SFT_LOG_FIELDS)
     trainer = sft_trainer(
