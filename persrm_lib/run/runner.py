@@ -25,7 +25,6 @@ overrides are stored in the run folder and apply to every notebook run there lat
 
 from __future__ import annotations
 
-import argparse
 import ast
 import os
 import re
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.cli import Parser
 from ..core.config import PROFILE_ENV, PROFILES, get_profile
 from ..core.paths import NOTEBOOKS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
@@ -550,9 +550,7 @@ def run_notebooks(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m persrm_lib.run", description="Execute the notebooks in order with papermill."
-    )
+    parser = Parser(prog="python -m persrm_lib.run", description="Execute the notebooks in order with papermill.")
     parser.add_argument("--profile", default=os.environ.get(PROFILE_ENV, "smoke"), choices=sorted(PROFILES))
     parser.add_argument(
         "--run-dir", default=None, help="run folder (default: runs/<profile>, or $PERSRM_RUNS/<profile>)"
@@ -569,7 +567,10 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SETTING", "VALUE"),
         help="override a profile setting for the run, e.g. --set prompt.evidence stylometric (stored in the run folder)",
     )
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
+        return int(exc.code or 0)
     for flag, pairs in (("-p", args.parameter), ("--set", args.set)):
         names = [name for name, _ in pairs]
         repeated = sorted({name for name in names if names.count(name) > 1})
