@@ -66,4 +66,4 @@ device-stage: $(STAMP)
 	PYTHON=$(PY) bash benchmarks/device_check.sh stage
 
 clean-cache:
-	$(PY) -c "import shutil, persrm_lib.core.paths as p; shutil.rmtree(p.cache_dir() / 'models', ignore_errors=True)"
+	$(PY) -m persrm_lib.models.registry clean  # only the cache folders the registry made

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import collections
 import importlib.metadata
-import json
 import os
 import platform
 import shlex
@@ -48,7 +47,7 @@ from typing import Any
 
 from persrm_lib.core import runfiles
 from persrm_lib.core.config import PROFILES, Profile, get_profile
-from persrm_lib.core.jsonl import write_json_atomic
+from persrm_lib.core.jsonl import read_json, write_json_atomic
 from persrm_lib.models.backend import BACKENDS
 from persrm_lib.models.registry import REGISTERED
 
@@ -247,7 +246,7 @@ TRAIN_FIELDS = (
 def training_figures(summary_path: Path) -> dict[str, Any]:
     """The figures of a ``python -m persrm_lib.train --summary`` file; GRPO's sampling format share is
     renamed ``train_format_rate`` (``format_rate`` is the judge's)."""
-    summary = json.loads(summary_path.read_text())
+    summary = read_json(summary_path)
     figures = {k: summary.get(k) for k in TRAIN_FIELDS}
     figures["train_format_rate"] = figures.pop("format_rate")
     return figures
@@ -255,7 +254,7 @@ def training_figures(summary_path: Path) -> dict[str, Any]:
 
 def judge_figures(result_path: Path) -> dict[str, Any]:
     """Accuracy, format rate, order consistency and A-preference of an evaluation result file."""
-    document = json.loads(result_path.read_text())
+    document = read_json(result_path)
     overall = document["metrics"]["overall"]
     return {k: overall.get(k) for k in ("n", "accuracy", "format", "consistency", "prefers_a")} | {
         "seconds": document.get("seconds")

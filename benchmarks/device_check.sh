@@ -46,7 +46,12 @@ run)
   mkdir -p "$out" "$work"
   if compgen -G ".device/c*/chunk.*" >/dev/null; then
     start=$(date +%s)
-    rm -rf "$work/stage" && mkdir -p "$work/stage" "$site"
+    # delete only a stage folder this script made (its marker file), never one holding something else
+    if [ -e "$work/stage" ] && [ ! -f "$work/stage/.device-check-stage" ]; then
+      echo "$work/stage was not made by this script (no .device-check-stage): move it away or set DEVICE_WORK" >&2
+      exit 2
+    fi
+    rm -rf "$work/stage" && mkdir -p "$work/stage" "$site" && touch "$work/stage/.device-check-stage"
     cat .device/c*/chunk.* > "$work/bundle.tar" || exit
     (cd "$work" && sha256sum -c "$root"/.device/c*/bundle.sha256) || { echo "bundle checksum failed: restage" >&2; exit 3; }
     tar -xf "$work/bundle.tar" -C "$work/stage" && rm "$work/bundle.tar" || exit

@@ -50,7 +50,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--formulation", nargs="+", choices=FORMULATIONS, default=list(FORMULATIONS))
     parser.add_argument("--steps", type=int, default=1500, help="optimiser steps per formulation")
-    parser.add_argument("--eval-at", type=int, nargs="+", default=[250, 500, 1000, 1500], help="steps after which to judge the held-out pairs")
+    parser.add_argument(
+        "--eval-at",
+        type=int,
+        nargs="+",
+        default=[250, 500, 1000, 1500],
+        help="steps after which to judge the held-out pairs",
+    )
     parser.add_argument("--base", action="store_true", help="also judge the untrained model (step 0)")
     parser.add_argument("--batch", type=int, default=2, help="training examples per step")
     parser.add_argument("--lr", type=float, default=3e-4, help="LoRA learning rate (constant after 20 warm-up steps)")
@@ -109,7 +115,10 @@ def examples_for(formulation: str, pair: dict, tokenizer: Any) -> list[tuple[str
 
     if formulation == "pointwise-trace":
         return [
-            (template(build_pointwise_messages(pair, side, tokenizer=tokenizer)), pointwise_trace(pair["exemplars"], pair[f"response_{side}"]))
+            (
+                template(build_pointwise_messages(pair, side, tokenizer=tokenizer)),
+                pointwise_trace(pair["exemplars"], pair[f"response_{side}"]),
+            )
             for side in "ab"
         ]
     out = []
@@ -144,12 +153,22 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> 
                 preferred = "a" if parsed[0].score > parsed[1].score else "b"
             crit = [read_criteria(p.criteria) == frozenset(pair["persona"]) for p in parsed]
             right = preferred == pair["label"]
-            rows.append({"pair": pair, "format": [p.ok for p in parsed], "right": [right, right], "a": [preferred == "a", preferred == "b"], "crit": crit})
+            rows.append(
+                {
+                    "pair": pair,
+                    "format": [p.ok for p in parsed],
+                    "right": [right, right],
+                    "a": [preferred == "a", preferred == "b"],
+                    "crit": crit,
+                }
+            )
     else:
         both = [(p, q) for p in test for q in (p, swap_pair(p))]
         prompts = [template(build_messages(q, tokenizer=tokenizer)) for _, q in both]
         max_new = 40 if formulation == "pairwise-verdict" else 120
-        texts = generate(model, tokenizer, prompts, max_new_tokens=max_new, batch_size=8, stop_strings=("</scores>",)).texts
+        texts = generate(
+            model, tokenizer, prompts, max_new_tokens=max_new, batch_size=8, stop_strings=("</scores>",)
+        ).texts
         for i, pair in enumerate(test):
             parsed = [parse_output(texts[2 * i + k]) for k in (0, 1)]
             labels = [pair["label"], "b" if pair["label"] == "a" else "a"]
@@ -259,7 +278,10 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
         losses.append(loss.item())
         train_seconds += time.perf_counter() - t0
         if step % 50 == 0:
-            print(f"[{formulation}] step {step} loss {sum(losses[-50:]) / 50:.4f} ({train_seconds / step:.2f} s/step)", flush=True)
+            print(
+                f"[{formulation}] step {step} loss {sum(losses[-50:]) / 50:.4f} ({train_seconds / step:.2f} s/step)",
+                flush=True,
+            )
         if step in args.eval_at or step == args.steps:
             checkpoint(step)
             model.train()
@@ -275,7 +297,11 @@ def report(csv_path: Path, figure: Path | None = None) -> str:
                "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial", "train_seconds"]  # fmt: skip
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in frame[columns].itertuples(index=False):
-        lines.append("| " + " | ".join("" if pd.isna(v) else (f"{v:.2f}" if isinstance(v, float) else str(v)) for v in row) + " |")
+        lines.append(
+            "| "
+            + " | ".join("" if pd.isna(v) else (f"{v:.2f}" if isinstance(v, float) else str(v)) for v in row)
+            + " |"
+        )
     if figure is not None:
         import matplotlib
 

@@ -72,9 +72,11 @@ def test_cli_writes_json_and_names_what_is_wrong(tmp_path, capsys):
         compare.combine_runs({"none": tmp_path / "a"})
     with pytest.raises(ValueError, match="contain no '@'"):
         compare.combine_runs({"a@b": tmp_path / "a", "c": tmp_path / "b"})
-    with pytest.raises(SystemExit):
-        compare.main(["--run", "no-label-here"])
-    assert "expected LABEL=RUN_FOLDER" in capsys.readouterr().err
+    assert compare.main(["--run", "no-label-here"]) == 2  # one line, exit status 2
+    assert capsys.readouterr().err == (
+        "python -m persrm_lib.evaluate.compare: error: argument --run: --run 'no-label-here': expected "
+        "LABEL=RUN_FOLDER, e.g. none=runs/cpu\n"
+    )
 
 
 def test_a_published_results_folder_compares_like_its_run(tmp_path):

@@ -73,16 +73,20 @@ def test_overrides(overrides, path, expected):
     ("overrides", "error", "match"),
     [
         ({"grpo.batch_size": 6, "grpo.num_generations": 4}, ValueError, "does not divide by grpo.num_generations=4"),
-        ({"grpo.num_generations": 1, "grpo.batch_size": 1}, ValueError, "at least 2"),
+        (
+            {"grpo.num_generations": 1, "grpo.batch_size": 1},
+            ValueError,
+            r"num_generations must be an integer in \[2, inf\)",
+        ),
         ({"sft.batch_size": 3}, ValueError, "sft.batch_size=3 does not divide"),
-        ({"data.n_exemplars": 0}, ValueError, "n_exemplars must be in 1..8"),
+        ({"data.n_exemplars": 0}, ValueError, r"n_exemplars must be an integer in \[1, 8\], got 0"),
         ({"teacher.kind": "oracle"}, ValueError, "teacher.kind"),
         ({"grpo.max_stepz": 5}, KeyError, "unknown profile setting 'grpo.max_stepz'"),
         ({"grpo": 5}, KeyError, "unknown profile setting 'grpo'"),
         ({"seed": "x"}, ValueError, "expected int"),
         ({"model.load_in_4bit": "maybe"}, ValueError, "expected a boolean"),
-        ({"grpo.eval_every": -1}, ValueError, r"grpo.eval_every and grpo.eval_pairs must be at least 0, got -1 and 2"),
-        ({"grpo.eval_pairs": -3}, ValueError, r"must be at least 0, got 1 and -3"),
+        ({"grpo.eval_every": -1}, ValueError, r"grpo.eval_every must be an integer in \[0, inf\), got -1"),
+        ({"grpo.eval_pairs": -3}, ValueError, r"grpo.eval_pairs must be an integer in \[0, inf\), got -3"),
     ],
 )
 def test_bad_overrides(overrides, error, match):
@@ -183,7 +187,10 @@ def test_evaluation_overrides(overrides, expected):
         ({"evaluation.generative_pairs": -2}, r"evaluation.generative_pairs must be at least 0"),
         ({"evaluation.scalar_rm_steps": 0}, r"evaluation.scalar_rm_steps must be at least 1, got 0"),
         ({"evaluation.generative_counts": "0,3"}, r"evaluation.generative_counts must be at least 1 each"),
-        ({"evaluation.generative_counts": "one"}, r"invalid literal for int"),
+        (
+            {"evaluation.generative_counts": "one"},
+            r"generative_counts=\['one'\]: expected a comma-separated list of int",
+        ),
     ],
 )
 def test_bad_evaluation_overrides(overrides, match):

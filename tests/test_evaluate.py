@@ -143,7 +143,7 @@ def test_bad_pair_files_exit_2_with_the_reason(capsys, tmp_path: Path, lines: li
             r"--n-exemplars 5: pair 'pair-08' has 2 exemplar\(s\), 5 requested",
         ),
         # zero exemplars
-        (["--judge", "random", "--n-exemplars", "0"], r"--n-exemplars must be at least 1, got 0"),
+        (["--judge", "random", "--n-exemplars", "0"], r"--n-exemplars: must be a whole number of at least 1, got '0'"),
         # a model judge without a model
         (["--judge", "generative"], r"--judge generative needs --model"),
         # a scalar reward model has nothing to learn from
@@ -156,7 +156,7 @@ def test_bad_pair_files_exit_2_with_the_reason(capsys, tmp_path: Path, lines: li
         # an unknown model name
         (["--judge", "loglik", "--model", "no-such-model"], r"unknown model 'no-such-model'"),
         # a limit of zero
-        (["--judge", "random", "--limit", "0"], r"--limit must be at least 1, got 0"),
+        (["--judge", "random", "--limit", "0"], r"--limit: must be a whole number of at least 1, got '0'"),
     ],
 )
 def test_bad_settings_exit_2(capsys, files, extra: list[str], message: str) -> None:

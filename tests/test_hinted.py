@@ -366,5 +366,5 @@ def test_profile_setting_hinted_share() -> None:
     assert get_profile("smoke").teacher.hinted_share == 0.0  # off unless asked for
     assert get_profile("smoke", {"teacher.hinted_share": 0.25}).teacher.hinted_share == 0.25
     for bad in (-0.1, 1.0):
-        with pytest.raises(ValueError, match=r"teacher.hinted_share must be in \[0, 1\)"):
+        with pytest.raises(ValueError, match=r"teacher.hinted_share must be a finite number in \[0, 1\)"):
             get_profile("smoke", {"teacher.hinted_share": bad})

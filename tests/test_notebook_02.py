@@ -19,7 +19,13 @@ from persrm_lib.core import runfiles
 from persrm_lib.core.jsonl import read_jsonl
 from persrm_lib.data.pairs import write_pairs
 from persrm_lib.run.runner import execute_notebook
-from persrm_lib.teachers.filtering import audit_metrics, audit_summary, check_against_pairs, faithfulness_filter
+from persrm_lib.teachers.filtering import (
+    audit_metrics,
+    audit_summary,
+    check_against_pairs,
+    faithfulness_by,
+    faithfulness_filter,
+)
 from persrm_lib.teachers.stylometric import StylometricTeacher
 from persrm_lib.teachers.traces import generate_traces
 
@@ -115,7 +121,14 @@ def test_audit_metrics_is_the_dict_the_notebook_recorded(
     result = faithfulness_filter(traces, strip_think=strip_think)
     summary = audit_summary(result, n_splits=2)
     metrics = audit_metrics(result, summary, pairs, check_against_pairs(traces, pairs))
-    assert list(metrics.items()) == [*summary.items(), *expected.items()]
+    kept = faithfulness_by(result, "benchmark")  # the teacher's agreement per benchmark, last
+    agreement = {
+        f"teacher_agreement/{b}": round(float(f), 4)
+        for b, f in zip(kept["benchmark"], kept["kept_fraction"], strict=True)
+    }
+    assert list(agreement) == ["teacher_agreement/unknown"]  # fixture pairs name no benchmark
+    assert agreement["teacher_agreement/unknown"] == round(sum(t["faithful"] for t in result.traces) / n_traced, 4)
+    assert list(metrics.items()) == [*summary.items(), *expected.items(), *agreement.items()]
 
 
 @pytest.mark.slow

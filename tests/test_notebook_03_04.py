@@ -42,12 +42,25 @@ def test_max_steps_is_optional_int_none_meaning_the_profiles(notebook: Path) -> 
     [
         ("3", 3),  # a step count
         ("None", None),  # the profile's value
-        ("-1", -1),  # passed on as given (sft.max_steps -1 runs the epochs)
     ],
 )
 def test_max_steps_converts_for_both_notebooks(tmp_path: Path, given: str, expected: int | None) -> None:
     plan = plan_parameters(STEP_NOTEBOOKS, "smoke", tmp_path, {"max_steps": given})
     assert [plan[nb]["max_steps"] for nb in STEP_NOTEBOOKS] == [expected, expected]
+
+
+def test_max_steps_is_checked_as_the_setting_it_overrides(tmp_path: Path) -> None:
+    # sft.max_steps -1 runs the epochs; grpo.max_steps has no such value: refused before 03 runs
+    assert (
+        plan_parameters(STEP_NOTEBOOKS[:1], "smoke", tmp_path, {"max_steps": "-1"})[STEP_NOTEBOOKS[0]]["max_steps"]
+        == -1
+    )
+    with pytest.raises(ParameterTypeError) as info:
+        plan_parameters(STEP_NOTEBOOKS, "smoke", tmp_path, {"max_steps": "-1"})
+    assert str(info.value) == (
+        "parameter max_steps of 04_rft_grpo.ipynb sets profile 'smoke': grpo.max_steps must be an integer in "
+        "[1, inf), got -1"
+    )
 
 
 def test_max_steps_that_is_not_an_int_is_refused_before_any_notebook_runs(tmp_path: Path) -> None:

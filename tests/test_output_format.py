@@ -18,6 +18,7 @@ from persrm_lib.core.output_format import (
     render_output,
     strip_think,
 )
+from persrm_lib.core.text import is_blank
 
 
 def wrap(scores: str = "[7, 3]", criteria: str = "rhythm", evaluation: str = "A keeps it") -> str:
@@ -212,7 +213,7 @@ def test_parse_never_raises_with_fragments_around_valid_output(before: list[str]
 # Section text without anything that reads as one of our tags.
 section_text = st.text(
     alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)), max_size=80
-).filter(str.strip)  # a section must hold text (an empty one is a violation)
+).filter(lambda text: not is_blank(text))  # a section must hold visible text (an empty one is a violation)
 score = st.integers(min_value=0, max_value=100).map(lambda k: k / 10)  # 0.0 .. 10.0 in steps of 0.1
 
 

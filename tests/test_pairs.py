@@ -167,6 +167,13 @@ def test_write_refuses_colliding_ids(tmp_path: Path) -> None:
         ({"response_a": "Same words.", "response_b": "Same words."}, "pair"),
         # the same once the prompt strips the surrounding whitespace
         ({"response_a": "Same words.\n", "response_b": "  Same words."}, "pair"),
+        # the same once normalised (issue 20): a zero-width space, a no-break space, a line ending,
+        # a run of spaces, a compatibility form
+        ({"response_a": "Same words.", "response_b": "Same\u200b words."}, "pair"),
+        ({"response_a": "Same words.", "response_b": "Same\u00a0words."}, "pair"),
+        ({"response_a": "Same\r\nwords.", "response_b": "Same\nwords."}, "pair"),
+        ({"response_a": "Same words.", "response_b": "Same  words."}, "pair"),
+        ({"response_a": "Same ﬁne words.", "response_b": "Same fine words."}, "pair"),
     ],
 )
 def test_identical_responses_are_refused_naming_the_pair(tmp_path: Path, changes: dict, where: str) -> None:
@@ -180,8 +187,9 @@ def test_identical_responses_are_refused_naming_the_pair(tmp_path: Path, changes
     assert str(info.value) == f"{path} line 2: pair 'p3' {message}"
 
 
-def test_responses_that_differ_only_inside_are_kept() -> None:
-    assert validate_pair(make_pair(0, response_a="Same words.", response_b="Same  words."))["id"] == "p0"
+def test_responses_that_differ_in_a_visible_character_are_kept() -> None:
+    assert validate_pair(make_pair(0, response_a="Same words.", response_b="Same words!"))["id"] == "p0"
+    assert validate_pair(make_pair(1, response_a="Same words.", response_b="same words."))["id"] == "p1"
 
 
 def test_a_pair_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:

@@ -35,7 +35,9 @@ def test_operator_definition(operator, expected):
 
 def test_operators_compose_in_catalogue_order():
     # lowercase first, so the sentence-initial "And" becomes "&" too
-    assert P.apply_persona(("ampersand", "lowercase"), TEXT) == "& we will act, & it is time. we do not wait, for peace."
+    assert (
+        P.apply_persona(("ampersand", "lowercase"), TEXT) == "& we will act, & it is time. we do not wait, for peace."
+    )
     assert P.shows(P.apply_persona(("ampersand", "lowercase"), TEXT)) == {"ampersand", "lowercase"}
 
 
@@ -50,7 +52,9 @@ def test_operators_compose_in_catalogue_order():
     ],
 )
 def test_check_persona_refuses(persona, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         P.check_persona(persona, "test persona")
 
 
@@ -113,7 +117,9 @@ def pairs(passages):
 
     split = P.persona_splits("ellipsis", 2, 0.3, 0)["test"]
     docs = passages[passages["split"] == "test"]
-    return P.build_persona_pairs(docs, split, 120, 2, seed=3, query="Write.", synonyms=WordNetSynonyms(), split_name="test")
+    return P.build_persona_pairs(
+        docs, split, 120, 2, seed=3, query="Write.", synonyms=WordNetSynonyms(), split_name="test"
+    )
 
 
 def test_persona_pairs_are_right_by_construction(pairs):
@@ -148,7 +154,14 @@ def test_persona_pairs_are_deterministic(passages, pairs):
 
     split = P.persona_splits("ellipsis", 2, 0.3, 0)["test"]
     again = P.build_persona_pairs(
-        passages[passages["split"] == "test"], split, 120, 2, seed=3, query="Write.", synonyms=WordNetSynonyms(), split_name="test"
+        passages[passages["split"] == "test"],
+        split,
+        120,
+        2,
+        seed=3,
+        query="Write.",
+        synonyms=WordNetSynonyms(),
+        split_name="test",
     )
     assert json.dumps(again) == json.dumps(pairs)
 
@@ -191,7 +204,11 @@ def test_pointwise_traces_straddle_the_midpoint(pairs):
     ],
 )
 def test_match_score(persona_ops, response_ops, score):
-    check = T.PersonaCheck(frozenset(response_ops), frozenset(persona_ops) - frozenset(response_ops), frozenset(response_ops) - frozenset(persona_ops))
+    check = T.PersonaCheck(
+        frozenset(response_ops),
+        frozenset(persona_ops) - frozenset(response_ops),
+        frozenset(response_ops) - frozenset(persona_ops),
+    )
     assert T.match_score(check) == score
 
 
@@ -199,7 +216,9 @@ def test_read_criteria_and_checks():
     assert T.read_criteria("lowercase, ampersand") == {"lowercase", "ampersand"}
     assert T.read_criteria("none") == frozenset()
     assert T.read_criteria("rhythm, tone") is None  # not operator names
-    checks = T.read_checks("A shows: lowercase. missing: none. extra: none.\nB shows: none. missing: lowercase. extra: none.")
+    checks = T.read_checks(
+        "A shows: lowercase. missing: none. extra: none.\nB shows: none. missing: lowercase. extra: none."
+    )
     assert checks == [
         T.PersonaCheck(frozenset({"lowercase"}), frozenset(), frozenset()),
         T.PersonaCheck(frozenset(), frozenset({"lowercase"}), frozenset()),
@@ -244,13 +263,24 @@ def test_reasoning_of_the_teacher_is_perfect(pairs):
     from persrm_lib.evaluate import persona_reasoning as R
 
     by_id = {p["id"]: p for p in pairs}
-    pairwise = _results_for(pairs, [T.pairwise_trace(p) for p in pairs], [T.pairwise_trace(swap_pair(p)) for p in pairs])
-    pointwise = _results_for(pairs, [join_completions(*T.pointwise_completions(p)) for p in pairs], judge="rm-pointwise")
+    pairwise = _results_for(
+        pairs, [T.pairwise_trace(p) for p in pairs], [T.pairwise_trace(swap_pair(p)) for p in pairs]
+    )
+    pointwise = _results_for(
+        pairs, [join_completions(*T.pointwise_completions(p)) for p in pairs], judge="rm-pointwise"
+    )
     table = R.reasoning_metrics(R.persona_reasoning(pd_concat([pairwise, pointwise]), by_id)).set_index("judge")
     assert table.loc["rm-sft", "n_completions"] == 2 * len(pairs)  # both orders
     assert table.loc["rm-pointwise", "n_completions"] == 2 * len(pairs)  # both responses
     for judge in ("rm-sft", "rm-pointwise"):
-        for column in ("format", "criteria_precision", "criteria_recall", "criteria_exact", "check_agreement", "verdict_follows_checks"):
+        for column in (
+            "format",
+            "criteria_precision",
+            "criteria_recall",
+            "criteria_exact",
+            "check_agreement",
+            "verdict_follows_checks",
+        ):
             assert table.loc[judge, column] == 1.0, (judge, column)
 
 
@@ -275,7 +305,9 @@ def test_reasoning_rates_of_wrong_completions(pairs):
     assert rates["criteria_precision"] == 0.5 and rates["criteria_recall"] == 0.5 and rates["criteria_exact"] == 0.0
     assert rates["check_agreement"] == (float(b_ops == a_ops))  # each check describes the other response
     assert rates["verdict_follows_checks"] == 1.0
-    free = R.completion_reasoning(pair, "<criteria>tone</criteria><eval>A is better</eval><scores>[7, 3]</scores>", ("a", "b"))
+    free = R.completion_reasoning(
+        pair, "<criteria>tone</criteria><eval>A is better</eval><scores>[7, 3]</scores>", ("a", "b")
+    )
     assert free["criteria_precision"] != free["criteria_precision"]  # NaN: it names no operator
     assert {k: v for k, v in free.items() if k != "criteria_precision"} == {
         "format": 1.0, "criteria_recall": 0.0, "criteria_exact": 0.0, "check_agreement": 0.0, "verdict_follows_checks": 0.0

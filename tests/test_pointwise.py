@@ -22,7 +22,11 @@ OK = "<criteria>lowercase</criteria>\n<eval>shows: lowercase. missing: none. ext
         ("<criteria>c</criteria><eval>e</eval><scores>[8, 3]</scores>", None, "tag <score> is missing"),
         ("<criteria> </criteria><eval>e</eval><score>3</score>", None, "section <criteria> is empty"),
         ("<criteria>c</criteria><eval>e</eval><score>3</score> ok", None, "text after </score>"),
-        ("<criteria>c</criteria><score>3</score><eval>e</eval>", None, "tags out of order: <criteria> </criteria> <score> </score> <eval> </eval>"),
+        (
+            "<criteria>c</criteria><score>3</score><eval>e</eval>",
+            None,
+            "tags out of order: <criteria> </criteria> <score> </score> <eval> </eval>",
+        ),
     ],
 )
 def test_parse_pointwise(text, score, reason):
@@ -56,7 +60,11 @@ def test_pointwise_outcome(text, chosen, outcome):
 
 def test_pointwise_reward_reads_side_and_label():
     completions = [OK.format(9), OK.format(2), [{"role": "assistant", "content": OK.format(2)}]]
-    assert pointwise.pointwise_reward(completions, label=["a", "a", "b"], side=["a", "b", "a"], trainer_state=None) == [1.0, 1.0, 1.0]
+    assert pointwise.pointwise_reward(completions, label=["a", "a", "b"], side=["a", "b", "a"], trainer_state=None) == [
+        1.0,
+        1.0,
+        1.0,
+    ]
     with pytest.raises(ValueError, match="got 1 completions, 2 labels and 1 sides"):
         pointwise.pointwise_reward([OK.format(9)], label=["a", "b"], side=["a"])
     with pytest.raises(ValueError, match="side must be 'a' or 'b', got 'c'"):
@@ -76,7 +84,13 @@ def test_side_rows_and_joined_completions():
 def test_pointwise_prompt_shows_one_response_and_no_letter():
     from persrm_lib.core.prompt import build_pointwise_messages
 
-    pair = {"query": "Write.", "exemplars": ["e one", "e two"], "response_a": "first text", "response_b": "second text", "n_exemplars": 1}
+    pair = {
+        "query": "Write.",
+        "exemplars": ["e one", "e two"],
+        "response_a": "first text",
+        "response_b": "second text",
+        "n_exemplars": 1,
+    }
     user = build_pointwise_messages(pair, "b", 1)[1]["content"]
     assert user == "Writing exemplars by the author:\n\nExemplar 1:\ne one\n\nQuery:\nWrite.\n\nResponse:\nsecond text"
     with pytest.raises(ValueError, match="side must be 'a' or 'b', got 'x'"):

@@ -81,6 +81,7 @@ def test_cli_refuses_a_run_of_another_profile(tmp_path, monkeypatch, capsys):
     stored.parent.mkdir(parents=True)
     stored.write_text('{"05_evaluate": {"accuracy": 0.9}}')
     monkeypatch.setattr(regression, "stored_path", lambda p: tmp_path / "results" / p / "metrics.json")
-    assert regression.main(["--profile", "cpu", "--run-dir", str(run), "--skip-run", "--update"]) == 1
+    # refused: exit status 2 (1 means a metric moved)
+    assert regression.main(["--profile", "cpu", "--run-dir", str(run), "--skip-run", "--update"]) == 2
     assert "was run with profile 'smoke', not 'cpu'" in capsys.readouterr().err
     assert stored.read_text() == '{"05_evaluate": {"accuracy": 0.9}}'  # untouched

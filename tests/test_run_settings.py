@@ -89,10 +89,10 @@ def test_an_unreadable_settings_file_is_named(tmp_path):
         read_overrides(tmp_path)
 
 
-def test_runner_cli_refuses_a_bad_setting_with_status_1_and_runs_nothing(tmp_path, capsys):
+def test_runner_cli_refuses_a_bad_setting_with_status_2_and_runs_nothing(tmp_path, capsys):
     run = tmp_path / "run"
     code = runner.main(["--profile", "tiny", "--run-dir", str(run), "--only", "01", "--set", "sft.epoch", "2"])
-    assert code == 1
+    assert code == 2
     assert "unknown profile setting 'sft.epoch'" in capsys.readouterr().err
     assert not (run / runner.EXECUTED_SUBDIR).exists()
 

@@ -110,7 +110,7 @@ def test_cli_reports_errors_and_parses_values(notebooks, tmp_path, monkeypatch, 
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", notebooks)
     monkeypatch.setattr(runner.run_notebooks, "__defaults__", (None, None, None, notebooks, print, None))
     code = runner.main(["--profile", "tiny", "--run-dir", str(tmp_path / "r"), "-p", "stepz", "1"])
-    assert code == 1
+    assert code == 2  # refused before any notebook ran (1: a notebook failed)
     assert "error: unknown parameter(s) stepz" in capsys.readouterr().err
     assert runner.main(["--profile", "tiny", "--run-dir", str(tmp_path / "r"), "-p", "steps", "4"]) == 0
     assert (tmp_path / "r" / "first.txt").read_text().count("x") == 4
@@ -198,7 +198,7 @@ def test_cli_hands_the_notebook_a_real_false(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner.run_notebooks, "__defaults__", (None, None, None, TYPED, print, None))
     run = tmp_path / "r"
     argv = ["--profile", "tiny", "--run-dir", str(run), "--only", "01"]
-    assert runner.main([*argv, "-p", "from_sft", "maybe"]) == 1
+    assert runner.main([*argv, "-p", "from_sft", "maybe"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: parameter from_sft of 01_typed.ipynb expects bool (true/false/yes/no/1/0), got 'maybe'"
     )

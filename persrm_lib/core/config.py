@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from ..data.evidence import check_kind as check_evidence_kind
+from .setting_ranges import check_ranges
 
 PROFILE_ENV = "PERSRM_PROFILE"
 
@@ -195,7 +196,10 @@ class Profile:
     prompt: PromptSettings = field(default_factory=PromptSettings)
 
     def validate(self) -> Profile:
-        """Raise ``ValueError`` naming the setting when the profile cannot run."""
+        """Raise ``ValueError`` naming the setting when the profile cannot run; every numeric
+        setting is range-checked first (:func:`persrm_lib.core.setting_ranges.check_ranges`), before
+        any arithmetic on it."""
+        check_ranges(self)
         if self.grpo.batch_size % self.grpo.num_generations:
             raise ValueError(
                 f"profile {self.name!r}: grpo.batch_size={self.grpo.batch_size} does not divide by "
@@ -283,7 +287,9 @@ class Profile:
                 f"profile {self.name!r}: data.persona_test_share must be in (0, 1), got {data.persona_test_share}"
             )
         if self.prompt.mode not in ("pairwise", "pointwise"):
-            raise ValueError(f"profile {self.name!r}: prompt.mode must be pairwise or pointwise, got {self.prompt.mode!r}")
+            raise ValueError(
+                f"profile {self.name!r}: prompt.mode must be pairwise or pointwise, got {self.prompt.mode!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -504,9 +510,14 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         inner = type(current[0]) if current else str
-        return tuple(inner(v) for v in value)
+        try:
+            return tuple(inner(v) for v in value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"override {key}={value!r}: expected a comma-separated list of {inner.__name__}") from exc
     if current is None or isinstance(value, type(current)):
         return value
+    if isinstance(current, int) and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"override {key}={value!r}: expected int")
     try:
         return type(current)(value)
     except (TypeError, ValueError) as exc:

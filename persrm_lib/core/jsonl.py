@@ -8,6 +8,9 @@
   system, so a killed process loses at most the line it was writing.
 - :func:`write_jsonl_atomic`: writes a whole file under a temporary name, fsyncs it and renames
   it into place, so the final name never holds a partial file.
+- :func:`read_json` and :func:`loads_json`: the strict reader of one JSON document (settings,
+  manifests, metrics, adapter files). Both readers refuse an object that names a key twice
+  (``json.loads`` keeps the last value silently), naming the file, the line and the key.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "records.jsonl"
@@ -37,6 +40,102 @@ logger = logging.getLogger(__name__)
 
 class JsonlFormatError(ValueError):
     """A JSONL file that breaks the format; the message names the file and the line."""
+
+
+class JsonDuplicateKeyError(JsonlFormatError):
+    """A JSON object that names one key twice; the message names the file, the line and the key."""
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of the strict readers: a dict, unless a key comes twice."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_KEY_COLON = re.compile(r"\s*:")
+
+
+def _second_key_line(text: str, key: str) -> int:
+    """The line (from 1) where ``key`` comes a second time in one object of a valid JSON text."""
+    stack: list[set[str] | None] = []  # the keys seen in each open object; None for an array
+    position = 0
+    for match in _JSON_STRING.finditer(text):
+        for char in text[position : match.start()]:
+            if char == "{":
+                stack.append(set())
+            elif char == "[":
+                stack.append(None)
+            elif char in "}]" and stack:
+                stack.pop()
+        position = match.end()
+        if stack and stack[-1] is not None and _KEY_COLON.match(text, match.end()):
+            name = json.loads(match.group(0))
+            if name == key and name in stack[-1]:
+                return text.count("\n", 0, match.start()) + 1
+            stack[-1].add(name)
+    return 1
+
+
+def loads_json(text: str, where: str, first_line: int = 1) -> Any:
+    """Parse one JSON document, refusing an object that names a key twice.
+
+    Args:
+        text: the JSON text.
+        where: how messages name it (a file's path).
+        first_line: the line number of the text's first line in its file (a JSONL record's line).
+
+    Returns:
+        The decoded value.
+
+    Raises:
+        JsonDuplicateKeyError: ``<where> line N: key 'label' appears twice in one object ...``.
+        json.JSONDecodeError: the text is not JSON.
+
+    >>> loads_json('{"label": "a",\\n "label": "b"}', "pairs.json")
+    Traceback (most recent call last):
+    ...
+    persrm_lib.core.jsonl.JsonDuplicateKeyError: pairs.json line 2: key 'label' appears twice in one object (JSON readers would keep the last value silently)
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as dup:
+        line = first_line + _second_key_line(text, dup.key) - 1
+        raise JsonDuplicateKeyError(
+            f"{where} line {line}: key {dup.key!r} appears twice in one object "
+            "(JSON readers would keep the last value silently)"
+        ) from None
+
+
+def read_json(path: str | Path) -> Any:
+    """One JSON document from a UTF-8 file (a leading byte-order mark is dropped), strictly.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        JsonlFormatError: the file is not UTF-8 or not JSON (naming the file and the line), or
+            :class:`JsonDuplicateKeyError`: an object names a key twice.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise JsonlFormatError(f"{path} line {line}: not UTF-8 ({exc.reason}); save the file as UTF-8") from None
+    try:
+        return loads_json(text, str(path))
+    except json.JSONDecodeError as exc:
+        raise JsonlFormatError(f"{path} line {exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
 
 
 def dumps_line(record: Mapping[str, Any]) -> str:
@@ -89,7 +188,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         FileNotFoundError: the file does not exist.
         JsonlEncodingError: a line that is not UTF-8 (Latin-1, UTF-16 ...): ``<file> line N: not
             UTF-8 (...)``. It is a :class:`JsonlFormatError`.
-        JsonlFormatError: a line that is not a JSON object, naming the file and line number.
+        JsonlFormatError: a line that is not a JSON object, naming the file and line number;
+            :class:`JsonDuplicateKeyError`: an object that names a key twice (and the key).
     """
     path = Path(path)
     if not path.is_file():
@@ -108,7 +208,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = loads_json(line, str(path), lineno)
                 except json.JSONDecodeError as exc:
                     raise JsonlFormatError(
                         f"{path} line {lineno}: malformed JSON ({exc.msg} at column {exc.colno})"

@@ -10,7 +10,8 @@ the evaluation -- calls :func:`parse_output`. The format (DESIGN.md, paper §3.1
 ``s_a`` and ``s_b`` are numbers in [0, 10], in response order (A first). Only whitespace may
 stand before ``<criteria>``, between the sections, and after ``</scores>``. ``<criteria>`` and
 ``<eval>`` must hold text: an empty or whitespace-only section is a violation, so the GRPO reward
-never pays for skipping the analysis.
+never pays for skipping the analysis. Emptiness is judged after Unicode normalisation
+(:func:`persrm_lib.core.text.is_blank`): a section of zero-width spaces is empty too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from .text import is_blank
 
 SCORE_MIN = 0.0
 SCORE_MAX = 10.0
@@ -44,15 +47,11 @@ class ParsedOutput:
 
     @property
     def preferred(self) -> Literal["a", "b"] | None:
-        """The response scored strictly higher, or None for a tie or a format violation."""
-        if self.scores is None:
-            return None
-        s_a, s_b = self.scores
-        if s_a > s_b:
-            return "a"
-        if s_b > s_a:
-            return "b"
-        return None
+        """The response scored strictly higher, or None for a tie or a format violation
+        (:func:`persrm_lib.core.verdict.preferred_side`, the one rule)."""
+        from .verdict import preferred_side  # verdict imports this module
+
+        return preferred_side(self.scores)
 
 
 def _violation(reason: str) -> ParsedOutput:
@@ -105,7 +104,7 @@ def _section_bodies(text: str, sections: tuple[str, ...]) -> tuple[list[str] | N
     if text[cursor:].strip():
         return None, f"text after </{sections[-1]}>"
     for name, body in zip(sections[:2], bodies[:2], strict=True):
-        if not body.strip():  # reasoning is not optional: GRPO must not pay for skipping the analysis
+        if is_blank(body):  # reasoning is not optional, and invisible text is none: GRPO must not pay for it
             return None, f"section <{name}> is empty"
     return bodies, None
 
@@ -204,7 +203,7 @@ def render_output(criteria: str, evaluation: str, scores: tuple[float, float]) -
     '<criteria>\\nrhythm\\n</criteria>\\n<eval>\\nA matches\\n</eval>\\n<scores>[8, 2.5]</scores>'
     """
     for name, body in (("criteria", criteria), ("eval", evaluation)):
-        if not body.strip():
+        if is_blank(body):
             raise ValueError(f"section <{name}> is empty: the format needs the analysis")
     s_a, s_b = scores
     for value in (s_a, s_b):
@@ -218,10 +217,8 @@ def render_output(criteria: str, evaluation: str, scores: tuple[float, float]) -
 
 
 def outcome(text: object, label: str) -> int:
-    """The paper's sparse reward: -1 format violation, 0 wrong or tied preference, +1 correct."""
-    if label not in ("a", "b"):
-        raise ValueError(f"label must be 'a' or 'b', got {label!r}")
-    parsed = parse_output(text)
-    if not parsed.ok:
-        return -1
-    return 1 if parsed.preferred == label else 0
+    """The paper's sparse reward: -1 format violation, 0 wrong or tied preference, +1 correct
+    (:func:`persrm_lib.core.verdict.outcome`, the one rule; kept here for older callers)."""
+    from .verdict import outcome as rule  # verdict imports this module
+
+    return rule(text, label)

@@ -59,7 +59,9 @@ def pointwise_prompt_texts(tokenizer: Any, pair: Mapping[str, Any], n_exemplars:
 
     return [
         tokenizer.apply_chat_template(
-            build_pointwise_messages(pair, side, n_exemplars, tokenizer=tokenizer), tokenize=False, add_generation_prompt=True
+            build_pointwise_messages(pair, side, n_exemplars, tokenizer=tokenizer),
+            tokenize=False,
+            add_generation_prompt=True,
         )
         for side in SIDES
     ]
@@ -114,7 +116,8 @@ def pointwise_reward(
         if bad:
             raise ValueError(f"pointwise_reward: {name} must be 'a' or 'b', got {bad[0]!r}")
     return [
-        float(pointwise_outcome(completion_text(c), lab == s)) for c, lab, s in zip(completions, label, side, strict=True)
+        float(pointwise_outcome(completion_text(c), lab == s))
+        for c, lab, s in zip(completions, label, side, strict=True)
     ]
 
 

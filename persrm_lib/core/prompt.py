@@ -202,11 +202,33 @@ def build_messages(
     ]
 
 
+class ChatTemplateError(ValueError):
+    """A tokenizer without a chat template (a base model): the reward model's prompt is a chat."""
+
+
+def require_chat_template(tokenizer: Any, model: str | None = None) -> None:
+    """Refuse a tokenizer that has no chat template, naming the model, before any prompt is built.
+
+    Raises:
+        ChatTemplateError: ``model '<name>' has no chat template ...``.
+    """
+    if hasattr(tokenizer, "chat_template") and not tokenizer.chat_template:  # a transformers tokenizer without one
+        name = model or getattr(tokenizer, "name_or_path", None) or "?"
+        raise ChatTemplateError(
+            f"model {str(name)!r} has no chat template (a base model?): the reward model's prompt is a chat; "
+            "use an instruction-tuned model, or save a chat_template with its tokenizer"
+        )
+
+
 def build_prompt_text(tokenizer: Any, pair: Mapping[str, Any], n_exemplars: int | None = None) -> str:
     """The chat-templated prompt string, ending with the assistant turn's opening.
 
     The user text is made plain with ``tokenizer``'s own special tokens as well as the generic ones,
     so the tokenised prompt holds exactly the special tokens of the template.
+
+    Raises:
+        ChatTemplateError: the tokenizer has no chat template (:func:`require_chat_template`).
     """
+    require_chat_template(tokenizer)
     messages = build_messages(pair, n_exemplars, tokenizer=tokenizer)
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -145,7 +145,9 @@ def load_benchmark(
     if bench.personas:
         from .personas import persona_base_passages
 
-        table = persona_base_passages(passage_words, seed=benchmark_seed(seed, name), fractions=(val_fraction, test_fraction), **loader_kwargs)  # type: ignore[arg-type]
+        table = persona_base_passages(
+            passage_words, seed=benchmark_seed(seed, name), fractions=(val_fraction, test_fraction), **loader_kwargs
+        )  # type: ignore[arg-type]
         table.attrs["benchmark"] = name
         return table
     if bench.root_env:

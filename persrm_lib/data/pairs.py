@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.jsonl import JsonlFormatError, iter_jsonl, write_jsonl_atomic
+from ..core.text import is_blank, same_text
 from .evidence import EvidenceError, check_evidence, has_evidence, swap_evidence
 
 PAIR_FIELDS: tuple[str, ...] = (
@@ -44,6 +45,8 @@ LABELS = ("a", "b")
 SWAPPED_SUFFIX = ":swapped"  # the id of a pair's swapped copy (both orders in training)
 _TEXT_FIELDS = ("query", "response_a", "response_b")
 _NAME_FIELDS = ("positive_kind", "negative_kind", "author", "genre")
+# extra fields that the evaluation groups its tables by (``metrics.BREAKDOWNS``): text when present
+_GROUP_FIELDS = ("benchmark",)
 
 
 class PairFormatError(ValueError):
@@ -101,10 +104,13 @@ def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR
         The pair (a new dict; field values unchanged).
 
     Raises:
-        PairFormatError: naming ``where`` and the field that is missing or wrong, or naming the
-            pair whose two responses are the same text (after stripping surrounding whitespace,
-            as the prompt shows them), or whose ``evidence`` record is malformed
-            (:func:`persrm_lib.data.evidence.check_evidence`).
+        PairFormatError: naming ``where`` and the field that is missing or wrong (an empty
+            query, response or exemplar included), or naming the pair whose two responses are the
+            same text, or whose ``evidence`` record is malformed
+            (:func:`persrm_lib.data.evidence.check_evidence`). Emptiness and identity are judged
+            after Unicode normalisation (:mod:`persrm_lib.core.text`: NFKC, format characters such
+            as U+200B removed, whitespace and line endings collapsed), so a zero-width space is
+            empty and a no-break space is a space.
     """
     if not isinstance(pair, Mapping):
         raise PairFormatError(f"{where}: expected a JSON object, got {type(pair).__name__}")
@@ -118,10 +124,10 @@ def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR
     for name in _TEXT_FIELDS:
         if name in pair and not isinstance(pair[name], str):
             raise PairFormatError(f"{where}: field {name!r} must be a string, got {type(pair[name]).__name__}")
-    for name in ("response_a", "response_b"):
-        if name in pair and not pair[name].strip():
+    for name in _TEXT_FIELDS:
+        if name in pair and is_blank(pair[name]):
             raise PairFormatError(f"{where}: field {name!r} is empty")
-    if "response_a" in pair and "response_b" in pair and pair["response_a"].strip() == pair["response_b"].strip():
+    if "response_a" in pair and "response_b" in pair and same_text(pair["response_a"], pair["response_b"]):
         raise PairFormatError(
             f"{where}: pair {pair.get('id', '?')!r} has identical responses A and B: no judge can prefer the "
             "labelled one"
@@ -131,11 +137,17 @@ def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR
         if not isinstance(exemplars, list) or not exemplars:
             raise PairFormatError(f"{where}: field 'exemplars' must be a non-empty list of strings")
         for i, text in enumerate(exemplars):
-            if not isinstance(text, str) or not text.strip():
+            if not isinstance(text, str) or is_blank(text):
                 raise PairFormatError(f"{where}: field 'exemplars' item {i} must be a non-empty string")
     for name in _NAME_FIELDS:
         if name in pair and pair[name] is not None and not isinstance(pair[name], str):
             raise PairFormatError(f"{where}: field {name!r} must be a string, got {type(pair[name]).__name__}")
+    for name in _GROUP_FIELDS:
+        value = pair.get(name)
+        if value is not None and not isinstance(value, str):
+            raise PairFormatError(
+                f"{where}: field {name!r} must be a string (the evaluation groups by it), got {value!r}"
+            )
     if "n_exemplars" in pair:
         n = pair["n_exemplars"]
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:

@@ -267,9 +267,7 @@ class PersonaSplit:
     operators: tuple[str, ...]
 
 
-def persona_splits(
-    held_out_operator: str, max_size: int, test_share: float, seed: int
-) -> dict[str, PersonaSplit]:
+def persona_splits(held_out_operator: str, max_size: int, test_share: float, seed: int) -> dict[str, PersonaSplit]:
     """Training personas and unseen test personas.
 
     ``held_out_operator`` is never shown in training or validation; the test split's targets are
@@ -437,7 +435,9 @@ def build_persona_pairs(
             if negative == "random":
                 found = draw(rejected_persona, taken)
             else:  # cross-author retrieval: the topically nearest passage usable in the other persona
-                found = next((int(j) for j in nearest[chosen_i][:50] if j not in taken and ok(rejected_persona, j)), None)
+                found = next(
+                    (int(j) for j in nearest[chosen_i][:50] if j not in taken and ok(rejected_persona, j)), None
+                )
             if found is None:
                 continue
             rejected_i = found
@@ -479,7 +479,9 @@ def build_persona_pairs(
 
 def operator_visibility(texts: Sequence[str]) -> dict[str, float]:
     """Share of ``texts`` on which each single operator is usable (:func:`usable`)."""
-    return {op.name: float(np.mean([usable((op.name,), t) for t in texts])) if texts else float("nan") for op in CATALOGUE}
+    return {
+        op.name: float(np.mean([usable((op.name,), t) for t in texts])) if texts else float("nan") for op in CATALOGUE
+    }
 
 
 def true_operators(pair: Mapping[str, Any], side: str) -> frozenset[str]:
@@ -540,7 +542,9 @@ def persona_base_passages(
         for reason, count in table.attrs.get("skipped", {}).items():
             skipped[reason] = skipped.get(reason, 0) + int(count)
         short = table["text"].str.split().str.len() <= round(MAX_LENGTH_RATIO * passage_words)
-        skipped["passages too long for personas"] = skipped.get("passages too long for personas", 0) + int((~short).sum())
+        skipped["passages too long for personas"] = skipped.get("passages too long for personas", 0) + int(
+            (~short).sum()
+        )
         table = table[short]
         for split in ("train", "validation", "test"):
             part = table[table["split"] == split]

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -162,31 +163,60 @@ def pairs_table(sets: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+_SAVED_FILES = re.compile(r"(?:data-\d{5}-of-\d{5}\.arrow|dataset_info\.json|state\.json)")
+
+
+def saved_dataset_problem(folder: str | Path) -> str | None:
+    """Why ``folder`` is not a dataset that ``save_to_disk`` wrote (so it may not be replaced), or None.
+
+    What :func:`save_pairs_dataset` leaves: ``state.json``, ``dataset_info.json`` and
+    ``data-NNNNN-of-NNNNN.arrow`` files, nothing else.
+    """
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return f"{folder} is not a folder"
+    entries = sorted(folder.iterdir())
+    names = {p.name for p in entries}
+    other = [p.name for p in entries if p.is_dir() or p.is_symlink() or not _SAVED_FILES.fullmatch(p.name)]
+    if other or not {"state.json", "dataset_info.json"} <= names:
+        shown = ", ".join(other[:5]) or "no state.json and dataset_info.json"
+        return f"{folder} is not a saved dataset ({shown}): move it away, it is replaced only when a save made it"
+    return None
+
+
 def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) -> Path:
-    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically.
+    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically;
+    a folder there is replaced only when a save made it (:func:`saved_dataset_problem`).
+
+    Raises:
+        ValueError: ``out_dir`` holds something a save did not write (nothing is touched then).
 
     >>> # save_pairs_dataset(pairs, runfiles.pairs_hf_dir(run, "train"))
     """
     import shutil
+    import tempfile
 
     import datasets
     from datasets import Dataset
 
     out = Path(out_dir)
+    if out.exists() or out.is_symlink():
+        problem = saved_dataset_problem(out)
+        if problem is not None:
+            raise ValueError(problem)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))  # a folder made here, never a fixed name
     was_disabled = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # one bar per small save only clutters notebooks
     try:
-        Dataset.from_list([dict(p) for p in pairs]).save_to_disk(str(tmp))
+        Dataset.from_list([dict(p) for p in pairs]).save_to_disk(str(work / "dataset"))
+        if out.exists():
+            shutil.rmtree(out)
+        (work / "dataset").rename(out)
     finally:
         if not was_disabled:
             datasets.enable_progress_bars()
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 

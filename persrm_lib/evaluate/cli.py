@@ -21,8 +21,12 @@ reasoning model before parsing (the document's ``judge.n_stripped`` counts them)
 column, left out of every rate, instead of refusing the file.
 
 Bad input (a malformed line, a file that is not UTF-8, a label other than a/b, a missing field, an
-empty file, an adapter that does not fit the model, too few exemplars, a pair whose prompt does not
-fit the model's context) exits with code 2 and the message on stderr.
+empty file, an adapter that does not fit the model or whose training record disagrees with the
+pairs, a model without a chat template, too few exemplars, a pair whose prompt does not fit the
+model's context, a number out of range, an ``--out`` that is a folder or one of the inputs) exits
+with code 2 and one line on stderr, before the first model call. If judging still fails after it
+began, the pairs judged so far are written to ``RESULT.partial.json`` (``"partial": true``) before
+the command exits with code 1.
 
 Judges that learn from data (``char-ngram``, ``function-words``, ``scalar-rm``) are fitted on
 ``--train-pairs``. Without it, ``char-ngram`` and ``function-words`` fit their unsupervised
@@ -37,7 +41,6 @@ is :mod:`persrm_lib.evaluate.suite`.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,13 +49,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.cli import Parser, fail, output_problem, partial_path, seed_number, whole_number
 from ..core.jsonl import write_json_atomic
 from ..core.output_format import strip_think
+from ..core.prompt import ChatTemplateError
 from ..core.verdict import exemplar_count, is_correct
 from ..data.pairs import PairFormatError, read_pairs
 from ..models.context import PromptTooLongError
 from ..models.registry import REGISTERED, ModelRegistryError, resolve
-from ..train.adapters import AdapterMismatchError
+from ..train.adapters import AdapterEvidenceError, AdapterMismatchError
 from . import metrics
 from .judges import ADAPTER_JUDGES, JUDGES, MODEL_JUDGES, Judge, NotFittedError, Verdict, make_judge, swap_pair
 from .records import RESULT_FIELDS, json_records
@@ -60,6 +65,31 @@ from .records import RESULT_FIELDS, json_records
 
 class EvaluationInputError(ValueError):
     """Input the evaluation cannot use; the command line exits with code 2 on it."""
+
+
+class EvaluationInterrupted(RuntimeError):
+    """Judging failed after it began; ``results`` holds the rows of the pairs judged before it."""
+
+    def __init__(self, cause: BaseException, results: pd.DataFrame, n_pairs: int) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause, self.results, self.n_pairs = cause, results, n_pairs
+
+
+class EvaluationFailedError(RuntimeError):
+    """Judging failed after work began; what was finished is in the partial results file the message names."""
+
+
+# what the command refuses as bad input (exit 2), whether found up front or while judging
+INPUT_ERRORS = (
+    PairFormatError,
+    FileNotFoundError,
+    AdapterMismatchError,
+    AdapterEvidenceError,
+    ChatTemplateError,
+    NotFittedError,
+    ModelRegistryError,
+    PromptTooLongError,
+)
 
 
 def benchmark_name(path: str | Path) -> str:
@@ -177,6 +207,8 @@ def evaluate_pairs(
 
     Raises:
         ValueError: ``orders`` is neither ``"both"`` nor ``"original"``.
+        EvaluationInterrupted: judging failed (or was interrupted) after at least one batch was
+            judged; it carries the rows of the pairs judged so far (``results``) and the cause.
 
     >>> from persrm_lib.evaluate.judges import make_judge
     >>> pair = {"id": "p", "query": "Q", "exemplars": ["ab ab ab"], "response_a": "ab ab", "response_b": "zz",
@@ -196,14 +228,33 @@ def evaluate_pairs(
     verdicts: list[Verdict] = []
     swapped: list[Verdict] = []
     batches = range(0, len(pairs), batch_size)
-    for begin in tqdm(batches, desc=f"judge {judge.name}", disable=not progress):
-        chunk = pairs[begin : begin + batch_size]
-        if both and not judge.position_invariant:  # both orders in one call: the judge batches them together
-            judged = judge.score_batch(chunk + [swap_pair(p) for p in chunk], n_exemplars)
-            verdicts += judged[: len(chunk)]
-            swapped += judged[len(chunk) :]
-        else:
-            verdicts += judge.score_batch(chunk, n_exemplars)
+    try:
+        for begin in tqdm(batches, desc=f"judge {judge.name}", disable=not progress):
+            chunk = pairs[begin : begin + batch_size]
+            if both and not judge.position_invariant:  # both orders in one call: the judge batches them together
+                judged = judge.score_batch(chunk + [swap_pair(p) for p in chunk], n_exemplars)
+                verdicts += judged[: len(chunk)]
+                swapped += judged[len(chunk) :]
+            else:
+                verdicts += judge.score_batch(chunk, n_exemplars)
+    except BaseException as exc:  # keep what was judged: the caller writes it as partial results
+        if not verdicts:
+            raise
+        done = _result_rows(judge, pairs[: len(verdicts)], verdicts, swapped, both, n_exemplars, benchmark)
+        raise EvaluationInterrupted(exc, done, len(pairs)) from exc
+    return _result_rows(judge, pairs, verdicts, swapped, both, n_exemplars, benchmark)
+
+
+def _result_rows(
+    judge: Judge,
+    pairs: Sequence[Mapping[str, Any]],
+    verdicts: list[Verdict],
+    swapped: list[Verdict],
+    both: bool,
+    n_exemplars: int | None,
+    benchmark: str | None,
+) -> pd.DataFrame:
+    """The rows of :func:`evaluate_pairs` for the pairs judged (``verdicts`` in pair order)."""
     think = bool(getattr(judge, "strip_think", False))  # a reasoning model's think block, stripped before parsing
     if both and judge.position_invariant:  # the swapped pair's scores, without scoring it again
         swapped = [Verdict(v.s_b, v.s_a, v.completion, v.too_long) for v in verdicts]
@@ -331,8 +382,36 @@ def fit_judge(
     return "nothing (no parameters)"
 
 
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """Why the command line cannot run, checked before any file is read or model loaded; None when it can.
+
+    Numbers are range-checked by the parser (:func:`parser`); here: the pair files exist, ``--out``
+    can be written (:func:`persrm_lib.core.cli.output_problem`: not a folder, not an input), and
+    the flags that belong to one judge.
+    """
+    for flag, path in (("--pairs", args.pairs), ("--train-pairs", args.train_pairs)):
+        if path is not None and not Path(path).is_file():
+            return f"{flag}: {path} does not exist"
+    problem = output_problem(args.out, "--out", (args.pairs, args.train_pairs))
+    if problem is None and partial_path(args.out).resolve() in {
+        Path(p).resolve() for p in (args.pairs, args.train_pairs) if p
+    }:
+        problem = f"--out {args.out}: its partial results file would overwrite an input"
+    return problem
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Everything the command does except printing; returns the result document."""
+    """Everything the command does except printing; returns the result document.
+
+    Every input is checked before the first model call (:data:`INPUT_ERRORS` become
+    :class:`EvaluationInputError`). If judging fails after it began, the pairs judged so far are
+    written to :func:`persrm_lib.core.cli.partial_path` of ``--out`` and
+    :class:`EvaluationFailedError` names that file.
+
+    Raises:
+        EvaluationInputError: bad input (exit 2).
+        EvaluationFailedError: judging or the summary failed after work began (exit 1).
+    """
     started = time.perf_counter()
     try:
         pairs = select_pairs(read_pairs(args.pairs), args.limit, args.seed)
@@ -349,53 +428,107 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             count_too_long=args.count_too_long,
         )
         _check_exemplar_counts(pairs, args.n_exemplars)
+        check = getattr(judge, "check_inputs", None)  # the generative judge: adapter record, chat template, lengths
+        if check is not None:
+            both = [swap_pair(p) for p in pairs] if args.orders == "both" else []
+            try:
+                check(list(pairs) + both, args.n_exemplars)
+            except ValueError as exc:  # an adapter record that cannot be read, a prompt over max_prompt_tokens
+                if isinstance(exc, INPUT_ERRORS):
+                    raise
+                raise EvaluationInputError(str(exc)) from exc
         fitted_on = fit_judge(judge, train_pairs, pairs)
-        results = evaluate_pairs(
-            judge, pairs, args.n_exemplars, orders=args.orders, benchmark=benchmark_name(args.pairs)
-        )
-    except (
-        PairFormatError,
-        FileNotFoundError,
-        AdapterMismatchError,
-        NotFittedError,
-        ModelRegistryError,
-        PromptTooLongError,  # a pair whose prompt does not fit the model's context: refused before generating
-    ) as exc:
+    except INPUT_ERRORS as exc:
         raise EvaluationInputError(str(exc)) from exc
-    document = {
+    document: dict[str, Any] = {
         "pairs_file": str(args.pairs),
-        "judge": judge.describe() if hasattr(judge, "describe") else {"judge": judge.name},
+        "judge": {"judge": judge.name},
         "fitted_on": fitted_on,
         "n_exemplars": args.n_exemplars,
         "limit": args.limit,
         "seed": args.seed,
         "orders": args.orders,
-        "seconds": round(time.perf_counter() - started, 3),
-        "metrics": metrics_document(results, n_bootstrap=args.bootstrap, seed=args.seed),
-        "results": json_records(results),
     }
-    write_json_atomic(document, args.out, ensure_ascii=False, allow_nan=False)
+    try:
+        results = evaluate_pairs(
+            judge, pairs, args.n_exemplars, orders=args.orders, benchmark=benchmark_name(args.pairs)
+        )
+    except EvaluationInterrupted as exc:
+        where = _write_partial(document, exc.results, args, exc.cause, exc.n_pairs)
+        if isinstance(exc.cause, INPUT_ERRORS):
+            raise EvaluationInputError(
+                f"{exc.cause}; the {len(exc.results)} pairs judged before are in {where}"
+            ) from exc
+        raise EvaluationFailedError(
+            f"judging stopped after {len(exc.results)} of {exc.n_pairs} pairs ({exc}); those are in {where}"
+        ) from exc
+    except INPUT_ERRORS as exc:  # in the first batch: nothing judged yet
+        raise EvaluationInputError(str(exc)) from exc
+    except Exception as exc:  # in the first batch: nothing judged, nothing to keep
+        raise EvaluationFailedError(f"judging failed before any pair was judged ({type(exc).__name__}: {exc})") from exc
+    document["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
+    document["seconds"] = round(time.perf_counter() - started, 3)
+    try:
+        document["metrics"] = metrics_document(results, n_bootstrap=args.bootstrap, seed=args.seed)
+        document["results"] = json_records(results)
+        write_json_atomic(document, args.out, ensure_ascii=False, allow_nan=False)
+    except Exception as exc:  # every pair is judged: keep them
+        where = _write_partial(document, results, args, exc, len(results))
+        raise EvaluationFailedError(
+            f"the summary of all {len(results)} judged pairs failed ({type(exc).__name__}: {exc}); the pairs are in {where}"
+        ) from exc
     return document
 
 
+def _write_partial(
+    document: dict[str, Any], results: pd.DataFrame, args: argparse.Namespace, cause: BaseException, n_pairs: int
+) -> Path:
+    """Write the pairs judged so far, named as partial results; returns the file."""
+    where = partial_path(args.out)
+    partial = {
+        **document,
+        "partial": True,
+        "error": f"{type(cause).__name__}: {cause}",
+        "n_pairs": n_pairs,
+        "n_judged": len(results),
+        "results": json_records(results),
+    }
+    write_json_atomic(partial, where, ensure_ascii=False, allow_nan=False)
+    return where
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m persrm_lib.evaluate", description="Evaluate a judge on a canonical pair file (JSONL)."
-    )
+    p = Parser(prog="python -m persrm_lib.evaluate", description="Evaluate a judge on a canonical pair file (JSONL).")
     p.add_argument("--pairs", required=True, type=Path, help="pairs to evaluate (canonical JSONL)")
     p.add_argument("--judge", required=True, choices=JUDGES, help="which judge")
     p.add_argument("--model", help="registry name, hub id or model folder (loglik, generative, scalar-rm)")
     p.add_argument("--adapter", help="PEFT adapter folder for --judge generative (e.g. <run>/sft/adapter)")
     p.add_argument(
-        "--n-exemplars", type=int, default=None, help="show the first K exemplars (default: each pair's own)"
+        "--n-exemplars",
+        type=whole_number(1),
+        default=None,
+        help="show the first K exemplars (default: each pair's own)",
     )
-    p.add_argument("--limit", type=int, default=None, help="evaluate N pairs drawn with --seed (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --limit, the random judge, scalar-rm and the bootstrap")
+    p.add_argument(
+        "--limit", type=whole_number(1), default=None, help="evaluate N pairs drawn with --seed (default: all)"
+    )
+    p.add_argument(
+        "--seed", type=seed_number, default=0, help="seed of --limit, the random judge, scalar-rm and the bootstrap"
+    )
     p.add_argument("--train-pairs", type=Path, default=None, help="pairs to fit char-ngram, function-words, scalar-rm")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="generation budget of --judge generative")
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
-    p.add_argument("--scalar-rm-steps", type=int, default=20, help="RewardTrainer steps of --judge scalar-rm")
-    p.add_argument("--bootstrap", type=int, default=metrics.N_BOOTSTRAP, help="bootstrap resamples for the intervals")
+    p.add_argument(
+        "--max-new-tokens", type=whole_number(1), default=256, help="generation budget of --judge generative"
+    )
+    p.add_argument("--batch-size", type=whole_number(1), default=8, help="prompts per forward pass")
+    p.add_argument(
+        "--scalar-rm-steps", type=whole_number(1), default=20, help="RewardTrainer steps of --judge scalar-rm"
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=whole_number(1),
+        default=metrics.N_BOOTSTRAP,
+        help="bootstrap resamples for the intervals",
+    )
     p.add_argument(
         "--orders",
         choices=ORDERS,
@@ -418,16 +551,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (2 for bad input)."""
-    args = parser().parse_args(argv)
-    if args.n_exemplars is not None and args.n_exemplars < 1:
-        print(f"error: --n-exemplars must be at least 1, got {args.n_exemplars}", file=sys.stderr)
-        return 2
+    """Command-line entry point; returns the exit code (2 for bad input, 1 for a failure after work began)."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
+        return int(exc.code or 0)
+    problem = check_arguments(args)
+    if problem is not None:
+        return fail(problem)
     try:
         document = run(args)
     except EvaluationInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
+    except EvaluationFailedError as exc:
+        return fail(str(exc), status=1)
     print(f"wrote {args.out}")
     print(summary_line(document["metrics"]["overall"], args.judge))
     return 0

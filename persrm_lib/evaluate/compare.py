@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 import pandas as pd
 
 from ..core import runfiles
+from ..core.cli import Parser, fail, output_problem, seed_number, whole_number
+from ..core.jsonl import write_json_atomic
 from . import metrics
 from .records import read_per_pair
 
@@ -143,25 +144,40 @@ def _parse_run(text: str) -> tuple[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persrm_lib.evaluate.compare", description=__doc__.split("\n\n")[0])
+    """Command-line entry point: exit 2 with one line for bad arguments or inputs, checked before any
+    table is read or written; ``--out`` is written atomically and never over an input."""
+    parser = Parser(prog="python -m persrm_lib.evaluate.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=_parse_run, action="append", required=True, metavar="LABEL=RUN_FOLDER")
     parser.add_argument("--judges", default=None, help="comma-separated judges (default: all of the first run's)")
-    parser.add_argument("--exemplars", type=int, default=None, help="exemplar count (default: the largest)")
-    parser.add_argument("--by", default="negative_kind", help="breakdown of the paired differences")
-    parser.add_argument("--n-bootstrap", type=int, default=metrics.N_BOOTSTRAP)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--exemplars", type=whole_number(1), default=None, help="exemplar count (default: the largest)")
+    parser.add_argument(
+        "--by", default="negative_kind", choices=metrics.BREAKDOWNS, help="breakdown of the differences"
+    )
+    parser.add_argument("--n-bootstrap", type=whole_number(1), default=metrics.N_BOOTSTRAP)
+    parser.add_argument("--seed", type=seed_number, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the two tables as JSON")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
+        return int(exc.code or 0)
     runs = dict(args.run)
     if len(runs) != len(args.run):
-        parser.error("each --run needs its own label")
+        return fail("each --run needs its own label")
+    if args.out is not None:
+        inputs = [per_pair_file(folder) for folder in runs.values()]
+        problem = output_problem(args.out, "--out", inputs)
+        if problem is not None:
+            return fail(problem)
     judges = [j.strip() for j in args.judges.split(",") if j.strip()] if args.judges else None
     try:
         combined = combine_runs(runs, args.exemplars)
+        known = set(combined["base_judge"])
+        unknown = [j for j in judges or [] if j not in known]
+        if unknown:
+            return fail(f"--judges: {', '.join(unknown)} not in the runs (they have {', '.join(sorted(known))})")
         summary, paired = compare_runs(combined, judges, args.by, args.n_bootstrap, args.seed)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     print(summary.round(3).to_string(index=False))
     print()
     print(paired.round(3).to_string(index=False))
@@ -172,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             "summary": json.loads(summary.to_json(orient="records")),
             "paired": json.loads(paired.to_json(orient="records")),
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(document, args.out, sort_keys=True)
         print(f"written: {args.out}")
     return 0
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..core.output_format import parse_output, strip_think
-from ..core.prompt import build_prompt_text
+from ..core.pointwise import join_completions, pair_scores, pointwise_prompt_texts
+from ..core.prompt import build_prompt_text, require_chat_template
 from ..core.verdict import exemplar_count, exemplars_of
 from ..models.client import LocalChatClient
 from ..models.context import PromptTooLongError, count_tokens, find_too_long, known_budget
-from ..core.pointwise import join_completions, pair_scores, pointwise_prompt_texts
 from ..models.generation import SCORE_STOP, SCORES_STOP
-from ..models.registry import load_model
+from ..models.registry import load_model, load_tokenizer
 from ..train.adapters import adapter_mode, check_evidence_matches, load_adapter
 from ..train.scalar_rm import scalar_rm_tokens, train_scalar_rm
 from .judge_base import BaseJudge, LearnsFrom, Loaded, NotFittedError, Pair, Verdict
@@ -142,35 +142,11 @@ class GenerativeJudge:
                 without (with) one (:func:`persrm_lib.train.adapters.check_evidence_matches`),
                 before any model is loaded.
         """
-        if self.adapter is not None:
-            check_evidence_matches(self.adapter, pairs)
-        client = self.client
-        tokenizer = client.tokenizer
+        prompts, fits = self._prompts(pairs, n_exemplars)
         if self.mode == "pointwise":
-            return self._score_pointwise(pairs, n_exemplars)
-        prompts = [build_prompt_text(tokenizer, p, exemplar_count(p, n_exemplars)) for p in pairs]
-        if self.max_prompt_tokens is not None:
-            for pair, prompt in zip(pairs, prompts, strict=True):
-                n_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-                if n_tokens > self.max_prompt_tokens:
-                    raise ValueError(
-                        f"pair {pair.get('id', '?')!r}: prompt has {n_tokens} tokens, more than "
-                        f"max_prompt_tokens={self.max_prompt_tokens}"
-                    )
-        budget = known_budget(client.model, tokenizer, reserved=self.max_new_tokens)
-        tokens = count_tokens(tokenizer, prompts)
-        too_long = (
-            []
-            if budget is None
-            else find_too_long(tokenizer, prompts, [p.get("id", "?") for p in pairs], budget, tokens)
-        )
-        if too_long and budget is not None and not self.count_too_long:
-            once: dict[str, Any] = {}  # a swapped pair repeats its id: name each pair once
-            for item in too_long:
-                once.setdefault(repr(item.id), item)
-            raise PromptTooLongError(list(once.values()), budget)
-        fits = [budget is None or n <= budget.limit for n in tokens]
+            return self._score_pointwise(prompts, fits)
         self.n_too_long += fits.count(False)
+        client = self.client
         texts = iter(client.generate_prompts([q for q, ok in zip(prompts, fits, strict=True) if ok]).texts)
         verdicts = []
         for ok in fits:
@@ -185,32 +161,78 @@ class GenerativeJudge:
             verdicts.append(Verdict(s_a, s_b, completion=text))
         return verdicts
 
-    def _score_pointwise(self, pairs: Sequence[Pair], n_exemplars: int | None) -> list[Verdict]:
-        """Pointwise judging (:mod:`persrm_lib.core.pointwise`): both responses of every pair scored
-        alone, in one batch; the pair's verdict compares the two scores (a format violation in
-        either is a violation). ``completion`` holds both completions (:func:`join_completions`)."""
+    def check_inputs(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> None:
+        """Everything :meth:`score_batch` would refuse, for all ``pairs`` at once, before anything is
+        generated: an adapter whose training record disagrees with the pairs or cannot be read, a
+        model without a chat template, a prompt that does not fit (unless ``count_too_long``).
+
+        Raises:
+            AdapterEvidenceError, ValueError: see :meth:`score_batch` (the adapter's record).
+            ChatTemplateError: the model's tokenizer has no chat template, naming the model.
+            PromptTooLongError: see :meth:`score_batch`.
+        """
+        if self.adapter is not None:
+            check_evidence_matches(self.adapter, pairs)
+        if self._client is None and self._loaded is None:  # the tokenizer alone: before the weights load
+            require_chat_template(load_tokenizer(self.model_name), self.model_name)
+        self._prompts(pairs, n_exemplars)
+
+    def _prompts(self, pairs: Sequence[Pair], n_exemplars: int | None) -> tuple[list[str], list[bool]]:
+        """The pairs' prompts (pointwise: two per pair, A then B) and whether each fits the model's
+        context; refuses what cannot be judged."""
+        if self.adapter is not None:
+            check_evidence_matches(self.adapter, pairs)
         client = self.client
         tokenizer = client.tokenizer
-        prompts: list[str] = []
-        for p in pairs:
-            prompts += pointwise_prompt_texts(tokenizer, p, exemplar_count(p, n_exemplars))
-        budget = known_budget(client.model, tokenizer, reserved=self.max_new_tokens)
-        if budget is not None:
+        require_chat_template(tokenizer, self.model_name)
+        if self.mode == "pointwise":
+            prompts = [q for p in pairs for q in pointwise_prompt_texts(tokenizer, p, exemplar_count(p, n_exemplars))]
             ids = [p.get("id", "?") for p in pairs for _ in (0, 1)]
-            too_long = find_too_long(tokenizer, prompts, ids, budget, count_tokens(tokenizer, prompts))
-            if too_long:
-                once: dict[str, Any] = {}
-                for item in too_long:
-                    once.setdefault(repr(item.id), item)
-                raise PromptTooLongError(list(once.values()), budget)
-        texts = client.generate_prompts(prompts).texts
+        else:
+            prompts = [build_prompt_text(tokenizer, p, exemplar_count(p, n_exemplars)) for p in pairs]
+            ids = [p.get("id", "?") for p in pairs]
+        if self.max_prompt_tokens is not None:
+            for pid, prompt in zip(ids, prompts, strict=True):
+                n_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+                if n_tokens > self.max_prompt_tokens:
+                    raise ValueError(
+                        f"pair {pid!r}: prompt has {n_tokens} tokens, more than max_prompt_tokens={self.max_prompt_tokens}"
+                    )
+        budget = known_budget(client.model, tokenizer, reserved=self.max_new_tokens)
+        tokens = count_tokens(tokenizer, prompts)
+        too_long = [] if budget is None else find_too_long(tokenizer, prompts, ids, budget, tokens)
+        if too_long and budget is not None and not self.count_too_long:
+            once: dict[str, Any] = {}  # a swapped pair (or a pointwise pair) repeats its id: name each pair once
+            for item in too_long:
+                once.setdefault(repr(item.id), item)
+            raise PromptTooLongError(list(once.values()), budget)
+        return prompts, [budget is None or n <= budget.limit for n in tokens]
+
+    def _score_pointwise(self, prompts: list[str], fits: list[bool]) -> list[Verdict]:
+        """Pointwise judging (:mod:`persrm_lib.core.pointwise`): both responses of every pair scored
+        alone, in one batch; the pair's verdict compares the two scores (a format violation in
+        either is a violation; a pair is ``too_long`` when either prompt is). ``completion`` holds
+        both completions (:func:`persrm_lib.core.pointwise.join_completions`)."""
+        pair_fits = [fits[2 * k] and fits[2 * k + 1] for k in range(len(fits) // 2)]
+        self.n_too_long += pair_fits.count(False)
+        wanted = [q for k, ok in enumerate(pair_fits) if ok for q in prompts[2 * k : 2 * k + 2]]
+        texts = iter(self.client.generate_prompts(wanted).texts)
         verdicts = []
-        for k in range(len(pairs)):
-            text_a, text_b = texts[2 * k], texts[2 * k + 1]
-            parsed_a, parsed_b = pair_scores(text_a, text_b)
-            ok = parsed_a.ok and parsed_b.ok
+        for ok in pair_fits:
+            if not ok:
+                verdicts.append(Verdict(None, None, too_long=True))
+                continue
+            text_a, text_b = next(texts), next(texts)
+            answers = [strip_think(t)[0] if self.strip_think else t for t in (text_a, text_b)]
+            self.n_stripped += sum(strip_think(t)[1] for t in (text_a, text_b)) if self.strip_think else 0
+            parsed_a, parsed_b = pair_scores(*answers)
+            ok_both = parsed_a.ok and parsed_b.ok
             verdicts.append(
-                Verdict(parsed_a.score if ok else None, parsed_b.score if ok else None, completion=join_completions(text_a, text_b))
+                Verdict(
+                    parsed_a.score if ok_both else None,
+                    parsed_b.score if ok_both else None,
+                    completion=join_completions(text_a, text_b),
+                )
             )
         return verdicts
 

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, runtime_checkable
 
+from ..core.jsonl import loads_json
 from .generation import SCORES_STOP, GenerationResult, generate
 
 logger = logging.getLogger(__name__)
@@ -44,10 +45,12 @@ class ChatClientError(RuntimeError):
 
 
 class ChatResponseError(ChatClientError):
-    """One conversation got no usable answer (invalid JSON, an unexpected body, a refused request).
+    """One conversation got no usable answer (invalid JSON, an unexpected body, a refused request,
+    an empty reply, an answer cut off at the token budget).
 
-    ``kind`` names the failure (``invalid_json``, ``unexpected_json``, ``http_400`` ...), so a
-    caller can count failures by kind, go on with the other conversations and retry this one later.
+    ``kind`` names the failure (``invalid_json``, ``unexpected_json``, ``empty_reply``, ``cut_off``,
+    ``http_400`` ...), so a caller can count failures by kind, go on with the other conversations
+    and retry this one later.
     """
 
     def __init__(self, message: str, kind: str) -> None:
@@ -133,7 +136,14 @@ class LocalChatClient:
         return self.loaded()[0]
 
     def render(self, messages: Messages) -> str:
-        """The chat-templated prompt text of ``messages``, ending with the assistant turn's opening."""
+        """The chat-templated prompt text of ``messages``, ending with the assistant turn's opening.
+
+        Raises:
+            ChatTemplateError: the model's tokenizer has no chat template (naming the model).
+        """
+        from ..core.prompt import require_chat_template
+
+        require_chat_template(self.tokenizer, self.model_name)
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
     def generate_prompts(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> GenerationResult:
@@ -189,10 +199,15 @@ class HTTPChatClient:
     Connection errors, timeouts and HTTP 408/425/429/5xx are retried up to ``max_retries`` times
     with exponential backoff (``backoff_s * 2**attempt``, capped at ``max_backoff_s``; a
     ``Retry-After`` header is honoured up to the cap); when the retries run out, a
-    :class:`ChatClientError` names the URL. An answer that is not the expected JSON, or an HTTP
-    400/413/422, is a :class:`ChatResponseError` for that request only. Other HTTP errors (401,
-    403, 404 ...) are a :class:`ChatClientError` at once. :attr:`stats` counts retries and bad
-    answers (``retries``, ``invalid_json``, ``unexpected_json``).
+    :class:`ChatClientError` names the URL. An answer that is not the expected JSON (a JSON object
+    naming a key twice included), an empty body, an answer cut off at ``max_tokens``
+    (``finish_reason: "length"``, kind ``cut_off``: not a format failure of the model) or an HTTP
+    400/413/422 is a :class:`ChatResponseError` for that request only. An endpoint problem stops
+    the caller at the first request with a :class:`ChatClientError`: a redirect (3xx, named with
+    its ``Location``: the client does not follow it, since a redirected POST becomes a GET), a
+    ``204 No Content``, and the other HTTP errors (401, 403, 404 ...). :attr:`stats` counts
+    retries and bad answers (``retries``, ``invalid_json``, ``unexpected_json``, ``empty_reply``,
+    ``cut_off``).
 
     The key is read from the environment variable ``api_key_env`` when the client is made; with
     no key there, no ``Authorization`` header is sent (a local vLLM needs none). The key is never
@@ -380,6 +395,17 @@ class HTTPChatClient:
                     self._sleep(attempt, response.headers.get("retry-after"))
                 continue
             snippet = self._redact(response.text[:200])
+            if 300 <= status < 400:
+                location = self._redact(response.headers.get("location") or "no Location header")
+                raise ChatClientError(
+                    f"{self.url} answered HTTP {status}, a redirect to {location}: set base_url to the address it "
+                    "names (redirects are not followed: a redirected POST would arrive as a GET)"
+                )
+            if status == 204:
+                raise ChatClientError(
+                    f"{self.url} answered HTTP 204 No Content, an empty reply to {what}: is base_url an "
+                    "OpenAI-compatible /v1 root?"
+                )
             if status in PER_ITEM_STATUSES:
                 raise ChatResponseError(f"{self.url} refused {what}: HTTP {status}: {snippet}", kind=f"http_{status}")
             if status >= 400:
@@ -392,8 +418,14 @@ class HTTPChatClient:
         )
 
     def _content(self, response: Any, what: str) -> str:
+        if not response.content.strip():
+            self._count("empty_reply")
+            raise ChatResponseError(
+                f"{self.url} answered {what} with an empty reply (HTTP {response.status_code}, no body)",
+                kind="empty_reply",
+            )
         try:
-            data = response.json()
+            data = loads_json(response.text, self.url)
         except ValueError as exc:
             self._count("invalid_json")
             raise ChatResponseError(
@@ -412,5 +444,12 @@ class HTTPChatClient:
             raise ChatResponseError(
                 f"{self.url} answered {what} with non-text content ({type(content).__name__})",
                 kind="unexpected_json",
+            )
+        if data["choices"][0].get("finish_reason") == "length":
+            self._count("cut_off")
+            raise ChatResponseError(
+                f"{self.url} answered {what} cut off at max_tokens={self.max_new_tokens} (finish_reason 'length'): "
+                "raise the token budget (teacher.max_new_tokens)",
+                kind="cut_off",
             )
         return content.strip()

@@ -12,7 +12,9 @@ Names:
 
 Cached folders are built in a temporary sibling folder and renamed into place only once complete,
 with a ``MANIFEST.json`` of SHA-256 checksums written last: a half-written folder never has the
-final name, and a folder whose files do not match its manifest is refused.
+final name, and a folder whose files do not match its manifest is refused. That manifest is also
+the marker of a folder the registry made: ``prepare --force`` and ``clean`` delete only folders
+that hold it and nothing it does not list (:func:`cache_problem`).
 
 >>> sorted(REGISTERED)
 ['smollm2-135m-instruct', 'tiny-random']
@@ -20,7 +22,6 @@ final name, and a folder whose files do not match its manifest is refused.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -31,7 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core.jsonl import sha256_file
+from ..core.cli import Parser, fail
+from ..core.jsonl import read_json, sha256_file
 from ..core.paths import cache_dir
 
 MANIFEST = "MANIFEST.json"
@@ -70,7 +72,7 @@ def verify_cache(folder: Path, name: str) -> None:
     if not manifest_path.is_file():
         raise ModelRegistryError(f"model cache {folder} is incomplete (no {MANIFEST}); {fix}")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(manifest_path)
         listed = dict(manifest["files"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelRegistryError(f"model cache {folder} has an unreadable {MANIFEST}; {fix}") from exc
@@ -84,11 +86,61 @@ def verify_cache(folder: Path, name: str) -> None:
             raise ModelRegistryError(f"model cache {folder}: {rel} does not match its checksum (corrupted); {fix}")
 
 
+def cache_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a cache folder that the registry made (so it may not be deleted), or None.
+
+    The registry's folders hold a ``MANIFEST.json`` with its ``format``, ``source`` and ``files``,
+    and no file that the manifest does not list (their checksums are not required to match: a
+    corrupted cache is what ``--force`` is for).
+    """
+    if folder.is_symlink() or not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:
+        manifest = read_json(folder / MANIFEST)
+    except (FileNotFoundError, ValueError):
+        return f"{folder} holds no readable {MANIFEST} of the model registry: not a folder it made"
+    if not isinstance(manifest, dict) or not {"format", "source", "files"} <= set(manifest):
+        return f"{folder}/{MANIFEST} is not the model registry's: not a folder it made"
+    listed = set(manifest["files"]) | {MANIFEST}
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    extra = [name for name in files if name not in listed]
+    if extra:
+        return f"{folder} holds files the model registry did not write ({', '.join(extra[:5])}): move them away"
+    return None
+
+
+def clean_cache() -> tuple[list[Path], list[str]]:
+    """Delete the model cache folders that the registry made (:func:`cache_problem`), nothing else.
+
+    Returns:
+        ``(deleted, kept)``: the folders deleted, and why each other entry of the cache was kept.
+    """
+    root = cache_dir() / "models"
+    deleted: list[Path] = []
+    kept: list[str] = []
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        problem = cache_problem(entry)
+        if problem is None:
+            shutil.rmtree(entry)
+            deleted.append(entry)
+        else:
+            kept.append(problem)
+    return deleted, kept
+
+
 def _build_cached(name: str, builder: Callable[[Path], str], force: bool = False) -> Path:
-    """Return the verified cache folder of ``name``, building it with ``builder`` when absent."""
+    """Return the verified cache folder of ``name``, building it with ``builder`` when absent.
+
+    Raises:
+        ModelRegistryError: with ``force``, a folder at the cache's place that the registry did not
+            make (it is not deleted); an unusable cache.
+    """
     root = cache_dir() / "models"
     final = root / f"{name}-v{CACHE_FORMAT}"
-    if force and final.exists():
+    if force and (final.exists() or final.is_symlink()):
+        problem = cache_problem(final)
+        if problem is not None:
+            raise ModelRegistryError(f"prepare {name} --force: {problem}")
         shutil.rmtree(final)
     if final.exists():
         verify_cache(final, name)
@@ -311,22 +363,32 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persrm_lib.models.registry", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m persrm_lib.models.registry", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="build or verify a registered model's cache folder")
     prep.add_argument("name", choices=REGISTERED)
     prep.add_argument("--force", action="store_true", help="delete and rebuild the cache folder")
     ver = sub.add_parser("verify", help="check a registered model's cache against its checksums")
     ver.add_argument("name", choices=REGISTERED)
-    args = parser.parse_args(argv)
+    sub.add_parser("clean", help="delete the cache folders the registry made (nothing else)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
+        return int(exc.code or 0)
     try:
         if args.command == "prepare":
             print(prepare(args.name, force=args.force))
+        elif args.command == "clean":
+            deleted, kept = clean_cache()
+            for folder in deleted:
+                print(f"deleted {folder}")
+            for why in kept:
+                print(f"kept: {why}")
         else:
             verify_cache(cache_dir() / "models" / f"{args.name}-v{CACHE_FORMAT}", args.name)
             print(f"{args.name}: cache verified")
     except ModelRegistryError as exc:
-        parser.exit(2, f"error: {exc}\n")
+        return fail(str(exc))
     return 0
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ..core.config import Profile, get_profile, set_threads
-from ..core.jsonl import write_json_atomic
+from ..core.jsonl import read_json, write_json_atomic
 from ..core.paths import FIGURES_DIR
+from ..core.runlock import acquire
 from ..models.backend import select_backend
 from .settings import read_overrides
 
@@ -20,8 +20,15 @@ PUBLISHED_PROFILES = ("cpu",)  # only the reference run writes into the tracked 
 
 def start(profile_name: str, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> tuple[Profile, Path]:
     """Resolve the profile (with the run folder's stored overrides, :mod:`persrm_lib.run.settings`,
-    then ``overrides``), pin threads, seed everything, create the run folder."""
+    then ``overrides``), take the run folder's lock for as long as this kernel lives
+    (:mod:`persrm_lib.core.runlock`: a second writer of the folder is refused, naming this one; the
+    runner's kernels share the runner's), pin threads, seed everything, create the run folder.
+
+    Raises:
+        RunFolderBusyError: another process writes to the run folder.
+    """
     profile = get_profile(profile_name, {**read_overrides(run_dir), **(overrides or {})})
+    acquire(run_dir, f"a notebook kernel of profile {profile_name}")  # released when the kernel exits
     if select_backend() == "unsloth":
         import unsloth  # noqa: F401 -- Unsloth patches transformers and TRL, so it is imported first
 
@@ -56,4 +63,4 @@ def read_metrics(run_dir: str | Path, notebook: str) -> dict[str, Any]:
     path = Path(run_dir) / METRICS_DIR / f"{notebook}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook {notebook} first")
-    return json.loads(path.read_text())
+    return read_json(path)

@@ -17,32 +17,44 @@ Copies, from a run whose seven notebooks all executed under ``--profile``:
   notebook's wall time, and a SHA-256 per file.
 
 A run of another profile is refused, so a smoke run can never overwrite the reference run; so is a
-run with overrides (``python -m persrm_lib.run --set``) published to ``results/<profile>``: give it
-its own ``--dest``.
+variant run (made with ``python -m persrm_lib.run --set`` overrides or ``-p`` notebook parameters)
+published to ``results/<profile>``: give it its own ``--dest``. Whether a run may become the
+profile's reference is decided by ONE function, :func:`reference_problem`, which ``python -m
+persrm_lib.run.regression --update`` calls too.
+
+Publish deletes only what it made (:func:`replace_problem`): ``--dest`` may be absent, an empty
+folder, or a folder that publish wrote for the same profile -- its ``MANIFEST.json``, the marker
+publish writes, names the profile and every file with its checksum, and the folder holds exactly
+those files, unchanged. Never the run folder, a folder inside it or above it, nor a folder holding
+anything else: those are refused with exit status 2 and the reason, nothing touched. ``--restore``
+deletes nothing: it copies into the run folder only the adapters that are not there, from a folder
+that publish made for the run folder's profile and overrides.
 Figures are already in ``figures/``: notebooks of a published profile save them there.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
+from ..core.cli import Parser, fail, finite_number
 from ..core.config import get_profile
-from ..core.jsonl import sha256_file, write_json_atomic
+from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR
-from .settings import read_overrides
+from ..core.runlock import RunFolderBusyError, run_lock
+from .settings import RunSettingsError, read_overrides, read_profile
 
 NOTEBOOK_COUNT = 7
 LOG_STAGES = ("sft", "rft", "rft_from_base")
 ADAPTER_STAGES = ("sft", "rft", "rft_from_base")
 TABLE_SOURCES = ("eval", "behavior")
 DEFAULT_MAX_ADAPTER_MB = 20.0
+MANIFEST = "MANIFEST.json"  # written last by publish: the marker of a folder it made
+RUNNER_PARAMETERS = ("profile", "run_dir")  # what the runner passes every notebook
 
 
 class PublishError(RuntimeError):
@@ -52,7 +64,7 @@ class PublishError(RuntimeError):
 def executed_metadata(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """Papermill's metadata of each executed notebook in ``<run>/executed/``, by notebook stem."""
     return {
-        path.stem: json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+        path.stem: read_json(path).get("metadata", {}).get("papermill", {})
         for path in sorted((Path(run_dir) / "executed").glob("*.ipynb"))
     }
 
@@ -72,6 +84,106 @@ def run_profile(run_dir: str | Path, executed: dict[str, dict[str, Any]] | None 
         listing = ", ".join(f"{k}: {v}" for k, v in profiles.items())
         raise PublishError(f"{run_dir}: the executed notebooks disagree on the profile ({listing})")
     return found.pop()
+
+
+def reference_problem(
+    run_dir: str | Path, profile: str, executed: dict[str, dict[str, Any]] | None = None
+) -> str | None:
+    """Why a run may not become ``profile``'s reference (``results/<profile>``: the metrics that
+    regression runs compare with, the published reference results), or None when it may.
+
+    The ONE decision, used by :func:`publish` (for ``results/<profile>``) and by ``python -m
+    persrm_lib.run.regression --update``: every notebook executed, all under ``profile``; the
+    folder's recorded profile is ``profile``; no ``--set`` overrides; no notebook parameter but the
+    two the runner passes (``-p`` makes a variant too).
+
+    >>> reference_problem("/no/such/run", "cpu")
+    '/no/such/run/executed holds no notebooks: run the notebooks first'
+    """
+    run = Path(run_dir)
+    try:
+        executed = executed_metadata(run) if executed is None else executed
+        found = run_profile(run, executed)
+    except (PublishError, ValueError) as exc:
+        return str(exc)
+    if found != profile:
+        return f"{run} was run with profile {found!r}, not {profile!r}"
+    if len(executed) < NOTEBOOK_COUNT:
+        return f"{run}: only {len(executed)} of {NOTEBOOK_COUNT} notebooks executed ({', '.join(executed)})"
+    try:
+        recorded, overrides = read_profile(run), read_overrides(run)
+    except RunSettingsError as exc:
+        return str(exc)
+    if recorded is not None and recorded != profile:
+        return f"{run} was started with profile {recorded!r} (settings.json), not {profile!r}"
+    if overrides:
+        return f"{run} was run with overrides {overrides}: it is a variant, not the {profile} reference run"
+    given = sorted({k for meta in executed.values() for k in meta.get("parameters", {})} - set(RUNNER_PARAMETERS))
+    if given:
+        return (
+            f"{run} was run with notebook parameters {', '.join(given)} (-p): it is a variant, not the "
+            f"{profile} reference run"
+        )
+    return None
+
+
+def _tree_files(folder: Path) -> list[str]:
+    """Every file (or link) below ``folder``, relative, as a manifest names them."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def replace_problem(dest: str | Path, profile: str, run_dir: str | Path | None = None) -> str | None:
+    """Why publish may not replace ``dest``, or None when it may (it deletes only what it made).
+
+    ``dest`` may be replaced when it does not exist, is an empty folder, or is a folder that
+    publish wrote for ``profile``: its ``MANIFEST.json`` (the marker publish writes last) names the
+    profile and lists every file with its SHA-256, and the folder holds exactly those files,
+    unchanged. Never the run folder, a folder inside it or one that holds it.
+
+    >>> replace_problem("runs/cpu", "cpu", "runs/cpu")
+    '--dest runs/cpu is the run folder itself'
+    """
+    dest = Path(dest)
+    if run_dir is not None:
+        here, run = dest.resolve(), Path(run_dir).resolve()
+        if here == run:
+            return f"--dest {dest} is the run folder itself"
+        if run in here.parents:
+            return f"--dest {dest} is inside the run folder {run_dir}"
+        if here in run.parents:
+            return f"--dest {dest} holds the run folder {run_dir}"
+    if dest.is_symlink():
+        return f"--dest {dest} is a link; publish replaces only a folder it made"
+    if not dest.exists():
+        return None
+    if not dest.is_dir():
+        return f"--dest {dest} is a file; publish replaces only a folder it made"
+    if not any(dest.iterdir()):
+        return None
+    marker = dest / MANIFEST
+    if not marker.is_file():
+        names = ", ".join(p.name for p in sorted(dest.iterdir())[:5])
+        return f"--dest {dest} holds files that publish did not write (no {MANIFEST}: {names}); move them away or choose another --dest"
+    try:
+        manifest = read_json(marker)
+    except ValueError as exc:
+        return f"--dest {dest}: {exc}; publish replaces only a folder it made"
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict) or "profile" not in manifest:
+        return f"--dest {dest}: {MANIFEST} is not one that publish wrote (no profile and files); choose another --dest"
+    if manifest["profile"] != profile:
+        return f"--dest {dest} holds results published for profile {manifest['profile']!r}, not {profile!r}"
+    extra = [name for name in _tree_files(dest) if name != MANIFEST and name not in listed]
+    if extra:
+        return f"--dest {dest} holds files that publish did not write ({', '.join(extra[:5])}); move them away"
+    changed = [
+        name
+        for name, digest in sorted(listed.items())
+        if not (dest / name).is_file() or sha256_file(dest / name) != digest
+    ]
+    if changed:
+        return f"--dest {dest}: files changed or removed since they were published ({', '.join(changed[:5])}); move them away"
+    return None
 
 
 def notebook_seconds(executed: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -94,12 +206,12 @@ def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
             (adapter / generated).unlink()
     config = adapter / "adapter_config.json"
     if config.is_file():
-        data = json.loads(config.read_text())
+        data = read_json(config)
         data["base_model_name_or_path"] = model_name
         config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     info = adapter / "persrm_training.json"
     if info.is_file():
-        data = json.loads(info.read_text())
+        data = read_json(info)
         root = run.resolve()
         for key, value in data.items():
             if isinstance(value, str) and value.startswith(str(root)):
@@ -132,12 +244,23 @@ def publish(
         The manifest written to ``MANIFEST.json``.
 
     Raises:
-        PublishError: the run is incomplete, was run under another profile, or was run with
-            overrides and ``dest`` is the profile's reference folder.
+        PublishError: the run is incomplete, was run under another profile, is a variant
+            (:func:`reference_problem`) and ``dest`` is the profile's reference folder, or ``dest``
+            is not a folder publish may replace (:func:`replace_problem`); nothing is touched then.
+        RunFolderBusyError: another process writes to the run folder.
     """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise PublishError(f"--run-dir {run} is not a folder")
+    with run_lock(run, f"python -m persrm_lib.run.publish --run-dir {run}"):  # no writer while it is read
+        return _publish(run, profile, dest, max_adapter_mb, adapter_stages)
+
+
+def _publish(
+    run: Path, profile: str, dest: str | Path | None, max_adapter_mb: float, adapter_stages: tuple[str, ...]
+) -> dict[str, Any]:
     from .regression import collect
 
-    run = Path(run_dir)
     executed = executed_metadata(run)
     found = run_profile(run, executed)
     if found != profile:
@@ -148,11 +271,14 @@ def publish(
         names = ", ".join(executed)
         raise PublishError(f"{run}: only {len(executed)} of {NOTEBOOK_COUNT} notebooks executed ({names})")
     dest = Path(dest) if dest is not None else RESULTS_DIR / profile
+    if dest.resolve() == (RESULTS_DIR / profile).resolve():
+        problem = reference_problem(run, profile, executed)
+        if problem is not None:
+            raise PublishError(f"{problem}; publish it with --dest")
+    problem = replace_problem(dest, profile, run)
+    if problem is not None:
+        raise PublishError(problem)
     overrides = read_overrides(run)
-    if overrides and dest.resolve() == (RESULTS_DIR / profile).resolve():
-        raise PublishError(
-            f"{run} was run with overrides {overrides}: it is not the {profile} reference run; publish it with --dest"
-        )
     settings = get_profile(profile, overrides)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
@@ -191,36 +317,100 @@ def publish(
             "adapters_left_out": skipped,
             "files": {p.relative_to(staging).as_posix(): sha256_file(p) for p in files},
         }
-        write_json_atomic(manifest, staging / "MANIFEST.json", sort_keys=True)
-        old = dest.with_name(f".{dest.name}-old")
-        if old.exists():
-            shutil.rmtree(old)
-        if dest.exists():
-            dest.rename(old)
-        staging.rename(dest)
-        if old.exists():
-            shutil.rmtree(old)
+        write_json_atomic(manifest, staging / MANIFEST, sort_keys=True)
+        # the old folder goes into a folder made here (never a fixed name that might hold something else)
+        trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent))
+        moved = dest.exists()
+        if moved:
+            dest.rename(trash / dest.name)
+        try:
+            staging.rename(dest)
+        except BaseException:
+            if moved:
+                (trash / dest.name).rename(dest)  # the previous results back (kept in trash if this fails)
+            trash.rmdir()
+            raise
+        shutil.rmtree(trash)  # the previous results, checked by replace_problem as made by publish
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
 
 
+def published_manifest(results_dir: str | Path) -> dict[str, Any]:
+    """The ``MANIFEST.json`` of a folder that publish made (it names the profile and every file).
+
+    Raises:
+        PublishError: no manifest, or one that is not JSON or not publish's (naming the folder).
+    """
+    marker = Path(results_dir) / MANIFEST
+    if not marker.is_file():
+        raise PublishError(f"{results_dir} is not a published results folder (no {MANIFEST})")
+    try:
+        manifest = read_json(marker)
+    except ValueError as exc:
+        raise PublishError(str(exc)) from exc
+    if not isinstance(manifest, dict) or "profile" not in manifest or not isinstance(manifest.get("files"), dict):
+        raise PublishError(f"{marker} is not one that publish wrote (no profile and files)")
+    return manifest
+
+
 def restore(results_dir: str | Path, run_dir: str | Path) -> list[str]:
     """Put the published adapters back into a run folder (``<run>/<stage>/adapter``), so notebook 05
-    evaluates the reference models without training; existing adapters are left alone.
+    evaluates the reference models without training; existing adapters are left alone, nothing is
+    deleted. Each adapter is copied beside its place and renamed into it only once complete.
 
     Returns:
         The stages restored.
+
+    Raises:
+        PublishError: ``results_dir`` is not a folder publish made, an adapter file there differs
+            from its checksum, the run folder is that folder (or inside it, or holds it), or it was
+            started with another profile or other overrides than the published run; nothing is
+            copied then.
+        RunFolderBusyError: another process writes to the run folder.
     """
+    results, run = Path(results_dir), Path(run_dir)
+    manifest = published_manifest(results)
+    here, there = run.resolve(), results.resolve()
+    if here == there or there in here.parents or here in there.parents:
+        raise PublishError(
+            f"--run-dir {run} and the published folder {results} overlap: restore into another run folder"
+        )
+    try:
+        recorded, overrides = read_profile(run), read_overrides(run)
+    except RunSettingsError as exc:
+        raise PublishError(str(exc)) from exc
+    if recorded is not None and recorded != manifest["profile"]:
+        raise PublishError(
+            f"{run} was started with profile {recorded!r}; {results} holds profile {manifest['profile']!r}"
+        )
+    if (run / "settings.json").is_file() and overrides != dict(manifest.get("overrides") or {}):
+        raise PublishError(
+            f"{run} was started with overrides {overrides or 'none'}; the adapters in {results} were trained with "
+            f"{manifest.get('overrides') or 'none'}"
+        )
+    stages = sorted(p.name for p in (results / "adapters").glob("*") if p.is_dir())
+    for stage in stages:
+        for name, digest in manifest["files"].items():
+            if name.startswith(f"adapters/{stage}/") and (
+                not (results / name).is_file() or sha256_file(results / name) != digest
+            ):
+                raise PublishError(f"{results / name} is missing or differs from its checksum in {MANIFEST}")
     restored = []
-    for folder in sorted((Path(results_dir) / "adapters").glob("*")):
-        target = runfiles.adapter_dir(Path(run_dir), folder.name)
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(folder, target)
-        restored.append(folder.name)
+    with run_lock(run, f"python -m persrm_lib.run.publish --restore --run-dir {run}"):
+        for stage in stages:
+            target = runfiles.adapter_dir(run, stage)
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = Path(tempfile.mkdtemp(prefix=".adapter-", dir=target.parent))
+            try:
+                shutil.copytree(results / "adapters" / stage, part / "adapter")
+                (part / "adapter").rename(target)
+            finally:
+                shutil.rmtree(part, ignore_errors=True)  # a folder made here: empty unless the copy failed
+            restored.append(stage)
     return restored
 
 
@@ -244,8 +434,8 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     from ..evaluate import metrics
 
     folder = Path(results_dir)
-    manifest = json.loads((folder / "MANIFEST.json").read_text())
-    main_k = json.loads((folder / "metrics.json").read_text())["05_evaluate"]["main_exemplars"]
+    manifest = read_json(folder / "MANIFEST.json")
+    main_k = read_json(folder / "metrics.json")["05_evaluate"]["main_exemplars"]
     rows = pd.read_csv(runfiles.published_per_pair_path(folder))
     rows = rows[rows["n_exemplars"] == main_k]
     order = list(dict.fromkeys(rows["judge"]))
@@ -309,31 +499,49 @@ def update_readme(readme: str | Path, block: str, profile: str = "cpu") -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persrm_lib.run.publish", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m persrm_lib.run.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--profile", default="cpu", help="the profile the run must have been executed with")
     parser.add_argument("--dest", type=Path, default=None, help="default: results/<profile>")
-    parser.add_argument("--max-adapter-mb", type=float, default=DEFAULT_MAX_ADAPTER_MB)
+    parser.add_argument(
+        "--max-adapter-mb", type=finite_number(0, low_open=True), default=DEFAULT_MAX_ADAPTER_MB, help="size cap"
+    )
     parser.add_argument("--adapters", default=",".join(ADAPTER_STAGES), help="stages whose adapters to publish")
     parser.add_argument("--readme", type=Path, default=None, help="also rewrite this README's results block")
     parser.add_argument(
         "--restore", action="store_true", help="the other way: copy the published adapters into --run-dir"
     )
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
+        return int(exc.code or 0)
     dest = args.dest or RESULTS_DIR / args.profile
     if args.restore:
-        restored = restore(dest, args.run_dir)
+        try:
+            restored = restore(dest, args.run_dir)
+        except (PublishError, RunFolderBusyError) as exc:
+            return fail(str(exc))
         print(f"restored adapters: {', '.join(restored) or 'none (already present or none published)'}")
         return 0
     stages = tuple(s.strip() for s in args.adapters.split(",") if s.strip())
+    unknown = [s for s in stages if s not in ADAPTER_STAGES]
+    if unknown:
+        return fail(f"--adapters: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(ADAPTER_STAGES)}")
+    if args.readme is not None:  # checked before anything is published
+        try:
+            text = args.readme.read_text()
+        except OSError as exc:
+            return fail(f"--readme {args.readme}: {exc.strerror or exc}")
+        start, end = README_START.format(profile=args.profile), README_END.format(profile=args.profile)
+        if start not in text or end not in text:
+            return fail(f"--readme {args.readme} has no results block: add the lines {start!r} and {end!r}")
     try:
         manifest = publish(args.run_dir, args.profile, dest, args.max_adapter_mb, stages)
         if args.readme is not None:
             changed = update_readme(args.readme, results_markdown(dest), args.profile)
             print(f"{args.readme}: results block {'updated' if changed else 'unchanged'}")
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (PublishError, RunFolderBusyError) as exc:
+        return fail(str(exc))
     print(f"published {len(manifest['files'])} files to {dest}")
     for stage, why in manifest["adapters_left_out"].items():
         print(f"adapter {stage} left out: {why}")

@@ -7,21 +7,28 @@ patterns on ``notebook:metric`` mapped to ``{"abs": x, "rel": y}`` or ``null`` (
 timings); the first matching pattern wins.
 
     python -m persrm_lib.run.regression [--profile smoke] [--run-dir DIR] [--skip-run] [--update]
+
+``--update`` stores a run as the reference only when :func:`persrm_lib.run.publish.reference_problem`
+(the one decision that publish also uses) finds nothing against it: a run made with ``--set``
+overrides or ``-p`` parameters, of another profile or incomplete, is refused with exit status 2.
+Exit status: 0 every metric within tolerance (or stored); 1 a metric moved or went missing, or a
+notebook failed; 2 refused (bad arguments, a run that may not be the reference, a folder in use).
 """
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
-import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.jsonl import write_json_atomic
+from ..core.cli import Parser, fail
+from ..core.config import PROFILES
+from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR, default_run_dir
+from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import METRICS_DIR
 
 TOLERANCES_FILE = RESULTS_DIR / "tolerances.json"
@@ -52,13 +59,13 @@ def collect(run_dir: Path) -> dict[str, dict[str, Any]]:
     folder = Path(run_dir) / METRICS_DIR
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is missing: the run folder holds no metrics")
-    return {p.stem: flatten(json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))}
+    return {p.stem: flatten(read_json(p)) for p in sorted(folder.glob("*.json"))}
 
 
 def load_tolerances(path: Path = TOLERANCES_FILE) -> list[tuple[str, dict[str, float] | None]]:
     if not path.is_file():
         return [("*", {"abs": 0.0, "rel": 0.0})]
-    rules = json.loads(path.read_text())
+    rules = read_json(path)
     return list(rules.items())
 
 
@@ -125,43 +132,67 @@ def stored_path(profile: str) -> Path:
     return RESULTS_DIR / profile / "metrics.json"
 
 
+def _record_in_manifest(target: Path, run_dir: Path) -> None:
+    """After ``--update`` rewrote ``results/<profile>/metrics.json``: a folder that publish made keeps
+    its manifest true (the new checksum, and which run the metrics now come from), so publish still
+    recognises the folder as its own."""
+    marker = target.parent / "MANIFEST.json"
+    if not marker.is_file():
+        return
+    manifest = read_json(marker)
+    if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict):
+        manifest["files"][target.name] = sha256_file(target)
+        manifest["metrics_updated_from"] = str(run_dir)
+        write_json_atomic(manifest, marker, sort_keys=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persrm_lib.run.regression", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="smoke")
+    parser = Parser(prog="python -m persrm_lib.run.regression", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
     parser.add_argument("--run-dir", default=None, help="default: runs/<profile>-regression")
     parser.add_argument("--skip-run", action="store_true", help="compare an existing run folder without executing")
     parser.add_argument("--update", action="store_true", help="store the measured metrics as the new reference")
     parser.add_argument("--all", action="store_true", help="print every metric, not only those that moved")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
+        return int(exc.code or 0)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(f"{args.profile}-regression")
+    if args.skip_run and not run_dir.is_dir():
+        return fail(f"--run-dir {run_dir}: no such run folder (--skip-run compares an existing one)")
     if not args.skip_run:
         from .runner import NotebookFailedError, run_notebooks
 
         try:
             run_notebooks(args.profile, run_dir)
         except NotebookFailedError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    from .publish import PublishError, run_profile
+            return fail(str(exc), status=1)
+        except (RunFolderBusyError, ValueError) as exc:  # refused before any notebook ran
+            return fail(str(exc))
+    from .publish import PublishError, reference_problem, run_profile
 
     try:
-        found = run_profile(run_dir)
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if found != args.profile:  # a smoke run must never be compared with, or stored as, the cpu reference
-        print(f"error: {run_dir} was run with profile {found!r}, not {args.profile!r}", file=sys.stderr)
-        return 1
-    measured = collect(run_dir)
+        with run_lock(run_dir, f"python -m persrm_lib.run.regression --run-dir {run_dir}"):  # no writer while read
+            found = run_profile(run_dir)
+            if found != args.profile:  # a smoke run must never be compared with, or stored as, the cpu reference
+                return fail(f"{run_dir} was run with profile {found!r}, not {args.profile!r}")
+            if args.update:
+                problem = reference_problem(run_dir, args.profile)
+                if problem is not None:
+                    return fail(f"--update refused: {problem}")
+            measured = collect(run_dir)
+    except (PublishError, RunFolderBusyError, ValueError) as exc:
+        return fail(str(exc))
     target = stored_path(args.profile)
     if args.update:
         write_json_atomic(measured, target, sort_keys=True)
+        _record_in_manifest(target, run_dir)
         print(f"stored {sum(len(m) for m in measured.values())} metrics in {target}")
         return 0
     if not target.is_file():
         print(f"error: no stored metrics at {target}; run with --update to create them", file=sys.stderr)
         return 1
-    rows = compare(json.loads(target.read_text()), measured, load_tolerances())
+    rows = compare(read_json(target), measured, load_tolerances())
     print(format_table(rows, show_all=args.all))
     bad = [r for r in rows if r.status in ("moved", "missing")]
     counts = {s: sum(r.status == s for r in rows) for s in ("ok", "moved", "missing", "new", "ignored")}

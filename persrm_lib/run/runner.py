@@ -1,11 +1,19 @@
 """Run the notebooks in order, headless, with papermill, into a run folder.
 
-Every notebook gets ``profile`` and ``run_dir``; any other parameter goes to the notebooks whose
-``parameters`` cell declares it. A name that no notebook of the run declares is refused (papermill
-itself only warns). Each value is converted to the parameter's declared type before any notebook
-runs (see :func:`convert_parameter`); a value that does not convert is refused, naming the
-parameter, the notebook and the type. The runner stops at the first failing notebook, naming it and the failing cell,
+Every notebook gets ``profile`` and ``run_dir``, from ``--profile`` and ``--run-dir`` only: ``-p``
+naming either is refused, so the command line and the notebooks cannot disagree on where a run
+writes. Any other parameter goes to the notebooks whose ``parameters`` cell declares it. A name
+that no notebook of the run declares is refused (papermill itself only warns). Each value is
+converted to the parameter's declared type before any notebook runs (see
+:func:`convert_parameter`); a value that does not convert is refused, naming the parameter, the
+notebook and the type -- a list or dict literal given to a scalar parameter included. A list
+parameter (comma-separated text, :data:`LIST_PARAMETERS`) is parsed and each item checked, before
+any notebook runs. The runner stops at the first failing notebook, naming it and the failing cell,
 keeps the executed copies under ``<run>/executed/`` and prints one progress line per notebook.
+The run folder is locked for the whole run (:mod:`persrm_lib.core.runlock`).
+
+Exit status: 0 done; 1 a notebook failed; 2 refused before any notebook ran (a parameter, a
+setting, a folder in use by another writer).
 
     python -m persrm_lib.run --profile smoke [--run-dir DIR] [--only 01 02] [-p NAME VALUE ...]
                              [--set SETTING VALUE ...]
@@ -17,7 +25,6 @@ overrides are stored in the run folder and apply to every notebook run there lat
 
 from __future__ import annotations
 
-import argparse
 import ast
 import os
 import re
@@ -28,9 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.cli import Parser
 from ..core.config import PROFILE_ENV, PROFILES, get_profile
 from ..core.paths import NOTEBOOKS_DIR, default_run_dir
-from .settings import RunSettingsError, store_overrides
+from ..core.runlock import RunFolderBusyError, run_lock
+from .settings import RunSettingsError, check_overrides, store_overrides
 
 ALWAYS_PASSED = ("profile", "run_dir")
 EXECUTED_SUBDIR = "executed"
@@ -42,6 +51,10 @@ class UnknownParameterError(ValueError):
 
 class ParameterTypeError(ValueError):
     """A ``-p`` value that does not convert to the declared type, or a declaration the runner cannot read."""
+
+
+class ReservedParameterError(ValueError):
+    """A ``-p`` naming a parameter the runner sets itself (``profile``, ``run_dir``)."""
 
 
 class NotebookFailedError(RuntimeError):
@@ -165,8 +178,8 @@ def convert_parameter(value: Any, ptype: ParameterType) -> Any:
     never an ``int``). ``any`` keeps the old rule: a Python literal when the text is one, else text.
 
     Raises:
-        ValueError: ``got <value>``: the value does not convert (the caller names the parameter and
-            the notebook).
+        ValueError: ``got <value>``: the value does not convert, or is a list, tuple, dict or set
+            literal for a scalar type (the caller names the parameter and the notebook).
 
     >>> convert_parameter("No", ParameterType(bool)), convert_parameter("3", ParameterType(int))
     (False, 3)
@@ -175,6 +188,10 @@ def convert_parameter(value: Any, ptype: ParameterType) -> Any:
     """
     if ptype.base is None:
         return _parse_value(value) if isinstance(value, str) else value
+    if isinstance(value, str) and value.strip().startswith(("[", "{", "(")):
+        literal = _parse_value(value.strip())
+        if isinstance(literal, list | tuple | dict | set):  # "1,3" stays text: lists are written that way
+            raise ValueError(f"got the {type(literal).__name__} literal {value!r}")
     if value is None:
         if ptype.optional:
             return None
@@ -277,17 +294,137 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
     return {name: spec.default for name, spec in declared_parameter_specs(notebook).items()}
 
 
+@dataclass(frozen=True)
+class ListParameter:
+    """A notebook parameter that holds a comma-separated list (or, ``single``, one name): what each
+    item must be."""
+
+    item: type  # str or int
+    choices: Callable[[], Sequence[str]] | None = None  # the allowed names, read when checked
+    low: int = 1  # int items: the smallest allowed
+    high: int = 2**31  # int items: the largest allowed
+    single: bool = False  # one name, not a list
+
+    def check(self, text: str) -> list[Any]:
+        """The items of ``text`` (``"a, b"`` -> ``["a", "b"]``), each checked.
+
+        Raises:
+            ValueError: an item that is not of the type, not one of the choices, or out of range.
+        """
+        items = [text.strip()] if self.single else [t.strip() for t in text.split(",") if t.strip()]
+        out: list[Any] = []
+        for item in items:
+            if self.item is int:
+                if not _INT_RE.match(item) or not self.low <= int(item) <= self.high:
+                    raise ValueError(f"item {item!r} is not a whole number in [{self.low}, {self.high}]")
+                out.append(int(item))
+                continue
+            allowed = list(self.choices()) if self.choices else None
+            if allowed is not None and item not in allowed:
+                raise ValueError(f"{'it' if self.single else 'item'} {item!r} is not one of {', '.join(allowed)}")
+            out.append(item)
+        return out
+
+
+def _baseline_judges() -> list[str]:
+    from ..evaluate.judges import JUDGES
+
+    return [j for j in JUDGES if j != "generative"]
+
+
+def _stages() -> Sequence[str]:
+    from ..evaluate.records import STAGES
+
+    return STAGES
+
+
+def _literature_sets() -> list[str]:
+    from ..data.corpora import LITERATURE_SETS
+
+    return sorted(LITERATURE_SETS)
+
+
+# the project's list parameters (and names from a fixed set), by (notebook stem, parameter): checked
+# before any notebook runs, so a typo in 05's judges does not surface after 01-04 have run
+LIST_PARAMETERS: dict[tuple[str, str], ListParameter] = {
+    ("01_synthesize", "literature_sets"): ListParameter(str, _literature_sets),
+    ("05_evaluate", "judges"): ListParameter(str, _baseline_judges),
+    ("05_evaluate", "stages"): ListParameter(str, _stages),
+    ("05_evaluate", "generative_counts"): ListParameter(int, low=1, high=8),
+    ("05_evaluate", "orders"): ListParameter(str, lambda: ("both", "original"), single=True),
+    ("07_behavior_analysis", "classifier"): ListParameter(str, lambda: ("rule", "llm", "both"), single=True),
+}
+
+# numeric parameters that override a profile setting: checked as that setting, with the run's profile
+SETTING_PARAMETERS: dict[tuple[str, str], str] = {
+    ("03_sft", "max_steps"): "sft.max_steps",
+    ("04_rft_grpo", "max_steps"): "grpo.max_steps",
+    ("05_evaluate", "model_pairs"): "evaluation.model_pairs",
+    ("05_evaluate", "generative_pairs"): "evaluation.generative_pairs",
+    ("05_evaluate", "generative_counts"): "evaluation.generative_counts",
+    ("05_evaluate", "scalar_rm_steps"): "evaluation.scalar_rm_steps",
+}
+# the other numeric parameters: the smallest value each accepts
+AT_LEAST: dict[tuple[str, str], int] = {
+    ("01_synthesize", "trace_pairs"): 1,
+    ("02_filter_audit", "cv_folds"): 2,
+    ("03_sft", "n_preview"): 0,
+    ("05_evaluate", "max_new_tokens"): 1,
+    ("05_evaluate", "batch_size"): 1,
+    ("05_evaluate", "n_bootstrap"): 1,
+    ("06_training_dynamics", "smooth"): 1,
+    ("07_behavior_analysis", "llm_max_new_tokens"): 1,
+    ("07_behavior_analysis", "llm_max_traces"): 0,
+    ("07_behavior_analysis", "n_examples"): 0,
+    ("07_behavior_analysis", "max_criterion_words"): 1,
+}
+
+
+def _check_value(notebook: Path, name: str, value: Any, profile: str) -> None:
+    """A converted value of a project notebook's parameter, checked as what it is for.
+
+    Raises:
+        ParameterTypeError: a list item not allowed, a number below its smallest value, or a value
+            that the profile setting it overrides refuses (named).
+    """
+    key = (notebook.stem, name)
+    listed = LIST_PARAMETERS.get(key)
+    if listed is not None and isinstance(value, str):
+        try:
+            listed.check(value)
+        except ValueError as exc:
+            what = "takes one name" if listed.single else "is a comma-separated list"
+            raise ParameterTypeError(f"parameter {name} of {notebook.name} {what}: {exc}") from None
+    if value is None:
+        return
+    if key in AT_LEAST and value < AT_LEAST[key]:
+        raise ParameterTypeError(f"parameter {name} of {notebook.name} must be at least {AT_LEAST[key]}, got {value}")
+    if key in SETTING_PARAMETERS:
+        try:
+            get_profile(profile, {SETTING_PARAMETERS[key]: value})
+        except (KeyError, ValueError) as exc:
+            message = exc.args[0] if exc.args else str(exc)
+            raise ParameterTypeError(f"parameter {name} of {notebook.name} sets {message}") from None
+
+
 def plan_parameters(
     notebooks: Sequence[Path], profile: str, run_dir: Path, params: dict[str, Any]
 ) -> dict[Path, dict[str, Any]]:
     """Which parameters each notebook receives, converted to each notebook's declared type.
 
     Raises:
+        ReservedParameterError: ``profile`` or ``run_dir`` among ``params`` (the runner sets them).
         UnknownParameterError: a name that no notebook declares, or a notebook without
             ``profile`` and ``run_dir``.
-        ParameterTypeError: a value that does not convert, naming the parameter, the notebook and
-            the expected type (nothing has run then).
+        ParameterTypeError: a value that does not convert, or a list parameter's item that is not
+            allowed, naming the parameter, the notebook and what it expects (nothing has run then).
     """
+    reserved = [name for name in ALWAYS_PASSED if name in params]
+    if reserved:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in reserved)
+        raise ReservedParameterError(
+            f"-p {', '.join(reserved)}: the runner sets {' and '.join(reserved)} itself; use {flags} instead"
+        )
     declared = {nb: declared_parameter_specs(nb) for nb in notebooks}
     for nb, names in declared.items():
         lacking = [n for n in ALWAYS_PASSED if n not in names]
@@ -312,6 +449,7 @@ def plan_parameters(
                 raise ParameterTypeError(
                     f"parameter {key} of {nb.name} expects {specs[key].type.describe()}, {exc}"
                 ) from None
+            _check_value(nb, key, plan[nb][key], profile)
     return plan
 
 
@@ -377,42 +515,42 @@ def run_notebooks(
     run = Path(run_dir).resolve() if run_dir else default_run_dir(profile).resolve()
     notebooks = discover(notebooks_dir, only)
     plan = plan_parameters(notebooks, profile, run, params or {})
-    overrides = store_overrides(run, profile, settings or {})
-    cfg = get_profile(profile, overrides)
-    executed_dir = run / EXECUTED_SUBDIR
-    executed_dir.mkdir(parents=True, exist_ok=True)
-    # Kernels inherit the environment: pin threads and hashing before any starts.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(cfg.num_threads)
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    os.environ["PYTHONHASHSEED"] = str(cfg.seed)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    log(f"run folder {run} (profile {profile}, {len(notebooks)} notebooks)")
-    if overrides:
-        log("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
-    results: list[NotebookRun] = []
-    for i, nb in enumerate(notebooks, start=1):
-        out = executed_dir / nb.name
-        start = time.perf_counter()
-        try:
-            execute_notebook(nb, out, plan[nb], nb.parent)
-        except PapermillExecutionError as exc:
-            log(f"[{i}/{len(notebooks)}] {nb.stem:<24} FAILED after {time.perf_counter() - start:6.1f}s")
-            raise NotebookFailedError(nb.name, exc.cell_index, f"{exc.ename}: {exc.evalue}", out) from None
-        except Exception as exc:  # kernel died, notebook unreadable
-            log(f"[{i}/{len(notebooks)}] {nb.stem:<24} FAILED after {time.perf_counter() - start:6.1f}s")
-            raise NotebookFailedError(nb.name, None, f"{type(exc).__name__}: {exc}", out) from exc
-        seconds = time.perf_counter() - start
-        log(f"[{i}/{len(notebooks)}] {nb.stem:<24} ok {seconds:6.1f}s")
-        results.append(NotebookRun(nb.name, out, seconds))
+    check_overrides(profile, settings or {})  # refused before the lock creates the folder
+    with run_lock(run, "python -m persrm_lib.run --profile " + profile):  # one writer per run folder
+        overrides = store_overrides(run, profile, settings or {})
+        cfg = get_profile(profile, overrides)
+        executed_dir = run / EXECUTED_SUBDIR
+        executed_dir.mkdir(parents=True, exist_ok=True)
+        # Kernels inherit the environment: pin threads and hashing before any starts.
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(cfg.num_threads)
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        os.environ["PYTHONHASHSEED"] = str(cfg.seed)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+        log(f"run folder {run} (profile {profile}, {len(notebooks)} notebooks)")
+        if overrides:
+            log("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
+        results: list[NotebookRun] = []
+        for i, nb in enumerate(notebooks, start=1):
+            out = executed_dir / nb.name
+            start = time.perf_counter()
+            try:
+                execute_notebook(nb, out, plan[nb], nb.parent)
+            except PapermillExecutionError as exc:
+                log(f"[{i}/{len(notebooks)}] {nb.stem:<24} FAILED after {time.perf_counter() - start:6.1f}s")
+                raise NotebookFailedError(nb.name, exc.cell_index, f"{exc.ename}: {exc.evalue}", out) from None
+            except Exception as exc:  # kernel died, notebook unreadable
+                log(f"[{i}/{len(notebooks)}] {nb.stem:<24} FAILED after {time.perf_counter() - start:6.1f}s")
+                raise NotebookFailedError(nb.name, None, f"{type(exc).__name__}: {exc}", out) from exc
+            seconds = time.perf_counter() - start
+            log(f"[{i}/{len(notebooks)}] {nb.stem:<24} ok {seconds:6.1f}s")
+            results.append(NotebookRun(nb.name, out, seconds))
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m persrm_lib.run", description="Execute the notebooks in order with papermill."
-    )
+    parser = Parser(prog="python -m persrm_lib.run", description="Execute the notebooks in order with papermill.")
     parser.add_argument("--profile", default=os.environ.get(PROFILE_ENV, "smoke"), choices=sorted(PROFILES))
     parser.add_argument(
         "--run-dir", default=None, help="run folder (default: runs/<profile>, or $PERSRM_RUNS/<profile>)"
@@ -429,19 +567,32 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SETTING", "VALUE"),
         help="override a profile setting for the run, e.g. --set prompt.evidence stylometric (stored in the run folder)",
     )
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
+        return int(exc.code or 0)
+    for flag, pairs in (("-p", args.parameter), ("--set", args.set)):
+        names = [name for name, _ in pairs]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # dict() would keep the last one silently
+            print(f"error: {flag} {', '.join(repeated)} given more than once", file=sys.stderr)
+            return 2
     params = dict(args.parameter)  # text; converted to each notebook's declared type
     try:
         runs = run_notebooks(args.profile, args.run_dir, params, args.only, settings=dict(args.set))
+    except NotebookFailedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (
         UnknownParameterError,
         ParameterTypeError,
-        NotebookFailedError,
+        ReservedParameterError,
         FileNotFoundError,
         RunSettingsError,
-    ) as exc:
+        RunFolderBusyError,
+    ) as exc:  # refused before any notebook ran
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     total = sum(r.seconds for r in runs)
     print(f"done: {len(runs)} notebooks in {total:.1f}s")
     return 0

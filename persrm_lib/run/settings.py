@@ -16,13 +16,13 @@ refuses notebooks of another profile.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
 from ..core.config import get_profile
-from ..core.jsonl import write_json_atomic
+from ..core.jsonl import JsonlFormatError, read_json, write_json_atomic
+from ..core.runlock import LOCK_FILE
 
 
 class RunSettingsError(ValueError):
@@ -39,8 +39,8 @@ def _read_settings(run_dir: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = read_json(path)
+    except JsonlFormatError as exc:
         raise RunSettingsError(f"{path}: not valid JSON ({exc}); delete it or fix it") from exc
     if not isinstance(data, dict) or not isinstance(data.get("overrides"), dict):
         raise RunSettingsError(f'{path}: expected {{"overrides": {{"setting.name": value, ...}}}}, got {data!r}')
@@ -61,6 +61,20 @@ def read_profile(run_dir: str | Path) -> str | None:
     """The profile a run folder was started with (``<run>/settings.json``); None when unrecorded."""
     data = _read_settings(run_dir)
     return str(data["profile"]) if data and data.get("profile") is not None else None
+
+
+def check_overrides(profile: str, overrides: dict[str, Any]) -> None:
+    """Validate ``overrides`` against ``profile`` without touching any folder.
+
+    Raises:
+        RunSettingsError: an unknown setting, a value of the wrong type or out of its range.
+    """
+    if overrides:
+        try:
+            get_profile(profile, {str(k): v for k, v in overrides.items()})
+        except (KeyError, ValueError) as exc:
+            message = exc.args[0] if exc.args else str(exc)
+            raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
 
 
 def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -84,12 +98,8 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
             "needs another --run-dir"
         )
     wanted = {str(k): v for k, v in overrides.items()}
-    if wanted:
-        try:
-            resolved = get_profile(profile, wanted)
-        except (KeyError, ValueError) as exc:
-            message = exc.args[0] if exc.args else str(exc)
-            raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
+    check_overrides(profile, wanted)
+    resolved = get_profile(profile, wanted) if wanted else None
     if data is not None:
         # compared as the settings they resolve to, so "0.30" and "0.3" are one configuration
         if wanted and get_profile(profile, stored) != resolved:
@@ -98,7 +108,7 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
                 "needs another --run-dir"
             )
         return stored
-    outputs = [p.name for p in sorted(run.iterdir())] if run.is_dir() else []
+    outputs = [p.name for p in sorted(run.iterdir()) if p.name != LOCK_FILE] if run.is_dir() else []
     if outputs and wanted:
         raise RunSettingsError(
             f"{run} already holds outputs made without overrides ({', '.join(outputs)}); "

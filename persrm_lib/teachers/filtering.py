@@ -518,15 +518,19 @@ def audit_metrics(
         "n_pairs_without_trace": len(untraced),
         "n_teachers": len({t["teacher"] for t in result.traces}),
         "n_stripped": result.n_stripped,
-        **{f"teacher_agreement/{row.benchmark}": round(float(row.kept_fraction), 4) for row in by_benchmark.itertuples()},
+        **{
+            f"teacher_agreement/{row.benchmark}": round(float(row.kept_fraction), 4)
+            for row in by_benchmark.itertuples()
+        },
     }
 
 
 def _trace_field(trace: Mapping[str, Any], column: str) -> str:
-    """A trace's field, or its ``provenance`` entry of that name (``benchmark``, ``split``)."""
+    """A trace's field, or its ``provenance`` entry of that name (``benchmark``, ``split``), or
+    ``"unknown"`` when it has neither."""
     if column in trace:
         return str(trace[column])
-    return str((trace.get("provenance") or {}).get(column))
+    return str((trace.get("provenance") or {}).get(column, "unknown"))
 
 
 def faithfulness_by(result: FilterResult, column: str) -> pd.DataFrame:

@@ -6,7 +6,8 @@ the two answers *and* rewriting the judgement to match; RM-R1 (arXiv 2505.02387)
 positions exactly. :func:`swap_trace` does the same for this project's traces: responses A and B
 exchange places, the label flips (and the evidence record's A and B values, if the pair carries
 one: the pair fields go through THE swap of a pair, :func:`persrm_lib.data.pairs.swap_pair`), the
-scores are reversed, and every mention of "A" and "B" as a response name in ``<criteria>`` and
+two score strings exchange places verbatim (never re-rendered: an LLM teacher's ``[7.25, 7.21]``
+must not become the tie ``[7.2, 7.2]``), and every mention of "A" and "B" as a response name in ``<criteria>`` and
 ``<eval>`` is exchanged. Where the trace lists the two values
 side by side (``A 6.5, B 1.6``, the stylometric teacher's form) the pair is put back in A-then-B
 order, so the rewritten trace is exactly what the teacher writes for the swapped pair (tested on
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.output_format import parse_output, render_output
+from ..core.verdict import OUTCOME_NAMES, assess
 from ..data.pairs import SWAPPED_SUFFIX, swap_pair
 
 _NAME = re.compile(r"(?<![\w'’-])([AB])(?![\w'’-])")
@@ -35,6 +37,7 @@ _VALUE = r"(?:[^,;()\n.]|\.(?=\d))*(?: \([^()\n=]*=[^()\n]*\))?"
 _SIDE_BY_SIDE = re.compile(rf"(?<![\w'’-])B ({_VALUE})(, |; )A ({_VALUE})(?=[,;)]|\.(?!\d)|$| \()", re.M)
 _TALLY = re.compile(r"\bB is closer on (\d+) of (\d+) criteria, A on (\d+)")
 _ARTICLE = re.compile(r"(?:^|[.!?]\s+)A [a-z]")
+_SCORES_BODY = re.compile(r"<\s*scores\s*>(.*?)<\s*/\s*scores\s*>", re.IGNORECASE | re.DOTALL)
 
 
 class SwapError(ValueError):
@@ -54,8 +57,22 @@ def swap_text(text: str) -> str:
     return _SIDE_BY_SIDE.sub(lambda m: f"A {m.group(3)}{m.group(2)}B {m.group(1)}", tallied)
 
 
+def score_strings(completion: str) -> tuple[str, str]:
+    """The two scores of a completion that parses, as written (``"7.25"``, ``"7.21"``).
+
+    >>> score_strings("<criteria>c</criteria><eval>e</eval><scores>[ 7.25,7.21 ]</scores>")
+    ('7.25', '7.21')
+    """
+    match = _SCORES_BODY.search(completion)
+    if match is None or not parse_output(completion).ok:
+        raise SwapError("the completion does not parse: it has no scores to move")
+    first, second = (item.strip() for item in match.group(1).strip()[1:-1].split(","))
+    return first, second
+
+
 def swap_completion(completion: str, strict: bool = False) -> str:
-    """The completion for the swapped order: names exchanged, scores reversed.
+    """The completion for the swapped order: names exchanged, the two score strings exchanged
+    verbatim (so the verdict is exactly mirrored, whatever precision the teacher wrote).
 
     Raises:
         SwapError: the completion does not parse (nothing to rewrite), or, with ``strict``, it has
@@ -69,7 +86,9 @@ def swap_completion(completion: str, strict: bool = False) -> str:
             if _ARTICLE.search(body or ""):
                 raise SwapError(f"<{name}> starts a sentence with the article 'A': the rewrite would be ambiguous")
     s_a, s_b = parsed.scores
-    return render_output(swap_text(parsed.criteria or ""), swap_text(parsed.evaluation or ""), (s_b, s_a))
+    raw_a, raw_b = score_strings(completion)
+    rendered = render_output(swap_text(parsed.criteria or ""), swap_text(parsed.evaluation or ""), (s_b, s_a))
+    return f"{rendered[: rendered.rindex('<scores>')]}<scores>[{raw_b}, {raw_a}]</scores>"
 
 
 def swap_trace(trace: Mapping[str, Any], strict: bool = False) -> dict[str, Any]:
@@ -78,8 +97,9 @@ def swap_trace(trace: Mapping[str, Any], strict: bool = False) -> dict[str, Any]
     scores reversed; ``provenance.swapped`` records it.
 
     Raises:
-        SwapError: the trace is already a swapped copy, or its completion cannot be rewritten
-            (the message names the trace id).
+        SwapError: the trace is already a swapped copy, its completion cannot be rewritten, or the
+            rewritten copy does not hold the mirrored verdict under the one rule
+            (:func:`persrm_lib.core.verdict.assess`); the message names the trace id.
     """
     tid = trace.get("id", "?")
     if str(tid).endswith(SWAPPED_SUFFIX):
@@ -90,6 +110,13 @@ def swap_trace(trace: Mapping[str, Any], strict: bool = False) -> dict[str, Any]
         raise SwapError(f"trace {tid!r}: {exc}") from exc
     out = swap_pair(trace, suffix=True)
     out["completion"] = completion
+    if trace.get("label") in ("a", "b"):  # the verdict must mirror exactly: correct stays correct, wrong stays wrong
+        before, after = assess(trace["completion"], trace["label"]), assess(completion, out["label"])
+        if (before.outcome, before.scores) != (after.outcome, after.scores[::-1] if after.scores else None):
+            raise SwapError(
+                f"trace {tid!r}: the swapped copy reads {after.scores} for label {out['label']!r} "
+                f"({OUTCOME_NAMES[after.outcome]}), not the mirror of {before.scores} ({OUTCOME_NAMES[before.outcome]})"
+            )
     if trace.get("scores") is not None:
         s_a, s_b = trace["scores"]
         out["scores"] = [s_b, s_a]

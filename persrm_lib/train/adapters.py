@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import Profile
+from ..core.jsonl import read_json
 from ..data.evidence import check_kind, has_evidence
 
 TRAINING_INFO = "persrm_training.json"
@@ -30,6 +31,45 @@ class AdapterMismatchError(ValueError):
 
 class AdapterEvidenceError(ValueError):
     """A pair whose evidence setting differs from the one the adapter was trained with."""
+
+
+class AdapterReplaceError(ValueError):
+    """An adapter folder that a training may not replace: it holds what no training of this project saved."""
+
+
+def check_replaceable(out: str | Path, profile_name: str) -> None:
+    """Refuse to let a training replace ``out`` unless it made it: ``out`` is absent, an empty folder,
+    or an adapter that :func:`save_adapter` wrote for this profile (its :data:`TRAINING_INFO`, the
+    marker it writes, names the profile). Called before training starts and again before the old
+    adapter is deleted, so a refusal never costs a training.
+
+    Raises:
+        AdapterReplaceError: naming the folder and why (a file, no marker, another profile's adapter).
+    """
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise AdapterReplaceError(
+            f"{out} is not an adapter folder (a file or a link): a training replaces only its own"
+        )
+    if not any(out.iterdir()):
+        return
+    marker = out / TRAINING_INFO
+    try:
+        info = read_json(marker) if marker.is_file() else None
+    except ValueError as exc:
+        raise AdapterReplaceError(f"{out}: {exc}; a training replaces only an adapter it saved") from exc
+    if not isinstance(info, dict):
+        raise AdapterReplaceError(
+            f"{out} holds files that no training of this project saved (no {TRAINING_INFO}): move them away, "
+            "a training replaces only an adapter it saved"
+        )
+    if info.get("profile") != profile_name:
+        raise AdapterReplaceError(
+            f"{out} holds an adapter saved under profile {info.get('profile')!r}, not {profile_name!r}: move it away, "
+            "or train in the run folder of that profile"
+        )
 
 
 def training_info(
@@ -64,18 +104,21 @@ def adapter_mode(adapter_dir: str | Path) -> str:
     setting existed. A judge loading the adapter uses it without being told.
 
     Raises:
-        ValueError: a training info file that is not JSON, or an unknown mode (naming the adapter).
+        AdapterEvidenceError: a training info file that is not JSON (or names a key twice), or an
+            unknown mode (naming the adapter); a ``ValueError``.
     """
     info_path = Path(adapter_dir) / TRAINING_INFO
     if not info_path.is_file():
         return "pairwise"
     try:
-        info = json.loads(info_path.read_text())
+        info = read_json(info_path)
     except ValueError as exc:
-        raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
+        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
     mode = info.get("mode", "pairwise") if isinstance(info, dict) else None
     if mode not in ("pairwise", "pointwise"):
-        raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} names an unknown mode {mode!r} (pairwise or pointwise)")
+        raise AdapterEvidenceError(
+            f"adapter {adapter_dir}: {TRAINING_INFO} names an unknown mode {mode!r} (pairwise or pointwise)"
+        )
     return mode
 
 
@@ -85,19 +128,22 @@ def adapter_evidence(adapter_dir: str | Path) -> str | None:
     info (an adapter trained elsewhere: nothing to check against).
 
     Raises:
-        ValueError: a training info file that is not JSON, or an unknown setting (naming the adapter).
+        AdapterEvidenceError: a training info file that is not JSON (or names a key twice), or an
+            unknown setting (naming the adapter); a ``ValueError``.
     """
     info_path = Path(adapter_dir) / TRAINING_INFO
     if not info_path.is_file():
         return None
     try:
-        info = json.loads(info_path.read_text())
+        info = read_json(info_path)
     except ValueError as exc:
-        raise ValueError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
+        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not a JSON object")
     try:
         return check_kind(info.get("evidence", "none"))
     except ValueError as exc:
-        raise ValueError(f"adapter {adapter_dir}: {exc}") from exc
+        raise AdapterEvidenceError(f"adapter {adapter_dir}: {exc}") from exc
 
 
 def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str, Any]]) -> None:
@@ -134,7 +180,8 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
 
     Raises:
         FileNotFoundError: no ``adapter_model.safetensors`` (run 03_sft first).
-        ValueError: an adapter trained on another model, or of another LoRA shape.
+        AdapterMismatchError: an adapter trained on another model, or of another LoRA shape, or
+            whose ``adapter_config.json`` or :data:`TRAINING_INFO` cannot be read (a ``ValueError``).
     """
     adapter_dir = Path(adapter_dir)
     weights = adapter_dir / "adapter_model.safetensors"
@@ -144,13 +191,22 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
         )
     info_path = adapter_dir / TRAINING_INFO
     if info_path.is_file():
-        info = json.loads(info_path.read_text())
-        if info.get("model") != profile.model.name:
-            raise ValueError(
-                f"adapter at {adapter_dir} was trained on model {info.get('model')!r}, the profile "
+        try:
+            info = read_json(info_path)
+        except ValueError as exc:
+            raise AdapterMismatchError(f"adapter at {adapter_dir}: {exc}") from exc
+        trained_on = info.get("model") if isinstance(info, dict) else None
+        if trained_on != profile.model.name:
+            raise AdapterMismatchError(
+                f"adapter at {adapter_dir} was trained on model {trained_on!r}, the profile "
                 f"{profile.name!r} uses {profile.model.name!r}"
             )
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    try:
+        config = read_json(adapter_dir / "adapter_config.json")
+    except (ValueError, FileNotFoundError) as exc:
+        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json cannot be read ({exc})") from exc
+    if not isinstance(config, dict):
+        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json is not a JSON object")
     want = {
         "r": profile.lora.r,
         "lora_alpha": profile.lora.alpha,
@@ -162,7 +218,7 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
         "target_modules": sorted(config.get("target_modules") or []),
     }
     if have != want:
-        raise ValueError(
+        raise AdapterMismatchError(
             f"adapter at {adapter_dir} has LoRA {have}, the profile {profile.name!r} asks for {want}; "
             "use the profile the adapter was trained with"
         )
@@ -218,7 +274,8 @@ def load_adapter(model: Any, adapter: str | Path, model_name: str) -> Any:
     if not config_file.is_file():
         raise FileNotFoundError(f"no PEFT adapter at {path} (adapter_config.json is missing)")
     try:
-        saved_base = json.loads(config_file.read_text()).get("base_model_name_or_path")
+        config = read_json(config_file)
+        saved_base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
     except ValueError as exc:
         raise AdapterMismatchError(f"adapter {path}: adapter_config.json is not valid JSON ({exc})") from exc
     hidden = getattr(model.config, "hidden_size", "?")
@@ -235,8 +292,10 @@ def load_adapter(model: Any, adapter: str | Path, model_name: str) -> Any:
 
 def save_adapter(trainer: Any, tokenizer: Any, out: Path, info: dict[str, Any]) -> None:
     """Save the trainer's adapter, the tokenizer and ``info`` (:func:`training_info`) to ``out``,
-    replacing an older adapter there; only the main process writes."""
+    replacing an older adapter there (only one that this project saved: :func:`check_replaceable`);
+    only the main process writes."""
     if out.exists() and trainer.accelerator.is_main_process:
+        check_replaceable(out, info["profile"])
         shutil.rmtree(out)
     trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:

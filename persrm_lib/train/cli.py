@@ -19,6 +19,13 @@ paths resolve), e.g. DeepSpeed ZeRO-2 on 8 GPUs::
 
 The profile's batch sizes are global: each process takes its share (``grpo.batch_size`` must
 divide by the number of processes). Unsloth runs on one GPU only, hence ``--backend transformers``.
+
+Every argument and input is checked before the model loads: a setting out of range, a missing
+trace or pair file, a trace that does not hold its verdict, an adapter folder the training may not
+replace, a ``--summary`` that is a folder, a run folder another process writes to (the run folder
+is locked while training, :mod:`persrm_lib.core.runlock`): exit status 2 and one line. A training
+that fails after it began exits with 1; the steps it finished are in ``<stage>/log.csv`` (written
+step by step), and with ``--summary`` a ``SUMMARY.partial.json`` names them.
 """
 
 from __future__ import annotations
@@ -31,9 +38,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core import runfiles
+from ..core.cli import Parser, fail, output_problem, partial_path
 from ..core.config import PROFILES, Profile, get_profile, set_threads
 from ..core.jsonl import write_json_atomic
+from ..core.prompt import ChatTemplateError
+from ..core.runlock import RunFolderBusyError, run_lock
 from ..models.backend import BACKENDS, BackendUnavailableError, import_unsloth_first, select_backend
+from ..models.context import PromptTooLongError
+from ..models.registry import ModelRegistryError
+from ..teachers.swap import SwapError
+from .adapters import AdapterEvidenceError, AdapterMismatchError, AdapterReplaceError
+from .data import TrainingDataError
 
 STAGES = ("sft", "grpo")
 
@@ -57,9 +73,7 @@ def parse_set(items: Sequence[str] | None) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m persrm_lib.train", description="Train the PersRM-R1 reward model: SFT, then GRPO."
-    )
+    parser = Parser(prog="python -m persrm_lib.train", description="Train the PersRM-R1 reward model: SFT, then GRPO.")
     parser.add_argument("stage", choices=STAGES, help="sft: on faithful traces; grpo: from the SFT adapter")
     parser.add_argument("--profile", required=True, choices=sorted(PROFILES), help="named profile")
     parser.add_argument("--run-dir", required=True, type=Path, help="the run folder (inputs and outputs)")
@@ -165,9 +179,48 @@ def device_stats() -> dict[str, Any]:
     }
 
 
+# refused input, found before training starts (exit 2)
+INPUT_ERRORS = (
+    RunFolderBusyError,
+    TrainingDataError,
+    SwapError,
+    AdapterReplaceError,
+    AdapterEvidenceError,
+    AdapterMismatchError,
+    ChatTemplateError,
+    PromptTooLongError,
+    ModelRegistryError,
+    FileNotFoundError,
+)
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """Why the command cannot run, before anything is read or loaded; None when it can."""
+    if args.run_dir.exists() and not args.run_dir.is_dir():
+        return f"--run-dir {args.run_dir}: is a file, not a run folder"
+    for flag, path in (("--traces", args.traces), ("--pairs", args.pairs)):
+        if path is not None and not path.is_file():
+            return f"{flag}: {path} does not exist"
+    if args.sft_adapter is not None and not args.sft_adapter.is_dir():
+        return f"--sft-adapter: {args.sft_adapter} is not a folder"
+    if args.summary is not None:
+        return output_problem(args.summary, "--summary", (args.traces, args.pairs))
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, profile = parse_args(argv)
     backend = resolve_backend(args.backend)
+    problem = check_arguments(args)
+    if problem is not None:
+        return fail(problem)
+    if args.stage == "grpo":
+        from .grpo import check_grpo_profile
+
+        try:
+            check_grpo_profile(profile)  # the batch against the number of processes
+        except ValueError as exc:
+            return fail(str(exc))
     if backend == "unsloth":
         import_unsloth_first()  # before transformers, PEFT and TRL, so that it patches them all
     from transformers import set_seed
@@ -175,20 +228,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .grpo import train_grpo
     from .sft import train_sft
 
-    set_threads(profile.num_threads)
-    set_seed(profile.seed)
-    _bind_local_gpu()
-    if args.stage == "sft":
-        result = train_sft(profile, args.run_dir, traces=args.traces, backend=backend)
-    else:
-        result = train_grpo(
-            profile,
-            args.run_dir,
-            pairs=args.pairs,
-            sft_adapter=args.sft_adapter,
-            from_sft=not args.no_sft,
-            backend=backend,
+    command = " ".join(["python -m persrm_lib.train", *(sys.argv[1:] if argv is None else argv)])
+    stage = "sft" if args.stage == "sft" else "rft"
+    try:
+        with run_lock(args.run_dir, command):  # one writer per run folder, for the whole command
+            set_threads(profile.num_threads)
+            set_seed(profile.seed)
+            _bind_local_gpu()
+            if args.stage == "sft":
+                result = train_sft(profile, args.run_dir, traces=args.traces, backend=backend)
+            else:
+                result = train_grpo(
+                    profile,
+                    args.run_dir,
+                    pairs=args.pairs,
+                    sft_adapter=args.sft_adapter,
+                    from_sft=not args.no_sft,
+                    backend=backend,
+                )
+    except INPUT_ERRORS as exc:
+        return fail(str(exc))
+    except Exception as exc:  # after training began: what it finished is in the log, step by step
+        log = runfiles.log_path(args.run_dir, stage)
+        steps = max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
+        message = (
+            f"{args.stage} failed after it began ({type(exc).__name__}: {exc}); {steps} logged step(s) are in {log}"
         )
+        if args.summary is not None and int(os.environ.get("RANK", "0")) == 0:
+            partial = {"stage": stage, "partial": True, "error": f"{type(exc).__name__}: {exc}", "log": str(log)}
+            where = write_json_atomic(partial | {"logged_steps": steps}, partial_path(args.summary))
+            message += f"; the partial summary is in {where}"
+        return fail(message, status=1)
     summary: dict[str, Any] = {
         "stage": result.stage,
         "backend": result.backend,

@@ -109,6 +109,45 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
     return traces
 
 
+def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
+    """Every SFT example holds its verdict under the ONE rule, checked on the final list that goes to
+    the trainer (after swaps, hinted merges or any other transform), not only on the file it came from.
+
+    An example holds its verdict when its completion parses, scores the labelled response strictly
+    higher (:func:`persrm_lib.core.verdict.assess`), and its ``scores`` field, when present, is what
+    the completion says.
+
+    Raises:
+        TrainingDataError: ``refusing to train on example N (trace 'id'): ...``, naming the first
+            example that does not hold its verdict and why.
+
+    >>> from persrm_lib.core.output_format import render_output
+    >>> check_verdicts([{"id": "p:swapped", "label": "b", "completion": render_output("c", "e", (7.2, 7.2))}])
+    Traceback (most recent call last):
+    ...
+    persrm_lib.train.data.TrainingDataError: refusing to train on example 0 (trace 'p:swapped'): its scores [7.2, 7.2] do not prefer the labelled response 'b'
+    """
+    for i, example in enumerate(examples):
+        where = f"example {i} (trace {example.get('id', '?')!r})"
+        try:
+            judged = verdict.assess(example.get("completion"), example.get("label"))
+        except ValueError as exc:  # a label other than a/b
+            raise TrainingDataError(f"refusing to train on {where}: {exc}") from exc
+        if not judged.format_ok:
+            raise TrainingDataError(f"refusing to train on {where}: its completion does not parse ({judged.reason})")
+        if not judged.faithful:
+            raise TrainingDataError(
+                f"refusing to train on {where}: its scores {judged.scores} do not prefer the labelled response "
+                f"{example['label']!r}"
+            )
+        scores = example.get("scores")
+        if scores is not None and [float(s) for s in scores] != judged.scores:
+            raise TrainingDataError(
+                f"refusing to train on {where}: its scores field {list(scores)} is not what its completion says "
+                f"({judged.scores})"
+            )
+
+
 def check_pairs(source: Source) -> list[dict[str, Any]]:
     """Read and check GRPO pairs (the pair contract; ``label`` is what the reward compares with).
 
@@ -184,7 +223,9 @@ def sft_rows(
                     f"trace {t.get('id')!r}: the pointwise completion for response {side.upper()} does not put it on "
                     f"its side of the midpoint: {completion!r}"
                 )
-            rows.append((f"{t.get('id')}/{side}", build_pointwise_messages(t, side, n, tokenizer=tokenizer), completion))
+            rows.append(
+                (f"{t.get('id')}/{side}", build_pointwise_messages(t, side, n, tokenizer=tokenizer), completion)
+            )
     return rows
 
 
@@ -204,7 +245,9 @@ def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode
     )
 
 
-def grpo_prompts(rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> list[list[dict[str, str]]]:
+def grpo_prompts(
+    rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise"
+) -> list[list[dict[str, str]]]:
     """The GRPO prompt messages of each row: the pair's (pairwise), or the row's response alone
     (pointwise rows of :func:`persrm_lib.core.pointwise.side_rows`, read by their ``side``)."""
     if mode == "pointwise":

@@ -38,6 +38,7 @@ from ..core import runfiles
 from ..core.config import Profile
 from ..core.pointwise import pointwise_reward, side_rows
 from ..core.reward import persrm_reward
+from ..core.runlock import holds_run_lock
 from ..models.context import check_prompts, known_budget
 from ..models.generation import SCORE_STOP, SCORES_STOP
 from .adapters import check_adapter, check_evidence_matches, load_adapter_weights
@@ -143,6 +144,7 @@ def grpo_trainer(
     return quiet(trainer)
 
 
+@holds_run_lock  # one writer per run folder: a second training there is refused, naming this one
 def train_grpo(
     profile: Profile,
     run: str | Path,
@@ -183,16 +185,20 @@ def train_grpo(
         TrainingDataError: see :func:`~persrm_lib.train.data.check_pairs` (for the training and
             the validation pairs).
         FileNotFoundError: no SFT adapter where one is expected.
+        RunFolderBusyError: another process writes to ``run`` (:mod:`persrm_lib.core.runlock`).
+        AdapterReplaceError: ``<stage>/adapter`` holds something this project's training did not save.
 
     >>> # result = train_grpo(get_profile("smoke"), "runs/smoke"); result.log[-1]["reward"]
     """
     from ..models.backend import load_for_training
+    from .adapters import check_replaceable
 
     run = Path(run)
     check_grpo_stage(stage)
     check_grpo_profile(profile)
     data = check_pairs(runfiles.pairs_path(run, "train") if pairs is None else pairs)
     validation = grpo_validation_pairs(profile, run, validation_pairs)
+    check_replaceable(runfiles.adapter_dir(run, stage), profile.name)  # before training, not after
     adapter = Path(sft_adapter) if sft_adapter is not None else runfiles.adapter_dir(run, "sft")
     if from_sft:
         check_adapter(adapter, profile)

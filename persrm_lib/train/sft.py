@@ -18,6 +18,7 @@ from typing import Any
 
 from ..core import runfiles
 from ..core.config import Profile
+from ..core.runlock import holds_run_lock
 from ..teachers.swap import both_orders
 from .common import TrainResult, common_args, quiet, train_and_save, world_size
 from .data import Source, TrainingDataError, check_traces, sft_dataset, sft_rows
@@ -71,13 +72,20 @@ def sft_trainer(
 
     Raises:
         TrainingDataError: a trace longer than ``model.max_seq_length`` with its prompt (truncation
-            would cut the scores off the end).
+            would cut the scores off the end), or a trace that does not hold its verdict under the
+            one rule (:func:`persrm_lib.train.data.check_verdicts`): every example is checked here,
+            right before training, whatever transformed it on the way.
     """
+    from .data import check_verdicts
+
+    check_verdicts(traces)  # every example, right before training, whatever transformed it on the way
     from trl import SFTTrainer
 
     mode = profile.prompt.mode
     dataset = sft_dataset(traces, tokenizer, mode)  # the model's own special tokens are neutralised too
-    _check_lengths(dataset, [tid for tid, _, _ in sft_rows(traces, None, mode)], tokenizer, profile.model.max_seq_length)
+    _check_lengths(
+        dataset, [tid for tid, _, _ in sft_rows(traces, None, mode)], tokenizer, profile.model.max_seq_length
+    )
     trainer = SFTTrainer(
         model=model,
         args=sft_config(profile, output_dir, backend),
@@ -88,6 +96,7 @@ def sft_trainer(
     return quiet(trainer)
 
 
+@holds_run_lock  # one writer per run folder: a second training there is refused, naming this one
 def train_sft(
     profile: Profile,
     run: str | Path,
@@ -110,14 +119,18 @@ def train_sft(
 
     Raises:
         TrainingDataError: see :func:`~persrm_lib.train.data.check_traces`; also a trace longer
-            than ``model.max_seq_length``.
+            than ``model.max_seq_length``, or one that does not hold its verdict after the swap.
+        RunFolderBusyError: another process writes to ``run`` (:mod:`persrm_lib.core.runlock`).
+        AdapterReplaceError: ``sft/adapter`` holds something this project's training did not save.
 
     >>> # result = train_sft(get_profile("smoke"), "runs/smoke"); result.adapter_dir.name
     """
     from ..models.backend import load_for_training
+    from .adapters import check_replaceable
 
     run = Path(run)
     profile.validate()
+    check_replaceable(runfiles.adapter_dir(run, "sft"), profile.name)  # refused before training, not after
     data = check_traces(runfiles.faithful_traces_path(run) if traces is None else traces)
     if profile.sft.both_orders and profile.prompt.mode == "pairwise":
         data = both_orders(data)  # each trace, then its swapped copy with the trace rewritten

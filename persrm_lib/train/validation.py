@@ -60,7 +60,9 @@ class ValidationEval:
         self.pairs = list(pairs)
         self.mode = profile.prompt.mode
         if self.mode == "pointwise":  # both responses of each pair, scored alone (core.pointwise)
-            self.prompts = [q for p in self.pairs for q in pointwise_prompt_texts(tokenizer, p, verdict.exemplar_count(p))]
+            self.prompts = [
+                q for p in self.pairs for q in pointwise_prompt_texts(tokenizer, p, verdict.exemplar_count(p))
+            ]
         else:
             self.prompts = [build_prompt_text(tokenizer, p, verdict.exemplar_count(p)) for p in self.pairs]
         self.tokenizer = tokenizer

@@ -1,0 +1,121 @@
+"""What every command line of the project shares: one-line refusals, checked numbers, safe outputs.
+
+Every ``python -m persrm_lib...`` command validates all its arguments and inputs before its first
+model call, and refuses bad ones with exit status 2 and ONE line naming the argument
+(:class:`Parser`: argparse's usage block is left out, ``--help`` still shows it). Numbers are
+checked by their ``type=`` (:func:`whole_number`, :func:`finite_number`), an output file by
+:func:`output_problem` (not a folder, not one of the inputs, a folder to put it in), so that no
+command fails at its last write after the work is done. A command that fails after work began
+writes what it finished under :func:`partial_path` (``result.partial.json``), named as such.
+
+>>> whole_number(1)("3"), finite_number(0, 1)("0.5")
+(3, 0.5)
+>>> partial_path("runs/eval/result.json").as_posix()
+'runs/eval/result.partial.json'
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose refusals are one line: ``<prog>: error: <message>`` (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` for a whole number in ``[low, high]`` (no upper bound when None).
+
+    >>> whole_number(1)("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a whole number of at least 1, got '0'
+    """
+    where = f"of at least {low}" if high is None else f"in [{low}, {high}]"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number {where}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {where}, got {text!r}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def seed_number(text: str) -> int:
+    """An argparse ``type=`` for a seed: a whole number in [0, 2**32 - 1]."""
+    return whole_number(0, SEED_MAX)(text)
+
+
+def finite_number(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``).
+
+    >>> finite_number(0, low_open=True)("nan")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a finite number above 0, got 'nan'
+    """
+    where = f"above {low:g}" if low_open else f"of at least {low:g}"
+    if high != math.inf:
+        where = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text!r}") from None
+        inside = (value > low if low_open else value >= low) and value <= high
+        if not math.isfinite(value) or not inside:
+            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def output_problem(path: str | Path, flag: str, inputs: Sequence[str | Path | None] = ()) -> str | None:
+    """Why ``path`` cannot be written as a command's output file, or None when it can.
+
+    Refused: an existing folder, a path below a file, and one of the command's input files (the
+    output would overwrite what it reads).
+
+    >>> print(output_problem("/", "--out"))
+    --out /: is a folder; name a file, e.g. --out /result.json
+    """
+    out = Path(path)
+    if out.is_dir():
+        return f"{flag} {path}: is a folder; name a file, e.g. {flag} {out / 'result.json'}"
+    for parent in out.resolve().parents:
+        if parent.exists() and not parent.is_dir():
+            return f"{flag} {path}: {parent} is a file, not a folder"
+    resolved = out.resolve()
+    for source in inputs:
+        if source is not None and Path(source).resolve() == resolved:
+            return f"{flag} {path}: is an input of this command; writing it would overwrite what it reads"
+    return None
+
+
+def partial_path(path: str | Path) -> Path:
+    """Where a command that failed after work began writes what it finished: ``x.json`` -> ``x.partial.json``."""
+    out = Path(path)
+    return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}")
+
+
+def fail(message: str, status: int = 2) -> int:
+    """Print ``error: <message>`` on stderr (one line) and return ``status`` for ``main`` to return."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    return status
