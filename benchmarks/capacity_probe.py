@@ -27,6 +27,8 @@ a 2-core CPU), full size on a GPU::
         --train-pairs 0 --epochs 1 --out probe-trace.json          # 0: every training pair
 
 It prints one line per benchmark and writes the whole record (settings, seconds, metrics) as JSON.
+Every argument and input is checked before the model loads (:func:`parse_args`, then the pair files):
+a bad one exits with status 2 and one line naming it and its range.
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from persrm_lib.core import runfiles, verdict
-from persrm_lib.core.config import get_profile, set_threads
+from persrm_lib.core.cli import Parser, finite_number, output_problem, seed_number, whole_number
+from persrm_lib.core.config import PROFILES, get_profile, set_threads
 from persrm_lib.core.output_format import parse_output, render_output
+from persrm_lib.core.setting_ranges import RANGES
 from persrm_lib.data.evidence import attach_evidence
-from persrm_lib.data.pairs import read_pairs
+from persrm_lib.data.pairs import PairFormatError, read_pairs
+from persrm_lib.models.backend import BACKENDS, BackendUnavailableError, select_backend
 from persrm_lib.teachers.stylometric import StylometricTeacher
 
 PROBES = ("verdict", "trace")
@@ -107,56 +112,106 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Parser, argparse.Namespace]:
+    """The parser and the command line, every argument checked before anything is read or loaded;
+    a bad one exits with status 2 and one line naming it and its allowed range."""
+    most_exemplars = int(RANGES["data.n_exemplars"].high)  # the prompt numbers up to eight
+    learning_rate = RANGES["sft.learning_rate"]
+    parser = Parser(prog="benchmarks/capacity_probe.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True, help="a run folder with pairs from 01_synthesize")
     parser.add_argument("--probe", choices=PROBES, required=True)
-    parser.add_argument("--profile", default="smoke", help="model, LoRA, SFT and evaluation settings")
-    parser.add_argument("--train-pairs", type=int, default=32, help="training pairs (0: all), each in both orders")
-    parser.add_argument("--test-pairs", type=int, default=24, help="held-out pairs per benchmark (0: all)")
-    parser.add_argument("--n-exemplars", type=int, default=0, help="exemplars per training prompt (0: the pairs' own)")
-    parser.add_argument("--test-exemplars", type=int, default=0, help="exemplars per test prompt (0: the pairs' own)")
+    parser.add_argument(
+        "--profile", default="smoke", choices=sorted(PROFILES), help="model, LoRA, SFT and evaluation settings"
+    )
+    parser.add_argument(
+        "--train-pairs", type=whole_number(0), default=32, help="training pairs (0: all), each in both orders"
+    )
+    parser.add_argument("--test-pairs", type=whole_number(0), default=24, help="held-out pairs per benchmark (0: all)")
+    parser.add_argument(
+        "--n-exemplars",
+        type=whole_number(0, most_exemplars),
+        default=0,
+        help="exemplars per training prompt (0: the pairs' own)",
+    )
+    parser.add_argument(
+        "--test-exemplars",
+        type=whole_number(0, most_exemplars),
+        default=0,
+        help="exemplars per test prompt (0: the pairs' own)",
+    )
     parser.add_argument(
         "--evidence",
         choices=("none", "stylometric"),
         default=None,
         help="the measurements table in the prompt (default: none for verdict; trace needs stylometric)",
     )
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--lora-r", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=2e-4)
-    parser.add_argument("--max-new-tokens", type=int, default=0, help="judging budget (0: 96 verdict, 256 trace)")
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass when judging")
-    parser.add_argument("--backend", default=None, help="transformers | unsloth (default: the machine's choice)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=finite_number(0, low_open=True), default=1.0)
+    parser.add_argument("--lora-r", type=whole_number(1), default=16)
+    parser.add_argument("--learning-rate", type=finite_number(learning_rate.low, learning_rate.high), default=2e-4)
+    parser.add_argument(
+        "--max-new-tokens", type=whole_number(0), default=0, help="judging budget (0: 96 verdict, 256 trace)"
+    )
+    parser.add_argument("--batch-size", type=whole_number(1), default=8, help="prompts per forward pass when judging")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=None, help="training backend (default: the machine's choice)"
+    )
+    parser.add_argument("--seed", type=seed_number, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    evidence = args.evidence or ("stylometric" if args.probe == "trace" else "none")
-    if args.probe == "trace" and evidence != "stylometric":
+    args.evidence = args.evidence or ("stylometric" if args.probe == "trace" else "none")
+    if args.probe == "trace" and args.evidence != "stylometric":
         parser.error("--probe trace cites the measurements table: it needs --evidence stylometric")
+    if args.backend is not None:
+        try:
+            select_backend(args.backend)
+        except (BackendUnavailableError, ValueError) as exc:
+            parser.error(f"argument --backend: {exc}")
+    train_path = runfiles.pairs_path(args.run_dir, "train")
+    if not train_path.is_file():
+        parser.error(
+            f"argument --run-dir: no {train_path}: make the pairs first "
+            "(python -m persrm_lib.run --profile PROFILE --only 01)"
+        )
+    test_paths = sorted(train_path.parent.glob("test_*.jsonl"))
+    if not test_paths:
+        parser.error(f"argument --run-dir: no held-out pairs (test_*.jsonl) in {train_path.parent}")
+    problem = output_problem(args.out, "--out", [train_path, *test_paths])
+    if problem is not None:
+        parser.error(f"argument {problem}")
+    return parser, args
 
-    from persrm_lib.evaluate.cli import evaluate_pairs
-    from persrm_lib.evaluate.judges import make_judge
-    from persrm_lib.train.sft import train_sft
 
-    profile = get_profile(
-        args.profile,
-        {
-            "sft.epochs": args.epochs,
-            "sft.max_steps": -1,
-            "sft.learning_rate": args.learning_rate,
-            "sft.both_orders": True,
-            "lora.r": args.lora_r,
-            "lora.alpha": 2 * args.lora_r,
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, args = parse_args(argv)
+    evidence = args.evidence
+    try:
+        profile = get_profile(
+            args.profile,
+            {
+                "sft.epochs": args.epochs,
+                "sft.max_steps": -1,
+                "sft.learning_rate": args.learning_rate,
+                "sft.both_orders": True,
+                "lora.r": args.lora_r,
+                "lora.alpha": 2 * args.lora_r,
+            }
+            | (
+                {"prompt.evidence": "stylometric", "teacher.trace_style": "compact"}
+                if evidence == "stylometric"
+                else {}
+            ),
+        )
+    except (KeyError, ValueError) as exc:
+        parser.error(f"argument --profile: {exc.args[0]}")
+
+    try:
+        train = sample(read_pairs(runfiles.pairs_path(args.run_dir, "train")), args.train_pairs, args.seed)
+        tests = {
+            path.stem[len("test_") :]: sample(read_pairs(path), args.test_pairs, args.seed)
+            for path in sorted(runfiles.pairs_path(args.run_dir, "train").parent.glob("test_*.jsonl"))
         }
-        | ({"prompt.evidence": "stylometric", "teacher.trace_style": "compact"} if evidence == "stylometric" else {}),
-    )
-    set_threads(profile.num_threads)
-    train = sample(read_pairs(runfiles.pairs_path(args.run_dir, "train")), args.train_pairs, args.seed)
-    tests = {
-        path.stem[len("test_") :]: sample(read_pairs(path), args.test_pairs, args.seed)
-        for path in sorted(runfiles.pairs_path(args.run_dir, "train").parent.glob("test_*.jsonl"))
-    }
+    except PairFormatError as exc:
+        parser.error(f"argument --run-dir: {exc}")
     if args.n_exemplars:
         train = [{**p, "n_exemplars": args.n_exemplars} for p in train if len(p["exemplars"]) >= args.n_exemplars]
         tests = {
@@ -169,7 +224,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             for k, v in tests.items()
         }
     if not train:
-        parser.error(f"no training pair has {args.n_exemplars} exemplars: use --n-exemplars 0 (the pairs' own)")
+        parser.error(
+            f"argument --n-exemplars: no training pair has {args.n_exemplars} exemplars: use --n-exemplars 0 (the "
+            "pairs' own)"
+        )
+    empty = sorted(name for name, pairs in tests.items() if not pairs)
+    if empty:
+        flag = "--test-exemplars" if args.test_exemplars else "--n-exemplars"
+        parser.error(
+            f"argument {flag}: no held-out pair of {', '.join(empty)} has {args.test_exemplars or args.n_exemplars} "
+            f"exemplars: use {flag} 0 (the pairs' own)"
+        )
+
+    from persrm_lib.evaluate.cli import evaluate_pairs
+    from persrm_lib.evaluate.judges import make_judge
+    from persrm_lib.train.sft import train_sft
+
+    set_threads(profile.num_threads)
     teacher = None
     if evidence == "stylometric":  # the measurements come from the teacher's features, fitted on train
         measurer = StylometricTeacher(compact=True, n_criteria=profile.teacher.n_criteria)

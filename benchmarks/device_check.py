@@ -23,7 +23,9 @@ fails or times out is recorded and the next one still runs; runs that no longer 
 seconds are recorded as skipped. Exit status: 0 when every run and judgement succeeded, else 1.
 
 On a CPU machine the same script checks itself with ``--profile tiny`` (the tiny random model);
-``--backends unsloth`` there records the clear refusal of ``--backend unsloth``.
+``--backends unsloth`` there records the clear refusal of ``--backend unsloth``. Every argument and
+input is checked before the first step (:func:`parse_args`): a bad one exits with status 2 and one
+line naming it and its range.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from persrm_lib.core import runfiles
+from persrm_lib.core.cli import Parser, finite_number, whole_number
 from persrm_lib.core.config import PROFILES, Profile, get_profile
 from persrm_lib.core.jsonl import read_json, write_json_atomic
 from persrm_lib.models.backend import BACKENDS
@@ -291,16 +294,21 @@ def summary_table(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="benchmarks/device_check.py", description=__doc__.split("\n\n")[0])
+    """The command line, every argument and input checked before the first step; a bad one exits with
+    status 2 and one line naming it and its allowed range (:class:`persrm_lib.core.cli.Parser`)."""
+    p = Parser(prog="benchmarks/device_check.py", description=__doc__.split("\n\n")[0])
+    seconds = finite_number(MIN_STEP_SECONDS)  # a step given less time than this is skipped
     p.add_argument("--out", required=True, type=Path, help="folder for the JSON records (created)")
     p.add_argument("--data", type=Path, default=Path(".device/data"), help="a run folder holding the staged data/")
     p.add_argument("--profile", default="device", choices=sorted(PROFILES), help="profile of every run")
     p.add_argument("--backends", default="transformers,unsloth", help="comma-separated, run in this order")
     p.add_argument("--judge-pairs", type=Path, help="held-out pairs (default: the data's test_sotu.jsonl)")
-    p.add_argument("--judge-limit", type=int, default=8, help="pairs judged per adapter (each in both orders)")
-    p.add_argument("--budget", type=float, default=480, help="seconds for the whole check; later runs are skipped")
-    p.add_argument("--train-timeout", type=float, default=200, help="seconds per training run at most")
-    p.add_argument("--judge-timeout", type=float, default=90, help="seconds per judgement at most")
+    p.add_argument(
+        "--judge-limit", type=whole_number(1), default=8, help="pairs judged per adapter (each in both orders)"
+    )
+    p.add_argument("--budget", type=seconds, default=480, help="seconds for the whole check; later runs are skipped")
+    p.add_argument("--train-timeout", type=seconds, default=200, help="seconds per training run at most")
+    p.add_argument("--judge-timeout", type=seconds, default=90, help="seconds per judgement at most")
     p.add_argument("--work", type=Path, help="where the scratch folder goes (default: the system temp folder)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override for training")
     p.add_argument("--python", default=sys.executable, help="interpreter of the steps")
@@ -308,7 +316,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in args.backends if b not in BACKENDS]
     if unknown or not args.backends:
-        p.error(f"--backends: {', '.join(unknown) or 'none given'}; choose from {', '.join(BACKENDS)}")
+        p.error(f"argument --backends: {', '.join(unknown) or 'none given'}; choose from {', '.join(BACKENDS)}")
+    if args.out.exists() and not args.out.is_dir():
+        p.error(f"argument --out: {args.out} is a file; name a folder for the records (created)")
+    if args.work is not None and not args.work.is_dir():
+        p.error(f"argument --work: {args.work} is not a folder")
+    if shutil.which(args.python) is None:
+        p.error(f"argument --python: {args.python} is not an executable")
+    traces = runfiles.faithful_traces_path(args.data.resolve())
+    if not traces.is_file():
+        p.error(f"argument --data: no {traces}: stage the data first (device_check.sh stage)")
+    if args.judge_pairs is not None and not args.judge_pairs.is_file():
+        p.error(f"argument --judge-pairs: {args.judge_pairs} does not exist")
+    try:
+        judge_pairs_file(args.data.resolve(), args.judge_pairs)
+    except FileNotFoundError as exc:
+        p.error(f"argument --data: {exc}")
+    from persrm_lib.train.cli import parse_set
+
+    try:
+        get_profile(args.profile, parse_set(args.set))  # what each training run will be given
+    except KeyError as exc:  # an unknown setting name
+        p.error(f"argument --set: {exc.args[0]}")
+    except ValueError as exc:  # a malformed item, a value of the wrong type or out of its range
+        p.error(f"argument --set: {exc}")
     return args
 
 
@@ -321,10 +352,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="persrm-device-", dir=args.work))  # run folders, summaries, results
     data = args.data.resolve()
     pairs = judge_pairs_file(data, args.judge_pairs).resolve()
-    if not runfiles.faithful_traces_path(data).is_file():
-        raise SystemExit(
-            f"error: no {runfiles.faithful_traces_path(data)}: stage the data first (device_check.sh stage)"
-        )
 
     environment: dict[str, Any] = {
         **gpu_info(),

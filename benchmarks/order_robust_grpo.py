@@ -16,6 +16,8 @@ adapter on validation pairs in both orders (accuracy, order-consistent accuracy,
     python benchmarks/order_robust_grpo.py --run-dir runs/cpu --steps 6 --out results/order_robust_grpo.json
 
 ``--run-dir`` must hold the cpu profile's pairs (``python -m persrm_lib.run --profile cpu --only 01``).
+Every argument and input is checked before the first variant trains (:func:`parse_args`): a bad one
+exits with status 2 and one line naming it and its range.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from persrm_lib.core import runfiles
-from persrm_lib.core.config import get_profile, set_threads
+from persrm_lib.core.cli import Parser, output_problem, whole_number
+from persrm_lib.core.config import PROFILES, Profile, get_profile, set_threads
 from persrm_lib.core.paths import REPO_ROOT, RESULTS_DIR
-from persrm_lib.data.pairs import read_pairs
+from persrm_lib.data.pairs import PairFormatError, read_pairs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from capacity_probe import _json_safe, order_metrics  # noqa: E402  (a sibling benchmark script)
@@ -42,16 +45,56 @@ VARIANTS = {"per-prompt": False, "joint": True}
 STEP_COLUMNS = ("step", "reward", "frac_reward_zero_std", "joint_frac_reward_zero_std", "a_preference", "correct")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def variant_profile(profile: str, variant: str, steps: int) -> Profile:
+    """The profile a variant trains with: ``steps`` GRPO steps, its grouping, no evaluation in between."""
+    return get_profile(profile, {"grpo.max_steps": steps, "grpo.joint_orders": VARIANTS[variant], "grpo.eval_every": 0})
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, every argument and input checked before anything trains; a bad one exits
+    with status 2 and one line naming it and its allowed range (:class:`persrm_lib.core.cli.Parser`)."""
+    parser = Parser(prog="benchmarks/order_robust_grpo.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True, help="a run folder with the cpu profile's pairs")
-    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     parser.add_argument("--sft-adapter", type=Path, default=RESULTS_DIR / "cpu" / "adapters" / "sft")
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--eval-pairs", type=int, default=12, help="validation pairs judged in both orders at the end")
-    parser.add_argument("--variants", default="per-prompt,joint")
+    parser.add_argument("--steps", type=whole_number(1), default=6)
+    parser.add_argument(
+        "--eval-pairs", type=whole_number(1), default=12, help="validation pairs judged in both orders at the end"
+    )
+    parser.add_argument("--variants", default="per-prompt,joint", help=f"comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown or not args.variants or len(set(args.variants)) < len(args.variants):
+        given = ", ".join(unknown) or ("none given" if not args.variants else "a variant named twice")
+        parser.error(f"argument --variants: {given}; choose from {', '.join(VARIANTS)}, each at most once")
+    paths = {split: runfiles.pairs_path(args.run_dir, split) for split in ("train", "validation")}
+    for path in paths.values():
+        if not path.is_file():
+            parser.error(
+                f"argument --run-dir: no {path}: make the cpu profile's pairs (python -m persrm_lib.run "
+                "--profile cpu --only 01)"
+            )
+    if not (args.sft_adapter / "adapter_config.json").is_file():
+        parser.error(f"argument --sft-adapter: {args.sft_adapter} is not an adapter folder (no adapter_config.json)")
+    problem = output_problem(args.out, "--out", list(paths.values()))
+    if problem is not None:
+        parser.error(f"argument {problem}")
+    try:
+        args.profiles = {v: variant_profile(args.profile, v, args.steps) for v in args.variants}
+    except (KeyError, ValueError) as exc:
+        parser.error(f"argument --profile: {exc.args[0]}")
+    try:
+        args.train = read_pairs(paths["train"])
+        args.validation = read_pairs(paths["validation"])[: args.eval_pairs]
+    except PairFormatError as exc:
+        parser.error(f"argument --run-dir: {exc}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
 
     from persrm_lib.evaluate.cli import evaluate_pairs
     from persrm_lib.evaluate.judges import make_judge
@@ -61,13 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     adapter = args.sft_adapter.resolve()
     shown = adapter.relative_to(REPO_ROOT) if adapter.is_relative_to(REPO_ROOT) else adapter  # no machine path
     record: dict[str, Any] = {"sft_adapter": shown.as_posix(), "steps": args.steps, "variants": {}}
-    train = read_pairs(runfiles.pairs_path(args.run_dir, "train"))
-    validation = read_pairs(runfiles.pairs_path(args.run_dir, "validation"))[: args.eval_pairs]
-    for variant in args.variants.split(","):
-        profile = get_profile(
-            args.profile,
-            {"grpo.max_steps": args.steps, "grpo.joint_orders": VARIANTS[variant], "grpo.eval_every": 0},
-        )
+    train, validation = args.train, args.validation
+    for variant in args.variants:
+        profile = args.profiles[variant]
         set_threads(profile.num_threads)
         with tempfile.TemporaryDirectory() as run:
             shutil.copytree(args.sft_adapter, runfiles.adapter_dir(run, "sft"))

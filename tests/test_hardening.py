@@ -40,7 +40,8 @@ def test_local_teacher_refuses_a_too_long_pair_and_judges_the_rest(tiny) -> None
     pairs = [_pair("p0"), _pair("long", 6000), _pair("p2")]
     results = dict(teacher.judge_each(pairs))
     assert sorted(results) == [0, 1, 2]
-    assert isinstance(results[0], str) and isinstance(results[2], str)  # the others are judged
+    # the others are judged: the random model runs to the 4-token budget, so each is named cut off
+    assert [getattr(results[i], "kind", None) for i in (0, 2)] == ["cut_off", "cut_off"]
     error = results[1]
     assert isinstance(error, TeacherResponseError) and error.kind == "too_long"
     assert str(error).startswith("pair 'long': the prompt is ")
@@ -938,6 +939,105 @@ def test_a_cut_off_answer_is_counted_as_cut_off_not_as_a_format_failure(tmp_path
         endpoint.close()
     assert info.value.failures == {"cut_off": 2}
     assert str(info.value).startswith("2 of 2 pairs got no trace (cut_off: 2)")
+
+
+# --- issue 20, case 6 (the local path): a local generation that the token budget ended is named cut off -----------
+# The scripted model of tests/test_generation.py writes a fixed token sequence, so where each completion
+# ends is known.
+
+CUT_SHORT = "<criteria>\nrhythm\n</criteria>\n<eval>\nA is"  # a verdict that has not reached </scores>
+
+
+def _tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.parametrize(
+    ("text", "eos", "stops", "spare", "cut_off"),
+    [
+        # it ends its turn before the budget
+        ("plain answer", True, (), 3, False),
+        # its end-of-turn token is the budget's last token: it ended, the budget did not end it
+        ("plain answer", True, (), 0, False),
+        # the budget ends it one token before its end-of-turn token
+        ("plain answer", True, (), -1, True),
+        # it writes exactly the budget's tokens and never ends its turn
+        ("plain answer", False, (), 0, True),
+        # a stop string ends it before the budget
+        ("VERDICT", False, ("</scores>",), 5, False),
+        # the token that completes the stop string is the budget's last
+        ("VERDICT", False, ("</scores>",), 0, False),
+        # no stop string asked for: it runs on (filler) to the budget
+        ("VERDICT", False, (), 5, True),
+        # a verdict cut off before </scores>
+        (CUT_SHORT, False, ("</scores>",), 0, True),
+    ],
+)
+def test_generation_marks_each_completion_the_token_budget_ended(tiny, text, eos, stops, spare, cut_off) -> None:
+    from test_generation import VERDICT, scripted
+
+    from persrm_lib.models.generation import generate
+
+    model, tokenizer = tiny
+    text = VERDICT if text == "VERDICT" else text
+    prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    budget = _tokens(tokenizer, text) + eos + spare
+    handle = scripted(model, tokenizer, [text], [eos], _tokens(tokenizer, prompt))
+    try:
+        result = generate(model, tokenizer, [prompt], max_new_tokens=budget, batch_size=1, stop_strings=stops)
+    finally:
+        handle.remove()
+    assert result.cut_off == [cut_off]
+
+
+def test_a_local_teacher_names_an_answer_the_budget_cut_off_and_traces_count_it_so(tiny, tmp_path) -> None:
+    from test_generation import VERDICT, scripted
+
+    from persrm_lib.teachers.llm import LocalTeacher
+    from persrm_lib.teachers.traces import TraceGenerationError, generate_traces
+
+    pairs = [_pair("p0"), _pair("p1")]  # one prompt length: the batch has no padding, as the script needs
+    budget = _tokens(tiny[1], VERDICT) + 4
+    teacher = LocalTeacher("tiny-random", max_new_tokens=budget, batch_size=2)
+    model, tokenizer = teacher.client.loaded()
+    prompt = teacher.client.render(teacher.messages(pairs[0]))
+    # p0 closes its verdict; p1 never reaches </scores> (the filler runs on to the budget)
+    handle = scripted(model, tokenizer, [VERDICT, CUT_SHORT], [False, False], _tokens(tokenizer, prompt))
+    try:
+        results = dict(teacher.judge_each(pairs))
+        with pytest.raises(TraceGenerationError) as info:
+            generate_traces(pairs, teacher, tmp_path / "traces.jsonl")
+    finally:
+        handle.remove()
+    assert results[0] == VERDICT
+    assert isinstance(results[1], TeacherResponseError) and results[1].kind == "cut_off"
+    assert str(results[1]) == (
+        f"local model tiny-random answered pair 'p1' cut off at max_new_tokens={budget} (no end-of-turn token or "
+        "stop string): raise the token budget (teacher.max_new_tokens)"
+    )
+    assert teacher.client.stats == {"cut_off": 2}  # once per pass
+    assert info.value.failures == {"cut_off": 1}  # not a format failure of the teacher
+    assert str(info.value).startswith("1 of 2 pairs got no trace (cut_off: 1); the 1 traces written are kept in ")
+
+
+def test_a_judge_still_parses_a_verdict_the_budget_cut_off_as_a_format_violation(tiny) -> None:
+    from test_generation import scripted
+
+    from persrm_lib.core.prompt import build_prompt_text
+    from persrm_lib.evaluate.lm_judges import GenerativeJudge
+
+    model, tokenizer = tiny
+    budget = _tokens(tokenizer, CUT_SHORT)
+    judge = GenerativeJudge(loaded=tiny, max_new_tokens=budget, batch_size=1)
+    handle = scripted(
+        model, tokenizer, [CUT_SHORT], [False], _tokens(tokenizer, build_prompt_text(tokenizer, _pair("p0"), 1))
+    )
+    try:
+        verdict = judge.score_batch([_pair("p0")])[0]
+    finally:
+        handle.remove()
+    assert judge.last_generation.cut_off == [True]  # the same completion a teacher names cut off ...
+    assert (verdict.scores, verdict.format_ok, verdict.completion) == (None, False, CUT_SHORT)  # ... is judged
 
 
 # --- issue 20, case 5: every command line checks its arguments and inputs before the first model call -----------

@@ -227,9 +227,14 @@ def test_local_teacher_generates_greedily_from_the_shared_prompt() -> None:
     assert teacher.client.render(teacher.messages(pairs[0])) == prompts[0]
     expected = [t.strip() for t in generate(model, tokenizer, prompts[:2], 8, 2).texts]
     expected += [t.strip() for t in generate(model, tokenizer, prompts[2:], 8, 2).texts]
-    assert teacher.judge_batch(pairs) == expected
-    assert teacher.judge_batch(pairs) == expected  # greedy: the same again
+    conversations = [teacher.messages(p) for p in pairs]
+    answers = teacher.client.complete_batch(conversations[:2]) + teacher.client.complete_batch(conversations[2:])
+    assert [a.strip() for a in answers] == expected
     assert all(len(tokenizer(t)["input_ids"]) <= 8 for t in expected)
+    # the random model never ends its turn: the teacher names each answer cut off, not a format failure
+    judged = [(i, r.kind) for i, r in teacher.judge_each(pairs) if isinstance(r, TeacherResponseError)]
+    assert judged == [(0, "cut_off"), (1, "cut_off"), (2, "cut_off")]
+    assert [a.strip() for a in teacher.client.complete_batch(conversations[:2])] == expected[:2]  # greedy: again
 
 
 @pytest.mark.parametrize(
@@ -766,14 +771,23 @@ def test_exemplar_count_comes_from_the_verdict_rule() -> None:
         StylometricTeacher(n_exemplars=3).judge(pair)
 
 
-def test_local_client_complete_each_goes_batch_by_batch() -> None:
+def test_local_client_complete_each_goes_batch_by_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     client = LocalChatClient(model_name="tiny-random", max_new_tokens=4, batch_size=2)
     conversations = [build_messages(p, 1) for p in make_pairs(3)]
-    each = list(client.complete_each(conversations))
-    assert [i for i, _ in each] == [0, 1, 2]
-    assert [text for _, text in each] == client.complete_batch(conversations[:2]) + client.complete_batch(
-        conversations[2:]
+    batches: list[int] = []
+    generate_prompts = client.generate_prompts
+    monkeypatch.setattr(
+        client, "generate_prompts", lambda prompts: batches.append(len(prompts)) or generate_prompts(prompts)
     )
+    each = list(client.complete_each(conversations))
+    assert batches == [2, 1]
+    assert [i for i, _ in each] == [0, 1, 2]
+    # the random model never ends its turn: each answer ran to the budget and is named cut off
+    assert [str(r) for _, r in each] == [
+        "local model tiny-random answered a chat request cut off at max_new_tokens=4 (no end-of-turn token or stop "
+        "string): raise the token budget (teacher.max_new_tokens)"
+    ] * 3
+    assert client.stats == {"cut_off": 3}
 
 
 # ------------------------------------------------------------------------------------------

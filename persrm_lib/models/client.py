@@ -86,6 +86,13 @@ class LocalChatClient:
             ``</scores>`` (the generative judge, GRPO validation); ``()``: stop only at the
             end-of-turn token or ``max_new_tokens``.
 
+    :meth:`complete` and :meth:`complete_batch` return an answer cut off by ``max_new_tokens`` as it
+    is (what the behaviour classifier and the mimicry writer use); :meth:`complete_each`, the
+    teacher's path, reports it as a :class:`ChatResponseError` of kind ``cut_off``, as
+    :class:`HTTPChatClient` reports ``finish_reason: "length"``, and counts it in :attr:`stats`.
+    The judges read :meth:`generate_prompts` and parse every completion (a verdict cut off before
+    ``</scores>`` is a format violation of the judged model by design).
+
     Raises:
         ValueError: ``max_new_tokens`` or ``batch_size`` below 1, or neither a model nor a name.
     """
@@ -118,6 +125,7 @@ class LocalChatClient:
         self.device = device
         self.stop_strings = tuple(stop_strings)
         self.last_result: GenerationResult | None = None
+        self.stats: Counter[str] = Counter()
 
     def loaded(self) -> tuple[Any, Any]:
         """The model and tokenizer, loading them on first use."""
@@ -165,23 +173,49 @@ class LocalChatClient:
         return self.complete_batch([messages])[0]
 
     def complete_batch(self, conversations: Sequence[Messages]) -> list[str]:
-        """One greedy answer per conversation, in order, with :attr:`answer_prefix` in front."""
-        prompts = [self.render(m) + self.answer_prefix for m in conversations]
-        return [self.answer_prefix + text for text in self.generate_prompts(prompts).texts]
+        """One greedy answer per conversation, in order, with :attr:`answer_prefix` in front (an
+        answer cut off by ``max_new_tokens`` included, as it is)."""
+        return [self.answer_prefix + text for text in self._generate(conversations).texts]
+
+    def _generate(self, conversations: Sequence[Messages]) -> GenerationResult:
+        return self.generate_prompts([self.render(m) + self.answer_prefix for m in conversations])
+
+    def cut_off_error(self, what: str) -> ChatResponseError:
+        """The error of an answer to ``what`` that ``max_new_tokens`` ended (kind ``cut_off``),
+        worded as :class:`HTTPChatClient` words ``finish_reason: "length"``; the model is named by
+        its registry name, else its folder or hub id."""
+        name = self.model_name or getattr(self._model, "name_or_path", None) or type(self._model).__name__
+        return ChatResponseError(
+            f"local model {name} answered {what} cut off at max_new_tokens={self.max_new_tokens} (no end-of-turn "
+            "token or stop string): raise the token budget (teacher.max_new_tokens)",
+            kind="cut_off",
+        )
 
     def complete_each(
         self, conversations: Sequence[Messages], labels: Sequence[str] | None = None
     ) -> Iterator[tuple[int, str | ChatResponseError]]:
         """Yield ``(index, answer)`` in input order, one batch of ``batch_size`` at a time.
 
-        Each batch is one call of :meth:`complete_batch` (one forward pass per generation step),
-        so a caller can write each answer as soon as its batch is done. ``labels`` is accepted for
-        the :class:`HTTPChatClient` interface and unused: a local model has no per-item failure.
+        Each batch is one generation call (one forward pass per generation step), so a caller can
+        write each answer as soon as its batch is done. An answer that ran to ``max_new_tokens``
+        without an end-of-turn token or a stop string yields a :class:`ChatResponseError` of kind
+        ``cut_off`` (:meth:`cut_off_error`, counted in :attr:`stats`) instead of its text: the
+        budget ended it, so it is not the model's format failure.
+
+        Args:
+            conversations: chat messages per request.
+            labels: how errors name each request (default ``"a chat request"``).
         """
+        names = list(labels) if labels is not None else ["a chat request"] * len(conversations)
         for begin in range(0, len(conversations), self.batch_size):
-            chunk = conversations[begin : begin + self.batch_size]
-            for offset, text in enumerate(self.complete_batch(chunk)):
-                yield begin + offset, text
+            result = self._generate(conversations[begin : begin + self.batch_size])
+            cut_off = result.cut_off or [False] * len(result.texts)
+            for offset, (text, cut) in enumerate(zip(result.texts, cut_off, strict=True)):
+                if cut:
+                    self.stats["cut_off"] += 1
+                    yield begin + offset, self.cut_off_error(names[begin + offset])
+                else:
+                    yield begin + offset, self.answer_prefix + text
 
 
 # --------------------------------------------------------------------------------------------

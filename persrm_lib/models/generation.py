@@ -29,7 +29,14 @@ SCORE_STOP: tuple[str, ...] = ("</score>",)  # the end of a pointwise verdict (p
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """Completions in input order, plus what a benchmark needs."""
+    """Completions in input order, plus what a benchmark needs.
+
+    ``cut_off[i]``: completion ``i`` hit ``max_new_tokens`` without writing an end-of-turn token or a
+    stop string (the token budget ended it, not the model); empty when the producer did not record
+    it. A teacher reports such a completion as cut off (:class:`persrm_lib.models.client.LocalChatClient`
+    ``complete_each``); a judge parses it like any other (a verdict cut off before ``</scores>`` is a
+    format violation by design).
+    """
 
     texts: list[str]
     new_tokens: list[int]  # tokens generated per prompt, up to and including the end-of-turn or stop token
@@ -37,6 +44,7 @@ class GenerationResult:
     seconds: float
     batch_size: int
     extra: dict[str, Any] = field(default_factory=dict)
+    cut_off: list[bool] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -143,7 +151,8 @@ def generate(
         stop_strings: a completion ends as soon as it has written one of them (e.g.
             :data:`SCORES_STOP`); its text is cut right after it. Empty: stop only at the
             end-of-turn token or ``max_new_tokens``. ``extra["stopped"]`` counts the completions that
-            hold a stop string (and were cut there).
+            hold a stop string (and were cut there); ``cut_off`` marks those that ran to
+            ``max_new_tokens`` without an end-of-turn token or a stop string.
         prefill_each: read each prompt of a batch alone (no padding, the fused attention path) and
             batch only the decoding (:func:`_prefill_each`); the completions are the same.
 
@@ -157,8 +166,8 @@ def generate(
     >>> from persrm_lib.models.registry import load_model
     >>> model, tokenizer = load_model("tiny-random")
     >>> result = generate(model, tokenizer, ["<|im_start|>user\\nhi<|im_end|>\\n"] * 3, max_new_tokens=4, batch_size=2)
-    >>> len(result.texts), max(result.new_tokens) <= 4
-    (3, True)
+    >>> len(result.texts), max(result.new_tokens) <= 4, len(result.cut_off)
+    (3, True, 3)
     """
     import torch
 
@@ -178,6 +187,7 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
     texts: list[str] = [""] * len(prompts)
     new_tokens: list[int] = [0] * len(prompts)
+    cut_off: list[bool] = [False] * len(prompts)
     stops = [s for s in stop_strings if s]
     criteria: dict[str, Any] = {}
     if stops and prompts:
@@ -217,6 +227,8 @@ def generate(
                 text = tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
                 texts[i], found = cut_at_stop(text, stops)
                 stopped += found
+                ended = bool(kept) and kept[-1] in eos_ids
+                cut_off[i] = not ended and not found and len(kept) >= max_new_tokens
     seconds = time.perf_counter() - start
     return GenerationResult(
         texts=texts,
@@ -225,4 +237,5 @@ def generate(
         seconds=seconds,
         batch_size=batch_size,
         extra={"stopped": stopped, "stop_strings": list(stops)},
+        cut_off=cut_off,
     )

@@ -51,7 +51,12 @@ class LLMTeacher(Teacher):
         n_exemplars: exemplars in the prompt (default: :func:`persrm_lib.core.verdict.exemplar_count`,
             the pair's ``n_exemplars``, else all).
 
-    Every completion is stripped of surrounding whitespace.
+    Every completion is stripped of surrounding whitespace. A completion that the token budget
+    ended (an HTTP ``finish_reason: "length"``, or a local generation that ran to
+    ``max_new_tokens`` without an end-of-turn token or a stop string) is not parsed: both clients
+    report it per pair as a :class:`TeacherResponseError` of kind ``cut_off`` ("raise the token
+    budget (teacher.max_new_tokens)"), so trace generation counts it apart from the teacher's
+    format failures.
     """
 
     def __init__(self, client: ChatClient, name: str, n_exemplars: int | None = None) -> None:
@@ -158,6 +163,10 @@ class LocalTeacher(LLMTeacher):
         batch_size: prompts per forward pass.
         n_exemplars: exemplars in the prompt (default: the pair's ``n_exemplars``, else all).
         device: where to run the model (default: the registry's choice).
+
+    A completion that runs to ``max_new_tokens`` without ending (no end-of-turn token, no
+    ``</scores>``) is reported per pair as ``cut_off``
+    (:meth:`~persrm_lib.models.client.LocalChatClient.complete_each`), not judged.
 
     Raises:
         ValueError: ``max_new_tokens`` or ``batch_size`` below 1.

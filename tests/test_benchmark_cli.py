@@ -1,0 +1,212 @@
+"""Issue 20, case 5, for the benchmark scripts: every argument is checked before a model loads or any
+work starts; a bad one exits with status 2 and ONE line on stderr naming it and its allowed range
+(:class:`persrm_lib.core.cli.Parser`). Each case stops in the argument checks: no model is loaded."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from train_fixtures import make_pair, make_trace, write_jsonl
+
+from persrm_lib.core import runfiles
+from persrm_lib.core.paths import REPO_ROOT
+
+BENCHMARKS = REPO_ROOT / "benchmarks"
+_loaded: dict[str, ModuleType] = {}
+
+
+def script(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (loaded once; order_robust_grpo imports capacity_probe)."""
+    if name not in _loaded:
+        sys.path.insert(0, str(BENCHMARKS))
+        spec = importlib.util.spec_from_file_location(f"bench_cli_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _loaded[name] = module
+    return _loaded[name]
+
+
+def staged(run: Path) -> Path:
+    """A run folder with tiny train, validation and held-out pairs (two exemplars each) and faithful traces."""
+    write_jsonl(runfiles.faithful_traces_path(run), [make_trace(i) for i in range(4)])
+    for split, first in (("train", 0), ("validation", 10), ("test_sotu", 20)):
+        write_jsonl(runfiles.pairs_path(run, split), [make_pair(first + i) for i in range(4)])
+    return run
+
+
+def adapter(folder: Path) -> Path:
+    """A folder that passes for an adapter (only its config is looked at before training)."""
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    return folder
+
+
+PROBE = ["--run-dir", "{run}", "--probe", "verdict", "--out", "{tmp}/probe.json"]
+GRPO = ["--run-dir", "{run}", "--sft-adapter", "{adapter}", "--out", "{tmp}/grpo.json"]
+DEVICE = ["--out", "{tmp}/device", "--data", "{run}"]
+STAGE_HINT = "(python -m persrm_lib.run --profile PROFILE --only 01)"
+
+
+@pytest.mark.parametrize(
+    ("name", "argv", "message"),
+    [
+        # bench_generation: a measurement of no pairs
+        ("bench_generation", ["--n", "0"], "argument --n: must be a whole number of at least 1, got '0'"),
+        # bench_generation: more pairs than the sotu speeches give (two passages a pair, three exemplars)
+        (
+            "bench_generation",
+            ["--n", "200"],
+            "argument --n: must be a whole number in [1, 123] with --exemplars 3 (the sotu package has 249 "
+            "speeches), got '200'",
+        ),
+        # bench_generation: a batch size of zero among several
+        (
+            "bench_generation",
+            ["--batch-sizes", "8", "0"],
+            "argument --batch-sizes: must be a whole number of at least 1, got '0'",
+        ),
+        # bench_generation: more exemplars than a prompt numbers
+        ("bench_generation", ["--exemplars", "9"], "argument --exemplars: must be a whole number in [1, 8], got '9'"),
+        # bench_generation: no thread (the profile setting num_threads's range)
+        ("bench_generation", ["--threads", "0"], "argument --threads: must be a whole number in [1, 256], got '0'"),
+        # bench_generation: time the adapter only, with no adapter to time
+        (
+            "bench_generation",
+            ["--no-base", "--adapter", "{tmp}/none"],
+            "argument --no-base: times the adapter only, and --adapter {tmp}/none holds none",
+        ),
+        # bench_training: no optimiser step (it used to be checked by hand, in two lines)
+        ("bench_training", ["--steps", "0"], "argument --steps: must be a whole number of at least 1, got '0'"),
+        # bench_training: the paper profile's SFT batch of 64 needs more sotu pairs than there are for 2 steps
+        (
+            "bench_training",
+            ["--profile", "paper"],
+            "argument --steps: must be a whole number in [1, 1] with --profile paper (128 sotu pairs per sft step, "
+            "at most 249), got '2'",
+        ),
+        # bench_training: one thread count of several out of range
+        (
+            "bench_training",
+            ["--threads", "1", "300"],
+            "argument --threads: must be a whole number in [1, 256], got '300'",
+        ),
+        # capacity_probe: an epoch count that is not a number
+        (
+            "capacity_probe",
+            [*PROBE, "--epochs", "nan"],
+            "argument --epochs: must be a finite number above 0, got 'nan'",
+        ),
+        # capacity_probe: a learning rate outside the profile setting's range
+        (
+            "capacity_probe",
+            [*PROBE, "--learning-rate", "2"],
+            "argument --learning-rate: must be a finite number in [0, 1], got '2'",
+        ),
+        # capacity_probe: more exemplars than a prompt numbers
+        (
+            "capacity_probe",
+            [*PROBE, "--n-exemplars", "9"],
+            "argument --n-exemplars: must be a whole number in [0, 8], got '9'",
+        ),
+        # capacity_probe: a negative seed
+        (
+            "capacity_probe",
+            [*PROBE, "--seed", "-1"],
+            "argument --seed: must be a whole number in [0, 4294967295], got '-1'",
+        ),
+        # capacity_probe: a run folder without pairs
+        (
+            "capacity_probe",
+            ["--run-dir", "{tmp}/empty", "--probe", "verdict", "--out", "{tmp}/probe.json"],
+            f"argument --run-dir: no {{tmp}}/empty/data/pairs/train.jsonl: make the pairs first {STAGE_HINT}",
+        ),
+        # capacity_probe: --out names a folder (it used to fail at the final write, after training)
+        (
+            "capacity_probe",
+            ["--run-dir", "{run}", "--probe", "verdict", "--out", "{tmp}"],
+            "argument --out {tmp}: is a folder; name a file, e.g. --out {tmp}/result.json",
+        ),
+        # capacity_probe: held-out pairs with fewer exemplars than asked for (read before anything loads)
+        (
+            "capacity_probe",
+            [*PROBE, "--test-exemplars", "3"],
+            "argument --test-exemplars: no held-out pair of sotu has 3 exemplars: use --test-exemplars 0 (the pairs' own)",
+        ),
+        # order_robust_grpo: a variant that does not exist (it used to fail after the first variant trained)
+        (
+            "order_robust_grpo",
+            [*GRPO, "--variants", "per-prompt,bogus"],
+            "argument --variants: bogus; choose from per-prompt, joint, each at most once",
+        ),
+        # order_robust_grpo: no GRPO step
+        (
+            "order_robust_grpo",
+            [*GRPO, "--steps", "0"],
+            "argument --steps: must be a whole number of at least 1, got '0'",
+        ),
+        # order_robust_grpo: no validation pair to judge
+        (
+            "order_robust_grpo",
+            [*GRPO, "--eval-pairs", "0"],
+            "argument --eval-pairs: must be a whole number of at least 1, got '0'",
+        ),
+        # order_robust_grpo: an SFT adapter that is not there
+        (
+            "order_robust_grpo",
+            ["--run-dir", "{run}", "--sft-adapter", "{tmp}/none", "--out", "{tmp}/grpo.json"],
+            "argument --sft-adapter: {tmp}/none is not an adapter folder (no adapter_config.json)",
+        ),
+        # device_check: a budget that leaves no step its minimum of 20 seconds
+        (
+            "device_check",
+            [*DEVICE, "--budget", "-1"],
+            "argument --budget: must be a finite number of at least 20, got '-1'",
+        ),
+        # device_check: no pair to judge
+        (
+            "device_check",
+            [*DEVICE, "--judge-limit", "0"],
+            "argument --judge-limit: must be a whole number of at least 1, got '0'",
+        ),
+        # device_check: a training timeout that is not a number
+        (
+            "device_check",
+            [*DEVICE, "--train-timeout", "inf"],
+            "argument --train-timeout: must be a finite number of at least 20, got 'inf'",
+        ),
+        # device_check: unstaged data (it used to exit 1 after --out was made)
+        (
+            "device_check",
+            ["--out", "{tmp}/device", "--data", "{tmp}/empty"],
+            "argument --data: no {tmp}/empty/data/traces_faithful.jsonl: stage the data first (device_check.sh stage)",
+        ),
+        # device_check: a profile override out of its range (every training run would have failed alike)
+        (
+            "device_check",
+            [*DEVICE, "--set", "sft.learning_rate=nan"],
+            "argument --set: profile 'device': sft.learning_rate must be a finite number in [0, 1], got nan",
+        ),
+    ],
+)
+def test_a_benchmark_refuses_a_bad_argument_in_one_line_before_any_model_loads(
+    name: str, argv: list[str], message: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from persrm_lib.models import registry
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(registry, "load_model", no_model)
+    fields = {"tmp": tmp_path, "run": staged(tmp_path / "run"), "adapter": adapter(tmp_path / "sft")}
+    module = script(name)
+    with pytest.raises(SystemExit) as info:
+        module.main([arg.format(**fields) for arg in argv])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"benchmarks/{name}.py: error: {message.format(**fields)}\n"
+    assert captured.out == ""
+    assert not (tmp_path / "device").exists()  # device_check made nothing
