@@ -42,7 +42,8 @@ QUERY = "Write a short passage in your own style."
 FIELDS = (
     "formulation", "step", "examples", "train_loss", "n_pairs", "format", "accuracy", "order_consistent",
     "a_preference", "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial",
-    "eval_seconds", "train_seconds", "lr", "rank", "batch", "passage_words", "seed",
+    "val_order_consistent", "val_criteria_exact", "eval_seconds", "train_seconds", "lr", "rank", "batch",
+    "passage_words", "seed",
 )  # fmt: skip
 
 
@@ -64,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--words", type=int, default=30, help="base passage length in words")
     parser.add_argument("--train-pairs", type=int, default=1500)
     parser.add_argument("--test-pairs", type=int, default=48)
+    parser.add_argument("--val-pairs", type=int, default=32, help="in-distribution pairs: taught personas, unseen passages")
     parser.add_argument("--exemplars", type=int, default=1, help="exemplars per pair")
     parser.add_argument("--held-out-operator", default="ellipsis")
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -71,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="CSV, appended to (one row per checkpoint)")
     args = parser.parse_args(argv)
-    for name in ("steps", "batch", "rank", "words", "train_pairs", "test_pairs", "exemplars", "threads"):
+    for name in ("steps", "batch", "rank", "words", "train_pairs", "test_pairs", "val_pairs", "exemplars", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not 0 < args.lr < 1:
@@ -79,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def build_pairs(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+def build_pairs(args: argparse.Namespace) -> tuple[list[dict], list[dict], list[dict]]:
     from persrm_lib.data.personas import build_persona_pairs, persona_base_passages, persona_splits
     from persrm_lib.data.synonyms import WordNetSynonyms
 
@@ -87,14 +89,14 @@ def build_pairs(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
     splits = persona_splits(args.held_out_operator, 2, 0.3, args.seed)
     synonyms = WordNetSynonyms()
     out = []
-    for split, n in (("train", args.train_pairs), ("test", args.test_pairs)):
+    for split, n in (("train", args.train_pairs), ("test", args.test_pairs), ("validation", args.val_pairs)):
         out.append(
             build_persona_pairs(
                 docs[docs["split"] == split], splits[split], n, args.exemplars, args.seed,
                 query=QUERY, synonyms=synonyms, id_prefix=f"personas-{split}",
             )
         )  # fmt: skip
-    return out[0], out[1]
+    return out[0], out[1], out[2]
 
 
 def verdict_completion(label: str) -> str:
@@ -205,7 +207,7 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> 
 args_held_out = "ellipsis"
 
 
-def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test: list[dict]) -> None:
+def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test: list[dict], val: list[dict]) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -239,6 +241,10 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
     def checkpoint(step: int) -> None:
         result = evaluate(formulation, model, tokenizer, test)
         samples = result.pop("samples")
+        in_dist = evaluate(formulation, model, tokenizer, val)
+        result["val_order_consistent"] = in_dist["order_consistent"]
+        result["val_criteria_exact"] = in_dist["criteria_exact"]
+        result["eval_seconds"] = round(result["eval_seconds"] + in_dist["eval_seconds"], 1)
         row = {
             "formulation": formulation, "step": step, "examples": step * args.batch,
             "train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4) if losses else "",
@@ -294,7 +300,8 @@ def report(csv_path: Path, figure: Path | None = None) -> str:
 
     frame = pd.read_csv(csv_path)
     columns = ["formulation", "step", "examples", "train_loss", "format", "order_consistent", "a_preference",
-               "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial", "train_seconds"]  # fmt: skip
+               "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial",
+               "val_order_consistent", "val_criteria_exact", "train_seconds"]  # fmt: skip
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in frame[columns].itertuples(index=False):
         lines.append(
@@ -336,11 +343,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     args_held_out = args.held_out_operator
-    train, test = build_pairs(args)
-    print(f"{len(train)} training pairs, {len(test)} held-out pairs", flush=True)
+    train, test, val = build_pairs(args)
+    print(f"{len(train)} training pairs, {len(test)} held-out pairs, {len(val)} in-distribution pairs", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for formulation in args.formulation:
-        run_one(formulation, args, train, test)
+        run_one(formulation, args, train, test, val)
     return 0
 
 

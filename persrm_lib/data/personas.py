@@ -20,7 +20,12 @@ The paper's five sampling strategies (PersRM-R1 §3.2) map onto personas:
 - cross-author retrieval: the topically nearest passage (TF-IDF cosine) in another persona;
 - random: a random passage in a random other persona;
 - confounding adversarial: the chosen passage itself in a persona that differs in exactly one
-  operator ("one feature off").
+  operator ("one feature off": one removed or one added, each half the time).
+
+Retrieved and random negatives come from a persona with as many operators as the chosen one, and
+adversarial ones add an operator as often as they remove one, so how unusual a text looks says
+nothing about the label: a query-only judge (the base model's log-likelihood of each response
+without the exemplars) stays near chance (``benchmarks/persona_leaks.py``).
 
 >>> apply_persona(("ampersand", "lowercase"), "Peace and Order, at home.")
 'peace & order, at home.'
@@ -258,8 +263,11 @@ class PersonaSplit:
 
     Attributes:
         targets: the personas whose exemplars and chosen responses the split uses.
-        negatives: the personas its rejected responses may come from.
-        operators: the operators the split may show at all.
+        negatives: the personas its retrieved and random rejected responses may come from when
+            no other target has as many operators as the chosen persona (otherwise another target
+            with as many operators is drawn).
+        operators: the operators the split may show at all (an adversarial negative adds or
+            removes one of them).
     """
 
     targets: tuple[Persona, ...]
@@ -292,11 +300,10 @@ def persona_splits(held_out_operator: str, max_size: int, test_share: float, see
     train = tuple(p for p in seen if p not in held)
     every = valid_personas([op.name for op in CATALOGUE], max_size, min_size=1)
     test = tuple(p for p in every if p in held or held_out_operator in p)
-    plain: tuple[Persona, ...] = ((),)
     return {
-        "train": PersonaSplit(train, plain + train, tuple(taught)),
-        "validation": PersonaSplit(train, plain + train, tuple(taught)),
-        "test": PersonaSplit(test, plain + tuple(every), tuple(op.name for op in CATALOGUE)),
+        "train": PersonaSplit(train, train, tuple(taught)),
+        "validation": PersonaSplit(train, train, tuple(taught)),
+        "test": PersonaSplit(test, tuple(every), tuple(op.name for op in CATALOGUE)),
     }
 
 
@@ -385,6 +392,7 @@ def build_persona_pairs(
 
     targets = list(split.targets)
     flips = [rng.randrange(2) for _ in strategies]
+    adversarial_flip = rng.randrange(2)
     pairs: list[dict[str, Any]] = []
     attempts = 0
     while len(pairs) < n_pairs:
@@ -422,15 +430,30 @@ def build_persona_pairs(
             base = candidate
         chosen = apply_persona(persona, base)
         if negative == "adversarial":
-            options = [q for q in one_off_personas(persona, split.operators) if q in split.negatives or q == ()]
-            options = [q for q in options if usable(q, base)]
+            # one operator removed or one added, each half the time where both can be: the rejected
+            # text is then no more (or less) natural than the chosen one on average, so a judge of
+            # naturalness alone (the query-only log-likelihood) cannot tell them apart
+            options = [q for q in one_off_personas(persona, split.operators) if usable(q, base)]
+            drops = [q for q in options if len(q) < len(persona)]
+            adds = [q for q in options if len(q) > len(persona)]
+            # removal and addition alternate over the adversarial pairs built (a pair whose kind
+            # cannot be made here is drawn again): a fallback would tilt the balance to removals
+            n_adversarial = sum(p["negative_kind"] == "adversarial" for p in pairs)
+            options = adds if (n_adversarial + adversarial_flip) % 2 else drops
             if not options:
                 continue
             rejected_persona = options[rng.randrange(len(options))]
             rejected_i = chosen_i
             rejected = apply_persona(rejected_persona, base)
         else:
-            others = [q for q in split.negatives if q != persona]
+            # another persona with as many operators: operator count (how unusual the text looks)
+            # says nothing about the label
+            # drawn from the split's own targets where it can be, so each persona is chosen and
+            # rejected about equally often
+            others = [q for q in split.targets if q != persona and len(q) == len(persona)]
+            others = others or [q for q in split.negatives if q != persona and len(q) == len(persona)]
+            if not others:
+                continue
             rejected_persona = others[rng.randrange(len(others))]
             if negative == "random":
                 found = draw(rejected_persona, taken)
