@@ -149,6 +149,16 @@ def test_persona_pairs_do_not_leak(pairs):
     assert set(kinds.values()) == {20}  # every strategy an equal share
 
 
+def test_operator_count_gives_nothing_away(pairs):
+    # retrieved and random negatives: a persona with as many operators as the chosen one
+    others = [p for p in pairs if p["negative_kind"] != "adversarial"]
+    assert all(len(p["rejected_persona"]) == len(p["persona"]) for p in others)
+    # adversarial negatives: one operator removed in exactly half, one added in the other half
+    adversarial = [p for p in pairs if p["negative_kind"] == "adversarial"]
+    added = sum(len(p["rejected_persona"]) > len(p["persona"]) for p in adversarial)
+    assert len(adversarial) == 40 and added == 20
+
+
 def test_persona_pairs_are_deterministic(passages, pairs):
     from persrm_lib.data.synonyms import WordNetSynonyms
 
