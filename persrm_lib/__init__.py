@@ -9,14 +9,21 @@ Where things live, by pipeline stage::
       output_format   THE parser of <criteria>/<eval>/<scores> (parse_output, render_output, strip_think)
       verdict         THE verdict rule: outcome -1/0/+1, faithful, preferred side, exemplars a pair is read with
       reward          the GRPO reward persrm_reward (paper §3.3: -1 format, 0 wrong, +1 correct)
-      prompt          THE prompt builder (build_messages, build_prompt_text; control tokens neutralised)
+      pointwise       the pointwise formulation (prompt.mode): one response per prompt, <score>, the
+                      midpoint reward pointwise_reward, side_rows, join/split of a pair's completions
+      prompt          THE prompt builder (build_messages, build_pointwise_messages, build_prompt_text;
+                      control tokens neutralised)
       config          the typed profiles tiny, smoke, cpu, device, gpu, paper (get_profile)
       runfiles        the run-folder layout: which file each notebook writes
-      jsonl, paths    strict JSONL reading (UTF-8, ids) and atomic writing; repository paths
+      jsonl, paths    strict JSON/JSONL reading (UTF-8, ids, duplicated keys) and atomic writing; repository paths
+      text            emptiness and identity after Unicode normalisation (is_blank)
+      setting_ranges  the range of every numeric profile setting, checked by Profile.validate
+      cli, runlock    the command lines' one-line refusals (exit 2); one writer per run folder
     data/       01_synthesize
       corpora, folders, documents, benchmarks   offline corpora and CCAT50/CMCC folders -> Document table, splits
       pool, sampler   THE sampler: contrastive pairs, one function per positive/negative strategy (§3.1)
       pairs           THE reader and writer of pair files (read_pairs, write_pairs, validate_pair)
+      personas        the persona benchmark: style operators and detectors, persona splits, persona pairs
       leaks, synthesis, evidence   leak checks, pair tables, measured evidence for the prompt
       stylometry, embeddings, synonyms   features, MiniLM vectors, WordNet synonyms
     models/     registry (offline models, cache), backend (Unsloth or transformers+PEFT),
@@ -24,6 +31,7 @@ Where things live, by pipeline stage::
                 context (prompt length against the model's context)
     teachers/   01_synthesize and 02_filter_audit
       stylometric, llm, mimic   the teachers (CPU stylometry; any LLM through a client); adversarial mimicry
+      persona         the exact persona teacher (pairwise and pointwise traces; PersonaRouter for mixed runs)
       traces          THE reader and writer of trace files; generate_traces with resume
       filtering       the faithfulness filter and the audit of 02
       swap            a trace rewritten for the swapped order (both orders in SFT)
@@ -39,6 +47,7 @@ Where things live, by pipeline stage::
       metrics         accuracy, order-consistent accuracy, A-preference, bootstrap intervals, paired
                       comparisons (accuracy or order-consistent), the reference run's targets
       suite, tables, records   the notebook's suite, its tables and figures, the per-pair and completion files
+      persona_reasoning  reasoning scored against ground truth on persona pairs (criteria, checks)
       cli             python -m persrm_lib.evaluate on any pair file
       compare         python -m persrm_lib.evaluate.compare: runs side by side, pair for pair (ablations)
     analysis/   07_behavior_analysis: classifiers (rule-based, LLM), tallies, criteria, plots
