@@ -63,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     synonyms = WordNetSynonyms()
     for split in ("train", "test"):
         pairs = build_persona_pairs(
-            docs[docs["split"] == split], splits[split], args.pairs, 1, args.seed, query=NEUTRAL_QUERY, synonyms=synonyms
+            docs[docs["split"] == split],
+            splits[split],
+            args.pairs,
+            1,
+            args.seed,
+            query=NEUTRAL_QUERY,
+            synonyms=synonyms,
         )
         report = {k: round(v, 3) for k, v in label_shortcut_report(pairs).items()}
         right = query_only_right(pairs, args.model)

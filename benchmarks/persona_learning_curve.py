@@ -65,7 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--words", type=int, default=30, help="base passage length in words")
     parser.add_argument("--train-pairs", type=int, default=1500)
     parser.add_argument("--test-pairs", type=int, default=48)
-    parser.add_argument("--val-pairs", type=int, default=32, help="in-distribution pairs: taught personas, unseen passages")
+    parser.add_argument(
+        "--val-pairs", type=int, default=32, help="in-distribution pairs: taught personas, unseen passages"
+    )
     parser.add_argument("--exemplars", type=int, default=1, help="exemplars per pair")
     parser.add_argument("--held-out-operator", default="ellipsis")
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -156,13 +158,7 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> 
             crit = [read_criteria(p.criteria) == frozenset(pair["persona"]) for p in parsed]
             right = preferred == pair["label"]
             rows.append(
-                {
-                    "pair": pair,
-                    "format": [p.ok for p in parsed],
-                    "right": [right, right],
-                    "a": [preferred == "a", preferred == "b"],
-                    "crit": crit,
-                }
+                {"pair": pair, "format": [p.ok for p in parsed], "right": [right, right], "a": [], "crit": crit}
             )
     else:
         both = [(p, q) for p in test for q in (p, swap_pair(p))]
@@ -194,7 +190,10 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> 
         "format": round(sum(sum(r["format"]) for r in rows) / (2 * n), 4),
         "accuracy": round(sum(sum(r["right"]) for r in rows) / (2 * n), 4),
         "order_consistent": oc(rows),
-        "a_preference": round(sum(sum(r["a"]) for r in rows) / max(1, sum(sum(r["format"]) for r in rows)), 4),
+        # pairwise only: the share of parsed per-order verdicts that prefer A (pointwise has no position)
+        "a_preference": round(sum(sum(r["a"]) for r in rows) / max(1, sum(sum(r["format"]) for r in rows)), 4)
+        if formulation != "pointwise-trace"
+        else "",
         "criteria_exact": round(sum(sum(r["crit"]) for r in rows) / (2 * n), 4),
         "oc_held_out_operator": oc(held),
         "oc_unseen_combination": oc([r for r in rows if r not in held]),
@@ -299,6 +298,8 @@ def report(csv_path: Path, figure: Path | None = None) -> str:
     import pandas as pd
 
     frame = pd.read_csv(csv_path)
+    # rows written before a_preference was left empty for pointwise rows held the share of decided pairs
+    frame.loc[frame["formulation"] == "pointwise-trace", "a_preference"] = float("nan")
     columns = ["formulation", "step", "examples", "train_loss", "format", "order_consistent", "a_preference",
                "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial",
                "val_order_consistent", "val_criteria_exact", "train_seconds"]  # fmt: skip
