@@ -318,11 +318,13 @@ def report(csv_path: Path, figure: Path | None = None) -> str:
 
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for name, rows in frame.groupby("formulation", sort=False):
-            ax.plot(rows["examples"], rows["order_consistent"], marker="o", label=name)
+            line = ax.plot(rows["examples"], rows["order_consistent"], marker="o", label=f"{name}, held-out personas")
+            ax.plot(rows["examples"], rows["val_order_consistent"], marker="s", ls="--", color=line[0].get_color(),
+                    label=f"{name}, taught personas (unseen passages)")  # fmt: skip
         ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance, pointwise (one verdict per pair)")
         ax.axhline(0.25, color="grey", ls=":", lw=1, label="chance, pairwise (right in both orders)")
         ax.set(xlabel="training examples", ylabel="order-consistent accuracy", ylim=(0, 1),
-               title="SmolLM2-135M + LoRA on held-out personas")  # fmt: skip
+               title="SmolLM2-135M + LoRA on the persona benchmark")  # fmt: skip
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(figure, dpi=120)
