@@ -16,13 +16,21 @@ Formulations (two training examples per pair in each, so the x-axes are comparab
   the persona teacher's pointwise trace; a pair is judged by comparing the two scores (ties are
   wrong), so it is order-consistent by construction.
 
-Usage (two threads, nothing else heavy running; about 1.3 s per step of 2 examples here)::
+Usage (two threads, nothing else heavy running; about 2.2 s per pointwise step of 2 examples here).
+The README's curve was made by the first command; the second extends it from its saved state (the
+LoRA weights, optimizer state and step at the last checkpoint, ``--state-dir``) with the same data
+order, as if the run had never stopped (the committed 750-step curve was measured before the state
+was saved: extending it means running the first command again, which saves it); the third prints the
+table and draws the figure::
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/persona_learning_curve.py \\
-        --formulation pointwise-trace pairwise-trace pairwise-verdict --steps 1500 \\
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/persona_learning_curve.py --formulation pointwise-trace \\
+        --steps 750 --eval-at 250 500 750 --words 20 --test-pairs 32 --val-pairs 32 \\
         --out results/personas/learning_curve.csv
-    .venv/bin/python benchmarks/persona_learning_curve.py report results/personas/learning_curve.csv \
-        figures/persona_learning_curve.png     # the README's table and figure
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/persona_learning_curve.py --formulation pointwise-trace \\
+        --steps 1500 --eval-at 1000 1250 1500 --words 20 --test-pairs 32 --val-pairs 32 --resume \\
+        --out results/personas/learning_curve.csv
+    .venv/bin/python benchmarks/persona_learning_curve.py report results/personas/learning_curve.csv \\
+        figures/persona_learning_curve.png
 """
 
 from __future__ import annotations
@@ -74,6 +82,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="CSV, appended to (one row per checkpoint)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("runs/persona_curve_state"),
+        help="the LoRA weights, optimizer state and step saved at every checkpoint (<formulation>.pt)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each formulation from its saved state (same data order: the run extends as if never stopped)",
+    )
     args = parser.parse_args(argv)
     for name in ("steps", "batch", "rank", "words", "train_pairs", "test_pairs", "val_pairs", "exemplars", "threads"):
         if getattr(args, name) < 1:
@@ -236,6 +255,28 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     losses: list[float] = []
     train_seconds = 0.0
+    state_path = args.state_dir / f"{formulation}.pt"
+    first_step = 1
+    if args.resume and state_path.is_file():
+        from peft import set_peft_model_state_dict
+
+        state = torch.load(state_path, weights_only=False)
+        set_peft_model_state_dict(model, state["lora"])
+        optimizer.load_state_dict(state["optimizer"])
+        losses, train_seconds, first_step = state["losses"], state["train_seconds"], state["step"] + 1
+        print(f"[{formulation}] resumed from {state_path} after step {state['step']}", flush=True)
+
+    def save_state(step: int) -> None:
+        from peft import get_peft_model_state_dict
+
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+        partial = state_path.with_suffix(".partial")
+        torch.save(
+            {"step": step, "lora": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+             "losses": losses, "train_seconds": train_seconds},
+            partial,
+        )  # fmt: skip
+        partial.replace(state_path)
 
     def checkpoint(step: int) -> None:
         result = evaluate(formulation, model, tokenizer, test)
@@ -259,10 +300,10 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
         print(json.dumps(row), flush=True)
         print("  sample:", json.dumps(samples[0][:300]), flush=True)
 
-    if args.base:
+    if args.base and first_step == 1:
         checkpoint(0)
     model.train()
-    for step in range(1, args.steps + 1):
+    for step in range(first_step, args.steps + 1):
         t0 = time.perf_counter()
         batch = [examples[((step - 1) * args.batch + i) % len(examples)] for i in range(args.batch)]
         width = max(len(p) + len(c) for p, c in batch)
@@ -288,6 +329,7 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
                 flush=True,
             )
         if step in args.eval_at or step == args.steps:
+            save_state(step)
             checkpoint(step)
             model.train()
 
