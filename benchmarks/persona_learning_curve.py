@@ -70,9 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=2, help="training examples per step")
     parser.add_argument("--lr", type=float, default=3e-4, help="LoRA learning rate (constant after 20 warm-up steps)")
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank (all projections; alpha = 2 x rank)")
-    parser.add_argument("--words", type=int, default=30, help="base passage length in words")
+    parser.add_argument("--words", type=int, default=20, help="base passage length in words")
     parser.add_argument("--train-pairs", type=int, default=1500)
-    parser.add_argument("--test-pairs", type=int, default=48)
+    parser.add_argument("--test-pairs", type=int, default=32)
     parser.add_argument(
         "--val-pairs", type=int, default=32, help="in-distribution pairs: taught personas, unseen passages"
     )

@@ -261,8 +261,8 @@ class Profile:
         return self
 
     def _validate_personas(self) -> None:
-        """The persona benchmark's settings (checked whether or not it is listed), the training
-        benchmarks and the prompt mode."""
+        """The persona benchmark's held-out operator (its numeric settings are range-checked with
+        the others, :mod:`persrm_lib.core.setting_ranges`), the training benchmarks and the prompt mode."""
         from ..data.personas import OPERATORS
 
         data = self.data
@@ -275,16 +275,6 @@ class Profile:
             raise ValueError(
                 f"profile {self.name!r}: data.persona_held_out_operator must be one of {sorted(OPERATORS)}, "
                 f"got {data.persona_held_out_operator!r}"
-            )
-        if not 5 <= data.persona_words <= 400:
-            raise ValueError(f"profile {self.name!r}: data.persona_words must be in 5..400, got {data.persona_words}")
-        if not 1 <= data.persona_max_operators <= 4:
-            raise ValueError(
-                f"profile {self.name!r}: data.persona_max_operators must be in 1..4, got {data.persona_max_operators}"
-            )
-        if not 0.0 < data.persona_test_share < 1.0:
-            raise ValueError(
-                f"profile {self.name!r}: data.persona_test_share must be in (0, 1), got {data.persona_test_share}"
             )
         if self.prompt.mode not in ("pairwise", "pointwise"):
             raise ValueError(

@@ -72,7 +72,7 @@ RANGES: dict[str, Range] = {
     "data.val_fraction": SHARE,
     "data.test_fraction": SHARE,
     "data.query_words": AT_LEAST_1,
-    # the persona benchmark's settings (on main, not yet on this branch): the ranges its validation uses
+    # the persona benchmark's settings
     "data.persona_words": Range(5, 400),
     "data.persona_max_operators": Range(1, 4),
     "data.persona_test_share": Range(0, 1, low_open=True, high_open=True),
