@@ -393,6 +393,7 @@ def build_persona_pairs(
     targets = list(split.targets)
     flips = [rng.randrange(2) for _ in strategies]
     adversarial_flip = rng.randrange(2)
+    n_adversarial = 0  # adversarial pairs built so far
     pairs: list[dict[str, Any]] = []
     attempts = 0
     while len(pairs) < n_pairs:
@@ -438,7 +439,6 @@ def build_persona_pairs(
             adds = [q for q in options if len(q) > len(persona)]
             # removal and addition alternate over the adversarial pairs built (a pair whose kind
             # cannot be made here is drawn again): a fallback would tilt the balance to removals
-            n_adversarial = sum(p["negative_kind"] == "adversarial" for p in pairs)
             options = adds if (n_adversarial + adversarial_flip) % 2 else drops
             if not options:
                 continue
@@ -472,6 +472,7 @@ def build_persona_pairs(
         k = len(pairs) // len(strategies)
         label = "ab"[(k + flips[len(pairs) % len(strategies)]) % 2]
         a, b = (chosen, rejected) if label == "a" else (rejected, chosen)
+        n_adversarial += negative == "adversarial"
         pairs.append(
             {
                 "id": f"{id_prefix}-{len(pairs):05d}",

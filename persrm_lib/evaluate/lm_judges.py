@@ -154,9 +154,7 @@ class GenerativeJudge:
                 verdicts.append(Verdict(None, None, too_long=True))
                 continue
             text = next(texts)
-            answer, stripped = strip_think(text) if self.strip_think else (text, False)
-            self.n_stripped += stripped
-            parsed = parse_output(answer)
+            parsed = parse_output(self._answer(text))
             s_a, s_b = parsed.scores if parsed.ok and parsed.scores else (None, None)
             verdicts.append(Verdict(s_a, s_b, completion=text))
         return verdicts
@@ -208,6 +206,14 @@ class GenerativeJudge:
             raise PromptTooLongError(list(once.values()), budget)
         return prompts, [budget is None or n <= budget.limit for n in tokens]
 
+    def _answer(self, text: str) -> str:
+        """The text to parse: with ``strip_think``, ONE leading think block removed (and counted)."""
+        if not self.strip_think:
+            return text
+        answer, stripped = strip_think(text)
+        self.n_stripped += stripped
+        return answer  # type: ignore[return-value]
+
     def _score_pointwise(self, prompts: list[str], fits: list[bool]) -> list[Verdict]:
         """Pointwise judging (:mod:`persrm_lib.core.pointwise`): both responses of every pair scored
         alone, in one batch; the pair's verdict compares the two scores (a format violation in
@@ -223,9 +229,7 @@ class GenerativeJudge:
                 verdicts.append(Verdict(None, None, too_long=True))
                 continue
             text_a, text_b = next(texts), next(texts)
-            answers = [strip_think(t)[0] if self.strip_think else t for t in (text_a, text_b)]
-            self.n_stripped += sum(strip_think(t)[1] for t in (text_a, text_b)) if self.strip_think else 0
-            parsed_a, parsed_b = pair_scores(*answers)
+            parsed_a, parsed_b = pair_scores(self._answer(text_a), self._answer(text_b))
             ok_both = parsed_a.ok and parsed_b.ok
             verdicts.append(
                 Verdict(
