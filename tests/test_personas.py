@@ -326,6 +326,40 @@ def test_reasoning_rates_of_wrong_completions(pairs):
     assert broken["format"] == 0.0 and broken["criteria_recall"] == 0.0 and broken["verdict_follows_checks"] == 0.0
 
 
+def test_rft_reasoning_reads_orders_and_sides(pairs):
+    from persrm_lib.data.pairs import SWAPPED_SUFFIX
+    from persrm_lib.evaluate import persona_reasoning as R
+
+    by_id = {p["id"]: p for p in pairs[:2]}
+    first, second = pairs[0], pairs[1]
+    pointwise_a, _ = T.pointwise_completions(second)
+    records = [
+        {"step": 1, "pair_id": first["id"], "label": first["label"], "completion": T.pairwise_trace(first), "reward": 1.0},
+        {"step": 1, "pair_id": first["id"] + SWAPPED_SUFFIX, "label": "x", "reward": 1.0,
+         "completion": T.pairwise_trace(swap_pair(first))},
+        # the swapped trace read as if it judged the original order: its checks describe the other responses
+        {"step": 2, "pair_id": first["id"], "label": first["label"], "reward": 0.0,
+         "completion": T.pairwise_trace(swap_pair(first))},
+        {"step": 2, "pair_id": second["id"], "label": second["label"], "completion": pointwise_a, "reward": 1.0,
+         "side": "a"},
+        {"step": 2, "pair_id": "sotu-1", "label": "a", "completion": "x", "reward": -1.0},  # not a persona pair
+    ]  # fmt: skip
+    rows = R.rft_reasoning(records, {**by_id, "sotu-1": {"id": "sotu-1"}})
+    assert list(rows["order"]) == ["original", "swapped", "original", "a"]
+    assert list(rows["check_agreement"][:2]) == [1.0, 1.0] and rows["check_agreement"][3] == 1.0
+    same = P.true_operators(first, "a") == P.true_operators(first, "b")
+    assert rows["check_agreement"][2] == float(same)
+    by_step = R.reasoning_by_step(rows).set_index("step")
+    assert list(by_step["n_completions"]) == [2, 2]
+    assert by_step.loc[1, "criteria_exact"] == 1.0 and by_step.loc[2, "criteria_exact"] == 1.0
+    assert by_step.loc[2, "check_agreement"] == (float(same) + 1.0) / 2
+    assert R.reasoning_by_step(R.rft_reasoning([], by_id)).empty
+    headline = R.step_headline(by_step.reset_index())
+    assert headline["rft_criteria_exact_first"] == 1.0 and headline["rft_format_last"] == 1.0
+    assert headline["rft_check_agreement_last"] == round((float(same) + 1.0) / 2, 4)
+    assert R.step_headline(R.reasoning_by_step(R.rft_reasoning([], by_id))) == {}
+
+
 def pd_concat(frames):
     import pandas as pd
 

@@ -154,3 +154,24 @@ def test_tracker_without_trainer_numbers_calls() -> None:
     tracker([A_WINS], label=["b"])
     assert [h["step"] for h in tracker.history] == [1, 2]
     assert [h["correct"] for h in tracker.history] == [1.0, 0.0]
+
+
+def test_tracker_records_the_side_of_pointwise_completions(tmp_path) -> None:
+    from persrm_lib.core.pointwise import pointwise_reward
+
+    path = tmp_path / "completions.jsonl"
+    tracker = RewardTracker(completions_path=path, reward_fn=pointwise_reward)
+    high = "<criteria>c</criteria><eval>e</eval><score>8</score>"
+    rewards = tracker([high, high], label=["a", "a"], pair_id=["p1", "p1"], side=["a", "b"])
+    assert rewards == [1.0, 0.0]  # 8 is right for the chosen response A, wrong for the rejected B
+    records = read_grpo_completions(path)
+    assert [(r["side"], r["reward"]) for r in records] == [("a", 1.0), ("b", 0.0)]
+    assert tuple(records[0]) == (*GRPO_COMPLETION_FIELDS, "side")
+
+
+def test_read_grpo_completions_refuses_a_bad_side(tmp_path) -> None:
+    path = tmp_path / "completions.jsonl"
+    row = {"step": 1, "pair_id": "p1", "label": "a", "completion": "x", "reward": 0.0, "side": "c"}
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match=r"completions.jsonl:1: side must be 'a' or 'b', got 'c'"):
+        read_grpo_completions(path)

@@ -172,6 +172,35 @@ def test_grpo_step_changes_the_adapter(sft_run, tiny, tmp_path) -> None:
     assert row["completion_length"] > 0 and row["kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference at step 1
 
 
+def test_one_batch_opened_up_is_the_batch_and_loss_the_trainer_trains_on(sft_run, tiny, tmp_path) -> None:
+    _, sft_result = sft_run
+    pairs = [make_pair(i) for i in range(N_PAIRS)]
+    moved = grpo.train_grpo(tiny, tmp_path / "moved", pairs, sft_result.adapter_dir, reward_fn=varied_reward)
+    losses = {}
+    for beta in (0.0, 0.5):
+        profile = get_profile("tiny", {"grpo.beta": beta})
+        trainer = grpo.inspection_trainer(
+            profile, pairs, sft_result.adapter_dir, moved.adapter_dir, tmp_path / f"b{beta}", reward=varied_reward
+        )
+        batch = grpo.scored_batch(trainer, pair_index=1, seed=0)
+        g = trainer.num_generations
+        mask = batch["completion_mask"].float()
+        assert batch["completion_ids"].shape[0] == 2 * g and mask.shape == batch["completion_ids"].shape
+        # the joint group: both orders of pair 1 (rows 2 and 3 of the dataset), advantages centred over all 2G
+        assert abs(float(batch["advantages"].sum())) < 1e-4 and float(batch["advantages"].abs().max()) > 0
+        assert batch.get("old_per_token_logps") is None  # on-policy: one update per generation
+        assert batch["num_items_in_batch"] == mask.sum()
+        losses[beta] = grpo.trainer_loss(trainer, batch).item()
+        # on-policy the ratio is exactly 1, so the loss value is minus the token-mean advantage (+ beta KL)
+        policy_term = -float((batch["advantages"][:, None] * mask).sum() / mask.sum())
+        if beta == 0.0:
+            assert losses[beta] == pytest.approx(policy_term, abs=1e-6)
+        else:
+            assert losses[beta] > policy_term  # the RFT adapter moved away from the SFT reference: KL > 0
+    with pytest.raises(IndexError, match=r"pair_index 99 is outside the dataset's 8 pairs"):
+        grpo.scored_batch(trainer, pair_index=99)
+
+
 def test_grpo_with_the_paper_reward(sft_run, tiny) -> None:
     run, _ = sft_run
     result = grpo.train_grpo(tiny, run)  # defaults: the run's train pairs and SFT adapter

@@ -20,7 +20,7 @@ count as wrong in every rate (a model that writes free text names no operator).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,20 @@ import pandas as pd
 from ..core.output_format import parse_output
 from ..core.pointwise import MIDPOINT, split_completions
 from ..core.verdict import preferred_side
+from ..data.pairs import SWAPPED_SUFFIX
 from ..data.personas import is_persona_pair, true_operators
 from ..teachers.persona import match_score, read_checks, read_criteria
 
-__all__ = ["REASONING_COLUMNS", "completion_reasoning", "persona_reasoning", "reasoning_headline", "reasoning_metrics"]
+__all__ = [
+    "REASONING_COLUMNS",
+    "completion_reasoning",
+    "persona_reasoning",
+    "reasoning_by_step",
+    "reasoning_headline",
+    "reasoning_metrics",
+    "rft_reasoning",
+    "step_headline",
+]
 
 REASONING_COLUMNS = (
     "judge", "n_completions", "format", "criteria_precision", "criteria_recall", "criteria_exact",
@@ -123,6 +133,50 @@ def persona_reasoning(results: pd.DataFrame, pairs: Mapping[str, Mapping[str, An
     return pd.DataFrame(rows, columns=["judge", "id", "n_exemplars", "order", *REASONING_COLUMNS[2:]])
 
 
+def rft_reasoning(records: Sequence[Mapping[str, Any]], pairs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row of reasoning rates per sampled GRPO completion on a persona pair (notebook 07).
+
+    Args:
+        records: :func:`persrm_lib.train.logs.read_grpo_completions` records. A pairwise record
+            whose ``pair_id`` ends in ``:swapped`` judged the swapped order; a pointwise record
+            carries the ``side`` it scored.
+        pairs: pair id -> pair (the training pairs, original order).
+
+    Returns:
+        Columns ``step``, ``pair_id``, ``order`` (original / swapped / a / b) and the rates of
+        :func:`completion_reasoning`; records of pairs that are not persona pairs are skipped.
+    """
+    rows = []
+    for record in records:
+        pair_id = str(record["pair_id"])
+        swapped = pair_id.endswith(SWAPPED_SUFFIX)
+        pair = pairs.get(pair_id.removesuffix(SWAPPED_SUFFIX))
+        if pair is None or not is_persona_pair(pair):
+            continue
+        side = record.get("side")
+        if side is not None:
+            order, sides = side, (side,)
+        else:
+            order, sides = ("swapped", ("b", "a")) if swapped else ("original", ("a", "b"))
+        rows.append(
+            {"step": record["step"], "pair_id": pair["id"], "order": order,
+             **completion_reasoning(pair, record["completion"], sides)}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=["step", "pair_id", "order", *REASONING_COLUMNS[2:]])
+
+
+def reasoning_by_step(per_completion: pd.DataFrame) -> pd.DataFrame:
+    """Mean rates per GRPO step of :func:`rft_reasoning`'s rows (NaN-aware, as
+    :func:`reasoning_metrics`), with ``n_completions``; one row per step, in step order."""
+    rates = list(REASONING_COLUMNS[2:])
+    if per_completion.empty:
+        return pd.DataFrame(columns=["step", "n_completions", *rates])
+    grouped = per_completion.groupby("step", sort=True)
+    out = grouped[rates].agg(lambda x: float(np.nanmean(x)) if x.notna().any() else float("nan"))
+    out.insert(0, "n_completions", grouped.size())
+    return out.reset_index()
+
+
 def reasoning_metrics(per_completion: pd.DataFrame) -> pd.DataFrame:
     """Mean rates per judge (NaN-aware: precision over completions that name an operator, recall
     over personas that have one), with ``n_completions``."""
@@ -142,4 +196,18 @@ def reasoning_headline(table: pd.DataFrame) -> dict[str, float | None]:
         for name in REASONING_COLUMNS[3:]:
             value = float(getattr(row, name))
             out[f"{name}_{key}"] = None if value != value else round(value, 4)
+    return out
+
+
+def step_headline(by_step: pd.DataFrame) -> dict[str, float | None]:
+    """``rft_<rate>_first`` / ``rft_<rate>_last``: :func:`reasoning_by_step`'s rates at the first and
+    the last GRPO step (4 decimals, None for NaN) for notebook 07's metrics; empty without persona
+    completions."""
+    if by_step.empty:
+        return {}
+    out: dict[str, float | None] = {}
+    for when, row in (("first", by_step.iloc[0]), ("last", by_step.iloc[-1])):
+        for name in REASONING_COLUMNS[2:]:
+            value = float(row[name])
+            out[f"rft_{name}_{when}"] = None if value != value else round(value, 4)
     return out

@@ -69,6 +69,12 @@ def check_grpo_stage(stage: str) -> str:
     return stage
 
 
+def mode_reward(profile: Profile) -> Callable[..., list[float]]:
+    """The -1/0/+1 reward of the profile's ``prompt.mode``: :func:`~persrm_lib.core.reward.persrm_reward`
+    (pairwise) or :func:`~persrm_lib.core.pointwise.pointwise_reward` (pointwise)."""
+    return pointwise_reward if profile.prompt.mode == "pointwise" else persrm_reward
+
+
 def grpo_config(profile: Profile, output_dir: Path, backend: str = "transformers") -> Any:
     """TRL ``GRPOConfig`` from the profile: one generation batch of ``grpo.batch_size`` completions
     (``batch_size / num_generations`` prompts) per optimiser step."""
@@ -104,7 +110,7 @@ def grpo_trainer(
     callbacks: Sequence[Any] = (),
 ) -> Any:
     """TRL ``GRPOTrainer`` for checked pairs on a LoRA model, rewarded by ``reward`` (default a
-    :class:`~persrm_lib.train.logs.RewardTracker` that keeps nothing on disk).
+    :class:`~persrm_lib.train.logs.RewardTracker` of :func:`mode_reward` that keeps nothing on disk).
 
     Raises:
         PromptTooLongError: a pair whose prompt, with ``grpo.max_completion_length`` tokens to
@@ -135,7 +141,7 @@ def grpo_trainer(
     )
     trainer = trainer_class(
         model=model,
-        reward_funcs=[reward if reward is not None else RewardTracker()],
+        reward_funcs=[reward if reward is not None else RewardTracker(reward_fn=mode_reward(profile))],
         args=grpo_config(profile, output_dir, backend),
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -210,8 +216,7 @@ def train_grpo(
     if process_index() == 0:
         for old in sorted(completions.parent.glob(f"{completions.stem}*{completions.suffix}")):
             old.unlink()  # a rerun replaces the sampled completions
-    if reward_fn is None:
-        reward_fn = pointwise_reward if profile.prompt.mode == "pointwise" else persrm_reward
+    reward_fn = mode_reward(profile) if reward_fn is None else reward_fn
     tracker = RewardTracker(completions, process_index=process_index(), reward_fn=reward_fn)
     log = TrainingLog(runfiles.log_path(run, stage), GRPO_LOG_FIELDS, tracker=tracker)
     callbacks = [log.callback()]  # first: the evaluation below is not part of seconds_per_step
@@ -231,3 +236,91 @@ def train_grpo(
         info={"from_sft": str(adapter) if from_sft else None},
         completions_path=tracker.completions_path,
     )
+
+
+# ---- one batch, opened up (notebook 04) ----------------------------------------------------------
+
+
+def inspection_trainer(
+    profile: Profile,
+    pairs: Sequence[Mapping[str, Any]],
+    reference_adapter: str | Path | None,
+    policy_adapter: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    reward: Callable[..., list[float]] | None = None,
+) -> Any:
+    """The GRPO trainer :func:`train_grpo` builds (same model, LoRA, dataset, reward and subclass),
+    to open up one batch; it trains nothing and writes nothing but ``output_dir``.
+
+    Args:
+        profile: the run's profile.
+        pairs: checked training pairs.
+        reference_adapter: the adapter GRPO starts from (the SFT adapter; None: fresh LoRA, GRPO
+            from the base model); with ``grpo.beta > 0`` TRL copies it into the frozen ``ref``
+            adapter of the KL term, as in training.
+        policy_adapter: loaded into the trained (``default``) adapter after that copy, e.g. the RFT
+            adapter, so the batch is read where training ended; None keeps the start.
+        output_dir: the trainer's folder (default a new temporary folder).
+        reward: the reward (default :func:`mode_reward` of the profile).
+
+    Returns:
+        The trainer (``PersRMGRPOTrainer``), its model in eval mode.
+    """
+    import tempfile
+
+    from ..models.backend import load_for_training
+
+    model, tokenizer, name = load_for_training(profile)
+    if reference_adapter is not None:
+        load_adapter_weights(model, reference_adapter, profile)
+    folder = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="persrm-grpo-"))
+    tracker = RewardTracker(reward_fn=reward if reward is not None else mode_reward(profile))
+    trainer = grpo_trainer(profile, folder, pairs, model, tokenizer, name, tracker)
+    if policy_adapter is not None:
+        load_adapter_weights(trainer.model, policy_adapter, profile)  # "default" only: "ref" stays the start
+    trainer.model.eval()
+    return trainer
+
+
+def scored_batch(trainer: Any, pair_index: int = 0, seed: int = 0) -> dict[str, Any]:
+    """One pair's joint group, sampled and scored exactly as in training (TRL's
+    ``_generate_and_score_completions`` with this project's joint advantages).
+
+    Args:
+        trainer: from :func:`inspection_trainer` (or :func:`grpo_trainer`).
+        pair_index: which pair of the trainer's dataset (its rows ``2 i`` and ``2 i + 1``: the two
+            orders, or pointwise the two responses).
+        seed: torch seed for the sampling.
+
+    Returns:
+        TRL's batch: ``prompt_ids``/``prompt_mask`` ``(2G, P)``, ``completion_ids``/``completion_mask``
+        ``(2G, T)`` (G = ``num_generations``; rows ``0..G-1`` the first row of the pair),
+        ``advantages`` ``(2G,)``, ``num_items_in_batch`` (completion tokens), ``ref_per_token_logps``
+        ``(2G, T)`` when ``beta > 0``, ``old_per_token_logps`` (None on-policy: one update per
+        generation); the model is left in eval mode.
+
+    Raises:
+        IndexError: no such pair in the dataset.
+    """
+    import torch
+
+    dataset = trainer.train_dataset
+    if not 0 <= 2 * pair_index + 1 < len(dataset):
+        raise IndexError(f"pair_index {pair_index} is outside the dataset's {len(dataset) // 2} pairs")
+    g = trainer.num_generations
+    rows = [dataset[2 * pair_index]] * g + [dataset[2 * pair_index + 1]] * g
+    torch.manual_seed(seed)
+    trainer.model.train()  # the joint advantages are computed in training mode (dropout is disabled)
+    try:
+        batch = trainer._generate_and_score_completions(rows)
+    finally:
+        trainer.model.eval()
+    return batch
+
+
+def trainer_loss(trainer: Any, batch: Mapping[str, Any]) -> Any:
+    """TRL's own GRPO loss of ``batch`` (``GRPOTrainer._compute_loss``, TRL 1.14) with the model in
+    eval mode, so it is not divided by the gradient-accumulation steps: the loss of the whole
+    generation batch, as the trainer's micro-batches add up to. Returns a 0-d tensor with its graph."""
+    trainer.model.eval()
+    return trainer._compute_loss(trainer.model, dict(batch))

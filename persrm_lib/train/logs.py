@@ -306,11 +306,16 @@ class RewardTracker:
                 log_metric(f"outcome/{name}", share)
         if self.completions_path is not None:
             pair_ids = kwargs.get("pair_id") or [None] * len(rewards)
+            sides = kwargs.get("side")  # pointwise: the response each completion scores
             with self.completions_path.open("a", encoding="utf-8") as handle:
-                for pair_id, completion, lab, reward in zip(pair_ids, completions, label, rewards, strict=True):
+                for i, (pair_id, completion, lab, reward) in enumerate(
+                    zip(pair_ids, completions, label, rewards, strict=True)
+                ):
                     text = completion_text(completion)
                     values = (step, pair_id, lab, text if isinstance(text, str) else "", reward)
                     record = dict(zip(GRPO_COMPLETION_FIELDS, values, strict=True))
+                    if sides is not None:
+                        record["side"] = sides[i]
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         return rewards
 
@@ -330,8 +335,9 @@ def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
         path: the JSONL file; ``<stem>.rank<k>.jsonl`` files beside it are appended in name order.
 
     Returns:
-        Records with exactly :data:`GRPO_COMPLETION_FIELDS`: ``step`` (int), ``pair_id`` (str),
-        ``label`` ("a"/"b"), ``completion`` (str), ``reward`` (float).
+        Records with :data:`GRPO_COMPLETION_FIELDS`: ``step`` (int), ``pair_id`` (str),
+        ``label`` ("a"/"b"), ``completion`` (str), ``reward`` (float); and ``side`` ("a"/"b") where
+        the run was pointwise (the response the completion scores; pairwise records have none).
 
     Raises:
         FileNotFoundError: the file is missing (run 04_rft_grpo first).
@@ -359,7 +365,12 @@ def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
         if isinstance(reward, bool) or not isinstance(reward, int | float):
             raise ValueError(f"{where}: reward must be a number, got {reward!r}")
         values = (step, str(pair_id), label, completion, float(reward))
-        records.append(dict(zip(GRPO_COMPLETION_FIELDS, values, strict=True)))
+        record = dict(zip(GRPO_COMPLETION_FIELDS, values, strict=True))
+        if "side" in row:
+            if row["side"] not in ("a", "b"):
+                raise ValueError(f"{where}: side must be 'a' or 'b', got {row['side']!r}")
+            record["side"] = row["side"]
+        records.append(record)
     return records
 
 
