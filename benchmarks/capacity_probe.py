@@ -16,7 +16,7 @@ trained adapter on held-out pairs in both orders (:func:`persrm_lib.evaluate.cli
   pairs, and how often its scores follow its own ``<eval>``.
 
 Both report, per benchmark: format compliance, accuracy, order-consistent accuracy (right in both
-orders) and the A-preference share. DESIGN.md ("Measured on an H200") has the numbers a script
+orders) and the A-preference share. docs/design.md, "Measured on an H200", has the numbers a script
 outside the project measured; this reproduces them inside the project. Reduced size here (minutes on
 a 2-core CPU), full size on a GPU::
 

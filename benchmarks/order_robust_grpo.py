@@ -1,8 +1,8 @@
 """Joint-order GRPO against TRL's per-prompt GRPO, on the same budget, from a collapsed SFT model.
 
 The committed cpu reference run's SFT adapter (``results/cpu/adapters/sft``) prefers response A on
-every pair: the always-A collapse that DESIGN.md describes. This script starts GRPO from it twice,
-with everything equal but the grouping of the advantage (``grpo.joint_orders``):
+every pair: the always-A collapse (docs/design.md, "The always-A collapse is absorbing"). This script
+starts GRPO from it twice, with everything equal but the grouping of the advantage (``grpo.joint_orders``):
 
 - ``per-prompt``: TRL's groups (the ``num_generations`` samples of one prompt). An always-A policy
   earns +1 on every sample of an A-labelled prompt and 0 on every sample of a B-labelled one, so

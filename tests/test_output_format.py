@@ -1,5 +1,6 @@
-"""The ONE parser of the reward model's output (DESIGN.md, paper §3.1): tables of valid and invalid
-completions, property-based checks that it never raises, and the render -> parse round trip."""
+"""The ONE parser of the reward model's output (docs/design.md, "Reward-model output"; paper §3.1):
+tables of valid and invalid completions, property-based checks that it never raises, and the
+render -> parse round trip."""
 
 from __future__ import annotations
 

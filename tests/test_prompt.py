@@ -58,7 +58,7 @@ def test_messages_are_system_then_user_and_carry_no_label() -> None:
     messages = build_messages(pair, n_exemplars=2)
     assert [m["role"] for m in messages] == ["system", "user"]
     assert messages[0]["content"] == SYSTEM_PROMPT
-    # The label must not leak into the prompt (DESIGN.md hazards).
+    # The label must not leak into the prompt (docs/design.md, "Known hazards").
     assert "label" not in messages[1]["content"].lower()
 
 

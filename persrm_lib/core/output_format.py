@@ -1,7 +1,7 @@
 """The reward model's output format and its ONE parser.
 
 Every part of the project that reads a verdict -- the GRPO reward, the faithfulness filter,
-the evaluation -- calls :func:`parse_output`. The format (DESIGN.md, paper §3.1)::
+the evaluation -- calls :func:`parse_output`. The format (docs/design.md, "Reward-model output"; paper §3.1)::
 
     <criteria>...</criteria>
     <eval>...</eval>

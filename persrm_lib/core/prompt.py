@@ -1,4 +1,4 @@
-"""The ONE prompt builder: a pair (DESIGN.md's pair contract) with 1..k exemplars -> chat messages.
+"""The ONE prompt builder: a pair (docs/design.md, "Pair") with 1..k exemplars -> chat messages.
 
 The reward model reads the exemplars, the query and two responses, writes a personality-centric
 analysis and scores both responses (PersRM-R1, arXiv 2508.14076, §3.1). The system message fixes

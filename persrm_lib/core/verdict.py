@@ -2,7 +2,7 @@
 
 Everything that decides "is this verdict correct" -- the GRPO reward, the faithfulness filter, the
 SFT trace check, GRPO validation, the judges and the evaluation metrics -- calls the functions
-here, so the rule cannot drift between stages (DESIGN.md, "Reward-model output"):
+here, so the rule cannot drift between stages (docs/design.md, "Reward-model output"):
 
 - a completion that does not parse (:func:`persrm_lib.core.output_format.parse_output`) is a
   format violation: outcome ``-1``;

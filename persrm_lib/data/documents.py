@@ -1,6 +1,6 @@
-"""The Document table: one row per passage of one author's text (DESIGN.md's Document contract).
+"""The Document table: one row per passage of one author's text (docs/design.md, "Document").
 
-The table (a ``pandas.DataFrame``) has DESIGN.md's columns ``doc_id, author, text, genre, source,
+The table (a ``pandas.DataFrame``) has the contract's columns ``doc_id, author, text, genre, source,
 split`` plus three that the sampler needs: ``work`` (the address, essay or chapter the passage was
 cut from; exemplars never share a work with the chosen passage), ``year`` (sotu only; the era
 shortcut and the ``same-era`` negative) and ``position`` (passage index within the work).
@@ -54,7 +54,7 @@ DOCUMENT_COLUMNS: tuple[str, ...] = ("doc_id", "author", "text", "genre", "sourc
 
 @dataclass(frozen=True)
 class Document:
-    """One passage of one author's text (DESIGN.md's Document contract plus provenance)."""
+    """One passage of one author's text (docs/design.md, "Document": the contract plus provenance)."""
 
     doc_id: str
     author: str

@@ -10,7 +10,7 @@ filter rejects a trace that cites a number the table does not hold (:func:`uncit
 
 Why: a 135M-parameter student cannot compute a type-token ratio or a character n-gram cosine from
 raw text, so a trace that cites measured values teaches it to invent numbers. With the values in
-the prompt, the trace only has to copy and compare them (DESIGN.md, "Measured on an H200"; the
+the prompt, the trace only has to copy and compare them (docs/design.md, "Measured on an H200"; the
 measurement there found the comparisons still at chance at 135M -- this module makes that
 experiment part of the project).
 

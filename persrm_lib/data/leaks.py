@@ -1,4 +1,4 @@
-"""Label shortcuts: does anything but style give a pair's label away? (DESIGN.md, "Known hazards").
+"""Label shortcuts: does anything but style give a pair's label away? (docs/design.md, "Known hazards").
 
 :func:`label_shortcut_report` scores label predictors that do not read style (position, length,
 strategy, overlap with the query); each should sit near 0.5 on a well-built set.
@@ -54,7 +54,7 @@ def label_shortcut_report(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float
     Ties count one half.
 
     Args:
-        pairs: pairs in DESIGN.md's contract (``label``, ``response_a``/``response_b``, ``query``,
+        pairs: pairs in the pair contract (docs/design.md, "Pair": ``label``, ``response_a``/``response_b``, ``query``,
             ``exemplars``, ``positive_kind``, ``negative_kind``).
 
     Returns:
@@ -95,10 +95,10 @@ def embedding_judge_accuracy(
     pairs: Sequence[Mapping[str, Any]], embeddings: EmbeddingCache, n_exemplars: int | None = None
 ) -> float:
     """Accuracy of the topic judge: the response with the higher MiniLM cosine to the exemplars'
-    mean wins (DESIGN.md: it measures topic, ~70% on random negatives, near chance on retrieved).
+    mean wins (it measures topic, ~70% on random negatives, near chance on retrieved: docs/design.md, "Simple judges").
 
     Args:
-        pairs: pairs in DESIGN.md's contract.
+        pairs: pairs in the pair contract (docs/design.md, "Pair").
         embeddings: the run's vectors (unit-norm, so a dot product is the cosine).
         n_exemplars: exemplars read per pair (None: the pair's own ``n_exemplars``), by
             :func:`persrm_lib.core.verdict.exemplars_of`.

@@ -1,4 +1,4 @@
-"""The canonical pair file: one JSON object per line (DESIGN.md's pair contract).
+"""The canonical pair file: one JSON object per line (docs/design.md, "Pair").
 
 Every pair carries ``id, query, exemplars (list of str), response_a, response_b, label ("a" or
 "b"), positive_kind, negative_kind, author, genre, n_exemplars``. Extra fields (a trace's

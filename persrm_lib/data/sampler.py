@@ -11,7 +11,7 @@ Negatives (the rejected response: not the author's text)
     :func:`cross_author_retrieval`   the other author's passage nearest to the chosen one (topic-matched)
     :func:`random_sampling`          a random passage of another author
     :func:`same_era_sampling`        a passage of another author from the closest year (sotu: era
-                                     alone picks the author 97-100% of the time, DESIGN.md)
+                                     alone picks the author 97-100% of the time, docs/design.md, "Era shortcut")
     :func:`confounding_adversarial`  text made to look like the author: written by a teacher LLM
                                      (``adversarial-mimicry``) when a ``mimic`` callable is given;
                                      otherwise the topic-near passage of another author whose
@@ -187,7 +187,7 @@ def same_era_sampling(pool: PassagePool, chosen: int, rng: random.Random) -> int
     """Negative, *same era*: a passage of another author from the year closest to the chosen
     passage's year (drawn among the passages at that smallest gap). ``None`` without years.
 
-    On sotu the year alone identifies the author of a random passage almost always (DESIGN.md);
+    On sotu the year alone identifies the author of a random passage almost always (docs/design.md, "Era shortcut");
     same-era negatives remove that shortcut, so benchmarks report them separately.
     """
     if not pool.has_years:
@@ -215,7 +215,7 @@ def confounding_adversarial(
     exemplars' style: ``adversarial-mimicry``. Without one (or when it writes too little), the
     :data:`ADVERSARIAL_POOL` other-author passages nearest in topic to the chosen passage are
     ranked by character 3-5-gram similarity to the exemplars (the strongest simple style judge,
-    DESIGN.md) and the closest is taken: ``adversarial-retrieved``.
+    docs/design.md, "Simple judges") and the closest is taken: ``adversarial-retrieved``.
 
     Returns:
         ``(row, text, negative_kind)``: a pool row (retrieved) or generated text (mimicry).
@@ -289,7 +289,7 @@ def build_pairs(
     id_prefix: str | None = None,
     max_passages_per_author: int | None | str = "auto",
 ) -> list[dict[str, Any]]:
-    """Build ``n_pairs`` contrastive pairs (DESIGN.md's pair contract) from one split's authors.
+    """Build ``n_pairs`` contrastive pairs (docs/design.md, "Pair") from one split's authors.
 
     Strategies are taken in turn (an equal share each), authors in a seeded rotation. Negatives
     come from the other authors of the same split. An author without enough passages for

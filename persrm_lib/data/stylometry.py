@@ -226,7 +226,7 @@ def char_ngram_similarity(
 
     The vectoriser (``char_wb``, sublinear tf) is fitted on exemplars and candidates together, so
     the idf weights are a function of this one comparison only (deterministic, no outside state).
-    DESIGN.md measured this as the strongest simple judge on the sotu benchmark.
+    Measured as the strongest simple judge on the sotu benchmark (docs/design.md, "Simple judges").
 
     Args:
         exemplars: the author's texts (at least one non-empty).

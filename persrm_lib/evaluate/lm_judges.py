@@ -287,9 +287,9 @@ class LoglikJudge(BaseJudge):
     """Pointwise mutual information of each response with the exemplars under a causal LM.
 
     ``mode="pmi"`` (default): mean token log-likelihood after the exemplars minus the same without
-    them. ``mode="conditional"``: the first term alone (DESIGN.md: at chance). ``loaded``: a model and
-    tokenizer, or a function returning them (the notebook suite shares the base model this way);
-    otherwise ``model`` is loaded on first use.
+    them. ``mode="conditional"``: the first term alone (at chance: docs/design.md, "Log-likelihood judge").
+    ``loaded``: a model and tokenizer, or a function returning them (the notebook suite shares the base
+    model this way); otherwise ``model`` is loaded on first use.
     """
 
     name = "loglik"

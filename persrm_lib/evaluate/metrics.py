@@ -10,7 +10,8 @@ Tables written before these columns existed are read as one order whose verdict 
 Breakdown columns: ``benchmark``, ``negative_kind``, ``positive_kind``, ``n_exemplars``, ``genre``.
 
 - accuracy: the share of pairs whose labelled (chosen) response is scored strictly higher by the
-  pair's verdict; ties and format violations are wrong (DESIGN.md; :func:`persrm_lib.core.verdict.is_correct`).
+  pair's verdict; ties and format violations are wrong (docs/design.md, "Reward-model output";
+  :func:`persrm_lib.core.verdict.is_correct`).
 - order-consistent accuracy: the share of pairs judged in both orders that are right in BOTH
   (J1, JudgeLM): a judge that always answers A scores 0.
 - A-preference: the share of parsed per-order verdicts (ties included) that prefer response A;

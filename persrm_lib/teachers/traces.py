@@ -1,6 +1,6 @@
 """Teacher traces: the one writer and the one reader of the run's trace files.
 
-A trace is a pair (DESIGN.md's pair contract) plus ``teacher, completion, scores, faithful``
+A trace (docs/design.md, "Trace") is a pair plus ``teacher, completion, scores, faithful``
 (:data:`TRACE_FIELDS`): the teacher's completion for the pair and what the one verdict rule
 (:func:`persrm_lib.core.verdict.assess`) reads from it (PersRM-R1, arXiv 2508.14076, §3.2).
 

@@ -4,10 +4,10 @@ Why. TRL's ``GRPOTrainer`` normalises rewards within the ``num_generations`` sam
 A policy that always answers "A" gets reward +1 on every sample of a pair labelled A and 0 on
 every sample of the same pair labelled B: each group has zero spread, so every advantage is zero
 (``frac_reward_zero_std`` = 1) and nothing pulls the policy out of the collapse (measured on an
-H200 with this project's reward: 40 steps x 64 samples, A-preference 98%, DESIGN.md). Computing the
-advantage over the *joint* group of both orders of a pair -- J4R's EIS-GRPO (arXiv 2505.13346) --
-gives the always-A policy a signal: in the joint group its samples on the A-labelled order are
-above the mean and those on the B-labelled order below it.
+H200 with this project's reward: 40 steps x 64 samples, A-preference 98%; docs/design.md,
+"Measured on an H200"). Computing the advantage over the *joint* group of both orders of a pair --
+J4R's EIS-GRPO (arXiv 2505.13346) -- gives the always-A policy a signal: in the joint group its
+samples on the A-labelled order are above the mean and those on the B-labelled order below it.
 
 How. The GRPO dataset holds each pair followed by its swapped copy (:func:`paired_orders`). The
 sampler (:class:`PairedOrderSampler`) keeps a pair's two orders together: it draws pairs with
