@@ -1,4 +1,5 @@
-"""Notebooks are stored without outputs and open the same way (STYLE.md practices 2-5)."""
+"""Notebooks are stored without outputs and open the same way: title, what it shows and which paper section,
+inputs and outputs, one `parameters` cell right after the imports (README, "The notebooks")."""
 
 from __future__ import annotations
 
