@@ -122,6 +122,19 @@ def test_sft_is_deterministic(sft_run, tiny, tmp_path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_trainer_view_splits_one_example_where_the_loss_starts(sft_run, tiny) -> None:
+    _, result = sft_run
+    trace = make_trace(0)
+    view = sft.trainer_view(tiny, trace, result.model, result.tokenizer)
+    assert view["id"] == str(trace["id"]) and view["prompt_tokens"] > 0 and view["completion_tokens"] > 0
+    assert trace["exemplars"][0] in view["prompt_text"]  # the templated prompt, exemplars included
+    assert trace["completion"] in view["completion_text"] and trace["completion"] not in view["prompt_text"]
+    ids = result.tokenizer(view["prompt_text"] + view["completion_text"], add_special_tokens=False)["input_ids"]
+    assert len(ids) == view["prompt_tokens"] + view["completion_tokens"]
+    with pytest.raises(IndexError, match=r"gives 1 SFT example\(s\), not an example 1"):
+        sft.trainer_view(tiny, trace, result.model, result.tokenizer, row=1)
+
+
 def test_sft_dataset_is_conversational_prompt_completion(tiny) -> None:
     dataset = data.sft_dataset([make_trace(0)])
     row = dataset[0]

@@ -142,3 +142,47 @@ def train_sft(
         profile, runfiles.stage_dir(run, "sft") / "trainer", data, model, tokenizer, name, [log.callback()]
     )
     return train_and_save(trainer, tokenizer, profile, run, "sft", name, log, data)
+
+
+def trainer_view(profile: Profile, trace: Mapping[str, Any], model: Any, tokenizer: Any, row: int = 0) -> dict[str, Any]:
+    """One SFT example exactly as TRL's ``SFTTrainer`` trains on it (notebook 03): the trainer is
+    built by :func:`sft_trainer` for this one trace, and its tokenised row is split where the labels
+    start (TRL sets the label of every prompt token to -100: no loss there).
+
+    Args:
+        profile: the run's profile (template, mode, lengths).
+        trace: one checked trace.
+        model, tokenizer: a LoRA model and its tokenizer (e.g. the trained ones).
+        row: which example of the trace (pointwise traces give two, one per response).
+
+    Returns:
+        ``id``, ``prompt_text`` and ``completion_text`` (decoded with the chat template's special
+        tokens), ``prompt_tokens`` and ``completion_tokens`` (counts; the loss is on the latter only).
+
+    Raises:
+        IndexError: the trace has no such example.
+    """
+    import tempfile
+
+    ids = [tid for tid, _, _ in sft_rows([trace], None, profile.prompt.mode)]
+    if not 0 <= row < len(ids):
+        raise IndexError(f"trace {trace.get('id')!r} gives {len(ids)} SFT example(s), not an example {row}")
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+    shown = is_progress_bar_enabled()
+    disable_progress_bar()  # four bars for one example would bury it
+    try:
+        with tempfile.TemporaryDirectory(prefix="persrm-sft-view-") as folder:
+            example = sft_trainer(profile, Path(folder), [trace], model, tokenizer).train_dataset[row]
+    finally:
+        if shown:
+            enable_progress_bar()
+    input_ids, labels = list(example["input_ids"]), list(example["labels"])
+    start = next((i for i, label in enumerate(labels) if label != -100), len(labels))
+    return {
+        "id": ids[row],
+        "prompt_text": tokenizer.decode(input_ids[:start]),
+        "completion_text": tokenizer.decode(input_ids[start:]),
+        "prompt_tokens": start,
+        "completion_tokens": len(input_ids) - start,
+    }
