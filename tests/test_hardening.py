@@ -334,7 +334,7 @@ def test_command_lines_refuse_a_setting_out_of_range_with_exit_2(tmp_path, capsy
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"profile 'tiny': {message}")
     assert run_main(["--profile", "tiny", "--run-dir", str(tmp_path / "run"), "--set", *setting.split("=")]) == 2
-    assert capsys.readouterr().err == f"error: --set for profile 'tiny': profile 'tiny': {message}\n"
+    assert capsys.readouterr().err == f"error: --set for profile 'tiny': {message}\n"
     assert not (tmp_path / "run").exists()  # nothing written
 
 

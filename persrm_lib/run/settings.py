@@ -73,7 +73,7 @@ def check_overrides(profile: str, overrides: dict[str, Any]) -> None:
         try:
             get_profile(profile, {str(k): v for k, v in overrides.items()})
         except (KeyError, ValueError) as exc:
-            message = exc.args[0] if exc.args else str(exc)
+            message = str(exc.args[0] if exc.args else exc).removeprefix(f"profile {profile!r}: ")
             raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
 
 
