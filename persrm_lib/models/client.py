@@ -6,8 +6,10 @@ all hold a client (composition) instead of loading a model and chatting on their
 - :class:`LocalChatClient`: a transformers causal LM (optionally PEFT-wrapped) and its tokenizer;
   the chat template, batched greedy generation (:func:`persrm_lib.models.generation.generate`).
 - :class:`HTTPChatClient`: an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, or any
-  API), with bounded concurrency, retries with exponential backoff and ``Retry-After``, a timeout,
-  and the API key read from an environment variable (never logged, never in an error message).
+  API), with bounded concurrency (a thread pool); the connection pool and the timeout are
+  httpx's (``httpx.Client``), the retries with exponential backoff and ``Retry-After`` are
+  tenacity's (``tenacity.Retrying``); the API key is read from an environment variable (never
+  logged, never in an error message).
 
 Both satisfy :class:`ChatClient`: ``complete(messages) -> str`` and
 ``complete_batch(conversations) -> list[str]``. Both also have ``complete_each(conversations,
@@ -26,11 +28,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NoReturn, Protocol, runtime_checkable
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ..core.jsonl import loads_json
 from .generation import SCORES_STOP, GenerationResult, generate
@@ -226,22 +230,36 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PER_ITEM_STATUSES = frozenset({400, 413, 422})  # this request was refused (e.g. too long); others may pass
 
 
+def _retryable(exc: BaseException) -> bool:
+    """tenacity's retry test: a connection error or timeout, or an HTTP status in RETRY_STATUSES."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in RETRY_STATUSES
+    return isinstance(exc, httpx.TransportError)
+
+
+def _failure(exc: BaseException) -> str:
+    """How log lines and the final error name a failed attempt (``ConnectError``, ``HTTP 503``)."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__
+
+
 class HTTPChatClient:
     """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, or any API).
 
-    Requests run in a thread pool of ``max_concurrency`` workers over one ``httpx.Client``.
-    Connection errors, timeouts and HTTP 408/425/429/5xx are retried up to ``max_retries`` times
-    with exponential backoff (``backoff_s * 2**attempt``, capped at ``max_backoff_s``; a
-    ``Retry-After`` header is honoured up to the cap); when the retries run out, a
-    :class:`ChatClientError` names the URL. An answer that is not the expected JSON (a JSON object
-    naming a key twice included), an empty body, an answer cut off at ``max_tokens``
-    (``finish_reason: "length"``, kind ``cut_off``: not a format failure of the model) or an HTTP
-    400/413/422 is a :class:`ChatResponseError` for that request only. An endpoint problem stops
-    the caller at the first request with a :class:`ChatClientError`: a redirect (3xx, named with
-    its ``Location``: the client does not follow it, since a redirected POST becomes a GET), a
-    ``204 No Content``, and the other HTTP errors (401, 403, 404 ...). :attr:`stats` counts
-    retries and bad answers (``retries``, ``invalid_json``, ``unexpected_json``, ``empty_reply``,
-    ``cut_off``).
+    Requests run in a thread pool of ``max_concurrency`` workers over one ``httpx.Client`` (its
+    connection pool and its ``timeout_s``). A ``tenacity.Retrying`` retries connection errors,
+    timeouts and HTTP 408/425/429/5xx up to ``max_retries`` times with exponential backoff
+    (``backoff_s * 2**retry``, capped at ``max_backoff_s``; a ``Retry-After`` header is honoured up
+    to the cap); when the retries run out, a :class:`ChatClientError` names the URL. An answer that
+    is not the expected JSON (a JSON object naming a key twice included), an empty body, an answer
+    cut off at ``max_tokens`` (``finish_reason: "length"``, kind ``cut_off``: not a format failure
+    of the model) or an HTTP 400/413/422 is a :class:`ChatResponseError` for that request only. An
+    endpoint problem stops the caller at the first request with a :class:`ChatClientError`: a
+    redirect (3xx, named with its ``Location``: the client does not follow it, since a redirected
+    POST becomes a GET), a ``204 No Content``, and the other HTTP errors (401, 403, 404 ...).
+    :attr:`stats` counts retries and bad answers (``retries``, ``invalid_json``,
+    ``unexpected_json``, ``empty_reply``, ``cut_off``).
 
     The key is read from the environment variable ``api_key_env`` when the client is made; with
     no key there, no ``Authorization`` header is sent (a local vLLM needs none). The key is never
@@ -279,8 +297,6 @@ class HTTPChatClient:
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
     ) -> None:
-        import httpx
-
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if max_concurrency < 1:
@@ -306,7 +322,18 @@ class HTTPChatClient:
         self._client = httpx.Client(
             headers=headers,
             timeout=timeout_s,
+            follow_redirects=False,  # a redirect is an endpoint error (see _answer)
             limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+        )
+        self._backoff = wait_exponential(multiplier=backoff_s, max=max_backoff_s)
+        # one policy for every thread: tenacity keeps each call's state thread-local
+        self._retrying = Retrying(
+            stop=stop_after_attempt(max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(_retryable),
+            after=self._log_failure,
+            before_sleep=lambda _: self._count("retries"),
+            retry_error_callback=self._give_up,
         )
         self._lock = threading.Lock()
         self.stats: Counter[str] = Counter()
@@ -335,15 +362,6 @@ class HTTPChatClient:
             "seed": self.seed,
         }
 
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
-        delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
-        if retry_after is not None:
-            try:
-                delay = min(self.max_backoff_s, max(delay, float(retry_after)))
-            except ValueError:
-                pass
-        time.sleep(delay)
-
     def complete(self, messages: Messages, label: str = "a chat request") -> str:
         """The answer to ``messages`` (stripped), with retries.
 
@@ -355,7 +373,7 @@ class HTTPChatClient:
             ChatResponseError: this request got no usable answer.
             ChatClientError: the endpoint cannot be used (down after the retries, or refusing).
         """
-        return self._request(self.body(messages), label)
+        return self._retrying(self._attempt, self.body(messages), what=label)
 
     def complete_batch(self, conversations: Sequence[Messages]) -> list[str]:
         """:meth:`complete` for many conversations, ``max_concurrency`` at a time, in input order;
@@ -402,61 +420,66 @@ class HTTPChatClient:
                 for future in pending:
                     future.cancel()
 
-    def _request(self, body: dict[str, Any], what: str) -> str:
-        import httpx
+    def _attempt(self, body: dict[str, Any], what: str) -> str:
+        """One POST: the answer, or an ``httpx`` error that :attr:`_retrying` retries, or a
+        :class:`ChatClientError` that it does not."""
+        response = self._client.post(self.url, json=body)
+        if response.status_code in RETRY_STATUSES:
+            response.raise_for_status()
+        return self._answer(response, what)
 
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                self._count("retries")
-            try:
-                response = self._client.post(self.url, json=body)
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}"
-                logger.warning(
-                    "%s: %s for %s (attempt %d of %d)", self.url, last, what, attempt + 1, self.max_retries + 1
-                )
-                if attempt < self.max_retries:
-                    self._sleep(attempt, None)
-                continue
-            status = response.status_code
-            if status in RETRY_STATUSES:
-                last = f"HTTP {status}"
-                logger.warning(
-                    "%s: HTTP %d for %s (attempt %d of %d)", self.url, status, what, attempt + 1, self.max_retries + 1
-                )
-                if attempt < self.max_retries:
-                    self._sleep(attempt, response.headers.get("retry-after"))
-                continue
-            snippet = self._redact(response.text[:200])
-            if 300 <= status < 400:
-                location = self._redact(response.headers.get("location") or "no Location header")
-                raise ChatClientError(
-                    f"{self.url} answered HTTP {status}, a redirect to {location}: set base_url to the address it "
-                    "names (redirects are not followed: a redirected POST would arrive as a GET)"
-                )
-            if status == 204:
-                raise ChatClientError(
-                    f"{self.url} answered HTTP 204 No Content, an empty reply to {what}: is base_url an "
-                    "OpenAI-compatible /v1 root?"
-                )
-            if status in PER_ITEM_STATUSES:
-                raise ChatResponseError(f"{self.url} refused {what}: HTTP {status}: {snippet}", kind=f"http_{status}")
-            if status >= 400:
-                raise ChatClientError(
-                    f"{self.url} answered HTTP {status} (check base_url, model and ${self.api_key_env}): {snippet}"
-                )
-            return self._content(response, what)
-        raise ChatClientError(
-            f"{self.url} failed for {what} after {self.max_retries + 1} attempts (last: {last}); is the server up?"
+    def _wait(self, retry_state: RetryCallState) -> float:
+        """tenacity's wait: the exponential backoff, or the server's ``Retry-After`` seconds when
+        longer, never above ``max_backoff_s``."""
+        delay = self._backoff(retry_state)
+        exc = retry_state.outcome.exception()
+        retry_after = exc.response.headers.get("retry-after") if isinstance(exc, httpx.HTTPStatusError) else None
+        try:
+            return min(self.max_backoff_s, max(delay, float(retry_after)))
+        except (TypeError, ValueError):  # no header, or an HTTP-date
+            return delay
+
+    def _log_failure(self, retry_state: RetryCallState) -> None:
+        logger.warning(
+            "%s: %s for %s (attempt %d of %d)",
+            self.url,
+            _failure(retry_state.outcome.exception()),
+            retry_state.kwargs["what"],
+            retry_state.attempt_number,
+            self.max_retries + 1,
         )
 
-    def _content(self, response: Any, what: str) -> str:
+    def _give_up(self, retry_state: RetryCallState) -> NoReturn:
+        exc = retry_state.outcome.exception()
+        raise ChatClientError(
+            f"{self.url} failed for {retry_state.kwargs['what']} after {retry_state.attempt_number} attempts "
+            f"(last: {_failure(exc)}); is the server up?"
+        ) from exc
+
+    def _answer(self, response: httpx.Response, what: str) -> str:
+        status = response.status_code
+        snippet = self._redact(response.text[:200])
+        if 300 <= status < 400:
+            location = self._redact(response.headers.get("location") or "no Location header")
+            raise ChatClientError(
+                f"{self.url} answered HTTP {status}, a redirect to {location}: set base_url to the address it "
+                "names (redirects are not followed: a redirected POST would arrive as a GET)"
+            )
+        if status == 204:
+            raise ChatClientError(
+                f"{self.url} answered HTTP 204 No Content, an empty reply to {what}: is base_url an "
+                "OpenAI-compatible /v1 root?"
+            )
+        if status in PER_ITEM_STATUSES:
+            raise ChatResponseError(f"{self.url} refused {what}: HTTP {status}: {snippet}", kind=f"http_{status}")
+        if status >= 400:
+            raise ChatClientError(
+                f"{self.url} answered HTTP {status} (check base_url, model and ${self.api_key_env}): {snippet}"
+            )
         if not response.content.strip():
             self._count("empty_reply")
             raise ChatResponseError(
-                f"{self.url} answered {what} with an empty reply (HTTP {response.status_code}, no body)",
-                kind="empty_reply",
+                f"{self.url} answered {what} with an empty reply (HTTP {status}, no body)", kind="empty_reply"
             )
         try:
             data = loads_json(response.text, self.url)
