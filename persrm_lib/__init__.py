@@ -61,3 +61,7 @@ the notebook (``02_kept_fraction``, ``05_rm_vs_baselines``, ...); the reference 
 """
 
 __version__ = "0.1.0"
+
+# Registers the evidence table with the prompt builder (core.prompt.register_pair_block): the package
+# is imported before any of its modules, so every prompt built anywhere shows a pair's evidence.
+from .data import evidence as _evidence  # noqa: E402, F401

@@ -45,6 +45,31 @@ def test_table_puts_a_and_b_side_by_side():
     assert table_numbers(pair) == {"3", "5", "0.11", "0.16"}
 
 
+def test_the_core_prompt_builder_shows_the_table_without_importing_this_module():
+    """persrm_lib.core imports nothing of the evidence ablation; the package registers the table
+    (core.prompt.register_pair_block), so a process that imports only the prompt builder shows it."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    pair = {
+        "id": "p",
+        "query": "Q",
+        "exemplars": ["E"],
+        "response_a": "A",
+        "response_b": "B",
+        "evidence": {"rows": [ROW]},
+    }
+    code = f"from persrm_lib.core.prompt import build_user_message; print(build_user_message({pair!r}))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.endswith("Response B:\nB\n\n" + evidence_table(pair) + "\n")
+    importing = re.compile(r"^\s*(from|import)\s.*\bevidence\b", re.M)
+    assert [p.name for p in (root / "persrm_lib" / "core").glob("*.py") if importing.search(p.read_text())] == []
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

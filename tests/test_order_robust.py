@@ -226,27 +226,6 @@ def test_sampling_stops_after_scores(tmp_path):
     assert seen == ["<scores>[1, 2]</scores>"] * 2  # the scripted " trailing text" was never sampled
 
 
-# The first two rows of the GRPO log of the cpu reference run published before the order-robust
-# columns existed (GRPO_LOG_FIELDS_V1), as written then.
-V1_GRPO_LOG = """\
-step,loss,learning_rate,grad_norm,seconds_per_step,num_tokens,reward,reward_std,format_violation,wrong,correct,kl,completion_length,clipped_ratio,entropy,validation_accuracy,validation_format
-1,0.11670681834220886,2e-05,0.3827739357948303,160.59803611999996,6038.0,-0.5,0.7559289336204529,0.625,0.25,0.125,0.0,205.25,0.25,0.6950142979621887,,
-2,0.05,2e-05,0.3,150.0,6000.0,-0.25,0.7,0.5,0.25,0.25,0.001,200.0,0.25,0.69,0.125,1.0
-"""
-
-
-def test_a_grpo_log_written_before_the_order_robust_columns_reads_with_them_blank(tmp_path):
-    from persrm_lib.train.logs import GRPO_LOG_FIELDS, GRPO_LOG_FIELDS_V1, read_log
-
-    path = tmp_path / "rft.csv"
-    path.write_text(V1_GRPO_LOG)
-    assert tuple(V1_GRPO_LOG.splitlines()[0].split(",")) == GRPO_LOG_FIELDS_V1
-    log = read_log(path)
-    assert tuple(log.columns) == GRPO_LOG_FIELDS
-    assert log[["frac_reward_zero_std", "joint_frac_reward_zero_std", "a_preference"]].isna().all().all()
-    assert log["step"].tolist() == [1, 2] and log["validation_accuracy"].tolist()[1] == 0.125
-
-
 def test_sft_data_in_both_orders_is_exactly_balanced():
     from persrm_lib.teachers.swap import both_orders
 

@@ -6,7 +6,8 @@ import pytest
 from run_fixtures import write_executed
 
 from persrm_lib.run import regression
-from persrm_lib.run.regression import collect, compare, flatten, format_table, tolerance_for
+from persrm_lib.run.notebook import flatten
+from persrm_lib.run.regression import collect, compare, format_table, tolerance_for
 
 RULES = [("*seconds*", None), ("05_evaluate:accuracy*", {"abs": 0.02}), ("*", {"abs": 0.0, "rel": 0.0})]
 

@@ -19,10 +19,11 @@ import os
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
-from ..data.evidence import check_kind as check_evidence_kind
 from .setting_ranges import check_ranges
 
 PROFILE_ENV = "PERSRM_PROFILE"
+# prompt.evidence: none, or the stylometric table of persrm_lib.data.evidence (an ablation, off in every profile)
+EVIDENCE_KINDS: tuple[str, ...] = ("none", "stylometric")
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class PromptSettings:
     and order-consistent accuracy stay 0 as without it, at 22% more SFT time.
     """
 
-    evidence: str = "none"  # none | stylometric
+    evidence: str = "none"  # one of EVIDENCE_KINDS
     # pairwise: the paper's format (exemplars, query, A and B -> <scores>[s_a, s_b]); pointwise: one
     # response at a time (-> <score>s</score>), the pair decided by comparing the two scores
     # (persrm_lib.core.pointwise). The adapters record it; the judges read it from them.
@@ -247,10 +248,11 @@ class Profile:
             raise ValueError(
                 f"profile {self.name!r}: teacher.hinted_share must be in [0, 1), got {self.teacher.hinted_share}"
             )
-        try:
-            check_evidence_kind(self.prompt.evidence)
-        except ValueError as exc:
-            raise ValueError(f"profile {self.name!r}: {exc}") from exc
+        if self.prompt.evidence not in EVIDENCE_KINDS:
+            raise ValueError(
+                f"profile {self.name!r}: prompt.evidence must be one of {', '.join(EVIDENCE_KINDS)}, "
+                f"got {self.prompt.evidence!r}"
+            )
         if self.prompt.evidence != "none" and self.teacher.kind == "stylometric" and self.teacher.trace_style == "full":
             raise ValueError(
                 f"profile {self.name!r}: prompt.evidence={self.prompt.evidence!r} needs teacher.trace_style='compact' "

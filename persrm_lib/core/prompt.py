@@ -12,21 +12,22 @@ writes the candidate texts, so this is an attack surface, not only a curiosity. 
 (not with ``split_special_tokens`` at tokenisation) covers every consumer: TRL templates and
 tokenises SFT and GRPO prompts itself, and an OpenAI-compatible server templates a teacher's.
 
-Measured evidence (``prompt.evidence = stylometric``, issue 12): a pair that carries an ``evidence``
-record (:func:`persrm_lib.data.evidence.has_evidence`) gets its table of measurements after
-Response B (:func:`persrm_lib.data.evidence.evidence_table`, for the exemplars shown). The pair
-decides, not a flag: SFT, GRPO, judging and the teachers all build their prompts here, so they all
-show it, and a pair without a record is shown without.
+Blocks after Response B (:func:`register_pair_block`): an ablation that shows more than the
+exemplars, the query and the responses registers a renderer under the pair field that carries its
+record, and a pair whose field is present and not None gets the rendered block (for the exemplars
+shown). The one such block is measured evidence (``prompt.evidence = stylometric``, issue 12):
+:mod:`persrm_lib.data.evidence` registers its table under ``evidence`` and the package imports it,
+so the registration is in place before any prompt is built. The pair decides, not a flag: SFT,
+GRPO, judging and the teachers all build their prompts here, so they all show it, and a pair
+without a record is shown without. This module names no ablation.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-
-from ..data.evidence import evidence_table, has_evidence
 
 SYSTEM_PROMPT = (
     "You are a personalized reward model. You read writing exemplars by one author, a query, and "
@@ -107,6 +108,18 @@ def neutralise_special_tokens(text: str, tokenizer: Any = None, extra: Iterable[
     return _special_token_re(tokens).sub(lambda m: m.group(0)[0] + BREAK + m.group(0)[1:], text)
 
 
+# --- blocks after Response B ----------------------------------------------------------------------
+PairBlock = Callable[[Mapping[str, Any], int], str]  # (pair, exemplars shown) -> the block's text
+_PAIR_BLOCKS: dict[str, PairBlock] = {}  # pair field -> renderer, in registration order
+
+
+def register_pair_block(field_name: str, render: PairBlock) -> None:
+    """Show ``render(pair, n_exemplars_shown)`` after Response B of every pair whose ``field_name``
+    is present and not None (made plain like the rest of the user text). Registering a field again
+    replaces its renderer."""
+    _PAIR_BLOCKS[field_name] = render
+
+
 def _check_pair(pair: Mapping[str, Any]) -> None:
     missing = [name for name in REQUIRED_PAIR_FIELDS if name not in pair]
     if missing:
@@ -118,17 +131,18 @@ def _check_pair(pair: Mapping[str, Any]) -> None:
 
 def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, *, tokenizer: Any = None) -> str:
     """The user turn: numbered exemplars (the first ``n_exemplars``), the query, A and B, then the
-    pair's evidence table when it carries one (measured on the exemplars shown).
+    blocks the pair carries (:func:`register_pair_block`: the evidence table, measured on the
+    exemplars shown).
 
-    Every exemplar, the query, both responses and the table pass through
+    Every exemplar, the query, both responses and the blocks pass through
     :func:`neutralise_special_tokens` (with ``tokenizer``'s own special tokens when given), so none
     becomes a special token.
 
     Raises:
         KeyError: a required field is missing (naming the pair and the fields).
         ValueError: no exemplars, or ``n_exemplars`` below 1 or above the pair's exemplars.
-        persrm_lib.data.evidence.EvidenceError: a malformed evidence record, or none measured on
-            the exemplars shown (naming the pair).
+        persrm_lib.data.evidence.EvidenceError: (from its block) a malformed evidence record, or
+            none measured on the exemplars shown (naming the pair).
     """
     _check_pair(pair)
     exemplars = list(pair["exemplars"])
@@ -149,8 +163,9 @@ def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, 
         f"Response A:\n{plain(pair['response_a'])}\n\n"
         f"Response B:\n{plain(pair['response_b'])}"
     )
-    if has_evidence(pair):
-        message += "\n\n" + plain(evidence_table(pair, len(exemplars)))
+    for name, render in _PAIR_BLOCKS.items():
+        if pair.get(name) is not None:
+            message += "\n\n" + plain(render(pair, len(exemplars)))
     return message
 
 

@@ -37,7 +37,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-EVIDENCE_KINDS: tuple[str, ...] = ("none", "stylometric")
+from ..core.config import EVIDENCE_KINDS
+from ..core.prompt import register_pair_block
+
+EVIDENCE_FIELD = "evidence"  # the pair field that carries the record
 BETTER = ("closer", "lower", "higher")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?!\w)")
 
@@ -59,7 +62,7 @@ def has_evidence(pair: Mapping[str, Any]) -> bool:
     >>> has_evidence({"id": "p"}), has_evidence({"id": "p", "evidence": None})
     (False, False)
     """
-    return pair.get("evidence") is not None
+    return pair.get(EVIDENCE_FIELD) is not None
 
 
 def _check_rows(rows: Any, pid: Any, where: str) -> None:
@@ -149,6 +152,9 @@ def evidence_table(pair: Mapping[str, Any], n_exemplars: int | None = None) -> s
     for row in evidence_rows(pair, n_exemplars):
         lines.append(f"- {row['criterion']}: {row['exemplars']} | {row['a']} | {row['b']} ({reading[row['better']]})")
     return "\n".join(lines)
+
+
+register_pair_block(EVIDENCE_FIELD, evidence_table)  # the prompt builder shows it after Response B
 
 
 def swap_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:

@@ -179,7 +179,6 @@ def evaluate_pairs(
     benchmark: str | None = None,
     batch_size: int = 16,
     progress: bool = False,
-    swap: bool | None = None,
 ) -> pd.DataFrame:
     """Score every pair -- with ``orders="both"`` also with A and B exchanged -- and tabulate.
 
@@ -200,7 +199,6 @@ def evaluate_pairs(
         benchmark: the benchmark column's value when a pair has no ``benchmark`` field.
         batch_size: pairs per ``score_batch`` call.
         progress: show a tqdm bar.
-        swap: the older name: True is ``orders="both"``, False ``"original"`` (overrides ``orders``).
 
     Returns:
         One row per pair with the columns of :data:`RESULT_FIELDS`.
@@ -218,8 +216,6 @@ def evaluate_pairs(
     """
     from tqdm import tqdm
 
-    if swap is not None:
-        orders = "both" if swap else "original"
     if orders not in ORDERS:
         raise ValueError(f"orders must be one of {', '.join(ORDERS)}, got {orders!r}")
     both = orders == "both"

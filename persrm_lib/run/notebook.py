@@ -64,3 +64,23 @@ def read_metrics(run_dir: str | Path, notebook: str) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook {notebook} first")
     return read_json(path)
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def collect(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every notebook's metrics in a run folder, flattened."""
+    folder = Path(run_dir) / METRICS_DIR
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is missing: the run folder holds no metrics")
+    return {p.stem: flatten(read_json(p)) for p in sorted(folder.glob("*.json"))}

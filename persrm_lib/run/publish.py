@@ -46,6 +46,7 @@ from ..core.config import get_profile
 from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR
 from ..core.runlock import RunFolderBusyError, run_lock
+from .notebook import collect
 from .settings import RunSettingsError, read_overrides, read_profile
 
 NOTEBOOK_COUNT = 7
@@ -259,8 +260,6 @@ def publish(
 def _publish(
     run: Path, profile: str, dest: str | Path | None, max_adapter_mb: float, adapter_stages: tuple[str, ...]
 ) -> dict[str, Any]:
-    from .regression import collect
-
     executed = executed_metadata(run)
     found = run_profile(run, executed)
     if found != profile:

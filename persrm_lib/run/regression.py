@@ -29,7 +29,8 @@ from ..core.config import PROFILES
 from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
-from .notebook import METRICS_DIR
+from .notebook import collect
+from .publish import PublishError, reference_problem, run_profile
 
 TOLERANCES_FILE = RESULTS_DIR / "tolerances.json"
 
@@ -40,26 +41,6 @@ class Comparison:
     stored: Any
     measured: Any
     status: str  # ok, moved, missing, new, ignored
-
-
-def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            flat.update(flatten(value, name))
-        else:
-            flat[name] = value
-    return flat
-
-
-def collect(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every notebook's metrics in a run folder, flattened."""
-    folder = Path(run_dir) / METRICS_DIR
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is missing: the run folder holds no metrics")
-    return {p.stem: flatten(read_json(p)) for p in sorted(folder.glob("*.json"))}
 
 
 def load_tolerances(path: Path = TOLERANCES_FILE) -> list[tuple[str, dict[str, float] | None]]:
@@ -169,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
             return fail(str(exc), status=1)
         except (RunFolderBusyError, ValueError) as exc:  # refused before any notebook ran
             return fail(str(exc))
-    from .publish import PublishError, reference_problem, run_profile
-
     try:
         with run_lock(run_dir, f"python -m persrm_lib.run.regression --run-dir {run_dir}"):  # no writer while read
             found = run_profile(run_dir)

@@ -23,6 +23,7 @@ and stylistic separability (can style features alone tell chosen from rejected?)
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -184,6 +185,36 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped, n_uncited)
 
 
+# ---- the hinted pass's cap (RM-R1's second pass: persrm_lib.teachers.hinted) --------------------
+
+HINTED_FIELD = "hinted"  # the tag every hinted trace carries (True)
+
+
+def check_share(max_share: float) -> float:
+    """``max_share`` if it is a share in [0, 1), else ValueError naming it."""
+    if isinstance(max_share, bool) or not isinstance(max_share, int | float) or not 0.0 <= max_share < 1.0:
+        raise ValueError(f"teacher.hinted_share must be a number in [0, 1), got {max_share!r}")
+    return float(max_share)
+
+
+def hint_budget(n_faithful: int, max_share: float) -> int:
+    """The most hinted traces that keep their share of the SFT set at or below ``max_share``:
+    ``floor(max_share * n_faithful / (1 - max_share))``.
+
+    >>> hint_budget(108, 0.25), hint_budget(108, 0.0), hint_budget(0, 0.5)
+    (36, 0, 0)
+    """
+    check_share(max_share)
+    if n_faithful < 0:
+        raise ValueError(f"n_faithful must be at least 0, got {n_faithful}")
+    return math.floor(max_share * n_faithful / (1.0 - max_share) + 1e-9)
+
+
+def is_hinted(trace: Mapping[str, Any]) -> bool:
+    """Whether a trace came from the hinted pass."""
+    return bool(trace.get(HINTED_FIELD))
+
+
 def merge_hinted(
     result: FilterResult, hinted_traces: Sequence[Mapping[str, Any]], max_share: float, strip_think: bool = False
 ) -> FilterResult:
@@ -193,7 +224,7 @@ def merge_hinted(
     The rewrites pass the same :func:`faithfulness_filter` as the blind traces (format, scores that
     prefer the labelled response, citations). The merged ``kept`` holds, in blind-trace order,
     each pair's faithful blind trace or else its faithful hinted one; at most
-    :func:`~persrm_lib.teachers.hinted.hint_budget` hinted ones (the first in order), so they make
+    :func:`hint_budget` hinted ones (the first in order), so they make
     up at most ``max_share`` of it. ``traces``, ``outcomes`` and ``kept_fraction`` still describe
     the blind pass; ``by_strategy`` gains the hinted rows (teacher ``<teacher>+hint``);
     ``n_hinted_written``, ``n_hinted_kept``, ``n_hinted_over_cap`` and ``hinted_share`` report
@@ -210,8 +241,6 @@ def merge_hinted(
         ValueError: ``max_share`` outside [0, 1); a hinted trace that is not tagged, whose pair has
             no blind trace, or whose blind trace was already faithful (naming the id).
     """
-    from .hinted import check_share, hint_budget, is_hinted
-
     check_share(max_share)
     blind = {t["id"]: t for t in result.traces}
     seen: set[Any] = set()

@@ -7,8 +7,9 @@ keeps the blind traces where they are right and gains reasoning for the hard pai
 
 1. :func:`select_for_hint` picks, in pair order, the blind traces that 02's filter will not keep
    (wrong, tied or unparsed scores, or an uncited number) and that the teacher can support
-   (``can_hint``), at most :func:`hint_budget` of them, so that hinted traces make up at most
-   ``max_share`` of the SFT set (``h / (f + h) <= max_share`` for ``f`` faithful blind traces).
+   (``can_hint``), at most :func:`~persrm_lib.teachers.filtering.hint_budget` of them, so that
+   hinted traces make up at most ``max_share`` of the SFT set (``h / (f + h) <= max_share`` for
+   ``f`` faithful blind traces).
 2. :func:`generate_hinted_traces` has the teacher write them (:meth:`Teacher.judge_hinted
    <persrm_lib.teachers.base.Teacher.judge_hinted>`) into ``data/traces_hinted.jsonl`` through
    :func:`~persrm_lib.teachers.traces.generate_traces` (resumable, atomic), each tagged
@@ -24,14 +25,13 @@ it apart, and its share is capped.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..core.jsonl import read_jsonl, repair_torn_tail, write_jsonl_atomic
 from .base import Pair, Teacher, TeacherResponseError
-from .filtering import faithfulness_filter, pair_mismatch
+from .filtering import HINTED_FIELD, check_share, faithfulness_filter, hint_budget, is_hinted, pair_mismatch
 from .traces import (
     TEACHER_FIELDS,
     GenerationReport,
@@ -43,33 +43,7 @@ from .traces import (
 
 logger = logging.getLogger(__name__)
 
-HINTED_FIELD = "hinted"  # the tag every hinted trace carries (True)
 HINT_SUFFIX = "+hint"  # appended to the teacher's name in hinted traces
-
-
-def check_share(max_share: float) -> float:
-    """``max_share`` if it is a share in [0, 1), else ValueError naming it."""
-    if isinstance(max_share, bool) or not isinstance(max_share, int | float) or not 0.0 <= max_share < 1.0:
-        raise ValueError(f"teacher.hinted_share must be a number in [0, 1), got {max_share!r}")
-    return float(max_share)
-
-
-def hint_budget(n_faithful: int, max_share: float) -> int:
-    """The most hinted traces that keep their share of the SFT set at or below ``max_share``:
-    ``floor(max_share * n_faithful / (1 - max_share))``.
-
-    >>> hint_budget(108, 0.25), hint_budget(108, 0.0), hint_budget(0, 0.5)
-    (36, 0, 0)
-    """
-    check_share(max_share)
-    if n_faithful < 0:
-        raise ValueError(f"n_faithful must be at least 0, got {n_faithful}")
-    return math.floor(max_share * n_faithful / (1.0 - max_share) + 1e-9)
-
-
-def is_hinted(trace: Mapping[str, Any]) -> bool:
-    """Whether a trace came from the hinted pass."""
-    return bool(trace.get(HINTED_FIELD))
 
 
 def select_for_hint(

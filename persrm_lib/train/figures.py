@@ -101,8 +101,7 @@ def plot_grpo_order_robustness(log: pd.DataFrame, smooth: int = 1, title: str = 
     arXiv 2505.13346). An always-A policy shows A-preference 1 and per-prompt zero spread 1.
 
     Raises:
-        ValueError: the log has no ``a_preference`` values (a log written before these columns, or
-            a run in which no sample parsed).
+        ValueError: the log has no ``a_preference`` values (a run in which no sample parsed).
     """
     from ..evaluate.metrics import GOAL_A_PREFERENCE
 

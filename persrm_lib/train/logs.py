@@ -58,8 +58,6 @@ GRPO_LOG_FIELDS: tuple[str, ...] = (
     "joint_frac_reward_zero_std",  # the same over joint groups of both orders (grpo.joint_orders)
     "a_preference",  # share of the step's parsed verdicts that prefer response A
 )
-# GRPO logs written before the order-robust columns (the committed cpu run): read with those columns blank
-GRPO_LOG_FIELDS_V1: tuple[str, ...] = GRPO_LOG_FIELDS[:-3]
 # The columns 06_training_dynamics draws and reports (a blank one is listed as missing).
 SFT_CURVES: tuple[str, ...] = ("step", "loss", "learning_rate", "mean_token_accuracy", "seconds_per_step")
 GRPO_CURVES: tuple[str, ...] = (
@@ -209,9 +207,7 @@ def read_log(path: str | Path) -> pd.DataFrame:
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: a header that is neither the SFT nor the GRPO log's, no row, or a cell that is
-            not a number (naming the file and the column). A GRPO log of the earlier layout
-            (:data:`GRPO_LOG_FIELDS_V1`, without the order-robust columns) is read with those
-            columns blank.
+            not a number (naming the file and the column).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "log.csv"
@@ -227,10 +223,6 @@ def read_log(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise ValueError(f"training log {path} is empty (no header)") from exc
     columns = tuple(str(c) for c in frame.columns)
-    if columns == GRPO_LOG_FIELDS_V1:
-        for column in GRPO_LOG_FIELDS[len(GRPO_LOG_FIELDS_V1) :]:
-            frame[column] = float("nan")
-        columns = GRPO_LOG_FIELDS
     if columns not in (SFT_LOG_FIELDS, GRPO_LOG_FIELDS):
         raise ValueError(
             f"training log {path} has columns {', '.join(columns)}; expected the SFT log's "
