@@ -25,7 +25,7 @@ Breakdown columns: ``benchmark``, ``negative_kind``, ``positive_kind``, ``n_exem
   follows from the reasoning; issue 12 item 4b).
 - ``too_long`` pairs (prompts that did not fit the judge's context, counted instead of refused)
   are left out of every rate and counted in their own column.
-- 95% intervals: percentile bootstrap over pairs, seeded (numpy), so a table is reproducible.
+- 95% intervals: percentile bootstrap over pairs (``scipy.stats.bootstrap``), seeded, so a table is reproducible.
 
 >>> import pandas as pd
 >>> rows = pd.DataFrame({"label": ["a", "b", "a", "b"], "preferred": ["a", "b", None, "a"],
@@ -285,7 +285,7 @@ def reasoning_agreement_rate(results: pd.DataFrame) -> tuple[float, int]:
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0, confidence: float = CONFIDENCE
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (seeded).
+    """Percentile bootstrap interval of the mean of ``values`` (seeded), by ``scipy.stats.bootstrap``.
 
     Args:
         values: per-pair values (e.g. 1.0 correct, 0.0 wrong).
@@ -302,14 +302,16 @@ def bootstrap_ci(
     >>> 0.38 < low < 0.5 < high < 0.62
     True
     """
+    from scipy.stats import bootstrap
+
     data = np.asarray(values, dtype=float)
-    if data.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(n_bootstrap, data.size))].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(low), float(high)
+    if data.size < 2:  # no values: no interval; one value: every resample is that value (scipy wants two)
+        return (float("nan"),) * 2 if data.size == 0 else (float(data[0]),) * 2
+    interval = bootstrap(
+        (data,), np.mean, n_resamples=n_bootstrap, confidence_level=confidence, method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval  # fmt: skip
+    return float(interval.low), float(interval.high)
 
 
 def metric_row(results: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, float | int]:
