@@ -82,7 +82,7 @@ def sotu_pairs(n: int, words: int, n_exemplars: int) -> list[dict[str, Any]]:
 
 
 def faithful_traces(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from persrm_lib.core.output_format import outcome, parse_output
+    from persrm_lib.core.verdict import CORRECT, read_verdict
     from persrm_lib.teachers.stylometric import StylometricTeacher
 
     teacher = StylometricTeacher()
@@ -90,10 +90,10 @@ def faithful_traces(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     traces = []
     for pair in pairs:
         completion = teacher.judge(pair)
-        if outcome(completion, pair["label"]) == 1:
-            scores = list(parse_output(completion).scores or ())
+        judged = read_verdict(completion)
+        if judged.outcome(pair["label"]) == CORRECT:
             traces.append(
-                pair | {"teacher": teacher.name, "completion": completion, "scores": scores, "faithful": True}
+                pair | {"teacher": teacher.name, "completion": completion, "scores": judged.scores, "faithful": True}
             )
     return traces
 

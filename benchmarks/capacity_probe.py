@@ -46,7 +46,7 @@ from typing import Any
 from persrm_lib.core import runfiles, verdict
 from persrm_lib.core.cli import Parser, finite_number, output_problem, seed_number, whole_number
 from persrm_lib.core.config import PROFILES, get_profile, set_threads
-from persrm_lib.core.output_format import parse_output, render_output
+from persrm_lib.core.output_format import render_output
 from persrm_lib.core.setting_ranges import RANGES
 from persrm_lib.data.evidence import attach_evidence
 from persrm_lib.data.pairs import PairFormatError, read_pairs
@@ -76,8 +76,8 @@ def teacher_traces(teacher: StylometricTeacher, pairs: Sequence[Mapping[str, Any
     out = []
     for pair in pairs:
         completion = teacher.judge(pair)
-        judged = verdict.assess(completion, pair["label"])
-        if judged.faithful:
+        judged = verdict.read_verdict(completion)
+        if judged.outcome(pair["label"]) == verdict.CORRECT:
             out.append(
                 {**pair, "teacher": teacher.name, "completion": completion, "scores": judged.scores, "faithful": True}
             )
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = evaluate_pairs(judge, pairs, orders="both", benchmark=name, batch_size=args.batch_size)
             metrics = order_metrics(results) | {"seconds": round(time.perf_counter() - started, 1)}
             if teacher is not None:
-                rule = [parse_output(teacher.judge(p)).preferred for p in pairs]
+                rule = [verdict.read_verdict(teacher.judge(p)).preferred for p in pairs]
                 model = results["original_preferred"].tolist()  # the original order, as the rule was applied
                 metrics["agreement_with_rule"] = sum(r == m for r, m in zip(rule, model, strict=True)) / len(pairs)
                 metrics["rule_accuracy"] = sum(

@@ -154,7 +154,9 @@ def examples_for(formulation: str, pair: dict, tokenizer: Any) -> list[tuple[str
 def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> dict[str, Any]:
     """Greedy judging of the held-out pairs; pairwise formulations in both orders."""
     from persrm_lib.core.output_format import parse_output
+    from persrm_lib.core.pointwise import pair_verdict
     from persrm_lib.core.prompt import build_messages, build_pointwise_messages
+    from persrm_lib.core.verdict import read_verdict
     from persrm_lib.data.pairs import swap_pair
     from persrm_lib.models.generation import generate
     from persrm_lib.teachers.persona import read_criteria
@@ -170,12 +172,8 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> 
         texts = generate(model, tokenizer, prompts, max_new_tokens=72, batch_size=8, stop_strings=("</score>",)).texts
         for i, pair in enumerate(test):
             parsed = [parse_output(texts[2 * i + k], mode="pointwise") for k in (0, 1)]
-            ok = all(p.ok for p in parsed)
-            preferred = None
-            if ok and parsed[0].score != parsed[1].score:
-                preferred = "a" if parsed[0].score > parsed[1].score else "b"
             crit = [read_criteria(p.criteria) == frozenset(pair["persona"]) for p in parsed]
-            right = preferred == pair["label"]
+            right = pair_verdict(texts[2 * i], texts[2 * i + 1]).preferred == pair["label"]
             rows.append(
                 {"pair": pair, "format": [p.ok for p in parsed], "right": [right, right], "a": [], "crit": crit}
             )
@@ -188,13 +186,14 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> 
         ).texts
         for i, pair in enumerate(test):
             parsed = [parse_output(texts[2 * i + k]) for k in (0, 1)]
+            preferred = [read_verdict(texts[2 * i + k]).preferred for k in (0, 1)]
             labels = [pair["label"], "b" if pair["label"] == "a" else "a"]
             rows.append(
                 {
                     "pair": pair,
                     "format": [p.ok for p in parsed],
-                    "right": [p.preferred == y for p, y in zip(parsed, labels, strict=True)],
-                    "a": [p.preferred == "a" for p in parsed],
+                    "right": [p == y for p, y in zip(preferred, labels, strict=True)],
+                    "a": [p == "a" for p in preferred],
                     "crit": [read_criteria(p.criteria) == frozenset(pair["persona"]) for p in parsed],
                 }
             )

@@ -7,7 +7,8 @@ Where things live, by pipeline stage::
 
     core/       the contracts every stage shares
       output_format   THE parser of <criteria>/<eval>/<scores> (parse_output, render_output, strip_think)
-      verdict         THE verdict rule: outcome -1/0/+1, faithful, preferred side, exemplars a pair is read with
+      verdict         THE verdict type Verdict (reward, filter, judges, metrics) and its rule: preferred side,
+                      outcome -1/0/+1 against a label (read_verdict reads a completion); exemplars a pair is read with
       reward          the GRPO reward persrm_reward (paper §3.3: -1 format, 0 wrong, +1 correct)
       pointwise       the pointwise formulation (prompt.mode): one response per prompt, <score>, the
                       midpoint reward pointwise_reward, side_rows, join/split of a pair's completions

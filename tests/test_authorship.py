@@ -127,7 +127,7 @@ def test_lambdag_is_position_invariant_and_batch_independent() -> None:
     batch = judge.score_batch(pairs[6:])
     swapped = judge.score_batch([swap_pair(p) for p in pairs[6:]])
     assert [v.scores for v in batch] == [v.scores for v in alone]  # a pair's score ignores the rest of the batch
-    assert [(v.s_b, v.s_a) for v in swapped] == [v.scores for v in batch]  # swapping A and B swaps the scores
+    assert [[v.s_b, v.s_a] for v in swapped] == [v.scores for v in batch]  # swapping A and B swaps the scores
 
 
 def test_lambdag_references_leave_out_the_exemplars_author() -> None:
@@ -155,7 +155,7 @@ def test_evidence_lr_swapping_a_and_b_swaps_the_scores_exactly() -> None:
     judge = make_judge("evidence-lr").fit(pairs[:6])
     verdicts = judge.score_batch(pairs[6:])
     swapped = judge.score_batch([swap_pair(p) for p in pairs[6:]])
-    assert [(v.s_b, v.s_a) for v in swapped] == [v.scores for v in verdicts]
+    assert [[v.s_b, v.s_a] for v in swapped] == [v.scores for v in verdicts]
     assert all(v.s_a + v.s_b == pytest.approx(1.0, abs=1e-12) for v in verdicts)  # s_b = 1 - s_a
 
 
@@ -166,7 +166,7 @@ def test_evidence_lr_has_no_position_prior() -> None:
     judge = make_judge("evidence-lr").fit(one_sided)
     pair = dict(make_pairs(8)[0], response_b=make_pairs(8)[0]["response_a"])
     assert judge.decision(pair) == 0.0
-    assert judge.score(pair).scores == (0.5, 0.5)
+    assert judge.score(pair).scores == [0.5, 0.5]
     assert judge.score(pair).preferred is None
 
 

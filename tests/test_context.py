@@ -210,6 +210,6 @@ def test_generative_judge_strips_a_think_block_only_when_asked(tiny, monkeypatch
     assert (strict.scores, strict.format_ok) == (None, False)  # the default: the format stays strict
     judge = GenerativeJudge(loaded=tiny, strip_think=True)
     verdicts = judge.score_batch([_pair("p1", 5), _pair("p2", 5)], 1)
-    assert [v.scores for v in verdicts] == [(8.0, 2.0), (8.0, 2.0)]
+    assert [v.scores for v in verdicts] == [[8.0, 2.0], [8.0, 2.0]]
     assert verdicts[0].completion == answer  # the record keeps what the model wrote
     assert judge.n_stripped == 2 and judge.describe()["n_stripped"] == 2

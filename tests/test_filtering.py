@@ -10,7 +10,7 @@ import pytest
 
 from persrm_lib.core.jsonl import read_jsonl
 from persrm_lib.core.output_format import render_output
-from persrm_lib.core.verdict import assess
+from persrm_lib.core.verdict import CORRECT, read_verdict
 from persrm_lib.teachers.filtering import (
     audit_summary,
     check_against_pairs,
@@ -73,15 +73,15 @@ TIE = render_output("c", "e", (5, 5))
     ],
 )
 def test_the_filter_reads_verdicts_with_the_one_rule(completion: Any, label: str, expected: tuple) -> None:
-    verdict = assess(completion, label)
-    assert (verdict.scores, verdict.faithful, verdict.reason) == expected
+    verdict = read_verdict(completion)
+    assert (verdict.scores, verdict.outcome(label) == CORRECT, verdict.reason) == expected
     record = faithfulness_filter([trace(0, completion, label)]).traces[0]
     assert (record["scores"], record["faithful"]) == expected[:2]
 
 
 def test_assess_bad_label() -> None:
     with pytest.raises(ValueError, match="label must be 'a' or 'b', got 'A'"):
-        assess(GOOD_A, "A")
+        read_verdict(GOOD_A).outcome("A")
 
 
 @pytest.mark.parametrize(

@@ -359,12 +359,12 @@ def _llm_trace(scores: str, label: str = "a") -> dict:
     ],
 )
 def test_the_swap_moves_the_two_score_strings_verbatim(scores: str, swapped: str) -> None:
-    from persrm_lib.core.verdict import assess
+    from persrm_lib.core.verdict import read_verdict
     from persrm_lib.teachers.swap import both_orders
 
     original, copy = both_orders([_llm_trace(scores)])
     assert copy["completion"].endswith(swapped)
-    assert (copy["label"], assess(copy["completion"], copy["label"]).outcome) == ("b", 1)
+    assert (copy["label"], read_verdict(copy["completion"]).outcome(copy["label"])) == ("b", 1)
     assert copy["scores"] == original["scores"][::-1]
 
 

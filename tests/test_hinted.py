@@ -13,6 +13,7 @@ from real_pairs import real_pairs
 from persrm_lib.core.config import get_profile
 from persrm_lib.core.output_format import parse_output, render_output
 from persrm_lib.core.prompt import build_messages
+from persrm_lib.core.verdict import read_verdict
 from persrm_lib.data.evidence import attach_to_splits, uncited_numbers
 from persrm_lib.teachers import hinted
 from persrm_lib.teachers.base import Teacher, TeacherResponseError
@@ -48,7 +49,7 @@ def test_stylometric_hinted_trace_keeps_the_measurements_and_concludes_for_the_l
             assert text == trace["completion"]
             continue
         parsed, before = parse_output(text), parse_output(trace["completion"])
-        assert parsed.ok and parsed.preferred == pair["label"]
+        assert parsed.ok and read_verdict(text).preferred == pair["label"]
         # the same criteria and measurements; only the conclusion and the scores change
         assert parsed.criteria == before.criteria
         assert parsed.evaluation.splitlines()[:-1] == before.evaluation.splitlines()[:-1]
@@ -98,7 +99,7 @@ def test_hinted_compact_traces_cite_only_the_evidence_table_and_swap_back(pairs:
     for trace in result.kept:
         assert uncited_numbers(parse_output(trace["completion"]).evaluation, trace) == []
         swapped = swap_trace(trace)
-        assert swapped["hinted"] is True and parse_output(swapped["completion"]).preferred == swapped["label"]
+        assert swapped["hinted"] is True and read_verdict(swapped["completion"]).preferred == swapped["label"]
         # the swapped copy is what the teacher writes for the swapped pair
         assert swapped["completion"] == teacher.judge_hinted({**swapped, "id": trace["id"]})
 

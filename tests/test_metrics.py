@@ -139,7 +139,7 @@ def test_eval_side(text, side) -> None:
 def test_reasoning_agreement_is_total_on_real_teacher_traces(compact: bool) -> None:
     from real_pairs import real_pairs
 
-    from persrm_lib.core.output_format import parse_output
+    from persrm_lib.core.verdict import read_verdict
     from persrm_lib.teachers.stylometric import StylometricTeacher
     from persrm_lib.teachers.swap import swap_completion
 
@@ -148,7 +148,7 @@ def test_reasoning_agreement_is_total_on_real_teacher_traces(compact: bool) -> N
     teacher.prepare(pairs)
     traces = [teacher.judge(p) for p in pairs]
     traces += [swap_completion(t) for t in traces]  # the swapped copies SFT trains on
-    decided = sum(parse_output(t).preferred is not None for t in traces)
+    decided = sum(read_verdict(t).preferred is not None for t in traces)
     assert decided == 24  # no tie among these pairs, in either order
     assert metrics.reasoning_agreement(traces) == (24, 24)
 

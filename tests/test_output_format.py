@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from persrm_lib.core.output_format import (
     ParsedOutput,
     format_score,
-    outcome,
     parse_output,
     render_output,
     strip_think,
 )
 from persrm_lib.core.text import is_blank
+from persrm_lib.core.verdict import preferred_side, read_verdict
 
 
 def wrap(scores: str = "[7, 3]", criteria: str = "rhythm", evaluation: str = "A keeps it") -> str:
@@ -56,7 +56,7 @@ def test_valid_outputs(text: str, scores: tuple[float, float], preferred: str | 
     assert parsed.ok is True
     assert parsed.reason is None
     assert parsed.scores == scores
-    assert parsed.preferred == preferred
+    assert read_verdict(text).preferred == preferred
 
 
 def test_sections_are_stripped() -> None:
@@ -119,7 +119,7 @@ def test_invalid_outputs(text: str, reason: str) -> None:
     parsed = parse_output(text)
     assert parsed.ok is False
     assert parsed.scores is None
-    assert parsed.preferred is None
+    assert read_verdict(text).preferred is None
     assert parsed.reason is not None
     assert re.search(reason, parsed.reason), parsed.reason
 
@@ -151,13 +151,13 @@ OUTCOMES = [
 
 @pytest.mark.parametrize(("text", "label", "reward"), OUTCOMES)
 def test_outcome(text: str, label: str, reward: int) -> None:
-    assert outcome(text, label) == reward
+    assert read_verdict(text).outcome(label) == reward
 
 
 @pytest.mark.parametrize("label", ["A", "", "c", None])  # wrong case, empty, unknown, missing
 def test_outcome_rejects_bad_label(label: object) -> None:
     with pytest.raises(ValueError, match="label must be 'a' or 'b'"):
-        outcome(wrap(), label)  # type: ignore[arg-type]
+        read_verdict(wrap()).outcome(label)
 
 
 @pytest.mark.parametrize(("value", "text"), [(7, "7"), (7.0, "7"), (2.5, "2.5"), (0, "0"), (10, "10"), (3.25, "3.2")])
@@ -186,7 +186,7 @@ def _check_invariants(parsed: ParsedOutput) -> None:
         assert all(math.isfinite(s) and 0 <= s <= 10 for s in parsed.scores)
         assert isinstance(parsed.criteria, str) and isinstance(parsed.evaluation, str)
     else:
-        assert parsed.scores is None and parsed.preferred is None
+        assert parsed.scores is None and preferred_side(parsed.scores) is None
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -221,12 +221,13 @@ score = st.integers(min_value=0, max_value=100).map(lambda k: k / 10)  # 0.0 .. 
 @settings(max_examples=300, deadline=None, database=None)
 @given(section_text, section_text, score, score)
 def test_render_parse_round_trip(criteria: str, evaluation: str, s_a: float, s_b: float) -> None:
-    parsed = parse_output(render_output(criteria, evaluation, (s_a, s_b)))
+    text = render_output(criteria, evaluation, (s_a, s_b))
+    parsed = parse_output(text)
     assert parsed.ok, parsed.reason
     assert parsed.criteria == criteria.strip()
     assert parsed.evaluation == evaluation.strip()
     assert parsed.scores == (s_a, s_b)
-    assert parsed.preferred == ("a" if s_a > s_b else "b" if s_b > s_a else None)
+    assert read_verdict(text).preferred == ("a" if s_a > s_b else "b" if s_b > s_a else None)
 
 
 # --- a reasoning model's think block (issue 13, item 5) -----------------------------------------------
@@ -255,9 +256,9 @@ def test_a_think_block_is_a_violation_unless_stripped() -> None:
     text = "<think>B drifts.</think>\n" + wrap("[8, 2]")
     # the strict parser (the trained model, the GRPO reward) is unchanged: -1
     assert parse_output(text).reason == "text before <criteria>"
-    assert outcome(text, "a") == -1
+    assert read_verdict(text).outcome("a") == -1
     rest, stripped = strip_think(text)
-    assert stripped and parse_output(rest).scores == (8.0, 2.0) and outcome(rest, "a") == 1
+    assert stripped and parse_output(rest).scores == (8.0, 2.0) and read_verdict(rest).outcome("a") == 1
     # a second block stays a violation after one strip
     assert parse_output(strip_think("<think>a</think><think>b</think>" + wrap())[0]).reason == "text before <criteria>"
 

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from persrm_lib.core.output_format import parse_output
+from persrm_lib.core.verdict import read_verdict
 from persrm_lib.data import personas as P
 from persrm_lib.data.leaks import label_shortcut_report
 from persrm_lib.data.pairs import swap_pair
@@ -188,8 +189,9 @@ def test_true_operators_follow_the_label_through_a_swap(pairs):
 
 def test_persona_teacher_is_exact(pairs):
     for pair in pairs:
-        parsed = parse_output(T.pairwise_trace(pair))
-        assert parsed.ok and parsed.preferred == pair["label"]
+        trace = T.pairwise_trace(pair)
+        parsed = parse_output(trace)
+        assert parsed.ok and read_verdict(trace).preferred == pair["label"]
         assert T.read_criteria(parsed.criteria) == set(pair["persona"])
         checks = T.read_checks(parsed.evaluation)
         assert [c.shows for c in checks] == [P.true_operators(pair, "a"), P.true_operators(pair, "b")]

@@ -23,6 +23,7 @@ from persrm_lib.core.config import TeacherSettings
 from persrm_lib.core.jsonl import read_jsonl, write_jsonl_atomic
 from persrm_lib.core.output_format import parse_output, render_output
 from persrm_lib.core.prompt import build_messages
+from persrm_lib.core.verdict import read_verdict
 from persrm_lib.data import stylometry
 from persrm_lib.models.client import ChatClient, HTTPChatClient, LocalChatClient
 from persrm_lib.teachers.base import Teacher, TeacherError, TeacherResponseError
@@ -82,9 +83,10 @@ def make_pairs(n: int) -> list[dict[str, Any]]:
 
 def test_stylometric_teacher_prefers_the_closer_style_and_parses() -> None:
     pair = make_pairs(1)[0]
-    parsed = parse_output(StylometricTeacher().judge(pair))
+    completion = StylometricTeacher().judge(pair)
+    parsed = parse_output(completion)
     assert parsed.ok, parsed.reason
-    assert parsed.preferred == "a"
+    assert read_verdict(completion).preferred == "a"
     assert all(0 <= s <= 10 for s in parsed.scores)
 
 
@@ -334,7 +336,7 @@ def test_http_teacher_correct_answers_in_order(
     pairs = make_pairs(5)
     teacher = http_teacher(url, max_concurrency=3, max_new_tokens=77, seed=5)
     completions = teacher.judge_batch(pairs)
-    assert [parse_output(c).preferred for c in completions] == [p["label"] for p in pairs]
+    assert [read_verdict(c).preferred for c in completions] == [p["label"] for p in pairs]
     assert len(state.requests) == 5
     body = next(r for r in state.requests if r["messages"] == build_messages(pairs[2], 1))
     assert (body["model"], body["max_tokens"], body["temperature"], body["seed"]) == ("teacher-model", 77, 0.0, 5)
@@ -363,7 +365,7 @@ def test_http_teacher_retries_a_500_then_succeeds(endpoint: tuple[str, FakeEndpo
     state.plan = [(500, "boom"), (429, "slow down")]
     teacher = http_teacher(url, max_concurrency=1)
     completion = teacher.judge(make_pairs(1)[0])
-    assert parse_output(completion).preferred == "a"
+    assert read_verdict(completion).preferred == "a"
     assert len(state.requests) == 3 and teacher.client.stats["retries"] == 2
 
 
@@ -503,7 +505,7 @@ def test_generate_traces_writes_complete_file_in_pair_order(tmp_path: Path) -> N
     assert list(records[0])[-4:] == ["teacher", "completion", "scores", "faithful"]
     assert all(r["teacher"] == "stylometric" for r in records)
     for r in records:
-        parsed = parse_output(r["completion"])
+        parsed = read_verdict(r["completion"])
         assert r["scores"] == list(parsed.scores) and r["faithful"] == (parsed.preferred == r["label"])
     assert (report.n_pairs, report.n_new, report.n_resumed) == (6, 6, 0)
     assert report.n_faithful == sum(r["faithful"] for r in records)
@@ -647,10 +649,10 @@ def test_http_client_answers_any_chat_messages(endpoint: tuple[str, FakeEndpoint
     url, state = endpoint
     teacher = http_teacher(url, max_concurrency=2, max_new_tokens=9)
     messages = build_messages(make_pairs(1)[0], 1)
-    assert parse_output(teacher.complete(messages)).preferred == "a"
+    assert read_verdict(teacher.complete(messages)).preferred == "a"
     state.plan = [(503, "busy")]
     answers = teacher.client.complete_batch([messages, build_messages(make_pairs(2)[1], 1)])
-    assert [parse_output(a).preferred for a in answers] == ["a", "b"]
+    assert [read_verdict(a).preferred for a in answers] == ["a", "b"]
     assert all(r["max_tokens"] == 9 for r in state.requests) and len(state.requests) == 4
 
 
@@ -730,7 +732,7 @@ def test_http_client_reports_a_refused_request_and_goes_on(endpoint: tuple[str, 
     assert sorted(results) == [0, 1, 2]
     assert isinstance(results[0], TeacherResponseError) and results[0].kind == "http_422"
     assert "refused first: HTTP 422" in str(results[0])
-    assert [parse_output(results[i]).preferred for i in (1, 2)] == ["b", "a"]
+    assert [read_verdict(results[i]).preferred for i in (1, 2)] == ["b", "a"]
     assert "api_key_env='PERSRM_TEST_KEY'" in repr(client)
 
 

@@ -5,7 +5,7 @@ from: new stylistic criteria (named in RFT outputs, never in the SFT traces), cr
 per GRPO step (:func:`criteria_by_step`), re-prioritised criteria (their order against the SFT
 order, and whether the first criterion changed), and how both relate to correct verdicts
 (:func:`criteria_table`, :func:`accuracy_by_new_criteria`). Correctness is the one verdict rule,
-:func:`persrm_lib.core.verdict.outcome`.
+:meth:`persrm_lib.core.verdict.Verdict.outcome`.
 
 Inputs are records as the stage owners' readers return them: RFT completions
 (:func:`persrm_lib.train.logs.read_grpo_completions`: ``step, pair_id, label, completion,
@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.output_format import parse_output
-from ..core.verdict import CORRECT, outcome
+from ..core.verdict import CORRECT, read_verdict
 
 _ENUMERATOR = re.compile(r"^(?:step\s+\d+\s*[:.)-]?|\(?\d{1,2}[.)]|\(?[a-z][.)]|[-*•·+]|#+)\s*", re.IGNORECASE)
 _HEAD_SEP = re.compile(r":|\s[-–—]\s")
@@ -193,7 +193,7 @@ def criteria_table(records: Sequence[Mapping[str, Any]], sft: SFTCriteria, max_w
         max_words: see :func:`extract_criteria`.
 
     Columns: ``step, pair_id, format_ok, correct`` (the verdict rule:
-    ``persrm_lib.core.verdict.outcome(completion, label) == +1``),
+    ``read_verdict(completion).outcome(label) == +1``),
     ``criteria`` (list), ``n_criteria``, ``new_criteria`` (named, never in the SFT traces),
     ``has_new``, ``order_rho`` (:func:`order_correlation`), ``first_changed`` (the first criterion
     differs from the SFT trace's first criterion for the same pair, else from the SFT's most common
@@ -215,7 +215,7 @@ def criteria_table(records: Sequence[Mapping[str, Any]], sft: SFTCriteria, max_w
                 "step": record.get("step"),
                 "pair_id": record.get("pair_id"),
                 "format_ok": ok,
-                "correct": outcome(record["completion"], record["label"]) == CORRECT,
+                "correct": read_verdict(record["completion"]).outcome(record["label"]) == CORRECT,
                 "criteria": criteria,
                 "n_criteria": len(criteria),
                 "new_criteria": new,

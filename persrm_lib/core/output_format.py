@@ -36,7 +36,8 @@ _NUMBER_RE = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")  # ASCII dig
 
 @dataclass(frozen=True)
 class ParsedOutput:
-    """What :func:`parse_output` read. ``ok`` is False exactly when ``reason`` is set."""
+    """What :func:`parse_output` read. ``ok`` is False exactly when ``reason`` is set. Which side it
+    prefers, and whether that is right, is the verdict's business (:func:`persrm_lib.core.verdict.read_verdict`)."""
 
     ok: bool
     criteria: str | None = None
@@ -44,14 +45,6 @@ class ParsedOutput:
     scores: tuple[float, float] | None = None
     reason: str | None = None
     score: float | None = None
-
-    @property
-    def preferred(self) -> Literal["a", "b"] | None:
-        """The response scored strictly higher, or None for a tie or a format violation
-        (:func:`persrm_lib.core.verdict.preferred_side`, the one rule)."""
-        from .verdict import preferred_side  # verdict imports this module
-
-        return preferred_side(self.scores)
 
 
 def _violation(reason: str) -> ParsedOutput:
@@ -132,8 +125,8 @@ def parse_output(text: object, mode: Mode = "pairwise") -> ParsedOutput:
         A :class:`ParsedOutput`; on a violation ``ok`` is False and ``reason`` says why. In
         pointwise mode ``score`` holds the one score and ``scores`` is None.
 
-    >>> parse_output("<criteria>c</criteria><eval>e</eval><scores>[7, 3]</scores>").preferred
-    'a'
+    >>> parse_output("<criteria>c</criteria><eval>e</eval><scores>[7, 3]</scores>").scores
+    (7.0, 3.0)
     >>> parse_output("<scores>[7, 3]</scores>").reason
     'tag <criteria> is missing'
     >>> parse_output("<criteria>c</criteria><eval>e</eval><score>7</score>", mode="pointwise").score
@@ -214,11 +207,3 @@ def render_output(criteria: str, evaluation: str, scores: tuple[float, float]) -
         f"<eval>\n{evaluation.strip()}\n</eval>\n"
         f"<scores>[{format_score(s_a)}, {format_score(s_b)}]</scores>"
     )
-
-
-def outcome(text: object, label: str) -> int:
-    """The paper's sparse reward: -1 format violation, 0 wrong or tied preference, +1 correct
-    (:func:`persrm_lib.core.verdict.outcome`, the one rule; kept here for older callers)."""
-    from .verdict import outcome as rule  # verdict imports this module
-
-    return rule(text, label)

@@ -22,7 +22,9 @@ a sample for the rejected response when its score is below; a score exactly at t
 no side and earns 0 (as a tie does in the pairwise reward); a format violation earns -1. The side is
 read from one sample alone, so the reward needs no other sample, and a policy that scores every
 response high (or low) is right on exactly half the rows of each pair: GRPO's joint group over both
-responses of a pair (:mod:`persrm_lib.train.order_robust`) then has the spread to move it.
+responses of a pair (:mod:`persrm_lib.train.order_robust`) then has the spread to move it. The
+rule is the pairwise one (:meth:`persrm_lib.core.verdict.Verdict.outcome`): the response is scored
+against the midpoint as if the midpoint were the other response.
 
 >>> pointwise_outcome("<criteria>c</criteria><eval>e</eval><score>9</score>", chosen=True)
 1
@@ -35,13 +37,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .output_format import ParsedOutput, parse_output
+from .output_format import parse_output
+from .verdict import Verdict
 
 __all__ = [
     "MIDPOINT",
     "SIDES",
     "join_completions",
-    "pair_scores",
+    "pair_verdict",
     "pointwise_outcome",
     "pointwise_prompt_texts",
     "pointwise_reward",
@@ -67,20 +70,33 @@ def pointwise_prompt_texts(tokenizer: Any, pair: Mapping[str, Any], n_exemplars:
     ]
 
 
-def pair_scores(completion_a: object, completion_b: object) -> tuple[ParsedOutput, ParsedOutput]:
-    """Both responses' completions parsed in pointwise mode (``parsed.score`` each, or a reason)."""
-    return parse_output(completion_a, mode="pointwise"), parse_output(completion_b, mode="pointwise")
+def pair_verdict(completion_a: object, completion_b: object) -> Verdict:
+    """A pair's verdict from its two pointwise completions, parsed alone: the two scores compared. A
+    format violation in either is a violation, its ``reason`` naming the response; ``completion``
+    holds both (:func:`join_completions`) when both are text.
+
+    >>> ok = "<criteria>c</criteria><eval>e</eval><score>{}</score>"
+    >>> pair_verdict(ok.format(8), ok.format(3)).preferred, pair_verdict(ok.format(8), "3").reason
+    ('a', 'response B: tag <criteria> is missing')
+    """
+    a, b = completion_a, completion_b
+    parsed = [parse_output(a, mode="pointwise"), parse_output(b, mode="pointwise")]
+    reason = next((f"response {s.upper()}: {p.reason}" for s, p in zip(SIDES, parsed, strict=True) if not p.ok), None)
+    text = join_completions(a, b) if isinstance(a, str) and isinstance(b, str) else None
+    if reason is not None:
+        return Verdict(None, None, text, reason)
+    return Verdict(parsed[0].score, parsed[1].score, text)
 
 
 def pointwise_outcome(completion: object, chosen: bool) -> int:
     """The sparse reward of one pointwise sample: -1 format violation; +1 when the score is on the
-    right side of :data:`MIDPOINT` (above for the chosen response, below for the rejected); else 0."""
+    right side of :data:`MIDPOINT` (above for the chosen response, below for the rejected); else 0
+    (at the midpoint: a tie). The one rule decides (:meth:`persrm_lib.core.verdict.Verdict.outcome`):
+    the response is side A, the midpoint side B, and the label is A exactly when the response is the
+    chosen one."""
     parsed = parse_output(completion, mode="pointwise")
-    if not parsed.ok or parsed.score is None:
-        return -1
-    if parsed.score == MIDPOINT:
-        return 0
-    return 1 if (parsed.score > MIDPOINT) == bool(chosen) else 0
+    against_midpoint = Verdict(parsed.score, MIDPOINT, reason=parsed.reason)
+    return against_midpoint.outcome("a" if chosen else "b")
 
 
 def pointwise_reward(

@@ -2,8 +2,8 @@
 
 ``-1`` when the completion breaks the output format, ``0`` when it parses but does not score the
 labelled response strictly higher (ties are wrong), ``+1`` when it does. The reward reads every
-completion through :func:`persrm_lib.core.verdict.outcome`; there is no second parser and no
-second rule.
+completion through :func:`persrm_lib.core.verdict.read_verdict` and its
+:meth:`~persrm_lib.core.verdict.Verdict.outcome`; there is no second parser and no second rule.
 
 :func:`persrm_reward` has TRL's reward signature (``label`` arrives as a dataset column).
 During training :class:`persrm_lib.train.logs.RewardTracker` wraps it: it records the
@@ -44,7 +44,7 @@ def completion_text(completion: Completion) -> object:
 
 
 def persrm_reward(completions: Sequence[Completion], label: Sequence[str], **kwargs: Any) -> list[float]:
-    """Score completions with the paper's sparse reward (:func:`persrm_lib.core.verdict.outcome`).
+    """Score completions with the paper's sparse reward (:meth:`persrm_lib.core.verdict.Verdict.outcome`).
 
     Args:
         completions: plain strings, or conversational completions (lists of role/content messages;
@@ -64,7 +64,9 @@ def persrm_reward(completions: Sequence[Completion], label: Sequence[str], **kwa
     """
     if len(completions) != len(label):
         raise ValueError(f"persrm_reward got {len(completions)} completions but {len(label)} labels")
-    return [float(verdict.outcome(completion_text(c), lab)) for c, lab in zip(completions, label, strict=True)]
+    return [
+        float(verdict.read_verdict(completion_text(c)).outcome(lab)) for c, lab in zip(completions, label, strict=True)
+    ]
 
 
 def outcome_shares(rewards: Sequence[float]) -> dict[str, float]:

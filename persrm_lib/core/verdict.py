@@ -1,11 +1,14 @@
-"""The ONE verdict rule: what a completion says about a pair, and which exemplars a pair is read with.
+"""The ONE verdict: what a completion or a judge says about a pair, the ONE rule that reads it
+against a label, and which exemplars a pair is read with.
 
-Everything that decides "is this verdict correct" -- the GRPO reward, the faithfulness filter, the
-SFT trace check, GRPO validation, the judges and the evaluation metrics -- calls the functions
-here, so the rule cannot drift between stages (docs/design.md, "Reward-model output"):
+Everything that decides "is this verdict correct" -- the GRPO reward (pairwise and pointwise), the
+faithfulness filter, the SFT trace check, GRPO validation, the judges and the evaluation metrics --
+holds a :class:`Verdict` and asks it, so the rule cannot drift between stages (docs/design.md,
+"Reward-model output"). :func:`preferred_side` is the one place that turns scores into a side, and
+:meth:`Verdict.outcome` the one place that turns a verdict and a label into an outcome:
 
-- a completion that does not parse (:func:`persrm_lib.core.output_format.parse_output`) is a
-  format violation: outcome ``-1``;
+- a completion that does not parse (:func:`persrm_lib.core.output_format.parse_output`), or a
+  verdict without scores, is a format violation: outcome ``-1``;
 - one that parses but does not score the labelled response strictly higher is wrong: ``0``
   (ties are wrong);
 - one that scores the labelled response strictly higher is correct: ``+1``.
@@ -13,11 +16,11 @@ here, so the rule cannot drift between stages (docs/design.md, "Reward-model out
 A trace is *faithful* exactly when its outcome is ``+1`` (PersRM-R1, arXiv 2508.14076, §3.2).
 
 >>> from persrm_lib.core.output_format import render_output
->>> assess(render_output("c", "e", (7, 3)), "a").outcome
+>>> read_verdict(render_output("c", "e", (7, 3))).outcome("a")
 1
->>> assess(render_output("c", "e", (4, 4)), "a").outcome
+>>> read_verdict(render_output("c", "e", (4, 4))).outcome("a")
 0
->>> assess("no tags", "b").reason
+>>> read_verdict("no tags").reason
 'tag <criteria> is missing'
 """
 
@@ -46,7 +49,7 @@ def check_label(label: object) -> Side:
     return label  # type: ignore[return-value]
 
 
-def preferred_side(scores: Sequence[float] | None) -> Side | None:
+def preferred_side(scores: Sequence[float | None] | None) -> Side | None:
     """The response scored strictly higher, or None for a tie or missing scores.
 
     >>> preferred_side([7, 3]), preferred_side([2, 9]), preferred_side([5, 5]), preferred_side(None)
@@ -80,49 +83,65 @@ def a_share(sides: Sequence[object]) -> float:
 
 
 @dataclass(frozen=True)
-class Assessment:
-    """A completion read against its label (see :func:`assess`)."""
+class Verdict:
+    """THE verdict on one pair, whoever gave it: the reward model or a teacher (:func:`read_verdict`),
+    a generative judge, or a judge that scores without generating (character n-grams, log-likelihood,
+    authorship, a scalar reward model: ``completion`` is None).
 
-    outcome: int  # -1, 0 or +1
-    scores: list[float] | None  # [s_a, s_b] when the completion parses, else None
-    preferred: Side | None  # the side scored strictly higher; None for a tie or a violation
-    reason: str | None  # the parser's reason when the completion does not parse, else None
+    ``s_a``/``s_b`` (higher = preferred) are None when there are no scores: a completion that breaks
+    the output format (``reason`` says why), or a pair whose prompt did not fit the judge's context and
+    was counted instead of refused (``too_long``: nothing was generated; the pair stays out of the rates).
+
+    >>> Verdict(7.0, 3.0).preferred, Verdict(7.0, 3.0).outcome("b"), Verdict(None, None).outcome("a")
+    ('a', 0, -1)
+    """
+
+    s_a: float | None
+    s_b: float | None
+    completion: str | None = None
+    reason: str | None = None  # the parser's reason when the completion does not parse
+    too_long: bool = False
+
+    @property
+    def scores(self) -> list[float] | None:
+        """``[s_a, s_b]``, or None when either is missing."""
+        return None if self.s_a is None or self.s_b is None else [self.s_a, self.s_b]
 
     @property
     def format_ok(self) -> bool:
-        return self.reason is None
+        return self.scores is not None
 
     @property
-    def faithful(self) -> bool:
-        """A teacher trace is faithful exactly when its verdict is correct (paper §3.2)."""
-        return self.outcome == CORRECT
+    def preferred(self) -> Side | None:
+        """The response scored strictly higher (:func:`preferred_side`); None for a tie or a violation."""
+        return preferred_side(self.scores)
+
+    def outcome(self, label: object) -> int:
+        """The paper's sparse reward against the labelled (chosen) side: -1 format violation, 0 wrong
+        or tied, +1 correct (faithful, for a teacher trace).
+
+        Raises:
+            ValueError: a label other than ``"a"``/``"b"``.
+        """
+        check_label(label)
+        if not self.format_ok:
+            return VIOLATION
+        return CORRECT if is_correct(self.preferred, label) else WRONG
 
 
-def assess(completion: object, label: object) -> Assessment:
-    """Read a completion against the labelled (chosen) side with the one parser.
+def read_verdict(completion: object) -> Verdict:
+    """Read a pairwise completion with the one parser; never raises.
 
     Args:
         completion: the model's or teacher's text (anything that is not ``str`` is a violation).
-        label: ``"a"`` or ``"b"``.
 
     Returns:
-        An :class:`Assessment`.
-
-    Raises:
-        ValueError: a label other than ``"a"``/``"b"``.
+        A :class:`Verdict` holding the completion (None when it is not text), its scores, or the
+        parser's ``reason`` when it does not parse.
     """
-    check_label(label)
     parsed = parse_output(completion)
-    if not parsed.ok or parsed.scores is None:
-        return Assessment(VIOLATION, None, None, parsed.reason)
-    scores = [float(parsed.scores[0]), float(parsed.scores[1])]
-    side = preferred_side(scores)
-    return Assessment(CORRECT if side == label else WRONG, scores, side, None)
-
-
-def outcome(completion: object, label: object) -> int:
-    """The paper's sparse reward of one completion: -1 format violation, 0 wrong or tied, +1 correct."""
-    return assess(completion, label).outcome
+    s_a, s_b = parsed.scores or (None, None)
+    return Verdict(s_a, s_b, completion if isinstance(completion, str) else None, parsed.reason)
 
 
 def exemplar_count(pair: Mapping[str, Any], n_exemplars: int | None = None) -> int:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ def average_orders(original: Verdict, swapped: Verdict) -> Verdict:
     unchanged (its swapped scores are its original ones, exchanged).
 
     >>> average_orders(Verdict(8.0, 2.0), Verdict(8.0, 2.0)).scores  # always A: a tie
-    (5.0, 5.0)
+    [5.0, 5.0]
     >>> average_orders(Verdict(7.0, 3.0), Verdict(2.0, 6.0)).preferred
     'a'
     >>> average_orders(Verdict(7.0, 3.0), Verdict(None, None)).format_ok
@@ -253,7 +254,7 @@ def _result_rows(
     """The rows of :func:`evaluate_pairs` for the pairs judged (``verdicts`` in pair order)."""
     think = bool(getattr(judge, "strip_think", False))  # a reasoning model's think block, stripped before parsing
     if both and judge.position_invariant:  # the swapped pair's scores, without scoring it again
-        swapped = [Verdict(v.s_b, v.s_a, v.completion, v.too_long) for v in verdicts]
+        swapped = [replace(v, s_a=v.s_b, s_b=v.s_a) for v in verdicts]
     rows = []
     for k, (pair, verdict) in enumerate(zip(pairs, verdicts, strict=True)):
         other = swapped[k] if both else None
@@ -272,7 +273,7 @@ def _result_rows(
                 "s_a": pair_verdict.s_a,
                 "s_b": pair_verdict.s_b,
                 "preferred": pair_verdict.preferred,
-                "correct": is_correct(pair_verdict.preferred, pair["label"]),
+                "correct": is_correct(pair_verdict.preferred, pair["label"]),  # an unlabelled pair: False
                 "format_ok": pair_verdict.format_ok,
                 "too_long": pair_verdict.too_long,
                 **_order_columns("original_", verdict, think),

@@ -1,18 +1,16 @@
-"""What every judge shares (PersRM-R1 §4): the :class:`Verdict` a judge returns, the :class:`Judge`
-interface, and :class:`BaseJudge` for judges that score each response on its own.
-
-Which side a verdict prefers is decided by :func:`persrm_lib.core.verdict.preferred_side`.
+"""What every judge shares (PersRM-R1 §4): the :class:`Judge` interface, and :class:`BaseJudge` for
+judges that score each response on its own. A judge returns THE verdict type,
+:class:`persrm_lib.core.verdict.Verdict` (re-exported here), which the reward and the filter share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..core.verdict import exemplars_of, preferred_side
+from ..core.verdict import Verdict, exemplars_of
 from ..data.pairs import swap_pair  # noqa: F401 -- THE swap of a pair's order, re-exported for the judges
 
 Pair = Mapping[str, Any]
@@ -23,34 +21,6 @@ Loaded = tuple[Any, Any] | Callable[[], tuple[Any, Any]]
 
 class NotFittedError(RuntimeError):
     """A judge that must be fitted on training pairs was asked to score first."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A judge's reading of one pair.
-
-    ``s_a``/``s_b`` are None when a generative judge's completion breaks the output format, and when
-    the pair's prompt did not fit the judge's context and the judge was told to count such pairs
-    instead of refusing them (``too_long``: nothing was generated; the pair stays out of the rates).
-    """
-
-    s_a: float | None
-    s_b: float | None
-    completion: str | None = None
-    too_long: bool = False
-
-    @property
-    def scores(self) -> tuple[float, float] | None:
-        return None if self.s_a is None or self.s_b is None else (self.s_a, self.s_b)
-
-    @property
-    def format_ok(self) -> bool:
-        return self.scores is not None
-
-    @property
-    def preferred(self) -> Literal["a", "b"] | None:
-        """The response scored strictly higher; None for a tie or a format violation."""
-        return preferred_side(self.scores)
 
 
 @runtime_checkable

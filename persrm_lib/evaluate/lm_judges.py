@@ -14,13 +14,14 @@ Build them with :func:`persrm_lib.evaluate.judges.make_judge`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..core.output_format import parse_output, strip_think
-from ..core.pointwise import join_completions, pair_scores, pointwise_prompt_texts
+from ..core.output_format import strip_think
+from ..core.pointwise import join_completions, pair_verdict, pointwise_prompt_texts
 from ..core.prompt import build_prompt_text, require_chat_template
-from ..core.verdict import exemplar_count, exemplars_of
+from ..core.verdict import exemplar_count, exemplars_of, read_verdict
 from ..models.client import LocalChatClient
 from ..models.context import PromptTooLongError, count_tokens, find_too_long, known_budget
 from ..models.generation import SCORE_STOP, SCORES_STOP
@@ -36,7 +37,7 @@ def _resolve(loaded: Loaded | None) -> tuple[Any, Any] | None:
 
 
 class GenerativeJudge:
-    """The reward model: prompt -> batched greedy completion -> ``parse_output`` -> verdict.
+    """The reward model: prompt -> batched greedy completion -> ``read_verdict`` -> verdict.
 
     It holds a :class:`persrm_lib.models.client.LocalChatClient` (the one LLM client): prompts from
     :func:`persrm_lib.core.prompt.build_prompt_text`, completions from ``client.generate_prompts``.
@@ -154,9 +155,7 @@ class GenerativeJudge:
                 verdicts.append(Verdict(None, None, too_long=True))
                 continue
             text = next(texts)
-            parsed = parse_output(self._answer(text))
-            s_a, s_b = parsed.scores if parsed.ok and parsed.scores else (None, None)
-            verdicts.append(Verdict(s_a, s_b, completion=text))
+            verdicts.append(replace(read_verdict(self._answer(text)), completion=text))
         return verdicts
 
     def check_inputs(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> None:
@@ -216,8 +215,9 @@ class GenerativeJudge:
 
     def _score_pointwise(self, prompts: list[str], fits: list[bool]) -> list[Verdict]:
         """Pointwise judging (:mod:`persrm_lib.core.pointwise`): both responses of every pair scored
-        alone, in one batch; the pair's verdict compares the two scores (a format violation in
-        either is a violation; a pair is ``too_long`` when either prompt is). ``completion`` holds
+        alone, in one batch; the pair's verdict compares the two scores
+        (:func:`persrm_lib.core.pointwise.pair_verdict`: a format violation in either is a
+        violation; a pair is ``too_long`` when either prompt is). ``completion`` holds
         both completions (:func:`persrm_lib.core.pointwise.join_completions`)."""
         pair_fits = [fits[2 * k] and fits[2 * k + 1] for k in range(len(fits) // 2)]
         self.n_too_long += pair_fits.count(False)
@@ -229,15 +229,8 @@ class GenerativeJudge:
                 verdicts.append(Verdict(None, None, too_long=True))
                 continue
             text_a, text_b = next(texts), next(texts)
-            parsed_a, parsed_b = pair_scores(self._answer(text_a), self._answer(text_b))
-            ok_both = parsed_a.ok and parsed_b.ok
-            verdicts.append(
-                Verdict(
-                    parsed_a.score if ok_both else None,
-                    parsed_b.score if ok_both else None,
-                    completion=join_completions(text_a, text_b),
-                )
-            )
+            verdict = pair_verdict(self._answer(text_a), self._answer(text_b))
+            verdicts.append(replace(verdict, completion=join_completions(text_a, text_b)))
         return verdicts
 
     def describe(self) -> dict[str, Any]:

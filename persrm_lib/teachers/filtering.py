@@ -2,7 +2,7 @@
 
 PersRM-R1 (arXiv 2508.14076, §3.2) keeps a teacher trace only when its scores agree with the
 label: the labelled (chosen) response must score strictly higher than the rejected one. The
-verdict is read by :func:`persrm_lib.core.verdict.assess`, the one verdict rule; a completion
+verdict is read by :func:`persrm_lib.core.verdict.read_verdict`, the one verdict rule; a completion
 that does not parse is dropped and counted under its reason. A trace whose pair carries measured
 evidence (``prompt.evidence = stylometric``) must also cite only numbers its table shows: a
 faithful trace whose ``<eval>`` holds another number (:func:`persrm_lib.data.evidence.uncited_numbers`;
@@ -36,7 +36,7 @@ import pandas as pd
 
 from ..core.output_format import parse_output
 from ..core.output_format import strip_think as strip_leading_think
-from ..core.verdict import assess, exemplars_of
+from ..core.verdict import CORRECT, exemplars_of, read_verdict
 from ..data.evidence import has_evidence, uncited_numbers
 from ..data.stylometry import SCALAR_FEATURES, feature_matrix, words
 from .traces import write_traces
@@ -152,10 +152,10 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
             if stripped:  # the answer alone, as a teacher's completion is written (stripped)
                 record["completion"] = str(rest).lstrip()
                 n_stripped += 1
-        verdict = assess(record["completion"], trace["label"])
+        verdict = read_verdict(record["completion"])
         if verdict.reason is not None:
             failures[reason_category(verdict.reason)] += 1
-        faithful, uncited = verdict.faithful, False
+        faithful, uncited = verdict.outcome(trace["label"]) == CORRECT, False
         if has_evidence(trace):
             evaluation = parse_output(record["completion"]).evaluation if verdict.format_ok else None
             record["uncited"] = uncited_numbers(evaluation or "", trace)

@@ -8,8 +8,8 @@ be wrong, and the faithfulness filter (:mod:`persrm_lib.teachers.filtering`) has
 >>> pair = {"id": "p1", "query": "Write.", "exemplars": ["I came; I saw; I conquered."],
 ...         "response_a": "We came; we saw; we won.", "response_b": "Well, hello there, friend!",
 ...         "label": "a"}
->>> from persrm_lib.core.output_format import parse_output
->>> parse_output(StylometricTeacher().judge(pair)).preferred
+>>> from persrm_lib.core.verdict import read_verdict
+>>> read_verdict(StylometricTeacher().judge(pair)).preferred
 'a'
 """
 

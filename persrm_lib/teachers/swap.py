@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.output_format import parse_output, render_output
-from ..core.verdict import OUTCOME_NAMES, assess
+from ..core.verdict import OUTCOME_NAMES, read_verdict
 from ..data.pairs import SWAPPED_SUFFIX, swap_pair
 
 _NAME = re.compile(r"(?<![\w'’-])([AB])(?![\w'’-])")
@@ -99,7 +99,7 @@ def swap_trace(trace: Mapping[str, Any], strict: bool = False) -> dict[str, Any]
     Raises:
         SwapError: the trace is already a swapped copy, its completion cannot be rewritten, or the
             rewritten copy does not hold the mirrored verdict under the one rule
-            (:func:`persrm_lib.core.verdict.assess`); the message names the trace id.
+            (:meth:`persrm_lib.core.verdict.Verdict.outcome`); the message names the trace id.
     """
     tid = trace.get("id", "?")
     if str(tid).endswith(SWAPPED_SUFFIX):
@@ -111,11 +111,12 @@ def swap_trace(trace: Mapping[str, Any], strict: bool = False) -> dict[str, Any]
     out = swap_pair(trace, suffix=True)
     out["completion"] = completion
     if trace.get("label") in ("a", "b"):  # the verdict must mirror exactly: correct stays correct, wrong stays wrong
-        before, after = assess(trace["completion"], trace["label"]), assess(completion, out["label"])
-        if (before.outcome, before.scores) != (after.outcome, after.scores[::-1] if after.scores else None):
+        before, after = read_verdict(trace["completion"]), read_verdict(completion)
+        was, now = before.outcome(trace["label"]), after.outcome(out["label"])
+        if (was, before.scores) != (now, after.scores[::-1] if after.scores else None):
             raise SwapError(
                 f"trace {tid!r}: the swapped copy reads {after.scores} for label {out['label']!r} "
-                f"({OUTCOME_NAMES[after.outcome]}), not the mirror of {before.scores} ({OUTCOME_NAMES[before.outcome]})"
+                f"({OUTCOME_NAMES[now]}), not the mirror of {before.scores} ({OUTCOME_NAMES[was]})"
             )
     if trace.get("scores") is not None:
         s_a, s_b = trace["scores"]

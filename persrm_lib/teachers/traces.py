@@ -2,7 +2,7 @@
 
 A trace (docs/design.md, "Trace") is a pair plus ``teacher, completion, scores, faithful``
 (:data:`TRACE_FIELDS`): the teacher's completion for the pair and what the one verdict rule
-(:func:`persrm_lib.core.verdict.assess`) reads from it (PersRM-R1, arXiv 2508.14076, §3.2).
+(:class:`persrm_lib.core.verdict.Verdict`) reads from it (PersRM-R1, arXiv 2508.14076, §3.2).
 
 - :func:`generate_traces` judges a pair set with a teacher and writes ``data/traces.jsonl``
   resumably (a ``.partial`` file while it runs, an atomic rename when done).
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.jsonl import JsonlAppender, iter_jsonl, read_jsonl, repair_torn_tail, write_jsonl_atomic
-from ..core.verdict import assess
+from ..core.verdict import CORRECT, read_verdict
 from ..data.pairs import PAIR_FIELDS, IdIndex, validate_pair
 from .base import Pair, Teacher, TeacherResponseError
 
@@ -37,9 +37,9 @@ def make_trace(pair: Pair, teacher: str, completion: str, tags: Mapping[str, Any
     """A trace record: the pair's fields (in its order), then ``teacher, completion, scores, faithful``,
     then ``tags`` (e.g. ``{"hinted": True}`` for :mod:`persrm_lib.teachers.hinted`).
 
-    ``scores`` and ``faithful`` come from :func:`persrm_lib.core.verdict.assess`: ``[s_a, s_b]``
-    (None when the completion breaks the format), and whether the labelled response scored
-    strictly higher.
+    ``scores`` and ``faithful`` come from the one verdict (:func:`persrm_lib.core.verdict.read_verdict`):
+    ``[s_a, s_b]`` (None when the completion breaks the format), and whether its outcome against the
+    label is correct (the labelled response scored strictly higher).
 
     >>> from persrm_lib.core.output_format import render_output
     >>> trace = make_trace({"id": "p1", "label": "b"}, "t", render_output("c", "e", (2, 9)))
@@ -51,9 +51,10 @@ def make_trace(pair: Pair, teacher: str, completion: str, tags: Mapping[str, Any
         raise ValueError(
             f"make_trace: tag(s) {', '.join(clash)} would overwrite a field of trace {pair.get('id', '?')!r}"
         )
-    verdict = assess(completion, pair["label"])
+    verdict = read_verdict(completion)
+    faithful = verdict.outcome(pair["label"]) == CORRECT
     trace = {k: v for k, v in pair.items() if k not in TEACHER_FIELDS}
-    trace.update(teacher=teacher, completion=completion, scores=verdict.scores, faithful=verdict.faithful)
+    trace.update(teacher=teacher, completion=completion, scores=verdict.scores, faithful=faithful)
     trace.update(tags or {})
     return trace
 

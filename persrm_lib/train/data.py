@@ -1,7 +1,7 @@
 """Training inputs, checked before a model is loaded: the SFT traces, the GRPO pairs, the GRPO
 validation pairs, and the TRL datasets built from them (PersRM-R1 §3.2-3.3).
 
-Every check reads a verdict through the ONE rule (:func:`persrm_lib.core.verdict.assess`) and the
+Every check reads a verdict through the ONE rule (:class:`persrm_lib.core.verdict.Verdict`) and the
 exemplar count through :func:`persrm_lib.core.verdict.exemplar_count` (the pair's own
 ``n_exemplars``, which the pair contract requires), so training sees exactly what the filter and
 the evaluation see. A bad input raises :class:`TrainingDataError` naming the file or list, the
@@ -66,7 +66,7 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
         TrainingDataError: no trace at all; a trace that breaks the pair contract; a trace not
             marked ``faithful: true`` (the faithfulness filter did not run or dropped it); a trace
             whose completion does not parse, or whose scores do not prefer the labelled response
-            (:func:`persrm_lib.core.verdict.assess`).
+            (:meth:`persrm_lib.core.verdict.Verdict.outcome`).
             A file that :func:`persrm_lib.teachers.traces.read_traces` refuses (a malformed
             line, a repeated id, no trace) is reported with its reason.
         FileNotFoundError: ``source`` is a path that does not exist.
@@ -97,10 +97,10 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
                 f"{where} (trace {tid!r}) is not marked faithful (faithful={trace['faithful']!r}); train on "
                 "the filtered traces (runfiles.faithful_traces_path) written by 02_filter_audit"
             )
-        judged = verdict.assess(trace["completion"], trace["label"])
+        judged = verdict.read_verdict(trace["completion"])
         if not judged.format_ok:
             raise TrainingDataError(f"{where} (trace {tid!r}): completion does not parse: {judged.reason}")
-        if not judged.faithful:
+        if judged.outcome(trace["label"]) != verdict.CORRECT:
             raise TrainingDataError(
                 f"{where} (trace {tid!r}) is marked faithful but its scores {judged.scores} do not "
                 f"prefer the labelled response {trace['label']!r}"
@@ -114,7 +114,7 @@ def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
     the trainer (after swaps, hinted merges or any other transform), not only on the file it came from.
 
     An example holds its verdict when its completion parses, scores the labelled response strictly
-    higher (:func:`persrm_lib.core.verdict.assess`), and its ``scores`` field, when present, is what
+    higher (:meth:`persrm_lib.core.verdict.Verdict.outcome`), and its ``scores`` field, when present, is what
     the completion says.
 
     Raises:
@@ -129,13 +129,14 @@ def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
     """
     for i, example in enumerate(examples):
         where = f"example {i} (trace {example.get('id', '?')!r})"
+        judged = verdict.read_verdict(example.get("completion"))
         try:
-            judged = verdict.assess(example.get("completion"), example.get("label"))
+            outcome = judged.outcome(example.get("label"))
         except ValueError as exc:  # a label other than a/b
             raise TrainingDataError(f"refusing to train on {where}: {exc}") from exc
         if not judged.format_ok:
             raise TrainingDataError(f"refusing to train on {where}: its completion does not parse ({judged.reason})")
-        if not judged.faithful:
+        if outcome != verdict.CORRECT:
             raise TrainingDataError(
                 f"refusing to train on {where}: its scores {judged.scores} do not prefer the labelled response "
                 f"{example['label']!r}"

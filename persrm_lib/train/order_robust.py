@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..core.verdict import a_share, assess
+from ..core.verdict import a_share, read_verdict
 from ..data.pairs import SWAPPED_SUFFIX, swap_pair
 
 EPS = 1e-4  # TRL's GRPOTrainer adds 1e-4 to the group std (trl/trainer/grpo_trainer.py)
@@ -119,7 +119,7 @@ def joint_advantages(
 def a_preference(completions: Sequence[str]) -> float:
     """The A-preference (:func:`persrm_lib.core.verdict.a_share`) of sampled completions that parse;
     NaN when none parses."""
-    judged = (assess(text, "a") for text in completions)
+    judged = (read_verdict(text) for text in completions)
     return a_share([verdict.preferred for verdict in judged if verdict.format_ok])
 
 

@@ -3,7 +3,7 @@
 Every ``grpo.eval_every`` steps :class:`ValidationEval` judges a fixed set of validation pairs
 greedily with the model being trained, through the ONE client
 (:class:`persrm_lib.models.client.LocalChatClient`), reads each judgement with the ONE verdict rule
-(:func:`persrm_lib.core.verdict.assess`) and adds ``validation_accuracy`` and ``validation_format``
+(:class:`persrm_lib.core.verdict.Verdict`) and adds ``validation_accuracy`` and ``validation_format``
 to that step's row of the :class:`~persrm_lib.train.logs.TrainingLog`.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core import verdict
 from ..core.config import Profile
-from ..core.pointwise import pair_scores, pointwise_prompt_texts
+from ..core.pointwise import pair_verdict, pointwise_prompt_texts
 from ..core.prompt import build_prompt_text
 from ..models.client import LocalChatClient
 from ..models.generation import SCORE_STOP, SCORES_STOP
@@ -97,15 +97,12 @@ class ValidationEval:
                 model.train()
         n = len(self.pairs)
         if self.mode == "pointwise":
-            parsed = [pair_scores(texts[2 * k], texts[2 * k + 1]) for k in range(n)]
-            sides = [verdict.preferred_side((a.score, b.score)) if a.ok and b.ok else None for a, b in parsed]
-            return {
-                "validation_accuracy": sum(s == p["label"] for s, p in zip(sides, self.pairs, strict=True)) / n,
-                "validation_format": sum(a.ok and b.ok for a, b in parsed) / n,
-            }
-        judged = [verdict.assess(t, p["label"]) for t, p in zip(texts, self.pairs, strict=True)]
+            judged = [pair_verdict(texts[2 * k], texts[2 * k + 1]) for k in range(n)]
+        else:
+            judged = [verdict.read_verdict(t) for t in texts]
+        outcomes = [j.outcome(p["label"]) for j, p in zip(judged, self.pairs, strict=True)]
         return {
-            "validation_accuracy": sum(j.outcome == verdict.CORRECT for j in judged) / n,
+            "validation_accuracy": outcomes.count(verdict.CORRECT) / n,
             "validation_format": sum(j.format_ok for j in judged) / n,
         }
 
