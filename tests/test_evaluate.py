@@ -463,10 +463,10 @@ def test_suite_skips_a_stage_without_adapter_and_writes_completions(tmp_path: Pa
 
     from persrm_lib.core.config import get_profile
     from persrm_lib.evaluate.records import EVAL_COMPLETION_FIELDS, read_eval_completions
-    from persrm_lib.evaluate.suite import evaluation_overrides, run_suite
+    from persrm_lib.evaluate.suite import run_suite
 
     run = make_run(tmp_path, adapters=("sft",), with_logs=False)
-    profile = get_profile("tiny", evaluation_overrides(model_pairs=1, generative_pairs=1, scalar_rm_steps=None))
+    profile = get_profile("tiny", {"evaluation.model_pairs": 1, "evaluation.generative_pairs": 1})
     suite = run_suite(run, profile, judges=["random", "char-ngram"], progress=False)
     assert any(
         n.startswith("stage rft: no adapter at") and n.endswith("skipped (run 04_rft_grpo)") for n in suite.notes
@@ -548,26 +548,6 @@ def test_write_tables_saves_csv_and_markdown(tmp_path: Path) -> None:
     assert tuple(per_pair.columns) == PER_PAIR_FIELDS
     summary = tables["summary"]
     assert summary.query("breakdown == 'overall'")["n"].tolist() == [32]
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field", "expected"),
-    [
-        ({}, "model_pairs", 2),  # smoke keeps the language-model judges to two pairs per benchmark
-        ({"model_pairs": 0}, "model_pairs", 0),  # 0: every pair
-        ({"generative_pairs": 5}, "generative_pairs", 5),  # an explicit count
-        ({"generative_counts": "1,3"}, "generative_counts", (1, 3)),  # counts as a comma list
-        ({"generative_counts": [1, 3]}, "generative_counts", (1, 3)),  # or as a list
-        ({"generative_counts": None}, "generative_counts", (3,)),  # None: the profile's
-        ({"scalar_rm_steps": 7}, "scalar_rm_steps", 7),  # steps override
-        ({"scalar_rm_steps": None, "model_pairs": None}, "scalar_rm_steps", 2),  # None: the profile's
-    ],
-)
-def test_notebook_parameters_override_the_profiles_evaluation(kwargs, field, expected) -> None:
-    from persrm_lib.core.config import get_profile
-    from persrm_lib.evaluate.suite import evaluation_overrides
-
-    assert getattr(get_profile("smoke", evaluation_overrides(**kwargs)).evaluation, field) == expected
 
 
 def test_plot_accuracy_bars_draws_one_bar_per_judge_and_benchmark() -> None:

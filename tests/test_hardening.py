@@ -424,9 +424,9 @@ PROJECT_NOTEBOOKS = __import__("pathlib").Path(__file__).resolve().parents[1] / 
         ),
         # a list literal for a scalar parameter
         (
-            {"max_steps": "[3]"},
+            {"trace_pairs": "[3]"},
             "ParameterTypeError",
-            "parameter max_steps of 03_sft.ipynb expects Optional[int], got the list literal '[3]'",
+            "parameter trace_pairs of 01_synthesize.ipynb expects Optional[int], got the list literal '[3]'",
         ),
         # a dict literal for a str parameter
         (
@@ -448,12 +448,6 @@ PROJECT_NOTEBOOKS = __import__("pathlib").Path(__file__).resolve().parents[1] / 
             "char-ngram, function-words, embedding, loglik, scalar-rm, lambdag, evidence-lr",
         ),
         (
-            {"generative_counts": "1,9"},
-            "ParameterTypeError",
-            "parameter generative_counts of 05_evaluate.ipynb is a comma-separated list: item '9' is not a whole "
-            "number in [1, 8]",
-        ),
-        (
             {"stages": "sft,rlhf"},
             "ParameterTypeError",
             "parameter stages of 05_evaluate.ipynb is a comma-separated list: item 'rlhf' is not one of base, sft, rft",
@@ -463,12 +457,6 @@ PROJECT_NOTEBOOKS = __import__("pathlib").Path(__file__).resolve().parents[1] / 
             {"n_bootstrap": "0"},
             "ParameterTypeError",
             "parameter n_bootstrap of 05_evaluate.ipynb must be at least 1, got 0",
-        ),
-        # a number checked as the profile setting it overrides
-        (
-            {"scalar_rm_steps": "0"},
-            "ParameterTypeError",
-            "parameter scalar_rm_steps of 05_evaluate.ipynb sets evaluation.scalar_rm_steps must be at least 1, got 0",
         ),
         # a name from a fixed set
         (
@@ -489,6 +477,42 @@ def test_parameters_that_contradict_or_do_not_fit_are_refused_before_any_noteboo
     assert not (tmp_path / "run").exists()  # nothing ran, no folder made
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        # what 05's parameters used to check, now the profile's own validation
+        (
+            {"evaluation.generative_counts": "1,9"},
+            "evaluation.generative_counts must be each an integer in [1, 8], got (1, 9)",
+        ),
+        ({"evaluation.scalar_rm_steps": "0"}, "evaluation.scalar_rm_steps must be at least 1, got 0"),
+        ({"grpo.max_steps": "-1"}, "grpo.max_steps must be an integer in [1, inf), got -1"),
+        ({"data.query_mode": "topic"}, "data.query_mode must be neutral or opening, got 'topic'"),
+    ],
+)
+def test_settings_that_do_not_fit_are_refused_before_any_notebook(tmp_path, settings: dict, message: str) -> None:
+    from persrm_lib.run import runner
+
+    with pytest.raises(runner.RunSettingsError) as info:
+        runner.run_notebooks(
+            "tiny", tmp_path / "run", settings=settings, notebooks_dir=PROJECT_NOTEBOOKS, log=lambda s: None
+        )
+    assert str(info.value) == f"--set for profile 'tiny': {message}"
+    assert not (tmp_path / "run").exists()  # nothing ran, no folder made
+
+
+@pytest.mark.parametrize(
+    "name", ["max_steps", "model_pairs", "generative_counts", "max_new_tokens", "prompt_evidence", "query_mode"]
+)
+def test_a_profile_setting_given_as_p_is_refused_as_unknown(tmp_path, name: str) -> None:
+    # these were notebook parameters that overrode a profile setting; now only --set changes one
+    from persrm_lib.run import runner
+
+    with pytest.raises(runner.UnknownParameterError, match=rf"^unknown parameter\(s\) {name}: no notebook of this run"):
+        runner.run_notebooks("tiny", tmp_path / "run", {name: "3"}, notebooks_dir=PROJECT_NOTEBOOKS, log=lambda s: None)
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_runner_cli_refuses_p_run_dir_with_exit_2(tmp_path, capsys) -> None:
     from persrm_lib.run.runner import main
 
@@ -503,7 +527,7 @@ def test_the_runner_cli_refuses_p_run_dir_with_exit_2(tmp_path, capsys) -> None:
 def test_list_parameters_that_fit_are_kept_as_text() -> None:
     from persrm_lib.run.runner import discover, plan_parameters
 
-    params = {"judges": "random, char-ngram", "generative_counts": "1,3", "stages": "sft", "orders": "original"}
+    params = {"judges": "random, char-ngram", "stages": "sft", "orders": "original"}
     plan = plan_parameters(discover(PROJECT_NOTEBOOKS), "tiny", PROJECT_NOTEBOOKS, params)
     evaluate = next(v for k, v in plan.items() if k.stem == "05_evaluate")
     assert {k: evaluate[k] for k in params} == params
@@ -715,7 +739,7 @@ def test_restore_refuses_what_publish_did_not_make_and_copies_nothing(
         # a run made with -p notebook parameters is a variant too
         (
             "parameters",
-            "{run} was run with notebook parameters max_steps (-p): it is a variant, not the cpu reference run",
+            "{run} was run with notebook parameters from_sft (-p): it is a variant, not the cpu reference run",
         ),
         # a run of another profile
         ("profile", "{run} was run with profile 'smoke', not 'cpu'"),
@@ -746,9 +770,9 @@ def test_publish_and_regression_update_refuse_the_same_variant_runs(
             json.dumps({"profile": "cpu", "overrides": {"prompt.evidence": "stylometric"}})
         )
     elif change == "parameters":
-        meta_path = run / "executed" / "03_sft.ipynb"
+        meta_path = run / "executed" / "04_rft_grpo.ipynb"
         notebook = json.loads(meta_path.read_text())
-        notebook["metadata"]["papermill"]["parameters"]["max_steps"] = 2
+        notebook["metadata"]["papermill"]["parameters"]["from_sft"] = False
         meta_path.write_text(json.dumps(notebook))
     elif change == "incomplete":
         (run / "executed" / "07_behavior_analysis.ipynb").unlink()

@@ -1,6 +1,6 @@
 """Notebooks 03_sft and 04_rft_grpo end to end with papermill on a hand-made run folder (faithful traces
 rendered with the ONE renderer, and pairs), with the real SmolLM2 of the smoke profile (slow); and, fast,
-their ``max_steps`` parameter (``None``: the profile's value)."""
+their step counts, which are profile settings (``--set sft.max_steps``, ``--set grpo.max_steps``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from test_training import log_rows, make_pair, make_trace, write_jsonl
 from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
-from persrm_lib.run.runner import ParameterTypeError, declared_parameter_specs, execute_notebook, plan_parameters
+from persrm_lib.run.runner import execute_notebook, run_notebooks
+from persrm_lib.run.settings import RunSettingsError, check_overrides
 from persrm_lib.train.logs import GRPO_COMPLETION_FIELDS, GRPO_LOG_FIELDS, SFT_LOG_FIELDS, read_grpo_completions
 
 N_PAIRS = 16
@@ -30,44 +31,27 @@ def kernel_sees_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
 STEP_NOTEBOOKS = [NOTEBOOKS_DIR / "03_sft.ipynb", NOTEBOOKS_DIR / "04_rft_grpo.ipynb"]
 
 
-@pytest.mark.parametrize("notebook", STEP_NOTEBOOKS, ids=lambda p: p.stem)
-def test_max_steps_is_optional_int_none_meaning_the_profiles(notebook: Path) -> None:
-    spec = declared_parameter_specs(notebook)["max_steps"]
-    assert (spec.default, spec.type.name) == (None, "Optional[int]")
-    assert spec.help.endswith(f"None: the profile's {'sft' if notebook.stem == '03_sft' else 'grpo'}.max_steps")
-
-
 @pytest.mark.parametrize(
-    ("given", "expected"),
+    ("settings", "message"),
     [
-        ("3", 3),  # a step count
-        ("None", None),  # the profile's value
+        # grpo.max_steps has no "run the epochs" value: refused before 03 runs
+        ({"grpo.max_steps": "-1"}, "grpo.max_steps must be an integer in [1, inf), got -1"),
+        ({"sft.max_steps": "2.5"}, "override sft.max_steps='2.5': expected int"),
     ],
 )
-def test_max_steps_converts_for_both_notebooks(tmp_path: Path, given: str, expected: int | None) -> None:
-    plan = plan_parameters(STEP_NOTEBOOKS, "smoke", tmp_path, {"max_steps": given})
-    assert [plan[nb]["max_steps"] for nb in STEP_NOTEBOOKS] == [expected, expected]
+def test_a_step_count_that_does_not_fit_is_refused_before_any_notebook_runs(
+    tmp_path: Path, settings: dict[str, str], message: str
+) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(RunSettingsError) as info:
+        run_notebooks("smoke", run, only=["03", "04"], settings=settings, log=lambda line: None)
+    assert str(info.value) == f"--set for profile 'smoke': {message}"
+    assert not run.exists()
 
 
-def test_max_steps_is_checked_as_the_setting_it_overrides(tmp_path: Path) -> None:
-    # sft.max_steps -1 runs the epochs; grpo.max_steps has no such value: refused before 03 runs
-    assert (
-        plan_parameters(STEP_NOTEBOOKS[:1], "smoke", tmp_path, {"max_steps": "-1"})[STEP_NOTEBOOKS[0]]["max_steps"]
-        == -1
-    )
-    with pytest.raises(ParameterTypeError) as info:
-        plan_parameters(STEP_NOTEBOOKS, "smoke", tmp_path, {"max_steps": "-1"})
-    assert str(info.value) == (
-        "parameter max_steps of 04_rft_grpo.ipynb sets profile 'smoke': grpo.max_steps must be an integer in "
-        "[1, inf), got -1"
-    )
-
-
-def test_max_steps_that_is_not_an_int_is_refused_before_any_notebook_runs(tmp_path: Path) -> None:
-    with pytest.raises(
-        ParameterTypeError, match=r"^parameter max_steps of 03_sft\.ipynb expects Optional\[int\], got '2\.5'$"
-    ):
-        plan_parameters(STEP_NOTEBOOKS, "smoke", tmp_path, {"max_steps": "2.5"})
+def test_sft_max_steps_minus_one_runs_the_epochs() -> None:
+    check_overrides("smoke", {"sft.max_steps": "-1"})  # accepted: -1 is "run sft.epochs"
+    assert get_profile("smoke", {"sft.max_steps": "-1"}).sft.max_steps == -1
 
 
 def make_run(root: Path) -> Path:

@@ -9,8 +9,9 @@ generative judge; the notes say how many outputs had a think block stripped and 
 too long.
 
 How many pairs each kind of judge sees, and the scalar reward model's training, come from the
-profile's :class:`persrm_lib.core.config.EvaluationSettings` (``profile.evaluation``); the notebook's
-parameters override them through :func:`evaluation_overrides` (None keeps the profile's value).
+profile's :class:`persrm_lib.core.config.EvaluationSettings` (``profile.evaluation``), changed for a
+run like any setting (``python -m persrm_lib.run --set evaluation.model_pairs 0``); the generation
+budget is the profile's ``model.max_completion_length``.
 """
 
 from __future__ import annotations
@@ -57,15 +58,6 @@ class SuiteResult:
     stripped: dict[str, int] = field(default_factory=dict)  # stage judge -> outputs whose <think> block was stripped
 
 
-def evaluation_overrides(**values: Any) -> dict[str, Any]:
-    """Profile overrides (``evaluation.<name>``) from notebook parameters; a None value keeps the profile's.
-
-    >>> evaluation_overrides(model_pairs=0, generative_pairs=None, generative_counts="1,3")
-    {'evaluation.model_pairs': 0, 'evaluation.generative_counts': '1,3'}
-    """
-    return {f"evaluation.{name}": value for name, value in values.items() if value is not None}
-
-
 def parse_names(value: str | Sequence[str]) -> list[str]:
     """``"a, b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (notebook parameters may be either).
 
@@ -106,7 +98,6 @@ def run_suite(
     profile: Any,
     judges: Sequence[str] = BASELINES,
     stages: Sequence[str] = STAGES,
-    max_new_tokens: int | None = None,
     batch_size: int = 8,
     progress: bool = True,
     orders: str = "both",
@@ -118,12 +109,12 @@ def run_suite(
             ``sft/adapter``, ``rft/adapter``; writes ``eval/completions/<stage>.jsonl`` through
             :func:`persrm_lib.evaluate.records.write_eval_completions`).
         profile: the :class:`persrm_lib.core.config.Profile`: benchmarks, exemplar counts, model, seed,
-            and ``profile.evaluation`` (how many pairs the language-model judges see, drawn with the
-            profile's seed; the generative stages' exemplar counts; the scalar reward model's training).
+            ``profile.evaluation`` (how many pairs the language-model judges see, drawn with the
+            profile's seed; the generative stages' exemplar counts; the scalar reward model's training)
+            and ``profile.model.max_completion_length`` (the generation budget).
         judges: baseline judges (names of :data:`persrm_lib.evaluate.judges.JUDGES`, not ``generative``).
         stages: reward-model stages to evaluate: ``base`` (no adapter), ``sft``, ``rft``; a stage
             whose adapter is absent is skipped with a note.
-        max_new_tokens: generation budget (default: the profile's ``model.max_completion_length``).
         batch_size: prompts per forward pass.
         progress: tqdm bars.
         orders: ``"both"`` (default: every pair also judged with A and B swapped, the verdict from
@@ -222,7 +213,7 @@ def run_suite(
             GENERATIVE,
             model=profile.model.name,
             adapter=adapter,
-            max_new_tokens=max_new_tokens or profile.model.max_completion_length,
+            max_new_tokens=profile.model.max_completion_length,
             batch_size=batch_size,
             name=STAGE_LABELS[stage],
             loaded=base_model if adapter is None else None,

@@ -18,16 +18,16 @@ FIGURES_SUBDIR = "figures"
 PUBLISHED_PROFILES = ("cpu",)  # only the reference run writes into the tracked figures/ folder
 
 
-def start(profile_name: str, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> tuple[Profile, Path]:
-    """Resolve the profile (with the run folder's stored overrides, :mod:`persrm_lib.run.settings`,
-    then ``overrides``), take the run folder's lock for as long as this kernel lives
+def start(profile_name: str, run_dir: str | Path) -> tuple[Profile, Path]:
+    """Resolve the profile (with the run folder's stored overrides, :mod:`persrm_lib.run.settings`:
+    a notebook changes no setting itself), take the run folder's lock for as long as this kernel lives
     (:mod:`persrm_lib.core.runlock`: a second writer of the folder is refused, naming this one; the
     runner's kernels share the runner's), pin threads, seed everything, create the run folder.
 
     Raises:
         RunFolderBusyError: another process writes to the run folder.
     """
-    profile = get_profile(profile_name, {**read_overrides(run_dir), **(overrides or {})})
+    profile = get_profile(profile_name, read_overrides(run_dir))
     acquire(run_dir, f"a notebook kernel of profile {profile_name}")  # released when the kernel exits
     if select_backend() == "unsloth":
         import unsloth  # noqa: F401 -- Unsloth patches transformers and TRL, so it is imported first

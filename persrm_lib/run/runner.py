@@ -2,7 +2,8 @@
 
 Every notebook gets ``profile`` and ``run_dir``, from ``--profile`` and ``--run-dir`` only: ``-p``
 naming either is refused, so the command line and the notebooks cannot disagree on where a run
-writes. Any other parameter goes to the notebooks whose ``parameters`` cell declares it. A name
+writes. Any other parameter is a knob of the notebooks whose ``parameters`` cell declares it (a
+profile setting is never one: it is changed with ``--set``) and goes to them. A name
 that no notebook of the run declares is refused (papermill itself only warns). Each value is
 converted to the parameter's declared type before any notebook runs (see
 :func:`convert_parameter`); a value that does not convert is refused, naming the parameter, the
@@ -296,34 +297,24 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ListParameter:
-    """A notebook parameter that holds a comma-separated list (or, ``single``, one name): what each
-    item must be."""
+    """A notebook parameter that holds a comma-separated list of names (or, ``single``, one name)
+    from a fixed set."""
 
-    item: type  # str or int
-    choices: Callable[[], Sequence[str]] | None = None  # the allowed names, read when checked
-    low: int = 1  # int items: the smallest allowed
-    high: int = 2**31  # int items: the largest allowed
+    choices: Callable[[], Sequence[str]]  # the allowed names, read when checked
     single: bool = False  # one name, not a list
 
-    def check(self, text: str) -> list[Any]:
+    def check(self, text: str) -> list[str]:
         """The items of ``text`` (``"a, b"`` -> ``["a", "b"]``), each checked.
 
         Raises:
-            ValueError: an item that is not of the type, not one of the choices, or out of range.
+            ValueError: an item that is not one of the choices.
         """
         items = [text.strip()] if self.single else [t.strip() for t in text.split(",") if t.strip()]
-        out: list[Any] = []
+        allowed = list(self.choices())
         for item in items:
-            if self.item is int:
-                if not _INT_RE.match(item) or not self.low <= int(item) <= self.high:
-                    raise ValueError(f"item {item!r} is not a whole number in [{self.low}, {self.high}]")
-                out.append(int(item))
-                continue
-            allowed = list(self.choices()) if self.choices else None
-            if allowed is not None and item not in allowed:
+            if item not in allowed:
                 raise ValueError(f"{'it' if self.single else 'item'} {item!r} is not one of {', '.join(allowed)}")
-            out.append(item)
-        return out
+        return items
 
 
 def _baseline_judges() -> list[str]:
@@ -347,29 +338,17 @@ def _literature_sets() -> list[str]:
 # the project's list parameters (and names from a fixed set), by (notebook stem, parameter): checked
 # before any notebook runs, so a typo in 05's judges does not surface after 01-04 have run
 LIST_PARAMETERS: dict[tuple[str, str], ListParameter] = {
-    ("01_synthesize", "literature_sets"): ListParameter(str, _literature_sets),
-    ("05_evaluate", "judges"): ListParameter(str, _baseline_judges),
-    ("05_evaluate", "stages"): ListParameter(str, _stages),
-    ("05_evaluate", "generative_counts"): ListParameter(int, low=1, high=8),
-    ("05_evaluate", "orders"): ListParameter(str, lambda: ("both", "original"), single=True),
-    ("07_behavior_analysis", "classifier"): ListParameter(str, lambda: ("rule", "llm", "both"), single=True),
+    ("01_synthesize", "literature_sets"): ListParameter(_literature_sets),
+    ("05_evaluate", "judges"): ListParameter(_baseline_judges),
+    ("05_evaluate", "stages"): ListParameter(_stages),
+    ("05_evaluate", "orders"): ListParameter(lambda: ("both", "original"), single=True),
+    ("07_behavior_analysis", "classifier"): ListParameter(lambda: ("rule", "llm", "both"), single=True),
 }
-
-# numeric parameters that override a profile setting: checked as that setting, with the run's profile
-SETTING_PARAMETERS: dict[tuple[str, str], str] = {
-    ("03_sft", "max_steps"): "sft.max_steps",
-    ("04_rft_grpo", "max_steps"): "grpo.max_steps",
-    ("05_evaluate", "model_pairs"): "evaluation.model_pairs",
-    ("05_evaluate", "generative_pairs"): "evaluation.generative_pairs",
-    ("05_evaluate", "generative_counts"): "evaluation.generative_counts",
-    ("05_evaluate", "scalar_rm_steps"): "evaluation.scalar_rm_steps",
-}
-# the other numeric parameters: the smallest value each accepts
+# the numeric parameters: the smallest value each accepts
 AT_LEAST: dict[tuple[str, str], int] = {
     ("01_synthesize", "trace_pairs"): 1,
     ("02_filter_audit", "cv_folds"): 2,
     ("03_sft", "n_preview"): 0,
-    ("05_evaluate", "max_new_tokens"): 1,
     ("05_evaluate", "batch_size"): 1,
     ("05_evaluate", "n_bootstrap"): 1,
     ("06_training_dynamics", "smooth"): 1,
@@ -380,12 +359,11 @@ AT_LEAST: dict[tuple[str, str], int] = {
 }
 
 
-def _check_value(notebook: Path, name: str, value: Any, profile: str) -> None:
+def _check_value(notebook: Path, name: str, value: Any) -> None:
     """A converted value of a project notebook's parameter, checked as what it is for.
 
     Raises:
-        ParameterTypeError: a list item not allowed, a number below its smallest value, or a value
-            that the profile setting it overrides refuses (named).
+        ParameterTypeError: a list item not allowed, or a number below its smallest value.
     """
     key = (notebook.stem, name)
     listed = LIST_PARAMETERS.get(key)
@@ -399,12 +377,6 @@ def _check_value(notebook: Path, name: str, value: Any, profile: str) -> None:
         return
     if key in AT_LEAST and value < AT_LEAST[key]:
         raise ParameterTypeError(f"parameter {name} of {notebook.name} must be at least {AT_LEAST[key]}, got {value}")
-    if key in SETTING_PARAMETERS:
-        try:
-            get_profile(profile, {SETTING_PARAMETERS[key]: value})
-        except (KeyError, ValueError) as exc:
-            message = exc.args[0] if exc.args else str(exc)
-            raise ParameterTypeError(f"parameter {name} of {notebook.name} sets {message}") from None
 
 
 def plan_parameters(
@@ -449,7 +421,7 @@ def plan_parameters(
                 raise ParameterTypeError(
                     f"parameter {key} of {nb.name} expects {specs[key].type.describe()}, {exc}"
                 ) from None
-            _check_value(nb, key, plan[nb][key], profile)
+            _check_value(nb, key, plan[nb][key])
     return plan
 
 
