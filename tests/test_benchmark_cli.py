@@ -210,3 +210,14 @@ def test_a_benchmark_refuses_a_bad_argument_in_one_line_before_any_model_loads(
     assert captured.err == f"benchmarks/{name}.py: error: {message.format(**fields)}\n"
     assert captured.out == ""
     assert not (tmp_path / "device").exists()  # device_check made nothing
+
+
+def test_library_lines_counts_code_without_docstrings_comments_or_blanks(capsys) -> None:
+    module = script("library_lines")
+    source = 'def f(x):\n    """Doc\n    string."""\n\n    # a comment\n    return (x +\n            1)  # trailing\n'
+    assert module.code_lines(source) == 3  # def, and the two lines of the return
+    assert module.main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| group | module | lines | code lines |"
+    assert {line.split("`")[1] for line in out if line.startswith("| method | `")} == set(module.METHOD)
+    assert out[-1].startswith("| **library** | | **")
