@@ -30,6 +30,15 @@ class TrainingDataError(ValueError):
     """Training input that cannot be trained on; the message names the file, the record and why."""
 
 
+class CheckedPairs(list):
+    """Pairs that :func:`check_pairs` read and checked: checking them again returns them as they are
+    (a notebook checks its pairs when it reads them; the trainer does not check them twice)."""
+
+
+class CheckedTraces(list):
+    """Traces that :func:`check_traces` read and checked (see :class:`CheckedPairs`)."""
+
+
 def _pair_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
     """``[(where, record)]`` of pairs from a JSONL file or an in-memory list, and a name for the source."""
     if isinstance(source, str | Path):
@@ -60,7 +69,7 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
         source: a JSONL file (``runfiles.faithful_traces_path(run)``) or a list of trace dicts.
 
     Returns:
-        The traces, in order.
+        The traces, in order, as :class:`CheckedTraces` (given those, returned as they are).
 
     Raises:
         TrainingDataError: no trace at all; a trace that breaks the pair contract; a trace not
@@ -79,6 +88,8 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
     >>> len(check_traces([trace]))
     1
     """
+    if isinstance(source, CheckedTraces):
+        return source
     records, name = _trace_records(source)
     if not records:
         raise TrainingDataError(f"no traces to train on: {name} holds no trace (run 01_synthesize and 02_filter_audit)")
@@ -106,7 +117,7 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
                 f"prefer the labelled response {trace['label']!r}"
             )
         traces.append(trace)
-    return traces
+    return CheckedTraces(traces)
 
 
 def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
@@ -150,13 +161,16 @@ def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
 
 
 def check_pairs(source: Source) -> list[dict[str, Any]]:
-    """Read and check GRPO pairs (the pair contract; ``label`` is what the reward compares with).
+    """Read and check GRPO pairs (the pair contract; ``label`` is what the reward compares with);
+    returns them as :class:`CheckedPairs` (given those, returned as they are).
 
     Raises:
         TrainingDataError: no pair at all, a pair that breaks the contract, or an id that repeats
             (or collides once written as text), naming where.
         FileNotFoundError: ``source`` is a path that does not exist.
     """
+    if isinstance(source, CheckedPairs):
+        return source
     records, name = _pair_records(source)
     if not records:
         raise TrainingDataError(f"no pairs to train on: {name} holds no pair (run 01_synthesize)")
@@ -169,7 +183,7 @@ def check_pairs(source: Source) -> list[dict[str, Any]]:
         except PairFormatError as exc:
             raise TrainingDataError(f"pair {exc}") from exc
         pairs.append(pair)
-    return pairs
+    return CheckedPairs(pairs)
 
 
 def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | None = None) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from ..core.config import Profile
 from ..core.pointwise import pointwise_reward, side_rows
 from ..core.reward import persrm_reward
 from ..core.runlock import holds_run_lock
+from ..data.pairs import SWAPPED_SUFFIX
 from ..models.context import check_prompts, known_budget
 from ..models.generation import SCORE_STOP, SCORES_STOP
 from .adapters import check_adapter, check_evidence_matches, load_adapter_weights
@@ -119,20 +120,21 @@ def grpo_trainer(
     """
     grpo = profile.grpo
     mode = profile.prompt.mode
-    rows = side_rows(pairs) if mode == "pointwise" else list(pairs)  # pointwise: each response of a pair, A then B
+    if mode == "pointwise":  # each response of a pair, A then B: the joint group holds both
+        rows = side_rows(pairs)
+    else:  # with joint_orders each pair then its swap: the joint group holds both orders
+        rows = paired_orders(pairs) if grpo.joint_orders else list(pairs)
     dataset = grpo_dataset(rows, tokenizer, mode)  # the model's own special tokens are neutralised too
     budget = known_budget(
         model, tokenizer, reserved=profile.grpo.max_completion_length, max_length=profile.model.max_seq_length
     )
-    if budget is not None and len(dataset):  # the swapped order has the same length: check each pair once
+    if budget is not None and len(dataset):  # a swapped copy has its pair's length: each pair checked once
+        keep = [i for i, pair_id in enumerate(dataset["pair_id"]) if not pair_id.endswith(SWAPPED_SUFFIX)]
         prompts = [
-            tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in dataset["prompt"]
+            tokenizer.apply_chat_template(dataset[i]["prompt"], tokenize=False, add_generation_prompt=True)
+            for i in keep
         ]
-        check_prompts(tokenizer, prompts, dataset["pair_id"], budget)
-    if grpo.joint_orders and mode == "pairwise":
-        dataset = grpo_dataset(paired_orders(pairs), tokenizer)
-    # pointwise: the joint group holds both responses of a pair (side_rows' layout), as it holds
-    # both orders in the pairwise format
+        check_prompts(tokenizer, prompts, [dataset[i]["pair_id"] for i in keep], budget)
     trainer_class = persrm_grpo_trainer_class(
         joint_orders=grpo.joint_orders,
         consistency_bonus=grpo.consistency_bonus,
