@@ -54,6 +54,7 @@ def test_char_ngram_run_writes_results_and_prints_summary_last(capsys, files) ->
     )
     document = json.loads(files["out"].read_text())
     assert document["fitted_on"] == "training pairs (8)"
+    assert (document["orders"], document["position_invariant"]) == ("both", True)  # swapped scores mirrored
     assert len(document["results"]) == 8
     first = document["results"][0]
     assert (first["id"], first["benchmark"], first["label"], first["correct"]) == ("pair-08", "toy", "a", True)

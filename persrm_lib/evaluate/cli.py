@@ -445,6 +445,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "limit": args.limit,
         "seed": args.seed,
         "orders": args.orders,
+        # True: each response is scored on its own (pointwise, baselines): the swapped order's verdict is
+        # the original's mirrored, not judged again, so order consistency holds by construction
+        "position_invariant": bool(judge.position_invariant),
     }
     try:
         results = evaluate_pairs(
