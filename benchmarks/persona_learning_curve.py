@@ -17,17 +17,16 @@ Formulations (two training examples per pair in each, so the x-axes are comparab
   wrong), so it is order-consistent by construction.
 
 Usage (two threads, nothing else heavy running; about 2.2 s per pointwise step of 2 examples here).
-The README's curve was made by the first command; the second extends it from its saved state (the
-LoRA weights, optimizer state and step at the last checkpoint, ``--state-dir``) with the same data
-order, as if the run had never stopped (the committed 750-step curve was measured before the state
-was saved: extending it means running the first command again, which saves it); the third prints the
-table and draws the figure::
+The README's curve was made by the first command (its rows to 750 steps by an earlier run stopped at
+750 steps, which this command reproduced digit for digit); the second extends it from its saved state (the LoRA weights, optimizer
+state and step at the last checkpoint, ``--state-dir``) with the same data order, as if the run had
+never stopped; the third prints the table and draws the figure::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/persona_learning_curve.py --formulation pointwise-trace \\
-        --steps 750 --eval-at 250 500 750 --words 20 --test-pairs 32 --val-pairs 32 \\
+        --steps 1500 --eval-at 250 500 750 1000 1250 1500 --words 20 --test-pairs 32 --val-pairs 32 \\
         --out results/personas/learning_curve.csv
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/persona_learning_curve.py --formulation pointwise-trace \\
-        --steps 1500 --eval-at 1000 1250 1500 --words 20 --test-pairs 32 --val-pairs 32 --resume \\
+        --steps 3000 --eval-at 2000 2500 3000 --words 20 --test-pairs 32 --val-pairs 32 --resume \\
         --out results/personas/learning_curve.csv
     .venv/bin/python benchmarks/persona_learning_curve.py report results/personas/learning_curve.csv \\
         figures/persona_learning_curve.png
