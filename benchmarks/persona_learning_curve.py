@@ -179,7 +179,10 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> 
     else:
         both = [(p, q) for p in test for q in (p, swap_pair(p))]
         prompts = [template(build_messages(q, tokenizer=tokenizer)) for _, q in both]
-        max_new = 40 if formulation == "pairwise-verdict" else 120
+        # as long as the longest completion taught for these pairs, and 24 tokens more: a budget that
+        # cuts a right answer short would be counted as a format failure of the model
+        taught = [completion for p in test for _, completion in examples_for(formulation, p, tokenizer)]
+        max_new = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in taught) + 24
         texts = generate(
             model, tokenizer, prompts, max_new_tokens=max_new, batch_size=8, stop_strings=("</scores>",)
         ).texts
