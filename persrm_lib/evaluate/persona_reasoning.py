@@ -168,13 +168,9 @@ def rft_reasoning(records: Sequence[Mapping[str, Any]], pairs: Mapping[str, Mapp
 def reasoning_by_step(per_completion: pd.DataFrame) -> pd.DataFrame:
     """Mean rates per GRPO step of :func:`rft_reasoning`'s rows (NaN-aware, as
     :func:`reasoning_metrics`), with ``n_completions``; one row per step, in step order."""
-    rates = list(REASONING_COLUMNS[2:])
     if per_completion.empty:
-        return pd.DataFrame(columns=["step", "n_completions", *rates])
-    grouped = per_completion.groupby("step", sort=True)
-    out = grouped[rates].agg(lambda x: float(np.nanmean(x)) if x.notna().any() else float("nan"))
-    out.insert(0, "n_completions", grouped.size())
-    return out.reset_index()
+        return pd.DataFrame(columns=["step", "n_completions", *REASONING_COLUMNS[2:]])
+    return _mean_rates(per_completion, "step")
 
 
 def reasoning_metrics(per_completion: pd.DataFrame) -> pd.DataFrame:
@@ -182,10 +178,15 @@ def reasoning_metrics(per_completion: pd.DataFrame) -> pd.DataFrame:
     over personas that have one), with ``n_completions``."""
     if per_completion.empty:
         return pd.DataFrame(columns=list(REASONING_COLUMNS))
-    grouped = per_completion.groupby("judge", sort=False)
+    return _mean_rates(per_completion, "judge", sort=False)[list(REASONING_COLUMNS)]
+
+
+def _mean_rates(per_completion: pd.DataFrame, by: str, sort: bool = True) -> pd.DataFrame:
+    """NaN-aware mean of every rate per ``by`` group, ``n_completions`` first, ``by`` a column."""
+    grouped = per_completion.groupby(by, sort=sort)
     out = grouped[list(REASONING_COLUMNS[2:])].agg(lambda x: float(np.nanmean(x)) if x.notna().any() else float("nan"))
     out.insert(0, "n_completions", grouped.size())
-    return out.reset_index()[list(REASONING_COLUMNS)]
+    return out.reset_index()
 
 
 def reasoning_headline(table: pd.DataFrame) -> dict[str, float | None]:

@@ -129,12 +129,13 @@ def grpo_trainer(
         model, tokenizer, reserved=profile.grpo.max_completion_length, max_length=profile.model.max_seq_length
     )
     if budget is not None and len(dataset):  # a swapped copy has its pair's length: each pair checked once
-        keep = [i for i, pair_id in enumerate(dataset["pair_id"]) if not pair_id.endswith(SWAPPED_SUFFIX)]
-        prompts = [
-            tokenizer.apply_chat_template(dataset[i]["prompt"], tokenize=False, add_generation_prompt=True)
-            for i in keep
+        kept = [
+            (m, pid)
+            for m, pid in zip(dataset["prompt"], dataset["pair_id"], strict=True)
+            if not pid.endswith(SWAPPED_SUFFIX)
         ]
-        check_prompts(tokenizer, prompts, [dataset[i]["pair_id"] for i in keep], budget)
+        prompts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m, _ in kept]
+        check_prompts(tokenizer, prompts, [pid for _, pid in kept], budget)
     trainer_class = persrm_grpo_trainer_class(
         joint_orders=grpo.joint_orders,
         consistency_bonus=grpo.consistency_bonus,
@@ -276,8 +277,7 @@ def inspection_trainer(
     if reference_adapter is not None:
         load_adapter_weights(model, reference_adapter, profile)
     folder = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="persrm-grpo-"))
-    tracker = RewardTracker(reward_fn=reward if reward is not None else mode_reward(profile))
-    trainer = grpo_trainer(profile, folder, pairs, model, tokenizer, name, tracker)
+    trainer = grpo_trainer(profile, folder, pairs, model, tokenizer, name, reward and RewardTracker(reward_fn=reward))
     if policy_adapter is not None:
         load_adapter_weights(trainer.model, policy_adapter, profile)  # "default" only: "ref" stays the start
     trainer.model.eval()
