@@ -30,6 +30,9 @@ never stopped; the third prints the table and draws the figure::
         --out results/personas/learning_curve.csv
     .venv/bin/python benchmarks/persona_learning_curve.py report results/personas/learning_curve.csv \\
         figures/persona_learning_curve.png
+
+The same curves on a GPU, several runs sharing it (``benchmarks/gpu_persona_curves.sh``), write the
+same columns; ``--device cuda --eval-batch 64 --pairs-dir DIR`` runs one there on pairs built here.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ FIELDS = (
     "formulation", "step", "examples", "train_loss", "n_pairs", "format", "accuracy", "order_consistent",
     "a_preference", "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial",
     "val_order_consistent", "val_criteria_exact", "eval_seconds", "train_seconds", "lr", "rank", "batch",
-    "passage_words", "seed",
+    "passage_words", "seed", "device",
 )  # fmt: skip
 
 
@@ -79,6 +82,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--held-out-operator", default="ellipsis")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    parser.add_argument(
+        "--device", default="cpu", help="torch device to train and judge on (cpu, cuda); float32 on either"
+    )
+    parser.add_argument("--eval-batch", type=int, default=8, help="prompts per batch of greedy generation")
+    parser.add_argument(
+        "--pairs-dir",
+        type=Path,
+        help="read the train/test/validation pairs from DIR/<split>.jsonl, building and writing them there "
+        "first when absent (a machine without the offline corpora can then run the curve on the same pairs)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="CSV, appended to (one row per checkpoint)")
     parser.add_argument(
@@ -93,12 +106,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="continue each formulation from its saved state (same data order: the run extends as if never stopped)",
     )
     args = parser.parse_args(argv)
-    for name in ("steps", "batch", "rank", "words", "train_pairs", "test_pairs", "val_pairs", "exemplars", "threads"):
+    for name in (
+        "steps", "batch", "rank", "words", "train_pairs", "test_pairs", "val_pairs", "exemplars", "threads",
+        "eval_batch",
+    ):  # fmt: skip
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not 0 < args.lr < 1:
         parser.error(f"--lr must be in (0, 1), got {args.lr}")
     return args
+
+
+SPLITS = ("train", "test", "validation")
+
+
+def load_pairs(args: argparse.Namespace) -> tuple[list[dict], list[dict], list[dict]]:
+    """The curve's pairs: built from the offline corpora, or read from ``--pairs-dir`` (written there
+    first when the folder holds none, so that the same pairs can travel to another machine)."""
+    from persrm_lib.data.pairs import read_pairs, write_pairs
+
+    if args.pairs_dir is None:
+        return build_pairs(args)
+    paths = [args.pairs_dir / f"{split}.jsonl" for split in SPLITS]
+    present = [path.is_file() for path in paths]
+    if all(present):
+        train, test, val = (read_pairs(path) for path in paths)
+        return train, test, val
+    if any(present):
+        missing = ", ".join(str(path) for path, ok in zip(paths, present, strict=True) if not ok)
+        raise SystemExit(
+            f"--pairs-dir {args.pairs_dir} holds some split files but not {missing}: remove them or add them"
+        )
+    built = build_pairs(args)
+    for path, pairs in zip(paths, built, strict=True):
+        write_pairs(pairs, path)
+    return built
 
 
 def build_pairs(args: argparse.Namespace) -> tuple[list[dict], list[dict], list[dict]]:
@@ -109,7 +151,7 @@ def build_pairs(args: argparse.Namespace) -> tuple[list[dict], list[dict], list[
     splits = persona_splits(args.held_out_operator, 2, 0.3, args.seed)
     synonyms = WordNetSynonyms()
     out = []
-    for split, n in (("train", args.train_pairs), ("test", args.test_pairs), ("validation", args.val_pairs)):
+    for split, n in zip(SPLITS, (args.train_pairs, args.test_pairs, args.val_pairs), strict=True):
         out.append(
             build_persona_pairs(
                 docs[docs["split"] == split], splits[split], n, args.exemplars, args.seed,
@@ -150,7 +192,7 @@ def examples_for(formulation: str, pair: dict, tokenizer: Any) -> list[tuple[str
     return out
 
 
-def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> dict[str, Any]:
+def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict], batch_size: int = 8) -> dict[str, Any]:
     """Greedy judging of the held-out pairs; pairwise formulations in both orders."""
     from persrm_lib.core.output_format import parse_output
     from persrm_lib.core.pointwise import pair_verdict
@@ -168,7 +210,9 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> 
     rows = []
     if formulation == "pointwise-trace":
         prompts = [template(build_pointwise_messages(p, side, tokenizer=tokenizer)) for p in test for side in "ab"]
-        texts = generate(model, tokenizer, prompts, max_new_tokens=72, batch_size=8, stop_strings=("</score>",)).texts
+        texts = generate(
+            model, tokenizer, prompts, max_new_tokens=72, batch_size=batch_size, stop_strings=("</score>",)
+        ).texts
         for i, pair in enumerate(test):
             parsed = [parse_output(texts[2 * i + k], mode="pointwise") for k in (0, 1)]
             crit = [read_criteria(p.criteria) == frozenset(pair["persona"]) for p in parsed]
@@ -184,7 +228,7 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict]) -> 
         taught = [completion for p in test for _, completion in examples_for(formulation, p, tokenizer)]
         max_new = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in taught) + 24
         texts = generate(
-            model, tokenizer, prompts, max_new_tokens=max_new, batch_size=8, stop_strings=("</scores>",)
+            model, tokenizer, prompts, max_new_tokens=max_new, batch_size=batch_size, stop_strings=("</scores>",)
         ).texts
         for i, pair in enumerate(test):
             parsed = [parse_output(texts[2 * i + k]) for k in (0, 1)]
@@ -233,7 +277,7 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
     from persrm_lib.models.registry import load_model
 
     torch.manual_seed(args.seed)
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, dtype=torch.float32, device=args.device)
     model = get_peft_model(
         model,
         LoraConfig(
@@ -257,11 +301,14 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
     losses: list[float] = []
     train_seconds = 0.0
     state_path = args.state_dir / f"{formulation}.pt"
+    device_name = (
+        torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"cpu, {args.threads} threads"
+    )
     first_step = 1
     if args.resume and state_path.is_file():
         from peft import set_peft_model_state_dict
 
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=args.device)
         set_peft_model_state_dict(model, state["lora"])
         optimizer.load_state_dict(state["optimizer"])
         losses, train_seconds, first_step = state["losses"], state["train_seconds"], state["step"] + 1
@@ -280,9 +327,9 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
         partial.replace(state_path)
 
     def checkpoint(step: int) -> None:
-        result = evaluate(formulation, model, tokenizer, test)
+        result = evaluate(formulation, model, tokenizer, test, args.eval_batch)
         samples = result.pop("samples")
-        in_dist = evaluate(formulation, model, tokenizer, val)
+        in_dist = evaluate(formulation, model, tokenizer, val, args.eval_batch)
         result["val_order_consistent"] = in_dist["order_consistent"]
         result["val_criteria_exact"] = in_dist["criteria_exact"]
         result["eval_seconds"] = round(result["eval_seconds"] + in_dist["eval_seconds"], 1)
@@ -290,7 +337,7 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
             "formulation": formulation, "step": step, "examples": step * args.batch,
             "train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4) if losses else "",
             **result, "train_seconds": round(train_seconds, 1), "lr": args.lr, "rank": args.rank,
-            "batch": args.batch, "passage_words": args.words, "seed": args.seed,
+            "batch": args.batch, "passage_words": args.words, "seed": args.seed, "device": device_name,
         }  # fmt: skip
         new = not args.out.exists()
         with args.out.open("a", newline="", encoding="utf-8") as handle:
@@ -318,7 +365,9 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
             mask[row, : len(seq)] = 1
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, step / 20)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = model(
+            input_ids=ids.to(args.device), attention_mask=mask.to(args.device), labels=labels.to(args.device)
+        ).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -335,15 +384,33 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
             model.train()
 
 
-def report(csv_path: Path, figure: Path | None = None) -> str:
-    """The curve as a markdown table (one row per formulation and checkpoint), and optionally a figure
-    of order-consistent accuracy against training examples."""
+def curve_label(row: Any) -> str:
+    """A curve's name in tables and legends: the formulation, and its learning rate, LoRA rank and
+    passage length where they differ from the defaults (lr 3e-4, rank 16, 20 words)."""
+    extra = [
+        f"lr {row.lr:g}" if row.lr != 3e-4 else "",
+        f"rank {row.rank}" if row.rank != 16 else "",
+        f"{row.passage_words} words" if row.passage_words != 20 else "",
+    ]
+    extra = [e for e in extra if e]
+    return row.formulation + (f" ({', '.join(extra)})" if extra else "")
+
+
+def report(csv_paths: list[Path], figure: Path | None = None) -> str:
+    """The curves as a markdown table (one row per curve and checkpoint), and optionally a figure of
+    held-out and in-distribution order-consistent accuracy against training examples.
+
+    Args:
+        csv_paths: CSVs written by this script (one or more; rows of one curve may span files).
+        figure: a PNG to draw, or None.
+    """
     import pandas as pd
 
-    frame = pd.read_csv(csv_path)
+    frame = pd.concat([pd.read_csv(path) for path in csv_paths], ignore_index=True)
     # rows written before a_preference was left empty for pointwise rows held the share of decided pairs
     frame.loc[frame["formulation"] == "pointwise-trace", "a_preference"] = float("nan")
-    columns = ["formulation", "step", "examples", "train_loss", "format", "order_consistent", "a_preference",
+    frame.insert(0, "curve", [curve_label(row) for row in frame.itertuples(index=False)])
+    columns = ["curve", "step", "examples", "train_loss", "format", "order_consistent", "a_preference",
                "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial",
                "val_order_consistent", "val_criteria_exact", "train_seconds"]  # fmt: skip
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -359,16 +426,18 @@ def report(csv_path: Path, figure: Path | None = None) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for name, rows in frame.groupby("formulation", sort=False):
+        fig, ax = plt.subplots(figsize=(9.5, 4.2))
+        for name, rows in frame.groupby("curve", sort=False):
             line = ax.plot(rows["examples"], rows["order_consistent"], marker="o", label=f"{name}, held-out personas")
             ax.plot(rows["examples"], rows["val_order_consistent"], marker="s", ls="--", color=line[0].get_color(),
-                    label=f"{name}, taught personas (unseen passages)")  # fmt: skip
+                    label=f"{name}, taught personas")  # fmt: skip
         ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance, pointwise (one verdict per pair)")
         ax.axhline(0.25, color="grey", ls=":", lw=1, label="chance, pairwise (right in both orders)")
+        devices = ", ".join(sorted(frame["device"].dropna().unique())) if "device" in frame else "cpu"
         ax.set(xlabel="training examples", ylabel="order-consistent accuracy", ylim=(0, 1),
-               title="SmolLM2-135M + LoRA on the persona benchmark")  # fmt: skip
-        ax.legend(fontsize=8)
+               title=f"SmolLM2-135M + LoRA on the persona benchmark ({devices})")  # fmt: skip
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         fig.savefig(figure, dpi=120)
     return "\n".join(lines)
@@ -378,18 +447,24 @@ def main(argv: list[str] | None = None) -> int:
     global args_held_out
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] == "report":  # report CSV [FIGURE]: the table (and figure) of a finished curve
-        if len(argv) not in (2, 3):
-            print("usage: persona_learning_curve.py report CSV [FIGURE.png]", file=sys.stderr)
+    if argv and argv[0] == "report":  # report CSV... [FIGURE.png]: the table (and figure) of finished curves
+        paths = [Path(a) for a in argv[1:]]
+        figure = paths.pop() if paths and paths[-1].suffix == ".png" else None
+        if not paths or any(path.suffix != ".csv" for path in paths):
+            print("usage: persona_learning_curve.py report CSV [CSV...] [FIGURE.png]", file=sys.stderr)
             return 2
-        print(report(Path(argv[1]), Path(argv[2]) if len(argv) == 3 else None))
+        missing = [str(path) for path in paths if not path.is_file()]
+        if missing:
+            print(f"persona_learning_curve.py report: no such CSV: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        print(report(paths, figure))
         return 0
     args = parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     args_held_out = args.held_out_operator
-    train, test, val = build_pairs(args)
+    train, test, val = load_pairs(args)
     print(f"{len(train)} training pairs, {len(test)} held-out pairs, {len(val)} in-distribution pairs", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for formulation in args.formulation:

@@ -135,7 +135,7 @@ def test_grpo_validation_is_off_by_default():
         # model_pairs, generative_pairs, generative_counts, scalar_rm_steps, scalar_rm_batch_size, scalar_rm_max_length
         ("tiny", (2, 2, (), 2, 2, 256)),  # seconds: two pairs of each kind, the profile's exemplar counts
         ("smoke", (2, 1, (3,), 2, 2, 320)),  # a pipeline check in minutes, generation at three exemplars only
-        ("cpu", (24, 16, (3,), 12, 4, 384)),  # the reference run
+        ("cpu", (24, 32, (1,), 12, 4, 384)),  # the reference run: at the exemplar count it trained with
         ("paper", (0, 0, (), 500, 32, 4096)),  # every pair
     ],
 )
