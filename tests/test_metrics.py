@@ -359,6 +359,38 @@ def test_reference_goals_fail_an_always_a_model_and_what_was_not_measured() -> N
     assert "accuracy: rm-sft - evidence-lr (not measured: no pair judged by both)" in partial.index
 
 
+def test_persona_goals_the_issue_targets_met_and_missed() -> None:
+    n = 20
+    base = stage_rows("rm-base", {i: ("a", "a") for i in range(n)})  # always A: 0 order-consistent
+    sft = stage_rows("rm-sft", {i: ("a", "b") if i < 14 else ("b", "a") for i in range(n)})  # right on 14
+    rft = stage_rows("rm-rft", {i: ("a", "b") if i < 19 else ("b", "a") for i in range(n)})  # right on 19
+    ngram = judged("char-ngram", {i: i < 12 for i in range(n)}, KINDS)
+    rows = pd.DataFrame(base + sft + rft + ngram)
+    goals = metrics.persona_goals(rows, {"rm-rft": 0.85, "rm-sft": 0.5}, pairwise=True, n_bootstrap=500)
+    assert list(goals.columns) == list(metrics.GOAL_COLUMNS)
+    table = goals.set_index("goal")
+    sft_step = table.loc["order-consistent accuracy: rm-sft - rm-base (n=20; 0.700 vs 0.000)"]
+    assert (sft_step["target"], sft_step["met"], sft_step["decisive"]) == ("interval > 0", True, True)
+    assert table.loc["order-consistent accuracy: rm-rft - rm-sft (n=20; 0.950 vs 0.700)", "target"] == ">= 0"
+    assert table.loc["order-consistent accuracy, rm-rft", "value"] == 0.95
+    assert table.loc["accuracy: rm-rft - char-ngram (n=20; 0.950 vs 0.600)", "met"]
+    assert table.loc["criteria recall, rm-rft", "value"] == 0.85
+    assert table.loc["A-preference, rm-rft", "met"] and goals["met"].all()
+    # pointwise stages have no position: no A-preference goal; a low recall or a missing one is not met
+    pointwise = metrics.persona_goals(rows, {"rm-rft": 0.79}, pairwise=False, n_bootstrap=200).set_index("goal")
+    assert not any(goal.startswith("A-preference") for goal in pointwise.index)
+    assert not pointwise.loc["criteria recall, rm-rft", "met"]
+    unmeasured = metrics.persona_goals(rows, {}, pairwise=False, n_bootstrap=200).set_index("goal")
+    assert np.isnan(unmeasured.loc["criteria recall, rm-rft", "value"])
+    assert not unmeasured.loc["criteria recall, rm-rft", "met"]
+    # a stage short of 0.90 fails the bar even when it beats the stages before it
+    weaker = metrics.persona_goals(
+        pd.DataFrame(base + sft + ngram), {"rm-sft": 0.9}, pairwise=False, n_bootstrap=200
+    ).set_index("goal")
+    assert not weaker.loc["order-consistent accuracy, rm-sft", "met"]
+    assert not weaker.loc["format compliance, rm-rft (not run)", "met"]
+
+
 def test_order_robustness_plot_draws_every_rate_and_notes_an_empty_table() -> None:
     import matplotlib
 

@@ -39,7 +39,7 @@ Breakdown columns: ``benchmark``, ``negative_kind``, ``positive_kind``, ``n_exem
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -618,4 +618,81 @@ def reference_goals(
         )
     )
     rows.append(_difference_goal(results, focus, evidence_baseline, "accuracy", "accuracy", "> 0", n_bootstrap, seed))
+    return pd.DataFrame(rows, columns=list(GOAL_COLUMNS))
+
+
+GOAL_ORDER_CONSISTENT = 0.90  # the persona benchmark's bar for the most-trained stage
+GOAL_CRITERIA_RECALL = 0.8  # share of the persona's true operators its <criteria> names
+
+
+def _rate_goal(what: str, value: float, target: float) -> dict[str, object]:
+    met = bool(not np.isnan(value) and value >= target)
+    return {
+        "goal": what,
+        "value": round(value, 4),
+        "interval": "",
+        "target": f">= {target}",
+        "met": met,
+        "decisive": met,
+    }
+
+
+def persona_goals(
+    results: pd.DataFrame,
+    criteria_recall: Mapping[str, float],
+    pairwise: bool,
+    stages: Sequence[str] = ("rm-base", *TRAINED_STAGES),
+    baseline: str = "char-ngram",
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The persona benchmark's targets for a reference run, each with its value and whether it is met.
+
+    On held-out persona pairs (``results`` holds only those, one exemplar count):
+
+    - every trained stage formats at least :data:`GOAL_FORMAT` of its verdicts; with ``pairwise``,
+      its parsed verdicts prefer A in a share within :data:`GOAL_A_PREFERENCE` (a pointwise judge
+      reads one response per prompt, so it has no position to prefer);
+    - order-consistent accuracy rises: SFT minus base with its 95% paired interval above 0, RFT at
+      least SFT;
+    - the most-trained stage is order-consistent on at least :data:`GOAL_ORDER_CONSISTENT` of the
+      pairs, at least as accurate as ``baseline`` on the same pairs, and its ``<criteria>`` name at
+      least :data:`GOAL_CRITERIA_RECALL` of the persona's true operators (``criteria_recall``: judge
+      -> mean recall, :func:`persrm_lib.evaluate.persona_reasoning.reasoning_metrics`).
+
+    Args:
+        results: per-pair results with ``judge``, ``id`` and the verdict columns.
+        criteria_recall: mean criteria recall per reward-model judge (missing: not measured).
+        pairwise: whether the stages judged in the pairwise format.
+
+    Returns:
+        Rows ``goal, value, interval, target, met, decisive`` (:data:`GOAL_COLUMNS`).
+    """
+    rows: list[dict[str, object]] = []
+    low, high = GOAL_A_PREFERENCE
+    present = [s for s in stages if s in set(results.get("judge", pd.Series(dtype=object)))]
+    for stage in [s for s in stages if s in TRAINED_STAGES]:
+        mine = results[results["judge"] == stage]
+        suffix = "" if len(mine) else " (not run)"
+        rows.append(_rate_goal(f"format compliance, {stage}{suffix}", format_compliance(mine), GOAL_FORMAT))
+        if pairwise:
+            value = a_preference(mine)
+            met = bool(not np.isnan(value) and low <= value <= high)
+            rows.append(
+                {"goal": f"A-preference, {stage}{suffix}", "value": round(value, 4), "interval": "",
+                 "target": f"in [{low}, {high}]", "met": met, "decisive": met}
+            )  # fmt: skip
+    for (earlier, later), target in zip(zip(stages, stages[1:], strict=False), ("interval > 0", ">= 0"), strict=False):
+        rows.append(
+            _difference_goal(
+                results, later, earlier, "order_consistent", "order-consistent accuracy", target, n_bootstrap, seed
+            )
+        )
+    focus = present[-1] if present else stages[-1]
+    mine = results[results["judge"] == focus]
+    oc = order_consistent_accuracy(mine) if len(mine) else float("nan")
+    rows.append(_rate_goal(f"order-consistent accuracy, {focus}", oc, GOAL_ORDER_CONSISTENT))
+    rows.append(_difference_goal(results, focus, baseline, "accuracy", "accuracy", ">= 0", n_bootstrap, seed))
+    recall = float(criteria_recall.get(focus, float("nan")))
+    rows.append(_rate_goal(f"criteria recall, {focus}", recall, GOAL_CRITERIA_RECALL))
     return pd.DataFrame(rows, columns=list(GOAL_COLUMNS))

@@ -425,7 +425,8 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     Accuracy (%) with its 95% bootstrap interval and the pair count per benchmark at notebook 05's
     main exemplar count, order-consistent accuracy, A-preference, format compliance, position
     consistency and reasoning agreement per judge (:func:`persrm_lib.evaluate.metrics.metric_row`), then the run's
-    targets (``tables/eval_goals.md``, :func:`persrm_lib.evaluate.metrics.reference_goals`) and each notebook's
+    targets (``tables/eval_goals.md``: :func:`persrm_lib.evaluate.metrics.persona_goals` when the run
+    judged persona pairs, else :func:`persrm_lib.evaluate.metrics.reference_goals`) and each notebook's
     wall time.
     """
     import pandas as pd
@@ -460,12 +461,19 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
         cells.append(f"{100 * o['accuracy']:.1f} ({int(o['n'])})")
         cells += ["–" if o.get(c) is None or o[c] != o[c] else f"{o[c]:.2f}" for c in rates.values()]
         lines.append("| " + " | ".join(cells) + " |")
-    parts = [f"Profile `{manifest['profile']}`, {main_k} exemplars per test pair, held-out authors.", "", *lines]
+    personas = "personas" in benches
+    held_out = "held-out authors and personas" if personas else "held-out authors"
+    parts = [f"Profile `{manifest['profile']}`, {main_k} exemplars per test pair, {held_out}.", "", *lines]
     goals = folder / "tables" / "eval_goals.md"
     if goals.is_file():
+        which = (
+            "on the held-out personas (`persrm_lib.evaluate.metrics.persona_goals`"
+            if personas
+            else ("(`persrm_lib.evaluate.metrics.reference_goals`")
+        )
         parts += [
             "",
-            "Targets of the reference run (`persrm_lib.evaluate.metrics.reference_goals`; each difference on the "
+            f"Targets of the reference run {which}; each difference on the "
             "pairs both judges judged, with its 95% paired bootstrap interval):",
             "",
         ]
