@@ -463,7 +463,8 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
         lines.append("| " + " | ".join(cells) + " |")
     personas = "personas" in benches
     held_out = "held-out authors and personas" if personas else "held-out authors"
-    parts = [f"Profile `{manifest['profile']}`, {main_k} exemplars per test pair, {held_out}.", "", *lines]
+    exemplars = "1 exemplar" if main_k == 1 else f"{main_k} exemplars"
+    parts = [f"Profile `{manifest['profile']}`, {exemplars} per test pair, {held_out}.", "", *lines]
     goals = folder / "tables" / "eval_goals.md"
     if goals.is_file():
         which = (
