@@ -2,7 +2,7 @@
 
 Two probes, each an SFT run through the project's own entry point
 (:func:`persrm_lib.train.sft.train_sft`, both orders of every trace) and an evaluation of the
-trained adapter on held-out pairs in both orders (:func:`persrm_lib.evaluate.cli.evaluate_pairs`):
+trained adapter on held-out pairs in both orders (:func:`persrm_lib.evaluate.judging.evaluate_pairs`):
 
 - ``verdict``: completions that carry only the verdict, with the TRUE label (no reasoning to
   imitate: ``<criteria>the author's style</criteria><eval>Response X is closer…</eval>`` and
@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"exemplars: use {flag} 0 (the pairs' own)"
         )
 
-    from persrm_lib.evaluate.cli import evaluate_pairs
+    from persrm_lib.evaluate.judging import evaluate_pairs
     from persrm_lib.evaluate.judges import make_judge
     from persrm_lib.train.sft import train_sft
 

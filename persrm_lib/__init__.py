@@ -47,9 +47,10 @@ Where things live, by pipeline stage::
                       the generative reward model)
       metrics         accuracy, order-consistent accuracy, A-preference, bootstrap intervals, paired
                       comparisons (accuracy or order-consistent), the reference run's targets
+      judging         THE judging loop evaluate_pairs: every pair in both orders, averaged, one row each
       suite, tables, records   the notebook's suite, its tables and figures, the per-pair and completion files
       persona_reasoning  reasoning scored against ground truth on persona pairs (criteria, checks)
-      cli             python -m persrm_lib.evaluate on any pair file
+      cli             python -m persrm_lib.evaluate on any pair file (the judging loop behind a command line)
       compare         python -m persrm_lib.evaluate.compare: runs side by side, pair for pair (ablations)
     analysis/   07_behavior_analysis: classifiers (rule-based, LLM), tallies, criteria, plots
     run/        runner (python -m persrm_lib.run: typed notebook parameters, papermill; --set: run-wide

@@ -20,7 +20,7 @@ from persrm_lib.evaluate.authorship import (
     chosen_response,
     evidence_features,
 )
-from persrm_lib.evaluate.cli import evaluate_pairs
+from persrm_lib.evaluate.judging import evaluate_pairs
 from persrm_lib.evaluate.judges import NotFittedError, make_judge
 from persrm_lib.evaluate.suite import BASELINES
 

@@ -16,7 +16,8 @@ from eval_fixtures import make_pairs
 
 from persrm_lib.core.paths import REPO_ROOT
 from persrm_lib.data.pairs import write_pairs
-from persrm_lib.evaluate.cli import benchmark_name, evaluate_pairs, main, select_pairs
+from persrm_lib.evaluate.cli import benchmark_name, main
+from persrm_lib.evaluate.judging import evaluate_pairs, select_pairs
 from persrm_lib.evaluate.judges import make_judge, swap_pair
 
 SUMMARY = re.compile(

@@ -8,7 +8,7 @@ Command line::
 
 It reads the pairs strictly (:func:`persrm_lib.data.pairs.read_pairs`), scores each pair -- with
 ``--orders both`` (the default) also with A and B swapped, the pair's verdict then coming from the
-two orders' averaged scores (:func:`average_orders`) -- writes per-pair results and the metrics to
+two orders' averaged scores (:func:`persrm_lib.evaluate.judging.average_orders`) -- writes per-pair results and the metrics to
 ``RESULT.json`` atomically, and prints as its LAST line::
 
     accuracy=0.712 n=300 format=0.99 order_consistent=0.650 a_preference=0.52 reasoning=0.91 too_long=0 judge=NAME
@@ -43,37 +43,29 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..core.cli import Parser, fail, output_problem, partial_path, seed_number, whole_number
 from ..core.jsonl import write_json_atomic
-from ..core.output_format import strip_think
 from ..core.prompt import ChatTemplateError
-from ..core.verdict import exemplar_count, is_correct
 from ..data.pairs import PairFormatError, read_pairs
 from ..models.context import PromptTooLongError
 from ..models.registry import REGISTERED, ModelRegistryError, resolve
 from ..train.adapters import AdapterEvidenceError, AdapterMismatchError
 from . import metrics
-from .judges import ADAPTER_JUDGES, JUDGES, MODEL_JUDGES, Judge, NotFittedError, Verdict, make_judge, swap_pair
-from .records import RESULT_FIELDS, json_records
-
-
-class EvaluationInputError(ValueError):
-    """Input the evaluation cannot use; the command line exits with code 2 on it."""
-
-
-class EvaluationInterrupted(RuntimeError):
-    """Judging failed after it began; ``results`` holds the rows of the pairs judged before it."""
-
-    def __init__(self, cause: BaseException, results: pd.DataFrame, n_pairs: int) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.cause, self.results, self.n_pairs = cause, results, n_pairs
+from .judges import ADAPTER_JUDGES, JUDGES, MODEL_JUDGES, Judge, NotFittedError, make_judge, swap_pair
+from .judging import (
+    ORDERS,
+    EvaluationInputError,
+    EvaluationInterrupted,
+    check_exemplar_counts,
+    evaluate_pairs,
+    select_pairs,
+)
+from .records import json_records
 
 
 class EvaluationFailedError(RuntimeError):
@@ -101,188 +93,6 @@ def benchmark_name(path: str | Path) -> str:
     """
     stem = Path(path).stem
     return stem[len("test_") :] if stem.startswith("test_") and len(stem) > len("test_") else stem
-
-
-def select_pairs(pairs: Sequence[Mapping[str, Any]], limit: int | None, seed: int = 0) -> list[Mapping[str, Any]]:
-    """``limit`` pairs drawn without replacement with ``seed``, kept in file order (all when None).
-
-    >>> [p["id"] for p in select_pairs([{"id": i} for i in range(5)], 2, seed=0)]
-    [2, 4]
-    """
-    if limit is None or limit >= len(pairs):
-        return list(pairs)
-    if limit < 1:
-        raise EvaluationInputError(f"--limit must be at least 1, got {limit}")
-    # a prefix of one seeded permutation: a smaller draw is a subset of a larger one with the same seed,
-    # so judges run on different budgets (loglik, scalar-rm, the generative stages) share their pairs
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(pairs))[:limit])
-    return [pairs[int(i)] for i in chosen]
-
-
-def _check_exemplar_counts(pairs: Sequence[Mapping[str, Any]], n_exemplars: int | None) -> None:
-    """Every pair can be read with ``n_exemplars`` (:func:`persrm_lib.core.verdict.exemplar_count`)."""
-    for pair in pairs:
-        try:
-            exemplar_count(pair, n_exemplars)
-        except ValueError as exc:
-            raise EvaluationInputError(f"--n-exemplars {n_exemplars}: {exc}") from exc
-
-
-ORDERS: tuple[str, ...] = ("both", "original")  # judge each pair in both orders (averaged), or as written
-
-
-def _order_columns(prefix: str, verdict: Verdict | None, think: bool = False) -> dict[str, Any]:
-    """One order's own verdict as ``<prefix>s_a`` ... ``<prefix>eval_side`` (all None when not judged);
-    ``think``: the judge strips a leading ``<think>`` block before parsing, so the eval is read after it."""
-    if verdict is None:
-        return dict.fromkeys(f"{prefix}{k}" for k in ("s_a", "s_b", "preferred", "format_ok", "eval_side"))
-    return {
-        f"{prefix}s_a": verdict.s_a,
-        f"{prefix}s_b": verdict.s_b,
-        f"{prefix}preferred": verdict.preferred,
-        f"{prefix}format_ok": verdict.format_ok,
-        f"{prefix}eval_side": metrics.completion_eval_side(
-            strip_think(verdict.completion)[0] if think else verdict.completion
-        )
-        if verdict.completion
-        else None,
-    }
-
-
-def average_orders(original: Verdict, swapped: Verdict) -> Verdict:
-    """The pair's verdict from both orders: each response's score is the mean of its two scores.
-
-    ``s_a`` is the mean of the original ``s_a`` and the swapped ``s_b`` (response A sits in slot B
-    once swapped), and likewise for ``s_b``. A format violation in either order makes the averaged
-    verdict a violation (no scores), and a prompt too long in either order makes it ``too_long``.
-    A judge that always answers A averages to a tie (wrong); a position-invariant judge's scores are
-    unchanged (its swapped scores are its original ones, exchanged).
-
-    >>> average_orders(Verdict(8.0, 2.0), Verdict(8.0, 2.0)).scores  # always A: a tie
-    [5.0, 5.0]
-    >>> average_orders(Verdict(7.0, 3.0), Verdict(2.0, 6.0)).preferred
-    'a'
-    >>> average_orders(Verdict(7.0, 3.0), Verdict(None, None)).format_ok
-    False
-    """
-    if original.too_long or swapped.too_long:
-        return Verdict(None, None, too_long=True)
-    if original.scores is None or swapped.scores is None:
-        return Verdict(None, None)
-    return Verdict((original.s_a + swapped.s_b) / 2, (original.s_b + swapped.s_a) / 2)  # type: ignore[operator]
-
-
-def evaluate_pairs(
-    judge: Judge,
-    pairs: Sequence[Mapping[str, Any]],
-    n_exemplars: int | None = None,
-    orders: str = "both",
-    benchmark: str | None = None,
-    batch_size: int = 16,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """Score every pair -- with ``orders="both"`` also with A and B exchanged -- and tabulate.
-
-    With both orders, the pair's verdict (``s_a``, ``s_b``, ``preferred``, ``correct``,
-    ``format_ok``) comes from the averaged scores (:func:`average_orders`: a format violation in
-    either order makes it a violation); each order's own verdict is kept in the ``original_*`` and
-    ``swapped_*`` columns (order-consistent accuracy, A-preference, reasoning agreement). With
-    ``"original"``, the pair's verdict is the original order's and the ``swapped_*`` columns are
-    empty. A position-invariant judge (each response scored on its own) gets the swapped verdict by
-    exchanging its two scores -- exactly what scoring the swapped pair would return, so averaging
-    changes nothing; every other judge scores the swapped pairs for real (both orders in one batch).
-
-    Args:
-        judge: a fitted judge.
-        pairs: canonical pairs.
-        n_exemplars: exemplars shown per pair (the first K); None: each pair's ``n_exemplars``.
-        orders: ``"both"`` or ``"original"``.
-        benchmark: the benchmark column's value when a pair has no ``benchmark`` field.
-        batch_size: pairs per ``score_batch`` call.
-        progress: show a tqdm bar.
-
-    Returns:
-        One row per pair with the columns of :data:`RESULT_FIELDS`.
-
-    Raises:
-        ValueError: ``orders`` is neither ``"both"`` nor ``"original"``.
-        EvaluationInterrupted: judging failed (or was interrupted) after at least one batch was
-            judged; it carries the rows of the pairs judged so far (``results``) and the cause.
-
-    >>> from persrm_lib.evaluate.judges import make_judge
-    >>> pair = {"id": "p", "query": "Q", "exemplars": ["ab ab ab"], "response_a": "ab ab", "response_b": "zz",
-    ...         "label": "a"}
-    >>> evaluate_pairs(make_judge("char-ngram").fit([pair]), [pair])[["correct", "swapped_preferred"]].values.tolist()
-    [[True, 'b']]
-    """
-    from tqdm import tqdm
-
-    if orders not in ORDERS:
-        raise ValueError(f"orders must be one of {', '.join(ORDERS)}, got {orders!r}")
-    both = orders == "both"
-    _check_exemplar_counts(pairs, n_exemplars)
-    pairs = list(pairs)
-    verdicts: list[Verdict] = []
-    swapped: list[Verdict] = []
-    batches = range(0, len(pairs), batch_size)
-    try:
-        for begin in tqdm(batches, desc=f"judge {judge.name}", disable=not progress):
-            chunk = pairs[begin : begin + batch_size]
-            if both and not judge.position_invariant:  # both orders in one call: the judge batches them together
-                judged = judge.score_batch(chunk + [swap_pair(p) for p in chunk], n_exemplars)
-                verdicts += judged[: len(chunk)]
-                swapped += judged[len(chunk) :]
-            else:
-                verdicts += judge.score_batch(chunk, n_exemplars)
-    except BaseException as exc:  # keep what was judged: the caller writes it as partial results
-        if not verdicts:
-            raise
-        done = _result_rows(judge, pairs[: len(verdicts)], verdicts, swapped, both, n_exemplars, benchmark)
-        raise EvaluationInterrupted(exc, done, len(pairs)) from exc
-    return _result_rows(judge, pairs, verdicts, swapped, both, n_exemplars, benchmark)
-
-
-def _result_rows(
-    judge: Judge,
-    pairs: Sequence[Mapping[str, Any]],
-    verdicts: list[Verdict],
-    swapped: list[Verdict],
-    both: bool,
-    n_exemplars: int | None,
-    benchmark: str | None,
-) -> pd.DataFrame:
-    """The rows of :func:`evaluate_pairs` for the pairs judged (``verdicts`` in pair order)."""
-    think = bool(getattr(judge, "strip_think", False))  # a reasoning model's think block, stripped before parsing
-    if both and judge.position_invariant:  # the swapped pair's scores, without scoring it again
-        swapped = [replace(v, s_a=v.s_b, s_b=v.s_a) for v in verdicts]
-    rows = []
-    for k, (pair, verdict) in enumerate(zip(pairs, verdicts, strict=True)):
-        other = swapped[k] if both else None
-        pair_verdict = average_orders(verdict, other) if other is not None else verdict
-        rows.append(
-            {
-                "id": pair.get("id"),
-                "benchmark": pair.get("benchmark") or benchmark or "pairs",
-                "judge": judge.name,
-                "n_exemplars": exemplar_count(pair, n_exemplars),
-                "label": pair["label"],
-                "positive_kind": pair.get("positive_kind"),
-                "negative_kind": pair.get("negative_kind"),
-                "genre": pair.get("genre"),
-                "author": pair.get("author"),
-                "s_a": pair_verdict.s_a,
-                "s_b": pair_verdict.s_b,
-                "preferred": pair_verdict.preferred,
-                "correct": is_correct(pair_verdict.preferred, pair["label"]),  # an unlabelled pair: False
-                "format_ok": pair_verdict.format_ok,
-                "too_long": pair_verdict.too_long,
-                **_order_columns("original_", verdict, think),
-                **_order_columns("swapped_", other, think),
-                "completion": verdict.completion,
-                "swapped_completion": None if other is None or judge.position_invariant else other.completion,
-            }
-        )
-    return pd.DataFrame(rows, columns=list(RESULT_FIELDS))
 
 
 def metrics_document(results: pd.DataFrame, n_bootstrap: int = metrics.N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
@@ -424,7 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             strip_think=args.strip_think,
             count_too_long=args.count_too_long,
         )
-        _check_exemplar_counts(pairs, args.n_exemplars)
+        check_exemplar_counts(pairs, args.n_exemplars)
         check = getattr(judge, "check_inputs", None)  # the generative judge: adapter record, chat template, lengths
         if check is not None:
             both = [swap_pair(p) for p in pairs] if args.orders == "both" else []

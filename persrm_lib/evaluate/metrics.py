@@ -1,6 +1,6 @@
 """Evaluation metrics over per-pair results (PersRM-R1 §4: accuracy tables, §5: analyses).
 
-The input is the per-pair results table that :func:`persrm_lib.evaluate.cli.evaluate_pairs` builds,
+The input is the per-pair results table that :func:`persrm_lib.evaluate.judging.evaluate_pairs` builds,
 one row per pair (:data:`persrm_lib.evaluate.records.RESULT_FIELDS`): the pair's verdict
 (``preferred``, ``format_ok``: averaged over both orders when the pair was judged in both), each
 order's own verdict (``original_preferred``/``original_format_ok``, ``swapped_preferred``/

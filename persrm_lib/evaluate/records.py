@@ -1,6 +1,6 @@
 """The evaluation's records: fixed field names, one writer and one reader per file.
 
-- Per-pair rows (:data:`RESULT_FIELDS`): what :func:`persrm_lib.evaluate.cli.evaluate_pairs` returns
+- Per-pair rows (:data:`RESULT_FIELDS`): what :func:`persrm_lib.evaluate.judging.evaluate_pairs` returns
   and the command line writes to its result JSON; 05_evaluate adds a ``stage`` column and writes
   them, without the completions, to ``<run>/eval/per_pair.csv`` (:data:`PER_PAIR_FIELDS`,
   :func:`write_per_pair`, :func:`read_per_pair`).

@@ -2,7 +2,7 @@
 reward-model stage on every test set, at each exemplar count, both orders; its headline metrics.
 
 The reward-model stages are judged in both orders by default, each pair's verdict from the averaged
-scores (:func:`persrm_lib.evaluate.cli.average_orders`); the baselines score each response on its
+scores (:func:`persrm_lib.evaluate.judging.average_orders`); the baselines score each response on its
 own, so they are position-invariant and averaging changes nothing for them (their swapped verdict
 is their scores exchanged). ``profile.evaluation.strip_think`` and ``count_too_long`` reach the
 generative judge; the notes say how many outputs had a think block stripped and how many pairs were
@@ -29,7 +29,7 @@ from ..data.pairs import read_pairs
 from ..models.registry import load_model
 from . import metrics
 from .authorship import TooFewReferencesError
-from .cli import evaluate_pairs, select_pairs
+from .judging import evaluate_pairs, select_pairs
 from .judges import MODEL_JUDGES, Judge, make_judge
 from .records import RESULT_FIELDS, STAGES, completion_records, plain, write_eval_completions
 
