@@ -236,8 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"exemplars: use {flag} 0 (the pairs' own)"
         )
 
-    from persrm_lib.evaluate.judging import evaluate_pairs
     from persrm_lib.evaluate.judges import make_judge
+    from persrm_lib.evaluate.judging import evaluate_pairs
     from persrm_lib.train.sft import train_sft
 
     set_threads(profile.num_threads)

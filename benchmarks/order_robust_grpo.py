@@ -96,8 +96,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
-    from persrm_lib.evaluate.judging import evaluate_pairs
     from persrm_lib.evaluate.judges import make_judge
+    from persrm_lib.evaluate.judging import evaluate_pairs
     from persrm_lib.train.grpo import train_grpo
     from persrm_lib.train.logs import read_log
 

@@ -20,8 +20,8 @@ from persrm_lib.evaluate.authorship import (
     chosen_response,
     evidence_features,
 )
-from persrm_lib.evaluate.judging import evaluate_pairs
 from persrm_lib.evaluate.judges import NotFittedError, make_judge
+from persrm_lib.evaluate.judging import evaluate_pairs
 from persrm_lib.evaluate.suite import BASELINES
 
 SMALL = {"order": 3, "num_references": 5}  # LambdaG settings that keep a test within a second

@@ -17,8 +17,8 @@ from eval_fixtures import make_pairs
 from persrm_lib.core.paths import REPO_ROOT
 from persrm_lib.data.pairs import write_pairs
 from persrm_lib.evaluate.cli import benchmark_name, main
-from persrm_lib.evaluate.judging import evaluate_pairs, select_pairs
 from persrm_lib.evaluate.judges import make_judge, swap_pair
+from persrm_lib.evaluate.judging import evaluate_pairs, select_pairs
 
 SUMMARY = re.compile(
     r"^accuracy=(\d\.\d{3}|nan) n=(\d+) format=(\d\.\d{2}|nan) order_consistent=(\d\.\d{3}|nan) "

@@ -29,8 +29,8 @@ from ..data.pairs import read_pairs
 from ..models.registry import load_model
 from . import metrics
 from .authorship import TooFewReferencesError
-from .judging import evaluate_pairs, select_pairs
 from .judges import MODEL_JUDGES, Judge, make_judge
+from .judging import evaluate_pairs, select_pairs
 from .records import RESULT_FIELDS, STAGES, completion_records, plain, write_eval_completions
 
 STAGE_LABELS = {"base": "rm-base", "sft": "rm-sft", "rft": "rm-rft"}  # the stages' judge names in tables
