@@ -144,7 +144,9 @@ def train_sft(
     return train_and_save(trainer, tokenizer, profile, run, "sft", name, log, data)
 
 
-def trainer_view(profile: Profile, trace: Mapping[str, Any], model: Any, tokenizer: Any, row: int = 0) -> dict[str, Any]:
+def trainer_view(
+    profile: Profile, trace: Mapping[str, Any], model: Any, tokenizer: Any, row: int = 0
+) -> dict[str, Any]:
     """One SFT example exactly as TRL's ``SFTTrainer`` trains on it (notebook 03): the trainer is
     built by :func:`sft_trainer` for this one trace, and its tokenised row is split where the labels
     start (TRL sets the label of every prompt token to -100: no loss there).
