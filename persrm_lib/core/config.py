@@ -343,12 +343,13 @@ PROFILES: dict[str, Profile] = {
         ),
     ),
     # The reference run, sized to under two hours on two threads of an otherwise idle 2-core machine.
-    # It trains on the persona benchmark in the pointwise formulation, the one formulation measured to
-    # learn at this size (README, "Does a small model learn it?": the paper's pairwise verdict-only
-    # format stays at 0.00 order-consistent accuracy to 1,500 steps), and evaluates on held-out personas
+    # It trains on the persona benchmark in the pointwise formulation, measured to learn at this size
+    # (README, "Does a small model learn it?": the paper's pairwise verdict-only format stays at 0.00
+    # order-consistent accuracy to 1,500 steps; pairwise prompts with the persona traces learn about as
+    # fast as pointwise, which is order-consistent by construction and cheaper per step), and evaluates on held-out personas
     # and on sotu and aaac, where a 135M model is expected at chance. Short persona passages (10 words)
     # and lr 1e-3 learn fastest in the learning-rate/length sweep (results/personas/h100/smoke-*.csv:
-    # 0.53 held-out order-consistent after 300 steps, against 0.00 for 20 words at 3e-4); 1,000 steps
+    # 0.53 held-out order-consistent after 300 steps, against 0.00 for 10 words at 3e-4); 1,000 steps
     # of 2 examples (~2 s each here) are two thirds of an epoch over 1,500 pairs' traces (both sides).
     # What it trades against the paper: 135M parameters instead of 7B, one exemplar, synthetic
     # personas instead of real authors, 12 GRPO steps of one pair (both sides x 4 samples).
