@@ -192,8 +192,21 @@ def examples_for(formulation: str, pair: dict, tokenizer: Any) -> list[tuple[str
     return out
 
 
-def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict], batch_size: int = 8) -> dict[str, Any]:
-    """Greedy judging of the held-out pairs; pairwise formulations in both orders."""
+def generation_budget(formulation: str, pairs: list[dict], tokenizer: Any) -> int:
+    """New tokens a judge may write on ``pairs``: pointwise 72; pairwise as long as the longest
+    completion taught for these pairs, and 24 tokens more (a budget that cuts a right answer short
+    would be counted as a format failure of the model)."""
+    if formulation == "pointwise-trace":
+        return 72
+    taught = [completion for p in pairs for _, completion in examples_for(formulation, p, tokenizer)]
+    return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in taught) + 24
+
+
+def evaluate(
+    formulation: str, model: Any, tokenizer: Any, test: list[dict], max_new: int, batch_size: int = 8
+) -> dict[str, Any]:
+    """Greedy judging of the held-out pairs (at most ``max_new`` new tokens, :func:`generation_budget`);
+    pairwise formulations in both orders."""
     from persrm_lib.core.output_format import parse_output
     from persrm_lib.core.pointwise import pair_verdict
     from persrm_lib.core.prompt import build_messages, build_pointwise_messages
@@ -211,7 +224,7 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict], bat
     if formulation == "pointwise-trace":
         prompts = [template(build_pointwise_messages(p, side, tokenizer=tokenizer)) for p in test for side in "ab"]
         texts = generate(
-            model, tokenizer, prompts, max_new_tokens=72, batch_size=batch_size, stop_strings=("</score>",)
+            model, tokenizer, prompts, max_new_tokens=max_new, batch_size=batch_size, stop_strings=("</score>",)
         ).texts
         for i, pair in enumerate(test):
             parsed = [parse_output(texts[2 * i + k], mode="pointwise") for k in (0, 1)]
@@ -223,10 +236,6 @@ def evaluate(formulation: str, model: Any, tokenizer: Any, test: list[dict], bat
     else:
         both = [(p, q) for p in test for q in (p, swap_pair(p))]
         prompts = [template(build_messages(q, tokenizer=tokenizer)) for _, q in both]
-        # as long as the longest completion taught for these pairs, and 24 tokens more: a budget that
-        # cuts a right answer short would be counted as a format failure of the model
-        taught = [completion for p in test for _, completion in examples_for(formulation, p, tokenizer)]
-        max_new = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in taught) + 24
         texts = generate(
             model, tokenizer, prompts, max_new_tokens=max_new, batch_size=batch_size, stop_strings=("</scores>",)
         ).texts
@@ -326,10 +335,12 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
         )  # fmt: skip
         partial.replace(state_path)
 
+    budgets = [generation_budget(formulation, pairs, tokenizer) for pairs in (test, val)]  # once per run
+
     def checkpoint(step: int) -> None:
-        result = evaluate(formulation, model, tokenizer, test, args.eval_batch)
+        result = evaluate(formulation, model, tokenizer, test, budgets[0], args.eval_batch)
         samples = result.pop("samples")
-        in_dist = evaluate(formulation, model, tokenizer, val, args.eval_batch)
+        in_dist = evaluate(formulation, model, tokenizer, val, budgets[1], args.eval_batch)
         result["val_order_consistent"] = in_dist["order_consistent"]
         result["val_criteria_exact"] = in_dist["criteria_exact"]
         result["eval_seconds"] = round(result["eval_seconds"] + in_dist["eval_seconds"], 1)

@@ -39,7 +39,7 @@ Breakdown columns: ``benchmark``, ``negative_kind``, ``positive_kind``, ``n_exem
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -549,6 +549,33 @@ def _difference_goal(
     }
 
 
+def _rate_goal(what: str, value: float, target: str, inside: Callable[[float], bool]) -> dict[str, object]:
+    """A goal on one rate (no interval): met when the value is defined and ``inside`` holds."""
+    met = bool(not np.isnan(value) and inside(value))
+    return {"goal": what, "value": round(value, 4), "interval": "", "target": target, "met": met, "decisive": met}
+
+
+def _stage_goals(results: pd.DataFrame, stages: Sequence[str], position: bool) -> list[dict[str, object]]:
+    """Per trained stage of ``stages``: format compliance at least :data:`GOAL_FORMAT` and, with
+    ``position``, an A-preference within :data:`GOAL_A_PREFERENCE`; a stage with no rows is named
+    ``(not run)`` and not met."""
+    low, high = GOAL_A_PREFERENCE
+    rows = []
+    for stage in [s for s in stages if s in TRAINED_STAGES]:
+        mine = results[results["judge"] == stage]
+        suffix = "" if len(mine) else " (not run)"
+        rows.append(
+            _rate_goal(f"format compliance, {stage}{suffix}", format_compliance(mine), f">= {GOAL_FORMAT}",
+                       lambda v: v >= GOAL_FORMAT)
+        )  # fmt: skip
+        if position:
+            rows.append(
+                _rate_goal(f"A-preference, {stage}{suffix}", a_preference(mine), f"in [{low}, {high}]",
+                           lambda v: low <= v <= high)
+            )  # fmt: skip
+    return rows
+
+
 def reference_goals(
     results: pd.DataFrame,
     stages: Sequence[str] = ("rm-base", *TRAINED_STAGES),
@@ -583,26 +610,8 @@ def reference_goals(
     Returns:
         Rows ``goal, value, interval, target, met, decisive`` (:data:`GOAL_COLUMNS`).
     """
-    rows: list[dict[str, object]] = []
     present = [s for s in stages if s in set(results.get("judge", pd.Series(dtype=object)))]
-    low, high = GOAL_A_PREFERENCE
-    for stage in [s for s in stages if s in TRAINED_STAGES]:
-        mine = results[results["judge"] == stage]
-        for goal, value, target, inside in (
-            ("format compliance", format_compliance(mine), f">= {GOAL_FORMAT}", lambda v: v >= GOAL_FORMAT),
-            ("A-preference", a_preference(mine), f"in [{low}, {high}]", lambda v: low <= v <= high),
-        ):
-            met = bool(not np.isnan(value) and inside(value))
-            rows.append(
-                {
-                    "goal": f"{goal}, {stage}" + ("" if len(mine) else " (not run)"),
-                    "value": round(value, 4),
-                    "interval": "",
-                    "target": target,
-                    "met": met,
-                    "decisive": met,
-                }
-            )
+    rows = _stage_goals(results, stages, position=True)
     for earlier, later in zip(stages, stages[1:], strict=False):
         target = "interval > 0" if later == stages[-1] and len(stages) > 2 else "> 0"
         rows.append(
@@ -623,18 +632,6 @@ def reference_goals(
 
 GOAL_ORDER_CONSISTENT = 0.90  # the persona benchmark's bar for the most-trained stage
 GOAL_CRITERIA_RECALL = 0.8  # share of the persona's true operators its <criteria> names
-
-
-def _rate_goal(what: str, value: float, target: float) -> dict[str, object]:
-    met = bool(not np.isnan(value) and value >= target)
-    return {
-        "goal": what,
-        "value": round(value, 4),
-        "interval": "",
-        "target": f">= {target}",
-        "met": met,
-        "decisive": met,
-    }
 
 
 def persona_goals(
@@ -668,21 +665,9 @@ def persona_goals(
     Returns:
         Rows ``goal, value, interval, target, met, decisive`` (:data:`GOAL_COLUMNS`).
     """
-    rows: list[dict[str, object]] = []
-    low, high = GOAL_A_PREFERENCE
     present = [s for s in stages if s in set(results.get("judge", pd.Series(dtype=object)))]
-    for stage in [s for s in stages if s in TRAINED_STAGES]:
-        mine = results[results["judge"] == stage]
-        suffix = "" if len(mine) else " (not run)"
-        rows.append(_rate_goal(f"format compliance, {stage}{suffix}", format_compliance(mine), GOAL_FORMAT))
-        if pairwise:
-            value = a_preference(mine)
-            met = bool(not np.isnan(value) and low <= value <= high)
-            rows.append(
-                {"goal": f"A-preference, {stage}{suffix}", "value": round(value, 4), "interval": "",
-                 "target": f"in [{low}, {high}]", "met": met, "decisive": met}
-            )  # fmt: skip
-    for (earlier, later), target in zip(zip(stages, stages[1:], strict=False), ("interval > 0", ">= 0"), strict=False):
+    rows = _stage_goals(results, stages, position=pairwise)
+    for earlier, later, target in zip(stages, stages[1:], ("interval > 0", ">= 0"), strict=False):
         rows.append(
             _difference_goal(
                 results, later, earlier, "order_consistent", "order-consistent accuracy", target, n_bootstrap, seed
@@ -691,8 +676,13 @@ def persona_goals(
     focus = present[-1] if present else stages[-1]
     mine = results[results["judge"] == focus]
     oc = order_consistent_accuracy(mine) if len(mine) else float("nan")
-    rows.append(_rate_goal(f"order-consistent accuracy, {focus}", oc, GOAL_ORDER_CONSISTENT))
+    at_least = f">= {GOAL_ORDER_CONSISTENT}"
+    rows.append(_rate_goal(f"order-consistent accuracy, {focus}", oc, at_least, lambda v: v >= GOAL_ORDER_CONSISTENT))
     rows.append(_difference_goal(results, focus, baseline, "accuracy", "accuracy", ">= 0", n_bootstrap, seed))
     recall = float(criteria_recall.get(focus, float("nan")))
-    rows.append(_rate_goal(f"criteria recall, {focus}", recall, GOAL_CRITERIA_RECALL))
+    rows.append(
+        _rate_goal(
+            f"criteria recall, {focus}", recall, f">= {GOAL_CRITERIA_RECALL}", lambda v: v >= GOAL_CRITERIA_RECALL
+        )
+    )
     return pd.DataFrame(rows, columns=list(GOAL_COLUMNS))

@@ -467,11 +467,8 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     parts = [f"Profile `{manifest['profile']}`, {exemplars} per test pair, {held_out}.", "", *lines]
     goals = folder / "tables" / "eval_goals.md"
     if goals.is_file():
-        which = (
-            "on the held-out personas (`persrm_lib.evaluate.metrics.persona_goals`"
-            if personas
-            else ("(`persrm_lib.evaluate.metrics.reference_goals`")
-        )
+        goal_table = "persona_goals" if personas else "reference_goals"
+        which = ("on the held-out personas " if personas else "") + f"(`persrm_lib.evaluate.metrics.{goal_table}`"
         parts += [
             "",
             f"Targets of the reference run {which}; each difference on the "
