@@ -796,6 +796,7 @@ def test_a_clean_run_may_become_the_reference_by_both_commands(tmp_path, monkeyp
     from persrm_lib.run import publish, regression
 
     monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(publish, "FIGURES_DIR", tmp_path / "figures")
     monkeypatch.setattr(regression, "RESULTS_DIR", tmp_path / "results")
     run = make_finished_run(tmp_path / "run")
     assert publish.reference_problem(run, "cpu") is None

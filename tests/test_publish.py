@@ -67,6 +67,28 @@ def test_publish_copies_metrics_logs_tables_adapter_and_a_manifest(tmp_path):
     assert sorted(p.name for p in dest.parent.iterdir()) == ["cpu"]  # no staging folder left behind
 
 
+def test_publishing_the_reference_run_leaves_no_figure_of_an_earlier_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(publish, "FIGURES_DIR", tmp_path / "figures")
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    for name in ("05_accuracy.png", "06_rft_order_robustness.png", "persona_learning_curve.png"):
+        (figures / name).write_bytes(b"earlier run")
+    run = make_finished_run(tmp_path / "run")
+    (run / "figures").mkdir()
+    (run / "figures" / "05_accuracy.png").write_bytes(b"this run")
+    (run / "figures" / "07_behaviors.png").write_bytes(b"this run")
+    publish.publish(run, "cpu", tmp_path / "elsewhere")  # not the reference folder: figures untouched
+    assert sorted(p.name for p in figures.iterdir()) == [
+        "05_accuracy.png", "06_rft_order_robustness.png", "persona_learning_curve.png"
+    ]  # fmt: skip
+    publish.publish(run, "cpu")
+    # the run's figures, none of the earlier run's, and the benchmark's figure left alone
+    assert {p.name: p.read_bytes() for p in figures.iterdir()} == {
+        "05_accuracy.png": b"this run", "07_behaviors.png": b"this run", "persona_learning_curve.png": b"earlier run"
+    }  # fmt: skip
+
+
 def test_publish_leaves_out_a_large_adapter_and_says_why(tmp_path):
     run = make_finished_run(tmp_path / "run", adapter_bytes=3 * 2**20)
     manifest = publish.publish(run, "cpu", tmp_path / "out", max_adapter_mb=2)

@@ -29,12 +29,16 @@ those files, unchanged. Never the run folder, a folder inside it or above it, no
 anything else: those are refused with exit status 2 and the reason, nothing touched. ``--restore``
 deletes nothing: it copies into the run folder only the adapters that are not there, from a folder
 that publish made for the run folder's profile and overrides.
-Figures are already in ``figures/``: notebooks of a published profile save them there.
+Figures: notebooks of a published profile save them into ``figures/`` as they run; publishing the
+reference run then makes the notebooks' figures there (``NN_name.png``) exactly the run's
+(:func:`sync_figures`): a figure the run did not draw (say, 06's order-robustness plot, drawn only
+for pairwise runs) is removed, so ``figures/`` never shows a figure of an earlier run.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -44,9 +48,9 @@ from ..core import runfiles
 from ..core.cli import Parser, fail, finite_number
 from ..core.config import get_profile
 from ..core.jsonl import read_json, sha256_file, write_json_atomic
-from ..core.paths import RESULTS_DIR
+from ..core.paths import FIGURES_DIR, RESULTS_DIR
 from ..core.runlock import RunFolderBusyError, run_lock
-from .notebook import collect
+from .notebook import FIGURES_SUBDIR, PUBLISHED_PROFILES, collect
 from .settings import RunSettingsError, read_overrides, read_profile
 
 NOTEBOOK_COUNT = 7
@@ -54,6 +58,7 @@ LOG_STAGES = ("sft", "rft", "rft_from_base")
 ADAPTER_STAGES = ("sft", "rft", "rft_from_base")
 TABLE_SOURCES = ("eval", "behavior")
 DEFAULT_MAX_ADAPTER_MB = 20.0
+NOTEBOOK_FIGURE = re.compile(r"\d\d_[^/]+\.png")  # a notebook's figure: 05_accuracy_by_benchmark.png
 MANIFEST = "MANIFEST.json"  # written last by publish: the marker of a folder it made
 RUNNER_PARAMETERS = ("profile", "run_dir")  # what the runner passes every notebook
 
@@ -229,6 +234,28 @@ def _completion_files(run: Path) -> list[tuple[str, Path]]:
     return [(name, path) for name, path in files if path.is_file()]
 
 
+def sync_figures(run_dir: str | Path, figures_dir: str | Path = FIGURES_DIR) -> tuple[list[str], list[str]]:
+    """Make the notebooks' figures in ``figures_dir`` exactly those of the run (``<run>/figures``):
+    each run figure copied there, each notebook figure (``NN_name.png``) the run did not draw removed.
+    Other files there (the benchmarks' figures) are left alone, and so is everything when the run
+    has no figures folder (nothing it drew to compare with).
+
+    Returns:
+        (copied, removed) figure names, sorted.
+    """
+    source, target = Path(run_dir) / FIGURES_SUBDIR, Path(figures_dir)
+    if not source.is_dir():
+        return [], []
+    drawn = sorted(p.name for p in source.glob("*.png") if NOTEBOOK_FIGURE.fullmatch(p.name))
+    target.mkdir(parents=True, exist_ok=True)
+    stale = sorted(p.name for p in target.glob("*.png") if NOTEBOOK_FIGURE.fullmatch(p.name) and p.name not in drawn)
+    for name in drawn:
+        shutil.copyfile(source / name, target / name)
+    for name in stale:
+        (target / name).unlink()
+    return drawn, stale
+
+
 def publish(
     run_dir: str | Path,
     profile: str,
@@ -333,6 +360,8 @@ def _publish(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if dest.resolve() == (RESULTS_DIR / profile).resolve() and profile in PUBLISHED_PROFILES:
+        sync_figures(run, FIGURES_DIR)  # the reference run's figures, and no figure of an earlier run
     return manifest
 
 
