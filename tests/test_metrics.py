@@ -376,6 +376,13 @@ def test_persona_goals_the_issue_targets_met_and_missed() -> None:
     assert table.loc["accuracy: rm-rft - char-ngram (n=20; 0.950 vs 0.600)", "met"]
     assert table.loc["criteria recall, rm-rft", "value"] == 0.85
     assert table.loc["A-preference, rm-rft", "met"] and goals["met"].all()
+    # the headline records each goal by its stable key (what the regression's learning gate reads)
+    from persrm_lib.evaluate.suite import headline_metrics
+    from persrm_lib.run.regression import LEARNING_GOAL
+
+    headline = headline_metrics(rows.assign(n_exemplars=1), 1, goals, n_bootstrap=50)
+    assert headline[LEARNING_GOAL] is True and headline["goal_met/criteria_recall_rm_rft"] is True
+    assert sum(k.startswith("goal_met/") for k in headline) == len(goals) == headline["goals"]
     # pointwise stages have no position: no A-preference goal; a low recall or a missing one is not met
     pointwise = metrics.persona_goals(rows, {"rm-rft": 0.79}, pairwise=False, n_bootstrap=200).set_index("goal")
     assert not any(goal.startswith("A-preference") for goal in pointwise.index)

@@ -86,3 +86,42 @@ def test_cli_refuses_a_run_of_another_profile(tmp_path, monkeypatch, capsys):
     assert regression.main(["--profile", "cpu", "--run-dir", str(run), "--skip-run", "--update"]) == 2
     assert "was run with profile 'smoke', not 'cpu'" in capsys.readouterr().err
     assert stored.read_text() == '{"05_evaluate": {"accuracy": 0.9}}'  # untouched
+
+
+def test_a_run_that_trains_on_personas_and_did_not_learn_fails_and_is_never_stored(tmp_path, monkeypatch, capsys):
+    """The learning gate: SFT must beat base on held-out personas (05's goal) in a profile that trains
+    on them, whatever the stored reference says; --update refuses such a run."""
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    write_executed(run, "cpu")
+    monkeypatch.setattr(regression, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(regression, "stored_path", lambda p: tmp_path / "results" / p / "metrics.json")
+    args = ["--profile", "cpu", "--run-dir", str(run), "--skip-run"]
+    for recorded, why in ((False, "not met"), (None, "not recorded")):
+        metrics = {"accuracy_rm_sft": 0.5, **({} if recorded is None else {regression.LEARNING_GOAL: recorded})}
+        (run / "metrics" / "05_evaluate.json").write_text(json.dumps(metrics))
+        assert regression.main([*args, "--update"]) == 2
+        err = capsys.readouterr().err
+        assert "--update refused: learning gate: profile 'cpu' trains on personas" in err and why in err
+        assert not (tmp_path / "results").exists()  # nothing stored
+    (run / "metrics" / "05_evaluate.json").write_text(
+        json.dumps({"accuracy_rm_sft": 0.5, regression.LEARNING_GOAL: True})
+    )
+    assert regression.main([*args, "--update"]) == 0 and regression.main(args) == 0
+    # a run that matches the stored metrics exactly still fails when it did not learn (a stored
+    # reference made before the gate, or edited by hand)
+    stored = tmp_path / "results" / "cpu" / "metrics.json"
+    stored.write_text(json.dumps({"05_evaluate": {"accuracy_rm_sft": 0.5, regression.LEARNING_GOAL: False}}))
+    (run / "metrics" / "05_evaluate.json").write_text(
+        json.dumps({"accuracy_rm_sft": 0.5, regression.LEARNING_GOAL: False})
+    )
+    capsys.readouterr()
+    assert regression.main(args) == 1
+    captured = capsys.readouterr()
+    assert "moved=0 missing=0" in captured.out and "the run did not learn" in captured.err
+
+
+def test_the_learning_gate_leaves_profiles_that_do_not_train_on_personas_alone():
+    assert regression.learning_problem({"05_evaluate": {}}, "paper") is None
+    assert regression.learning_problem({"05_evaluate": {}}, "cpu", {"data.train_benchmarks": "sotu"}) is None
+    assert "not recorded" in regression.learning_problem({}, "cpu")

@@ -514,6 +514,16 @@ TRAINED_STAGES: tuple[str, ...] = ("rm-sft", "rm-rft")  # in training order
 GOAL_COLUMNS: tuple[str, ...] = ("goal", "value", "interval", "target", "met", "decisive")
 
 
+def goal_key(goal: str) -> str:
+    """A goal's stable key: its name before the measured part in parentheses, in snake case (what
+    the headline metrics and the regression gate name it by).
+
+    >>> goal_key("order-consistent accuracy: rm-sft - rm-base (n=32; 0.781 vs 0.000)")
+    'order_consistent_accuracy_rm_sft_rm_base'
+    """
+    return re.sub(r"[^a-z0-9]+", "_", goal.split(" (")[0].lower()).strip("_")
+
+
 def _difference_goal(
     results: pd.DataFrame,
     model: str,

@@ -258,7 +258,8 @@ def headline_metrics(
         ``format_<judge>``, ``consistency_<judge>`` (position consistency),
         ``order_consistent_<judge>`` (order-consistent accuracy), ``a_preference_<judge>``,
         ``reasoning_<judge>`` (reasoning agreement) and ``too_long_<judge>`` (None where a rate is
-        undefined); ``goals_met`` and ``goals`` when there are goals.
+        undefined); ``goals_met`` and ``goals`` when there are goals, and ``goal_met/<key>`` per goal
+        (:func:`persrm_lib.evaluate.metrics.goal_key`: what the regression's learning gate reads).
     """
     headline = metrics.summarize(results[results["n_exemplars"] == main_k], "judge", n_bootstrap, seed)
     headline = headline.set_index("judge")
@@ -280,4 +281,7 @@ def headline_metrics(
     if len(goals):
         summary["goals_met"] = int(goals["met"].sum())
         summary["goals"] = int(len(goals))
+        summary.update(
+            {f"goal_met/{metrics.goal_key(g)}": bool(m) for g, m in zip(goals["goal"], goals["met"], strict=True)}
+        )
     return summary

@@ -11,8 +11,14 @@ timings); the first matching pattern wins.
 ``--update`` stores a run as the reference only when :func:`persrm_lib.run.publish.reference_problem`
 (the one decision that publish also uses) finds nothing against it: a run made with ``--set``
 overrides or ``-p`` parameters, of another profile or incomplete, is refused with exit status 2.
-Exit status: 0 every metric within tolerance (or stored); 1 a metric moved or went missing, or a
-notebook failed; 2 refused (bad arguments, a run that may not be the reference, a folder in use).
+The learning gate (:func:`learning_problem`): a run of a profile that trains on the persona
+benchmark must show that SFT learned -- order-consistent accuracy of SFT minus base on the held-out
+personas with its 95% paired interval above 0 (notebook 05's goal, recorded as
+``goal_met/order_consistent_accuracy_rm_sft_rm_base``) -- or it fails, whatever was stored, and
+``--update`` refuses to store it: a stored reference can never be a run that did not learn.
+
+Exit status: 0 every metric within tolerance (or stored); 1 a metric moved or went missing, the
+run did not learn (the gate), or a notebook failed; 2 refused (bad arguments, a run that may not be the reference, a folder in use).
 """
 
 from __future__ import annotations
@@ -25,14 +31,43 @@ from pathlib import Path
 from typing import Any
 
 from ..core.cli import Parser, fail
-from ..core.config import PROFILES
+from ..core.config import PROFILES, get_profile
 from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import collect
 from .publish import PublishError, reference_problem, run_profile
+from .settings import read_overrides
 
 TOLERANCES_FILE = RESULTS_DIR / "tolerances.json"
+
+
+LEARNING_GOAL = "goal_met/order_consistent_accuracy_rm_sft_rm_base"  # 05's SFT-over-base goal
+
+
+def learning_problem(
+    measured: dict[str, dict[str, Any]], profile: str, overrides: dict[str, Any] | None = None
+) -> str | None:
+    """Why a run's metrics fail the learning gate, or None: a profile that trains on the persona
+    benchmark (``data.train_benchmarks``) needs notebook 05's SFT-over-base goal met (the 95% paired
+    interval of SFT minus base order-consistent accuracy on held-out personas above 0).
+
+    >>> learning_problem({"05_evaluate": {LEARNING_GOAL: True}}, "cpu") is None
+    True
+    >>> learning_problem({"05_evaluate": {}}, "tiny") is None  # tiny trains on sotu and aaac
+    True
+    """
+    data = get_profile(profile, overrides or {}).data
+    if "personas" not in data.benchmarks or (data.train_benchmarks and "personas" not in data.train_benchmarks):
+        return None  # the persona benchmark is not trained on (empty train_benchmarks: every one listed is)
+    met = measured.get("05_evaluate", {}).get(LEARNING_GOAL)
+    if met is True:
+        return None
+    why = "not recorded (no SFT or base stage judged persona pairs)" if met is None else "not met"
+    return (
+        f"learning gate: profile {profile!r} trains on personas, and SFT must beat base there (05_evaluate:"
+        f"{LEARNING_GOAL}: {why}): the run did not learn"
+    )
 
 
 @dataclass(frozen=True)
@@ -160,10 +195,13 @@ def main(argv: list[str] | None = None) -> int:
                 if problem is not None:
                     return fail(f"--update refused: {problem}")
             measured = collect(run_dir)
+            gate = learning_problem(measured, args.profile, read_overrides(run_dir))
     except (PublishError, RunFolderBusyError, ValueError) as exc:
         return fail(str(exc))
     target = stored_path(args.profile)
     if args.update:
+        if gate is not None:
+            return fail(f"--update refused: {gate}")
         write_json_atomic(measured, target, sort_keys=True)
         _record_in_manifest(target, run_dir)
         print(f"stored {sum(len(m) for m in measured.values())} metrics in {target}")
@@ -176,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [r for r in rows if r.status in ("moved", "missing")]
     counts = {s: sum(r.status == s for r in rows) for s in ("ok", "moved", "missing", "new", "ignored")}
     print("regression: " + " ".join(f"{k}={v}" for k, v in counts.items()))
-    return 1 if bad else 0
+    if gate is not None:
+        print(gate, file=sys.stderr)
+    return 1 if bad or gate is not None else 0
 
 
 if __name__ == "__main__":
