@@ -92,7 +92,7 @@ def test_pointwise_prompt_shows_one_response_and_no_letter():
         "n_exemplars": 1,
     }
     user = build_pointwise_messages(pair, "b", 1)[1]["content"]
-    assert user == "Writing exemplars by the author:\n\nExemplar 1:\ne one\n\nQuery:\nWrite.\n\nResponse:\nsecond text"
+    assert user == "Exemplar 1:\ne one\n\nQuery:\nWrite.\n\nResponse:\nsecond text"
     with pytest.raises(ValueError, match="side must be 'a' or 'b', got 'x'"):
         build_pointwise_messages(pair, "x")
 

@@ -349,8 +349,9 @@ PROFILES: dict[str, Profile] = {
     # fast as pointwise, which is order-consistent by construction and cheaper per step), and evaluates on held-out personas
     # and on sotu and aaac, where a 135M model is expected at chance. Short persona passages (10 words)
     # and lr 1e-3 learn fastest in the learning-rate/length sweep (results/personas/h100/smoke-*.csv:
-    # 0.53 held-out order-consistent after 300 steps, against 0.00 for 10 words at 3e-4); 1,000 steps
-    # of 2 examples (~2 s each here) are two thirds of an epoch over 1,500 pairs' traces (both sides).
+    # 0.53 held-out order-consistent after 300 steps, against 0.00 for 10 words at 3e-4); 1,500 steps
+    # of 2 examples (~1.6 s each here with the short pointwise prompt) are one epoch over 1,500 pairs'
+    # traces (both sides).
     # What it trades against the paper: 135M parameters instead of 7B, one exemplar, synthetic
     # personas instead of real authors, 12 GRPO steps of one pair (both sides x 4 samples).
     "cpu": Profile(
@@ -372,7 +373,7 @@ PROFILES: dict[str, Profile] = {
         # r 8 keeps each adapter near 12 MB, under the 20 MB that results/ takes (r 16 measured 23 MB)
         lora=LoRASettings(r=8, alpha=16),
         prompt=PromptSettings(mode="pointwise"),
-        sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=1e-3, max_steps=1000),
+        sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=1e-3, max_steps=1500),
         # a batch of 8 is one pair's two responses x 4 samples: the joint group of grpo.joint_orders
         grpo=GRPOSettings(
             batch_size=8,

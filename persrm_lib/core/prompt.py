@@ -40,13 +40,13 @@ SYSTEM_PROMPT = (
     "Scores are numbers from 0 to 10; give the author's response the higher score."
 )
 
+# The pointwise prompt is short on purpose: every template token is paid for at every training step,
+# and the model learns the format from SFT anyway. 57 SmolLM2 tokens instead of 98, and about 120
+# instead of 189 for a whole one-exemplar persona prompt: about 25% less time per SFT step on a CPU,
+# with the same held-out accuracy after 200 steps (README, "Does a small model learn it?").
 POINTWISE_SYSTEM_PROMPT = (
-    "You are a personalized reward model. You read writing exemplars by one author, a query, and "
-    "one candidate response. Judge whether the response is written in the author's style (not "
-    "topic). Answer in exactly this format and nothing else:\n"
-    "<criteria>the style features the exemplars show</criteria>\n"
-    "<eval>which of them the response shows, misses, or adds</eval>\n"
-    "<score>a number from 0 to 10</score>"
+    "Rate how well the response matches the style of the exemplars' author. Format:\n"
+    "<criteria>features</criteria>\n<eval>checks</eval>\n<score>0-10</score>"
 )
 
 REQUIRED_PAIR_FIELDS = ("query", "exemplars", "response_a", "response_b")
@@ -129,6 +129,22 @@ def _check_pair(pair: Mapping[str, Any]) -> None:
         raise ValueError(f"pair {pair.get('id', '?')!r}: exemplars must be a non-empty list of texts")
 
 
+def _plain(text: Any, tokenizer: Any = None) -> str:
+    return neutralise_special_tokens(str(text).strip(), tokenizer)
+
+
+def _exemplar_blocks(pair: Mapping[str, Any], n_exemplars: int | None, plain: Callable[[Any], str]) -> str:
+    """The first ``n_exemplars`` exemplars (all when None), numbered, each through ``plain``."""
+    exemplars = list(pair["exemplars"])
+    if n_exemplars is not None:
+        if n_exemplars < 1:
+            raise ValueError(f"n_exemplars must be at least 1, got {n_exemplars}")
+        if n_exemplars > len(exemplars):
+            raise ValueError(f"pair {pair.get('id', '?')!r} has {len(exemplars)} exemplars, {n_exemplars} requested")
+        exemplars = exemplars[:n_exemplars]
+    return "\n\n".join(f"Exemplar {i}:\n{plain(text)}" for i, text in enumerate(exemplars, start=1))
+
+
 def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, *, tokenizer: Any = None) -> str:
     """The user turn: numbered exemplars (the first ``n_exemplars``), the query, A and B, then the
     blocks the pair carries (:func:`register_pair_block`: the evidence table, measured on the
@@ -145,27 +161,17 @@ def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, 
             none measured on the exemplars shown (naming the pair).
     """
     _check_pair(pair)
-    exemplars = list(pair["exemplars"])
-    if n_exemplars is not None:
-        if n_exemplars < 1:
-            raise ValueError(f"n_exemplars must be at least 1, got {n_exemplars}")
-        if n_exemplars > len(exemplars):
-            raise ValueError(f"pair {pair.get('id', '?')!r} has {len(exemplars)} exemplars, {n_exemplars} requested")
-        exemplars = exemplars[:n_exemplars]
-
-    def plain(text: Any) -> str:
-        return neutralise_special_tokens(str(text).strip(), tokenizer)
-
-    blocks = [f"Exemplar {i}:\n{plain(text)}" for i, text in enumerate(exemplars, start=1)]
+    plain = functools.partial(_plain, tokenizer=tokenizer)
     message = (
-        "Writing exemplars by the author:\n\n" + "\n\n".join(blocks) + "\n\n"
+        "Writing exemplars by the author:\n\n" + _exemplar_blocks(pair, n_exemplars, plain) + "\n\n"
         f"Query:\n{plain(pair['query'])}\n\n"
         f"Response A:\n{plain(pair['response_a'])}\n\n"
         f"Response B:\n{plain(pair['response_b'])}"
     )
     for name, render in _PAIR_BLOCKS.items():
         if pair.get(name) is not None:
-            message += "\n\n" + plain(render(pair, len(exemplars)))
+            shown = len(pair["exemplars"]) if n_exemplars is None else n_exemplars
+            message += "\n\n" + plain(render(pair, shown))
     return message
 
 
@@ -181,10 +187,11 @@ def build_pointwise_user_message(
     if side not in ("a", "b"):
         raise ValueError(f"side must be 'a' or 'b', got {side!r}")
     _check_pair(pair)
-    message = build_user_message(pair, n_exemplars, tokenizer=tokenizer)
-    head = message[: message.index("\n\nResponse A:\n")]
-    text = neutralise_special_tokens(str(pair[f"response_{side}"]).strip(), tokenizer)
-    return f"{head}\n\nResponse:\n{text}"
+    plain = functools.partial(_plain, tokenizer=tokenizer)
+    return (
+        _exemplar_blocks(pair, n_exemplars, plain) + f"\n\nQuery:\n{plain(pair['query'])}\n\n"
+        f"Response:\n{plain(pair[f'response_{side}'])}"
+    )
 
 
 def build_pointwise_messages(
