@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/device_check.sh stage            # here, on the CPU machine, after `make install`
 #       ../shared/device/stage.sh --unsloth cuts the SmolLM2 GGUF and the wheels (TRL, datasets,
-#       Unsloth and its dependencies) into .device/cNN/; the smoke data (notebooks 01-02, built once
+#       Unsloth and its dependencies) into .device/cNN/; the device profile's data (notebooks 01-02, built once
 #       into runs/device-data) goes to .device/data/. Prints which folders each device call carries.
 #
 #   bash benchmarks/device_check.sh run OUT [device_check.py options]    # on the GPU machine
@@ -26,7 +26,7 @@ stage)
   bash "${STAGE_SH:-../shared/device/stage.sh}" --unsloth || exit
   data_run=${DATA_RUN:-$root/runs/device-data}
   if [ ! -f "$data_run/data/traces_faithful.jsonl" ]; then
-    "$py" -m persrm_lib.run --profile smoke --only 01 02 --run-dir "$data_run" || exit
+    "$py" -m persrm_lib.run --profile device --only 01 02 --run-dir "$data_run" || exit
   fi
   mkdir -p .device/data/data/pairs
   cp "$data_run/data/traces_faithful.jsonl" .device/data/data/

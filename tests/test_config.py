@@ -34,13 +34,9 @@ def test_gpu_and_device_profiles():
     device = get_profile("device")
     assert device.model.name == "smollm2-135m-instruct"
     assert (device.sft.max_steps, device.grpo.max_steps, device.grpo.eval_every) == (30, 10, 0)
-    # the device check trains on the smoke data: the prompt settings must match smoke's
-    smoke = get_profile("smoke")
-    assert (device.data.n_exemplars, device.data.passage_words, device.data.query_words) == (
-        smoke.data.n_exemplars,
-        smoke.data.passage_words,
-        smoke.data.query_words,
-    )
+    # the device check builds its own data (device_check.sh stage: notebooks 01-02 of this profile):
+    # the paper's pairwise format on sotu and aaac, as the GPU path of the paper and gpu profiles
+    assert (device.prompt.mode, device.data.benchmarks) == ("pairwise", ("sotu", "aaac"))
 
 
 def test_default_profile_comes_from_environment(monkeypatch):
@@ -134,7 +130,7 @@ def test_grpo_validation_is_off_by_default():
     [
         # model_pairs, generative_pairs, generative_counts, scalar_rm_steps, scalar_rm_batch_size, scalar_rm_max_length
         ("tiny", (2, 2, (), 2, 2, 256)),  # seconds: two pairs of each kind, the profile's exemplar counts
-        ("smoke", (2, 1, (3,), 2, 2, 320)),  # a pipeline check in minutes, generation at three exemplars only
+        ("smoke", (2, 2, (1,), 2, 2, 320)),  # minutes: 2 pairs of sotu and aaac (16 of personas), one exemplar
         ("cpu", (24, 32, (1,), 12, 4, 384)),  # the reference run: at the exemplar count it trained with
         ("paper", (0, 0, (), 500, 32, 4096)),  # every pair
     ],

@@ -790,6 +790,8 @@ def test_publish_and_regression_update_refuse_the_same_variant_runs(
 
 
 def test_a_clean_run_may_become_the_reference_by_both_commands(tmp_path, monkeypatch, capsys) -> None:
+    import json
+
     from test_publish import make_finished_run
 
     from persrm_lib.core.jsonl import read_json, sha256_file
@@ -801,10 +803,11 @@ def test_a_clean_run_may_become_the_reference_by_both_commands(tmp_path, monkeyp
     run = make_finished_run(tmp_path / "run")
     assert publish.reference_problem(run, "cpu") is None
     publish.publish(run, "cpu")
-    (run / "metrics" / "05_evaluate.json").write_text('{"accuracy_rm_rft": 0.7}')
+    learned = {"accuracy_rm_rft": 0.7, regression.LEARNING_GOAL: True}  # cpu trains on personas: the gate holds
+    (run / "metrics" / "05_evaluate.json").write_text(json.dumps(learned))
     assert regression.main(["--profile", "cpu", "--run-dir", str(run), "--skip-run", "--update"]) == 0
     stored = tmp_path / "results" / "cpu"
-    assert read_json(stored / "metrics.json") == {"05_evaluate": {"accuracy_rm_rft": 0.7}}
+    assert read_json(stored / "metrics.json") == {"05_evaluate": learned}
     # the published folder's manifest follows, so publish still knows the folder as its own
     assert read_json(stored / "MANIFEST.json")["files"]["metrics.json"] == sha256_file(stored / "metrics.json")
     assert publish.replace_problem(stored, "cpu", run) is None

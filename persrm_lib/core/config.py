@@ -4,7 +4,7 @@
 ``cpu`` (the reference run on a 2-core machine, about two hours), ``paper`` (one or more GPUs,
 the hyper-parameters of PersRM-R1, arXiv 2508.14076, §4.1), ``gpu`` (one 24-80 GB GPU for about an
 hour: Qwen2.5-3B-Instruct with Unsloth; not run at that size here) and ``device`` (the GPU check of
-``benchmarks/device_check.sh``: SmolLM2 on the smoke data, a few dozen steps per stage).
+``benchmarks/device_check.sh``: SmolLM2 on sotu and aaac, pairwise, a few dozen steps per stage).
 
 >>> get_profile("paper").grpo.num_generations
 8
@@ -158,6 +158,8 @@ class EvaluationSettings:
 
     model_pairs: int = 0  # pairs per benchmark for loglik and scalar-rm (a seeded draw); 0: all
     generative_pairs: int = 0  # pairs per benchmark for each generative stage (each also judged swapped); 0: all
+    # the persona benchmark's count instead, where learning is measured (0: generative_pairs there too)
+    persona_generative_pairs: int = 0
     generative_counts: tuple[int, ...] = ()  # exemplar counts for the generative stages; (): data.eval_exemplar_counts
     scalar_rm_steps: int = 50  # RewardTrainer steps of the scalar reward model
     scalar_rm_batch_size: int = 4  # pairs per RewardTrainer step (and sequences per scoring pass)
@@ -172,7 +174,7 @@ class EvaluationSettings:
     def __post_init__(self) -> None:
         # an override may give the counts as text ("1,3" -> ("1", "3")): store them as integers
         object.__setattr__(self, "generative_counts", tuple(int(k) for k in self.generative_counts))
-        for name in ("model_pairs", "generative_pairs"):
+        for name in ("model_pairs", "generative_pairs", "persona_generative_pairs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"evaluation.{name} must be at least 0 (0: all pairs), got {getattr(self, name)}")
         for name in ("scalar_rm_steps", "scalar_rm_batch_size", "scalar_rm_max_length"):
@@ -310,33 +312,46 @@ PROFILES: dict[str, Profile] = {
             model_pairs=2, generative_pairs=2, scalar_rm_steps=2, scalar_rm_batch_size=2, scalar_rm_max_length=256
         ),
     ),
+    # The cpu profile's task and formulation on a budget that still shows learning (CI runs it, and its
+    # stored metrics are the regression reference): pointwise persona traces, 300 SFT steps of 2 at
+    # lr 1e-3 on 10-word passages -- the fewest that beat base on held-out personas in the learning
+    # curves (0.125 held-out order-consistent at 200 steps, 0.31-0.53 at 250-300; base 0.00) -- so
+    # the learning gate (persrm_lib.run.regression.learning_problem) has something to check. The
+    # generative stages judge 16 persona pairs and 2 of sotu and aaac each (a busy 2-core CPU
+    # prefills ~200 tokens/s); GRPO takes 2 steps of one pair (plumbing: 2 steps move nothing).
     "smoke": Profile(
         name="smoke",
+        num_threads=2,
         data=DataSettings(
-            passage_words=80, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=48, eval_pairs=24, query_words=16
+            benchmarks=("sotu", "aaac", "personas"),
+            train_benchmarks=("personas",),
+            passage_words=80,
+            n_exemplars=1,
+            eval_exemplar_counts=(1, 3),
+            train_pairs=300,
+            eval_pairs=24,
+            query_words=16,
+            persona_words=10,
         ),
         model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=96),
         lora=LoRASettings(r=8, alpha=16),
-        sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=5e-4, max_steps=6),
-        # Smoke exercises the pipeline, not learning: 64 tokens cannot hold a trace, so every GRPO
-        # sample is a format violation (reward -1) and the advantages are zero.
+        prompt=PromptSettings(mode="pointwise"),
+        sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=1e-3, max_steps=300),
         grpo=GRPOSettings(
             batch_size=4,
             num_generations=2,
             learning_rate=1e-5,
             max_steps=2,
-            max_completion_length=64,
+            max_completion_length=96,
             eval_every=2,  # once, after the last of the two steps
             eval_pairs=2,
         ),
         teacher=TeacherSettings(trace_style="compact"),
-        # every judge and stage runs, on two pairs per benchmark for loglik and scalar-rm and one for
-        # each generative stage (a busy 2-core CPU prefills ~200 tokens/s), at the largest exemplar
-        # count only: a pipeline check in minutes, not a measurement.
         evaluation=EvaluationSettings(
             model_pairs=2,
-            generative_pairs=1,
-            generative_counts=(3,),
+            generative_pairs=2,
+            persona_generative_pairs=16,
+            generative_counts=(1,),
             scalar_rm_steps=2,
             scalar_rm_batch_size=2,
             scalar_rm_max_length=320,
@@ -431,7 +446,7 @@ PROFILES: dict[str, Profile] = {
             model_pairs=0, scalar_rm_steps=500, scalar_rm_batch_size=32, scalar_rm_max_length=4096
         ),
     ),
-    # The GPU check (benchmarks/device_check.sh): the smoke data and SmolLM2 on one CUDA device, a
+    # The GPU check (benchmarks/device_check.sh): SmolLM2 on one CUDA device, pairwise on sotu and aaac, a
     # few dozen steps per stage, sized so that SFT and GRPO on both backends plus judging fit well
     # inside ten minutes on an H200 (TRL there: GRPO ~3.6 s per step of 64 samples x 48 tokens).
     "device": Profile(

@@ -105,6 +105,7 @@ RANGES: dict[str, Range] = {
     "teacher.hinted_share": SHARE,
     "evaluation.model_pairs": AT_LEAST_0,
     "evaluation.generative_pairs": AT_LEAST_0,
+    "evaluation.persona_generative_pairs": AT_LEAST_0,
     "evaluation.generative_counts": EXEMPLARS,  # each count
     "evaluation.scalar_rm_steps": AT_LEAST_1,
     "evaluation.scalar_rm_batch_size": AT_LEAST_1,

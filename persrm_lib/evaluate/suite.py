@@ -154,11 +154,14 @@ def run_suite(
             shared = load_model(profile.model.name)
         return shared
 
-    def evaluate_all(judge: Judge, label: str, stage: str, ks: Sequence[int], limit: int) -> pd.DataFrame:
+    def evaluate_all(
+        judge: Judge, label: str, stage: str, ks: Sequence[int], limit: int, persona_limit: int = 0
+    ) -> pd.DataFrame:
         parts = []
         for bench, pairs in test_sets.items():
+            cap = persona_limit if bench == "personas" and persona_limit else limit
             for k in ks:
-                subset = select_pairs(_usable(pairs, k), limit or None, seed)
+                subset = select_pairs(_usable(pairs, k), cap or None, seed)
                 if subset:
                     parts.append(
                         evaluate_pairs(
@@ -221,7 +224,9 @@ def run_suite(
             strip_think=settings.strip_think,
             count_too_long=settings.count_too_long,
         )
-        frame = evaluate_all(judge, STAGE_LABELS[stage], stage, gen_counts, settings.generative_pairs)
+        frame = evaluate_all(
+            judge, STAGE_LABELS[stage], stage, gen_counts, settings.generative_pairs, settings.persona_generative_pairs
+        )
         frames.append(frame)
         if settings.strip_think:
             stripped[STAGE_LABELS[stage]] = judge.n_stripped
