@@ -1,5 +1,6 @@
 """The main job end to end: every notebook on the smoke profile, in order, through the runner,
-then every recorded metric compared with the stored smoke reference (results/smoke/metrics.json)."""
+then every recorded metric compared with the stored smoke reference (results/smoke/metrics.json),
+and the learning gate: SFT beats base on held-out personas."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def test_smoke_run_reproduces_the_stored_metrics(tmp_path):
     rows = regression.compare(stored, measured, regression.load_tolerances())
     moved = [r for r in rows if r.status in ("moved", "missing")]
     assert not moved, regression.format_table(rows)
+    # the learning gate: smoke trains on personas, and its SFT beats base on the held-out ones
+    assert regression.learning_problem(measured, "smoke") is None
 
 
 # the reference run's formulation (profile cpu): persona benchmark, pointwise prompts

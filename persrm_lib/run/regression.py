@@ -18,7 +18,8 @@ personas with its 95% paired interval above 0 (notebook 05's goal, recorded as
 ``--update`` refuses to store it: a stored reference can never be a run that did not learn.
 
 Exit status: 0 every metric within tolerance (or stored); 1 a metric moved or went missing, the
-run did not learn (the gate), or a notebook failed; 2 refused (bad arguments, a run that may not be the reference, a folder in use).
+run did not learn (the gate), or a notebook failed; 2 refused (bad arguments, a run that may not be
+the reference, a folder in use).
 """
 
 from __future__ import annotations
