@@ -187,6 +187,8 @@ def test_evaluation_overrides(overrides, expected):
             {"evaluation.generative_counts": "one"},
             r"generative_counts=\['one'\]: expected a comma-separated list of int",
         ),
+        ({"evaluation.persona_generative_pairs": -1}, r"evaluation.persona_generative_pairs must be at least 0"),
+        ({"sft.lr_scheduler": "cosine"}, r"sft.lr_scheduler must be linear or constant, got 'cosine'"),
     ],
 )
 def test_bad_evaluation_overrides(overrides, match):

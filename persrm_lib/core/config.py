@@ -78,6 +78,9 @@ class SFTSettings:
     epochs: float = 1.0
     max_steps: int = -1  # -1: run the epochs
     warmup_ratio: float = 0.0
+    # transformers' schedule after the warm-up: "linear" decays to 0 at the last step; "constant"
+    # keeps learning_rate (what the persona learning curves measured)
+    lr_scheduler: str = "linear"
     logging_steps: int = 1
     # every trace also in the swapped order, its trace rewritten (teachers.swap): positions exactly 50/50
     both_orders: bool = True
@@ -246,6 +249,10 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: teacher.kind must be stylometric, local or http")
         if self.teacher.trace_style not in ("full", "compact"):
             raise ValueError(f"profile {self.name!r}: teacher.trace_style must be full or compact")
+        if self.sft.lr_scheduler not in ("linear", "constant"):
+            raise ValueError(
+                f"profile {self.name!r}: sft.lr_scheduler must be linear or constant, got {self.sft.lr_scheduler!r}"
+            )
         if not 0.0 <= self.teacher.hinted_share < 1.0:
             raise ValueError(
                 f"profile {self.name!r}: teacher.hinted_share must be in [0, 1), got {self.teacher.hinted_share}"
@@ -313,10 +320,12 @@ PROFILES: dict[str, Profile] = {
         ),
     ),
     # The cpu profile's task and formulation on a budget that still shows learning (CI runs it, and its
-    # stored metrics are the regression reference): pointwise persona traces, 300 SFT steps of 2 at
-    # lr 1e-3 on 10-word passages -- the fewest that beat base on held-out personas in the learning
-    # curves (0.125 held-out order-consistent at 200 steps, 0.31-0.53 at 250-300; base 0.00) -- so
-    # the learning gate (persrm_lib.run.regression.learning_problem) has something to check. The
+    # stored metrics are the regression reference): pointwise persona traces, 300 SFT steps of 2 at a
+    # constant lr 1e-3 with LoRA r 16 on 10-word passages -- the settings of the learning-curve runs
+    # that beat base on held-out personas soonest (0.12 held-out order-consistent at 200 steps,
+    # 0.22-0.31 at 250, 0.50-0.53 at 300; base 0.00; results/personas/cpu-short-prompt-w10-lr1e-3.csv
+    # and h100/smoke-w10-lr1e-3.csv) -- so the learning gate (persrm_lib.run.regression) has something
+    # to check. The
     # generative stages judge 16 persona pairs and 2 of sotu and aaac each (a busy 2-core CPU
     # prefills ~200 tokens/s); GRPO takes 2 steps of one pair (plumbing: 2 steps move nothing).
     "smoke": Profile(
@@ -334,9 +343,11 @@ PROFILES: dict[str, Profile] = {
             persona_words=10,
         ),
         model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=96),
-        lora=LoRASettings(r=8, alpha=16),
+        lora=LoRASettings(r=16, alpha=32),
         prompt=PromptSettings(mode="pointwise"),
-        sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=1e-3, max_steps=300),
+        sft=SFTSettings(
+            batch_size=2, per_device_batch_size=2, learning_rate=1e-3, lr_scheduler="constant", max_steps=300
+        ),
         grpo=GRPOSettings(
             batch_size=4,
             num_generations=2,

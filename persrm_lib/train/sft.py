@@ -37,6 +37,7 @@ def sft_config(profile: Profile, output_dir: Path, backend: str = "transformers"
         num_train_epochs=sft.epochs,
         max_steps=sft.max_steps,
         warmup_steps=sft.warmup_ratio,  # a float in [0, 1) is a share of the steps (transformers 5)
+        lr_scheduler_type=sft.lr_scheduler,
         logging_steps=sft.logging_steps,
         max_length=profile.model.max_seq_length,
         completion_only_loss=True,  # loss on the trace, not on the prompt
