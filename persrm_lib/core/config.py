@@ -51,6 +51,15 @@ class DataSettings:
     # every listed benchmark that is not test-only. The others are still built as test sets.
     train_benchmarks: tuple[str, ...] = ()
 
+    def trains_on(self, benchmark: str) -> bool:
+        """Whether a built benchmark gives training pairs: ``train_benchmarks`` is empty or names it
+        (a test-only benchmark never does; :mod:`persrm_lib.data.synthesis` checks that).
+
+        >>> DataSettings(benchmarks=("sotu", "personas"), train_benchmarks=("personas",)).trains_on("sotu")
+        False
+        """
+        return not self.train_benchmarks or benchmark in self.train_benchmarks
+
 
 @dataclass(frozen=True)
 class ModelSettings:

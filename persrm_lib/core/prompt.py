@@ -133,8 +133,8 @@ def _plain(text: Any, tokenizer: Any = None) -> str:
     return neutralise_special_tokens(str(text).strip(), tokenizer)
 
 
-def _exemplar_blocks(pair: Mapping[str, Any], n_exemplars: int | None, plain: Callable[[Any], str]) -> str:
-    """The first ``n_exemplars`` exemplars (all when None), numbered, each through ``plain``."""
+def _exemplar_blocks(pair: Mapping[str, Any], n_exemplars: int | None, tokenizer: Any) -> str:
+    """The first ``n_exemplars`` exemplars (all when None), numbered, each as plain text (:func:`_plain`)."""
     exemplars = list(pair["exemplars"])
     if n_exemplars is not None:
         if n_exemplars < 1:
@@ -142,7 +142,7 @@ def _exemplar_blocks(pair: Mapping[str, Any], n_exemplars: int | None, plain: Ca
         if n_exemplars > len(exemplars):
             raise ValueError(f"pair {pair.get('id', '?')!r} has {len(exemplars)} exemplars, {n_exemplars} requested")
         exemplars = exemplars[:n_exemplars]
-    return "\n\n".join(f"Exemplar {i}:\n{plain(text)}" for i, text in enumerate(exemplars, start=1))
+    return "\n\n".join(f"Exemplar {i}:\n{_plain(text, tokenizer)}" for i, text in enumerate(exemplars, start=1))
 
 
 def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, *, tokenizer: Any = None) -> str:
@@ -163,14 +163,14 @@ def build_user_message(pair: Mapping[str, Any], n_exemplars: int | None = None, 
     _check_pair(pair)
     plain = functools.partial(_plain, tokenizer=tokenizer)
     message = (
-        "Writing exemplars by the author:\n\n" + _exemplar_blocks(pair, n_exemplars, plain) + "\n\n"
+        "Writing exemplars by the author:\n\n" + _exemplar_blocks(pair, n_exemplars, tokenizer) + "\n\n"
         f"Query:\n{plain(pair['query'])}\n\n"
         f"Response A:\n{plain(pair['response_a'])}\n\n"
         f"Response B:\n{plain(pair['response_b'])}"
     )
+    shown = len(pair["exemplars"]) if n_exemplars is None else n_exemplars
     for name, render in _PAIR_BLOCKS.items():
         if pair.get(name) is not None:
-            shown = len(pair["exemplars"]) if n_exemplars is None else n_exemplars
             message += "\n\n" + plain(render(pair, shown))
     return message
 
@@ -189,7 +189,7 @@ def build_pointwise_user_message(
     _check_pair(pair)
     plain = functools.partial(_plain, tokenizer=tokenizer)
     return (
-        _exemplar_blocks(pair, n_exemplars, plain) + f"\n\nQuery:\n{plain(pair['query'])}\n\n"
+        _exemplar_blocks(pair, n_exemplars, tokenizer) + f"\n\nQuery:\n{plain(pair['query'])}\n\n"
         f"Response:\n{plain(pair[f'response_{side}'])}"
     )
 

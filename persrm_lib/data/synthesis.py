@@ -94,7 +94,7 @@ def synthesize_pairs(
             if BENCHMARKS[name].personas
             else int(table.loc[table["split"] == split, "author"].nunique())
             for name, table in tables.items()
-            if not BENCHMARKS[name].test_only and (not data.train_benchmarks or name in data.train_benchmarks)
+            if not BENCHMARKS[name].test_only and data.trains_on(name)
         }
         for name, n in _shares(total, weights).items():
             if n:

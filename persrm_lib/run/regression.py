@@ -59,8 +59,8 @@ def learning_problem(
     True
     """
     data = get_profile(profile, overrides or {}).data
-    if "personas" not in data.benchmarks or (data.train_benchmarks and "personas" not in data.train_benchmarks):
-        return None  # the persona benchmark is not trained on (empty train_benchmarks: every one listed is)
+    if "personas" not in data.benchmarks or not data.trains_on("personas"):
+        return None
     met = measured.get("05_evaluate", {}).get(LEARNING_GOAL)
     if met is True:
         return None
