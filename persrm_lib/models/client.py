@@ -1,26 +1,10 @@
-"""The ONE LLM client: chat messages in, text out, from a local model or an OpenAI-compatible server.
+"""The ONE LLM client: chat messages in, text out, from a local model (:class:`LocalChatClient`) or
+an OpenAI-compatible server (:class:`HTTPChatClient`). Teachers, the mimicry writer, the behaviour
+classifier, the generative judge and GRPO validation all hold one.
 
-Teachers, the mimicry writer, the behaviour classifier, the generative judge and GRPO validation
-all hold a client (composition) instead of loading a model and chatting on their own:
-
-- :class:`LocalChatClient`: a transformers causal LM (optionally PEFT-wrapped) and its tokenizer;
-  the chat template, batched greedy generation (:func:`persrm_lib.models.generation.generate`).
-- :class:`HTTPChatClient`: an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, or any
-  API), with bounded concurrency (a thread pool); the connection pool and the timeout are
-  httpx's (``httpx.Client``), the retries with exponential backoff and ``Retry-After`` are
-  tenacity's (``tenacity.Retrying``); the API key is read from an environment variable (never
-  logged, never in an error message).
-
-Both satisfy :class:`ChatClient`: ``complete(messages) -> str`` and
-``complete_batch(conversations) -> list[str]``. Both also have ``complete_each(conversations,
-labels)``, which yields ``(index, answer)`` as answers arrive and reports a conversation that got
-no usable answer as a :class:`ChatResponseError` instead of stopping (what resumable trace
-generation, :func:`persrm_lib.teachers.traces.generate_traces`, needs).
-
->>> client = HTTPChatClient("http://127.0.0.1:8000/v1", "m", api_key_env="PERSRM_DOCTEST_KEY")
->>> client.url, isinstance(client, ChatClient)
-('http://127.0.0.1:8000/v1/chat/completions', True)
->>> client.close()
+Both satisfy :class:`ChatClient` (``complete``, ``complete_batch``) and have ``complete_each``,
+which yields ``(index, answer)`` and reports a conversation without a usable answer as a
+:class:`ChatResponseError` instead of stopping (resumable trace generation needs it).
 """
 
 from __future__ import annotations
@@ -49,13 +33,9 @@ class ChatClientError(RuntimeError):
 
 
 class ChatResponseError(ChatClientError):
-    """One conversation got no usable answer (invalid JSON, an unexpected body, a refused request,
-    an empty reply, an answer cut off at the token budget).
-
-    ``kind`` names the failure (``invalid_json``, ``unexpected_json``, ``empty_reply``, ``cut_off``,
-    ``http_400`` ...), so a caller can count failures by kind, go on with the other conversations
-    and retry this one later.
-    """
+    """One conversation got no usable answer; ``kind`` names why (``invalid_json``,
+    ``unexpected_json``, ``empty_reply``, ``cut_off``, ``http_400`` ...), so a caller can count
+    failures by kind, go on with the other conversations and retry this one later."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
@@ -84,18 +64,14 @@ class LocalChatClient:
         answer_prefix: text the assistant turn is made to start with (e.g. ``"<count>"`` for a small
             model that never writes the tag on its own); it is put back in front of each answer.
         device: where a lazily loaded model runs (default: the registry's choice).
-        stop_strings: an answer ends as soon as it has written one of them, and is cut right after
-            it (:func:`persrm_lib.models.generation.generate`); the default
-            :data:`~persrm_lib.models.generation.SCORES_STOP` ends a reward-model verdict at
-            ``</scores>`` (the generative judge, GRPO validation); ``()``: stop only at the
-            end-of-turn token or ``max_new_tokens``.
+        stop_strings: an answer ends, and is cut, right after one of them
+            (:func:`persrm_lib.models.generation.generate`); the default
+            :data:`~persrm_lib.models.generation.SCORES_STOP` ends a verdict at ``</scores>``;
+            ``()``: stop only at the end-of-turn token or ``max_new_tokens``.
 
-    :meth:`complete` and :meth:`complete_batch` return an answer cut off by ``max_new_tokens`` as it
-    is (what the behaviour classifier and the mimicry writer use); :meth:`complete_each`, the
-    teacher's path, reports it as a :class:`ChatResponseError` of kind ``cut_off``, as
-    :class:`HTTPChatClient` reports ``finish_reason: "length"``, and counts it in :attr:`stats`.
-    The judges read :meth:`generate_prompts` and parse every completion (a verdict cut off before
-    ``</scores>`` is a format violation of the judged model by design).
+    An answer cut off by ``max_new_tokens`` is returned as it is by :meth:`complete` and
+    :meth:`complete_batch`, and reported by :meth:`complete_each` (the teacher's path) as a
+    :class:`ChatResponseError` of kind ``cut_off``, counted in :attr:`stats`.
 
     Raises:
         ValueError: ``max_new_tokens`` or ``batch_size`` below 1, or neither a model nor a name.
@@ -185,9 +161,7 @@ class LocalChatClient:
         return self.generate_prompts([self.render(m) + self.answer_prefix for m in conversations])
 
     def cut_off_error(self, what: str) -> ChatResponseError:
-        """The error of an answer to ``what`` that ``max_new_tokens`` ended (kind ``cut_off``),
-        worded as :class:`HTTPChatClient` words ``finish_reason: "length"``; the model is named by
-        its registry name, else its folder or hub id."""
+        """The error (kind ``cut_off``) of an answer to ``what`` that ``max_new_tokens`` ended."""
         name = self.model_name or getattr(self._model, "name_or_path", None) or type(self._model).__name__
         return ChatResponseError(
             f"local model {name} answered {what} cut off at max_new_tokens={self.max_new_tokens} (no end-of-turn "
@@ -198,18 +172,10 @@ class LocalChatClient:
     def complete_each(
         self, conversations: Sequence[Messages], labels: Sequence[str] | None = None
     ) -> Iterator[tuple[int, str | ChatResponseError]]:
-        """Yield ``(index, answer)`` in input order, one batch of ``batch_size`` at a time.
-
-        Each batch is one generation call (one forward pass per generation step), so a caller can
-        write each answer as soon as its batch is done. An answer that ran to ``max_new_tokens``
-        without an end-of-turn token or a stop string yields a :class:`ChatResponseError` of kind
-        ``cut_off`` (:meth:`cut_off_error`, counted in :attr:`stats`) instead of its text: the
-        budget ended it, so it is not the model's format failure.
-
-        Args:
-            conversations: chat messages per request.
-            labels: how errors name each request (default ``"a chat request"``).
-        """
+        """Yield ``(index, answer)`` in input order, one generation call per batch of ``batch_size``;
+        an answer that ran to ``max_new_tokens`` without an end-of-turn token or a stop string
+        yields a :class:`ChatResponseError` of kind ``cut_off`` instead (the budget ended it, not
+        the model). ``labels`` name each request in errors (default ``"a chat request"``)."""
         names = list(labels) if labels is not None else ["a chat request"] * len(conversations)
         for begin in range(0, len(conversations), self.batch_size):
             result = self._generate(conversations[begin : begin + self.batch_size])
@@ -222,16 +188,14 @@ class LocalChatClient:
                     yield begin + offset, self.answer_prefix + text
 
 
-# --------------------------------------------------------------------------------------------
-# OpenAI-compatible chat completions over HTTP
-# --------------------------------------------------------------------------------------------
+# ---- OpenAI-compatible chat completions over HTTP --------------------------------------------
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PER_ITEM_STATUSES = frozenset({400, 413, 422})  # this request was refused (e.g. too long); others may pass
 
 
 def _retryable(exc: BaseException) -> bool:
-    """tenacity's retry test: a connection error or timeout, or an HTTP status in RETRY_STATUSES."""
+    """tenacity's retry test: a connection error, a timeout, or an HTTP status in RETRY_STATUSES."""
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code in RETRY_STATUSES
     return isinstance(exc, httpx.TransportError)
@@ -248,35 +212,24 @@ class HTTPChatClient:
     """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, or any API).
 
     Requests run in a thread pool of ``max_concurrency`` workers over one ``httpx.Client`` (its
-    connection pool and its ``timeout_s``). A ``tenacity.Retrying`` retries connection errors,
-    timeouts and HTTP 408/425/429/5xx up to ``max_retries`` times with exponential backoff
-    (``backoff_s * 2**retry``, capped at ``max_backoff_s``; a ``Retry-After`` header is honoured up
-    to the cap); when the retries run out, a :class:`ChatClientError` names the URL. An answer that
-    is not the expected JSON (a JSON object naming a key twice included), an empty body, an answer
-    cut off at ``max_tokens`` (``finish_reason: "length"``, kind ``cut_off``: not a format failure
-    of the model) or an HTTP 400/413/422 is a :class:`ChatResponseError` for that request only. An
-    endpoint problem stops the caller at the first request with a :class:`ChatClientError`: a
-    redirect (3xx, named with its ``Location``: the client does not follow it, since a redirected
-    POST becomes a GET), a ``204 No Content``, and the other HTTP errors (401, 403, 404 ...).
-    :attr:`stats` counts retries and bad answers (``retries``, ``invalid_json``,
-    ``unexpected_json``, ``empty_reply``, ``cut_off``).
+    connection pool and ``timeout_s``). ``tenacity.Retrying`` retries connection errors, timeouts
+    and HTTP 408/425/429/5xx up to ``max_retries`` times, waiting ``backoff_s * 2**retry`` seconds
+    or the ``Retry-After`` header, at most ``max_backoff_s``; then a :class:`ChatClientError` names
+    the URL. Invalid or unexpected JSON, an empty body, ``finish_reason: "length"`` (kind
+    ``cut_off``) or HTTP 400/413/422 is a :class:`ChatResponseError` for that request only; a
+    redirect (not followed: a redirected POST becomes a GET), a ``204`` and the other HTTP errors
+    are a :class:`ChatClientError`. :attr:`stats` counts ``retries`` and bad answers by kind.
 
-    The key is read from the environment variable ``api_key_env`` when the client is made; with
-    no key there, no ``Authorization`` header is sent (a local vLLM needs none). The key is never
-    logged, never appears in an error message, and :func:`repr` does not show it.
+    The key is read from ``$api_key_env`` (none there: no ``Authorization`` header); it is never
+    logged, never in an error message or :func:`repr`.
 
     Args:
         base_url: the API root, e.g. ``http://localhost:8000/v1``.
         model: the model id the server knows.
-        api_key_env: the environment variable holding the key.
-        max_concurrency: requests in flight at once.
         max_new_tokens: ``max_tokens`` of each request.
-        seed: sent with each request (servers that support it sample reproducibly).
-        temperature: 0 for greedy decoding.
+        seed, temperature: sent with each request (0: greedy).
         timeout_s: per-request timeout in seconds.
         max_retries: retries after the first attempt.
-        backoff_s: the first backoff in seconds; it doubles each retry.
-        max_backoff_s: the longest wait between two attempts, in seconds.
 
     Raises:
         ValueError: a ``base_url`` that is not http(s), ``max_concurrency`` below 1 or
@@ -310,9 +263,7 @@ class HTTPChatClient:
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self.temperature = temperature
-        self.timeout_s = timeout_s
         self.max_retries = max_retries
-        self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         key = os.environ.get(api_key_env) or None
         self._secret = key
@@ -363,11 +314,8 @@ class HTTPChatClient:
         }
 
     def complete(self, messages: Messages, label: str = "a chat request") -> str:
-        """The answer to ``messages`` (stripped), with retries.
-
-        Args:
-            messages: chat messages (``role``, ``content``).
-            label: how errors and log lines name this request (e.g. ``"pair 'p1'"``).
+        """The answer to ``messages`` (stripped), with retries; ``label`` names the request in errors
+        and log lines (e.g. ``"pair 'p1'"``).
 
         Raises:
             ChatResponseError: this request got no usable answer.
@@ -384,16 +332,10 @@ class HTTPChatClient:
     def complete_each(
         self, conversations: Sequence[Messages], labels: Sequence[str] | None = None
     ) -> Iterator[tuple[int, str | ChatResponseError]]:
-        """Yield ``(index, answer)`` as each answer arrives (not necessarily in order).
-
-        At most ``2 * max_concurrency`` requests are queued at a time, so memory stays flat for
-        big sets. A conversation without a usable answer yields its :class:`ChatResponseError`;
-        any other :class:`ChatClientError` stops the iteration (queued requests are cancelled).
-
-        Args:
-            conversations: chat messages per request.
-            labels: how errors name each request (default ``"a chat request"``).
-        """
+        """Yield ``(index, answer)`` as each answer arrives, at most ``2 * max_concurrency`` requests
+        queued at a time. A conversation without a usable answer yields its
+        :class:`ChatResponseError`; any other :class:`ChatClientError` stops the iteration (queued
+        requests are cancelled). ``labels`` name each request in errors."""
         if not conversations:
             return
         names = list(labels) if labels is not None else ["a chat request"] * len(conversations)
@@ -421,16 +363,14 @@ class HTTPChatClient:
                     future.cancel()
 
     def _attempt(self, body: dict[str, Any], what: str) -> str:
-        """One POST: the answer, or an ``httpx`` error that :attr:`_retrying` retries, or a
-        :class:`ChatClientError` that it does not."""
+        """One POST: the answer, an ``httpx`` error that :attr:`_retrying` retries, or a ChatClientError."""
         response = self._client.post(self.url, json=body)
         if response.status_code in RETRY_STATUSES:
             response.raise_for_status()
         return self._answer(response, what)
 
     def _wait(self, retry_state: RetryCallState) -> float:
-        """tenacity's wait: the exponential backoff, or the server's ``Retry-After`` seconds when
-        longer, never above ``max_backoff_s``."""
+        """tenacity's wait: the backoff, or ``Retry-After`` when longer, never above ``max_backoff_s``."""
         delay = self._backoff(retry_state)
         exc = retry_state.outcome.exception()
         retry_after = exc.response.headers.get("retry-after") if isinstance(exc, httpx.HTTPStatusError) else None

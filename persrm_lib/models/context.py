@@ -2,26 +2,9 @@
 
 A prompt longer than the context does not fail loudly: transformers logs one line and the model
 continues from positions it was never trained on (or from a silently truncated prompt), so a pair
-with a 6,000-word response is judged anyway and counted as a format failure. Every place that
-builds prompts for a model checks them here first:
-
-- :func:`prompt_budget`: the tokens a prompt may take = the model's context
-  (``tokenizer.model_max_length``, ``config.max_position_embeddings``, and a configured maximum
-  such as the profile's ``model.max_seq_length``, whichever is smallest) minus what is reserved for
-  the generation (``max_new_tokens``) or the completion.
-- :func:`find_too_long`: the prompts over the budget, as ``TooLong(id, tokens)``, for a caller
-  that counts them (a ``too_long`` column kept out of accuracy and format rates).
-- :func:`check_prompts`: raises :class:`PromptTooLongError` naming the first pair's id and token
-  count (and how many more), before any generation.
-
-Tokens are counted as :func:`persrm_lib.models.generation.generate` feeds them: the templated text,
-tokenised without adding special tokens.
-
->>> budget = PromptBudget(context=4096, reserved=256, source="config.max_position_embeddings")
->>> budget.limit
-3840
->>> budget.describe()
-'3840 tokens (context 4096 from config.max_position_embeddings, minus 256 for generation)'
+with a 6,000-word response would be judged anyway and counted as a format failure. Every place
+that builds prompts for a model checks them here first. Tokens are counted as
+:func:`persrm_lib.models.generation.generate` feeds them: the templated text, no special tokens added.
 """
 
 from __future__ import annotations
@@ -147,7 +130,7 @@ def known_budget(
     model: Any = None, tokenizer: Any = None, *, reserved: int, max_length: int | None = None
 ) -> PromptBudget | None:
     """The budget (``context - reserved``, even when nothing is left: every prompt is then too long),
-    or None when the model does not say its context (there is nothing to check against)."""
+    or None when the model does not say its context."""
     try:
         context, source = model_context(model, tokenizer, max_length)
     except ValueError:
@@ -170,14 +153,9 @@ def find_too_long(
     budget: PromptBudget | int,
     tokens: Sequence[int] | None = None,
 ) -> list[TooLong]:
-    """The prompts over ``budget`` (a :class:`PromptBudget` or a token limit), in input order.
-
-    Args:
-        tokenizer: counts the tokens (unused when ``tokens`` is given).
-        prompts: templated prompt texts.
-        ids: the pair id of each prompt (named in messages and in the ``too_long`` column).
-        budget: the budget, or the largest prompt in tokens.
-        tokens: the prompts' lengths when already counted.
+    """The prompts over ``budget`` (a :class:`PromptBudget` or a token limit), as ``TooLong(id,
+    tokens)`` in input order, for a caller that counts them (a ``too_long`` column). ``ids``: the
+    pair id of each prompt; ``tokens``: the prompts' lengths when already counted.
 
     Raises:
         ValueError: ``ids`` (or ``tokens``) and ``prompts`` differ in length.

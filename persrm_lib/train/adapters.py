@@ -4,10 +4,6 @@ training (GRPO from the SFT adapter) and for inference (the judges of 05_evaluat
 An adapter folder (``<run>/<stage>/adapter/``) holds the PEFT adapter (``adapter_config.json``,
 ``adapter_model.safetensors``), the tokenizer, and :data:`TRAINING_INFO` (stage, profile, model,
 backend, steps, seed, LoRA shape, the ``evidence`` setting its prompts had; GRPO adds ``from_sft``).
-
-The evidence setting travels with the adapter: a model trained with the evidence table in its
-prompts must be judged with it, and one trained without must not be shown one silently.
-:func:`check_evidence_matches` (called by the generative judge) refuses a pair that disagrees.
 """
 
 from __future__ import annotations
@@ -39,9 +35,9 @@ class AdapterReplaceError(ValueError):
 
 def check_replaceable(out: str | Path, profile_name: str) -> None:
     """Refuse to let a training replace ``out`` unless it made it: ``out`` is absent, an empty folder,
-    or an adapter that :func:`save_adapter` wrote for this profile (its :data:`TRAINING_INFO`, the
-    marker it writes, names the profile). Called before training starts and again before the old
-    adapter is deleted, so a refusal never costs a training.
+    or an adapter that :func:`save_adapter` wrote for this profile (its :data:`TRAINING_INFO` names
+    the profile). Called before training starts, so a refusal never costs a training, and again
+    before the old adapter is deleted.
 
     Raises:
         AdapterReplaceError: naming the folder and why (a file, no marker, another profile's adapter).
@@ -75,12 +71,8 @@ def check_replaceable(out: str | Path, profile_name: str) -> None:
 def training_info(
     profile: Profile, stage: str, backend: str, steps: int, evidence: str | None = None
 ) -> dict[str, Any]:
-    """What :data:`TRAINING_INFO` records about a trained adapter.
-
-    Args:
-        evidence: the evidence setting of the prompts trained on (``"none"`` or ``"stylometric"``;
-            :func:`persrm_lib.data.evidence.evidence_kind` of the training records); None: the
-            profile's ``prompt.evidence``.
+    """What :data:`TRAINING_INFO` records about a trained adapter; ``evidence``: the setting of the
+    prompts trained on (``"none"`` or ``"stylometric"``), None for the profile's ``prompt.evidence``.
 
     Raises:
         ValueError: an unknown evidence setting.
@@ -98,23 +90,29 @@ def training_info(
     }
 
 
-def adapter_mode(adapter_dir: str | Path) -> str:
-    """The formulation an adapter was trained in (:data:`TRAINING_INFO`'s ``mode``): ``"pairwise"``
-    or ``"pointwise"``; ``"pairwise"`` for an adapter without training info or saved before the
-    setting existed. A judge loading the adapter uses it without being told.
-
-    Raises:
-        AdapterEvidenceError: a training info file that is not JSON (or names a key twice), or an
-            unknown mode (naming the adapter); a ``ValueError``.
-    """
+def _read_info(adapter_dir: str | Path) -> dict[str, Any] | None:
+    """The adapter's :data:`TRAINING_INFO` (None without one); AdapterEvidenceError if not a JSON object."""
     info_path = Path(adapter_dir) / TRAINING_INFO
     if not info_path.is_file():
-        return "pairwise"
+        return None
     try:
         info = read_json(info_path)
     except ValueError as exc:
         raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
-    mode = info.get("mode", "pairwise") if isinstance(info, dict) else None
+    if not isinstance(info, dict):
+        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not a JSON object")
+    return info
+
+
+def adapter_mode(adapter_dir: str | Path) -> str:
+    """The formulation an adapter was trained in (:data:`TRAINING_INFO`'s ``mode``): ``"pairwise"``
+    or ``"pointwise"``; ``"pairwise"`` for an adapter without training info or without the setting.
+
+    Raises:
+        AdapterEvidenceError: a training info file that is not a JSON object (or names a key twice),
+            or an unknown mode (naming the adapter); a ``ValueError``.
+    """
+    mode = (_read_info(adapter_dir) or {}).get("mode", "pairwise")
     if mode not in ("pairwise", "pointwise"):
         raise AdapterEvidenceError(
             f"adapter {adapter_dir}: {TRAINING_INFO} names an unknown mode {mode!r} (pairwise or pointwise)"
@@ -128,18 +126,12 @@ def adapter_evidence(adapter_dir: str | Path) -> str | None:
     info (an adapter trained elsewhere: nothing to check against).
 
     Raises:
-        AdapterEvidenceError: a training info file that is not JSON (or names a key twice), or an
-            unknown setting (naming the adapter); a ``ValueError``.
+        AdapterEvidenceError: a training info file that is not a JSON object (or names a key twice),
+            or an unknown setting (naming the adapter); a ``ValueError``.
     """
-    info_path = Path(adapter_dir) / TRAINING_INFO
-    if not info_path.is_file():
+    info = _read_info(adapter_dir)
+    if info is None:
         return None
-    try:
-        info = read_json(info_path)
-    except ValueError as exc:
-        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
-    if not isinstance(info, dict):
-        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not a JSON object")
     try:
         return check_kind(info.get("evidence", "none"))
     except ValueError as exc:
@@ -147,11 +139,9 @@ def adapter_evidence(adapter_dir: str | Path) -> str | None:
 
 
 def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str, Any]]) -> None:
-    """Refuse to judge a pair with an adapter trained under the other evidence setting.
-
-    An adapter trained with evidence (``stylometric``) needs every pair to carry its table; one
-    trained without (``none``) must not be shown a table it never learned to read. Adapters
-    without training info are not checked.
+    """Refuse to judge a pair with an adapter trained under the other evidence setting: one trained
+    with evidence (``stylometric``) needs every pair to carry its table; one trained without
+    (``none``) must not be shown one. Adapters without training info are not checked.
 
     Raises:
         AdapterEvidenceError: naming the adapter, its setting and the first pair that disagrees.
@@ -248,10 +238,7 @@ def load_adapter_weights(model: Any, adapter_dir: str | Path, profile: Profile) 
 
 
 def load_trained(profile: Profile, adapter_dir: str | Path, backend: str | None = None) -> tuple[Any, Any, str]:
-    """The profile's base model with a saved adapter, trainable: ``(model, tokenizer, backend)``.
-
-    >>> # model, tokenizer, backend = load_trained(get_profile("smoke"), runfiles.adapter_dir(run, "sft"))
-    """
+    """The profile's base model with a saved adapter, trainable: ``(model, tokenizer, backend)``."""
     from ..models.backend import load_for_training
 
     check_adapter(adapter_dir, profile)  # fail before loading a model

@@ -4,28 +4,13 @@
     python -m persrm_lib.train grpo --profile smoke --run-dir runs/smoke [--set grpo.beta=0.01 ...]
         [--backend auto|unsloth|transformers] [--summary SUMMARY.json]
 
-``--backend`` picks the training backend (default ``$PERSRM_BACKEND``, else ``auto``: Unsloth on a
-CUDA machine with Unsloth installed, transformers + PEFT elsewhere); forcing ``unsloth`` where it
-cannot run exits with status 2 and the reason, before any data or model is read. The summary
-printed last (and written to ``--summary``) carries the stage, backend, steps, final loss, seconds,
-seconds per step, tokens per second, peak GPU memory and, for GRPO, the mean reward and the share
-of sampled completions in the format.
+Beyond one GPU, launch it with ``accelerate launch`` (README, "The `paper` profile on GPUs"); the
+profile's batch sizes are global and Unsloth runs on one GPU only, hence ``--backend transformers``.
 
-Beyond one GPU, launch it with accelerate (from the repository root, so that the configs' relative
-paths resolve), e.g. DeepSpeed ZeRO-2 on 8 GPUs::
-
-    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml \\
-        --num_processes 8 -m persrm_lib.train sft --profile paper --run-dir runs/paper --backend transformers
-
-The profile's batch sizes are global: each process takes its share (``grpo.batch_size`` must
-divide by the number of processes). Unsloth runs on one GPU only, hence ``--backend transformers``.
-
-Every argument and input is checked before the model loads: a setting out of range, a missing
-trace or pair file, a trace that does not hold its verdict, an adapter folder the training may not
-replace, a ``--summary`` that is a folder, a run folder another process writes to (the run folder
-is locked while training, :mod:`persrm_lib.core.runlock`): exit status 2 and one line. A training
-that fails after it began exits with 1; the steps it finished are in ``<stage>/log.csv`` (written
-step by step), and with ``--summary`` a ``SUMMARY.partial.json`` names them.
+Exit status 2 and one line: an argument or input refused before the model loads (a setting out
+of range, a missing trace or pair file, an adapter folder the training may not replace, a busy
+run folder, an Unsloth backend that cannot run...). Exit status 1: a training that failed after it
+began; the steps it finished are in ``<stage>/log.csv`` and ``SUMMARY.partial.json`` names them.
 """
 
 from __future__ import annotations
@@ -49,6 +34,7 @@ from ..models.context import PromptTooLongError
 from ..models.registry import ModelRegistryError
 from ..teachers.swap import SwapError
 from .adapters import AdapterEvidenceError, AdapterMismatchError, AdapterReplaceError
+from .common import process_index
 from .data import TrainingDataError
 
 STAGES = ("sft", "grpo")
@@ -59,9 +45,6 @@ def parse_set(items: Sequence[str] | None) -> dict[str, str]:
 
     Raises:
         ValueError: an item without ``=`` or with an empty key.
-
-    >>> parse_set(["grpo.beta=0.01"])
-    {'grpo.beta': '0.01'}
     """
     overrides: dict[str, str] = {}
     for item in items or []:
@@ -141,9 +124,6 @@ def step_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         steps it covers), ``seconds_per_step``, ``num_tokens`` (the trainer's cumulative token count
         at the last row), ``tokens_per_second``; for GRPO rows also ``mean_reward`` (mean over rows of
         the -1/0/+1 reward) and ``format_rate`` (1 - mean share of format violations), else None.
-
-    >>> step_stats([{"step": 2, "seconds_per_step": 1.5, "num_tokens": 300.0}])["tokens_per_second"]
-    100.0
     """
     step_seconds, previous = 0.0, 0
     for row in rows:
@@ -254,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = (
             f"{args.stage} failed after it began ({type(exc).__name__}: {exc}); {steps} logged step(s) are in {log}"
         )
-        if args.summary is not None and int(os.environ.get("RANK", "0")) == 0:
+        if args.summary is not None and process_index() == 0:
             partial = {"stage": stage, "partial": True, "error": f"{type(exc).__name__}: {exc}", "log": str(log)}
             where = write_json_atomic(partial | {"logged_steps": steps}, partial_path(args.summary))
             message += f"; the partial summary is in {where}"
@@ -272,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **step_stats(result.log),
         **device_stats(),
     }
-    if int(os.environ.get("RANK", "0")) == 0:
+    if process_index() == 0:
         print(json.dumps(summary, indent=2))
         if args.summary:
             write_json_atomic(summary, args.summary)

@@ -1,7 +1,5 @@
-"""What both training stages share: the result record and the TRL settings that do not depend on
-the stage (processes, precision, seeds, logging), so :mod:`persrm_lib.train.sft` and
-:mod:`persrm_lib.train.grpo` build their configs the same way.
-"""
+"""What both training stages (:mod:`persrm_lib.train.sft`, :mod:`persrm_lib.train.grpo`) share: the
+result record, the stage-independent TRL settings (processes, precision, seeds, logging), the ending."""
 
 from __future__ import annotations
 
@@ -104,7 +102,7 @@ def train_and_save(
 ) -> TrainResult:
     """Run ``trainer.train()``, save the adapter to ``<run>/<stage>/adapter`` with its training info
     (:func:`persrm_lib.train.adapters.training_info`, the evidence setting read from ``data``, plus
-    ``info``), and return the :class:`TrainResult`. Both stages end this way."""
+    ``info``), and return the :class:`TrainResult`."""
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

@@ -1,11 +1,8 @@
 """Training inputs, checked before a model is loaded: the SFT traces, the GRPO pairs, the GRPO
 validation pairs, and the TRL datasets built from them (PersRM-R1 §3.2-3.3).
 
-Every check reads a verdict through the ONE rule (:class:`persrm_lib.core.verdict.Verdict`) and the
-exemplar count through :func:`persrm_lib.core.verdict.exemplar_count` (the pair's own
-``n_exemplars``, which the pair contract requires), so training sees exactly what the filter and
-the evaluation see. A bad input raises :class:`TrainingDataError` naming the file or list, the
-record and why.
+Verdicts are read by the ONE rule (:class:`persrm_lib.core.verdict.Verdict`) and exemplar counts by
+:func:`persrm_lib.core.verdict.exemplar_count`, as the filter and the evaluation read them.
 """
 
 from __future__ import annotations
@@ -31,16 +28,15 @@ class TrainingDataError(ValueError):
 
 
 class CheckedPairs(list):
-    """Pairs that :func:`check_pairs` read and checked: checking them again returns them as they are
-    (a notebook checks its pairs when it reads them; the trainer does not check them twice)."""
+    """Pairs that :func:`check_pairs` read and checked (returned as they are when checked again)."""
 
 
 class CheckedTraces(list):
-    """Traces that :func:`check_traces` read and checked (see :class:`CheckedPairs`)."""
+    """Traces that :func:`check_traces` read and checked (returned as they are when checked again)."""
 
 
 def _pair_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
-    """``[(where, record)]`` of pairs from a JSONL file or an in-memory list, and a name for the source."""
+    """``[(where, record)]`` from a pair file or a list, and a name for the source."""
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.is_file():
@@ -50,8 +46,7 @@ def _pair_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
 
 
 def _trace_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
-    """``[(where, trace)]`` from a trace file (read by :func:`persrm_lib.teachers.traces.read_traces`)
-    or an in-memory list, and a name for the source."""
+    """``[(where, trace)]`` from a trace file (read by ``read_traces``) or a list, and a name for the source."""
     if isinstance(source, str | Path):
         path = Path(source)
         try:
@@ -75,18 +70,9 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
         TrainingDataError: no trace at all; a trace that breaks the pair contract; a trace not
             marked ``faithful: true`` (the faithfulness filter did not run or dropped it); a trace
             whose completion does not parse, or whose scores do not prefer the labelled response
-            (:meth:`persrm_lib.core.verdict.Verdict.outcome`).
-            A file that :func:`persrm_lib.teachers.traces.read_traces` refuses (a malformed
-            line, a repeated id, no trace) is reported with its reason.
+            (:meth:`persrm_lib.core.verdict.Verdict.outcome`); a file that
+            :func:`persrm_lib.teachers.traces.read_traces` refuses, with its reason.
         FileNotFoundError: ``source`` is a path that does not exist.
-
-    >>> from persrm_lib.core.output_format import render_output
-    >>> trace = {"id": "p1", "query": "Q", "exemplars": ["E"], "response_a": "A", "response_b": "B",
-    ...          "label": "a", "positive_kind": "intra_author", "negative_kind": "random", "author": "x",
-    ...          "genre": "speech", "n_exemplars": 1, "teacher": "stylometric", "scores": [8, 2],
-    ...          "completion": render_output("rhythm", "A fits", (8, 2)), "faithful": True}
-    >>> len(check_traces([trace]))
-    1
     """
     if isinstance(source, CheckedTraces):
         return source
@@ -121,22 +107,14 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
 
 
 def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
-    """Every SFT example holds its verdict under the ONE rule, checked on the final list that goes to
-    the trainer (after swaps, hinted merges or any other transform), not only on the file it came from.
-
-    An example holds its verdict when its completion parses, scores the labelled response strictly
-    higher (:meth:`persrm_lib.core.verdict.Verdict.outcome`), and its ``scores`` field, when present, is what
-    the completion says.
+    """Every SFT example of the final list that goes to the trainer (after swaps or any other
+    transform) holds its verdict: its completion parses, scores the labelled response strictly
+    higher (:meth:`persrm_lib.core.verdict.Verdict.outcome`), and its ``scores`` field, when
+    present, is what the completion says.
 
     Raises:
         TrainingDataError: ``refusing to train on example N (trace 'id'): ...``, naming the first
             example that does not hold its verdict and why.
-
-    >>> from persrm_lib.core.output_format import render_output
-    >>> check_verdicts([{"id": "p:swapped", "label": "b", "completion": render_output("c", "e", (7.2, 7.2))}])
-    Traceback (most recent call last):
-    ...
-    persrm_lib.train.data.TrainingDataError: refusing to train on example 0 (trace 'p:swapped'): its scores [7.2, 7.2] do not prefer the labelled response 'b'
     """
     for i, example in enumerate(examples):
         where = f"example {i} (trace {example.get('id', '?')!r})"
@@ -260,25 +238,18 @@ def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode
     )
 
 
-def grpo_prompts(
-    rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise"
-) -> list[list[dict[str, str]]]:
-    """The GRPO prompt messages of each row: the pair's (pairwise), or the row's response alone
-    (pointwise rows of :func:`persrm_lib.core.pointwise.side_rows`, read by their ``side``)."""
-    if mode == "pointwise":
-        return [build_pointwise_messages(r, r["side"], verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
-    return [build_messages(r, verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
-
-
 def grpo_dataset(rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> Any:
-    """Conversational prompt-only dataset (``datasets.Dataset``) with the ``label`` and ``pair_id``
-    columns the reward and :class:`persrm_lib.train.logs.RewardTracker` read (TRL passes dataset
-    columns to the reward as keyword arguments); pointwise rows add ``side``
-    (:func:`persrm_lib.core.pointwise.pointwise_reward`)."""
+    """Conversational prompt-only dataset (``datasets.Dataset``): the pair's prompt messages, or for
+    pointwise rows (:func:`persrm_lib.core.pointwise.side_rows`) the row's ``side`` alone, with the
+    ``label`` and ``pair_id`` columns (``side`` too, pointwise) that TRL passes to the reward."""
     from datasets import Dataset
 
+    if mode == "pointwise":
+        prompts = [build_pointwise_messages(r, r["side"], verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
+    else:
+        prompts = [build_messages(r, verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
     columns: dict[str, list[Any]] = {
-        "prompt": grpo_prompts(rows, tokenizer, mode),
+        "prompt": prompts,
         "label": [r["label"] for r in rows],
         "pair_id": [str(r["id"]) for r in rows],
     }

@@ -1,23 +1,17 @@
-"""The training stages' run files, each with ONE writer and ONE reader under fixed names.
+"""The training stages' run files, each with ONE writer and ONE reader, and the headline numbers
+the notebooks compute from them:
 
 - ``<stage>/log.csv``: one row per logged optimiser step, columns :data:`SFT_LOG_FIELDS` (03_sft)
-  or :data:`GRPO_LOG_FIELDS` (04_rft_grpo); written by :class:`TrainingLog`, read by
-  :func:`read_log` (a ``pandas.DataFrame`` under the very names written).
+  or :data:`GRPO_LOG_FIELDS` (04_rft_grpo); written by :class:`TrainingLog`, read by :func:`read_log`.
 - ``<stage>/completions.jsonl`` (GRPO stages): every sampled completion, fields
-  :data:`GRPO_COMPLETION_FIELDS`; written by :class:`RewardTracker` (the reward TRL calls),
-  read by :func:`read_grpo_completions`. The process of rank k > 0 writes
-  ``completions.rank<k>.jsonl`` beside it.
-
-The headline numbers the notebooks record (:func:`sft_headline`, :func:`grpo_headline`,
-:func:`training_dynamics`) are computed here from the logs; :mod:`persrm_lib.train.figures`
-draws the logs.
+  :data:`GRPO_COMPLETION_FIELDS`; written by :class:`RewardTracker`, read by
+  :func:`read_grpo_completions`; the process of rank k > 0 writes ``completions.rank<k>.jsonl``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -78,23 +72,32 @@ _TRL_KEYS = {
     "completions/clipped_ratio": "clipped_ratio",
     "joint/frac_reward_zero_std": "joint_frac_reward_zero_std",
 }
+_SUMMARY_FORMATS = (
+    ("loss", ".4f"),
+    ("reward", "+.3f"),
+    ("correct", ".2f"),
+    ("format_violation", ".2f"),
+    ("kl", ".4f"),
+    ("completion_length", ".1f"),
+    ("seconds_per_step", ".1f"),
+    ("validation_accuracy", ".2f"),
+)
 
 
 # ---- log.csv ------------------------------------------------------------------------------------
 
 
 def _number(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, int | float):
-        return value if not (isinstance(value, float) and math.isnan(value)) else ""
-    return ""
+    """A number for the CSV, or "" (blank) for None, a bool, NaN or text."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return value if is_number and value == value else ""
 
 
 class TrainingLog:
-    """Writes the trainer's logs to ``<stage>/log.csv``: one row per logged step, fixed columns,
-    seconds per step measured here (``on_step_begin`` to ``on_step_end``, generation included), and
-    for GRPO the outcome shares from the :class:`RewardTracker`.
+    """Writes ``<stage>/log.csv`` as training goes: one row per logged step, appended at once (so
+    the steps finished before a crash stay on disk), fixed columns, ``seconds_per_step`` measured
+    here (``on_step_begin`` to ``on_step_end``, generation included) and for GRPO the outcome shares
+    from the :class:`RewardTracker`. The trainer's ``state.log_history`` has neither of these.
 
     Use :meth:`callback` to get the ``transformers.TrainerCallback`` that feeds it.
     """
@@ -119,20 +122,12 @@ class TrainingLog:
         self._extra.setdefault(step, {}).update(values)
 
     def begin(self, is_main_process: bool = True) -> None:
-        """Start a fresh file (a rerun replaces the old log)."""
+        """Start a fresh file (a rerun replaces the old log); only the main process writes."""
         self._writes = is_main_process
         if self._writes:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("w", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=self.fields).writeheader()
-
-    def step_begin(self) -> None:
-        self._step_start = time.perf_counter()
-
-    def step_end(self) -> None:
-        if self._step_start is not None:
-            self._durations.append(time.perf_counter() - self._step_start)
-            self._step_start = None
 
     def record(self, step: int, logs: Mapping[str, Any]) -> dict[str, Any] | None:
         """Turn one trainer log into a row and append it; the end-of-training summary is skipped."""
@@ -140,13 +135,12 @@ class TrainingLog:
             return None
         values = {_TRL_KEYS.get(k, k): v for k, v in logs.items()}
         values.update(self._extra.pop(step, {}))
-        values["step"] = step
         values["seconds_per_step"] = sum(self._durations) / len(self._durations) if self._durations else None
         if self.tracker is not None:
             shares = self.tracker.shares_between(self._last_logged_step + 1, step)
             for name in OUTCOME_NAMES:
                 values[name] = shares.get(name, logs.get(f"outcome/{name}"))
-        row = {name: (values.get(name) if name == "step" else _number(values.get(name))) for name in self.fields}
+        row = {name: step if name == "step" else _number(values.get(name)) for name in self.fields}
         self.rows.append(row)
         self._durations = []
         self._last_logged_step = step
@@ -160,17 +154,8 @@ class TrainingLog:
     def summary(self, row: Mapping[str, Any]) -> str:
         """One short line per logged step (the trainer's own dict printer is switched off)."""
         parts = [f"step {row['step']}/{self.max_steps}" if self.max_steps else f"step {row['step']}"]
-        for name, fmt in (
-            ("loss", ".4f"),
-            ("reward", "+.3f"),
-            ("correct", ".2f"),
-            ("format_violation", ".2f"),
-            ("kl", ".4f"),
-            ("completion_length", ".1f"),
-            ("seconds_per_step", ".1f"),
-            ("validation_accuracy", ".2f"),
-        ):
-            if name in row and row[name] != "":
+        for name, fmt in _SUMMARY_FORMATS:
+            if row.get(name, "") != "":
                 parts.append(f"{name} {row[name]:{fmt}}")
         return "  ".join(parts)
 
@@ -186,10 +171,12 @@ class TrainingLog:
                 log.begin(state.is_world_process_zero)
 
             def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-                log.step_begin()
+                log._step_start = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-                log.step_end()
+                if log._step_start is not None:
+                    log._durations.append(time.perf_counter() - log._step_start)
+                    log._step_start = None
 
             def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
                 log.record(state.global_step, logs or {})
@@ -208,12 +195,6 @@ def read_log(path: str | Path) -> pd.DataFrame:
         FileNotFoundError: no file at ``path``.
         ValueError: a header that is neither the SFT nor the GRPO log's, no row, or a cell that is
             not a number (naming the file and the column).
-
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "log.csv"
-    >>> _ = p.write_text(",".join(SFT_LOG_FIELDS) + "\\n2,1.0,0.5,,,,,\\n1,0.5,0.9,,,,,\\n")
-    >>> read_log(p)[["step", "loss"]].to_dict("list")
-    {'step': [1, 2], 'loss': [0.9, 0.5]}
     """
     path = Path(path)
     if not path.is_file():
@@ -248,25 +229,15 @@ def empty_columns(log: pd.DataFrame, columns: Sequence[str]) -> list[str]:
 
 class RewardTracker:
     """:func:`persrm_lib.core.reward.persrm_reward` with a memory: the outcome shares per call and
-    every sampled completion, written to ``completions.jsonl`` (fields :data:`GRPO_COMPLETION_FIELDS`).
+    every sampled completion, appended to ``completions.jsonl`` (fields :data:`GRPO_COMPLETION_FIELDS`).
 
     TRL names reward functions by ``__name__``, so the tracker carries ``__name__ = "persrm_reward"``
-    and its reward shows up in the trainer's log as ``rewards/persrm_reward/mean``. The pair id comes
-    from the GRPO dataset's ``pair_id`` column (:func:`persrm_lib.train.data.grpo_dataset`).
+    (logged as ``rewards/persrm_reward/mean``).
 
     Args:
-        completions_path: JSONL file to append every scored completion to, or None to keep nothing
-            on disk.
-        process_index: the accelerate process rank; ranks above 0 write
-            ``<stem>.rank<k>.jsonl`` beside ``completions_path`` so that processes never share a file.
-        reward_fn: the reward to track (default :func:`persrm_reward`; tests substitute others).
-
-    >>> tracker = RewardTracker()
-    >>> ok = "<criteria>c</criteria><eval>e</eval><scores>[8, 3]</scores>"
-    >>> tracker([ok, "junk"], label=["a", "a"], pair_id=["p1", "p1"])
-    [1.0, -1.0]
-    >>> tracker.history[-1]["correct"], tracker.history[-1]["format_violation"]
-    (0.5, 0.5)
+        completions_path: the JSONL file, or None to keep nothing on disk.
+        process_index: the accelerate rank; ranks above 0 write ``<stem>.rank<k>.jsonl`` beside it.
+        reward_fn: the reward to track (default :func:`persrm_reward`).
     """
 
     def __init__(
@@ -369,22 +340,14 @@ def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
 # ---- headline metrics ---------------------------------------------------------------------------
 
 
-def _first(log: pd.DataFrame, column: str) -> float | None:
+def _at(log: pd.DataFrame, column: str, index: int) -> float | None:
+    """The ``index``-th non-blank value of ``column`` rounded to 4 decimals; None when there is none."""
     values = log[column].dropna() if column in log.columns else ()
-    return round(float(values.iloc[0]), 4) if len(values) else None
-
-
-def _last(log: pd.DataFrame, column: str) -> float | None:
-    values = log[column].dropna() if column in log.columns else ()
-    return round(float(values.iloc[-1]), 4) if len(values) else None
+    return round(float(values.iloc[index]), 4) if len(values) else None
 
 
 def sft_headline(log: pd.DataFrame) -> dict[str, float]:
-    """03_sft's headline numbers from its log: ``first_loss`` and ``final_loss`` (the last logged loss).
-
-    >>> sft_headline(pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.5]}))
-    {'first_loss': 2.0, 'final_loss': 1.5}
-    """
+    """03_sft's headline numbers from its log: ``first_loss`` and ``final_loss`` (the last logged loss)."""
     losses = log["loss"].dropna()
     return {"first_loss": float(log["loss"].iloc[0]), "final_loss": float(losses.iloc[-1])}
 
@@ -414,15 +377,15 @@ def training_dynamics(logs: Mapping[str, pd.DataFrame]) -> dict[str, float | int
     sft, rft, base = (logs.get(stage, none) for stage in ("sft", "rft", "rft_from_base"))
     return {
         "sft_steps": len(sft),
-        "sft_first_loss": _first(sft, "loss"),
-        "sft_final_loss": _last(sft, "loss"),
+        "sft_first_loss": _at(sft, "loss", 0),
+        "sft_final_loss": _at(sft, "loss", -1),
         "rft_steps": len(rft),
-        "rft_first_reward": _first(rft, "reward"),
-        "rft_final_reward": _last(rft, "reward"),
-        "rft_final_share_correct": _last(rft, "correct"),
-        "rft_final_share_format_violation": _last(rft, "format_violation"),
-        "rft_final_completion_length": _last(rft, "completion_length"),
+        "rft_first_reward": _at(rft, "reward", 0),
+        "rft_final_reward": _at(rft, "reward", -1),
+        "rft_final_share_correct": _at(rft, "correct", -1),
+        "rft_final_share_format_violation": _at(rft, "format_violation", -1),
+        "rft_final_completion_length": _at(rft, "completion_length", -1),
         "rft_from_base_steps": len(base),
-        "rft_from_base_final_reward": _last(base, "reward"),
+        "rft_from_base_final_reward": _at(base, "reward", -1),
         "rft_missing_columns": len(empty_columns(rft, GRPO_CURVES)) if "rft" in logs else 0,
     }

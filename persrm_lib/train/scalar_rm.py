@@ -28,26 +28,14 @@ def scalar_rm_tokens(
     max_length: int = 512,
     max_response_tokens: int = 192,
 ) -> list[int]:
-    """The token ids the scalar reward model reads for one response.
+    """The token ids the scalar reward model reads for one response:
+    ``head + "Query:" + query + "Response:" + response + eos``.
 
-    ``head + "Query:" + query + "Response:" + response + eos``; the response is cut to
-    ``max_response_tokens`` and the exemplars are cut from the front so the whole stays within
-    ``max_length`` tokens (the query and the response are never cut for them).
-
-    Args:
-        tokenizer: a transformers tokenizer with an ``eos_token_id``.
-        exemplars: the exemplars shown.
-        query: the pair's query.
-        response: one of the pair's responses.
-        max_length: token budget of the sequence.
-        max_response_tokens: token budget of the response.
-
-    Returns:
-        Token ids, at most ``max_length`` long when the query and response fit. Special-token
-        strings in the texts are encoded as plain text (``split_special_tokens``); the only
-        special token is the final EOS.
+    The response is cut to ``max_response_tokens`` and the exemplars from the front so the whole
+    stays within ``max_length`` tokens (the query and the response are never cut for them), so the
+    ids are at most ``max_length`` long when the query and response fit. Special-token strings in
+    the texts are encoded as plain text; the only special token is the final EOS.
     """
-    # user text is plain text: a special-token string inside it never becomes a special token
     plain = {"add_special_tokens": False, "split_special_tokens": True}
     head = tokenizer(EXEMPLARS_HEAD + "\n\n".join(e.strip() for e in exemplars), **plain)["input_ids"]
     tail = tokenizer(f"\n\nQuery:\n{query.strip()}\n\nResponse:\n", **plain)["input_ids"]
@@ -59,8 +47,7 @@ def scalar_rm_tokens(
 
 @dataclass
 class TrainedScalarRM:
-    """A trained scalar reward model: the sequence-classification model (eval mode), its tokenizer
-    and the trainer's ``log_history`` (one dict per logged step)."""
+    """A trained scalar reward model (eval mode), its tokenizer and the trainer's ``log_history``."""
 
     model: Any
     tokenizer: Any
@@ -87,17 +74,11 @@ def train_scalar_rm(
             it is loaded as ``AutoModelForSequenceClassification`` with one label (a new score head,
             initialised with ``seed``).
         train_pairs: canonical pairs with ``label``; each pair is read with its own exemplar count.
-        max_steps: optimiser steps.
-        learning_rate: AdamW learning rate.
-        batch_size: pairs per step.
-        max_length: token budget of each sequence (see :func:`scalar_rm_tokens`).
-        max_response_tokens: token budget of each response.
+        max_steps, learning_rate, batch_size: optimiser steps, AdamW learning rate, pairs per step.
+        max_length, max_response_tokens: token budgets (:func:`scalar_rm_tokens`).
         lora_r: LoRA rank (alpha ``2 r``, all linear layers); None or 0 trains every weight.
         seed: seed of the score head, the data order and the trainer.
         output_dir: where the trainer saves the model; None: a temporary folder, nothing kept.
-
-    Returns:
-        A :class:`TrainedScalarRM`.
 
     Raises:
         ValueError: no training pairs.

@@ -1,11 +1,4 @@
-"""Validation accuracy during GRPO (PersRM-R1 §5.1: accuracy over training).
-
-Every ``grpo.eval_every`` steps :class:`ValidationEval` judges a fixed set of validation pairs
-greedily with the model being trained, through the ONE client
-(:class:`persrm_lib.models.client.LocalChatClient`), reads each judgement with the ONE verdict rule
-(:class:`persrm_lib.core.verdict.Verdict`) and adds ``validation_accuracy`` and ``validation_format``
-to that step's row of the :class:`~persrm_lib.train.logs.TrainingLog`.
-"""
+"""Validation accuracy during GRPO (PersRM-R1 §5.1: accuracy over training)."""
 
 from __future__ import annotations
 
@@ -22,26 +15,22 @@ from .logs import TrainingLog
 
 
 class ValidationEval:
-    """Greedy judgements of a fixed set of validation pairs every ``every`` GRPO steps. Each
+    """Greedy judgements of a fixed set of validation pairs every ``every`` GRPO steps, through the
+    ONE client (:class:`persrm_lib.models.client.LocalChatClient`) and the ONE verdict rule. Each
     evaluation adds ``validation_accuracy`` (share with outcome +1) and ``validation_format``
     (share that parses) to the :class:`TrainingLog` row of that step.
 
-    Greedy decoding draws no random numbers and dropout is off, so evaluating does not change the
-    training run; the model is put in eval mode for the evaluation and back in train mode after.
+    Greedy decoding draws no random numbers and dropout is off (eval mode during the evaluation),
+    so evaluating does not change the training run.
 
     Args:
         profile: ``grpo.max_completion_length`` (tokens per judgement), ``grpo.batch_size`` (default
-            prompts per forward pass).
+            prompts per forward pass), ``prompt.mode``.
         pairs: the validation pairs, each read with its own exemplar count.
         tokenizer: the trained model's tokenizer (chat template).
-        log: the stage's :class:`TrainingLog`.
-        every: evaluate at every ``every``-th step.
-        batch_size: prompts per forward pass (default ``grpo.batch_size``).
 
     Raises:
         ValueError: ``every`` below 1, or no pairs.
-
-    >>> # evaluator = ValidationEval(profile, pairs[:2], tokenizer, log, every=1)
     """
 
     def __init__(
@@ -70,7 +59,6 @@ class ValidationEval:
         self.every = every
         self.max_new_tokens = profile.grpo.max_completion_length
         self.batch_size = batch_size or profile.grpo.batch_size
-        self.results: dict[int, dict[str, float]] = {}  # step -> the values logged for it
 
     def due(self, step: int, max_steps: int) -> bool:
         """Evaluate at every ``every``-th step (never at step 0)."""
@@ -108,8 +96,8 @@ class ValidationEval:
 
     def callback(self) -> Any:
         """A ``transformers.TrainerCallback``: evaluates at the end of a due step and makes the trainer
-        log that step (so the values land in a row even when ``logging_steps`` skips it). Add it after
-        the :class:`TrainingLog` callback so that the evaluation is not counted in ``seconds_per_step``."""
+        log that step (even when ``logging_steps`` skips it). Add it after the :class:`TrainingLog`
+        callback so that the evaluation is not counted in ``seconds_per_step``."""
         from transformers import TrainerCallback
 
         evaluator = self
@@ -119,7 +107,6 @@ class ValidationEval:
                 step = int(state.global_step)
                 if model is not None and evaluator.due(step, int(state.max_steps or 0)):
                     values = evaluator.evaluate(model)
-                    evaluator.results[step] = values
                     evaluator.log.add(step, values)
                     control.should_log = True
                 return control
