@@ -55,15 +55,12 @@ class LocalChatClient:
     """Greedy chat completion with a local causal LM.
 
     Args:
-        model: a transformers causal LM (or a PEFT model), or None to load ``model_name`` lazily.
-        tokenizer: its tokenizer, with a chat template (None with ``model``=None).
-        model_name: a registry name (``tiny-random``, ``smollm2-135m-instruct``), a folder or a hub
-            id, loaded on first use by :func:`persrm_lib.models.registry.load_model`.
+        model, tokenizer: a transformers causal LM (or a PEFT model) and its tokenizer, or None to
+            load ``model_name`` (registry name, folder or hub id) on first use, on ``device``.
         max_new_tokens: the answer's length limit, in tokens.
-        batch_size: prompts per forward pass (1: one at a time).
+        batch_size: prompts per forward pass.
         answer_prefix: text the assistant turn is made to start with (e.g. ``"<count>"`` for a small
             model that never writes the tag on its own); it is put back in front of each answer.
-        device: where a lazily loaded model runs (default: the registry's choice).
         stop_strings: an answer ends, and is cut, right after one of them
             (:func:`persrm_lib.models.generation.generate`); the default
             :data:`~persrm_lib.models.generation.SCORES_STOP` ends a verdict at ``</scores>``;
@@ -303,15 +300,10 @@ class HTTPChatClient:
         with self._lock:
             self.stats[what] += 1
 
-    def body(self, messages: Messages) -> dict[str, Any]:
-        """The JSON body of the request for ``messages``."""
-        return {
-            "model": self.model,
-            "messages": list(messages),
-            "max_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "seed": self.seed,
-        }
+    def _bad_answer(self, kind: str, what: str, how: str) -> ChatResponseError:
+        """``<url> answered <what> <how>``, of ``kind``, counted in :attr:`stats`."""
+        self._count(kind)
+        return ChatResponseError(f"{self.url} answered {what} {how}", kind=kind)
 
     def complete(self, messages: Messages, label: str = "a chat request") -> str:
         """The answer to ``messages`` (stripped), with retries; ``label`` names the request in errors
@@ -321,7 +313,8 @@ class HTTPChatClient:
             ChatResponseError: this request got no usable answer.
             ChatClientError: the endpoint cannot be used (down after the retries, or refusing).
         """
-        return self._retrying(self._attempt, self.body(messages), what=label)
+        body = {"model": self.model, "messages": list(messages), "max_tokens": self.max_new_tokens}
+        return self._retrying(self._attempt, body | {"temperature": self.temperature, "seed": self.seed}, what=label)
 
     def complete_batch(self, conversations: Sequence[Messages]) -> list[str]:
         """:meth:`complete` for many conversations, ``max_concurrency`` at a time, in input order;
@@ -417,36 +410,23 @@ class HTTPChatClient:
                 f"{self.url} answered HTTP {status} (check base_url, model and ${self.api_key_env}): {snippet}"
             )
         if not response.content.strip():
-            self._count("empty_reply")
-            raise ChatResponseError(
-                f"{self.url} answered {what} with an empty reply (HTTP {status}, no body)", kind="empty_reply"
-            )
+            raise self._bad_answer("empty_reply", what, f"with an empty reply (HTTP {status}, no body)")
         try:
             data = loads_json(response.text, self.url)
         except ValueError as exc:
-            self._count("invalid_json")
-            raise ChatResponseError(
-                f"{self.url} answered {what} with invalid JSON: {self._redact(response.text[:80])!r}",
-                kind="invalid_json",
-            ) from exc
+            text = self._redact(response.text[:80])
+            raise self._bad_answer("invalid_json", what, f"with invalid JSON: {text!r}") from exc
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            self._count("unexpected_json")
-            raise ChatResponseError(
-                f"{self.url} answered {what} without choices[0].message.content", kind="unexpected_json"
-            ) from exc
+            raise self._bad_answer("unexpected_json", what, "without choices[0].message.content") from exc
         if not isinstance(content, str):
-            self._count("unexpected_json")
-            raise ChatResponseError(
-                f"{self.url} answered {what} with non-text content ({type(content).__name__})",
-                kind="unexpected_json",
-            )
+            raise self._bad_answer("unexpected_json", what, f"with non-text content ({type(content).__name__})")
         if data["choices"][0].get("finish_reason") == "length":
-            self._count("cut_off")
-            raise ChatResponseError(
-                f"{self.url} answered {what} cut off at max_tokens={self.max_new_tokens} (finish_reason 'length'): "
-                "raise the token budget (teacher.max_new_tokens)",
-                kind="cut_off",
+            raise self._bad_answer(
+                "cut_off",
+                what,
+                f"cut off at max_tokens={self.max_new_tokens} (finish_reason 'length'): raise the token budget "
+                "(teacher.max_new_tokens)",
             )
         return content.strip()

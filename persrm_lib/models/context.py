@@ -49,10 +49,8 @@ class TooLong:
 
 
 class PromptTooLongError(ValueError):
-    """Prompts that do not fit the model's context; the message names the first pair and its tokens.
-
-    ``kind`` is what the ids name: ``pair`` (a pair id) or ``prompt`` (a position in a batch).
-    """
+    """Prompts that do not fit the model's context; the message names the first one and its tokens.
+    ``kind`` is what the ids name: ``pair`` (a pair id) or ``prompt`` (a position in a batch)."""
 
     def __init__(self, too_long: Sequence[TooLong], budget: PromptBudget, kind: str = "pair") -> None:
         self.too_long, self.budget = list(too_long), budget
@@ -75,11 +73,6 @@ def model_context(model: Any = None, tokenizer: Any = None, max_length: int | No
 
     Raises:
         ValueError: none of them is known.
-
-    >>> class Config: max_position_embeddings = 4096
-    >>> class Model: config = Config()
-    >>> model_context(Model(), max_length=2048)
-    (2048, 'max_length')
     """
     found: list[tuple[int, str]] = []
     limit = getattr(tokenizer, "model_max_length", None)
@@ -183,13 +176,6 @@ def check_prompts(
         PromptTooLongError: ``pair 'p7': the prompt is 14012 tokens, over the 3840 tokens (context
             4096 from config.max_position_embeddings, minus 256 for generation)``, plus how many
             more pairs are too long.
-
-    >>> class Tok:
-    ...     def __call__(self, texts, add_special_tokens): return {"input_ids": [t.split() for t in texts]}
-    >>> check_prompts(Tok(), ["a b", "a b c d e"], ["p1", "p2"], PromptBudget(8, 4, "test"))
-    Traceback (most recent call last):
-    ...
-    persrm_lib.models.context.PromptTooLongError: pair 'p2': the prompt is 5 tokens, over the 4 tokens (context 8 from test, minus 4 for generation)
     """
     lengths = list(tokens) if tokens is not None else count_tokens(tokenizer, prompts)
     too_long = find_too_long(tokenizer, prompts, ids, budget, lengths)

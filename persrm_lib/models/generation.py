@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,16 +35,6 @@ class GenerationResult:
     cut_off: list[bool] = field(default_factory=list)
 
 
-@contextmanager
-def _left_padding(tokenizer: Any):
-    previous = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        yield tokenizer
-    finally:
-        tokenizer.padding_side = previous
-
-
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     ids: list[int] = []
     configured = getattr(model.generation_config, "eos_token_id", None)
@@ -56,13 +45,7 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
 
 
 def cut_at_stop(text: str, stop_strings: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to and including the first of ``stop_strings`` it holds, and whether one was found.
-
-    >>> cut_at_stop("<scores>[1, 2]</scores>\\n extra", ["</scores>"])
-    ('<scores>[1, 2]</scores>', True)
-    >>> cut_at_stop("no stop here", ["</scores>"])
-    ('no stop here', False)
-    """
+    """``text`` up to and including the first of ``stop_strings`` it holds, and whether one was found."""
     ends = [text.find(s) + len(s) for s in stop_strings if s and s in text]
     return (text[: min(ends)], True) if ends else (text, False)
 
@@ -167,11 +150,15 @@ def generate(
     stopped = 0
     device = next(model.parameters()).device
     start = time.perf_counter()
-    with _left_padding(tokenizer), torch.inference_mode():
+    with torch.inference_mode():
         for begin in range(0, len(order), batch_size):
             index = order[begin : begin + batch_size]
             batch = tokenizer(
-                [prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False
+                [prompts[i] for i in index],
+                return_tensors="pt",
+                padding=True,
+                padding_side="left",  # a decoder-only model continues from the last real token
+                add_special_tokens=False,
             ).to(device)
             cached: dict[str, Any] = {}
             if prefill_each and len(index) > 1 and min(lengths[i] for i in index) > 1:
