@@ -1,9 +1,6 @@
 """Training backend: Unsloth's ``FastLanguageModel`` on a CUDA machine with Unsloth installed,
-otherwise transformers + PEFT. ``PERSRM_BACKEND`` (``auto``, ``unsloth``, ``transformers``)
-forces a choice; forcing Unsloth where it cannot run fails with the reason.
-
-Unsloth is imported only inside :func:`load_for_training` on the Unsloth path: it refuses to
-import without a GPU, so importing this module never imports it.
+otherwise transformers + PEFT. Unsloth refuses to import without a GPU, so it is imported only on
+the Unsloth path.
 """
 
 from __future__ import annotations
@@ -33,22 +30,14 @@ def unsloth_installed() -> bool:
 
 
 def select_backend(requested: str | None = None) -> str:
-    """Return ``"unsloth"`` or ``"transformers"``.
-
-    ``auto`` picks Unsloth when a CUDA device is visible and Unsloth is installed, else
-    transformers + PEFT; a forced ``unsloth`` that cannot run raises instead of falling back.
-
-    Args:
-        requested: ``auto``/``unsloth``/``transformers`` (e.g. ``python -m persrm_lib.train --backend``);
-            None: ``$PERSRM_BACKEND``, else ``auto``. An explicit choice wins over the variable.
+    """``"unsloth"`` or ``"transformers"`` for ``requested`` (``auto``/``unsloth``/``transformers``;
+    None: ``$PERSRM_BACKEND``, else ``auto``). ``auto`` picks Unsloth when a CUDA device is visible
+    and Unsloth is installed; a forced ``unsloth`` that cannot run raises instead of falling back.
 
     Raises:
         ValueError: an unknown backend name.
         BackendUnavailableError: ``unsloth`` forced without a CUDA device or without Unsloth installed;
             the message names both problems and where the choice came from.
-
-    >>> select_backend("transformers")
-    'transformers'
     """
     source = "backend" if requested else BACKEND_ENV
     choice = (requested or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
@@ -67,10 +56,8 @@ def select_backend(requested: str | None = None) -> str:
 
 
 def import_unsloth_first() -> None:
-    """Import Unsloth before transformers, PEFT and TRL are imported, so that it can patch them all
-    (Unsloth warns and applies fewer optimisations otherwise). Call it only after
-    :func:`select_backend` returned ``"unsloth"``: Unsloth refuses to import without a GPU.
-    """
+    """Import Unsloth before transformers, PEFT and TRL, so that it can patch them all; only after
+    :func:`select_backend` returned ``"unsloth"``."""
     import unsloth  # noqa: F401 -- imported for its patches; only on CUDA machines
 
 
@@ -78,23 +65,23 @@ def lora_config(profile: Profile) -> Any:
     """The PEFT ``LoraConfig`` for a profile (the one place LoRA settings are turned into PEFT's)."""
     from peft import LoraConfig
 
+    return LoraConfig(**_lora_settings(profile), task_type="CAUSAL_LM")
+
+
+def _lora_settings(profile: Profile) -> dict[str, Any]:
     lora = profile.lora
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    return {
+        "r": lora.r,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": list(lora.target_modules),
+        "bias": "none",
+    }
 
 
 def load_for_training(profile: Profile, backend: str | None = None) -> tuple[Any, Any, str]:
-    """Load the profile's base model with fresh LoRA adapters on the selected backend.
-
-    Returns:
-        ``(model, tokenizer, backend_name)``; the model is a PEFT model in train mode.
-    """
+    """The profile's base model with fresh LoRA adapters on the selected backend:
+    ``(PEFT model in train mode, tokenizer, backend name)``."""
     import torch
 
     from .registry import load_model, resolve
@@ -109,16 +96,8 @@ def load_for_training(profile: Profile, backend: str | None = None) -> tuple[Any
             load_in_4bit=profile.model.load_in_4bit,
             dtype=None,
         )
-        lora = profile.lora
         model = FastLanguageModel.get_peft_model(
-            model,
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=list(lora.target_modules),
-            bias="none",
-            use_gradient_checkpointing="unsloth",
-            random_state=profile.seed,
+            model, **_lora_settings(profile), use_gradient_checkpointing="unsloth", random_state=profile.seed
         )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token

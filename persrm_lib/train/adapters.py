@@ -164,6 +164,10 @@ def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str,
             )
 
 
+def _lora_shape(r: Any, alpha: Any, target_modules: Any) -> dict[str, Any]:
+    return {"r": r, "lora_alpha": alpha, "target_modules": sorted(target_modules)}
+
+
 def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
     """The adapter's weights file, after checking that ``adapter_dir`` holds an adapter of the
     profile's model and LoRA shape (r, alpha, target modules).
@@ -197,16 +201,8 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
         raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json cannot be read ({exc})") from exc
     if not isinstance(config, dict):
         raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json is not a JSON object")
-    want = {
-        "r": profile.lora.r,
-        "lora_alpha": profile.lora.alpha,
-        "target_modules": sorted(profile.lora.target_modules),
-    }
-    have = {
-        "r": config.get("r"),
-        "lora_alpha": config.get("lora_alpha"),
-        "target_modules": sorted(config.get("target_modules") or []),
-    }
+    want = _lora_shape(profile.lora.r, profile.lora.alpha, profile.lora.target_modules)
+    have = _lora_shape(config.get("r"), config.get("lora_alpha"), config.get("target_modules") or [])
     if have != want:
         raise AdapterMismatchError(
             f"adapter at {adapter_dir} has LoRA {have}, the profile {profile.name!r} asks for {want}; "

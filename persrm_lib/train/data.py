@@ -58,13 +58,9 @@ def _trace_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
 
 
 def check_traces(source: Source) -> list[dict[str, Any]]:
-    """Read and check SFT traces: pairs plus ``teacher, completion, scores, faithful``.
-
-    Args:
-        source: a JSONL file (``runfiles.faithful_traces_path(run)``) or a list of trace dicts.
-
-    Returns:
-        The traces, in order, as :class:`CheckedTraces` (given those, returned as they are).
+    """Read and check SFT traces (pairs plus ``teacher, completion, scores, faithful``) from a JSONL
+    file (``runfiles.faithful_traces_path(run)``) or a list; returns them in order as
+    :class:`CheckedTraces`.
 
     Raises:
         TrainingDataError: no trace at all; a trace that breaks the pair contract; a trace not
@@ -139,8 +135,8 @@ def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
 
 
 def check_pairs(source: Source) -> list[dict[str, Any]]:
-    """Read and check GRPO pairs (the pair contract; ``label`` is what the reward compares with);
-    returns them as :class:`CheckedPairs` (given those, returned as they are).
+    """Read and check GRPO pairs (the pair contract) from a JSONL file or a list; returns them as
+    :class:`CheckedPairs`.
 
     Raises:
         TrainingDataError: no pair at all, a pair that breaks the contract, or an id that repeats
@@ -188,12 +184,9 @@ def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | No
 def sft_rows(
     traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise"
 ) -> list[tuple[str, list[dict[str, str]], str]]:
-    """``(trace id, prompt messages, completion)`` per SFT example, in order.
-
-    Pairwise: one example per trace, its prompt the pair's (:func:`persrm_lib.core.prompt.build_messages`),
-    its completion the trace's. Pointwise (:mod:`persrm_lib.core.pointwise`): two examples per
-    trace, one per response (:func:`persrm_lib.core.prompt.build_pointwise_messages`), with the
-    persona teacher's pointwise completions (:func:`persrm_lib.teachers.persona.pointwise_completions`).
+    """``(trace id, prompt messages, completion)`` per SFT example, in order: pairwise, one per trace
+    (the pair's prompt, the trace's completion); pointwise (:mod:`persrm_lib.core.pointwise`), one
+    per response, with the persona teacher's pointwise completions.
 
     Raises:
         TrainingDataError: pointwise mode and a trace that is not a persona pair, or whose pointwise
@@ -223,10 +216,9 @@ def sft_rows(
 
 
 def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> Any:
-    """Conversational prompt-completion dataset (``datasets.Dataset``) of :func:`sft_rows`: prompt =
-    system + user messages, completion = one assistant message (TRL's conversational
-    prompt-completion format). With ``tokenizer``, its own special tokens in the user text are
-    neutralised too."""
+    """TRL's conversational prompt-completion ``datasets.Dataset`` of :func:`sft_rows` (prompt: system
+    + user messages; completion: one assistant message); ``tokenizer`` neutralises its own special
+    tokens in the user text."""
     from datasets import Dataset
 
     rows = sft_rows(traces, tokenizer, mode)

@@ -2,8 +2,8 @@
 :func:`persrm_lib.train.logs.read_log` frames by 03_sft, 04_rft_grpo and 06_training_dynamics.
 
 Each function returns a matplotlib ``Figure`` and raises ``ValueError`` naming the column when
-the log has nothing to draw (a missing or blank column), so a notebook can say what is missing
-and skip the figure. ``smooth`` is a rolling-mean window over logged steps (1: raw curves).
+the log has nothing to draw (a missing or blank column). ``smooth`` is a rolling-mean window over
+logged steps (1: raw curves).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def _require(log: pd.DataFrame, *columns: str) -> None:
         raise ValueError(f"the log has no values in column(s) {', '.join(blank)}")
 
 
-def _smoothed(log: pd.DataFrame, column: str, smooth: int) -> pd.Series:
-    return log[column].rolling(smooth, min_periods=1).mean()
+def _curve(ax: Any, log: pd.DataFrame, column: str, smooth: int, marker: str = "o", **style: Any) -> None:
+    ax.plot(log["step"], log[column].rolling(smooth, min_periods=1).mean(), marker=marker, ms=3, **style)
 
 
 def _figure(width: float = 6, height: float = 3.2, ncols: int = 1) -> tuple[Any, Any]:
@@ -35,16 +35,21 @@ def _figure(width: float = 6, height: float = 3.2, ncols: int = 1) -> tuple[Any,
     return plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
 
 
+def _panel(log: pd.DataFrame, *columns: str, width: float = 6) -> tuple[Any, Any]:
+    """A one-panel figure and its axes, once ``columns`` have values."""
+    _require(log, "step", *columns)
+    fig, axes = _figure(width)
+    return fig, axes[0, 0]
+
+
 def plot_sft_loss(log: pd.DataFrame, smooth: int = 1, title: str = "SFT loss") -> Any:
     """The SFT loss (token-level cross-entropy of the trace given the prompt) per optimiser step.
 
     Raises:
         ValueError: the log has no ``loss`` values.
     """
-    _require(log, "step", "loss")
-    fig, axes = _figure()
-    ax = axes[0, 0]
-    ax.plot(log["step"], _smoothed(log, "loss", smooth), marker="o", ms=3)
+    fig, ax = _panel(log, "loss")
+    _curve(ax, log, "loss", smooth)
     ax.set(xlabel="optimiser step", ylabel="SFT loss (completion tokens)", title=title)
     return fig
 
@@ -56,10 +61,8 @@ def plot_grpo_reward(log: pd.DataFrame, smooth: int = 1, title: str = "GRPO rewa
     Raises:
         ValueError: the log has no ``reward`` values.
     """
-    _require(log, "step", "reward")
-    fig, axes = _figure()
-    ax = axes[0, 0]
-    ax.plot(log["step"], _smoothed(log, "reward", smooth), marker="o", ms=3, label="mean reward")
+    fig, ax = _panel(log, "reward")
+    _curve(ax, log, "reward", smooth, label="mean reward")
     if not empty_columns(log, ["validation_accuracy"]):
         validated = log.dropna(subset=["validation_accuracy"])  # evaluated every grpo.eval_every steps only
         ax.plot(
@@ -82,12 +85,9 @@ def plot_grpo_outcomes(log: pd.DataFrame, smooth: int = 1, title: str = "Outcome
     Raises:
         ValueError: the log lacks one of the outcome columns.
     """
-    _require(log, "step", *OUTCOME_NAMES)
-    fig, axes = _figure()
-    ax = axes[0, 0]
+    fig, ax = _panel(log, *OUTCOME_NAMES)
     for name in OUTCOME_NAMES:
-        label = name.replace("_", " ")
-        ax.plot(log["step"], _smoothed(log, name, smooth), marker="o", ms=3, color=OUTCOME_COLOURS[name], label=label)
+        _curve(ax, log, name, smooth, color=OUTCOME_COLOURS[name], label=name.replace("_", " "))
     ax.set(ylim=(-0.02, 1.02), xlabel="GRPO step", ylabel="share of sampled completions", title=title)
     ax.legend(fontsize=8, title="outcome")
     return fig
@@ -105,18 +105,16 @@ def plot_grpo_order_robustness(log: pd.DataFrame, smooth: int = 1, title: str = 
     """
     from ..evaluate.metrics import GOAL_A_PREFERENCE
 
-    _require(log, "step", "a_preference")
-    fig, axes = _figure(6.5, 3.2)
-    ax = axes[0, 0]
+    fig, ax = _panel(log, "a_preference", width=6.5)
     low, high = GOAL_A_PREFERENCE
     ax.axhspan(low, high, color="grey", alpha=0.15, lw=0, label=f"no position bias ({low}-{high})")
-    ax.plot(log["step"], _smoothed(log, "a_preference", smooth), marker="o", ms=3, label="A-preference (sampled)")
+    _curve(ax, log, "a_preference", smooth, label="A-preference (sampled)")
     for column, label in (
         ("frac_reward_zero_std", "zero-spread groups, per prompt"),
         ("joint_frac_reward_zero_std", "zero-spread groups, both orders jointly"),
     ):
         if not empty_columns(log, [column]):
-            ax.plot(log["step"], _smoothed(log, column, smooth), marker="s", ms=3, ls="--", label=label)
+            _curve(ax, log, column, smooth, marker="s", ls="--", label=label)
     ax.set(ylim=(-0.02, 1.02), xlabel="GRPO step", ylabel="share", title=title)
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     return fig
@@ -134,7 +132,7 @@ def plot_grpo_length_kl(log: pd.DataFrame, smooth: int = 1) -> Any:
         raise ValueError("the log has no values in column(s) completion_length, kl")
     fig, axes = _figure(4.2 * len(panels), 3.2, len(panels))
     for ax, column in zip(axes[0], panels, strict=True):
-        ax.plot(log["step"], _smoothed(log, column, smooth), marker="o", ms=3)
+        _curve(ax, log, column, smooth)
         ax.set(xlabel="GRPO step", ylabel=column.replace("_", " "), title=column.replace("_", " "))
     fig.tight_layout()
     return fig
@@ -154,9 +152,9 @@ def plot_grpo_starts(logs: Mapping[str, pd.DataFrame], smooth: int = 1) -> Any:
     fig, axes = _figure(9, 3.2, 2)
     violations = all(not empty_columns(log, ["format_violation"]) for log in logs.values())
     for start, log in logs.items():
-        axes[0, 0].plot(log["step"], _smoothed(log, "reward", smooth), marker="o", ms=3, label=start)
+        _curve(axes[0, 0], log, "reward", smooth, label=start)
         if violations:
-            axes[0, 1].plot(log["step"], _smoothed(log, "format_violation", smooth), marker="o", ms=3, label=start)
+            _curve(axes[0, 1], log, "format_violation", smooth, label=start)
     axes[0, 0].set(ylim=(-1.05, 1.05), xlabel="GRPO step", ylabel="mean reward", title="Reward")
     axes[0, 0].legend(fontsize=8)
     if violations:
