@@ -52,7 +52,7 @@ class ChatClient(Protocol):
 
 
 class LocalChatClient:
-    """Greedy chat completion with a local causal LM.
+    """Greedy chat completion with a local causal LM (:func:`persrm_lib.models.generation.generate`).
 
     Args:
         model, tokenizer: a transformers causal LM (or a PEFT model) and its tokenizer, or None to
@@ -61,10 +61,8 @@ class LocalChatClient:
         batch_size: prompts per forward pass.
         answer_prefix: text the assistant turn is made to start with (e.g. ``"<count>"`` for a small
             model that never writes the tag on its own); it is put back in front of each answer.
-        stop_strings: an answer ends, and is cut, right after one of them
-            (:func:`persrm_lib.models.generation.generate`); the default
-            :data:`~persrm_lib.models.generation.SCORES_STOP` ends a verdict at ``</scores>``;
-            ``()``: stop only at the end-of-turn token or ``max_new_tokens``.
+        stop_strings: an answer ends, and is cut, right after one of them (default: at
+            ``</scores>``; ``()``: only at the end-of-turn token or ``max_new_tokens``).
 
     An answer cut off by ``max_new_tokens`` is returned as it is by :meth:`complete` and
     :meth:`complete_batch`, and reported by :meth:`complete_each` (the teacher's path) as a
@@ -157,15 +155,6 @@ class LocalChatClient:
     def _generate(self, conversations: Sequence[Messages]) -> GenerationResult:
         return self.generate_prompts([self.render(m) + self.answer_prefix for m in conversations])
 
-    def cut_off_error(self, what: str) -> ChatResponseError:
-        """The error (kind ``cut_off``) of an answer to ``what`` that ``max_new_tokens`` ended."""
-        name = self.model_name or getattr(self._model, "name_or_path", None) or type(self._model).__name__
-        return ChatResponseError(
-            f"local model {name} answered {what} cut off at max_new_tokens={self.max_new_tokens} (no end-of-turn "
-            "token or stop string): raise the token budget (teacher.max_new_tokens)",
-            kind="cut_off",
-        )
-
     def complete_each(
         self, conversations: Sequence[Messages], labels: Sequence[str] | None = None
     ) -> Iterator[tuple[int, str | ChatResponseError]]:
@@ -180,7 +169,16 @@ class LocalChatClient:
             for offset, (text, cut) in enumerate(zip(result.texts, cut_off, strict=True)):
                 if cut:
                     self.stats["cut_off"] += 1
-                    yield begin + offset, self.cut_off_error(names[begin + offset])
+                    name = self.model_name or getattr(self._model, "name_or_path", None) or type(self._model).__name__
+                    yield (
+                        begin + offset,
+                        ChatResponseError(
+                            f"local model {name} answered {names[begin + offset]} cut off at max_new_tokens="
+                            f"{self.max_new_tokens} (no end-of-turn token or stop string): raise the token budget "
+                            "(teacher.max_new_tokens)",
+                            kind="cut_off",
+                        ),
+                    )
                 else:
                     yield begin + offset, self.answer_prefix + text
 

@@ -311,16 +311,8 @@ def load_tokenizer(name: str) -> Any:
 
 
 def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple[Any, Any]:
-    """Load a causal LM and its tokenizer by registry name, local folder or hub id.
-
-    Args:
-        name: ``tiny-random``, ``smollm2-135m-instruct``, a folder, or a hub id.
-        dtype: torch dtype (default float32, or bfloat16 on CUDA).
-        device: where to put the model (default: the first CUDA device when one is visible, else CPU).
-
-    Returns:
-        ``(model, tokenizer)``, the model in eval mode.
-    """
+    """``(model in eval mode, tokenizer)`` of a causal LM by registry name, local folder or hub id;
+    ``dtype`` defaults to bfloat16 on CUDA, else float32; ``device`` to CUDA when visible, else CPU."""
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -185,11 +185,8 @@ class TrainingLog:
 
 
 def read_log(path: str | Path) -> pd.DataFrame:
-    """THE reader of a training ``log.csv``: one row per logged step, sorted by step, under the
-    names :class:`TrainingLog` wrote (:data:`SFT_LOG_FIELDS` or :data:`GRPO_LOG_FIELDS`).
-
-    Returns:
-        A DataFrame: ``step`` as int, every other column float, a blank cell as NaN.
+    """THE reader of a training ``log.csv``: a DataFrame, one row per logged step sorted by step,
+    under the names :class:`TrainingLog` wrote; ``step`` as int, the rest float, a blank as NaN.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -292,15 +289,10 @@ class RewardTracker:
 
 
 def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
-    """THE reader of a GRPO stage's ``completions.jsonl`` (written by :class:`RewardTracker`).
-
-    Args:
-        path: the JSONL file; ``<stem>.rank<k>.jsonl`` files beside it are appended in name order.
-
-    Returns:
-        Records with :data:`GRPO_COMPLETION_FIELDS`: ``step`` (int), ``pair_id`` (str),
-        ``label`` ("a"/"b"), ``completion`` (str), ``reward`` (float); and ``side`` ("a"/"b") where
-        the run was pointwise (the response the completion scores; pairwise records have none).
+    """THE reader of a GRPO stage's ``completions.jsonl``, with the ``<stem>.rank<k>.jsonl`` files
+    beside it appended in name order: records with ``step`` (int), ``pair_id`` (str), ``label``
+    ("a"/"b"), ``completion`` (str), ``reward`` (float), and, pointwise, ``side`` ("a"/"b": the
+    response the completion scores).
 
     Raises:
         FileNotFoundError: the file is missing (run 04_rft_grpo first).

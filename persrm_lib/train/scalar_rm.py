@@ -70,10 +70,9 @@ def train_scalar_rm(
     """Train a Bradley-Terry reward model on labelled pairs with TRL's ``RewardTrainer``.
 
     Args:
-        model_name: a registry name, folder or hub id (:func:`persrm_lib.models.registry.resolve`);
-            it is loaded as ``AutoModelForSequenceClassification`` with one label (a new score head,
-            initialised with ``seed``).
-        train_pairs: canonical pairs with ``label``; each pair is read with its own exemplar count.
+        model_name: a registry name, folder or hub id, loaded as ``AutoModelForSequenceClassification``
+            with one label (a new score head, initialised with ``seed``).
+        train_pairs: canonical pairs with ``label``.
         max_steps, learning_rate, batch_size: optimiser steps, AdamW learning rate, pairs per step.
         max_length, max_response_tokens: token budgets (:func:`scalar_rm_tokens`).
         lora_r: LoRA rank (alpha ``2 r``, all linear layers); None or 0 trains every weight.

@@ -66,8 +66,6 @@ class ValidationEval:
 
     def evaluate(self, model: Any) -> dict[str, float]:
         """Accuracy and format share of greedy judgements of the validation pairs by ``model``."""
-        import torch
-
         client = LocalChatClient(
             model,
             self.tokenizer,
@@ -78,8 +76,7 @@ class ValidationEval:
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
-                texts = client.generate_prompts(self.prompts).texts
+            texts = client.generate_prompts(self.prompts).texts  # under torch.inference_mode
         finally:
             if was_training:
                 model.train()
