@@ -36,12 +36,10 @@ class GenerationResult:
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids: list[int] = []
+    """The generation config's end-of-turn ids and the tokenizer's, each once."""
     configured = getattr(model.generation_config, "eos_token_id", None)
-    for value in (configured if isinstance(configured, list) else [configured]) + [tokenizer.eos_token_id]:
-        if value is not None and value not in ids:
-            ids.append(int(value))
-    return ids
+    values = [*(configured if isinstance(configured, list) else [configured]), tokenizer.eos_token_id]
+    return list(dict.fromkeys(int(value) for value in values if value is not None))
 
 
 def cut_at_stop(text: str, stop_strings: Sequence[str]) -> tuple[str, bool]:
