@@ -24,8 +24,6 @@ import pandas as pd
 from .corpora import load_aaac, load_literature, load_sotu
 from .folders import load_c50, load_cmcc
 
-__all__ = ["BENCHMARKS", "SPLITS", "Benchmark", "benchmark_seed", "load_benchmark", "split_authors"]
-
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 

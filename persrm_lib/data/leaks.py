@@ -24,8 +24,6 @@ import numpy as np
 from ..core.verdict import exemplars_of
 from .embeddings import EmbeddingCache
 
-__all__ = ["embedding_judge_accuracy", "label_shortcut_report"]
-
 _CONTENT_WORD_RE = re.compile(r"[a-z]{4,}")
 
 

@@ -22,23 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "NEUTRAL_QUERY",
-    "QUERY_MODES",
-    "PassagePool",
-    "draw_exemplars",
-    "query_and_response",
-    "response_budget",
-    "sample_pool",
-]
-
 QUERY_MODES: tuple[str, ...] = ("opening", "neutral")
 NEUTRAL_QUERY = "Write a passage on a subject of your choice, in your usual style."
 _MIN_RESPONSE_WORDS = 10
-
-# --------------------------------------------------------------------------------------------
-# Budgets, queries and responses
-# --------------------------------------------------------------------------------------------
 
 
 def response_budget(passage_words: int, query_words: int) -> int:
@@ -77,11 +63,6 @@ def query_and_response(text: str, query_mode: str, query_words: int, response_wo
     if len(words) < query_words + response_words:
         return None
     return " ".join(words[:query_words]), " ".join(words[query_words : query_words + response_words])
-
-
-# --------------------------------------------------------------------------------------------
-# The passage pool of one split
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -147,11 +128,6 @@ class PassagePool:
         return same_genre if len(same_genre) else rows
 
 
-# --------------------------------------------------------------------------------------------
-# Exemplars
-# --------------------------------------------------------------------------------------------
-
-
 def draw_exemplars(
     pool: PassagePool, author: str, n: int, rng: random.Random, avoid: int | None = None
 ) -> list[int] | None:
@@ -185,11 +161,6 @@ def draw_exemplars(
         rng.shuffle(extra)
         picked += extra[: n - len(picked)]
     return picked if len(picked) == n else None
-
-
-# --------------------------------------------------------------------------------------------
-# Capping the pool
-# --------------------------------------------------------------------------------------------
 
 
 def sample_pool(docs: pd.DataFrame, max_per_author: int | None, seed: int) -> pd.DataFrame:

@@ -31,8 +31,6 @@ from .personas import build_persona_pairs, persona_splits
 from .pool import NEUTRAL_QUERY, response_budget
 from .sampler import Mimic, SamplingReport, build_pairs
 
-__all__ = ["headline_metrics", "pairs_table", "save_pairs_dataset", "synthesize_pairs"]
-
 
 def _shares(total: int, weights: Mapping[str, int]) -> dict[str, int]:
     """Split ``total`` in proportion to ``weights`` (largest remainders; names sorted)."""
