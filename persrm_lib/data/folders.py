@@ -1,18 +1,7 @@
-"""Corpus loaders for folders you provide: a generic manifest, Reuters C50 (CCAT50) and CMCC.
-
-Each becomes one Document table of fixed-length passages (:mod:`persrm_lib.data.documents`); the
-paper's two benchmarks (PersRM-R1, arXiv 2508.14076, §4) are read from here when their folders are
-named (:data:`persrm_lib.data.benchmarks.BENCHMARKS`, ``$PERSRM_CCAT50_DIR`` / ``$PERSRM_CMCC_DIR``).
-
-- :func:`load_folder`: any folder with a ``manifest.csv`` (columns ``path, author, genre``).
-- :func:`load_c50`: Reuters C50 (CCAT50): ``C50train/<Author>/*.txt`` and ``C50test/<Author>/*.txt``.
-- :func:`load_cmcc`: CMCC (Goldstein-Stewart et al., LREC 2008): ``<Category>/Correlated/*.txt``
-  with categories ``Blogs, Chat, Discussion, Emails, Essays, Interviews`` and file names
-  ``<author><genre letter><n><topic letter><n>.txt`` such as ``S1D1I3.txt`` (author ``S1``),
-  Windows-1252. A root holding a ``raw/`` folder with that layout is accepted too.
-
-Paragraphs are separated by blank lines. A passage that names its author (C50 and manifest
-folders: the surname of the author name) is dropped and counted in ``table.attrs["skipped"]``.
+"""Loaders for corpus folders you provide: a generic manifest, and the paper's two benchmarks
+(PersRM-R1, arXiv 2508.14076, §4): Reuters C50 (CCAT50) and CMCC (Goldstein-Stewart et al., LREC
+2008). Each gives a Document table (:mod:`persrm_lib.data.documents`); paragraphs are separated by
+blank lines.
 """
 
 from __future__ import annotations
@@ -46,7 +35,7 @@ def load_folder(
     source: str | None = None,
 ) -> pd.DataFrame:
     """A folder of plain-text files listed in a CSV manifest with columns ``path, author, genre``
-    (paths relative to ``root``). Paragraphs are separated by blank lines.
+    (paths relative to ``root``).
 
     Raises:
         FileNotFoundError: the folder, the manifest or a listed file is missing.

@@ -6,12 +6,7 @@ lexical richness (type-token ratio, MATTR, Yule's K, hapax share), punctuation p
 capitalisation, the function-word profile, and a character n-gram profile (TF-IDF, scikit-learn).
 
 Every rate is "per 100 words" (punctuation) or a share in [0, 1]; a text without words measures as
-all zeros. The public, stable API used by the judges and the stylometric teacher:
-
-- :data:`FUNCTION_WORDS`: the common English function words of the profile (fixed order).
-- :func:`style_features`: ``text -> dict[str, float]`` with the keys of :data:`FEATURE_NAMES`.
-- :func:`feature_matrix`: texts -> ``numpy`` array, columns in :data:`FEATURE_NAMES` order.
-- :func:`char_ngram_similarity`: cosine of candidates to the exemplars' character n-gram profile.
+all zeros.
 
 >>> f = style_features("I came. I saw; I conquered!")
 >>> f["sentence_length_mean"], f["semicolon_rate"], f["exclamation_rate"]
@@ -225,8 +220,7 @@ def char_ngram_similarity(
     """Cosine of each candidate to the mean character n-gram TF-IDF profile of the exemplars.
 
     The vectoriser (``char_wb``, sublinear tf) is fitted on exemplars and candidates together, so
-    the idf weights are a function of this one comparison only (deterministic, no outside state).
-    Measured as the strongest simple judge on the sotu benchmark (docs/design.md, "Simple judges").
+    the idf weights depend on this one comparison only.
 
     Args:
         exemplars: the author's texts (at least one non-empty).

@@ -1,15 +1,5 @@
 """Every pair set of a run, and its files (what notebook 01 calls; paper §3.1).
 
-- :func:`synthesize_pairs`: ``train`` and ``validation`` from the training and validation authors of
-  every benchmark that is not test-only, and ``test_<benchmark>`` from each benchmark's test
-  authors, each built by :func:`persrm_lib.data.sampler.build_pairs` with its own derived seed
-  (the ``personas`` benchmark by :func:`persrm_lib.data.personas.build_persona_pairs`: training
-  personas for train and validation, unseen ones for its test set).
-- :func:`pairs_table`: one row per pair (set, benchmark, strategy, label), for tables and plots.
-- :func:`save_pairs_dataset`: a pair set as a ``datasets.Dataset`` folder. The JSONL file, the
-  canonical format, is written and read by :mod:`persrm_lib.data.pairs`.
-- :func:`headline_metrics`: the numbers notebook 01 records in ``metrics/01_synthesize.json``.
-
 >>> pairs_table({"train": [{"positive_kind": "p", "negative_kind": "n", "label": "a", "author": "x",
 ...                         "genre": "g", "provenance": {"benchmark": "sotu"}}]}).iloc[0].tolist()
 ['train', 'sotu', 'p', 'n', 'a', 'x', 'g']
@@ -57,7 +47,9 @@ def synthesize_pairs(
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
     """All pair sets of a run: ``train`` and ``validation`` from the training and validation
     authors of every benchmark that is not test-only (shared in proportion to their authors),
-    and ``test_<benchmark>`` from each benchmark's test authors.
+    and ``test_<benchmark>`` from each benchmark's test authors; each set by
+    :func:`persrm_lib.data.sampler.build_pairs` (or
+    :func:`persrm_lib.data.personas.build_persona_pairs`) with its own derived seed.
 
     Args:
         tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.data.benchmarks.load_benchmark`).
@@ -100,44 +92,43 @@ def synthesize_pairs(
     for name in sorted(tables):
         plan.append((f"test_{name}", name, "test", data.eval_pairs, test_exemplars))
     for set_name, name, split, n, n_exemplars in plan:
-        bench = BENCHMARKS[name]
+        bench, table = BENCHMARKS[name], tables[name]
         report = SamplingReport()
+        set_seed = benchmark_seed(seed, f"{set_name}/{name}")
+        id_prefix = set_name if set_name.startswith("test_") else f"{set_name}-{name}"
         if bench.personas:
-            table = tables[name]
             pairs = build_persona_pairs(
                 table[table["split"] == split],
                 persona_split[split],
                 n,
                 n_exemplars,
-                benchmark_seed(seed, f"{set_name}/{name}"),
+                set_seed,
                 query=NEUTRAL_QUERY,
                 synonyms=synonyms,
-                id_prefix=f"{set_name}-{name}" if not set_name.startswith("test_") else set_name,
+                id_prefix=id_prefix,
                 split_name=split,
             )
             for p in pairs:
                 report.built[(p["positive_kind"], p["negative_kind"])] += 1
-            sets.setdefault(set_name, []).extend(pairs)
-            reports[f"{set_name}/{name}"] = report.as_dict()
-            continue
-        pairs = build_pairs(
-            tables[name],
-            n,
-            n_exemplars,
-            data.query_words,
-            response_words,
-            embeddings,
-            benchmark_seed(seed, f"{set_name}/{name}"),
-            split=split,
-            benchmark=name,
-            exemplar_genres=bench.exemplar_genres,
-            candidate_genres=bench.candidate_genres,
-            query_mode=query_mode,
-            synonyms=synonyms,
-            mimic=mimic,
-            report=report,
-            id_prefix=f"{set_name}-{name}" if not set_name.startswith("test_") else set_name,
-        )
+        else:
+            pairs = build_pairs(
+                table,
+                n,
+                n_exemplars,
+                data.query_words,
+                response_words,
+                embeddings,
+                set_seed,
+                split=split,
+                benchmark=name,
+                exemplar_genres=bench.exemplar_genres,
+                candidate_genres=bench.candidate_genres,
+                query_mode=query_mode,
+                synonyms=synonyms,
+                mimic=mimic,
+                report=report,
+                id_prefix=id_prefix,
+            )
         sets.setdefault(set_name, []).extend(pairs)
         reports[f"{set_name}/{name}"] = report.as_dict()
     return sets, reports
@@ -165,11 +156,7 @@ _SAVED_FILES = re.compile(r"(?:data-\d{5}-of-\d{5}\.arrow|dataset_info\.json|sta
 
 
 def saved_dataset_problem(folder: str | Path) -> str | None:
-    """Why ``folder`` is not a dataset that ``save_to_disk`` wrote (so it may not be replaced), or None.
-
-    What :func:`save_pairs_dataset` leaves: ``state.json``, ``dataset_info.json`` and
-    ``data-NNNNN-of-NNNNN.arrow`` files, nothing else.
-    """
+    """Why ``folder`` is not a dataset that ``save_to_disk`` wrote (so it may not be replaced), or None."""
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         return f"{folder} is not a folder"
@@ -183,13 +170,10 @@ def saved_dataset_problem(folder: str | Path) -> str | None:
 
 
 def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) -> Path:
-    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically;
-    a folder there is replaced only when a save made it (:func:`saved_dataset_problem`).
+    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically.
 
     Raises:
         ValueError: ``out_dir`` holds something a save did not write (nothing is touched then).
-
-    >>> # save_pairs_dataset(pairs, runfiles.pairs_hf_dir(run, "train"))
     """
     import shutil
     import tempfile
@@ -232,16 +216,13 @@ def headline_metrics(
         documents: the run's Document table (``author`` column).
         pair_sets: set name -> pairs (:func:`synthesize_pairs`).
         shortcut_checks: one row per set (index: set name), an ``n_pairs`` column and one column per
-            label predictor (:func:`persrm_lib.data.leaks.label_shortcut_report`, plus the topic
-            judge's ``topic_judge/<negative_kind>``); NaN where a set lacks that negative kind.
+            label predictor (:func:`persrm_lib.data.leaks.label_shortcut_report`); NaN where absent.
         response_words: words per response (:func:`persrm_lib.data.pool.response_budget`).
-        n_traces, n_faithful: traces the teacher wrote and how many agree with the label
-            (:class:`persrm_lib.teachers.traces.GenerationReport`'s ``n_pairs`` and ``n_faithful``).
+        n_traces, n_faithful: traces the teacher wrote and how many agree with the label.
 
     Returns:
-        ``n_documents``, ``n_authors``, ``response_words``, ``n_traces``, ``teacher_agreement``
-        (``n_faithful / n_traces``), ``n_pairs/<set>`` per set and ``shortcut/<set>/<predictor>``
-        (floats in [0, 1]) per non-NaN cell of ``shortcut_checks``.
+        ``n_documents``, ``n_authors``, ``response_words``, ``n_traces``, ``teacher_agreement``,
+        ``n_pairs/<set>`` and ``shortcut/<set>/<predictor>`` (floats in [0, 1]) per non-NaN cell.
 
     Raises:
         ValueError: ``n_traces`` is 0 (no agreement to report).
