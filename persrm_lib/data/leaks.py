@@ -82,19 +82,9 @@ def label_shortcut_report(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float
 def embedding_judge_accuracy(
     pairs: Sequence[Mapping[str, Any]], embeddings: EmbeddingCache, n_exemplars: int | None = None
 ) -> float:
-    """Accuracy of the topic judge: the response with the higher MiniLM cosine to the exemplars'
-    mean wins (it measures topic, ~70% on random negatives, near chance on retrieved: docs/design.md, "Simple judges").
-
-    Args:
-        pairs: pairs in the pair contract (docs/design.md, "Pair").
-        embeddings: the run's vectors (unit-norm).
-        n_exemplars: exemplars read per pair (None: the pair's own; :func:`persrm_lib.core.verdict.exemplars_of`).
-
-    Returns:
-        The accuracy in [0, 1]; a tie counts one half.
-
-    Raises:
-        ValueError: more exemplars requested than a pair has (naming the pair).
+    """Accuracy in [0, 1] of the topic judge (docs/design.md, "Simple judges"): the response with the
+    higher MiniLM cosine to the mean of ``n_exemplars`` exemplars (None: the pair's own) wins; a
+    tie counts one half. ValueError when a pair has fewer exemplars.
     """
     predictions = []
     for p in pairs:

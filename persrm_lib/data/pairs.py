@@ -50,15 +50,7 @@ class PairFormatError(ValueError):
 
 class IdIndex:
     """The ids seen so far in one file, keyed by their text: ``1`` and ``"1"`` collide (written as
-    text, in file names, tables and JSON keys, they would merge).
-
-    >>> ids = IdIndex()
-    >>> ids.add(1, "pairs.jsonl line 1", "line 1"); ids.add("p2", "pairs.jsonl line 2", "line 2")
-    >>> ids.add("1", "pairs.jsonl line 3", "line 3")
-    Traceback (most recent call last):
-    ...
-    persrm_lib.data.pairs.PairFormatError: pairs.jsonl line 3: id '1' collides with id 1 of line 1 (the same id once written as text)
-    """
+    text, in file names, tables and JSON keys, they would merge)."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[Any, str]] = {}

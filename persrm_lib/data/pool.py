@@ -2,9 +2,6 @@
 chosen or rejected, is cut to exactly ``response_words`` words (length cannot give the label away),
 after a ``query_words``-word opening (``query_mode="opening"``, the paper's setup) or under one
 fixed instruction (``"neutral"``, :data:`NEUTRAL_QUERY`).
-
->>> query_and_response("a b c d e f g", "opening", 2, 3)
-('a b', 'c d e')
 """
 
 from __future__ import annotations

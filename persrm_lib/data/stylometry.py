@@ -137,18 +137,8 @@ def yules_k(tokens: Sequence[str]) -> float:
 
 
 def style_features(text: str) -> dict[str, float]:
-    """Measure the style of one text.
-
-    Args:
-        text: the passage (any length; a text without words measures as all zeros).
-
-    Returns:
-        ``{name: value}`` for every name in :data:`FEATURE_NAMES`, in that order: the scalar
-        features of :data:`SCALAR_FEATURES`, then ``fw_<word>``, the share of the words that are
-        that function word.
-
-    Raises:
-        TypeError: when ``text`` is not a ``str``.
+    """``{name: value}`` for every name in :data:`FEATURE_NAMES`, in order: the scalar features, then
+    ``fw_<word>``, the share of the words that are that function word. TypeError for a non-``str``.
 
     >>> f = style_features("The cat sat. The dog, too, sat down!")
     >>> f["sentence_length_mean"], f["comma_rate"], f["fw_the"]
@@ -222,12 +212,7 @@ def char_ngram_similarity(
     The vectoriser (``char_wb``, sublinear tf) is fitted on exemplars and candidates together, so
     the idf weights depend on this one comparison only.
 
-    Args:
-        exemplars: the author's texts (at least one non-empty).
-        candidates: the texts to compare (e.g. ``[response_a, response_b]``).
-
-    Returns:
-        One similarity in [0, 1] per candidate.
+    Returns one similarity in [0, 1] per candidate; ValueError without a non-empty exemplar.
 
     >>> sims = char_ngram_similarity(["the cat sat on the mat"], ["the cat sat", "zebra quux"])
     >>> bool(sims[0] > sims[1])

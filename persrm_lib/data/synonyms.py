@@ -130,9 +130,6 @@ class WordNetSynonyms:
         """A single-word synonym of ``word`` from its most frequent sense, or ``None``: only words
         with one part of speech (no tagger here), whose first sense lists ``word`` itself (no
         re-inflection); its most used other single lower-case lemma.
-
-        >>> WordNetSynonyms().close_synonym("reply")              # doctest: +SKIP
-        'answer'
         """
         if word in self._cache:
             return self._cache[word]

@@ -53,19 +53,14 @@ def synthesize_pairs(
 
     Args:
         tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.data.benchmarks.load_benchmark`).
-        data: the profile's data settings (``cfg.data``): ``train_pairs``, ``eval_pairs``,
-            ``n_exemplars``, ``eval_exemplar_counts``, ``passage_words``, ``query_words``,
-            ``train_benchmarks`` (the benchmarks that give train and validation pairs; empty: every
-            one that is not test-only) and the ``persona_*`` settings.
+        data: the profile's data settings (``cfg.data``).
         seed: the profile seed (each set gets its own seed derived from it).
         embeddings, synonyms, query_mode, mimic: see :func:`build_pairs`.
         validation_pairs: pairs in the validation set (default ``data.eval_pairs``).
 
     Returns:
         ``(pair sets, reports)``, both keyed by set name (``train``, ``validation``, ``test_sotu``...).
-        Train and validation pairs carry ``data.n_exemplars`` exemplars; test pairs carry
-        ``max(data.eval_exemplar_counts)``, so fewer are evaluated by truncation
-        (:func:`persrm_lib.core.verdict.exemplars_of`).
+        Test pairs carry ``max(data.eval_exemplar_counts)`` exemplars (fewer are read by truncation).
     """
     response_words = response_budget(data.passage_words, data.query_words)
     test_exemplars = max(data.eval_exemplar_counts)
@@ -226,14 +221,6 @@ def headline_metrics(
 
     Raises:
         ValueError: ``n_traces`` is 0 (no agreement to report).
-
-    >>> docs = pd.DataFrame({"author": ["x", "x", "y"]})
-    >>> checks = pd.DataFrame({"n_pairs": [2.0], "position_a": [0.5]}, index=pd.Index(["train"], name="set"))
-    >>> metrics = headline_metrics(docs, {"train": [{}, {}]}, checks, 40, 2, 1)
-    >>> list(metrics)
-    ['n_documents', 'n_authors', 'response_words', 'n_traces', 'teacher_agreement', 'n_pairs/train', 'shortcut/train/position_a']
-    >>> metrics["n_authors"], metrics["teacher_agreement"], metrics["shortcut/train/position_a"]
-    (2, 0.5, 0.5)
     """
     if n_traces < 1:
         raise ValueError("no teacher traces: notebook 01 records the teacher's agreement over at least one trace")

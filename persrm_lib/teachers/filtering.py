@@ -104,9 +104,8 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     when the pair carries evidence, whose ``<eval>`` cites only numbers of its table.
 
     Each trace gets one outcome, checked in order: ``unparsed``, ``unfaithful`` (wrong or tied
-    scores), ``uncited`` (right scores, a number the table lacks), else ``faithful``; so faithful +
-    uncited is what the paper's filter alone keeps. A trace with evidence also gets ``uncited``:
-    the uncited numbers (a list).
+    scores), ``uncited`` (right scores, a number the table lacks; the numbers go in its
+    ``uncited`` field), else ``faithful``.
 
     Args:
         traces: trace records (a pair plus ``teacher`` and ``completion``); ``scores`` and
@@ -217,8 +216,8 @@ def merge_hinted(
         strip_think: as :func:`faithfulness_filter`.
 
     Raises:
-        ValueError: ``max_share`` outside [0, 1); a hinted trace that is not tagged, whose pair has
-            no blind trace, or whose blind trace was already faithful (naming the id).
+        ValueError: ``max_share`` outside [0, 1); a hinted trace that is untagged, repeated, without
+            or disagreeing with its blind trace, or whose blind trace was faithful (naming the id).
     """
     check_share(max_share)
     blind = {t["id"]: t for t in result.traces}
@@ -344,15 +343,9 @@ def style_differences(records: Sequence[Mapping[str, Any]], relative_to_exemplar
 
 
 def separability_auc(differences: np.ndarray, n_splits: int = 5, seed: int = 0) -> float:
-    """Cross-validated ROC AUC (scikit-learn) of a logistic regression telling chosen from rejected.
-
-    Each pair gives ``d`` (class 1) and ``-d`` (class 0) in the same fold (GroupKFold over pairs);
-    a model without intercept on standardised features. 0.5: style does not separate them.
-
-    Args:
-        differences: ``(n_pairs, n_features)`` from :func:`style_differences`.
-        n_splits: folds (at most the number of pairs).
-        seed: the logistic regression's random state.
+    """Cross-validated ROC AUC (scikit-learn) of a logistic regression without intercept telling
+    chosen from rejected: each pair of ``differences`` (``(n_pairs, n_features)``) gives ``d``
+    (class 1) and ``-d`` (class 0) in one fold (GroupKFold). 0.5: style does not separate them.
 
     Raises:
         ValueError: fewer pairs than ``n_splits`` (or fewer than 2 folds).

@@ -95,24 +95,12 @@ def generate_hinted_traces(
     strip_think: bool = False,
     progress: bool = False,
 ) -> GenerationReport:
-    """Write the hinted traces of the pairs :func:`select_for_hint` picks to ``out_path``.
+    """Write the hinted traces of the pairs :func:`select_for_hint` picks to ``out_path``
+    (``runfiles.hinted_traces_path(run)``; an empty file when none), with ``teacher`` prepared
+    once on ``fit_pairs`` (the pairs the blind pass traced).
 
-    The pass never blocks the pipeline: rewrites the teacher could not give are logged and counted
-    in the report's ``failures``. A rerun keeps the rewrites of pairs still selected and asks the
-    teacher for the missing ones only.
-
-    Args:
-        traces: the blind traces (complete).
-        teacher: the teacher that wrote them (it must implement ``judge_hinted``).
-        out_path: ``runfiles.hinted_traces_path(run)``.
-        max_share: ``teacher.hinted_share``, in [0, 1).
-        fit_pairs: the pairs the blind pass traced; the teacher is prepared on them once.
-        strip_think: the profile's ``teacher.strip_think``.
-        progress: show a tqdm progress bar.
-
-    Returns:
-        A :class:`~persrm_lib.teachers.traces.GenerationReport` (``n_pairs``: pairs selected); with
-        nothing to hint an empty file is written.
+    The pass never blocks the pipeline: rewrites the teacher could not give are counted in the
+    report's ``failures``. A rerun keeps the rewrites of pairs still selected.
 
     Raises:
         NotImplementedError: the teacher has no hinted pass (checked before any file is touched).

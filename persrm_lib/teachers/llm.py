@@ -2,11 +2,6 @@
 prompt (:func:`persrm_lib.core.prompt.build_messages`) sent to a chat client, local
 (:class:`LocalTeacher`) or OpenAI-compatible (:class:`HTTPTeacher`); :func:`make_teacher` builds
 the teacher a profile names.
-
->>> from persrm_lib.core.config import TeacherSettings
->>> teacher = make_teacher(TeacherSettings(kind="http", model="m", base_url="http://127.0.0.1:9/v1"))
->>> teacher.name, teacher.client.url
-('http:m', 'http://127.0.0.1:9/v1/chat/completions')
 """
 
 from __future__ import annotations
@@ -181,11 +176,8 @@ class HTTPTeacher(LLMTeacher):
 
 
 def make_teacher(settings: TeacherSettings, seed: int = 0) -> Teacher:
-    """Build the teacher that ``settings.kind`` names.
-
-    Args:
-        settings: the profile's teacher settings (``kind``: stylometric, local or http).
-        seed: sent to HTTP servers; the other teachers are deterministic.
+    """Build the teacher that ``settings.kind`` (stylometric, local or http) names; ``seed`` goes to
+    HTTP servers (the other teachers are deterministic).
 
     Raises:
         ValueError: an unknown kind, or a setting the kind needs that is missing.

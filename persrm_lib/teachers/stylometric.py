@@ -25,20 +25,14 @@ from ..core.verdict import exemplar_count, exemplars_of
 from ..data import stylometry
 from .base import Pair, Teacher
 
-ASPECTS: dict[str, str] = {
-    "sentence_length_mean": "sentence rhythm",
-    "sentence_length_std": "sentence rhythm",
-    "word_length_mean": "vocabulary",
-    "long_word_rate": "vocabulary",
-    "type_token_ratio": "vocabulary",
-    "mattr": "vocabulary",
-    "yules_k": "vocabulary",
-    "hapax_rate": "vocabulary",
-    "capitalised_word_rate": "capitalisation",
-    "uppercase_char_rate": "capitalisation",
-    "digit_rate": "numbers",
-    "function_word_rate": "function words",
-}
+_FEATURES_OF_ASPECT = {
+    "sentence rhythm": ("sentence_length_mean", "sentence_length_std"),
+    "vocabulary": ("word_length_mean", "long_word_rate", "type_token_ratio", "mattr", "yules_k", "hapax_rate"),
+    "capitalisation": ("capitalised_word_rate", "uppercase_char_rate"),
+    "numbers": ("digit_rate",),
+    "function words": ("function_word_rate",),
+}  # every other scalar feature is punctuation
+ASPECTS: dict[str, str] = {name: aspect for aspect, names in _FEATURES_OF_ASPECT.items() for name in names}
 
 
 def _aspect(name: str) -> str:

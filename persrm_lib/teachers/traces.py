@@ -155,12 +155,8 @@ def generate_traces(
     is truncated away). Pairs whose answer was unusable are counted and logged; then the
     ``.partial`` file is kept and :class:`TraceGenerationError` is raised.
 
-    Args:
-        pairs: pairs with unique ``id`` and a ``label`` (only used to set ``faithful``).
-        teacher: any :class:`~persrm_lib.teachers.base.Teacher`.
-        out_path: the final trace file (e.g. ``runfiles.traces_path(run)``).
-        progress: show a tqdm progress bar.
-        tags: fields added to every new trace (:func:`make_trace`).
+    ``pairs`` have unique ``id`` and a ``label`` (only used to set ``faithful``); ``tags`` are
+    added to every new trace (:func:`make_trace`).
 
     Raises:
         ValueError: no pairs, repeated ids, an existing file written for other pairs or by
