@@ -101,12 +101,7 @@ def benchmark_seed(seed: int, name: str) -> int:
 
 
 def load_benchmark(
-    name: str,
-    passage_words: int,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    **loader_kwargs: object,
+    name: str, passage_words: int, val_fraction: float, test_fraction: float, seed: int, **loader_kwargs: object
 ) -> pd.DataFrame:
     """Load a named benchmark's corpus and fill ``split`` author-disjointly (see :data:`BENCHMARKS`).
 

@@ -14,14 +14,7 @@ from typing import Any
 from ..core.jsonl import read_jsonl, repair_torn_tail, write_jsonl_atomic
 from .base import Pair, Teacher, TeacherResponseError
 from .filtering import HINTED_FIELD, check_share, faithfulness_filter, hint_budget, is_hinted, pair_mismatch
-from .traces import (
-    TEACHER_FIELDS,
-    GenerationReport,
-    TraceGenerationError,
-    generate_traces,
-    partial_path,
-    read_traces,
-)
+from .traces import TEACHER_FIELDS, GenerationReport, TraceGenerationError, generate_traces, partial_path, read_traces
 
 logger = logging.getLogger(__name__)
 
