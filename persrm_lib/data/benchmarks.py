@@ -1,11 +1,5 @@
-"""The named benchmarks and their author-disjoint splits (PersRM-R1, arXiv 2508.14076, §4).
-
-- :data:`BENCHMARKS`: ``sotu`` (CCAT-like), ``aaac`` (CMCC-like, cross-genre), ``literature`` (unseen
-  genre, test only), and the paper's ``ccat50`` / ``cmcc`` read from folders you provide.
-- :func:`split_authors`: every author goes to exactly one of ``train``, ``validation``, ``test``,
-  fixed by the seed.
-- :func:`load_benchmark`: a benchmark's Document table (:mod:`persrm_lib.data.corpora`,
-  :mod:`persrm_lib.data.folders`) with ``split`` filled, seeded by :func:`benchmark_seed`.
+"""The named benchmarks (:data:`BENCHMARKS`) and their author-disjoint splits (PersRM-R1, arXiv
+2508.14076, §4).
 
 >>> benchmark_seed(0, "sotu") == benchmark_seed(0, "sotu") != benchmark_seed(1, "sotu")
 True
@@ -23,8 +17,6 @@ import pandas as pd
 
 from .corpora import load_aaac, load_literature, load_sotu
 from .folders import load_c50, load_cmcc
-
-__all__ = ["BENCHMARKS", "SPLITS", "Benchmark", "benchmark_seed", "load_benchmark", "split_authors"]
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
@@ -109,19 +101,14 @@ def benchmark_seed(seed: int, name: str) -> int:
 
 
 def load_benchmark(
-    name: str,
-    passage_words: int,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    **loader_kwargs: object,
+    name: str, passage_words: int, val_fraction: float, test_fraction: float, seed: int, **loader_kwargs: object
 ) -> pd.DataFrame:
     """Load a named benchmark's corpus and fill ``split`` author-disjointly (see :data:`BENCHMARKS`).
 
     Args:
-        name: ``sotu``, ``aaac``, ``literature``, ``personas`` (base passages of all three offline
-            corpora, split by work: :func:`persrm_lib.data.personas.persona_base_passages`), or ``ccat50`` / ``cmcc`` (folders named by
-            ``$PERSRM_CCAT50_DIR`` / ``$PERSRM_CMCC_DIR`` or ``root=``).
+        name: ``sotu``, ``aaac``, ``literature``, ``personas`` (split by work:
+            :func:`persrm_lib.data.personas.persona_base_passages`), or ``ccat50`` / ``cmcc``
+            (folders named by ``$PERSRM_CCAT50_DIR`` / ``$PERSRM_CMCC_DIR`` or ``root=``).
         passage_words, val_fraction, test_fraction, seed: from the profile (``cfg.data``, ``cfg.seed``).
         loader_kwargs: passed to the loader (e.g. ``presidents=[...]`` for sotu, ``root=`` for aaac).
 
@@ -158,9 +145,7 @@ def load_benchmark(
                 f"(or pass root=...); see the README, 'The paper's corpora'"
             )
         loader_kwargs["root"] = root
-        table = loaders[name](passage_words=passage_words, **loader_kwargs)
-    else:
-        table = loaders[name](passage_words, **loader_kwargs)
+    table = loaders[name](passage_words=passage_words, **loader_kwargs)
     if bench.test_only:
         table["split"] = "test"
     else:

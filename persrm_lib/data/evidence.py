@@ -1,34 +1,19 @@
 """Measured evidence in the prompt: a small table of stylometric measurements of the exemplars, A and B.
 
-An ablation setting (``prompt.evidence``: ``none`` or ``stylometric``). With ``stylometric``, each
-pair carries an ``evidence`` record, measured once when the pairs are built (notebook 01) by the
-stylometric teacher fitted on the training texts
-(:meth:`persrm_lib.teachers.stylometric.StylometricTeacher.evidence`), and the prompt builder
-appends it as a table (:func:`evidence_table`). The teacher's trace then names the criteria it
-weighs, cites only values that appear in the table, compares them and decides; the faithfulness
-filter rejects a trace that cites a number the table does not hold (:func:`uncited_numbers`).
-
-Why: a 135M-parameter student cannot compute a type-token ratio or a character n-gram cosine from
-raw text, so a trace that cites measured values teaches it to invent numbers. With the values in
-the prompt, the trace only has to copy and compare them (docs/design.md, "Measured on an H200"; the
-measurement there found the comparisons still at chance at 135M -- this module makes that
-experiment part of the project).
-
-The record (all values are the strings shown, so the table and the trace cite the same text)::
+An ablation setting (``prompt.evidence``: ``none`` or ``stylometric``; docs/design.md, "Measured on
+an H200"). With ``stylometric`` each pair carries an ``evidence`` record measured when the pairs
+are built (:meth:`persrm_lib.teachers.stylometric.StylometricTeacher.evidence`), the prompt shows
+it (:func:`evidence_table`), and the filter drops a trace citing a number it lacks
+(:func:`uncited_numbers`). The record (values are the strings shown)::
 
     {"rows": [{"criterion": "type-token ratio", "exemplars": "0.681", "a": "0.825", "b": "0.703",
                "better": "closer"}, ...],
      "n_exemplars": 3,
      "by_count": {"1": [...rows measured on the first exemplar...]}}
 
-``better`` says how a row is read: ``closer`` (the value nearer the exemplars' is better),
-``lower`` (a distance) or ``higher`` (a similarity). ``rows`` are measured on the pair's own
-``n_exemplars``; ``by_count`` (optional) holds the rows for the other exemplar counts the pair is
-read with (05_evaluate reads 3-exemplar test pairs with 1 exemplar too): a prompt never shows a
-table measured on exemplars it does not show (:func:`evidence_rows`).
-
-A pair carries evidence when its ``evidence`` field is present and not None (:func:`has_evidence`,
-the one test every stage uses: the prompt builder, the pair reader, the filter, the judge).
+``better``: ``closer`` (nearer the exemplars' value), ``lower`` (a distance) or ``higher`` (a
+similarity). ``rows`` are measured on the pair's own ``n_exemplars``; the optional ``by_count``
+holds the rows for the other exemplar counts the pair is read with (:func:`evidence_rows`).
 """
 
 from __future__ import annotations
@@ -50,7 +35,7 @@ class EvidenceError(ValueError):
 
 
 def check_kind(kind: str) -> str:
-    """Return ``kind`` when it is a known evidence setting, else raise a ValueError naming the choices."""
+    """``kind`` when it is a known evidence setting, else ValueError naming the choices."""
     if kind not in EVIDENCE_KINDS:
         raise ValueError(f"prompt.evidence must be one of {', '.join(EVIDENCE_KINDS)}, got {kind!r}")
     return kind
@@ -66,7 +51,7 @@ def has_evidence(pair: Mapping[str, Any]) -> bool:
 
 
 def _check_rows(rows: Any, pid: Any, where: str) -> None:
-    """Check a list of rows; ``where`` names it in messages (``evidence``, ``evidence by_count['1']``)."""
+    """Check a list of rows; ``where`` names it in messages."""
     if not isinstance(rows, list) or not rows:
         raise EvidenceError(f"pair {pid!r}: {where} must be a non-empty list of rows")
     for i, row in enumerate(rows):
@@ -80,14 +65,7 @@ def _check_rows(rows: Any, pid: Any, where: str) -> None:
 
 
 def check_evidence(pair: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The pair's evidence record, checked.
-
-    Raises:
-        EvidenceError: no ``evidence`` field (run notebook 01 with ``prompt.evidence=stylometric``),
-            a record without rows, a row without its text fields or with an unknown ``better``, an
-            ``n_exemplars`` that is not a positive integer, or a ``by_count`` that is not an object
-            of row lists keyed by exemplar count; naming the pair (and the row).
-    """
+    """The pair's evidence record, checked; EvidenceError naming the pair (and row) when missing or malformed."""
     pid = pair.get("id", "?")
     evidence = pair.get("evidence")
     if not isinstance(evidence, Mapping) or not isinstance(evidence.get("rows"), list) or not evidence["rows"]:
@@ -115,11 +93,6 @@ def evidence_rows(pair: Mapping[str, Any], n_exemplars: int | None = None) -> li
     Raises:
         EvidenceError: the record is malformed (:func:`check_evidence`), or it holds no rows for
             ``n_exemplars`` exemplars (naming the pair and the counts it holds).
-
-    >>> row = {"criterion": "ttr", "exemplars": "0.6", "a": "0.7", "b": "0.5", "better": "closer"}
-    >>> pair = {"id": "p", "evidence": {"rows": [row], "n_exemplars": 3, "by_count": {"1": [row]}}}
-    >>> len(evidence_rows(pair, 1)), len(evidence_rows(pair, 3))
-    (1, 1)
     """
     evidence = check_evidence(pair)
     own = evidence.get("n_exemplars")
@@ -136,8 +109,7 @@ def evidence_rows(pair: Mapping[str, Any], n_exemplars: int | None = None) -> li
 
 
 def evidence_table(pair: Mapping[str, Any], n_exemplars: int | None = None) -> str:
-    """The measurements as plain text for the user turn, A and B side by side (the rows of
-    :func:`evidence_rows` for ``n_exemplars``).
+    """The rows of :func:`evidence_rows` as plain text for the user turn, A and B side by side.
 
     >>> pair = {"id": "p", "evidence": {"rows": [
     ...     {"criterion": "type-token ratio", "exemplars": "0.681", "a": "0.825", "b": "0.703", "better": "closer"},
@@ -158,12 +130,7 @@ register_pair_block(EVIDENCE_FIELD, evidence_table)  # the prompt builder shows 
 
 
 def swap_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
-    """The record for the swapped pair: the A and B values exchange places (in every count's rows).
-
-    >>> row = {"criterion": "ttr", "exemplars": "0.6", "a": "0.7", "b": "0.5", "better": "closer"}
-    >>> swap_evidence({"rows": [row], "by_count": {"1": [row]}})["by_count"]["1"][0]["a"]
-    '0.5'
-    """
+    """The record for the swapped pair: the A and B values exchange places (in every count's rows)."""
 
     def swapped(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
         return [{**row, "a": row["b"], "b": row["a"]} for row in rows]
@@ -181,18 +148,15 @@ def table_numbers(pair: Mapping[str, Any], n_exemplars: int | None = None) -> se
     return {value for row in evidence_rows(pair, n_exemplars) for key in keys for value in _NUMBER.findall(row[key])}
 
 
-# Counts a trace may write without the table showing them (decided for the filter, issue 12 item 4):
-# a tally "N of M" / "N out of M" with N <= M <= the table's rows ("A is closer on 3 of 5 criteria");
-# a list marker "N." or "N)" that opens a line, N <= rows ("2. punctuation: ..."); and a reference
-# to "exemplar N", N <= the exemplars shown. Any other number -- a measurement, a score, a made-up
-# percentage -- must be a value of the table, written as the table writes it.
+# Counts a trace may write without the table showing them: a tally "N of M" with N <= M <= rows, a
+# line-opening list marker "N." / "N)" with N <= rows, and "exemplar N" with N <= exemplars shown.
 _TALLY = re.compile(r"(?<![\w.])(\d+) (?:out )?of (\d+)(?!\w|\.\d)")
 _LIST_MARKER = re.compile(r"^[ \t]*(\d+)[.)](?=\s)", re.M)
 _EXEMPLAR_REF = re.compile(r"\b[Ee]xemplar #?(\d+)(?!\w|\.\d)")
 
 
 def _counts_removed(text: str, n_rows: int, n_exemplars: int) -> str:
-    """``text`` with the counts allowed by the rule above blanked out (other numbers stay in place)."""
+    """``text`` with the allowed counts blanked out."""
 
     def tally(m: re.Match[str]) -> str:
         return " " if int(m.group(1)) <= int(m.group(2)) <= n_rows else m.group(0)
@@ -220,9 +184,8 @@ def uncited_numbers(
         pair: the pair, with its evidence.
         ignore: numbers allowed anyway, wherever they appear.
         n_exemplars: the exemplars the prompt showed (None: the pair's own count; see :func:`evidence_rows`).
-        allow_counts: allow the counts that are not measurements: a tally "N of M" with
-            N <= M <= the table's rows, a line-opening list marker "N." / "N)" with N <= rows, and
-            "exemplar N" with N <= the exemplars shown.
+        allow_counts: allow the counts that are not measurements (a tally "N of M", a list marker
+            "N.", "exemplar N", each within the table's rows or the exemplars shown).
 
     Raises:
         EvidenceError: the pair has no (valid) evidence for ``n_exemplars``.
@@ -243,8 +206,7 @@ def uncited_numbers(
 
 
 def evidence_kind(pairs: Sequence[Mapping[str, Any]], where: str = "the pairs") -> str:
-    """``"stylometric"`` when every pair carries evidence, ``"none"`` when none does (what an
-    adapter trained on them records, :func:`persrm_lib.train.adapters.training_info`).
+    """``"stylometric"`` when every pair carries evidence, ``"none"`` when none does.
 
     Raises:
         EvidenceError: no pairs, or some with evidence and some without (naming one of each).
@@ -288,22 +250,19 @@ def attach_to_splits(
 ) -> dict[str, list[dict[str, Any]]]:
     """Every pair of every split with its evidence record (notebook 01, ``prompt.evidence=stylometric``).
 
-    The teacher (``StylometricTeacher(n_criteria, compact=True)``) is fitted once, on training
-    texts only -- ``fit_pairs``, default the ``train`` split -- so no held-out text shapes the
-    measurements' scales; then each pair is measured on its own ``n_exemplars`` (``rows``) and on
-    each other count of ``counts`` that it has exemplars for (``by_count``), the counts the
-    evaluation reads it with. Pass as ``fit_pairs`` the pairs the teacher traces when it traces
-    a subset (``generate_traces`` fits the teacher on those), so the trace and the table cite the
-    same values.
+    The teacher is fitted once on training texts only, then each pair is measured on its own
+    ``n_exemplars`` (``rows``) and on each other count of ``counts`` it has exemplars for
+    (``by_count``).
 
     Args:
         splits: split name -> pairs (``train``, ``validation``, ``test_<benchmark>`` ...).
         teacher: the stylometric teacher, unfitted.
-        fit_pairs: the training pairs to fit on (default ``splits["train"]``).
+        fit_pairs: the pairs to fit on (default ``splits["train"]``); the pairs the teacher
+            traces, when it traces a subset, so the trace and the table cite the same values.
         counts: exemplar counts the pairs are also read with (e.g. ``data.eval_exemplar_counts``).
 
     Returns:
-        A new dict, same keys and order; the pairs are new dicts (the inputs are not changed).
+        A new dict, same keys and order, of new pair dicts.
 
     Raises:
         KeyError: no ``train`` split and no ``fit_pairs``.

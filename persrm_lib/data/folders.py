@@ -1,23 +1,13 @@
-"""Corpus loaders for folders you provide: a generic manifest, Reuters C50 (CCAT50) and CMCC.
-
-Each becomes one Document table of fixed-length passages (:mod:`persrm_lib.data.documents`); the
-paper's two benchmarks (PersRM-R1, arXiv 2508.14076, §4) are read from here when their folders are
-named (:data:`persrm_lib.data.benchmarks.BENCHMARKS`, ``$PERSRM_CCAT50_DIR`` / ``$PERSRM_CMCC_DIR``).
-
-- :func:`load_folder`: any folder with a ``manifest.csv`` (columns ``path, author, genre``).
-- :func:`load_c50`: Reuters C50 (CCAT50): ``C50train/<Author>/*.txt`` and ``C50test/<Author>/*.txt``.
-- :func:`load_cmcc`: CMCC (Goldstein-Stewart et al., LREC 2008): ``<Category>/Correlated/*.txt``
-  with categories ``Blogs, Chat, Discussion, Emails, Essays, Interviews`` and file names
-  ``<author><genre letter><n><topic letter><n>.txt`` such as ``S1D1I3.txt`` (author ``S1``),
-  Windows-1252. A root holding a ``raw/`` folder with that layout is accepted too.
-
-Paragraphs are separated by blank lines. A passage that names its author (C50 and manifest
-folders: the surname of the author name) is dropped and counted in ``table.attrs["skipped"]``.
+"""Loaders for corpus folders you provide: a generic manifest, and the paper's two benchmarks
+(PersRM-R1, arXiv 2508.14076, §4): Reuters C50 (CCAT50) and CMCC (Goldstein-Stewart et al., LREC
+2008). Each gives a Document table (:mod:`persrm_lib.data.documents`); paragraphs are separated by
+blank lines.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import re
 from collections import Counter
@@ -26,8 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 from .documents import Document, author_surnames, document_table, passages_of_work, read_text, require_dir
-
-__all__ = ["CMCC_CATEGORIES", "MANIFEST_COLUMNS", "load_c50", "load_cmcc", "load_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +35,7 @@ def load_folder(
     source: str | None = None,
 ) -> pd.DataFrame:
     """A folder of plain-text files listed in a CSV manifest with columns ``path, author, genre``
-    (paths relative to ``root``). Paragraphs are separated by blank lines.
+    (paths relative to ``root``).
 
     Raises:
         FileNotFoundError: the folder, the manifest or a listed file is missing.
@@ -68,6 +56,7 @@ def load_folder(
     if not rows:
         raise ValueError(f"{manifest_path}: no rows")
     skipped: Counter = Counter()
+    cut = functools.partial(passages_of_work, source=source, passage_words=passage_words, skipped=skipped)
     docs: list[Document] = []
     for line, row in rows:
         empty = [c for c in MANIFEST_COLUMNS if not (row.get(c) or "").strip()]
@@ -76,17 +65,9 @@ def load_folder(
         path = root / row["path"].strip()
         if not path.is_file():
             raise FileNotFoundError(f"{manifest_path} line {line}: file {path} does not exist")
-        author = row["author"].strip()
-        docs += passages_of_work(
-            _paragraphs(read_text(path, encoding)),
-            author=author,
-            work=Path(row["path"].strip()).with_suffix("").as_posix(),
-            genre=row["genre"].strip(),
-            source=source,
-            passage_words=passage_words,
-            names=author_surnames(author),
-            skipped=skipped,
-        )
+        author, work = row["author"].strip(), Path(row["path"].strip()).with_suffix("").as_posix()
+        paragraphs = _paragraphs(read_text(path, encoding))
+        docs += cut(paragraphs, author=author, work=work, genre=row["genre"].strip(), names=author_surnames(author))
     return document_table(docs, skipped, source)
 
 
@@ -105,6 +86,7 @@ def load_c50(root: str | Path, passage_words: int, encoding: str = "utf-8") -> p
     if not parts:
         raise FileNotFoundError(f"C50 folder {root} has neither C50train/ nor C50test/")
     skipped: Counter = Counter()
+    cut = functools.partial(passages_of_work, genre="news", source="c50", passage_words=passage_words, skipped=skipped)
     docs: list[Document] = []
     for part in parts:
         authors = sorted(p for p in (root / part).iterdir() if p.is_dir())
@@ -116,17 +98,10 @@ def load_c50(root: str | Path, passage_words: int, encoding: str = "utf-8") -> p
                 skipped["author folders without .txt files"] += 1
                 logger.warning("C50: %s has no .txt files", author_dir)
                 continue
+            author, names = author_dir.name, author_surnames(author_dir.name)
             for path in files:
-                docs += passages_of_work(
-                    _paragraphs(read_text(path, encoding)),
-                    author=author_dir.name,
-                    work=f"{part}/{author_dir.name}/{path.stem}",
-                    genre="news",
-                    source="c50",
-                    passage_words=passage_words,
-                    names=author_surnames(author_dir.name),
-                    skipped=skipped,
-                )
+                paragraphs, work = _paragraphs(read_text(path, encoding)), f"{part}/{author}/{path.stem}"
+                docs += cut(paragraphs, author=author, work=work, names=names)
     return document_table(docs, skipped, "c50")
 
 
@@ -154,6 +129,7 @@ def load_cmcc(root: str | Path, passage_words: int, encoding: str = "cp1252") ->
             f"CMCC folder {root} has no <Category>/Correlated/ folder (categories: {CMCC_CATEGORIES})"
         )
     skipped: Counter = Counter()
+    cut = functools.partial(passages_of_work, source="cmcc", passage_words=passage_words, names=[], skipped=skipped)
     docs: list[Document] = []
     for category in categories:
         for path in sorted((root / category / "Correlated").glob("*.txt")):
@@ -163,14 +139,6 @@ def load_cmcc(root: str | Path, passage_words: int, encoding: str = "cp1252") ->
                 raise ValueError(
                     f"CMCC file {path}: name does not follow <author><genre><n><topic><n>.txt (e.g. S1D1I3.txt)"
                 )
-            docs += passages_of_work(
-                _paragraphs(read_text(path, encoding)),
-                author=match["author"],
-                work=f"{category}/{Path(name).stem}",
-                genre=category.lower(),
-                source="cmcc",
-                passage_words=passage_words,
-                names=[],
-                skipped=skipped,
-            )
+            paragraphs, work = _paragraphs(read_text(path, encoding)), f"{category}/{Path(name).stem}"
+            docs += cut(paragraphs, author=match["author"], work=work, genre=category.lower())
     return document_table(docs, skipped, "cmcc")

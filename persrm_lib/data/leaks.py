@@ -1,11 +1,5 @@
 """Label shortcuts: does anything but style give a pair's label away? (docs/design.md, "Known hazards").
 
-:func:`label_shortcut_report` scores label predictors that do not read style (position, length,
-strategy, overlap with the query); each should sit near 0.5 on a well-built set.
-:func:`embedding_judge_accuracy` is the topic judge (MiniLM cosine to the exemplars). Notebook 01
-records both for every pair set; the sampler (:mod:`persrm_lib.data.sampler`) is built to keep them
-at chance, and its tests check it.
-
 >>> pairs = [{"query": "q", "exemplars": ["e"], "n_exemplars": 1, "response_a": "x", "response_b": "y",
 ...           "label": label, "positive_kind": "p", "negative_kind": "n"} for label in "ab"]
 >>> label_shortcut_report(pairs)["position_a"]
@@ -23,8 +17,6 @@ import numpy as np
 
 from ..core.verdict import exemplars_of
 from .embeddings import EmbeddingCache
-
-__all__ = ["embedding_judge_accuracy", "label_shortcut_report"]
 
 _CONTENT_WORD_RE = re.compile(r"[a-z]{4,}")
 
@@ -52,10 +44,6 @@ def label_shortcut_report(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float
       coherence cue of ``query_mode="opening"`` (0.5 in neutral mode, where the query is fixed).
 
     Ties count one half.
-
-    Args:
-        pairs: pairs in the pair contract (docs/design.md, "Pair": ``label``, ``response_a``/``response_b``, ``query``,
-            ``exemplars``, ``positive_kind``, ``negative_kind``).
 
     Returns:
         ``n_pairs`` and one accuracy in [0, 1] per predictor (NaN for an empty set).
@@ -94,20 +82,9 @@ def label_shortcut_report(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float
 def embedding_judge_accuracy(
     pairs: Sequence[Mapping[str, Any]], embeddings: EmbeddingCache, n_exemplars: int | None = None
 ) -> float:
-    """Accuracy of the topic judge: the response with the higher MiniLM cosine to the exemplars'
-    mean wins (it measures topic, ~70% on random negatives, near chance on retrieved: docs/design.md, "Simple judges").
-
-    Args:
-        pairs: pairs in the pair contract (docs/design.md, "Pair").
-        embeddings: the run's vectors (unit-norm, so a dot product is the cosine).
-        n_exemplars: exemplars read per pair (None: the pair's own ``n_exemplars``), by
-            :func:`persrm_lib.core.verdict.exemplars_of`.
-
-    Returns:
-        The accuracy in [0, 1]; a tie counts one half.
-
-    Raises:
-        ValueError: more exemplars requested than a pair has (naming the pair).
+    """Accuracy in [0, 1] of the topic judge (docs/design.md, "Simple judges"): the response with the
+    higher MiniLM cosine to the mean of ``n_exemplars`` exemplars (None: the pair's own) wins; a
+    tie counts one half. ValueError when a pair has fewer exemplars.
     """
     predictions = []
     for p in pairs:

@@ -1,11 +1,6 @@
-"""The canonical pair file: one JSON object per line (docs/design.md, "Pair").
-
-Every pair carries ``id, query, exemplars (list of str), response_a, response_b, label ("a" or
-"b"), positive_kind, negative_kind, author, genre, n_exemplars``. Extra fields (a trace's
-``completion``, ``scores`` ...) are kept; an optional ``evidence`` record (``prompt.evidence =
-stylometric``, :mod:`persrm_lib.data.evidence`) is checked when present. This module holds the ONE
-reader and the ONE writer; the sampler, the notebooks and ``python -m persrm_lib.evaluate`` all go
-through them, and the ONE swap of a pair's order (:func:`swap_pair`).
+"""The canonical pair file, one JSON object per line (docs/design.md, "Pair"): its ONE reader,
+writer and swap. A pair carries :data:`PAIR_FIELDS`; extra fields are kept, and an ``evidence``
+record (:mod:`persrm_lib.data.evidence`) is checked when present.
 
 >>> import tempfile, pathlib
 >>> pair = {"id": "p1", "query": "Q", "exemplars": ["E"], "response_a": "A", "response_b": "B",
@@ -54,32 +49,15 @@ class PairFormatError(ValueError):
 
 
 class IdIndex:
-    """The ids seen so far in one file, keyed by their text: ``1`` and ``"1"`` collide.
-
-    Ids are written into file names, table rows and JSON object keys as text, where ``1`` and
-    ``"1"`` become one id and their records merge. Every reader of pair and trace files registers
-    each id here (:func:`read_pairs`, :func:`write_pairs`, ``teachers.traces.read_traces``).
-
-    >>> ids = IdIndex()
-    >>> ids.add(1, "pairs.jsonl line 1", "line 1"); ids.add("p2", "pairs.jsonl line 2", "line 2")
-    >>> ids.add("1", "pairs.jsonl line 3", "line 3")
-    Traceback (most recent call last):
-    ...
-    persrm_lib.data.pairs.PairFormatError: pairs.jsonl line 3: id '1' collides with id 1 of line 1 (the same id once written as text)
-    """
+    """The ids seen so far in one file, keyed by their text: ``1`` and ``"1"`` collide (written as
+    text, in file names, tables and JSON keys, they would merge)."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[Any, str]] = {}
 
     def add(self, value: Any, here: str, label: str, kind: str = "id") -> None:
-        """Register ``value``, found at ``here`` (``"pairs.jsonl line 3"``); later messages name it ``label``
-        (``"line 3"``); ``kind`` is how messages call the id (``"id"``, ``"trace id"``).
-
-        Raises:
-            PairFormatError: the id repeats an earlier one (``<here>: id 'p1' repeats line 2``), or
-                equals an earlier one once written as text (``<here>: id '1' collides with id 1 of
-                line 1 (the same id once written as text)``).
-        """
+        """Register ``value``, found at ``here``; later messages name it ``label``; ``kind`` is how
+        messages call the id. PairFormatError when it repeats or collides with an earlier id."""
         key = str(value)
         if key in self._seen:
             first, first_label = self._seen[key]
@@ -104,13 +82,9 @@ def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR
         The pair (a new dict; field values unchanged).
 
     Raises:
-        PairFormatError: naming ``where`` and the field that is missing or wrong (an empty
-            query, response or exemplar included), or naming the pair whose two responses are the
-            same text, or whose ``evidence`` record is malformed
-            (:func:`persrm_lib.data.evidence.check_evidence`). Emptiness and identity are judged
-            after Unicode normalisation (:mod:`persrm_lib.core.text`: NFKC, format characters such
-            as U+200B removed, whitespace and line endings collapsed), so a zero-width space is
-            empty and a no-break space is a space.
+        PairFormatError: naming ``where`` and the field that is missing or wrong (empty texts
+            included), identical responses, or a malformed ``evidence`` record. Emptiness and
+            identity are judged after Unicode normalisation (:mod:`persrm_lib.core.text`).
     """
     if not isinstance(pair, Mapping):
         raise PairFormatError(f"{where}: expected a JSON object, got {type(pair).__name__}")
@@ -165,20 +139,12 @@ def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR
 
 
 def swap_pair(pair: Mapping[str, Any], suffix: bool = False) -> dict[str, Any]:
-    """The same pair in the other order: responses A and B exchanged, and with them the label
-    and the evidence record's A and B values (:func:`persrm_lib.data.evidence.swap_evidence`).
-
-    The ONE swap of a pair: judging in both orders (``evaluate``), GRPO's paired orders
-    (``train.order_robust``) and swapped traces (``teachers.swap``, which also rewrites the
-    completion) all call it. Other fields are kept as they are.
+    """The same pair in the other order (a new dict): responses A and B exchanged, and with them the
+    label and the evidence's A and B values (:func:`persrm_lib.data.evidence.swap_evidence`).
 
     Args:
         pair: a pair (or a trace); ``label``, when present and not None, must be ``a`` or ``b``.
-        suffix: append :data:`SWAPPED_SUFFIX` to the id (a training copy that sits beside the
-            original); False keeps the id (the same pair judged in the other order).
-
-    Returns:
-        A new dict; the input is not changed.
+        suffix: append :data:`SWAPPED_SUFFIX` to the id (a training copy beside the original).
 
     Raises:
         PairFormatError: a label other than ``a``/``b``, or ``suffix`` on a pair without an id
@@ -206,23 +172,17 @@ def swap_pair(pair: Mapping[str, Any], suffix: bool = False) -> dict[str, Any]:
 
 
 def read_pairs(path: str | Path, required: Sequence[str] = PAIR_FIELDS) -> list[dict[str, Any]]:
-    """Read a canonical pair file strictly.
-
-    Blank lines are skipped; every other line must be one JSON object satisfying the contract.
+    """Read a canonical pair file strictly, in file order; blank lines are skipped.
 
     Args:
         path: the ``.jsonl`` file.
         required: fields every pair must carry (all of :data:`PAIR_FIELDS` by default).
 
-    Returns:
-        The pairs in file order.
-
     Raises:
         FileNotFoundError: the file does not exist.
-        PairFormatError: a line that is not UTF-8 or not JSON (with its line number), a missing
-            field, a label other than ``a``/``b``, identical responses, a repeated id or two ids
-            that are the same once written as text (``1`` and ``"1"``, naming both lines), or a
-            file without any pair.
+        PairFormatError: a line that is not UTF-8 or JSON (with its line number), a pair that
+            breaks the contract (:func:`validate_pair`), a repeated or colliding id
+            (:class:`IdIndex`), or a file without any pair.
     """
     pairs: list[dict[str, Any]] = []
     ids = IdIndex()
@@ -240,20 +200,12 @@ def read_pairs(path: str | Path, required: Sequence[str] = PAIR_FIELDS) -> list[
 
 
 def write_pairs(pairs: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
-    """Validate and write pairs as JSONL, atomically (a temporary file renamed into place).
-
-    The canonical fields come first, in contract order, then any extra fields in sorted order.
-
-    Args:
-        pairs: the pairs to write (at least one).
-        path: the target ``.jsonl`` file; its folder is created.
-
-    Returns:
-        The path written.
+    """Validate and write pairs as JSONL atomically, canonical fields first, then extra fields sorted;
+    returns ``path`` (its folder is created).
 
     Raises:
         PairFormatError: a pair breaks the contract, an id is repeated or collides with another
-            once written as text (nothing is written then), or there is none.
+            (nothing is written then), or there is none.
     """
     records: list[dict[str, Any]] = []
     seen: set[Any] = set()

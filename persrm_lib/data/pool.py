@@ -1,16 +1,7 @@
-"""The passage pool of one split: how passages become a query and a response, which passages
-one set of pairs draws from, and its exemplars (paper §3.1; used by :mod:`persrm_lib.data.sampler`).
-
-- :func:`response_budget` and :func:`query_and_response`: every response, chosen or rejected, is cut
-  to exactly ``response_words`` words, after a ``query_words``-word opening (``query_mode="opening"``,
-  the paper's setup) or from the passage's start under one fixed instruction (``"neutral"``,
-  :data:`NEUTRAL_QUERY`). Length cannot give the label away.
-- :class:`PassagePool`: one split's passages with their embeddings and their cut responses.
-- :func:`draw_exemplars`: an author's exemplars, from works other than the chosen passage's.
-- :func:`sample_pool`: at most ``max_per_author`` passages per (author, genre) before embedding.
-
->>> query_and_response("a b c d e f g", "opening", 2, 3)
-('a b', 'c d e')
+"""The passage pool of one split for :mod:`persrm_lib.data.sampler` (paper §3.1): every response,
+chosen or rejected, is cut to exactly ``response_words`` words (length cannot give the label away),
+after a ``query_words``-word opening (``query_mode="opening"``, the paper's setup) or under one
+fixed instruction (``"neutral"``, :data:`NEUTRAL_QUERY`).
 """
 
 from __future__ import annotations
@@ -22,28 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "NEUTRAL_QUERY",
-    "QUERY_MODES",
-    "PassagePool",
-    "draw_exemplars",
-    "query_and_response",
-    "response_budget",
-    "sample_pool",
-]
-
 QUERY_MODES: tuple[str, ...] = ("opening", "neutral")
 NEUTRAL_QUERY = "Write a passage on a subject of your choice, in your usual style."
 _MIN_RESPONSE_WORDS = 10
 
-# --------------------------------------------------------------------------------------------
-# Budgets, queries and responses
-# --------------------------------------------------------------------------------------------
-
 
 def response_budget(passage_words: int, query_words: int) -> int:
-    """Words per response: ``passage_words - query_words`` (every passage has at least
-    ``passage_words`` words, so every passage has that many after its opening).
+    """Words per response: ``passage_words - query_words`` (ValueError below 10).
 
     >>> response_budget(80, 16)
     64
@@ -58,13 +34,9 @@ def response_budget(passage_words: int, query_words: int) -> int:
 
 
 def query_and_response(text: str, query_mode: str, query_words: int, response_words: int) -> tuple[str, str] | None:
-    """The query a passage gives and its response part (exactly ``response_words`` words).
-
-    ``opening``: the first ``query_words`` words are the query and the response is the text after
-    them. Every response (chosen or rejected) is cut this way from its own passage, so both start
-    at the same word offset, usually inside a sentence, and neither repeats its query.
-    ``neutral``: the query is :data:`NEUTRAL_QUERY` and the response is the passage's start.
-    ``None`` when the passage is too short.
+    """The query a passage gives and its response part (exactly ``response_words`` words), or
+    ``None`` when the passage is too short. ``opening``: the first ``query_words`` words are the
+    query, the response follows them; ``neutral``: :data:`NEUTRAL_QUERY` and the passage's start.
 
     >>> query_and_response("a b c d e f g", "opening", 2, 3)
     ('a b', 'c d e')
@@ -77,11 +49,6 @@ def query_and_response(text: str, query_mode: str, query_words: int, response_wo
     if len(words) < query_words + response_words:
         return None
     return " ".join(words[:query_words]), " ".join(words[query_words : query_words + response_words])
-
-
-# --------------------------------------------------------------------------------------------
-# The passage pool of one split
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -147,11 +114,6 @@ class PassagePool:
         return same_genre if len(same_genre) else rows
 
 
-# --------------------------------------------------------------------------------------------
-# Exemplars
-# --------------------------------------------------------------------------------------------
-
-
 def draw_exemplars(
     pool: PassagePool, author: str, n: int, rng: random.Random, avoid: int | None = None
 ) -> list[int] | None:
@@ -187,16 +149,8 @@ def draw_exemplars(
     return picked if len(picked) == n else None
 
 
-# --------------------------------------------------------------------------------------------
-# Capping the pool
-# --------------------------------------------------------------------------------------------
-
-
 def sample_pool(docs: pd.DataFrame, max_per_author: int | None, seed: int) -> pd.DataFrame:
-    """At most ``max_per_author`` passages per (author, genre), spread over works, seeded.
-
-    Retrieval embeds every passage of the pool; capping keeps the smoke run in minutes.
-    """
+    """At most ``max_per_author`` passages per (author, genre), spread over works, seeded."""
     if max_per_author is None:
         return docs
     rng = np.random.default_rng(seed)

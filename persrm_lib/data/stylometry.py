@@ -6,12 +6,7 @@ lexical richness (type-token ratio, MATTR, Yule's K, hapax share), punctuation p
 capitalisation, the function-word profile, and a character n-gram profile (TF-IDF, scikit-learn).
 
 Every rate is "per 100 words" (punctuation) or a share in [0, 1]; a text without words measures as
-all zeros. The public, stable API used by the judges and the stylometric teacher:
-
-- :data:`FUNCTION_WORDS`: the common English function words of the profile (fixed order).
-- :func:`style_features`: ``text -> dict[str, float]`` with the keys of :data:`FEATURE_NAMES`.
-- :func:`feature_matrix`: texts -> ``numpy`` array, columns in :data:`FEATURE_NAMES` order.
-- :func:`char_ngram_similarity`: cosine of candidates to the exemplars' character n-gram profile.
+all zeros.
 
 >>> f = style_features("I came. I saw; I conquered!")
 >>> f["sentence_length_mean"], f["semicolon_rate"], f["exclamation_rate"]
@@ -142,18 +137,8 @@ def yules_k(tokens: Sequence[str]) -> float:
 
 
 def style_features(text: str) -> dict[str, float]:
-    """Measure the style of one text.
-
-    Args:
-        text: the passage (any length; a text without words measures as all zeros).
-
-    Returns:
-        ``{name: value}`` for every name in :data:`FEATURE_NAMES`, in that order: the scalar
-        features of :data:`SCALAR_FEATURES`, then ``fw_<word>``, the share of the words that are
-        that function word.
-
-    Raises:
-        TypeError: when ``text`` is not a ``str``.
+    """``{name: value}`` for every name in :data:`FEATURE_NAMES`, in order: the scalar features, then
+    ``fw_<word>``, the share of the words that are that function word. TypeError for a non-``str``.
 
     >>> f = style_features("The cat sat. The dog, too, sat down!")
     >>> f["sentence_length_mean"], f["comma_rate"], f["fw_the"]
@@ -225,15 +210,9 @@ def char_ngram_similarity(
     """Cosine of each candidate to the mean character n-gram TF-IDF profile of the exemplars.
 
     The vectoriser (``char_wb``, sublinear tf) is fitted on exemplars and candidates together, so
-    the idf weights are a function of this one comparison only (deterministic, no outside state).
-    Measured as the strongest simple judge on the sotu benchmark (docs/design.md, "Simple judges").
+    the idf weights depend on this one comparison only.
 
-    Args:
-        exemplars: the author's texts (at least one non-empty).
-        candidates: the texts to compare (e.g. ``[response_a, response_b]``).
-
-    Returns:
-        One similarity in [0, 1] per candidate.
+    Returns one similarity in [0, 1] per candidate; ValueError without a non-empty exemplar.
 
     >>> sims = char_ngram_similarity(["the cat sat on the mat"], ["the cat sat", "zebra quux"])
     >>> bool(sims[0] > sims[1])

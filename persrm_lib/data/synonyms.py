@@ -1,14 +1,8 @@
 """Close synonyms from WordNet 3.0, for the lexical-perturbation positive (paper §3.1).
 
-WordNet is read from a folder with nltk's ``WordNetCorpusReader``; nothing is downloaded. The
-folder is, in order: the ``folder`` argument, ``$PERSRM_WORDNET_DIR``, an nltk_data
-``corpora/wordnet`` if nltk finds one, or Debian's ``wordnet-base`` package location
-(``apt-get install wordnet-base`` puts WordNet 3.0 under ``/usr/share/wordnet``).
-
-A word is swapped only when it is written in lower case (never names, capitalised words or
-numbers), is not a function word, has at least four letters, and is its own base form (so the
-synonym needs no inflection). The synonym comes from the word's most frequent sense (highest
-SemCor count) and is a single lower-case word: a "close" synonym.
+WordNet is read from a folder with nltk's ``WordNetCorpusReader`` (nothing is downloaded): the
+``folder`` argument, else ``$PERSRM_WORDNET_DIR``, else nltk_data's ``corpora/wordnet`` or Debian's
+``wordnet-base`` (``/usr/share/wordnet``).
 
 >>> import random
 >>> wordnet = WordNetSynonyms()                               # doctest: +SKIP
@@ -51,11 +45,7 @@ def _has_wordnet(folder: Path) -> bool:
 
 
 def find_wordnet_dir(folder: str | Path | None = None) -> Path:
-    """The WordNet folder to read (see the module docstring for the search order).
-
-    Raises:
-        FileNotFoundError: no folder holds WordNet's index and data files.
-    """
+    """The WordNet folder to read (search order: the module docstring); FileNotFoundError when none has it."""
     candidates: list[Path] = []
     if folder is not None:
         candidates.append(Path(folder))
@@ -79,8 +69,8 @@ def find_wordnet_dir(folder: str | Path | None = None) -> Path:
 
 
 def readable_wordnet_dir(folder: Path) -> Path:
-    """``folder`` itself when it has a ``lexnames`` file; otherwise a folder in the persrm cache
-    with copies of ``folder``'s files (about 30 MB, once; nltk refuses linked files) and a ``lexnames`` file written from :data:`_LEXNAMES`."""
+    """``folder`` when it has a ``lexnames`` file, else a cached copy of it (about 30 MB, once; nltk
+    refuses linked files) with ``lexnames`` written from :data:`_LEXNAMES`."""
     if (folder / "lexnames").is_file():
         return folder
     from ..core.paths import cache_dir
@@ -125,7 +115,11 @@ def _reader(folder: str):
 
 
 class WordNetSynonyms:
-    """Close synonyms from WordNet and the lexical perturbation built on them."""
+    """Close synonyms from WordNet and the lexical perturbation built on them.
+
+    A word is swapped only when lower case, 4+ letters, not a function word and its own base
+    form; its synonym is a single lower-case word of its most frequent sense.
+    """
 
     def __init__(self, folder: str | Path | None = None) -> None:
         self.folder = find_wordnet_dir(folder)
@@ -133,16 +127,9 @@ class WordNetSynonyms:
         self._cache: dict[str, str | None] = {}
 
     def close_synonym(self, word: str) -> str | None:
-        """A single-word synonym of ``word`` from its most frequent sense, or ``None``.
-
-        Without a part-of-speech tagger the sense is only safe when the word has one part of
-        speech: words WordNet lists as more than one (``close``: adjective, verb, noun) are not
-        swapped. WordNet orders senses by frequency; the first sense must list ``word`` itself
-        (an inflected form such as ``families`` would need re-inflection), and its most used
-        other single lower-case lemma is the synonym.
-
-        >>> WordNetSynonyms().close_synonym("reply")              # doctest: +SKIP
-        'answer'
+        """A single-word synonym of ``word`` from its most frequent sense, or ``None``: only words
+        with one part of speech (no tagger here), whose first sense lists ``word`` itself (no
+        re-inflection); its most used other single lower-case lemma.
         """
         if word in self._cache:
             return self._cache[word]
@@ -162,8 +149,7 @@ class WordNetSynonyms:
 
     @staticmethod
     def _distinct_word(candidate: str, word: str) -> bool:
-        """A single lower-case word that is not a spelling variant of ``word`` (favorable /
-        favourable, historic / historical: a swap that changes spelling habits, not wording)."""
+        """A single lower-case word that is not a spelling variant of ``word`` (favorable / favourable)."""
         if not (candidate.isalpha() and candidate.islower()) or candidate == word:
             return False
         return difflib.SequenceMatcher(None, candidate, word).ratio() < SPELLING_VARIANT_RATIO

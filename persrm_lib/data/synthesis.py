@@ -1,15 +1,5 @@
 """Every pair set of a run, and its files (what notebook 01 calls; paper §3.1).
 
-- :func:`synthesize_pairs`: ``train`` and ``validation`` from the training and validation authors of
-  every benchmark that is not test-only, and ``test_<benchmark>`` from each benchmark's test
-  authors, each built by :func:`persrm_lib.data.sampler.build_pairs` with its own derived seed
-  (the ``personas`` benchmark by :func:`persrm_lib.data.personas.build_persona_pairs`: training
-  personas for train and validation, unseen ones for its test set).
-- :func:`pairs_table`: one row per pair (set, benchmark, strategy, label), for tables and plots.
-- :func:`save_pairs_dataset`: a pair set as a ``datasets.Dataset`` folder. The JSONL file, the
-  canonical format, is written and read by :mod:`persrm_lib.data.pairs`.
-- :func:`headline_metrics`: the numbers notebook 01 records in ``metrics/01_synthesize.json``.
-
 >>> pairs_table({"train": [{"positive_kind": "p", "negative_kind": "n", "label": "a", "author": "x",
 ...                         "genre": "g", "provenance": {"benchmark": "sotu"}}]}).iloc[0].tolist()
 ['train', 'sotu', 'p', 'n', 'a', 'x', 'g']
@@ -30,8 +20,6 @@ from .embeddings import EmbeddingCache
 from .personas import build_persona_pairs, persona_splits
 from .pool import NEUTRAL_QUERY, response_budget
 from .sampler import Mimic, SamplingReport, build_pairs
-
-__all__ = ["headline_metrics", "pairs_table", "save_pairs_dataset", "synthesize_pairs"]
 
 
 def _shares(total: int, weights: Mapping[str, int]) -> dict[str, int]:
@@ -59,23 +47,20 @@ def synthesize_pairs(
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
     """All pair sets of a run: ``train`` and ``validation`` from the training and validation
     authors of every benchmark that is not test-only (shared in proportion to their authors),
-    and ``test_<benchmark>`` from each benchmark's test authors.
+    and ``test_<benchmark>`` from each benchmark's test authors; each set by
+    :func:`persrm_lib.data.sampler.build_pairs` (or
+    :func:`persrm_lib.data.personas.build_persona_pairs`) with its own derived seed.
 
     Args:
         tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.data.benchmarks.load_benchmark`).
-        data: the profile's data settings (``cfg.data``): ``train_pairs``, ``eval_pairs``,
-            ``n_exemplars``, ``eval_exemplar_counts``, ``passage_words``, ``query_words``,
-            ``train_benchmarks`` (the benchmarks that give train and validation pairs; empty: every
-            one that is not test-only) and the ``persona_*`` settings.
+        data: the profile's data settings (``cfg.data``).
         seed: the profile seed (each set gets its own seed derived from it).
         embeddings, synonyms, query_mode, mimic: see :func:`build_pairs`.
         validation_pairs: pairs in the validation set (default ``data.eval_pairs``).
 
     Returns:
         ``(pair sets, reports)``, both keyed by set name (``train``, ``validation``, ``test_sotu``...).
-        Train and validation pairs carry ``data.n_exemplars`` exemplars; test pairs carry
-        ``max(data.eval_exemplar_counts)``, so fewer are evaluated by truncation
-        (:func:`persrm_lib.core.verdict.exemplars_of`).
+        Test pairs carry ``max(data.eval_exemplar_counts)`` exemplars (fewer are read by truncation).
     """
     response_words = response_budget(data.passage_words, data.query_words)
     test_exemplars = max(data.eval_exemplar_counts)
@@ -102,44 +87,43 @@ def synthesize_pairs(
     for name in sorted(tables):
         plan.append((f"test_{name}", name, "test", data.eval_pairs, test_exemplars))
     for set_name, name, split, n, n_exemplars in plan:
-        bench = BENCHMARKS[name]
+        bench, table = BENCHMARKS[name], tables[name]
         report = SamplingReport()
+        set_seed = benchmark_seed(seed, f"{set_name}/{name}")
+        id_prefix = set_name if set_name.startswith("test_") else f"{set_name}-{name}"
         if bench.personas:
-            table = tables[name]
             pairs = build_persona_pairs(
                 table[table["split"] == split],
                 persona_split[split],
                 n,
                 n_exemplars,
-                benchmark_seed(seed, f"{set_name}/{name}"),
+                set_seed,
                 query=NEUTRAL_QUERY,
                 synonyms=synonyms,
-                id_prefix=f"{set_name}-{name}" if not set_name.startswith("test_") else set_name,
+                id_prefix=id_prefix,
                 split_name=split,
             )
             for p in pairs:
                 report.built[(p["positive_kind"], p["negative_kind"])] += 1
-            sets.setdefault(set_name, []).extend(pairs)
-            reports[f"{set_name}/{name}"] = report.as_dict()
-            continue
-        pairs = build_pairs(
-            tables[name],
-            n,
-            n_exemplars,
-            data.query_words,
-            response_words,
-            embeddings,
-            benchmark_seed(seed, f"{set_name}/{name}"),
-            split=split,
-            benchmark=name,
-            exemplar_genres=bench.exemplar_genres,
-            candidate_genres=bench.candidate_genres,
-            query_mode=query_mode,
-            synonyms=synonyms,
-            mimic=mimic,
-            report=report,
-            id_prefix=f"{set_name}-{name}" if not set_name.startswith("test_") else set_name,
-        )
+        else:
+            pairs = build_pairs(
+                table,
+                n,
+                n_exemplars,
+                data.query_words,
+                response_words,
+                embeddings,
+                set_seed,
+                split=split,
+                benchmark=name,
+                exemplar_genres=bench.exemplar_genres,
+                candidate_genres=bench.candidate_genres,
+                query_mode=query_mode,
+                synonyms=synonyms,
+                mimic=mimic,
+                report=report,
+                id_prefix=id_prefix,
+            )
         sets.setdefault(set_name, []).extend(pairs)
         reports[f"{set_name}/{name}"] = report.as_dict()
     return sets, reports
@@ -167,11 +151,7 @@ _SAVED_FILES = re.compile(r"(?:data-\d{5}-of-\d{5}\.arrow|dataset_info\.json|sta
 
 
 def saved_dataset_problem(folder: str | Path) -> str | None:
-    """Why ``folder`` is not a dataset that ``save_to_disk`` wrote (so it may not be replaced), or None.
-
-    What :func:`save_pairs_dataset` leaves: ``state.json``, ``dataset_info.json`` and
-    ``data-NNNNN-of-NNNNN.arrow`` files, nothing else.
-    """
+    """Why ``folder`` is not a dataset that ``save_to_disk`` wrote (so it may not be replaced), or None."""
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         return f"{folder} is not a folder"
@@ -185,13 +165,10 @@ def saved_dataset_problem(folder: str | Path) -> str | None:
 
 
 def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) -> Path:
-    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically;
-    a folder there is replaced only when a save made it (:func:`saved_dataset_problem`).
+    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically.
 
     Raises:
         ValueError: ``out_dir`` holds something a save did not write (nothing is touched then).
-
-    >>> # save_pairs_dataset(pairs, runfiles.pairs_hf_dir(run, "train"))
     """
     import shutil
     import tempfile
@@ -234,27 +211,16 @@ def headline_metrics(
         documents: the run's Document table (``author`` column).
         pair_sets: set name -> pairs (:func:`synthesize_pairs`).
         shortcut_checks: one row per set (index: set name), an ``n_pairs`` column and one column per
-            label predictor (:func:`persrm_lib.data.leaks.label_shortcut_report`, plus the topic
-            judge's ``topic_judge/<negative_kind>``); NaN where a set lacks that negative kind.
+            label predictor (:func:`persrm_lib.data.leaks.label_shortcut_report`); NaN where absent.
         response_words: words per response (:func:`persrm_lib.data.pool.response_budget`).
-        n_traces, n_faithful: traces the teacher wrote and how many agree with the label
-            (:class:`persrm_lib.teachers.traces.GenerationReport`'s ``n_pairs`` and ``n_faithful``).
+        n_traces, n_faithful: traces the teacher wrote and how many agree with the label.
 
     Returns:
-        ``n_documents``, ``n_authors``, ``response_words``, ``n_traces``, ``teacher_agreement``
-        (``n_faithful / n_traces``), ``n_pairs/<set>`` per set and ``shortcut/<set>/<predictor>``
-        (floats in [0, 1]) per non-NaN cell of ``shortcut_checks``.
+        ``n_documents``, ``n_authors``, ``response_words``, ``n_traces``, ``teacher_agreement``,
+        ``n_pairs/<set>`` and ``shortcut/<set>/<predictor>`` (floats in [0, 1]) per non-NaN cell.
 
     Raises:
         ValueError: ``n_traces`` is 0 (no agreement to report).
-
-    >>> docs = pd.DataFrame({"author": ["x", "x", "y"]})
-    >>> checks = pd.DataFrame({"n_pairs": [2.0], "position_a": [0.5]}, index=pd.Index(["train"], name="set"))
-    >>> metrics = headline_metrics(docs, {"train": [{}, {}]}, checks, 40, 2, 1)
-    >>> list(metrics)
-    ['n_documents', 'n_authors', 'response_words', 'n_traces', 'teacher_agreement', 'n_pairs/train', 'shortcut/train/position_a']
-    >>> metrics["n_authors"], metrics["teacher_agreement"], metrics["shortcut/train/position_a"]
-    (2, 0.5, 0.5)
     """
     if n_traces < 1:
         raise ValueError("no teacher traces: notebook 01 records the teacher's agreement over at least one trace")

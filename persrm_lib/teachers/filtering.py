@@ -1,16 +1,9 @@
 """The faithfulness filter and the audit of the filtered trace set (notebook 02_filter_audit).
 
-PersRM-R1 (arXiv 2508.14076, §3.2) keeps a teacher trace only when its scores agree with the
-label: the labelled (chosen) response must score strictly higher than the rejected one. The
-verdict is read by :func:`persrm_lib.core.verdict.read_verdict`, the one verdict rule; a completion
-that does not parse is dropped and counted under its reason. A trace whose pair carries measured
-evidence (``prompt.evidence = stylometric``) must also cite only numbers its table shows: a
-faithful trace whose ``<eval>`` holds another number (:func:`persrm_lib.data.evidence.uncited_numbers`;
-counts such as "3 of 5 criteria" are allowed) is dropped and counted as ``uncited``.
-
-The audit helpers measure what the kept set would teach: counts per strategy, author and genre,
-length of chosen and rejected responses, position balance (is the chosen text A as often as B?)
-and stylistic separability (can style features alone tell chosen from rejected?).
+PersRM-R1 (arXiv 2508.14076, §3.2) keeps a teacher trace only when the labelled response scores
+strictly higher (:func:`persrm_lib.core.verdict.read_verdict`); a trace whose pair carries evidence
+must also cite only numbers its table shows (:func:`persrm_lib.data.evidence.uncited_numbers`). The
+audit measures what the kept set would teach: counts, lengths, position balance, style separability.
 
 >>> from persrm_lib.core.output_format import render_output
 >>> trace = {"id": "p1", "label": "a", "teacher": "t", "positive_kind": "intra_author",
@@ -75,18 +68,17 @@ class FilterResult:
 
     @property
     def kept_fraction(self) -> float:
-        """The share of (blind) traces the filter kept; hinted rewrites are not counted."""
+        """The share of blind traces kept (hinted rewrites not counted)."""
         return (len(self.kept) - self.n_hinted_kept) / len(self.traces)
 
     @property
     def hinted_share(self) -> float:
-        """The share of the SFT set (``kept``) that hinted rewrites make up (0 without them)."""
+        """The share of ``kept`` that hinted rewrites make up (0 without them)."""
         return self.n_hinted_kept / len(self.kept) if self.kept else 0.0
 
     @property
     def outcomes(self) -> dict[str, int]:
-        """How many (blind) traces were faithful, unfaithful (wrong or tied scores), uncited (right
-        scores, a number not in the evidence table), or unparsed; each trace in exactly one."""
+        """Blind traces per outcome (faithful, unfaithful, uncited, unparsed); each in exactly one."""
         unparsed = sum(self.parse_failures.values())
         faithful = len(self.kept) - self.n_hinted_kept
         return {
@@ -108,30 +100,23 @@ def _check_trace(trace: Any, i: int, what: str = "trace") -> None:
 
 
 def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool = False) -> FilterResult:
-    """Keep the traces whose parsed scores put the labelled response strictly higher and, when the
-    pair carries evidence, whose ``<eval>`` cites only numbers of its table.
+    """Keep the traces whose scores put the labelled response strictly higher (paper §3.2) and,
+    when the pair carries evidence, whose ``<eval>`` cites only numbers of its table.
 
-    Each trace gets one outcome, checked in this order: ``unparsed`` (the completion breaks the
-    format), ``unfaithful`` (wrong or tied scores: the paper's filter), ``uncited`` (right scores,
-    but the evaluation cites a number the evidence table does not show -- a measurement the
-    teacher made up or rounded differently; see :func:`persrm_lib.data.evidence.uncited_numbers`
-    for the counts it may write), else ``faithful``. So faithful + uncited is what the paper's
-    filter alone keeps. A trace with evidence also gets ``uncited``: the numbers (a list; empty
-    when all are cited, and for an unparsed completion).
+    Each trace gets one outcome, checked in order: ``unparsed``, ``unfaithful`` (wrong or tied
+    scores), ``uncited`` (right scores, a number the table lacks; the numbers go in its
+    ``uncited`` field), else ``faithful``.
 
     Args:
         traces: trace records (a pair plus ``teacher`` and ``completion``); ``scores`` and
-            ``faithful`` are recomputed from the completion, whatever they held.
-        strip_think: the profile's ``teacher.strip_think`` (a teacher served by a reasoning model):
-            ONE leading ``<think>…</think>`` block is stripped from each completion before it is
-            read (:func:`persrm_lib.core.output_format.strip_think`), and the kept traces carry the
-            stripped completion (what SFT learns); ``FilterResult.n_stripped`` counts them.
+            ``faithful`` are recomputed from the completion.
+        strip_think: ``teacher.strip_think``: ONE leading ``<think>…</think>`` block is stripped
+            before reading (:func:`persrm_lib.core.output_format.strip_think`) and the kept traces
+            carry the stripped completion; ``FilterResult.n_stripped`` counts them.
 
     Returns:
-        A :class:`FilterResult`: all traces with ``scores``/``faithful`` set, the kept ones, the
-        kept fraction per strategy (``teacher, positive_kind, negative_kind`` with columns
-        ``n, kept, unfaithful, uncited, unparsed, kept_fraction``), the parse failures per reason
-        and the number of uncited traces.
+        A :class:`FilterResult`; ``by_strategy`` has ``teacher, positive_kind, negative_kind, n,
+        kept, unfaithful, uncited, unparsed, kept_fraction``.
 
     Raises:
         ValueError: an empty trace set, or a label other than ``a``/``b`` (naming the trace).
@@ -185,8 +170,6 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped, n_uncited)
 
 
-# ---- the hinted pass's cap (RM-R1's second pass: persrm_lib.teachers.hinted) --------------------
-
 HINTED_FIELD = "hinted"  # the tag every hinted trace carries (True)
 
 
@@ -218,28 +201,23 @@ def is_hinted(trace: Mapping[str, Any]) -> bool:
 def merge_hinted(
     result: FilterResult, hinted_traces: Sequence[Mapping[str, Any]], max_share: float, strip_think: bool = False
 ) -> FilterResult:
-    """Filter the hinted rewrites (:mod:`persrm_lib.teachers.hinted`) and add the faithful ones to
-    the SFT set, capped.
+    """Filter the hinted rewrites (RM-R1's second pass, :mod:`persrm_lib.teachers.hinted`) with
+    :func:`faithfulness_filter` and add the faithful ones to ``kept``, capped.
 
-    The rewrites pass the same :func:`faithfulness_filter` as the blind traces (format, scores that
-    prefer the labelled response, citations). The merged ``kept`` holds, in blind-trace order,
-    each pair's faithful blind trace or else its faithful hinted one; at most
-    :func:`hint_budget` hinted ones (the first in order), so they make
-    up at most ``max_share`` of it. ``traces``, ``outcomes`` and ``kept_fraction`` still describe
-    the blind pass; ``by_strategy`` gains the hinted rows (teacher ``<teacher>+hint``);
-    ``n_hinted_written``, ``n_hinted_kept``, ``n_hinted_over_cap`` and ``hinted_share`` report
-    the pass.
+    ``kept`` holds, in blind-trace order, each pair's faithful blind trace or else its faithful
+    hinted one, at most :func:`hint_budget` hinted ones (the first in order). ``traces``,
+    ``outcomes`` and ``kept_fraction`` still describe the blind pass; ``by_strategy`` gains the
+    hinted rows (teacher ``<teacher>+hint``).
 
     Args:
         result: :func:`faithfulness_filter` of the blind traces.
-        hinted_traces: ``data/traces_hinted.jsonl`` (:func:`~persrm_lib.teachers.hinted.read_hinted_traces`;
-            may be empty).
+        hinted_traces: :func:`~persrm_lib.teachers.hinted.read_hinted_traces` (may be empty).
         max_share: ``teacher.hinted_share``, in [0, 1).
         strip_think: as :func:`faithfulness_filter`.
 
     Raises:
-        ValueError: ``max_share`` outside [0, 1); a hinted trace that is not tagged, whose pair has
-            no blind trace, or whose blind trace was already faithful (naming the id).
+        ValueError: ``max_share`` outside [0, 1); a hinted trace that is untagged, repeated, without
+            or disagreeing with its blind trace, or whose blind trace was faithful (naming the id).
     """
     check_share(max_share)
     blind = {t["id"]: t for t in result.traces}
@@ -282,11 +260,6 @@ def merge_hinted(
         n_hinted_kept=len(allowed),
         n_hinted_over_cap=len(candidates) - len(allowed),
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Audit
-# --------------------------------------------------------------------------------------------
 
 
 def chosen_rejected(pair: Mapping[str, Any]) -> tuple[str, str]:
@@ -351,9 +324,8 @@ def style_differences(records: Sequence[Mapping[str, Any]], relative_to_exemplar
     """Per pair, style features of the chosen response minus those of the rejected one.
 
     With ``relative_to_exemplars``, each response is first replaced by its absolute distance to
-    the mean of the pair's exemplars (feature by feature), so the difference says which response
-    is closer to the author (what a reward model must learn) instead of how chosen texts differ
-    from rejected ones in general (a shortcut that needs no exemplars).
+    the mean of the pair's exemplars (feature by feature): which response is closer to the author,
+    not how chosen texts differ from rejected ones in general.
 
     Returns:
         ``(len(records), len(SCALAR_FEATURES))`` array.
@@ -371,20 +343,9 @@ def style_differences(records: Sequence[Mapping[str, Any]], relative_to_exemplar
 
 
 def separability_auc(differences: np.ndarray, n_splits: int = 5, seed: int = 0) -> float:
-    """Cross-validated ROC AUC of a logistic regression telling chosen from rejected.
-
-    Each pair gives two examples, ``d`` (chosen first, class 1) and ``-d`` (rejected first,
-    class 0), kept in the same fold (GroupKFold over pairs, so no pair is on both sides). A
-    model without intercept on standardised features must then find a direction in style space
-    that points from rejected to chosen. 0.5: style features do not separate them; 1.0: always.
-
-    Args:
-        differences: ``(n_pairs, n_features)`` from :func:`style_differences`.
-        n_splits: folds (at most the number of pairs).
-        seed: the logistic regression's random state.
-
-    Returns:
-        The AUC over the out-of-fold decision values.
+    """Cross-validated ROC AUC (scikit-learn) of a logistic regression without intercept telling
+    chosen from rejected: each pair of ``differences`` (``(n_pairs, n_features)``) gives ``d``
+    (class 1) and ``-d`` (class 0) in one fold (GroupKFold). 0.5: style does not separate them.
 
     Raises:
         ValueError: fewer pairs than ``n_splits`` (or fewer than 2 folds).
@@ -411,12 +372,6 @@ def separability_auc(differences: np.ndarray, n_splits: int = 5, seed: int = 0) 
     return float(roc_auc_score(y, scores))
 
 
-# --------------------------------------------------------------------------------------------
-# Checking traces against their pairs and writing the faithful ones (read them with
-# persrm_lib.teachers.traces.read_traces)
-# --------------------------------------------------------------------------------------------
-
-
 PAIR_CHECK_FIELDS = ("label", "response_a", "response_b", "exemplars")
 
 
@@ -426,10 +381,8 @@ def pair_mismatch(trace: Mapping[str, Any], pair: Mapping[str, Any]) -> str | No
 
 
 def check_against_pairs(traces: Sequence[Mapping[str, Any]], pairs: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """Check that each trace belongs to a pair of ``pairs`` and agrees with it.
-
-    Returns:
-        The ids of pairs that have no trace (in pair order; empty when the traces cover them all).
+    """Check that each trace belongs to a pair of ``pairs`` and agrees with it; the ids of pairs
+    without a trace (in pair order).
 
     Raises:
         ValueError: a trace whose id is not a pair id, or whose label, responses or exemplars
@@ -452,7 +405,7 @@ def check_against_pairs(traces: Sequence[Mapping[str, Any]], pairs: Sequence[Map
 
 
 def write_faithful(result: FilterResult, path: str | Path) -> Path:
-    """Write the kept traces (``runfiles.faithful_traces_path(run)``) atomically, in input order.
+    """Write the kept traces (``runfiles.faithful_traces_path(run)``) atomically, in order.
 
     Raises:
         ValueError: no trace was kept (SFT would have nothing to learn from).
@@ -465,13 +418,21 @@ def write_faithful(result: FilterResult, path: str | Path) -> Path:
     return write_traces(path, result.kept)
 
 
+def _separability(records: Sequence[Mapping[str, Any]], prefix: str, n_splits: int, seed: int) -> dict:
+    """Absolute and relative :func:`separability_auc` of ``records``; None below 2 folds."""
+    folds = min(n_splits, len(records))
+    return {
+        f"{prefix}_{name}": separability_auc(style_differences(records, relative), folds, seed) if folds >= 2 else None
+        for relative, name in ((False, "absolute"), (True, "relative"))
+    }
+
+
 def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dict[str, float | int | None]:
     """The headline numbers of notebook 02, plain ints and floats (for ``write_metrics``).
 
-    ``n_kept`` is the SFT set (hinted rewrites included); the hinted pass's counts and share
-    (:func:`merge_hinted`; 0 without it). Kept fraction overall and per negative kind, the outcomes, position balance of all traces and
-    of the kept set, length (mean words, ``chosen_longer_share``) and stylistic separability of
-    all traces and of the kept set (absolute and relative to the exemplars; None with fewer than
+    ``n_kept`` is the SFT set (hinted rewrites included), then the hinted pass's counts and share,
+    the outcomes, the kept fraction per negative kind, position balance, length and stylistic
+    separability of all traces and of the kept set (None without kept traces or with fewer than
     2 pairs).
     """
     kept = result.kept
@@ -488,35 +449,20 @@ def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dic
     by_kind = faithfulness_by(result, "negative_kind")
     for kind, fraction in zip(by_kind["negative_kind"], by_kind["kept_fraction"], strict=True):
         metrics[f"kept_fraction_{kind}"] = float(fraction)
-    overall = position_balance(result.traces).iloc[-1]
-    metrics["all_share_label_a"] = float(overall["share_a"])
-    folds = min(n_splits, len(result.traces))
-    for relative, name in ((False, "absolute"), (True, "relative")):
-        metrics[f"all_separability_auc_{name}"] = (
-            separability_auc(style_differences(result.traces, relative), folds, seed) if folds >= 2 else None
-        )
-    for key in (
-        "kept_share_label_a",
-        "kept_position_p_value",
-        "kept_chosen_longer_share",
-        "kept_mean_words_chosen",
-        "kept_mean_words_rejected",
-        "separability_auc_absolute",
-        "separability_auc_relative",
-    ):
-        metrics[key] = None
-    if kept:
-        overall = position_balance(kept).iloc[-1]
-        metrics["kept_share_label_a"] = float(overall["share_a"])
-        metrics["kept_position_p_value"] = float(overall["p_value"])
-        metrics["kept_chosen_longer_share"] = chosen_longer_share(kept)
-        mean_words = length_table(kept).groupby("role")["words"].mean()
-        metrics["kept_mean_words_chosen"] = float(mean_words["chosen"])
-        metrics["kept_mean_words_rejected"] = float(mean_words["rejected"])
-        folds = min(n_splits, len(kept))
-        if folds >= 2:
-            for relative, name in ((False, "absolute"), (True, "relative")):
-                metrics[f"separability_auc_{name}"] = separability_auc(style_differences(kept, relative), folds, seed)
+    metrics["all_share_label_a"] = float(position_balance(result.traces).iloc[-1]["share_a"])
+    metrics.update(_separability(result.traces, "all_separability_auc", n_splits, seed))
+    overall = position_balance(kept).iloc[-1] if kept else None
+    mean_words = length_table(kept).groupby("role")["words"].mean() if kept else None
+    metrics.update(
+        {
+            "kept_share_label_a": float(overall["share_a"]) if kept else None,
+            "kept_position_p_value": float(overall["p_value"]) if kept else None,
+            "kept_chosen_longer_share": chosen_longer_share(kept) if kept else None,
+            "kept_mean_words_chosen": float(mean_words["chosen"]) if kept else None,
+            "kept_mean_words_rejected": float(mean_words["rejected"]) if kept else None,
+            **_separability(kept, "separability_auc", n_splits, seed),
+        }
+    )
     return metrics
 
 
@@ -526,19 +472,10 @@ def audit_metrics(
     pairs: Sequence[Mapping[str, Any]],
     untraced: Sequence[Any],
 ) -> dict[str, float | int | None]:
-    """The headline metrics notebook 02 records (for :func:`persrm_lib.run.notebook.write_metrics`).
-
-    Args:
-        result: the filter's result (:func:`faithfulness_filter`).
-        summary: :func:`audit_summary` of ``result`` (computed once in the notebook, which also shows it).
-        pairs: the pair split the traces were written for.
-        untraced: ids of the pairs without a trace (:func:`check_against_pairs`).
-
-    Returns:
-        ``summary``'s numbers, then ``n_pairs``, ``n_pairs_without_trace``, ``n_teachers`` (distinct
-        ``teacher`` names among the traces), ``n_stripped`` (completions whose leading think block
-        was stripped; 0 unless the profile's ``teacher.strip_think`` is on) and
-        ``teacher_agreement/<benchmark>`` (the kept fraction of each benchmark's traces).
+    """The headline metrics notebook 02 records (for :func:`persrm_lib.run.notebook.write_metrics`):
+    ``summary`` (:func:`audit_summary` of ``result``), then ``n_pairs``, ``n_pairs_without_trace``
+    (``untraced``: :func:`check_against_pairs`), ``n_teachers``, ``n_stripped`` and
+    ``teacher_agreement/<benchmark>`` (the kept fraction of each benchmark's traces).
     """
     by_benchmark = faithfulness_by(result, "benchmark")
     return {
@@ -555,17 +492,15 @@ def audit_metrics(
 
 
 def _trace_field(trace: Mapping[str, Any], column: str) -> str:
-    """A trace's field, or its ``provenance`` entry of that name (``benchmark``, ``split``), or
-    ``"unknown"`` when it has neither."""
+    """A trace's field, else its ``provenance`` entry of that name, else ``"unknown"``."""
     if column in trace:
         return str(trace[column])
     return str((trace.get("provenance") or {}).get(column, "unknown"))
 
 
 def faithfulness_by(result: FilterResult, column: str) -> pd.DataFrame:
-    """Kept fraction per value of any trace field (``negative_kind``, ``author``, ``genre`` ...) or
-    provenance entry (``benchmark``: the teacher's agreement with the label on each benchmark; the
-    persona teacher's is 1.0 by construction)."""
+    """Kept fraction per value of any trace field (``negative_kind``, ``author`` ...) or provenance
+    entry (``benchmark``: the teacher's agreement with the label per benchmark)."""
     frame = pd.DataFrame(
         {
             column: [_trace_field(t, column) for t in result.traces],

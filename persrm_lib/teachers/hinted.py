@@ -1,25 +1,7 @@
-"""RM-R1's hinted second pass: rewrite, knowing the label, the traces the teacher got wrong.
-
-RM-R1 (Chen et al. 2025, arXiv 2505.02387, reasoning distillation) has its oracle judge every
-pair blind and gives the correct answer only for the pairs it judged wrong, so the distilled set
-keeps the blind traces where they are right and gains reasoning for the hard pairs. Here
-(issue 12, item 4; ``teacher.hinted_share``):
-
-1. :func:`select_for_hint` picks, in pair order, the blind traces that 02's filter will not keep
-   (wrong, tied or unparsed scores, or an uncited number) and that the teacher can support
-   (``can_hint``), at most :func:`~persrm_lib.teachers.filtering.hint_budget` of them, so that
-   hinted traces make up at most ``max_share`` of the SFT set (``h / (f + h) <= max_share`` for
-   ``f`` faithful blind traces).
-2. :func:`generate_hinted_traces` has the teacher write them (:meth:`Teacher.judge_hinted
-   <persrm_lib.teachers.base.Teacher.judge_hinted>`) into ``data/traces_hinted.jsonl`` through
-   :func:`~persrm_lib.teachers.traces.generate_traces` (resumable, atomic), each tagged
-   ``hinted: true`` under the teacher name ``<teacher>+hint``.
-3. 02_filter_audit filters them like any trace (format, faithfulness, citations) and adds the
-   faithful ones to the SFT set (:func:`persrm_lib.teachers.filtering.merge_hinted`), which
-   enforces the cap again and reports the share.
-
-A hinted trace is a rationalisation by construction: it is tagged so every later table can tell
-it apart, and its share is capped.
+"""RM-R1's hinted second pass (Chen et al. 2025, arXiv 2505.02387, reasoning distillation):
+rewrite, knowing the label, the blind traces the filter drops, tagged ``hinted: true`` under the
+teacher name ``<teacher>+hint``, so that they make up at most ``teacher.hinted_share`` of the SFT
+set (``h / (f + h) <= max_share``; 02 merges them: :func:`persrm_lib.teachers.filtering.merge_hinted`).
 """
 
 from __future__ import annotations
@@ -32,14 +14,7 @@ from typing import Any
 from ..core.jsonl import read_jsonl, repair_torn_tail, write_jsonl_atomic
 from .base import Pair, Teacher, TeacherResponseError
 from .filtering import HINTED_FIELD, check_share, faithfulness_filter, hint_budget, is_hinted, pair_mismatch
-from .traces import (
-    TEACHER_FIELDS,
-    GenerationReport,
-    TraceGenerationError,
-    generate_traces,
-    partial_path,
-    read_traces,
-)
+from .traces import TEACHER_FIELDS, GenerationReport, TraceGenerationError, generate_traces, partial_path, read_traces
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +27,14 @@ def select_for_hint(
     strip_think: bool = False,
     can_hint: Callable[[Pair], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """The pairs (trace fields removed) of the first :func:`hint_budget` blind traces that 02's
-    filter will not keep, in trace order; deterministic, so a rerun selects the same pairs.
-
-    Which traces are faithful is read as 02 reads it: :func:`persrm_lib.teachers.filtering.faithfulness_filter`
-    with the same ``strip_think`` (a completion behind a ``<think>`` block) and its citation check
-    (pairs with evidence), so the budget here is the one 02 enforces.
+    """The pairs (trace fields removed) of the first :func:`hint_budget` blind traces that
+    :func:`~persrm_lib.teachers.filtering.faithfulness_filter` drops (as 02 reads them), in order.
 
     Args:
         traces: the blind traces (``data/traces.jsonl``).
         max_share: ``teacher.hinted_share``, in [0, 1).
         strip_think: the profile's ``teacher.strip_think``.
-        can_hint: the teacher's :meth:`~persrm_lib.teachers.base.Teacher.can_hint`; pairs it cannot
-            support are skipped, so the budget goes to the others.
+        can_hint: the teacher's ``can_hint``; pairs it cannot support are skipped.
 
     Raises:
         ValueError: ``max_share`` outside [0, 1), a trace that is itself hinted, or (as the filter)
@@ -89,15 +59,10 @@ def select_for_hint(
 
 
 class HintedTeacher(Teacher):
-    """A teacher's hinted pass as a :class:`~persrm_lib.teachers.base.Teacher` (for
-    :func:`~persrm_lib.teachers.traces.generate_traces`): ``judge`` is the inner teacher's
-    ``judge_hinted``, the name is ``<teacher>+hint``.
+    """A teacher's hinted pass as a :class:`~persrm_lib.teachers.base.Teacher` named ``<teacher>+hint``.
 
-    Args:
-        teacher: the blind teacher, already prepared on the pairs the blind pass traced (so that a
-            teacher that measures its scales over the set, the stylometric one, cites the same
-            values in both passes); :func:`generate_hinted_traces` prepares it once, and
-            ``prepare`` here does nothing.
+    ``teacher`` is already prepared on the pairs the blind pass traced (so both passes cite the
+    same values); ``prepare`` here does nothing.
     """
 
     def __init__(self, teacher: Teacher) -> None:
@@ -105,7 +70,7 @@ class HintedTeacher(Teacher):
         self.name = f"{teacher.name}{HINT_SUFFIX}"
 
     def prepare(self, pairs: Sequence[Pair]) -> None:
-        """Nothing: the inner teacher was prepared on all traced pairs, not on the selected ones."""
+        pass
 
     def judge(self, pair: Pair) -> str:
         return self.teacher.judge_hinted(pair)
@@ -123,28 +88,12 @@ def generate_hinted_traces(
     strip_think: bool = False,
     progress: bool = False,
 ) -> GenerationReport:
-    """Write the hinted traces of the pairs :func:`select_for_hint` picks to ``out_path``.
+    """Write the hinted traces of the pairs :func:`select_for_hint` picks to ``out_path``
+    (``runfiles.hinted_traces_path(run)``; an empty file when none), with ``teacher`` prepared
+    once on ``fit_pairs`` (the pairs the blind pass traced).
 
-    The pass is optional, so it never blocks the pipeline: rewrites the teacher could not give
-    (:class:`~persrm_lib.teachers.base.TeacherResponseError`, e.g. a prompt that the hint makes
-    too long) are logged and counted in the report's ``failures``, and ``out_path`` holds the
-    others. A rerun keeps the rewrites already written for pairs that are still selected (same
-    pair, same teacher) -- after a changed cap or an interruption -- drops the rest, and asks the
-    teacher for the missing ones only.
-
-    Args:
-        traces: the blind traces (``runfiles.traces_path(run)``, complete).
-        teacher: the teacher that wrote them (it must implement ``judge_hinted``).
-        out_path: ``runfiles.hinted_traces_path(run)``.
-        max_share: ``teacher.hinted_share``, in [0, 1).
-        fit_pairs: the pairs the blind pass traced; the teacher is prepared on them once (see
-            :class:`HintedTeacher`).
-        strip_think: the profile's ``teacher.strip_think`` (see :func:`select_for_hint`).
-        progress: show a tqdm progress bar.
-
-    Returns:
-        A :class:`~persrm_lib.teachers.traces.GenerationReport` (``n_pairs``: pairs selected); with
-        nothing to hint (a zero budget, or no wrong trace) an empty file is written.
+    The pass never blocks the pipeline: rewrites the teacher could not give are counted in the
+    report's ``failures``. A rerun keeps the rewrites of pairs still selected.
 
     Raises:
         NotImplementedError: the teacher has no hinted pass (checked before any file is touched).
@@ -192,8 +141,7 @@ def generate_hinted_traces(
 
 
 def read_hinted_traces(path: str | Path) -> list[dict[str, Any]]:
-    """Read ``data/traces_hinted.jsonl`` (:func:`~persrm_lib.teachers.traces.read_traces`' checks);
-    an empty file (nothing was selected) gives ``[]``.
+    """Read ``data/traces_hinted.jsonl`` (:func:`~persrm_lib.teachers.traces.read_traces`); an empty file gives ``[]``.
 
     Raises:
         FileNotFoundError: the file is missing (01_synthesize did not run the hinted pass).

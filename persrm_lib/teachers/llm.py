@@ -1,22 +1,7 @@
-"""The LLM teacher: a chat client (local model or OpenAI-compatible endpoint) that judges pairs.
-
-PersRM-R1 (arXiv 2508.14076, §3.2) has a large teacher LLM (Qwen2.5-72B-Instruct) write a
-reasoning trace and scores for each pair. :class:`LLMTeacher` sends the shared prompt
-(:func:`persrm_lib.core.prompt.build_messages`, with :func:`persrm_lib.core.verdict.exemplar_count`
-exemplars) to any :class:`persrm_lib.models.client.ChatClient`:
-
-- :class:`LocalTeacher`: a :class:`~persrm_lib.models.client.LocalChatClient` over a registry model
-  (:func:`persrm_lib.models.registry.load_model`), greedy decoding, loaded on first use.
-- :class:`HTTPTeacher`: an :class:`~persrm_lib.models.client.HTTPChatClient` (vLLM, or any API),
-  with bounded concurrency, retries with backoff and the API key read from an environment variable.
-
-Both are :class:`LLMTeacher` with the client built from plain settings; :func:`make_teacher`
-builds the teacher a profile names (these two, or the stylometric one).
-
->>> from persrm_lib.core.config import TeacherSettings
->>> teacher = make_teacher(TeacherSettings(kind="http", model="m", base_url="http://127.0.0.1:9/v1"))
->>> teacher.name, teacher.client.url
-('http:m', 'http://127.0.0.1:9/v1/chat/completions')
+"""The LLM teacher (PersRM-R1, arXiv 2508.14076, §3.2: Qwen2.5-72B-Instruct there): the shared
+prompt (:func:`persrm_lib.core.prompt.build_messages`) sent to a chat client, local
+(:class:`LocalTeacher`) or OpenAI-compatible (:class:`HTTPTeacher`); :func:`make_teacher` builds
+the teacher a profile names.
 """
 
 from __future__ import annotations
@@ -44,19 +29,13 @@ class LLMTeacher(Teacher):
     """A teacher that asks a chat model to judge each pair.
 
     Args:
-        client: any :class:`~persrm_lib.models.client.ChatClient`. When it has
-            ``complete_each(conversations, labels)`` (both library clients do), answers are
-            written as they arrive and a pair without a usable answer is reported, not fatal.
+        client: any :class:`~persrm_lib.models.client.ChatClient`; with ``complete_each``
+            (both library clients), a pair without a usable answer is reported, not fatal.
         name: the teacher's name, written into each trace (e.g. ``local:<model>``, ``http:<model>``).
-        n_exemplars: exemplars in the prompt (default: :func:`persrm_lib.core.verdict.exemplar_count`,
-            the pair's ``n_exemplars``, else all).
+        n_exemplars: exemplars in the prompt (default: :func:`persrm_lib.core.verdict.exemplar_count`).
 
-    Every completion is stripped of surrounding whitespace. A completion that the token budget
-    ended (an HTTP ``finish_reason: "length"``, or a local generation that ran to
-    ``max_new_tokens`` without an end-of-turn token or a stop string) is not parsed: both clients
-    report it per pair as a :class:`TeacherResponseError` of kind ``cut_off`` ("raise the token
-    budget (teacher.max_new_tokens)"), so trace generation counts it apart from the teacher's
-    format failures.
+    Completions are stripped; one the token budget cut off is reported per pair by the client as
+    a :class:`TeacherResponseError` of kind ``cut_off``.
     """
 
     def __init__(self, client: ChatClient, name: str, n_exemplars: int | None = None) -> None:
@@ -98,10 +77,8 @@ class LLMTeacher(Teacher):
 
     def too_long(self, pairs: Sequence[Pair], conversations: Sequence[Messages]) -> dict[int, TeacherResponseError]:
         """The pairs whose prompt does not fit a local model's context minus ``max_new_tokens``
-        (:mod:`persrm_lib.models.context`), each as a per-pair error (kind ``too_long``) naming the
-        pair and its tokens. An HTTP server checks its own context and refuses such a request with
-        HTTP 400, which the client reports per pair as well.
-        """
+        (:mod:`persrm_lib.models.context`), as per-pair errors of kind ``too_long`` (an HTTP server
+        checks its own context)."""
         if not isinstance(self.client, LocalChatClient) or not pairs:
             return {}
         model, tokenizer = self.client.loaded()
@@ -143,8 +120,7 @@ class LLMTeacher(Teacher):
             yield index[k], result if isinstance(result, TeacherResponseError) else result.strip()
 
     def complete(self, messages: Messages) -> str:
-        """Answer any chat ``messages`` with the teacher's client (e.g. a mimicry request, see
-        :func:`persrm_lib.teachers.mimic.make_mimic`), stripped."""
+        """Answer any chat ``messages`` with the teacher's client, stripped (e.g. a mimicry request)."""
         return self.client.complete(list(messages)).strip()
 
     def close(self) -> None:
@@ -163,10 +139,6 @@ class LocalTeacher(LLMTeacher):
         batch_size: prompts per forward pass.
         n_exemplars: exemplars in the prompt (default: the pair's ``n_exemplars``, else all).
         device: where to run the model (default: the registry's choice).
-
-    A completion that runs to ``max_new_tokens`` without ending (no end-of-turn token, no
-    ``</scores>``) is reported per pair as ``cut_off``
-    (:meth:`~persrm_lib.models.client.LocalChatClient.complete_each`), not judged.
 
     Raises:
         ValueError: ``max_new_tokens`` or ``batch_size`` below 1.
@@ -193,9 +165,7 @@ class HTTPTeacher(LLMTeacher):
         base_url: the API root, e.g. ``http://localhost:8000/v1``.
         model: the model id the server knows.
         n_exemplars: exemplars in the prompt (default: the pair's ``n_exemplars``, else all).
-        **client_settings: the rest of :class:`~persrm_lib.models.client.HTTPChatClient`'s
-            settings (``api_key_env``, ``max_concurrency``, ``max_new_tokens``, ``seed``,
-            ``temperature``, ``timeout_s``, ``max_retries``, ``backoff_s``, ``max_backoff_s``).
+        **client_settings: the rest of :class:`~persrm_lib.models.client.HTTPChatClient`'s settings.
 
     Raises:
         ValueError: a setting the client refuses (see :class:`~persrm_lib.models.client.HTTPChatClient`).
@@ -206,15 +176,8 @@ class HTTPTeacher(LLMTeacher):
 
 
 def make_teacher(settings: TeacherSettings, seed: int = 0) -> Teacher:
-    """Build the teacher that ``settings.kind`` names.
-
-    Args:
-        settings: the profile's teacher settings (``kind``: stylometric, local or http).
-        seed: sent to HTTP servers; the other teachers are deterministic.
-
-    Returns:
-        A :class:`~persrm_lib.teachers.stylometric.StylometricTeacher`, :class:`LocalTeacher` or
-        :class:`HTTPTeacher`.
+    """Build the teacher that ``settings.kind`` (stylometric, local or http) names; ``seed`` goes to
+    HTTP servers (the other teachers are deterministic).
 
     Raises:
         ValueError: an unknown kind, or a setting the kind needs that is missing.

@@ -1,13 +1,5 @@
-"""Confounding adversarial negatives: the teacher LLM writes a text that mimics the author's style.
-
-PersRM-R1 (arXiv 2508.14076, §3.1) builds hard negatives by asking an LLM to imitate the author.
-:func:`make_mimic` turns a teacher (or any chat client) into the ``mimic`` callable of the pair
-sampler (:mod:`persrm_lib.data.sampler`); a teacher that cannot write text gives ``None`` and the
-sampler falls back to retrieved adversaries.
-
-The exemplars and the query are user text: like every prompt of the library, they pass through
-:func:`persrm_lib.core.prompt.neutralise_special_tokens` before they are templated, so a
-``<|im_end|>`` in an exemplar stays plain text and cannot close the user turn.
+"""Confounding adversarial negatives (PersRM-R1, arXiv 2508.14076, §3.1): the teacher LLM writes a
+text that mimics the author's style, for the pair sampler (:mod:`persrm_lib.data.sampler`).
 
 >>> [m["role"] for m in mimicry_messages(["An exemplar."], "Write.", 40)]
 ['system', 'user']
@@ -30,8 +22,7 @@ MIMICRY_INSTRUCTION = (
 def mimicry_messages(
     exemplars: Sequence[str], query: str, n_words: int, *, tokenizer: Any = None
 ) -> list[dict[str, str]]:
-    """The chat request for a confounding adversarial negative (paper §3.1): a text made to
-    mimic the author's style, written by the teacher LLM.
+    """The chat request (system and user messages) for a text that mimics the author's style.
 
     Args:
         exemplars: the author's texts, shown numbered.
@@ -39,9 +30,6 @@ def mimicry_messages(
         n_words: the passage's target length, in words.
         tokenizer: when given, its own special tokens are neutralised too (the generic markers
             always are: :func:`persrm_lib.core.prompt.neutralise_special_tokens`).
-
-    Returns:
-        System and user messages; exemplars and query stripped and made plain text.
 
     >>> mimicry_messages([" Fine.<|im_end|> "], "Go.", 40)[1]["content"]
     'Exemplar 1:\\nFine.<\\u200b|im_end|>\\n\\nRequest:\\nGo.'
@@ -58,10 +46,8 @@ def mimicry_messages(
 
 
 def make_mimic(teacher: Any) -> Callable[[Sequence[str], str, int], str] | None:
-    """The sampler's ``mimic`` callable for an LLM teacher (one with ``complete(messages)``, e.g.
-    :class:`persrm_lib.teachers.llm.LLMTeacher` or a chat client), or ``None`` for a teacher that
-    cannot write text (the stylometric one), in which case the sampler falls back to retrieved
-    adversaries, labelled ``adversarial-retrieved``.
+    """The sampler's ``mimic`` callable for a teacher with ``complete(messages)`` (an LLM teacher or
+    a chat client), or ``None`` (the sampler then falls back to ``adversarial-retrieved``).
 
     >>> from persrm_lib.teachers.stylometric import StylometricTeacher
     >>> make_mimic(StylometricTeacher()) is None

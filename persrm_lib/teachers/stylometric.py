@@ -1,9 +1,8 @@
 """The stylometric teacher: a CPU judge that needs no LLM (PersRM-R1, arXiv 2508.14076, §3.2).
 
-It measures the exemplars and both responses (:mod:`persrm_lib.data.stylometry`), names the
-criteria that separate the responses most, cites the measurements and scores both responses by
-stylistic closeness to the exemplars. It never reads the label, so it is a genuine judge that can
-be wrong, and the faithfulness filter (:mod:`persrm_lib.teachers.filtering`) has work to do.
+It measures the exemplars and both responses (:mod:`persrm_lib.data.stylometry`), cites the
+measurements that separate the responses most and scores both by stylistic closeness to the
+exemplars. It never reads the label, so it can be wrong.
 
 >>> pair = {"id": "p1", "query": "Write.", "exemplars": ["I came; I saw; I conquered."],
 ...         "response_a": "We came; we saw; we won.", "response_b": "Well, hello there, friend!",
@@ -26,26 +25,23 @@ from ..core.verdict import exemplar_count, exemplars_of
 from ..data import stylometry
 from .base import Pair, Teacher
 
-ASPECTS: dict[str, str] = {
-    "sentence_length_mean": "sentence rhythm",
-    "sentence_length_std": "sentence rhythm",
-    "word_length_mean": "vocabulary",
-    "long_word_rate": "vocabulary",
-    "type_token_ratio": "vocabulary",
-    "mattr": "vocabulary",
-    "yules_k": "vocabulary",
-    "hapax_rate": "vocabulary",
-    "capitalised_word_rate": "capitalisation",
-    "uppercase_char_rate": "capitalisation",
-    "digit_rate": "numbers",
-    "function_word_rate": "function words",
-}
+_FEATURES_OF_ASPECT = {
+    "sentence rhythm": ("sentence_length_mean", "sentence_length_std"),
+    "vocabulary": ("word_length_mean", "long_word_rate", "type_token_ratio", "mattr", "yules_k", "hapax_rate"),
+    "capitalisation": ("capitalised_word_rate", "uppercase_char_rate"),
+    "numbers": ("digit_rate",),
+    "function words": ("function_word_rate",),
+}  # every other scalar feature is punctuation
+ASPECTS: dict[str, str] = {name: aspect for aspect, names in _FEATURES_OF_ASPECT.items() for name in names}
 
 
 def _aspect(name: str) -> str:
-    if name in ASPECTS:
-        return ASPECTS[name]
-    return "function words" if name.startswith("fw_") else "punctuation"
+    return ASPECTS.get(name, "function words" if name.startswith("fw_") else "punctuation")
+
+
+def _closer(distance_a: float, distance_b: float) -> str:
+    """``"A"``, ``"B"`` or ``"neither"``: the side with the smaller distance."""
+    return "A" if distance_a < distance_b else "B" if distance_b < distance_a else "neither"
 
 
 @dataclass(frozen=True)
@@ -65,9 +61,7 @@ class Measurement:
 
     @property
     def closer(self) -> str:
-        if self.distance_a == self.distance_b:
-            return "neither"
-        return "A" if self.distance_a < self.distance_b else "B"
+        return _closer(self.distance_a, self.distance_b)
 
 
 def _fmt(value: float) -> str:
@@ -77,29 +71,21 @@ def _fmt(value: float) -> str:
 class StylometricTeacher(Teacher):
     """Scores both responses by measured stylistic closeness to the exemplars (no LLM, CPU).
 
-    Each feature of :data:`persrm_lib.data.stylometry.FEATURE_NAMES` is standardised (a z-score): with
-    the spread measured over a reference set of texts (:meth:`fit`; :func:`~persrm_lib.teachers.traces.generate_traces`
-    fits on all texts of the pair set), else over the pair's own texts. A response's style
-    distance is Burrows' Delta, the mean absolute z-difference to the exemplars' mean. Its score
-    in [0, 10] mixes the character 3-5-gram TF-IDF cosine to the exemplars and ``exp(-Delta)``.
-    The criteria are the ``n_criteria`` named features (:data:`~persrm_lib.data.stylometry.SCALAR_FEATURES`)
-    whose standardised distances to the exemplars differ most between A and B, then the
-    function-word profile and the character n-gram profile, each cited with its measurements.
+    Each feature of :data:`~persrm_lib.data.stylometry.FEATURE_NAMES` is standardised by its spread
+    over a reference set (:meth:`fit`; ``prepare`` fits on the pair set), else over the pair's own
+    texts. A response's distance is Burrows' Delta (mean absolute z-difference to the exemplars'
+    mean); its score in [0, 10] mixes the character 3-5-gram TF-IDF cosine to the exemplars and
+    ``exp(-Delta)``. The criteria are the ``n_criteria`` named features whose distances differ most
+    between A and B, then the function-word and character n-gram profiles.
 
     Args:
         n_criteria: how many separating features to name.
-        char_weight: the weight of the character n-gram similarity in the score (the rest goes
-            to ``exp(-Delta)``). Measured on 240 sampler pairs (sotu train split, 120-word
-            passages, one exemplar; agreement with the label): 0.5 gives 50% overall, 72% against
-            random negatives, 53% same-era, 45% cross-author-retrieval and 30% against
-            adversarial-retrieved negatives (chosen for their n-gram closeness to the exemplars,
-            so an n-gram judge is fooled by construction); 0.8 gives 44% overall, 0.0 (Delta
-            alone) 50%.
-        n_exemplars: exemplars to read (default: :func:`persrm_lib.core.verdict.exemplar_count`: the pair's
-            ``n_exemplars``, else all).
-        compact: write a short trace (one line of criteria, one terse line per criterion; about
-            120 SmolLM2 tokens instead of about 430) that a small student can reproduce within a
-            CPU-sized completion budget; the measurements and scores are the same.
+        char_weight: the weight of the character n-gram similarity in the score (the rest goes to
+            ``exp(-Delta)``). On 240 sotu sampler pairs 0.5 agreed with the label on 50%, 0.8 on
+            44%, 0.0 on 50%.
+        n_exemplars: exemplars to read (default: :func:`persrm_lib.core.verdict.exemplar_count`).
+        compact: a short trace (about 120 SmolLM2 tokens instead of 430) with the same
+            measurements and scores, that a small student can reproduce.
     """
 
     name = "stylometric"
@@ -162,15 +148,10 @@ class StylometricTeacher(Teacher):
         return self._judge(pair)
 
     def judge_hinted(self, pair: Pair) -> str:
-        """The hinted rewrite (RM-R1, arXiv 2505.02387, reasoning distillation): the same
-        measurements and criteria as :meth:`judge`, concluding for the labelled response.
-
-        The evaluation still cites every criterion with the side it favours; the conclusion names
-        the criteria on which the labelled response is closer (as the trace named them) and weighs
-        them, and the scores are the blind trace's two scores with the higher one given to the
-        labelled response (a blind tie is split by half a point). When no criterion favours the
-        labelled response (:meth:`can_hint` is False), nothing measured supports it: the blind
-        trace is returned unchanged, so the faithfulness filter drops it.
+        """The hinted rewrite (RM-R1, arXiv 2505.02387): the same measurements and criteria as
+        :meth:`judge`, concluding for the labelled response from the criteria that favour it, with
+        the blind scores' higher one given to it (a tie split by half a point). When no criterion
+        favours it (:meth:`can_hint` is False) the blind trace is returned unchanged.
 
         Raises:
             KeyError: the pair has no ``label``.
@@ -178,18 +159,12 @@ class StylometricTeacher(Teacher):
         return self._judge(pair, hint=str(pair["label"]).upper())
 
     def can_hint(self, pair: Pair) -> bool:
-        """Whether some criterion of the trace favours the labelled response, so that
-        :meth:`judge_hinted` has something measured to conclude from.
-
-        Raises:
-            KeyError: the pair has no ``label``.
-        """
+        """Whether some criterion of the trace favours the labelled response (KeyError without ``label``)."""
         label = str(pair["label"]).upper()
         return any(row["closer"] == label for row in self._compact_rows(*self._top(pair)[:4]))
 
     def _judge(self, pair: Pair, hint: str | None = None) -> str:
-        """The trace; ``hint`` (``"A"`` or ``"B"``, the labelled side) writes the hinted conclusion
-        and scores instead of the blind ones when some criterion favours that side."""
+        """The trace; ``hint`` (the labelled side, ``"A"``/``"B"``) concludes for it when some criterion does."""
         top, fw_a, fw_b, s, words = self._top(pair)
         n_features = len(stylometry.FEATURE_NAMES)
         telling = max(words, key=lambda m: m.separation)
@@ -223,8 +198,6 @@ class StylometricTeacher(Teacher):
             f"- overall (Burrows' Delta, mean d over all {n_features} features): A {s['delta_a']:.2f}, "
             f"B {s['delta_b']:.2f} (lower is closer)."
         )
-        wins_a = sum(m.closer == "A" for m in top) + (fw_a < fw_b) + (s["char_a"] > s["char_b"])
-        wins_b = sum(m.closer == "B" for m in top) + (fw_b < fw_a) + (s["char_b"] > s["char_a"])
         if hint is not None:
             names = [stylometry.describe(m.feature) for m in top] + [
                 "function-word profile",
@@ -240,7 +213,9 @@ class StylometricTeacher(Teacher):
         else:
             better = "A" if s["score_a"] > s["score_b"] else "B"
             verdict = f"Response {better} is closer to the exemplars' style overall."
-        eval_lines.append(f"A is closer on {wins_a} of {len(top) + 2} criteria, B on {wins_b}. {verdict}")
+        eval_lines.append(
+            f"A is closer on {closer.count('A')} of {len(top) + 2} criteria, B on {closer.count('B')}. {verdict}"
+        )
         return render_output("\n".join(criteria_lines), "\n".join(eval_lines), scores)
 
     def _compact_rows(
@@ -248,39 +223,14 @@ class StylometricTeacher(Teacher):
     ) -> list[dict[str, str]]:
         """The measurements the compact trace cites, formatted once (the evidence table shows the same text)."""
         rows = [
-            {
-                "criterion": stylometry.describe(m.feature).split(" per ")[0],
-                "exemplars": _fmt(m.exemplars),
-                "a": _fmt(m.value_a),
-                "b": _fmt(m.value_b),
-                "better": "closer",
-                "closer": m.closer,
-            }
+            (stylometry.describe(m.feature).split(" per ")[0], _fmt(m.exemplars), _fmt(m.value_a), _fmt(m.value_b))
+            + ("closer", m.closer)
             for m in top
         ]
-        fw_closer = "A" if fw_a < fw_b else "B" if fw_b < fw_a else "neither"
-        char_closer = "A" if s["char_a"] > s["char_b"] else "B" if s["char_b"] > s["char_a"] else "neither"
-        rows.append(
-            {
-                "criterion": "function words",
-                "exemplars": "-",
-                "a": f"{fw_a:.1f}",
-                "b": f"{fw_b:.1f}",
-                "better": "lower",
-                "closer": fw_closer,
-            }
-        )
-        rows.append(
-            {
-                "criterion": "character n-grams",
-                "exemplars": "-",
-                "a": f"{s['char_a']:.2f}",
-                "b": f"{s['char_b']:.2f}",
-                "better": "higher",
-                "closer": char_closer,
-            }
-        )
-        return rows
+        rows.append(("function words", "-", f"{fw_a:.1f}", f"{fw_b:.1f}", "lower", _closer(fw_a, fw_b)))
+        char_a, char_b = s["char_a"], s["char_b"]
+        rows.append(("character n-grams", "-", f"{char_a:.2f}", f"{char_b:.2f}", "higher", _closer(-char_a, -char_b)))
+        return [dict(zip(("criterion", "exemplars", "a", "b", "better", "closer"), row, strict=True)) for row in rows]
 
     def _top(self, pair: Pair) -> tuple[list[Measurement], float, float, dict[str, float], list[Measurement]]:
         """The separating named features, the function-word distances, the summary and the word rows."""
@@ -295,9 +245,8 @@ class StylometricTeacher(Teacher):
         return top, fw_a, fw_b, s, words
 
     def evidence(self, pair: Pair) -> dict[str, object]:
-        """The evidence record of ``pair`` (:mod:`persrm_lib.data.evidence`): the rows the compact trace
-        cites -- the ``n_criteria`` separating features, the function-word distance, the character
-        n-gram similarity -- as the strings the trace writes."""
+        """The evidence record of ``pair`` (:mod:`persrm_lib.data.evidence`): the rows the compact
+        trace cites, as the strings it writes."""
         top, fw_a, fw_b, s, _ = self._top(pair)
         rows = [{k: v for k, v in row.items() if k != "closer"} for row in self._compact_rows(top, fw_a, fw_b, s)]
         return {"rows": rows, "n_exemplars": exemplar_count(pair, self.n_exemplars)}
@@ -305,9 +254,7 @@ class StylometricTeacher(Teacher):
     def _render_compact(
         self, top: list[Measurement], rows: list[dict[str, str]], scores: tuple[float, float], hint: str | None
     ) -> str:
-        """The short trace: the same criteria and verdicts, fewer words; every value it cites is a
-        row of :meth:`evidence` (``rows``: :meth:`_compact_rows`). ``scores`` are the ones to write
-        (blind, or hinted for ``hint``, the side to conclude for, named by some row: :meth:`_judge`)."""
+        """The short trace: every value it cites is a row of :meth:`evidence`."""
         names = [stylometry.describe(m.feature) for m in top] + ["function words", "character n-grams"]
         lines = [
             f"{r['criterion']}: author {r['exemplars']}, A {r['a']}, B {r['b']}; {r['closer']}." for r in rows[:-2]
@@ -325,8 +272,7 @@ class StylometricTeacher(Teacher):
 
 
 def _hinted_scores(score_a: float, score_b: float, side: str) -> tuple[float, float]:
-    """The blind scores with the higher one given to ``side`` (``"A"`` or ``"B"``); a tie is split
-    by half a point within [0, 10].
+    """The blind scores with the higher one given to ``side``; a tie is split by half a point within [0, 10].
 
     >>> _hinted_scores(6.1, 4.0, "B"), _hinted_scores(5.0, 5.0, "A"), _hinted_scores(10.0, 10.0, "B")
     ((4.0, 6.1), (5.5, 5.0), (9.5, 10.0))

@@ -1,15 +1,6 @@
-"""Teacher traces: the one writer and the one reader of the run's trace files.
-
-A trace (docs/design.md, "Trace") is a pair plus ``teacher, completion, scores, faithful``
-(:data:`TRACE_FIELDS`): the teacher's completion for the pair and what the one verdict rule
-(:class:`persrm_lib.core.verdict.Verdict`) reads from it (PersRM-R1, arXiv 2508.14076, §3.2).
-
-- :func:`generate_traces` judges a pair set with a teacher and writes ``data/traces.jsonl``
-  resumably (a ``.partial`` file while it runs, an atomic rename when done).
-- :func:`write_traces` writes a complete trace file atomically (the faithfulness filter writes
-  ``data/traces_faithful.jsonl`` with it).
-- :func:`read_traces` is THE reader of both files: strict, with errors naming the file and line.
-  (:func:`generate_traces` shows both in its example.)
+"""Teacher traces (docs/design.md, "Trace"; PersRM-R1, arXiv 2508.14076, §3.2): a pair plus
+``teacher, completion, scores, faithful`` (:data:`TRACE_FIELDS`), and the one writer
+(:func:`generate_traces`, :func:`write_traces`) and reader (:func:`read_traces`) of trace files.
 """
 
 from __future__ import annotations
@@ -34,12 +25,9 @@ TEACHER_PAIR_FIELDS = ("id", "query", "exemplars", "response_a", "response_b", "
 
 
 def make_trace(pair: Pair, teacher: str, completion: str, tags: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A trace record: the pair's fields (in its order), then ``teacher, completion, scores, faithful``,
-    then ``tags`` (e.g. ``{"hinted": True}`` for :mod:`persrm_lib.teachers.hinted`).
-
-    ``scores`` and ``faithful`` come from the one verdict (:func:`persrm_lib.core.verdict.read_verdict`):
-    ``[s_a, s_b]`` (None when the completion breaks the format), and whether its outcome against the
-    label is correct (the labelled response scored strictly higher).
+    """A trace record: the pair's fields (in its order), ``teacher, completion, scores, faithful``,
+    then ``tags`` (e.g. ``{"hinted": True}``). ``scores`` (``[s_a, s_b]`` or None) and ``faithful``
+    (the labelled response scored strictly higher) come from :func:`persrm_lib.core.verdict.read_verdict`.
 
     >>> from persrm_lib.core.output_format import render_output
     >>> trace = make_trace({"id": "p1", "label": "b"}, "t", render_output("c", "e", (2, 9)))
@@ -60,33 +48,24 @@ def make_trace(pair: Pair, teacher: str, completion: str, tags: Mapping[str, Any
 
 
 def write_traces(path: str | Path, traces: Iterable[Mapping[str, Any]]) -> Path:
-    """Write a complete trace file atomically (temporary file, fsync, rename), records in order.
-
-    Returns:
-        ``path``.
-    """
+    """Write a complete trace file atomically (temporary file, fsync, rename); returns ``path``."""
     return write_jsonl_atomic(traces, path)
 
 
 def read_traces(
     path: str | Path, *, written_by: str = "01_synthesize", required: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """Read a complete trace file (``runfiles.traces_path(run)`` or ``runfiles.faithful_traces_path(run)``) strictly.
+    """Read a complete trace file strictly, in file order.
 
     Args:
         path: the trace file.
-        written_by: the notebook that writes it, named when the file is missing (e.g.
-            ``"02_filter_audit"`` for the faithful traces).
-        required: fields every trace must carry (e.g. :data:`TRACE_FIELDS`); none by default.
-
-    Returns:
-        The trace records, in file order.
+        written_by: the notebook that writes it, named when the file is missing.
+        required: fields every trace must carry (e.g. :data:`TRACE_FIELDS`).
 
     Raises:
-        FileNotFoundError: the file is missing; when its ``.partial`` sibling exists, the message
-            says that trace generation was interrupted and how to resume it.
-        ValueError: a line that is not a JSON object, a trace lacking a required field, or a
-            repeated trace id (each naming the file and line), or an empty file.
+        FileNotFoundError: the file is missing (saying so when generation was interrupted).
+        ValueError: a line that is not a JSON object, a trace lacking a required field, a repeated
+            trace id (naming the file and line), or an empty file.
     """
     path = Path(path)
     if not path.is_file():
@@ -114,11 +93,8 @@ def read_traces(
 
 
 class TraceGenerationError(RuntimeError):
-    """Some pairs got no trace; the traces written so far are kept in the ``.partial`` file.
-
-    ``failures``: pairs without a trace per kind of :class:`TeacherResponseError`; ``n_written``:
-    traces in the ``.partial`` file.
-    """
+    """Some pairs got no trace; ``failures`` counts them per error kind, ``n_written`` the traces in
+    the ``.partial`` file."""
 
     def __init__(self, message: str, failures: dict[str, int] | None = None, n_written: int = 0) -> None:
         super().__init__(message)
@@ -173,33 +149,18 @@ def generate_traces(
 ) -> GenerationReport:
     """Judge every pair with ``teacher`` and write the traces to ``out_path`` (JSONL), resumably.
 
-    File design: while it runs, traces are appended to ``<out_path>.partial``, one flushed line
-    each, in the order the teacher finishes them. When every pair has a trace, the records are
-    rewritten in the order of ``pairs`` to a temporary file that is renamed to ``out_path``, and
-    the ``.partial`` file is removed. So ``out_path`` exists only when it is complete, and its
-    bytes depend only on the pairs and the teacher, whether or not the run was interrupted.
+    Traces are appended to ``<out_path>.partial`` as they finish; when every pair has one, they are
+    rewritten in pair order to ``out_path`` atomically and the ``.partial`` file is removed, so
+    ``out_path`` exists only when complete. A rerun skips pairs already traced (a torn last line
+    is truncated away). Pairs whose answer was unusable are counted and logged; then the
+    ``.partial`` file is kept and :class:`TraceGenerationError` is raised.
 
-    On a rerun, pairs that already have a trace (in ``out_path`` or the ``.partial`` file) are
-    skipped; a torn last line of the ``.partial`` file (a write cut short by a kill) is truncated
-    away with a log line, and its pair is judged again. Pairs whose answer was unusable
-    (:class:`TeacherResponseError`) are counted and logged; when any remain, the ``.partial``
-    file is kept, no ``out_path`` is written, and :class:`TraceGenerationError` says how many.
-
-    Args:
-        pairs: pairs with unique ``id`` and a ``label`` (the teacher does not see the label; it
-            only sets ``faithful``).
-        teacher: any :class:`~persrm_lib.teachers.base.Teacher`.
-        out_path: the final trace file (e.g. ``runfiles.traces_path(run)``).
-        progress: show a tqdm progress bar.
-        tags: fields added to every new trace (:func:`make_trace`).
-
-    Returns:
-        A :class:`GenerationReport`.
+    ``pairs`` have unique ``id`` and a ``label`` (only used to set ``faithful``); ``tags`` are
+    added to every new trace (:func:`make_trace`).
 
     Raises:
         ValueError: no pairs, repeated ids, an existing file written for other pairs or by
-            another teacher, or (:class:`persrm_lib.data.pairs.PairFormatError`) a pair that lacks
-            a field the teacher needs or breaks the pair contract.
+            another teacher, or (:class:`persrm_lib.data.pairs.PairFormatError`) a broken pair.
         TraceGenerationError: some pairs got no trace.
         TeacherError: the teacher cannot go on (e.g. the endpoint is down).
 
