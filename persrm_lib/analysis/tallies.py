@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.output_format import parse_output
+from ..evaluate.records import plain as nan_to_none  # JSON-safe scalars, NaN as None
 from .classifiers import BEHAVIORS, BehaviorClassifier, LLMBehaviorClassifier, RuleBasedBehaviorClassifier
 from .criteria import SFTCriteria, accuracy_by_new_criteria, criteria_by_step, new_criteria_names
 
@@ -173,15 +174,6 @@ def behavior_examples(
                 quote = quote if len(quote) <= max_chars else quote[: max_chars - 3] + "..."
                 examples[b].append({"step": record.get("step"), "pair_id": record.get("pair_id"), "quote": quote})
     return examples
-
-
-def nan_to_none(value: Any) -> Any:
-    """Plain JSON value: floats that are NaN become ``None`` (JSON has no NaN), numpy scalars Python ones."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def evenly_spaced(records: Sequence[Any], n: int) -> list[Any]:

@@ -25,7 +25,7 @@ from . import metrics
 from .authorship import TooFewReferencesError
 from .judges import JUDGES, MODEL_JUDGES, Judge, make_judge
 from .judging import evaluate_pairs, select_pairs
-from .records import RESULT_FIELDS, STAGES, completion_records, plain, write_eval_completions
+from .records import RESULT_FIELDS, STAGES, check_stage, completion_records, plain, write_eval_completions
 
 STAGE_LABELS = {"base": "rm-base", "sft": "rm-sft", "rft": "rm-rft"}  # the stages' judge names in tables
 GENERATIVE = "generative"  # the reward model: evaluated through `stages`, one judge per stage
@@ -183,8 +183,7 @@ def run_suite(
     completion_files: list[Path] = []
     stripped: dict[str, int] = {}
     for stage in stages:
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+        check_stage(stage)
         adapter = None if stage == "base" else runfiles.adapter_dir(run, stage)
         if adapter is not None and not (adapter / "adapter_config.json").is_file():
             notes.append(

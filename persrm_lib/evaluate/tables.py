@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..core import runfiles
 from . import metrics
+from .metrics import _missing
 from .records import write_per_pair
 
 PAPER_ACCURACY = pd.DataFrame(
@@ -41,10 +42,6 @@ def to_markdown(frame: pd.DataFrame, index: bool = True) -> str:
     for row in table.itertuples(index=False):
         lines.append("| " + " | ".join("–" if _missing(v) else str(v) for v in row) + " |")
     return "\n".join(lines)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def write_tables(
