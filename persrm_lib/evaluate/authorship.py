@@ -18,16 +18,6 @@ from ..data.stylometry import FEATURE_NAMES
 from ..teachers.stylometric import StylometricTeacher
 from .judge_base import BaseJudge, LearnsFrom, NotFittedError, Pair, Verdict
 
-__all__ = [
-    "CV_FOLDS",
-    "C_GRID",
-    "EVIDENCE_FEATURES",
-    "EvidenceLRJudge",
-    "LambdaGJudge",
-    "chosen_response",
-    "evidence_features",
-]
-
 # the evidence-lr judge's inputs, in column order: A-minus-B differences of these measurements
 EVIDENCE_FEATURES: tuple[str, ...] = (*(f"distance:{name}" for name in FEATURE_NAMES), "char_ngram", "delta")
 C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 11))  # evidence-lr's candidate C values

@@ -64,15 +64,9 @@ class EvaluationFailedError(RuntimeError):
 
 # what the command refuses as bad input (exit 2), whether found up front or while judging
 INPUT_ERRORS = (
-    PairFormatError,
-    FileNotFoundError,
-    AdapterMismatchError,
-    AdapterEvidenceError,
-    ChatTemplateError,
-    NotFittedError,
-    ModelRegistryError,
-    PromptTooLongError,
-)
+    PairFormatError, FileNotFoundError, AdapterMismatchError, AdapterEvidenceError, ChatTemplateError,
+    NotFittedError, ModelRegistryError, PromptTooLongError,
+)  # fmt: skip
 
 
 def benchmark_name(path: str | Path) -> str:

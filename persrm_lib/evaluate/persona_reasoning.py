@@ -34,17 +34,6 @@ from ..data.personas import is_persona_pair, true_operators
 from ..teachers.persona import match_score, read_checks, read_criteria
 from .records import plain
 
-__all__ = [
-    "REASONING_COLUMNS",
-    "completion_reasoning",
-    "persona_reasoning",
-    "reasoning_by_step",
-    "reasoning_headline",
-    "reasoning_metrics",
-    "rft_reasoning",
-    "step_headline",
-]
-
 REASONING_COLUMNS = (
     "judge", "n_completions", "format", "criteria_precision", "criteria_recall", "criteria_exact",
     "check_agreement", "verdict_follows_checks",

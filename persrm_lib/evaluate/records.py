@@ -27,54 +27,29 @@ from ..core.verdict import is_correct
 STAGES: tuple[str, ...] = ("base", "sft", "rft")  # the reward model zero-shot, SFT only, SFT+RFT
 
 RESULT_FIELDS: tuple[str, ...] = (
-    "id",
-    "benchmark",
-    "judge",
-    "n_exemplars",
-    "label",
-    "positive_kind",
-    "negative_kind",
-    "genre",
-    "author",
-    # the pair's verdict: the mean of both orders' scores when judged in both, else the original order's
-    "s_a",
-    "s_b",
-    "preferred",
-    "correct",
-    "format_ok",
-    "too_long",  # the prompt did not fit the judge's context: nothing generated, left out of the rates
-    # the original order's own verdict
-    "original_s_a",
-    "original_s_b",
-    "original_preferred",
-    "original_format_ok",
-    "original_eval_side",  # the side the completion's <eval> says wins (metrics.eval_side); None: none named
-    # the swapped order's (A and B exchanged; scores in that order's slots); empty when not judged
-    "swapped_s_a",
-    "swapped_s_b",
-    "swapped_preferred",
-    "swapped_format_ok",
-    "swapped_eval_side",
-    "completion",
-    "swapped_completion",
-)
+    "id", "benchmark", "judge", "n_exemplars", "label", "positive_kind", "negative_kind", "genre", "author",
+    # the pair's verdict: the mean of both orders' scores when judged in both, else the original order's;
+    # too_long: the prompt did not fit the judge's context, nothing generated, left out of the rates
+    "s_a", "s_b", "preferred", "correct", "format_ok", "too_long",
+    # each order's own verdict (swapped: A and B exchanged, scores in that order's slots; empty when not
+    # judged); eval_side: the side the completion's <eval> says wins (metrics.eval_side), or None
+    "original_s_a", "original_s_b", "original_preferred", "original_format_ok", "original_eval_side",
+    "swapped_s_a", "swapped_s_b", "swapped_preferred", "swapped_format_ok", "swapped_eval_side",
+    "completion", "swapped_completion",
+)  # fmt: skip
 COMPLETION_COLUMNS: tuple[str, ...] = ("completion", "swapped_completion")
 # eval/per_pair.csv: the per-pair rows without the completions, and the stage (baseline, base, sft, rft)
 PER_PAIR_FIELDS: tuple[str, ...] = (*(f for f in RESULT_FIELDS if f not in COMPLETION_COLUMNS), "stage")
 
 EVAL_COMPLETION_FIELDS: tuple[str, ...] = (
     "id",  # <pair id>:<exemplar count>:<order>
-    "pair_id",
-    "stage",  # base, sft or rft: the file's stage
-    "model",  # the base model's name
-    "benchmark",
-    "n_exemplars",
+    "pair_id", "stage", "model", "benchmark", "n_exemplars",  # stage: the file's; model: the base model's name
     "order",  # original, or swapped (A and B exchanged)
     "label",  # the labelled side in this order
     "completion",
     "scores",  # [s_a, s_b], or null for a format violation
     "correct",
-)
+)  # fmt: skip
 
 
 def plain(value: Any) -> Any:

@@ -227,12 +227,9 @@ def run_suite(
 
 # headline name -> metric_row column, reported per reward-model stage
 STAGE_RATES = {
-    "format": "format",
-    "consistency": "consistency",
-    "order_consistent": "order_consistent_accuracy",
-    "a_preference": "a_preference",
-    "reasoning": "reasoning_agreement",
-}
+    "format": "format", "consistency": "consistency", "order_consistent": "order_consistent_accuracy",
+    "a_preference": "a_preference", "reasoning": "reasoning_agreement",
+}  # fmt: skip
 
 
 def headline_metrics(
