@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from ..core.output_format import strip_think
 from ..core.pointwise import join_completions, pair_verdict, pointwise_prompt_texts
@@ -20,7 +20,7 @@ from ..models.generation import SCORE_STOP, SCORES_STOP
 from ..models.registry import load_model, load_tokenizer
 from ..train.adapters import adapter_mode, check_evidence_matches, load_adapter
 from ..train.scalar_rm import scalar_rm_tokens, train_scalar_rm
-from .judge_base import BaseJudge, LearnsFrom, Loaded, NotFittedError, Pair, Verdict
+from .judge_base import BaseJudge, Loaded, NotFittedError, Pair, Verdict
 
 
 def _resolve(loaded: Loaded | None) -> tuple[Any, Any] | None:
@@ -28,7 +28,7 @@ def _resolve(loaded: Loaded | None) -> tuple[Any, Any] | None:
     return loaded() if callable(loaded) else loaded
 
 
-class GenerativeJudge:
+class GenerativeJudge(BaseJudge):
     """The reward model: prompt (:func:`persrm_lib.core.prompt.build_prompt_text`) -> batched greedy
     completion (:class:`persrm_lib.models.client.LocalChatClient`) -> ``read_verdict``. Base
     zero-shot, SFT-only and SFT+RFT are this judge with no adapter, the SFT and the RFT adapter.
@@ -45,7 +45,6 @@ class GenerativeJudge:
     """
 
     position_invariant = False  # True in pointwise mode (set per instance)
-    learns_from: ClassVar[LearnsFrom] = "nothing"
 
     def __init__(
         self,
@@ -106,12 +105,6 @@ class GenerativeJudge:
         """The last :class:`persrm_lib.models.generation.GenerationResult` (None before scoring)."""
         return None if self._client is None else self._client.last_result
 
-    def fit(self, train_pairs: Sequence[Pair]) -> GenerativeJudge:
-        return self  # trained by notebooks 03/04, not here
-
-    def score(self, pair: Pair, n_exemplars: int | None = None) -> Verdict:
-        return self.score_batch([pair], n_exemplars)[0]
-
     def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
         """Greedy completions of the pairs' prompts, in order, read by the one parser.
 
@@ -123,18 +116,22 @@ class GenerativeJudge:
                 (:func:`persrm_lib.train.adapters.check_evidence_matches`), before any model is loaded.
         """
         prompts, fits = self._prompts(pairs, n_exemplars)
-        if self.mode == "pointwise":
-            return self._score_pointwise(prompts, fits)
-        self.n_too_long += fits.count(False)
-        client = self.client
-        texts = iter(client.generate_prompts([q for q, ok in zip(prompts, fits, strict=True) if ok]).texts)
+        per_pair = 2 if self.mode == "pointwise" else 1  # pointwise: A and B scored alone, one prompt each
+        pair_fits = [all(fits[k * per_pair : (k + 1) * per_pair]) for k in range(len(pairs))]
+        self.n_too_long += pair_fits.count(False)
+        wanted = [q for k, ok in enumerate(pair_fits) if ok for q in prompts[k * per_pair : (k + 1) * per_pair]]
+        texts = iter(self.client.generate_prompts(wanted).texts)
         verdicts = []
-        for ok in fits:
+        for ok in pair_fits:
             if not ok:
                 verdicts.append(Verdict(None, None, too_long=True))
-                continue
-            text = next(texts)
-            verdicts.append(replace(read_verdict(self._answer(text)), completion=text))
+            elif per_pair == 1:
+                text = next(texts)
+                verdicts.append(replace(read_verdict(self._answer(text)), completion=text))
+            else:  # the pair's verdict compares the two scores (core.pointwise.pair_verdict)
+                text_a, text_b = next(texts), next(texts)
+                verdict = pair_verdict(self._answer(text_a), self._answer(text_b))
+                verdicts.append(replace(verdict, completion=join_completions(text_a, text_b)))
         return verdicts
 
     def check_inputs(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> None:
@@ -183,23 +180,6 @@ class GenerativeJudge:
         answer, stripped = strip_think(text)
         self.n_stripped += stripped
         return answer  # type: ignore[return-value]
-
-    def _score_pointwise(self, prompts: list[str], fits: list[bool]) -> list[Verdict]:
-        """Both responses of every pair scored alone in one batch, compared by
-        :func:`persrm_lib.core.pointwise.pair_verdict` (``too_long`` when either prompt is)."""
-        pair_fits = [fits[2 * k] and fits[2 * k + 1] for k in range(len(fits) // 2)]
-        self.n_too_long += pair_fits.count(False)
-        wanted = [q for k, ok in enumerate(pair_fits) if ok for q in prompts[2 * k : 2 * k + 2]]
-        texts = iter(self.client.generate_prompts(wanted).texts)
-        verdicts = []
-        for ok in pair_fits:
-            if not ok:
-                verdicts.append(Verdict(None, None, too_long=True))
-                continue
-            text_a, text_b = next(texts), next(texts)
-            verdict = pair_verdict(self._answer(text_a), self._answer(text_b))
-            verdicts.append(replace(verdict, completion=join_completions(text_a, text_b)))
-        return verdicts
 
     def describe(self) -> dict[str, Any]:
         return {
