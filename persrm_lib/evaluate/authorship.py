@@ -6,8 +6,9 @@ the training pairs and read their labels; neither sees a test pair before it sco
 
 from __future__ import annotations
 
+import functools
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,24 +47,6 @@ def _label(pair: Pair) -> str:
         return check_label(pair.get("label"))
     except ValueError as exc:
         raise ValueError(f"training pair {pair.get('id', '?')!r}: {exc}") from exc
-
-
-class _MemoisedFit:
-    """``LambdaGMethod._fit_new_language_model``, memoised: B of a pair draws A's reference samples,
-    so it reuses A's models; :meth:`clear` between pairs."""
-
-    def __init__(self, fit: Callable[[Any], Any]) -> None:
-        self.fit = fit
-        self.models: dict[tuple[Any, ...], Any] = {}
-
-    def __call__(self, sentences: Any) -> Any:
-        key = tuple(sentences)
-        if key not in self.models:
-            self.models[key] = self.fit(key)
-        return self.models[key]
-
-    def clear(self) -> None:
-        self.models.clear()
 
 
 class LambdaGJudge(BaseJudge):
@@ -127,8 +110,9 @@ class LambdaGJudge(BaseJudge):
             num_references=num_references,
             random_seed=seed,
         )
-        self.fit_language_model = _MemoisedFit(self.method._fit_new_language_model)
-        self.method._fit_new_language_model = self.fit_language_model  # type: ignore[method-assign]
+        # memoised: B of a pair draws A's reference samples, so it reuses A's models (cleared between pairs)
+        self.fit_language_model = functools.cache(self.method._fit_new_language_model)
+        self.method._fit_new_language_model = lambda sentences: self.fit_language_model(tuple(sentences))  # type: ignore[method-assign]
         self.seed = seed
         # the reference corpus: (author, text, sentences), sorted by author then text
         self.references: list[tuple[str, str, list[Any]]] | None = None
@@ -163,7 +147,7 @@ class LambdaGJudge(BaseJudge):
                     f"lambdag: pair {pair.get('id', '?')!r}: {len(references)} reference sentences outside the "
                     f"exemplars' author, fewer than the {len(known)} sentences of its exemplars: fit on more training pairs"
                 )
-            self.fit_language_model.clear()
+            self.fit_language_model.cache_clear()
             scores = []
             for response in responses:
                 # the same draws for both responses: one seed per (seed, exemplars)
@@ -172,7 +156,7 @@ class LambdaGJudge(BaseJudge):
                     float(self.method._lambdag_score(known, self.method._preprocess_text(response), references))
                 )
             verdicts.append(Verdict(scores[0], scores[1]))
-        self.fit_language_model.clear()
+        self.fit_language_model.cache_clear()
         return verdicts
 
     def _references_for(self, pair: Pair, exemplars: Sequence[str], responses: Sequence[str]) -> list[Any]:

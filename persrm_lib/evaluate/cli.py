@@ -6,26 +6,13 @@ Command line::
         [--n-exemplars K] [--limit N] [--seed S] [--train-pairs TRAIN.jsonl] [--orders both|original]
         [--strip-think] [--count-too-long] --out RESULT.json
 
-It reads the pairs strictly (:func:`persrm_lib.data.pairs.read_pairs`), judges them with
-:func:`persrm_lib.evaluate.judging.evaluate_pairs`, writes the per-pair rows and the metrics to
-``RESULT.json`` atomically, and prints as its LAST line::
-
-    accuracy=0.712 n=300 format=0.99 order_consistent=0.650 a_preference=0.52 reasoning=0.91 too_long=0 judge=NAME
-
-(``nan`` where a rate is undefined: order-consistent accuracy and A-preference with ``--orders
-original``, reasoning agreement for judges that write no eval). ``--strip-think`` removes one
-leading ``<think>`` block before parsing; ``--count-too-long`` counts pairs whose prompt does not
-fit the model's context in ``too_long`` instead of refusing the file.
-
-Bad input (a malformed or non-UTF-8 file, a bad label or field, an adapter that does not fit the
-model or the pairs, a model without a chat template, too few exemplars, a prompt too long, a
-number out of range, an ``--out`` that is a folder or an input) exits with code 2 and one line on
-stderr, before the first model call. If judging fails after it began, the pairs judged so far go
-to ``RESULT.partial.json`` (``"partial": true``) and the command exits with code 1.
-
-Judges that learn from data are fitted on ``--train-pairs``; without it, those that learn from
-texts only (``char-ngram``, ``function-words``) fit on the evaluated pairs' texts, labels never
-read, and the result records that.
+It judges the pairs (:func:`persrm_lib.evaluate.judging.evaluate_pairs`), writes the per-pair rows
+and the metrics to ``RESULT.json`` atomically, and prints :func:`summary_line` last. Bad input
+(a malformed file or pair, an adapter that does not fit, a model without a chat template, a prompt
+too long, a number out of range, an ``--out`` that is a folder or an input) exits with code 2 and
+one line on stderr, before the first model call; a failure after judging began writes the pairs
+judged so far to ``RESULT.partial.json`` and exits with code 1. Without ``--train-pairs``, judges
+that learn from texts alone are fitted on the evaluated pairs' texts (labels never read).
 """
 
 from __future__ import annotations
@@ -87,7 +74,7 @@ def metrics_document(results: pd.DataFrame, n_bootstrap: int = metrics.N_BOOTSTR
 
 
 def summary_line(overall: Mapping[str, Any], judge: str) -> str:
-    """The one-line summary the command prints last (missing or null values are written ``nan``).
+    """The one-line summary the command prints last (``nan`` where a rate is undefined or missing).
 
     >>> summary_line({"accuracy": 0.7123, "n": 300, "format": 0.99, "order_consistent_accuracy": 0.5,
     ...               "a_preference": 0.5, "reasoning_agreement": None, "too_long": 0}, "char-ngram")
