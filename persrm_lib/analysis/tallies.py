@@ -223,30 +223,28 @@ def headline_metrics(
         "n_completions": n,
         "n_steps": len(set(table["step"])),
         "n_sft_traces": sft.n_traces,
-        "format_ok_share": nan_to_none(format_ok / n if n else math.nan),
+        "format_ok_share": format_ok / n if n else math.nan,
         "n_eval_stages": n_eval_stages,
         "sft_vocabulary_size": len(sft.vocabulary),
         "new_criteria_count": len(new_criteria_names(table)),
-        "share_with_new_criteria": nan_to_none(float(parsed["has_new"].astype(bool).mean())),
-        "accuracy_with_new_criteria": nan_to_none(acc[("new criteria", True)]),
-        "accuracy_without_new_criteria": nan_to_none(acc[("new criteria", False)]),
-        "accuracy_first_changed": nan_to_none(acc[("first criterion changed", True)]),
-        "accuracy_first_kept": nan_to_none(acc[("first criterion changed", False)]),
-        "mean_order_rho": nan_to_none(float(parsed["order_rho"].mean())),
-        "share_first_changed": nan_to_none(float(first_changed.dropna().astype(bool).mean())),
-        "distinct_criteria_last_step": nan_to_none(by_step["distinct_criteria"].iloc[-1] if len(by_step) else math.nan),
-        "criteria_entropy_last_step": nan_to_none(by_step["entropy_bits"].iloc[-1] if len(by_step) else math.nan),
+        "share_with_new_criteria": float(parsed["has_new"].astype(bool).mean()),
+        "accuracy_with_new_criteria": acc[("new criteria", True)],
+        "accuracy_without_new_criteria": acc[("new criteria", False)],
+        "accuracy_first_changed": acc[("first criterion changed", True)],
+        "accuracy_first_kept": acc[("first criterion changed", False)],
+        "mean_order_rho": float(parsed["order_rho"].mean()),
+        "share_first_changed": float(first_changed.dropna().astype(bool).mean()),
+        "distinct_criteria_last_step": by_step["distinct_criteria"].iloc[-1] if len(by_step) else math.nan,
+        "criteria_entropy_last_step": by_step["entropy_bits"].iloc[-1] if len(by_step) else math.nan,
     }
     for name, summary in summaries.items():
         metrics.update(step_metrics(summary, name))
     if llm is not None:
         metrics["llm_queries"] = llm.n_queries
         metrics["llm_parse_failures"] = len(llm.failures)
-        metrics["llm_parse_failure_rate"] = nan_to_none(
-            len(llm.failures) / llm.n_queries if llm.n_queries else math.nan
-        )
+        metrics["llm_parse_failure_rate"] = len(llm.failures) / llm.n_queries if llm.n_queries else math.nan
     if agreement_table is not None:
         for row in agreement_table.itertuples():
-            metrics[f"kappa_{row.behavior}"] = nan_to_none(row.kappa)
-            metrics[f"spearman_{row.behavior}"] = nan_to_none(row.spearman)
-    return metrics
+            metrics[f"kappa_{row.behavior}"] = row.kappa
+            metrics[f"spearman_{row.behavior}"] = row.spearman
+    return {key: nan_to_none(value) for key, value in metrics.items()}

@@ -201,9 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             both = [swap_pair(p) for p in pairs] if args.orders == "both" else []
             try:
                 check(list(pairs) + both, args.n_exemplars)
-            except ValueError as exc:  # an adapter record that cannot be read, a prompt over max_prompt_tokens
-                if isinstance(exc, INPUT_ERRORS):
-                    raise
+            except ValueError as exc:  # also an adapter record that cannot be read, a prompt over max_prompt_tokens
                 raise EvaluationInputError(str(exc)) from exc
         fitted_on = fit_judge(judge, train_pairs, pairs)
     except INPUT_ERRORS as exc:

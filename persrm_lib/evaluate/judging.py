@@ -97,17 +97,9 @@ def evaluate_pairs(
     scores (what scoring the swapped pair would return); every other judge scores the swapped
     pairs for real, both orders in one batch.
 
-    Args:
-        judge: a fitted judge.
-        pairs: canonical pairs.
-        n_exemplars: exemplars shown per pair (the first K); None: each pair's ``n_exemplars``.
-        orders: one of :data:`ORDERS`.
-        benchmark: the benchmark column's value when a pair has no ``benchmark`` field.
-        batch_size: pairs per ``score_batch`` call.
-        progress: show a tqdm bar.
-
-    Returns:
-        One row per pair with the columns of :data:`RESULT_FIELDS`.
+    ``n_exemplars``: the first K exemplars shown (None: each pair's own); ``benchmark``: the
+    column's value for a pair without one; ``batch_size``: pairs per ``score_batch`` call. Returns
+    one row per pair with the columns of :data:`RESULT_FIELDS`.
 
     Raises:
         ValueError: an unknown ``orders``.

@@ -498,21 +498,12 @@ def reference_goals(
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The reference run's targets (issue 12) over the pooled held-out pairs (one exemplar count).
-
-    - every trained stage of ``stages`` (:data:`TRAINED_STAGES`) formats at least
-      :data:`GOAL_FORMAT` of its per-order verdicts and its A-preference is within
-      :data:`GOAL_A_PREFERENCE`;
-    - order-consistent accuracy rises stage by stage: SFT above base, RFT above SFT with the 95%
-      paired interval of the difference above 0;
-    - the most-trained stage that ran is at least as accurate as ``baseline`` on ``benchmark``,
-      and more accurate than ``evidence_baseline`` (the stylometric evidence alone) on all pairs.
-
-    Differences are paired (:func:`paired_comparison`); ``decisive``: the 95% interval lies above 0
-    (a rate goal: the same as ``met``). A goal that cannot be measured is not met and says so.
-
-    Returns:
-        Rows of :data:`GOAL_COLUMNS`.
+    """The reference run's targets (issue 12) as rows of :data:`GOAL_COLUMNS`, over pooled held-out
+    pairs of one exemplar count: each trained stage's format compliance and A-preference;
+    order-consistent accuracy rising stage by stage (the last step's 95% paired interval above 0);
+    the most-trained stage that ran at least as accurate as ``baseline`` on ``benchmark`` and more
+    accurate than ``evidence_baseline`` overall. Differences are paired (:func:`paired_comparison`);
+    ``decisive``: the interval lies above 0. A goal that cannot be measured is not met and says so.
     """
     steps = ["> 0"] * (len(stages) - 2) + ["interval > 0" if len(stages) > 2 else "> 0"]
     rows, focus = _stage_goals(results, stages, True, steps, n_bootstrap, seed)
@@ -535,20 +526,14 @@ def persona_goals(
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The persona benchmark's targets over held-out persona pairs (one exemplar count).
-
-    - every trained stage formats at least :data:`GOAL_FORMAT` of its verdicts; with ``pairwise``
-      its A-preference is within :data:`GOAL_A_PREFERENCE` (a pointwise judge has no position);
-    - order-consistent accuracy rises: SFT minus base with its 95% paired interval above 0, RFT at
-      least SFT;
-    - the most-trained stage that ran is order-consistent on at least :data:`GOAL_ORDER_CONSISTENT`
-      of the pairs, at least as accurate as ``baseline`` on the same pairs, and its ``<criteria>``
-      recall (``criteria_recall``: judge -> mean recall,
-      :func:`persrm_lib.evaluate.persona_reasoning.reasoning_metrics`; missing: not met) is at
-      least :data:`GOAL_CRITERIA_RECALL`.
-
-    Returns:
-        Rows of :data:`GOAL_COLUMNS`.
+    """The persona benchmark's targets as rows of :data:`GOAL_COLUMNS`, over held-out persona pairs
+    of one exemplar count: each trained stage's format compliance and (``pairwise`` only: a
+    pointwise judge has no position) A-preference; order-consistent accuracy of SFT above base (95%
+    paired interval above 0) and RFT at least SFT; the most-trained stage that ran at least
+    :data:`GOAL_ORDER_CONSISTENT` order-consistent, at least as accurate as ``baseline``, and its
+    ``criteria_recall`` (judge -> mean recall,
+    :func:`persrm_lib.evaluate.persona_reasoning.reasoning_metrics`; missing: not met) at least
+    :data:`GOAL_CRITERIA_RECALL`.
     """
     rows, focus = _stage_goals(results, stages, pairwise, ("interval > 0", ">= 0"), n_bootstrap, seed)
     mine = results[results["judge"] == focus]

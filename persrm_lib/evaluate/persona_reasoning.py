@@ -1,9 +1,6 @@
-"""The reward model's reasoning scored against ground truth, on persona pairs.
-
-On the persona benchmark (:mod:`persrm_lib.data.personas`) the criteria a judge should name are
-known exactly (the exemplars' operators), and so is what each response shows. So the reasoning of
-a generated completion can be checked, not only its verdict (none of the anchors -- PersRM-R1,
-RM-R1, J1 -- can, on real authorship):
+"""The reward model's reasoning scored against ground truth, on persona pairs: there
+(:mod:`persrm_lib.data.personas`) the criteria a judge should name (the exemplars' operators) and
+what each response shows are known exactly, so the reasoning can be checked, not only the verdict:
 
 - ``criteria_precision`` / ``criteria_recall``: of the operators ``<criteria>`` names, the share that
   the exemplars were written with; of those, the share it names (personas with no operator are left

@@ -220,9 +220,7 @@ def run_suite(
         seconds[STAGE_LABELS[stage]] = time.perf_counter() - started
         del judge
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*RESULT_FIELDS, "stage"])
-    return SuiteResult(
-        results=results, notes=notes, completion_files=completion_files, seconds=seconds, stripped=stripped
-    )
+    return SuiteResult(results, notes, completion_files, seconds, stripped)
 
 
 # headline name -> metric_row column, reported per reward-model stage
