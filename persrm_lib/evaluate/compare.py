@@ -1,13 +1,10 @@
 """Two or more runs side by side, pair for pair: what a setting changes (an ablation).
 
-Runs that differ in one setting (``python -m persrm_lib.run --set prompt.evidence stylometric``, a
-seed, a model) but share the data settings judge the same held-out pairs, and notebook 05 draws its
-generative subsets from one seeded permutation, so a smaller sample is nested in a larger one. This
-module reads each run's ``eval/per_pair.csv`` (or a published results folder's
-``tables/eval_per_pair.csv``, so ``--run none=results/cpu`` needs no re-run), names every judge ``<judge>@<label>``, and compares
-each judge of a run with the same judge of the first run on the pairs both judged: accuracy and
-order-consistent accuracy with paired 95% bootstrap intervals
-(:func:`persrm_lib.evaluate.metrics.paired_comparison`), overall and per negative kind.
+Runs that differ in one setting but share the data settings judge the same held-out pairs (and
+smaller generative samples are nested in larger ones). Each run's per-pair results (a run folder's
+or a published results folder's) are read, every judge named ``<judge>@<label>``, and each judge
+compared with the same judge of the first run on the pairs both judged, with paired 95% bootstrap
+intervals (:func:`persrm_lib.evaluate.metrics.paired_comparison`).
 
     python -m persrm_lib.evaluate.compare --run none=runs/cpu --run stylometric=runs/cpu-evidence \\
         [--judges rm-sft,rm-rft] [--exemplars 3] [--out comparison.json]
@@ -133,14 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     table is read or written; ``--out`` is written atomically and never over an input."""
     parser = Parser(prog="python -m persrm_lib.evaluate.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=_parse_run, action="append", required=True, metavar="LABEL=RUN_FOLDER")
-    parser.add_argument("--judges", default=None, help="comma-separated judges (default: all of the first run's)")
-    parser.add_argument("--exemplars", type=whole_number(1), default=None, help="exemplar count (default: the largest)")
+    parser.add_argument("--judges", help="comma-separated judges (default: all of the first run's)")
+    parser.add_argument("--exemplars", type=whole_number(1), help="exemplar count (default: the largest)")
     parser.add_argument(
         "--by", default="negative_kind", choices=metrics.BREAKDOWNS, help="breakdown of the differences"
     )
     parser.add_argument("--n-bootstrap", type=whole_number(1), default=metrics.N_BOOTSTRAP)
     parser.add_argument("--seed", type=seed_number, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="also write the two tables as JSON")
+    parser.add_argument("--out", type=Path, help="also write the two tables as JSON")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a refused argument (one line on stderr) or --help

@@ -17,6 +17,7 @@ as wrong (:mod:`persrm_lib.core.verdict`).
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -116,12 +117,7 @@ class FunctionWordsJudge(BaseJudge):
         self.method = method
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
-        self._cache: dict[str, np.ndarray] = {}
-
-    def profile(self, text: str) -> np.ndarray:
-        if text not in self._cache:
-            self._cache[text] = function_word_profile(text)
-        return self._cache[text]
+        self.profile = functools.cache(function_word_profile)  # each text's profile computed once
 
     def fit(self, train_pairs: Sequence[Pair]) -> FunctionWordsJudge:
         texts = pair_texts(train_pairs)
