@@ -461,10 +461,7 @@ def _rate_goal(what: str, value: float, target: str, inside: Callable[[float], b
 def _stage_goals(
     results: pd.DataFrame, stages: Sequence[str], position: bool, steps: Sequence[str], n_bootstrap: int, seed: int
 ) -> tuple[list[dict[str, object]], str]:
-    """Per trained stage: format compliance at least :data:`GOAL_FORMAT` and, with ``position``, an
-    A-preference within :data:`GOAL_A_PREFERENCE` (a stage with no rows is ``(not run)``, not met);
-    then order-consistent accuracy of each stage minus the one before, with the targets ``steps``.
-    Also returns the most-trained stage that ran (the last of ``stages`` when none did)."""
+    """The per-stage rate goals and stage-to-stage steps, and the most-trained stage that ran."""
     low, high = GOAL_A_PREFERENCE
     rows = []
     for stage in [s for s in stages if s in TRAINED_STAGES]:
