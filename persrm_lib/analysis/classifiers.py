@@ -1,53 +1,23 @@
-"""Cognitive-behaviour classifiers for reward-model traces (PersRM-R1 §5.2; Gandhi et al. 2025).
+"""Cognitive-behaviour classifiers for reward-model traces (PersRM-R1 §5.2): how often a trace shows
+*verification*, *backtracking*, *subgoal setting* and *backward chaining* (Gandhi et al. 2025,
+"Cognitive behaviors that enable self-improving reasoners"). Two classifiers share one interface
+(:class:`BehaviorClassifier`); the tallies over many traces are in :mod:`persrm_lib.analysis.tallies`.
 
-How often a reasoning trace shows *verification*, *backtracking*, *subgoal setting* and *backward
-chaining* ("Cognitive behaviors that enable self-improving reasoners", Gandhi et al. 2025). Two
-classifiers share one interface (:class:`BehaviorClassifier`): :class:`RuleBasedBehaviorClassifier`
-(transparent regular expressions, offline, CPU) and :class:`LLMBehaviorClassifier` (one prompt per
-behaviour, the model answers ``<count>N</count>``; any :class:`persrm_lib.models.client.ChatClient`:
-a registry model through ``LocalChatClient`` or an OpenAI-compatible endpoint; the trace is quoted
-as plain text, its special-token strings neutralised as in :mod:`persrm_lib.core.prompt`). The
-tallies over many traces, and the agreement of two classifiers, are in
-:mod:`persrm_lib.analysis.tallies`.
+**Rule-based** (:class:`RuleBasedBehaviorClassifier`, offline): a trace is cut into units
+(:func:`split_units`: lines, then sentences, then the items of an inline numbered run "1. x 2. y");
+a behaviour's count is the number of units that match any of its :data:`RULE_PATTERNS`
+(case-insensitive, ``^`` the start of a unit), so "Let me check again" counts once. Guarded
+negatives (tested): "wait time", "instead of", "First-person", mid-sentence "actually", "recounts";
+bullets are not subgoals (they also carry descriptions). Known false positives, kept because the
+cue is usually right in these traces: "indeed" as emphasis, "confirm" in a description, "would
+need to" in forward reasoning.
 
-**Rule-based counting.** A trace is cut into *units* (:func:`split_units`): lines, then sentences
-(a break after ``.``, ``!``, ``?`` or ``;`` followed by a space, except after a bare number such as
-``1.``), and an inline enumerator that continues a numbered run ("1. rhythm 2. tone") starts a
-new unit. A behaviour's count is the number of units in which at least one of its patterns
-matches, so "Let me check again" counts once, not twice. The patterns are in
-:data:`RULE_PATTERNS` (case-insensitive; ``^`` is the start of a unit):
-
-- verification: "let me check/verify/confirm/re-read", "check/look/read/count ... again",
-  "double-check", re-checking/re-examining/re-measuring ("re-count", "re-read", "reread"),
-  "confirm(s/ed)", "verify/verified", "indeed", "on closer inspection", "to be sure".
-- backtracking: a unit-initial "Wait" followed by punctuation ("Wait, ..." but not "wait time"),
-  "hold on", "wait a moment"; a unit-initial "Actually" or "actually," (mid-sentence "actually"
-  is emphasis: "B actually uses dashes"); "on second thought"; a unit-initial "Instead" or
-  "let me/I will ... instead" (not "instead of": "B uses commas instead of dashes" describes
-  style); "revise", "reconsider", "rethink", "I was wrong", "scratch that", "that is not right",
-  "start over", "I made a mistake".
-- subgoal setting: a unit-initial "First,/Second,/Next,/Then,/Finally," or "First I/we/let ..."
-  (not "First-person ..."), "step 1" / "step one", "I will/we need to/I should examine, compare,
-  check, assess ...", "let me/let's start, begin, look at, compare ...", "to decide/to do this",
-  and numbered enumerations ("1. rhythm", "(2) vocabulary": a list of criteria to examine).
-  Bullets ("- rhythm") are not counted: they also carry descriptions, not only plans.
-- backward chaining: "for A to be (written by) the author('s)", "if B were/was/is (written by)
-  the author", "assuming A is the author's", "we/I would expect", "would need/have to",
-  "working backwards", "starting from the verdict/conclusion".
-
-Known false positives, kept because the cue is usually right in these traces: "indeed" used as
-emphasis ("the diction is indeed archaic"), "confirm" in a description ("B confirms the habit"),
-"would need to" in forward reasoning. The tests list each guarded negative ("wait time",
-"instead of", "First-person", "recounts").
-
-**LLM counting.** :data:`BEHAVIOR_PROMPTS` holds one prompt per behaviour, written for style
-analysis after Gandhi et al.'s design (a definition, examples from authorship judging, what does
-not count), each asking for the number between ``<count>`` and ``</count>``. :func:`parse_count`
-is strict: exactly one tag pair holding a non-negative integer. An answer that breaks it gives
-``None`` for that behaviour (never 0) and a :class:`CountFailure` with the reason; summaries
-report ``n_failed`` beside the means. Small local models never write the tag on their own:
-``LocalChatClient(answer_prefix="<count>")`` makes the answer start with the tag, and puts it
-back in front of the answer, so the parser reads it as part of the answer.
+**LLM** (:class:`LLMBehaviorClassifier`): one prompt per behaviour (:data:`BEHAVIOR_PROMPTS`,
+after Gandhi et al.'s design, the trace quoted as plain text), any
+:class:`persrm_lib.models.client.ChatClient`. :func:`parse_count` is strict, exactly one
+``<count>N</count>``; an answer that breaks it gives ``None`` (never 0) and a :class:`CountFailure`.
+Small local models never write the tag on their own: ``LocalChatClient(answer_prefix="<count>")``
+starts the answer with it.
 """
 
 from __future__ import annotations
@@ -64,19 +34,11 @@ from ..models.client import ChatClient, LocalChatClient
 
 BEHAVIORS: tuple[str, ...] = ("verification", "backtracking", "subgoal_setting", "backward_chaining")
 
-# ---------------------------------------------------------------------------------------------
-# The classifier interface
-# ---------------------------------------------------------------------------------------------
-
 
 @runtime_checkable
 class BehaviorClassifier(Protocol):
-    """Counts cognitive behaviours in a reasoning trace.
-
-    ``count`` returns one entry per behaviour in :data:`BEHAVIORS`: a non-negative count, or
-    ``None`` when the classifier could not tell (an LLM answer that did not parse). ``None`` is
-    never the same as zero and is reported as a failure, not averaged in.
-    """
+    """Counts cognitive behaviours in a reasoning trace: per behaviour a non-negative count, or
+    ``None`` when the classifier could not tell (a failure, never zero)."""
 
     name: str
     behaviors: tuple[str, ...]
@@ -86,9 +48,7 @@ class BehaviorClassifier(Protocol):
     def count_batch(self, traces: Sequence[str]) -> list[dict[str, int | None]]: ...
 
 
-# ---------------------------------------------------------------------------------------------
-# Rule-based classifier
-# ---------------------------------------------------------------------------------------------
+# ---- rule-based ----------------------------------------------------------------------------------
 
 _S = r"^\W*"  # the start of a unit, after any quotes, bullets or brackets
 _WHO = r"(?:response |text |passage )?(?:[ab]|it|this|either|each|one)"
@@ -173,10 +133,7 @@ _INLINE_ENUMERATOR = re.compile(r"(?<=\s)\(?(\d{1,2})[.)]\s")
 
 
 def _split_enumeration(line: str) -> list[str]:
-    """Cut a line before inline enumerators that continue a numbered run ("1. x 2. y 3. z").
-
-    Only the next number of the run starts a piece, so "the score is 7. B is weaker" stays whole.
-    """
+    """Cut a line before inline enumerators that continue its numbered run ("the score is 7. B" stays whole)."""
     leading = _LEADING_ENUMERATOR.match(line)
     expect = int(leading.group(1)) + 1 if leading else 1
     cuts = [0]
@@ -204,9 +161,7 @@ def split_units(text: str) -> list[str]:
 
 @dataclass
 class RuleBasedBehaviorClassifier:
-    """Counts behaviours with the regular expressions of :data:`RULE_PATTERNS`; offline and exact.
-
-    A behaviour's count is the number of units (:func:`split_units`) matching any of its patterns.
+    """Counts the units (:func:`split_units`) matching each behaviour's :data:`RULE_PATTERNS`.
 
     >>> clf = RuleBasedBehaviorClassifier()
     >>> clf.count("First, compare rhythm. Wait, A is off. Let me check again: indeed it is.")
@@ -227,7 +182,7 @@ class RuleBasedBehaviorClassifier:
         return {b: [u for u in units if any(p.search(u) for p in _COMPILED[b])] for b in self.behaviors}
 
     def count(self, trace_text: str) -> dict[str, int | None]:
-        """Units matching each behaviour in one trace (never ``None``: the rules always answer)."""
+        """Units matching each behaviour in one trace (never ``None``)."""
         return {b: len(found) for b, found in self.matches(trace_text).items()}
 
     def count_batch(self, traces: Sequence[str]) -> list[dict[str, int | None]]:
@@ -235,9 +190,7 @@ class RuleBasedBehaviorClassifier:
         return [self.count(t) for t in traces]
 
 
-# ---------------------------------------------------------------------------------------------
-# LLM classifier
-# ---------------------------------------------------------------------------------------------
+# ---- LLM ---------------------------------------------------------------------------------------
 
 _COUNT_TAG = re.compile(r"<\s*(/?)\s*count\s*>", re.IGNORECASE)
 _NON_NEGATIVE_INT = re.compile(r"[0-9]+")
@@ -263,10 +216,8 @@ def count_parse_reason(text: object) -> tuple[int | None, str | None]:
 
 
 def parse_count(text: object) -> int | None:
-    """Read the classifier's answer: exactly one ``<count>N</count>``, N a non-negative integer.
-
-    Whitespace around N is allowed, other text around the tag too; anything else is ``None``
-    (a parse failure, never zero).
+    """Exactly one ``<count>N</count>`` (N a non-negative integer, whitespace and other text around
+    allowed) -> N; anything else -> ``None``.
 
     >>> parse_count("Two checks. <count> 2 </count>")
     2
@@ -317,19 +268,11 @@ BEHAVIOR_PROMPTS: dict[str, str] = {
 def behavior_messages(
     behavior: str, trace_text: str, max_trace_chars: int = 4000, *, tokenizer: Any = None
 ) -> list[dict[str, str]]:
-    """The chat messages that ask for one behaviour's count in one trace.
+    """System and user messages asking for one behaviour's count in one trace.
 
-    Args:
-        behavior: one of :data:`BEHAVIORS`.
-        trace_text: the trace to read; cut to ``max_trace_chars`` characters (then `` [...]``), and
-            made plain text: every special-token string in it is broken
-            (:func:`persrm_lib.core.prompt.neutralise_special_tokens`, with ``tokenizer``'s own
-            special tokens when given), so a trace holding ``<|im_end|>`` cannot close the user turn.
-        max_trace_chars: the cut, in characters of the trace as given.
-        tokenizer: the classifier model's tokenizer (optional; the generic markers are always broken).
-
-    Returns:
-        System and user messages.
+    The trace is cut to ``max_trace_chars`` characters (then `` [...]``) and made plain text
+    (:func:`persrm_lib.core.prompt.neutralise_special_tokens`, with ``tokenizer``'s own special
+    tokens when given), so a trace holding ``<|im_end|>`` cannot close the user turn.
 
     Raises:
         ValueError: an unknown behaviour.
@@ -359,15 +302,12 @@ class CountFailure:
 
 @dataclass
 class LLMBehaviorClassifier:
-    """Counts behaviours by asking a language model, one prompt per behaviour (Gandhi et al. 2025).
-
-    Every answer must hold exactly one ``<count>N</count>`` (:func:`parse_count`); an answer that
-    does not gives ``None`` for that behaviour and is recorded in :attr:`failures`.
+    """Counts behaviours by asking a language model, one prompt per behaviour; an answer that
+    :func:`parse_count` rejects gives ``None`` and is recorded in :attr:`failures`.
 
     Args:
-        client: a :class:`persrm_lib.models.client.ChatClient` (``LocalChatClient(model_name=
-            "tiny-random")``, an OpenAI-compatible endpoint's client), or any object with a
-            ``complete(messages) -> str`` method. Its ``complete_batch`` is used when present.
+        client: a :class:`persrm_lib.models.client.ChatClient`, or any object with a
+            ``complete(messages) -> str`` method (its ``complete_batch`` is used when present).
         behaviors: the behaviours to count.
         max_trace_chars: longer traces are cut to this many characters in the prompt.
 
@@ -447,19 +387,11 @@ def make_classifier(
     batch_size: int = 8,
     answer_prefix: str = "",
 ) -> list[RuleBasedBehaviorClassifier | LLMBehaviorClassifier]:
-    """The classifiers a notebook parameter asks for: ``"rule"``, ``"llm"`` or ``"both"``.
+    """The classifiers ``kind`` asks for (``"rule"``, ``"llm"`` or ``"both"``), rule-based first.
 
-    Args:
-        kind: which classifier(s).
-        llm_model: registry model for the LLM classifier (ignored when ``client`` is given); it is
-            loaded here, so a bad name fails at once.
-        client: a ready :class:`persrm_lib.models.client.ChatClient` (e.g. an OpenAI-compatible
-            endpoint's) to use instead of a local model.
-        max_new_tokens, batch_size, answer_prefix: the local model's
-            :class:`persrm_lib.models.client.LocalChatClient` settings (the count tag needs few tokens).
-
-    Returns:
-        The classifiers, rule-based first.
+    The LLM classifier uses ``client`` when given, else ``llm_model`` loaded here (so a bad name
+    fails at once) in a :class:`persrm_lib.models.client.LocalChatClient` with ``max_new_tokens``,
+    ``batch_size`` and ``answer_prefix``.
 
     Raises:
         ValueError: an unknown ``kind``, or local-model settings below 1.

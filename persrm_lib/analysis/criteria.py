@@ -1,26 +1,16 @@
-"""Task-specific behaviours in reward-model traces: new and re-prioritised stylistic criteria (PersRM-R1 §5.3).
+"""Task-specific behaviours in reward-model traces (PersRM-R1 §5.3): what the ``<criteria>`` section
+of a completion names, against the SFT traces the model learned from: new criteria (never named in
+the SFT traces), criteria diversity per GRPO step, re-prioritised criteria (order against the SFT
+order, a changed first criterion), and how both relate to correct verdicts
+(:meth:`persrm_lib.core.verdict.Verdict.outcome`). Records come from the stage owners' readers
+(:func:`persrm_lib.train.logs.read_grpo_completions`, :func:`persrm_lib.teachers.traces.read_traces`).
 
-What the ``<criteria>`` section of a completion names, against the SFT traces the model learned
-from: new stylistic criteria (named in RFT outputs, never in the SFT traces), criteria diversity
-per GRPO step (:func:`criteria_by_step`), re-prioritised criteria (their order against the SFT
-order, and whether the first criterion changed), and how both relate to correct verdicts
-(:func:`criteria_table`, :func:`accuracy_by_new_criteria`). Correctness is the one verdict rule,
-:meth:`persrm_lib.core.verdict.Verdict.outcome`.
-
-Inputs are records as the stage owners' readers return them: RFT completions
-(:func:`persrm_lib.train.logs.read_grpo_completions`: ``step, pair_id, label, completion,
-reward``) and SFT traces (:func:`persrm_lib.teachers.traces.read_traces`: a pair, its pair id in
-``id``, plus ``teacher, completion, scores, faithful``).
-
-**Criterion extraction** (:func:`extract_criteria`): the ``<criteria>`` section is split on lines
-and semicolons; a piece with a colon (or " - " / " — ") keeps only its head ("Tone: formal" ->
-"tone"), a piece without one is split on commas. Each piece is normalised: lowercase, markdown
-and enumerators ("1.", "(a)", "-", "step 2:") stripped, leading articles dropped, outer punctuation
-removed, and each word lemmatised lightly (plural suffixes only: "tendencies" -> "tendency",
-"dashes" -> "dash", "sentences" -> "sentence"; no dictionary, so it is deterministic and
-offline). Pieces with no letters or longer than ``max_words`` words (prose, not a criterion name)
-are dropped. The *SFT order* of a criterion is its mean relative position (0 first, 1 last) in
-the SFT traces that name two or more criteria (:func:`sft_criteria`).
+**Criterion extraction** (:func:`extract_criteria`): the section is split on lines and
+semicolons; a piece with a colon (or " - " / " — ") keeps its head ("Tone: formal" -> "tone"), one
+without is split on commas. Each piece is lowercased, stripped of markdown, enumerators ("1.",
+"(a)", "-", "step 2:"), leading articles and outer punctuation, and each word loses its plural
+suffix ("tendencies" -> "tendency"; no dictionary: deterministic, offline). Pieces without letters
+or longer than ``max_words`` words (prose) are dropped.
 """
 
 from __future__ import annotations
@@ -69,7 +59,7 @@ def _strip_prefix(text: str) -> str:
 
 
 def normalize_criterion(piece: str) -> str:
-    """Normalise one criterion name (see the module docstring); ``""`` when nothing is left.
+    """One criterion name normalised (module docstring); ``""`` when nothing is left.
 
     >>> normalize_criterion("2. **Sentence Lengths**")
     'sentence length'
@@ -85,10 +75,6 @@ def normalize_criterion(piece: str) -> str:
 
 def extract_criteria(criteria_text: str, max_words: int = 8) -> list[str]:
     """The criteria named in a ``<criteria>`` section, normalised, in order, without repeats.
-
-    Args:
-        criteria_text: the section's text.
-        max_words: longer pieces are prose, not criterion names, and are dropped.
 
     >>> extract_criteria("1. Sentence rhythm\\n2. Vocabulary, punctuation; Tone: formal and dry")
     ['sentence rhythm', 'vocabulary', 'punctuation', 'tone']
@@ -126,14 +112,9 @@ class SFTCriteria:
 
 
 def sft_criteria(traces: Sequence[Mapping[str, Any]], max_words: int = 8) -> SFTCriteria:
-    """Summarise the criteria of the SFT traces (records of :func:`persrm_lib.teachers.traces.read_traces`).
-
-    Each trace's ``completion`` is read, and its pair id from ``id`` (the trace contract: a pair
-    plus teacher, completion, scores, faithful). ``mean_position`` is each criterion's mean
-    position ``i / (k - 1)`` in traces naming ``k >= 2``
-    criteria (0 = named first, 1 = named last); ``modal_first`` the most common first criterion
-    (ties broken alphabetically).
-    """
+    """The criteria of the SFT traces (``completion``, pair id in ``id``). ``mean_position``: each
+    criterion's mean position ``i / (k - 1)`` in traces naming ``k >= 2`` criteria (0 first, 1
+    last); ``modal_first``: the most common first criterion (ties broken alphabetically)."""
     vocabulary: set[str] = set()
     positions: dict[str, list[float]] = {}
     first_by_pair: dict[str, str] = {}
@@ -164,10 +145,8 @@ def sft_criteria(traces: Sequence[Mapping[str, Any]], max_words: int = 8) -> SFT
 
 
 def order_correlation(criteria: Sequence[str], mean_position: Mapping[str, float]) -> float:
-    """Spearman correlation between a completion's criteria order and the SFT order.
-
-    Only criteria with an SFT position count; NaN with fewer than 2 of them or when their SFT
-    positions are all equal. 1 = same order as SFT, -1 = reversed (re-prioritised).
+    """Spearman correlation (SciPy) of a completion's criteria order with the SFT order, over the
+    criteria with an SFT position; NaN with fewer than 2 of them or equal positions. -1: reversed.
 
     >>> round(order_correlation(["tone", "rhythm"], {"rhythm": 0.0, "tone": 1.0}), 6)
     -1.0
@@ -184,21 +163,14 @@ def order_correlation(criteria: Sequence[str], mean_position: Mapping[str, float
 
 
 def criteria_table(records: Sequence[Mapping[str, Any]], sft: SFTCriteria, max_words: int = 8) -> pd.DataFrame:
-    """One row per completion: its criteria and the task-specific behaviours they show.
+    """One row per completion (``completion``, ``label``; ``step``, ``pair_id`` when present): its
+    criteria and the task-specific behaviours they show.
 
-    Args:
-        records: RFT completions (``step, pair_id, label, completion``), or any records with a
-            ``completion`` and a ``label``.
-        sft: :func:`sft_criteria` of the SFT traces.
-        max_words: see :func:`extract_criteria`.
-
-    Columns: ``step, pair_id, format_ok, correct`` (the verdict rule:
-    ``read_verdict(completion).outcome(label) == +1``),
-    ``criteria`` (list), ``n_criteria``, ``new_criteria`` (named, never in the SFT traces),
-    ``has_new``, ``order_rho`` (:func:`order_correlation`), ``first_changed`` (the first criterion
-    differs from the SFT trace's first criterion for the same pair, else from the SFT's most common
-    first criterion; ``None`` without criteria) and ``first_reference`` (``"pair"`` or ``"modal"``).
-    Completions that do not parse have no criteria: their criteria columns are empty or NaN.
+    Columns: ``step, pair_id, format_ok, correct`` (``read_verdict(completion).outcome(label) ==
+    CORRECT``), ``criteria``, ``n_criteria``, ``new_criteria`` (never in the SFT traces),
+    ``has_new``, ``order_rho`` (:func:`order_correlation`), ``first_changed`` (against the SFT
+    trace of the same pair, else the SFT's modal first criterion; ``None`` without criteria) and
+    ``first_reference`` (``"pair"`` or ``"modal"``). A completion that does not parse has no criteria.
     """
     rows = []
     for record in records:
@@ -249,12 +221,8 @@ def criteria_entropy(criteria_lists: Iterable[Sequence[str]]) -> float:
 
 
 def criteria_by_step(table: pd.DataFrame) -> pd.DataFrame:
-    """Per GRPO step: criteria diversity, new criteria and re-prioritisation (parsed completions).
-
-    Columns: ``step, n_completions, n_parsed, distinct_criteria, entropy_bits,
-    mean_criteria_per_output, share_with_new, new_criteria (sorted list), mean_order_rho,
-    share_first_changed, accuracy``.
-    """
+    """Per GRPO step: criteria diversity, new criteria and re-prioritisation over parsed completions
+    (accuracy over all)."""
     rows = []
     for step, frame in table.groupby("step", sort=True):
         parsed = frame[frame["format_ok"]]
@@ -268,23 +236,20 @@ def criteria_by_step(table: pd.DataFrame) -> pd.DataFrame:
                 "n_parsed": int(len(parsed)),
                 "distinct_criteria": int(len({n for names in lists for n in names})),
                 "entropy_bits": criteria_entropy(lists),
-                "mean_criteria_per_output": float(parsed["n_criteria"].mean()) if len(parsed) else math.nan,
-                "share_with_new": float(parsed["has_new"].astype(bool).mean()) if len(parsed) else math.nan,
+                "mean_criteria_per_output": float(parsed["n_criteria"].mean()),  # pandas: NaN when empty
+                "share_with_new": float(parsed["has_new"].astype(bool).mean()),
                 "new_criteria": sorted({n for names in parsed["new_criteria"] for n in names}),
-                "mean_order_rho": float(rho.mean()) if len(rho) else math.nan,
-                "share_first_changed": float(first.astype(bool).mean()) if len(first) else math.nan,
-                "accuracy": float(frame["correct"].mean()) if len(frame) else math.nan,
+                "mean_order_rho": float(rho.mean()),
+                "share_first_changed": float(first.astype(bool).mean()),
+                "accuracy": float(frame["correct"].mean()),
             }
         )
     return pd.DataFrame(rows)
 
 
 def accuracy_by_new_criteria(table: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy of parsed completions with vs without new criteria, and with a changed vs kept first criterion.
-
-    Unparsed completions are left out (they have no criteria and are never correct), so the
-    comparison is not driven by format failures. NaN where a group is empty.
-    """
+    """Accuracy of parsed completions (so format failures do not drive it) with vs without new
+    criteria, and with a changed vs kept first criterion; NaN where a group is empty."""
     parsed = table[table["format_ok"]]
     rows = []
     for feature, column in (("new criteria", "has_new"), ("first criterion changed", "first_changed")):
@@ -296,7 +261,7 @@ def accuracy_by_new_criteria(table: pd.DataFrame) -> pd.DataFrame:
                     "feature": feature,
                     "present": value,
                     "n": int(len(group)),
-                    "accuracy": float(group["correct"].mean()) if len(group) else math.nan,
+                    "accuracy": float(group["correct"].mean()),
                 }
             )
     return pd.DataFrame(rows)

@@ -1,12 +1,6 @@
-"""The figures of notebook 07_behavior_analysis (PersRM-R1 §5.2–5.3), drawn from the tallies.
-
-- :func:`plot_behaviors_over_steps`: ``07_behaviors_over_steps``, cognitive behaviours per GRPO step;
-- :func:`plot_stage_comparison`: ``07_behaviors_by_stage``, teacher, base, SFT and RFT traces;
-- :func:`plot_criteria_over_steps`: ``07_criteria_over_steps``, criteria diversity, new and
-  re-prioritised criteria.
-
-Each returns a matplotlib figure; the notebook saves it with :func:`persrm_lib.run.notebook.save_fig`.
-matplotlib and seaborn are imported inside the functions, so the analysis modules load without them.
+"""The figures of notebook 07_behavior_analysis (PersRM-R1 §5.2–5.3), drawn from the tallies; each
+returns a matplotlib figure (matplotlib and seaborn are imported inside, so the analysis modules
+load without them).
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Tallies of cognitive behaviours over traces, classifier agreement, and notebook 07's headline metrics.
 
-Records come from the stage owners' readers (RFT completions from
-:func:`persrm_lib.train.logs.read_grpo_completions`, SFT traces from
-:func:`persrm_lib.teachers.traces.read_traces`, evaluation completions from
-:func:`persrm_lib.evaluate.records.read_eval_completions`); each needs a ``completion``, and
-``step`` and ``pair_id`` are carried into the tables when present.
-
-The **reasoning trace** of a completion (:func:`reasoning_trace`) is the text of its ``<criteria>``
-and ``<eval>`` sections when :func:`persrm_lib.core.output_format.parse_output` accepts the
-completion, and the raw completion otherwise (a model that breaks the format still reasons).
-Classifiers (:mod:`persrm_lib.analysis.classifiers`) count behaviours in that text; a count that
-failed (``None``) is kept missing in every table and reported beside the means, never averaged in
-as zero. Agreement statistics: Cohen's kappa (scikit-learn), Spearman and Pearson correlation (SciPy).
+Records come from the stage owners' readers (:func:`persrm_lib.train.logs.read_grpo_completions`,
+:func:`persrm_lib.teachers.traces.read_traces`, :func:`persrm_lib.evaluate.records.read_eval_completions`):
+a ``completion``, and ``step`` and ``pair_id`` when present. Classifiers count behaviours in its
+:func:`reasoning_trace`; a failed count (``None``) stays missing in every table and is reported
+beside the means, never averaged in as zero.
 """
 
 from __future__ import annotations
@@ -24,12 +17,14 @@ import numpy as np
 import pandas as pd
 
 from ..core.output_format import parse_output
+from ..evaluate.records import plain as nan_to_none  # JSON-safe scalars, NaN as None
 from .classifiers import BEHAVIORS, BehaviorClassifier, LLMBehaviorClassifier, RuleBasedBehaviorClassifier
 from .criteria import SFTCriteria, accuracy_by_new_criteria, criteria_by_step, new_criteria_names
 
 
 def reasoning_trace(completion: str) -> tuple[str, bool]:
-    """The reasoning text of a completion and whether the output format parsed.
+    """The reasoning text of a completion (its ``<criteria>`` and ``<eval>`` when the format parses,
+    else the raw completion: a model that breaks the format still reasons) and whether it parsed.
 
     >>> reasoning_trace("<criteria>rhythm</criteria><eval>A fits</eval><scores>[7, 2]</scores>")
     ('rhythm\\nA fits', True)
@@ -45,10 +40,8 @@ def reasoning_trace(completion: str) -> tuple[str, bool]:
 def behavior_counts(
     records: Sequence[Mapping[str, Any]], classifier: BehaviorClassifier, stage: str = "rft"
 ) -> pd.DataFrame:
-    """One row per completion: ``stage, step, pair_id, format_ok, classifier`` and a count per behaviour.
-
-    Counts are a nullable integer dtype: a missing value is a classifier failure, never zero.
-    """
+    """One row per completion: ``stage, step, pair_id, format_ok, classifier`` and a count per
+    behaviour (nullable integers: a missing value is a classifier failure)."""
     read = [reasoning_trace(r["completion"]) for r in records]
     counts = classifier.count_batch([text for text, _ in read]) if read else []
     oks = [ok for _, ok in read]
@@ -70,11 +63,8 @@ def behavior_counts(
 
 
 def summarize_by(counts: pd.DataFrame, by: str | Sequence[str] = "step") -> pd.DataFrame:
-    """Long table per group and behaviour: mean count, share of traces showing it, failures.
-
-    Means and shares are over the traces the classifier could count (``n_counted``);
-    ``n_failed`` traces (``None`` counts) are reported beside them, never averaged in as zero.
-    """
+    """Long table per group and behaviour: mean count and share of traces showing it over the
+    ``n_counted`` traces, and the ``n_failed`` ones beside them."""
     keys = [by] if isinstance(by, str) else list(by)
     behaviors = [b for b in BEHAVIORS if b in counts.columns]
     rows = []
@@ -86,8 +76,8 @@ def summarize_by(counts: pd.DataFrame, by: str | Sequence[str] = "step") -> pd.D
                 {
                     **dict(zip(keys, group, strict=True)),
                     "behavior": b,
-                    "mean_count": float(values.mean()) if len(values) else math.nan,
-                    "share_present": float((values > 0).mean()) if len(values) else math.nan,
+                    "mean_count": float(values.mean()),  # pandas: NaN when empty
+                    "share_present": float((values > 0).mean()),
                     "n_counted": int(len(values)),
                     "n_failed": int(frame[b].isna().sum()),
                 }
@@ -101,14 +91,13 @@ def failure_counts(counts: pd.DataFrame) -> dict[str, int]:
 
 
 def agreement(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
-    """Agreement of two classifiers on the same traces, per behaviour.
+    """Agreement per behaviour of two :func:`behavior_counts` tables of the same records (rows
+    matched by position; traces where either count failed left out): Cohen's kappa on presence
+    (scikit-learn), Spearman and Pearson correlation on counts (SciPy), and a ``note`` for each NaN
+    (kappa: one presence value throughout; correlations: constant counts or under 2 traces).
 
-    Rows are matched by position (both frames come from :func:`behavior_counts` on the same
-    records). Traces where either count failed are left out (``n``). Columns: Cohen's kappa on
-    presence (count > 0, scikit-learn), Spearman and Pearson correlation on counts (SciPy), and
-    ``note`` explaining any NaN: kappa is undefined when both classifiers give one presence value
-    for every trace (chance agreement is 1, e.g. a behaviour that never occurs); a correlation is
-    undefined when either classifier's counts are constant, or when fewer than 2 traces are left.
+    Raises:
+        ValueError: tables of different lengths.
     """
     from scipy.stats import pearsonr, spearmanr
     from sklearn.metrics import cohen_kappa_score
@@ -156,11 +145,8 @@ def agreement(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
 def behavior_examples(
     records: Sequence[Mapping[str, Any]], per_behavior: int = 2, max_chars: int = 240
 ) -> dict[str, list[dict[str, Any]]]:
-    """Quoted units showing each behaviour (rule-based evidence), with step and pair id.
-
-    Records are scanned in order of (step, pair id, position) and at most one unit per record is
-    quoted, so the examples spread over traces.
-    """
+    """Up to ``per_behavior`` quoted units per behaviour (rule-based), with step and pair id; records
+    in (step, pair id) order, each quoted for its first matching unit only, so examples spread."""
     clf = RuleBasedBehaviorClassifier()
     order = sorted(range(len(records)), key=lambda i: (records[i].get("step") or 0, str(records[i].get("pair_id")), i))
     examples: dict[str, list[dict[str, Any]]] = {b: [] for b in BEHAVIORS}
@@ -175,19 +161,8 @@ def behavior_examples(
     return examples
 
 
-def nan_to_none(value: Any) -> Any:
-    """Plain JSON value: floats that are NaN become ``None`` (JSON has no NaN), numpy scalars Python ones."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def evenly_spaced(records: Sequence[Any], n: int) -> list[Any]:
-    """At most ``n`` records spread evenly over the sequence (all of them when ``n <= 0``).
-
-    Deterministic: the same records for the same ``n``, so every training step stays represented.
+    """At most ``n`` records spread evenly (deterministically) over the sequence; all when ``n <= 0``.
 
     >>> evenly_spaced(list(range(10)), 4)
     [0, 3, 6, 9]
@@ -199,8 +174,8 @@ def evenly_spaced(records: Sequence[Any], n: int) -> list[Any]:
 
 
 def step_metrics(summary: pd.DataFrame, prefix: str) -> dict[str, Any]:
-    """Headline numbers of a per-step summary: mean count per behaviour at the first and last step
-    and over all steps (``<prefix>_<behavior>_first|last|all``), NaN as ``None``."""
+    """``<prefix>_<behavior>_first|last|all``: a per-step :func:`summarize_by`'s mean count at the
+    first and last step and over all steps, NaN as ``None``."""
     out: dict[str, Any] = {}
     if summary.empty:
         return out
@@ -230,20 +205,12 @@ def headline_metrics(
 
     Args:
         classifier: the notebook's ``classifier`` parameter, recorded as is.
-        table: :func:`persrm_lib.analysis.criteria.criteria_table` of the RFT completions (one row
-            per completion, so its length is the number of completions).
+        table: :func:`persrm_lib.analysis.criteria.criteria_table` of the RFT completions.
         sft: :func:`persrm_lib.analysis.criteria.sft_criteria` of the SFT traces.
         summaries: classifier name -> :func:`summarize_by` per step (:func:`step_metrics` of each).
         n_eval_stages: how many evaluation stages had completions.
-        llm: the LLM classifier, when one ran (its queries and parse failures are recorded).
-        agreement_table: :func:`agreement` of the two classifiers, when both ran (kappa and
-            Spearman per behaviour).
-
-    Returns:
-        Counts (``n_completions, n_steps, n_sft_traces, n_eval_stages, sft_vocabulary_size,
-        new_criteria_count``), shares and accuracies of the criteria behaviours over parsed
-        outputs, the last step's criteria diversity, ``<classifier>_<behavior>_first|last|all``,
-        and the LLM and agreement numbers when given.
+        llm: the LLM classifier, when one ran (its queries and parse failures).
+        agreement_table: :func:`agreement`, when both classifiers ran (kappa and Spearman).
     """
     parsed = table[table["format_ok"]]
     by_step = criteria_by_step(table)
@@ -256,34 +223,28 @@ def headline_metrics(
         "n_completions": n,
         "n_steps": len(set(table["step"])),
         "n_sft_traces": sft.n_traces,
-        "format_ok_share": nan_to_none(format_ok / n if n else math.nan),
+        "format_ok_share": format_ok / n if n else math.nan,
         "n_eval_stages": n_eval_stages,
         "sft_vocabulary_size": len(sft.vocabulary),
         "new_criteria_count": len(new_criteria_names(table)),
-        "share_with_new_criteria": nan_to_none(
-            float(parsed["has_new"].astype(bool).mean()) if len(parsed) else math.nan
-        ),
-        "accuracy_with_new_criteria": nan_to_none(acc[("new criteria", True)]),
-        "accuracy_without_new_criteria": nan_to_none(acc[("new criteria", False)]),
-        "accuracy_first_changed": nan_to_none(acc[("first criterion changed", True)]),
-        "accuracy_first_kept": nan_to_none(acc[("first criterion changed", False)]),
-        "mean_order_rho": nan_to_none(float(parsed["order_rho"].mean()) if len(parsed) else math.nan),
-        "share_first_changed": nan_to_none(
-            float(first_changed.dropna().astype(bool).mean()) if first_changed.notna().any() else math.nan
-        ),
-        "distinct_criteria_last_step": nan_to_none(by_step["distinct_criteria"].iloc[-1] if len(by_step) else math.nan),
-        "criteria_entropy_last_step": nan_to_none(by_step["entropy_bits"].iloc[-1] if len(by_step) else math.nan),
+        "share_with_new_criteria": float(parsed["has_new"].astype(bool).mean()),
+        "accuracy_with_new_criteria": acc[("new criteria", True)],
+        "accuracy_without_new_criteria": acc[("new criteria", False)],
+        "accuracy_first_changed": acc[("first criterion changed", True)],
+        "accuracy_first_kept": acc[("first criterion changed", False)],
+        "mean_order_rho": float(parsed["order_rho"].mean()),
+        "share_first_changed": float(first_changed.dropna().astype(bool).mean()),
+        "distinct_criteria_last_step": by_step["distinct_criteria"].iloc[-1] if len(by_step) else math.nan,
+        "criteria_entropy_last_step": by_step["entropy_bits"].iloc[-1] if len(by_step) else math.nan,
     }
     for name, summary in summaries.items():
         metrics.update(step_metrics(summary, name))
     if llm is not None:
         metrics["llm_queries"] = llm.n_queries
         metrics["llm_parse_failures"] = len(llm.failures)
-        metrics["llm_parse_failure_rate"] = nan_to_none(
-            len(llm.failures) / llm.n_queries if llm.n_queries else math.nan
-        )
+        metrics["llm_parse_failure_rate"] = len(llm.failures) / llm.n_queries if llm.n_queries else math.nan
     if agreement_table is not None:
         for row in agreement_table.itertuples():
-            metrics[f"kappa_{row.behavior}"] = nan_to_none(row.kappa)
-            metrics[f"spearman_{row.behavior}"] = nan_to_none(row.spearman)
-    return metrics
+            metrics[f"kappa_{row.behavior}"] = row.kappa
+            metrics[f"spearman_{row.behavior}"] = row.spearman
+    return {key: nan_to_none(value) for key, value in metrics.items()}

@@ -1,28 +1,14 @@
 """Authorship baselines beside the reward model (PersRM-R1 §4, baselines): a published authorship
-verification method and the strongest thing the measured evidence alone can do.
-
-- ``lambdag`` (:class:`LambdaGJudge`): LambdaG (Nini et al. 2024, "Grammar as a behavioral
-  biometric: using cognitively motivated grammar models for authorship verification",
-  arXiv 2403.08462), through the ``lambdag`` package (MIT). Each response gets the log-likelihood
-  ratio of "written by the exemplars' author" against a reference population: its likelihood
-  under a Kneser-Ney n-gram model of the exemplars minus its likelihood under models of sampled
-  reference sentences, averaged over the samples. The reference population is the training
-  authors' passages. Position-invariant.
-- ``evidence-lr`` (:class:`EvidenceLRJudge`): a logistic regression on the stylometric teacher's
-  measurements (:meth:`persrm_lib.teachers.stylometric.StylometricTeacher.measure`): A-minus-B
-  differences of every feature's standardised distance to the exemplars, of the character n-gram
-  cosine and of Burrows' Delta. Trained on the training pairs in both orders, so it cannot learn a
-  position prior, and it is exactly antisymmetric: swapping A and B swaps its two scores.
-
-Both are built by :func:`persrm_lib.evaluate.judges.make_judge` and fitted on the training pairs
-(they read the training labels: LambdaG to know which response is the author's, the regression as
-its targets); neither sees a test pair before it scores it.
+verification method (``lambdag``, :class:`LambdaGJudge`) and the strongest thing the measured
+stylometric evidence alone can do (``evidence-lr``, :class:`EvidenceLRJudge`). Both are fitted on
+the training pairs and read their labels; neither sees a test pair before it scores it.
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,16 +19,6 @@ from ..data.stylometry import FEATURE_NAMES
 from ..teachers.stylometric import StylometricTeacher
 from .judge_base import BaseJudge, LearnsFrom, NotFittedError, Pair, Verdict
 
-__all__ = [
-    "CV_FOLDS",
-    "C_GRID",
-    "EVIDENCE_FEATURES",
-    "EvidenceLRJudge",
-    "LambdaGJudge",
-    "chosen_response",
-    "evidence_features",
-]
-
 # the evidence-lr judge's inputs, in column order: A-minus-B differences of these measurements
 EVIDENCE_FEATURES: tuple[str, ...] = (*(f"distance:{name}" for name in FEATURE_NAMES), "char_ngram", "delta")
 C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 11))  # evidence-lr's candidate C values
@@ -50,8 +26,7 @@ CV_FOLDS = 5  # evidence-lr's cross-validation folds (fewer when there are fewer
 
 
 class TooFewReferencesError(ValueError):
-    """LambdaG's reference corpus (the training authors' passages) is smaller than a pair's exemplars:
-    the training set is too small for this baseline (the message names the pair and the counts)."""
+    """LambdaG's reference corpus is smaller than a pair's exemplars: too few training pairs."""
 
 
 def chosen_response(pair: Pair) -> str:
@@ -67,59 +42,33 @@ def chosen_response(pair: Pair) -> str:
 
 
 def _label(pair: Pair) -> str:
-    """A training pair's label, or a ValueError naming the pair."""
+    """A training pair's label; a ValueError naming the pair."""
     try:
         return check_label(pair.get("label"))
     except ValueError as exc:
         raise ValueError(f"training pair {pair.get('id', '?')!r}: {exc}") from exc
 
 
-class _MemoisedFit:
-    """Stands in for ``LambdaGMethod._fit_new_language_model``: a language model fitted on the same
-    sentences is fitted once. Scoring A and B of a pair draws the same reference samples (the
-    generator is re-seeded per response), so B reuses A's models; :meth:`clear` between pairs."""
-
-    def __init__(self, fit: Callable[[Any], Any]) -> None:
-        self.fit = fit
-        self.models: dict[tuple[Any, ...], Any] = {}
-
-    def __call__(self, sentences: Any) -> Any:
-        key = tuple(sentences)
-        if key not in self.models:
-            self.models[key] = self.fit(key)
-        return self.models[key]
-
-    def clear(self) -> None:
-        self.models.clear()
-
-
 class LambdaGJudge(BaseJudge):
-    """LambdaG authorship verification (Nini et al. 2024, arXiv 2403.08462; the ``lambdag`` package).
+    """LambdaG authorship verification (Nini et al. 2024, "Grammar as a behavioral biometric",
+    arXiv 2403.08462; the ``lambdag`` package, MIT).
 
-    For each response U and the exemplars K (the known documents), the score is LambdaG's
-    ``lambda_G``: the sum over U's tokens of ``log10 p_K(token | context) - log10 p_R(token | context)``,
-    with ``p_K`` a Kneser-Ney n-gram model of K's sentences and ``p_R`` one of as many reference
-    sentences, drawn without replacement from the reference corpus, averaged over
-    ``num_references`` draws (``LambdaGMethod._lambdag_score``). Uncalibrated: comparing two
-    responses needs no threshold. No POSnoise content masking (the paper recommends it; it needs a
-    part-of-speech tagger that is not available offline), so the token n-grams carry topic as well
-    as grammar.
+    A response U's score against the exemplars K is ``lambda_G``: the sum over U's tokens of
+    ``log10 p_K(token | context) - log10 p_R(token | context)``, with ``p_K`` a Kneser-Ney n-gram
+    model of K's sentences and ``p_R`` one of as many reference sentences, averaged over
+    ``num_references`` draws (``LambdaGMethod._lambdag_score``). Uncalibrated (comparing two
+    responses needs no threshold); no POSnoise masking (it needs a tagger not available offline),
+    so the n-grams carry topic as well as grammar.
 
-    :meth:`fit` builds the reference corpus: the training pairs' exemplars and chosen responses,
-    deduplicated, grouped by ``author`` (a pair without one is its own group), each text split into
-    sentences once. When a pair is scored, the references leave out the exemplars' author (the
-    pair's ``author``, and any group holding one of its exemplars) and the two responses' texts, as
-    LambdaG requires (no reference written by the known author). The draws are seeded by ``seed``
-    and the exemplars' text, so both responses of a pair are compared against the same reference
-    models, and a response's score does not depend on its position or on the other pairs of the
-    batch: position-invariant (swapping A and B swaps the scores exactly).
+    :meth:`fit` builds the reference corpus from the training pairs' exemplars and chosen
+    responses, grouped by ``author``. A pair's references leave out the exemplars' author and the
+    two responses, as LambdaG requires. The draws are seeded by ``seed`` and the exemplars' text,
+    so both responses meet the same references: position-invariant, batch-independent.
 
     Args:
         order: the n-gram order (the package's example: 10).
-        num_references: reference draws per response (the package's example: 30). Cost with
-            these defaults on the smoke profile's test pairs (80-word passages, one thread, 48
-            training pairs): 0.3 s per pair with one exemplar, 0.7-1.0 s with three; fitting is
-            instant (it only splits the texts).
+        num_references: reference draws per response (the package's example: 30; about 0.3-1 s per
+            pair on one thread with 80-word passages).
         basis: ``tokens`` (whitespace tokens) or ``characters``.
         lowercasing: lowercase every text first.
         sentenize: model sentences separately (contexts do not cross a sentence end).
@@ -127,8 +76,8 @@ class LambdaGJudge(BaseJudge):
 
     Raises:
         ValueError: (fit) no training pairs or a label other than a/b; (score) exemplars without a
-            word, fewer exemplars than asked, or fewer reference sentences than the exemplars have.
-        NotFittedError: scoring before :meth:`fit`.
+            word or fewer than asked. TooFewReferencesError: fewer reference sentences than the
+            exemplars have. NotFittedError: scoring before :meth:`fit`.
     """
 
     name = "lambdag"
@@ -161,14 +110,14 @@ class LambdaGJudge(BaseJudge):
             num_references=num_references,
             random_seed=seed,
         )
-        self.fit_language_model = _MemoisedFit(self.method._fit_new_language_model)
-        self.method._fit_new_language_model = self.fit_language_model  # type: ignore[method-assign]
+        # memoised: B of a pair draws A's reference samples, so it reuses A's models (cleared between pairs)
+        self.fit_language_model = functools.cache(self.method._fit_new_language_model)
+        self.method._fit_new_language_model = lambda sentences: self.fit_language_model(tuple(sentences))  # type: ignore[method-assign]
         self.seed = seed
         # the reference corpus: (author, text, sentences), sorted by author then text
         self.references: list[tuple[str, str, list[Any]]] | None = None
 
     def fit(self, train_pairs: Sequence[Pair]) -> LambdaGJudge:
-        """Build the reference corpus from the training pairs' exemplars and chosen responses."""
         if not train_pairs:
             raise ValueError("lambdag: no training pairs to build the reference corpus from")
         author_of: dict[str, str] = {}
@@ -198,7 +147,7 @@ class LambdaGJudge(BaseJudge):
                     f"lambdag: pair {pair.get('id', '?')!r}: {len(references)} reference sentences outside the "
                     f"exemplars' author, fewer than the {len(known)} sentences of its exemplars: fit on more training pairs"
                 )
-            self.fit_language_model.clear()
+            self.fit_language_model.cache_clear()
             scores = []
             for response in responses:
                 # the same draws for both responses: one seed per (seed, exemplars)
@@ -207,11 +156,11 @@ class LambdaGJudge(BaseJudge):
                     float(self.method._lambdag_score(known, self.method._preprocess_text(response), references))
                 )
             verdicts.append(Verdict(scores[0], scores[1]))
-        self.fit_language_model.clear()
+        self.fit_language_model.cache_clear()
         return verdicts
 
     def _references_for(self, pair: Pair, exemplars: Sequence[str], responses: Sequence[str]) -> list[Any]:
-        """The reference sentences for one pair: none by the exemplars' author, none of the two responses."""
+        """The reference sentences for one pair: none by the exemplars' author, none of its responses."""
         assert self.references is not None
         known_texts = set(exemplars)
         excluded_authors = {a for a, text, _ in self.references if text in known_texts}
@@ -241,17 +190,10 @@ class LambdaGJudge(BaseJudge):
 
 
 def evidence_features(teacher: StylometricTeacher, pair: Pair, n_exemplars: int | None = None) -> np.ndarray:
-    """The evidence-lr inputs of one pair, in :data:`EVIDENCE_FEATURES` order (A minus B).
-
-    Every feature's standardised distance to the exemplars (``distance_a - distance_b``), the
-    character n-gram cosine (``char_a - char_b``) and Burrows' Delta (``delta_a - delta_b``), as
-    :meth:`StylometricTeacher.measure` gives them. The pair is measured in both orders and the
-    vector is half the difference of the two: the same numbers in exact arithmetic, and swapping A
-    and B negates it bit for bit (the character n-gram cosine alone differs in its last bits
-    between the orders, because the TF-IDF rows are summed in a different order).
-
-    Returns:
-        A float array of shape ``(len(EVIDENCE_FEATURES),)``.
+    """The evidence-lr inputs of one pair, shape ``(len(EVIDENCE_FEATURES),)``: A minus B of each
+    feature's standardised distance to the exemplars, of the character n-gram cosine and of Burrows'
+    Delta (:meth:`StylometricTeacher.measure`). Half the difference of both orders' vectors, so
+    swapping A and B negates it bit for bit (the n-gram cosine alone differs in its last bits).
 
     Raises:
         ValueError: fewer exemplars than ``n_exemplars`` (naming the pair).
@@ -269,27 +211,19 @@ def _a_minus_b(teacher: StylometricTeacher, pair: Pair) -> np.ndarray:
 
 
 class EvidenceLRJudge(BaseJudge):
-    """A logistic regression on the stylometric evidence: what the measurements alone can decide.
+    """A logistic regression (scikit-learn) on the stylometric evidence (:func:`evidence_features`).
 
     :meth:`fit` fits a :class:`~persrm_lib.teachers.stylometric.StylometricTeacher` on the training
-    texts (the features' spreads; no label), measures every training pair
-    (:func:`evidence_features`), and trains scikit-learn's ``LogisticRegression`` on the pairs in
-    both orders (the swapped copy's features negated, its target flipped), on inputs divided by
-    their standard deviation and without an intercept: with both orders the data are symmetric, so
-    an intercept (a position prior) would be zero anyway, and leaving it out makes the model
-    exactly antisymmetric. The scores are ``s_a = sigmoid(z)`` (the probability that A is the
-    author's) and ``s_b = sigmoid(-z) = 1 - s_a``, with ``z`` the decision value; swapping A and B
-    negates ``z`` and so swaps the scores exactly. It reads both responses, so it is not
-    position-invariant in the protocol's sense (each response on its own): the evaluation scores
-    swapped pairs for real.
+    texts, and ``LogisticRegression`` on the training pairs in both orders (the swapped copy's
+    features negated, its target flipped), inputs divided by their standard deviation, without an
+    intercept: the model is exactly antisymmetric and cannot learn a position prior.
+    ``s_a = sigmoid(z)``, ``s_b = 1 - s_a``, so swapping A and B swaps the scores; it reads both
+    responses, so the evaluation still scores swapped pairs for real.
 
     Args:
-        C: the inverse regularisation strength of ``LogisticRegression``; None (the default):
-            chosen from :data:`C_GRID` by :data:`CV_FOLDS`-fold cross-validation on the training
-            pairs (log-loss; both orders of a pair always in the same fold; scikit-learn's
-            ``LogisticRegressionCV`` with ``GroupKFold``, no shuffling), so 122 inputs learnt from a
-            few dozen pairs are regularised as much as the training pairs say they should be.
-            With fewer than two training pairs there is nothing to cross-validate: C is 1.
+        C: the inverse regularisation strength; None: chosen from :data:`C_GRID` by
+            :data:`CV_FOLDS`-fold cross-validation on log-loss (``LogisticRegressionCV`` with
+            ``GroupKFold``, both orders of a pair in one fold), 1 with fewer than two pairs.
         seed: ``random_state`` of ``LogisticRegression``.
 
     Raises:
@@ -313,7 +247,6 @@ class EvidenceLRJudge(BaseJudge):
         self.n_fit_pairs = 0
 
     def fit(self, train_pairs: Sequence[Pair]) -> EvidenceLRJudge:
-        """Train on the labelled training pairs, each in both orders."""
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
         from sklearn.model_selection import GroupKFold
         from sklearn.preprocessing import StandardScaler
@@ -359,11 +292,7 @@ class EvidenceLRJudge(BaseJudge):
         return verdicts
 
     def coefficients(self) -> dict[str, float]:
-        """The fitted weight of each :data:`EVIDENCE_FEATURES` input (standardised units), by name.
-
-        Raises:
-            NotFittedError: before :meth:`fit`.
-        """
+        """The fitted weight of each :data:`EVIDENCE_FEATURES` input (standardised units); NotFittedError before fit."""
         if self.weights is None:
             raise NotFittedError("judge 'evidence-lr' must be fitted on training pairs first: call fit(train_pairs)")
         return {name: float(w) for name, w in zip(EVIDENCE_FEATURES, self.weights, strict=True)}

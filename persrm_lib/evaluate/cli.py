@@ -6,36 +6,13 @@ Command line::
         [--n-exemplars K] [--limit N] [--seed S] [--train-pairs TRAIN.jsonl] [--orders both|original]
         [--strip-think] [--count-too-long] --out RESULT.json
 
-It reads the pairs strictly (:func:`persrm_lib.data.pairs.read_pairs`), scores each pair -- with
-``--orders both`` (the default) also with A and B swapped, the pair's verdict then coming from the
-two orders' averaged scores (:func:`persrm_lib.evaluate.judging.average_orders`) -- writes per-pair results and the metrics to
-``RESULT.json`` atomically, and prints as its LAST line::
-
-    accuracy=0.712 n=300 format=0.99 order_consistent=0.650 a_preference=0.52 reasoning=0.91 too_long=0 judge=NAME
-
-(order-consistent accuracy and the A-preference are ``nan`` with ``--orders original``; the
-reasoning agreement -- scores that prefer the side the completion's own ``<eval>`` says wins -- is
-``nan`` for judges that write no eval). ``--strip-think`` removes one leading ``<think>`` block of a
-reasoning model before parsing (the document's ``judge.n_stripped`` counts them);
-``--count-too-long`` counts pairs whose prompt does not fit the model's context in a ``too_long``
-column, left out of every rate, instead of refusing the file.
-
-Bad input (a malformed line, a file that is not UTF-8, a label other than a/b, a missing field, an
-empty file, an adapter that does not fit the model or whose training record disagrees with the
-pairs, a model without a chat template, too few exemplars, a pair whose prompt does not fit the
-model's context, a number out of range, an ``--out`` that is a folder or one of the inputs) exits
-with code 2 and one line on stderr, before the first model call. If judging still fails after it
-began, the pairs judged so far are written to ``RESULT.partial.json`` (``"partial": true``) before
-the command exits with code 1.
-
-Judges that learn from data (``char-ngram``, ``function-words``, ``scalar-rm``) are fitted on
-``--train-pairs``. Without it, ``char-ngram`` and ``function-words`` fit their unsupervised
-statistics (vocabulary, idf, z-scores) on the evaluated pairs' texts -- labels are never read --
-and the result records that; ``scalar-rm`` needs ``--train-pairs``.
-
-The judge is built by :func:`persrm_lib.evaluate.judges.make_judge`; the per-pair rows have the
-fields of :data:`persrm_lib.evaluate.records.RESULT_FIELDS`. Notebook 05's suite over a run folder
-is :mod:`persrm_lib.evaluate.suite`.
+It judges the pairs (:func:`persrm_lib.evaluate.judging.evaluate_pairs`), writes the per-pair rows
+and the metrics to ``RESULT.json`` atomically, and prints :func:`summary_line` last. Bad input
+(a malformed file or pair, an adapter that does not fit, a model without a chat template, a prompt
+too long, a number out of range, an ``--out`` that is a folder or an input) exits with code 2 and
+one line on stderr, before the first model call; a failure after judging began writes the pairs
+judged so far to ``RESULT.partial.json`` and exits with code 1. Without ``--train-pairs``, judges
+that learn from texts alone are fitted on the evaluated pairs' texts (labels never read).
 """
 
 from __future__ import annotations
@@ -74,15 +51,9 @@ class EvaluationFailedError(RuntimeError):
 
 # what the command refuses as bad input (exit 2), whether found up front or while judging
 INPUT_ERRORS = (
-    PairFormatError,
-    FileNotFoundError,
-    AdapterMismatchError,
-    AdapterEvidenceError,
-    ChatTemplateError,
-    NotFittedError,
-    ModelRegistryError,
-    PromptTooLongError,
-)
+    PairFormatError, FileNotFoundError, AdapterMismatchError, AdapterEvidenceError, ChatTemplateError,
+    NotFittedError, ModelRegistryError, PromptTooLongError,
+)  # fmt: skip
 
 
 def benchmark_name(path: str | Path) -> str:
@@ -103,7 +74,7 @@ def metrics_document(results: pd.DataFrame, n_bootstrap: int = metrics.N_BOOTSTR
 
 
 def summary_line(overall: Mapping[str, Any], judge: str) -> str:
-    """The one-line summary the command prints last (missing or null values are written ``nan``).
+    """The one-line summary the command prints last (``nan`` where a rate is undefined or missing).
 
     >>> summary_line({"accuracy": 0.7123, "n": 300, "format": 0.99, "order_consistent_accuracy": 0.5,
     ...               "a_preference": 0.5, "reasoning_agreement": None, "too_long": 0}, "char-ngram")
@@ -132,12 +103,11 @@ def build_judge(
     strip_think: bool = False,
     count_too_long: bool = False,
 ) -> Judge:
-    """A judge from command-line settings (through :func:`persrm_lib.evaluate.judges.make_judge`);
-    ``strip_think`` and ``count_too_long`` are settings of the generative judge only.
+    """A judge from command-line settings (:func:`persrm_lib.evaluate.judges.make_judge`).
 
     Raises:
         EvaluationInputError: an unknown judge or model, a model judge without ``model``, an adapter
-            for a judge that takes none, an adapter folder without ``adapter_config.json``, or
+            for a judge that takes none or a folder without ``adapter_config.json``, or
             ``strip_think``/``count_too_long`` for another judge than ``generative``.
     """
     if name not in JUDGES:
@@ -183,19 +153,14 @@ def fit_judge(
     if judge.learns_from == "labels":
         raise EvaluationInputError(f"--judge {judge.name} is trained on labelled pairs: pass --train-pairs TRAIN.jsonl")
     if judge.learns_from == "texts":
-        unlabelled = [{k: v for k, v in p.items() if k != "label"} for p in eval_pairs]
-        judge.fit(unlabelled)
+        judge.fit([{k: v for k, v in p.items() if k != "label"} for p in eval_pairs])
         return "evaluated pairs' texts, labels not read (no --train-pairs)"
     return "nothing (no parameters)"
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
-    """Why the command line cannot run, checked before any file is read or model loaded; None when it can.
-
-    Numbers are range-checked by the parser (:func:`parser`); here: the pair files exist, ``--out``
-    can be written (:func:`persrm_lib.core.cli.output_problem`: not a folder, not an input), and
-    the flags that belong to one judge.
-    """
+    """Why the command line cannot run (an input missing, an ``--out`` that cannot be written), checked
+    before any file is read; None when it can."""
     for flag, path in (("--pairs", args.pairs), ("--train-pairs", args.train_pairs)):
         if path is not None and not Path(path).is_file():
             return f"{flag}: {path} does not exist"
@@ -210,14 +175,10 @@ def check_arguments(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Everything the command does except printing; returns the result document.
 
-    Every input is checked before the first model call (:data:`INPUT_ERRORS` become
-    :class:`EvaluationInputError`). If judging fails after it began, the pairs judged so far are
-    written to :func:`persrm_lib.core.cli.partial_path` of ``--out`` and
-    :class:`EvaluationFailedError` names that file.
-
     Raises:
-        EvaluationInputError: bad input (exit 2).
-        EvaluationFailedError: judging or the summary failed after work began (exit 1).
+        EvaluationInputError: bad input (exit 2), found before the first model call.
+        EvaluationFailedError: judging or the summary failed after work began (exit 1); the pairs
+            judged so far are in :func:`persrm_lib.core.cli.partial_path` of ``--out``.
     """
     started = time.perf_counter()
     try:
@@ -240,9 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             both = [swap_pair(p) for p in pairs] if args.orders == "both" else []
             try:
                 check(list(pairs) + both, args.n_exemplars)
-            except ValueError as exc:  # an adapter record that cannot be read, a prompt over max_prompt_tokens
-                if isinstance(exc, INPUT_ERRORS):
-                    raise
+            except ValueError as exc:  # also an adapter record that cannot be read, a prompt over max_prompt_tokens
                 raise EvaluationInputError(str(exc)) from exc
         fitted_on = fit_judge(judge, train_pairs, pairs)
     except INPUT_ERRORS as exc:
@@ -255,8 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "limit": args.limit,
         "seed": args.seed,
         "orders": args.orders,
-        # True: each response is scored on its own (pointwise, baselines): the swapped order's verdict is
-        # the original's mirrored, not judged again, so order consistency holds by construction
+        # True: the swapped order's verdict is the original's mirrored, so order consistency holds by construction
         "position_invariant": bool(judge.position_invariant),
     }
     try:
@@ -293,7 +251,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _write_partial(
     document: dict[str, Any], results: pd.DataFrame, args: argparse.Namespace, cause: BaseException, n_pairs: int
 ) -> Path:
-    """Write the pairs judged so far, named as partial results; returns the file."""
     where = partial_path(args.out)
     partial = {
         **document,
@@ -313,19 +270,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", required=True, choices=JUDGES, help="which judge")
     p.add_argument("--model", help="registry name, hub id or model folder (loglik, generative, scalar-rm)")
     p.add_argument("--adapter", help="PEFT adapter folder for --judge generative (e.g. <run>/sft/adapter)")
-    p.add_argument(
-        "--n-exemplars",
-        type=whole_number(1),
-        default=None,
-        help="show the first K exemplars (default: each pair's own)",
-    )
-    p.add_argument(
-        "--limit", type=whole_number(1), default=None, help="evaluate N pairs drawn with --seed (default: all)"
-    )
+    p.add_argument("--n-exemplars", type=whole_number(1), help="show the first K exemplars (default: each pair's own)")
+    p.add_argument("--limit", type=whole_number(1), help="evaluate N pairs drawn with --seed (default: all)")
     p.add_argument(
         "--seed", type=seed_number, default=0, help="seed of --limit, the random judge, scalar-rm and the bootstrap"
     )
-    p.add_argument("--train-pairs", type=Path, default=None, help="pairs to fit char-ngram, function-words, scalar-rm")
+    p.add_argument("--train-pairs", type=Path, help="pairs to fit char-ngram, function-words, scalar-rm")
     p.add_argument(
         "--max-new-tokens", type=whole_number(1), default=256, help="generation budget of --judge generative"
     )
@@ -334,10 +284,7 @@ def parser() -> argparse.ArgumentParser:
         "--scalar-rm-steps", type=whole_number(1), default=20, help="RewardTrainer steps of --judge scalar-rm"
     )
     p.add_argument(
-        "--bootstrap",
-        type=whole_number(1),
-        default=metrics.N_BOOTSTRAP,
-        help="bootstrap resamples for the intervals",
+        "--bootstrap", type=whole_number(1), default=metrics.N_BOOTSTRAP, help="bootstrap resamples for the intervals"
     )
     p.add_argument(
         "--orders",

@@ -1,13 +1,10 @@
 """Two or more runs side by side, pair for pair: what a setting changes (an ablation).
 
-Runs that differ in one setting (``python -m persrm_lib.run --set prompt.evidence stylometric``, a
-seed, a model) but share the data settings judge the same held-out pairs, and notebook 05 draws its
-generative subsets from one seeded permutation, so a smaller sample is nested in a larger one. This
-module reads each run's ``eval/per_pair.csv`` (or a published results folder's
-``tables/eval_per_pair.csv``, so ``--run none=results/cpu`` needs no re-run), names every judge ``<judge>@<label>``, and compares
-each judge of a run with the same judge of the first run on the pairs both judged: accuracy and
-order-consistent accuracy with paired 95% bootstrap intervals
-(:func:`persrm_lib.evaluate.metrics.paired_comparison`), overall and per negative kind.
+Runs that differ in one setting but share the data settings judge the same held-out pairs (and
+smaller generative samples are nested in larger ones). Each run's per-pair results (a run folder's
+or a published results folder's) are read, every judge named ``<judge>@<label>``, and each judge
+compared with the same judge of the first run on the pairs both judged, with paired 95% bootstrap
+intervals (:func:`persrm_lib.evaluate.metrics.paired_comparison`).
 
     python -m persrm_lib.evaluate.compare --run none=runs/cpu --run stylometric=runs/cpu-evidence \\
         [--judges rm-sft,rm-rft] [--exemplars 3] [--out comparison.json]
@@ -30,23 +27,14 @@ from . import metrics
 from .records import read_per_pair
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "judge",
-    "run",
-    "n",
-    "accuracy",
-    "ci_low",
-    "ci_high",
-    "order_consistent_accuracy",
-    "a_preference",
-    "format",
+    "judge", "run", "n", "accuracy", "ci_low", "ci_high", "order_consistent_accuracy", "a_preference", "format",
     "reasoning_agreement",
-)
+)  # fmt: skip
 
 
 def per_pair_file(folder: str | Path) -> Path:
-    """The per-pair results of a run folder (``eval/per_pair.csv``) or of a folder published by
-    :func:`persrm_lib.run.publish.publish` (``tables/eval_per_pair.csv``); the run folder's path
-    when neither exists, so that the reader names what is missing."""
+    """A run folder's ``eval/per_pair.csv``, or a published folder's ``tables/eval_per_pair.csv``
+    (:func:`persrm_lib.run.publish.publish`); the former when neither exists, so the reader names it."""
     run_file = runfiles.per_pair_path(Path(folder))
     published = runfiles.published_per_pair_path(Path(folder))
     return published if not run_file.is_file() and published.is_file() else run_file
@@ -56,18 +44,15 @@ def combine_runs(runs: Mapping[str, str | Path], exemplars: int | None = None) -
     """Per-pair results of several runs in one table, each judge renamed ``<judge>@<label>``.
 
     Args:
-        runs: label -> run folder (``eval/per_pair.csv``) or published results folder
-            (``tables/eval_per_pair.csv``), in comparison order.
-        exemplars: keep only this exemplar count (``None``: the largest count of the first run,
-            the count of notebook 05's main tables).
+        runs: label -> run or published results folder (:func:`per_pair_file`), in comparison order.
+        exemplars: keep only this exemplar count (``None``: the first run's largest, as notebook 05's tables).
 
     Returns:
         The rows, with added ``run`` (the label) and ``base_judge`` (the judge's own name) columns.
 
     Raises:
-        ValueError: fewer than two runs, or a label with ``@`` or repeated.
+        ValueError: fewer than two runs, an empty label or one with ``@``, a per-pair file with other columns.
         FileNotFoundError: a folder that does not exist, or one without per-pair results (named).
-        ValueError: a per-pair file with other columns (named).
     """
     labels = list(runs)
     if len(labels) < 2:
@@ -98,15 +83,13 @@ def compare_runs(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each judge per run, and each later run's judge minus the first run's, on shared pairs.
 
-    Args:
-        combined: :func:`combine_runs` rows.
-        judges: the judges to compare (default: every judge the first run has).
-        by: the breakdown of the paired differences.
+    ``judges``: default every judge of the first run; ``by``: the breakdown of the differences.
 
     Returns:
-        ``(summary, paired)``: summary rows (:data:`SUMMARY_COLUMNS`) per judge and run; paired rows
-        ``measure, judge, run, group, n, model_accuracy, baseline_accuracy, difference, diff_low,
-        diff_high``, where the "model" is the later run and the "baseline" the first run.
+        ``(summary, paired)``: :data:`SUMMARY_COLUMNS` rows per judge and run; per measure of
+        :data:`persrm_lib.evaluate.metrics.MEASURES`, :func:`persrm_lib.evaluate.metrics.paired_comparison`
+        rows with ``measure, judge, run`` for ``baseline`` (the "model" is the later run, the
+        "baseline" the first).
     """
     labels = list(dict.fromkeys(combined["run"]))
     first = labels[0]
@@ -130,8 +113,7 @@ def compare_runs(
                         table.drop(columns=["baseline"]).assign(measure=measure, judge=name, run=label)
                     )
     summary = pd.DataFrame(summary_rows, columns=list(SUMMARY_COLUMNS))
-    columns = ["measure", "judge", "run", "group", "n", "model_accuracy", "baseline_accuracy"]
-    columns += ["difference", "diff_low", "diff_high"]
+    columns = ["measure", "judge", "run", *metrics.PAIRED_COLUMNS[1:]]
     paired = pd.concat(paired_frames, ignore_index=True)[columns] if paired_frames else pd.DataFrame(columns=columns)
     return summary, paired
 
@@ -148,14 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     table is read or written; ``--out`` is written atomically and never over an input."""
     parser = Parser(prog="python -m persrm_lib.evaluate.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=_parse_run, action="append", required=True, metavar="LABEL=RUN_FOLDER")
-    parser.add_argument("--judges", default=None, help="comma-separated judges (default: all of the first run's)")
-    parser.add_argument("--exemplars", type=whole_number(1), default=None, help="exemplar count (default: the largest)")
+    parser.add_argument("--judges", help="comma-separated judges (default: all of the first run's)")
+    parser.add_argument("--exemplars", type=whole_number(1), help="exemplar count (default: the largest)")
     parser.add_argument(
         "--by", default="negative_kind", choices=metrics.BREAKDOWNS, help="breakdown of the differences"
     )
     parser.add_argument("--n-bootstrap", type=whole_number(1), default=metrics.N_BOOTSTRAP)
     parser.add_argument("--seed", type=seed_number, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="also write the two tables as JSON")
+    parser.add_argument("--out", type=Path, help="also write the two tables as JSON")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a refused argument (one line on stderr) or --help

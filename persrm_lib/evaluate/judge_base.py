@@ -60,23 +60,20 @@ def cosine_rows(matrix: np.ndarray, centroid: np.ndarray) -> np.ndarray:
 
 
 class BaseJudge:
-    """Shared plumbing: ``score`` calls ``score_batch``; position-invariant judges implement
-    :meth:`score_responses` (one score per response from the exemplars alone)."""
+    """``score`` calls ``score_batch``, which calls :meth:`score_responses` (one score per response
+    from the exemplars alone) in a position-invariant judge."""
 
     name = "base"
     position_invariant = True
     learns_from: ClassVar[LearnsFrom] = "nothing"
 
     def fit(self, train_pairs: Sequence[Pair]) -> BaseJudge:
-        """Judges without parameters ignore the training pairs."""
-        return self
+        return self  # no parameters
 
     def score(self, pair: Pair, n_exemplars: int | None = None) -> Verdict:
-        """Score one pair; see :meth:`score_batch`."""
         return self.score_batch([pair], n_exemplars)[0]
 
     def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
-        """Score pairs; a position-invariant judge scores each response against the exemplars."""
         verdicts = []
         for pair in pairs:
             s_a, s_b = self.score_responses(exemplars_of(pair, n_exemplars), [pair["response_a"], pair["response_b"]])

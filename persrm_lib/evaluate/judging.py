@@ -1,9 +1,9 @@
-"""The judging loop: every pair scored by a judge, in both orders, tabulated one row per pair.
+"""The judging loop, shared by the command line (:mod:`.cli`), notebook 05's suite (:mod:`.suite`)
+and the benchmarks: every pair scored by a judge, in both orders, tabulated one row per pair.
 
-Shared by the command line (:mod:`persrm_lib.evaluate.cli`), notebook 05's suite
-(:mod:`persrm_lib.evaluate.suite`) and the benchmarks. Order robustness as in JudgeLM's swap
-augmentation and J1's both-order protocol: each pair is judged as written and with A and B exchanged,
-and its verdict comes from the averaged scores, so a judge that always answers A ties (wrong).
+Order robustness as in JudgeLM's swap augmentation and J1's both-order protocol: each pair is
+judged as written and with A and B exchanged, and its verdict comes from the averaged scores, so a
+judge that always answers A ties (wrong).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from ..core.verdict import exemplar_count, is_correct
 from . import metrics
 from .judges import Judge, Verdict, swap_pair
 from .records import RESULT_FIELDS
+
+ORDERS: tuple[str, ...] = ("both", "original")  # judge each pair in both orders (averaged), or as written
 
 
 class EvaluationInputError(ValueError):
@@ -59,35 +61,10 @@ def check_exemplar_counts(pairs: Sequence[Mapping[str, Any]], n_exemplars: int |
             raise EvaluationInputError(f"--n-exemplars {n_exemplars}: {exc}") from exc
 
 
-ORDERS: tuple[str, ...] = ("both", "original")  # judge each pair in both orders (averaged), or as written
-
-
-def _order_columns(prefix: str, verdict: Verdict | None, think: bool = False) -> dict[str, Any]:
-    """One order's own verdict as ``<prefix>s_a`` ... ``<prefix>eval_side`` (all None when not judged);
-    ``think``: the judge strips a leading ``<think>`` block before parsing, so the eval is read after it."""
-    if verdict is None:
-        return dict.fromkeys(f"{prefix}{k}" for k in ("s_a", "s_b", "preferred", "format_ok", "eval_side"))
-    return {
-        f"{prefix}s_a": verdict.s_a,
-        f"{prefix}s_b": verdict.s_b,
-        f"{prefix}preferred": verdict.preferred,
-        f"{prefix}format_ok": verdict.format_ok,
-        f"{prefix}eval_side": metrics.completion_eval_side(
-            strip_think(verdict.completion)[0] if think else verdict.completion
-        )
-        if verdict.completion
-        else None,
-    }
-
-
 def average_orders(original: Verdict, swapped: Verdict) -> Verdict:
-    """The pair's verdict from both orders: each response's score is the mean of its two scores.
-
-    ``s_a`` is the mean of the original ``s_a`` and the swapped ``s_b`` (response A sits in slot B
-    once swapped), and likewise for ``s_b``. A format violation in either order makes the averaged
-    verdict a violation (no scores), and a prompt too long in either order makes it ``too_long``.
-    A judge that always answers A averages to a tie (wrong); a position-invariant judge's scores are
-    unchanged (its swapped scores are its original ones, exchanged).
+    """The pair's verdict from both orders: each response's score is the mean of its two scores
+    (response A sits in slot B once swapped). A format violation in either order makes a violation,
+    a prompt too long in either order makes it ``too_long``.
 
     >>> average_orders(Verdict(8.0, 2.0), Verdict(8.0, 2.0)).scores  # always A: a tie
     [5.0, 5.0]
@@ -112,33 +89,22 @@ def evaluate_pairs(
     batch_size: int = 16,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Score every pair -- with ``orders="both"`` also with A and B exchanged -- and tabulate.
+    """Score every pair (``orders="both"``: also with A and B exchanged) and tabulate.
 
-    With both orders, the pair's verdict (``s_a``, ``s_b``, ``preferred``, ``correct``,
-    ``format_ok``) comes from the averaged scores (:func:`average_orders`: a format violation in
-    either order makes it a violation); each order's own verdict is kept in the ``original_*`` and
-    ``swapped_*`` columns (order-consistent accuracy, A-preference, reasoning agreement). With
-    ``"original"``, the pair's verdict is the original order's and the ``swapped_*`` columns are
-    empty. A position-invariant judge (each response scored on its own) gets the swapped verdict by
-    exchanging its two scores -- exactly what scoring the swapped pair would return, so averaging
-    changes nothing; every other judge scores the swapped pairs for real (both orders in one batch).
+    With both orders the pair's verdict comes from :func:`average_orders`; each order's own verdict
+    is kept in the ``original_*`` and ``swapped_*`` columns (empty ``swapped_*`` with
+    ``"original"``). A position-invariant judge gets its swapped verdict by exchanging its two
+    scores (what scoring the swapped pair would return); every other judge scores the swapped
+    pairs for real, both orders in one batch.
 
-    Args:
-        judge: a fitted judge.
-        pairs: canonical pairs.
-        n_exemplars: exemplars shown per pair (the first K); None: each pair's ``n_exemplars``.
-        orders: ``"both"`` or ``"original"``.
-        benchmark: the benchmark column's value when a pair has no ``benchmark`` field.
-        batch_size: pairs per ``score_batch`` call.
-        progress: show a tqdm bar.
-
-    Returns:
-        One row per pair with the columns of :data:`RESULT_FIELDS`.
+    ``n_exemplars``: the first K exemplars shown (None: each pair's own); ``benchmark``: the
+    column's value for a pair without one; ``batch_size``: pairs per ``score_batch`` call. Returns
+    one row per pair with the columns of :data:`RESULT_FIELDS`.
 
     Raises:
-        ValueError: ``orders`` is neither ``"both"`` nor ``"original"``.
-        EvaluationInterrupted: judging failed (or was interrupted) after at least one batch was
-            judged; it carries the rows of the pairs judged so far (``results``) and the cause.
+        ValueError: an unknown ``orders``.
+        EvaluationInterrupted: judging failed after at least one batch was judged; it carries the
+            rows judged so far (``results``) and the cause.
 
     >>> from persrm_lib.evaluate.judges import make_judge
     >>> pair = {"id": "p", "query": "Q", "exemplars": ["ab ab ab"], "response_a": "ab ab", "response_b": "zz",
@@ -155,11 +121,10 @@ def evaluate_pairs(
     pairs = list(pairs)
     verdicts: list[Verdict] = []
     swapped: list[Verdict] = []
-    batches = range(0, len(pairs), batch_size)
     try:
-        for begin in tqdm(batches, desc=f"judge {judge.name}", disable=not progress):
+        for begin in tqdm(range(0, len(pairs), batch_size), desc=f"judge {judge.name}", disable=not progress):
             chunk = pairs[begin : begin + batch_size]
-            if both and not judge.position_invariant:  # both orders in one call: the judge batches them together
+            if both and not judge.position_invariant:
                 judged = judge.score_batch(chunk + [swap_pair(p) for p in chunk], n_exemplars)
                 verdicts += judged[: len(chunk)]
                 swapped += judged[len(chunk) :]
@@ -173,6 +138,20 @@ def evaluate_pairs(
     return _result_rows(judge, pairs, verdicts, swapped, both, n_exemplars, benchmark)
 
 
+def _order_columns(prefix: str, verdict: Verdict | None, think: bool) -> dict[str, Any]:
+    """One order's own verdict as ``<prefix>s_a`` ... ``<prefix>eval_side`` (all None when not judged)."""
+    if verdict is None:
+        return dict.fromkeys(f"{prefix}{k}" for k in ("s_a", "s_b", "preferred", "format_ok", "eval_side"))
+    completion = strip_think(verdict.completion)[0] if think and verdict.completion else verdict.completion
+    return {
+        f"{prefix}s_a": verdict.s_a,
+        f"{prefix}s_b": verdict.s_b,
+        f"{prefix}preferred": verdict.preferred,
+        f"{prefix}format_ok": verdict.format_ok,
+        f"{prefix}eval_side": metrics.completion_eval_side(completion) if completion else None,
+    }
+
+
 def _result_rows(
     judge: Judge,
     pairs: Sequence[Mapping[str, Any]],
@@ -183,8 +162,8 @@ def _result_rows(
     benchmark: str | None,
 ) -> pd.DataFrame:
     """The rows of :func:`evaluate_pairs` for the pairs judged (``verdicts`` in pair order)."""
-    think = bool(getattr(judge, "strip_think", False))  # a reasoning model's think block, stripped before parsing
-    if both and judge.position_invariant:  # the swapped pair's scores, without scoring it again
+    think = bool(getattr(judge, "strip_think", False))  # the eval is read after a stripped think block
+    if both and judge.position_invariant:
         swapped = [replace(v, s_a=v.s_b, s_b=v.s_a) for v in verdicts]
     rows = []
     for k, (pair, verdict) in enumerate(zip(pairs, verdicts, strict=True)):
@@ -192,15 +171,10 @@ def _result_rows(
         pair_verdict = average_orders(verdict, other) if other is not None else verdict
         rows.append(
             {
-                "id": pair.get("id"),
+                **{key: pair.get(key) for key in ("id", "label", "positive_kind", "negative_kind", "genre", "author")},
                 "benchmark": pair.get("benchmark") or benchmark or "pairs",
                 "judge": judge.name,
                 "n_exemplars": exemplar_count(pair, n_exemplars),
-                "label": pair["label"],
-                "positive_kind": pair.get("positive_kind"),
-                "negative_kind": pair.get("negative_kind"),
-                "genre": pair.get("genre"),
-                "author": pair.get("author"),
                 "s_a": pair_verdict.s_a,
                 "s_b": pair_verdict.s_b,
                 "preferred": pair_verdict.preferred,

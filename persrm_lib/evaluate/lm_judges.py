@@ -1,14 +1,6 @@
 """The judges that run a language model (PersRM-R1 §4): the generative reward model, the
-log-likelihood (PMI) baseline and the Bradley-Terry scalar reward model.
-
-- :class:`GenerativeJudge`: the reward model itself (any registry model, optionally with a PEFT
-  adapter) through the one LLM client; base zero-shot, SFT-only and SFT+RFT are this judge with no
-  adapter, the SFT adapter and the RFT adapter.
-- :class:`LoglikJudge`: mean log-likelihood of each response after the exemplars minus without them.
-- :class:`ScalarRMJudge`: trained by :func:`persrm_lib.train.scalar_rm.train_scalar_rm`, scores each
-  response alone.
-
-Build them with :func:`persrm_lib.evaluate.judges.make_judge`.
+log-likelihood (PMI) baseline and the Bradley-Terry scalar reward model; built by
+:func:`persrm_lib.evaluate.judges.make_judge`.
 """
 
 from __future__ import annotations
@@ -16,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from ..core.output_format import strip_think
 from ..core.pointwise import join_completions, pair_verdict, pointwise_prompt_texts
@@ -28,37 +20,31 @@ from ..models.generation import SCORE_STOP, SCORES_STOP
 from ..models.registry import load_model, load_tokenizer
 from ..train.adapters import adapter_mode, check_evidence_matches, load_adapter
 from ..train.scalar_rm import scalar_rm_tokens, train_scalar_rm
-from .judge_base import BaseJudge, LearnsFrom, Loaded, NotFittedError, Pair, Verdict
+from .judge_base import BaseJudge, Loaded, NotFittedError, Pair, Verdict
 
 
 def _resolve(loaded: Loaded | None) -> tuple[Any, Any] | None:
-    """A shared model: the pair itself, or what the loader returns."""
+    """A shared model and tokenizer, or what their loader returns."""
     return loaded() if callable(loaded) else loaded
 
 
-class GenerativeJudge:
-    """The reward model: prompt -> batched greedy completion -> ``read_verdict`` -> verdict.
+class GenerativeJudge(BaseJudge):
+    """The reward model: prompt (:func:`persrm_lib.core.prompt.build_prompt_text`) -> batched greedy
+    completion (:class:`persrm_lib.models.client.LocalChatClient`) -> ``read_verdict``. Base
+    zero-shot, SFT-only and SFT+RFT are this judge with no adapter, the SFT and the RFT adapter.
 
-    It holds a :class:`persrm_lib.models.client.LocalChatClient` (the one LLM client): prompts from
-    :func:`persrm_lib.core.prompt.build_prompt_text`, completions from ``client.generate_prompts``.
-    ``loaded`` (a model and tokenizer, or a function returning them) is used as it is, adapter or not;
-    otherwise ``model`` is loaded on first use and ``adapter`` applied and merged
-    (:func:`persrm_lib.train.adapters.load_adapter`).
-
-    ``mode`` (default: the adapter's own, from its ``persrm_training.json``; ``pairwise`` without an
-    adapter): ``pairwise`` reads a pair in the paper's format; ``pointwise`` scores each response
-    alone (:mod:`persrm_lib.core.pointwise`) and compares, so the judge is position-invariant.
-
-    Generation stops as soon as ``</scores>`` (pointwise: ``</score>``) is written (``stop_strings``,
-    default :data:`persrm_lib.models.generation.SCORES_STOP` or ``SCORE_STOP``: anything after it
-    is a violation anyway). A
-    pair whose prompt does not fit the model's context (minus ``max_new_tokens``) is refused before
-    anything is generated, or, with ``count_too_long``, returned as a verdict marked ``too_long``
-    (no completion) while the others are judged.
+    ``loaded`` (a model and tokenizer, or a function returning them) is used as it is, adapter or
+    not; otherwise ``model`` is loaded on first use and ``adapter`` applied and merged
+    (:func:`persrm_lib.train.adapters.load_adapter`). ``mode`` (default: the adapter's own;
+    ``pairwise`` without one): ``pointwise`` scores each response alone
+    (:mod:`persrm_lib.core.pointwise`), so the judge is position-invariant. Generation stops at
+    ``</scores>`` (pointwise ``</score>``): anything after it is a violation anyway. A pair whose
+    prompt does not fit the context (minus ``max_new_tokens``) is refused before anything is
+    generated or, with ``count_too_long``, returned as ``too_long``. ``strip_think``: ONE leading
+    ``<think>`` block is stripped before parsing (a reasoning model), counted in ``n_stripped``.
     """
 
     position_invariant = False  # True in pointwise mode (set per instance)
-    learns_from: ClassVar[LearnsFrom] = "nothing"
 
     def __init__(
         self,
@@ -76,11 +62,9 @@ class GenerativeJudge:
     ) -> None:
         self.model_name = model
         self.adapter = str(adapter) if adapter else None
-        # the formulation: the adapter's own (persrm_training.json) unless told; pairwise without one
         self.mode = mode or (adapter_mode(self.adapter) if self.adapter else "pairwise")
         if self.mode not in ("pairwise", "pointwise"):
             raise ValueError(f"generative judge: mode must be pairwise or pointwise, got {self.mode!r}")
-        # pointwise: each response scored alone, so swapping A and B swaps the scores
         self.position_invariant = self.mode == "pointwise"
         if stop_strings is None:
             stop_strings = SCORE_STOP if self.mode == "pointwise" else SCORES_STOP
@@ -90,8 +74,6 @@ class GenerativeJudge:
         self.name = name or ("generative" if adapter is None else f"generative+{Path(adapter).parent.name}")
         self._loaded = loaded
         self._client: LocalChatClient | None = None
-        # a judge served by a reasoning model: strip ONE leading <think> block before parsing
-        # (output_format.strip_think); n_stripped counts the completions that had one
         self.strip_think = strip_think
         self.n_stripped = 0
         self.count_too_long = count_too_long
@@ -123,51 +105,38 @@ class GenerativeJudge:
         """The last :class:`persrm_lib.models.generation.GenerationResult` (None before scoring)."""
         return None if self._client is None else self._client.last_result
 
-    def fit(self, train_pairs: Sequence[Pair]) -> GenerativeJudge:
-        """The generative judge is trained by notebooks 03/04, not here."""
-        return self
-
-    def score(self, pair: Pair, n_exemplars: int | None = None) -> Verdict:
-        return self.score_batch([pair], n_exemplars)[0]
-
     def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
-        """Greedy completions of the pairs' prompts, in order; scores from the one parser.
+        """Greedy completions of the pairs' prompts, in order, read by the one parser.
 
         Raises:
             ValueError: a prompt longer than ``max_prompt_tokens`` (naming the pair).
-            PromptTooLongError: a prompt longer than the model's context minus ``max_new_tokens``
-                (:mod:`persrm_lib.models.context`), naming the pair and its tokens; nothing is
-                generated then. With ``count_too_long`` such a pair gets ``Verdict(None, None,
-                too_long=True)`` instead, and the other pairs are judged.
-            AdapterEvidenceError: a pair with (without) an evidence table for an adapter trained
-                without (with) one (:func:`persrm_lib.train.adapters.check_evidence_matches`),
-                before any model is loaded.
+            PromptTooLongError: a prompt longer than the context minus ``max_new_tokens``
+                (:mod:`persrm_lib.models.context`; not with ``count_too_long``), before anything is generated.
+            AdapterEvidenceError: pairs whose evidence tables disagree with the adapter's training
+                (:func:`persrm_lib.train.adapters.check_evidence_matches`), before any model is loaded.
         """
         prompts, fits = self._prompts(pairs, n_exemplars)
-        if self.mode == "pointwise":
-            return self._score_pointwise(prompts, fits)
-        self.n_too_long += fits.count(False)
-        client = self.client
-        texts = iter(client.generate_prompts([q for q, ok in zip(prompts, fits, strict=True) if ok]).texts)
+        per_pair = 2 if self.mode == "pointwise" else 1  # pointwise: A and B scored alone, one prompt each
+        pair_fits = [all(fits[k * per_pair : (k + 1) * per_pair]) for k in range(len(pairs))]
+        self.n_too_long += pair_fits.count(False)
+        wanted = [q for k, ok in enumerate(pair_fits) if ok for q in prompts[k * per_pair : (k + 1) * per_pair]]
+        texts = iter(self.client.generate_prompts(wanted).texts)
         verdicts = []
-        for ok in fits:
+        for ok in pair_fits:
             if not ok:
                 verdicts.append(Verdict(None, None, too_long=True))
-                continue
-            text = next(texts)
-            verdicts.append(replace(read_verdict(self._answer(text)), completion=text))
+            elif per_pair == 1:
+                text = next(texts)
+                verdicts.append(replace(read_verdict(self._answer(text)), completion=text))
+            else:  # the pair's verdict compares the two scores (core.pointwise.pair_verdict)
+                text_a, text_b = next(texts), next(texts)
+                verdict = pair_verdict(self._answer(text_a), self._answer(text_b))
+                verdicts.append(replace(verdict, completion=join_completions(text_a, text_b)))
         return verdicts
 
     def check_inputs(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> None:
-        """Everything :meth:`score_batch` would refuse, for all ``pairs`` at once, before anything is
-        generated: an adapter whose training record disagrees with the pairs or cannot be read, a
-        model without a chat template, a prompt that does not fit (unless ``count_too_long``).
-
-        Raises:
-            AdapterEvidenceError, ValueError: see :meth:`score_batch` (the adapter's record).
-            ChatTemplateError: the model's tokenizer has no chat template, naming the model.
-            PromptTooLongError: see :meth:`score_batch`.
-        """
+        """Raise what :meth:`score_batch` would for any of ``pairs``, before anything is generated;
+        also ChatTemplateError for a model without a chat template (from its tokenizer alone)."""
         if self.adapter is not None:
             check_evidence_matches(self.adapter, pairs)
         if self._client is None and self._loaded is None:  # the tokenizer alone: before the weights load
@@ -175,8 +144,7 @@ class GenerativeJudge:
         self._prompts(pairs, n_exemplars)
 
     def _prompts(self, pairs: Sequence[Pair], n_exemplars: int | None) -> tuple[list[str], list[bool]]:
-        """The pairs' prompts (pointwise: two per pair, A then B) and whether each fits the model's
-        context; refuses what cannot be judged."""
+        """The pairs' prompts (pointwise: two per pair, A then B) and whether each fits the context."""
         if self.adapter is not None:
             check_evidence_matches(self.adapter, pairs)
         client = self.client
@@ -206,32 +174,12 @@ class GenerativeJudge:
         return prompts, [budget is None or n <= budget.limit for n in tokens]
 
     def _answer(self, text: str) -> str:
-        """The text to parse: with ``strip_think``, ONE leading think block removed (and counted)."""
+        """The text to parse: with ``strip_think``, one leading think block removed (and counted)."""
         if not self.strip_think:
             return text
         answer, stripped = strip_think(text)
         self.n_stripped += stripped
         return answer  # type: ignore[return-value]
-
-    def _score_pointwise(self, prompts: list[str], fits: list[bool]) -> list[Verdict]:
-        """Pointwise judging (:mod:`persrm_lib.core.pointwise`): both responses of every pair scored
-        alone, in one batch; the pair's verdict compares the two scores
-        (:func:`persrm_lib.core.pointwise.pair_verdict`: a format violation in either is a
-        violation; a pair is ``too_long`` when either prompt is). ``completion`` holds
-        both completions (:func:`persrm_lib.core.pointwise.join_completions`)."""
-        pair_fits = [fits[2 * k] and fits[2 * k + 1] for k in range(len(fits) // 2)]
-        self.n_too_long += pair_fits.count(False)
-        wanted = [q for k, ok in enumerate(pair_fits) if ok for q in prompts[2 * k : 2 * k + 2]]
-        texts = iter(self.client.generate_prompts(wanted).texts)
-        verdicts = []
-        for ok in pair_fits:
-            if not ok:
-                verdicts.append(Verdict(None, None, too_long=True))
-                continue
-            text_a, text_b = next(texts), next(texts)
-            verdict = pair_verdict(self._answer(text_a), self._answer(text_b))
-            verdicts.append(replace(verdict, completion=join_completions(text_a, text_b)))
-        return verdicts
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -247,6 +195,22 @@ class GenerativeJudge:
         }
 
 
+def _padded_batches(model: Any, sequences: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> Any:
+    """Yield ``(indices, logits)`` per batch of ``sequences``, longest first, right-padded (call in inference mode)."""
+    import torch
+
+    order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), i))
+    device = next(model.parameters()).device
+    for begin in range(0, len(order), batch_size):
+        index = order[begin : begin + batch_size]
+        ids = torch.full((len(index), max(len(sequences[i]) for i in index)), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, i in enumerate(index):
+            ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
+            mask[row, : len(sequences[i])] = 1
+        yield index, model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+
+
 def _sequence_logprobs(
     model: Any, sequences: Sequence[tuple[list[int], int]], batch_size: int, pad_id: int
 ) -> list[float]:
@@ -254,24 +218,13 @@ def _sequence_logprobs(
     import torch
 
     out = [0.0] * len(sequences)
-    order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i][0]), i))
-    device = next(model.parameters()).device
     with torch.inference_mode():
-        for begin in range(0, len(order), batch_size):
-            index = order[begin : begin + batch_size]
-            width = max(len(sequences[i][0]) for i in index)
-            ids = torch.full((len(index), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(index), width), dtype=torch.long)
-            for row, i in enumerate(index):
-                seq = sequences[i][0]
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        for index, logits in _padded_batches(model, [ids for ids, _ in sequences], batch_size, pad_id):
             for row, i in enumerate(index):
                 seq, n = sequences[i]
                 # the logits at positions len-1-n .. len-2 predict the last n tokens
                 window = torch.log_softmax(logits[row, len(seq) - 1 - n : len(seq) - 1].float(), dim=-1)
-                targets = torch.tensor(seq[len(seq) - n :], device=device)
+                targets = torch.tensor(seq[len(seq) - n :], device=logits.device)
                 out[i] = float(window.gather(-1, targets.unsqueeze(-1)).mean())
     return out
 
@@ -281,8 +234,7 @@ class LoglikJudge(BaseJudge):
 
     ``mode="pmi"`` (default): mean token log-likelihood after the exemplars minus the same without
     them. ``mode="conditional"``: the first term alone (at chance: docs/design.md, "Log-likelihood judge").
-    ``loaded``: a model and tokenizer, or a function returning them (the notebook suite shares the base
-    model this way); otherwise ``model`` is loaded on first use.
+    ``loaded``: a model and tokenizer, or a function returning them; otherwise ``model`` is loaded on first use.
     """
 
     name = "loglik"
@@ -362,13 +314,9 @@ class LoglikJudge(BaseJudge):
 
 
 class ScalarRMJudge(BaseJudge):
-    """A Bradley-Terry scalar reward model (the paper's ScalarRM contrast).
-
-    :meth:`fit` trains it (:func:`persrm_lib.train.scalar_rm.train_scalar_rm`: TRL's
-    ``RewardTrainer``, optionally through a LoRA adapter); scoring reads each response on its own
-    through the same token sequences (:func:`persrm_lib.train.scalar_rm.scalar_rm_tokens`), in
-    batches of ``batch_size``.
-    """
+    """A Bradley-Terry scalar reward model (the paper's ScalarRM contrast), trained by :meth:`fit`
+    (:func:`persrm_lib.train.scalar_rm.train_scalar_rm`: TRL's ``RewardTrainer``); each response is
+    scored alone, through :func:`persrm_lib.train.scalar_rm.scalar_rm_tokens`."""
 
     name = "scalar-rm"
     learns_from = "labels"
@@ -399,7 +347,6 @@ class ScalarRMJudge(BaseJudge):
         self.log_history: list[dict[str, Any]] = []
 
     def fit(self, train_pairs: Sequence[Pair]) -> ScalarRMJudge:
-        """Train on labelled pairs (see :func:`persrm_lib.train.scalar_rm.train_scalar_rm`)."""
         trained = train_scalar_rm(
             self.model_name,
             train_pairs,
@@ -430,21 +377,10 @@ class ScalarRMJudge(BaseJudge):
                 for k in ("response_a", "response_b")
             ]
         rewards = [0.0] * len(sequences)
-        order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), i))
-        pad = self.tokenizer.pad_token_id
-        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            for begin in range(0, len(order), self.batch_size):
-                index = order[begin : begin + self.batch_size]
-                width = max(len(sequences[i]) for i in index)
-                ids = torch.full((len(index), width), pad, dtype=torch.long)
-                mask = torch.zeros_like(ids)
+            for index, logits in _padded_batches(self.model, sequences, self.batch_size, self.tokenizer.pad_token_id):
                 for row, i in enumerate(index):
-                    ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
-                    mask[row, : len(sequences[i])] = 1
-                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().squeeze(-1)
-                for row, i in enumerate(index):
-                    rewards[i] = float(logits[row])
+                    rewards[i] = float(logits[row].float().squeeze(-1))
         return [Verdict(rewards[2 * k], rewards[2 * k + 1]) for k in range(len(pairs))]
 
     def describe(self) -> dict[str, Any]:

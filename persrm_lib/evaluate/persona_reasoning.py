@@ -1,9 +1,6 @@
-"""The reward model's reasoning scored against ground truth, on persona pairs.
-
-On the persona benchmark (:mod:`persrm_lib.data.personas`) the criteria a judge should name are
-known exactly (the exemplars' operators), and so is what each response shows. So the reasoning of
-a generated completion can be checked, not only its verdict (none of the anchors -- PersRM-R1,
-RM-R1, J1 -- can, on real authorship):
+"""The reward model's reasoning scored against ground truth, on persona pairs: there
+(:mod:`persrm_lib.data.personas`) the criteria a judge should name (the exemplars' operators) and
+what each response shows are known exactly, so the reasoning can be checked, not only the verdict:
 
 - ``criteria_precision`` / ``criteria_recall``: of the operators ``<criteria>`` names, the share that
   the exemplars were written with; of those, the share it names (personas with no operator are left
@@ -32,17 +29,7 @@ from ..core.verdict import preferred_side
 from ..data.pairs import SWAPPED_SUFFIX
 from ..data.personas import is_persona_pair, true_operators
 from ..teachers.persona import match_score, read_checks, read_criteria
-
-__all__ = [
-    "REASONING_COLUMNS",
-    "completion_reasoning",
-    "persona_reasoning",
-    "reasoning_by_step",
-    "reasoning_headline",
-    "reasoning_metrics",
-    "rft_reasoning",
-    "step_headline",
-]
+from .records import plain
 
 REASONING_COLUMNS = (
     "judge", "n_completions", "format", "criteria_precision", "criteria_recall", "criteria_exact",
@@ -51,20 +38,11 @@ REASONING_COLUMNS = (
 
 
 def completion_reasoning(pair: Mapping[str, Any], completion: str, sides: tuple[str, ...]) -> dict[str, float]:
-    """The reasoning rates of ONE completion about ``pair``.
-
-    Args:
-        pair: a persona pair (the original order).
-        completion: what the judge wrote.
-        sides: the pair's responses the completion judges, in the order it names them: ``("a",
-            "b")`` pairwise, ``("b", "a")`` pairwise on the swapped pair, ``("a",)`` or ``("b",)``
-            pointwise.
-
-    Returns:
-        ``format``, ``criteria_precision`` (NaN when it names none), ``criteria_recall`` (NaN for a
-        persona with no operator), ``criteria_exact``, ``check_agreement`` (share of ``sides``
-        checked right) and ``verdict_follows_checks`` (0 or 1).
-    """
+    """The rates of :data:`REASONING_COLUMNS` (from ``format`` on) of ONE completion about ``pair``
+    (original order); ``sides``: the responses it judges, in its order (``("a", "b")``, swapped
+    ``("b", "a")``, pointwise ``("a",)`` or ``("b",)``). Precision is NaN when it names no
+    operator, recall NaN for a persona with none; ``check_agreement`` is the share of ``sides``
+    checked right."""
     mode = "pointwise" if len(sides) == 1 else "pairwise"
     parsed = parse_output(completion, mode=mode)
     truth = true_operators(pair, "exemplars")
@@ -100,17 +78,9 @@ def completion_reasoning(pair: Mapping[str, Any], completion: str, sides: tuple[
 
 
 def persona_reasoning(results: pd.DataFrame, pairs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row of reasoning rates per completion of a reward-model stage on a persona pair.
-
-    Args:
-        results: the evaluation's rows (:data:`persrm_lib.evaluate.records.RESULT_FIELDS` plus
-            ``stage``); baseline rows and non-persona pairs are skipped.
-        pairs: pair id -> pair (the test pairs, with ``persona`` and ``rejected_persona``).
-
-    Returns:
-        Columns ``judge``, ``id``, ``n_exemplars``, ``order`` (original / swapped / a / b) and the
-        rates of :func:`completion_reasoning`.
-    """
+    """One row of :func:`completion_reasoning` rates per completion of a reward-model stage
+    (``results``: the evaluation's rows with ``stage``) on a persona pair (``pairs``: id -> test
+    pair), after ``judge``, ``id``, ``n_exemplars``, ``order`` (original / swapped / a / b)."""
     rows = []
     generated = results[results["stage"] != "baseline"] if "stage" in results else results.iloc[0:0]
     for record in generated.itertuples(index=False):
@@ -134,18 +104,10 @@ def persona_reasoning(results: pd.DataFrame, pairs: Mapping[str, Mapping[str, An
 
 
 def rft_reasoning(records: Sequence[Mapping[str, Any]], pairs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row of reasoning rates per sampled GRPO completion on a persona pair (notebook 07).
-
-    Args:
-        records: :func:`persrm_lib.train.logs.read_grpo_completions` records. A pairwise record
-            whose ``pair_id`` ends in ``:swapped`` judged the swapped order; a pointwise record
-            carries the ``side`` it scored.
-        pairs: pair id -> pair (the training pairs, original order).
-
-    Returns:
-        Columns ``step``, ``pair_id``, ``order`` (original / swapped / a / b) and the rates of
-        :func:`completion_reasoning`; records of pairs that are not persona pairs are skipped.
-    """
+    """One row of :func:`completion_reasoning` rates per sampled GRPO completion
+    (:func:`persrm_lib.train.logs.read_grpo_completions`) on a persona pair (``pairs``: id ->
+    training pair), after ``step``, ``pair_id``, ``order`` (original / swapped / a / b). A ``pair_id``
+    ending in ``:swapped`` judged the swapped order; a pointwise record carries its ``side``."""
     rows = []
     for record in records:
         pair_id = str(record["pair_id"])
@@ -195,8 +157,7 @@ def reasoning_headline(table: pd.DataFrame) -> dict[str, float | None]:
     for row in table.itertuples(index=False):
         key = str(row.judge).replace("-", "_")
         for name in REASONING_COLUMNS[3:]:
-            value = float(getattr(row, name))
-            out[f"{name}_{key}"] = None if value != value else round(value, 4)
+            out[f"{name}_{key}"] = plain(round(float(getattr(row, name)), 4))
     return out
 
 
@@ -209,6 +170,5 @@ def step_headline(by_step: pd.DataFrame) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for when, row in (("first", by_step.iloc[0]), ("last", by_step.iloc[-1])):
         for name in REASONING_COLUMNS[2:]:
-            value = float(row[name])
-            out[f"rft_{name}_{when}"] = None if value != value else round(value, 4)
+            out[f"rft_{name}_{when}"] = plain(round(float(row[name]), 4))
     return out

@@ -27,67 +27,46 @@ from ..core.verdict import is_correct
 STAGES: tuple[str, ...] = ("base", "sft", "rft")  # the reward model zero-shot, SFT only, SFT+RFT
 
 RESULT_FIELDS: tuple[str, ...] = (
-    "id",
-    "benchmark",
-    "judge",
-    "n_exemplars",
-    "label",
-    "positive_kind",
-    "negative_kind",
-    "genre",
-    "author",
-    # the pair's verdict: the mean of both orders' scores when judged in both, else the original order's
-    "s_a",
-    "s_b",
-    "preferred",
-    "correct",
-    "format_ok",
-    "too_long",  # the prompt did not fit the judge's context: nothing generated, left out of the rates
-    # the original order's own verdict
-    "original_s_a",
-    "original_s_b",
-    "original_preferred",
-    "original_format_ok",
-    "original_eval_side",  # the side the completion's <eval> says wins (metrics.eval_side); None: none named
-    # the swapped order's (A and B exchanged; scores in that order's slots); empty when not judged
-    "swapped_s_a",
-    "swapped_s_b",
-    "swapped_preferred",
-    "swapped_format_ok",
-    "swapped_eval_side",
-    "completion",
-    "swapped_completion",
-)
+    "id", "benchmark", "judge", "n_exemplars", "label", "positive_kind", "negative_kind", "genre", "author",
+    # the pair's verdict: the mean of both orders' scores when judged in both, else the original order's;
+    # too_long: the prompt did not fit the judge's context, nothing generated, left out of the rates
+    "s_a", "s_b", "preferred", "correct", "format_ok", "too_long",
+    # each order's own verdict (swapped: A and B exchanged, scores in that order's slots; empty when not
+    # judged); eval_side: the side the completion's <eval> says wins (metrics.eval_side), or None
+    "original_s_a", "original_s_b", "original_preferred", "original_format_ok", "original_eval_side",
+    "swapped_s_a", "swapped_s_b", "swapped_preferred", "swapped_format_ok", "swapped_eval_side",
+    "completion", "swapped_completion",
+)  # fmt: skip
 COMPLETION_COLUMNS: tuple[str, ...] = ("completion", "swapped_completion")
 # eval/per_pair.csv: the per-pair rows without the completions, and the stage (baseline, base, sft, rft)
 PER_PAIR_FIELDS: tuple[str, ...] = (*(f for f in RESULT_FIELDS if f not in COMPLETION_COLUMNS), "stage")
 
 EVAL_COMPLETION_FIELDS: tuple[str, ...] = (
     "id",  # <pair id>:<exemplar count>:<order>
-    "pair_id",
-    "stage",  # base, sft or rft: the file's stage
-    "model",  # the base model's name
-    "benchmark",
-    "n_exemplars",
+    "pair_id", "stage", "model", "benchmark", "n_exemplars",  # stage: the file's; model: the base model's name
     "order",  # original, or swapped (A and B exchanged)
     "label",  # the labelled side in this order
     "completion",
     "scores",  # [s_a, s_b], or null for a format violation
     "correct",
-)
+)  # fmt: skip
 
 
 def plain(value: Any) -> Any:
-    """A JSON-safe scalar: numpy types to Python, NaN to None.
+    """A JSON-safe scalar: numpy types to Python, NaN and infinities to None (JSON has neither).
 
     >>> plain(np.float64(0.5)), plain(float("nan")), plain("a")
     (0.5, None, 'a')
     """
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _difference(expected: Sequence[str], found: Sequence[Any]) -> str:
+    missing = [c for c in expected if c not in found]
+    extra = [str(c) for c in found if c not in expected]
+    return f"(missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'})"
 
 
 def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -129,11 +108,8 @@ def read_per_pair(path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"per-pair results {path} do not exist: run 05_evaluate first")
     frame = pd.read_csv(path)
     if tuple(frame.columns) != PER_PAIR_FIELDS:
-        missing = [c for c in PER_PAIR_FIELDS if c not in frame.columns]
-        extra = [c for c in frame.columns if c not in PER_PAIR_FIELDS]
         raise ValueError(
-            f"{path}: columns are not the per-pair fields (missing: {', '.join(missing) or 'none'}; "
-            f"unexpected: {', '.join(map(str, extra)) or 'none'})"
+            f"{path}: columns are not the per-pair fields {_difference(PER_PAIR_FIELDS, list(frame.columns))}"
         )
     return frame
 
@@ -142,42 +118,19 @@ def read_per_pair(path: str | Path) -> pd.DataFrame:
 
 
 def completion_records(frame: pd.DataFrame, stage: str, model: str) -> list[dict[str, Any]]:
-    """One record (:data:`EVAL_COMPLETION_FIELDS`) per generated completion of a stage's per-pair
-    rows: the original order, then the swapped order where it was judged; each with its own order's
-    scores and correctness (not the pair's averaged verdict). ``too_long`` rows have none.
-
-    Args:
-        frame: per-pair rows of one generative stage (:data:`RESULT_FIELDS`).
-        stage: ``base``, ``sft`` or ``rft``.
-        model: the base model's name.
-    """
+    """One record (:data:`EVAL_COMPLETION_FIELDS`) per completion in a generative stage's per-pair
+    rows (``stage``: ``base``, ``sft`` or ``rft``; ``model``: the base model's name): the original
+    order, then the swapped order where judged, each with its own order's scores and correctness
+    (not the pair's averaged verdict). ``too_long`` rows generated nothing and have none."""
     out = []
     for row in frame.to_dict("records"):
         if row.get("too_long") in (True,):  # numpy booleans compare equal; None and NaN do not
-            continue  # nothing was generated
-        orders = [
-            (
-                "original",
-                row["completion"],
-                row["label"],
-                row["original_s_a"],
-                row["original_s_b"],
-                row["original_preferred"],
-            )
-        ]
+            continue
+        orders = [("original", "completion", row["label"])]
         if isinstance(row.get("swapped_completion"), str):
-            swapped_label = "b" if row["label"] == "a" else "a"
-            orders.append(
-                (
-                    "swapped",
-                    row["swapped_completion"],
-                    swapped_label,
-                    row["swapped_s_a"],
-                    row["swapped_s_b"],
-                    row["swapped_preferred"],
-                )
-            )
-        for order, completion, label, s_a, s_b, preferred in orders:
+            orders.append(("swapped", "swapped_completion", "b" if row["label"] == "a" else "a"))
+        for order, completion, label in orders:
+            s_a, s_b = row[f"{order}_s_a"], row[f"{order}_s_b"]
             out.append(
                 {
                     "id": f"{row['id']}:{row['n_exemplars']}:{order}",
@@ -188,35 +141,29 @@ def completion_records(frame: pd.DataFrame, stage: str, model: str) -> list[dict
                     "n_exemplars": row["n_exemplars"],
                     "order": order,
                     "label": label,
-                    "completion": completion,
+                    "completion": row[completion],
                     "scores": None if s_a is None or pd.isna(s_a) else [plain(s_a), plain(s_b)],
-                    "correct": is_correct(preferred, label),
+                    "correct": is_correct(row[f"{order}_preferred"], label),
                 }
             )
     return out
 
 
-def _check_stage(stage: str) -> None:
+def check_stage(stage: str) -> None:
+    """Raise ValueError for a stage not in :data:`STAGES`."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
 
 
 def write_eval_completions(run: str | Path, stage: str, records: Sequence[Mapping[str, Any]]) -> Path:
-    """Write a stage's completions to ``<run>/eval/completions/<stage>.jsonl`` (atomically).
-
-    Args:
-        run: the run folder.
-        stage: ``base``, ``sft`` or ``rft``.
-        records: :func:`completion_records` of the stage.
-
-    Returns:
-        The file's path.
+    """Write a stage's :func:`completion_records` to ``<run>/eval/completions/<stage>.jsonl``
+    (atomically); returns the file's path.
 
     Raises:
         ValueError: an unknown stage, or a record whose fields are not :data:`EVAL_COMPLETION_FIELDS`
             or whose ``stage`` is another stage.
     """
-    _check_stage(stage)
+    check_stage(stage)
     for k, record in enumerate(records):
         if set(record) != set(EVAL_COMPLETION_FIELDS):
             raise ValueError(f"completion record {k}: fields {list(record)}, expected {list(EVAL_COMPLETION_FIELDS)}")
@@ -226,15 +173,8 @@ def write_eval_completions(run: str | Path, stage: str, records: Sequence[Mappin
 
 
 def read_eval_completions(run: str | Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """Every stage's completions that 05_evaluate wrote, and notes on the stages that are absent.
-
-    Args:
-        run: the run folder (reads ``eval/completions/<stage>.jsonl`` for each of :data:`STAGES`).
-
-    Returns:
-        ``(by_stage, notes)``: stage -> records with the fields of :data:`EVAL_COMPLETION_FIELDS`
-        (``pair_id``, ``completion``, ``label``, ``order``, ...), in file order, for each stage whose
-        file exists and holds a record; one note per stage that has none.
+    """``(by_stage, notes)``: stage -> the records (:data:`EVAL_COMPLETION_FIELDS`, file order) of
+    every stage whose ``<run>/eval/completions/<stage>.jsonl`` holds one; a note per stage that has none.
 
     Raises:
         persrm_lib.core.jsonl.JsonlFormatError: a line that is not a JSON object (a ValueError).
@@ -251,11 +191,9 @@ def read_eval_completions(run: str | Path) -> tuple[dict[str, list[dict[str, Any
         records = []
         for line, record in iter_jsonl(path):
             if set(record) != set(EVAL_COMPLETION_FIELDS):
-                missing = [f for f in EVAL_COMPLETION_FIELDS if f not in record]
-                extra = [f for f in record if f not in EVAL_COMPLETION_FIELDS]
                 raise ValueError(
                     f"{path} line {line}: fields are not the evaluation completion fields "
-                    f"(missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'})"
+                    + _difference(EVAL_COMPLETION_FIELDS, list(record))
                 )
             if record["stage"] != stage:
                 raise ValueError(f"{path} line {line}: stage {record['stage']!r} in the {stage!r} file")

@@ -1,17 +1,11 @@
 """Notebook 05's evaluation suite over a run folder (PersRM-R1 §4): every baseline judge and every
-reward-model stage on every test set, at each exemplar count, both orders; its headline metrics.
+reward-model stage on every test set, at each exemplar count, through the judging loop of
+:mod:`persrm_lib.evaluate.judging`; and its headline metrics.
 
-The reward-model stages are judged in both orders by default, each pair's verdict from the averaged
-scores (:func:`persrm_lib.evaluate.judging.average_orders`); the baselines score each response on its
-own, so they are position-invariant and averaging changes nothing for them (their swapped verdict
-is their scores exchanged). ``profile.evaluation.strip_think`` and ``count_too_long`` reach the
-generative judge; the notes say how many outputs had a think block stripped and how many pairs were
-too long.
-
-How many pairs each kind of judge sees, and the scalar reward model's training, come from the
-profile's :class:`persrm_lib.core.config.EvaluationSettings` (``profile.evaluation``), changed for a
-run like any setting (``python -m persrm_lib.run --set evaluation.model_pairs 0``); the generation
-budget is the profile's ``model.max_completion_length``.
+How many pairs each kind of judge sees, the scalar reward model's training and the generative
+judge's ``strip_think``/``count_too_long`` come from ``profile.evaluation``
+(:class:`persrm_lib.core.config.EvaluationSettings`); the generation budget from
+``profile.model.max_completion_length``.
 """
 
 from __future__ import annotations
@@ -29,27 +23,18 @@ from ..data.pairs import read_pairs
 from ..models.registry import load_model
 from . import metrics
 from .authorship import TooFewReferencesError
-from .judges import MODEL_JUDGES, Judge, make_judge
+from .judges import JUDGES, MODEL_JUDGES, Judge, make_judge
 from .judging import evaluate_pairs, select_pairs
-from .records import RESULT_FIELDS, STAGES, completion_records, plain, write_eval_completions
+from .records import RESULT_FIELDS, STAGES, check_stage, completion_records, plain, write_eval_completions
 
 STAGE_LABELS = {"base": "rm-base", "sft": "rm-sft", "rft": "rm-rft"}  # the stages' judge names in tables
 GENERATIVE = "generative"  # the reward model: evaluated through `stages`, one judge per stage
-BASELINES: tuple[str, ...] = (
-    "random",
-    "char-ngram",
-    "function-words",
-    "embedding",
-    "loglik",
-    "scalar-rm",
-    "lambdag",
-    "evidence-lr",
-)
+BASELINES: tuple[str, ...] = tuple(j for j in JUDGES if j != GENERATIVE)
 
 
 @dataclass
 class SuiteResult:
-    """Everything notebook 05 shows: per-pair rows of every judge, and what was skipped and why."""
+    """Per-pair rows of every judge, what was skipped and why, and what was written."""
 
     results: pd.DataFrame
     notes: list[str] = field(default_factory=list)
@@ -69,7 +54,7 @@ def parse_names(value: str | Sequence[str]) -> list[str]:
 
 
 def load_test_sets(run: Path, benchmarks: Sequence[str]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """``data/pairs/test_<benchmark>.jsonl`` of each benchmark that exists, and notes on the rest.
+    """The test pairs of each benchmark that has them (``data/pairs/test_<benchmark>.jsonl``), and notes on the rest.
 
     Raises:
         FileNotFoundError: no test set at all (run 01_synthesize first).
@@ -106,20 +91,15 @@ def run_suite(
 
     Args:
         run: the run folder (reads ``data/pairs/train.jsonl``, ``data/pairs/test_<benchmark>.jsonl``,
-            ``sft/adapter``, ``rft/adapter``; writes ``eval/completions/<stage>.jsonl`` through
-            :func:`persrm_lib.evaluate.records.write_eval_completions`).
-        profile: the :class:`persrm_lib.core.config.Profile`: benchmarks, exemplar counts, model, seed,
-            ``profile.evaluation`` (how many pairs the language-model judges see, drawn with the
-            profile's seed; the generative stages' exemplar counts; the scalar reward model's training)
-            and ``profile.model.max_completion_length`` (the generation budget).
+            ``sft/adapter``, ``rft/adapter``; writes ``eval/completions/<stage>.jsonl``).
+        profile: the :class:`persrm_lib.core.config.Profile` (benchmarks, exemplar counts, model,
+            seed, ``evaluation``).
         judges: baseline judges (names of :data:`persrm_lib.evaluate.judges.JUDGES`, not ``generative``).
-        stages: reward-model stages to evaluate: ``base`` (no adapter), ``sft``, ``rft``; a stage
-            whose adapter is absent is skipped with a note.
+        stages: of :data:`persrm_lib.evaluate.records.STAGES`; a stage whose adapter is absent is
+            skipped with a note.
         batch_size: prompts per forward pass.
         progress: tqdm bars.
-        orders: ``"both"`` (default: every pair also judged with A and B swapped, the verdict from
-            the averaged scores) or ``"original"`` (as written: half the generation, no
-            order-consistent accuracy).
+        orders: one of :data:`persrm_lib.evaluate.judging.ORDERS`.
 
     Returns:
         A :class:`SuiteResult` whose ``results`` hold one row per (judge, benchmark, exemplar
@@ -203,8 +183,7 @@ def run_suite(
     completion_files: list[Path] = []
     stripped: dict[str, int] = {}
     for stage in stages:
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+        check_stage(stage)
         adapter = None if stage == "base" else runfiles.adapter_dir(run, stage)
         if adapter is not None and not (adapter / "adapter_config.json").is_file():
             notes.append(
@@ -241,9 +220,14 @@ def run_suite(
         seconds[STAGE_LABELS[stage]] = time.perf_counter() - started
         del judge
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*RESULT_FIELDS, "stage"])
-    return SuiteResult(
-        results=results, notes=notes, completion_files=completion_files, seconds=seconds, stripped=stripped
-    )
+    return SuiteResult(results, notes, completion_files, seconds, stripped)
+
+
+# headline name -> metric_row column, reported per reward-model stage
+STAGE_RATES = {
+    "format": "format", "consistency": "consistency", "order_consistent": "order_consistent_accuracy",
+    "a_preference": "a_preference", "reasoning": "reasoning_agreement",
+}  # fmt: skip
 
 
 def headline_metrics(
@@ -255,16 +239,14 @@ def headline_metrics(
         results: :attr:`SuiteResult.results`.
         main_k: the tables' exemplar count.
         goals: :func:`persrm_lib.evaluate.metrics.reference_goals` rows (may be empty).
-        n_bootstrap: bootstrap resamples; seed: their seed.
+        n_bootstrap, seed: the bootstrap's.
 
     Returns:
         ``pairs_scored``, ``judges``, ``main_exemplars``; per judge (``-`` written ``_``)
-        ``accuracy_<judge>`` (4 decimals) and ``n_<judge>``; per reward-model stage also
-        ``format_<judge>``, ``consistency_<judge>`` (position consistency),
-        ``order_consistent_<judge>`` (order-consistent accuracy), ``a_preference_<judge>``,
-        ``reasoning_<judge>`` (reasoning agreement) and ``too_long_<judge>`` (None where a rate is
-        undefined); ``goals_met`` and ``goals`` when there are goals, and ``goal_met/<key>`` per goal
-        (:func:`persrm_lib.evaluate.metrics.goal_key`: what the regression's learning gate reads).
+        ``accuracy_<judge>`` (4 decimals) and ``n_<judge>``; per reward-model stage also the
+        ``format``, ``consistency``, ``order_consistent``, ``a_preference``, ``reasoning`` rates
+        (None where undefined) and ``too_long`` count; with goals, ``goals_met``, ``goals`` and
+        ``goal_met/<key>`` per goal (:func:`persrm_lib.evaluate.metrics.goal_key`).
     """
     headline = metrics.summarize(results[results["n_exemplars"] == main_k], "judge", n_bootstrap, seed)
     headline = headline.set_index("judge")
@@ -274,13 +256,7 @@ def headline_metrics(
         summary[f"accuracy_{key}"] = round(float(row["accuracy"]), 4)
         summary[f"n_{key}"] = int(row["n"])
         if judge_name.startswith("rm-"):
-            for name, column in (
-                ("format", "format"),
-                ("consistency", "consistency"),
-                ("order_consistent", "order_consistent_accuracy"),
-                ("a_preference", "a_preference"),
-                ("reasoning", "reasoning_agreement"),
-            ):
+            for name, column in STAGE_RATES.items():
                 summary[f"{name}_{key}"] = plain(round(float(row[column]), 4))
             summary[f"too_long_{key}"] = int(row["too_long"])
     if len(goals):

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..core import runfiles
 from . import metrics
+from .metrics import _missing
 from .records import write_per_pair
 
 PAPER_ACCURACY = pd.DataFrame(
@@ -43,27 +44,16 @@ def to_markdown(frame: pd.DataFrame, index: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
-
-
 def write_tables(
     results: pd.DataFrame, eval_dir: str | Path, main_k: int, n_bootstrap: int = metrics.N_BOOTSTRAP, seed: int = 0
 ) -> dict[str, pd.DataFrame]:
-    """The paper-style tables, each saved as ``<name>.csv`` and ``<name>.md`` under ``eval_dir``.
+    """The paper-style tables by name, each saved as ``<name>.csv`` and ``<name>.md`` under ``eval_dir``
+    (the per-pair rows go to ``per_pair.csv``, :func:`persrm_lib.evaluate.records.write_per_pair`).
 
-    - ``accuracy_by_benchmark``: judges and reward-model stages x benchmark, at ``main_k`` exemplars.
-    - ``accuracy_by_exemplars``: judges x exemplar count (all benchmarks pooled).
-    - ``accuracy_by_negative_kind``: judges x negative-sampling strategy, at ``main_k``.
-    - ``summary``: the long table of every breakdown (:data:`persrm_lib.evaluate.metrics.METRIC_COLUMNS`:
-      n, too_long, accuracy and its interval, order-consistent accuracy, A-preference, position
-      consistency, format compliance, reasoning agreement).
-
-    The per-pair rows (without completions) go to ``per_pair.csv``
-    (:func:`persrm_lib.evaluate.records.write_per_pair`).
-
-    Returns:
-        The tables by name.
+    - ``accuracy_by_benchmark``: judges x benchmark, at ``main_k`` exemplars;
+    - ``accuracy_by_exemplars``: judges x exemplar count (benchmarks pooled);
+    - ``accuracy_by_negative_kind``: judges x negative-sampling strategy, at ``main_k``;
+    - ``summary``: every breakdown, long, with :data:`persrm_lib.evaluate.metrics.METRIC_COLUMNS`.
     """
     eval_dir = Path(eval_dir)
     eval_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +81,7 @@ def write_tables(
 
 
 def write_table(table: pd.DataFrame, folder: str | Path, name: str, index: bool = True) -> None:
-    """Save ``table`` as ``<folder>/<name>.csv`` and ``<name>.md`` (GitHub markdown)."""
+    """Save ``table`` as ``<folder>/<name>.csv`` and ``<name>.md``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / f"{name}.csv", index=index)
@@ -99,16 +89,8 @@ def write_table(table: pd.DataFrame, folder: str | Path, name: str, index: bool 
 
 
 def plot_paired_differences(paired: pd.DataFrame, ax: Any, model: str = "the reward model") -> Any:
-    """Accuracy of the reward model minus each baseline's, per group, with paired 95% intervals.
-
-    Args:
-        paired: :func:`persrm_lib.evaluate.metrics.paired_comparison` rows.
-        ax: a matplotlib axis.
-        model: the compared judge's name, for the axis label.
-
-    Returns:
-        ``ax``; points right of zero are groups where the reward model is ahead.
-    """
+    """:func:`persrm_lib.evaluate.metrics.paired_comparison` rows on the matplotlib axis ``ax`` (returned):
+    the difference per group and baseline with its paired 95% interval; ``model`` names the x axis."""
     groups = list(dict.fromkeys(paired["group"]))
     baselines = list(dict.fromkeys(paired["baseline"]))
     step = 0.8 / max(1, len(baselines))
@@ -128,18 +110,9 @@ def plot_paired_differences(paired: pd.DataFrame, ax: Any, model: str = "the rew
 
 
 def plot_accuracy_bars(table: pd.DataFrame, order: Sequence[str], ax: Any, group: str = "benchmark") -> Any:
-    """Grouped bars of accuracy with 95% interval whiskers and value labels.
-
-    Args:
-        table: :func:`persrm_lib.evaluate.metrics.summarize` rows with ``judge``, ``group``, ``accuracy``,
-            ``ci_low`` and ``ci_high``.
-        order: the judges, left to right (a judge absent from ``table`` leaves a gap).
-        ax: a matplotlib axis.
-        group: the column whose values are the bars within a judge.
-
-    Returns:
-        ``ax``.
-    """
+    """Grouped bars of accuracy with 95% interval whiskers on the matplotlib axis ``ax`` (returned):
+    :func:`persrm_lib.evaluate.metrics.summarize` rows per judge of ``order`` (left to right; an
+    absent judge leaves a gap), one bar per value of ``group``."""
     groups = sorted(table[group].unique(), key=str)
     width = 0.8 / max(1, len(groups))
     for g, value in enumerate(groups):
@@ -171,22 +144,9 @@ ORDER_ROBUSTNESS_COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def plot_order_robustness(table: pd.DataFrame, order: Sequence[str], ax: Any) -> Any:
-    """Per generative judge: format compliance, accuracy, order-consistent accuracy, A-preference
-    and reasoning agreement as grouped bars, with the A-preference target band (0.4-0.6) shaded.
-
-    What the reference run's rate targets look like (issue 12): an always-A judge shows a tall
-    A-preference bar and a zero order-consistent bar. A metric that is undefined for a judge (NaN)
-    leaves a gap.
-
-    Args:
-        table: :func:`persrm_lib.evaluate.metrics.summarize` rows with ``judge`` and the
-            :data:`ORDER_ROBUSTNESS_COLUMNS`.
-        order: the judges, left to right; ones absent from ``table`` are left out.
-        ax: a matplotlib axis.
-
-    Returns:
-        ``ax`` (with a note instead of bars when no judge of ``order`` is in ``table``).
-    """
+    """The :data:`ORDER_ROBUSTNESS_COLUMNS` of :func:`persrm_lib.evaluate.metrics.summarize` rows as
+    grouped bars per judge of ``order`` present in ``table``, on the matplotlib axis ``ax``
+    (returned), the A-preference target band shaded; an undefined rate leaves a gap, no judge a note."""
     judges = [j for j in order if "judge" in table and j in set(table["judge"])]
     if not judges:
         ax.text(0.5, 0.5, "no generative judge ran", ha="center", va="center", transform=ax.transAxes)
