@@ -31,7 +31,7 @@ from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import FIGURES_DIR, RESULTS_DIR
 from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import FIGURES_SUBDIR, PUBLISHED_PROFILES, collect
-from .settings import RunSettingsError, read_overrides, read_profile
+from .settings import RunSettingsError, read_overrides, read_settings
 
 NOTEBOOK_COUNT = 7
 TRAINED_STAGES = ("sft", "rft", "rft_from_base")  # each has a log and an adapter
@@ -104,7 +104,7 @@ def reference_problem(
     if problem is not None:
         return problem
     try:
-        recorded, overrides = read_profile(run), read_overrides(run)
+        recorded, overrides = read_settings(run)
     except RunSettingsError as exc:
         return str(exc)
     if recorded is not None and recorded != profile:
@@ -381,7 +381,7 @@ def restore(results_dir: str | Path, run_dir: str | Path) -> list[str]:
             f"--run-dir {run} and the published folder {results} overlap: restore into another run folder"
         )
     try:
-        recorded, overrides = read_profile(run), read_overrides(run)
+        recorded, overrides = read_settings(run)
     except RunSettingsError as exc:
         raise PublishError(str(exc)) from exc
     if recorded is not None and recorded != manifest["profile"]:

@@ -1,17 +1,11 @@
-"""The profile overrides a run folder was started with: ``<run>/settings.json``.
+"""The profile and overrides a run folder was started with: ``<run>/settings.json``,
+``{"profile": "cpu", "overrides": {"prompt.evidence": "stylometric", ...}}`` (values as given on the
+command line; :func:`persrm_lib.core.config.apply_overrides` converts them).
 
-A run is a function of its profile, its overrides and its seed. ``python -m persrm_lib.run --profile cpu
---set prompt.evidence stylometric --run-dir runs/cpu-evidence`` validates the overrides against the
-profile (an unknown setting or a value of the wrong type is refused before any notebook runs),
-writes them here, and every notebook's :func:`persrm_lib.run.notebook.start` applies them, so a
-notebook re-run later in that folder (``--only 05``) sees the same configuration without being
-told. A folder holds one configuration: other overrides for a folder that already has outputs are
-refused, and a run with overrides is never published over its profile's reference results.
-
-The file: ``{"profile": "cpu", "overrides": {"prompt.evidence": "stylometric", ...}}`` (values as
-given on the command line; :func:`persrm_lib.core.config.apply_overrides` converts them to each
-setting's type). The runner writes it for every new run folder, overrides or not, so a folder also
-refuses notebooks of another profile.
+The runner validates ``--set`` overrides before any notebook runs and writes them here for every
+new run folder; every notebook's :func:`persrm_lib.run.notebook.start` applies them, so a notebook
+re-run later in the folder sees the same configuration. A folder holds one configuration: other
+overrides or another profile for a folder that has outputs are refused.
 """
 
 from __future__ import annotations
@@ -47,20 +41,21 @@ def _read_settings(run_dir: str | Path) -> dict[str, Any] | None:
     return data
 
 
-def read_overrides(run_dir: str | Path) -> dict[str, Any]:
-    """The overrides stored in ``<run>/settings.json``; ``{}`` when the file is absent.
+def read_settings(run_dir: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """The profile (None when unrecorded) and the overrides (``{}`` when the file is absent) stored in
+    ``<run>/settings.json``.
 
     Raises:
         RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}}``.
     """
-    data = _read_settings(run_dir)
-    return dict(data["overrides"]) if data else {}
+    data = _read_settings(run_dir) or {}
+    profile = data.get("profile")
+    return (None if profile is None else str(profile)), dict(data.get("overrides", {}))
 
 
-def read_profile(run_dir: str | Path) -> str | None:
-    """The profile a run folder was started with (``<run>/settings.json``); None when unrecorded."""
-    data = _read_settings(run_dir)
-    return str(data["profile"]) if data and data.get("profile") is not None else None
+def read_overrides(run_dir: str | Path) -> dict[str, Any]:
+    """The overrides of :func:`read_settings`."""
+    return read_settings(run_dir)[1]
 
 
 def check_overrides(profile: str, overrides: dict[str, Any]) -> None:
@@ -78,11 +73,9 @@ def check_overrides(profile: str, overrides: dict[str, Any]) -> None:
 
 
 def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``overrides`` against ``profile`` and make them the run folder's; return what applies.
-
-    A new (or empty) folder records the profile and the overrides. With no overrides, the folder's
-    stored ones apply (a resumed or partial re-run). New overrides are accepted by a folder that
-    stores the same ones (the same settings once parsed: ``0.30`` is ``0.3``).
+    """Validate ``overrides`` against ``profile`` and make them the run folder's; return what applies:
+    a new (or empty) folder records them; with no overrides, the folder's stored ones apply; new
+    overrides are accepted by a folder that stores the same settings once parsed (``0.30`` is ``0.3``).
 
     Raises:
         RunSettingsError: an unknown setting, a value of the wrong type, another profile than the
