@@ -277,7 +277,7 @@ PROFILES: dict[str, Profile] = {
         data=DataSettings(
             passage_words=60, n_exemplars=1, eval_exemplar_counts=(1,), train_pairs=16, eval_pairs=8, query_words=12
         ),
-        model=ModelSettings(name="tiny-random", max_seq_length=2048, max_completion_length=32),
+        model=ModelSettings(name="tiny-random", max_completion_length=32),
         lora=LoRASettings(r=4, alpha=8),
         teacher=TeacherSettings(trace_style="compact"),
         sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=1e-3, max_steps=2),
@@ -308,14 +308,12 @@ PROFILES: dict[str, Profile] = {
             train_benchmarks=("personas",),
             passage_words=80,
             n_exemplars=1,
-            eval_exemplar_counts=(1, 3),
             train_pairs=600,
             eval_pairs=24,
             query_words=16,
             persona_words=10,
         ),
-        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=96),
-        lora=LoRASettings(r=16, alpha=32),
+        model=ModelSettings(max_seq_length=1024, max_completion_length=96),
         prompt=PromptSettings(mode="pointwise"),
         sft=SFTSettings(
             batch_size=2, per_device_batch_size=2, learning_rate=1e-3, lr_scheduler="constant", max_steps=500
@@ -353,14 +351,13 @@ PROFILES: dict[str, Profile] = {
             train_benchmarks=("personas",),
             passage_words=100,
             n_exemplars=1,
-            eval_exemplar_counts=(1, 3),
             train_pairs=1500,
             eval_pairs=96,
             query_words=20,
             persona_words=10,
         ),
         # pointwise persona traces are about 50 SmolLM2 tokens (measured); 96 leaves room
-        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1536, max_completion_length=96),
+        model=ModelSettings(max_seq_length=1536, max_completion_length=96),
         # r 8 keeps each adapter near 12 MB, under the 20 MB that results/ takes (r 16 measured 23 MB)
         lora=LoRASettings(r=8, alpha=16),
         prompt=PromptSettings(mode="pointwise"),
@@ -374,7 +371,6 @@ PROFILES: dict[str, Profile] = {
             max_completion_length=96,
             eval_every=6,
             eval_pairs=8,
-            compare_from_base=False,
         ),
         teacher=TeacherSettings(trace_style="compact"),
         # every pair for the cheap baselines, 24 per benchmark for loglik and scalar-rm (12
@@ -427,11 +423,8 @@ PROFILES: dict[str, Profile] = {
     # inside ten minutes on an H200 (TRL there: GRPO ~3.6 s per step of 64 samples x 48 tokens).
     "device": Profile(
         name="device",
-        data=DataSettings(
-            passage_words=80, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=48, eval_pairs=24, query_words=16
-        ),
-        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=160),
-        lora=LoRASettings(r=16, alpha=32),
+        data=DataSettings(passage_words=80, n_exemplars=1, train_pairs=48, eval_pairs=24, query_words=16),
+        model=ModelSettings(max_seq_length=1024, max_completion_length=160),
         sft=SFTSettings(batch_size=8, per_device_batch_size=8, learning_rate=5e-4, max_steps=30),
         # a throughput check, not a learning run: compact traces (180-230 SmolLM2 tokens) are cut at
         # 160, so most samples are format violations; seconds per step and memory are what it measures
@@ -451,27 +444,17 @@ PROFILES: dict[str, Profile] = {
     # from the 135M runs and Unsloth's VRAM table; Qwen2.5-3B-Instruct is the paper's smallest model.
     "gpu": Profile(
         name="gpu",
-        data=DataSettings(
-            passage_words=150,
-            n_exemplars=3,
-            eval_exemplar_counts=(1, 3),
-            train_pairs=1500,
-            eval_pairs=200,
-            query_words=24,
-        ),
+        data=DataSettings(train_pairs=1500, eval_pairs=200),
         model=ModelSettings(name="Qwen/Qwen2.5-3B-Instruct", max_seq_length=3072, max_completion_length=320),
-        lora=LoRASettings(r=16, alpha=32),
-        sft=SFTSettings(batch_size=16, per_device_batch_size=8, learning_rate=1e-4, epochs=1.0),
+        sft=SFTSettings(batch_size=16, per_device_batch_size=8, learning_rate=1e-4),
         grpo=GRPOSettings(
             batch_size=32,
             num_generations=8,
             learning_rate=5e-6,
-            beta=1e-3,
             max_steps=100,
             max_completion_length=320,
             eval_every=25,
             eval_pairs=32,
-            compare_from_base=False,
         ),
         teacher=TeacherSettings(trace_style="compact"),
         evaluation=EvaluationSettings(

@@ -42,11 +42,6 @@ class RunFolderBusyError(RuntimeError):
     """Another process writes to the run folder; the message names it (pid, command, since when)."""
 
 
-def lock_path(run_dir: str | Path) -> Path:
-    """The lock file of a run folder."""
-    return Path(run_dir) / LOCK_FILE
-
-
 def _inherited() -> set[str]:
     return {p for p in os.environ.get(INHERITED_ENV, "").split(os.pathsep) if p}
 
@@ -70,7 +65,7 @@ def _holder(fd: int) -> str:
 
 def holder(run_dir: str | Path) -> str | None:
     """Who holds a run folder's lock now, or None when nobody does."""
-    path = lock_path(run_dir)
+    path = Path(run_dir) / LOCK_FILE
     if not path.is_file():
         return None
     fd = os.open(path, os.O_RDONLY)
@@ -103,7 +98,7 @@ def acquire(run_dir: str | Path, command: str | None = None) -> Path:
         if os.environ.get("RANK", "0") != "0":  # accelerate launch: rank 0 holds it for the whole group
             return run
         run.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path(run), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
