@@ -133,12 +133,9 @@ def _changed_files(folder: Path, listed: dict[str, str]) -> list[str]:
 
 
 def replace_problem(dest: str | Path, profile: str, run_dir: str | Path | None = None) -> str | None:
-    """Why publish may not replace ``dest``, or None when it may (it deletes only what it made).
-
-    ``dest`` may be replaced when it does not exist, is an empty folder, or is a folder that
-    publish wrote for ``profile``: its ``MANIFEST.json`` (the marker publish writes last) names the
-    profile and lists every file with its SHA-256, and the folder holds exactly those files,
-    unchanged. Never the run folder, a folder inside it or one that holds it.
+    """Why publish may not replace ``dest``, or None when it may: ``dest`` does not exist, is empty, or
+    holds exactly the unchanged files that its ``MANIFEST.json`` lists for ``profile`` -- and is not
+    the run folder, inside it or above it.
 
     >>> replace_problem("runs/cpu", "cpu", "runs/cpu")
     '--dest runs/cpu is the run folder itself'
@@ -191,9 +188,9 @@ def _tree_bytes(folder: Path) -> int:
 
 
 def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
-    """Strip this machine from a copied adapter: the base model is named by its registry name, paths
-    into the run folder become relative to it, and PEFT's generated model card (which repeats the
-    local base path) and the trainer's pickled arguments are dropped. The weights are not touched."""
+    """Strip this machine from a copied adapter: the base model by its registry name, paths into the
+    run folder relative, PEFT's model card (it repeats the local base path) and the pickled trainer
+    arguments dropped."""
     for generated in ("README.md", "training_args.bin"):  # the model card; the trainer's pickled arguments
         if (adapter / generated).is_file():
             (adapter / generated).unlink()
@@ -227,14 +224,9 @@ def _run_files(run: Path) -> list[tuple[Path, str]]:
 
 
 def sync_figures(run_dir: str | Path, figures_dir: str | Path = FIGURES_DIR) -> tuple[list[str], list[str]]:
-    """Make the notebooks' figures in ``figures_dir`` exactly those of the run (``<run>/figures``):
-    each run figure copied there, each notebook figure (``NN_name.png``) the run did not draw removed.
-    Other files there (the benchmarks' figures) are left alone, and so is everything when the run
-    has no figures folder (nothing it drew to compare with).
-
-    Returns:
-        (copied, removed) figure names, sorted.
-    """
+    """Make the notebooks' figures (``NN_name.png``) in ``figures_dir`` exactly those of
+    ``<run>/figures``, leaving other files alone (and everything, when the run has no figures folder).
+    Returns the (copied, removed) figure names, sorted."""
     source, target = Path(run_dir) / FIGURES_SUBDIR, Path(figures_dir)
     if not source.is_dir():
         return [], []
@@ -255,13 +247,8 @@ def publish(
     max_adapter_mb: float = DEFAULT_MAX_ADAPTER_MB,
     adapter_stages: tuple[str, ...] = TRAINED_STAGES,
 ) -> dict[str, Any]:
-    """Copy a finished run's results into ``dest`` (default ``results/<profile>``), atomically.
-
-    The new folder is assembled beside ``dest`` and swapped in only when complete, so a failure
-    leaves the previous results as they were.
-
-    Returns:
-        The manifest written to ``MANIFEST.json``.
+    """Copy a finished run's results into ``dest`` (default ``results/<profile>``), atomically: the
+    new folder is assembled beside ``dest`` and swapped in only when complete. Returns the manifest.
 
     Raises:
         PublishError: the run is incomplete, was run under another profile, is a variant
@@ -359,12 +346,8 @@ def published_manifest(results_dir: str | Path) -> dict[str, Any]:
 
 
 def restore(results_dir: str | Path, run_dir: str | Path) -> list[str]:
-    """Put the published adapters back into a run folder (``<run>/<stage>/adapter``), so notebook 05
-    evaluates the reference models without training; existing adapters are left alone, nothing is
-    deleted. Each adapter is copied beside its place and renamed into it only once complete.
-
-    Returns:
-        The stages restored.
+    """Put the published adapters that are missing back into a run folder (``<run>/<stage>/adapter``),
+    each copied beside its place and renamed into it once complete; return the stages restored.
 
     Raises:
         PublishError: ``results_dir`` is not a folder publish made, an adapter file there differs
@@ -424,15 +407,10 @@ README_END = "<!-- results:{profile} end -->"
 
 
 def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int = 0) -> str:
-    """The README's results block, computed from a published results folder.
-
-    Accuracy (%) with its 95% bootstrap interval and the pair count per benchmark at notebook 05's
-    main exemplar count, order-consistent accuracy, A-preference, format compliance, position
-    consistency and reasoning agreement per judge (:func:`persrm_lib.evaluate.metrics.metric_row`), then the run's
-    targets (``tables/eval_goals.md``: :func:`persrm_lib.evaluate.metrics.persona_goals` when the run
-    judged persona pairs, else :func:`persrm_lib.evaluate.metrics.reference_goals`) and each notebook's
-    wall time.
-    """
+    """The README's results block from a published results folder: per judge at notebook 05's main
+    exemplar count, accuracy (%) with its 95% bootstrap interval and pair count per benchmark, and the
+    rates of :func:`persrm_lib.evaluate.metrics.metric_row`; then the run's targets
+    (``tables/eval_goals.md``) and each notebook's wall time."""
     import pandas as pd
 
     from ..evaluate import metrics
@@ -443,7 +421,10 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     rows = pd.read_csv(runfiles.published_per_pair_path(folder))
     rows = rows[rows["n_exemplars"] == main_k]
     order = list(dict.fromkeys(rows["judge"]))
-    by_bench = metrics.summarize(rows, ["judge", "benchmark"], n_bootstrap, seed)
+    by_bench = {
+        (r.judge, r.benchmark): f"{100 * r.accuracy:.1f} [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] ({int(r.n)})"
+        for r in metrics.summarize(rows, ["judge", "benchmark"], n_bootstrap, seed).itertuples()
+    }
     overall = metrics.summarize(rows, "judge", n_bootstrap, seed).set_index("judge")
     benches = sorted(rows["benchmark"].unique())
     rates = {"order-consistent": "order_consistent_accuracy", "A-pref.": "a_preference", "format": "format"}
@@ -451,16 +432,7 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     header = ["judge", *[f"{b} acc. % [95% CI] (n)" for b in benches], "all", *rates]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for judge in order:
-        cells = [f"`{judge}`"]
-        for bench in benches:
-            hit = by_bench[(by_bench["judge"] == judge) & (by_bench["benchmark"] == bench)]
-            if hit.empty:
-                cells.append("–")
-                continue
-            r = hit.iloc[0]
-            cells.append(
-                f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] ({int(r['n'])})"
-            )
+        cells = [f"`{judge}`", *(by_bench.get((judge, bench), "–") for bench in benches)]
         o = overall.loc[judge]
         cells.append(f"{100 * o['accuracy']:.1f} ({int(o['n'])})")
         cells += ["–" if o.get(c) is None or o[c] != o[c] else f"{o[c]:.2f}" for c in rates.values()]
