@@ -31,6 +31,7 @@ from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import FIGURES_DIR, RESULTS_DIR
 from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import FIGURES_SUBDIR, PUBLISHED_PROFILES, collect
+from .runner import ALWAYS_PASSED, EXECUTED_SUBDIR
 from .settings import RunSettingsError, read_overrides, read_settings
 
 NOTEBOOK_COUNT = 7
@@ -39,7 +40,6 @@ TABLE_SOURCES = ("eval", "behavior")
 DEFAULT_MAX_ADAPTER_MB = 20.0
 NOTEBOOK_FIGURE = re.compile(r"\d\d_[^/]+\.png")  # a notebook's figure: 05_accuracy_by_benchmark.png
 MANIFEST = "MANIFEST.json"  # written last by publish: the marker of a folder it made
-RUNNER_PARAMETERS = ("profile", "run_dir")  # what the runner passes every notebook
 
 
 class PublishError(RuntimeError):
@@ -50,7 +50,7 @@ def executed_metadata(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """Papermill's metadata of each executed notebook in ``<run>/executed/``, by notebook stem."""
     return {
         path.stem: read_json(path).get("metadata", {}).get("papermill", {})
-        for path in sorted((Path(run_dir) / "executed").glob("*.ipynb"))
+        for path in sorted((Path(run_dir) / EXECUTED_SUBDIR).glob("*.ipynb"))
     }
 
 
@@ -111,7 +111,7 @@ def reference_problem(
         return f"{run} was started with profile {recorded!r} (settings.json), not {profile!r}"
     if overrides:
         return f"{run} was run with overrides {overrides}: it is a variant, not the {profile} reference run"
-    given = sorted({k for meta in executed.values() for k in meta.get("parameters", {})} - set(RUNNER_PARAMETERS))
+    given = sorted({k for meta in executed.values() for k in meta.get("parameters", {})} - set(ALWAYS_PASSED))
     if given:
         return (
             f"{run} was run with notebook parameters {', '.join(given)} (-p): it is a variant, not the "
