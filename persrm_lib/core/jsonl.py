@@ -198,29 +198,22 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [record for _, record in iter_jsonl(path)]
 
 
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
 def repair_torn_tail(path: str | Path) -> int:
     """Truncate an interrupted last line away (one without its newline, or not a JSON object);
     return the number of bytes removed (0 if none). Earlier lines are left for :func:`read_jsonl`
     to report; a missing file is left missing."""
     path = Path(path)
-    if not path.is_file():
-        return 0
-    data = path.read_bytes()
-    if not data:
-        return 0
-    keep = len(data)
-    if not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1  # 0 when the only line is torn
-    else:
-        start = data.rfind(b"\n", 0, len(data) - 1) + 1
-        last = data[start:]
-        if last.strip():
-            try:
-                ok = isinstance(json.loads(last), dict)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                ok = False
-            if not ok:
-                keep = start
+    data = path.read_bytes() if path.is_file() else b""
+    start = data.rfind(b"\n", 0, len(data) - 1) + 1  # where the last line begins
+    last = data[start:]
+    keep = start if not last.endswith(b"\n") or (last.strip() and not _is_json_object(last)) else len(data)
     removed = len(data) - keep
     if removed:
         with path.open("r+b") as handle:
