@@ -23,34 +23,23 @@ class RunSettingsError(ValueError):
     """Overrides that cannot apply to a run folder: unreadable, invalid, or not the folder's own."""
 
 
-def _read_settings(run_dir: str | Path) -> dict[str, Any] | None:
-    """The parsed ``<run>/settings.json``; None when the file is absent.
+def read_settings(run_dir: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """The profile (None when unrecorded) and the overrides (``{}`` when the file is absent) stored in
+    ``<run>/settings.json``.
 
     Raises:
         RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}, ...}``.
     """
     path = runfiles.settings_path(Path(run_dir))
     if not path.is_file():
-        return None
+        return None, {}
     try:
         data = read_json(path)
     except JsonlFormatError as exc:
         raise RunSettingsError(f"{path}: not valid JSON ({exc}); delete it or fix it") from exc
     if not isinstance(data, dict) or not isinstance(data.get("overrides"), dict):
         raise RunSettingsError(f'{path}: expected {{"overrides": {{"setting.name": value, ...}}}}, got {data!r}')
-    return data
-
-
-def read_settings(run_dir: str | Path) -> tuple[str | None, dict[str, Any]]:
-    """The profile (None when unrecorded) and the overrides (``{}`` when the file is absent) stored in
-    ``<run>/settings.json``.
-
-    Raises:
-        RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}}``.
-    """
-    data = _read_settings(run_dir) or {}
-    profile = data.get("profile")
-    return (None if profile is None else str(profile)), dict(data.get("overrides", {}))
+    return (None if data.get("profile") is None else str(data["profile"])), dict(data["overrides"])
 
 
 def read_overrides(run_dir: str | Path) -> dict[str, Any]:
@@ -82,9 +71,7 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
             folder's, or overrides other than the ones the folder's outputs were made with.
     """
     run = Path(run_dir)
-    data = _read_settings(run)
-    stored = dict(data["overrides"]) if data else {}
-    recorded = data.get("profile") if data else None
+    recorded, stored = read_settings(run)
     if recorded is not None and recorded != profile:
         raise RunSettingsError(
             f"{run} was started with profile {recorded!r}; it holds one configuration, so profile {profile!r} "
@@ -93,7 +80,7 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
     wanted = {str(k): v for k, v in overrides.items()}
     check_overrides(profile, wanted)
     resolved = get_profile(profile, wanted) if wanted else None
-    if data is not None:
+    if runfiles.settings_path(run).is_file():
         # compared as the settings they resolve to, so "0.30" and "0.3" are one configuration
         if wanted and get_profile(profile, stored) != resolved:
             raise RunSettingsError(
