@@ -185,16 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stored {sum(len(m) for m in measured.values())} metrics in {target}")
         return 0
     if not target.is_file():
-        print(f"error: no stored metrics at {target}; run with --update to create them", file=sys.stderr)
-        return 1
+        return fail(f"no stored metrics at {target}; run with --update to create them", status=1)
     rows = compare(read_json(target), measured, load_tolerances())
     print(format_table(rows, show_all=args.all))
-    bad = [r for r in rows if r.status in ("moved", "missing")]
     counts = {s: sum(r.status == s for r in rows) for s in ("ok", "moved", "missing", "new", "ignored")}
     print("regression: " + " ".join(f"{k}={v}" for k, v in counts.items()))
     if gate is not None:
         print(gate, file=sys.stderr)
-    return 1 if bad or gate is not None else 0
+    return 1 if counts["moved"] or counts["missing"] or gate is not None else 0
 
 
 if __name__ == "__main__":
