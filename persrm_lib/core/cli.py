@@ -60,11 +60,6 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return _number_type("whole number", int, allowed, f"a whole number {where}")
 
 
-def seed_number(text: str) -> int:
-    """An argparse ``type=`` for a seed: a whole number in [0, 2**32 - 1]."""
-    return whole_number(0, SEED_MAX)(text)
-
-
 def finite_number(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
     """An argparse ``type=`` for a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``).
 
@@ -81,6 +76,9 @@ def finite_number(low: float, high: float = math.inf, low_open: bool = False) ->
         return math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
 
     return _number_type("number", float, allowed, f"a finite number {where}")
+
+
+seed_number = whole_number(0, SEED_MAX)  # an argparse ``type=`` for a seed
 
 
 def output_problem(path: str | Path, flag: str, inputs: Sequence[str | Path | None] = ()) -> str | None:

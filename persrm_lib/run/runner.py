@@ -370,11 +370,9 @@ IPC_PREFIX_MAX = 100  # bytes of the kernel's IPC socket prefix (+ "-<port>" mus
 
 
 def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any], cwd: str | Path) -> None:
-    """Execute one notebook with papermill in the ``python3`` kernel.
-
-    The kernel talks over IPC sockets in a private temporary folder (removed afterwards), so
-    nothing listens on a network port and ipykernel prints no "running over TCP without encryption"
-    warning; where that folder's path is too long for a Unix socket, TCP is used.
+    """Execute one notebook with papermill in the ``python3`` kernel, talking over IPC sockets in a
+    private temporary folder (no network port, no "running over TCP without encryption" warning),
+    or over TCP where that folder's path is too long for a Unix socket.
 
     Raises:
         papermill.exceptions.PapermillExecutionError: a cell raised (papermill's error, unchanged).
