@@ -1,12 +1,7 @@
-"""What every command line of the project shares: one-line refusals, checked numbers, safe outputs.
-
-Every ``python -m persrm_lib...`` command validates all its arguments and inputs before its first
-model call, and refuses bad ones with exit status 2 and ONE line naming the argument
-(:class:`Parser`: argparse's usage block is left out, ``--help`` still shows it). Numbers are
-checked by their ``type=`` (:func:`whole_number`, :func:`finite_number`), an output file by
-:func:`output_problem` (not a folder, not one of the inputs, a folder to put it in), so that no
-command fails at its last write after the work is done. A command that fails after work began
-writes what it finished under :func:`partial_path` (``result.partial.json``), named as such.
+"""What every command line of the project shares: one-line refusals (exit status 2) naming the
+argument, checked numbers (``type=``), output files checked before the work starts
+(:func:`output_problem`), and where a command that failed after work began writes what it
+finished (:func:`partial_path`).
 
 >>> whole_number(1)("3"), finite_number(0, 1)("0.5")
 (3, 0.5)
@@ -21,7 +16,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
 
@@ -31,6 +26,22 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number_type(name: str, convert: Callable[[str], Any], allowed: Callable[[Any], bool], what: str) -> Any:
+    """An argparse ``type=`` that refuses text ``convert`` cannot read or a value not ``allowed``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text.strip())
+        except ValueError:
+            value = None
+        if value is None or not allowed(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -43,22 +54,10 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     """
     where = f"of at least {low}" if high is None else f"in [{low}, {high}]"
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number {where}, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be a whole number {where}, got {text!r}")
-        return value
+    def allowed(value: int) -> bool:
+        return value >= low and (high is None or value <= high)
 
-    parse.__name__ = "whole number"
-    return parse
-
-
-def seed_number(text: str) -> int:
-    """An argparse ``type=`` for a seed: a whole number in [0, 2**32 - 1]."""
-    return whole_number(0, SEED_MAX)(text)
+    return _number_type("whole number", int, allowed, f"a whole number {where}")
 
 
 def finite_number(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
@@ -73,25 +72,18 @@ def finite_number(low: float, high: float = math.inf, low_open: bool = False) ->
     if high != math.inf:
         where = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
 
-    def parse(text: str) -> float:
-        try:
-            value = float(text.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text!r}") from None
-        inside = (value > low if low_open else value >= low) and value <= high
-        if not math.isfinite(value) or not inside:
-            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text!r}")
-        return value
+    def allowed(value: float) -> bool:
+        return math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
 
-    parse.__name__ = "number"
-    return parse
+    return _number_type("number", float, allowed, f"a finite number {where}")
+
+
+seed_number = whole_number(0, SEED_MAX)  # an argparse ``type=`` for a seed
 
 
 def output_problem(path: str | Path, flag: str, inputs: Sequence[str | Path | None] = ()) -> str | None:
-    """Why ``path`` cannot be written as a command's output file, or None when it can.
-
-    Refused: an existing folder, a path below a file, and one of the command's input files (the
-    output would overwrite what it reads).
+    """Why ``path`` cannot be written as a command's output file (an existing folder, a path below a
+    file, one of the command's ``inputs``), or None when it can.
 
     >>> print(output_problem("/", "--out"))
     --out /: is a folder; name a file, e.g. --out /result.json

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 from .setting_ranges import check_ranges
@@ -24,6 +25,17 @@ from .setting_ranges import check_ranges
 PROFILE_ENV = "PERSRM_PROFILE"
 # prompt.evidence: none, or the stylometric table of persrm_lib.data.evidence (an ablation, off in every profile)
 EVIDENCE_KINDS: tuple[str, ...] = ("none", "stylometric")
+# the settings that name one of a few choices: (the choices, how a refusal lists them)
+CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
+    "data.query_mode": (("neutral", "opening"), "neutral or opening"),
+    "teacher.kind": (("stylometric", "local", "http"), "stylometric, local or http"),
+    "teacher.trace_style": (("full", "compact"), "full or compact"),
+    "sft.lr_scheduler": (("linear", "constant"), "linear or constant"),
+    "prompt.evidence": (EVIDENCE_KINDS, "one of " + ", ".join(EVIDENCE_KINDS)),
+    "prompt.mode": (("pairwise", "pointwise"), "pairwise or pointwise"),
+}
+TRUE_WORDS = ("true", "yes", "1")  # how a boolean is written on a command line (any case)
+FALSE_WORDS = ("false", "no", "0")
 
 
 @dataclass(frozen=True)
@@ -139,15 +151,12 @@ class TeacherSettings:
 
 @dataclass(frozen=True)
 class PromptSettings:
-    """What the prompt shows besides the exemplars, the query and the responses (issue 12, item 4).
+    """What the prompt shows besides the exemplars, the query and the responses.
 
-    ``evidence``: ``none``, or ``stylometric`` -- 01_synthesize attaches to every pair of every split
-    a table of stylometric measurements of the exemplars, A and B (:mod:`persrm_lib.data.evidence`),
-    and the prompt builder shows it whenever a pair carries one; the adapters record it.
-
-    Every profile keeps ``none``. Measured on the full cpu run (README, ``results/evidence_ablation.json``):
-    with the table, SFT learns the trace (loss 0.05 vs 0.40) and the format holds (1.00), but accuracy
-    and order-consistent accuracy stay 0 as without it, at 22% more SFT time.
+    ``evidence``: ``none``, or ``stylometric``: a table of stylometric measurements of the exemplars,
+    A and B attached to every pair by 01_synthesize (:mod:`persrm_lib.data.evidence`). Every profile
+    keeps ``none``: on the full cpu run (``results/evidence_ablation.json``) the table left accuracy
+    and order-consistent accuracy at 0, at 22% more SFT time.
     """
 
     evidence: str = "none"  # one of EVIDENCE_KINDS
@@ -159,10 +168,7 @@ class PromptSettings:
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """How much of 05_evaluate's suite runs; sized per profile so the smoke run stays within minutes on a CPU.
-
-    Read by :func:`persrm_lib.evaluate.suite.run_suite`; overridden like any setting, e.g.
-    ``get_profile("smoke", {"evaluation.model_pairs": 0})``.
+    """How much of 05_evaluate's suite runs (:func:`persrm_lib.evaluate.suite.run_suite`).
 
     Raises:
         ValueError: a negative pair count, a step, batch or length below 1, or an exemplar count below 1.
@@ -214,92 +220,52 @@ class Profile:
         """Raise ``ValueError`` naming the setting when the profile cannot run; every numeric
         setting is range-checked first (:func:`persrm_lib.core.setting_ranges.check_ranges`), before
         any arithmetic on it."""
-        check_ranges(self)
-        if self.grpo.batch_size % self.grpo.num_generations:
-            raise ValueError(
-                f"profile {self.name!r}: grpo.batch_size={self.grpo.batch_size} does not divide by "
-                f"grpo.num_generations={self.grpo.num_generations}"
-            )
-        if self.grpo.num_generations < 2:
-            raise ValueError(f"profile {self.name!r}: grpo.num_generations must be at least 2 (GRPO compares samples)")
-        if self.grpo.joint_orders and self.grpo.batch_size % (2 * self.grpo.num_generations):
-            raise ValueError(
-                f"profile {self.name!r}: grpo.joint_orders needs grpo.batch_size={self.grpo.batch_size} to hold whole "
-                f"pairs in both orders, a multiple of 2 x grpo.num_generations={self.grpo.num_generations}"
-            )
-        if self.grpo.consistency_bonus and not self.grpo.joint_orders:
-            raise ValueError(f"profile {self.name!r}: grpo.consistency_bonus needs grpo.joint_orders")
-        if not self.sft.epochs > 0 or self.sft.max_steps == 0 or self.sft.max_steps < -1:
-            raise ValueError(
-                f"profile {self.name!r}: sft.epochs must be above 0 and sft.max_steps -1 (run the epochs) or at "
-                f"least 1, got {self.sft.epochs} and {self.sft.max_steps}"
-            )
-        if self.grpo.max_steps < 1:
-            raise ValueError(f"profile {self.name!r}: grpo.max_steps must be at least 1, got {self.grpo.max_steps}")
-        if self.sft.batch_size % self.sft.per_device_batch_size:
-            raise ValueError(
-                f"profile {self.name!r}: sft.batch_size={self.sft.batch_size} does not divide by "
-                f"sft.per_device_batch_size={self.sft.per_device_batch_size}"
-            )
-        if not 1 <= self.data.n_exemplars <= 8:
-            raise ValueError(f"profile {self.name!r}: data.n_exemplars must be in 1..8, got {self.data.n_exemplars}")
-        if self.grpo.eval_every < 0 or self.grpo.eval_pairs < 0:
-            raise ValueError(
-                f"profile {self.name!r}: grpo.eval_every and grpo.eval_pairs must be at least 0, got "
-                f"{self.grpo.eval_every} and {self.grpo.eval_pairs}"
-            )
-        if self.num_threads < 1:
-            raise ValueError(f"profile {self.name!r}: num_threads must be at least 1")
-        if self.data.query_mode not in ("neutral", "opening"):
-            raise ValueError(
-                f"profile {self.name!r}: data.query_mode must be neutral or opening, got {self.data.query_mode!r}"
-            )
-        if self.teacher.kind not in ("stylometric", "local", "http"):
-            raise ValueError(f"profile {self.name!r}: teacher.kind must be stylometric, local or http")
-        if self.teacher.trace_style not in ("full", "compact"):
-            raise ValueError(f"profile {self.name!r}: teacher.trace_style must be full or compact")
-        if self.sft.lr_scheduler not in ("linear", "constant"):
-            raise ValueError(
-                f"profile {self.name!r}: sft.lr_scheduler must be linear or constant, got {self.sft.lr_scheduler!r}"
-            )
-        if not 0.0 <= self.teacher.hinted_share < 1.0:
-            raise ValueError(
-                f"profile {self.name!r}: teacher.hinted_share must be in [0, 1), got {self.teacher.hinted_share}"
-            )
-        if self.prompt.evidence not in EVIDENCE_KINDS:
-            raise ValueError(
-                f"profile {self.name!r}: prompt.evidence must be one of {', '.join(EVIDENCE_KINDS)}, "
-                f"got {self.prompt.evidence!r}"
-            )
-        if self.prompt.evidence != "none" and self.teacher.kind == "stylometric" and self.teacher.trace_style == "full":
-            raise ValueError(
-                f"profile {self.name!r}: prompt.evidence={self.prompt.evidence!r} needs teacher.trace_style='compact' "
-                "with the stylometric teacher: its full trace cites distances (d=...) and Delta values that the "
-                "evidence table does not show, so the faithfulness filter would reject every trace"
-            )
-        self._validate_personas()
-        return self
-
-    def _validate_personas(self) -> None:
-        """The persona benchmark's held-out operator (its numeric settings are range-checked with
-        the others, :mod:`persrm_lib.core.setting_ranges`), the training benchmarks and the prompt mode."""
         from ..data.personas import OPERATORS
 
-        data = self.data
+        check_ranges(self)
+        for name, (allowed, listing) in CHOICES.items():
+            value = attrgetter(name)(self)
+            if value not in allowed:
+                raise ValueError(f"profile {self.name!r}: {name} must be {listing}, got {value!r}")
+        data, sft, grpo, prompt = self.data, self.sft, self.grpo, self.prompt
         unlisted = [b for b in data.train_benchmarks if b not in data.benchmarks]
-        if unlisted:
-            raise ValueError(
-                f"profile {self.name!r}: data.train_benchmarks {unlisted} are not in data.benchmarks {list(data.benchmarks)}"
-            )
-        if data.persona_held_out_operator not in OPERATORS:
-            raise ValueError(
-                f"profile {self.name!r}: data.persona_held_out_operator must be one of {sorted(OPERATORS)}, "
-                f"got {data.persona_held_out_operator!r}"
-            )
-        if self.prompt.mode not in ("pairwise", "pointwise"):
-            raise ValueError(
-                f"profile {self.name!r}: prompt.mode must be pairwise or pointwise, got {self.prompt.mode!r}"
-            )
+        problems = [
+            (
+                grpo.batch_size % grpo.num_generations,
+                f"grpo.batch_size={grpo.batch_size} does not divide by grpo.num_generations={grpo.num_generations}",
+            ),
+            (
+                grpo.joint_orders and grpo.batch_size % (2 * grpo.num_generations),
+                f"grpo.joint_orders needs grpo.batch_size={grpo.batch_size} to hold whole pairs in both orders, "
+                f"a multiple of 2 x grpo.num_generations={grpo.num_generations}",
+            ),
+            (grpo.consistency_bonus and not grpo.joint_orders, "grpo.consistency_bonus needs grpo.joint_orders"),
+            (
+                sft.max_steps == 0,  # the other values out of range are refused by check_ranges
+                "sft.epochs must be above 0 and sft.max_steps -1 (run the epochs) or at least 1, "
+                f"got {sft.epochs} and {sft.max_steps}",
+            ),
+            (
+                sft.batch_size % sft.per_device_batch_size,
+                f"sft.batch_size={sft.batch_size} does not divide by sft.per_device_batch_size={sft.per_device_batch_size}",
+            ),
+            (
+                prompt.evidence != "none" and self.teacher.kind == "stylometric" and self.teacher.trace_style == "full",
+                f"prompt.evidence={prompt.evidence!r} needs teacher.trace_style='compact' with the stylometric "
+                "teacher: its full trace cites distances (d=...) and Delta values that the evidence table does not "
+                "show, so the faithfulness filter would reject every trace",
+            ),
+            (unlisted, f"data.train_benchmarks {unlisted} are not in data.benchmarks {list(data.benchmarks)}"),
+            (
+                data.persona_held_out_operator not in OPERATORS,
+                f"data.persona_held_out_operator must be one of {sorted(OPERATORS)}, "
+                f"got {data.persona_held_out_operator!r}",
+            ),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise ValueError(f"profile {self.name!r}: {message}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -311,7 +277,7 @@ PROFILES: dict[str, Profile] = {
         data=DataSettings(
             passage_words=60, n_exemplars=1, eval_exemplar_counts=(1,), train_pairs=16, eval_pairs=8, query_words=12
         ),
-        model=ModelSettings(name="tiny-random", max_seq_length=2048, max_completion_length=32),
+        model=ModelSettings(name="tiny-random", max_completion_length=32),
         lora=LoRASettings(r=4, alpha=8),
         teacher=TeacherSettings(trace_style="compact"),
         sft=SFTSettings(batch_size=2, per_device_batch_size=2, learning_rate=1e-3, max_steps=2),
@@ -328,17 +294,12 @@ PROFILES: dict[str, Profile] = {
             model_pairs=2, generative_pairs=2, scalar_rm_steps=2, scalar_rm_batch_size=2, scalar_rm_max_length=256
         ),
     ),
-    # The cpu profile's task and formulation on a budget that still shows learning (CI runs it, and its
-    # stored metrics are the regression reference): pointwise persona traces, 500 SFT steps of 2 at a
-    # constant lr 1e-3 with LoRA r 16 on 10-word passages, the settings of the learning-curve runs that
-    # beat base on held-out personas soonest (0.12 held-out order-consistent at 200 steps, 0.22-0.31 at
-    # 250, 0.50-0.53 at 300; base 0.00; results/personas/cpu-short-prompt-w10-lr1e-3.csv and
-    # h100/smoke-w10-lr1e-3.csv), so the learning gate (persrm_lib.run.regression) has something to
-    # check. 300 steps on 300 pairs were measured too few here: SFT tied 10/10 on 14 of 16 held-out
-    # persona pairs (0.125, interval [0.00, 0.31]: the gate not met); 500 steps see 1,000 of the
-    # 1,200 examples of 600 pairs (five sixths of an epoch). The
-    # generative stages judge 16 persona pairs and 2 of sotu and aaac each (a busy 2-core CPU
-    # prefills ~200 tokens/s); GRPO takes 2 steps of one pair (plumbing: 2 steps move nothing).
+    # The cpu profile's task on a budget that still shows learning (CI runs it; its stored metrics are
+    # the regression reference): the settings of the learning-curve runs that beat base on held-out
+    # personas soonest (0.50-0.53 order-consistent at 300 steps, base 0.00;
+    # results/personas/cpu-short-prompt-w10-lr1e-3.csv, h100/smoke-w10-lr1e-3.csv), with 500 steps
+    # since 300 steps on 300 pairs did not meet the learning gate (persrm_lib.run.regression) here.
+    # GRPO takes 2 steps of one pair: plumbing only.
     "smoke": Profile(
         name="smoke",
         num_threads=2,
@@ -347,14 +308,12 @@ PROFILES: dict[str, Profile] = {
             train_benchmarks=("personas",),
             passage_words=80,
             n_exemplars=1,
-            eval_exemplar_counts=(1, 3),
             train_pairs=600,
             eval_pairs=24,
             query_words=16,
             persona_words=10,
         ),
-        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=96),
-        lora=LoRASettings(r=16, alpha=32),
+        model=ModelSettings(max_seq_length=1024, max_completion_length=96),
         prompt=PromptSettings(mode="pointwise"),
         sft=SFTSettings(
             batch_size=2, per_device_batch_size=2, learning_rate=1e-3, lr_scheduler="constant", max_steps=500
@@ -379,18 +338,11 @@ PROFILES: dict[str, Profile] = {
             scalar_rm_max_length=320,
         ),
     ),
-    # The reference run, sized to under two hours on two threads of an otherwise idle 2-core machine.
-    # It trains on the persona benchmark in the pointwise formulation, measured to learn at this size
-    # (README, "Does a small model learn it?": the paper's pairwise verdict-only format stays at 0.00
-    # order-consistent accuracy to 1,500 steps; pairwise prompts with the persona traces learn about as
-    # fast as pointwise, which is order-consistent by construction and cheaper per step), and evaluates on held-out personas
-    # and on sotu and aaac, where a 135M model is expected at chance. Short persona passages (10 words)
-    # and lr 1e-3 learn fastest in the learning-rate/length sweep (results/personas/h100/smoke-*.csv:
-    # 0.53 held-out order-consistent after 300 steps, against 0.00 for 10 words at 3e-4); 1,500 steps
-    # of 2 examples (~1.6 s each here with the short pointwise prompt) are one epoch over 1,500 pairs'
-    # traces (both sides).
-    # What it trades against the paper: 135M parameters instead of 7B, one exemplar, synthetic
-    # personas instead of real authors, 12 GRPO steps of one pair (both sides x 4 samples).
+    # The reference run: under two hours on two threads of an idle 2-core machine. Pointwise persona
+    # traces, measured to learn at this size (README, "Does a small model learn it?": the paper's
+    # pairwise verdict-only format stays at 0.00 order-consistent accuracy to 1,500 steps); 10-word
+    # persona passages and lr 1e-3 learn fastest (results/personas/h100/smoke-*.csv). Against the
+    # paper: 135M parameters instead of 7B, one exemplar, synthetic personas, 12 GRPO steps of one pair.
     "cpu": Profile(
         name="cpu",
         num_threads=2,
@@ -399,14 +351,13 @@ PROFILES: dict[str, Profile] = {
             train_benchmarks=("personas",),
             passage_words=100,
             n_exemplars=1,
-            eval_exemplar_counts=(1, 3),
             train_pairs=1500,
             eval_pairs=96,
             query_words=20,
             persona_words=10,
         ),
         # pointwise persona traces are about 50 SmolLM2 tokens (measured); 96 leaves room
-        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1536, max_completion_length=96),
+        model=ModelSettings(max_seq_length=1536, max_completion_length=96),
         # r 8 keeps each adapter near 12 MB, under the 20 MB that results/ takes (r 16 measured 23 MB)
         lora=LoRASettings(r=8, alpha=16),
         prompt=PromptSettings(mode="pointwise"),
@@ -420,7 +371,6 @@ PROFILES: dict[str, Profile] = {
             max_completion_length=96,
             eval_every=6,
             eval_pairs=8,
-            compare_from_base=False,
         ),
         teacher=TeacherSettings(trace_style="compact"),
         # every pair for the cheap baselines, 24 per benchmark for loglik and scalar-rm (12
@@ -473,11 +423,8 @@ PROFILES: dict[str, Profile] = {
     # inside ten minutes on an H200 (TRL there: GRPO ~3.6 s per step of 64 samples x 48 tokens).
     "device": Profile(
         name="device",
-        data=DataSettings(
-            passage_words=80, n_exemplars=1, eval_exemplar_counts=(1, 3), train_pairs=48, eval_pairs=24, query_words=16
-        ),
-        model=ModelSettings(name="smollm2-135m-instruct", max_seq_length=1024, max_completion_length=160),
-        lora=LoRASettings(r=16, alpha=32),
+        data=DataSettings(passage_words=80, n_exemplars=1, train_pairs=48, eval_pairs=24, query_words=16),
+        model=ModelSettings(max_seq_length=1024, max_completion_length=160),
         sft=SFTSettings(batch_size=8, per_device_batch_size=8, learning_rate=5e-4, max_steps=30),
         # a throughput check, not a learning run: compact traces (180-230 SmolLM2 tokens) are cut at
         # 160, so most samples are format violations; seconds per step and memory are what it measures
@@ -493,33 +440,21 @@ PROFILES: dict[str, Profile] = {
         teacher=TeacherSettings(trace_style="compact"),
         evaluation=EvaluationSettings(model_pairs=8, generative_pairs=8, generative_counts=(1,)),
     ),
-    # One 24-80 GB GPU for about an hour (README "The gpu profile"). NOT RUN at this size here: the
-    # sizes come from the 135M runs and Unsloth's published VRAM table (3B: 8 GB for 16-bit LoRA).
-    # Qwen2.5-3B-Instruct is the paper's smallest model (91.8% CCAT); the offline benchmarks, the
-    # stylometric teacher (compact traces), Unsloth chosen automatically on CUDA.
+    # One 24-80 GB GPU for about an hour (README "The gpu profile"). NOT RUN at this size here: sized
+    # from the 135M runs and Unsloth's VRAM table; Qwen2.5-3B-Instruct is the paper's smallest model.
     "gpu": Profile(
         name="gpu",
-        data=DataSettings(
-            passage_words=150,
-            n_exemplars=3,
-            eval_exemplar_counts=(1, 3),
-            train_pairs=1500,
-            eval_pairs=200,
-            query_words=24,
-        ),
+        data=DataSettings(train_pairs=1500, eval_pairs=200),
         model=ModelSettings(name="Qwen/Qwen2.5-3B-Instruct", max_seq_length=3072, max_completion_length=320),
-        lora=LoRASettings(r=16, alpha=32),
-        sft=SFTSettings(batch_size=16, per_device_batch_size=8, learning_rate=1e-4, epochs=1.0),
+        sft=SFTSettings(batch_size=16, per_device_batch_size=8, learning_rate=1e-4),
         grpo=GRPOSettings(
             batch_size=32,
             num_generations=8,
             learning_rate=5e-6,
-            beta=1e-3,
             max_steps=100,
             max_completion_length=320,
             eval_every=25,
             eval_pairs=32,
-            compare_from_base=False,
         ),
         teacher=TeacherSettings(trace_style="compact"),
         evaluation=EvaluationSettings(
@@ -536,13 +471,11 @@ PROFILES: dict[str, Profile] = {
 
 def _coerce(current: Any, value: Any, key: str) -> Any:
     if isinstance(current, bool):
-        if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes"):
-                return True
-            if value.lower() in ("0", "false", "no"):
-                return False
-            raise ValueError(f"override {key}={value!r}: expected a boolean")
-        return bool(value)
+        if not isinstance(value, str):
+            return bool(value)
+        if value.lower() in TRUE_WORDS + FALSE_WORDS:
+            return value.lower() in TRUE_WORDS
+        raise ValueError(f"override {key}={value!r}: expected a boolean")
     if isinstance(current, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -561,27 +494,27 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
         raise ValueError(f"override {key}={value!r}: expected {type(current).__name__}") from exc
 
 
+def _replace_setting(settings: Any, parts: list[str], value: Any, key: str) -> Any:
+    """A copy of ``settings`` with the dotted setting ``parts`` replaced by ``value``."""
+    if not is_dataclass(settings) or parts[0] not in {f.name for f in fields(settings)}:
+        raise KeyError(f"unknown profile setting {key!r}")
+    current = getattr(settings, parts[0])
+    if len(parts) > 1:
+        return replace(settings, **{parts[0]: _replace_setting(current, parts[1:], value, key)})
+    if is_dataclass(current):
+        raise KeyError(f"unknown profile setting {key!r}")
+    return replace(settings, **{parts[0]: _coerce(current, value, key)})
+
+
 def apply_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:
-    """Return a copy with dotted keys replaced, e.g. ``{"grpo.max_steps": 5, "seed": 1}``."""
+    """Return a copy with dotted keys replaced, e.g. ``{"grpo.max_steps": 5, "seed": 1}``.
+
+    Raises:
+        KeyError: ``unknown profile setting 'grpo.max_stepz'``.
+        ValueError: a value that does not convert to the setting's type.
+    """
     for key, value in overrides.items():
-        parts = key.split(".")
-        chain = [profile]
-        for part in parts[:-1]:
-            obj = chain[-1]
-            if not is_dataclass(obj) or part not in {f.name for f in fields(obj)}:
-                raise KeyError(f"unknown profile setting {key!r}")
-            chain.append(getattr(obj, part))
-        leaf = chain[-1]
-        if (
-            not is_dataclass(leaf)
-            or parts[-1] not in {f.name for f in fields(leaf)}
-            or is_dataclass(getattr(leaf, parts[-1]))
-        ):
-            raise KeyError(f"unknown profile setting {key!r}")
-        new = replace(leaf, **{parts[-1]: _coerce(getattr(leaf, parts[-1]), value, key)})
-        for obj, part in zip(reversed(chain[:-1]), reversed(parts[:-1]), strict=True):
-            new = replace(obj, **{part: new})
-        profile = new
+        profile = _replace_setting(profile, key.split("."), value, key)
     return profile
 
 
@@ -593,10 +526,16 @@ def get_profile(name: str | None = None, overrides: dict[str, Any] | None = None
     return apply_overrides(PROFILES[name], overrides or {}).validate()
 
 
+def pin_thread_env(n: int) -> None:
+    """Pin the BLAS thread pools of this process and of the processes it starts to ``n`` threads."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
 def set_threads(n: int) -> None:
     """Pin torch and BLAS thread pools to ``n`` threads (call before heavy work)."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TOKENIZERS_PARALLELISM"):
-        os.environ[var] = "false" if var == "TOKENIZERS_PARALLELISM" else str(n)
+    pin_thread_env(n)  # before torch is first imported: it reads them then
     import torch
 
     torch.set_num_threads(n)

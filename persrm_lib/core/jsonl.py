@@ -1,16 +1,7 @@
-"""Small JSONL utilities for files written record by record and resumed after an interruption.
-
-- :func:`read_jsonl`: strict reader of UTF-8 (a leading UTF-8 byte-order mark is dropped); an
-  error names the file and the line number, and a file in another encoding is refused as such.
-- :func:`repair_torn_tail`: an interrupted append can leave a last line without its newline (or
-  with half a JSON object); this truncates the file back to its last complete line and logs it.
-- :class:`JsonlAppender`: appends one record per line, flushing each line to the operating
-  system, so a killed process loses at most the line it was writing.
-- :func:`write_jsonl_atomic`: writes a whole file under a temporary name, fsyncs it and renames
-  it into place, so the final name never holds a partial file.
-- :func:`read_json` and :func:`loads_json`: the strict reader of one JSON document (settings,
-  manifests, metrics, adapter files). Both readers refuse an object that names a key twice
-  (``json.loads`` keeps the last value silently), naming the file, the line and the key.
+"""Strict JSON and JSONL readers, and writers for files written record by record and resumed
+after an interruption: an append flushed line by line, a torn last line repaired, a whole file
+replaced atomically. The readers name the file and the line of every error, and refuse a file that
+is not UTF-8 and an object that names a key twice (``json.loads`` keeps the last value silently).
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "records.jsonl"
@@ -30,10 +21,9 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -88,19 +78,12 @@ def _second_key_line(text: str, key: str) -> int:
 
 
 def loads_json(text: str, where: str, first_line: int = 1) -> Any:
-    """Parse one JSON document, refusing an object that names a key twice.
-
-    Args:
-        text: the JSON text.
-        where: how messages name it (a file's path).
-        first_line: the line number of the text's first line in its file (a JSONL record's line).
-
-    Returns:
-        The decoded value.
+    """Parse one JSON document, refusing an object that names a key twice; ``where`` names it in
+    messages, ``first_line`` is the line of its first line in its file (a JSONL record's line).
 
     Raises:
         JsonDuplicateKeyError: ``<where> line N: key 'label' appears twice in one object ...``.
-        json.JSONDecodeError: the text is not JSON.
+        JsonlFormatError: ``<where> line N: malformed JSON (...)``.
 
     >>> loads_json('{"label": "a",\\n "label": "b"}', "pairs.json")
     Traceback (most recent call last):
@@ -109,6 +92,9 @@ def loads_json(text: str, where: str, first_line: int = 1) -> Any:
     """
     try:
         return json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except json.JSONDecodeError as exc:
+        line = first_line + exc.lineno - 1
+        raise JsonlFormatError(f"{where} line {line}: malformed JSON ({exc.msg} at column {exc.colno})") from None
     except _DuplicateKey as dup:
         line = first_line + _second_key_line(text, dup.key) - 1
         raise JsonDuplicateKeyError(
@@ -132,10 +118,7 @@ def read_json(path: str | Path) -> Any:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise JsonlFormatError(f"{path} line {line}: not UTF-8 ({exc.reason}); save the file as UTF-8") from None
-    try:
-        return loads_json(text, str(path))
-    except json.JSONDecodeError as exc:
-        raise JsonlFormatError(f"{path} line {exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+    return loads_json(text, str(path))
 
 
 def dumps_line(record: Mapping[str, Any]) -> str:
@@ -178,11 +161,8 @@ def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, record)`` for each non-blank line of ``path``.
-
-    The file is read as bytes and decoded strictly as UTF-8, line by line. A UTF-8 byte-order mark
-    at the start of the file is read and dropped (editors on Windows write one; the text is
-    unambiguous). Lines end at ``\n``, ``\r\n`` or a lone ``\r``, as in text-mode reading.
+    """Yield ``(line_number, record)`` for each non-blank line of ``path``, decoded strictly as
+    UTF-8 (a leading byte-order mark is dropped); lines end at ``\n``, ``\r\n`` or a lone ``\r``.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -207,12 +187,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 lineno += 1
                 if not line.strip():
                     continue
-                try:
-                    record = loads_json(line, str(path), lineno)
-                except json.JSONDecodeError as exc:
-                    raise JsonlFormatError(
-                        f"{path} line {lineno}: malformed JSON ({exc.msg} at column {exc.colno})"
-                    ) from exc
+                record = loads_json(line, str(path), lineno)
                 if not isinstance(record, dict):
                     raise JsonlFormatError(f"{path} line {lineno}: expected a JSON object, got {type(record).__name__}")
                 yield lineno, record
@@ -223,38 +198,22 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [record for _, record in iter_jsonl(path)]
 
 
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
 def repair_torn_tail(path: str | Path) -> int:
-    """Truncate an interrupted last line away; return the number of bytes removed (0 if none).
-
-    Only the LAST line can be torn by an interrupted append: it lacks its final newline, or it is
-    not valid JSON. Earlier lines are left alone (a bad line in the middle is not an interrupted
-    write, and :func:`read_jsonl` reports it with its line number). A missing file is left missing.
-
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.jsonl"
-    >>> _ = path.write_text('{"a": 1}\\n')
-    >>> repair_torn_tail(path)
-    0
-    """
+    """Truncate an interrupted last line away (one without its newline, or not a JSON object);
+    return the number of bytes removed (0 if none). Earlier lines are left for :func:`read_jsonl`
+    to report; a missing file is left missing."""
     path = Path(path)
-    if not path.is_file():
-        return 0
-    data = path.read_bytes()
-    if not data:
-        return 0
-    keep = len(data)
-    if not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1  # 0 when the only line is torn
-    else:
-        start = data.rfind(b"\n", 0, len(data) - 1) + 1
-        last = data[start:]
-        if last.strip():
-            try:
-                ok = isinstance(json.loads(last), dict)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                ok = False
-            if not ok:
-                keep = start
+    data = path.read_bytes() if path.is_file() else b""
+    start = data.rfind(b"\n", 0, len(data) - 1) + 1  # where the last line begins
+    last = data[start:]
+    keep = start if not last.endswith(b"\n") or (last.strip() and not _is_json_object(last)) else len(data)
     removed = len(data) - keep
     if removed:
         with path.open("r+b") as handle:
@@ -270,11 +229,9 @@ def repair_torn_tail(path: str | Path) -> int:
 
 
 class JsonlAppender:
-    """Append records to a JSONL file, one line each, flushed to the OS after every line.
-
-    Use it as a context manager. The folder is created. Writing a record that cannot be encoded
-    as JSON raises before anything is written, so no half line is ever left by a bad record.
-    """
+    """Append records to a JSONL file (a context manager; the folder is created), one line each,
+    flushed to the OS after every line, so a killed process loses at most the line it was writing.
+    A record that cannot be encoded raises before anything is written."""
 
     def __init__(self, path: str | Path, fsync: bool = False) -> None:
         self.path = Path(path)
@@ -298,9 +255,7 @@ class JsonlAppender:
             os.fsync(self._handle.fileno())
         self.written += 1
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._handle is not None:
             self._handle.flush()
             os.fsync(self._handle.fileno())
@@ -308,20 +263,15 @@ class JsonlAppender:
             self._handle = None
 
 
-def atomic_write(path: str | Path, write: Callable[[TextIO], None]) -> Path:
-    """Write a text file atomically: ``write`` fills a temporary file in the same folder, which is
-    flushed, fsynced and renamed over ``path``. Readers see the old file or the complete new one;
-    on an error the temporary file is removed and ``path`` is untouched.
-
-    Returns:
-        The path written.
-    """
+def atomic_write(path: str | Path, text: str) -> Path:
+    """Write a text file atomically: a temporary file in the same folder, fsynced and renamed over
+    ``path``. Readers see the old file or the complete new one; on an error ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            write(handle)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -333,12 +283,7 @@ def atomic_write(path: str | Path, write: Callable[[TextIO], None]) -> Path:
 
 def write_jsonl_atomic(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Write ``records`` to ``path`` as JSONL, atomically (see :func:`atomic_write`)."""
-
-    def write(handle: TextIO) -> None:
-        for record in records:
-            handle.write(dumps_line(record) + "\n")
-
-    return atomic_write(path, write)
+    return atomic_write(path, "".join(dumps_line(record) + "\n" for record in records))
 
 
 def sha256_file(path: str | Path) -> str:
@@ -353,10 +298,5 @@ def sha256_file(path: str | Path) -> str:
 
 
 def write_json_atomic(document: Mapping[str, Any], path: str | Path, **dump_options: Any) -> Path:
-    """Write ``document`` as indented JSON (``json.dump`` options pass through), atomically."""
-
-    def write(handle: TextIO) -> None:
-        json.dump(document, handle, indent=2, **dump_options)
-        handle.write("\n")
-
-    return atomic_write(path, write)
+    """Write ``document`` as indented JSON (``json.dumps`` options pass through), atomically."""
+    return atomic_write(path, json.dumps(document, indent=2, **dump_options) + "\n")

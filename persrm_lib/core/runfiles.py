@@ -52,7 +52,6 @@ def faithful_traces_path(run: Path) -> Path:
 
 
 def hinted_traces_path(run: Path) -> Path:
-    """The hinted second pass's traces (``teacher.hinted_share > 0``; :mod:`persrm_lib.teachers.hinted`)."""
     return data_dir(run) / "traces_hinted.jsonl"
 
 
@@ -70,12 +69,11 @@ def log_path(run: Path, stage: str) -> Path:
 
 
 def completions_path(run: Path, stage: str = "rft") -> Path:
-    """Sampled GRPO completions of a GRPO stage: ``rft`` or ``rft_from_base``."""
+    """GRPO samples of ``rft`` or ``rft_from_base``."""
     return stage_dir(run, stage) / "completions.jsonl"
 
 
 def eval_dir(run: Path) -> Path:
-    """05_evaluate's folder: tables, ``per_pair.csv`` and ``completions/``."""
     return stage_dir(run, "eval")
 
 
@@ -88,10 +86,9 @@ def published_per_pair_path(results_dir: Path) -> Path:
 
 
 def per_pair_path(run: Path) -> Path:
-    """05_evaluate's per-pair results (one row per judge, pair and exemplar count)."""
+    """One row per judge, pair and exemplar count."""
     return eval_dir(run) / PER_PAIR_FILE
 
 
 def eval_completions_path(run: Path, stage: str) -> Path:
-    """The generated completions of one reward-model stage (``base``, ``sft``, ``rft``)."""
     return eval_dir(run) / "completions" / f"{stage}.jsonl"

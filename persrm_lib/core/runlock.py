@@ -1,21 +1,12 @@
-"""One writer per run folder: a lock held while a notebook, a training or a publish works on it.
+"""One writer per run folder: an exclusive ``fcntl.flock`` on ``<run>/.persrm.lock`` held while a
+notebook, a training or a publish works on it, so two writers cannot both finish with the last one
+winning silently. A second writer is refused at once with :class:`RunFolderBusyError`, naming the
+holder (pid, command, since when, recorded in the file). The operating system releases the lock
+when the holder exits, however it exits; the file left behind means nothing without the lock.
 
-Two ``python -m persrm_lib.train sft`` into one folder would both finish, and the last adapter and
-log written would win silently. Every writer of a run folder therefore takes the folder's lock
-first (:func:`run_lock`, :func:`acquire`): an exclusive ``fcntl.flock`` on ``<run>/.persrm.lock``,
-which also records who holds it (pid, command, since when). A second writer is refused at once
-with :class:`RunFolderBusyError`, naming the holder. The operating system releases the lock when
-the holder exits, however it exits, so a killed process never leaves a folder locked; the file
-stays behind, empty or naming a process that has ended, and means nothing without the lock.
-
-Who takes it: the notebook runner for the whole run (``python -m persrm_lib.run``), every notebook
-(:func:`persrm_lib.run.notebook.start`, held until its kernel exits), ``train_sft`` and
-``train_grpo`` (so ``python -m persrm_lib.train`` and the benchmarks), and publish and ``--restore``.
-
-A process that holds a lock may take it again (the count goes up), and the processes it starts
-inherit it: the holder lists its folders in ``$PERSRM_RUN_LOCKS``, so the runner's notebook kernels
-and a notebook's own subprocesses are part of the writer that holds the lock, not a second one.
-Under ``accelerate launch`` the process of rank 0 holds it for all ranks.
+A process that holds a lock may take it again, and the processes it starts inherit it (it lists its
+folders in ``$PERSRM_RUN_LOCKS``): the runner's kernels and a notebook's subprocesses are part of the
+writer that holds it. Under ``accelerate launch`` rank 0 holds it for all ranks.
 
 >>> import tempfile
 >>> run = tempfile.mkdtemp()
@@ -51,11 +42,6 @@ class RunFolderBusyError(RuntimeError):
     """Another process writes to the run folder; the message names it (pid, command, since when)."""
 
 
-def lock_path(run_dir: str | Path) -> Path:
-    """The lock file of a run folder."""
-    return Path(run_dir) / LOCK_FILE
-
-
 def _inherited() -> set[str]:
     return {p for p in os.environ.get(INHERITED_ENV, "").split(os.pathsep) if p}
 
@@ -79,7 +65,7 @@ def _holder(fd: int) -> str:
 
 def holder(run_dir: str | Path) -> str | None:
     """Who holds a run folder's lock now, or None when nobody does."""
-    path = lock_path(run_dir)
+    path = Path(run_dir) / LOCK_FILE
     if not path.is_file():
         return None
     fd = os.open(path, os.O_RDONLY)
@@ -95,14 +81,8 @@ def holder(run_dir: str | Path) -> str | None:
 
 
 def acquire(run_dir: str | Path, command: str | None = None) -> Path:
-    """Take a run folder's lock (creating the folder), or fail at once naming the holder.
-
-    Args:
-        run_dir: the run folder.
-        command: how a refused writer names this one (default: this process's command line).
-
-    Returns:
-        The run folder, resolved.
+    """Take a run folder's lock (creating the folder) and return the folder, resolved; ``command``
+    is how a refused writer names this one (default: this process's command line).
 
     Raises:
         RunFolderBusyError: ``<run> is in use by pid N (<command>, since <time>): ...``.
@@ -118,7 +98,7 @@ def acquire(run_dir: str | Path, command: str | None = None) -> Path:
         if os.environ.get("RANK", "0") != "0":  # accelerate launch: rank 0 holds it for the whole group
             return run
         run.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path(run), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,12 +1,7 @@
-"""The allowed range of every numeric profile setting, checked before anything uses it.
-
-:meth:`persrm_lib.core.config.Profile.validate` calls :func:`check_ranges` first, so a setting out of
-range (``--set grpo.num_generations 0``, ``--set sft.learning_rate nan``) is refused with its name
-and its range before any arithmetic on it (a batch divided by it) or any model load. A float must
-also be finite: NaN compares false with every bound, so it would pass a plain ``x <= 0`` check.
-
-Every numeric setting of :class:`~persrm_lib.core.config.Profile` has an entry in :data:`RANGES`
-(a test checks it); one without an entry is still refused when it is not a finite number.
+"""The allowed range of every numeric profile setting, checked by
+:meth:`persrm_lib.core.config.Profile.validate` before any arithmetic on it or any model load. A float
+must also be finite: NaN compares false with every bound, so it would pass a plain ``x <= 0`` check.
+A numeric setting without an entry in :data:`RANGES` (a test requires one) need only be finite.
 
 >>> from persrm_lib.core.config import PROFILES
 >>> from dataclasses import replace
@@ -49,9 +44,7 @@ class Range:
 
 
 def _number(value: float) -> str:
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    return str(int(value)) if math.isfinite(value) and float(value).is_integer() else f"{value:g}"
 
 
 AT_LEAST_0 = Range(0)
@@ -135,10 +128,8 @@ def numeric_settings(settings: Any, prefix: str = "") -> dict[str, tuple[Any, st
 
 
 def check_ranges(profile: Any) -> None:
-    """Refuse a profile whose numeric setting is not finite or not in its range (:data:`RANGES`).
-
-    Args:
-        profile: a :class:`~persrm_lib.core.config.Profile`.
+    """Refuse a :class:`~persrm_lib.core.config.Profile` whose numeric setting is not finite or not
+    in its range (:data:`RANGES`).
 
     Raises:
         ValueError: ``profile 'smoke': grpo.num_generations must be an integer in [2, inf), got 0``

@@ -1,20 +1,8 @@
 """How the project decides that a text is empty, or that two texts are the same: after Unicode
-normalisation, not after Python's ``strip``.
-
-``str.strip`` keeps the zero-width space (U+200B), the word joiner (U+2060) and the byte-order mark
-(U+FEFF), all invisible; a no-break space (U+00A0) and ``"\\r\\n"`` against ``"\\n"`` make two texts
-that read the same compare different. A ``<criteria>`` holding only U+200B would count as reasoning,
-and a pair whose responses differ by one no-break space would pass the identical-responses check.
-:func:`visible_text` is the ONE normal form the checks compare:
-
-1. NFKC (compatibility forms folded: a no-break space becomes a space, "ﬁ" becomes "fi");
-2. every format character (Unicode category ``Cf``: zero-width space, joiners, the byte-order
-   mark, bidirectional marks, soft hyphen) removed;
-3. every run of whitespace (line endings of any kind included) collapsed to one space, and the
-   ends stripped.
-
-The texts themselves are never rewritten: the normal form only decides emptiness
-(:func:`is_blank`) and identity (:func:`same_text`).
+normalisation, since ``str.strip`` keeps invisible characters (U+200B, U+2060, U+FEFF) and a
+no-break space or ``"\\r\\n"`` makes two texts that read the same compare different.
+:func:`visible_text` is the ONE normal form: NFKC, format characters (category ``Cf``) removed,
+whitespace runs collapsed to one space, ends stripped. The texts themselves are never rewritten.
 
 >>> is_blank("\\u200b \\u00a0\\n"), is_blank("x")
 (True, False)
@@ -31,11 +19,7 @@ _WHITESPACE = re.compile(r"\s+")
 
 
 def visible_text(text: str) -> str:
-    """``text`` in the normal form the emptiness and identity checks compare (see the module).
-
-    >>> visible_text(" A\\u00a0fine\\u200b\\r\\n day ")
-    'A fine day'
-    """
+    """``text`` in the normal form the emptiness and identity checks compare (see the module)."""
     folded = unicodedata.normalize("NFKC", text)
     shown = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
     return _WHITESPACE.sub(" ", shown).strip()

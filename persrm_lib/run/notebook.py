@@ -19,10 +19,9 @@ PUBLISHED_PROFILES = ("cpu",)  # only the reference run writes into the tracked 
 
 
 def start(profile_name: str, run_dir: str | Path) -> tuple[Profile, Path]:
-    """Resolve the profile (with the run folder's stored overrides, :mod:`persrm_lib.run.settings`:
-    a notebook changes no setting itself), take the run folder's lock for as long as this kernel lives
-    (:mod:`persrm_lib.core.runlock`: a second writer of the folder is refused, naming this one; the
-    runner's kernels share the runner's), pin threads, seed everything, create the run folder.
+    """Resolve the profile with the run folder's stored overrides (:mod:`persrm_lib.run.settings`),
+    take the folder's lock while this kernel lives (:mod:`persrm_lib.core.runlock`), pin threads,
+    seed everything, create the run folder.
 
     Raises:
         RunFolderBusyError: another process writes to the run folder.
@@ -42,9 +41,8 @@ def start(profile_name: str, run_dir: str | Path) -> tuple[Profile, Path]:
 
 
 def save_fig(fig: Any, name: str, run_dir: str | Path, profile: str) -> Path:
-    """Save ``fig`` as ``<run>/figures/<name>.png`` (fixed dpi, no timestamp metadata, so the
-    bytes are a function of the figure); a run of the reference profile without overrides also copies
-    it to ``figures/``."""
+    """Save ``fig`` as ``<run>/figures/<name>.png`` (fixed dpi, no timestamp metadata); a run of the
+    reference profile without overrides also copies it to ``figures/``."""
     out = Path(run_dir) / FIGURES_SUBDIR / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight", metadata={"Software": None})

@@ -3,41 +3,21 @@
     python -m persrm_lib.run.publish --run-dir runs/cpu [--profile cpu] [--max-adapter-mb 20] [--readme README.md]
     python -m persrm_lib.run.publish --restore --run-dir runs/cpu     # adapters back into a run folder
 
-Copies, from a run whose seven notebooks all executed under ``--profile``:
+From a run whose seven notebooks all executed under ``--profile``: ``metrics.json`` (the regression
+reference), ``logs/<stage>.csv``, ``tables/`` (05's and 07's), ``completions/`` (notebook 05's per
+stage, ``eval_<stage>.jsonl``, and GRPO's samples, ``grpo_<stage>.jsonl``), ``adapters/<stage>/``
+(each adapter under ``--max-adapter-mb``, put back by ``--restore``) and ``MANIFEST.json`` (the
+settings with the run's overrides, each notebook's wall time, a SHA-256 per file).
 
-- ``metrics.json``: every notebook's headline metrics (the regression reference of that profile);
-- ``logs/<stage>.csv``: the SFT and GRPO training logs;
-- ``tables/``: notebook 05's tables (CSV and Markdown, per-pair results included), 07's tallies;
-- ``completions/``: what the reward model wrote -- ``eval_<stage>.jsonl``, notebook 05's completions
-  per stage in both orders (``runfiles.eval_completions_path``), and ``grpo_<stage>.jsonl``, the
-  GRPO samples per step (``runfiles.completions_path``) -- so a reader can check every verdict;
-- ``adapters/<stage>/``: each trained LoRA adapter whose files total less than ``--max-adapter-mb``,
-  so notebook 05 can be re-run without training (``persrm_lib.run.publish.restore`` puts them back);
-- ``MANIFEST.json``: the profile's settings (with the run's overrides, ``overrides``), each
-  notebook's wall time, and a SHA-256 per file.
-
-A run of another profile is refused, so a smoke run can never overwrite the reference run; so is a
-variant run (made with ``python -m persrm_lib.run --set`` overrides or ``-p`` notebook parameters)
-published to ``results/<profile>``: give it its own ``--dest``. Whether a run may become the
-profile's reference is decided by ONE function, :func:`reference_problem`, which ``python -m
-persrm_lib.run.regression --update`` calls too.
-
-Publish deletes only what it made (:func:`replace_problem`): ``--dest`` may be absent, an empty
-folder, or a folder that publish wrote for the same profile -- its ``MANIFEST.json``, the marker
-publish writes, names the profile and every file with its checksum, and the folder holds exactly
-those files, unchanged. Never the run folder, a folder inside it or above it, nor a folder holding
-anything else: those are refused with exit status 2 and the reason, nothing touched. ``--restore``
-deletes nothing: it copies into the run folder only the adapters that are not there, from a folder
-that publish made for the run folder's profile and overrides.
-Figures: notebooks of a published profile save them into ``figures/`` as they run; publishing the
-reference run then makes the notebooks' figures there (``NN_name.png``) exactly the run's
-(:func:`sync_figures`): a figure the run did not draw (say, 06's order-robustness plot, drawn only
-for pairwise runs) is removed, so ``figures/`` never shows a figure of an earlier run.
+A run of another profile is refused, and so is a variant run (``--set`` or ``-p``) published to
+``results/<profile>`` (:func:`reference_problem`, which ``python -m persrm_lib.run.regression
+--update`` uses too). Publish replaces only a folder it made (:func:`replace_problem`) and refuses
+anything else with exit status 2, touching nothing; ``--restore`` deletes nothing. Publishing the
+reference run makes the notebooks' figures in ``figures/`` exactly the run's (:func:`sync_figures`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -51,16 +31,15 @@ from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import FIGURES_DIR, RESULTS_DIR
 from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import FIGURES_SUBDIR, PUBLISHED_PROFILES, collect
-from .settings import RunSettingsError, read_overrides, read_profile
+from .runner import ALWAYS_PASSED, EXECUTED_SUBDIR
+from .settings import RunSettingsError, read_overrides, read_settings
 
 NOTEBOOK_COUNT = 7
-LOG_STAGES = ("sft", "rft", "rft_from_base")
-ADAPTER_STAGES = ("sft", "rft", "rft_from_base")
+TRAINED_STAGES = ("sft", "rft", "rft_from_base")  # each has a log and an adapter
 TABLE_SOURCES = ("eval", "behavior")
 DEFAULT_MAX_ADAPTER_MB = 20.0
 NOTEBOOK_FIGURE = re.compile(r"\d\d_[^/]+\.png")  # a notebook's figure: 05_accuracy_by_benchmark.png
 MANIFEST = "MANIFEST.json"  # written last by publish: the marker of a folder it made
-RUNNER_PARAMETERS = ("profile", "run_dir")  # what the runner passes every notebook
 
 
 class PublishError(RuntimeError):
@@ -71,7 +50,7 @@ def executed_metadata(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """Papermill's metadata of each executed notebook in ``<run>/executed/``, by notebook stem."""
     return {
         path.stem: read_json(path).get("metadata", {}).get("papermill", {})
-        for path in sorted((Path(run_dir) / "executed").glob("*.ipynb"))
+        for path in sorted((Path(run_dir) / EXECUTED_SUBDIR).glob("*.ipynb"))
     }
 
 
@@ -92,16 +71,26 @@ def run_profile(run_dir: str | Path, executed: dict[str, dict[str, Any]] | None 
     return found.pop()
 
 
+def _run_problem(run: Path, profile: str, executed: dict[str, dict[str, Any]]) -> str | None:
+    """Why ``run`` is not a complete run of ``profile``, or None."""
+    try:
+        found = run_profile(run, executed)
+    except PublishError as exc:
+        return str(exc)
+    if found != profile:
+        return f"{run} was run with profile {found!r}, not {profile!r}"
+    if len(executed) < NOTEBOOK_COUNT:
+        return f"{run}: only {len(executed)} of {NOTEBOOK_COUNT} notebooks executed ({', '.join(executed)})"
+    return None
+
+
 def reference_problem(
     run_dir: str | Path, profile: str, executed: dict[str, dict[str, Any]] | None = None
 ) -> str | None:
-    """Why a run may not become ``profile``'s reference (``results/<profile>``: the metrics that
-    regression runs compare with, the published reference results), or None when it may.
-
-    The ONE decision, used by :func:`publish` (for ``results/<profile>``) and by ``python -m
-    persrm_lib.run.regression --update``: every notebook executed, all under ``profile``; the
-    folder's recorded profile is ``profile``; no ``--set`` overrides; no notebook parameter but the
-    two the runner passes (``-p`` makes a variant too).
+    """Why a run may not become ``profile``'s reference (``results/<profile>``, which regression runs
+    compare with), or None when it may: every notebook executed under ``profile``, the folder's
+    recorded profile is ``profile``, no ``--set`` overrides, no notebook parameter but the two the
+    runner passes. Used by :func:`publish` and ``python -m persrm_lib.run.regression --update``.
 
     >>> reference_problem("/no/such/run", "cpu")
     '/no/such/run/executed holds no notebooks: run the notebooks first'
@@ -109,22 +98,20 @@ def reference_problem(
     run = Path(run_dir)
     try:
         executed = executed_metadata(run) if executed is None else executed
-        found = run_profile(run, executed)
-    except (PublishError, ValueError) as exc:
+    except ValueError as exc:  # an executed notebook that is not JSON
         return str(exc)
-    if found != profile:
-        return f"{run} was run with profile {found!r}, not {profile!r}"
-    if len(executed) < NOTEBOOK_COUNT:
-        return f"{run}: only {len(executed)} of {NOTEBOOK_COUNT} notebooks executed ({', '.join(executed)})"
+    problem = _run_problem(run, profile, executed)
+    if problem is not None:
+        return problem
     try:
-        recorded, overrides = read_profile(run), read_overrides(run)
+        recorded, overrides = read_settings(run)
     except RunSettingsError as exc:
         return str(exc)
     if recorded is not None and recorded != profile:
         return f"{run} was started with profile {recorded!r} (settings.json), not {profile!r}"
     if overrides:
         return f"{run} was run with overrides {overrides}: it is a variant, not the {profile} reference run"
-    given = sorted({k for meta in executed.values() for k in meta.get("parameters", {})} - set(RUNNER_PARAMETERS))
+    given = sorted({k for meta in executed.values() for k in meta.get("parameters", {})} - set(ALWAYS_PASSED))
     if given:
         return (
             f"{run} was run with notebook parameters {', '.join(given)} (-p): it is a variant, not the "
@@ -138,13 +125,17 @@ def _tree_files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
 
 
-def replace_problem(dest: str | Path, profile: str, run_dir: str | Path | None = None) -> str | None:
-    """Why publish may not replace ``dest``, or None when it may (it deletes only what it made).
+def _changed_files(folder: Path, listed: dict[str, str]) -> list[str]:
+    """The files of a manifest's ``{name: sha256}`` that are missing from ``folder`` or differ, sorted."""
+    return [
+        n for n, digest in sorted(listed.items()) if not (folder / n).is_file() or sha256_file(folder / n) != digest
+    ]
 
-    ``dest`` may be replaced when it does not exist, is an empty folder, or is a folder that
-    publish wrote for ``profile``: its ``MANIFEST.json`` (the marker publish writes last) names the
-    profile and lists every file with its SHA-256, and the folder holds exactly those files,
-    unchanged. Never the run folder, a folder inside it or one that holds it.
+
+def replace_problem(dest: str | Path, profile: str, run_dir: str | Path | None = None) -> str | None:
+    """Why publish may not replace ``dest``, or None when it may: ``dest`` does not exist, is empty, or
+    holds exactly the unchanged files that its ``MANIFEST.json`` lists for ``profile`` -- and is not
+    the run folder, inside it or above it.
 
     >>> replace_problem("runs/cpu", "cpu", "runs/cpu")
     '--dest runs/cpu is the run folder itself'
@@ -166,27 +157,20 @@ def replace_problem(dest: str | Path, profile: str, run_dir: str | Path | None =
         return f"--dest {dest} is a file; publish replaces only a folder it made"
     if not any(dest.iterdir()):
         return None
-    marker = dest / MANIFEST
-    if not marker.is_file():
+    if not (dest / MANIFEST).is_file():
         names = ", ".join(p.name for p in sorted(dest.iterdir())[:5])
         return f"--dest {dest} holds files that publish did not write (no {MANIFEST}: {names}); move them away or choose another --dest"
     try:
-        manifest = read_json(marker)
-    except ValueError as exc:
+        manifest = published_manifest(dest)
+    except PublishError as exc:
         return f"--dest {dest}: {exc}; publish replaces only a folder it made"
-    listed = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(listed, dict) or "profile" not in manifest:
-        return f"--dest {dest}: {MANIFEST} is not one that publish wrote (no profile and files); choose another --dest"
+    listed = manifest["files"]
     if manifest["profile"] != profile:
         return f"--dest {dest} holds results published for profile {manifest['profile']!r}, not {profile!r}"
     extra = [name for name in _tree_files(dest) if name != MANIFEST and name not in listed]
     if extra:
         return f"--dest {dest} holds files that publish did not write ({', '.join(extra[:5])}); move them away"
-    changed = [
-        name
-        for name, digest in sorted(listed.items())
-        if not (dest / name).is_file() or sha256_file(dest / name) != digest
-    ]
+    changed = _changed_files(dest, listed)
     if changed:
         return f"--dest {dest}: files changed or removed since they were published ({', '.join(changed[:5])}); move them away"
     return None
@@ -204,9 +188,9 @@ def _tree_bytes(folder: Path) -> int:
 
 
 def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
-    """Strip this machine from a copied adapter: the base model is named by its registry name, paths
-    into the run folder become relative to it, and PEFT's generated model card (which repeats the
-    local base path) and the trainer's pickled arguments are dropped. The weights are not touched."""
+    """Strip this machine from a copied adapter: the base model by its registry name, paths into the
+    run folder relative, PEFT's model card (it repeats the local base path) and the pickled trainer
+    arguments dropped."""
     for generated in ("README.md", "training_args.bin"):  # the model card; the trainer's pickled arguments
         if (adapter / generated).is_file():
             (adapter / generated).unlink()
@@ -214,7 +198,7 @@ def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
     if config.is_file():
         data = read_json(config)
         data["base_model_name_or_path"] = model_name
-        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(data, config, sort_keys=True)
     info = adapter / "persrm_training.json"
     if info.is_file():
         data = read_json(info)
@@ -222,27 +206,27 @@ def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
         for key, value in data.items():
             if isinstance(value, str) and value.startswith(str(root)):
                 data[key] = Path(value).resolve().relative_to(root).as_posix()
-        info.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(data, info, sort_keys=True)
 
 
-def _completion_files(run: Path) -> list[tuple[str, Path]]:
-    """(published name, source) of every completion file the run has."""
+def _run_files(run: Path) -> list[tuple[Path, str]]:
+    """(source, published name) of every log, table and completion file the run has."""
     from ..evaluate.records import STAGES
 
-    files = [(f"eval_{stage}.jsonl", runfiles.eval_completions_path(run, stage)) for stage in STAGES]
-    files += [(f"grpo_{stage}.jsonl", runfiles.completions_path(run, stage)) for stage in LOG_STAGES[1:]]
-    return [(name, path) for name, path in files if path.is_file()]
+    files = [(runfiles.log_path(run, stage), f"logs/{stage}.csv") for stage in TRAINED_STAGES]
+    for source in TABLE_SOURCES:
+        folder = runfiles.stage_dir(run, source)
+        tables = sorted(folder.glob("*.csv")) + sorted(folder.glob("*.md"))
+        files += [(table, f"tables/{source}_{table.name}") for table in tables]
+    files += [(runfiles.eval_completions_path(run, s), f"completions/eval_{s}.jsonl") for s in STAGES]
+    files += [(runfiles.completions_path(run, s), f"completions/grpo_{s}.jsonl") for s in TRAINED_STAGES[1:]]
+    return [(path, name) for path, name in files if path.is_file()]
 
 
 def sync_figures(run_dir: str | Path, figures_dir: str | Path = FIGURES_DIR) -> tuple[list[str], list[str]]:
-    """Make the notebooks' figures in ``figures_dir`` exactly those of the run (``<run>/figures``):
-    each run figure copied there, each notebook figure (``NN_name.png``) the run did not draw removed.
-    Other files there (the benchmarks' figures) are left alone, and so is everything when the run
-    has no figures folder (nothing it drew to compare with).
-
-    Returns:
-        (copied, removed) figure names, sorted.
-    """
+    """Make the notebooks' figures (``NN_name.png``) in ``figures_dir`` exactly those of
+    ``<run>/figures``, leaving other files alone (and everything, when the run has no figures folder).
+    Returns the (copied, removed) figure names, sorted."""
     source, target = Path(run_dir) / FIGURES_SUBDIR, Path(figures_dir)
     if not source.is_dir():
         return [], []
@@ -261,15 +245,10 @@ def publish(
     profile: str,
     dest: str | Path | None = None,
     max_adapter_mb: float = DEFAULT_MAX_ADAPTER_MB,
-    adapter_stages: tuple[str, ...] = ADAPTER_STAGES,
+    adapter_stages: tuple[str, ...] = TRAINED_STAGES,
 ) -> dict[str, Any]:
-    """Copy a finished run's results into ``dest`` (default ``results/<profile>``), atomically.
-
-    The new folder is assembled beside ``dest`` and swapped in only when complete, so a failure
-    leaves the previous results as they were.
-
-    Returns:
-        The manifest written to ``MANIFEST.json``.
+    """Copy a finished run's results into ``dest`` (default ``results/<profile>``), atomically: the
+    new folder is assembled beside ``dest`` and swapped in only when complete. Returns the manifest.
 
     Raises:
         PublishError: the run is incomplete, was run under another profile, is a variant
@@ -288,20 +267,13 @@ def _publish(
     run: Path, profile: str, dest: str | Path | None, max_adapter_mb: float, adapter_stages: tuple[str, ...]
 ) -> dict[str, Any]:
     executed = executed_metadata(run)
-    found = run_profile(run, executed)
-    if found != profile:
-        raise PublishError(
-            f"{run} was run with profile {found!r}, not {profile!r}: refusing to publish it as {profile}"
-        )
-    if len(executed) < NOTEBOOK_COUNT:
-        names = ", ".join(executed)
-        raise PublishError(f"{run}: only {len(executed)} of {NOTEBOOK_COUNT} notebooks executed ({names})")
+    problem = _run_problem(run, profile, executed)
     dest = Path(dest) if dest is not None else RESULTS_DIR / profile
-    if dest.resolve() == (RESULTS_DIR / profile).resolve():
-        problem = reference_problem(run, profile, executed)
-        if problem is not None:
-            raise PublishError(f"{problem}; publish it with --dest")
-    problem = replace_problem(dest, profile, run)
+    reference = dest.resolve() == (RESULTS_DIR / profile).resolve()
+    if problem is None and reference:
+        variant = reference_problem(run, profile, executed)
+        problem = None if variant is None else f"{variant}; publish it with --dest"
+    problem = problem or replace_problem(dest, profile, run)
     if problem is not None:
         raise PublishError(problem)
     overrides = read_overrides(run)
@@ -310,19 +282,9 @@ def _publish(
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
         write_json_atomic(collect(run), staging / "metrics.json", sort_keys=True)
-        for stage in LOG_STAGES:
-            log = runfiles.log_path(run, stage)
-            if log.is_file():
-                (staging / "logs").mkdir(exist_ok=True)
-                shutil.copyfile(log, staging / "logs" / f"{stage}.csv")
-        for source in TABLE_SOURCES:
-            folder = runfiles.stage_dir(run, source)
-            for table in sorted(folder.glob("*.csv")) + sorted(folder.glob("*.md")):
-                (staging / "tables").mkdir(exist_ok=True)
-                shutil.copyfile(table, staging / "tables" / f"{source}_{table.name}")
-        for name, path in _completion_files(run):
-            (staging / "completions").mkdir(exist_ok=True)
-            shutil.copyfile(path, staging / "completions" / name)
+        for source, name in _run_files(run):
+            (staging / name).parent.mkdir(exist_ok=True)
+            shutil.copyfile(source, staging / name)
         skipped = {}
         for stage in adapter_stages:
             adapter = runfiles.adapter_dir(run, stage)
@@ -360,7 +322,7 @@ def _publish(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if dest.resolve() == (RESULTS_DIR / profile).resolve() and profile in PUBLISHED_PROFILES:
+    if reference and profile in PUBLISHED_PROFILES:
         sync_figures(run, FIGURES_DIR)  # the reference run's figures, and no figure of an earlier run
     return manifest
 
@@ -384,12 +346,8 @@ def published_manifest(results_dir: str | Path) -> dict[str, Any]:
 
 
 def restore(results_dir: str | Path, run_dir: str | Path) -> list[str]:
-    """Put the published adapters back into a run folder (``<run>/<stage>/adapter``), so notebook 05
-    evaluates the reference models without training; existing adapters are left alone, nothing is
-    deleted. Each adapter is copied beside its place and renamed into it only once complete.
-
-    Returns:
-        The stages restored.
+    """Put the published adapters that are missing back into a run folder (``<run>/<stage>/adapter``),
+    each copied beside its place and renamed into it once complete; return the stages restored.
 
     Raises:
         PublishError: ``results_dir`` is not a folder publish made, an adapter file there differs
@@ -406,25 +364,25 @@ def restore(results_dir: str | Path, run_dir: str | Path) -> list[str]:
             f"--run-dir {run} and the published folder {results} overlap: restore into another run folder"
         )
     try:
-        recorded, overrides = read_profile(run), read_overrides(run)
+        recorded, overrides = read_settings(run)
     except RunSettingsError as exc:
         raise PublishError(str(exc)) from exc
     if recorded is not None and recorded != manifest["profile"]:
         raise PublishError(
             f"{run} was started with profile {recorded!r}; {results} holds profile {manifest['profile']!r}"
         )
-    if (run / "settings.json").is_file() and overrides != dict(manifest.get("overrides") or {}):
+    if runfiles.settings_path(run).is_file() and overrides != dict(manifest.get("overrides") or {}):
         raise PublishError(
             f"{run} was started with overrides {overrides or 'none'}; the adapters in {results} were trained with "
             f"{manifest.get('overrides') or 'none'}"
         )
     stages = sorted(p.name for p in (results / "adapters").glob("*") if p.is_dir())
-    for stage in stages:
-        for name, digest in manifest["files"].items():
-            if name.startswith(f"adapters/{stage}/") and (
-                not (results / name).is_file() or sha256_file(results / name) != digest
-            ):
-                raise PublishError(f"{results / name} is missing or differs from its checksum in {MANIFEST}")
+    adapter_files = {
+        n: d for n, d in manifest["files"].items() if n.startswith(tuple(f"adapters/{s}/" for s in stages))
+    }
+    changed = _changed_files(results, adapter_files)
+    if changed:
+        raise PublishError(f"{results / changed[0]} is missing or differs from its checksum in {MANIFEST}")
     restored = []
     with run_lock(run, f"python -m persrm_lib.run.publish --restore --run-dir {run}"):
         for stage in stages:
@@ -449,15 +407,10 @@ README_END = "<!-- results:{profile} end -->"
 
 
 def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int = 0) -> str:
-    """The README's results block, computed from a published results folder.
-
-    Accuracy (%) with its 95% bootstrap interval and the pair count per benchmark at notebook 05's
-    main exemplar count, order-consistent accuracy, A-preference, format compliance, position
-    consistency and reasoning agreement per judge (:func:`persrm_lib.evaluate.metrics.metric_row`), then the run's
-    targets (``tables/eval_goals.md``: :func:`persrm_lib.evaluate.metrics.persona_goals` when the run
-    judged persona pairs, else :func:`persrm_lib.evaluate.metrics.reference_goals`) and each notebook's
-    wall time.
-    """
+    """The README's results block from a published results folder: per judge at notebook 05's main
+    exemplar count, accuracy (%) with its 95% bootstrap interval and pair count per benchmark, and the
+    rates of :func:`persrm_lib.evaluate.metrics.metric_row`; then the run's targets
+    (``tables/eval_goals.md``) and each notebook's wall time."""
     import pandas as pd
 
     from ..evaluate import metrics
@@ -468,7 +421,10 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     rows = pd.read_csv(runfiles.published_per_pair_path(folder))
     rows = rows[rows["n_exemplars"] == main_k]
     order = list(dict.fromkeys(rows["judge"]))
-    by_bench = metrics.summarize(rows, ["judge", "benchmark"], n_bootstrap, seed)
+    by_bench = {
+        (r.judge, r.benchmark): f"{100 * r.accuracy:.1f} [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] ({int(r.n)})"
+        for r in metrics.summarize(rows, ["judge", "benchmark"], n_bootstrap, seed).itertuples()
+    }
     overall = metrics.summarize(rows, "judge", n_bootstrap, seed).set_index("judge")
     benches = sorted(rows["benchmark"].unique())
     rates = {"order-consistent": "order_consistent_accuracy", "A-pref.": "a_preference", "format": "format"}
@@ -476,16 +432,7 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     header = ["judge", *[f"{b} acc. % [95% CI] (n)" for b in benches], "all", *rates]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for judge in order:
-        cells = [f"`{judge}`"]
-        for bench in benches:
-            hit = by_bench[(by_bench["judge"] == judge) & (by_bench["benchmark"] == bench)]
-            if hit.empty:
-                cells.append("–")
-                continue
-            r = hit.iloc[0]
-            cells.append(
-                f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] ({int(r['n'])})"
-            )
+        cells = [f"`{judge}`", *(by_bench.get((judge, bench), "–") for bench in benches)]
         o = overall.loc[judge]
         cells.append(f"{100 * o['accuracy']:.1f} ({int(o['n'])})")
         cells += ["–" if o.get(c) is None or o[c] != o[c] else f"{o[c]:.2f}" for c in rates.values()]
@@ -513,6 +460,19 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
     return "\n".join(parts)
 
 
+def _readme_markers(path: Path, profile: str) -> tuple[str, str, str]:
+    """The README's text and its results block's start and end markers.
+
+    Raises:
+        PublishError: the markers are missing. OSError: the README cannot be read.
+    """
+    text = path.read_text()
+    start, end = README_START.format(profile=profile), README_END.format(profile=profile)
+    if start not in text or end not in text:
+        raise PublishError(f"{path} has no results block: add the lines {start!r} and {end!r}")
+    return text, start, end
+
+
 def update_readme(readme: str | Path, block: str, profile: str = "cpu") -> bool:
     """Replace the text between the README's results markers with ``block``; True when it changed.
 
@@ -520,10 +480,7 @@ def update_readme(readme: str | Path, block: str, profile: str = "cpu") -> bool:
         PublishError: the markers are missing.
     """
     path = Path(readme)
-    text = path.read_text()
-    start, end = README_START.format(profile=profile), README_END.format(profile=profile)
-    if start not in text or end not in text:
-        raise PublishError(f"{path} has no results block: add the lines {start!r} and {end!r}")
+    text, start, end = _readme_markers(path, profile)
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     new = f"{head}{start}\n{block}\n{end}{tail}"
@@ -540,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-adapter-mb", type=finite_number(0, low_open=True), default=DEFAULT_MAX_ADAPTER_MB, help="size cap"
     )
-    parser.add_argument("--adapters", default=",".join(ADAPTER_STAGES), help="stages whose adapters to publish")
+    parser.add_argument("--adapters", default=",".join(TRAINED_STAGES), help="stages whose adapters to publish")
     parser.add_argument("--readme", type=Path, default=None, help="also rewrite this README's results block")
     parser.add_argument(
         "--restore", action="store_true", help="the other way: copy the published adapters into --run-dir"
@@ -558,17 +515,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"restored adapters: {', '.join(restored) or 'none (already present or none published)'}")
         return 0
     stages = tuple(s.strip() for s in args.adapters.split(",") if s.strip())
-    unknown = [s for s in stages if s not in ADAPTER_STAGES]
+    unknown = [s for s in stages if s not in TRAINED_STAGES]
     if unknown:
-        return fail(f"--adapters: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(ADAPTER_STAGES)}")
+        return fail(f"--adapters: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(TRAINED_STAGES)}")
     if args.readme is not None:  # checked before anything is published
         try:
-            text = args.readme.read_text()
+            _readme_markers(args.readme, args.profile)
         except OSError as exc:
             return fail(f"--readme {args.readme}: {exc.strerror or exc}")
-        start, end = README_START.format(profile=args.profile), README_END.format(profile=args.profile)
-        if start not in text or end not in text:
-            return fail(f"--readme {args.readme} has no results block: add the lines {start!r} and {end!r}")
+        except PublishError as exc:
+            return fail(f"--readme {exc}")
     try:
         manifest = publish(args.run_dir, args.profile, dest, args.max_adapter_mb, stages)
         if args.readme is not None:

@@ -1,25 +1,16 @@
 """Regression runs: execute the notebooks, then compare every recorded metric with stored values.
 
-Each notebook writes its headline metrics to ``<run>/metrics/<notebook>.json``. The stored
-reference for a profile is ``results/<profile>/metrics.json`` (``{notebook: {metric: value}}``,
-nested metrics flattened with dots). Tolerances come from ``results/tolerances.json``: glob
-patterns on ``notebook:metric`` mapped to ``{"abs": x, "rel": y}`` or ``null`` (not compared:
-timings); the first matching pattern wins.
-
     python -m persrm_lib.run.regression [--profile smoke] [--run-dir DIR] [--skip-run] [--update]
 
-``--update`` stores a run as the reference only when :func:`persrm_lib.run.publish.reference_problem`
-(the one decision that publish also uses) finds nothing against it: a run made with ``--set``
-overrides or ``-p`` parameters, of another profile or incomplete, is refused with exit status 2.
-The learning gate (:func:`learning_problem`): a run of a profile that trains on the persona
-benchmark must show that SFT learned -- order-consistent accuracy of SFT minus base on the held-out
-personas with its 95% paired interval above 0 (notebook 05's goal, recorded as
-``goal_met/order_consistent_accuracy_rm_sft_rm_base``) -- or it fails, whatever was stored, and
-``--update`` refuses to store it: a stored reference can never be a run that did not learn.
+The reference is ``results/<profile>/metrics.json`` (``{notebook: {metric: value}}``, nested metrics
+flattened with dots); tolerances come from ``results/tolerances.json``: glob patterns on
+``notebook:metric`` mapped to ``{"abs": x, "rel": y}`` or ``null`` (not compared), the first match
+winning. ``--update`` stores a run only when :func:`persrm_lib.run.publish.reference_problem` finds
+nothing against it, and never one that fails the learning gate (:func:`learning_problem`).
 
 Exit status: 0 every metric within tolerance (or stored); 1 a metric moved or went missing, the
-run did not learn (the gate), or a notebook failed; 2 refused (bad arguments, a run that may not be
-the reference, a folder in use).
+run did not learn, or a notebook failed; 2 refused (bad arguments, a run that may not be the
+reference, a folder in use).
 """
 
 from __future__ import annotations
@@ -37,12 +28,10 @@ from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import collect
-from .publish import PublishError, reference_problem, run_profile
+from .publish import MANIFEST, PublishError, reference_problem, run_profile
 from .settings import read_overrides
 
 TOLERANCES_FILE = RESULTS_DIR / "tolerances.json"
-
-
 LEARNING_GOAL = "goal_met/order_consistent_accuracy_rm_sft_rm_base"  # 05's SFT-over-base goal
 
 
@@ -50,8 +39,8 @@ def learning_problem(
     measured: dict[str, dict[str, Any]], profile: str, overrides: dict[str, Any] | None = None
 ) -> str | None:
     """Why a run's metrics fail the learning gate, or None: a profile that trains on the persona
-    benchmark (``data.train_benchmarks``) needs notebook 05's SFT-over-base goal met (the 95% paired
-    interval of SFT minus base order-consistent accuracy on held-out personas above 0).
+    benchmark needs notebook 05's goal met: SFT minus base order-consistent accuracy on held-out
+    personas, its 95% paired interval above 0.
 
     >>> learning_problem({"05_evaluate": {LEARNING_GOAL: True}}, "cpu") is None
     True
@@ -80,26 +69,16 @@ class Comparison:
 
 
 def load_tolerances(path: Path = TOLERANCES_FILE) -> list[tuple[str, dict[str, float] | None]]:
-    if not path.is_file():
-        return [("*", {"abs": 0.0, "rel": 0.0})]
-    rules = read_json(path)
-    return list(rules.items())
+    return list(read_json(path).items()) if path.is_file() else [("*", {"abs": 0.0, "rel": 0.0})]
 
 
 def tolerance_for(key: str, rules: list[tuple[str, dict[str, float] | None]]) -> dict[str, float] | None:
-    for pattern, rule in rules:
-        if fnmatch.fnmatchcase(key, pattern):
-            return rule
-    return {"abs": 0.0, "rel": 0.0}
+    return next((rule for pattern, rule in rules if fnmatch.fnmatchcase(key, pattern)), {"abs": 0.0, "rel": 0.0})
 
 
 def _close(stored: Any, measured: Any, rule: dict[str, float]) -> bool:
-    if (
-        isinstance(stored, bool)
-        or isinstance(measured, bool)
-        or not isinstance(stored, int | float)
-        or not isinstance(measured, int | float)
-    ):
+    numbers = [isinstance(v, int | float) and not isinstance(v, bool) for v in (stored, measured)]
+    if not all(numbers):
         return stored == measured
     if math.isnan(stored) and math.isnan(measured):
         return True
@@ -150,10 +129,8 @@ def stored_path(profile: str) -> Path:
 
 
 def _record_in_manifest(target: Path, run_dir: Path) -> None:
-    """After ``--update`` rewrote ``results/<profile>/metrics.json``: a folder that publish made keeps
-    its manifest true (the new checksum, and which run the metrics now come from), so publish still
-    recognises the folder as its own."""
-    marker = target.parent / "MANIFEST.json"
+    """Keep a published folder's manifest true after ``--update`` rewrote its ``metrics.json``."""
+    marker = target.parent / MANIFEST
     if not marker.is_file():
         return
     manifest = read_json(marker)
@@ -208,16 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stored {sum(len(m) for m in measured.values())} metrics in {target}")
         return 0
     if not target.is_file():
-        print(f"error: no stored metrics at {target}; run with --update to create them", file=sys.stderr)
-        return 1
+        return fail(f"no stored metrics at {target}; run with --update to create them", status=1)
     rows = compare(read_json(target), measured, load_tolerances())
     print(format_table(rows, show_all=args.all))
-    bad = [r for r in rows if r.status in ("moved", "missing")]
     counts = {s: sum(r.status == s for r in rows) for s in ("ok", "moved", "missing", "new", "ignored")}
     print("regression: " + " ".join(f"{k}={v}" for k, v in counts.items()))
     if gate is not None:
         print(gate, file=sys.stderr)
-    return 1 if bad or gate is not None else 0
+    return 1 if counts["moved"] or counts["missing"] or gate is not None else 0
 
 
 if __name__ == "__main__":

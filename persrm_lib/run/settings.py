@@ -1,17 +1,11 @@
-"""The profile overrides a run folder was started with: ``<run>/settings.json``.
+"""The profile and overrides a run folder was started with: ``<run>/settings.json``,
+``{"profile": "cpu", "overrides": {"prompt.evidence": "stylometric", ...}}`` (values as given on the
+command line; :func:`persrm_lib.core.config.apply_overrides` converts them).
 
-A run is a function of its profile, its overrides and its seed. ``python -m persrm_lib.run --profile cpu
---set prompt.evidence stylometric --run-dir runs/cpu-evidence`` validates the overrides against the
-profile (an unknown setting or a value of the wrong type is refused before any notebook runs),
-writes them here, and every notebook's :func:`persrm_lib.run.notebook.start` applies them, so a
-notebook re-run later in that folder (``--only 05``) sees the same configuration without being
-told. A folder holds one configuration: other overrides for a folder that already has outputs are
-refused, and a run with overrides is never published over its profile's reference results.
-
-The file: ``{"profile": "cpu", "overrides": {"prompt.evidence": "stylometric", ...}}`` (values as
-given on the command line; :func:`persrm_lib.core.config.apply_overrides` converts them to each
-setting's type). The runner writes it for every new run folder, overrides or not, so a folder also
-refuses notebooks of another profile.
+The runner validates ``--set`` overrides before any notebook runs and writes them here for every
+new run folder; every notebook's :func:`persrm_lib.run.notebook.start` applies them, so a notebook
+re-run later in the folder sees the same configuration. A folder holds one configuration: other
+overrides or another profile for a folder that has outputs are refused.
 """
 
 from __future__ import annotations
@@ -29,38 +23,28 @@ class RunSettingsError(ValueError):
     """Overrides that cannot apply to a run folder: unreadable, invalid, or not the folder's own."""
 
 
-def _read_settings(run_dir: str | Path) -> dict[str, Any] | None:
-    """The parsed ``<run>/settings.json``; None when the file is absent.
+def read_settings(run_dir: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """The profile (None when unrecorded) and the overrides (``{}`` when the file is absent) stored in
+    ``<run>/settings.json``.
 
     Raises:
         RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}, ...}``.
     """
     path = runfiles.settings_path(Path(run_dir))
     if not path.is_file():
-        return None
+        return None, {}
     try:
         data = read_json(path)
     except JsonlFormatError as exc:
         raise RunSettingsError(f"{path}: not valid JSON ({exc}); delete it or fix it") from exc
     if not isinstance(data, dict) or not isinstance(data.get("overrides"), dict):
         raise RunSettingsError(f'{path}: expected {{"overrides": {{"setting.name": value, ...}}}}, got {data!r}')
-    return data
+    return (None if data.get("profile") is None else str(data["profile"])), dict(data["overrides"])
 
 
 def read_overrides(run_dir: str | Path) -> dict[str, Any]:
-    """The overrides stored in ``<run>/settings.json``; ``{}`` when the file is absent.
-
-    Raises:
-        RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}}``.
-    """
-    data = _read_settings(run_dir)
-    return dict(data["overrides"]) if data else {}
-
-
-def read_profile(run_dir: str | Path) -> str | None:
-    """The profile a run folder was started with (``<run>/settings.json``); None when unrecorded."""
-    data = _read_settings(run_dir)
-    return str(data["profile"]) if data and data.get("profile") is not None else None
+    """The overrides of :func:`read_settings`."""
+    return read_settings(run_dir)[1]
 
 
 def check_overrides(profile: str, overrides: dict[str, Any]) -> None:
@@ -78,20 +62,16 @@ def check_overrides(profile: str, overrides: dict[str, Any]) -> None:
 
 
 def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``overrides`` against ``profile`` and make them the run folder's; return what applies.
-
-    A new (or empty) folder records the profile and the overrides. With no overrides, the folder's
-    stored ones apply (a resumed or partial re-run). New overrides are accepted by a folder that
-    stores the same ones (the same settings once parsed: ``0.30`` is ``0.3``).
+    """Validate ``overrides`` against ``profile`` and make them the run folder's; return what applies:
+    a new (or empty) folder records them; with no overrides, the folder's stored ones apply; new
+    overrides are accepted by a folder that stores the same settings once parsed (``0.30`` is ``0.3``).
 
     Raises:
         RunSettingsError: an unknown setting, a value of the wrong type, another profile than the
             folder's, or overrides other than the ones the folder's outputs were made with.
     """
     run = Path(run_dir)
-    data = _read_settings(run)
-    stored = dict(data["overrides"]) if data else {}
-    recorded = data.get("profile") if data else None
+    recorded, stored = read_settings(run)
     if recorded is not None and recorded != profile:
         raise RunSettingsError(
             f"{run} was started with profile {recorded!r}; it holds one configuration, so profile {profile!r} "
@@ -100,7 +80,7 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
     wanted = {str(k): v for k, v in overrides.items()}
     check_overrides(profile, wanted)
     resolved = get_profile(profile, wanted) if wanted else None
-    if data is not None:
+    if runfiles.settings_path(run).is_file():
         # compared as the settings they resolve to, so "0.30" and "0.3" are one configuration
         if wanted and get_profile(profile, stored) != resolved:
             raise RunSettingsError(
