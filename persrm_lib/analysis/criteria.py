@@ -222,7 +222,12 @@ def criteria_entropy(criteria_lists: Iterable[Sequence[str]]) -> float:
 
 def criteria_by_step(table: pd.DataFrame) -> pd.DataFrame:
     """Per GRPO step: criteria diversity, new criteria and re-prioritisation over parsed completions
-    (accuracy over all)."""
+    (accuracy over all).
+
+    Columns: ``step, n_completions, n_parsed, distinct_criteria, entropy_bits,
+    mean_criteria_per_output, share_with_new, new_criteria (sorted list), mean_order_rho,
+    share_first_changed, accuracy``.
+    """
     rows = []
     for step, frame in table.groupby("step", sort=True):
         parsed = frame[frame["format_ok"]]

@@ -211,6 +211,12 @@ def headline_metrics(
         n_eval_stages: how many evaluation stages had completions.
         llm: the LLM classifier, when one ran (its queries and parse failures).
         agreement_table: :func:`agreement`, when both classifiers ran (kappa and Spearman).
+
+    Returns:
+        Counts (``n_completions, n_steps, n_sft_traces, n_eval_stages, sft_vocabulary_size,
+        new_criteria_count``), shares and accuracies of the criteria behaviours over parsed
+        outputs, the last step's criteria diversity, ``<classifier>_<behavior>_first|last|all``,
+        and the LLM and agreement numbers when given.
     """
     parsed = table[table["format_ok"]]
     by_step = criteria_by_step(table)

@@ -311,8 +311,14 @@ class HTTPChatClient:
             ChatResponseError: this request got no usable answer.
             ChatClientError: the endpoint cannot be used (down after the retries, or refusing).
         """
-        body = {"model": self.model, "messages": list(messages), "max_tokens": self.max_new_tokens}
-        return self._retrying(self._attempt, body | {"temperature": self.temperature, "seed": self.seed}, what=label)
+        body = {
+            "model": self.model,
+            "messages": list(messages),
+            "max_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+        return self._retrying(self._attempt, body, what=label)
 
     def complete_batch(self, conversations: Sequence[Messages]) -> list[str]:
         """:meth:`complete` for many conversations, ``max_concurrency`` at a time, in input order;

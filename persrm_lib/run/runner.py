@@ -32,7 +32,7 @@ from ..core.cli import Parser
 from ..core.config import FALSE_WORDS, PROFILE_ENV, PROFILES, TRUE_WORDS, get_profile, pin_thread_env
 from ..core.paths import NOTEBOOKS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
-from .settings import RunSettingsError, check_overrides, store_overrides  # noqa: F401 -- raised from here
+from .settings import RunSettingsError, check_overrides, store_overrides
 
 ALWAYS_PASSED = ("profile", "run_dir")
 EXECUTED_SUBDIR = "executed"
@@ -479,7 +479,14 @@ def main(argv: list[str] | None = None) -> int:
     except NotebookFailedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, RunFolderBusyError) as exc:  # refused before any notebook ran
+    except (
+        UnknownParameterError,
+        ParameterTypeError,
+        ReservedParameterError,
+        FileNotFoundError,
+        RunSettingsError,
+        RunFolderBusyError,
+    ) as exc:  # refused before any notebook ran
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"done: {len(runs)} notebooks in {sum(r.seconds for r in runs):.1f}s")

@@ -451,18 +451,17 @@ def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dic
         metrics[f"kept_fraction_{kind}"] = float(fraction)
     metrics["all_share_label_a"] = float(position_balance(result.traces).iloc[-1]["share_a"])
     metrics.update(_separability(result.traces, "all_separability_auc", n_splits, seed))
-    overall = position_balance(kept).iloc[-1] if kept else None
-    mean_words = length_table(kept).groupby("role")["words"].mean() if kept else None
-    metrics.update(
-        {
-            "kept_share_label_a": float(overall["share_a"]) if kept else None,
-            "kept_position_p_value": float(overall["p_value"]) if kept else None,
-            "kept_chosen_longer_share": chosen_longer_share(kept) if kept else None,
-            "kept_mean_words_chosen": float(mean_words["chosen"]) if kept else None,
-            "kept_mean_words_rejected": float(mean_words["rejected"]) if kept else None,
-            **_separability(kept, "separability_auc", n_splits, seed),
-        }
-    )
+    kept_keys = ("share_label_a", "position_p_value", "chosen_longer_share", "mean_words_chosen", "mean_words_rejected")
+    metrics.update({f"kept_{key}": None for key in kept_keys})  # no trace kept: the keys stay, as None
+    if kept:
+        overall = position_balance(kept).iloc[-1]
+        mean_words = length_table(kept).groupby("role")["words"].mean()
+        metrics["kept_share_label_a"] = float(overall["share_a"])
+        metrics["kept_position_p_value"] = float(overall["p_value"])
+        metrics["kept_chosen_longer_share"] = chosen_longer_share(kept)
+        metrics["kept_mean_words_chosen"] = float(mean_words["chosen"])
+        metrics["kept_mean_words_rejected"] = float(mean_words["rejected"])
+    metrics.update(_separability(kept, "separability_auc", n_splits, seed))
     return metrics
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -90,7 +91,7 @@ _SUMMARY_FORMATS = (
 def _number(value: Any) -> Any:
     """A number for the CSV, or "" (blank) for None, a bool, NaN or text."""
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    return value if is_number and value == value else ""
+    return value if is_number and not math.isnan(value) else ""
 
 
 class TrainingLog:
