@@ -409,8 +409,8 @@ def test_grpo_config_follows_the_profile(tmp_path) -> None:
 def test_sft_config_follows_the_profile(tmp_path) -> None:
     smoke = get_profile("smoke", {"seed": 7, "sft.batch_size": 4})
     config = sft.sft_config(smoke, tmp_path)
-    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (2, 2)
-    assert (config.max_steps, config.learning_rate, config.max_length) == (500, 1e-3, 1024)
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (1, 4)
+    assert (config.max_steps, config.learning_rate, config.max_length) == (600, 1e-3, 1024)
     assert (config.completion_only_loss, config.seed, config.data_seed) == (True, 7, 7)
     assert (config.use_cpu, config.bf16, config.fp16) == (True, False, False)
     # the schedule after warm-up: smoke keeps lr constant (as the learning curves did), cpu decays it
