@@ -23,7 +23,6 @@ from typing import Any
 from .setting_ranges import check_ranges
 
 PROFILE_ENV = "PERSRM_PROFILE"
-# prompt.evidence: none, or the stylometric table of persrm_lib.data.evidence (an ablation, off in every profile)
 EVIDENCE_KINDS: tuple[str, ...] = ("none", "stylometric")
 # the settings that name one of a few choices: (the choices, how a refusal lists them)
 CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -151,14 +150,10 @@ class TeacherSettings:
 
 @dataclass(frozen=True)
 class PromptSettings:
-    """What the prompt shows besides the exemplars, the query and the responses.
+    """What the prompt shows besides the exemplars, the query and the responses."""
 
-    ``evidence``: ``none``, or ``stylometric``: a table of stylometric measurements of the exemplars,
-    A and B attached to every pair by 01_synthesize (:mod:`persrm_lib.data.evidence`). Every profile
-    keeps ``none``: on the full cpu run (``results/evidence_ablation.json``) the table left accuracy
-    and order-consistent accuracy at 0, at 22% more SFT time.
-    """
-
+    # stylometric: the exemplars', A's and B's measurements (persrm_lib.data.evidence); off in every
+    # profile: no accuracy gained on the cpu run, 22% more SFT time (results/evidence_ablation.json)
     evidence: str = "none"  # one of EVIDENCE_KINDS
     # pairwise: the paper's format (exemplars, query, A and B -> <scores>[s_a, s_b]); pointwise: one
     # response at a time (-> <score>s</score>), the pair decided by comparing the two scores
@@ -294,13 +289,9 @@ PROFILES: dict[str, Profile] = {
             model_pairs=2, generative_pairs=2, scalar_rm_steps=2, scalar_rm_batch_size=2, scalar_rm_max_length=256
         ),
     ),
-    # The cpu profile's task on a budget that still shows learning (CI runs it; its stored metrics are
-    # the regression reference): the learning-curve settings that beat base on held-out personas
-    # soonest (10-word passages, constant lr 1e-3, LoRA r 16), with ONE example per step, the fastest
-    # learner per CPU second measured (0.34 held-out order-consistent after 400 steps of 0.72 s;
-    # results/personas/cpu-short-prompt-w10-lr1e-3-batch1.csv); 600 steps for a margin over the
-    # learning gate (persrm_lib.run.regression: SFT 0.375 vs base 0.00 on 16 pairs, [0.19, 0.62]).
-    # GRPO takes 2 steps of one pair: plumbing only.
+    # CI's run, the regression reference: ONE example per step learns fastest per CPU second
+    # (results/personas/cpu-short-prompt-w10-lr1e-3-batch1.csv); 600 steps clear persrm_lib.run.regression's
+    # learning gate with a margin. GRPO: 2 steps of one pair, plumbing only.
     "smoke": Profile(
         name="smoke",
         num_threads=2,
@@ -339,11 +330,9 @@ PROFILES: dict[str, Profile] = {
             scalar_rm_max_length=320,
         ),
     ),
-    # The reference run: under two hours on two threads of an idle 2-core machine. Pointwise persona
-    # traces, measured to learn at this size (README, "Does a small model learn it?": the paper's
-    # pairwise verdict-only format stays at 0.00 order-consistent accuracy to 1,500 steps); 10-word
-    # persona passages and lr 1e-3 learn fastest (results/personas/h100/smoke-*.csv). Against the
-    # paper: 135M parameters instead of 7B, one exemplar, synthetic personas, 12 GRPO steps of one pair.
+    # The reference run (under two hours on a 2-core machine). Pointwise: the pairwise format does not
+    # learn at 135M (README, "Does a small model learn it?"); 10-word personas and lr 1e-3 learn fastest
+    # (results/personas/h100/smoke-*.csv).
     "cpu": Profile(
         name="cpu",
         num_threads=2,
@@ -374,9 +363,7 @@ PROFILES: dict[str, Profile] = {
             eval_pairs=8,
         ),
         teacher=TeacherSettings(trace_style="compact"),
-        # every pair for the cheap baselines, 24 per benchmark for loglik and scalar-rm (12
-        # RewardTrainer steps of 4 pairs), 32 per benchmark for each generative stage at one exemplar,
-        # the count it was trained with (each pair's two responses scored one at a time).
+        # every pair for the cheap baselines; generative stages at the one exemplar they trained with
         evaluation=EvaluationSettings(
             model_pairs=24,
             generative_pairs=32,
@@ -419,16 +406,13 @@ PROFILES: dict[str, Profile] = {
             model_pairs=0, scalar_rm_steps=500, scalar_rm_batch_size=32, scalar_rm_max_length=4096
         ),
     ),
-    # The GPU check (benchmarks/device_check.sh): SmolLM2 on one CUDA device, pairwise on sotu and aaac, a
-    # few dozen steps per stage, sized so that SFT and GRPO on both backends plus judging fit well
-    # inside ten minutes on an H200 (TRL there: GRPO ~3.6 s per step of 64 samples x 48 tokens).
+    # benchmarks/device_check.sh: both backends' SFT and GRPO plus judging well inside ten minutes on an H200.
     "device": Profile(
         name="device",
         data=DataSettings(passage_words=80, n_exemplars=1, train_pairs=48, eval_pairs=24, query_words=16),
         model=ModelSettings(max_seq_length=1024, max_completion_length=160),
         sft=SFTSettings(batch_size=8, per_device_batch_size=8, learning_rate=5e-4, max_steps=30),
-        # a throughput check, not a learning run: compact traces (180-230 SmolLM2 tokens) are cut at
-        # 160, so most samples are format violations; seconds per step and memory are what it measures
+        # a throughput check: compact traces (180-230 tokens) cut at 160 are mostly format violations
         grpo=GRPOSettings(
             batch_size=16,
             num_generations=4,
@@ -441,8 +425,7 @@ PROFILES: dict[str, Profile] = {
         teacher=TeacherSettings(trace_style="compact"),
         evaluation=EvaluationSettings(model_pairs=8, generative_pairs=8, generative_counts=(1,)),
     ),
-    # One 24-80 GB GPU for about an hour (README "The gpu profile"). NOT RUN at this size here: sized
-    # from the 135M runs and Unsloth's VRAM table; Qwen2.5-3B-Instruct is the paper's smallest model.
+    # README "The gpu profile": NOT RUN at this size here, sized from the 135M runs and Unsloth's VRAM table.
     "gpu": Profile(
         name="gpu",
         data=DataSettings(train_pairs=1500, eval_pairs=200),
