@@ -16,6 +16,7 @@ is not UTF-8 and an object that names a key twice (``json.loads`` keeps the last
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
@@ -126,8 +127,7 @@ def dumps_line(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
-UTF8_BOM = b"\xef\xbb\xbf"
-_OTHER_BOMS = (b"\x00\x00\xfe\xff", b"\xff\xfe", b"\xfe\xff")  # UTF-32 BE, UTF-16/32 LE, UTF-16 BE
+_OTHER_BOMS = (codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # BOM_UTF16_LE starts BOM_UTF32_LE
 _LINE_BREAK = re.compile(r"\r\n?|\n")  # the universal newlines that text-mode reading split on
 
 
@@ -177,8 +177,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     lineno = 0
     with path.open("rb") as handle:
         for raw in handle:  # split at b"\n" only; \r is handled after decoding
-            if lineno == 0 and raw.startswith(UTF8_BOM):
-                raw = raw[len(UTF8_BOM) :]
+            if lineno == 0:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             text = _decode_line(raw, path, lineno + 1)
             pieces = _LINE_BREAK.split(text)
             if pieces[-1] == "":  # the text ended with its line break
@@ -287,14 +287,11 @@ def write_jsonl_atomic(records: Iterable[Mapping[str, Any]], path: str | Path) -
 
 
 def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks (checksums of caches and published results)."""
+    """SHA-256 hex digest of a file's bytes (checksums of caches and published results)."""
     import hashlib
 
-    digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def write_json_atomic(document: Mapping[str, Any], path: str | Path, **dump_options: Any) -> Path:

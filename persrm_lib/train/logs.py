@@ -11,7 +11,6 @@ the notebooks compute from them:
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,8 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.jsonl import iter_jsonl
+from ..core.jsonl import JsonlAppender, iter_jsonl
 from ..core.reward import OUTCOME_NAMES, Completion, completion_text, outcome_shares, persrm_reward
+from ..core.verdict import LABELS
 
 SFT_LOG_FIELDS: tuple[str, ...] = (
     "step",
@@ -250,9 +250,7 @@ class RewardTracker:
         path = Path(completions_path) if completions_path is not None else None
         if path is not None and process_index > 0:
             path = path.with_name(f"{path.stem}.rank{process_index}{path.suffix}")
-        self.completions_path = path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        self.completions_path = path  # JsonlAppender creates its folder
 
     def __call__(self, completions: Sequence[Completion], label: Sequence[str], **kwargs: Any) -> list[float]:
         rewards = [float(r) for r in self.reward_fn(completions, label, **kwargs)]
@@ -268,7 +266,7 @@ class RewardTracker:
         if self.completions_path is not None:
             pair_ids = kwargs.get("pair_id") or [None] * len(rewards)
             sides = kwargs.get("side")  # pointwise: the response each completion scores
-            with self.completions_path.open("a", encoding="utf-8") as handle:
+            with JsonlAppender(self.completions_path) as out:
                 for i, (pair_id, completion, lab, reward) in enumerate(
                     zip(pair_ids, completions, label, rewards, strict=True)
                 ):
@@ -277,7 +275,7 @@ class RewardTracker:
                     record = dict(zip(GRPO_COMPLETION_FIELDS, values, strict=True))
                     if sides is not None:
                         record["side"] = sides[i]
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    out.write(record)
         return rewards
 
     def shares_between(self, first_step: int, last_step: int) -> dict[str, float]:
@@ -314,7 +312,7 @@ def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
             raise ValueError(f"{where}: step must be a non-negative integer, got {step!r}")
         if pair_id is None or isinstance(pair_id, bool) or not isinstance(pair_id, str | int) or pair_id == "":
             raise ValueError(f"{where}: pair_id must be a non-empty string, got {pair_id!r}")
-        if label not in ("a", "b"):
+        if label not in LABELS:
             raise ValueError(f"{where}: label must be 'a' or 'b', got {label!r}")
         if not isinstance(completion, str):
             raise ValueError(f"{where}: completion must be text, got {type(completion).__name__}")
@@ -323,7 +321,7 @@ def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
         values = (step, str(pair_id), label, completion, float(reward))
         record = dict(zip(GRPO_COMPLETION_FIELDS, values, strict=True))
         if "side" in row:
-            if row["side"] not in ("a", "b"):
+            if row["side"] not in LABELS:
                 raise ValueError(f"{where}: side must be 'a' or 'b', got {row['side']!r}")
             record["side"] = row["side"]
         records.append(record)
