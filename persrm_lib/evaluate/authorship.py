@@ -16,6 +16,7 @@ import numpy as np
 from ..core.verdict import check_label, exemplar_count, exemplars_of
 from ..data.pairs import swap_pair
 from ..data.stylometry import FEATURE_NAMES
+from ..teachers.filtering import chosen_rejected
 from ..teachers.stylometric import StylometricTeacher
 from .judge_base import BaseJudge, LearnsFrom, NotFittedError, Pair, Verdict
 
@@ -38,7 +39,8 @@ def chosen_response(pair: Pair) -> str:
     >>> chosen_response({"id": "p", "response_a": "x", "response_b": "y", "label": "b"})
     'y'
     """
-    return str(pair["response_a"] if _label(pair) == "a" else pair["response_b"])
+    _label(pair)
+    return str(chosen_rejected(pair)[0])
 
 
 def _label(pair: Pair) -> str:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..core.output_format import parse_output
 from ..core.output_format import strip_think as strip_leading_think
-from ..core.verdict import CORRECT, exemplars_of, read_verdict
+from ..core.verdict import CORRECT, LABELS, exemplars_of, read_verdict
 from ..data.evidence import has_evidence, uncited_numbers
 from ..data.stylometry import SCALAR_FEATURES, feature_matrix, words
 from .traces import write_traces
@@ -95,7 +95,7 @@ def _check_trace(trace: Any, i: int, what: str = "trace") -> None:
     missing = [name for name in TRACE_REQUIRED if name not in trace]
     if missing:
         raise KeyError(f"{what} {i} (id {trace.get('id', '?')!r}) lacks field(s): {', '.join(missing)}")
-    if trace["label"] not in ("a", "b"):
+    if trace["label"] not in LABELS:
         raise ValueError(f"{what} {i} (id {trace['id']!r}): label must be 'a' or 'b', got {trace['label']!r}")
 
 
@@ -157,14 +157,8 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
                 "unparsed": not verdict.format_ok,
             }
         )
-    frame = pd.DataFrame(rows)
-    table = (
-        frame.groupby(list(STRATEGY), sort=True)
-        .agg(n=("faithful", "size"), kept=("faithful", "sum"), uncited=("uncited", "sum"), unparsed=("unparsed", "sum"))
-        .reset_index()
-    )
+    table = _kept_table(pd.DataFrame(rows), list(STRATEGY), ("uncited", "unparsed"))
     table["unfaithful"] = table["n"] - table["kept"] - table["uncited"] - table["unparsed"]
-    table["kept_fraction"] = table["kept"] / table["n"]
     table = table[[*STRATEGY, "n", "kept", "unfaithful", "uncited", "unparsed", "kept_fraction"]]
     kept = [r for r in out if r["faithful"]]
     return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped, n_uncited)
@@ -296,12 +290,8 @@ def chosen_longer_share(records: Sequence[Mapping[str, Any]]) -> float:
     half): the AUC of "pick the longer response"; 0.5 means length does not give the label away."""
     if not records:
         raise ValueError("chosen_longer_share got no records")
-    wins = 0.0
-    for r in records:
-        chosen, rejected = chosen_rejected(r)
-        a, b = len(words(chosen)), len(words(rejected))
-        wins += 1.0 if a > b else 0.5 if a == b else 0.0
-    return wins / len(records)
+    chosen, rejected = np.array([[len(words(text)) for text in chosen_rejected(r)] for r in records]).T
+    return float(np.mean((np.sign(chosen - rejected) + 1) / 2))
 
 
 def position_balance(records: Sequence[Mapping[str, Any]], by: str = "negative_kind") -> pd.DataFrame:
@@ -506,6 +496,12 @@ def faithfulness_by(result: FilterResult, column: str) -> pd.DataFrame:
             "faithful": [bool(t["faithful"]) for t in result.traces],
         }
     )
-    table = frame.groupby(column, sort=True).agg(n=("faithful", "size"), kept=("faithful", "sum")).reset_index()
+    return _kept_table(frame, [column])
+
+
+def _kept_table(frame: pd.DataFrame, keys: list[str], counted: Sequence[str] = ()) -> pd.DataFrame:
+    """Per group of ``keys``: ``n``, ``kept`` (faithful), the sum of each ``counted`` column, ``kept_fraction``."""
+    sums = {name: (name, "sum") for name in counted}
+    table = frame.groupby(keys, sort=True).agg(n=("faithful", "size"), kept=("faithful", "sum"), **sums).reset_index()
     table["kept_fraction"] = table["kept"] / table["n"]
     return table
