@@ -178,10 +178,9 @@ def criteria_table(records: Sequence[Mapping[str, Any]], sft: SFTCriteria, max_w
         ok = criteria is not None
         criteria = criteria or []
         new = [name for name in criteria if name not in sft.vocabulary]
-        reference, kind = None, None
-        if criteria:
-            pair_first = sft.first_by_pair.get(str(record.get("pair_id")))
-            reference, kind = (pair_first, "pair") if pair_first is not None else (sft.modal_first, "modal")
+        pair_first = sft.first_by_pair.get(str(record.get("pair_id")))
+        reference, kind = (pair_first, "pair") if pair_first is not None else (sft.modal_first, "modal")
+        judged = bool(criteria) and reference is not None
         rows.append(
             {
                 "step": record.get("step"),
@@ -193,8 +192,8 @@ def criteria_table(records: Sequence[Mapping[str, Any]], sft: SFTCriteria, max_w
                 "new_criteria": new,
                 "has_new": bool(new) if ok else None,
                 "order_rho": order_correlation(criteria, sft.mean_position) if ok else math.nan,
-                "first_changed": (criteria[0] != reference) if criteria and reference is not None else None,
-                "first_reference": kind if criteria and reference is not None else None,
+                "first_changed": criteria[0] != reference if judged else None,
+                "first_reference": kind if judged else None,
             }
         )
     return pd.DataFrame(
@@ -243,7 +242,7 @@ def criteria_by_step(table: pd.DataFrame) -> pd.DataFrame:
                 "entropy_bits": criteria_entropy(lists),
                 "mean_criteria_per_output": float(parsed["n_criteria"].mean()),  # pandas: NaN when empty
                 "share_with_new": float(parsed["has_new"].astype(bool).mean()),
-                "new_criteria": sorted({n for names in parsed["new_criteria"] for n in names}),
+                "new_criteria": new_criteria_names(parsed),
                 "mean_order_rho": float(rho.mean()),
                 "share_first_changed": float(first.astype(bool).mean()),
                 "accuracy": float(frame["correct"].mean()),

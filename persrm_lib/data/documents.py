@@ -164,10 +164,8 @@ def mentions_name(text: str, names: Sequence[str]) -> bool:
     >>> mentions_name("Said MADISON.", ["Madison"]), mentions_name("a grant of land", ["Grant"])
     (True, False)
     """
-    for name in names:
-        if re.search(rf"\b(?:{re.escape(name)}|{re.escape(name.upper())})\b", _fold(text) + " " + text):
-            return True
-    return False
+    both = _fold(text) + " " + text
+    return any(re.search(rf"\b(?:{re.escape(name)}|{re.escape(name.upper())})\b", both) for name in names)
 
 
 def document_table(docs: Sequence[Document], skipped: Counter, source: str) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import zip_longest
 
 import numpy as np
 import pandas as pd
@@ -137,16 +138,17 @@ def draw_exemplars(
     rng.shuffle(works)
     for w in works:
         rng.shuffle(by_work[w])
-    picked: list[int] = []
-    depth = 0
-    while len(picked) < n and any(len(by_work[w]) > depth for w in works):
-        picked += [by_work[w][depth] for w in works if len(by_work[w]) > depth][: n - len(picked)]
-        depth += 1
+    picked = _round_robin([by_work[w] for w in works], n)
     if len(picked) < n:
         extra = sorted(same_work)
         rng.shuffle(extra)
         picked += extra[: n - len(picked)]
     return picked if len(picked) == n else None
+
+
+def _round_robin(lists: list[list[int]], n: int) -> list[int]:
+    """The first ``n`` items taken round-robin: each list's first, then each one's second, ..."""
+    return [i for column in zip_longest(*lists) for i in column if i is not None][:n]
 
 
 def sample_pool(docs: pd.DataFrame, max_per_author: int | None, seed: int) -> pd.DataFrame:
@@ -155,20 +157,14 @@ def sample_pool(docs: pd.DataFrame, max_per_author: int | None, seed: int) -> pd
         return docs
     rng = np.random.default_rng(seed)
     keep: list[int] = []
-    for (_, _), group in docs.groupby(["author", "genre"], sort=True):
+    for _, group in docs.groupby(["author", "genre"], sort=True):
         if len(group) <= max_per_author:
             keep += list(group.index)
             continue
-        # round-robin over works in a seeded order, passages within a work in seeded order
-        by_work = {w: list(rng.permutation(g.index.to_numpy())) for w, g in group.groupby("work", sort=True)}
+        by_work = {w: rng.permutation(g.index.to_numpy())[::-1].tolist() for w, g in group.groupby("work", sort=True)}
         works = sorted(by_work)
         rng.shuffle(works)
-        picked: list[int] = []
-        while len(picked) < max_per_author:
-            for w in works:
-                if by_work[w] and len(picked) < max_per_author:
-                    picked.append(int(by_work[w].pop()))
-        keep += picked
+        keep += _round_robin([by_work[w] for w in works], max_per_author)
     out = docs.loc[sorted(keep)]
     out.attrs = dict(docs.attrs)
     return out
