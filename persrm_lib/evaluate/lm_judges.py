@@ -156,15 +156,14 @@ class GenerativeJudge(BaseJudge):
         else:
             prompts = [build_prompt_text(tokenizer, p, exemplar_count(p, n_exemplars)) for p in pairs]
             ids = [p.get("id", "?") for p in pairs]
+        tokens = count_tokens(tokenizer, prompts)
         if self.max_prompt_tokens is not None:
-            for pid, prompt in zip(ids, prompts, strict=True):
-                n_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            for pid, n_tokens in zip(ids, tokens, strict=True):
                 if n_tokens > self.max_prompt_tokens:
                     raise ValueError(
                         f"pair {pid!r}: prompt has {n_tokens} tokens, more than max_prompt_tokens={self.max_prompt_tokens}"
                     )
         budget = known_budget(client.model, tokenizer, reserved=self.max_new_tokens)
-        tokens = count_tokens(tokenizer, prompts)
         too_long = [] if budget is None else find_too_long(tokenizer, prompts, ids, budget, tokens)
         if too_long and budget is not None and not self.count_too_long:
             once: dict[str, Any] = {}  # a swapped pair (or a pointwise pair) repeats its id: name each pair once

@@ -62,10 +62,9 @@ def _mean(values: Sequence[float] | np.ndarray | pd.Series) -> float:
 # ---- does the verdict follow from the reasoning? -------------------------------------------------
 
 # The stylometric teacher's overall verdict, compact ("A is closer to the author.") and full
-# ("Response B is closer to the exemplars' style overall."). A format-level rule (the letter the
-# eval ends on, or a line that starts with one) cannot tell this decision from the teacher's
-# per-criterion lines ("...; A.") and its count ("A is closer on 3 of 5 criteria, B on 2."), nor
-# find a decision restated mid-sentence ("On reflection, B is closer ..."), so the sentence is matched.
+# ("Response B is closer to the exemplars' style overall."). The sentence is matched: the eval's last
+# letter or a line's first would also catch per-criterion lines ("...; A.") and the count ("A is
+# closer on 3 of 5 criteria"), and miss a decision restated mid-sentence ("On reflection, B is closer").
 _SIDE_RE = re.compile(r"\b(?:Response\s+)?([AB]) is closer to the (?:author|exemplars)\b")
 
 
@@ -417,7 +416,8 @@ GOAL_FORMAT = 0.99  # at least 99% of per-order verdicts parse
 GOAL_A_PREFERENCE = (0.4, 0.6)  # no position bias in the parsed verdicts of a trained stage
 GOAL_ORDER_CONSISTENT = 0.90  # the persona benchmark's bar for the most-trained stage
 GOAL_CRITERIA_RECALL = 0.8  # share of the persona's true operators its <criteria> names
-TRAINED_STAGES: tuple[str, ...] = ("rm-sft", "rm-rft")  # in training order
+STAGE_LABELS: dict[str, str] = {"base": "rm-base", "sft": "rm-sft", "rft": "rm-rft"}  # the stages' judge names
+TRAINED_STAGES: tuple[str, ...] = (STAGE_LABELS["sft"], STAGE_LABELS["rft"])  # in training order
 GOAL_COLUMNS: tuple[str, ...] = ("goal", "value", "interval", "target", "met", "decisive")
 
 
@@ -488,7 +488,7 @@ def _stage_goals(
 
 def reference_goals(
     results: pd.DataFrame,
-    stages: Sequence[str] = ("rm-base", *TRAINED_STAGES),
+    stages: Sequence[str] = tuple(STAGE_LABELS.values()),
     baseline: str = "char-ngram",
     evidence_baseline: str = "evidence-lr",
     benchmark: str = "sotu",
@@ -518,7 +518,7 @@ def persona_goals(
     results: pd.DataFrame,
     criteria_recall: Mapping[str, float],
     pairwise: bool,
-    stages: Sequence[str] = ("rm-base", *TRAINED_STAGES),
+    stages: Sequence[str] = tuple(STAGE_LABELS.values()),
     baseline: str = "char-ngram",
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,

@@ -1,11 +1,6 @@
 """Notebook 05's evaluation suite over a run folder (PersRM-R1 §4): every baseline judge and every
 reward-model stage on every test set, at each exemplar count, through the judging loop of
 :mod:`persrm_lib.evaluate.judging`; and its headline metrics.
-
-How many pairs each kind of judge sees, the scalar reward model's training and the generative
-judge's ``strip_think``/``count_too_long`` come from ``profile.evaluation``
-(:class:`persrm_lib.core.config.EvaluationSettings`); the generation budget from
-``profile.model.max_completion_length``.
 """
 
 from __future__ import annotations
@@ -25,9 +20,9 @@ from . import metrics
 from .authorship import TooFewReferencesError
 from .judges import JUDGES, MODEL_JUDGES, Judge, make_judge
 from .judging import evaluate_pairs, select_pairs
+from .metrics import STAGE_LABELS
 from .records import RESULT_FIELDS, STAGES, check_stage, completion_records, plain, write_eval_completions
 
-STAGE_LABELS = {"base": "rm-base", "sft": "rm-sft", "rft": "rm-rft"}  # the stages' judge names in tables
 GENERATIVE = "generative"  # the reward model: evaluated through `stages`, one judge per stage
 BASELINES: tuple[str, ...] = tuple(j for j in JUDGES if j != GENERATIVE)
 
@@ -92,8 +87,10 @@ def run_suite(
     Args:
         run: the run folder (reads ``data/pairs/train.jsonl``, ``data/pairs/test_<benchmark>.jsonl``,
             ``sft/adapter``, ``rft/adapter``; writes ``eval/completions/<stage>.jsonl``).
-        profile: the :class:`persrm_lib.core.config.Profile` (benchmarks, exemplar counts, model,
-            seed, ``evaluation``).
+        profile: the :class:`persrm_lib.core.config.Profile`: benchmarks, exemplar counts, model
+            (``max_completion_length``: the generation budget), seed, and ``evaluation``
+            (:class:`persrm_lib.core.config.EvaluationSettings`: pairs per judge, scalar-rm training,
+            ``strip_think``, ``count_too_long``).
         judges: baseline judges (names of :data:`persrm_lib.evaluate.judges.JUDGES`, not ``generative``).
         stages: of :data:`persrm_lib.evaluate.records.STAGES`; a stage whose adapter is absent is
             skipped with a note.
