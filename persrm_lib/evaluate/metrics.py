@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.output_format import parse_output
-from ..core.verdict import Side, a_share, is_correct, preferred_side
+from ..core.verdict import Side, a_share, is_correct, read_verdict
 
 BREAKDOWNS: tuple[str, ...] = ("benchmark", "negative_kind", "positive_kind", "n_exemplars", "genre")
 N_BOOTSTRAP = 1000
@@ -101,14 +101,9 @@ def reasoning_agreement(completions: Iterable[object]) -> tuple[int, int]:
     ...                      render_output("c", "Both are equally close to the author.", (5, 5)), "broken"])
     (1, 2)
     """
-    agree = n_with_side = 0
-    for completion in completions:
-        parsed = parse_output(completion)
-        side = eval_side(parsed.evaluation) if parsed.ok else None
-        if side is not None:
-            n_with_side += 1
-            agree += preferred_side(parsed.scores) == side
-    return agree, n_with_side
+    sides = [(completion_eval_side(c), read_verdict(c).preferred) for c in completions]
+    agree = [preferred == side for side, preferred in sides if side is not None]
+    return sum(agree), len(agree)
 
 
 # ---- per-pair rates ------------------------------------------------------------------------------
