@@ -24,15 +24,8 @@ from ..core.reward import OUTCOME_NAMES, Completion, completion_text, outcome_sh
 from ..core.verdict import LABELS
 
 SFT_LOG_FIELDS: tuple[str, ...] = (
-    "step",
-    "epoch",
-    "loss",
-    "learning_rate",
-    "grad_norm",
-    "seconds_per_step",
-    "num_tokens",
-    "mean_token_accuracy",
-)
+    "step", "epoch", "loss", "learning_rate", "grad_norm", "seconds_per_step", "num_tokens", "mean_token_accuracy",
+)  # fmt: skip
 GRPO_LOG_FIELDS: tuple[str, ...] = (
     "step",
     "loss",
@@ -56,16 +49,9 @@ GRPO_LOG_FIELDS: tuple[str, ...] = (
 # The columns 06_training_dynamics draws and reports (a blank one is listed as missing).
 SFT_CURVES: tuple[str, ...] = ("step", "loss", "learning_rate", "mean_token_accuracy", "seconds_per_step")
 GRPO_CURVES: tuple[str, ...] = (
-    "step",
-    "loss",
-    "learning_rate",
-    "seconds_per_step",
-    "reward",
-    *OUTCOME_NAMES,
-    "kl",
-    "completion_length",
+    "step", "loss", "learning_rate", "seconds_per_step", "reward", *OUTCOME_NAMES, "kl", "completion_length",
     "validation_accuracy",
-)
+)  # fmt: skip
 GRPO_COMPLETION_FIELDS: tuple[str, ...] = ("step", "pair_id", "label", "completion", "reward")
 # TRL's log keys -> our CSV columns (where the names differ); applied once, by the writer.
 _TRL_KEYS = {
@@ -73,16 +59,10 @@ _TRL_KEYS = {
     "completions/clipped_ratio": "clipped_ratio",
     "joint/frac_reward_zero_std": "joint_frac_reward_zero_std",
 }
-_SUMMARY_FORMATS = (
-    ("loss", ".4f"),
-    ("reward", "+.3f"),
-    ("correct", ".2f"),
-    ("format_violation", ".2f"),
-    ("kl", ".4f"),
-    ("completion_length", ".1f"),
-    ("seconds_per_step", ".1f"),
-    ("validation_accuracy", ".2f"),
-)
+_SUMMARY_FORMATS = {
+    "loss": ".4f", "reward": "+.3f", "correct": ".2f", "format_violation": ".2f", "kl": ".4f",
+    "completion_length": ".1f", "seconds_per_step": ".1f", "validation_accuracy": ".2f",
+}  # fmt: skip
 
 
 # ---- log.csv ------------------------------------------------------------------------------------
@@ -155,7 +135,7 @@ class TrainingLog:
     def summary(self, row: Mapping[str, Any]) -> str:
         """One short line per logged step (the trainer's own dict printer is switched off)."""
         parts = [f"step {row['step']}/{self.max_steps}" if self.max_steps else f"step {row['step']}"]
-        for name, fmt in _SUMMARY_FORMATS:
+        for name, fmt in _SUMMARY_FORMATS.items():
             if row.get(name, "") != "":
                 parts.append(f"{name} {row[name]:{fmt}}")
         return "  ".join(parts)
