@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,8 +48,8 @@ class BehaviorClassifier(Protocol):
     def count_batch(self, traces: Sequence[str]) -> list[dict[str, int | None]]: ...
 
 
-def _check_behaviors(behaviors: Sequence[str], known: Mapping[str, object]) -> None:
-    unknown = [b for b in behaviors if b not in known]
+def _check_behaviors(behaviors: Sequence[str]) -> None:
+    unknown = [b for b in behaviors if b not in BEHAVIORS]
     if unknown:
         raise ValueError(f"unknown behaviour(s) {unknown}; choose from {', '.join(BEHAVIORS)}")
 
@@ -178,7 +178,7 @@ class RuleBasedBehaviorClassifier:
     behaviors: tuple[str, ...] = BEHAVIORS
 
     def __post_init__(self) -> None:
-        _check_behaviors(self.behaviors, RULE_PATTERNS)
+        _check_behaviors(self.behaviors)
 
     def matches(self, trace_text: str) -> dict[str, list[str]]:
         """The units in which each behaviour was found (the evidence behind :meth:`count`)."""
@@ -343,7 +343,7 @@ class LLMBehaviorClassifier:
                 f"completer {type(self.client).__name__} has no complete(messages) method; "
                 "pass a ChatClient (persrm_lib.models.client)"
             )
-        _check_behaviors(self.behaviors, BEHAVIOR_PROMPTS)
+        _check_behaviors(self.behaviors)
 
     def count(self, trace_text: str) -> dict[str, int | None]:
         """The count of each behaviour in one trace; ``None`` where the answer did not parse."""

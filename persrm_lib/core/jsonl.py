@@ -85,11 +85,6 @@ def loads_json(text: str, where: str, first_line: int = 1) -> Any:
     Raises:
         JsonDuplicateKeyError: ``<where> line N: key 'label' appears twice in one object ...``.
         JsonlFormatError: ``<where> line N: malformed JSON (...)``.
-
-    >>> loads_json('{"label": "a",\\n "label": "b"}', "pairs.json")
-    Traceback (most recent call last):
-    ...
-    persrm_lib.core.jsonl.JsonDuplicateKeyError: pairs.json line 2: key 'label' appears twice in one object (JSON readers would keep the last value silently)
     """
     try:
         return json.loads(text, object_pairs_hook=_refuse_duplicates)

@@ -163,15 +163,6 @@ def generate_traces(
             another teacher, or (:class:`persrm_lib.data.pairs.PairFormatError`) a broken pair.
         TraceGenerationError: some pairs got no trace.
         TeacherError: the teacher cannot go on (e.g. the endpoint is down).
-
-    >>> import tempfile, pathlib
-    >>> from persrm_lib.teachers.stylometric import StylometricTeacher
-    >>> pair = {"id": "p1", "query": "Q", "exemplars": ["I came; I saw."], "response_a": "We came; we saw.",
-    ...         "response_b": "Hello there, friend!", "label": "a"}
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "traces.jsonl"
-    >>> report = generate_traces([pair], StylometricTeacher(), out)
-    >>> report.n_new, report.n_faithful, out.exists(), partial_path(out).exists()
-    (1, 1, True, False)
     """
     if not pairs:
         raise ValueError("generate_traces got no pairs")
