@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core.cli import Parser, fail
+from ..core.cli import Parser, fail, returns_status
 from ..core.jsonl import read_json, sha256_file
 from ..core.paths import cache_dir
 
@@ -336,6 +336,7 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
     return model, tokenizer
 
 
+@returns_status
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m persrm_lib.models.registry", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -345,10 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     ver = sub.add_parser("verify", help="check a registered model's cache against its checksums")
     ver.add_argument("name", choices=REGISTERED)
     sub.add_parser("clean", help="delete the cache folders the registry made (nothing else)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
-        return int(exc.code or 0)
+    args = parser.parse_args(argv)
     try:
         if args.command == "prepare":
             print(prepare(args.name, force=args.force))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
-from ..core.cli import Parser, fail, finite_number
+from ..core.cli import Parser, fail, finite_number, parse_names, returns_status
 from ..core.config import get_profile
 from ..core.jsonl import read_json, sha256_file, write_json_atomic
 from ..core.paths import FIGURES_DIR, RESULTS_DIR
@@ -489,6 +489,7 @@ def update_readme(readme: str | Path, block: str, profile: str = "cpu") -> bool:
     return new != text
 
 
+@returns_status
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m persrm_lib.run.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", required=True, type=Path)
@@ -497,15 +498,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-adapter-mb", type=finite_number(0, low_open=True), default=DEFAULT_MAX_ADAPTER_MB, help="size cap"
     )
-    parser.add_argument("--adapters", default=",".join(TRAINED_STAGES), help="stages whose adapters to publish")
+    parser.add_argument(
+        "--adapters", type=parse_names, default=",".join(TRAINED_STAGES), help="stages whose adapters to publish"
+    )
     parser.add_argument("--readme", type=Path, default=None, help="also rewrite this README's results block")
     parser.add_argument(
         "--restore", action="store_true", help="the other way: copy the published adapters into --run-dir"
     )
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
-        return int(exc.code or 0)
+    args = parser.parse_args(argv)
     dest = args.dest or RESULTS_DIR / args.profile
     if args.restore:
         try:
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
             return fail(str(exc))
         print(f"restored adapters: {', '.join(restored) or 'none (already present or none published)'}")
         return 0
-    stages = tuple(s.strip() for s in args.adapters.split(",") if s.strip())
+    stages = tuple(args.adapters)
     unknown = [s for s in stages if s not in TRAINED_STAGES]
     if unknown:
         return fail(f"--adapters: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(TRAINED_STAGES)}")
