@@ -24,11 +24,11 @@ from typing import Any
 
 from ..core.cli import Parser, fail, returns_status
 from ..core.config import PROFILES, get_profile
-from ..core.jsonl import read_json, sha256_file, write_json_atomic
+from ..core.jsonl import MANIFEST, read_json, sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import collect
-from .publish import MANIFEST, PublishError, reference_problem, run_profile
+from .publish import PublishError, reference_problem, run_profile
 from .settings import read_overrides
 
 TOLERANCES_FILE = RESULTS_DIR / "tolerances.json"
