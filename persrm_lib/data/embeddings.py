@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .corpora import package_data_dir
+from ..core.paths import package_data_dir
 
 logger = logging.getLogger(__name__)
 

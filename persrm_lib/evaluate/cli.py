@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.cli import Parser, fail, output_problem, partial_path, seed_number, whole_number
+from ..core.cli import Parser, fail, files_problem, partial_path, returns_status, seed_number, whole_number
 from ..core.jsonl import write_json_atomic
 from ..core.prompt import ChatTemplateError
 from ..data.pairs import PairFormatError, read_pairs
@@ -156,20 +156,6 @@ def fit_judge(
         judge.fit([{k: v for k, v in p.items() if k != "label"} for p in eval_pairs])
         return "evaluated pairs' texts, labels not read (no --train-pairs)"
     return "nothing (no parameters)"
-
-
-def check_arguments(args: argparse.Namespace) -> str | None:
-    """Why the command line cannot run (an input missing, an ``--out`` that cannot be written), checked
-    before any file is read; None when it can."""
-    for flag, path in (("--pairs", args.pairs), ("--train-pairs", args.train_pairs)):
-        if path is not None and not Path(path).is_file():
-            return f"{flag}: {path} does not exist"
-    problem = output_problem(args.out, "--out", (args.pairs, args.train_pairs))
-    if problem is None and partial_path(args.out).resolve() in {
-        Path(p).resolve() for p in (args.pairs, args.train_pairs) if p
-    }:
-        problem = f"--out {args.out}: its partial results file would overwrite an input"
-    return problem
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -307,13 +293,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@returns_status
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 for bad input, 1 for a failure after work began)."""
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
-        return int(exc.code or 0)
-    problem = check_arguments(args)
+    args = parser().parse_args(argv)
+    problem = files_problem({"--pairs": args.pairs, "--train-pairs": args.train_pairs}, "--out", args.out)
     if problem is not None:
         return fail(problem)
     try:

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ..core import runfiles
-from ..core.cli import Parser, fail, output_problem, seed_number, whole_number
+from ..core.cli import Parser, fail, output_problem, parse_names, returns_status, seed_number, whole_number
 from ..core.jsonl import write_json_atomic
 from . import metrics
 from .records import read_per_pair
@@ -125,12 +125,13 @@ def _parse_run(text: str) -> tuple[str, Path]:
     return label, Path(folder)
 
 
+@returns_status
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: exit 2 with one line for bad arguments or inputs, checked before any
     table is read or written; ``--out`` is written atomically and never over an input."""
     parser = Parser(prog="python -m persrm_lib.evaluate.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=_parse_run, action="append", required=True, metavar="LABEL=RUN_FOLDER")
-    parser.add_argument("--judges", help="comma-separated judges (default: all of the first run's)")
+    parser.add_argument("--judges", type=parse_names, help="comma-separated judges (default: all of the first run's)")
     parser.add_argument("--exemplars", type=whole_number(1), help="exemplar count (default: the largest)")
     parser.add_argument(
         "--by", default="negative_kind", choices=metrics.BREAKDOWNS, help="breakdown of the differences"
@@ -138,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-bootstrap", type=whole_number(1), default=metrics.N_BOOTSTRAP)
     parser.add_argument("--seed", type=seed_number, default=0)
     parser.add_argument("--out", type=Path, help="also write the two tables as JSON")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
-        return int(exc.code or 0)
+    args = parser.parse_args(argv)
     runs = dict(args.run)
     if len(runs) != len(args.run):
         return fail("each --run needs its own label")
@@ -150,14 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         problem = output_problem(args.out, "--out", inputs)
         if problem is not None:
             return fail(problem)
-    judges = [j.strip() for j in args.judges.split(",") if j.strip()] if args.judges else None
     try:
         combined = combine_runs(runs, args.exemplars)
         known = set(combined["base_judge"])
-        unknown = [j for j in judges or [] if j not in known]
+        unknown = [j for j in args.judges or [] if j not in known]
         if unknown:
             return fail(f"--judges: {', '.join(unknown)} not in the runs (they have {', '.join(sorted(known))})")
-        summary, paired = compare_runs(combined, judges, args.by, args.n_bootstrap, args.seed)
+        summary, paired = compare_runs(combined, args.judges, args.by, args.n_bootstrap, args.seed)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         return fail(str(exc))
     print(summary.round(3).to_string(index=False))

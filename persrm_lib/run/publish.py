@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
-from ..core.cli import Parser, fail, finite_number
+from ..core.cli import Parser, fail, finite_number, parse_names, returns_status
 from ..core.config import get_profile
-from ..core.jsonl import read_json, sha256_file, write_json_atomic
+from ..core.jsonl import MANIFEST, file_checksums, read_json, sha256_file, unlisted_files, write_json_atomic
 from ..core.paths import FIGURES_DIR, RESULTS_DIR
 from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import FIGURES_SUBDIR, PUBLISHED_PROFILES, collect
@@ -39,7 +39,6 @@ TRAINED_STAGES = ("sft", "rft", "rft_from_base")  # each has a log and an adapte
 TABLE_SOURCES = ("eval", "behavior")
 DEFAULT_MAX_ADAPTER_MB = 20.0
 NOTEBOOK_FIGURE = re.compile(r"\d\d_[^/]+\.png")  # a notebook's figure: 05_accuracy_by_benchmark.png
-MANIFEST = "MANIFEST.json"  # written last by publish: the marker of a folder it made
 
 
 class PublishError(RuntimeError):
@@ -120,11 +119,6 @@ def reference_problem(
     return None
 
 
-def _tree_files(folder: Path) -> list[str]:
-    """Every file (or link) below ``folder``, relative, as a manifest names them."""
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
-
-
 def _changed_files(folder: Path, listed: dict[str, str]) -> list[str]:
     """The files of a manifest's ``{name: sha256}`` that are missing from ``folder`` or differ, sorted."""
     return [
@@ -167,7 +161,7 @@ def replace_problem(dest: str | Path, profile: str, run_dir: str | Path | None =
     listed = manifest["files"]
     if manifest["profile"] != profile:
         return f"--dest {dest} holds results published for profile {manifest['profile']!r}, not {profile!r}"
-    extra = [name for name in _tree_files(dest) if name != MANIFEST and name not in listed]
+    extra = unlisted_files(dest, listed)
     if extra:
         return f"--dest {dest} holds files that publish did not write ({', '.join(extra[:5])}); move them away"
     changed = _changed_files(dest, listed)
@@ -296,14 +290,13 @@ def _publish(
                 continue
             shutil.copytree(adapter, staging / "adapters" / stage)
             _make_portable(staging / "adapters" / stage, run, settings.model.name)
-        files = sorted(p for p in staging.rglob("*") if p.is_file())
         manifest = {
             "profile": profile,
             "settings": settings.to_dict(),
             "overrides": overrides,
             "notebook_seconds": notebook_seconds(executed),
             "adapters_left_out": skipped,
-            "files": {p.relative_to(staging).as_posix(): sha256_file(p) for p in files},
+            "files": file_checksums(staging),
         }
         write_json_atomic(manifest, staging / MANIFEST, sort_keys=True)
         # the old folder goes into a folder made here (never a fixed name that might hold something else)
@@ -489,6 +482,7 @@ def update_readme(readme: str | Path, block: str, profile: str = "cpu") -> bool:
     return new != text
 
 
+@returns_status
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m persrm_lib.run.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", required=True, type=Path)
@@ -497,15 +491,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-adapter-mb", type=finite_number(0, low_open=True), default=DEFAULT_MAX_ADAPTER_MB, help="size cap"
     )
-    parser.add_argument("--adapters", default=",".join(TRAINED_STAGES), help="stages whose adapters to publish")
+    parser.add_argument(
+        "--adapters", type=parse_names, default=",".join(TRAINED_STAGES), help="stages whose adapters to publish"
+    )
     parser.add_argument("--readme", type=Path, default=None, help="also rewrite this README's results block")
     parser.add_argument(
         "--restore", action="store_true", help="the other way: copy the published adapters into --run-dir"
     )
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
-        return int(exc.code or 0)
+    args = parser.parse_args(argv)
     dest = args.dest or RESULTS_DIR / args.profile
     if args.restore:
         try:
@@ -514,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             return fail(str(exc))
         print(f"restored adapters: {', '.join(restored) or 'none (already present or none published)'}")
         return 0
-    stages = tuple(s.strip() for s in args.adapters.split(",") if s.strip())
+    stages = tuple(args.adapters)
     unknown = [s for s in stages if s not in TRAINED_STAGES]
     if unknown:
         return fail(f"--adapters: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(TRAINED_STAGES)}")

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.cli import Parser, fail
+from ..core.cli import Parser, fail, returns_status
 from ..core.config import PROFILES, get_profile
-from ..core.jsonl import read_json, sha256_file, write_json_atomic
+from ..core.jsonl import MANIFEST, read_json, sha256_file, write_json_atomic
 from ..core.paths import RESULTS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
 from .notebook import collect
-from .publish import MANIFEST, PublishError, reference_problem, run_profile
+from .publish import PublishError, reference_problem, run_profile
 from .settings import read_overrides
 
 TOLERANCES_FILE = RESULTS_DIR / "tolerances.json"
@@ -140,6 +140,7 @@ def _record_in_manifest(target: Path, run_dir: Path) -> None:
         write_json_atomic(manifest, marker, sort_keys=True)
 
 
+@returns_status
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m persrm_lib.run.regression", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
@@ -147,10 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-run", action="store_true", help="compare an existing run folder without executing")
     parser.add_argument("--update", action="store_true", help="store the measured metrics as the new reference")
     parser.add_argument("--all", action="store_true", help="print every metric, not only those that moved")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
-        return int(exc.code or 0)
+    args = parser.parse_args(argv)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(f"{args.profile}-regression")
     if args.skip_run and not run_dir.is_dir():
         return fail(f"--run-dir {run_dir}: no such run folder (--skip-run compares an existing one)")

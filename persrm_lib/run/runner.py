@@ -21,14 +21,13 @@ from __future__ import annotations
 import ast
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.cli import Parser
+from ..core.cli import Parser, fail, returns_status
 from ..core.config import FALSE_WORDS, PROFILE_ENV, PROFILES, TRUE_WORDS, get_profile, pin_thread_env
 from ..core.paths import NOTEBOOKS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
@@ -446,6 +445,7 @@ def run_notebooks(
     return results
 
 
+@returns_status
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m persrm_lib.run", description="Execute the notebooks in order with papermill.")
     parser.add_argument("--profile", default=os.environ.get(PROFILE_ENV, "smoke"), choices=sorted(PROFILES))
@@ -464,21 +464,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SETTING", "VALUE"),
         help="override a profile setting for the run, e.g. --set prompt.evidence stylometric (stored in the run folder)",
     )
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # a refused argument (one line on stderr) or --help
-        return int(exc.code or 0)
+    args = parser.parse_args(argv)
     for flag, pairs in (("-p", args.parameter), ("--set", args.set)):
         names = [name for name, _ in pairs]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:  # dict() would keep the last one silently
-            print(f"error: {flag} {', '.join(repeated)} given more than once", file=sys.stderr)
-            return 2
+            return fail(f"{flag} {', '.join(repeated)} given more than once")
     try:
         runs = run_notebooks(args.profile, args.run_dir, dict(args.parameter), args.only, settings=dict(args.set))
     except NotebookFailedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc), status=1)
     except (
         UnknownParameterError,
         ParameterTypeError,
@@ -487,8 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         RunSettingsError,
         RunFolderBusyError,
     ) as exc:  # refused before any notebook ran
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     print(f"done: {len(runs)} notebooks in {sum(r.seconds for r in runs):.1f}s")
     return 0
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
-from ..core.cli import Parser, fail, output_problem, partial_path
+from ..core.cli import Parser, fail, files_problem, partial_path
 from ..core.config import PROFILES, Profile, get_profile, set_threads
 from ..core.jsonl import write_json_atomic
 from ..core.prompt import ChatTemplateError
@@ -178,14 +178,9 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     """Why the command cannot run, before anything is read or loaded; None when it can."""
     if args.run_dir.exists() and not args.run_dir.is_dir():
         return f"--run-dir {args.run_dir}: is a file, not a run folder"
-    for flag, path in (("--traces", args.traces), ("--pairs", args.pairs)):
-        if path is not None and not path.is_file():
-            return f"{flag}: {path} does not exist"
     if args.sft_adapter is not None and not args.sft_adapter.is_dir():
         return f"--sft-adapter: {args.sft_adapter} is not a folder"
-    if args.summary is not None:
-        return output_problem(args.summary, "--summary", (args.traces, args.pairs))
-    return None
+    return files_problem({"--traces": args.traces, "--pairs": args.pairs}, "--summary", args.summary)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
