@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from operator import attrgetter
 from typing import Any
 
+from .cli import parse_names
 from .setting_ranges import check_ranges
 
 PROFILE_ENV = "PERSRM_PROFILE"
@@ -461,7 +462,7 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
         raise ValueError(f"override {key}={value!r}: expected a boolean")
     if isinstance(current, tuple):
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+            value = parse_names(value)
         inner = type(current[0]) if current else str
         try:
             return tuple(inner(v) for v in value)

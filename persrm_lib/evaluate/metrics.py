@@ -47,12 +47,13 @@ OTHER_SIDE: dict[str, str] = {"a": "b", "b": "a"}
 NAN = float("nan")
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
+    """None, NaN or NaT (text never counts as missing)."""
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def _clean(value: object) -> object:
-    return None if _missing(value) else value
+    return None if is_missing(value) else value
 
 
 def _mean(values: Sequence[float] | np.ndarray | pd.Series) -> float:
@@ -113,7 +114,7 @@ def scored(results: pd.DataFrame) -> pd.DataFrame:
     """The rows that count in the rates: all but ``too_long`` ones (prompts that did not fit)."""
     if "too_long" not in results or results.empty:
         return results
-    return results[[_missing(v) or not bool(v) for v in results["too_long"]]]
+    return results[[is_missing(v) or not bool(v) for v in results["too_long"]]]
 
 
 def _column(results: pd.DataFrame, name: str, fallback: str | None = None) -> list[object]:
@@ -287,7 +288,7 @@ def summarize(
     missing = [k for k in keys if k not in results]
     if missing:
         raise KeyError(f"results have no column(s) {', '.join(missing)} to group by")
-    frame = results.assign(**{k: results[k].apply(lambda v: "unknown" if _missing(v) else v) for k in keys})
+    frame = results.assign(**{k: results[k].apply(lambda v: "unknown" if is_missing(v) else v) for k in keys})
     rows = [
         {**dict(zip(keys, values, strict=True)), **metric_row(group, n_bootstrap, seed)}
         for values, group in frame.groupby(keys, sort=True, dropna=False)
@@ -394,7 +395,7 @@ def paired_comparison(
         joined = mine.merge(theirs, on=list(PAIR_KEYS), suffixes=("_m", "_b")).dropna(subset=["hit_m", "hit_b"])
         groups = [("all", joined)]
         if by:
-            labels = joined[by].apply(lambda v: "unknown" if _missing(v) else str(v))
+            labels = joined[by].apply(lambda v: "unknown" if is_missing(v) else str(v))
             groups += [(str(g), part) for g, part in joined.groupby(labels, sort=True)]
         for group, part in groups:
             diff = (part["hit_m"] - part["hit_b"]).to_numpy()

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ..core import runfiles
+from ..core.cli import parse_names  # noqa: F401 -- notebook 05 reads its judge and stage lists through it
 from ..data.pairs import read_pairs
 from ..models.registry import load_model
 from . import metrics
@@ -36,16 +37,6 @@ class SuiteResult:
     completion_files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # judge -> wall time
     stripped: dict[str, int] = field(default_factory=dict)  # stage judge -> outputs whose <think> block was stripped
-
-
-def parse_names(value: str | Sequence[str]) -> list[str]:
-    """``"a, b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (notebook parameters may be either).
-
-    >>> parse_names("random, char-ngram"), parse_names(["sft"]), parse_names("")
-    (['random', 'char-ngram'], ['sft'], [])
-    """
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [str(v).strip() for v in items if str(v).strip()]
 
 
 def load_test_sets(run: Path, benchmarks: Sequence[str]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..core import runfiles
 from . import metrics
-from .metrics import _missing
+from .metrics import is_missing
 from .records import write_per_pair
 
 PAPER_ACCURACY = pd.DataFrame(
@@ -40,7 +40,7 @@ def to_markdown(frame: pd.DataFrame, index: bool = True) -> str:
         header[0] = str(frame.index.name)
     lines = ["| " + " | ".join(h if h else " " for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join("–" if _missing(v) else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join("–" if is_missing(v) else str(v) for v in row) + " |")
     return "\n".join(lines)
 
 

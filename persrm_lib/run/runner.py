@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.cli import Parser, fail, returns_status
+from ..core.cli import Parser, fail, parse_names, returns_status
 from ..core.config import FALSE_WORDS, PROFILE_ENV, PROFILES, TRUE_WORDS, get_profile, pin_thread_env
 from ..core.paths import NOTEBOOKS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
@@ -310,7 +310,7 @@ def _check_value(notebook: Path, name: str, value: Any) -> None:
     if key in LIST_PARAMETERS and isinstance(value, str):
         choices, single = LIST_PARAMETERS[key]
         allowed = list(choices())
-        items = [value.strip()] if single else [t.strip() for t in value.split(",") if t.strip()]
+        items = [value.strip()] if single else parse_names(value)
         for item in items:
             if item not in allowed:
                 what = "takes one name: it" if single else "is a comma-separated list: item"
