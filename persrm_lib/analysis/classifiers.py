@@ -1,23 +1,7 @@
 """Cognitive-behaviour classifiers for reward-model traces (PersRM-R1 §5.2): how often a trace shows
 *verification*, *backtracking*, *subgoal setting* and *backward chaining* (Gandhi et al. 2025,
-"Cognitive behaviors that enable self-improving reasoners"). Two classifiers share one interface
-(:class:`BehaviorClassifier`); the tallies over many traces are in :mod:`persrm_lib.analysis.tallies`.
-
-**Rule-based** (:class:`RuleBasedBehaviorClassifier`, offline): a trace is cut into units
-(:func:`split_units`: lines, then sentences, then the items of an inline numbered run "1. x 2. y");
-a behaviour's count is the number of units that match any of its :data:`RULE_PATTERNS`
-(case-insensitive, ``^`` the start of a unit), so "Let me check again" counts once. Guarded
-negatives (tested): "wait time", "instead of", "First-person", mid-sentence "actually", "recounts";
-bullets are not subgoals (they also carry descriptions). Known false positives, kept because the
-cue is usually right in these traces: "indeed" as emphasis, "confirm" in a description, "would
-need to" in forward reasoning.
-
-**LLM** (:class:`LLMBehaviorClassifier`): one prompt per behaviour (:data:`BEHAVIOR_PROMPTS`,
-after Gandhi et al.'s design, the trace quoted as plain text), any
-:class:`persrm_lib.models.client.ChatClient`. :func:`parse_count` is strict, exactly one
-``<count>N</count>``; an answer that breaks it gives ``None`` (never 0) and a :class:`CountFailure`.
-Small local models never write the tag on their own: ``LocalChatClient(answer_prefix="<count>")``
-starts the answer with it.
+"Cognitive behaviors that enable self-improving reasoners"), counted by rules (offline) or by asking an
+LLM, behind one interface (:class:`BehaviorClassifier`).
 """
 
 from __future__ import annotations
@@ -60,7 +44,9 @@ _S = r"^\W*"  # the start of a unit, after any quotes, bullets or brackets
 _WHO = r"(?:response |text |passage )?(?:[ab]|it|this|either|each|one)"
 _AUTHOR = r"(?:written by |by |from |the work of )?(?:the |this |our )?(?:same |target )?author"
 
-# behaviour -> ((pattern, what it catches), ...). Matched case-insensitively against one unit.
+# behaviour -> ((pattern, what it catches), ...). Matched case-insensitively against one unit. The guarded
+# negatives are the cases of tests/test_behaviors.py; known false positives, kept because the cue is usually
+# right in these traces: "indeed" as emphasis, "confirm" in a description, "would need to" in forward reasoning.
 RULE_PATTERNS: dict[str, tuple[tuple[str, str], ...]] = {
     "verification": (
         (
@@ -151,28 +137,16 @@ def _split_enumeration(line: str) -> list[str]:
 
 
 def split_units(text: str) -> list[str]:
-    """Cut a trace into the units that rule-based counts are made of (see the module docstring).
-
-    >>> split_units("1. rhythm 2. tone\\nWait, A is off. Let me check again.")
-    ['1. rhythm', '2. tone', 'Wait, A is off.', 'Let me check again.']
-    """
-    units: list[str] = []
-    for line in text.splitlines():
-        for item in _split_enumeration(line):
-            for piece in _SENTENCE_BREAK.split(item):
-                if piece.strip():
-                    units.append(piece.strip())
-    return units
+    """Cut a trace into the units that rule-based counts are made of: lines, then sentences, then the
+    items of an inline numbered run ("1. x 2. y"); stripped, blank ones dropped."""
+    items = (item for line in text.splitlines() for item in _split_enumeration(line))
+    return [piece.strip() for item in items for piece in _SENTENCE_BREAK.split(item) if piece.strip()]
 
 
 @dataclass
 class RuleBasedBehaviorClassifier:
-    """Counts the units (:func:`split_units`) matching each behaviour's :data:`RULE_PATTERNS`.
-
-    >>> clf = RuleBasedBehaviorClassifier()
-    >>> clf.count("First, compare rhythm. Wait, A is off. Let me check again: indeed it is.")
-    {'verification': 1, 'backtracking': 1, 'subgoal_setting': 1, 'backward_chaining': 0}
-    """
+    """Counts the units (:func:`split_units`) matching each behaviour's :data:`RULE_PATTERNS`, so "Let me
+    check again" counts once."""
 
     name: str = "rule"
     behaviors: tuple[str, ...] = BEHAVIORS
@@ -221,13 +195,7 @@ def count_parse_reason(text: object) -> tuple[int | None, str | None]:
 
 def parse_count(text: object) -> int | None:
     """Exactly one ``<count>N</count>`` (N a non-negative integer, whitespace and other text around
-    allowed) -> N; anything else -> ``None``.
-
-    >>> parse_count("Two checks. <count> 2 </count>")
-    2
-    >>> parse_count("<count>-1</count>") is None
-    True
-    """
+    allowed) -> N; anything else -> ``None``."""
     return count_parse_reason(text)[0]
 
 
@@ -272,11 +240,10 @@ BEHAVIOR_PROMPTS: dict[str, str] = {
 def behavior_messages(
     behavior: str, trace_text: str, max_trace_chars: int = 4000, *, tokenizer: Any = None
 ) -> list[dict[str, str]]:
-    """System and user messages asking for one behaviour's count in one trace.
-
-    The trace is cut to ``max_trace_chars`` characters (then `` [...]``) and made plain text
-    (:func:`persrm_lib.core.prompt.neutralise_special_tokens`, with ``tokenizer``'s own special
-    tokens when given), so a trace holding ``<|im_end|>`` cannot close the user turn.
+    """System and user messages asking for one behaviour's count in one trace, the trace cut to
+    ``max_trace_chars`` characters (then `` [...]``) and made plain text
+    (:func:`persrm_lib.core.prompt.neutralise_special_tokens`, with ``tokenizer``'s own special tokens
+    when given), so a trace holding ``<|im_end|>`` cannot close the user turn.
 
     Raises:
         ValueError: an unknown behaviour.
@@ -306,23 +273,18 @@ class CountFailure:
 
 @dataclass
 class LLMBehaviorClassifier:
-    """Counts behaviours by asking a language model, one prompt per behaviour; an answer that
-    :func:`parse_count` rejects gives ``None`` and is recorded in :attr:`failures`.
+    """Counts behaviours by asking a language model, one prompt per behaviour (:data:`BEHAVIOR_PROMPTS`,
+    after Gandhi et al.); an answer that :func:`parse_count` rejects gives ``None`` (never 0) and is
+    recorded in :attr:`failures`. Small local models never write the tag on their own:
+    ``LocalChatClient(answer_prefix="<count>")`` starts the answer with it.
 
-    Args:
-        client: a :class:`persrm_lib.models.client.ChatClient`, or any object with a
-            ``complete(messages) -> str`` method (its ``complete_batch`` is used when present).
-        behaviors: the behaviours to count.
-        max_trace_chars: longer traces are cut to this many characters in the prompt.
+    ``client``: a :class:`persrm_lib.models.client.ChatClient`, or any object with a
+    ``complete(messages) -> str`` method (its ``complete_batch`` is used when present); traces longer
+    than ``max_trace_chars`` are cut in the prompt.
 
     Raises:
         TypeError: ``client`` has no ``complete`` method.
         ValueError: an unknown behaviour.
-
-    >>> from types import SimpleNamespace
-    >>> clf = LLMBehaviorClassifier(SimpleNamespace(complete=lambda messages: "<count>1</count>"))
-    >>> clf.count("First, rhythm.")
-    {'verification': 1, 'backtracking': 1, 'subgoal_setting': 1, 'backward_chaining': 1}
     """
 
     client: ChatClient | Any
@@ -368,14 +330,10 @@ class LLMBehaviorClassifier:
 
     def failure_report(self) -> dict[str, dict[str, float]]:
         """Per behaviour: queries asked, answers that failed to parse, and the failure rate."""
-        per_behavior = self.n_traces
+        n = self.n_traces
         failed = Counter(f.behavior for f in self.failures)
         return {
-            b: {
-                "queries": per_behavior,
-                "failures": failed[b],
-                "failure_rate": failed[b] / per_behavior if per_behavior else math.nan,
-            }
+            b: {"queries": n, "failures": failed[b], "failure_rate": failed[b] / n if n else math.nan}
             for b in self.behaviors
         }
 
@@ -389,11 +347,9 @@ def make_classifier(
     batch_size: int = 8,
     answer_prefix: str = "",
 ) -> list[RuleBasedBehaviorClassifier | LLMBehaviorClassifier]:
-    """The classifiers ``kind`` asks for (``"rule"``, ``"llm"`` or ``"both"``), rule-based first.
-
-    The LLM classifier uses ``client`` when given, else ``llm_model`` loaded here (so a bad name
-    fails at once) in a :class:`persrm_lib.models.client.LocalChatClient` with ``max_new_tokens``,
-    ``batch_size`` and ``answer_prefix``.
+    """The classifiers ``kind`` asks for (``"rule"``, ``"llm"`` or ``"both"``), rule-based first; the LLM
+    one asks ``client``, else a :class:`persrm_lib.models.client.LocalChatClient` of ``llm_model`` with
+    these settings, loaded here so that a bad name fails at once.
 
     Raises:
         ValueError: an unknown ``kind``, or local-model settings below 1.
@@ -401,14 +357,13 @@ def make_classifier(
     if kind not in ("rule", "llm", "both"):
         raise ValueError(f"classifier must be 'rule', 'llm' or 'both', got {kind!r}")
     classifiers: list[RuleBasedBehaviorClassifier | LLMBehaviorClassifier] = []
-    if kind in ("rule", "both"):
+    if kind != "llm":
         classifiers.append(RuleBasedBehaviorClassifier())
-    if kind in ("llm", "both"):
+    if kind != "rule":
         if client is None:
-            local = LocalChatClient(
+            client = LocalChatClient(
                 model_name=llm_model, max_new_tokens=max_new_tokens, batch_size=batch_size, answer_prefix=answer_prefix
             )
-            local.loaded()
-            client = local
+            client.loaded()
         classifiers.append(LLMBehaviorClassifier(client))
     return classifiers

@@ -1,16 +1,8 @@
 """Task-specific behaviours in reward-model traces (PersRM-R1 §5.3): what the ``<criteria>`` section
-of a completion names, against the SFT traces the model learned from: new criteria (never named in
-the SFT traces), criteria diversity per GRPO step, re-prioritised criteria (order against the SFT
-order, a changed first criterion), and how both relate to correct verdicts
-(:meth:`persrm_lib.core.verdict.Verdict.outcome`). Records come from the stage owners' readers
-(:func:`persrm_lib.train.logs.read_grpo_completions`, :func:`persrm_lib.teachers.traces.read_traces`).
-
-**Criterion extraction** (:func:`extract_criteria`): the section is split on lines and
-semicolons; a piece with a colon (or " - " / " — ") keeps its head ("Tone: formal" -> "tone"), one
-without is split on commas. Each piece is lowercased, stripped of markdown, enumerators ("1.",
-"(a)", "-", "step 2:"), leading articles and outer punctuation, and each word loses its plural
-suffix ("tendencies" -> "tendency"; no dictionary: deterministic, offline). Pieces without letters
-or longer than ``max_words`` words (prose) are dropped.
+of a completion names, against the SFT traces the model learned from: new criteria, criteria diversity
+per GRPO step, re-prioritised criteria, and how both relate to correct verdicts. Records come from the
+stage owners' readers (:func:`persrm_lib.train.logs.read_grpo_completions`,
+:func:`persrm_lib.teachers.traces.read_traces`).
 """
 
 from __future__ import annotations
@@ -28,9 +20,9 @@ import pandas as pd
 from ..core.output_format import parse_output
 from ..core.verdict import CORRECT, read_verdict
 
-_ENUMERATOR = re.compile(r"^(?:step\s+\d+\s*[:.)-]?|\(?\d{1,2}[.)]|\(?[a-z][.)]|[-*•·+]|#+)\s*", re.IGNORECASE)
+# leading enumerators, repeated ("1. - x"): "1.", "(a)", "-", "#", "step 2:"
+_ENUMERATORS = re.compile(r"^(?:(?:step\s+\d+\s*[:.)-]?|\(?\d{1,2}[.)]|\(?[a-z][.)]|[-*•·+]|#+)\s*)+", re.IGNORECASE)
 _HEAD_SEP = re.compile(r":|\s[-–—]\s")
-_ARTICLES = ("the ", "a ", "an ")
 _KEEP_S = {"always", "perhaps", "various", "series", "species", "news", "politics", "thus", "ellipses"}
 
 
@@ -39,9 +31,7 @@ def _lemma(word: str) -> str:
         return word
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
-    if word.endswith("sses"):
-        return word[:-2]
-    if word.endswith(("ches", "shes", "xes", "zes")):
+    if word.endswith(("sses", "ches", "shes", "xes", "zes")):
         return word[:-2]
     if word.endswith("s") and not word.endswith(("ss", "us", "is", "ys")):
         return word[:-1]
@@ -49,48 +39,31 @@ def _lemma(word: str) -> str:
 
 
 def _strip_prefix(text: str) -> str:
-    """Lowercase, drop markdown emphasis, and strip leading enumerators ("1.", "- ", "step 2:")."""
+    """Lowercase, drop markdown emphasis, and strip leading enumerators."""
     text = text.lower().replace("*", "").replace("_", " ").replace("`", "").strip()
-    previous = None
-    while previous != text:
-        previous = text
-        text = _ENUMERATOR.sub("", text).strip()
-    return text
+    return _ENUMERATORS.sub("", text).strip()
 
 
 def normalize_criterion(piece: str) -> str:
-    """One criterion name normalised (module docstring); ``""`` when nothing is left.
-
-    >>> normalize_criterion("2. **Sentence Lengths**")
-    'sentence length'
-    """
-    text = _strip_prefix(piece)
-    text = text.strip(" \t.,;:!?\"'()[]{}<>")
-    for article in _ARTICLES:
-        if text.startswith(article):
-            text = text[len(article) :]
+    """One criterion name: lowercased, stripped of markdown, enumerators, leading articles and outer
+    punctuation, each word without its plural suffix ("tendencies" -> "tendency"; no dictionary:
+    deterministic, offline); ``""`` when nothing is left."""
+    text = re.sub(r"^(?:the )?(?:a )?(?:an )?", "", _strip_prefix(piece).strip(" \t.,;:!?\"'()[]{}<>"))
     words = re.findall(r"[a-z0-9]+(?:['-][a-z0-9]+)*", text)
     return " ".join(_lemma(w) for w in words)
 
 
 def extract_criteria(criteria_text: str, max_words: int = 8) -> list[str]:
-    """The criteria named in a ``<criteria>`` section, normalised, in order, without repeats.
-
-    >>> extract_criteria("1. Sentence rhythm\\n2. Vocabulary, punctuation; Tone: formal and dry")
-    ['sentence rhythm', 'vocabulary', 'punctuation', 'tone']
-    """
-    found: list[str] = []
+    """The criteria named in a ``<criteria>`` section (:func:`normalize_criterion`), in order, without
+    repeats. The section is split on lines and semicolons; a piece with a colon (or " - " / " — ") keeps
+    its head ("Tone: formal" -> "tone"), one without is split on commas. Pieces without letters or
+    longer than ``max_words`` words (prose) are dropped."""
+    names = []
     for segment in re.split(r"[\n;]", criteria_text):
         segment = _strip_prefix(segment)
-        if not segment:
-            continue
         head = _HEAD_SEP.split(segment, maxsplit=1)
-        pieces = [head[0]] if len(head) > 1 else segment.split(",")
-        for piece in pieces:
-            name = normalize_criterion(piece)
-            if name and re.search(r"[a-z]", name) and len(name.split()) <= max_words and name not in found:
-                found.append(name)
-    return found
+        names += [normalize_criterion(piece) for piece in ([head[0]] if len(head) > 1 else segment.split(","))]
+    return [name for name in dict.fromkeys(names) if re.search(r"[a-z]", name) and len(name.split()) <= max_words]
 
 
 def completion_criteria(completion: str, max_words: int = 8) -> list[str] | None:
@@ -146,18 +119,12 @@ def sft_criteria(traces: Sequence[Mapping[str, Any]], max_words: int = 8) -> SFT
 
 def order_correlation(criteria: Sequence[str], mean_position: Mapping[str, float]) -> float:
     """Spearman correlation (SciPy) of a completion's criteria order with the SFT order, over the
-    criteria with an SFT position; NaN with fewer than 2 of them or equal positions. -1: reversed.
-
-    >>> round(order_correlation(["tone", "rhythm"], {"rhythm": 0.0, "tone": 1.0}), 6)
-    -1.0
-    """
+    criteria with an SFT position; NaN with fewer than 2 of them or equal positions. -1: reversed."""
     from scipy.stats import spearmanr
 
     known = [name for name in dict.fromkeys(criteria) if name in mean_position]
-    if len(known) < 2:
-        return math.nan
     reference = [mean_position[name] for name in known]
-    if len(set(reference)) < 2:
+    if len(set(reference)) < 2:  # also fewer than 2 known criteria
         return math.nan
     return float(spearmanr(np.arange(len(known)), reference).statistic)
 
@@ -206,11 +173,7 @@ def criteria_table(records: Sequence[Mapping[str, Any]], sft: SFTCriteria, max_w
 
 
 def criteria_entropy(criteria_lists: Iterable[Sequence[str]]) -> float:
-    """Shannon entropy (bits) of how often each criterion is named; NaN when none is named.
-
-    >>> criteria_entropy([["rhythm", "tone"], ["rhythm", "tone"]])
-    1.0
-    """
+    """Shannon entropy (bits, SciPy) of how often each criterion is named; NaN when none is named."""
     from scipy.stats import entropy
 
     counts = Counter(name for names in criteria_lists for name in names)
@@ -231,20 +194,18 @@ def criteria_by_step(table: pd.DataFrame) -> pd.DataFrame:
     for step, frame in table.groupby("step", sort=True):
         parsed = frame[frame["format_ok"]]
         lists = list(parsed["criteria"])
-        first = parsed["first_changed"].dropna()
-        rho = parsed["order_rho"].dropna()
         rows.append(
             {
                 "step": step,
                 "n_completions": int(len(frame)),
                 "n_parsed": int(len(parsed)),
-                "distinct_criteria": int(len({n for names in lists for n in names})),
+                "distinct_criteria": len(set().union(*lists)),
                 "entropy_bits": criteria_entropy(lists),
                 "mean_criteria_per_output": float(parsed["n_criteria"].mean()),  # pandas: NaN when empty
                 "share_with_new": float(parsed["has_new"].astype(bool).mean()),
                 "new_criteria": new_criteria_names(parsed),
-                "mean_order_rho": float(rho.mean()),
-                "share_first_changed": float(first.astype(bool).mean()),
+                "mean_order_rho": float(parsed["order_rho"].mean()),  # pandas skips NaN
+                "share_first_changed": float(parsed["first_changed"].dropna().astype(bool).mean()),
                 "accuracy": float(frame["correct"].mean()),
             }
         )
@@ -259,22 +220,11 @@ def accuracy_by_new_criteria(table: pd.DataFrame) -> pd.DataFrame:
     for feature, column in (("new criteria", "has_new"), ("first criterion changed", "first_changed")):
         known = parsed[parsed[column].notna()]
         for value in (True, False):
-            group = known[known[column].astype(bool) == value]
-            rows.append(
-                {
-                    "feature": feature,
-                    "present": value,
-                    "n": int(len(group)),
-                    "accuracy": float(group["correct"].mean()),
-                }
-            )
+            correct = known.loc[known[column].astype(bool) == value, "correct"]
+            rows.append({"feature": feature, "present": value, "n": len(correct), "accuracy": float(correct.mean())})
     return pd.DataFrame(rows)
 
 
 def new_criteria_names(table: pd.DataFrame) -> list[str]:
-    """The criteria named in any output of :func:`criteria_table` and never in the SFT traces, sorted.
-
-    >>> new_criteria_names(pd.DataFrame({"new_criteria": [["irony"], [], ["dash", "irony"]]}))
-    ['dash', 'irony']
-    """
+    """The criteria named in any output of :func:`criteria_table` and never in the SFT traces, sorted."""
     return sorted({name for names in table["new_criteria"] for name in names})

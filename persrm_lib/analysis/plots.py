@@ -1,7 +1,5 @@
-"""The figures of notebook 07_behavior_analysis (PersRM-R1 §5.2–5.3), drawn from the tallies; each
-returns a matplotlib figure (matplotlib and seaborn are imported inside, so the analysis modules
-load without them).
-"""
+"""The figures of notebook 07_behavior_analysis (PersRM-R1 §5.2–5.3), drawn from the tallies; each returns
+a matplotlib figure (matplotlib and seaborn are imported inside, so the analysis modules load without them)."""
 
 from __future__ import annotations
 
@@ -13,14 +11,20 @@ import pandas as pd
 from .classifiers import BEHAVIORS
 
 
-def plot_behaviors_over_steps(summaries: Mapping[str, pd.DataFrame]) -> Any:
-    """One panel per classifier: mean count per trace of each behaviour against the GRPO step.
-
-    Args:
-        summaries: classifier name -> :func:`persrm_lib.analysis.tallies.summarize_by` per ``step``.
-    """
-    import matplotlib.pyplot as plt
+def _step_axis(ax: Any) -> None:
+    """GRPO steps on the x axis, as integers, and a light grid."""
     from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("GRPO step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def plot_behaviors_over_steps(summaries: Mapping[str, pd.DataFrame]) -> Any:
+    """One panel per classifier (``summaries``: classifier name ->
+    :func:`persrm_lib.analysis.tallies.summarize_by` per ``step``): mean count per trace of each behaviour
+    against the GRPO step."""
+    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(summaries), figsize=(5.5 * len(summaries), 3.8), squeeze=False, sharey=True)
     for ax, (name, summary) in zip(axes[0], summaries.items(), strict=True):
@@ -31,10 +35,8 @@ def plot_behaviors_over_steps(summaries: Mapping[str, pd.DataFrame]) -> Any:
         ax.set_title(f"{name} classifier" + (f" ({failed} counts failed to parse)" if failed else ""))
         if summary["mean_count"].isna().all():
             ax.text(0.5, 0.5, "no count parsed", ha="center", va="center", transform=ax.transAxes)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("GRPO step")
         ax.set_ylabel("mean count per trace")
-        ax.grid(alpha=0.3)
+        _step_axis(ax)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -59,7 +61,6 @@ def plot_stage_comparison(summary: pd.DataFrame, title: str, stage_order: Sequen
 def plot_criteria_over_steps(by_step: pd.DataFrame) -> Any:
     """Three panels over GRPO steps: criteria diversity, new criteria, re-prioritisation."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     axes[0].plot(by_step["step"], by_step["distinct_criteria"], marker="o", label="distinct criteria")
@@ -74,9 +75,7 @@ def plot_criteria_over_steps(by_step: pd.DataFrame) -> Any:
     axes[2].set_ylim(-1.05, 1.05)
     axes[2].set_title("re-prioritised criteria")
     for ax in axes:
-        ax.set_xlabel("GRPO step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        _step_axis(ax)
     fig.tight_layout()
     return fig

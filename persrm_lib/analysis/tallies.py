@@ -1,10 +1,7 @@
-"""Tallies of cognitive behaviours over traces, classifier agreement, and notebook 07's headline metrics.
-
-Records come from the stage owners' readers (:func:`persrm_lib.train.logs.read_grpo_completions`,
-:func:`persrm_lib.teachers.traces.read_traces`, :func:`persrm_lib.evaluate.records.read_eval_completions`):
-a ``completion``, and ``step`` and ``pair_id`` when present. Classifiers count behaviours in its
-:func:`reasoning_trace`; a failed count (``None``) stays missing in every table and is reported
-beside the means, never averaged in as zero.
+"""Tallies of cognitive behaviours over traces (records as the stage owners' readers give them:
+``completion``, and ``step`` and ``pair_id`` when present), classifier agreement, and notebook 07's
+headline metrics. A failed count (``None``) stays missing in every table and is reported beside the
+means, never averaged in as zero.
 """
 
 from __future__ import annotations
@@ -24,13 +21,7 @@ from .criteria import SFTCriteria, accuracy_by_new_criteria, criteria_by_step, n
 
 def reasoning_trace(completion: str) -> tuple[str, bool]:
     """The reasoning text of a completion (its ``<criteria>`` and ``<eval>`` when the format parses,
-    else the raw completion: a model that breaks the format still reasons) and whether it parsed.
-
-    >>> reasoning_trace("<criteria>rhythm</criteria><eval>A fits</eval><scores>[7, 2]</scores>")
-    ('rhythm\\nA fits', True)
-    >>> reasoning_trace("Wait, A fits")
-    ('Wait, A fits', False)
-    """
+    else the raw completion: a model that breaks the format still reasons) and whether it parsed."""
     parsed = parse_output(completion)
     if parsed.ok:
         return f"{parsed.criteria}\n{parsed.evaluation}", True
@@ -44,22 +35,12 @@ def behavior_counts(
     behaviour (nullable integers: a missing value is a classifier failure)."""
     read = [reasoning_trace(r["completion"]) for r in records]
     counts = classifier.count_batch([text for text, _ in read]) if read else []
-    oks = [ok for _, ok in read]
-    rows = []
-    for record, ok, count in zip(records, oks, counts, strict=True):
-        row = {
-            "stage": stage,
-            "step": record.get("step"),
-            "pair_id": record.get("pair_id"),
-            "format_ok": ok,
-            "classifier": classifier.name,
-        }
-        row.update({b: count.get(b) for b in classifier.behaviors})
-        rows.append(row)
+    rows = [
+        {"stage": stage, "step": r.get("step"), "pair_id": r.get("pair_id"), "format_ok": ok, **count}
+        for r, (_, ok), count in zip(records, read, counts, strict=True)
+    ]
     frame = pd.DataFrame(rows, columns=["stage", "step", "pair_id", "format_ok", "classifier", *classifier.behaviors])
-    for b in classifier.behaviors:
-        frame[b] = frame[b].astype("Int64")
-    return frame
+    return frame.assign(classifier=classifier.name).astype(dict.fromkeys(classifier.behaviors, "Int64"))
 
 
 def summarize_by(counts: pd.DataFrame, by: str | Sequence[str] = "step") -> pd.DataFrame:
@@ -69,7 +50,6 @@ def summarize_by(counts: pd.DataFrame, by: str | Sequence[str] = "step") -> pd.D
     behaviors = [b for b in BEHAVIORS if b in counts.columns]
     rows = []
     for group, frame in counts.groupby(keys, sort=True, dropna=False):
-        group = group if isinstance(group, tuple) else (group,)
         for b in behaviors:
             values = frame[b].dropna().astype(float)
             rows.append(
@@ -109,8 +89,7 @@ def agreement(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
         if b not in first.columns or b not in second.columns:
             continue
         valid = first[b].notna().to_numpy() & second[b].notna().to_numpy()
-        x = first[b].to_numpy()[valid].astype(float)
-        y = second[b].to_numpy()[valid].astype(float)
+        x, y = (table[b].to_numpy()[valid].astype(float) for table in (first, second))
         row: dict[str, Any] = {
             "behavior": b,
             "n": int(valid.sum()),
@@ -148,10 +127,8 @@ def behavior_examples(
     """Up to ``per_behavior`` quoted units per behaviour (rule-based), with step and pair id; records
     in (step, pair id) order, each quoted for its first matching unit only, so examples spread."""
     clf = RuleBasedBehaviorClassifier()
-    order = sorted(range(len(records)), key=lambda i: (records[i].get("step") or 0, str(records[i].get("pair_id")), i))
     examples: dict[str, list[dict[str, Any]]] = {b: [] for b in BEHAVIORS}
-    for i in order:
-        record = records[i]
+    for record in sorted(records, key=lambda r: (r.get("step") or 0, str(r.get("pair_id")))):
         found = clf.matches(reasoning_trace(record["completion"])[0])
         for b in BEHAVIORS:
             if found[b] and len(examples[b]) < per_behavior:
@@ -162,11 +139,7 @@ def behavior_examples(
 
 
 def evenly_spaced(records: Sequence[Any], n: int) -> list[Any]:
-    """At most ``n`` records spread evenly (deterministically) over the sequence; all when ``n <= 0``.
-
-    >>> evenly_spaced(list(range(10)), 4)
-    [0, 3, 6, 9]
-    """
+    """At most ``n`` records spread evenly (deterministically) over the sequence; all when ``n <= 0``."""
     if n <= 0 or n >= len(records):
         return list(records)
     index = np.linspace(0, len(records) - 1, n).round().astype(int)
@@ -203,33 +176,23 @@ def headline_metrics(
 ) -> dict[str, Any]:
     """Notebook 07's headline metrics (``metrics/07_behavior_analysis.json``), NaN as ``None``.
 
-    Args:
-        classifier: the notebook's ``classifier`` parameter, recorded as is.
-        table: :func:`persrm_lib.analysis.criteria.criteria_table` of the RFT completions.
-        sft: :func:`persrm_lib.analysis.criteria.sft_criteria` of the SFT traces.
-        summaries: classifier name -> :func:`summarize_by` per step (:func:`step_metrics` of each).
-        n_eval_stages: how many evaluation stages had completions.
-        llm: the LLM classifier, when one ran (its queries and parse failures).
-        agreement_table: :func:`agreement`, when both classifiers ran (kappa and Spearman).
+    ``table``: :func:`persrm_lib.analysis.criteria.criteria_table` of the RFT completions; ``summaries``:
+    classifier name -> :func:`summarize_by` per step; ``llm`` and ``agreement_table`` when they ran.
 
-    Returns:
-        Counts (``n_completions, n_steps, n_sft_traces, n_eval_stages, sft_vocabulary_size,
-        new_criteria_count``), shares and accuracies of the criteria behaviours over parsed
-        outputs, the last step's criteria diversity, ``<classifier>_<behavior>_first|last|all``,
-        and the LLM and agreement numbers when given.
+    Returns counts (``n_completions, n_steps, n_sft_traces, n_eval_stages, sft_vocabulary_size,
+    new_criteria_count``), shares and accuracies of the criteria behaviours over parsed outputs, the
+    last step's criteria diversity, :func:`step_metrics` of each summary, and the LLM's queries and
+    parse failures and the kappa and Spearman of each behaviour when given.
     """
     parsed = table[table["format_ok"]]
     by_step = criteria_by_step(table)
     acc = accuracy_by_new_criteria(table).set_index(["feature", "present"])["accuracy"]
-    n = len(table)
-    format_ok = sum(bool(ok) for ok in table["format_ok"])
-    first_changed = parsed["first_changed"]
     metrics: dict[str, Any] = {
         "classifier": classifier,
-        "n_completions": n,
+        "n_completions": len(table),
         "n_steps": len(set(table["step"])),
         "n_sft_traces": sft.n_traces,
-        "format_ok_share": format_ok / n if n else math.nan,
+        "format_ok_share": float(table["format_ok"].astype(bool).mean()),
         "n_eval_stages": n_eval_stages,
         "sft_vocabulary_size": len(sft.vocabulary),
         "new_criteria_count": len(new_criteria_names(table)),
@@ -239,7 +202,7 @@ def headline_metrics(
         "accuracy_first_changed": acc[("first criterion changed", True)],
         "accuracy_first_kept": acc[("first criterion changed", False)],
         "mean_order_rho": float(parsed["order_rho"].mean()),
-        "share_first_changed": float(first_changed.dropna().astype(bool).mean()),
+        "share_first_changed": float(parsed["first_changed"].dropna().astype(bool).mean()),
         "distinct_criteria_last_step": by_step["distinct_criteria"].iloc[-1] if len(by_step) else math.nan,
         "criteria_entropy_last_step": by_step["entropy_bits"].iloc[-1] if len(by_step) else math.nan,
     }
