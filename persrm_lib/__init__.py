@@ -15,9 +15,6 @@ each module's docstring says what it holds::
                 loop); metrics, persona_reasoning, suite, tables, records, cli, compare
     analysis/   07: classifiers, tallies, criteria, plots
     run/        runner (python -m persrm_lib.run), settings, notebook, regression, publish
-
-Every notebook saves its figures through ``run.notebook.save_fig`` and its headline metrics to
-``<run>/metrics/<notebook>.json`` (docs/design.md, "Run-folder layout").
 """
 
 __version__ = "0.1.0"

@@ -38,8 +38,6 @@ def _check_behaviors(behaviors: Sequence[str]) -> None:
         raise ValueError(f"unknown behaviour(s) {unknown}; choose from {', '.join(BEHAVIORS)}")
 
 
-# ---- rule-based ----------------------------------------------------------------------------------
-
 _S = r"^\W*"  # the start of a unit, after any quotes, bullets or brackets
 _WHO = r"(?:response |text |passage )?(?:[ab]|it|this|either|each|one)"
 _AUTHOR = r"(?:written by |by |from |the work of )?(?:the |this |our )?(?:same |target )?author"
@@ -168,8 +166,6 @@ class RuleBasedBehaviorClassifier:
         return [self.count(t) for t in traces]
 
 
-# ---- LLM ---------------------------------------------------------------------------------------
-
 _COUNT_TAG = re.compile(r"<\s*(/?)\s*count\s*>", re.IGNORECASE)
 _NON_NEGATIVE_INT = re.compile(r"[0-9]+")
 
@@ -275,8 +271,7 @@ class CountFailure:
 class LLMBehaviorClassifier:
     """Counts behaviours by asking a language model, one prompt per behaviour (:data:`BEHAVIOR_PROMPTS`,
     after Gandhi et al.); an answer that :func:`parse_count` rejects gives ``None`` (never 0) and is
-    recorded in :attr:`failures`. Small local models never write the tag on their own:
-    ``LocalChatClient(answer_prefix="<count>")`` starts the answer with it.
+    recorded in :attr:`failures`.
 
     ``client``: a :class:`persrm_lib.models.client.ChatClient`, or any object with a
     ``complete(messages) -> str`` method (its ``complete_batch`` is used when present); traces longer

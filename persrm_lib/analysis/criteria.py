@@ -1,8 +1,6 @@
 """Task-specific behaviours in reward-model traces (PersRM-R1 §5.3): what the ``<criteria>`` section
 of a completion names, against the SFT traces the model learned from: new criteria, criteria diversity
-per GRPO step, re-prioritised criteria, and how both relate to correct verdicts. Records come from the
-stage owners' readers (:func:`persrm_lib.train.logs.read_grpo_completions`,
-:func:`persrm_lib.teachers.traces.read_traces`).
+per GRPO step, re-prioritised criteria, and how both relate to correct verdicts.
 """
 
 from __future__ import annotations
@@ -88,32 +86,23 @@ def sft_criteria(traces: Sequence[Mapping[str, Any]], max_words: int = 8) -> SFT
     """The criteria of the SFT traces (``completion``, pair id in ``id``). ``mean_position``: each
     criterion's mean position ``i / (k - 1)`` in traces naming ``k >= 2`` criteria (0 first, 1
     last); ``modal_first``: the most common first criterion (ties broken alphabetically)."""
-    vocabulary: set[str] = set()
-    positions: dict[str, list[float]] = {}
+    parsed = [(t.get("id"), c) for t in traces if (c := completion_criteria(t["completion"], max_words)) is not None]
+    firsts = Counter(criteria[0] for _, criteria in parsed if criteria)
     first_by_pair: dict[str, str] = {}
-    firsts: Counter[str] = Counter()
-    n_parsed = 0
-    for trace in traces:
-        criteria = completion_criteria(trace["completion"], max_words)
-        if criteria is None:
-            continue
-        n_parsed += 1
-        vocabulary.update(criteria)
-        if criteria:
-            firsts[criteria[0]] += 1
-            if trace.get("id") is not None:
-                first_by_pair.setdefault(str(trace["id"]), criteria[0])
+    positions: dict[str, list[float]] = {}
+    for pair_id, criteria in parsed:
+        if criteria and pair_id is not None:
+            first_by_pair.setdefault(str(pair_id), criteria[0])
         if len(criteria) >= 2:
             for i, name in enumerate(criteria):
                 positions.setdefault(name, []).append(i / (len(criteria) - 1))
-    modal = min(firsts, key=lambda name: (-firsts[name], name)) if firsts else None
     return SFTCriteria(
-        vocabulary=frozenset(vocabulary),
+        vocabulary=frozenset(name for _, criteria in parsed for name in criteria),
         mean_position={name: float(np.mean(v)) for name, v in sorted(positions.items())},
         first_by_pair=first_by_pair,
-        modal_first=modal,
+        modal_first=min(firsts, key=lambda name: (-firsts[name], name)) if firsts else None,
         n_traces=len(traces),
-        n_parsed=n_parsed,
+        n_parsed=len(parsed),
     )
 
 

@@ -36,11 +36,11 @@ def behavior_counts(
     read = [reasoning_trace(r["completion"]) for r in records]
     counts = classifier.count_batch([text for text, _ in read]) if read else []
     rows = [
-        {"stage": stage, "step": r.get("step"), "pair_id": r.get("pair_id"), "format_ok": ok, **count}
+        [stage, r.get("step"), r.get("pair_id"), ok, classifier.name, *(count.get(b) for b in classifier.behaviors)]
         for r, (_, ok), count in zip(records, read, counts, strict=True)
     ]
     frame = pd.DataFrame(rows, columns=["stage", "step", "pair_id", "format_ok", "classifier", *classifier.behaviors])
-    return frame.assign(classifier=classifier.name).astype(dict.fromkeys(classifier.behaviors, "Int64"))
+    return frame.astype(dict.fromkeys(classifier.behaviors, "Int64"))
 
 
 def summarize_by(counts: pd.DataFrame, by: str | Sequence[str] = "step") -> pd.DataFrame:
@@ -142,8 +142,8 @@ def evenly_spaced(records: Sequence[Any], n: int) -> list[Any]:
     """At most ``n`` records spread evenly (deterministically) over the sequence; all when ``n <= 0``."""
     if n <= 0 or n >= len(records):
         return list(records)
-    index = np.linspace(0, len(records) - 1, n).round().astype(int)
-    return [records[i] for i in sorted(set(index.tolist()))]
+    # distinct and increasing: n < len(records) spaces the points more than 1 apart before rounding
+    return [records[i] for i in np.linspace(0, len(records) - 1, n).round().astype(int)]
 
 
 def step_metrics(summary: pd.DataFrame, prefix: str) -> dict[str, Any]:
