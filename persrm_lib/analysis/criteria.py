@@ -166,9 +166,7 @@ def criteria_entropy(criteria_lists: Iterable[Sequence[str]]) -> float:
     from scipy.stats import entropy
 
     counts = Counter(name for names in criteria_lists for name in names)
-    if not counts:
-        return math.nan
-    return float(entropy([counts[k] for k in sorted(counts)], base=2))
+    return float(entropy([counts[k] for k in sorted(counts)], base=2)) if counts else math.nan
 
 
 def criteria_by_step(table: pd.DataFrame) -> pd.DataFrame:

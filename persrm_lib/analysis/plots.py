@@ -21,9 +21,8 @@ def _step_axis(ax: Any) -> None:
 
 
 def plot_behaviors_over_steps(summaries: Mapping[str, pd.DataFrame]) -> Any:
-    """One panel per classifier (``summaries``: classifier name ->
-    :func:`persrm_lib.analysis.tallies.summarize_by` per ``step``): mean count per trace of each behaviour
-    against the GRPO step."""
+    """One panel per classifier: mean count per trace of each behaviour against the GRPO step
+    (``summaries``: classifier name -> :func:`persrm_lib.analysis.tallies.summarize_by` per ``step``)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(summaries), figsize=(5.5 * len(summaries), 3.8), squeeze=False, sharey=True)

@@ -85,9 +85,7 @@ def agreement(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     if len(first) != len(second):
         raise ValueError(f"the two count tables have {len(first)} and {len(second)} rows; count the same traces")
     rows = []
-    for b in BEHAVIORS:
-        if b not in first.columns or b not in second.columns:
-            continue
+    for b in [b for b in BEHAVIORS if b in first.columns and b in second.columns]:
         valid = first[b].notna().to_numpy() & second[b].notna().to_numpy()
         x, y = (table[b].to_numpy()[valid].astype(float) for table in (first, second))
         row: dict[str, Any] = {
