@@ -16,7 +16,6 @@ import numpy as np
 from ..core.verdict import check_label, exemplar_count, exemplars_of
 from ..data.pairs import swap_pair
 from ..data.stylometry import FEATURE_NAMES
-from ..teachers.filtering import chosen_rejected
 from ..teachers.stylometric import StylometricTeacher
 from .judge_base import BaseJudge, LearnsFrom, NotFittedError, Pair, Verdict
 
@@ -31,16 +30,8 @@ class TooFewReferencesError(ValueError):
 
 
 def chosen_response(pair: Pair) -> str:
-    """The labelled author's response of a training pair.
-
-    Raises:
-        ValueError: a label other than ``a``/``b``, naming the pair.
-
-    >>> chosen_response({"id": "p", "response_a": "x", "response_b": "y", "label": "b"})
-    'y'
-    """
-    _label(pair)
-    return str(chosen_rejected(pair)[0])
+    """The labelled author's response of a training pair; ValueError naming the pair for a label other than a/b."""
+    return str(pair["response_a" if _label(pair) == "a" else "response_b"])
 
 
 def _label(pair: Pair) -> str:
@@ -72,9 +63,7 @@ class LambdaGJudge(BaseJudge):
         num_references: reference draws per response (the package's example: 30; about 0.3-1 s per
             pair on one thread with 80-word passages).
         basis: ``tokens`` (whitespace tokens) or ``characters``.
-        lowercasing: lowercase every text first.
         sentenize: model sentences separately (contexts do not cross a sentence end).
-        seed: the draws' seed.
 
     Raises:
         ValueError: (fit) no training pairs or a label other than a/b; (score) exemplars without a
@@ -83,7 +72,6 @@ class LambdaGJudge(BaseJudge):
     """
 
     name = "lambdag"
-    position_invariant = True
     learns_from: ClassVar[LearnsFrom] = "labels"
 
     def __init__(

@@ -40,12 +40,7 @@ class Judge(Protocol):
 
 def pair_texts(pairs: Sequence[Pair]) -> list[str]:
     """Every distinct text of the pairs (exemplars and both responses), sorted; no label is read."""
-    texts: set[str] = set()
-    for pair in pairs:
-        texts.update(str(t) for t in pair["exemplars"])
-        texts.add(str(pair["response_a"]))
-        texts.add(str(pair["response_b"]))
-    return sorted(texts)
+    return sorted({str(t) for p in pairs for t in [*p["exemplars"], p["response_a"], p["response_b"]]})
 
 
 def cosine_rows(matrix: np.ndarray, centroid: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..core.output_format import parse_output
@@ -130,23 +129,21 @@ def rft_reasoning(records: Sequence[Mapping[str, Any]], pairs: Mapping[str, Mapp
 def reasoning_by_step(per_completion: pd.DataFrame) -> pd.DataFrame:
     """Mean rates per GRPO step of :func:`rft_reasoning`'s rows (NaN-aware, as
     :func:`reasoning_metrics`), with ``n_completions``; one row per step, in step order."""
-    if per_completion.empty:
-        return pd.DataFrame(columns=["step", "n_completions", *REASONING_COLUMNS[2:]])
     return _mean_rates(per_completion, "step")
 
 
 def reasoning_metrics(per_completion: pd.DataFrame) -> pd.DataFrame:
     """Mean rates per judge (NaN-aware: precision over completions that name an operator, recall
-    over personas that have one), with ``n_completions``."""
-    if per_completion.empty:
-        return pd.DataFrame(columns=list(REASONING_COLUMNS))
-    return _mean_rates(per_completion, "judge", sort=False)[list(REASONING_COLUMNS)]
+    over personas that have one), with ``n_completions``: :data:`REASONING_COLUMNS`."""
+    return _mean_rates(per_completion, "judge", sort=False)
 
 
 def _mean_rates(per_completion: pd.DataFrame, by: str, sort: bool = True) -> pd.DataFrame:
     """NaN-aware mean of every rate per ``by`` group, ``n_completions`` first, ``by`` a column."""
+    if per_completion.empty:
+        return pd.DataFrame(columns=[by, *REASONING_COLUMNS[1:]])
     grouped = per_completion.groupby(by, sort=sort)
-    out = grouped[list(REASONING_COLUMNS[2:])].agg(lambda x: float(np.nanmean(x)) if x.notna().any() else float("nan"))
+    out = grouped[list(REASONING_COLUMNS[2:])].mean()
     out.insert(0, "n_completions", grouped.size())
     return out.reset_index()
 
