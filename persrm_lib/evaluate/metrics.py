@@ -10,7 +10,7 @@ robustness") and in each function below; 95% intervals are a seeded percentile b
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -378,9 +378,10 @@ def _difference_goal(
     }
 
 
-def _rate_goal(what: str, value: float, target: str, inside: Callable[[float], bool]) -> dict[str, object]:
-    """A goal on one rate (no interval), met when the value is defined and ``inside`` holds."""
-    met = bool(not np.isnan(value) and inside(value))
+def _rate_goal(what: str, value: float, low: float, high: float | None = None) -> dict[str, object]:
+    """A goal on one rate (no interval), met when it is at least ``low`` (and at most ``high``); NaN is not met."""
+    met = bool(low <= value and (high is None or value <= high))
+    target = f">= {low}" if high is None else f"in [{low}, {high}]"
     return dict(zip(GOAL_COLUMNS, (what, round(value, 4), "", target, met, met), strict=True))
 
 
@@ -388,20 +389,13 @@ def _stage_goals(
     results: pd.DataFrame, stages: Sequence[str], position: bool, steps: Sequence[str], n_bootstrap: int, seed: int
 ) -> tuple[list[dict[str, object]], str]:
     """The per-stage rate goals and stage-to-stage steps, and the most-trained stage that ran."""
-    low, high = GOAL_A_PREFERENCE
     rows = []
     for stage in [s for s in stages if s in TRAINED_STAGES]:
         mine = results[results["judge"] == stage]
         suffix = "" if len(mine) else " (not run)"
-        rows.append(
-            _rate_goal(f"format compliance, {stage}{suffix}", format_compliance(mine), f">= {GOAL_FORMAT}",
-                       lambda v: v >= GOAL_FORMAT)
-        )  # fmt: skip
+        rows.append(_rate_goal(f"format compliance, {stage}{suffix}", format_compliance(mine), GOAL_FORMAT))
         if position:
-            rows.append(
-                _rate_goal(f"A-preference, {stage}{suffix}", a_preference(mine), f"in [{low}, {high}]",
-                           lambda v: low <= v <= high)
-            )  # fmt: skip
+            rows.append(_rate_goal(f"A-preference, {stage}{suffix}", a_preference(mine), *GOAL_A_PREFERENCE))
     for earlier, later, target in zip(stages, stages[1:], steps, strict=False):
         rows.append(
             _difference_goal(
@@ -459,15 +453,9 @@ def persona_goals(
     :data:`GOAL_CRITERIA_RECALL`.
     """
     rows, focus = _stage_goals(results, stages, pairwise, ("interval > 0", ">= 0"), n_bootstrap, seed)
-    mine = results[results["judge"] == focus]
-    oc = order_consistent_accuracy(mine) if len(mine) else NAN
-    at_least = f">= {GOAL_ORDER_CONSISTENT}"
-    rows.append(_rate_goal(f"order-consistent accuracy, {focus}", oc, at_least, lambda v: v >= GOAL_ORDER_CONSISTENT))
+    oc = order_consistent_accuracy(results[results["judge"] == focus])
+    rows.append(_rate_goal(f"order-consistent accuracy, {focus}", oc, GOAL_ORDER_CONSISTENT))
     rows.append(_difference_goal(results, focus, baseline, "accuracy", "accuracy", ">= 0", n_bootstrap, seed))
     recall = float(criteria_recall.get(focus, NAN))
-    rows.append(
-        _rate_goal(
-            f"criteria recall, {focus}", recall, f">= {GOAL_CRITERIA_RECALL}", lambda v: v >= GOAL_CRITERIA_RECALL
-        )
-    )
+    rows.append(_rate_goal(f"criteria recall, {focus}", recall, GOAL_CRITERIA_RECALL))
     return pd.DataFrame(rows, columns=list(GOAL_COLUMNS))

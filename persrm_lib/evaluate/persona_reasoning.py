@@ -1,18 +1,16 @@
-"""The reward model's reasoning scored against ground truth, on persona pairs: there
-(:mod:`persrm_lib.data.personas`) the criteria a judge should name (the exemplars' operators) and
-what each response shows are known exactly, so the reasoning can be checked, not only the verdict:
+"""The reward model's reasoning scored against ground truth, on persona pairs
+(:mod:`persrm_lib.data.personas`), where the exemplars' operators and what each response shows are known:
 
 - ``criteria_precision`` / ``criteria_recall``: of the operators ``<criteria>`` names, the share that
-  the exemplars were written with; of those, the share it names (personas with no operator are left
-  out of recall). ``criteria_exact``: the share naming exactly the persona.
+  the exemplars were written with; of those, the share it names. ``criteria_exact``: exactly the persona.
 - ``check_agreement``: the share of ``<eval>`` checks (``shows: …``, one per response) whose
   operators are exactly those the response was written with.
-- ``verdict_follows_checks``: the share of completions whose verdict is the one its own checks
-  imply (:func:`persrm_lib.teachers.persona.match_score` of each check): the same preferred side
-  (pairwise), or the same side of the midpoint (pointwise).
+- ``verdict_follows_checks``: the verdict is the one its own checks imply
+  (:func:`persrm_lib.teachers.persona.match_score`): the same preferred side (pairwise), or the
+  same side of the midpoint (pointwise).
 
 Completions that do not parse, or whose sections are not in the persona teacher's vocabulary,
-count as wrong in every rate (a model that writes free text names no operator).
+count as wrong in every rate.
 """
 
 from __future__ import annotations

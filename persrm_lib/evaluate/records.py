@@ -1,13 +1,7 @@
-"""The evaluation's records: fixed field names, one writer and one reader per file.
-
-- Per-pair rows (:data:`RESULT_FIELDS`): what :func:`persrm_lib.evaluate.judging.evaluate_pairs` returns
-  and the command line writes to its result JSON; 05_evaluate adds a ``stage`` column and writes
-  them, without the completions, to ``<run>/eval/per_pair.csv`` (:data:`PER_PAIR_FIELDS`,
-  :func:`write_per_pair`, :func:`read_per_pair`).
-- Completions per stage (:data:`EVAL_COMPLETION_FIELDS`): every completion a reward-model stage
-  generated, in both orders, in ``<run>/eval/completions/<stage>.jsonl``
-  (:func:`write_eval_completions`, :func:`read_eval_completions`; 07_behavior_analysis reads them).
-  The stage is the file's name, chosen by the writer; nothing is guessed from the text.
+"""The evaluation's records, fixed field names and one writer and one reader per file: per-pair
+rows (:data:`RESULT_FIELDS`; ``<run>/eval/per_pair.csv``: :data:`PER_PAIR_FIELDS`) and every
+completion of a reward-model stage (:data:`EVAL_COMPLETION_FIELDS`,
+``<run>/eval/completions/<stage>.jsonl``; the stage is the file's name, never guessed from the text).
 """
 
 from __future__ import annotations
