@@ -88,17 +88,14 @@ def build_judge(
     """A judge from command-line settings (``name`` checked by argparse; :func:`persrm_lib.evaluate.judges.make_judge`).
 
     Raises:
-        EvaluationInputError: an unknown model, a model judge without ``model``, an adapter for a
-            judge that takes none or a folder without ``adapter_config.json``, or
+        ModelRegistryError: an unknown model. EvaluationInputError: a model judge without ``model``,
+            an adapter for a judge that takes none or a folder without ``adapter_config.json``, or
             ``strip_think``/``count_too_long`` for another judge than ``generative``.
     """
     if name in MODEL_JUDGES and not model:
         raise EvaluationInputError(f"--judge {name} needs --model (a registry name, hub id or model folder)")
     if model and name in MODEL_JUDGES and model not in REGISTERED:  # registered names are built on first load
-        try:
-            resolve(model)
-        except ModelRegistryError as exc:
-            raise EvaluationInputError(str(exc)) from exc
+        resolve(model)  # ModelRegistryError: one of INPUT_ERRORS
     if adapter and name not in ADAPTER_JUDGES:
         raise EvaluationInputError(f"--adapter applies to --judge {', '.join(ADAPTER_JUDGES)} only, not {name}")
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():
@@ -117,25 +114,6 @@ def build_judge(
         scalar_rm_steps=scalar_rm_steps,
         **(generative if name == "generative" else {}),
     )
-
-
-def fit_judge(
-    judge: Judge, train_pairs: Sequence[Mapping[str, Any]] | None, eval_pairs: Sequence[Mapping[str, Any]]
-) -> str:
-    """Fit ``judge`` and say on what: the training pairs, or (label-free) the evaluated texts.
-
-    Raises:
-        EvaluationInputError: a judge that learns from labels, without training pairs.
-    """
-    if train_pairs:
-        judge.fit(train_pairs)
-        return f"training pairs ({len(train_pairs)})"
-    if judge.learns_from == "labels":
-        raise EvaluationInputError(f"--judge {judge.name} is trained on labelled pairs: pass --train-pairs TRAIN.jsonl")
-    if judge.learns_from == "texts":
-        judge.fit([{k: v for k, v in p.items() if k != "label"} for p in eval_pairs])
-        return "evaluated pairs' texts, labels not read (no --train-pairs)"
-    return "nothing (no parameters)"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -169,7 +147,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 check(list(pairs) + both, args.n_exemplars)
             except ValueError as exc:  # also an adapter record that cannot be read, a prompt over max_prompt_tokens
                 raise EvaluationInputError(str(exc)) from exc
-        fitted_on = fit_judge(judge, train_pairs, pairs)
+        fitted_on = "nothing (no parameters)"
+        if train_pairs:
+            judge.fit(train_pairs)
+            fitted_on = f"training pairs ({len(train_pairs)})"
+        elif judge.learns_from == "labels":
+            raise EvaluationInputError(
+                f"--judge {judge.name} is trained on labelled pairs: pass --train-pairs TRAIN.jsonl"
+            )
+        elif judge.learns_from == "texts":  # label-free: the evaluated pairs' texts
+            judge.fit([{k: v for k, v in p.items() if k != "label"} for p in pairs])
+            fitted_on = "evaluated pairs' texts, labels not read (no --train-pairs)"
     except INPUT_ERRORS as exc:
         raise EvaluationInputError(str(exc)) from exc
     document: dict[str, Any] = {

@@ -72,17 +72,13 @@ def evaluate_pairs(
     batch_size: int = 16,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Score every pair (``orders="both"``: also with A and B exchanged) and tabulate.
+    """Score every pair (``orders="both"``: also with A and B exchanged, verdict by
+    :func:`average_orders`) and return one row per pair with the columns of :data:`RESULT_FIELDS`.
 
-    With both orders the pair's verdict comes from :func:`average_orders`; each order's own verdict
-    is kept in the ``original_*`` and ``swapped_*`` columns (empty ``swapped_*`` with
-    ``"original"``). A position-invariant judge gets its swapped verdict by exchanging its two
-    scores (what scoring the swapped pair would return); every other judge scores the swapped
-    pairs for real, both orders in one batch.
-
-    ``n_exemplars``: the first K exemplars shown (None: each pair's own); ``benchmark``: the
-    column's value for a pair without one; ``batch_size``: pairs per ``score_batch`` call. Returns
-    one row per pair with the columns of :data:`RESULT_FIELDS`.
+    Each order's own verdict is kept in the ``original_*`` and ``swapped_*`` columns. A
+    position-invariant judge's swapped verdict is its two scores exchanged; every other judge
+    scores the swapped pairs for real, both orders in one batch. ``n_exemplars``: the first K
+    exemplars (None: each pair's own); ``benchmark``: the value for a pair without one.
 
     Raises:
         ValueError: an unknown ``orders``.

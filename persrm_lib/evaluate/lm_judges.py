@@ -195,16 +195,15 @@ class GenerativeJudge(BaseJudge):
 def _padded_batches(model: Any, sequences: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> Any:
     """Yield ``(indices, logits)`` per batch of ``sequences``, longest first, right-padded (call in inference mode)."""
     import torch
+    from torch.nn.utils.rnn import pad_sequence
 
     order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), i))
     device = next(model.parameters()).device
     for begin in range(0, len(order), batch_size):
         index = order[begin : begin + batch_size]
-        ids = torch.full((len(index), max(len(sequences[i]) for i in index)), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(index):
-            ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
-            mask[row, : len(sequences[i])] = 1
+        rows = [torch.tensor(sequences[i], dtype=torch.long) for i in index]
+        ids = pad_sequence(rows, batch_first=True, padding_value=pad_id)
+        mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
         yield index, model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
 
 

@@ -145,12 +145,8 @@ def check_stage(stage: str) -> None:
 
 def write_eval_completions(run: str | Path, stage: str, records: Sequence[Mapping[str, Any]]) -> Path:
     """Write a stage's :func:`completion_records` to ``<run>/eval/completions/<stage>.jsonl``
-    (atomically); returns the file's path.
-
-    Raises:
-        ValueError: an unknown stage, or a record whose fields are not :data:`EVAL_COMPLETION_FIELDS`
-            or whose ``stage`` is another stage.
-    """
+    atomically and return its path; ValueError for an unknown stage, or a record whose fields are
+    not :data:`EVAL_COMPLETION_FIELDS` or whose ``stage`` is another."""
     check_stage(stage)
     for k, record in enumerate(records):
         if set(record) != set(EVAL_COMPLETION_FIELDS):
@@ -165,9 +161,8 @@ def read_eval_completions(run: str | Path) -> tuple[dict[str, list[dict[str, Any
     every stage whose ``<run>/eval/completions/<stage>.jsonl`` holds one; a note per stage that has none.
 
     Raises:
-        persrm_lib.core.jsonl.JsonlFormatError: a line that is not a JSON object (a ValueError).
-        ValueError: a record whose fields are not
-            :data:`EVAL_COMPLETION_FIELDS` or whose stage is not its file's, naming file and line.
+        ValueError: a line that is not a JSON object (``JsonlFormatError``), a record whose fields
+            are not :data:`EVAL_COMPLETION_FIELDS` or whose stage is not its file's, naming file and line.
     """
     by_stage: dict[str, list[dict[str, Any]]] = {}
     notes: list[str] = []

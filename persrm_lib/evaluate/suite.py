@@ -88,13 +88,11 @@ def run_suite(
             skipped with a note.
         orders: one of :data:`persrm_lib.evaluate.judging.ORDERS`.
 
-    Returns:
-        A :class:`SuiteResult` whose ``results`` hold one row per (judge, benchmark, exemplar
-        count, pair), with a ``stage`` column (``baseline``, ``base``, ``sft``, ``rft``).
+    Returns a :class:`SuiteResult`, ``results`` one row per (judge, benchmark, exemplar count,
+    pair) with a ``stage`` column (``baseline``, ``base``, ``sft``, ``rft``).
 
     Raises:
-        FileNotFoundError: the run has no test pairs.
-        ValueError: an unknown stage.
+        FileNotFoundError: the run has no test pairs. ValueError: an unknown stage.
     """
     run = Path(run)
     seed = profile.seed

@@ -36,8 +36,6 @@ def to_markdown(frame: pd.DataFrame, index: bool = True) -> str:
     """
     table = frame.reset_index() if index else frame
     header = ["" if index and i == 0 and table.columns[0] == "index" else str(c) for i, c in enumerate(table.columns)]
-    if index and frame.index.name:
-        header[0] = str(frame.index.name)
     lines = ["| " + " | ".join(h if h else " " for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in table.itertuples(index=False):
         lines.append("| " + " | ".join("–" if is_missing(v) else str(v) for v in row) + " |")
