@@ -16,7 +16,6 @@ import numpy as np
 from ..core.verdict import check_label, exemplar_count, exemplars_of
 from ..data.pairs import swap_pair
 from ..data.stylometry import FEATURE_NAMES
-from ..teachers.filtering import chosen_rejected
 from ..teachers.stylometric import StylometricTeacher
 from .judge_base import BaseJudge, LearnsFrom, NotFittedError, Pair, Verdict
 
@@ -31,16 +30,8 @@ class TooFewReferencesError(ValueError):
 
 
 def chosen_response(pair: Pair) -> str:
-    """The labelled author's response of a training pair.
-
-    Raises:
-        ValueError: a label other than ``a``/``b``, naming the pair.
-
-    >>> chosen_response({"id": "p", "response_a": "x", "response_b": "y", "label": "b"})
-    'y'
-    """
-    _label(pair)
-    return str(chosen_rejected(pair)[0])
+    """The labelled author's response of a training pair; ValueError naming the pair for a label other than a/b."""
+    return str(pair["response_a" if _label(pair) == "a" else "response_b"])
 
 
 def _label(pair: Pair) -> str:
@@ -58,23 +49,20 @@ class LambdaGJudge(BaseJudge):
     A response U's score against the exemplars K is ``lambda_G``: the sum over U's tokens of
     ``log10 p_K(token | context) - log10 p_R(token | context)``, with ``p_K`` a Kneser-Ney n-gram
     model of K's sentences and ``p_R`` one of as many reference sentences, averaged over
-    ``num_references`` draws (``LambdaGMethod._lambdag_score``). Uncalibrated (comparing two
-    responses needs no threshold); no POSnoise masking (it needs a tagger not available offline),
-    so the n-grams carry topic as well as grammar.
+    ``num_references`` draws (``LambdaGMethod._lambdag_score``). Uncalibrated; no POSnoise masking
+    (it needs a tagger not available offline), so the n-grams carry topic as well as grammar.
 
     :meth:`fit` builds the reference corpus from the training pairs' exemplars and chosen
-    responses, grouped by ``author``. A pair's references leave out the exemplars' author and the
-    two responses, as LambdaG requires. The draws are seeded by ``seed`` and the exemplars' text,
-    so both responses meet the same references: position-invariant, batch-independent.
+    responses, grouped by ``author``; a pair's references leave out the exemplars' author and the
+    two responses. The draws are seeded by ``seed`` and the exemplars' text, so both responses
+    meet the same references.
 
     Args:
         order: the n-gram order (the package's example: 10).
         num_references: reference draws per response (the package's example: 30; about 0.3-1 s per
             pair on one thread with 80-word passages).
         basis: ``tokens`` (whitespace tokens) or ``characters``.
-        lowercasing: lowercase every text first.
         sentenize: model sentences separately (contexts do not cross a sentence end).
-        seed: the draws' seed.
 
     Raises:
         ValueError: (fit) no training pairs or a label other than a/b; (score) exemplars without a
@@ -83,7 +71,6 @@ class LambdaGJudge(BaseJudge):
     """
 
     name = "lambdag"
-    position_invariant = True
     learns_from: ClassVar[LearnsFrom] = "labels"
 
     def __init__(
@@ -178,13 +165,10 @@ class LambdaGJudge(BaseJudge):
 
     def describe(self) -> dict[str, Any]:
         references = self.references or []
+        settings = ("order", "num_references", "basis", "lowercasing", "sentenize")
         return {
             "judge": self.name,
-            "order": self.method.order,
-            "num_references": self.method.num_references,
-            "basis": self.method.basis,
-            "lowercasing": self.method.lowercasing,
-            "sentenize": self.method.sentenize,
+            **{k: getattr(self.method, k) for k in settings},
             "seed": self.seed,
             "reference_authors": len({author for author, _, _ in references}),
             "reference_texts": len(references),
@@ -218,9 +202,7 @@ class EvidenceLRJudge(BaseJudge):
     :meth:`fit` fits a :class:`~persrm_lib.teachers.stylometric.StylometricTeacher` on the training
     texts, and ``LogisticRegression`` on the training pairs in both orders (the swapped copy's
     features negated, its target flipped), inputs divided by their standard deviation, without an
-    intercept: the model is exactly antisymmetric and cannot learn a position prior.
-    ``s_a = sigmoid(z)``, ``s_b = 1 - s_a``, so swapping A and B swaps the scores; it reads both
-    responses, so the evaluation still scores swapped pairs for real.
+    intercept: exactly antisymmetric, no position prior. ``s_a = sigmoid(z)``, ``s_b = 1 - s_a``.
 
     Args:
         C: the inverse regularisation strength; None: chosen from :data:`C_GRID` by

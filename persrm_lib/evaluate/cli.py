@@ -6,13 +6,11 @@ Command line::
         [--n-exemplars K] [--limit N] [--seed S] [--train-pairs TRAIN.jsonl] [--orders both|original]
         [--strip-think] [--count-too-long] --out RESULT.json
 
-It judges the pairs (:func:`persrm_lib.evaluate.judging.evaluate_pairs`), writes the per-pair rows
-and the metrics to ``RESULT.json`` atomically, and prints :func:`summary_line` last. Bad input
-(a malformed file or pair, an adapter that does not fit, a model without a chat template, a prompt
-too long, a number out of range, an ``--out`` that is a folder or an input) exits with code 2 and
-one line on stderr, before the first model call; a failure after judging began writes the pairs
-judged so far to ``RESULT.partial.json`` and exits with code 1. Without ``--train-pairs``, judges
-that learn from texts alone are fitted on the evaluated pairs' texts (labels never read).
+It writes the per-pair rows and the metrics to ``RESULT.json`` atomically and prints
+:func:`summary_line` last. Bad input exits with code 2 and one line on stderr, before the first
+model call; a failure after judging began writes the pairs judged so far to
+``RESULT.partial.json`` and exits with code 1. Without ``--train-pairs``, judges that learn from
+texts alone are fitted on the evaluated pairs' texts (labels never read).
 """
 
 from __future__ import annotations
@@ -57,29 +55,13 @@ INPUT_ERRORS = (
 
 
 def benchmark_name(path: str | Path) -> str:
-    """``test_sotu.jsonl`` -> ``sotu``; any other file -> its stem.
-
-    >>> benchmark_name("runs/smoke/data/pairs/test_aaac.jsonl"), benchmark_name("mine.jsonl")
-    ('aaac', 'mine')
-    """
+    """``test_sotu.jsonl`` -> ``sotu``; any other file -> its stem."""
     stem = Path(path).stem
     return stem[len("test_") :] if stem.startswith("test_") and len(stem) > len("test_") else stem
 
 
-def metrics_document(results: pd.DataFrame, n_bootstrap: int = metrics.N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
-    """Overall metrics and every breakdown of :data:`persrm_lib.evaluate.metrics.BREAKDOWNS` as records."""
-    tables = metrics.breakdowns(results, n_bootstrap=n_bootstrap, seed=seed)
-    overall = json_records(tables.pop("overall"))[0]
-    return {"overall": overall, "by": {name: json_records(table) for name, table in tables.items()}}
-
-
 def summary_line(overall: Mapping[str, Any], judge: str) -> str:
-    """The one-line summary the command prints last (``nan`` where a rate is undefined or missing).
-
-    >>> summary_line({"accuracy": 0.7123, "n": 300, "format": 0.99, "order_consistent_accuracy": 0.5,
-    ...               "a_preference": 0.5, "reasoning_agreement": None, "too_long": 0}, "char-ngram")
-    'accuracy=0.712 n=300 format=0.99 order_consistent=0.500 a_preference=0.50 reasoning=nan too_long=0 judge=char-ngram'
-    """
+    """The one-line summary the command prints last (``nan`` where a rate is undefined or missing)."""
 
     def text(key: str, digits: int) -> str:
         value = overall.get(key)
@@ -103,22 +85,17 @@ def build_judge(
     strip_think: bool = False,
     count_too_long: bool = False,
 ) -> Judge:
-    """A judge from command-line settings (:func:`persrm_lib.evaluate.judges.make_judge`).
+    """A judge from command-line settings (``name`` checked by argparse; :func:`persrm_lib.evaluate.judges.make_judge`).
 
     Raises:
-        EvaluationInputError: an unknown judge or model, a model judge without ``model``, an adapter
-            for a judge that takes none or a folder without ``adapter_config.json``, or
+        ModelRegistryError: an unknown model. EvaluationInputError: a model judge without ``model``,
+            an adapter for a judge that takes none or a folder without ``adapter_config.json``, or
             ``strip_think``/``count_too_long`` for another judge than ``generative``.
     """
-    if name not in JUDGES:
-        raise EvaluationInputError(f"unknown judge {name!r}; choose one of {', '.join(JUDGES)}")
     if name in MODEL_JUDGES and not model:
         raise EvaluationInputError(f"--judge {name} needs --model (a registry name, hub id or model folder)")
     if model and name in MODEL_JUDGES and model not in REGISTERED:  # registered names are built on first load
-        try:
-            resolve(model)
-        except ModelRegistryError as exc:
-            raise EvaluationInputError(str(exc)) from exc
+        resolve(model)  # ModelRegistryError: one of INPUT_ERRORS
     if adapter and name not in ADAPTER_JUDGES:
         raise EvaluationInputError(f"--adapter applies to --judge {', '.join(ADAPTER_JUDGES)} only, not {name}")
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():
@@ -137,25 +114,6 @@ def build_judge(
         scalar_rm_steps=scalar_rm_steps,
         **(generative if name == "generative" else {}),
     )
-
-
-def fit_judge(
-    judge: Judge, train_pairs: Sequence[Mapping[str, Any]] | None, eval_pairs: Sequence[Mapping[str, Any]]
-) -> str:
-    """Fit ``judge`` and say on what: the training pairs, or (label-free) the evaluated texts.
-
-    Raises:
-        EvaluationInputError: a judge that learns from labels, without training pairs.
-    """
-    if train_pairs:
-        judge.fit(train_pairs)
-        return f"training pairs ({len(train_pairs)})"
-    if judge.learns_from == "labels":
-        raise EvaluationInputError(f"--judge {judge.name} is trained on labelled pairs: pass --train-pairs TRAIN.jsonl")
-    if judge.learns_from == "texts":
-        judge.fit([{k: v for k, v in p.items() if k != "label"} for p in eval_pairs])
-        return "evaluated pairs' texts, labels not read (no --train-pairs)"
-    return "nothing (no parameters)"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -189,7 +147,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 check(list(pairs) + both, args.n_exemplars)
             except ValueError as exc:  # also an adapter record that cannot be read, a prompt over max_prompt_tokens
                 raise EvaluationInputError(str(exc)) from exc
-        fitted_on = fit_judge(judge, train_pairs, pairs)
+        fitted_on = "nothing (no parameters)"
+        if train_pairs:
+            judge.fit(train_pairs)
+            fitted_on = f"training pairs ({len(train_pairs)})"
+        elif judge.learns_from == "labels":
+            raise EvaluationInputError(
+                f"--judge {judge.name} is trained on labelled pairs: pass --train-pairs TRAIN.jsonl"
+            )
+        elif judge.learns_from == "texts":  # label-free: the evaluated pairs' texts
+            judge.fit([{k: v for k, v in p.items() if k != "label"} for p in pairs])
+            fitted_on = "evaluated pairs' texts, labels not read (no --train-pairs)"
     except INPUT_ERRORS as exc:
         raise EvaluationInputError(str(exc)) from exc
     document: dict[str, Any] = {
@@ -223,7 +191,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     document["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
     document["seconds"] = round(time.perf_counter() - started, 3)
     try:
-        document["metrics"] = metrics_document(results, n_bootstrap=args.bootstrap, seed=args.seed)
+        tables = metrics.breakdowns(results, n_bootstrap=args.bootstrap, seed=args.seed)
+        overall = json_records(tables.pop("overall"))[0]
+        document["metrics"] = {"overall": overall, "by": {name: json_records(t) for name, t in tables.items()}}
         document["results"] = json_records(results)
         write_json_atomic(document, args.out, ensure_ascii=False, allow_nan=False)
     except Exception as exc:  # every pair is judged: keep them

@@ -41,34 +41,28 @@ def per_pair_file(folder: str | Path) -> Path:
 
 
 def combine_runs(runs: Mapping[str, str | Path], exemplars: int | None = None) -> pd.DataFrame:
-    """Per-pair results of several runs in one table, each judge renamed ``<judge>@<label>``.
-
-    Args:
-        runs: label -> run or published results folder (:func:`per_pair_file`), in comparison order.
-        exemplars: keep only this exemplar count (``None``: the first run's largest, as notebook 05's tables).
-
-    Returns:
-        The rows, with added ``run`` (the label) and ``base_judge`` (the judge's own name) columns.
+    """Per-pair results of several runs (``runs``: label -> run or published results folder, in
+    comparison order) in one table, each judge renamed ``<judge>@<label>``, with added ``run`` (the
+    label) and ``base_judge`` (the judge's own name) columns; only ``exemplars`` exemplars (``None``:
+    the first run's largest, as notebook 05's tables).
 
     Raises:
         ValueError: fewer than two runs, an empty label or one with ``@``, a per-pair file with other columns.
         FileNotFoundError: a folder that does not exist, or one without per-pair results (named).
     """
-    labels = list(runs)
-    if len(labels) < 2:
-        raise ValueError(f"compare needs at least two runs, got {len(labels)}")
-    bad = [label for label in labels if "@" in label or not label]
+    if len(runs) < 2:
+        raise ValueError(f"compare needs at least two runs, got {len(runs)}")
+    bad = [label for label in runs if "@" in label or not label]
     if bad:
         raise ValueError(f"run labels must be non-empty and contain no '@': {bad}")
-    frames = []
-    missing = [str(runs[label]) for label in labels if not Path(runs[label]).is_dir()]
+    missing = [str(folder) for folder in runs.values() if not Path(folder).is_dir()]
     if missing:
         raise FileNotFoundError(f"no such run or results folder: {', '.join(missing)}")
-    for label in labels:
-        frame = read_per_pair(per_pair_file(runs[label]))
-        frame = frame.assign(run=label, base_judge=frame["judge"], judge=frame["judge"].astype(str) + "@" + label)
-        frames.append(frame)
+    frames = [read_per_pair(per_pair_file(folder)).assign(run=label) for label, folder in runs.items()]
     combined = pd.concat(frames, ignore_index=True)
+    combined = combined.assign(
+        base_judge=combined["judge"], judge=combined["judge"].astype(str) + "@" + combined["run"]
+    )
     if exemplars is None:
         exemplars = int(frames[0]["n_exemplars"].max())
     return combined[combined["n_exemplars"] == exemplars].reset_index(drop=True)
@@ -81,16 +75,11 @@ def compare_runs(
     n_bootstrap: int = metrics.N_BOOTSTRAP,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each judge per run, and each later run's judge minus the first run's, on shared pairs.
-
-    ``judges``: default every judge of the first run; ``by``: the breakdown of the differences.
-
-    Returns:
-        ``(summary, paired)``: :data:`SUMMARY_COLUMNS` rows per judge and run; per measure of
-        :data:`persrm_lib.evaluate.metrics.MEASURES`, :func:`persrm_lib.evaluate.metrics.paired_comparison`
-        rows with ``measure, judge, run`` for ``baseline`` (the "model" is the later run, the
-        "baseline" the first).
-    """
+    """Each judge (default: every judge of the first run) per run, and each later run's judge minus
+    the first run's on shared pairs, by ``by``. Returns ``(summary, paired)``: :data:`SUMMARY_COLUMNS`
+    rows per judge and run; per measure of :data:`persrm_lib.evaluate.metrics.MEASURES`,
+    :func:`persrm_lib.evaluate.metrics.paired_comparison` rows with ``measure, judge, run`` for
+    ``baseline`` (the later run is the "model", the first the "baseline")."""
     labels = list(dict.fromkeys(combined["run"]))
     first = labels[0]
     names = list(judges) if judges else list(dict.fromkeys(combined.loc[combined["run"] == first, "base_judge"]))

@@ -1,12 +1,12 @@
-"""What every judge shares (PersRM-R1 §4): the :class:`Judge` interface, and :class:`BaseJudge` for
-judges that score each response on its own. A judge returns THE verdict type,
-:class:`persrm_lib.core.verdict.Verdict` (re-exported here), which the reward and the filter share.
+"""What every judge shares (PersRM-R1 §4): :class:`BaseJudge` (alias :data:`Judge`), the interface.
+A judge returns THE verdict type, :class:`persrm_lib.core.verdict.Verdict` (re-exported here),
+which the reward and the filter share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -23,29 +23,9 @@ class NotFittedError(RuntimeError):
     """A judge that must be fitted on training pairs was asked to score first."""
 
 
-@runtime_checkable
-class Judge(Protocol):
-    """What the evaluation needs of a judge."""
-
-    name: str
-    position_invariant: bool  # True: each response is scored on its own, so swapping A and B swaps the scores
-    learns_from: LearnsFrom  # what fit() reads: nothing, the pairs' texts (never a label), or labelled pairs
-
-    def fit(self, train_pairs: Sequence[Pair]) -> Judge: ...
-
-    def score(self, pair: Pair, n_exemplars: int | None = None) -> Verdict: ...
-
-    def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]: ...
-
-
 def pair_texts(pairs: Sequence[Pair]) -> list[str]:
     """Every distinct text of the pairs (exemplars and both responses), sorted; no label is read."""
-    texts: set[str] = set()
-    for pair in pairs:
-        texts.update(str(t) for t in pair["exemplars"])
-        texts.add(str(pair["response_a"]))
-        texts.add(str(pair["response_b"]))
-    return sorted(texts)
+    return sorted({str(t) for p in pairs for t in [*p["exemplars"], p["response_a"], p["response_b"]]})
 
 
 def cosine_rows(matrix: np.ndarray, centroid: np.ndarray) -> np.ndarray:
@@ -60,12 +40,12 @@ def cosine_rows(matrix: np.ndarray, centroid: np.ndarray) -> np.ndarray:
 
 
 class BaseJudge:
-    """``score`` calls ``score_batch``, which calls :meth:`score_responses` (one score per response
-    from the exemplars alone) in a position-invariant judge."""
+    """What the evaluation needs of a judge. ``score`` calls ``score_batch``, which calls
+    :meth:`score_responses` (one score per response from the exemplars alone) in a position-invariant judge."""
 
     name = "base"
-    position_invariant = True
-    learns_from: ClassVar[LearnsFrom] = "nothing"
+    position_invariant = True  # each response scored on its own: swapping A and B swaps the scores
+    learns_from: ClassVar[LearnsFrom] = "nothing"  # what fit() reads: nothing, the texts (no label), labelled pairs
 
     def fit(self, train_pairs: Sequence[Pair]) -> BaseJudge:
         return self  # no parameters
@@ -86,3 +66,6 @@ class BaseJudge:
     def describe(self) -> dict[str, Any]:
         """Plain settings recorded next to the results."""
         return {"judge": self.name}
+
+
+Judge = BaseJudge  # the interface every judge implements

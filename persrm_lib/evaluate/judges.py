@@ -4,15 +4,7 @@ The baselines that score each response against the exemplars on their own are he
 ``char-ngram``, ``function-words``, ``embedding``); the language-model judges (``loglik``,
 ``generative``: the reward model itself, ``scalar-rm``) are in :mod:`.lm_judges`, the authorship
 baselines (``lambdag``, ``evidence-lr``) in :mod:`.authorship`. :func:`make_judge` is the one
-place that builds a judge by name. A judge returns a :class:`Verdict`: two scores (higher = more
-likely the author's) or, for a completion that breaks the format, none; ties and violations count
-as wrong (:mod:`persrm_lib.core.verdict`).
-
->>> pair = {"id": "p", "query": "Q", "exemplars": ["the cat sat on the mat"], "response_a": "zebra quux",
-...         "response_b": "the cat sat on the mat", "label": "b"}
->>> judge = make_judge("char-ngram").fit([pair])
->>> judge.score(pair, n_exemplars=1).preferred
-'b'
+place that builds a judge by name. A judge returns a :class:`Verdict` (:mod:`persrm_lib.core.verdict`).
 """
 
 from __future__ import annotations
@@ -29,14 +21,8 @@ from ..core.verdict import exemplars_of
 from ..data.embeddings import EmbeddingCache
 from ..data.stylometry import function_word_profile
 from .authorship import EvidenceLRJudge, LambdaGJudge
-from .judge_base import BaseJudge, Judge, NotFittedError, Pair, Verdict, cosine_rows, pair_texts, swap_pair
+from .judge_base import BaseJudge, Judge, NotFittedError, Pair, Verdict, cosine_rows, pair_texts, swap_pair  # noqa: F401 -- re-exported
 from .lm_judges import GenerativeJudge, LoglikJudge, ScalarRMJudge
-
-__all__ = [
-    "ADAPTER_JUDGES", "JUDGES", "MODEL_JUDGES", "RUN_SETTINGS", "BaseJudge", "CharNgramJudge", "EmbeddingJudge",
-    "EvidenceLRJudge", "FunctionWordsJudge", "GenerativeJudge", "Judge", "LambdaGJudge", "LoglikJudge",
-    "NotFittedError", "RandomJudge", "ScalarRMJudge", "Verdict", "make_judge", "pair_texts", "swap_pair",
-]  # fmt: skip
 
 
 class RandomJudge(BaseJudge):
@@ -206,11 +192,6 @@ def make_judge(name: str, /, **settings: Any) -> Judge:
     Raises:
         ValueError: an unknown judge name, naming the known ones.
         TypeError: a keyword that is neither a run-wide setting nor an argument of the judge.
-
-    >>> make_judge("random", seed=3).describe()
-    {'judge': 'random', 'seed': 3}
-    >>> make_judge("char-ngram", seed=3, model="tiny-random").describe()["judge"]  # run settings it ignores
-    'char-ngram'
     """
     if name not in _FACTORIES:
         raise ValueError(f"unknown judge {name!r}; choose one of {', '.join(JUDGES)}")

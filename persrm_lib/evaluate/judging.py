@@ -1,9 +1,6 @@
 """The judging loop, shared by the command line (:mod:`.cli`), notebook 05's suite (:mod:`.suite`)
-and the benchmarks: every pair scored by a judge, in both orders, tabulated one row per pair.
-
-Order robustness as in JudgeLM's swap augmentation and J1's both-order protocol: each pair is
-judged as written and with A and B exchanged, and its verdict comes from the averaged scores, so a
-judge that always answers A ties (wrong).
+and the benchmarks: every pair scored by a judge, as written and with A and B exchanged (JudgeLM's
+swap augmentation, J1's both-order protocol), tabulated one row per pair.
 """
 
 from __future__ import annotations
@@ -37,15 +34,9 @@ class EvaluationInterrupted(RuntimeError):
 
 
 def select_pairs(pairs: Sequence[Mapping[str, Any]], limit: int | None, seed: int = 0) -> list[Mapping[str, Any]]:
-    """``limit`` pairs drawn without replacement with ``seed``, kept in file order (all when None).
-
-    >>> [p["id"] for p in select_pairs([{"id": i} for i in range(5)], 2, seed=0)]
-    [2, 4]
-    """
+    """``limit`` (at least 1) pairs drawn without replacement with ``seed``, kept in file order (all when None)."""
     if limit is None or limit >= len(pairs):
         return list(pairs)
-    if limit < 1:
-        raise EvaluationInputError(f"--limit must be at least 1, got {limit}")
     # a prefix of one seeded permutation: a smaller draw is a subset of a larger one with the same seed,
     # so judges run on different budgets (loglik, scalar-rm, the generative stages) share their pairs
     chosen = np.sort(np.random.default_rng(seed).permutation(len(pairs))[:limit])
@@ -64,15 +55,7 @@ def check_exemplar_counts(pairs: Sequence[Mapping[str, Any]], n_exemplars: int |
 def average_orders(original: Verdict, swapped: Verdict) -> Verdict:
     """The pair's verdict from both orders: each response's score is the mean of its two scores
     (response A sits in slot B once swapped). A format violation in either order makes a violation,
-    a prompt too long in either order makes it ``too_long``.
-
-    >>> average_orders(Verdict(8.0, 2.0), Verdict(8.0, 2.0)).scores  # always A: a tie
-    [5.0, 5.0]
-    >>> average_orders(Verdict(7.0, 3.0), Verdict(2.0, 6.0)).preferred
-    'a'
-    >>> average_orders(Verdict(7.0, 3.0), Verdict(None, None)).format_ok
-    False
-    """
+    a prompt too long in either order makes it ``too_long``; an always-A judge ties."""
     if original.too_long or swapped.too_long:
         return Verdict(None, None, too_long=True)
     if original.scores is None or swapped.scores is None:
@@ -89,28 +72,18 @@ def evaluate_pairs(
     batch_size: int = 16,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Score every pair (``orders="both"``: also with A and B exchanged) and tabulate.
+    """Score every pair (``orders="both"``: also with A and B exchanged, verdict by
+    :func:`average_orders`) and return one row per pair with the columns of :data:`RESULT_FIELDS`.
 
-    With both orders the pair's verdict comes from :func:`average_orders`; each order's own verdict
-    is kept in the ``original_*`` and ``swapped_*`` columns (empty ``swapped_*`` with
-    ``"original"``). A position-invariant judge gets its swapped verdict by exchanging its two
-    scores (what scoring the swapped pair would return); every other judge scores the swapped
-    pairs for real, both orders in one batch.
-
-    ``n_exemplars``: the first K exemplars shown (None: each pair's own); ``benchmark``: the
-    column's value for a pair without one; ``batch_size``: pairs per ``score_batch`` call. Returns
-    one row per pair with the columns of :data:`RESULT_FIELDS`.
+    Each order's own verdict is kept in the ``original_*`` and ``swapped_*`` columns. A
+    position-invariant judge's swapped verdict is its two scores exchanged; every other judge
+    scores the swapped pairs for real, both orders in one batch. ``n_exemplars``: the first K
+    exemplars (None: each pair's own); ``benchmark``: the value for a pair without one.
 
     Raises:
         ValueError: an unknown ``orders``.
         EvaluationInterrupted: judging failed after at least one batch was judged; it carries the
             rows judged so far (``results``) and the cause.
-
-    >>> from persrm_lib.evaluate.judges import make_judge
-    >>> pair = {"id": "p", "query": "Q", "exemplars": ["ab ab ab"], "response_a": "ab ab", "response_b": "zz",
-    ...         "label": "a"}
-    >>> evaluate_pairs(make_judge("char-ngram").fit([pair]), [pair])[["correct", "swapped_preferred"]].values.tolist()
-    [[True, 'b']]
     """
     from tqdm import tqdm
 

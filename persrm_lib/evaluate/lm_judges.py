@@ -35,13 +35,11 @@ class GenerativeJudge(BaseJudge):
 
     ``loaded`` (a model and tokenizer, or a function returning them) is used as it is, adapter or
     not; otherwise ``model`` is loaded on first use and ``adapter`` applied and merged
-    (:func:`persrm_lib.train.adapters.load_adapter`). ``mode`` (default: the adapter's own;
-    ``pairwise`` without one): ``pointwise`` scores each response alone
-    (:mod:`persrm_lib.core.pointwise`), so the judge is position-invariant. Generation stops at
-    ``</scores>`` (pointwise ``</score>``): anything after it is a violation anyway. A pair whose
-    prompt does not fit the context (minus ``max_new_tokens``) is refused before anything is
-    generated or, with ``count_too_long``, returned as ``too_long``. ``strip_think``: ONE leading
-    ``<think>`` block is stripped before parsing (a reasoning model), counted in ``n_stripped``.
+    (:func:`persrm_lib.train.adapters.load_adapter`). ``mode`` (default: the adapter's own, else
+    ``pairwise``): ``pointwise`` scores each response alone (:mod:`persrm_lib.core.pointwise`).
+    ``count_too_long``: a prompt that does not fit the context (minus ``max_new_tokens``) is
+    returned as ``too_long`` instead of refused. ``strip_think``: ONE leading ``<think>`` block is
+    stripped before parsing (a reasoning model), counted in ``n_stripped``.
     """
 
     position_invariant = False  # True in pointwise mode (set per instance)
@@ -66,8 +64,8 @@ class GenerativeJudge(BaseJudge):
         if self.mode not in ("pairwise", "pointwise"):
             raise ValueError(f"generative judge: mode must be pairwise or pointwise, got {self.mode!r}")
         self.position_invariant = self.mode == "pointwise"
-        if stop_strings is None:
-            stop_strings = SCORE_STOP if self.mode == "pointwise" else SCORES_STOP
+        if stop_strings is None:  # generation stops at the scores: anything after them is a violation anyway
+            stop_strings = SCORE_STOP if self.position_invariant else SCORES_STOP
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.max_prompt_tokens = max_prompt_tokens
@@ -197,16 +195,15 @@ class GenerativeJudge(BaseJudge):
 def _padded_batches(model: Any, sequences: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> Any:
     """Yield ``(indices, logits)`` per batch of ``sequences``, longest first, right-padded (call in inference mode)."""
     import torch
+    from torch.nn.utils.rnn import pad_sequence
 
     order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), i))
     device = next(model.parameters()).device
     for begin in range(0, len(order), batch_size):
         index = order[begin : begin + batch_size]
-        ids = torch.full((len(index), max(len(sequences[i]) for i in index)), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(index):
-            ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
-            mask[row, : len(sequences[i])] = 1
+        rows = [torch.tensor(sequences[i], dtype=torch.long) for i in index]
+        ids = pad_sequence(rows, batch_first=True, padding_value=pad_id)
+        mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
         yield index, model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
 
 
@@ -346,18 +343,9 @@ class ScalarRMJudge(BaseJudge):
         self.log_history: list[dict[str, Any]] = []
 
     def fit(self, train_pairs: Sequence[Pair]) -> ScalarRMJudge:
-        trained = train_scalar_rm(
-            self.model_name,
-            train_pairs,
-            max_steps=self.max_steps,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            max_response_tokens=self.max_response_tokens,
-            lora_r=self.lora_r,
-            seed=self.seed,
-            output_dir=self.output_dir,
-        )
+        training = ("max_steps", "learning_rate", "batch_size", "max_length", "max_response_tokens", "lora_r", "seed")
+        settings = {k: getattr(self, k) for k in (*training, "output_dir")}
+        trained = train_scalar_rm(self.model_name, train_pairs, **settings)
         self.model, self.tokenizer, self.log_history = trained.model, trained.tokenizer, trained.log_history
         return self
 
@@ -383,11 +371,5 @@ class ScalarRMJudge(BaseJudge):
         return [Verdict(rewards[2 * k], rewards[2 * k + 1]) for k in range(len(pairs))]
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "judge": self.name,
-            "model": self.model_name,
-            "max_steps": self.max_steps,
-            "learning_rate": self.learning_rate,
-            "lora_r": self.lora_r,
-            "seed": self.seed,
-        }
+        recorded = ("max_steps", "learning_rate", "lora_r", "seed")
+        return {"judge": self.name, "model": self.model_name, **{k: getattr(self, k) for k in recorded}}

@@ -1,38 +1,16 @@
 """Evaluation metrics over per-pair results (PersRM-R1 §4: accuracy tables, §5: analyses).
 
 The input is :func:`persrm_lib.evaluate.judging.evaluate_pairs`'s table
-(:data:`persrm_lib.evaluate.records.RESULT_FIELDS`): the pair's verdict (averaged over both orders
-when judged in both), each order's own verdict (``original_*``, ``swapped_*``; the swapped ones
-empty when only the original order was judged), and ``too_long``. Tables without the
-``original_*`` columns are read as one order whose verdict is ``preferred``/``format_ok``.
-
-- accuracy: the share of pairs whose labelled response is scored strictly higher; ties and format
-  violations are wrong (:func:`persrm_lib.core.verdict.is_correct`).
-- order-consistent accuracy: the share of pairs judged in both orders that are right in BOTH
-  (J1, JudgeLM): a judge that always answers A scores 0.
-- A-preference: the share of parsed per-order verdicts (ties included) that prefer A; 0.5 without
-  position bias.
-- position consistency (``consistency``): the share of pairs judged in both orders on which the
-  same text wins in both, right or wrong (a tie or violation in either is inconsistent).
-- format compliance: the share of per-order verdicts that parse.
-- reasoning agreement: the share of parsed completions whose ``<eval>`` names a winner
-  (:func:`eval_side`) and whose scores prefer that side (PersRM-R1: the verdict follows the reasoning).
-- ``too_long`` pairs are left out of every rate and counted in their own column.
-- 95% intervals: seeded percentile bootstrap over pairs (``scipy.stats.bootstrap``).
-
->>> import pandas as pd
->>> rows = pd.DataFrame({"label": ["a", "b", "a", "b"], "preferred": ["a", "b", None, "a"],
-...                      "format_ok": [True, True, False, True], "benchmark": ["x", "x", "y", "y"]})
->>> accuracy(rows), format_compliance(rows)
-(0.5, 0.75)
->>> summarize(rows, by="benchmark")[["benchmark", "n", "accuracy"]].to_dict("records")
-[{'benchmark': 'x', 'n': 2, 'accuracy': 1.0}, {'benchmark': 'y', 'n': 2, 'accuracy': 0.0}]
+(:data:`persrm_lib.evaluate.records.RESULT_FIELDS`); a table without the ``original_*`` columns is
+read as one order whose verdict is ``preferred``/``format_ok``. ``too_long`` pairs are left out of
+every rate and counted in their own column. The rates are defined in docs/design.md ("Order
+robustness") and in each function below; 95% intervals are a seeded percentile bootstrap over pairs.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,20 +30,14 @@ def is_missing(value: object) -> bool:
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
-def _clean(value: object) -> object:
-    return None if is_missing(value) else value
-
-
 def _mean(values: Sequence[float] | np.ndarray | pd.Series) -> float:
     return float(np.mean(values)) if len(values) else NAN
 
 
 # ---- does the verdict follow from the reasoning? -------------------------------------------------
 
-# The stylometric teacher's overall verdict, compact ("A is closer to the author.") and full
-# ("Response B is closer to the exemplars' style overall."). The sentence is matched: the eval's last
-# letter or a line's first would also catch per-criterion lines ("...; A.") and the count ("A is
-# closer on 3 of 5 criteria"), and miss a decision restated mid-sentence ("On reflection, B is closer").
+# The stylometric teacher's overall verdict, compact or full; the whole sentence is matched so that
+# per-criterion lines ("...; A.") and counts ("A is closer on 3 of 5 criteria") do not count.
 _SIDE_RE = re.compile(r"\b(?:Response\s+)?([AB]) is closer to the (?:author|exemplars)\b")
 
 
@@ -74,13 +46,6 @@ def eval_side(evaluation_text: object) -> Side | None:
 
     Reads the stylometric teacher's form (:mod:`persrm_lib.teachers.stylometric`); ties
     ("Both are equally close ...") and per-criterion comparisons state no side.
-
-    >>> eval_side("char n-grams: A 0.31, B 0.28; A.\\nB is closer to the author.")
-    'b'
-    >>> eval_side("A is closer on 3 of 5 criteria, B on 2. Response A is closer to the exemplars' style overall.")
-    'a'
-    >>> eval_side("Both are equally close to the author.") is None
-    True
     """
     found = _SIDE_RE.findall(evaluation_text) if isinstance(evaluation_text, str) else []
     return found[-1].lower() if found else None  # type: ignore[return-value]
@@ -94,14 +59,7 @@ def completion_eval_side(completion: object) -> Side | None:
 
 def reasoning_agreement(completions: Iterable[object]) -> tuple[int, int]:
     """``(agree, n_with_side)``: of the parsed completions whose eval names a side (``n_with_side``),
-    how many have scores preferring that side strictly (a tie disagrees).
-
-    >>> from persrm_lib.core.output_format import render_output
-    >>> reasoning_agreement([render_output("c", "A is closer to the author.", (7, 3)),
-    ...                      render_output("c", "B is closer to the author.", (7, 3)),
-    ...                      render_output("c", "Both are equally close to the author.", (5, 5)), "broken"])
-    (1, 2)
-    """
+    how many have scores preferring that side strictly (a tie disagrees)."""
     sides = [(completion_eval_side(c), read_verdict(c).preferred) for c in completions]
     agree = [preferred == side for side, preferred in sides if side is not None]
     return sum(agree), len(agree)
@@ -120,7 +78,7 @@ def scored(results: pd.DataFrame) -> pd.DataFrame:
 def _column(results: pd.DataFrame, name: str, fallback: str | None = None) -> list[object]:
     for column in (name, fallback):
         if column is not None and column in results:
-            return [_clean(v) for v in results[column]]
+            return [None if is_missing(v) else v for v in results[column]]
     return [None] * len(results)
 
 
@@ -226,14 +184,7 @@ def bootstrap_ci(
     values: Sequence[float] | np.ndarray, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0, confidence: float = CONFIDENCE
 ) -> tuple[float, float]:
     """Percentile bootstrap interval ``(low, high)`` of the mean of ``values``, seeded
-    (``scipy.stats.bootstrap``); ``(nan, nan)`` for no values.
-
-    >>> bootstrap_ci([1.0] * 10)
-    (1.0, 1.0)
-    >>> low, high = bootstrap_ci([1, 0] * 50, seed=1)
-    >>> 0.38 < low < 0.5 < high < 0.62
-    True
-    """
+    (``scipy.stats.bootstrap``); ``(nan, nan)`` for no values."""
     from scipy.stats import bootstrap
 
     data = np.asarray(values, dtype=float)
@@ -316,13 +267,7 @@ def breakdowns(
 def accuracy_table(
     results: pd.DataFrame, rows: str = "judge", columns: str = "benchmark", digits: int = 1
 ) -> pd.DataFrame:
-    """A paper-style table: accuracy in percent with its 95% interval, ``rows`` (in evaluation order) x ``columns``.
-
-    >>> r = pd.DataFrame({"judge": ["j"] * 2, "benchmark": ["x"] * 2, "label": ["a", "a"],
-    ...                   "preferred": ["a", "a"], "format_ok": [True, True]})
-    >>> accuracy_table(r).loc["j", "x"]
-    '100.0 [100.0, 100.0]'
-    """
+    """A paper-style table: accuracy in percent with its 95% interval, ``rows`` (in evaluation order) x ``columns``."""
     table = summarize(results, [rows, columns])
     table["cell"] = [
         f"{100 * a:.{digits}f} [{100 * lo:.{digits}f}, {100 * hi:.{digits}f}]"
@@ -356,31 +301,16 @@ def paired_comparison(
     them on different pairs would mix judge and sample, so each row keeps the shared pairs and the
     95% interval of the difference resamples them jointly (a paired bootstrap).
 
-    Args:
-        results: per-pair results with ``judge`` and the :data:`PAIR_KEYS` columns.
-        model: the judge under test (e.g. ``"rm-rft"``).
-        baselines: judges to compare with; ones absent from ``results`` are left out.
-        by: a breakdown column (``None``: the ``"all"`` row per baseline only, always included).
-        n_bootstrap, seed: the bootstrap's.
-        measure: ``accuracy`` or ``order_consistent`` (pairs either judge judged in one order only
-            are left out); the ``*_accuracy`` columns hold it.
-
-    Returns:
-        Rows of :data:`PAIRED_COLUMNS`; empty when ``model`` judged nothing.
+    ``results`` need ``judge`` and the :data:`PAIR_KEYS` columns; ``baselines`` absent from them
+    are left out; ``by``: a breakdown column (``None``: only the ``"all"`` row per baseline, always
+    included); ``measure``: ``accuracy`` or ``order_consistent`` (pairs either judge judged in one
+    order only are left out), held in the ``*_accuracy`` columns. Returns rows of
+    :data:`PAIRED_COLUMNS`, empty when ``model`` judged nothing.
 
     Raises:
-        KeyError: a column the comparison needs is missing. ValueError: an unknown ``measure``.
-
-    >>> r = pd.DataFrame({"judge": ["m"] * 2 + ["b"] * 3, "id": [1, 2, 1, 2, 3], "n_exemplars": [1] * 5,
-    ...                   "label": ["a"] * 5, "preferred": ["a", "a", "b", "a", "b"], "format_ok": [True] * 5,
-    ...                   "negative_kind": ["x", "y", "x", "y", "y"]})
-    >>> paired_comparison(r, "m", ["b"])[["group", "n", "model_accuracy", "baseline_accuracy", "difference"]].values.tolist()
-    [['all', 2, 1.0, 0.5, 0.5], ['x', 1, 1.0, 0.0, 1.0], ['y', 1, 1.0, 1.0, 0.0]]
+        KeyError: (pandas) a column the comparison needs is missing. ValueError: an unknown ``measure``.
     """
     group_by = [by] if by else []
-    missing = [c for c in ("judge", *PAIR_KEYS, *group_by) if c not in results]
-    if missing:
-        raise KeyError(f"results have no column(s) {', '.join(missing)} for a paired comparison")
     results = scored(results)
     mine = results[results["judge"] == model]
     if mine.empty:
@@ -430,7 +360,7 @@ def goal_key(goal: str) -> str:
 def _difference_goal(
     results: pd.DataFrame, model: str, other: str, measure: str, what: str, target: str, n_bootstrap: int, seed: int
 ) -> dict[str, object]:
-    """``model`` minus ``other`` over the pairs both judged; ``target``: ``> 0``, ``>= 0`` or ``interval > 0``."""
+    """``model`` minus ``other`` on shared pairs; ``target``: ``> 0``, ``>= 0`` or ``interval > 0``."""
     paired = paired_comparison(results, model, [other], None, n_bootstrap, seed, measure)
     if paired.empty or int(paired.iloc[0]["n"]) == 0:
         goal = f"{what}: {model} - {other} (not measured: no pair judged by both)"
@@ -448,9 +378,10 @@ def _difference_goal(
     }
 
 
-def _rate_goal(what: str, value: float, target: str, inside: Callable[[float], bool]) -> dict[str, object]:
-    """A goal on one rate (no interval): met when the value is defined and ``inside`` holds."""
-    met = bool(not np.isnan(value) and inside(value))
+def _rate_goal(what: str, value: float, low: float, high: float | None = None) -> dict[str, object]:
+    """A goal on one rate (no interval), met when it is at least ``low`` (and at most ``high``); NaN is not met."""
+    met = bool(low <= value and (high is None or value <= high))
+    target = f">= {low}" if high is None else f"in [{low}, {high}]"
     return dict(zip(GOAL_COLUMNS, (what, round(value, 4), "", target, met, met), strict=True))
 
 
@@ -458,20 +389,13 @@ def _stage_goals(
     results: pd.DataFrame, stages: Sequence[str], position: bool, steps: Sequence[str], n_bootstrap: int, seed: int
 ) -> tuple[list[dict[str, object]], str]:
     """The per-stage rate goals and stage-to-stage steps, and the most-trained stage that ran."""
-    low, high = GOAL_A_PREFERENCE
     rows = []
     for stage in [s for s in stages if s in TRAINED_STAGES]:
         mine = results[results["judge"] == stage]
         suffix = "" if len(mine) else " (not run)"
-        rows.append(
-            _rate_goal(f"format compliance, {stage}{suffix}", format_compliance(mine), f">= {GOAL_FORMAT}",
-                       lambda v: v >= GOAL_FORMAT)
-        )  # fmt: skip
+        rows.append(_rate_goal(f"format compliance, {stage}{suffix}", format_compliance(mine), GOAL_FORMAT))
         if position:
-            rows.append(
-                _rate_goal(f"A-preference, {stage}{suffix}", a_preference(mine), f"in [{low}, {high}]",
-                           lambda v: low <= v <= high)
-            )  # fmt: skip
+            rows.append(_rate_goal(f"A-preference, {stage}{suffix}", a_preference(mine), *GOAL_A_PREFERENCE))
     for earlier, later, target in zip(stages, stages[1:], steps, strict=False):
         rows.append(
             _difference_goal(
@@ -529,15 +453,9 @@ def persona_goals(
     :data:`GOAL_CRITERIA_RECALL`.
     """
     rows, focus = _stage_goals(results, stages, pairwise, ("interval > 0", ">= 0"), n_bootstrap, seed)
-    mine = results[results["judge"] == focus]
-    oc = order_consistent_accuracy(mine) if len(mine) else NAN
-    at_least = f">= {GOAL_ORDER_CONSISTENT}"
-    rows.append(_rate_goal(f"order-consistent accuracy, {focus}", oc, at_least, lambda v: v >= GOAL_ORDER_CONSISTENT))
+    oc = order_consistent_accuracy(results[results["judge"] == focus])
+    rows.append(_rate_goal(f"order-consistent accuracy, {focus}", oc, GOAL_ORDER_CONSISTENT))
     rows.append(_difference_goal(results, focus, baseline, "accuracy", "accuracy", ">= 0", n_bootstrap, seed))
     recall = float(criteria_recall.get(focus, NAN))
-    rows.append(
-        _rate_goal(
-            f"criteria recall, {focus}", recall, f">= {GOAL_CRITERIA_RECALL}", lambda v: v >= GOAL_CRITERIA_RECALL
-        )
-    )
+    rows.append(_rate_goal(f"criteria recall, {focus}", recall, GOAL_CRITERIA_RECALL))
     return pd.DataFrame(rows, columns=list(GOAL_COLUMNS))

@@ -1,18 +1,16 @@
-"""The reward model's reasoning scored against ground truth, on persona pairs: there
-(:mod:`persrm_lib.data.personas`) the criteria a judge should name (the exemplars' operators) and
-what each response shows are known exactly, so the reasoning can be checked, not only the verdict:
+"""The reward model's reasoning scored against ground truth, on persona pairs
+(:mod:`persrm_lib.data.personas`), where the exemplars' operators and what each response shows are known:
 
 - ``criteria_precision`` / ``criteria_recall``: of the operators ``<criteria>`` names, the share that
-  the exemplars were written with; of those, the share it names (personas with no operator are left
-  out of recall). ``criteria_exact``: the share naming exactly the persona.
+  the exemplars were written with; of those, the share it names. ``criteria_exact``: exactly the persona.
 - ``check_agreement``: the share of ``<eval>`` checks (``shows: …``, one per response) whose
   operators are exactly those the response was written with.
-- ``verdict_follows_checks``: the share of completions whose verdict is the one its own checks
-  imply (:func:`persrm_lib.teachers.persona.match_score` of each check): the same preferred side
-  (pairwise), or the same side of the midpoint (pointwise).
+- ``verdict_follows_checks``: the verdict is the one its own checks imply
+  (:func:`persrm_lib.teachers.persona.match_score`): the same preferred side (pairwise), or the
+  same side of the midpoint (pointwise).
 
 Completions that do not parse, or whose sections are not in the persona teacher's vocabulary,
-count as wrong in every rate (a model that writes free text names no operator).
+count as wrong in every rate.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..core.output_format import parse_output
@@ -130,23 +127,21 @@ def rft_reasoning(records: Sequence[Mapping[str, Any]], pairs: Mapping[str, Mapp
 def reasoning_by_step(per_completion: pd.DataFrame) -> pd.DataFrame:
     """Mean rates per GRPO step of :func:`rft_reasoning`'s rows (NaN-aware, as
     :func:`reasoning_metrics`), with ``n_completions``; one row per step, in step order."""
-    if per_completion.empty:
-        return pd.DataFrame(columns=["step", "n_completions", *REASONING_COLUMNS[2:]])
     return _mean_rates(per_completion, "step")
 
 
 def reasoning_metrics(per_completion: pd.DataFrame) -> pd.DataFrame:
     """Mean rates per judge (NaN-aware: precision over completions that name an operator, recall
-    over personas that have one), with ``n_completions``."""
-    if per_completion.empty:
-        return pd.DataFrame(columns=list(REASONING_COLUMNS))
-    return _mean_rates(per_completion, "judge", sort=False)[list(REASONING_COLUMNS)]
+    over personas that have one), with ``n_completions``: :data:`REASONING_COLUMNS`."""
+    return _mean_rates(per_completion, "judge", sort=False)
 
 
 def _mean_rates(per_completion: pd.DataFrame, by: str, sort: bool = True) -> pd.DataFrame:
     """NaN-aware mean of every rate per ``by`` group, ``n_completions`` first, ``by`` a column."""
+    if per_completion.empty:
+        return pd.DataFrame(columns=[by, *REASONING_COLUMNS[1:]])
     grouped = per_completion.groupby(by, sort=sort)
-    out = grouped[list(REASONING_COLUMNS[2:])].agg(lambda x: float(np.nanmean(x)) if x.notna().any() else float("nan"))
+    out = grouped[list(REASONING_COLUMNS[2:])].mean()
     out.insert(0, "n_completions", grouped.size())
     return out.reset_index()
 

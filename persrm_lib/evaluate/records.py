@@ -1,13 +1,7 @@
-"""The evaluation's records: fixed field names, one writer and one reader per file.
-
-- Per-pair rows (:data:`RESULT_FIELDS`): what :func:`persrm_lib.evaluate.judging.evaluate_pairs` returns
-  and the command line writes to its result JSON; 05_evaluate adds a ``stage`` column and writes
-  them, without the completions, to ``<run>/eval/per_pair.csv`` (:data:`PER_PAIR_FIELDS`,
-  :func:`write_per_pair`, :func:`read_per_pair`).
-- Completions per stage (:data:`EVAL_COMPLETION_FIELDS`): every completion a reward-model stage
-  generated, in both orders, in ``<run>/eval/completions/<stage>.jsonl``
-  (:func:`write_eval_completions`, :func:`read_eval_completions`; 07_behavior_analysis reads them).
-  The stage is the file's name, chosen by the writer; nothing is guessed from the text.
+"""The evaluation's records, fixed field names and one writer and one reader per file: per-pair
+rows (:data:`RESULT_FIELDS`; ``<run>/eval/per_pair.csv``: :data:`PER_PAIR_FIELDS`) and every
+completion of a reward-model stage (:data:`EVAL_COMPLETION_FIELDS`,
+``<run>/eval/completions/<stage>.jsonl``; the stage is the file's name, never guessed from the text).
 """
 
 from __future__ import annotations
@@ -82,14 +76,8 @@ def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def write_per_pair(results: pd.DataFrame, path: str | Path) -> Path:
-    """Write per-pair rows (with a ``stage`` column) to CSV, columns :data:`PER_PAIR_FIELDS`.
-
-    Raises:
-        KeyError: a column of :data:`PER_PAIR_FIELDS` is missing.
-    """
-    missing = [c for c in PER_PAIR_FIELDS if c not in results]
-    if missing:
-        raise KeyError(f"per-pair results lack column(s) {', '.join(missing)}")
+    """Write per-pair rows (with a ``stage`` column) to CSV, columns :data:`PER_PAIR_FIELDS`
+    (pandas' KeyError for a missing one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     results[list(PER_PAIR_FIELDS)].to_csv(path, index=False)
@@ -157,12 +145,8 @@ def check_stage(stage: str) -> None:
 
 def write_eval_completions(run: str | Path, stage: str, records: Sequence[Mapping[str, Any]]) -> Path:
     """Write a stage's :func:`completion_records` to ``<run>/eval/completions/<stage>.jsonl``
-    (atomically); returns the file's path.
-
-    Raises:
-        ValueError: an unknown stage, or a record whose fields are not :data:`EVAL_COMPLETION_FIELDS`
-            or whose ``stage`` is another stage.
-    """
+    atomically and return its path; ValueError for an unknown stage, or a record whose fields are
+    not :data:`EVAL_COMPLETION_FIELDS` or whose ``stage`` is another."""
     check_stage(stage)
     for k, record in enumerate(records):
         if set(record) != set(EVAL_COMPLETION_FIELDS):
@@ -177,9 +161,8 @@ def read_eval_completions(run: str | Path) -> tuple[dict[str, list[dict[str, Any
     every stage whose ``<run>/eval/completions/<stage>.jsonl`` holds one; a note per stage that has none.
 
     Raises:
-        persrm_lib.core.jsonl.JsonlFormatError: a line that is not a JSON object (a ValueError).
-        ValueError: a record whose fields are not
-            :data:`EVAL_COMPLETION_FIELDS` or whose stage is not its file's, naming file and line.
+        ValueError: a line that is not a JSON object (``JsonlFormatError``), a record whose fields
+            are not :data:`EVAL_COMPLETION_FIELDS` or whose stage is not its file's, naming file and line.
     """
     by_stage: dict[str, list[dict[str, Any]]] = {}
     notes: list[str] = []

@@ -5,6 +5,7 @@ reward-model stage on every test set, at each exemplar count, through the judgin
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,17 +86,13 @@ def run_suite(
         judges: baseline judges (names of :data:`persrm_lib.evaluate.judges.JUDGES`, not ``generative``).
         stages: of :data:`persrm_lib.evaluate.records.STAGES`; a stage whose adapter is absent is
             skipped with a note.
-        batch_size: prompts per forward pass.
-        progress: tqdm bars.
         orders: one of :data:`persrm_lib.evaluate.judging.ORDERS`.
 
-    Returns:
-        A :class:`SuiteResult` whose ``results`` hold one row per (judge, benchmark, exemplar
-        count, pair), with a ``stage`` column (``baseline``, ``base``, ``sft``, ``rft``).
+    Returns a :class:`SuiteResult`, ``results`` one row per (judge, benchmark, exemplar count,
+    pair) with a ``stage`` column (``baseline``, ``base``, ``sft``, ``rft``).
 
     Raises:
-        FileNotFoundError: the run has no test pairs.
-        ValueError: an unknown stage.
+        FileNotFoundError: the run has no test pairs. ValueError: an unknown stage.
     """
     run = Path(run)
     seed = profile.seed
@@ -114,13 +111,7 @@ def run_suite(
     train_pairs = read_pairs(train_path) if train_path.is_file() else None
     frames: list[pd.DataFrame] = []
     seconds: dict[str, float] = {}
-    shared: tuple[Any, Any] | None = None
-
-    def base_model() -> tuple[Any, Any]:
-        nonlocal shared
-        if shared is None:
-            shared = load_model(profile.model.name)
-        return shared
+    base_model = functools.cache(lambda: load_model(profile.model.name))  # loglik and the base stage share it
 
     def evaluate_all(
         judge: Judge, label: str, stage: str, ks: Sequence[int], limit: int, persona_limit: int = 0
@@ -148,7 +139,7 @@ def run_suite(
             name,
             model=profile.model.name,
             seed=seed,
-            loaded=base_model,  # loaded on first use, shared by loglik and the base stage
+            loaded=base_model,
             batch_size=batch_size,
             embedding_cache=runfiles.data_dir(run) / "embeddings.npz",
             scalar_rm_steps=settings.scalar_rm_steps,
@@ -223,18 +214,11 @@ def headline_metrics(
 ) -> dict[str, Any]:
     """Notebook 05's headline metrics (``metrics/05_evaluate.json``), at ``main_k`` exemplars.
 
-    Args:
-        results: :attr:`SuiteResult.results`.
-        main_k: the tables' exemplar count.
-        goals: :func:`persrm_lib.evaluate.metrics.reference_goals` rows (may be empty).
-        n_bootstrap, seed: the bootstrap's.
-
-    Returns:
-        ``pairs_scored``, ``judges``, ``main_exemplars``; per judge (``-`` written ``_``)
-        ``accuracy_<judge>`` (4 decimals) and ``n_<judge>``; per reward-model stage also the
-        ``format``, ``consistency``, ``order_consistent``, ``a_preference``, ``reasoning`` rates
-        (None where undefined) and ``too_long`` count; with goals, ``goals_met``, ``goals`` and
-        ``goal_met/<key>`` per goal (:func:`persrm_lib.evaluate.metrics.goal_key`).
+    ``results``: :attr:`SuiteResult.results`; ``goals``: :func:`persrm_lib.evaluate.metrics.reference_goals`
+    rows (may be empty). Returns ``pairs_scored``, ``judges``, ``main_exemplars``; per judge (``-``
+    written ``_``) ``accuracy_<judge>`` (4 decimals) and ``n_<judge>``; per reward-model stage also
+    the :data:`STAGE_RATES` (None where undefined) and ``too_long`` count; with goals,
+    ``goals_met``, ``goals`` and ``goal_met/<key>`` per goal (:func:`persrm_lib.evaluate.metrics.goal_key`).
     """
     headline = metrics.summarize(results[results["n_exemplars"] == main_k], "judge", n_bootstrap, seed)
     headline = headline.set_index("judge")

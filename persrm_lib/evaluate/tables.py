@@ -36,8 +36,6 @@ def to_markdown(frame: pd.DataFrame, index: bool = True) -> str:
     """
     table = frame.reset_index() if index else frame
     header = ["" if index and i == 0 and table.columns[0] == "index" else str(c) for i, c in enumerate(table.columns)]
-    if index and frame.index.name:
-        header[0] = str(frame.index.name)
     lines = ["| " + " | ".join(h if h else " " for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in table.itertuples(index=False):
         lines.append("| " + " | ".join("–" if is_missing(v) else str(v) for v in row) + " |")
@@ -56,7 +54,6 @@ def write_tables(
     - ``summary``: every breakdown, long, with :data:`persrm_lib.evaluate.metrics.METRIC_COLUMNS`.
     """
     eval_dir = Path(eval_dir)
-    eval_dir.mkdir(parents=True, exist_ok=True)
     main = results[results["n_exemplars"] == main_k]
     tables = {
         "accuracy_by_benchmark": metrics.accuracy_table(main, "judge", "benchmark"),
@@ -65,14 +62,9 @@ def write_tables(
             main.fillna({"negative_kind": "unknown"}), "judge", "negative_kind"
         ),
     }
-    long = []
-    for column, table in metrics.breakdowns(results, extra=("judge",), n_bootstrap=n_bootstrap, seed=seed).items():
-        long.append(
-            table.assign(breakdown=column).rename(columns={column: "value"})
-            if column != "overall"
-            else table.assign(breakdown="overall", value="all")
-        )
-    summary = pd.concat(long, ignore_index=True)
+    by = metrics.breakdowns(results, extra=("judge",), n_bootstrap=n_bootstrap, seed=seed)
+    summary = pd.concat([t.assign(breakdown=c).rename(columns={c: "value"}) for c, t in by.items()], ignore_index=True)
+    summary["value"] = summary["value"].fillna("all")  # the overall rows
     tables["summary"] = summary[["breakdown", "value", "judge", *metrics.METRIC_COLUMNS]]
     for name, table in tables.items():
         write_table(table.round(4) if name == "summary" else table, eval_dir, name, index=name != "summary")
