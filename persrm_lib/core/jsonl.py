@@ -1,17 +1,6 @@
-"""Strict JSON and JSONL readers, and writers for files written record by record and resumed
-after an interruption: an append flushed line by line, a torn last line repaired, a whole file
-replaced atomically. The readers name the file and the line of every error, and refuse a file that
-is not UTF-8 and an object that names a key twice (``json.loads`` keeps the last value silently).
-
->>> import tempfile, pathlib
->>> path = pathlib.Path(tempfile.mkdtemp()) / "records.jsonl"
->>> with JsonlAppender(path) as out:
-...     out.write({"id": 1})
->>> _ = path.open("a").write('{"id": 2, "tor')  # a write cut short
->>> repair_torn_tail(path)
-14
->>> read_jsonl(path)
-[{'id': 1}]
+"""Strict JSON and JSONL readers (naming the file and line of every error; refusing text that is not
+UTF-8 and an object that names a key twice, which ``json.loads`` would keep silently) and writers
+that survive an interruption: appends flushed line by line, a torn last line repaired, atomic replaces.
 """
 
 from __future__ import annotations
@@ -38,19 +27,16 @@ class JsonDuplicateKeyError(JsonlFormatError):
 
 
 class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+    """Raised by :func:`_refuse_duplicates`; ``args[0]`` is the key."""
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` of the strict readers: a dict, unless a key comes twice."""
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise _DuplicateKey(key)
-        seen.add(key)
-    return dict(pairs)
+    record = dict(pairs)
+    if len(record) < len(pairs):  # name the first key that comes again
+        keys = [key for key, _ in pairs]
+        raise _DuplicateKey(next(key for i, key in enumerate(keys) if key in keys[:i]))
+    return record
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -92,9 +78,10 @@ def loads_json(text: str, where: str, first_line: int = 1) -> Any:
         line = first_line + exc.lineno - 1
         raise JsonlFormatError(f"{where} line {line}: malformed JSON ({exc.msg} at column {exc.colno})") from None
     except _DuplicateKey as dup:
-        line = first_line + _second_key_line(text, dup.key) - 1
+        key = dup.args[0]
+        line = first_line + _second_key_line(text, key) - 1
         raise JsonDuplicateKeyError(
-            f"{where} line {line}: key {dup.key!r} appears twice in one object "
+            f"{where} line {line}: key {key!r} appears twice in one object "
             "(JSON readers would keep the last value silently)"
         ) from None
 
@@ -213,7 +200,6 @@ def repair_torn_tail(path: str | Path) -> int:
     if removed:
         with path.open("r+b") as handle:
             handle.truncate(keep)
-            handle.flush()
             os.fsync(handle.fileno())
         logger.warning(
             "%s: removed a torn last line (%d bytes) left by an interrupted write; its record will be redone",
@@ -228,9 +214,8 @@ class JsonlAppender:
     flushed to the OS after every line, so a killed process loses at most the line it was writing.
     A record that cannot be encoded raises before anything is written."""
 
-    def __init__(self, path: str | Path, fsync: bool = False) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.fsync = fsync
         self._handle: Any = None
         self.written = 0
 
@@ -246,8 +231,6 @@ class JsonlAppender:
         line = dumps_line(record) + "\n"  # encode first: a failure leaves the file untouched
         self._handle.write(line)
         self._handle.flush()
-        if self.fsync:
-            os.fsync(self._handle.fileno())
         self.written += 1
 
     def __exit__(self, *exc_info: object) -> None:
@@ -259,8 +242,8 @@ class JsonlAppender:
 
 
 def atomic_write(path: str | Path, text: str) -> Path:
-    """Write a text file atomically: a temporary file in the same folder, fsynced and renamed over
-    ``path``. Readers see the old file or the complete new one; on an error ``path`` is untouched."""
+    """Write a text file atomically (a fsynced temporary file renamed over ``path``): readers see the old
+    file or the complete new one; on an error ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -1,14 +1,6 @@
 """The allowed range of every numeric profile setting, checked by
 :meth:`persrm_lib.core.config.Profile.validate` before any arithmetic on it or any model load. A float
 must also be finite: NaN compares false with every bound, so it would pass a plain ``x <= 0`` check.
-A numeric setting without an entry in :data:`RANGES` (a test requires one) need only be finite.
-
->>> from persrm_lib.core.config import PROFILES
->>> from dataclasses import replace
->>> check_ranges(replace(PROFILES["smoke"], seed=-1))
-Traceback (most recent call last):
-...
-ValueError: profile 'smoke': seed must be an integer in [0, 4294967295], got -1
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """The profile and overrides a run folder was started with: ``<run>/settings.json``,
 ``{"profile": "cpu", "overrides": {"prompt.evidence": "stylometric", ...}}`` (values as given on the
-command line; :func:`persrm_lib.core.config.apply_overrides` converts them).
-
-The runner validates ``--set`` overrides before any notebook runs and writes them here for every
-new run folder; every notebook's :func:`persrm_lib.run.notebook.start` applies them, so a notebook
-re-run later in the folder sees the same configuration. A folder holds one configuration: other
-overrides or another profile for a folder that has outputs are refused.
+command line). Every notebook's :func:`persrm_lib.run.notebook.start` applies them; a folder holds one
+configuration, so other overrides or another profile for a folder that has outputs are refused.
 """
 
 from __future__ import annotations
