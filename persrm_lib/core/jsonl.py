@@ -65,8 +65,8 @@ def _second_key_line(text: str, key: str) -> int:
 
 
 def loads_json(text: str, where: str, first_line: int = 1) -> Any:
-    """Parse one JSON document, refusing an object that names a key twice; ``where`` names it in
-    messages, ``first_line`` is the line of its first line in its file (a JSONL record's line).
+    """Parse one JSON document, refusing an object that names a key twice; ``where`` and ``first_line``
+    (of a JSONL record) place it in messages.
 
     Raises:
         JsonDuplicateKeyError: ``<where> line N: key 'label' appears twice in one object ...``.
@@ -117,27 +117,25 @@ class JsonlEncodingError(JsonlFormatError):
     """A JSONL file that is not UTF-8; the message names the file, the line and the byte."""
 
 
-def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
-    """One line's bytes as text, strictly UTF-8 (``lineno`` is the line's number, from 1)."""
-    if lineno == 1 and any(raw.startswith(bom) for bom in _OTHER_BOMS):
+def _decode(data: bytes, path: Path) -> str:
+    """A JSONL file's bytes as text, strictly UTF-8; a refusal names the line (a lone \\r ends one too)."""
+    if data.startswith(_OTHER_BOMS):
         raise JsonlEncodingError(
             f"{path} line 1: not UTF-8 (it starts with a UTF-16 or UTF-32 byte-order mark; save the file as UTF-8)"
         )
+    nul = data.find(b"\x00")
     try:
-        text = raw.decode("utf-8")
+        text = data[: nul if nul >= 0 else None].decode("utf-8")  # up to the first NUL, if any
     except UnicodeDecodeError as exc:
-        # a lone \r ends a line too: count the breaks before the bad byte, and its place after the last
-        before = raw[: exc.start].decode("utf-8")
-        breaks = list(_LINE_BREAK.finditer(before))
-        start = len(before[: breaks[-1].end()].encode("utf-8")) if breaks else 0
+        lines = _LINE_BREAK.split(data[: exc.start].decode("utf-8"))  # the last one holds the bad byte
         raise JsonlEncodingError(
-            f"{path} line {lineno + len(breaks)}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
-            f"{exc.start - start + 1} of the line: {exc.reason}; save the file as UTF-8)"
+            f"{path} line {len(lines)}: not UTF-8 (byte 0x{data[exc.start]:02x} at byte "
+            f"{len(lines[-1].encode('utf-8')) + 1} of the line: {exc.reason}; save the file as UTF-8)"
         ) from None
-    if "\x00" in text:
-        lineno += len(_LINE_BREAK.findall(text[: text.index("\x00")]))
+    if nul >= 0:
         raise JsonlEncodingError(
-            f"{path} line {lineno}: not UTF-8 (NUL bytes, as UTF-16 or UTF-32 text has; save the file as UTF-8)"
+            f"{path} line {len(_LINE_BREAK.split(text))}: not UTF-8 (NUL bytes, as UTF-16 or UTF-32 text has; "
+            "save the file as UTF-8)"
         )
     return text
 
@@ -148,31 +146,21 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        JsonlEncodingError: a line that is not UTF-8 (Latin-1, UTF-16 ...): ``<file> line N: not
-            UTF-8 (...)``. It is a :class:`JsonlFormatError`.
+        JsonlEncodingError: a file that is not UTF-8 (Latin-1, UTF-16 ...): ``<file> line N: not
+            UTF-8 (...)``, before any record is yielded. It is a :class:`JsonlFormatError`.
         JsonlFormatError: a line that is not a JSON object, naming the file and line number;
             :class:`JsonDuplicateKeyError`: an object that names a key twice (and the key).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"JSONL file {path} does not exist")
-    lineno = 0
-    with path.open("rb") as handle:
-        for raw in handle:  # split at b"\n" only; \r is handled after decoding
-            if lineno == 0:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            text = _decode_line(raw, path, lineno + 1)
-            pieces = _LINE_BREAK.split(text)
-            if pieces[-1] == "":  # the text ended with its line break
-                pieces.pop()
-            for line in pieces:
-                lineno += 1
-                if not line.strip():
-                    continue
-                record = loads_json(line, str(path), lineno)
-                if not isinstance(record, dict):
-                    raise JsonlFormatError(f"{path} line {lineno}: expected a JSON object, got {type(record).__name__}")
-                yield lineno, record
+    text = _decode(path.read_bytes().removeprefix(codecs.BOM_UTF8), path)
+    for lineno, line in enumerate(_LINE_BREAK.split(text), start=1):
+        if line.strip():
+            record = loads_json(line, str(path), lineno)
+            if not isinstance(record, dict):
+                raise JsonlFormatError(f"{path} line {lineno}: expected a JSON object, got {type(record).__name__}")
+            yield lineno, record
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -210,9 +198,8 @@ def repair_torn_tail(path: str | Path) -> int:
 
 
 class JsonlAppender:
-    """Append records to a JSONL file (a context manager; the folder is created), one line each,
-    flushed to the OS after every line, so a killed process loses at most the line it was writing.
-    A record that cannot be encoded raises before anything is written."""
+    """Append records to a JSONL file (a context manager), each line flushed to the OS, so a killed
+    process loses at most the line it was writing; a record that cannot be encoded writes nothing."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

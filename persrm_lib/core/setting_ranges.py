@@ -107,8 +107,6 @@ def numeric_settings(settings: Any, prefix: str = "") -> dict[str, tuple[Any, st
     what it holds as messages name it: ``"an integer"`` or ``"a finite number"`` (a float setting)."""
     found: dict[str, tuple[Any, str]] = {}
     for spec in fields(settings):
-        if spec.name == "name":
-            continue
         value = getattr(settings, spec.name)
         name = f"{prefix}{spec.name}"
         if is_dataclass(value):

@@ -195,9 +195,8 @@ def _run_files(run: Path) -> list[tuple[Path, str]]:
 
 
 def sync_figures(run_dir: str | Path, figures_dir: str | Path = FIGURES_DIR) -> tuple[list[str], list[str]]:
-    """Make the notebooks' figures (``NN_name.png``) in ``figures_dir`` exactly those of
-    ``<run>/figures``, leaving other files alone (and everything, when the run has no figures folder).
-    Returns the (copied, removed) figure names, sorted."""
+    """Make the notebooks' figures (``NN_name.png``) in ``figures_dir`` exactly those of ``<run>/figures``
+    (if it exists), leaving other files alone; return the (copied, removed) names, sorted."""
     source, target = Path(run_dir) / FIGURES_SUBDIR, Path(figures_dir)
     if not source.is_dir():
         return [], []
@@ -218,13 +217,12 @@ def publish(
     max_adapter_mb: float = DEFAULT_MAX_ADAPTER_MB,
     adapter_stages: tuple[str, ...] = TRAINED_STAGES,
 ) -> dict[str, Any]:
-    """Copy a finished run's results into ``dest`` (default ``results/<profile>``), atomically: the
-    new folder is assembled beside ``dest`` and swapped in only when complete. Returns the manifest.
+    """Copy a finished run's results into ``dest`` (default ``results/<profile>``), assembled beside it
+    and swapped in only when complete; return the manifest.
 
     Raises:
-        PublishError: the run is incomplete, was run under another profile, is a variant
-            (:func:`reference_problem`) and ``dest`` is the profile's reference folder, or ``dest``
-            is not a folder publish may replace (:func:`replace_problem`); nothing is touched then.
+        PublishError: the run is incomplete, of another profile, a variant published to the reference
+            folder, or ``dest`` is not a folder publish may replace; nothing is touched then.
         RunFolderBusyError: another process writes to the run folder.
     """
     run = Path(run_dir)
@@ -292,11 +290,7 @@ def publish(
 
 
 def published_manifest(results_dir: str | Path) -> dict[str, Any]:
-    """The ``MANIFEST.json`` of a folder that publish made (it names the profile and every file).
-
-    Raises:
-        PublishError: no manifest, or one that is not JSON or not publish's (naming the folder).
-    """
+    """The ``MANIFEST.json`` of a folder that publish made; raise :class:`PublishError` for any other."""
     marker = Path(results_dir) / MANIFEST
     if not marker.is_file():
         raise PublishError(f"{results_dir} is not a published results folder (no {MANIFEST})")
@@ -314,10 +308,9 @@ def restore(results_dir: str | Path, run_dir: str | Path) -> list[str]:
     each copied beside its place and renamed into it once complete; return the stages restored.
 
     Raises:
-        PublishError: ``results_dir`` is not a folder publish made, an adapter file there differs
-            from its checksum, the run folder is that folder (or inside it, or holds it), or it was
-            started with another profile or other overrides than the published run; nothing is
-            copied then.
+        PublishError: ``results_dir`` is not a folder publish made, an adapter file differs from its
+            checksum, the folders overlap, or the run was started with another profile or other
+            overrides than the published run; nothing is copied then.
         RunFolderBusyError: another process writes to the run folder.
     """
     results, run = Path(results_dir), Path(run_dir)
@@ -425,11 +418,7 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
 
 
 def _readme_markers(path: Path, profile: str) -> tuple[str, str, str]:
-    """The README's text and its results block's start and end markers.
-
-    Raises:
-        PublishError: the markers are missing. OSError: the README cannot be read.
-    """
+    """The README's text and its results block's markers; :class:`PublishError` when they are missing."""
     text = path.read_text()
     start, end = README_START.format(profile=profile), README_END.format(profile=profile)
     if start not in text or end not in text:
@@ -438,11 +427,8 @@ def _readme_markers(path: Path, profile: str) -> tuple[str, str, str]:
 
 
 def update_readme(readme: str | Path, block: str, profile: str = "cpu") -> bool:
-    """Replace the text between the README's results markers with ``block``; True when it changed.
-
-    Raises:
-        PublishError: the markers are missing.
-    """
+    """Replace the text between the README's results markers with ``block``; True when it changed
+    (:class:`PublishError` when the markers are missing)."""
     path = Path(readme)
     text, start, end = _readme_markers(path, profile)
     head, rest = text.split(start, 1)
