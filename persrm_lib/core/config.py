@@ -39,9 +39,8 @@ class DataSettings:
     val_fraction: float = 0.15  # share of authors held out for validation
     test_fraction: float = 0.25  # share of authors held out for testing
     query_words: int = 24  # the query is the opening of the author's text, this many words
-    # "neutral": one fixed instruction that fits both responses; "opening": the paper's setup, the
-    # query is the chosen text's opening -- measured here to leak the label (word overlap with the
-    # query picks the chosen response 73% of the time on sotu, 94% on aaac), so it is opt-in.
+    # "neutral": one instruction that fits both responses; "opening": the paper's setup, which leaks
+    # the label (docs/design.md, "Query leak"), so it is opt-in
     query_mode: str = "neutral"
     # the persona benchmark (data.personas; listed in benchmarks to build it): short base passages,
     # personas of up to persona_max_operators style operators, one operator never taught
@@ -142,9 +141,8 @@ class PromptSettings:
     # stylometric: the exemplars', A's and B's measurements (persrm_lib.data.evidence); off in every
     # profile: no accuracy gained on the cpu run, 22% more SFT time (results/evidence_ablation.json)
     evidence: str = "none"  # one of EVIDENCE_KINDS
-    # pairwise: the paper's format (exemplars, query, A and B -> <scores>[s_a, s_b]); pointwise: one
-    # response at a time (-> <score>s</score>), the pair decided by comparing the two scores
-    # (persrm_lib.core.pointwise). The adapters record it; the judges read it from them.
+    # pairwise: the paper's format (A and B -> <scores>[s_a, s_b]); pointwise: one response at a time
+    # (-> <score>s</score>, persrm_lib.core.pointwise). The adapters record it; the judges read it there.
     mode: str = "pairwise"
 
 

@@ -91,17 +91,11 @@ def read_json(path: str | Path) -> Any:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        JsonlFormatError: the file is not UTF-8 or not JSON (naming the file and the line), or
-            :class:`JsonDuplicateKeyError`: an object names a key twice.
+        JsonlFormatError: the file is not UTF-8 (:class:`JsonlEncodingError`) or not JSON (naming the
+            file and the line), or :class:`JsonDuplicateKeyError`: an object names a key twice.
     """
     path = Path(path)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise JsonlFormatError(f"{path} line {line}: not UTF-8 ({exc.reason}); save the file as UTF-8") from None
-    return loads_json(text, str(path))
+    return loads_json(_decode(path.read_bytes().removeprefix(codecs.BOM_UTF8), path), str(path))
 
 
 def dumps_line(record: Mapping[str, Any]) -> str:

@@ -47,8 +47,7 @@ def _set_inherited(folders: set[str]) -> None:
 def _holder(fd: int) -> str:
     """Who holds the lock, from what the holder wrote into the file."""
     try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        info = json.loads(os.read(fd, 65536).decode("utf-8"))
+        info = json.loads(os.pread(fd, 65536, 0).decode("utf-8"))
         return f"pid {info['pid']} ({info['command']}, since {info['since']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process (it has not recorded itself yet)"
