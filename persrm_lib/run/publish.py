@@ -432,8 +432,7 @@ def update_readme(readme: str | Path, block: str, profile: str = "cpu") -> bool:
     path = Path(readme)
     text, start, end = _readme_markers(path, profile)
     head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    new = f"{head}{start}\n{block}\n{end}{tail}"
+    new = f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}"
     if new != text:
         path.write_text(new)
     return new != text
