@@ -140,10 +140,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        JsonlEncodingError: a file that is not UTF-8 (Latin-1, UTF-16 ...): ``<file> line N: not
-            UTF-8 (...)``, before any record is yielded. It is a :class:`JsonlFormatError`.
-        JsonlFormatError: a line that is not a JSON object, naming the file and line number;
-            :class:`JsonDuplicateKeyError`: an object that names a key twice (and the key).
+        JsonlFormatError: ``<file> line N: ...``: a line that is not a JSON object; its subclasses
+            :class:`JsonlEncodingError` (not UTF-8, before any record) and :class:`JsonDuplicateKeyError`.
     """
     path = Path(path)
     if not path.is_file():

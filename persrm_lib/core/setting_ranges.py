@@ -122,8 +122,8 @@ def check_ranges(profile: Any) -> None:
     in its range (:data:`RANGES`).
 
     Raises:
-        ValueError: ``profile 'smoke': grpo.num_generations must be an integer in [2, inf), got 0``
-            (the first setting out of range, in the profile's field order).
+        ValueError: the first setting out of range, in field order: ``profile 'smoke':
+            grpo.num_generations must be an integer in [2, inf), got 0``.
     """
     for name, (value, kind) in numeric_settings(profile).items():
         allowed = RANGES.get(name, Range())

@@ -299,10 +299,9 @@ def plan_parameters(
 
     Raises:
         ReservedParameterError: ``profile`` or ``run_dir`` among ``params`` (the runner sets them).
-        UnknownParameterError: a name that no notebook declares, or a notebook without
-            ``profile`` and ``run_dir``.
-        ParameterTypeError: a value that does not convert, or a list parameter's item that is not
-            allowed, naming the parameter, the notebook and what it expects (nothing has run then).
+        UnknownParameterError: a name that no notebook declares, or a notebook without ``profile`` and ``run_dir``.
+        ParameterTypeError: a value that does not convert, or is not allowed, naming the parameter,
+            the notebook and what it expects.
     """
     reserved = [name for name in ALWAYS_PASSED if name in params]
     if reserved:
@@ -340,13 +339,9 @@ IPC_PREFIX_MAX = 100  # bytes of the kernel's IPC socket prefix (+ "-<port>" mus
 
 
 def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any], cwd: str | Path) -> None:
-    """Execute one notebook with papermill in the ``python3`` kernel, talking over IPC sockets in a
-    private temporary folder (no network port, no "running over TCP without encryption" warning),
-    or over TCP where that folder's path is too long for a Unix socket.
-
-    Raises:
-        papermill.exceptions.PapermillExecutionError: a cell raised (papermill's error, unchanged).
-    """
+    """Execute one notebook with papermill in the ``python3`` kernel, over IPC sockets in a private
+    temporary folder (no "running over TCP without encryption" warning), or over TCP where that
+    folder's path is too long for a Unix socket; a cell that raises gives papermill's ``PapermillExecutionError``."""
     import tempfile
 
     import papermill

@@ -53,10 +53,7 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
     """Validate ``overrides`` against ``profile`` and make them the run folder's; return what applies:
     a new (or empty) folder records them; with no overrides, the folder's stored ones apply; new
     overrides are accepted by a folder that stores the same settings once parsed (``0.30`` is ``0.3``).
-
-    Raises:
-        RunSettingsError: an unknown setting, a value of the wrong type, another profile than the
-            folder's, or overrides other than the ones the folder's outputs were made with.
+    :class:`RunSettingsError`: a bad override, another profile, or overrides other than the folder's.
     """
     run = Path(run_dir)
     recorded, stored = read_settings(run)
