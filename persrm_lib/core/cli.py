@@ -1,14 +1,5 @@
-"""What every command line of the project shares: one-line refusals (exit status 2) naming the
-argument, checked numbers (``type=``), a ``main`` that returns argparse's exit status
-(:func:`returns_status`), input and output files checked before the work starts
-(:func:`files_problem`), and where a command that failed after work began writes what it
-finished (:func:`partial_path`).
-
->>> whole_number(1)("3"), finite_number(0, 1)("0.5")
-(3, 0.5)
->>> partial_path("runs/eval/result.json").as_posix()
-'runs/eval/result.partial.json'
-"""
+"""What every command line of the project shares: one-line refusals (exit status 2), checked numbers
+(``type=``), input and output files checked before the work starts, partial results on failure."""
 
 from __future__ import annotations
 
@@ -44,7 +35,7 @@ def returns_status(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
     return run
 
 
-def _number_type(name: str, convert: Callable[[str], Any], allowed: Callable[[Any], bool], what: str) -> Any:
+def _number_type(convert: Callable[[str], Any], allowed: Callable[[Any], bool], what: str) -> Any:
     """An argparse ``type=`` that refuses text ``convert`` cannot read or a value not ``allowed``."""
 
     def parse(text: str) -> Any:
@@ -56,34 +47,18 @@ def _number_type(name: str, convert: Callable[[str], Any], allowed: Callable[[An
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
 
-    parse.__name__ = name
     return parse
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type=`` for a whole number in ``[low, high]`` (no upper bound when None).
-
-    >>> whole_number(1)("0")
-    Traceback (most recent call last):
-    ...
-    argparse.ArgumentTypeError: must be a whole number of at least 1, got '0'
-    """
+    """An argparse ``type=`` for a whole number in ``[low, high]`` (no upper bound when None); a refusal
+    reads ``must be a whole number of at least 1, got '0'``."""
     where = f"of at least {low}" if high is None else f"in [{low}, {high}]"
-
-    def allowed(value: int) -> bool:
-        return value >= low and (high is None or value <= high)
-
-    return _number_type("whole number", int, allowed, f"a whole number {where}")
+    return _number_type(int, lambda value: value >= low and (high is None or value <= high), f"a whole number {where}")
 
 
 def finite_number(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
-    """An argparse ``type=`` for a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``).
-
-    >>> finite_number(0, low_open=True)("nan")
-    Traceback (most recent call last):
-    ...
-    argparse.ArgumentTypeError: must be a finite number above 0, got 'nan'
-    """
+    """An argparse ``type=`` for a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
     where = f"above {low:g}" if low_open else f"of at least {low:g}"
     if high != math.inf:
         where = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
@@ -91,30 +66,22 @@ def finite_number(low: float, high: float = math.inf, low_open: bool = False) ->
     def allowed(value: float) -> bool:
         return math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
 
-    return _number_type("number", float, allowed, f"a finite number {where}")
+    return _number_type(float, allowed, f"a finite number {where}")
 
 
 seed_number = whole_number(0, SEED_MAX)  # an argparse ``type=`` for a seed
 
 
 def parse_names(value: str | Sequence[str]) -> list[str]:
-    """``"a, b"`` or ``["a", "b"]`` -> ``["a", "b"]``: a comma-separated option (also as ``type=``) or a
-    notebook parameter, which may be either.
-
-    >>> parse_names("random, char-ngram"), parse_names(["sft"]), parse_names("")
-    (['random', 'char-ngram'], ['sft'], [])
-    """
+    """``"a, b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (blank items dropped): a comma-separated option
+    (also as ``type=``) or a notebook parameter, which may be either."""
     items = value.split(",") if isinstance(value, str) else list(value)
     return [str(v).strip() for v in items if str(v).strip()]
 
 
 def output_problem(path: str | Path, flag: str, inputs: Sequence[str | Path | None] = ()) -> str | None:
     """Why ``path`` cannot be written as a command's output file (an existing folder, a path below a
-    file, one of the command's ``inputs``), or None when it can.
-
-    >>> print(output_problem("/", "--out"))
-    --out /: is a folder; name a file, e.g. --out /result.json
-    """
+    file, one of the command's ``inputs``), or None when it can."""
     out = Path(path)
     if out.is_dir():
         return f"{flag} {path}: is a folder; name a file, e.g. {flag} {out / 'result.json'}"

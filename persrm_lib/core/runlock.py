@@ -1,23 +1,14 @@
-"""One writer per run folder: an exclusive ``fcntl.flock`` on ``<run>/.persrm.lock`` held while a
-notebook, a training or a publish works on it, so two writers cannot both finish with the last one
-winning silently. A second writer is refused at once with :class:`RunFolderBusyError`, naming the
-holder (pid, command, since when, recorded in the file). The operating system releases the lock
-when the holder exits, however it exits; the file left behind means nothing without the lock.
+"""One writer per run folder: an exclusive ``fcntl.flock`` on ``<run>/.persrm.lock``, released by the
+operating system when the holder exits, however it exits. A second writer is refused at once with
+:class:`RunFolderBusyError`, naming the holder (pid, command, since when, recorded in the file).
 
-A process that holds a lock may take it again, and the processes it starts inherit it (it lists its
-folders in ``$PERSRM_RUN_LOCKS``): the runner's kernels and a notebook's subprocesses are part of the
-writer that holds it. Under ``accelerate launch`` rank 0 holds it for all ranks.
-
->>> import tempfile
->>> run = tempfile.mkdtemp()
->>> with run_lock(run, "first writer"):
-...     with run_lock(run):  # the same process again: fine
-...         pass
+A process may take its lock again, and the processes it starts inherit it (``$PERSRM_RUN_LOCKS``):
+the runner's kernels and a notebook's subprocesses are part of its writer. Under ``accelerate
+launch`` rank 0 holds it for all ranks.
 """
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import functools
 import json
@@ -56,8 +47,7 @@ def _set_inherited(folders: set[str]) -> None:
 def _holder(fd: int) -> str:
     """Who holds the lock, from what the holder wrote into the file."""
     try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        info = json.loads(os.read(fd, 65536).decode("utf-8"))
+        info = json.loads(os.pread(fd, 65536, 0).decode("utf-8"))
         return f"pid {info['pid']} ({info['command']}, since {info['since']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process (it has not recorded itself yet)"
@@ -159,10 +149,3 @@ def holds_run_lock(function: Callable[..., T]) -> Callable[..., T]:
             return function(*args, **kwargs)
 
     return locked
-
-
-@atexit.register
-def _release_all() -> None:
-    for run in list(_held):
-        while run in _held:
-            release(run)

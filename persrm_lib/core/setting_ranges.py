@@ -1,14 +1,6 @@
 """The allowed range of every numeric profile setting, checked by
 :meth:`persrm_lib.core.config.Profile.validate` before any arithmetic on it or any model load. A float
 must also be finite: NaN compares false with every bound, so it would pass a plain ``x <= 0`` check.
-A numeric setting without an entry in :data:`RANGES` (a test requires one) need only be finite.
-
->>> from persrm_lib.core.config import PROFILES
->>> from dataclasses import replace
->>> check_ranges(replace(PROFILES["smoke"], seed=-1))
-Traceback (most recent call last):
-...
-ValueError: profile 'smoke': seed must be an integer in [0, 4294967295], got -1
 """
 
 from __future__ import annotations
@@ -115,8 +107,6 @@ def numeric_settings(settings: Any, prefix: str = "") -> dict[str, tuple[Any, st
     what it holds as messages name it: ``"an integer"`` or ``"a finite number"`` (a float setting)."""
     found: dict[str, tuple[Any, str]] = {}
     for spec in fields(settings):
-        if spec.name == "name":
-            continue
         value = getattr(settings, spec.name)
         name = f"{prefix}{spec.name}"
         if is_dataclass(value):
@@ -132,8 +122,8 @@ def check_ranges(profile: Any) -> None:
     in its range (:data:`RANGES`).
 
     Raises:
-        ValueError: ``profile 'smoke': grpo.num_generations must be an integer in [2, inf), got 0``
-            (the first setting out of range, in the profile's field order).
+        ValueError: the first setting out of range, in field order: ``profile 'smoke':
+            grpo.num_generations must be an integer in [2, inf), got 0``.
     """
     for name, (value, kind) in numeric_settings(profile).items():
         allowed = RANGES.get(name, Range())

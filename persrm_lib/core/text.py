@@ -3,11 +3,6 @@ normalisation, since ``str.strip`` keeps invisible characters (U+200B, U+2060, U
 no-break space or ``"\\r\\n"`` makes two texts that read the same compare different.
 :func:`visible_text` is the ONE normal form: NFKC, format characters (category ``Cf``) removed,
 whitespace runs collapsed to one space, ends stripped. The texts themselves are never rewritten.
-
->>> is_blank("\\u200b \\u00a0\\n"), is_blank("x")
-(True, False)
->>> same_text("A fine day.\\r\\n", "A\\u00a0fine\\u200b day.\\n")
-True
 """
 
 from __future__ import annotations

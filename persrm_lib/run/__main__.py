@@ -1,8 +1,6 @@
 """``python -m persrm_lib.run``: execute the notebooks in order (see :mod:`persrm_lib.run.runner`)."""
 
-import sys
-
 from .runner import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

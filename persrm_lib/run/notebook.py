@@ -19,13 +19,9 @@ PUBLISHED_PROFILES = ("cpu",)  # only the reference run writes into the tracked 
 
 
 def start(profile_name: str, run_dir: str | Path) -> tuple[Profile, Path]:
-    """Resolve the profile with the run folder's stored overrides (:mod:`persrm_lib.run.settings`),
-    take the folder's lock while this kernel lives (:mod:`persrm_lib.core.runlock`), pin threads,
-    seed everything, create the run folder.
-
-    Raises:
-        RunFolderBusyError: another process writes to the run folder.
-    """
+    """Resolve the profile with the run folder's stored overrides, take the folder's lock while this
+    kernel lives (:class:`RunFolderBusyError` when another process writes to it), pin threads, seed
+    everything, create the run folder."""
     profile = get_profile(profile_name, read_overrides(run_dir))
     acquire(run_dir, f"a notebook kernel of profile {profile_name}")  # released when the kernel exits
     if select_backend() == "unsloth":

@@ -3,21 +3,15 @@
     python -m persrm_lib.run.publish --run-dir runs/cpu [--profile cpu] [--max-adapter-mb 20] [--readme README.md]
     python -m persrm_lib.run.publish --restore --run-dir runs/cpu     # adapters back into a run folder
 
-From a run whose seven notebooks all executed under ``--profile``: ``metrics.json`` (the regression
-reference), ``logs/<stage>.csv``, ``tables/`` (05's and 07's), ``completions/`` (notebook 05's per
-stage, ``eval_<stage>.jsonl``, and GRPO's samples, ``grpo_<stage>.jsonl``), ``adapters/<stage>/``
-(each adapter under ``--max-adapter-mb``, put back by ``--restore``) and ``MANIFEST.json`` (the
-settings with the run's overrides, each notebook's wall time, a SHA-256 per file).
-
-A run of another profile is refused, and so is a variant run (``--set`` or ``-p``) published to
-``results/<profile>`` (:func:`reference_problem`, which ``python -m persrm_lib.run.regression
---update`` uses too). Publish replaces only a folder it made (:func:`replace_problem`) and refuses
-anything else with exit status 2, touching nothing; ``--restore`` deletes nothing. Publishing the
-reference run makes the notebooks' figures in ``figures/`` exactly the run's (:func:`sync_figures`).
+What is published: docs/design.md, "Run-folder layout". A run of another profile, a variant run
+published to ``results/<profile>`` (:func:`reference_problem`) and a ``--dest`` that publish did not
+make (:func:`replace_problem`) are refused with exit status 2, touching nothing; ``--restore``
+deletes nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import tempfile
@@ -38,6 +32,7 @@ NOTEBOOK_COUNT = 7
 TRAINED_STAGES = ("sft", "rft", "rft_from_base")  # each has a log and an adapter
 TABLE_SOURCES = ("eval", "behavior")
 DEFAULT_MAX_ADAPTER_MB = 20.0
+UNPUBLISHED = ("README.md", "training_args.bin")  # PEFT's model card (a local path); pickled trainer arguments
 NOTEBOOK_FIGURE = re.compile(r"\d\d_[^/]+\.png")  # a notebook's figure: 05_accuracy_by_benchmark.png
 
 
@@ -86,14 +81,9 @@ def _run_problem(run: Path, profile: str, executed: dict[str, dict[str, Any]]) -
 def reference_problem(
     run_dir: str | Path, profile: str, executed: dict[str, dict[str, Any]] | None = None
 ) -> str | None:
-    """Why a run may not become ``profile``'s reference (``results/<profile>``, which regression runs
-    compare with), or None when it may: every notebook executed under ``profile``, the folder's
-    recorded profile is ``profile``, no ``--set`` overrides, no notebook parameter but the two the
-    runner passes. Used by :func:`publish` and ``python -m persrm_lib.run.regression --update``.
-
-    >>> reference_problem("/no/such/run", "cpu")
-    '/no/such/run/executed holds no notebooks: run the notebooks first'
-    """
+    """Why a run may not become ``profile``'s reference (``results/<profile>``), or None when it may:
+    every notebook executed under ``profile``, the folder's recorded profile is ``profile``, no
+    ``--set`` overrides, no notebook parameter but the two the runner passes."""
     run = Path(run_dir)
     try:
         executed = executed_metadata(run) if executed is None else executed
@@ -129,11 +119,7 @@ def _changed_files(folder: Path, listed: dict[str, str]) -> list[str]:
 def replace_problem(dest: str | Path, profile: str, run_dir: str | Path | None = None) -> str | None:
     """Why publish may not replace ``dest``, or None when it may: ``dest`` does not exist, is empty, or
     holds exactly the unchanged files that its ``MANIFEST.json`` lists for ``profile`` -- and is not
-    the run folder, inside it or above it.
-
-    >>> replace_problem("runs/cpu", "cpu", "runs/cpu")
-    '--dest runs/cpu is the run folder itself'
-    """
+    the run folder, inside it or above it."""
     dest = Path(dest)
     if run_dir is not None:
         here, run = dest.resolve(), Path(run_dir).resolve()
@@ -177,17 +163,8 @@ def notebook_seconds(executed: dict[str, dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _tree_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
 def _make_portable(adapter: Path, run: Path, model_name: str) -> None:
-    """Strip this machine from a copied adapter: the base model by its registry name, paths into the
-    run folder relative, PEFT's model card (it repeats the local base path) and the pickled trainer
-    arguments dropped."""
-    for generated in ("README.md", "training_args.bin"):  # the model card; the trainer's pickled arguments
-        if (adapter / generated).is_file():
-            (adapter / generated).unlink()
+    """Strip this machine's paths from a copied adapter: the base model by its registry name, paths relative."""
     config = adapter / "adapter_config.json"
     if config.is_file():
         data = read_json(config)
@@ -218,9 +195,8 @@ def _run_files(run: Path) -> list[tuple[Path, str]]:
 
 
 def sync_figures(run_dir: str | Path, figures_dir: str | Path = FIGURES_DIR) -> tuple[list[str], list[str]]:
-    """Make the notebooks' figures (``NN_name.png``) in ``figures_dir`` exactly those of
-    ``<run>/figures``, leaving other files alone (and everything, when the run has no figures folder).
-    Returns the (copied, removed) figure names, sorted."""
+    """Make the notebooks' figures (``NN_name.png``) in ``figures_dir`` exactly those of ``<run>/figures``
+    (if it exists), leaving other files alone; return the (copied, removed) names, sorted."""
     source, target = Path(run_dir) / FIGURES_SUBDIR, Path(figures_dir)
     if not source.is_dir():
         return [], []
@@ -241,91 +217,80 @@ def publish(
     max_adapter_mb: float = DEFAULT_MAX_ADAPTER_MB,
     adapter_stages: tuple[str, ...] = TRAINED_STAGES,
 ) -> dict[str, Any]:
-    """Copy a finished run's results into ``dest`` (default ``results/<profile>``), atomically: the
-    new folder is assembled beside ``dest`` and swapped in only when complete. Returns the manifest.
+    """Copy a finished run's results into ``dest`` (default ``results/<profile>``), assembled beside it
+    and swapped in only when complete; return the manifest.
 
     Raises:
-        PublishError: the run is incomplete, was run under another profile, is a variant
-            (:func:`reference_problem`) and ``dest`` is the profile's reference folder, or ``dest``
-            is not a folder publish may replace (:func:`replace_problem`); nothing is touched then.
+        PublishError: the run is incomplete, of another profile, a variant published to the reference
+            folder, or ``dest`` is not a folder publish may replace; nothing is touched then.
         RunFolderBusyError: another process writes to the run folder.
     """
     run = Path(run_dir)
     if not run.is_dir():
         raise PublishError(f"--run-dir {run} is not a folder")
     with run_lock(run, f"python -m persrm_lib.run.publish --run-dir {run}"):  # no writer while it is read
-        return _publish(run, profile, dest, max_adapter_mb, adapter_stages)
-
-
-def _publish(
-    run: Path, profile: str, dest: str | Path | None, max_adapter_mb: float, adapter_stages: tuple[str, ...]
-) -> dict[str, Any]:
-    executed = executed_metadata(run)
-    problem = _run_problem(run, profile, executed)
-    dest = Path(dest) if dest is not None else RESULTS_DIR / profile
-    reference = dest.resolve() == (RESULTS_DIR / profile).resolve()
-    if problem is None and reference:
-        variant = reference_problem(run, profile, executed)
-        problem = None if variant is None else f"{variant}; publish it with --dest"
-    problem = problem or replace_problem(dest, profile, run)
-    if problem is not None:
-        raise PublishError(problem)
-    overrides = read_overrides(run)
-    settings = get_profile(profile, overrides)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
-        write_json_atomic(collect(run), staging / "metrics.json", sort_keys=True)
-        for source, name in _run_files(run):
-            (staging / name).parent.mkdir(exist_ok=True)
-            shutil.copyfile(source, staging / name)
-        skipped = {}
-        for stage in adapter_stages:
-            adapter = runfiles.adapter_dir(run, stage)
-            if not adapter.is_dir():
-                continue
-            size_mb = _tree_bytes(adapter) / 2**20
-            if size_mb >= max_adapter_mb:
-                skipped[stage] = f"{size_mb:.1f} MB is not under {max_adapter_mb:g} MB"
-                continue
-            shutil.copytree(adapter, staging / "adapters" / stage)
-            _make_portable(staging / "adapters" / stage, run, settings.model.name)
-        manifest = {
-            "profile": profile,
-            "settings": settings.to_dict(),
-            "overrides": overrides,
-            "notebook_seconds": notebook_seconds(executed),
-            "adapters_left_out": skipped,
-            "files": file_checksums(staging),
-        }
-        write_json_atomic(manifest, staging / MANIFEST, sort_keys=True)
-        # the old folder goes into a folder made here (never a fixed name that might hold something else)
-        trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent))
-        moved = dest.exists()
-        if moved:
-            dest.rename(trash / dest.name)
+        executed = executed_metadata(run)
+        problem = _run_problem(run, profile, executed)
+        dest = Path(dest) if dest is not None else RESULTS_DIR / profile
+        reference = dest.resolve() == (RESULTS_DIR / profile).resolve()
+        if problem is None and reference:
+            variant = reference_problem(run, profile, executed)
+            problem = None if variant is None else f"{variant}; publish it with --dest"
+        problem = problem or replace_problem(dest, profile, run)
+        if problem is not None:
+            raise PublishError(problem)
+        overrides = read_overrides(run)
+        settings = get_profile(profile, overrides)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
         try:
-            staging.rename(dest)
-        except BaseException:
+            write_json_atomic(collect(run), staging / "metrics.json", sort_keys=True)
+            for source, name in _run_files(run):
+                (staging / name).parent.mkdir(exist_ok=True)
+                shutil.copyfile(source, staging / name)
+            skipped = {}
+            for stage in adapter_stages:
+                adapter = runfiles.adapter_dir(run, stage)
+                if not adapter.is_dir():
+                    continue
+                size_mb = sum(p.stat().st_size for p in adapter.rglob("*") if p.is_file()) / 2**20
+                if size_mb >= max_adapter_mb:
+                    skipped[stage] = f"{size_mb:.1f} MB is not under {max_adapter_mb:g} MB"
+                    continue
+                shutil.copytree(adapter, staging / "adapters" / stage, ignore=shutil.ignore_patterns(*UNPUBLISHED))
+                _make_portable(staging / "adapters" / stage, run, settings.model.name)
+            manifest = {
+                "profile": profile,
+                "settings": dataclasses.asdict(settings),
+                "overrides": overrides,
+                "notebook_seconds": notebook_seconds(executed),
+                "adapters_left_out": skipped,
+                "files": file_checksums(staging),
+            }
+            write_json_atomic(manifest, staging / MANIFEST, sort_keys=True)
+            # the old folder goes into a folder made here (never a fixed name that might hold something else)
+            trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent))
+            moved = dest.exists()
             if moved:
-                (trash / dest.name).rename(dest)  # the previous results back (kept in trash if this fails)
-            trash.rmdir()
+                dest.rename(trash / dest.name)
+            try:
+                staging.rename(dest)
+            except BaseException:
+                if moved:
+                    (trash / dest.name).rename(dest)  # the previous results back (kept in trash if this fails)
+                trash.rmdir()
+                raise
+            shutil.rmtree(trash)  # the previous results, checked by replace_problem as made by publish
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
             raise
-        shutil.rmtree(trash)  # the previous results, checked by replace_problem as made by publish
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if reference and profile in PUBLISHED_PROFILES:
-        sync_figures(run, FIGURES_DIR)  # the reference run's figures, and no figure of an earlier run
-    return manifest
+        if reference and profile in PUBLISHED_PROFILES:
+            sync_figures(run, FIGURES_DIR)  # the reference run's figures, and no figure of an earlier run
+        return manifest
 
 
 def published_manifest(results_dir: str | Path) -> dict[str, Any]:
-    """The ``MANIFEST.json`` of a folder that publish made (it names the profile and every file).
-
-    Raises:
-        PublishError: no manifest, or one that is not JSON or not publish's (naming the folder).
-    """
+    """The ``MANIFEST.json`` of a folder that publish made; raise :class:`PublishError` for any other."""
     marker = Path(results_dir) / MANIFEST
     if not marker.is_file():
         raise PublishError(f"{results_dir} is not a published results folder (no {MANIFEST})")
@@ -343,10 +308,9 @@ def restore(results_dir: str | Path, run_dir: str | Path) -> list[str]:
     each copied beside its place and renamed into it once complete; return the stages restored.
 
     Raises:
-        PublishError: ``results_dir`` is not a folder publish made, an adapter file there differs
-            from its checksum, the run folder is that folder (or inside it, or holds it), or it was
-            started with another profile or other overrides than the published run; nothing is
-            copied then.
+        PublishError: ``results_dir`` is not a folder publish made, an adapter file differs from its
+            checksum, the folders overlap, or the run was started with another profile or other
+            overrides than the published run; nothing is copied then.
         RunFolderBusyError: another process writes to the run folder.
     """
     results, run = Path(results_dir), Path(run_dir)
@@ -454,11 +418,7 @@ def results_markdown(results_dir: str | Path, n_bootstrap: int = 1000, seed: int
 
 
 def _readme_markers(path: Path, profile: str) -> tuple[str, str, str]:
-    """The README's text and its results block's start and end markers.
-
-    Raises:
-        PublishError: the markers are missing. OSError: the README cannot be read.
-    """
+    """The README's text and its results block's markers; :class:`PublishError` when they are missing."""
     text = path.read_text()
     start, end = README_START.format(profile=profile), README_END.format(profile=profile)
     if start not in text or end not in text:
@@ -467,16 +427,12 @@ def _readme_markers(path: Path, profile: str) -> tuple[str, str, str]:
 
 
 def update_readme(readme: str | Path, block: str, profile: str = "cpu") -> bool:
-    """Replace the text between the README's results markers with ``block``; True when it changed.
-
-    Raises:
-        PublishError: the markers are missing.
-    """
+    """Replace the text between the README's results markers with ``block``; True when it changed
+    (:class:`PublishError` when the markers are missing)."""
     path = Path(readme)
     text, start, end = _readme_markers(path, profile)
     head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    new = f"{head}{start}\n{block}\n{end}{tail}"
+    new = f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}"
     if new != text:
         path.write_text(new)
     return new != text

@@ -2,11 +2,10 @@
 
     python -m persrm_lib.run.regression [--profile smoke] [--run-dir DIR] [--skip-run] [--update]
 
-The reference is ``results/<profile>/metrics.json`` (``{notebook: {metric: value}}``, nested metrics
-flattened with dots); tolerances come from ``results/tolerances.json``: glob patterns on
-``notebook:metric`` mapped to ``{"abs": x, "rel": y}`` or ``null`` (not compared), the first match
-winning. ``--update`` stores a run only when :func:`persrm_lib.run.publish.reference_problem` finds
-nothing against it, and never one that fails the learning gate (:func:`learning_problem`).
+The reference is ``results/<profile>/metrics.json``; ``results/tolerances.json`` maps glob patterns on
+``notebook:metric`` to ``{"abs": x, "rel": y}`` or ``null`` (not compared), the first match winning.
+``--update`` stores only a run that may be the reference (:func:`persrm_lib.run.publish.reference_problem`)
+and passes the learning gate (:func:`learning_problem`).
 
 Exit status: 0 every metric within tolerance (or stored); 1 a metric moved or went missing, the
 run did not learn, or a notebook failed; 2 refused (bad arguments, a run that may not be the
@@ -40,13 +39,7 @@ def learning_problem(
 ) -> str | None:
     """Why a run's metrics fail the learning gate, or None: a profile that trains on the persona
     benchmark needs notebook 05's goal met: SFT minus base order-consistent accuracy on held-out
-    personas, its 95% paired interval above 0.
-
-    >>> learning_problem({"05_evaluate": {LEARNING_GOAL: True}}, "cpu") is None
-    True
-    >>> learning_problem({"05_evaluate": {}}, "tiny") is None  # tiny trains on sotu and aaac
-    True
-    """
+    personas, its 95% paired interval above 0."""
     data = get_profile(profile, overrides or {}).data
     if "personas" not in data.benchmarks or not data.trains_on("personas"):
         return None
@@ -68,12 +61,15 @@ class Comparison:
     status: str  # ok, moved, missing, new, ignored
 
 
+EXACT = {"abs": 0.0, "rel": 0.0}  # the tolerance of a metric no rule matches
+
+
 def load_tolerances(path: Path = TOLERANCES_FILE) -> list[tuple[str, dict[str, float] | None]]:
-    return list(read_json(path).items()) if path.is_file() else [("*", {"abs": 0.0, "rel": 0.0})]
+    return list(read_json(path).items()) if path.is_file() else [("*", EXACT)]
 
 
 def tolerance_for(key: str, rules: list[tuple[str, dict[str, float] | None]]) -> dict[str, float] | None:
-    return next((rule for pattern, rule in rules if fnmatch.fnmatchcase(key, pattern)), {"abs": 0.0, "rel": 0.0})
+    return next((rule for pattern, rule in rules if fnmatch.fnmatchcase(key, pattern)), EXACT)
 
 
 def _close(stored: Any, measured: Any, rule: dict[str, float]) -> bool:

@@ -3,14 +3,10 @@
     python -m persrm_lib.run --profile smoke [--run-dir DIR] [--only 01 02] [-p NAME VALUE ...]
                              [--set SETTING VALUE ...]
 
-Every notebook gets ``profile`` and ``run_dir`` from ``--profile`` and ``--run-dir`` only (``-p``
-naming either is refused). ``-p`` sets a parameter of the notebooks whose ``parameters`` cell
-declares it: an undeclared name is refused (papermill only warns), and each value is converted to
-the declared type (:func:`convert_parameter`) and, for list and numeric parameters, checked, before
-any notebook runs. ``--set`` overrides a profile setting for the run; the overrides are stored in
-the run folder (:mod:`persrm_lib.run.settings`). The run folder is locked for the whole run
-(:mod:`persrm_lib.core.runlock`); the runner stops at the first failing notebook, naming it and the
-cell, and keeps the executed copies under ``<run>/executed/``.
+``-p`` sets a parameter of the notebooks that declare it, converted to the declared type and checked
+before any notebook runs (:func:`plan_parameters`); ``--set`` overrides a profile setting for the
+run (:mod:`persrm_lib.run.settings`). The runner stops at the first failing notebook, naming it and
+the cell, and keeps the executed copies under ``<run>/executed/``.
 
 Exit status: 0 done; 1 a notebook failed; 2 refused before any notebook ran (a parameter, a
 setting, a folder in use by another writer).
@@ -19,9 +15,11 @@ setting, a folder in use by another writer).
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from ..core.cli import Parser, fail, parse_names, returns_status
 from ..core.config import FALSE_WORDS, PROFILE_ENV, PROFILES, TRUE_WORDS, get_profile, pin_thread_env
 from ..core.paths import NOTEBOOKS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
-from .settings import RunSettingsError, check_overrides, store_overrides
+from .settings import RunSettingsError, check_overrides, store_overrides  # noqa: F401 -- run_notebooks raises it
 
 ALWAYS_PASSED = ("profile", "run_dir")
 EXECUTED_SUBDIR = "executed"
@@ -76,11 +74,9 @@ def discover(notebooks_dir: Path = NOTEBOOKS_DIR, only: Sequence[str] | None = N
     return found
 
 
-# A parameter's type is its annotation as papermill's ``inspect_notebook`` reads it
-# (``inferred_type_name``), e.g. ``max_steps: int = 0  # comment``. Papermill drops a line annotated
-# ``int | None``, so a default of None is annotated ``"Optional[int]"`` (quoted). An unannotated
-# parameter takes the type of its default; an unannotated None accepts anything (a Python literal
-# when the text is one, else the text).
+# A parameter's type is its annotation as papermill's ``inspect_notebook`` reads it, e.g.
+# ``max_steps: int = 0  # comment``; papermill drops ``int | None``, so write ``"Optional[int]"``.
+# An unannotated parameter takes the type of its default (None: anything).
 SCALAR_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
 NONE_WORDS = ("none", "null")
 _OPTIONAL_RE = re.compile(r"^(?:typing\.)?Optional\[\s*(\w+)\s*\]$|^(\w+)\s*\|\s*None$|^None\s*\|\s*(\w+)$")
@@ -89,20 +85,19 @@ _INT_RE = re.compile(r"^[+-]?[0-9]+$")
 
 @dataclass(frozen=True)
 class ParameterType:
-    """What a notebook parameter accepts: a scalar type (or None: anything), possibly None itself."""
+    """What a notebook parameter accepts: a scalar type (None: anything), optionally None too."""
 
     base: type | None
     optional: bool = False
 
     @property
     def name(self) -> str:
-        """How messages write it: ``int``, ``Optional[int]``, ``any``."""
         if self.base is None:
             return "any"
         return f"Optional[{self.base.__name__}]" if self.optional else self.base.__name__
 
     def describe(self) -> str:
-        """The name, with the accepted words of a boolean: ``bool (true/false/yes/no/1/0)``."""
+        """The name, with a boolean's accepted words: ``bool (true/false/yes/no/1/0)``."""
         if self.base is not bool:
             return self.name
         return f"{self.name} ({'/'.join(w for pair in zip(TRUE_WORDS, FALSE_WORDS, strict=True) for w in pair)})"
@@ -113,17 +108,15 @@ ANY = ParameterType(None)
 
 @dataclass(frozen=True)
 class NotebookParameter:
-    """One declaration of a ``parameters`` cell."""
-
     name: str
-    default: Any  # the default as a Python value (the source text when it is not a literal)
+    default: Any  # a Python value (the source text when it is not a literal)
     type: ParameterType
     help: str = ""
 
 
 def parse_type_name(text: str) -> ParameterType | None:
-    """Read a papermill ``inferred_type_name``: ``int``, ``Optional[int]``, ``int | None``, ``Any``;
-    ``None`` (papermill's "no annotation") gives ``None``.
+    """Read a papermill ``inferred_type_name`` (``int``, ``Optional[int]``, ``int | None``, ``Any``); its
+    ``None`` ("no annotation") gives ``None``.
 
     Raises:
         ValueError: an annotation the runner cannot convert to (lists, dicts, unions of two types).
@@ -151,7 +144,7 @@ def _parse_value(text: str) -> Any:
 
 
 def _is_of(value: Any, ptype: ParameterType) -> bool:
-    """Whether a Python value already has ``ptype`` (an int counts as a float; a bool never as an int)."""
+    """Whether ``value`` has ``ptype`` (an int counts as a float; a bool never as an int)."""
     if value is None:
         return ptype.optional
     if ptype.base is None:
@@ -166,15 +159,11 @@ def convert_parameter(value: Any, ptype: ParameterType) -> Any:
 
     Text: ``bool`` accepts true/false/yes/no/1/0 in any case; ``int`` only whole numbers (``2.0`` is
     refused); ``float`` what ``float()`` reads; ``str`` the text (a quoted Python string literal is
-    unquoted); ``Optional[...]`` also ``None``/``null``. A Python value must already have the type
-    (an ``int`` is accepted for a ``float``; a ``bool`` is never an ``int``).
+    unquoted); ``Optional[...]`` also ``None``/``null``. A Python value must already have the type.
 
     Raises:
         ValueError: ``got <value>``: the value does not convert, or is a list, tuple, dict or set
             literal for a scalar type (the caller names the parameter and the notebook).
-
-    >>> convert_parameter("No", ParameterType(bool)), convert_parameter("3", ParameterType(int))
-    (False, 3)
     """
     if ptype.base is None:
         return _parse_value(value) if isinstance(value, str) else value
@@ -209,23 +198,17 @@ def _cell_targets(source: str) -> list[str]:
         body = ast.parse(source).body
     except SyntaxError:
         return []
-    targets: list[ast.expr] = []
-    for node in body:
-        if isinstance(node, ast.AnnAssign):
-            targets.append(node.target)
-        elif isinstance(node, ast.Assign):
-            targets += node.targets
+    assigned = [n for n in body if isinstance(n, ast.Assign | ast.AnnAssign)]
+    targets = [t for n in assigned for t in (n.targets if isinstance(n, ast.Assign) else [n.target])]
     return [t.id for t in targets if isinstance(t, ast.Name)]
 
 
 def declared_parameter_specs(notebook: Path) -> dict[str, NotebookParameter]:
-    """The parameters of a notebook's ``parameters`` cell with their types (papermill's
-    ``inspect_notebook``).
+    """The parameters of a notebook's ``parameters`` cell with their types (papermill's ``inspect_notebook``).
 
     Raises:
         ParameterTypeError: a declaration that papermill cannot read (it would drop the name), an
-            annotation the runner cannot convert to, or a default that is not of the annotated type;
-            each naming the notebook and the parameter.
+            annotation the runner cannot convert to, or a default that is not of the annotated type.
     """
     import nbformat
     from papermill.inspection import inspect_notebook
@@ -262,30 +245,17 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
     return {name: spec.default for name, spec in declared_parameter_specs(notebook).items()}
 
 
-def _baseline_judges() -> list[str]:
-    from ..evaluate.judges import JUDGES
-
-    return [j for j in JUDGES if j != "generative"]
-
-
-def _stages() -> Sequence[str]:
-    from ..evaluate.records import STAGES
-
-    return STAGES
-
-
-def _literature_sets() -> list[str]:
-    from ..data.corpora import LITERATURE_SETS
-
-    return sorted(LITERATURE_SETS)
+def _names(module: str, attribute: str, leave_out: str = "") -> Callable[[], list[str]]:
+    """The names in ``module.attribute``, imported when a parameter is checked (the import is slow)."""
+    return lambda: [n for n in getattr(importlib.import_module(module, __package__), attribute) if n != leave_out]
 
 
 # Checked before any notebook runs, so a typo in 05's judges does not surface after 01-04 have run.
 # (notebook stem, parameter) -> (the allowed names, read when checked; one name rather than a list)
 LIST_PARAMETERS: dict[tuple[str, str], tuple[Callable[[], Sequence[str]], bool]] = {
-    ("01_synthesize", "literature_sets"): (_literature_sets, False),
-    ("05_evaluate", "judges"): (_baseline_judges, False),
-    ("05_evaluate", "stages"): (_stages, False),
+    ("01_synthesize", "literature_sets"): (_names("..data.corpora", "LITERATURE_SETS"), False),
+    ("05_evaluate", "judges"): (_names("..evaluate.judges", "JUDGES", leave_out="generative"), False),
+    ("05_evaluate", "stages"): (_names("..evaluate.records", "STAGES"), False),
     ("05_evaluate", "orders"): (lambda: ("both", "original"), True),
     ("07_behavior_analysis", "classifier"): (lambda: ("rule", "llm", "both"), True),
 }
@@ -305,7 +275,7 @@ AT_LEAST: dict[tuple[str, str], int] = {
 
 
 def _check_value(notebook: Path, name: str, value: Any) -> None:
-    """Raise :class:`ParameterTypeError` for a list item not allowed or a number below its smallest value."""
+    """Raise :class:`ParameterTypeError` for a list item not allowed or a number below its minimum."""
     key = (notebook.stem, name)
     if key in LIST_PARAMETERS and isinstance(value, str):
         choices, single = LIST_PARAMETERS[key]
@@ -324,14 +294,14 @@ def _check_value(notebook: Path, name: str, value: Any) -> None:
 def plan_parameters(
     notebooks: Sequence[Path], profile: str, run_dir: Path, params: dict[str, Any]
 ) -> dict[Path, dict[str, Any]]:
-    """Which parameters each notebook receives, converted to each notebook's declared type.
+    """Which parameters each notebook receives, converted to each notebook's declared type
+    (:func:`convert_parameter`); an undeclared name is refused (papermill only warns).
 
     Raises:
         ReservedParameterError: ``profile`` or ``run_dir`` among ``params`` (the runner sets them).
-        UnknownParameterError: a name that no notebook declares, or a notebook without
-            ``profile`` and ``run_dir``.
-        ParameterTypeError: a value that does not convert, or a list parameter's item that is not
-            allowed, naming the parameter, the notebook and what it expects (nothing has run then).
+        UnknownParameterError: a name that no notebook declares, or a notebook without ``profile`` and ``run_dir``.
+        ParameterTypeError: a value that does not convert, or is not allowed, naming the parameter,
+            the notebook and what it expects.
     """
     reserved = [name for name in ALWAYS_PASSED if name in params]
     if reserved:
@@ -369,13 +339,9 @@ IPC_PREFIX_MAX = 100  # bytes of the kernel's IPC socket prefix (+ "-<port>" mus
 
 
 def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict[str, Any], cwd: str | Path) -> None:
-    """Execute one notebook with papermill in the ``python3`` kernel, talking over IPC sockets in a
-    private temporary folder (no network port, no "running over TCP without encryption" warning),
-    or over TCP where that folder's path is too long for a Unix socket.
-
-    Raises:
-        papermill.exceptions.PapermillExecutionError: a cell raised (papermill's error, unchanged).
-    """
+    """Execute one notebook with papermill in the ``python3`` kernel, over IPC sockets in a private
+    temporary folder (no "running over TCP without encryption" warning), or over TCP where that
+    folder's path is too long for a Unix socket; a cell that raises gives papermill's ``PapermillExecutionError``."""
     import tempfile
 
     import papermill
@@ -405,10 +371,8 @@ def run_notebooks(
     log: Callable[[str], None] = print,
     settings: dict[str, Any] | None = None,
 ) -> list[NotebookRun]:
-    """Execute the notebooks in order; raise :class:`NotebookFailedError` at the first failure.
-
-    ``settings`` overrides profile settings for the run (stored in the run folder by
-    :func:`persrm_lib.run.settings.store_overrides`, which raises :class:`RunSettingsError`)."""
+    """Execute the notebooks in order, holding the run folder's lock; raise :class:`NotebookFailedError`
+    at the first failure. ``settings``: profile overrides for the run (:func:`~persrm_lib.run.settings.store_overrides`)."""
     from papermill.exceptions import PapermillExecutionError
 
     run = Path(run_dir).resolve() if run_dir else default_run_dir(profile).resolve()
@@ -466,23 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     for flag, pairs in (("-p", args.parameter), ("--set", args.set)):
-        names = [name for name, _ in pairs]
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        repeated = sorted(name for name, count in Counter(name for name, _ in pairs).items() if count > 1)
         if repeated:  # dict() would keep the last one silently
             return fail(f"{flag} {', '.join(repeated)} given more than once")
     try:
         runs = run_notebooks(args.profile, args.run_dir, dict(args.parameter), args.only, settings=dict(args.set))
     except NotebookFailedError as exc:
         return fail(str(exc), status=1)
-    except (
-        UnknownParameterError,
-        ParameterTypeError,
-        ReservedParameterError,
-        FileNotFoundError,
-        RunSettingsError,
-        RunFolderBusyError,
-    ) as exc:  # refused before any notebook ran
-        return fail(str(exc))
+    except (ValueError, FileNotFoundError, RunFolderBusyError) as exc:  # refused before any notebook ran
+        return fail(str(exc))  # the parameter errors and RunSettingsError are ValueErrors
     print(f"done: {len(runs)} notebooks in {sum(r.seconds for r in runs):.1f}s")
     return 0
 

@@ -1,11 +1,7 @@
 """The profile and overrides a run folder was started with: ``<run>/settings.json``,
 ``{"profile": "cpu", "overrides": {"prompt.evidence": "stylometric", ...}}`` (values as given on the
-command line; :func:`persrm_lib.core.config.apply_overrides` converts them).
-
-The runner validates ``--set`` overrides before any notebook runs and writes them here for every
-new run folder; every notebook's :func:`persrm_lib.run.notebook.start` applies them, so a notebook
-re-run later in the folder sees the same configuration. A folder holds one configuration: other
-overrides or another profile for a folder that has outputs are refused.
+command line). Every notebook's :func:`persrm_lib.run.notebook.start` applies them; a folder holds one
+configuration, so other overrides or another profile for a folder that has outputs are refused.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
-from ..core.config import get_profile
+from ..core.config import Profile, get_profile
 from ..core.jsonl import JsonlFormatError, read_json, write_json_atomic
 from ..core.runlock import LOCK_FILE
 
@@ -25,11 +21,7 @@ class RunSettingsError(ValueError):
 
 def read_settings(run_dir: str | Path) -> tuple[str | None, dict[str, Any]]:
     """The profile (None when unrecorded) and the overrides (``{}`` when the file is absent) stored in
-    ``<run>/settings.json``.
-
-    Raises:
-        RunSettingsError: the file is not JSON of the form ``{"overrides": {name: value}, ...}``.
-    """
+    ``<run>/settings.json``; :class:`RunSettingsError` when it is not of that form."""
     path = runfiles.settings_path(Path(run_dir))
     if not path.is_file():
         return None, {}
@@ -47,28 +39,21 @@ def read_overrides(run_dir: str | Path) -> dict[str, Any]:
     return read_settings(run_dir)[1]
 
 
-def check_overrides(profile: str, overrides: dict[str, Any]) -> None:
-    """Validate ``overrides`` against ``profile`` without touching any folder.
-
-    Raises:
-        RunSettingsError: an unknown setting, a value of the wrong type or out of its range.
-    """
-    if overrides:
-        try:
-            get_profile(profile, {str(k): v for k, v in overrides.items()})
-        except (KeyError, ValueError) as exc:
-            message = str(exc.args[0] if exc.args else exc).removeprefix(f"profile {profile!r}: ")
-            raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
+def check_overrides(profile: str, overrides: dict[str, Any]) -> Profile:
+    """The profile with ``overrides``; :class:`RunSettingsError` for an unknown setting or a value of the
+    wrong type or range."""
+    try:
+        return get_profile(profile, overrides)
+    except (KeyError, ValueError) as exc:
+        message = str(exc.args[0] if exc.args else exc).removeprefix(f"profile {profile!r}: ")
+        raise RunSettingsError(f"--set for profile {profile!r}: {message}") from exc
 
 
 def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Validate ``overrides`` against ``profile`` and make them the run folder's; return what applies:
     a new (or empty) folder records them; with no overrides, the folder's stored ones apply; new
     overrides are accepted by a folder that stores the same settings once parsed (``0.30`` is ``0.3``).
-
-    Raises:
-        RunSettingsError: an unknown setting, a value of the wrong type, another profile than the
-            folder's, or overrides other than the ones the folder's outputs were made with.
+    :class:`RunSettingsError`: a bad override, another profile, or overrides other than the folder's.
     """
     run = Path(run_dir)
     recorded, stored = read_settings(run)
@@ -78,8 +63,7 @@ def store_overrides(run_dir: str | Path, profile: str, overrides: dict[str, Any]
             "needs another --run-dir"
         )
     wanted = {str(k): v for k, v in overrides.items()}
-    check_overrides(profile, wanted)
-    resolved = get_profile(profile, wanted) if wanted else None
+    resolved = check_overrides(profile, wanted)
     if runfiles.settings_path(run).is_file():
         # compared as the settings they resolve to, so "0.30" and "0.3" are one configuration
         if wanted and get_profile(profile, stored) != resolved:
