@@ -29,7 +29,7 @@ from ..core.cli import Parser, fail, parse_names, returns_status
 from ..core.config import FALSE_WORDS, PROFILE_ENV, PROFILES, TRUE_WORDS, get_profile, pin_thread_env
 from ..core.paths import NOTEBOOKS_DIR, default_run_dir
 from ..core.runlock import RunFolderBusyError, run_lock
-from .settings import RunSettingsError, check_overrides, store_overrides  # noqa: F401 -- run_notebooks raises it
+from .settings import RunSettingsError, check_overrides, store_overrides
 
 ALWAYS_PASSED = ("profile", "run_dir")
 EXECUTED_SUBDIR = "executed"
@@ -437,8 +437,15 @@ def main(argv: list[str] | None = None) -> int:
         runs = run_notebooks(args.profile, args.run_dir, dict(args.parameter), args.only, settings=dict(args.set))
     except NotebookFailedError as exc:
         return fail(str(exc), status=1)
-    except (ValueError, FileNotFoundError, RunFolderBusyError) as exc:  # refused before any notebook ran
-        return fail(str(exc))  # the parameter errors and RunSettingsError are ValueErrors
+    except (
+        UnknownParameterError,
+        ParameterTypeError,
+        ReservedParameterError,
+        FileNotFoundError,
+        RunSettingsError,
+        RunFolderBusyError,
+    ) as exc:  # refused before any notebook ran; any other error keeps its traceback
+        return fail(str(exc))
     print(f"done: {len(runs)} notebooks in {sum(r.seconds for r in runs):.1f}s")
     return 0
 
