@@ -8,10 +8,6 @@
 
 A passage containing the author's surname (from the metadata or the author's running headers)
 is dropped and counted in ``table.attrs["skipped"]``.
-
->>> table = load_sotu(passage_words=80, presidents=["lincoln"])
->>> sorted(set(table["author"])), bool((table["text"].str.split().str.len() >= 80).all())
-(['lincoln'], True)
 """
 
 from __future__ import annotations
@@ -51,9 +47,6 @@ def clean_sotu_text(text: str) -> list[str]:
     ``[word; White House correction]`` keeps the corrected word; any other bracketed note
     (``[Applause]``, ``[laughter]``, ``[see APP Note]``) goes. Text after ``Audience member.``
     is dropped up to the next ``The President.`` label.
-
-    >>> clean_sotu_text("The President. Thank you. [Applause] Audience members. U.S.A.! The President. We [are; White House correction] here.")
-    ['Thank you. We are here.']
     """
     paragraphs = []
     for raw in re.split(r"\n\s*\n", text):
@@ -132,9 +125,6 @@ def clean_student_paper(text: str) -> tuple[list[str], set[str]]:
     word and a page number alone on a line; the word is returned as a surname), everything from
     a ``Works Cited``/``Bibliography`` line on, and every line shorter than 8 words (the
     ``Name Name`` / ``Paper #2`` / date / title header block, section headings, verse quotes).
-
-    >>> clean_student_paper("Name Name\\nPaper #2\\n\\nThe dream means something different to every person alive.\\nZosky 2\\nWorks Cited\\nA book by someone somewhere, long ago.")
-    (['The dream means something different to every person alive.'], {'Zosky'})
     """
     surnames: set[str] = set()
     body: list[str] = []
@@ -219,14 +209,10 @@ def clean_literature(text: str) -> list[str]:
     """Body paragraphs of a literary text: the heading block before the first real paragraph
     (titles, ``From the New York Packet.``, ``MADISON``, salutations), any paragraph in capitals
     (chapter titles, signatures such as ``PUBLIUS.``) and Gutenberg credit lines are removed.
-
-    >>> clean_literature("THE PARSONAGE\\n\\nBy Anne\\n\\n" + "word " * 25 + "\\n\\nCHAPTER II\\n\\nShort reply.")
-    ['word word word word word word word word word word word word word word word word word word word word word word word word word', 'Short reply.']
     """
-    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
     body: list[str] = []
     started = False
-    for paragraph in paragraphs:
+    for paragraph in (" ".join(p.split()) for p in re.split(r"\n\s*\n", text)):
         if not paragraph or _GUTENBERG_RE.match(paragraph):
             continue
         letters = [c for c in paragraph if c.isalpha()]

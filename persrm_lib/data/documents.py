@@ -8,11 +8,6 @@ shortcut and the ``same-era`` negative) and ``position`` (passage index within t
 What every corpus loader shares: strict file reading, passage cutting, the author-name check (a
 passage naming its author is dropped and counted in ``table.attrs["skipped"]``), and the table's
 one writer and reader.
-
->>> table = document_table(passages_of_work(["One two three. Four five six."], author="ann", work="w1",
-...     genre="essay", source="demo", passage_words=3, names=[], skipped=Counter()), Counter(), "demo")
->>> table[["doc_id", "author", "text", "position"]].values.tolist()
-[['demo/w1#000', 'ann', 'One two three.', 0], ['demo/w1#001', 'ann', 'Four five six.', 1]]
 """
 
 from __future__ import annotations
@@ -98,9 +93,6 @@ def split_sentences(text: str) -> list[str]:
     """Split running text into sentences on ``. ! ?`` followed by a capital or a digit.
 
     Abbreviations (``Mr.``, ``U.S.``, ``etc.``) and initials (``H. Truman``) do not end a sentence.
-
-    >>> split_sentences("Mr. Smith went to Washington. He saw the U.S. Capitol! Then? He left.")
-    ['Mr. Smith went to Washington.', 'He saw the U.S. Capitol!', 'Then?', 'He left.']
     """
     text = " ".join(text.split())
     sentences, start = [], 0
@@ -119,11 +111,7 @@ def split_sentences(text: str) -> list[str]:
 
 def cut_passages(paragraphs: Iterable[str], passage_words: int) -> list[str]:
     """Cut text into passages of at least ``passage_words`` words, ending on sentence boundaries;
-    the shorter remainder is dropped.
-
-    >>> [len(p.split()) for p in cut_passages(["One two three. Four five. Six seven eight nine."], 5)]
-    [5]
-    """
+    the shorter remainder is dropped. ValueError when ``passage_words`` is below 1."""
     if passage_words < 1:
         raise ValueError(f"passage_words must be at least 1, got {passage_words}")
     passages: list[str] = []
@@ -140,15 +128,14 @@ def cut_passages(paragraphs: Iterable[str], passage_words: int) -> list[str]:
 
 
 def _fold(text: str) -> str:
+    """``text`` without accents."""
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def author_surnames(name: str) -> list[str]:
     """The surname of a person-like author name (last alphabetic token, 3+ letters), with its
-    accent-free spelling; codes such as ``Author01`` or ``S1`` give none.
-
-    >>> author_surnames("Anne Brontë"), author_surnames("AaronPressman"), author_surnames("Author01")
-    (['Brontë', 'Bronte'], ['Pressman'], [])
+    accent-free spelling (``Anne Brontë`` -> ``['Brontë', 'Bronte']``, ``AaronPressman`` ->
+    ``['Pressman']``); codes such as ``Author01`` or ``S1`` give none.
     """
     tokens = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name.replace("_", " ")).split()
     tokens = [t for t in tokens if t.isalpha() and len(t) >= 3]
@@ -159,11 +146,7 @@ def author_surnames(name: str) -> list[str]:
 
 
 def mentions_name(text: str, names: Sequence[str]) -> bool:
-    """True when ``text`` contains one of ``names`` as a whole word (as written or in capitals).
-
-    >>> mentions_name("Said MADISON.", ["Madison"]), mentions_name("a grant of land", ["Grant"])
-    (True, False)
-    """
+    """True when ``text`` contains one of ``names`` as a whole word (as written or in capitals)."""
     both = _fold(text) + " " + text
     return any(re.search(rf"\b(?:{re.escape(name)}|{re.escape(name.upper())})\b", both) for name in names)
 

@@ -20,11 +20,7 @@ _MIN_RESPONSE_WORDS = 10
 
 
 def response_budget(passage_words: int, query_words: int) -> int:
-    """Words per response: ``passage_words - query_words`` (ValueError below 10).
-
-    >>> response_budget(80, 16)
-    64
-    """
+    """Words per response: ``passage_words - query_words`` (ValueError below 10)."""
     budget = passage_words - query_words
     if budget < _MIN_RESPONSE_WORDS:
         raise ValueError(
@@ -38,11 +34,6 @@ def query_and_response(text: str, query_mode: str, query_words: int, response_wo
     """The query a passage gives and its response part (exactly ``response_words`` words), or
     ``None`` when the passage is too short. ``opening``: the first ``query_words`` words are the
     query, the response follows them; ``neutral``: :data:`NEUTRAL_QUERY` and the passage's start.
-
-    >>> query_and_response("a b c d e f g", "opening", 2, 3)
-    ('a b', 'c d e')
-    >>> query_and_response("a b c d e f g", "neutral", 2, 3)[1]
-    'a b c'
     """
     words = text.split()
     if query_mode == "neutral":

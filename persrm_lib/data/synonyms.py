@@ -3,11 +3,6 @@
 WordNet is read from a folder with nltk's ``WordNetCorpusReader`` (nothing is downloaded): the
 ``folder`` argument, else ``$PERSRM_WORDNET_DIR``, else nltk_data's ``corpora/wordnet`` or Debian's
 ``wordnet-base`` (``/usr/share/wordnet``).
-
->>> import random
->>> wordnet = WordNetSynonyms()                               # doctest: +SKIP
->>> wordnet.perturb("The quick reply pleased the old farmer.", random.Random(0), 1)  # doctest: +SKIP
-('The quick answer pleased the old farmer.', [('reply', 'answer')])
 """
 
 from __future__ import annotations
@@ -40,10 +35,6 @@ _LEXNAMES = (
 _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 
 
-def _has_wordnet(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in _REQUIRED_FILES)
-
-
 def find_wordnet_dir(folder: str | Path | None = None) -> Path:
     """The WordNet folder to read (search order: the module docstring); FileNotFoundError when none has it."""
     candidates: list[Path] = []
@@ -60,7 +51,7 @@ def find_wordnet_dir(folder: str | Path | None = None) -> Path:
             pass
         candidates.append(DEBIAN_WORDNET_DIR)
     for candidate in candidates:
-        if _has_wordnet(candidate):
+        if all((candidate / name).is_file() for name in _REQUIRED_FILES):
             return candidate
     raise FileNotFoundError(
         f"WordNet not found (looked in {', '.join(str(c) for c in candidates)}); install Debian's wordnet-base "
@@ -161,17 +152,9 @@ class WordNetSynonyms:
         return word.isalpha() and word.islower() and len(word) >= MIN_WORD_LETTERS and word not in ENGLISH_STOP_WORDS
 
     def perturb(self, text: str, rng: random.Random, n_swaps: int) -> tuple[str, list[tuple[str, str]]]:
-        """Swap ``n_swaps`` words of ``text`` for close synonyms, chosen by ``rng``.
-
-        Args:
-            text: the author's text.
-            rng: a seeded ``random.Random`` (the result is a function of its state).
-            n_swaps: how many words to swap (the paper: 3-4).
-
-        Returns:
-            The new text and the ``(word, synonym)`` swaps made, in text order; fewer than
-            ``n_swaps`` when the text has fewer swappable words.
-        """
+        """Swap ``n_swaps`` words of ``text`` (the paper: 3-4) for close synonyms, chosen by the seeded
+        ``rng``: the new text and the ``(word, synonym)`` swaps made, in text order (fewer than
+        ``n_swaps`` when the text has fewer swappable words)."""
         tokens = list(_TOKEN_RE.finditer(text))
         candidates = [i for i, m in enumerate(tokens) if self.swappable(m.group())]
         rng.shuffle(candidates)
