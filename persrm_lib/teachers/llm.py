@@ -14,7 +14,7 @@ from ..core.prompt import build_messages
 from ..core.verdict import exemplar_count
 from ..models.client import ChatClient, HTTPChatClient, LocalChatClient, Messages
 from ..models.context import PromptTooLongError, TooLong, find_too_long, known_budget
-from .base import Pair, Teacher, TeacherResponseError
+from .base import Pair, Teacher, TeacherResponseError, each_result
 from .stylometric import StylometricTeacher
 
 # RM-R1 (arXiv 2505.02387) gives its oracle the correct answer only for the pairs it judged wrong;
@@ -69,11 +69,10 @@ class LLMTeacher(Teacher):
 
     @staticmethod
     def _one(results: Iterator[tuple[int, str | TeacherResponseError]]) -> str:
-        for _, result in results:
-            if isinstance(result, TeacherResponseError):
-                raise result
-            return result
-        raise AssertionError("unreachable: judge_each yields one result per pair")
+        [(_, result)] = results  # one pair, one result
+        if isinstance(result, TeacherResponseError):
+            raise result
+        return result
 
     def too_long(self, pairs: Sequence[Pair], conversations: Sequence[Messages]) -> dict[int, TeacherResponseError]:
         """The pairs whose prompt does not fit a local model's context minus ``max_new_tokens``
@@ -107,16 +106,12 @@ class LLMTeacher(Teacher):
         yield from refused.items()
         index = [i for i in range(len(pairs)) if i not in refused]  # position in the request -> pair
         conversations = [conversations[i] for i in index]
-        labels = [f"pair {pairs[i].get('id', '?')!r}" for i in index]
         complete_each = getattr(self.client, "complete_each", None)
         if complete_each is None:  # a plain ChatClient: one request at a time
-            for k, messages in enumerate(conversations):
-                try:
-                    yield index[k], self.client.complete(messages).strip()
-                except TeacherResponseError as exc:
-                    yield index[k], exc
-            return
-        for k, result in complete_each(conversations, labels):
+            results = each_result(conversations, self.client.complete)
+        else:
+            results = complete_each(conversations, [f"pair {pairs[i].get('id', '?')!r}" for i in index])
+        for k, result in results:
             yield index[k], result if isinstance(result, TeacherResponseError) else result.strip()
 
     def complete(self, messages: Messages) -> str:
@@ -131,17 +126,10 @@ class LLMTeacher(Teacher):
 
 
 class LocalTeacher(LLMTeacher):
-    """An :class:`LLMTeacher` over a registry model, greedy decoding, loaded on first use.
-
-    Args:
-        model_name: ``tiny-random``, ``smollm2-135m-instruct``, a local folder or a hub id.
-        max_new_tokens: the completion length limit, in tokens.
-        batch_size: prompts per forward pass.
-        n_exemplars: exemplars in the prompt (default: the pair's ``n_exemplars``, else all).
-        device: where to run the model (default: the registry's choice).
-
-    Raises:
-        ValueError: ``max_new_tokens`` or ``batch_size`` below 1.
+    """An :class:`LLMTeacher` over a registry model (``tiny-random``, ``smollm2-135m-instruct``, a
+    local folder or a hub id), greedy decoding, loaded on first use: ``max_new_tokens`` limits the
+    completion (tokens), ``batch_size`` is prompts per forward pass (ValueError below 1 for either),
+    ``device`` defaults to the registry's choice.
     """
 
     def __init__(
@@ -159,16 +147,9 @@ class LocalTeacher(LLMTeacher):
 
 
 class HTTPTeacher(LLMTeacher):
-    """An :class:`LLMTeacher` over an OpenAI-compatible ``/chat/completions`` endpoint.
-
-    Args:
-        base_url: the API root, e.g. ``http://localhost:8000/v1``.
-        model: the model id the server knows.
-        n_exemplars: exemplars in the prompt (default: the pair's ``n_exemplars``, else all).
-        **client_settings: the rest of :class:`~persrm_lib.models.client.HTTPChatClient`'s settings.
-
-    Raises:
-        ValueError: a setting the client refuses (see :class:`~persrm_lib.models.client.HTTPChatClient`).
+    """An :class:`LLMTeacher` over an OpenAI-compatible ``/chat/completions`` endpoint: ``base_url``
+    is the API root (e.g. ``http://localhost:8000/v1``), ``model`` the id the server knows, the rest
+    :class:`~persrm_lib.models.client.HTTPChatClient`'s settings (ValueError for one it refuses).
     """
 
     def __init__(self, base_url: str, model: str, n_exemplars: int | None = None, **client_settings: Any) -> None:
@@ -181,10 +162,6 @@ def make_teacher(settings: TeacherSettings, seed: int = 0) -> Teacher:
 
     Raises:
         ValueError: an unknown kind, or a setting the kind needs that is missing.
-
-    >>> from persrm_lib.core.config import TeacherSettings
-    >>> make_teacher(TeacherSettings(kind="stylometric")).name
-    'stylometric'
     """
     if settings.kind == "stylometric":
         return StylometricTeacher(n_criteria=settings.n_criteria, compact=settings.trace_style == "compact")

@@ -3,13 +3,6 @@
 It measures the exemplars and both responses (:mod:`persrm_lib.data.stylometry`), cites the
 measurements that separate the responses most and scores both by stylistic closeness to the
 exemplars. It never reads the label, so it can be wrong.
-
->>> pair = {"id": "p1", "query": "Write.", "exemplars": ["I came; I saw; I conquered."],
-...         "response_a": "We came; we saw; we won.", "response_b": "Well, hello there, friend!",
-...         "label": "a"}
->>> from persrm_lib.core.verdict import read_verdict
->>> read_verdict(StylometricTeacher().judge(pair)).preferred
-'a'
 """
 
 from __future__ import annotations
@@ -65,6 +58,7 @@ class Measurement:
 
 
 def _fmt(value: float) -> str:
+    """A measurement as the traces write it (3 significant digits below 1, else one decimal)."""
     return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
 
 
@@ -272,11 +266,7 @@ class StylometricTeacher(Teacher):
 
 
 def _hinted_scores(score_a: float, score_b: float, side: str) -> tuple[float, float]:
-    """The blind scores with the higher one given to ``side``; a tie is split by half a point within [0, 10].
-
-    >>> _hinted_scores(6.1, 4.0, "B"), _hinted_scores(5.0, 5.0, "A"), _hinted_scores(10.0, 10.0, "B")
-    ((4.0, 6.1), (5.5, 5.0), (9.5, 10.0))
-    """
+    """The blind scores with the higher one given to ``side``; a tie is split by half a point within [0, 10]."""
     high, low = max(score_a, score_b), min(score_a, score_b)
     if high == low:
         high, low = (min(10.0, high + 0.5), low) if high < 10.0 else (high, low - 0.5)

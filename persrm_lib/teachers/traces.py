@@ -28,11 +28,7 @@ def make_trace(pair: Pair, teacher: str, completion: str, tags: Mapping[str, Any
     """A trace record: the pair's fields (in its order), ``teacher, completion, scores, faithful``,
     then ``tags`` (e.g. ``{"hinted": True}``). ``scores`` (``[s_a, s_b]`` or None) and ``faithful``
     (the labelled response scored strictly higher) come from :func:`persrm_lib.core.verdict.read_verdict`.
-
-    >>> from persrm_lib.core.output_format import render_output
-    >>> trace = make_trace({"id": "p1", "label": "b"}, "t", render_output("c", "e", (2, 9)))
-    >>> trace["scores"], trace["faithful"]
-    ([2.0, 9.0], True)
+    ValueError when a tag would overwrite a field.
     """
     clash = sorted(set(tags or {}) & {*TRACE_FIELDS, *pair})
     if clash:
@@ -58,7 +54,6 @@ def read_traces(
     """Read a complete trace file strictly, in file order.
 
     Args:
-        path: the trace file.
         written_by: the notebook that writes it, named when the file is missing.
         required: fields every trace must carry (e.g. :data:`TRACE_FIELDS`).
 
