@@ -52,16 +52,10 @@ def clean_sotu_text(text: str) -> list[str]:
     for raw in re.split(r"\n\s*\n", text):
         raw = _CORRECTION_RE.sub(r"\1", " ".join(raw.split()))
         raw = _BRACKET_RE.sub("", raw)
-        kept: list[str] = []
-        speaker = "The President"
-        pieces = _SPEAKER_RE.split(raw)
-        # split() with one group gives [text, label, text, label, text, ...]
-        for i, piece in enumerate(pieces):
-            if i % 2 == 1:
-                speaker = piece
-            elif speaker == "The President" and piece.strip():
-                kept.append(piece.strip())
-        paragraph = " ".join(kept).strip()
+        pieces = _SPEAKER_RE.split(raw)  # one group: [text, label, text, label, text, ...]
+        speakers = ["The President", *pieces[1::2]]  # who speaks each text piece
+        kept = [text.strip() for speaker, text in zip(speakers, pieces[::2], strict=True) if speaker == "The President"]
+        paragraph = " ".join(t for t in kept if t).strip()
         if paragraph and re.search(r"[A-Za-z]", paragraph):
             paragraphs.append(paragraph)
     return paragraphs
@@ -77,7 +71,6 @@ def load_sotu(
     ``genre`` ``"address"``, ``year`` the address's year.
 
     Args:
-        passage_words: passage length in words.
         presidents: keep only these ``president_id`` values.
         include_related: also load the non-SOTU documents the package carries (``is_sotu`` false).
         data_dir: the package's ``data`` folder (default: found with ``importlib``).

@@ -198,9 +198,7 @@ def passages_of_work(
 
 def concat_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Stack Document tables, summing their skip counters."""
-    skipped: Counter = Counter()
-    for t in tables:
-        skipped.update(t.attrs.get("skipped", {}))
+    skipped = sum((Counter(t.attrs.get("skipped", {})) for t in tables), Counter())
     out = pd.concat(list(tables), ignore_index=True)
     out.attrs["skipped"] = dict(sorted(skipped.items()))
     return out

@@ -53,8 +53,7 @@ def synthesize_pairs(
 
     Args:
         tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.data.benchmarks.load_benchmark`).
-        data: the profile's data settings (``cfg.data``).
-        seed: the profile seed (each set gets its own seed derived from it).
+        data, seed: the profile's ``cfg.data`` and ``cfg.seed``.
         embeddings, synonyms, query_mode, mimic: see :func:`build_pairs`.
         validation_pairs: pairs in the validation set (default ``data.eval_pairs``).
 

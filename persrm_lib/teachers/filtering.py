@@ -92,20 +92,13 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     """Keep the traces whose scores put the labelled response strictly higher (paper §3.2) and,
     when the pair carries evidence, whose ``<eval>`` cites only numbers of its table.
 
-    Each trace gets one outcome, checked in order: ``unparsed``, ``unfaithful`` (wrong or tied
-    scores), ``uncited`` (right scores, a number the table lacks; the numbers go in its
-    ``uncited`` field), else ``faithful``.
-
-    Args:
-        traces: trace records (a pair plus ``teacher`` and ``completion``); ``scores`` and
-            ``faithful`` are recomputed from the completion.
-        strip_think: ``teacher.strip_think``: ONE leading ``<think>…</think>`` block is stripped
-            before reading (:func:`persrm_lib.core.output_format.strip_think`) and the kept traces
-            carry the stripped completion; ``FilterResult.n_stripped`` counts them.
-
-    Returns:
-        A :class:`FilterResult`; ``by_strategy`` has ``teacher, positive_kind, negative_kind, n,
-        kept, unfaithful, uncited, unparsed, kept_fraction``.
+    Each trace (a pair plus ``teacher`` and ``completion``; ``scores`` and ``faithful`` are
+    recomputed) gets one outcome, checked in order: ``unparsed``, ``unfaithful`` (wrong or tied
+    scores), ``uncited`` (right scores, a number the table lacks; the numbers go in its ``uncited``
+    field), else ``faithful``. With ``strip_think`` (``teacher.strip_think``) ONE leading
+    ``<think>…</think>`` block is stripped first (:func:`persrm_lib.core.output_format.strip_think`;
+    counted in ``n_stripped``). ``by_strategy`` has ``teacher, positive_kind, negative_kind, n,
+    kept, unfaithful, uncited, unparsed, kept_fraction``.
 
     Raises:
         ValueError: an empty trace set, or a label other than ``a``/``b`` (naming the trace).

@@ -28,13 +28,9 @@ def select_for_hint(
     can_hint: Callable[[Pair], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """The pairs (trace fields removed) of the first :func:`hint_budget` blind traces that
-    :func:`~persrm_lib.teachers.filtering.faithfulness_filter` drops (as 02 reads them), in order.
-
-    Args:
-        traces: the blind traces (``data/traces.jsonl``).
-        max_share: ``teacher.hinted_share``, in [0, 1).
-        strip_think: the profile's ``teacher.strip_think``.
-        can_hint: the teacher's ``can_hint``; pairs it cannot support are skipped.
+    :func:`~persrm_lib.teachers.filtering.faithfulness_filter` drops (as 02 reads them, with the
+    profile's ``teacher.strip_think``), in order, skipping those the teacher's ``can_hint`` refuses.
+    ``traces``: the blind traces (``data/traces.jsonl``); ``max_share``: ``teacher.hinted_share``.
 
     Raises:
         ValueError: ``max_share`` outside [0, 1), a trace that is itself hinted, or (as the filter)
