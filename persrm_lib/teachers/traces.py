@@ -186,13 +186,8 @@ def generate_traces(
     n_resumed = len(done)
     if n_resumed:
         logger.info("resuming %s: %d of %d pairs already have a trace", out_path, n_resumed, len(pairs))
-        if out_path.exists():
-            # the final name must only ever hold a complete file: move its records to the partial one
-            with JsonlAppender(partial) as out:
-                held = {r["id"] for r in unfinished}
-                for record in complete:
-                    if record["id"] not in held:
-                        out.write(record)
+        if out_path.exists():  # the final name only ever holds a complete file: its records go to the partial one
+            write_jsonl_atomic(list(done.values()), partial)
             out_path.unlink()
 
     remaining = [p for p in pairs if p["id"] not in done]
