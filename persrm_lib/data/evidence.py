@@ -104,10 +104,9 @@ def evidence_table(pair: Mapping[str, Any], n_exemplars: int | None = None) -> s
     """The rows of :func:`evidence_rows` as plain text for the user turn: a
     ``Measurements (exemplars | A | B):`` line, then one ``- criterion: e | a | b (reading)`` line per row."""
     reading = {"closer": "nearer the exemplars is closer", "lower": "lower is closer", "higher": "higher is closer"}
-    lines = ["Measurements (exemplars | A | B):"]
-    for row in evidence_rows(pair, n_exemplars):
-        lines.append(f"- {row['criterion']}: {row['exemplars']} | {row['a']} | {row['b']} ({reading[row['better']]})")
-    return "\n".join(lines)
+    rows = evidence_rows(pair, n_exemplars)
+    lines = [f"- {r['criterion']}: {r['exemplars']} | {r['a']} | {r['b']} ({reading[r['better']]})" for r in rows]
+    return "\n".join(["Measurements (exemplars | A | B):", *lines])
 
 
 register_pair_block(EVIDENCE_FIELD, evidence_table)  # the prompt builder shows it after Response B
@@ -165,7 +164,6 @@ def uncited_numbers(
 
     Args:
         text: a trace's ``<eval>`` section (the scores are not part of it).
-        pair: the pair, with its evidence.
         ignore: numbers allowed anyway, wherever they appear.
         n_exemplars: the exemplars the prompt showed (None: the pair's own count; see :func:`evidence_rows`).
         allow_counts: allow the counts that are not measurements (a tally "N of M", a list marker

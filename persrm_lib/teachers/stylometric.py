@@ -138,9 +138,6 @@ class StylometricTeacher(Teacher):
         }
         return measurements, summary
 
-    def judge(self, pair: Pair) -> str:
-        return self._judge(pair)
-
     def judge_hinted(self, pair: Pair) -> str:
         """The hinted rewrite (RM-R1, arXiv 2505.02387): the same measurements and criteria as
         :meth:`judge`, concluding for the labelled response from the criteria that favour it, with
@@ -150,14 +147,14 @@ class StylometricTeacher(Teacher):
         Raises:
             KeyError: the pair has no ``label``.
         """
-        return self._judge(pair, hint=str(pair["label"]).upper())
+        return self.judge(pair, hint=str(pair["label"]).upper())
 
     def can_hint(self, pair: Pair) -> bool:
         """Whether some criterion of the trace favours the labelled response (KeyError without ``label``)."""
         label = str(pair["label"]).upper()
         return any(row["closer"] == label for row in self._compact_rows(*self._top(pair)[:4]))
 
-    def _judge(self, pair: Pair, hint: str | None = None) -> str:
+    def judge(self, pair: Pair, hint: str | None = None) -> str:
         """The trace; ``hint`` (the labelled side, ``"A"``/``"B"``) concludes for it when some criterion does."""
         top, fw_a, fw_b, s, words = self._top(pair)
         n_features = len(stylometry.FEATURE_NAMES)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +79,7 @@ def read_traces(
             raise ValueError(
                 f"{path} line {lineno}: trace {record.get('id', '?')!r} lacks field(s): {', '.join(missing)}"
             )
-        key = record.get("id")
-        ids.add(key, f"{path} line {lineno}", f"line {lineno}", kind="trace id")
+        ids.add(record.get("id"), f"{path} line {lineno}", f"line {lineno}", kind="trace id")
         traces.append(record)
     if not traces:
         raise ValueError(f"{path} holds no trace")
@@ -115,7 +114,9 @@ def partial_path(out_path: str | Path) -> Path:
     return out_path.with_name(out_path.name + ".partial")
 
 
-def _index_done(records: list[dict[str, Any]], path: Path, ids: set[Any], teacher: str) -> dict[Any, dict[str, Any]]:
+def _index_done(
+    records: list[dict[str, Any]], path: Path, ids: Collection[Any], teacher: str
+) -> dict[Any, dict[str, Any]]:
     """The traces already written to ``path`` by id; the first one of a repeated id is kept."""
     strangers = [r.get("id") for r in records if r.get("id") not in ids]
     if strangers:
@@ -169,10 +170,9 @@ def generate_traces(
         order[pair["id"]] = i
     out_path = Path(out_path)
     partial = partial_path(out_path)
-    ids = set(order)
 
     complete = read_traces(out_path) if out_path.is_file() else []
-    done = _index_done(complete, out_path, ids, teacher.name)
+    done = _index_done(complete, out_path, order.keys(), teacher.name)
     if len(done) == len(pairs):
         if partial.exists():
             logger.warning("%s is complete; removing the stale %s", out_path, partial)
@@ -181,7 +181,7 @@ def generate_traces(
     repair_torn_tail(partial)
     # the .partial file is this function's own scratch file (completion order, maybe a repeat)
     unfinished = read_jsonl(partial) if partial.is_file() else []
-    for key, record in _index_done(unfinished, partial, ids, teacher.name).items():
+    for key, record in _index_done(unfinished, partial, order.keys(), teacher.name).items():
         done.setdefault(key, record)
     n_resumed = len(done)
     if n_resumed:
@@ -193,7 +193,6 @@ def generate_traces(
     remaining = [p for p in pairs if p["id"] not in done]
     teacher.prepare(pairs)
     failures: Counter[str] = Counter()
-    n_new = 0
     results = teacher.judge_each(remaining)
     if progress:
         from tqdm import tqdm
@@ -209,7 +208,6 @@ def generate_traces(
             record = make_trace(pair, teacher.name, result, tags)
             out.write(record)
             done[pair["id"]] = record
-            n_new += 1
     if failures:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(failures.items()))
         raise TraceGenerationError(
@@ -221,5 +219,6 @@ def generate_traces(
     write_traces(out_path, [done[p["id"]] for p in pairs])
     partial.unlink(missing_ok=True)
     n_faithful = sum(bool(r.get("faithful")) for r in done.values())
+    n_new = len(pairs) - n_resumed  # no failure: every pair now has a trace
     logger.info("wrote %d traces to %s (%d new, %d faithful)", len(pairs), out_path, n_new, n_faithful)
     return GenerationReport(out_path, len(pairs), n_resumed, n_new, n_faithful, {})
