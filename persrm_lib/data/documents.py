@@ -3,11 +3,8 @@
 The table (a ``pandas.DataFrame``) has the contract's columns ``doc_id, author, text, genre, source,
 split`` plus three that the sampler needs: ``work`` (the address, essay or chapter the passage was
 cut from; exemplars never share a work with the chosen passage), ``year`` (sotu only; the era
-shortcut and the ``same-era`` negative) and ``position`` (passage index within the work).
-
-What every corpus loader shares: strict file reading, passage cutting, the author-name check (a
-passage naming its author is dropped and counted in ``table.attrs["skipped"]``), and the table's
-one writer and reader.
+shortcut and the ``same-era`` negative) and ``position`` (passage index within the work). Here too
+what every corpus loader shares: file reading, passage cutting, the author-name check.
 """
 
 from __future__ import annotations

@@ -45,13 +45,9 @@ def query_and_response(text: str, query_mode: str, query_words: int, response_wo
 
 @dataclass
 class PassagePool:
-    """The passages one set of pairs is drawn from, with their embeddings.
-
-    Args:
-        docs: Document rows (one split of one benchmark).
-        vectors: unit-norm embeddings of ``docs.text`` in row order.
-        exemplar_genres, candidate_genres: genres that may give exemplars / responses (None: any).
-        query_mode, query_words, response_words: how responses are cut (see the module docstring).
+    """The passages one set of pairs is drawn from (``docs``: Document rows of one split of one
+    benchmark), with ``vectors``, the unit-norm embeddings of ``docs.text`` in row order.
+    ``exemplar_genres``/``candidate_genres``: genres that may give exemplars / responses (None: any).
     """
 
     docs: pd.DataFrame

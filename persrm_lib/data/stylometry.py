@@ -1,12 +1,9 @@
 """Measured writing-style features of a text (stylometry), deterministic and CPU-only.
 
 The features are what the PersRM-R1 paper's criteria talk about (arXiv 2508.14076, §3.1: sentence
-rhythm, vocabulary, punctuation, tone), measured instead of described: sentence and word length,
-lexical richness (type-token ratio, MATTR, Yule's K, hapax share), punctuation per kind,
-capitalisation, the function-word profile, and a character n-gram profile (TF-IDF, scikit-learn).
-
-Every rate is "per 100 words" (punctuation) or a share in [0, 1]; a text without words measures as
-all zeros.
+rhythm, vocabulary, punctuation, tone), measured instead of described (:data:`SCALAR_FEATURES`, the
+function-word profile, a character n-gram profile). Every rate is "per 100 words" (punctuation) or a
+share in [0, 1]; a text without words measures as all zeros.
 """
 
 from __future__ import annotations

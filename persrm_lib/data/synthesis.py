@@ -102,8 +102,7 @@ def synthesize_pairs(
                 id_prefix=id_prefix,
                 split_name=split,
             )
-            for p in pairs:
-                report.built[(p["positive_kind"], p["negative_kind"])] += 1
+            report.built.update((p["positive_kind"], p["negative_kind"]) for p in pairs)
         else:
             pairs = build_pairs(
                 table,

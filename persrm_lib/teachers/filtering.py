@@ -251,8 +251,7 @@ def length_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per response: pair ``id``, ``negative_kind``, ``role`` (chosen/rejected), ``words``."""
     rows = []
     for r in records:
-        chosen, rejected = chosen_rejected(r)
-        for role, text in (("chosen", chosen), ("rejected", rejected)):
+        for role, text in zip(("chosen", "rejected"), chosen_rejected(r), strict=True):
             rows.append(
                 {"id": r["id"], "negative_kind": str(r.get("negative_kind")), "role": role, "words": len(words(text))}
             )
@@ -276,11 +275,12 @@ def position_balance(records: Sequence[Mapping[str, Any]], by: str = "negative_k
     if not records:
         raise ValueError("position_balance got no records")
     frame = pd.DataFrame({by: [str(r.get(by)) for r in records], "is_a": [r["label"] == "a" for r in records]})
-    groups = [(str(k), g) for k, g in frame.groupby(by, sort=True)] + [("all", frame)]
     rows = []
-    for key, group in groups:
+    for key, group in [*frame.groupby(by, sort=True), ("all", frame)]:
         n, k = len(group), int(group["is_a"].sum())
-        rows.append({by: key, "n": n, "label_a": k, "share_a": k / n, "p_value": float(binomtest(k, n, 0.5).pvalue)})
+        rows.append(
+            {by: str(key), "n": n, "label_a": k, "share_a": k / n, "p_value": float(binomtest(k, n, 0.5).pvalue)}
+        )
     return pd.DataFrame(rows)
 
 
