@@ -98,7 +98,8 @@ def benchmark_seed(seed: int, name: str) -> int:
 def load_benchmark(
     name: str, passage_words: int, val_fraction: float, test_fraction: float, seed: int, **loader_kwargs: object
 ) -> pd.DataFrame:
-    """Load a named benchmark's corpus and fill ``split`` author-disjointly (see :data:`BENCHMARKS`).
+    """Load a named benchmark's corpus as a Document table, its ``split`` filled author-disjointly (see
+    :data:`BENCHMARKS`) and ``attrs["benchmark"]`` naming it.
 
     Args:
         name: ``sotu``, ``aaac``, ``literature``, ``personas`` (split by work:
@@ -106,9 +107,6 @@ def load_benchmark(
             (folders named by ``$PERSRM_CCAT50_DIR`` / ``$PERSRM_CMCC_DIR`` or ``root=``).
         passage_words, val_fraction, test_fraction, seed: from the profile (``cfg.data``, ``cfg.seed``).
         loader_kwargs: passed to the loader (e.g. ``presidents=[...]`` for sotu, ``root=`` for aaac).
-
-    Returns:
-        The Document table with ``split`` set; ``attrs["benchmark"]`` names the benchmark.
     """
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; choose from {sorted(BENCHMARKS)}")

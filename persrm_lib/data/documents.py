@@ -14,8 +14,8 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -24,21 +24,7 @@ from ..core.jsonl import read_jsonl, write_jsonl_atomic
 logger = logging.getLogger(__name__)
 
 DOCUMENT_COLUMNS: tuple[str, ...] = ("doc_id", "author", "text", "genre", "source", "split", "work", "year", "position")
-
-
-@dataclass(frozen=True)
-class Document:
-    """One passage of one author's text (docs/design.md, "Document": the contract plus provenance)."""
-
-    doc_id: str
-    author: str
-    text: str
-    genre: str
-    source: str
-    split: str = ""
-    work: str = ""
-    year: int | None = None
-    position: int = 0
+Document = dict[str, Any]  # one passage: a row of the table, keyed by DOCUMENT_COLUMNS
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
@@ -153,7 +139,7 @@ def document_table(docs: Sequence[Document], skipped: Counter, source: str) -> p
     Raises:
         ValueError: no passage at all, or a ``doc_id`` twice (the messages name ``source``).
     """
-    frame = pd.DataFrame([asdict(d) for d in docs], columns=list(DOCUMENT_COLUMNS))
+    frame = pd.DataFrame(list(docs), columns=list(DOCUMENT_COLUMNS))
     frame["year"] = frame["year"].astype("Int64")
     frame.attrs["skipped"] = dict(sorted(skipped.items()))
     for reason, n in sorted(skipped.items()):
@@ -189,7 +175,8 @@ def passages_of_work(
         if names and mentions_name(text, names):
             skipped["passages naming their author"] += 1
             continue
-        docs.append(Document(f"{source}/{work}#{position:03d}", author, text, genre, source, "", work, year, position))
+        row = (f"{source}/{work}#{position:03d}", author, text, genre, source, "", work, year, position)
+        docs.append(dict(zip(DOCUMENT_COLUMNS, row, strict=True)))
     return docs
 
 

@@ -25,7 +25,7 @@ MIN_WORD_LETTERS = 4
 SPELLING_VARIANT_RATIO = 0.8  # difflib similarity at or above which two words are one word spelt two ways
 # WordNet 3.0's lexicographer files (number, name, syntactic category), as documented in its
 # lexnames(5WN) page. nltk's reader needs a `lexnames` file; Debian compiles the list into
-# libwordnet instead of shipping it, so a folder without one gets it written beside links.
+# libwordnet instead of shipping it, so a folder without one is read from a cached copy with one.
 _LEXNAMES = (
     "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
     "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
@@ -165,9 +165,7 @@ class WordNetSynonyms:
             if synonym is not None:
                 chosen.append((i, synonym))
         chosen.sort()
-        pieces, last = [], 0
-        for i, synonym in chosen:
-            pieces += [text[last : tokens[i].start()], synonym]
-            last = tokens[i].end()
-        pieces.append(text[last:])
-        return "".join(pieces), [(tokens[i].group(), synonym) for i, synonym in chosen]
+        out = text
+        for i, synonym in reversed(chosen):  # from the end: earlier offsets stay valid
+            out = out[: tokens[i].start()] + synonym + out[tokens[i].end() :]
+        return out, [(tokens[i].group(), synonym) for i, synonym in chosen]
