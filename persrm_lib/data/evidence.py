@@ -181,11 +181,8 @@ def uncited_numbers(
 
 
 def evidence_kind(pairs: Sequence[Mapping[str, Any]], where: str = "the pairs") -> str:
-    """``"stylometric"`` when every pair carries evidence, ``"none"`` when none does.
-
-    Raises:
-        EvidenceError: no pairs, or some with evidence and some without (naming one of each).
-    """
+    """``"stylometric"`` when every pair carries evidence, ``"none"`` when none does; EvidenceError
+    for no pairs, or some with evidence and some without (naming one of each)."""
     if not pairs:
         raise EvidenceError(f"{where}: no pairs to read the evidence setting from")
     with_evidence = [p for p in pairs if has_evidence(p)]

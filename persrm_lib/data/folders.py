@@ -72,10 +72,9 @@ def load_folder(
 
 
 def load_c50(root: str | Path, passage_words: int, encoding: str = "utf-8") -> pd.DataFrame:
-    """Reuters C50 (CCAT50): ``root/C50train/<Author>/*.txt`` and ``root/C50test/<Author>/*.txt``.
-
-    Genre ``news``; the author is the folder name (``AaronPressman``); the train/test parts are
-    pooled (splits here are by author). The surname (``Pressman``) is kept out of passages.
+    """Reuters C50 (CCAT50): ``root/C50train/<Author>/*.txt`` and ``root/C50test/<Author>/*.txt``, the
+    parts pooled (splits here are by author); genre ``news``, author the folder name
+    (``AaronPressman``), whose surname (``Pressman``) is kept out of passages.
 
     Raises:
         FileNotFoundError: ``root`` or both part folders missing.

@@ -128,9 +128,8 @@ def swap_pair(pair: Mapping[str, Any], suffix: bool = False) -> dict[str, Any]:
     """The same pair in the other order (a new dict): responses A and B exchanged, and with them the
     label and the evidence's A and B values (:func:`persrm_lib.data.evidence.swap_evidence`).
 
-    Args:
-        pair: a pair (or a trace); ``label``, when present and not None, must be ``a`` or ``b``.
-        suffix: append :data:`SWAPPED_SUFFIX` to the id (a training copy beside the original).
+    ``pair`` may be a trace; ``suffix`` appends :data:`SWAPPED_SUFFIX` to the id (a training copy
+    beside the original).
 
     Raises:
         PairFormatError: a label other than ``a``/``b``, or ``suffix`` on a pair without an id

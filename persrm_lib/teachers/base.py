@@ -37,11 +37,7 @@ class Teacher(ABC):
 
     def judge_hinted(self, pair: Pair) -> str:
         """The hinted second pass (RM-R1, arXiv 2505.02387): a completion written knowing the
-        pair's ``label`` (:mod:`persrm_lib.teachers.hinted`).
-
-        Raises:
-            NotImplementedError: this teacher has no hinted pass.
-        """
+        pair's ``label`` (:mod:`persrm_lib.teachers.hinted`); NotImplementedError without one."""
         raise NotImplementedError(f"teacher {self.name!r} has no hinted pass (teacher.hinted_share must be 0)")
 
     def can_hint(self, pair: Pair) -> bool:

@@ -176,12 +176,9 @@ def merge_hinted(
     ``kept`` holds, in blind-trace order, each pair's faithful blind trace or else its faithful
     hinted one, at most :func:`hint_budget` hinted ones (the first in order). ``traces``,
     ``outcomes`` and ``kept_fraction`` still describe the blind pass; ``by_strategy`` gains the
-    hinted rows (teacher ``<teacher>+hint``).
-
-    Args:
-        result: :func:`faithfulness_filter` of the blind traces.
-        hinted_traces: :func:`~persrm_lib.teachers.hinted.read_hinted_traces` (may be empty).
-        max_share: ``teacher.hinted_share``, in [0, 1).
+    hinted rows (teacher ``<teacher>+hint``). ``result``: :func:`faithfulness_filter` of the blind
+    traces; ``hinted_traces``: :func:`~persrm_lib.teachers.hinted.read_hinted_traces` (may be empty);
+    ``max_share``: ``teacher.hinted_share``.
 
     Raises:
         ValueError: ``max_share`` outside [0, 1); a hinted trace that is untagged, repeated, without
@@ -285,14 +282,10 @@ def position_balance(records: Sequence[Mapping[str, Any]], by: str = "negative_k
 
 
 def style_differences(records: Sequence[Mapping[str, Any]], relative_to_exemplars: bool = False) -> np.ndarray:
-    """Per pair, style features of the chosen response minus those of the rejected one.
-
-    With ``relative_to_exemplars``, each response is first replaced by its absolute distance to
-    the mean of the pair's exemplars (feature by feature): which response is closer to the author,
-    not how chosen texts differ from rejected ones in general.
-
-    Returns:
-        ``(len(records), len(SCALAR_FEATURES))`` array.
+    """Per pair, style features of the chosen response minus those of the rejected one: a
+    ``(len(records), len(SCALAR_FEATURES))`` array. With ``relative_to_exemplars``, each response is
+    first replaced by its absolute distance to the mean of the pair's exemplars (feature by
+    feature): which response is closer to the author, not how chosen texts differ in general.
     """
     names = tuple(SCALAR_FEATURES)
     rows = []

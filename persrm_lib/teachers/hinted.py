@@ -55,11 +55,9 @@ def select_for_hint(
 
 
 class HintedTeacher(Teacher):
-    """A teacher's hinted pass as a :class:`~persrm_lib.teachers.base.Teacher` named ``<teacher>+hint``.
-
-    ``teacher`` is already prepared on the pairs the blind pass traced (so both passes cite the
-    same values); ``prepare`` here does nothing.
-    """
+    """A teacher's hinted pass as a :class:`~persrm_lib.teachers.base.Teacher` named ``<teacher>+hint``;
+    ``prepare`` does nothing (``teacher`` is prepared on the pairs the blind pass traced, so both
+    passes cite the same values)."""
 
     def __init__(self, teacher: Teacher) -> None:
         self.teacher = teacher

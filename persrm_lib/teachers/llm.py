@@ -44,12 +44,8 @@ class LLMTeacher(Teacher):
         return f"{type(self).__name__}(name={self.name!r}, client={self.client!r})"
 
     def messages(self, pair: Pair, hinted: bool = False) -> Messages:
-        """The chat request for ``pair`` (system and user messages); ``hinted`` appends
-        :data:`HINT` with the labelled response to the user message (RM-R1's hinted rewrite).
-
-        Raises:
-            KeyError: ``hinted`` and the pair has no ``label``.
-        """
+        """The chat request for ``pair`` (system and user messages); ``hinted`` appends :data:`HINT`
+        with the labelled response to the user message (RM-R1's hinted rewrite; KeyError without ``label``)."""
         messages = build_messages(pair, exemplar_count(pair, self.n_exemplars))
         if not hinted:
             return messages

@@ -142,11 +142,8 @@ class StylometricTeacher(Teacher):
         """The hinted rewrite (RM-R1, arXiv 2505.02387): the same measurements and criteria as
         :meth:`judge`, concluding for the labelled response from the criteria that favour it, with
         the blind scores' higher one given to it (a tie split by half a point). When no criterion
-        favours it (:meth:`can_hint` is False) the blind trace is returned unchanged.
-
-        Raises:
-            KeyError: the pair has no ``label``.
-        """
+        favours it (:meth:`can_hint` is False) the blind trace is returned unchanged. KeyError
+        without ``label``."""
         return self.judge(pair, hint=str(pair["label"]).upper())
 
     def can_hint(self, pair: Pair) -> bool:

@@ -51,11 +51,8 @@ def write_traces(path: str | Path, traces: Iterable[Mapping[str, Any]]) -> Path:
 def read_traces(
     path: str | Path, *, written_by: str = "01_synthesize", required: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """Read a complete trace file strictly, in file order.
-
-    Args:
-        written_by: the notebook that writes it, named when the file is missing.
-        required: fields every trace must carry (e.g. :data:`TRACE_FIELDS`).
+    """Read a complete trace file strictly, in file order; every trace carries the ``required``
+    fields (e.g. :data:`TRACE_FIELDS`), and a missing file names the notebook ``written_by``.
 
     Raises:
         FileNotFoundError: the file is missing (saying so when generation was interrupted).
