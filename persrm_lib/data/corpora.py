@@ -37,12 +37,10 @@ _SPEAKER_RE = re.compile(r"\b(The President|Audience members?|Audience)\.(?:\s+|
 
 
 def clean_sotu_text(text: str) -> list[str]:
-    """Paragraphs of an address with stage notes, speaker labels and audience lines removed.
-
-    ``[word; White House correction]`` keeps the corrected word; any other bracketed note
-    (``[Applause]``, ``[laughter]``, ``[see APP Note]``) goes. Text after ``Audience member.``
-    is dropped up to the next ``The President.`` label.
-    """
+    """Paragraphs of an address with stage notes, speaker labels and audience lines removed:
+    ``[word; White House correction]`` keeps the corrected word, any other bracketed note
+    (``[Applause]``, ``[see APP Note]``) goes, and text after ``Audience member.`` is dropped up to
+    the next ``The President.`` label."""
     paragraphs = []
     for raw in re.split(r"\n\s*\n", text):
         raw = _CORRECTION_RE.sub(r"\1", " ".join(raw.split()))

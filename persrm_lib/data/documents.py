@@ -48,12 +48,8 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
 
 
 def require_dir(root: str | Path, what: str) -> Path:
-    """``root`` as a ``Path``, checked to be a folder with something in it.
-
-    Raises:
-        FileNotFoundError: ``root`` is not a folder (the message names ``what`` and ``root``).
-        ValueError: the folder is empty.
-    """
+    """``root`` as a ``Path``, checked to be a folder (else FileNotFoundError naming ``what`` and
+    ``root``) with something in it (else ValueError)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{what} folder {root} does not exist")
@@ -134,10 +130,8 @@ def mentions_name(text: str, names: Sequence[str]) -> bool:
 
 def document_table(docs: Sequence[Document], skipped: Counter, source: str) -> pd.DataFrame:
     """The Document table of ``docs`` (columns :data:`DOCUMENT_COLUMNS`, ``year`` as ``Int64``),
-    with ``skipped`` (reason -> count) in ``attrs["skipped"]`` and logged.
-
-    Raises:
-        ValueError: no passage at all, or a ``doc_id`` twice (the messages name ``source``).
+    with ``skipped`` (reason -> count) in ``attrs["skipped"]`` and logged. ValueError naming ``source``
+    when there is no passage at all or a ``doc_id`` twice.
     """
     frame = pd.DataFrame(list(docs), columns=list(DOCUMENT_COLUMNS))
     frame["year"] = frame["year"].astype("Int64")

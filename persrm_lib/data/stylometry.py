@@ -178,10 +178,8 @@ def char_ngram_similarity(
 ) -> np.ndarray:
     """Cosine in [0, 1] of each candidate to the mean character n-gram TF-IDF profile of the
     exemplars (scikit-learn's ``TfidfVectorizer``, ``char_wb``, sublinear tf, fitted on exemplars and
-    candidates together: the idf weights depend on this one comparison only).
-
-    Raises:
-        ValueError: no non-empty exemplar.
+    candidates together: the idf weights depend on this one comparison only). ValueError without a
+    non-empty exemplar.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
 

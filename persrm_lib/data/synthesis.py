@@ -149,11 +149,8 @@ _SAVED_FILES = re.compile(r"(?:data-\d{5}-of-\d{5}\.arrow|dataset_info\.json|sta
 
 
 def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) -> Path:
-    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically.
-
-    Raises:
-        ValueError: ``out_dir`` holds something a save did not write (nothing is touched then).
-    """
+    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically;
+    ValueError (nothing touched) when ``out_dir`` holds something a save did not write."""
     import shutil
     import tempfile
 

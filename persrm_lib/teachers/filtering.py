@@ -362,11 +362,8 @@ def check_against_pairs(traces: Sequence[Mapping[str, Any]], pairs: Sequence[Map
 
 
 def write_faithful(result: FilterResult, path: str | Path) -> Path:
-    """Write the kept traces (``runfiles.faithful_traces_path(run)``) atomically, in order.
-
-    Raises:
-        ValueError: no trace was kept (SFT would have nothing to learn from).
-    """
+    """Write the kept traces (``runfiles.faithful_traces_path(run)``) atomically, in order;
+    ValueError when none was kept (SFT would have nothing to learn from)."""
     if not result.kept:
         raise ValueError(
             f"no trace survived the faithfulness filter (0 of {len(result.traces)}; outcomes {result.outcomes}); "

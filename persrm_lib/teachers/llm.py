@@ -151,10 +151,8 @@ class HTTPTeacher(LLMTeacher):
 
 def make_teacher(settings: TeacherSettings, seed: int = 0) -> Teacher:
     """Build the teacher that ``settings.kind`` (stylometric, local or http) names; ``seed`` goes to
-    HTTP servers (the other teachers are deterministic).
-
-    Raises:
-        ValueError: an unknown kind, or a setting the kind needs that is missing.
+    HTTP servers (the other teachers are deterministic). ValueError for an unknown kind, or a
+    setting the kind needs that is missing.
     """
     if settings.kind == "stylometric":
         return StylometricTeacher(n_criteria=settings.n_criteria, compact=settings.trace_style == "compact")

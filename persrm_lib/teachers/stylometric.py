@@ -73,7 +73,6 @@ class StylometricTeacher(Teacher):
     between A and B, then the function-word and character n-gram profiles.
 
     Args:
-        n_criteria: how many separating features to name.
         char_weight: the weight of the character n-gram similarity in the score (the rest goes to
             ``exp(-Delta)``). On 240 sotu sampler pairs 0.5 agreed with the label on 50%, 0.8 on
             44%, 0.0 on 50%.

@@ -146,10 +146,8 @@ def generate_traces(
     rewritten in pair order to ``out_path`` atomically and the ``.partial`` file is removed, so
     ``out_path`` exists only when complete. A rerun skips pairs already traced (a torn last line
     is truncated away). Pairs whose answer was unusable are counted and logged; then the
-    ``.partial`` file is kept and :class:`TraceGenerationError` is raised.
-
-    ``pairs`` have unique ``id`` and a ``label`` (only used to set ``faithful``); ``tags`` are
-    added to every new trace (:func:`make_trace`).
+    ``.partial`` file is kept and :class:`TraceGenerationError` is raised. ``pairs`` have unique
+    ``id`` and a ``label`` (only used to set ``faithful``); ``tags`` go into every new trace.
 
     Raises:
         ValueError: no pairs, repeated ids, an existing file written for other pairs or by
