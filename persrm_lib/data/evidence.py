@@ -80,12 +80,9 @@ def check_evidence(pair: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def evidence_rows(pair: Mapping[str, Any], n_exemplars: int | None = None) -> list[Mapping[str, str]]:
-    """The rows measured on the first ``n_exemplars`` exemplars (None: the pair's own count).
-
-    Raises:
-        EvidenceError: the record is malformed (:func:`check_evidence`), or it holds no rows for
-            ``n_exemplars`` exemplars (naming the pair and the counts it holds).
-    """
+    """The rows measured on the first ``n_exemplars`` exemplars (None: the pair's own count);
+    EvidenceError when the record is malformed (:func:`check_evidence`) or holds no rows for that
+    count (naming the pair and the counts it holds)."""
     evidence = check_evidence(pair)
     own = evidence.get("n_exemplars")
     if n_exemplars is None or own is None or n_exemplars == own:

@@ -338,13 +338,8 @@ def pair_mismatch(trace: Mapping[str, Any], pair: Mapping[str, Any]) -> str | No
 
 
 def check_against_pairs(traces: Sequence[Mapping[str, Any]], pairs: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """Check that each trace belongs to a pair of ``pairs`` and agrees with it; the ids of pairs
-    without a trace (in pair order).
-
-    Raises:
-        ValueError: a trace whose id is not a pair id, or whose label, responses or exemplars
-            differ from its pair's (naming the id and the field).
-    """
+    """Check that each trace belongs to a pair of ``pairs`` and agrees with it (else ValueError
+    naming the id and the field); the ids of pairs without a trace (in pair order)."""
     by_id = {p["id"]: p for p in pairs}
     for trace in traces:
         pair = by_id.get(trace.get("id"))
