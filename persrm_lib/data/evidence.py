@@ -1,10 +1,7 @@
-"""Measured evidence in the prompt: a small table of stylometric measurements of the exemplars, A and B.
-
-An ablation setting (``prompt.evidence``: ``none`` or ``stylometric``; docs/design.md, "Measured on
-an H200"). With ``stylometric`` each pair carries an ``evidence`` record measured when the pairs
-are built (:meth:`persrm_lib.teachers.stylometric.StylometricTeacher.evidence`), the prompt shows
-it (:func:`evidence_table`), and the filter drops a trace citing a number it lacks
-(:func:`uncited_numbers`). The record (values are the strings shown)::
+"""Measured evidence in the prompt (``prompt.evidence``: ``none`` or ``stylometric``; docs/design.md,
+"Measured on an H200"): a table of stylometric measurements of the exemplars, A and B, that the
+prompt shows (:func:`evidence_table`) and a trace may cite (:func:`uncited_numbers`). The record
+(values are the strings shown)::
 
     {"rows": [{"criterion": "type-token ratio", "exemplars": "0.681", "a": "0.825", "b": "0.703",
                "better": "closer"}, ...],
@@ -12,15 +9,14 @@ it (:func:`evidence_table`), and the filter drops a trace citing a number it lac
      "by_count": {"1": [...rows measured on the first exemplar...]}}
 
 ``better``: ``closer`` (nearer the exemplars' value), ``lower`` (a distance) or ``higher`` (a
-similarity). ``rows`` are measured on the pair's own ``n_exemplars``; the optional ``by_count``
-holds the rows for the other exemplar counts the pair is read with (:func:`evidence_rows`).
+similarity). ``by_count`` (optional): rows for the other exemplar counts the pair is read with.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from ..core.config import EVIDENCE_KINDS
 from ..core.prompt import register_pair_block
@@ -42,16 +38,12 @@ def check_kind(kind: str) -> str:
 
 
 def has_evidence(pair: Mapping[str, Any]) -> bool:
-    """Whether the pair carries an evidence record (an ``evidence`` field that is not None).
-
-    >>> has_evidence({"id": "p"}), has_evidence({"id": "p", "evidence": None})
-    (False, False)
-    """
+    """Whether the pair carries an evidence record (an ``evidence`` field that is not None)."""
     return pair.get(EVIDENCE_FIELD) is not None
 
 
 def _check_rows(rows: Any, pid: Any, where: str) -> None:
-    """Check a list of rows; ``where`` names it in messages."""
+    """Check a list of rows (``where`` names it in messages)."""
     if not isinstance(rows, list) or not rows:
         raise EvidenceError(f"pair {pid!r}: {where} must be a non-empty list of rows")
     for i, row in enumerate(rows):
@@ -88,12 +80,9 @@ def check_evidence(pair: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def evidence_rows(pair: Mapping[str, Any], n_exemplars: int | None = None) -> list[Mapping[str, str]]:
-    """The rows measured on the first ``n_exemplars`` exemplars (None: the pair's own count).
-
-    Raises:
-        EvidenceError: the record is malformed (:func:`check_evidence`), or it holds no rows for
-            ``n_exemplars`` exemplars (naming the pair and the counts it holds).
-    """
+    """The rows measured on the first ``n_exemplars`` exemplars (None: the pair's own count);
+    EvidenceError when the record is malformed (:func:`check_evidence`) or holds no rows for that
+    count (naming the pair and the counts it holds)."""
     evidence = check_evidence(pair)
     own = evidence.get("n_exemplars")
     if n_exemplars is None or own is None or n_exemplars == own:
@@ -109,21 +98,12 @@ def evidence_rows(pair: Mapping[str, Any], n_exemplars: int | None = None) -> li
 
 
 def evidence_table(pair: Mapping[str, Any], n_exemplars: int | None = None) -> str:
-    """The rows of :func:`evidence_rows` as plain text for the user turn, A and B side by side.
-
-    >>> pair = {"id": "p", "evidence": {"rows": [
-    ...     {"criterion": "type-token ratio", "exemplars": "0.681", "a": "0.825", "b": "0.703", "better": "closer"},
-    ...     {"criterion": "character n-grams", "exemplars": "-", "a": "0.11", "b": "0.16", "better": "higher"}]}}
-    >>> print(evidence_table(pair))
-    Measurements (exemplars | A | B):
-    - type-token ratio: 0.681 | 0.825 | 0.703 (nearer the exemplars is closer)
-    - character n-grams: - | 0.11 | 0.16 (higher is closer)
-    """
+    """The rows of :func:`evidence_rows` as plain text for the user turn: a
+    ``Measurements (exemplars | A | B):`` line, then one ``- criterion: e | a | b (reading)`` line per row."""
     reading = {"closer": "nearer the exemplars is closer", "lower": "lower is closer", "higher": "higher is closer"}
-    lines = ["Measurements (exemplars | A | B):"]
-    for row in evidence_rows(pair, n_exemplars):
-        lines.append(f"- {row['criterion']}: {row['exemplars']} | {row['a']} | {row['b']} ({reading[row['better']]})")
-    return "\n".join(lines)
+    rows = evidence_rows(pair, n_exemplars)
+    lines = [f"- {r['criterion']}: {r['exemplars']} | {r['a']} | {r['b']} ({reading[r['better']]})" for r in rows]
+    return "\n".join(["Measurements (exemplars | A | B):", *lines])
 
 
 register_pair_block(EVIDENCE_FIELD, evidence_table)  # the prompt builder shows it after Response B
@@ -181,7 +161,6 @@ def uncited_numbers(
 
     Args:
         text: a trace's ``<eval>`` section (the scores are not part of it).
-        pair: the pair, with its evidence.
         ignore: numbers allowed anyway, wherever they appear.
         n_exemplars: the exemplars the prompt showed (None: the pair's own count; see :func:`evidence_rows`).
         allow_counts: allow the counts that are not measurements (a tally "N of M", a list marker
@@ -189,13 +168,6 @@ def uncited_numbers(
 
     Raises:
         EvidenceError: the pair has no (valid) evidence for ``n_exemplars``.
-
-    >>> pair = {"id": "p", "evidence": {"rows": [
-    ...     {"criterion": "ttr", "exemplars": "0.681", "a": "0.825", "b": "0.703", "better": "closer"}]}}
-    >>> uncited_numbers("ttr: author 0.681, A 0.825, B 0.71; B.", pair)
-    ['0.71']
-    >>> uncited_numbers("A is closer on 1 of 1 criteria; B on 0 of 1; 7 of 10 points.", pair)
-    ['7', '10']
     """
     rows = evidence_rows(pair, n_exemplars)
     allowed = table_numbers(pair, n_exemplars) | set(ignore)
@@ -206,14 +178,8 @@ def uncited_numbers(
 
 
 def evidence_kind(pairs: Sequence[Mapping[str, Any]], where: str = "the pairs") -> str:
-    """``"stylometric"`` when every pair carries evidence, ``"none"`` when none does.
-
-    Raises:
-        EvidenceError: no pairs, or some with evidence and some without (naming one of each).
-
-    >>> evidence_kind([{"id": "p"}])
-    'none'
-    """
+    """``"stylometric"`` when every pair carries evidence, ``"none"`` when none does; EvidenceError
+    for no pairs, or some with evidence and some without (naming one of each)."""
     if not pairs:
         raise EvidenceError(f"{where}: no pairs to read the evidence setting from")
     with_evidence = [p for p in pairs if has_evidence(p)]
@@ -234,35 +200,22 @@ def attach_evidence(pairs: Sequence[Mapping[str, Any]], measure: Any) -> list[di
     return [{**pair, "evidence": measure(pair)} for pair in pairs]
 
 
-class EvidenceTeacher(Protocol):
-    """What :func:`attach_to_splits` needs: the stylometric teacher's ``prepare`` and ``evidence``."""
-
-    def prepare(self, pairs: Sequence[Mapping[str, Any]]) -> None: ...
-
-    def evidence(self, pair: Mapping[str, Any]) -> dict[str, Any]: ...
-
-
 def attach_to_splits(
     splits: Mapping[str, Sequence[Mapping[str, Any]]],
-    teacher: EvidenceTeacher,
+    teacher: Any,
     fit_pairs: Sequence[Mapping[str, Any]] | None = None,
     counts: Sequence[int] = (),
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every pair of every split with its evidence record (notebook 01, ``prompt.evidence=stylometric``).
-
-    The teacher is fitted once on training texts only, then each pair is measured on its own
-    ``n_exemplars`` (``rows``) and on each other count of ``counts`` it has exemplars for
-    (``by_count``).
+    """Every pair of every split with its evidence record (notebook 01, ``prompt.evidence=stylometric``):
+    measured on its own ``n_exemplars`` (``rows``) and on each other count of ``counts`` it has
+    exemplars for (``by_count``). A new dict, same keys and order, of new pair dicts.
 
     Args:
         splits: split name -> pairs (``train``, ``validation``, ``test_<benchmark>`` ...).
-        teacher: the stylometric teacher, unfitted.
-        fit_pairs: the pairs to fit on (default ``splits["train"]``); the pairs the teacher
-            traces, when it traces a subset, so the trace and the table cite the same values.
+        teacher: the stylometric teacher, unfitted (its ``prepare`` and ``evidence`` are used); it is
+            fitted once on ``fit_pairs`` (default ``splits["train"]``: training texts only; the traced
+            subset when the teacher traces one, so the trace and the table cite the same values).
         counts: exemplar counts the pairs are also read with (e.g. ``data.eval_exemplar_counts``).
-
-    Returns:
-        A new dict, same keys and order, of new pair dicts.
 
     Raises:
         KeyError: no ``train`` split and no ``fit_pairs``.

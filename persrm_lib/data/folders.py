@@ -72,10 +72,9 @@ def load_folder(
 
 
 def load_c50(root: str | Path, passage_words: int, encoding: str = "utf-8") -> pd.DataFrame:
-    """Reuters C50 (CCAT50): ``root/C50train/<Author>/*.txt`` and ``root/C50test/<Author>/*.txt``.
-
-    Genre ``news``; the author is the folder name (``AaronPressman``); the train/test parts are
-    pooled (splits here are by author). The surname (``Pressman``) is kept out of passages.
+    """Reuters C50 (CCAT50): ``root/C50train/<Author>/*.txt`` and ``root/C50test/<Author>/*.txt``, the
+    parts pooled (splits here are by author); genre ``news``, author the folder name
+    (``AaronPressman``), whose surname (``Pressman``) is kept out of passages.
 
     Raises:
         FileNotFoundError: ``root`` or both part folders missing.
@@ -110,11 +109,10 @@ _CMCC_KNOWN_TYPOS = {"S1D113.txt": "S1D1I3.txt"}  # the one file that breaks the
 
 
 def load_cmcc(root: str | Path, passage_words: int, encoding: str = "cp1252") -> pd.DataFrame:
-    """CMCC: ``root/<Category>/Correlated/<author><g><n><topic><n>.txt`` (or under ``root/raw``).
-
-    Genre = the category in lower case (``blogs``, ``chat``, ``discussion``, ``emails``,
-    ``essays``, ``interviews``); author = the leading code (``S1``). The ``Extra`` folders are
-    not read (their authors did not write every genre).
+    """CMCC: ``root/<Category>/Correlated/<author><g><n><topic><n>.txt`` (or under ``root/raw``);
+    genre = the category in lower case (``blogs``, ``chat``, ``discussion``, ``emails``, ``essays``,
+    ``interviews``), author = the leading code (``S1``). The ``Extra`` folders are not read (their
+    authors did not write every genre).
 
     Raises:
         FileNotFoundError: ``root`` missing, or no category folder with a ``Correlated`` folder.

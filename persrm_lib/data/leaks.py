@@ -1,10 +1,4 @@
-"""Label shortcuts: does anything but style give a pair's label away? (docs/design.md, "Known hazards").
-
->>> pairs = [{"query": "q", "exemplars": ["e"], "n_exemplars": 1, "response_a": "x", "response_b": "y",
-...           "label": label, "positive_kind": "p", "negative_kind": "n"} for label in "ab"]
->>> label_shortcut_report(pairs)["position_a"]
-0.5
-"""
+"""Label shortcuts: does anything but style give a pair's label away? (docs/design.md, "Known hazards")."""
 
 from __future__ import annotations
 
@@ -28,6 +22,7 @@ def _accuracy(predictions: Iterable[str | None], labels: Iterable[str]) -> float
 
 
 def _pick(score_a: float, score_b: float) -> str | None:
+    """The side with the higher score; None on a tie."""
     return None if score_a == score_b else ("a" if score_a > score_b else "b")
 
 
@@ -43,23 +38,18 @@ def label_shortcut_report(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float
     - ``query_overlap``: the response sharing more content words (4+ letters) with the query: the
       coherence cue of ``query_mode="opening"`` (0.5 in neutral mode, where the query is fixed).
 
-    Ties count one half.
-
     Returns:
-        ``n_pairs`` and one accuracy in [0, 1] per predictor (NaN for an empty set).
+        ``n_pairs`` and one accuracy in [0, 1] per predictor (ties count one half; NaN for an empty set).
     """
     labels = [p["label"] for p in pairs]
     chars = [(len(p["response_a"]), len(p["response_b"])) for p in pairs]
     words = [(len(p["response_a"].split()), len(p["response_b"].split())) for p in pairs]
     exemplar_len = [float(np.mean([len(e) for e in exemplars_of(p)])) for p in pairs]
-    strategy = Counter()
-    for p in pairs:
-        strategy[(p["positive_kind"], p["negative_kind"], p["label"])] += 1
-    majority = {}
-    for p in pairs:
+    strategy = Counter((p["positive_kind"], p["negative_kind"], p["label"]) for p in pairs)
+
+    def majority(p: Mapping[str, Any]) -> str | None:
         key = (p["positive_kind"], p["negative_kind"])
-        n_a, n_b = strategy[(*key, "a")], strategy[(*key, "b")]
-        majority[key] = None if n_a == n_b else ("a" if n_a > n_b else "b")
+        return _pick(strategy[(*key, "a")], strategy[(*key, "b")])
 
     def overlap(p: Mapping[str, Any], side: str) -> float:
         q = set(_CONTENT_WORD_RE.findall(p["query"].lower()))
@@ -74,7 +64,7 @@ def label_shortcut_report(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float
         "closer_length_to_exemplars": _accuracy(
             [_pick(-abs(a - e), -abs(b - e)) for (a, b), e in zip(chars, exemplar_len, strict=True)], labels
         ),
-        "strategy_majority": _accuracy([majority[(p["positive_kind"], p["negative_kind"])] for p in pairs], labels),
+        "strategy_majority": _accuracy([majority(p) for p in pairs], labels),
         "query_overlap": _accuracy([_pick(overlap(p, "a"), overlap(p, "b")) for p in pairs], labels),
     }
 

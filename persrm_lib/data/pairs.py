@@ -1,16 +1,6 @@
 """The canonical pair file, one JSON object per line (docs/design.md, "Pair"): its ONE reader,
 writer and swap. A pair carries :data:`PAIR_FIELDS`; extra fields are kept, and an ``evidence``
 record (:mod:`persrm_lib.data.evidence`) is checked when present.
-
->>> import tempfile, pathlib
->>> pair = {"id": "p1", "query": "Q", "exemplars": ["E"], "response_a": "A", "response_b": "B",
-...         "label": "a", "positive_kind": "intra_author", "negative_kind": "random", "author": "x",
-...         "genre": "speech", "n_exemplars": 1}
->>> path = pathlib.Path(tempfile.mkdtemp()) / "pairs.jsonl"
->>> write_pairs([pair], path).name
-'pairs.jsonl'
->>> read_pairs(path)[0]["label"]
-'a'
 """
 
 from __future__ import annotations
@@ -71,15 +61,11 @@ class IdIndex:
 
 
 def validate_pair(pair: Any, where: str = "pair", required: Sequence[str] = PAIR_FIELDS) -> dict[str, Any]:
-    """Check one pair against the contract and return it as a dict.
+    """Check one pair (a decoded JSON object) against the contract; the pair as a new dict.
 
     Args:
-        pair: the decoded JSON object.
         where: how to name its place in an error, e.g. ``"pairs.jsonl line 3"``.
-        required: the fields that must be present (all of :data:`PAIR_FIELDS` by default).
-
-    Returns:
-        The pair (a new dict; field values unchanged).
+        required: the fields that must be present.
 
     Raises:
         PairFormatError: naming ``where`` and the field that is missing or wrong (empty texts
@@ -142,17 +128,12 @@ def swap_pair(pair: Mapping[str, Any], suffix: bool = False) -> dict[str, Any]:
     """The same pair in the other order (a new dict): responses A and B exchanged, and with them the
     label and the evidence's A and B values (:func:`persrm_lib.data.evidence.swap_evidence`).
 
-    Args:
-        pair: a pair (or a trace); ``label``, when present and not None, must be ``a`` or ``b``.
-        suffix: append :data:`SWAPPED_SUFFIX` to the id (a training copy beside the original).
+    ``pair`` may be a trace; ``suffix`` appends :data:`SWAPPED_SUFFIX` to the id (a training copy
+    beside the original).
 
     Raises:
         PairFormatError: a label other than ``a``/``b``, or ``suffix`` on a pair without an id
             (naming the pair).
-
-    >>> swapped = swap_pair({"id": "p1", "response_a": "x", "response_b": "y", "label": "a"}, suffix=True)
-    >>> swapped["id"], swapped["response_a"], swapped["label"]
-    ('p1:swapped', 'y', 'b')
     """
     out = dict(pair)
     out["response_a"], out["response_b"] = pair["response_b"], pair["response_a"]
@@ -172,11 +153,8 @@ def swap_pair(pair: Mapping[str, Any], suffix: bool = False) -> dict[str, Any]:
 
 
 def read_pairs(path: str | Path, required: Sequence[str] = PAIR_FIELDS) -> list[dict[str, Any]]:
-    """Read a canonical pair file strictly, in file order; blank lines are skipped.
-
-    Args:
-        path: the ``.jsonl`` file.
-        required: fields every pair must carry (all of :data:`PAIR_FIELDS` by default).
+    """Read a canonical pair file (``.jsonl``) strictly, in file order; blank lines are skipped.
+    ``required``: the fields every pair must carry.
 
     Raises:
         FileNotFoundError: the file does not exist.

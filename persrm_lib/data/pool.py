@@ -20,11 +20,7 @@ _MIN_RESPONSE_WORDS = 10
 
 
 def response_budget(passage_words: int, query_words: int) -> int:
-    """Words per response: ``passage_words - query_words`` (ValueError below 10).
-
-    >>> response_budget(80, 16)
-    64
-    """
+    """Words per response: ``passage_words - query_words`` (ValueError below 10)."""
     budget = passage_words - query_words
     if budget < _MIN_RESPONSE_WORDS:
         raise ValueError(
@@ -38,11 +34,6 @@ def query_and_response(text: str, query_mode: str, query_words: int, response_wo
     """The query a passage gives and its response part (exactly ``response_words`` words), or
     ``None`` when the passage is too short. ``opening``: the first ``query_words`` words are the
     query, the response follows them; ``neutral``: :data:`NEUTRAL_QUERY` and the passage's start.
-
-    >>> query_and_response("a b c d e f g", "opening", 2, 3)
-    ('a b', 'c d e')
-    >>> query_and_response("a b c d e f g", "neutral", 2, 3)[1]
-    'a b c'
     """
     words = text.split()
     if query_mode == "neutral":
@@ -54,13 +45,9 @@ def query_and_response(text: str, query_mode: str, query_words: int, response_wo
 
 @dataclass
 class PassagePool:
-    """The passages one set of pairs is drawn from, with their embeddings.
-
-    Args:
-        docs: Document rows (one split of one benchmark).
-        vectors: unit-norm embeddings of ``docs.text`` in row order.
-        exemplar_genres, candidate_genres: genres that may give exemplars / responses (None: any).
-        query_mode, query_words, response_words: how responses are cut (see the module docstring).
+    """The passages one set of pairs is drawn from (``docs``: Document rows of one split of one
+    benchmark), with ``vectors``, the unit-norm embeddings of ``docs.text`` in row order.
+    ``exemplar_genres``/``candidate_genres``: genres that may give exemplars / responses (None: any).
     """
 
     docs: pd.DataFrame

@@ -1,16 +1,9 @@
 """Measured writing-style features of a text (stylometry), deterministic and CPU-only.
 
 The features are what the PersRM-R1 paper's criteria talk about (arXiv 2508.14076, §3.1: sentence
-rhythm, vocabulary, punctuation, tone), measured instead of described: sentence and word length,
-lexical richness (type-token ratio, MATTR, Yule's K, hapax share), punctuation per kind,
-capitalisation, the function-word profile, and a character n-gram profile (TF-IDF, scikit-learn).
-
-Every rate is "per 100 words" (punctuation) or a share in [0, 1]; a text without words measures as
-all zeros.
-
->>> f = style_features("I came. I saw; I conquered!")
->>> f["sentence_length_mean"], f["semicolon_rate"], f["exclamation_rate"]
-(3.0, 16.666666666666668, 16.666666666666668)
+rhythm, vocabulary, punctuation, tone), measured instead of described (:data:`SCALAR_FEATURES`, the
+function-word profile, a character n-gram profile). Every rate is "per 100 words" (punctuation) or a
+share in [0, 1]; a text without words measures as all zeros.
 """
 
 from __future__ import annotations
@@ -83,29 +76,17 @@ _FUNCTION_WORD_INDEX = {w: i for i, w in enumerate(FUNCTION_WORDS)}
 
 
 def words(text: str) -> list[str]:
-    """The words of ``text`` (letters, with inner apostrophes), in order, case kept.
-
-    >>> words("Don't stop -- it's 1999, O'Brien.")
-    ["Don't", 'stop', "it's", "O'Brien"]
-    """
+    """The words of ``text`` (letters, with inner apostrophes), in order, case kept."""
     return _WORD_RE.findall(text)
 
 
 def sentences(text: str) -> list[str]:
-    """Split ``text`` into sentences on ``.``, ``!``, ``?`` followed by whitespace.
-
-    >>> sentences("One. Two words! Three? ")
-    ['One.', 'Two words!', 'Three?']
-    """
+    """Split ``text`` into sentences on ``.``, ``!``, ``?`` (or an ellipsis) followed by whitespace."""
     return [s.strip() for s in _SENTENCE_END_RE.split(text.strip()) if s.strip()]
 
 
 def mattr(tokens: Sequence[str], window: int = MATTR_WINDOW) -> float:
-    """Moving-average type-token ratio (Covington & McFall 2010); the plain TTR below ``window``.
-
-    >>> mattr(["a", "b", "a", "b"], window=2)
-    1.0
-    """
+    """Moving-average type-token ratio (Covington & McFall 2010); the plain TTR below ``window``."""
     n = len(tokens)
     if n == 0:
         return 0.0
@@ -124,11 +105,7 @@ def mattr(tokens: Sequence[str], window: int = MATTR_WINDOW) -> float:
 
 
 def yules_k(tokens: Sequence[str]) -> float:
-    """Yule's K = 10^4 * (sum_i i^2 V_i - N) / N^2 (higher: more repetitive vocabulary).
-
-    >>> yules_k(["a", "b", "c", "d"])
-    0.0
-    """
+    """Yule's K = 10^4 * (sum_i i^2 V_i - N) / N^2 (higher: more repetitive vocabulary)."""
     n = len(tokens)
     if n == 0:
         return 0.0
@@ -139,10 +116,6 @@ def yules_k(tokens: Sequence[str]) -> float:
 def style_features(text: str) -> dict[str, float]:
     """``{name: value}`` for every name in :data:`FEATURE_NAMES`, in order: the scalar features, then
     ``fw_<word>``, the share of the words that are that function word. TypeError for a non-``str``.
-
-    >>> f = style_features("The cat sat. The dog, too, sat down!")
-    >>> f["sentence_length_mean"], f["comma_rate"], f["fw_the"]
-    (4.0, 25.0, 0.25)
     """
     if not isinstance(text, str):
         raise TypeError(f"style_features expects a str, got {type(text).__name__}")
@@ -181,11 +154,7 @@ def style_features(text: str) -> dict[str, float]:
 
 
 def feature_matrix(texts: Sequence[str], names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
-    """Stack :func:`style_features` of ``texts`` into a ``(len(texts), len(names))`` float array.
-
-    >>> feature_matrix(["One two.", "Three, four!"], names=("comma_rate",)).tolist()
-    [[0.0], [50.0]]
-    """
+    """Stack :func:`style_features` of ``texts`` into a ``(len(texts), len(names))`` float array."""
     rows = [style_features(t) for t in texts]
     return np.array([[row[name] for name in names] for row in rows], dtype=float).reshape(len(rows), len(names))
 
@@ -207,16 +176,10 @@ def cosine(u: np.ndarray, v: np.ndarray) -> float:
 def char_ngram_similarity(
     exemplars: Sequence[str], candidates: Sequence[str], ngram_range: tuple[int, int] = (3, 5)
 ) -> np.ndarray:
-    """Cosine of each candidate to the mean character n-gram TF-IDF profile of the exemplars.
-
-    The vectoriser (``char_wb``, sublinear tf) is fitted on exemplars and candidates together, so
-    the idf weights depend on this one comparison only.
-
-    Returns one similarity in [0, 1] per candidate; ValueError without a non-empty exemplar.
-
-    >>> sims = char_ngram_similarity(["the cat sat on the mat"], ["the cat sat", "zebra quux"])
-    >>> bool(sims[0] > sims[1])
-    True
+    """Cosine in [0, 1] of each candidate to the mean character n-gram TF-IDF profile of the
+    exemplars (scikit-learn's ``TfidfVectorizer``, ``char_wb``, sublinear tf, fitted on exemplars and
+    candidates together: the idf weights depend on this one comparison only). ValueError without a
+    non-empty exemplar.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
 

@@ -3,11 +3,6 @@
 WordNet is read from a folder with nltk's ``WordNetCorpusReader`` (nothing is downloaded): the
 ``folder`` argument, else ``$PERSRM_WORDNET_DIR``, else nltk_data's ``corpora/wordnet`` or Debian's
 ``wordnet-base`` (``/usr/share/wordnet``).
-
->>> import random
->>> wordnet = WordNetSynonyms()                               # doctest: +SKIP
->>> wordnet.perturb("The quick reply pleased the old farmer.", random.Random(0), 1)  # doctest: +SKIP
-('The quick answer pleased the old farmer.', [('reply', 'answer')])
 """
 
 from __future__ import annotations
@@ -20,6 +15,8 @@ import re
 import shutil
 from pathlib import Path
 
+from ..core.jsonl import atomic_write
+
 WORDNET_ENV = "PERSRM_WORDNET_DIR"
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")  # Debian/Ubuntu package `wordnet-base`
 _REQUIRED_FILES = ("index.noun", "data.noun", "index.verb", "data.verb", "index.adj", "data.adj")
@@ -28,7 +25,7 @@ MIN_WORD_LETTERS = 4
 SPELLING_VARIANT_RATIO = 0.8  # difflib similarity at or above which two words are one word spelt two ways
 # WordNet 3.0's lexicographer files (number, name, syntactic category), as documented in its
 # lexnames(5WN) page. nltk's reader needs a `lexnames` file; Debian compiles the list into
-# libwordnet instead of shipping it, so a folder without one gets it written beside links.
+# libwordnet instead of shipping it, so a folder without one is read from a cached copy with one.
 _LEXNAMES = (
     "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
     "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
@@ -38,10 +35,6 @@ _LEXNAMES = (
     "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
 ).split()
 _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
-
-
-def _has_wordnet(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in _REQUIRED_FILES)
 
 
 def find_wordnet_dir(folder: str | Path | None = None) -> Path:
@@ -60,7 +53,7 @@ def find_wordnet_dir(folder: str | Path | None = None) -> Path:
             pass
         candidates.append(DEBIAN_WORDNET_DIR)
     for candidate in candidates:
-        if _has_wordnet(candidate):
+        if all((candidate / name).is_file() for name in _REQUIRED_FILES):
             return candidate
     raise FileNotFoundError(
         f"WordNet not found (looked in {', '.join(str(c) for c in candidates)}); install Debian's wordnet-base "
@@ -84,11 +77,8 @@ def readable_wordnet_dir(folder: Path) -> Path:
             shutil.copyfile(item, tmp)
             tmp.replace(link)
     lexnames = "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(_LEXNAMES))
-    path = target / "lexnames"
-    if not path.is_file() or path.read_text() != lexnames:
-        tmp = target / "lexnames.tmp"
-        tmp.write_text(lexnames)
-        tmp.replace(path)
+    if not (target / "lexnames").is_file() or (target / "lexnames").read_text() != lexnames:
+        atomic_write(target / "lexnames", lexnames)
     return target
 
 
@@ -161,17 +151,9 @@ class WordNetSynonyms:
         return word.isalpha() and word.islower() and len(word) >= MIN_WORD_LETTERS and word not in ENGLISH_STOP_WORDS
 
     def perturb(self, text: str, rng: random.Random, n_swaps: int) -> tuple[str, list[tuple[str, str]]]:
-        """Swap ``n_swaps`` words of ``text`` for close synonyms, chosen by ``rng``.
-
-        Args:
-            text: the author's text.
-            rng: a seeded ``random.Random`` (the result is a function of its state).
-            n_swaps: how many words to swap (the paper: 3-4).
-
-        Returns:
-            The new text and the ``(word, synonym)`` swaps made, in text order; fewer than
-            ``n_swaps`` when the text has fewer swappable words.
-        """
+        """Swap ``n_swaps`` words of ``text`` (the paper: 3-4) for close synonyms, chosen by the seeded
+        ``rng``: the new text and the ``(word, synonym)`` swaps made, in text order (fewer than
+        ``n_swaps`` when the text has fewer swappable words)."""
         tokens = list(_TOKEN_RE.finditer(text))
         candidates = [i for i, m in enumerate(tokens) if self.swappable(m.group())]
         rng.shuffle(candidates)
@@ -183,9 +165,7 @@ class WordNetSynonyms:
             if synonym is not None:
                 chosen.append((i, synonym))
         chosen.sort()
-        pieces, last = [], 0
-        for i, synonym in chosen:
-            pieces += [text[last : tokens[i].start()], synonym]
-            last = tokens[i].end()
-        pieces.append(text[last:])
-        return "".join(pieces), [(tokens[i].group(), synonym) for i, synonym in chosen]
+        out = text
+        for i, synonym in reversed(chosen):  # from the end: earlier offsets stay valid
+            out = out[: tokens[i].start()] + synonym + out[tokens[i].end() :]
+        return out, [(tokens[i].group(), synonym) for i, synonym in chosen]

@@ -53,8 +53,7 @@ def synthesize_pairs(
 
     Args:
         tables: benchmark name -> Document table with ``split`` set (:func:`persrm_lib.data.benchmarks.load_benchmark`).
-        data: the profile's data settings (``cfg.data``).
-        seed: the profile seed (each set gets its own seed derived from it).
+        data, seed: the profile's ``cfg.data`` and ``cfg.seed``.
         embeddings, synonyms, query_mode, mimic: see :func:`build_pairs`.
         validation_pairs: pairs in the validation set (default ``data.eval_pairs``).
 
@@ -103,8 +102,7 @@ def synthesize_pairs(
                 id_prefix=id_prefix,
                 split_name=split,
             )
-            for p in pairs:
-                report.built[(p["positive_kind"], p["negative_kind"])] += 1
+            report.built.update((p["positive_kind"], p["negative_kind"]) for p in pairs)
         else:
             pairs = build_pairs(
                 table,
@@ -150,26 +148,9 @@ def pairs_table(sets: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame
 _SAVED_FILES = re.compile(r"(?:data-\d{5}-of-\d{5}\.arrow|dataset_info\.json|state\.json)")
 
 
-def saved_dataset_problem(folder: str | Path) -> str | None:
-    """Why ``folder`` is not a dataset that ``save_to_disk`` wrote (so it may not be replaced), or None."""
-    folder = Path(folder)
-    if folder.is_symlink() or not folder.is_dir():
-        return f"{folder} is not a folder"
-    entries = sorted(folder.iterdir())
-    names = {p.name for p in entries}
-    other = [p.name for p in entries if p.is_dir() or p.is_symlink() or not _SAVED_FILES.fullmatch(p.name)]
-    if other or not {"state.json", "dataset_info.json"} <= names:
-        shown = ", ".join(other[:5]) or "no state.json and dataset_info.json"
-        return f"{folder} is not a saved dataset ({shown}): move it away, it is replaced only when a save made it"
-    return None
-
-
 def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) -> Path:
-    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically.
-
-    Raises:
-        ValueError: ``out_dir`` holds something a save did not write (nothing is touched then).
-    """
+    """Save pairs as a ``datasets.Dataset`` (``save_to_disk``), replacing ``out_dir`` atomically;
+    ValueError (nothing touched) when ``out_dir`` holds something a save did not write."""
     import shutil
     import tempfile
 
@@ -177,10 +158,16 @@ def save_pairs_dataset(pairs: Sequence[Mapping[str, Any]], out_dir: str | Path) 
     from datasets import Dataset
 
     out = Path(out_dir)
-    if out.exists() or out.is_symlink():
-        problem = saved_dataset_problem(out)
-        if problem is not None:
-            raise ValueError(problem)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ValueError(f"{out} is not a folder")
+    if out.exists():  # replaced only when a save made it: every entry is a file that save_to_disk writes
+        entries = sorted(out.iterdir())
+        other = [p.name for p in entries if p.is_dir() or p.is_symlink() or not _SAVED_FILES.fullmatch(p.name)]
+        if other or not {"state.json", "dataset_info.json"} <= {p.name for p in entries}:
+            shown = ", ".join(other[:5]) or "no state.json and dataset_info.json"
+            raise ValueError(
+                f"{out} is not a saved dataset ({shown}): move it away, it is replaced only when a save made it"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))  # a folder made here, never a fixed name
     was_disabled = datasets.are_progress_bars_disabled()
@@ -208,11 +195,8 @@ def headline_metrics(
     """The headline metrics of notebook 01 (for :func:`persrm_lib.run.notebook.write_metrics`).
 
     Args:
-        documents: the run's Document table (``author`` column).
-        pair_sets: set name -> pairs (:func:`synthesize_pairs`).
         shortcut_checks: one row per set (index: set name), an ``n_pairs`` column and one column per
             label predictor (:func:`persrm_lib.data.leaks.label_shortcut_report`); NaN where absent.
-        response_words: words per response (:func:`persrm_lib.data.pool.response_budget`).
         n_traces, n_faithful: traces the teacher wrote and how many agree with the label.
 
     Returns:
@@ -233,8 +217,6 @@ def headline_metrics(
     }
     for name, pairs in pair_sets.items():
         metrics[f"n_pairs/{name}"] = len(pairs)
-    for (name, predictor), value in (
-        shortcut_checks.drop(columns="n_pairs").stack().dropna().items()
-    ):  # NaN: kind absent
-        metrics[f"shortcut/{name}/{predictor}"] = float(value)
+    for (name, predictor), value in shortcut_checks.drop(columns="n_pairs").stack().dropna().items():
+        metrics[f"shortcut/{name}/{predictor}"] = float(value)  # NaN: the kind is absent
     return metrics

@@ -33,15 +33,11 @@ class Teacher(ABC):
 
     def judge_each(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
         """Yield ``(index, completion or TeacherResponseError)`` as each pair is judged (any order)."""
-        return _each(pairs, self.judge)
+        return each_result(pairs, self.judge)
 
     def judge_hinted(self, pair: Pair) -> str:
         """The hinted second pass (RM-R1, arXiv 2505.02387): a completion written knowing the
-        pair's ``label`` (:mod:`persrm_lib.teachers.hinted`).
-
-        Raises:
-            NotImplementedError: this teacher has no hinted pass.
-        """
+        pair's ``label`` (:mod:`persrm_lib.teachers.hinted`); NotImplementedError without one."""
         raise NotImplementedError(f"teacher {self.name!r} has no hinted pass (teacher.hinted_share must be 0)")
 
     def can_hint(self, pair: Pair) -> bool:
@@ -54,7 +50,7 @@ class Teacher(ABC):
 
     def judge_each_hinted(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, str | TeacherResponseError]]:
         """:meth:`judge_each` for :meth:`judge_hinted`."""
-        return _each(pairs, self.judge_hinted)
+        return each_result(pairs, self.judge_hinted)
 
     def judge_batch(self, pairs: Sequence[Pair]) -> list[str]:
         """Completions for ``pairs`` in input order; raises the first error met."""
@@ -66,9 +62,10 @@ class Teacher(ABC):
         return [text for text in out if text is not None]
 
 
-def _each(pairs: Sequence[Pair], judge: Callable[[Pair], str]) -> Iterator[tuple[int, str | TeacherResponseError]]:
-    for i, pair in enumerate(pairs):
+def each_result(items: Sequence[Any], judge: Callable[[Any], str]) -> Iterator[tuple[int, str | TeacherResponseError]]:
+    """``(index, judge(item))`` per item, or ``(index, error)`` where it raises a TeacherResponseError."""
+    for i, item in enumerate(items):
         try:
-            yield i, judge(pair)
+            yield i, judge(item)
         except TeacherResponseError as exc:
             yield i, exc

