@@ -1,14 +1,11 @@
 """The ONE LLM client: chat messages in, text out, from a local model (:class:`LocalChatClient`) or
-an OpenAI-compatible server (:class:`HTTPChatClient`). Teachers, the mimicry writer, the behaviour
-classifier, the generative judge and GRPO validation all hold one.
-
-Both satisfy :class:`ChatClient` (``complete``, ``complete_batch``) and have ``complete_each``,
-which yields ``(index, answer)`` and reports a conversation without a usable answer as a
-:class:`ChatResponseError` instead of stopping (resumable trace generation needs it).
+an OpenAI-compatible server (:class:`HTTPChatClient`). Both have ``complete_each``, which yields
+``(index, answer)`` and an unusable answer as a :class:`ChatResponseError` instead of stopping.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -34,8 +31,7 @@ class ChatClientError(RuntimeError):
 
 class ChatResponseError(ChatClientError):
     """One conversation got no usable answer; ``kind`` names why (``invalid_json``,
-    ``unexpected_json``, ``empty_reply``, ``cut_off``, ``http_400`` ...), so a caller can count
-    failures by kind, go on with the other conversations and retry this one later."""
+    ``unexpected_json``, ``empty_reply``, ``cut_off``, ``http_400`` ...)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
@@ -63,10 +59,6 @@ class LocalChatClient:
             model that never writes the tag on its own); it is put back in front of each answer.
         stop_strings: an answer ends, and is cut, right after one of them (default: at
             ``</scores>``; ``()``: only at the end-of-turn token or ``max_new_tokens``).
-
-    An answer cut off by ``max_new_tokens`` is returned as it is by :meth:`complete` and
-    :meth:`complete_batch`, and reported by :meth:`complete_each` (the teacher's path) as a
-    :class:`ChatResponseError` of kind ``cut_off``, counted in :attr:`stats`.
 
     Raises:
         ValueError: ``max_new_tokens`` or ``batch_size`` below 1, or neither a model nor a name.
@@ -149,7 +141,7 @@ class LocalChatClient:
 
     def complete_batch(self, conversations: Sequence[Messages]) -> list[str]:
         """One greedy answer per conversation, in order, with :attr:`answer_prefix` in front (an
-        answer cut off by ``max_new_tokens`` included, as it is)."""
+        answer cut off by ``max_new_tokens`` included)."""
         return [self.answer_prefix + text for text in self._generate(conversations).texts]
 
     def _generate(self, conversations: Sequence[Messages]) -> GenerationResult:
@@ -160,9 +152,9 @@ class LocalChatClient:
     ) -> Iterator[tuple[int, str | ChatResponseError]]:
         """Yield ``(index, answer)`` in input order, one generation call per batch of ``batch_size``;
         an answer that ran to ``max_new_tokens`` without an end-of-turn token or a stop string
-        yields a :class:`ChatResponseError` of kind ``cut_off`` instead (the budget ended it, not
-        the model). ``labels`` name each request in errors (default ``"a chat request"``)."""
-        names = list(labels) if labels is not None else ["a chat request"] * len(conversations)
+        yields a :class:`ChatResponseError` of kind ``cut_off`` instead (counted in :attr:`stats`).
+        ``labels`` name each request in errors."""
+        names = _names(labels, len(conversations))
         for begin in range(0, len(conversations), self.batch_size):
             result = self._generate(conversations[begin : begin + self.batch_size])
             cut_off = result.cut_off or [False] * len(result.texts)
@@ -183,7 +175,9 @@ class LocalChatClient:
                     yield begin + offset, self.answer_prefix + text
 
 
-# ---- OpenAI-compatible chat completions over HTTP --------------------------------------------
+def _names(labels: Sequence[str] | None, n: int) -> list[str]:
+    return list(labels) if labels is not None else ["a chat request"] * n
+
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PER_ITEM_STATUSES = frozenset({400, 413, 422})  # this request was refused (e.g. too long); others may pass
@@ -204,27 +198,18 @@ def _failure(exc: BaseException) -> str:
 
 
 class HTTPChatClient:
-    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, or any API).
+    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (``base_url`` e.g.
+    ``http://localhost:8000/v1``; vLLM, or any API), ``max_concurrency`` requests at a time over one
+    ``httpx.Client`` (``timeout_s`` seconds per request).
 
-    Requests run in a thread pool of ``max_concurrency`` workers over one ``httpx.Client`` (its
-    connection pool and ``timeout_s``). ``tenacity.Retrying`` retries connection errors, timeouts
-    and HTTP 408/425/429/5xx up to ``max_retries`` times, waiting ``backoff_s * 2**retry`` seconds
-    or the ``Retry-After`` header, at most ``max_backoff_s``; then a :class:`ChatClientError` names
-    the URL. Invalid or unexpected JSON, an empty body, ``finish_reason: "length"`` (kind
-    ``cut_off``) or HTTP 400/413/422 is a :class:`ChatResponseError` for that request only; a
-    redirect (not followed: a redirected POST becomes a GET), a ``204`` and the other HTTP errors
-    are a :class:`ChatClientError`. :attr:`stats` counts ``retries`` and bad answers by kind.
-
-    The key is read from ``$api_key_env`` (none there: no ``Authorization`` header); it is never
-    logged, never in an error message or :func:`repr`.
-
-    Args:
-        base_url: the API root, e.g. ``http://localhost:8000/v1``.
-        model: the model id the server knows.
-        max_new_tokens: ``max_tokens`` of each request.
-        seed, temperature: sent with each request (0: greedy).
-        timeout_s: per-request timeout in seconds.
-        max_retries: retries after the first attempt.
+    ``tenacity`` retries connection errors, timeouts and HTTP 408/425/429/5xx ``max_retries`` times
+    after the first attempt, waiting ``backoff_s * 2**retry`` seconds or the ``Retry-After`` header,
+    at most ``max_backoff_s``; then a :class:`ChatClientError` names the URL. Invalid or unexpected
+    JSON, an empty body, ``finish_reason: "length"`` (kind ``cut_off``) or HTTP 400/413/422 is a
+    :class:`ChatResponseError` for that request only; a redirect (not followed: a redirected POST
+    becomes a GET), a ``204`` and the other HTTP errors are a :class:`ChatClientError`.
+    :attr:`stats` counts ``retries`` and bad answers by kind. The key, read from ``$api_key_env``
+    (none: no ``Authorization`` header), is never logged, in an error message or in :func:`repr`.
 
     Raises:
         ValueError: a ``base_url`` that is not http(s), ``max_concurrency`` below 1 or
@@ -260,13 +245,11 @@ class HTTPChatClient:
         self.temperature = temperature
         self.max_retries = max_retries
         self.max_backoff_s = max_backoff_s
-        key = os.environ.get(api_key_env) or None
-        self._secret = key
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        if key is None:
+        self._secret = os.environ.get(api_key_env) or None
+        if self._secret is None:
             logger.info("no API key in $%s: sending requests without an Authorization header", api_key_env)
         self._client = httpx.Client(
-            headers=headers,
+            headers={"Authorization": f"Bearer {self._secret}"} if self._secret else {},
             timeout=timeout_s,
             follow_redirects=False,  # a redirect is an endpoint error (see _answer)
             limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
@@ -333,28 +316,26 @@ class HTTPChatClient:
         queued at a time. A conversation without a usable answer yields its
         :class:`ChatResponseError`; any other :class:`ChatClientError` stops the iteration (queued
         requests are cancelled). ``labels`` name each request in errors."""
-        if not conversations:
-            return
-        names = list(labels) if labels is not None else ["a chat request"] * len(conversations)
+        names = _names(labels, len(conversations))
+        queue = iter(range(len(conversations)))
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="chat") as pool:
             pending: dict[Future[str], int] = {}
-            queue = iter(range(len(conversations)))
-            for i in queue:
-                pending[pool.submit(self.complete, conversations[i], names[i])] = i
-                if len(pending) >= 2 * self.max_concurrency:
-                    break
+
+            def submit(count: int) -> None:
+                for i in itertools.islice(queue, count):
+                    pending[pool.submit(self.complete, conversations[i], names[i])] = i
+
+            submit(2 * self.max_concurrency)
             try:
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in sorted(done, key=lambda f: pending[f]):
+                    for future in sorted(done, key=pending.__getitem__):
                         i = pending.pop(future)
                         try:
                             yield i, future.result()
                         except ChatResponseError as exc:
                             yield i, exc
-                        nxt = next(queue, None)
-                        if nxt is not None:
-                            pending[pool.submit(self.complete, conversations[nxt], names[nxt])] = nxt
+                        submit(1)
             finally:
                 for future in pending:
                     future.cancel()

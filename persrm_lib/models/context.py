@@ -1,9 +1,5 @@
-"""The model's context length, and the check that a prompt fits in it before anything is generated.
-
-A prompt longer than the context does not fail loudly: transformers logs one line and the model
-continues from positions it was never trained on (or from a silently truncated prompt), so a pair
-with a 6,000-word response would be judged anyway and counted as a format failure. Every place
-that builds prompts for a model checks them here first. Tokens are counted as
+"""The model's context length, and the check that a prompt fits in it before anything is generated
+(transformers only logs a line for a prompt that is too long). Tokens are counted as
 :func:`persrm_lib.models.generation.generate` feeds them: the templated text, no special tokens added.
 """
 
@@ -111,12 +107,11 @@ def prompt_budget(
     if reserved < 0:
         raise ValueError(f"reserved tokens must be at least 0, got {reserved}")
     context, source = model_context(model, tokenizer, max_length)
-    budget = PromptBudget(context, reserved, source, reserved_for)
-    if budget.limit < 1:
+    if context <= reserved:
         raise ValueError(
             f"no room for a prompt: context {context} from {source}, {reserved} reserved for {reserved_for}"
         )
-    return budget
+    return PromptBudget(context, reserved, source, reserved_for)
 
 
 def known_budget(
@@ -147,8 +142,8 @@ def find_too_long(
     tokens: Sequence[int] | None = None,
 ) -> list[TooLong]:
     """The prompts over ``budget`` (a :class:`PromptBudget` or a token limit), as ``TooLong(id,
-    tokens)`` in input order, for a caller that counts them (a ``too_long`` column). ``ids``: the
-    pair id of each prompt; ``tokens``: the prompts' lengths when already counted.
+    tokens)`` in input order. ``ids``: the pair id of each prompt; ``tokens``: the prompts' lengths
+    when already counted.
 
     Raises:
         ValueError: ``ids`` (or ``tokens``) and ``prompts`` differ in length.
@@ -156,8 +151,6 @@ def find_too_long(
     if len(ids) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(ids)} ids")
     lengths = list(tokens) if tokens is not None else count_tokens(tokenizer, prompts)
-    if len(lengths) != len(prompts):
-        raise ValueError(f"{len(prompts)} prompts but {len(lengths)} token counts")
     limit = budget.limit if isinstance(budget, PromptBudget) else int(budget)
     return [TooLong(pid, n) for pid, n in zip(ids, lengths, strict=True) if n > limit]
 

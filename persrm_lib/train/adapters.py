@@ -36,8 +36,7 @@ class AdapterReplaceError(ValueError):
 def check_replaceable(out: str | Path, profile_name: str) -> None:
     """Refuse to let a training replace ``out`` unless it made it: ``out`` is absent, an empty folder,
     or an adapter that :func:`save_adapter` wrote for this profile (its :data:`TRAINING_INFO` names
-    the profile). Called before training starts, so a refusal never costs a training, and again
-    before the old adapter is deleted.
+    the profile).
 
     Raises:
         AdapterReplaceError: naming the folder and why (a file, no marker, another profile's adapter).
@@ -51,12 +50,8 @@ def check_replaceable(out: str | Path, profile_name: str) -> None:
         )
     if not any(out.iterdir()):
         return
-    marker = out / TRAINING_INFO
-    try:
-        info = read_json(marker) if marker.is_file() else None
-    except ValueError as exc:
-        raise AdapterReplaceError(f"{out}: {exc}; a training replaces only an adapter it saved") from exc
-    if not isinstance(info, dict):
+    info = _read_object(out, TRAINING_INFO, AdapterReplaceError)
+    if info is None:
         raise AdapterReplaceError(
             f"{out} holds files that no training of this project saved (no {TRAINING_INFO}): move them away, "
             "a training replaces only an adapter it saved"
@@ -90,29 +85,29 @@ def training_info(
     }
 
 
-def _read_info(adapter_dir: str | Path) -> dict[str, Any] | None:
-    """The adapter's :data:`TRAINING_INFO` (None without one); AdapterEvidenceError if not a JSON object."""
-    info_path = Path(adapter_dir) / TRAINING_INFO
-    if not info_path.is_file():
+def _read_object(adapter_dir: str | Path, name: str, error: type[ValueError]) -> dict[str, Any] | None:
+    """The JSON object in ``adapter_dir/name`` (None without the file); ``error`` if it is not one."""
+    path = Path(adapter_dir) / name
+    if not path.is_file():
         return None
     try:
-        info = read_json(info_path)
+        value = read_json(path)
     except ValueError as exc:
-        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
-    if not isinstance(info, dict):
-        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not a JSON object")
-    return info
+        raise error(f"adapter {adapter_dir}: {name} is not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise error(f"adapter {adapter_dir}: {name} is not a JSON object")
+    return value
 
 
 def adapter_mode(adapter_dir: str | Path) -> str:
     """The formulation an adapter was trained in (:data:`TRAINING_INFO`'s ``mode``): ``"pairwise"``
-    or ``"pointwise"``; ``"pairwise"`` for an adapter without training info or without the setting.
+    (also without training info or the setting) or ``"pointwise"``.
 
     Raises:
         AdapterEvidenceError: a training info file that is not a JSON object (or names a key twice),
-            or an unknown mode (naming the adapter); a ``ValueError``.
+            or an unknown mode.
     """
-    mode = (_read_info(adapter_dir) or {}).get("mode", "pairwise")
+    mode = (_read_object(adapter_dir, TRAINING_INFO, AdapterEvidenceError) or {}).get("mode", "pairwise")
     if mode not in ("pairwise", "pointwise"):
         raise AdapterEvidenceError(
             f"adapter {adapter_dir}: {TRAINING_INFO} names an unknown mode {mode!r} (pairwise or pointwise)"
@@ -121,15 +116,14 @@ def adapter_mode(adapter_dir: str | Path) -> str:
 
 
 def adapter_evidence(adapter_dir: str | Path) -> str | None:
-    """The evidence setting an adapter was trained with: its :data:`TRAINING_INFO`'s ``evidence``;
-    ``"none"`` for an adapter saved before the setting existed; None when there is no training
-    info (an adapter trained elsewhere: nothing to check against).
+    """The evidence setting an adapter was trained with: its :data:`TRAINING_INFO`'s ``evidence``
+    (``"none"`` when not set); None without training info (nothing to check against).
 
     Raises:
         AdapterEvidenceError: a training info file that is not a JSON object (or names a key twice),
-            or an unknown setting (naming the adapter); a ``ValueError``.
+            or an unknown setting.
     """
-    info = _read_info(adapter_dir)
+    info = _read_object(adapter_dir, TRAINING_INFO, AdapterEvidenceError)
     if info is None:
         return None
     try:
@@ -175,7 +169,7 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
     Raises:
         FileNotFoundError: no ``adapter_model.safetensors`` (run 03_sft first).
         AdapterMismatchError: an adapter trained on another model, or of another LoRA shape, or
-            whose ``adapter_config.json`` or :data:`TRAINING_INFO` cannot be read (a ``ValueError``).
+            whose ``adapter_config.json`` or :data:`TRAINING_INFO` cannot be read.
     """
     adapter_dir = Path(adapter_dir)
     weights = adapter_dir / "adapter_model.safetensors"
@@ -183,24 +177,15 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
         raise FileNotFoundError(
             f"no adapter at {adapter_dir} (adapter_model.safetensors is missing); run 03_sft (train_sft) first"
         )
-    info_path = adapter_dir / TRAINING_INFO
-    if info_path.is_file():
-        try:
-            info = read_json(info_path)
-        except ValueError as exc:
-            raise AdapterMismatchError(f"adapter at {adapter_dir}: {exc}") from exc
-        trained_on = info.get("model") if isinstance(info, dict) else None
-        if trained_on != profile.model.name:
-            raise AdapterMismatchError(
-                f"adapter at {adapter_dir} was trained on model {trained_on!r}, the profile "
-                f"{profile.name!r} uses {profile.model.name!r}"
-            )
-    try:
-        config = read_json(adapter_dir / "adapter_config.json")
-    except (ValueError, FileNotFoundError) as exc:
-        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json cannot be read ({exc})") from exc
-    if not isinstance(config, dict):
-        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json is not a JSON object")
+    info = _read_object(adapter_dir, TRAINING_INFO, AdapterMismatchError)
+    if info is not None and info.get("model") != profile.model.name:
+        raise AdapterMismatchError(
+            f"adapter at {adapter_dir} was trained on model {info.get('model')!r}, the profile "
+            f"{profile.name!r} uses {profile.model.name!r}"
+        )
+    config = _read_object(adapter_dir, "adapter_config.json", AdapterMismatchError)
+    if config is None:
+        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json is missing")
     want = _lora_shape(profile.lora.r, profile.lora.alpha, profile.lora.target_modules)
     have = _lora_shape(config.get("r"), config.get("lora_alpha"), config.get("target_modules") or [])
     if have != want:
@@ -247,20 +232,16 @@ def load_adapter(model: Any, adapter: str | Path, model_name: str) -> Any:
 
     Raises:
         FileNotFoundError: no ``adapter_config.json`` at ``adapter``.
-        AdapterMismatchError: the adapter was saved for another base (other module names, other
-            hidden size); the message names the adapter, its base and the model.
+        AdapterMismatchError: an unreadable ``adapter_config.json``, or an adapter saved for another
+            base (other module names, other hidden size), naming the adapter, its base and the model.
     """
     from peft import PeftModel
 
     path = Path(adapter)
-    config_file = path / "adapter_config.json"
-    if not config_file.is_file():
+    config = _read_object(path, "adapter_config.json", AdapterMismatchError)
+    if config is None:
         raise FileNotFoundError(f"no PEFT adapter at {path} (adapter_config.json is missing)")
-    try:
-        config = read_json(config_file)
-        saved_base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
-    except ValueError as exc:
-        raise AdapterMismatchError(f"adapter {path}: adapter_config.json is not valid JSON ({exc})") from exc
+    saved_base = config.get("base_model_name_or_path")
     hidden = getattr(model.config, "hidden_size", "?")
     try:
         peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)

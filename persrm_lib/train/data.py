@@ -1,8 +1,6 @@
 """Training inputs, checked before a model is loaded: the SFT traces, the GRPO pairs, the GRPO
-validation pairs, and the TRL datasets built from them (PersRM-R1 §3.2-3.3).
-
-Verdicts are read by the ONE rule (:class:`persrm_lib.core.verdict.Verdict`) and exemplar counts by
-:func:`persrm_lib.core.verdict.exemplar_count`, as the filter and the evaluation read them.
+validation pairs, and the TRL datasets built from them (PersRM-R1 §3.2-3.3). Verdicts are read by
+the ONE rule (:class:`persrm_lib.core.verdict.Verdict`), as the filter and the evaluation read them.
 """
 
 from __future__ import annotations
@@ -35,28 +33,6 @@ class CheckedTraces(list):
     """Traces that :func:`check_traces` read and checked (returned as they are when checked again)."""
 
 
-def _pair_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
-    """``[(where, record)]`` from a pair file or a list, and a name for the source."""
-    if isinstance(source, str | Path):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"pairs file {path} does not exist")
-        return [(f"{path.name} line {lineno}", rec) for lineno, rec in iter_jsonl(path)], str(path)
-    return [(f"pairs {i}", dict(rec)) for i, rec in enumerate(source)], "the given pairs"
-
-
-def _trace_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
-    """``[(where, trace)]`` from a trace file (read by ``read_traces``) or a list, and a name for the source."""
-    if isinstance(source, str | Path):
-        path = Path(source)
-        try:
-            traces = read_traces(path, written_by="02_filter_audit")
-        except ValueError as exc:  # a malformed line, a repeated id, an empty file
-            raise TrainingDataError(f"cannot train on these traces: {exc}") from exc
-        return [(f"{path.name} record {i}", rec) for i, rec in enumerate(traces, start=1)], str(path)
-    return [(f"traces {i}", dict(rec)) for i, rec in enumerate(source)], "the given traces"
-
-
 def check_traces(source: Source) -> list[dict[str, Any]]:
     """Read and check SFT traces (pairs plus ``teacher, completion, scores, faithful``) from a JSONL
     file (``runfiles.faithful_traces_path(run)``) or a list; returns them in order as
@@ -72,7 +48,16 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
     """
     if isinstance(source, CheckedTraces):
         return source
-    records, name = _trace_records(source)
+    if isinstance(source, str | Path):
+        name = str(source)
+        try:
+            read = read_traces(source, written_by="02_filter_audit")
+        except ValueError as exc:  # a malformed line, a repeated id, an empty file
+            raise TrainingDataError(f"cannot train on these traces: {exc}") from exc
+        records = [(f"{Path(source).name} record {i}", rec) for i, rec in enumerate(read, start=1)]
+    else:
+        name = "the given traces"
+        records = [(f"traces {i}", dict(rec)) for i, rec in enumerate(source)]
     if not records:
         raise TrainingDataError(f"no traces to train on: {name} holds no trace (run 01_synthesize and 02_filter_audit)")
     traces = []
@@ -145,7 +130,14 @@ def check_pairs(source: Source) -> list[dict[str, Any]]:
     """
     if isinstance(source, CheckedPairs):
         return source
-    records, name = _pair_records(source)
+    if isinstance(source, str | Path):
+        name = str(source)
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"pairs file {source} does not exist")
+        records = [(f"{Path(source).name} line {lineno}", rec) for lineno, rec in iter_jsonl(source)]
+    else:
+        name = "the given pairs"
+        records = [(f"pairs {i}", dict(rec)) for i, rec in enumerate(source)]
     if not records:
         raise TrainingDataError(f"no pairs to train on: {name} holds no pair (run 01_synthesize)")
     pairs = []
