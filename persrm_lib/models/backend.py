@@ -31,13 +31,11 @@ def unsloth_installed() -> bool:
 
 def select_backend(requested: str | None = None) -> str:
     """``"unsloth"`` or ``"transformers"`` for ``requested`` (``auto``/``unsloth``/``transformers``;
-    None: ``$PERSRM_BACKEND``, else ``auto``). ``auto`` picks Unsloth when a CUDA device is visible
-    and Unsloth is installed; a forced ``unsloth`` that cannot run raises instead of falling back.
+    None: ``$PERSRM_BACKEND``, else ``auto``, which picks Unsloth on CUDA when it is installed).
 
     Raises:
         ValueError: an unknown backend name.
-        BackendUnavailableError: ``unsloth`` forced without a CUDA device or without Unsloth installed;
-            the message names both problems and where the choice came from.
+        BackendUnavailableError: ``unsloth`` forced where it cannot run, naming why.
     """
     source = "backend" if requested else BACKEND_ENV
     choice = (requested or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
@@ -56,8 +54,7 @@ def select_backend(requested: str | None = None) -> str:
 
 
 def import_unsloth_first() -> None:
-    """Import Unsloth before transformers, PEFT and TRL, so that it can patch them all; only after
-    :func:`select_backend` returned ``"unsloth"``."""
+    """Import Unsloth before transformers, PEFT and TRL, so that it can patch them all."""
     import unsloth  # noqa: F401 -- imported for its patches; only on CUDA machines
 
 

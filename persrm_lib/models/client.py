@@ -53,8 +53,7 @@ class LocalChatClient:
     Args:
         model, tokenizer: a transformers causal LM (or a PEFT model) and its tokenizer, or None to
             load ``model_name`` (registry name, folder or hub id) on first use, on ``device``.
-        max_new_tokens: the answer's length limit, in tokens.
-        batch_size: prompts per forward pass.
+        max_new_tokens, batch_size: the answer's length limit in tokens; prompts per forward pass.
         answer_prefix: text the assistant turn is made to start with (e.g. ``"<count>"`` for a small
             model that never writes the tag on its own); it is put back in front of each answer.
         stop_strings: an answer ends, and is cut, right after one of them (default: at
@@ -111,11 +110,8 @@ class LocalChatClient:
         return self.loaded()[0]
 
     def render(self, messages: Messages) -> str:
-        """The chat-templated prompt text of ``messages``, ending with the assistant turn's opening.
-
-        Raises:
-            ChatTemplateError: the model's tokenizer has no chat template (naming the model).
-        """
+        """The chat-templated prompt text of ``messages``, ending with the assistant turn's opening
+        (``ChatTemplateError`` naming the model when its tokenizer has no chat template)."""
         from ..core.prompt import require_chat_template
 
         require_chat_template(self.tokenizer, self.model_name)
@@ -124,16 +120,11 @@ class LocalChatClient:
     def generate_prompts(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> GenerationResult:
         """Greedy completions of already templated prompts (kept in :attr:`last_result`)."""
         model, tokenizer = self.loaded()
-        result = generate(
-            model,
-            tokenizer,
-            list(prompts),
-            max_new_tokens or self.max_new_tokens,
-            self.batch_size,
-            stop_strings=self.stop_strings,
+        tokens = max_new_tokens or self.max_new_tokens
+        self.last_result = generate(
+            model, tokenizer, list(prompts), tokens, self.batch_size, stop_strings=self.stop_strings
         )
-        self.last_result = result
-        return result
+        return self.last_result
 
     def complete(self, messages: Messages) -> str:
         """One greedy answer to ``messages`` (see :meth:`complete_batch`)."""
@@ -288,12 +279,8 @@ class HTTPChatClient:
 
     def complete(self, messages: Messages, label: str = "a chat request") -> str:
         """The answer to ``messages`` (stripped), with retries; ``label`` names the request in errors
-        and log lines (e.g. ``"pair 'p1'"``).
-
-        Raises:
-            ChatResponseError: this request got no usable answer.
-            ChatClientError: the endpoint cannot be used (down after the retries, or refusing).
-        """
+        and log lines (e.g. ``"pair 'p1'"``). Raises :class:`ChatResponseError` (no usable answer to
+        this request) or :class:`ChatClientError` (the endpoint down after the retries, or refusing)."""
         body = {
             "model": self.model,
             "messages": list(messages),

@@ -60,15 +60,10 @@ class PromptTooLongError(ValueError):
 
 
 def model_context(model: Any = None, tokenizer: Any = None, max_length: int | None = None) -> tuple[int, str]:
-    """The most tokens the model reads, and where that number comes from.
-
-    The smallest of: ``tokenizer.model_max_length`` (when set; transformers writes 1e30 when it is
-    not), the model config's ``max_position_embeddings`` (or ``n_positions``, ...; a PEFT-wrapped
-    model's config is its base model's), and ``max_length`` (a configured cap such as the profile's
-    ``model.max_seq_length``).
-
-    Raises:
-        ValueError: none of them is known.
+    """The most tokens the model reads, and where that number comes from: the smallest of
+    ``tokenizer.model_max_length`` (when set), the model config's ``max_position_embeddings`` (or
+    ``n_positions``, ...; a PEFT model's is its base model's) and ``max_length`` (a configured cap).
+    ``ValueError`` when none of them is known.
     """
     found: list[tuple[int, str]] = []
     limit = getattr(tokenizer, "model_max_length", None)
@@ -99,11 +94,8 @@ def prompt_budget(
     max_length: int | None = None,
     reserved_for: str = "generation",
 ) -> PromptBudget:
-    """The budget of one prompt: :func:`model_context` minus ``reserved`` tokens.
-
-    Raises:
-        ValueError: the context is unknown, ``reserved`` is negative, or nothing is left for a prompt.
-    """
+    """The budget of one prompt: :func:`model_context` minus ``reserved`` tokens (``ValueError``: the
+    context is unknown, ``reserved`` is negative, or nothing is left for a prompt)."""
     if reserved < 0:
         raise ValueError(f"reserved tokens must be at least 0, got {reserved}")
     context, source = model_context(model, tokenizer, max_length)
@@ -142,12 +134,8 @@ def find_too_long(
     tokens: Sequence[int] | None = None,
 ) -> list[TooLong]:
     """The prompts over ``budget`` (a :class:`PromptBudget` or a token limit), as ``TooLong(id,
-    tokens)`` in input order. ``ids``: the pair id of each prompt; ``tokens``: the prompts' lengths
-    when already counted.
-
-    Raises:
-        ValueError: ``ids`` (or ``tokens``) and ``prompts`` differ in length.
-    """
+    tokens)`` in input order; ``tokens``: the prompts' lengths when already counted (``ValueError``
+    when ``ids`` or ``tokens`` and ``prompts`` differ in length)."""
     if len(ids) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(ids)} ids")
     lengths = list(tokens) if tokens is not None else count_tokens(tokenizer, prompts)

@@ -98,8 +98,7 @@ def generate(
             minus ``max_new_tokens`` (:mod:`persrm_lib.models.context`; skipped when the model does
             not say its context).
         stop_strings: a completion ends, and its text is cut, right after one of them (e.g.
-            :data:`SCORES_STOP`, transformers' ``StopStringCriteria``); ``extra["stopped"]`` counts
-            those cut there.
+            :data:`SCORES_STOP`); ``extra["stopped"]`` counts those cut there.
         prefill_each: read each prompt of a batch alone and batch only the decoding (the same
             completions; on a 2-core CPU it did not pay, benchmarks/bench_generation.py).
 
@@ -130,12 +129,6 @@ def generate(
     new_tokens: list[int] = [0] * len(prompts)
     cut_off: list[bool] = [False] * len(prompts)
     stops = [s for s in stop_strings if s]
-    criteria: dict[str, Any] = {}
-    if stops and prompts:
-        from transformers import StoppingCriteriaList
-        from transformers.generation import StopStringCriteria
-
-        criteria["stopping_criteria"] = StoppingCriteriaList([StopStringCriteria(tokenizer, stops)])
     stopped = 0
     device = next(model.parameters()).device
     start = time.perf_counter()
@@ -163,7 +156,8 @@ def generate(
                 use_cache=True,
                 eos_token_id=eos_ids,
                 pad_token_id=tokenizer.pad_token_id,
-                **criteria,
+                stop_strings=stops or None,  # transformers' StopStringCriteria
+                tokenizer=tokenizer,
             )
             generated = output[:, batch["input_ids"].shape[1] :].tolist()
             for i, ids in zip(index, generated, strict=True):

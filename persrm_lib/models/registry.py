@@ -240,11 +240,8 @@ def prepare(name: str, force: bool = False) -> Path:
 
 
 def resolve(name: str) -> Path | str:
-    """Resolve a registry name, local folder or hub id to what ``from_pretrained`` accepts.
-
-    Raises:
-        ModelRegistryError: unknown name, a path that holds no model, an unusable cache.
-    """
+    """Resolve a registry name, local folder or hub id to what ``from_pretrained`` accepts
+    (:class:`ModelRegistryError`: unknown name, a path that holds no model, an unusable cache)."""
     if name in BUILDERS:
         return prepare(name)
     path = Path(name).expanduser()

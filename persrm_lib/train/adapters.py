@@ -1,9 +1,6 @@
-"""LoRA adapters of the training stages: saved by SFT and GRPO, checked and loaded for further
-training (GRPO from the SFT adapter) and for inference (the judges of 05_evaluate).
-
-An adapter folder (``<run>/<stage>/adapter/``) holds the PEFT adapter (``adapter_config.json``,
-``adapter_model.safetensors``), the tokenizer, and :data:`TRAINING_INFO` (stage, profile, model,
-backend, steps, seed, LoRA shape, the ``evidence`` setting its prompts had; GRPO adds ``from_sft``).
+"""LoRA adapters of the training stages: saved by SFT and GRPO, checked and loaded for GRPO and for
+the judges. An adapter folder holds the PEFT adapter (``adapter_config.json``,
+``adapter_model.safetensors``), the tokenizer, and :data:`TRAINING_INFO` (:func:`training_info`).
 """
 
 from __future__ import annotations
@@ -30,17 +27,12 @@ class AdapterEvidenceError(ValueError):
 
 
 class AdapterReplaceError(ValueError):
-    """An adapter folder that a training may not replace: it holds what no training of this project saved."""
+    """An adapter folder that a training may not replace."""
 
 
 def check_replaceable(out: str | Path, profile_name: str) -> None:
-    """Refuse to let a training replace ``out`` unless it made it: ``out`` is absent, an empty folder,
-    or an adapter that :func:`save_adapter` wrote for this profile (its :data:`TRAINING_INFO` names
-    the profile).
-
-    Raises:
-        AdapterReplaceError: naming the folder and why (a file, no marker, another profile's adapter).
-    """
+    """Raise :class:`AdapterReplaceError` (naming ``out`` and why) unless ``out`` is absent, an empty
+    folder, or an adapter that :func:`save_adapter` wrote for this profile."""
     out = Path(out)
     if not out.exists() and not out.is_symlink():
         return
@@ -66,12 +58,9 @@ def check_replaceable(out: str | Path, profile_name: str) -> None:
 def training_info(
     profile: Profile, stage: str, backend: str, steps: int, evidence: str | None = None
 ) -> dict[str, Any]:
-    """What :data:`TRAINING_INFO` records about a trained adapter; ``evidence``: the setting of the
-    prompts trained on (``"none"`` or ``"stylometric"``), None for the profile's ``prompt.evidence``.
-
-    Raises:
-        ValueError: an unknown evidence setting.
-    """
+    """What :data:`TRAINING_INFO` records about a trained adapter (GRPO adds ``from_sft``);
+    ``evidence``: the setting of the prompts trained on (``"none"`` or ``"stylometric"``; None: the
+    profile's ``prompt.evidence``; another: ``ValueError``)."""
     return {
         "stage": stage,
         "profile": profile.name,
@@ -133,9 +122,8 @@ def adapter_evidence(adapter_dir: str | Path) -> str | None:
 
 
 def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str, Any]]) -> None:
-    """Refuse to judge a pair with an adapter trained under the other evidence setting: one trained
-    with evidence (``stylometric``) needs every pair to carry its table; one trained without
-    (``none``) must not be shown one. Adapters without training info are not checked.
+    """Refuse to judge a pair with an adapter trained under the other evidence setting (none against
+    stylometric, either way); adapters without training info are not checked.
 
     Raises:
         AdapterEvidenceError: naming the adapter, its setting and the first pair that disagrees.
@@ -156,10 +144,6 @@ def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str,
                 "carries an evidence record: a model trained without the table must not be shown one; judge "
                 "pairs built with prompt.evidence='none', or an adapter trained with evidence"
             )
-
-
-def _lora_shape(r: Any, alpha: Any, target_modules: Any) -> dict[str, Any]:
-    return {"r": r, "lora_alpha": alpha, "target_modules": sorted(target_modules)}
 
 
 def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
@@ -186,8 +170,12 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
     config = _read_object(adapter_dir, "adapter_config.json", AdapterMismatchError)
     if config is None:
         raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json is missing")
-    want = _lora_shape(profile.lora.r, profile.lora.alpha, profile.lora.target_modules)
-    have = _lora_shape(config.get("r"), config.get("lora_alpha"), config.get("target_modules") or [])
+    want = {
+        "r": profile.lora.r,
+        "lora_alpha": profile.lora.alpha,
+        "target_modules": sorted(profile.lora.target_modules),
+    }
+    have = {key: config.get(key) for key in want} | {"target_modules": sorted(config.get("target_modules") or [])}
     if have != want:
         raise AdapterMismatchError(
             f"adapter at {adapter_dir} has LoRA {have}, the profile {profile.name!r} asks for {want}; "

@@ -38,11 +38,8 @@ STAGES = ("sft", "grpo")
 
 
 def parse_set(items: Sequence[str] | None) -> dict[str, str]:
-    """``["sft.max_steps=3", "seed=1"]`` -> ``{"sft.max_steps": "3", "seed": "1"}``.
-
-    Raises:
-        ValueError: an item without ``=`` or with an empty key.
-    """
+    """``["sft.max_steps=3", "seed=1"]`` -> ``{"sft.max_steps": "3", "seed": "1"}`` (``ValueError``:
+    an item without ``=`` or with an empty key)."""
     overrides: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -101,14 +98,10 @@ def resolve_backend(requested: str | None) -> str:
 
 
 def step_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Throughput and outcome figures from a stage's log rows (``TrainResult.log``).
-
-    Returns:
-        ``step_seconds`` (time in optimiser steps, from each row's ``seconds_per_step`` times the
-        steps it covers), ``seconds_per_step``, ``num_tokens`` (the trainer's cumulative token count
-        at the last row), ``tokens_per_second``; for GRPO rows also ``mean_reward`` (mean over rows of
-        the -1/0/+1 reward) and ``format_rate`` (1 - mean share of format violations), else None.
-    """
+    """From a stage's log rows (``TrainResult.log``): ``step_seconds`` (each row's
+    ``seconds_per_step`` times the steps it covers), ``seconds_per_step``, ``num_tokens`` (cumulative,
+    at the last row), ``tokens_per_second``; for GRPO also ``mean_reward`` (mean over rows of the
+    -1/0/+1 reward) and ``format_rate`` (1 - mean share of format violations), else None."""
     import pandas as pd
 
     columns = ["step", "seconds_per_step", "num_tokens", "reward", "format_violation"]

@@ -35,15 +35,12 @@ class CheckedTraces(list):
 
 def check_traces(source: Source) -> list[dict[str, Any]]:
     """Read and check SFT traces (pairs plus ``teacher, completion, scores, faithful``) from a JSONL
-    file (``runfiles.faithful_traces_path(run)``) or a list; returns them in order as
-    :class:`CheckedTraces`.
+    file (``runfiles.faithful_traces_path(run)``) or a list, in order.
 
     Raises:
-        TrainingDataError: no trace at all; a trace that breaks the pair contract; a trace not
-            marked ``faithful: true`` (the faithfulness filter did not run or dropped it); a trace
-            whose completion does not parse, or whose scores do not prefer the labelled response
-            (:meth:`persrm_lib.core.verdict.Verdict.outcome`); a file that
-            :func:`persrm_lib.teachers.traces.read_traces` refuses, with its reason.
+        TrainingDataError: no trace; a trace that breaks the pair contract, is not marked
+            ``faithful: true``, or whose completion does not parse or does not prefer the labelled
+            response; a file that :func:`persrm_lib.teachers.traces.read_traces` refuses.
         FileNotFoundError: ``source`` is a path that does not exist.
     """
     if isinstance(source, CheckedTraces):
@@ -88,15 +85,9 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
 
 
 def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
-    """Every SFT example of the final list that goes to the trainer (after swaps or any other
-    transform) holds its verdict: its completion parses, scores the labelled response strictly
-    higher (:meth:`persrm_lib.core.verdict.Verdict.outcome`), and its ``scores`` field, when
-    present, is what the completion says.
-
-    Raises:
-        TrainingDataError: ``refusing to train on example N (trace 'id'): ...``, naming the first
-            example that does not hold its verdict and why.
-    """
+    """Refuse (:class:`TrainingDataError`, ``refusing to train on example N (trace 'id'): ...``) the
+    first SFT example going to the trainer whose completion does not parse, does not score the
+    labelled response strictly higher, or disagrees with its ``scores`` field."""
     for i, example in enumerate(examples):
         where = f"example {i} (trace {example.get('id', '?')!r})"
         judged = verdict.read_verdict(example.get("completion"))
@@ -120,8 +111,7 @@ def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
 
 
 def check_pairs(source: Source) -> list[dict[str, Any]]:
-    """Read and check GRPO pairs (the pair contract) from a JSONL file or a list; returns them as
-    :class:`CheckedPairs`.
+    """Read and check GRPO pairs (the pair contract) from a JSONL file or a list, in order.
 
     Raises:
         TrainingDataError: no pair at all, a pair that breaks the contract, or an id that repeats
@@ -153,13 +143,9 @@ def check_pairs(source: Source) -> list[dict[str, Any]]:
 
 
 def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | None = None) -> list[dict[str, Any]]:
-    """The validation pairs to evaluate during GRPO: the first ``grpo.eval_pairs`` of ``source``
-    (default ``runfiles.pairs_path(run, "validation")``); ``[]`` when ``grpo.eval_every`` or
-    ``grpo.eval_pairs`` is 0, or when ``source`` is None and the run has no validation pairs.
-
-    Raises:
-        TrainingDataError: see :func:`check_pairs`, prefixed ``validation pairs:``.
-    """
+    """The first ``grpo.eval_pairs`` of ``source`` (default: the run's validation pairs, ``[]``
+    without them; ``[]`` too when ``grpo.eval_every`` or ``grpo.eval_pairs`` is 0), checked by
+    :func:`check_pairs` (its errors prefixed ``validation pairs:``)."""
     if profile.grpo.eval_every == 0 or profile.grpo.eval_pairs == 0:
         return []
     if source is None:
@@ -176,15 +162,10 @@ def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | No
 def sft_rows(
     traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise"
 ) -> list[tuple[str, list[dict[str, str]], str]]:
-    """``(trace id, prompt messages, completion)`` per SFT example, in order: pairwise, one per trace
-    (the pair's prompt, the trace's completion); pointwise (:mod:`persrm_lib.core.pointwise`), one
-    per response, with the persona teacher's pointwise completions.
-
-    Raises:
-        TrainingDataError: pointwise mode and a trace that is not a persona pair, or whose pointwise
-            scores do not put the chosen response above the midpoint and the rejected below
-            (:func:`persrm_lib.core.pointwise.pointwise_outcome`), naming the trace.
-    """
+    """``(trace id, prompt messages, completion)`` per SFT example, in order: pairwise, one per trace;
+    pointwise (:mod:`persrm_lib.core.pointwise`), one per response, with the persona teacher's
+    pointwise completions (:class:`TrainingDataError` for a trace that is not a persona pair, or
+    whose scores do not put each response on its side of the midpoint)."""
     rows: list[tuple[str, list[dict[str, str]], str]] = []
     for t in traces:
         n = verdict.exemplar_count(t)
@@ -228,15 +209,10 @@ def grpo_dataset(rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode:
     ``label`` and ``pair_id`` columns (``side`` too, pointwise) that TRL passes to the reward."""
     from datasets import Dataset
 
+    columns: dict[str, list[Any]] = {"label": [r["label"] for r in rows], "pair_id": [str(r["id"]) for r in rows]}
     if mode == "pointwise":
+        columns["side"] = [r["side"] for r in rows]
         prompts = [build_pointwise_messages(r, r["side"], verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
     else:
         prompts = [build_messages(r, verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
-    columns: dict[str, list[Any]] = {
-        "prompt": prompts,
-        "label": [r["label"] for r in rows],
-        "pair_id": [str(r["id"]) for r in rows],
-    }
-    if mode == "pointwise":
-        columns["side"] = [r["side"] for r in rows]
-    return Dataset.from_dict(columns)
+    return Dataset.from_dict({"prompt": prompts, **columns})

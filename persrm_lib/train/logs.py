@@ -1,11 +1,7 @@
-"""The training stages' run files, each with ONE writer and ONE reader, and the headline numbers
-the notebooks compute from them:
-
-- ``<stage>/log.csv``: one row per logged optimiser step, columns :data:`SFT_LOG_FIELDS` (03_sft)
-  or :data:`GRPO_LOG_FIELDS` (04_rft_grpo); written by :class:`TrainingLog`, read by :func:`read_log`.
-- ``<stage>/completions.jsonl`` (GRPO stages): every sampled completion, fields
-  :data:`GRPO_COMPLETION_FIELDS`; written by :class:`RewardTracker`, read by
-  :func:`read_grpo_completions`; the process of rank k > 0 writes ``completions.rank<k>.jsonl``.
+"""The training stages' run files, each with ONE writer and ONE reader, and their headline numbers:
+``<stage>/log.csv`` (one row per logged optimiser step; :class:`TrainingLog`, :func:`read_log`) and,
+for GRPO, ``<stage>/completions.jsonl`` (every sampled completion; :class:`RewardTracker`,
+:func:`read_grpo_completions`).
 """
 
 from __future__ import annotations
@@ -75,12 +71,10 @@ def _number(value: Any) -> Any:
 
 
 class TrainingLog:
-    """Writes ``<stage>/log.csv`` as training goes: one row per logged step, appended at once (so
-    the steps finished before a crash stay on disk), fixed columns, ``seconds_per_step`` measured
-    here (``on_step_begin`` to ``on_step_end``, generation included) and for GRPO the outcome shares
-    from the :class:`RewardTracker`. The trainer's ``state.log_history`` has neither of these.
-
-    Use :meth:`callback` to get the ``transformers.TrainerCallback`` that feeds it.
+    """Writes ``<stage>/log.csv`` (columns ``fields``) as training goes, fed by :meth:`callback`: one
+    row per logged step, appended at once (a crash keeps the steps before it), with
+    ``seconds_per_step`` measured here (generation included) and for GRPO the outcome shares of the
+    :class:`RewardTracker`; the trainer's ``state.log_history`` has neither.
     """
 
     def __init__(
@@ -166,13 +160,12 @@ class TrainingLog:
 
 
 def read_log(path: str | Path) -> pd.DataFrame:
-    """THE reader of a training ``log.csv``: a DataFrame, one row per logged step sorted by step,
-    under the names :class:`TrainingLog` wrote; ``step`` as int, the rest float, a blank as NaN.
+    """THE reader of a training ``log.csv``: one row per logged step sorted by step, columns
+    :data:`SFT_LOG_FIELDS` or :data:`GRPO_LOG_FIELDS`; ``step`` as int, the rest float, a blank as NaN.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: a header that is neither the SFT nor the GRPO log's, no row, or a cell that is
-            not a number (naming the file and the column).
+        ValueError: another header, no row, or a cell that is not a number (naming file and column).
     """
     path = Path(path)
     if not path.is_file():
@@ -206,16 +199,10 @@ def empty_columns(log: pd.DataFrame, columns: Sequence[str]) -> list[str]:
 
 
 class RewardTracker:
-    """:func:`persrm_lib.core.reward.persrm_reward` with a memory: the outcome shares per call and
-    every sampled completion, appended to ``completions.jsonl`` (fields :data:`GRPO_COMPLETION_FIELDS`).
-
-    TRL names reward functions by ``__name__``, so the tracker carries ``__name__ = "persrm_reward"``
-    (logged as ``rewards/persrm_reward/mean``).
-
-    Args:
-        completions_path: the JSONL file, or None to keep nothing on disk.
-        process_index: the accelerate rank; ranks above 0 write ``<stem>.rank<k>.jsonl`` beside it.
-        reward_fn: the reward to track (default :func:`persrm_reward`).
+    """``reward_fn`` (default :func:`persrm_lib.core.reward.persrm_reward`, the name TRL logs it
+    under) with a memory: the outcome shares per call, and every sampled completion appended to
+    ``completions_path`` (None: nothing on disk); the process of rank ``process_index`` k > 0 writes
+    ``<stem>.rank<k>.jsonl`` beside it.
     """
 
     def __init__(
@@ -268,10 +255,9 @@ class RewardTracker:
 
 
 def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
-    """THE reader of a GRPO stage's ``completions.jsonl``, with the ``<stem>.rank<k>.jsonl`` files
-    beside it appended in name order: records with ``step`` (int), ``pair_id`` (str), ``label``
-    ("a"/"b"), ``completion`` (str), ``reward`` (float), and, pointwise, ``side`` ("a"/"b": the
-    response the completion scores).
+    """THE reader of a GRPO stage's ``completions.jsonl`` and the ``<stem>.rank<k>.jsonl`` files beside
+    it (in name order): ``step`` (int), ``pair_id`` (str), ``label`` ("a"/"b"), ``completion`` (str),
+    ``reward`` (float), and, pointwise, ``side`` ("a"/"b": the response the completion scores).
 
     Raises:
         FileNotFoundError: the file is missing (run 04_rft_grpo first).
@@ -341,9 +327,9 @@ def grpo_headline(log: pd.DataFrame) -> dict[str, float | int | None]:
 
 
 def training_dynamics(logs: Mapping[str, pd.DataFrame]) -> dict[str, float | int | None]:
-    """06_training_dynamics' headline numbers from the logs that exist (``sft``, ``rft``,
-    ``rft_from_base``; an absent stage gives 0 steps and None values), rounded to 4 decimals.
-    ``rft_missing_columns`` counts the :data:`GRPO_CURVES` the ``rft`` log lacks or leaves blank."""
+    """06_training_dynamics' headline numbers from the logs of ``sft``, ``rft`` and ``rft_from_base``
+    (an absent one: 0 steps, None values), rounded to 4 decimals; ``rft_missing_columns`` counts the
+    :data:`GRPO_CURVES` the ``rft`` log lacks or leaves blank."""
     none = pd.DataFrame({"step": []})
     sft, rft, base = (logs.get(stage, none) for stage in ("sft", "rft", "rft_from_base"))
     return {

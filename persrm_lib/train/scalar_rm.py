@@ -117,7 +117,6 @@ def train_scalar_rm(
             max_steps=max_steps,
             learning_rate=learning_rate,
             per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=1,
             max_length=None,  # sequences are cut to max_length above, never dropped
             logging_steps=1,
             save_strategy="no",
@@ -126,10 +125,8 @@ def train_scalar_rm(
             data_seed=seed,
             use_cpu=not torch.cuda.is_available(),
             bf16=False,
-            fp16=False,
             gradient_checkpointing=False,
             disable_tqdm=True,
-            dataloader_num_workers=0,
         )
         trainer = RewardTrainer(
             model=model,
