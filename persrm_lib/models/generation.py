@@ -61,19 +61,18 @@ def _prefill_each(model: Any, input_ids: Any, attention_mask: Any) -> Any:
     from transformers import DynamicCache
 
     width = input_ids.shape[1] - 1
-    per_row = []
-    for row in range(input_ids.shape[0]):
-        real = input_ids[row][attention_mask[row].bool()]
-        per_row.append(model(input_ids=real[None, :-1], use_cache=True).past_key_values)
+    per_row = [
+        model(input_ids=ids[mask.bool()][None, :-1], use_cache=True).past_key_values
+        for ids, mask in zip(input_ids, attention_mask, strict=True)
+    ]
+
+    def left_pad(states: Any) -> Any:  # along the sequence axis, to the batch's width
+        return torch.nn.functional.pad(states, (0, 0, width - states.shape[-2], 0))
+
     cache = DynamicCache()
     for layer in range(len(per_row[0].layers)):
-        keys, values = [], []
-        for past in per_row:
-            k, v = past.layers[layer].keys, past.layers[layer].values
-            pad = (0, 0, width - k.shape[-2], 0)  # left-pad the sequence axis
-            keys.append(torch.nn.functional.pad(k, pad))
-            values.append(torch.nn.functional.pad(v, pad))
-        cache.update(torch.cat(keys), torch.cat(values), layer)
+        keys = torch.cat([left_pad(past.layers[layer].keys) for past in per_row])
+        cache.update(keys, torch.cat([left_pad(past.layers[layer].values) for past in per_row]), layer)
     return cache
 
 
@@ -90,13 +89,11 @@ def generate(
 ) -> GenerationResult:
     """Greedy completions of ``prompts`` (chat-templated text, special tokens in it) by a causal LM
     in eval mode (PEFT-wrapped or not), ``batch_size`` prompts per forward pass, each ending at the
-    end-of-turn token or after ``max_new_tokens`` tokens; the tokenizer's eos token pads when it has
-    no pad token.
+    end-of-turn token or after ``max_new_tokens`` tokens.
 
     Args:
         check_context: refuse, before generating anything, prompts longer than the model's context
-            minus ``max_new_tokens`` (:mod:`persrm_lib.models.context`; skipped when the model does
-            not say its context).
+            minus ``max_new_tokens`` (skipped when the model does not say its context).
         stop_strings: a completion ends, and its text is cut, right after one of them (e.g.
             :data:`SCORES_STOP`); ``extra["stopped"]`` counts those cut there.
         prefill_each: read each prompt of a batch alone and batch only the decoding (the same

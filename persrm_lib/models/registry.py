@@ -172,9 +172,7 @@ def _build_tiny(folder: Path) -> str:
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = Qwen2ForCausalLM(config)  # its generation config takes eos and pad from the config
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return "tiny-random: Qwen2 (2 layers, hidden 64) initialised with torch seed 0"

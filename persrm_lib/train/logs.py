@@ -61,9 +61,6 @@ _SUMMARY_FORMATS = {
 }  # fmt: skip
 
 
-# ---- log.csv ------------------------------------------------------------------------------------
-
-
 def _number(value: Any) -> Any:
     """A number for the CSV, or "" (blank) for None, a bool, NaN or text."""
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -129,9 +126,7 @@ class TrainingLog:
     def summary(self, row: Mapping[str, Any]) -> str:
         """One short line per logged step (the trainer's own dict printer is switched off)."""
         parts = [f"step {row['step']}/{self.max_steps}" if self.max_steps else f"step {row['step']}"]
-        for name, fmt in _SUMMARY_FORMATS.items():
-            if row.get(name, "") != "":
-                parts.append(f"{name} {row[name]:{fmt}}")
+        parts += [f"{name} {row[name]:{fmt}}" for name, fmt in _SUMMARY_FORMATS.items() if row.get(name, "") != ""]
         return "  ".join(parts)
 
     def callback(self) -> Any:
@@ -193,9 +188,6 @@ def read_log(path: str | Path) -> pd.DataFrame:
 def empty_columns(log: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     """The names among ``columns`` that ``log`` lacks or leaves blank on every row."""
     return [c for c in columns if c not in log.columns or log[c].isna().all()]
-
-
-# ---- completions.jsonl --------------------------------------------------------------------------
 
 
 class RewardTracker:
@@ -269,32 +261,24 @@ def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
     ranks = sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))
     records: list[dict[str, Any]] = []
     for source, number, row in ((p, n, r) for p in [path, *ranks] for n, r in iter_jsonl(p)):
-        where = f"{source}:{number}"
-        for name in GRPO_COMPLETION_FIELDS:
-            if name not in row:
-                raise ValueError(f"{where}: record lacks field {name!r}")
-        step, pair_id, label, completion, reward = (row[name] for name in GRPO_COMPLETION_FIELDS)
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"{where}: step must be a non-negative integer, got {step!r}")
-        if pair_id is None or isinstance(pair_id, bool) or not isinstance(pair_id, str | int) or pair_id == "":
-            raise ValueError(f"{where}: pair_id must be a non-empty string, got {pair_id!r}")
-        if label not in LABELS:
-            raise ValueError(f"{where}: label must be 'a' or 'b', got {label!r}")
-        if not isinstance(completion, str):
-            raise ValueError(f"{where}: completion must be text, got {type(completion).__name__}")
-        if isinstance(reward, bool) or not isinstance(reward, int | float):
-            raise ValueError(f"{where}: reward must be a number, got {reward!r}")
+        missing = next((name for name in GRPO_COMPLETION_FIELDS if name not in row), None)
+        step, pair_id, label, completion, reward = (row.get(name) for name in GRPO_COMPLETION_FIELDS)
+        checks = [  # a JSON number is exactly an int or a float (a bool is neither)
+            (missing is None, f"record lacks field {missing!r}"),
+            (type(step) is int and step >= 0, f"step must be a non-negative integer, got {step!r}"),
+            (type(pair_id) in (str, int) and pair_id != "", f"pair_id must be a non-empty string, got {pair_id!r}"),
+            (label in LABELS, f"label must be 'a' or 'b', got {label!r}"),
+            (isinstance(completion, str), f"completion must be text, got {type(completion).__name__}"),
+            (type(reward) in (int, float), f"reward must be a number, got {reward!r}"),
+            (row.get("side", "a") in LABELS, f"side must be 'a' or 'b', got {row.get('side')!r}"),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                raise ValueError(f"{source}:{number}: {problem}")
         values = (step, str(pair_id), label, completion, float(reward))
         record = dict(zip(GRPO_COMPLETION_FIELDS, values, strict=True))
-        if "side" in row:
-            if row["side"] not in LABELS:
-                raise ValueError(f"{where}: side must be 'a' or 'b', got {row['side']!r}")
-            record["side"] = row["side"]
-        records.append(record)
+        records.append(record | ({"side": row["side"]} if "side" in row else {}))
     return records
-
-
-# ---- headline metrics ---------------------------------------------------------------------------
 
 
 def _at(log: pd.DataFrame, column: str, index: int) -> float | None:

@@ -20,9 +20,6 @@ class ValidationEval:
     +1) and ``validation_format`` (share that parses) to the :class:`TrainingLog` row of that step.
     The profile gives ``grpo.max_completion_length`` (tokens per judgement), ``grpo.batch_size``
     (default prompts per forward pass) and ``prompt.mode``.
-
-    Raises:
-        ValueError: ``every`` below 1, or no pairs.
     """
 
     def __init__(
@@ -34,10 +31,6 @@ class ValidationEval:
         every: int,
         batch_size: int | None = None,
     ) -> None:
-        if every < 1:
-            raise ValueError(f"ValidationEval: every must be at least 1, got {every}")
-        if not pairs:
-            raise ValueError("ValidationEval: no validation pairs to evaluate")
         self.pairs = list(pairs)
         self.mode = profile.prompt.mode
         if self.mode == "pointwise":  # both responses of each pair, scored alone (core.pointwise)
