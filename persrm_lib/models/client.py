@@ -48,12 +48,12 @@ class ChatClient(Protocol):
 
 
 class LocalChatClient:
-    """Greedy chat completion with a local causal LM (:func:`persrm_lib.models.generation.generate`).
+    """Greedy chat completion (:func:`persrm_lib.models.generation.generate`) with a local causal LM
+    (PEFT or not) and its tokenizer, or, without them, ``model_name`` (registry name, folder or hub id)
+    loaded on first use, on ``device``; ``max_new_tokens`` tokens per answer, ``batch_size`` prompts per
+    forward pass.
 
     Args:
-        model, tokenizer: a transformers causal LM (or a PEFT model) and its tokenizer, or None to
-            load ``model_name`` (registry name, folder or hub id) on first use, on ``device``.
-        max_new_tokens, batch_size: the answer's length limit in tokens; prompts per forward pass.
         answer_prefix: text the assistant turn is made to start with (e.g. ``"<count>"`` for a small
             model that never writes the tag on its own); it is put back in front of each answer.
         stop_strings: an answer ends, and is cut, right after one of them (default: at
@@ -149,21 +149,17 @@ class LocalChatClient:
         for begin in range(0, len(conversations), self.batch_size):
             result = self._generate(conversations[begin : begin + self.batch_size])
             cut_off = result.cut_off or [False] * len(result.texts)
-            for offset, (text, cut) in enumerate(zip(result.texts, cut_off, strict=True)):
-                if cut:
-                    self.stats["cut_off"] += 1
-                    name = self.model_name or getattr(self._model, "name_or_path", None) or type(self._model).__name__
-                    yield (
-                        begin + offset,
-                        ChatResponseError(
-                            f"local model {name} answered {names[begin + offset]} cut off at max_new_tokens="
-                            f"{self.max_new_tokens} (no end-of-turn token or stop string): raise the token budget "
-                            "(teacher.max_new_tokens)",
-                            kind="cut_off",
-                        ),
-                    )
-                else:
-                    yield begin + offset, self.answer_prefix + text
+            for i, (text, cut) in enumerate(zip(result.texts, cut_off, strict=True), start=begin):
+                if not cut:
+                    yield i, self.answer_prefix + text
+                    continue
+                self.stats["cut_off"] += 1
+                name = self.model_name or getattr(self._model, "name_or_path", None) or type(self._model).__name__
+                message = (
+                    f"local model {name} answered {names[i]} cut off at max_new_tokens={self.max_new_tokens} "
+                    "(no end-of-turn token or stop string): raise the token budget (teacher.max_new_tokens)"
+                )
+                yield i, ChatResponseError(message, kind="cut_off")
 
 
 def _names(labels: Sequence[str] | None, n: int) -> list[str]:

@@ -20,7 +20,7 @@ class PromptBudget:
 
     context: int  # tokens the model reads at most (prompt and generation together)
     reserved: int  # tokens kept for the generation (max_new_tokens) or the completion
-    source: str  # where ``context`` came from, for messages
+    source: str  # where ``context`` came from
     reserved_for: str = "generation"
 
     @property
@@ -155,8 +155,7 @@ def check_prompts(
 
     Raises:
         PromptTooLongError: ``pair 'p7': the prompt is 14012 tokens, over the 3840 tokens (context
-            4096 from config.max_position_embeddings, minus 256 for generation)``, plus how many
-            more pairs are too long.
+            4096 from config.max_position_embeddings, minus 256 for generation)``, and the others.
     """
     lengths = list(tokens) if tokens is not None else count_tokens(tokenizer, prompts)
     too_long = find_too_long(tokenizer, prompts, ids, budget, lengths)

@@ -83,16 +83,11 @@ def clean_cache() -> tuple[list[Path], list[str]]:
     """Delete the model cache folders that the registry made (:func:`cache_problem`), nothing else;
     returns ``(deleted folders, why each other entry was kept)``."""
     root = cache_dir() / "models"
-    deleted: list[Path] = []
-    kept: list[str] = []
-    for entry in sorted(root.iterdir()) if root.is_dir() else []:
-        problem = cache_problem(entry)
-        if problem is None:
-            shutil.rmtree(entry)
-            deleted.append(entry)
-        else:
-            kept.append(problem)
-    return deleted, kept
+    problems = {entry: cache_problem(entry) for entry in (sorted(root.iterdir()) if root.is_dir() else [])}
+    deleted = [entry for entry, problem in problems.items() if problem is None]
+    for entry in deleted:
+        shutil.rmtree(entry)
+    return deleted, [problem for problem in problems.values() if problem is not None]
 
 
 def _build_cached(name: str, builder: Callable[[Path], str], force: bool = False) -> Path:
@@ -167,7 +162,6 @@ def _build_tiny(folder: Path) -> str:
         num_key_value_heads=2,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
-        bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -282,7 +276,7 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
     if dtype is None:
         dtype = torch.bfloat16 if device and device.startswith("cuda") else torch.float32
     try:
-        tokenizer = load_tokenizer(name)
+        tokenizer = load_tokenizer(str(where))  # resolved (and its cache verified) once
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
     except OSError as exc:
         if isinstance(where, str):

@@ -185,12 +185,9 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
 
 
 def load_adapter_weights(model: Any, adapter_dir: str | Path, profile: Profile) -> Any:
-    """Copy a saved adapter's weights into the fresh LoRA layers of ``model`` (from
-    ``load_for_training(profile)``); every LoRA weight must be covered. Returns ``model``.
-
-    Raises:
-        FileNotFoundError, ValueError: see :func:`check_adapter`; also weights that do not fit the model.
-    """
+    """``model`` (from ``load_for_training(profile)``) with a saved adapter's weights copied into its
+    fresh LoRA layers; errors of :func:`check_adapter`, and ``ValueError`` for weights that do not
+    cover its LoRA layers exactly."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -216,12 +213,12 @@ def load_trained(profile: Profile, adapter_dir: str | Path, backend: str | None 
 
 
 def load_adapter(model: Any, adapter: str | Path, model_name: str) -> Any:
-    """Apply a PEFT adapter to ``model`` and merge it (inference), or fail naming the adapter and the model.
+    """``model`` with a PEFT adapter applied and merged (inference).
 
     Raises:
         FileNotFoundError: no ``adapter_config.json`` at ``adapter``.
         AdapterMismatchError: an unreadable ``adapter_config.json``, or an adapter saved for another
-            base (other module names, other hidden size), naming the adapter, its base and the model.
+            base, naming the adapter, its base and the model.
     """
     from peft import PeftModel
 

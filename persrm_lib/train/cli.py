@@ -204,7 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "examples": result.examples,
         **step_stats(result.log),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        # this process's torch.cuda.max_memory_allocated, in MiB
         "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if torch.cuda.is_available()
         else None,

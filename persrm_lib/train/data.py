@@ -122,8 +122,6 @@ def check_pairs(source: Source) -> list[dict[str, Any]]:
         return source
     if isinstance(source, str | Path):
         name = str(source)
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"pairs file {source} does not exist")
         records = [(f"{Path(source).name} line {lineno}", rec) for lineno, rec in iter_jsonl(source)]
     else:
         name = "the given pairs"
