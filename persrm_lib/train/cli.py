@@ -162,11 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = " ".join(["python -m persrm_lib.train", *(sys.argv[1:] if argv is None else argv)])
     stage = "sft" if args.stage == "sft" else "rft"
+    cuda = torch.cuda.is_available()
     try:
         with run_lock(args.run_dir, command):  # one writer per run folder, for the whole command
             set_threads(profile.num_threads)
             set_seed(profile.seed)
-            if "LOCAL_RANK" in os.environ and torch.cuda.is_available():  # under accelerate launch
+            if "LOCAL_RANK" in os.environ and cuda:  # under accelerate launch
                 torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # before any model is loaded
             if args.stage == "sft":
                 result = train_sft(profile, args.run_dir, traces=args.traces, backend=backend)
@@ -203,10 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profile": profile.name,
         "examples": result.examples,
         **step_stats(result.log),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        if torch.cuda.is_available()
-        else None,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
     }
     if process_index() == 0:
         print(json.dumps(summary, indent=2))

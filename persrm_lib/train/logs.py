@@ -83,7 +83,7 @@ class TrainingLog:
         self.verbose = verbose
         self.max_steps = 0
         self.rows: list[dict[str, Any]] = []
-        self._step_start: float | None = None
+        self._step_start = 0.0
         self._durations: list[float] = []
         self._last_logged_step = 0
         self._writes = True
@@ -144,9 +144,7 @@ class TrainingLog:
                 log._step_start = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-                if log._step_start is not None:
-                    log._durations.append(time.perf_counter() - log._step_start)
-                    log._step_start = None
+                log._durations.append(time.perf_counter() - log._step_start)
 
             def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
                 log.record(state.global_step, logs or {})

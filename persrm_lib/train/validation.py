@@ -63,8 +63,7 @@ class ValidationEval:
         try:
             texts = client.generate_prompts(self.prompts).texts  # under torch.inference_mode
         finally:
-            if was_training:
-                model.train()
+            model.train(was_training)
         n = len(self.pairs)
         if self.mode == "pointwise":  # the two responses of pair k are prompts 2k and 2k + 1
             judged = [pair_verdict(a, b) for a, b in zip(texts[::2], texts[1::2], strict=True)]
