@@ -190,10 +190,8 @@ class HTTPChatClient:
     becomes a GET), a ``204`` and the other HTTP errors are a :class:`ChatClientError`.
     :attr:`stats` counts ``retries`` and bad answers by kind. The key, read from ``$api_key_env``
     (none: no ``Authorization`` header), is never logged, in an error message or in :func:`repr`.
-
-    Raises:
-        ValueError: a ``base_url`` that is not http(s), ``max_concurrency`` below 1 or
-            ``max_retries`` below 0.
+    ``ValueError``: a ``base_url`` that is not http(s), ``max_concurrency`` below 1 or ``max_retries``
+    below 0.
     """
 
     def __init__(

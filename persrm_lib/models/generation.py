@@ -89,7 +89,8 @@ def generate(
 ) -> GenerationResult:
     """Greedy completions of ``prompts`` (chat-templated text, special tokens in it) by a causal LM
     in eval mode (PEFT-wrapped or not), ``batch_size`` prompts per forward pass, each ending at the
-    end-of-turn token or after ``max_new_tokens`` tokens.
+    end-of-turn token or after ``max_new_tokens`` tokens: a :class:`GenerationResult` of the decoded
+    completions without special tokens, in input order.
 
     Args:
         check_context: refuse, before generating anything, prompts longer than the model's context
@@ -102,9 +103,6 @@ def generate(
     Raises:
         ValueError: ``max_new_tokens`` or ``batch_size`` below 1.
         PromptTooLongError: a prompt does not fit (``prompt 3: the prompt is ... tokens, ...``).
-
-    Returns:
-        A :class:`GenerationResult`: the decoded completions without special tokens, in input order.
     """
     import torch
 

@@ -90,12 +90,8 @@ def _read_object(adapter_dir: str | Path, name: str, error: type[ValueError]) ->
 
 def adapter_mode(adapter_dir: str | Path) -> str:
     """The formulation an adapter was trained in (:data:`TRAINING_INFO`'s ``mode``): ``"pairwise"``
-    (also without training info or the setting) or ``"pointwise"``.
-
-    Raises:
-        AdapterEvidenceError: a training info file that is not a JSON object (or names a key twice),
-            or an unknown mode.
-    """
+    (also without training info or the setting) or ``"pointwise"``; :class:`AdapterEvidenceError` for
+    a training info file that is not a JSON object (or names a key twice), or an unknown mode."""
     mode = (_read_object(adapter_dir, TRAINING_INFO, AdapterEvidenceError) or {}).get("mode", "pairwise")
     if mode not in ("pairwise", "pointwise"):
         raise AdapterEvidenceError(
@@ -106,12 +102,8 @@ def adapter_mode(adapter_dir: str | Path) -> str:
 
 def adapter_evidence(adapter_dir: str | Path) -> str | None:
     """The evidence setting an adapter was trained with: its :data:`TRAINING_INFO`'s ``evidence``
-    (``"none"`` when not set); None without training info (nothing to check against).
-
-    Raises:
-        AdapterEvidenceError: a training info file that is not a JSON object (or names a key twice),
-            or an unknown setting.
-    """
+    (``"none"`` when not set); None without training info (nothing to check against);
+    :class:`AdapterEvidenceError` as :func:`adapter_mode`, or for an unknown setting."""
     info = _read_object(adapter_dir, TRAINING_INFO, AdapterEvidenceError)
     if info is None:
         return None
@@ -122,12 +114,9 @@ def adapter_evidence(adapter_dir: str | Path) -> str | None:
 
 
 def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str, Any]]) -> None:
-    """Refuse to judge a pair with an adapter trained under the other evidence setting (none against
-    stylometric, either way); adapters without training info are not checked.
-
-    Raises:
-        AdapterEvidenceError: naming the adapter, its setting and the first pair that disagrees.
-    """
+    """Refuse (:class:`AdapterEvidenceError`, naming the adapter, its setting and the first pair that
+    disagrees) to judge a pair with an adapter trained under the other evidence setting (none against
+    stylometric, either way); adapters without training info are not checked."""
     trained = adapter_evidence(adapter_dir)
     if trained is None:
         return

@@ -212,7 +212,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.summary:
             write_json_atomic(summary, args.summary)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -117,11 +117,8 @@ def plot_grpo_length_kl(log: pd.DataFrame, smooth: int = 1) -> Any:
 
 def plot_grpo_starts(logs: Mapping[str, pd.DataFrame], smooth: int = 1) -> Any:
     """GRPO runs side by side (e.g. ``{"from SFT": rft, "from base": rft_from_base}``, paper §5.1):
-    the mean reward, and the share of format violations where every run logged it.
-
-    Raises:
-        ValueError: fewer than two runs, or a run without ``reward`` values.
-    """
+    the mean reward, and the share of format violations where every run logged it (``ValueError``:
+    fewer than two runs, or a run without ``reward`` values)."""
     if len(logs) < 2:
         raise ValueError(f"need two GRPO logs to compare, got {len(logs)}: {', '.join(logs) or 'none'}")
     for log in logs.values():

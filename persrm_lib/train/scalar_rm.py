@@ -71,8 +71,7 @@ def train_scalar_rm(
         lora_r: LoRA rank (alpha ``2 r``, all linear layers); None or 0 trains every weight.
         output_dir: where the trainer saves the model; None: nothing kept.
 
-    Raises:
-        ValueError: no training pairs.
+    Raises ``ValueError`` without training pairs.
     """
     import torch
     from datasets import Dataset
