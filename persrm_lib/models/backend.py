@@ -102,10 +102,8 @@ def load_for_training(profile: Profile, backend: str | None = None) -> tuple[Any
 
     from peft import get_peft_model
 
-    device = "cuda" if cuda_available() else None
-    dtype = torch.bfloat16 if device else torch.float32
     torch.manual_seed(profile.seed)  # LoRA's A matrices are drawn at random
-    model, tokenizer = load_model(profile.model.name, dtype=dtype, device=device)
+    model, tokenizer = load_model(profile.model.name)  # bfloat16 on CUDA, else float32
     model = get_peft_model(model, lora_config(profile))
     model.train()
     return model, tokenizer, name

@@ -285,8 +285,7 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
         raise ModelRegistryError(f"could not load the model in {where}: {exc}") from exc
     if device:
         model.to(device)
-    model.eval()
-    return model, tokenizer
+    return model, tokenizer  # from_pretrained leaves it in eval mode
 
 
 @returns_status
