@@ -117,12 +117,11 @@ class LocalChatClient:
         require_chat_template(self.tokenizer, self.model_name)
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
-    def generate_prompts(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> GenerationResult:
+    def generate_prompts(self, prompts: Sequence[str]) -> GenerationResult:
         """Greedy completions of already templated prompts (kept in :attr:`last_result`)."""
         model, tokenizer = self.loaded()
-        tokens = max_new_tokens or self.max_new_tokens
         self.last_result = generate(
-            model, tokenizer, list(prompts), tokens, self.batch_size, stop_strings=self.stop_strings
+            model, tokenizer, list(prompts), self.max_new_tokens, self.batch_size, stop_strings=self.stop_strings
         )
         return self.last_result
 

@@ -19,9 +19,8 @@ class PromptBudget:
     """The tokens a prompt may take: ``context - reserved``."""
 
     context: int  # tokens the model reads at most (prompt and generation together)
-    reserved: int  # tokens kept for the generation (max_new_tokens) or the completion
+    reserved: int  # tokens kept for the generation (max_new_tokens)
     source: str  # where ``context`` came from
-    reserved_for: str = "generation"
 
     @property
     def limit(self) -> int:
@@ -30,10 +29,7 @@ class PromptBudget:
 
     def describe(self) -> str:
         """``3840 tokens (context 4096 from <source>, minus 256 for generation)``."""
-        return (
-            f"{self.limit} tokens (context {self.context} from {self.source}, minus {self.reserved} for "
-            f"{self.reserved_for})"
-        )
+        return f"{self.limit} tokens (context {self.context} from {self.source}, minus {self.reserved} for generation)"
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,6 @@ def prompt_budget(
     *,
     reserved: int,
     max_length: int | None = None,
-    reserved_for: str = "generation",
 ) -> PromptBudget:
     """The budget of one prompt: :func:`model_context` minus ``reserved`` tokens (``ValueError``: the
     context is unknown, ``reserved`` is negative, or nothing is left for a prompt)."""
@@ -100,10 +95,8 @@ def prompt_budget(
         raise ValueError(f"reserved tokens must be at least 0, got {reserved}")
     context, source = model_context(model, tokenizer, max_length)
     if context <= reserved:
-        raise ValueError(
-            f"no room for a prompt: context {context} from {source}, {reserved} reserved for {reserved_for}"
-        )
-    return PromptBudget(context, reserved, source, reserved_for)
+        raise ValueError(f"no room for a prompt: context {context} from {source}, {reserved} reserved for generation")
+    return PromptBudget(context, reserved, source)
 
 
 def known_budget(

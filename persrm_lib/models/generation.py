@@ -83,18 +83,17 @@ def generate(
     max_new_tokens: int,
     batch_size: int = 8,
     *,
-    check_context: bool = True,
     stop_strings: Sequence[str] = (),
     prefill_each: bool = False,
 ) -> GenerationResult:
     """Greedy completions of ``prompts`` (chat-templated text, special tokens in it) by a causal LM
     in eval mode (PEFT-wrapped or not), ``batch_size`` prompts per forward pass, each ending at the
     end-of-turn token or after ``max_new_tokens`` tokens: a :class:`GenerationResult` of the decoded
-    completions without special tokens, in input order.
+    completions without special tokens, in input order. Prompts longer than the model's context
+    minus ``max_new_tokens`` are refused before anything is generated (when the model says its
+    context).
 
     Args:
-        check_context: refuse, before generating anything, prompts longer than the model's context
-            minus ``max_new_tokens`` (skipped when the model does not say its context).
         stop_strings: a completion ends, and its text is cut, right after one of them (e.g.
             :data:`SCORES_STOP`); ``extra["stopped"]`` counts those cut there.
         prefill_each: read each prompt of a batch alone and batch only the decoding (the same
@@ -115,7 +114,7 @@ def generate(
         tokenizer.pad_token = tokenizer.eos_token
     eos_ids = _eos_ids(model, tokenizer)
     lengths = count_tokens(tokenizer, prompts)
-    budget = known_budget(model, tokenizer, reserved=max_new_tokens) if check_context and prompts else None
+    budget = known_budget(model, tokenizer, reserved=max_new_tokens) if prompts else None
     if budget is not None:  # None: the model does not say its context
         check_prompts(tokenizer, prompts, list(range(len(prompts))), budget, lengths, kind="prompt")
     # longest first: a batch that does not fit in memory fails at once, not at the end

@@ -74,13 +74,10 @@ class TrainingLog:
     :class:`RewardTracker`; the trainer's ``state.log_history`` has neither.
     """
 
-    def __init__(
-        self, path: str | Path, fields: Sequence[str], tracker: RewardTracker | None = None, verbose: bool = True
-    ) -> None:
+    def __init__(self, path: str | Path, fields: Sequence[str], tracker: RewardTracker | None = None) -> None:
         self.path = Path(path)
         self.fields = tuple(fields)
         self.tracker = tracker
-        self.verbose = verbose
         self.max_steps = 0
         self.rows: list[dict[str, Any]] = []
         self._step_start = 0.0
@@ -119,8 +116,7 @@ class TrainingLog:
         if self._writes:
             with self.path.open("a", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
-            if self.verbose:
-                print(self.summary(row), flush=True)
+            print(self.summary(row), flush=True)
         return row
 
     def summary(self, row: Mapping[str, Any]) -> str:

@@ -19,17 +19,11 @@ class ValidationEval:
     dropout off: the training run is unchanged), adding ``validation_accuracy`` (share with outcome
     +1) and ``validation_format`` (share that parses) to the :class:`TrainingLog` row of that step.
     The profile gives ``grpo.max_completion_length`` (tokens per judgement), ``grpo.batch_size``
-    (default prompts per forward pass) and ``prompt.mode``.
+    (prompts per forward pass) and ``prompt.mode``.
     """
 
     def __init__(
-        self,
-        profile: Profile,
-        pairs: Sequence[Mapping[str, Any]],
-        tokenizer: Any,
-        log: TrainingLog,
-        every: int,
-        batch_size: int | None = None,
+        self, profile: Profile, pairs: Sequence[Mapping[str, Any]], tokenizer: Any, log: TrainingLog, every: int
     ) -> None:
         self.pairs = list(pairs)
         self.mode = profile.prompt.mode
@@ -43,7 +37,7 @@ class ValidationEval:
         self.log = log
         self.every = every
         self.max_new_tokens = profile.grpo.max_completion_length
-        self.batch_size = batch_size or profile.grpo.batch_size
+        self.batch_size = profile.grpo.batch_size
 
     def due(self, step: int, max_steps: int) -> bool:
         """Evaluate at every ``every``-th step (never at step 0)."""
