@@ -53,11 +53,6 @@ def select_backend(requested: str | None = None) -> str:
     return "transformers" if problems else "unsloth"
 
 
-def import_unsloth_first() -> None:
-    """Import Unsloth before transformers, PEFT and TRL, so that it can patch them all."""
-    import unsloth  # noqa: F401 -- imported for its patches; only on CUDA machines
-
-
 def lora_config(profile: Profile) -> Any:
     """The PEFT ``LoraConfig`` for a profile (the one place LoRA settings are turned into PEFT's)."""
     from peft import LoraConfig

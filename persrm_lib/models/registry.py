@@ -144,10 +144,8 @@ def _build_tiny(folder: Path) -> str:
     bpe.train_from_iterator(corpus, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
-        bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        unk_token=None,
         additional_special_tokens=["<|im_start|>"],
     )
     tokenizer.chat_template = CHATML_TEMPLATE

@@ -4,10 +4,8 @@
     python -m persrm_lib.train grpo --profile smoke --run-dir runs/smoke [--set grpo.beta=0.01 ...]
         [--backend auto|unsloth|transformers] [--summary SUMMARY.json]
 
-Beyond one GPU: ``accelerate launch`` with ``--backend transformers`` (README, "The `paper` profile
-on GPUs"). Exit status 2 and one line: an input refused before the model loads. Exit status 1: a
-training that failed after it began (its steps are in ``<stage>/log.csv``, named by
-``SUMMARY.partial.json``).
+Beyond one GPU: README, "The `paper` profile on GPUs". Exit status 2: an input refused before the
+model loads; 1: a training that failed after it began (``SUMMARY.partial.json`` names its log).
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from ..core.config import PROFILES, Profile, get_profile, set_threads
 from ..core.jsonl import write_json_atomic
 from ..core.prompt import ChatTemplateError
 from ..core.runlock import RunFolderBusyError, run_lock
-from ..models.backend import BACKENDS, BackendUnavailableError, import_unsloth_first, select_backend
+from ..models.backend import BACKENDS, BackendUnavailableError, select_backend
 from ..models.context import PromptTooLongError
 from ..models.registry import ModelRegistryError
 from ..teachers.swap import SwapError
@@ -153,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             return fail(str(exc))
     if backend == "unsloth":
-        import_unsloth_first()  # before transformers, PEFT and TRL, so that it patches them all
+        import unsloth  # noqa: F401 -- first, so that it patches transformers, PEFT and TRL
     import torch
     from transformers import set_seed
 

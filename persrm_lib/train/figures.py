@@ -55,13 +55,8 @@ def plot_grpo_reward(log: pd.DataFrame, smooth: int = 1, title: str = "GRPO rewa
     _curve(ax, log, "reward", smooth, label="mean reward")
     if not empty_columns(log, ["validation_accuracy"]):
         validated = log.dropna(subset=["validation_accuracy"])  # evaluated every grpo.eval_every steps only
-        ax.plot(
-            validated["step"],
-            2 * validated["validation_accuracy"] - 1,
-            marker="s",
-            ms=3,
-            label="validation accuracy (rescaled to ±1)",
-        )
+        rescaled = validated.assign(rescaled=2 * validated["validation_accuracy"] - 1)
+        _curve(ax, rescaled, "rescaled", 1, marker="s", label="validation accuracy (rescaled to ±1)")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(ylim=(-1.05, 1.05), xlabel="GRPO step", ylabel="reward", title=title)
     ax.legend(fontsize=8)
