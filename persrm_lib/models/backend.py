@@ -1,7 +1,5 @@
-"""Training backend: Unsloth's ``FastLanguageModel`` on a CUDA machine with Unsloth installed,
-otherwise transformers + PEFT. Unsloth refuses to import without a GPU, so it is imported only on
-the Unsloth path.
-"""
+"""Training backend: Unsloth's ``FastLanguageModel`` on a CUDA machine with Unsloth installed (it
+refuses to import without a GPU, so it is imported only then), otherwise transformers + PEFT."""
 
 from __future__ import annotations
 

@@ -102,8 +102,7 @@ def prompt_budget(
 def known_budget(
     model: Any = None, tokenizer: Any = None, *, reserved: int, max_length: int | None = None
 ) -> PromptBudget | None:
-    """The budget (``context - reserved``, even when nothing is left: every prompt is then too long),
-    or None when the model does not say its context."""
+    """:func:`prompt_budget` even when nothing is left (every prompt too long); None: context unknown."""
     try:
         context, source = model_context(model, tokenizer, max_length)
     except ValueError:
@@ -112,8 +111,7 @@ def known_budget(
 
 
 def count_tokens(tokenizer: Any, texts: Sequence[str]) -> list[int]:
-    """Tokens of each text, tokenised as :func:`persrm_lib.models.generation.generate` does
-    (the special tokens are already in the templated text: none added)."""
+    """Tokens of each text as :func:`persrm_lib.models.generation.generate` reads it (none added)."""
     if not texts:
         return []
     return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]

@@ -45,11 +45,10 @@ def cut_at_stop(text: str, stop_strings: Sequence[str]) -> tuple[str, bool]:
 
 def _trim(ids: list[int], eos_ids: Sequence[int], pad_id: int | None) -> list[int]:
     """The ids up to and including the first end-of-turn token, else without trailing padding."""
-    kept: list[int] = []
-    for token in ids:
-        kept.append(token)
+    for end, token in enumerate(ids):
         if token in eos_ids:
-            return kept
+            return ids[: end + 1]
+    kept = list(ids)
     while pad_id is not None and kept and kept[-1] == pad_id:
         kept.pop()
     return kept

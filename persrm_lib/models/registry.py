@@ -61,9 +61,8 @@ def verify_cache(folder: Path, name: str) -> None:
 
 
 def cache_problem(folder: Path) -> str | None:
-    """Why ``folder`` is not a cache folder that the registry made (so it may not be deleted), or None:
-    the registry's hold a ``MANIFEST.json`` (``format``, ``source``, ``files``) and no file it does not
-    list (checksums need not match: a corrupted cache is what ``--force`` is for)."""
+    """Why ``folder`` is not a cache folder the registry made (one with its ``MANIFEST.json`` and no
+    file it does not list, checksums aside: ``--force`` is for a corrupted cache), or None."""
     if folder.is_symlink() or not folder.is_dir():
         return f"{folder} is not a folder"
     try:
@@ -79,8 +78,7 @@ def cache_problem(folder: Path) -> str | None:
 
 
 def clean_cache() -> tuple[list[Path], list[str]]:
-    """Delete the model cache folders that the registry made (:func:`cache_problem`), nothing else;
-    returns ``(deleted folders, why each other entry was kept)``."""
+    """Delete the cache folders the registry made (:func:`cache_problem`): ``(deleted, why others were kept)``."""
     root = cache_dir() / "models"
     problems = {entry: cache_problem(entry) for entry in (sorted(root.iterdir()) if root.is_dir() else [])}
     deleted = [entry for entry, problem in problems.items() if problem is None]
@@ -254,8 +252,7 @@ def resolve(name: str) -> Path | str:
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
-    where = resolve(name)
-    tokenizer = AutoTokenizer.from_pretrained(where)
+    tokenizer = AutoTokenizer.from_pretrained(resolve(name))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -215,23 +215,20 @@ def load_adapter(model: Any, adapter: str | Path, model_name: str) -> Any:
     config = _read_object(path, "adapter_config.json", AdapterMismatchError)
     if config is None:
         raise FileNotFoundError(f"no PEFT adapter at {path} (adapter_config.json is missing)")
-    saved_base = config.get("base_model_name_or_path")
-    hidden = getattr(model.config, "hidden_size", "?")
     try:
         peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
-        reason = " ".join(str(exc).split())[:400]
+        base, hidden = config.get("base_model_name_or_path"), getattr(model.config, "hidden_size", "?")
         raise AdapterMismatchError(
-            f"adapter {path} (saved for base model {saved_base!r}) does not fit model {model_name!r} "
-            f"(hidden size {hidden}): {reason}"
+            f"adapter {path} (saved for base model {base!r}) does not fit model {model_name!r} "
+            f"(hidden size {hidden}): {' '.join(str(exc).split())[:400]}"
         ) from exc
     return peft_model.merge_and_unload()
 
 
 def save_adapter(trainer: Any, tokenizer: Any, out: Path, info: dict[str, Any]) -> None:
-    """Save the trainer's adapter, the tokenizer and ``info`` (:func:`training_info`) to ``out``,
-    replacing an older adapter there (only one that this project saved: :func:`check_replaceable`);
-    only the main process writes."""
+    """Save (main process) the trainer's adapter, the tokenizer and ``info`` (:func:`training_info`)
+    to ``out``, replacing an adapter this project saved there (:func:`check_replaceable`)."""
     if out.exists() and trainer.accelerator.is_main_process:
         check_replaceable(out, info["profile"])
         shutil.rmtree(out)

@@ -151,10 +151,9 @@ def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | No
         if not source.is_file():
             return []
     try:
-        pairs = check_pairs(source)
+        return check_pairs(source)[: profile.grpo.eval_pairs]
     except TrainingDataError as exc:
         raise TrainingDataError(f"validation pairs: {exc}") from exc
-    return pairs[: profile.grpo.eval_pairs]
 
 
 def sft_rows(
@@ -187,9 +186,8 @@ def sft_rows(
 
 
 def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> Any:
-    """TRL's conversational prompt-completion ``datasets.Dataset`` of :func:`sft_rows` (prompt: system
-    + user messages; completion: one assistant message); ``tokenizer`` neutralises its own special
-    tokens in the user text."""
+    """TRL's conversational prompt-completion ``datasets.Dataset`` of :func:`sft_rows` (``tokenizer``
+    neutralises its own special tokens in the user text)."""
     from datasets import Dataset
 
     rows = sft_rows(traces, tokenizer, mode)
@@ -202,9 +200,8 @@ def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode
 
 
 def grpo_dataset(rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> Any:
-    """Conversational prompt-only dataset (``datasets.Dataset``): the pair's prompt messages, or for
-    pointwise rows (:func:`persrm_lib.core.pointwise.side_rows`) the row's ``side`` alone, with the
-    ``label`` and ``pair_id`` columns (``side`` too, pointwise) that TRL passes to the reward."""
+    """Conversational prompt-only ``datasets.Dataset`` (pointwise: of :func:`persrm_lib.core.pointwise.side_rows`)
+    with the ``label``, ``pair_id`` (and pointwise ``side``) columns that TRL passes to the reward."""
     from datasets import Dataset
 
     columns: dict[str, list[Any]] = {"label": [r["label"] for r in rows], "pair_id": [str(r["id"]) for r in rows]}

@@ -288,9 +288,8 @@ def sft_headline(log: pd.DataFrame) -> dict[str, float]:
 
 
 def grpo_headline(log: pd.DataFrame) -> dict[str, float | int | None]:
-    """04_rft_grpo's headline numbers from a GRPO log: mean and final reward, final outcome shares,
-    final KL (0 where KL is not logged), mean completion length, and the greedy validation
-    evaluations (how many, and the last accuracy; None without any)."""
+    """04_rft_grpo's headline numbers: reward (mean, final), final outcome shares and KL (0 if not
+    logged), mean completion length, validation evaluations (how many; the last accuracy or None)."""
     validated = log["validation_accuracy"].dropna()
     return {
         "mean_reward": float(log["reward"].mean()),

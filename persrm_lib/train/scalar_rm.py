@@ -75,19 +75,18 @@ def train_scalar_rm(
     """
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, set_seed
+    from peft import LoraConfig
+    from transformers import AutoModelForSequenceClassification, PrinterCallback, set_seed
     from transformers.utils import logging as transformers_logging
     from trl import RewardConfig, RewardTrainer
 
-    from ..models.registry import resolve
+    from ..models.registry import load_tokenizer, resolve
 
     if not train_pairs:
         raise ValueError("scalar-rm: no training pairs to fit on")
     where = resolve(model_name)
     set_seed(seed)  # the score head is initialised at random
-    tokenizer = AutoTokenizer.from_pretrained(where)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(str(where))  # the eos token pads when it has no pad token
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # the new score head is "missing" from the checkpoint, as meant
     try:
@@ -103,13 +102,11 @@ def train_scalar_rm(
             rows[column].append(
                 scalar_rm_tokens(tokenizer, exemplars, pair["query"], pair[key], max_length, max_response_tokens)
             )
-    peft_config = None
-    if lora_r:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            task_type="SEQ_CLS", r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules="all-linear"
-        )
+    peft_config = (
+        LoraConfig(task_type="SEQ_CLS", r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules="all-linear")
+        if lora_r
+        else None
+    )
     with tempfile.TemporaryDirectory(prefix="persrm-scalar-rm-") as tmp:
         args = RewardConfig(
             output_dir=str(output_dir or tmp),

@@ -83,6 +83,5 @@ class ValidationEval:
                     values = evaluator.evaluate(model)
                     evaluator.log.add(step, values)
                     control.should_log = True
-                return control
 
         return _Callback()
