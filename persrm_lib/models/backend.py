@@ -1,7 +1,5 @@
-"""Training backend: Unsloth's ``FastLanguageModel`` on a CUDA machine with Unsloth installed,
-otherwise transformers + PEFT. Unsloth refuses to import without a GPU, so it is imported only on
-the Unsloth path.
-"""
+"""Training backend: Unsloth's ``FastLanguageModel`` on a CUDA machine with Unsloth installed (it
+refuses to import without a GPU, so it is imported only then), otherwise transformers + PEFT."""
 
 from __future__ import annotations
 
@@ -31,13 +29,11 @@ def unsloth_installed() -> bool:
 
 def select_backend(requested: str | None = None) -> str:
     """``"unsloth"`` or ``"transformers"`` for ``requested`` (``auto``/``unsloth``/``transformers``;
-    None: ``$PERSRM_BACKEND``, else ``auto``). ``auto`` picks Unsloth when a CUDA device is visible
-    and Unsloth is installed; a forced ``unsloth`` that cannot run raises instead of falling back.
+    None: ``$PERSRM_BACKEND``, else ``auto``, which picks Unsloth on CUDA when it is installed).
 
     Raises:
         ValueError: an unknown backend name.
-        BackendUnavailableError: ``unsloth`` forced without a CUDA device or without Unsloth installed;
-            the message names both problems and where the choice came from.
+        BackendUnavailableError: ``unsloth`` forced where it cannot run, naming why.
     """
     source = "backend" if requested else BACKEND_ENV
     choice = (requested or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
@@ -53,12 +49,6 @@ def select_backend(requested: str | None = None) -> str:
     if choice == "unsloth" and problems:
         raise BackendUnavailableError(f"{source}=unsloth cannot run: " + "; ".join(problems))
     return "transformers" if problems else "unsloth"
-
-
-def import_unsloth_first() -> None:
-    """Import Unsloth before transformers, PEFT and TRL, so that it can patch them all; only after
-    :func:`select_backend` returned ``"unsloth"``."""
-    import unsloth  # noqa: F401 -- imported for its patches; only on CUDA machines
 
 
 def lora_config(profile: Profile) -> Any:
@@ -105,10 +95,8 @@ def load_for_training(profile: Profile, backend: str | None = None) -> tuple[Any
 
     from peft import get_peft_model
 
-    device = "cuda" if cuda_available() else None
-    dtype = torch.bfloat16 if device else torch.float32
     torch.manual_seed(profile.seed)  # LoRA's A matrices are drawn at random
-    model, tokenizer = load_model(profile.model.name, dtype=dtype, device=device)
+    model, tokenizer = load_model(profile.model.name)  # bfloat16 on CUDA, else float32
     model = get_peft_model(model, lora_config(profile))
     model.train()
     return model, tokenizer, name

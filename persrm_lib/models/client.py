@@ -1,14 +1,11 @@
 """The ONE LLM client: chat messages in, text out, from a local model (:class:`LocalChatClient`) or
-an OpenAI-compatible server (:class:`HTTPChatClient`). Teachers, the mimicry writer, the behaviour
-classifier, the generative judge and GRPO validation all hold one.
-
-Both satisfy :class:`ChatClient` (``complete``, ``complete_batch``) and have ``complete_each``,
-which yields ``(index, answer)`` and reports a conversation without a usable answer as a
-:class:`ChatResponseError` instead of stopping (resumable trace generation needs it).
+an OpenAI-compatible server (:class:`HTTPChatClient`). Both have ``complete_each``, which yields
+``(index, answer)`` and an unusable answer as a :class:`ChatResponseError` instead of stopping.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -18,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ..core.jsonl import loads_json
 from .generation import SCORES_STOP, GenerationResult, generate
@@ -34,8 +31,7 @@ class ChatClientError(RuntimeError):
 
 class ChatResponseError(ChatClientError):
     """One conversation got no usable answer; ``kind`` names why (``invalid_json``,
-    ``unexpected_json``, ``empty_reply``, ``cut_off``, ``http_400`` ...), so a caller can count
-    failures by kind, go on with the other conversations and retry this one later."""
+    ``unexpected_json``, ``empty_reply``, ``cut_off``, ``http_400`` ...)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
@@ -52,21 +48,16 @@ class ChatClient(Protocol):
 
 
 class LocalChatClient:
-    """Greedy chat completion with a local causal LM (:func:`persrm_lib.models.generation.generate`).
+    """Greedy chat completion (:func:`persrm_lib.models.generation.generate`) with a local causal LM
+    (PEFT or not) and its tokenizer, or, without them, ``model_name`` (registry name, folder or hub id)
+    loaded on first use, on ``device``; ``max_new_tokens`` tokens per answer, ``batch_size`` prompts per
+    forward pass.
 
     Args:
-        model, tokenizer: a transformers causal LM (or a PEFT model) and its tokenizer, or None to
-            load ``model_name`` (registry name, folder or hub id) on first use, on ``device``.
-        max_new_tokens: the answer's length limit, in tokens.
-        batch_size: prompts per forward pass.
         answer_prefix: text the assistant turn is made to start with (e.g. ``"<count>"`` for a small
             model that never writes the tag on its own); it is put back in front of each answer.
         stop_strings: an answer ends, and is cut, right after one of them (default: at
             ``</scores>``; ``()``: only at the end-of-turn token or ``max_new_tokens``).
-
-    An answer cut off by ``max_new_tokens`` is returned as it is by :meth:`complete` and
-    :meth:`complete_batch`, and reported by :meth:`complete_each` (the teacher's path) as a
-    :class:`ChatResponseError` of kind ``cut_off``, counted in :attr:`stats`.
 
     Raises:
         ValueError: ``max_new_tokens`` or ``batch_size`` below 1, or neither a model nor a name.
@@ -119,29 +110,20 @@ class LocalChatClient:
         return self.loaded()[0]
 
     def render(self, messages: Messages) -> str:
-        """The chat-templated prompt text of ``messages``, ending with the assistant turn's opening.
-
-        Raises:
-            ChatTemplateError: the model's tokenizer has no chat template (naming the model).
-        """
+        """The chat-templated prompt text of ``messages``, ending with the assistant turn's opening
+        (``ChatTemplateError`` naming the model when its tokenizer has no chat template)."""
         from ..core.prompt import require_chat_template
 
         require_chat_template(self.tokenizer, self.model_name)
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
-    def generate_prompts(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> GenerationResult:
+    def generate_prompts(self, prompts: Sequence[str]) -> GenerationResult:
         """Greedy completions of already templated prompts (kept in :attr:`last_result`)."""
         model, tokenizer = self.loaded()
-        result = generate(
-            model,
-            tokenizer,
-            list(prompts),
-            max_new_tokens or self.max_new_tokens,
-            self.batch_size,
-            stop_strings=self.stop_strings,
+        self.last_result = generate(
+            model, tokenizer, list(prompts), self.max_new_tokens, self.batch_size, stop_strings=self.stop_strings
         )
-        self.last_result = result
-        return result
+        return self.last_result
 
     def complete(self, messages: Messages) -> str:
         """One greedy answer to ``messages`` (see :meth:`complete_batch`)."""
@@ -149,7 +131,7 @@ class LocalChatClient:
 
     def complete_batch(self, conversations: Sequence[Messages]) -> list[str]:
         """One greedy answer per conversation, in order, with :attr:`answer_prefix` in front (an
-        answer cut off by ``max_new_tokens`` included, as it is)."""
+        answer cut off by ``max_new_tokens`` included)."""
         return [self.answer_prefix + text for text in self._generate(conversations).texts]
 
     def _generate(self, conversations: Sequence[Messages]) -> GenerationResult:
@@ -160,40 +142,31 @@ class LocalChatClient:
     ) -> Iterator[tuple[int, str | ChatResponseError]]:
         """Yield ``(index, answer)`` in input order, one generation call per batch of ``batch_size``;
         an answer that ran to ``max_new_tokens`` without an end-of-turn token or a stop string
-        yields a :class:`ChatResponseError` of kind ``cut_off`` instead (the budget ended it, not
-        the model). ``labels`` name each request in errors (default ``"a chat request"``)."""
-        names = list(labels) if labels is not None else ["a chat request"] * len(conversations)
+        yields a :class:`ChatResponseError` of kind ``cut_off`` instead (counted in :attr:`stats`).
+        ``labels`` name each request in errors."""
+        names = _names(labels, len(conversations))
         for begin in range(0, len(conversations), self.batch_size):
             result = self._generate(conversations[begin : begin + self.batch_size])
             cut_off = result.cut_off or [False] * len(result.texts)
-            for offset, (text, cut) in enumerate(zip(result.texts, cut_off, strict=True)):
-                if cut:
-                    self.stats["cut_off"] += 1
-                    name = self.model_name or getattr(self._model, "name_or_path", None) or type(self._model).__name__
-                    yield (
-                        begin + offset,
-                        ChatResponseError(
-                            f"local model {name} answered {names[begin + offset]} cut off at max_new_tokens="
-                            f"{self.max_new_tokens} (no end-of-turn token or stop string): raise the token budget "
-                            "(teacher.max_new_tokens)",
-                            kind="cut_off",
-                        ),
-                    )
-                else:
-                    yield begin + offset, self.answer_prefix + text
+            for i, (text, cut) in enumerate(zip(result.texts, cut_off, strict=True), start=begin):
+                if not cut:
+                    yield i, self.answer_prefix + text
+                    continue
+                self.stats["cut_off"] += 1
+                name = self.model_name or getattr(self._model, "name_or_path", None) or type(self._model).__name__
+                message = (
+                    f"local model {name} answered {names[i]} cut off at max_new_tokens={self.max_new_tokens} "
+                    "(no end-of-turn token or stop string): raise the token budget (teacher.max_new_tokens)"
+                )
+                yield i, ChatResponseError(message, kind="cut_off")
 
 
-# ---- OpenAI-compatible chat completions over HTTP --------------------------------------------
+def _names(labels: Sequence[str] | None, n: int) -> list[str]:
+    return list(labels) if labels is not None else ["a chat request"] * n
+
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PER_ITEM_STATUSES = frozenset({400, 413, 422})  # this request was refused (e.g. too long); others may pass
-
-
-def _retryable(exc: BaseException) -> bool:
-    """tenacity's retry test: a connection error, a timeout, or an HTTP status in RETRY_STATUSES."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code in RETRY_STATUSES
-    return isinstance(exc, httpx.TransportError)
 
 
 def _failure(exc: BaseException) -> str:
@@ -204,31 +177,20 @@ def _failure(exc: BaseException) -> str:
 
 
 class HTTPChatClient:
-    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, or any API).
+    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (``base_url`` e.g.
+    ``http://localhost:8000/v1``; vLLM, or any API), ``max_concurrency`` requests at a time over one
+    ``httpx.Client`` (``timeout_s`` seconds per request).
 
-    Requests run in a thread pool of ``max_concurrency`` workers over one ``httpx.Client`` (its
-    connection pool and ``timeout_s``). ``tenacity.Retrying`` retries connection errors, timeouts
-    and HTTP 408/425/429/5xx up to ``max_retries`` times, waiting ``backoff_s * 2**retry`` seconds
-    or the ``Retry-After`` header, at most ``max_backoff_s``; then a :class:`ChatClientError` names
-    the URL. Invalid or unexpected JSON, an empty body, ``finish_reason: "length"`` (kind
-    ``cut_off``) or HTTP 400/413/422 is a :class:`ChatResponseError` for that request only; a
-    redirect (not followed: a redirected POST becomes a GET), a ``204`` and the other HTTP errors
-    are a :class:`ChatClientError`. :attr:`stats` counts ``retries`` and bad answers by kind.
-
-    The key is read from ``$api_key_env`` (none there: no ``Authorization`` header); it is never
-    logged, never in an error message or :func:`repr`.
-
-    Args:
-        base_url: the API root, e.g. ``http://localhost:8000/v1``.
-        model: the model id the server knows.
-        max_new_tokens: ``max_tokens`` of each request.
-        seed, temperature: sent with each request (0: greedy).
-        timeout_s: per-request timeout in seconds.
-        max_retries: retries after the first attempt.
-
-    Raises:
-        ValueError: a ``base_url`` that is not http(s), ``max_concurrency`` below 1 or
-            ``max_retries`` below 0.
+    ``tenacity`` retries connection errors, timeouts and HTTP 408/425/429/5xx ``max_retries`` times
+    after the first attempt, waiting ``backoff_s * 2**retry`` seconds or the ``Retry-After`` header,
+    at most ``max_backoff_s``; then a :class:`ChatClientError` names the URL. Invalid or unexpected
+    JSON, an empty body, ``finish_reason: "length"`` (kind ``cut_off``) or HTTP 400/413/422 is a
+    :class:`ChatResponseError` for that request only; a redirect (not followed: a redirected POST
+    becomes a GET), a ``204`` and the other HTTP errors are a :class:`ChatClientError`.
+    :attr:`stats` counts ``retries`` and bad answers by kind. The key, read from ``$api_key_env``
+    (none: no ``Authorization`` header), is never logged, in an error message or in :func:`repr`.
+    ``ValueError``: a ``base_url`` that is not http(s), ``max_concurrency`` below 1 or ``max_retries``
+    below 0.
     """
 
     def __init__(
@@ -260,13 +222,11 @@ class HTTPChatClient:
         self.temperature = temperature
         self.max_retries = max_retries
         self.max_backoff_s = max_backoff_s
-        key = os.environ.get(api_key_env) or None
-        self._secret = key
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        if key is None:
+        self._secret = os.environ.get(api_key_env) or None
+        if self._secret is None:
             logger.info("no API key in $%s: sending requests without an Authorization header", api_key_env)
         self._client = httpx.Client(
-            headers=headers,
+            headers={"Authorization": f"Bearer {self._secret}"} if self._secret else {},
             timeout=timeout_s,
             follow_redirects=False,  # a redirect is an endpoint error (see _answer)
             limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
@@ -276,7 +236,8 @@ class HTTPChatClient:
         self._retrying = Retrying(
             stop=stop_after_attempt(max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(_retryable),
+            # a connection error, a timeout, or (raised by _attempt) an HTTP status in RETRY_STATUSES
+            retry=retry_if_exception_type((httpx.TransportError, httpx.HTTPStatusError)),
             after=self._log_failure,
             before_sleep=lambda _: self._count("retries"),
             retry_error_callback=self._give_up,
@@ -305,12 +266,8 @@ class HTTPChatClient:
 
     def complete(self, messages: Messages, label: str = "a chat request") -> str:
         """The answer to ``messages`` (stripped), with retries; ``label`` names the request in errors
-        and log lines (e.g. ``"pair 'p1'"``).
-
-        Raises:
-            ChatResponseError: this request got no usable answer.
-            ChatClientError: the endpoint cannot be used (down after the retries, or refusing).
-        """
+        and log lines (e.g. ``"pair 'p1'"``). Raises :class:`ChatResponseError` (no usable answer to
+        this request) or :class:`ChatClientError` (the endpoint down after the retries, or refusing)."""
         body = {
             "model": self.model,
             "messages": list(messages),
@@ -333,34 +290,32 @@ class HTTPChatClient:
         queued at a time. A conversation without a usable answer yields its
         :class:`ChatResponseError`; any other :class:`ChatClientError` stops the iteration (queued
         requests are cancelled). ``labels`` name each request in errors."""
-        if not conversations:
-            return
-        names = list(labels) if labels is not None else ["a chat request"] * len(conversations)
+        names = _names(labels, len(conversations))
+        queue = iter(range(len(conversations)))
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="chat") as pool:
             pending: dict[Future[str], int] = {}
-            queue = iter(range(len(conversations)))
-            for i in queue:
-                pending[pool.submit(self.complete, conversations[i], names[i])] = i
-                if len(pending) >= 2 * self.max_concurrency:
-                    break
+
+            def submit(count: int) -> None:
+                for i in itertools.islice(queue, count):
+                    pending[pool.submit(self.complete, conversations[i], names[i])] = i
+
+            submit(2 * self.max_concurrency)
             try:
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in sorted(done, key=lambda f: pending[f]):
+                    for future in sorted(done, key=pending.__getitem__):
                         i = pending.pop(future)
                         try:
                             yield i, future.result()
                         except ChatResponseError as exc:
                             yield i, exc
-                        nxt = next(queue, None)
-                        if nxt is not None:
-                            pending[pool.submit(self.complete, conversations[nxt], names[nxt])] = nxt
+                        submit(1)
             finally:
                 for future in pending:
                     future.cancel()
 
     def _attempt(self, body: dict[str, Any], what: str) -> str:
-        """One POST: the answer, an ``httpx`` error that :attr:`_retrying` retries, or a ChatClientError."""
+        """One POST: the answer, an ``httpx`` error to retry, or a ChatClientError."""
         response = self._client.post(self.url, json=body)
         if response.status_code in RETRY_STATUSES:
             response.raise_for_status()

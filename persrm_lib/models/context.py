@@ -1,9 +1,5 @@
-"""The model's context length, and the check that a prompt fits in it before anything is generated.
-
-A prompt longer than the context does not fail loudly: transformers logs one line and the model
-continues from positions it was never trained on (or from a silently truncated prompt), so a pair
-with a 6,000-word response would be judged anyway and counted as a format failure. Every place
-that builds prompts for a model checks them here first. Tokens are counted as
+"""The model's context length, and the check that a prompt fits in it before anything is generated
+(transformers only logs a line for a prompt that is too long). Tokens are counted as
 :func:`persrm_lib.models.generation.generate` feeds them: the templated text, no special tokens added.
 """
 
@@ -23,9 +19,8 @@ class PromptBudget:
     """The tokens a prompt may take: ``context - reserved``."""
 
     context: int  # tokens the model reads at most (prompt and generation together)
-    reserved: int  # tokens kept for the generation (max_new_tokens) or the completion
-    source: str  # where ``context`` came from, for messages
-    reserved_for: str = "generation"
+    reserved: int  # tokens kept for the generation (max_new_tokens)
+    source: str  # where ``context`` came from
 
     @property
     def limit(self) -> int:
@@ -34,10 +29,7 @@ class PromptBudget:
 
     def describe(self) -> str:
         """``3840 tokens (context 4096 from <source>, minus 256 for generation)``."""
-        return (
-            f"{self.limit} tokens (context {self.context} from {self.source}, minus {self.reserved} for "
-            f"{self.reserved_for})"
-        )
+        return f"{self.limit} tokens (context {self.context} from {self.source}, minus {self.reserved} for generation)"
 
 
 @dataclass(frozen=True)
@@ -64,15 +56,10 @@ class PromptTooLongError(ValueError):
 
 
 def model_context(model: Any = None, tokenizer: Any = None, max_length: int | None = None) -> tuple[int, str]:
-    """The most tokens the model reads, and where that number comes from.
-
-    The smallest of: ``tokenizer.model_max_length`` (when set; transformers writes 1e30 when it is
-    not), the model config's ``max_position_embeddings`` (or ``n_positions``, ...; a PEFT-wrapped
-    model's config is its base model's), and ``max_length`` (a configured cap such as the profile's
-    ``model.max_seq_length``).
-
-    Raises:
-        ValueError: none of them is known.
+    """The most tokens the model reads, and where that number comes from: the smallest of
+    ``tokenizer.model_max_length`` (when set), the model config's ``max_position_embeddings`` (or
+    ``n_positions``, ...; a PEFT model's is its base model's) and ``max_length`` (a configured cap).
+    ``ValueError`` when none of them is known.
     """
     found: list[tuple[int, str]] = []
     limit = getattr(tokenizer, "model_max_length", None)
@@ -101,29 +88,21 @@ def prompt_budget(
     *,
     reserved: int,
     max_length: int | None = None,
-    reserved_for: str = "generation",
 ) -> PromptBudget:
-    """The budget of one prompt: :func:`model_context` minus ``reserved`` tokens.
-
-    Raises:
-        ValueError: the context is unknown, ``reserved`` is negative, or nothing is left for a prompt.
-    """
+    """The budget of one prompt: :func:`model_context` minus ``reserved`` tokens (``ValueError``: the
+    context is unknown, ``reserved`` is negative, or nothing is left for a prompt)."""
     if reserved < 0:
         raise ValueError(f"reserved tokens must be at least 0, got {reserved}")
     context, source = model_context(model, tokenizer, max_length)
-    budget = PromptBudget(context, reserved, source, reserved_for)
-    if budget.limit < 1:
-        raise ValueError(
-            f"no room for a prompt: context {context} from {source}, {reserved} reserved for {reserved_for}"
-        )
-    return budget
+    if context <= reserved:
+        raise ValueError(f"no room for a prompt: context {context} from {source}, {reserved} reserved for generation")
+    return PromptBudget(context, reserved, source)
 
 
 def known_budget(
     model: Any = None, tokenizer: Any = None, *, reserved: int, max_length: int | None = None
 ) -> PromptBudget | None:
-    """The budget (``context - reserved``, even when nothing is left: every prompt is then too long),
-    or None when the model does not say its context."""
+    """:func:`prompt_budget` even when nothing is left (every prompt too long); None: context unknown."""
     try:
         context, source = model_context(model, tokenizer, max_length)
     except ValueError:
@@ -132,8 +111,7 @@ def known_budget(
 
 
 def count_tokens(tokenizer: Any, texts: Sequence[str]) -> list[int]:
-    """Tokens of each text, tokenised as :func:`persrm_lib.models.generation.generate` does
-    (the special tokens are already in the templated text: none added)."""
+    """Tokens of each text as :func:`persrm_lib.models.generation.generate` reads it (none added)."""
     if not texts:
         return []
     return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
@@ -147,17 +125,11 @@ def find_too_long(
     tokens: Sequence[int] | None = None,
 ) -> list[TooLong]:
     """The prompts over ``budget`` (a :class:`PromptBudget` or a token limit), as ``TooLong(id,
-    tokens)`` in input order, for a caller that counts them (a ``too_long`` column). ``ids``: the
-    pair id of each prompt; ``tokens``: the prompts' lengths when already counted.
-
-    Raises:
-        ValueError: ``ids`` (or ``tokens``) and ``prompts`` differ in length.
-    """
+    tokens)`` in input order; ``tokens``: the prompts' lengths when already counted (``ValueError``
+    when ``ids`` or ``tokens`` and ``prompts`` differ in length)."""
     if len(ids) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(ids)} ids")
     lengths = list(tokens) if tokens is not None else count_tokens(tokenizer, prompts)
-    if len(lengths) != len(prompts):
-        raise ValueError(f"{len(prompts)} prompts but {len(lengths)} token counts")
     limit = budget.limit if isinstance(budget, PromptBudget) else int(budget)
     return [TooLong(pid, n) for pid, n in zip(ids, lengths, strict=True) if n > limit]
 
@@ -174,8 +146,7 @@ def check_prompts(
 
     Raises:
         PromptTooLongError: ``pair 'p7': the prompt is 14012 tokens, over the 3840 tokens (context
-            4096 from config.max_position_embeddings, minus 256 for generation)``, plus how many
-            more pairs are too long.
+            4096 from config.max_position_embeddings, minus 256 for generation)``, and the others.
     """
     lengths = list(tokens) if tokens is not None else count_tokens(tokenizer, prompts)
     too_long = find_too_long(tokenizer, prompts, ids, budget, lengths)

@@ -1,11 +1,6 @@
-"""Batched greedy generation for the generative judges (and anything else that needs completions).
-
-Prompts are sorted by length and cut into batches (little padding wasted), padded on the left,
-decoded greedily with the KV cache, then put back in input order. The batch size can change the
-last digits of the logits (padding changes the shapes of the matrix products), so compare runs at
-one batch size. ``stop_strings`` (transformers' ``StopStringCriteria``) ends a completion at e.g.
-``</scores>``, after which anything is a format violation anyway, so a judge that never closes its
-output does not run every pair to the token budget.
+"""Batched greedy generation: prompts sorted by length, left-padded, decoded with the KV cache and
+put back in input order. The batch size can change the last digits of the logits (padding changes
+the shapes of the matrix products), so compare runs at one batch size.
 """
 
 from __future__ import annotations
@@ -15,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .context import check_prompts, known_budget
+from .context import check_prompts, count_tokens, known_budget
 
 SCORES_STOP: tuple[str, ...] = ("</scores>",)  # the end of a reward-model verdict
 SCORE_STOP: tuple[str, ...] = ("</score>",)  # the end of a pointwise verdict (persrm_lib.core.pointwise)
@@ -49,39 +44,34 @@ def cut_at_stop(text: str, stop_strings: Sequence[str]) -> tuple[str, bool]:
 
 
 def _trim(ids: list[int], eos_ids: Sequence[int], pad_id: int | None) -> list[int]:
-    """The generated ids up to and including the first end-of-turn token; without one, the padding
-    ``generate`` writes after a row that a stop string ended is dropped."""
-    kept: list[int] = []
-    for token in ids:
-        kept.append(token)
+    """The ids up to and including the first end-of-turn token, else without trailing padding."""
+    for end, token in enumerate(ids):
         if token in eos_ids:
-            return kept
+            return ids[: end + 1]
+    kept = list(ids)
     while pad_id is not None and kept and kept[-1] == pad_id:
         kept.pop()
     return kept
 
 
 def _prefill_each(model: Any, input_ids: Any, attention_mask: Any) -> Any:
-    """The KV cache of each row's prompt but its last token, computed one row at a time WITHOUT
-    padding (the fused causal attention path), then left-padded (masked out) into one batch cache.
-    Off by default: on a 2-core CPU it did not pay (benchmarks/bench_generation.py)."""
+    """Each row's prompt-but-last-token KV cache, read without padding, left-padded into one cache."""
     import torch
     from transformers import DynamicCache
 
     width = input_ids.shape[1] - 1
-    per_row = []
-    for row in range(input_ids.shape[0]):
-        real = input_ids[row][attention_mask[row].bool()]
-        per_row.append(model(input_ids=real[None, :-1], use_cache=True).past_key_values)
+    per_row = [
+        model(input_ids=ids[mask.bool()][None, :-1], use_cache=True).past_key_values
+        for ids, mask in zip(input_ids, attention_mask, strict=True)
+    ]
+
+    def left_pad(states: Any) -> Any:  # along the sequence axis, to the batch's width
+        return torch.nn.functional.pad(states, (0, 0, width - states.shape[-2], 0))
+
     cache = DynamicCache()
     for layer in range(len(per_row[0].layers)):
-        keys, values = [], []
-        for past in per_row:
-            k, v = past.layers[layer].keys, past.layers[layer].values
-            pad = (0, 0, width - k.shape[-2], 0)  # left-pad the sequence axis
-            keys.append(torch.nn.functional.pad(k, pad))
-            values.append(torch.nn.functional.pad(v, pad))
-        cache.update(torch.cat(keys), torch.cat(values), layer)
+        keys = torch.cat([left_pad(past.layers[layer].keys) for past in per_row])
+        cache.update(keys, torch.cat([left_pad(past.layers[layer].values) for past in per_row]), layer)
     return cache
 
 
@@ -92,32 +82,25 @@ def generate(
     max_new_tokens: int,
     batch_size: int = 8,
     *,
-    check_context: bool = True,
     stop_strings: Sequence[str] = (),
     prefill_each: bool = False,
 ) -> GenerationResult:
-    """Greedy completions of ``prompts`` (already chat-templated text), batched.
+    """Greedy completions of ``prompts`` (chat-templated text, special tokens in it) by a causal LM
+    in eval mode (PEFT-wrapped or not), ``batch_size`` prompts per forward pass, each ending at the
+    end-of-turn token or after ``max_new_tokens`` tokens: a :class:`GenerationResult` of the decoded
+    completions without special tokens, in input order. Prompts longer than the model's context
+    minus ``max_new_tokens`` are refused before anything is generated (when the model says its
+    context).
 
     Args:
-        model: a causal LM (transformers or PEFT-wrapped), in eval mode.
-        tokenizer: its tokenizer (the eos token pads when it has no pad token).
-        prompts: the full prompt strings, special tokens already in the text.
-        max_new_tokens: generation stops at the end-of-turn token or after this many tokens.
-        batch_size: prompts per forward pass (1: one at a time).
-        check_context: refuse, before generating anything, prompts longer than the model's context
-            minus ``max_new_tokens`` (:mod:`persrm_lib.models.context`; skipped when the model does
-            not say its context).
         stop_strings: a completion ends, and its text is cut, right after one of them (e.g.
             :data:`SCORES_STOP`); ``extra["stopped"]`` counts those cut there.
-        prefill_each: read each prompt of a batch alone and batch only the decoding
-            (:func:`_prefill_each`); the completions are the same.
+        prefill_each: read each prompt of a batch alone and batch only the decoding (the same
+            completions; on a 2-core CPU it did not pay, benchmarks/bench_generation.py).
 
     Raises:
+        ValueError: ``max_new_tokens`` or ``batch_size`` below 1.
         PromptTooLongError: a prompt does not fit (``prompt 3: the prompt is ... tokens, ...``).
-
-    Returns:
-        A :class:`GenerationResult`: the decoded completions without special tokens, in the order
-        of ``prompts``.
     """
     import torch
 
@@ -129,8 +112,8 @@ def generate(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     eos_ids = _eos_ids(model, tokenizer)
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
-    budget = known_budget(model, tokenizer, reserved=max_new_tokens) if check_context and prompts else None
+    lengths = count_tokens(tokenizer, prompts)
+    budget = known_budget(model, tokenizer, reserved=max_new_tokens) if prompts else None
     if budget is not None:  # None: the model does not say its context
         check_prompts(tokenizer, prompts, list(range(len(prompts))), budget, lengths, kind="prompt")
     # longest first: a batch that does not fit in memory fails at once, not at the end
@@ -139,12 +122,6 @@ def generate(
     new_tokens: list[int] = [0] * len(prompts)
     cut_off: list[bool] = [False] * len(prompts)
     stops = [s for s in stop_strings if s]
-    criteria: dict[str, Any] = {}
-    if stops and prompts:
-        from transformers import StoppingCriteriaList
-        from transformers.generation import StopStringCriteria
-
-        criteria["stopping_criteria"] = StoppingCriteriaList([StopStringCriteria(tokenizer, stops)])
     stopped = 0
     device = next(model.parameters()).device
     start = time.perf_counter()
@@ -172,7 +149,8 @@ def generate(
                 use_cache=True,
                 eos_token_id=eos_ids,
                 pad_token_id=tokenizer.pad_token_id,
-                **criteria,
+                stop_strings=stops or None,  # transformers' StopStringCriteria
+                tokenizer=tokenizer,
             )
             generated = output[:, batch["input_ids"].shape[1] :].tolist()
             for i, ids in zip(index, generated, strict=True):
@@ -183,12 +161,11 @@ def generate(
                 stopped += found
                 ended = bool(kept) and kept[-1] in eos_ids
                 cut_off[i] = not ended and not found and len(kept) >= max_new_tokens
-    seconds = time.perf_counter() - start
     return GenerationResult(
         texts=texts,
         new_tokens=new_tokens,
         prompt_tokens=lengths,
-        seconds=seconds,
+        seconds=time.perf_counter() - start,
         batch_size=batch_size,
         extra={"stopped": stopped, "stop_strings": list(stops)},
         cut_off=cut_off,

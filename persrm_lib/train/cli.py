@@ -4,13 +4,8 @@
     python -m persrm_lib.train grpo --profile smoke --run-dir runs/smoke [--set grpo.beta=0.01 ...]
         [--backend auto|unsloth|transformers] [--summary SUMMARY.json]
 
-Beyond one GPU, launch it with ``accelerate launch`` (README, "The `paper` profile on GPUs"); the
-profile's batch sizes are global and Unsloth runs on one GPU only, hence ``--backend transformers``.
-
-Exit status 2 and one line: an argument or input refused before the model loads (a setting out
-of range, a missing trace or pair file, an adapter folder the training may not replace, a busy
-run folder, an Unsloth backend that cannot run...). Exit status 1: a training that failed after it
-began; the steps it finished are in ``<stage>/log.csv`` and ``SUMMARY.partial.json`` names them.
+Beyond one GPU: README, "The `paper` profile on GPUs". Exit status 2: an input refused before the
+model loads; 1: a training that failed after it began (``SUMMARY.partial.json`` names its log).
 """
 
 from __future__ import annotations
@@ -29,7 +24,7 @@ from ..core.config import PROFILES, Profile, get_profile, set_threads
 from ..core.jsonl import write_json_atomic
 from ..core.prompt import ChatTemplateError
 from ..core.runlock import RunFolderBusyError, run_lock
-from ..models.backend import BACKENDS, BackendUnavailableError, import_unsloth_first, select_backend
+from ..models.backend import BACKENDS, BackendUnavailableError, select_backend
 from ..models.context import PromptTooLongError
 from ..models.registry import ModelRegistryError
 from ..teachers.swap import SwapError
@@ -41,11 +36,8 @@ STAGES = ("sft", "grpo")
 
 
 def parse_set(items: Sequence[str] | None) -> dict[str, str]:
-    """``["sft.max_steps=3", "seed=1"]`` -> ``{"sft.max_steps": "3", "seed": "1"}``.
-
-    Raises:
-        ValueError: an item without ``=`` or with an empty key.
-    """
+    """``["sft.max_steps=3", "seed=1"]`` -> ``{"sft.max_steps": "3", "seed": "1"}`` (``ValueError``:
+    an item without ``=`` or with an empty key)."""
     overrides: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -93,15 +85,6 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, P
     return args, profile
 
 
-def _bind_local_gpu() -> None:
-    """Under ``accelerate launch``, put each process on its own GPU before any model is loaded."""
-    if "LOCAL_RANK" in os.environ:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-
-
 def resolve_backend(requested: str | None) -> str:
     """The backend that will train: ``--backend`` (or ``$PERSRM_BACKEND``) resolved by
     :func:`persrm_lib.models.backend.select_backend`; a choice that cannot run exits with status 2."""
@@ -112,50 +95,26 @@ def resolve_backend(requested: str | None) -> str:
         raise  # unreachable: error() exits
 
 
-def _numbers(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
-    return [float(r[key]) for r in rows if isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool)]
-
-
 def step_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Throughput and outcome figures from a stage's log rows (``TrainResult.log``).
+    """From a stage's log rows (``TrainResult.log``): ``step_seconds`` (each row's
+    ``seconds_per_step`` times the steps it covers), ``seconds_per_step``, ``num_tokens`` (cumulative,
+    at the last row), ``tokens_per_second``; for GRPO also ``mean_reward`` (mean over rows of the
+    -1/0/+1 reward) and ``format_rate`` (1 - mean share of format violations), else None."""
+    import pandas as pd
 
-    Returns:
-        ``step_seconds`` (time in optimiser steps, from each row's ``seconds_per_step`` times the
-        steps it covers), ``seconds_per_step``, ``num_tokens`` (the trainer's cumulative token count
-        at the last row), ``tokens_per_second``; for GRPO rows also ``mean_reward`` (mean over rows of
-        the -1/0/+1 reward) and ``format_rate`` (1 - mean share of format violations), else None.
-    """
-    step_seconds, previous = 0.0, 0
-    for row in rows:
-        step = int(row.get("step") or 0)
-        per_step = row.get("seconds_per_step")
-        if isinstance(per_step, int | float):
-            step_seconds += float(per_step) * max(1, step - previous)
-        previous = step
-    tokens = _numbers(rows, "num_tokens")
-    rewards = _numbers(rows, "reward")
-    violations = _numbers(rows, "format_violation")
-    steps = previous
+    columns = ["step", "seconds_per_step", "num_tokens", "reward", "format_violation"]
+    log = pd.DataFrame(list(rows)).reindex(columns=columns).apply(pd.to_numeric, errors="coerce")
+    steps = log["step"].fillna(0).astype(int)
+    step_seconds = float((log["seconds_per_step"] * (steps - steps.shift(fill_value=0)).clip(lower=1)).sum())
+    last_step = int(steps.iloc[-1]) if len(steps) else 0
+    tokens, rewards, violations = (log[c].dropna() for c in ("num_tokens", "reward", "format_violation"))
     return {
         "step_seconds": round(step_seconds, 3),
-        "seconds_per_step": round(step_seconds / steps, 4) if steps and step_seconds else None,
-        "num_tokens": tokens[-1] if tokens else None,
-        "tokens_per_second": round(tokens[-1] / step_seconds, 1) if tokens and step_seconds else None,
-        "mean_reward": round(sum(rewards) / len(rewards), 4) if rewards else None,
-        "format_rate": round(1 - sum(violations) / len(violations), 4) if violations else None,
-    }
-
-
-def device_stats() -> dict[str, Any]:
-    """``device`` (the CUDA device's name, or ``cpu``) and ``peak_gpu_memory_mb``
-    (``torch.cuda.max_memory_allocated`` of this process in MiB; None on CPU)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"device": "cpu", "peak_gpu_memory_mb": None}
-    return {
-        "device": torch.cuda.get_device_name(),
-        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+        "seconds_per_step": round(step_seconds / last_step, 4) if last_step and step_seconds else None,
+        "num_tokens": float(tokens.iloc[-1]) if len(tokens) else None,
+        "tokens_per_second": round(tokens.iloc[-1] / step_seconds, 1) if len(tokens) and step_seconds else None,
+        "mean_reward": round(float(rewards.mean()), 4) if len(rewards) else None,
+        "format_rate": round(1 - float(violations.mean()), 4) if len(violations) else None,
     }
 
 
@@ -174,19 +133,14 @@ INPUT_ERRORS = (
 )
 
 
-def check_arguments(args: argparse.Namespace) -> str | None:
-    """Why the command cannot run, before anything is read or loaded; None when it can."""
-    if args.run_dir.exists() and not args.run_dir.is_dir():
-        return f"--run-dir {args.run_dir}: is a file, not a run folder"
-    if args.sft_adapter is not None and not args.sft_adapter.is_dir():
-        return f"--sft-adapter: {args.sft_adapter} is not a folder"
-    return files_problem({"--traces": args.traces, "--pairs": args.pairs}, "--summary", args.summary)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args, profile = parse_args(argv)
     backend = resolve_backend(args.backend)
-    problem = check_arguments(args)
+    if args.run_dir.exists() and not args.run_dir.is_dir():
+        return fail(f"--run-dir {args.run_dir}: is a file, not a run folder")
+    if args.sft_adapter is not None and not args.sft_adapter.is_dir():
+        return fail(f"--sft-adapter: {args.sft_adapter} is not a folder")
+    problem = files_problem({"--traces": args.traces, "--pairs": args.pairs}, "--summary", args.summary)
     if problem is not None:
         return fail(problem)
     if args.stage == "grpo":
@@ -197,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             return fail(str(exc))
     if backend == "unsloth":
-        import_unsloth_first()  # before transformers, PEFT and TRL, so that it patches them all
+        import unsloth  # noqa: F401 -- first, so that it patches transformers, PEFT and TRL
+    import torch
     from transformers import set_seed
 
     from .grpo import train_grpo
@@ -205,11 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = " ".join(["python -m persrm_lib.train", *(sys.argv[1:] if argv is None else argv)])
     stage = "sft" if args.stage == "sft" else "rft"
+    cuda = torch.cuda.is_available()
     try:
         with run_lock(args.run_dir, command):  # one writer per run folder, for the whole command
             set_threads(profile.num_threads)
             set_seed(profile.seed)
-            _bind_local_gpu()
+            if "LOCAL_RANK" in os.environ and cuda:  # under accelerate launch
+                torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # before any model is loaded
             if args.stage == "sft":
                 result = train_sft(profile, args.run_dir, traces=args.traces, backend=backend)
             else:
@@ -245,14 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profile": profile.name,
         "examples": result.examples,
         **step_stats(result.log),
-        **device_stats(),
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
     }
     if process_index() == 0:
         print(json.dumps(summary, indent=2))
         if args.summary:
             write_json_atomic(summary, args.summary)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

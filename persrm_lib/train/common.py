@@ -44,22 +44,18 @@ def process_index() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def _precision(backend: str) -> dict[str, Any]:
-    """CPU: float32 (TRL configs default to bf16 and fail on CPU unless told); CUDA: bf16 if supported."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False}
-    bf16 = torch.cuda.is_bf16_supported()
-    # Unsloth applies its own gradient checkpointing in get_peft_model.
-    return {"bf16": bf16, "fp16": not bf16, "gradient_checkpointing": backend != "unsloth"}
-
-
 def common_args(profile: Profile, output_dir: Path, backend: str) -> dict[str, Any]:
     """The TRL/transformers arguments both stages use: seeds, no checkpoints, no reporting,
-    deterministic data loading, and the device's precision."""
+    deterministic data loading, and the device's precision (CPU: float32, as TRL configs default to
+    bf16 and fail on CPU unless told; CUDA: bf16 where supported, else fp16)."""
     import torch
 
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        # Unsloth applies its own gradient checkpointing in get_peft_model.
+        precision = {"bf16": bf16, "fp16": not bf16, "gradient_checkpointing": backend != "unsloth"}
+    else:
+        precision = {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False}
     return {
         "output_dir": str(output_dir),
         "seed": profile.seed,
@@ -70,7 +66,7 @@ def common_args(profile: Profile, output_dir: Path, backend: str) -> dict[str, A
         "dataloader_num_workers": 0,  # deterministic, single-process data loading
         "disable_tqdm": True,
         "full_determinism": not torch.cuda.is_available(),
-        **_precision(backend),
+        **precision,
     }
 
 
@@ -80,12 +76,6 @@ def quiet(trainer: Any) -> Any:
 
     trainer.remove_callback(PrinterCallback)
     return trainer
-
-
-def last_loss(rows: Sequence[Mapping[str, Any]]) -> float:
-    """The loss of the last logged row that has one (NaN when none has)."""
-    losses = [r["loss"] for r in rows if r.get("loss") not in ("", None)]
-    return float(losses[-1]) if losses else float("nan")
 
 
 def train_and_save(
@@ -101,8 +91,8 @@ def train_and_save(
     completions_path: Path | None = None,
 ) -> TrainResult:
     """Run ``trainer.train()``, save the adapter to ``<run>/<stage>/adapter`` with its training info
-    (:func:`persrm_lib.train.adapters.training_info`, the evidence setting read from ``data``, plus
-    ``info``), and return the :class:`TrainResult`."""
+    (:func:`persrm_lib.train.adapters.training_info` of ``data``'s evidence setting, plus ``info``),
+    and return the :class:`TrainResult` (``final_loss``: the last logged loss, NaN without one)."""
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -110,11 +100,12 @@ def train_and_save(
     out = runfiles.adapter_dir(run, stage)
     saved = training_info(profile, stage, backend, steps, evidence=evidence_kind(data)) | dict(info or {})
     save_adapter(trainer, tokenizer, out, saved)
+    losses = [r["loss"] for r in log.rows if r.get("loss") not in ("", None)]
     return TrainResult(
         stage=stage,
         backend=backend,
         steps=steps,
-        final_loss=last_loss(log.rows),
+        final_loss=float(losses[-1]) if losses else float("nan"),
         seconds=seconds,
         adapter_dir=out,
         log_path=log.path,

@@ -1,8 +1,6 @@
 """Training inputs, checked before a model is loaded: the SFT traces, the GRPO pairs, the GRPO
-validation pairs, and the TRL datasets built from them (PersRM-R1 §3.2-3.3).
-
-Verdicts are read by the ONE rule (:class:`persrm_lib.core.verdict.Verdict`) and exemplar counts by
-:func:`persrm_lib.core.verdict.exemplar_count`, as the filter and the evaluation read them.
+validation pairs, and the TRL datasets built from them (PersRM-R1 §3.2-3.3). Verdicts are read by
+the ONE rule (:class:`persrm_lib.core.verdict.Verdict`), as the filter and the evaluation read them.
 """
 
 from __future__ import annotations
@@ -35,44 +33,28 @@ class CheckedTraces(list):
     """Traces that :func:`check_traces` read and checked (returned as they are when checked again)."""
 
 
-def _pair_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
-    """``[(where, record)]`` from a pair file or a list, and a name for the source."""
-    if isinstance(source, str | Path):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"pairs file {path} does not exist")
-        return [(f"{path.name} line {lineno}", rec) for lineno, rec in iter_jsonl(path)], str(path)
-    return [(f"pairs {i}", dict(rec)) for i, rec in enumerate(source)], "the given pairs"
-
-
-def _trace_records(source: Source) -> tuple[list[tuple[str, dict]], str]:
-    """``[(where, trace)]`` from a trace file (read by ``read_traces``) or a list, and a name for the source."""
-    if isinstance(source, str | Path):
-        path = Path(source)
-        try:
-            traces = read_traces(path, written_by="02_filter_audit")
-        except ValueError as exc:  # a malformed line, a repeated id, an empty file
-            raise TrainingDataError(f"cannot train on these traces: {exc}") from exc
-        return [(f"{path.name} record {i}", rec) for i, rec in enumerate(traces, start=1)], str(path)
-    return [(f"traces {i}", dict(rec)) for i, rec in enumerate(source)], "the given traces"
-
-
 def check_traces(source: Source) -> list[dict[str, Any]]:
     """Read and check SFT traces (pairs plus ``teacher, completion, scores, faithful``) from a JSONL
-    file (``runfiles.faithful_traces_path(run)``) or a list; returns them in order as
-    :class:`CheckedTraces`.
+    file (``runfiles.faithful_traces_path(run)``) or a list, in order.
 
     Raises:
-        TrainingDataError: no trace at all; a trace that breaks the pair contract; a trace not
-            marked ``faithful: true`` (the faithfulness filter did not run or dropped it); a trace
-            whose completion does not parse, or whose scores do not prefer the labelled response
-            (:meth:`persrm_lib.core.verdict.Verdict.outcome`); a file that
-            :func:`persrm_lib.teachers.traces.read_traces` refuses, with its reason.
+        TrainingDataError: no trace; a trace that breaks the pair contract, is not marked
+            ``faithful: true``, or whose completion does not parse or does not prefer the labelled
+            response; a file that :func:`persrm_lib.teachers.traces.read_traces` refuses.
         FileNotFoundError: ``source`` is a path that does not exist.
     """
     if isinstance(source, CheckedTraces):
         return source
-    records, name = _trace_records(source)
+    if isinstance(source, str | Path):
+        name = str(source)
+        try:
+            read = read_traces(source, written_by="02_filter_audit")
+        except ValueError as exc:  # a malformed line, a repeated id, an empty file
+            raise TrainingDataError(f"cannot train on these traces: {exc}") from exc
+        records = [(f"{Path(source).name} record {i}", rec) for i, rec in enumerate(read, start=1)]
+    else:
+        name = "the given traces"
+        records = [(f"traces {i}", dict(rec)) for i, rec in enumerate(source)]
     if not records:
         raise TrainingDataError(f"no traces to train on: {name} holds no trace (run 01_synthesize and 02_filter_audit)")
     traces = []
@@ -103,15 +85,9 @@ def check_traces(source: Source) -> list[dict[str, Any]]:
 
 
 def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
-    """Every SFT example of the final list that goes to the trainer (after swaps or any other
-    transform) holds its verdict: its completion parses, scores the labelled response strictly
-    higher (:meth:`persrm_lib.core.verdict.Verdict.outcome`), and its ``scores`` field, when
-    present, is what the completion says.
-
-    Raises:
-        TrainingDataError: ``refusing to train on example N (trace 'id'): ...``, naming the first
-            example that does not hold its verdict and why.
-    """
+    """Refuse (:class:`TrainingDataError`, ``refusing to train on example N (trace 'id'): ...``) the
+    first SFT example going to the trainer whose completion does not parse, does not score the
+    labelled response strictly higher, or disagrees with its ``scores`` field."""
     for i, example in enumerate(examples):
         where = f"example {i} (trace {example.get('id', '?')!r})"
         judged = verdict.read_verdict(example.get("completion"))
@@ -135,8 +111,7 @@ def check_verdicts(examples: Sequence[Mapping[str, Any]]) -> None:
 
 
 def check_pairs(source: Source) -> list[dict[str, Any]]:
-    """Read and check GRPO pairs (the pair contract) from a JSONL file or a list; returns them as
-    :class:`CheckedPairs`.
+    """Read and check GRPO pairs (the pair contract) from a JSONL file or a list, in order.
 
     Raises:
         TrainingDataError: no pair at all, a pair that breaks the contract, or an id that repeats
@@ -145,7 +120,12 @@ def check_pairs(source: Source) -> list[dict[str, Any]]:
     """
     if isinstance(source, CheckedPairs):
         return source
-    records, name = _pair_records(source)
+    if isinstance(source, str | Path):
+        name = str(source)
+        records = [(f"{Path(source).name} line {lineno}", rec) for lineno, rec in iter_jsonl(source)]
+    else:
+        name = "the given pairs"
+        records = [(f"pairs {i}", dict(rec)) for i, rec in enumerate(source)]
     if not records:
         raise TrainingDataError(f"no pairs to train on: {name} holds no pair (run 01_synthesize)")
     pairs = []
@@ -161,13 +141,9 @@ def check_pairs(source: Source) -> list[dict[str, Any]]:
 
 
 def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | None = None) -> list[dict[str, Any]]:
-    """The validation pairs to evaluate during GRPO: the first ``grpo.eval_pairs`` of ``source``
-    (default ``runfiles.pairs_path(run, "validation")``); ``[]`` when ``grpo.eval_every`` or
-    ``grpo.eval_pairs`` is 0, or when ``source`` is None and the run has no validation pairs.
-
-    Raises:
-        TrainingDataError: see :func:`check_pairs`, prefixed ``validation pairs:``.
-    """
+    """The first ``grpo.eval_pairs`` of ``source`` (default: the run's validation pairs, ``[]``
+    without them; ``[]`` too when ``grpo.eval_every`` or ``grpo.eval_pairs`` is 0), checked by
+    :func:`check_pairs` (its errors prefixed ``validation pairs:``)."""
     if profile.grpo.eval_every == 0 or profile.grpo.eval_pairs == 0:
         return []
     if source is None:
@@ -175,24 +151,18 @@ def grpo_validation_pairs(profile: Profile, run: str | Path, source: Source | No
         if not source.is_file():
             return []
     try:
-        pairs = check_pairs(source)
+        return check_pairs(source)[: profile.grpo.eval_pairs]
     except TrainingDataError as exc:
         raise TrainingDataError(f"validation pairs: {exc}") from exc
-    return pairs[: profile.grpo.eval_pairs]
 
 
 def sft_rows(
     traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise"
 ) -> list[tuple[str, list[dict[str, str]], str]]:
-    """``(trace id, prompt messages, completion)`` per SFT example, in order: pairwise, one per trace
-    (the pair's prompt, the trace's completion); pointwise (:mod:`persrm_lib.core.pointwise`), one
-    per response, with the persona teacher's pointwise completions.
-
-    Raises:
-        TrainingDataError: pointwise mode and a trace that is not a persona pair, or whose pointwise
-            scores do not put the chosen response above the midpoint and the rejected below
-            (:func:`persrm_lib.core.pointwise.pointwise_outcome`), naming the trace.
-    """
+    """``(trace id, prompt messages, completion)`` per SFT example, in order: pairwise, one per trace;
+    pointwise (:mod:`persrm_lib.core.pointwise`), one per response, with the persona teacher's
+    pointwise completions (:class:`TrainingDataError` for a trace that is not a persona pair, or
+    whose scores do not put each response on its side of the midpoint)."""
     rows: list[tuple[str, list[dict[str, str]], str]] = []
     for t in traces:
         n = verdict.exemplar_count(t)
@@ -216,9 +186,8 @@ def sft_rows(
 
 
 def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> Any:
-    """TRL's conversational prompt-completion ``datasets.Dataset`` of :func:`sft_rows` (prompt: system
-    + user messages; completion: one assistant message); ``tokenizer`` neutralises its own special
-    tokens in the user text."""
+    """TRL's conversational prompt-completion ``datasets.Dataset`` of :func:`sft_rows` (``tokenizer``
+    neutralises its own special tokens in the user text)."""
     from datasets import Dataset
 
     rows = sft_rows(traces, tokenizer, mode)
@@ -231,20 +200,14 @@ def sft_dataset(traces: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode
 
 
 def grpo_dataset(rows: Sequence[Mapping[str, Any]], tokenizer: Any = None, mode: str = "pairwise") -> Any:
-    """Conversational prompt-only dataset (``datasets.Dataset``): the pair's prompt messages, or for
-    pointwise rows (:func:`persrm_lib.core.pointwise.side_rows`) the row's ``side`` alone, with the
-    ``label`` and ``pair_id`` columns (``side`` too, pointwise) that TRL passes to the reward."""
+    """Conversational prompt-only ``datasets.Dataset`` (pointwise: of :func:`persrm_lib.core.pointwise.side_rows`)
+    with the ``label``, ``pair_id`` (and pointwise ``side``) columns that TRL passes to the reward."""
     from datasets import Dataset
 
+    columns: dict[str, list[Any]] = {"label": [r["label"] for r in rows], "pair_id": [str(r["id"]) for r in rows]}
     if mode == "pointwise":
+        columns["side"] = [r["side"] for r in rows]
         prompts = [build_pointwise_messages(r, r["side"], verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
     else:
         prompts = [build_messages(r, verdict.exemplar_count(r), tokenizer=tokenizer) for r in rows]
-    columns: dict[str, list[Any]] = {
-        "prompt": prompts,
-        "label": [r["label"] for r in rows],
-        "pair_id": [str(r["id"]) for r in rows],
-    }
-    if mode == "pointwise":
-        columns["side"] = [r["side"] for r in rows]
-    return Dataset.from_dict(columns)
+    return Dataset.from_dict({"prompt": prompts, **columns})

@@ -1,11 +1,7 @@
-"""The training stages' run files, each with ONE writer and ONE reader, and the headline numbers
-the notebooks compute from them:
-
-- ``<stage>/log.csv``: one row per logged optimiser step, columns :data:`SFT_LOG_FIELDS` (03_sft)
-  or :data:`GRPO_LOG_FIELDS` (04_rft_grpo); written by :class:`TrainingLog`, read by :func:`read_log`.
-- ``<stage>/completions.jsonl`` (GRPO stages): every sampled completion, fields
-  :data:`GRPO_COMPLETION_FIELDS`; written by :class:`RewardTracker`, read by
-  :func:`read_grpo_completions`; the process of rank k > 0 writes ``completions.rank<k>.jsonl``.
+"""The training stages' run files, each with ONE writer and ONE reader, and their headline numbers:
+``<stage>/log.csv`` (one row per logged optimiser step; :class:`TrainingLog`, :func:`read_log`) and,
+for GRPO, ``<stage>/completions.jsonl`` (every sampled completion; :class:`RewardTracker`,
+:func:`read_grpo_completions`).
 """
 
 from __future__ import annotations
@@ -65,9 +61,6 @@ _SUMMARY_FORMATS = {
 }  # fmt: skip
 
 
-# ---- log.csv ------------------------------------------------------------------------------------
-
-
 def _number(value: Any) -> Any:
     """A number for the CSV, or "" (blank) for None, a bool, NaN or text."""
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -75,24 +68,19 @@ def _number(value: Any) -> Any:
 
 
 class TrainingLog:
-    """Writes ``<stage>/log.csv`` as training goes: one row per logged step, appended at once (so
-    the steps finished before a crash stay on disk), fixed columns, ``seconds_per_step`` measured
-    here (``on_step_begin`` to ``on_step_end``, generation included) and for GRPO the outcome shares
-    from the :class:`RewardTracker`. The trainer's ``state.log_history`` has neither of these.
-
-    Use :meth:`callback` to get the ``transformers.TrainerCallback`` that feeds it.
+    """Writes ``<stage>/log.csv`` (columns ``fields``) as training goes, fed by :meth:`callback`: one
+    row per logged step, appended at once (a crash keeps the steps before it), with
+    ``seconds_per_step`` measured here (generation included) and for GRPO the outcome shares of the
+    :class:`RewardTracker`; the trainer's ``state.log_history`` has neither.
     """
 
-    def __init__(
-        self, path: str | Path, fields: Sequence[str], tracker: RewardTracker | None = None, verbose: bool = True
-    ) -> None:
+    def __init__(self, path: str | Path, fields: Sequence[str], tracker: RewardTracker | None = None) -> None:
         self.path = Path(path)
         self.fields = tuple(fields)
         self.tracker = tracker
-        self.verbose = verbose
         self.max_steps = 0
         self.rows: list[dict[str, Any]] = []
-        self._step_start: float | None = None
+        self._step_start = 0.0
         self._durations: list[float] = []
         self._last_logged_step = 0
         self._writes = True
@@ -128,16 +116,13 @@ class TrainingLog:
         if self._writes:
             with self.path.open("a", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
-            if self.verbose:
-                print(self.summary(row), flush=True)
+            print(self.summary(row), flush=True)
         return row
 
     def summary(self, row: Mapping[str, Any]) -> str:
         """One short line per logged step (the trainer's own dict printer is switched off)."""
         parts = [f"step {row['step']}/{self.max_steps}" if self.max_steps else f"step {row['step']}"]
-        for name, fmt in _SUMMARY_FORMATS.items():
-            if row.get(name, "") != "":
-                parts.append(f"{name} {row[name]:{fmt}}")
+        parts += [f"{name} {row[name]:{fmt}}" for name, fmt in _SUMMARY_FORMATS.items() if row.get(name, "") != ""]
         return "  ".join(parts)
 
     def callback(self) -> Any:
@@ -155,9 +140,7 @@ class TrainingLog:
                 log._step_start = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-                if log._step_start is not None:
-                    log._durations.append(time.perf_counter() - log._step_start)
-                    log._step_start = None
+                log._durations.append(time.perf_counter() - log._step_start)
 
             def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
                 log.record(state.global_step, logs or {})
@@ -166,13 +149,12 @@ class TrainingLog:
 
 
 def read_log(path: str | Path) -> pd.DataFrame:
-    """THE reader of a training ``log.csv``: a DataFrame, one row per logged step sorted by step,
-    under the names :class:`TrainingLog` wrote; ``step`` as int, the rest float, a blank as NaN.
+    """THE reader of a training ``log.csv``: one row per logged step sorted by step, columns
+    :data:`SFT_LOG_FIELDS` or :data:`GRPO_LOG_FIELDS`; ``step`` as int, the rest float, a blank as NaN.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: a header that is neither the SFT nor the GRPO log's, no row, or a cell that is
-            not a number (naming the file and the column).
+        ValueError: another header, no row, or a cell that is not a number (naming file and column).
     """
     path = Path(path)
     if not path.is_file():
@@ -202,20 +184,11 @@ def empty_columns(log: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c not in log.columns or log[c].isna().all()]
 
 
-# ---- completions.jsonl --------------------------------------------------------------------------
-
-
 class RewardTracker:
-    """:func:`persrm_lib.core.reward.persrm_reward` with a memory: the outcome shares per call and
-    every sampled completion, appended to ``completions.jsonl`` (fields :data:`GRPO_COMPLETION_FIELDS`).
-
-    TRL names reward functions by ``__name__``, so the tracker carries ``__name__ = "persrm_reward"``
-    (logged as ``rewards/persrm_reward/mean``).
-
-    Args:
-        completions_path: the JSONL file, or None to keep nothing on disk.
-        process_index: the accelerate rank; ranks above 0 write ``<stem>.rank<k>.jsonl`` beside it.
-        reward_fn: the reward to track (default :func:`persrm_reward`).
+    """``reward_fn`` (default :func:`persrm_lib.core.reward.persrm_reward`, the name TRL logs it
+    under) with a memory: the outcome shares per call, and every sampled completion appended to
+    ``completions_path`` (None: nothing on disk); the process of rank ``process_index`` k > 0 writes
+    ``<stem>.rank<k>.jsonl`` beside it.
     """
 
     def __init__(
@@ -268,10 +241,9 @@ class RewardTracker:
 
 
 def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
-    """THE reader of a GRPO stage's ``completions.jsonl``, with the ``<stem>.rank<k>.jsonl`` files
-    beside it appended in name order: records with ``step`` (int), ``pair_id`` (str), ``label``
-    ("a"/"b"), ``completion`` (str), ``reward`` (float), and, pointwise, ``side`` ("a"/"b": the
-    response the completion scores).
+    """THE reader of a GRPO stage's ``completions.jsonl`` and the ``<stem>.rank<k>.jsonl`` files beside
+    it (in name order): ``step`` (int), ``pair_id`` (str), ``label`` ("a"/"b"), ``completion`` (str),
+    ``reward`` (float), and, pointwise, ``side`` ("a"/"b": the response the completion scores).
 
     Raises:
         FileNotFoundError: the file is missing (run 04_rft_grpo first).
@@ -283,32 +255,24 @@ def read_grpo_completions(path: str | Path) -> list[dict[str, Any]]:
     ranks = sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))
     records: list[dict[str, Any]] = []
     for source, number, row in ((p, n, r) for p in [path, *ranks] for n, r in iter_jsonl(p)):
-        where = f"{source}:{number}"
-        for name in GRPO_COMPLETION_FIELDS:
-            if name not in row:
-                raise ValueError(f"{where}: record lacks field {name!r}")
-        step, pair_id, label, completion, reward = (row[name] for name in GRPO_COMPLETION_FIELDS)
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"{where}: step must be a non-negative integer, got {step!r}")
-        if pair_id is None or isinstance(pair_id, bool) or not isinstance(pair_id, str | int) or pair_id == "":
-            raise ValueError(f"{where}: pair_id must be a non-empty string, got {pair_id!r}")
-        if label not in LABELS:
-            raise ValueError(f"{where}: label must be 'a' or 'b', got {label!r}")
-        if not isinstance(completion, str):
-            raise ValueError(f"{where}: completion must be text, got {type(completion).__name__}")
-        if isinstance(reward, bool) or not isinstance(reward, int | float):
-            raise ValueError(f"{where}: reward must be a number, got {reward!r}")
+        missing = next((name for name in GRPO_COMPLETION_FIELDS if name not in row), None)
+        step, pair_id, label, completion, reward = (row.get(name) for name in GRPO_COMPLETION_FIELDS)
+        checks = [  # a JSON number is exactly an int or a float (a bool is neither)
+            (missing is None, f"record lacks field {missing!r}"),
+            (type(step) is int and step >= 0, f"step must be a non-negative integer, got {step!r}"),
+            (type(pair_id) in (str, int) and pair_id != "", f"pair_id must be a non-empty string, got {pair_id!r}"),
+            (label in LABELS, f"label must be 'a' or 'b', got {label!r}"),
+            (isinstance(completion, str), f"completion must be text, got {type(completion).__name__}"),
+            (type(reward) in (int, float), f"reward must be a number, got {reward!r}"),
+            (row.get("side", "a") in LABELS, f"side must be 'a' or 'b', got {row.get('side')!r}"),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                raise ValueError(f"{source}:{number}: {problem}")
         values = (step, str(pair_id), label, completion, float(reward))
         record = dict(zip(GRPO_COMPLETION_FIELDS, values, strict=True))
-        if "side" in row:
-            if row["side"] not in LABELS:
-                raise ValueError(f"{where}: side must be 'a' or 'b', got {row['side']!r}")
-            record["side"] = row["side"]
-        records.append(record)
+        records.append(record | ({"side": row["side"]} if "side" in row else {}))
     return records
-
-
-# ---- headline metrics ---------------------------------------------------------------------------
 
 
 def _at(log: pd.DataFrame, column: str, index: int) -> float | None:
@@ -324,9 +288,8 @@ def sft_headline(log: pd.DataFrame) -> dict[str, float]:
 
 
 def grpo_headline(log: pd.DataFrame) -> dict[str, float | int | None]:
-    """04_rft_grpo's headline numbers from a GRPO log: mean and final reward, final outcome shares,
-    final KL (0 where KL is not logged), mean completion length, and the greedy validation
-    evaluations (how many, and the last accuracy; None without any)."""
+    """04_rft_grpo's headline numbers: reward (mean, final), final outcome shares and KL (0 if not
+    logged), mean completion length, validation evaluations (how many; the last accuracy or None)."""
     validated = log["validation_accuracy"].dropna()
     return {
         "mean_reward": float(log["reward"].mean()),
@@ -341,9 +304,9 @@ def grpo_headline(log: pd.DataFrame) -> dict[str, float | int | None]:
 
 
 def training_dynamics(logs: Mapping[str, pd.DataFrame]) -> dict[str, float | int | None]:
-    """06_training_dynamics' headline numbers from the logs that exist (``sft``, ``rft``,
-    ``rft_from_base``; an absent stage gives 0 steps and None values), rounded to 4 decimals.
-    ``rft_missing_columns`` counts the :data:`GRPO_CURVES` the ``rft`` log lacks or leaves blank."""
+    """06_training_dynamics' headline numbers from the logs of ``sft``, ``rft`` and ``rft_from_base``
+    (an absent one: 0 steps, None values), rounded to 4 decimals; ``rft_missing_columns`` counts the
+    :data:`GRPO_CURVES` the ``rft`` log lacks or leaves blank."""
     none = pd.DataFrame({"step": []})
     sft, rft, base = (logs.get(stage, none) for stage in ("sft", "rft", "rft_from_base"))
     return {

@@ -1,10 +1,6 @@
-"""Training the Bradley-Terry scalar reward model, the paper's ScalarRM contrast (PersRM-R1 §4).
-
-The model reads ``exemplars + query + one response`` and outputs one number; training maximises
-``log sigmoid(r(chosen) - r(rejected))`` over the training pairs with TRL's ``RewardTrainer``,
-optionally through a LoRA adapter. Tokenisation is done here, once, by :func:`scalar_rm_tokens`,
-and the trainer receives ``chosen_ids``/``rejected_ids``, so training and scoring
-(:class:`persrm_lib.evaluate.judges.ScalarRMJudge`) read the very same token sequences.
+"""Training the Bradley-Terry scalar reward model, the paper's ScalarRM contrast (PersRM-R1 §4):
+``r(exemplars + query + response)`` trained to maximise ``log sigmoid(r(chosen) - r(rejected))``
+with TRL's ``RewardTrainer``. Training and scoring read the token ids of :func:`scalar_rm_tokens`.
 """
 
 from __future__ import annotations
@@ -31,10 +27,8 @@ def scalar_rm_tokens(
     """The token ids the scalar reward model reads for one response:
     ``head + "Query:" + query + "Response:" + response + eos``.
 
-    The response is cut to ``max_response_tokens`` and the exemplars from the front so the whole
-    stays within ``max_length`` tokens (the query and the response are never cut for them), so the
-    ids are at most ``max_length`` long when the query and response fit. Special-token strings in
-    the texts are encoded as plain text; the only special token is the final EOS.
+    The response is cut to ``max_response_tokens``, then the exemplars from the front to keep the
+    whole within ``max_length`` tokens. Special-token strings in the texts are encoded as plain text.
     """
     plain = {"add_special_tokens": False, "split_special_tokens": True}
     head = tokenizer(EXEMPLARS_HEAD + "\n\n".join(e.strip() for e in exemplars), **plain)["input_ids"]
@@ -72,31 +66,27 @@ def train_scalar_rm(
     Args:
         model_name: a registry name, folder or hub id, loaded as ``AutoModelForSequenceClassification``
             with one label (a new score head, initialised with ``seed``).
-        train_pairs: canonical pairs with ``label``.
-        max_steps, learning_rate, batch_size: optimiser steps, AdamW learning rate, pairs per step.
+        batch_size: pairs per optimiser step.
         max_length, max_response_tokens: token budgets (:func:`scalar_rm_tokens`).
         lora_r: LoRA rank (alpha ``2 r``, all linear layers); None or 0 trains every weight.
-        seed: seed of the score head, the data order and the trainer.
-        output_dir: where the trainer saves the model; None: a temporary folder, nothing kept.
+        output_dir: where the trainer saves the model; None: nothing kept.
 
-    Raises:
-        ValueError: no training pairs.
+    Raises ``ValueError`` without training pairs.
     """
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, set_seed
+    from peft import LoraConfig
+    from transformers import AutoModelForSequenceClassification, PrinterCallback, set_seed
     from transformers.utils import logging as transformers_logging
     from trl import RewardConfig, RewardTrainer
 
-    from ..models.registry import resolve
+    from ..models.registry import load_tokenizer, resolve
 
     if not train_pairs:
         raise ValueError("scalar-rm: no training pairs to fit on")
     where = resolve(model_name)
     set_seed(seed)  # the score head is initialised at random
-    tokenizer = AutoTokenizer.from_pretrained(where)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(str(where))  # the eos token pads when it has no pad token
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # the new score head is "missing" from the checkpoint, as meant
     try:
@@ -112,20 +102,17 @@ def train_scalar_rm(
             rows[column].append(
                 scalar_rm_tokens(tokenizer, exemplars, pair["query"], pair[key], max_length, max_response_tokens)
             )
-    peft_config = None
-    if lora_r:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            task_type="SEQ_CLS", r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules="all-linear"
-        )
+    peft_config = (
+        LoraConfig(task_type="SEQ_CLS", r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules="all-linear")
+        if lora_r
+        else None
+    )
     with tempfile.TemporaryDirectory(prefix="persrm-scalar-rm-") as tmp:
         args = RewardConfig(
             output_dir=str(output_dir or tmp),
             max_steps=max_steps,
             learning_rate=learning_rate,
             per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=1,
             max_length=None,  # sequences are cut to max_length above, never dropped
             logging_steps=1,
             save_strategy="no",
@@ -134,10 +121,8 @@ def train_scalar_rm(
             data_seed=seed,
             use_cpu=not torch.cuda.is_available(),
             bf16=False,
-            fp16=False,
             gradient_checkpointing=False,
             disable_tqdm=True,
-            dataloader_num_workers=0,
         )
         trainer = RewardTrainer(
             model=model,

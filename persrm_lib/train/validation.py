@@ -15,37 +15,16 @@ from .logs import TrainingLog
 
 
 class ValidationEval:
-    """Greedy judgements of a fixed set of validation pairs every ``every`` GRPO steps, through the
-    ONE client (:class:`persrm_lib.models.client.LocalChatClient`) and the ONE verdict rule. Each
-    evaluation adds ``validation_accuracy`` (share with outcome +1) and ``validation_format``
-    (share that parses) to the :class:`TrainingLog` row of that step.
-
-    Greedy decoding draws no random numbers and dropout is off (eval mode during the evaluation),
-    so evaluating does not change the training run.
-
-    Args:
-        profile: ``grpo.max_completion_length`` (tokens per judgement), ``grpo.batch_size`` (default
-            prompts per forward pass), ``prompt.mode``.
-        pairs: the validation pairs, each read with its own exemplar count.
-        tokenizer: the trained model's tokenizer (chat template).
-
-    Raises:
-        ValueError: ``every`` below 1, or no pairs.
+    """Greedy judgements of the validation pairs every ``every`` GRPO steps (no random numbers drawn,
+    dropout off: the training run is unchanged), adding ``validation_accuracy`` (share with outcome
+    +1) and ``validation_format`` (share that parses) to the :class:`TrainingLog` row of that step.
+    The profile gives ``grpo.max_completion_length`` (tokens per judgement), ``grpo.batch_size``
+    (prompts per forward pass) and ``prompt.mode``.
     """
 
     def __init__(
-        self,
-        profile: Profile,
-        pairs: Sequence[Mapping[str, Any]],
-        tokenizer: Any,
-        log: TrainingLog,
-        every: int,
-        batch_size: int | None = None,
+        self, profile: Profile, pairs: Sequence[Mapping[str, Any]], tokenizer: Any, log: TrainingLog, every: int
     ) -> None:
-        if every < 1:
-            raise ValueError(f"ValidationEval: every must be at least 1, got {every}")
-        if not pairs:
-            raise ValueError("ValidationEval: no validation pairs to evaluate")
         self.pairs = list(pairs)
         self.mode = profile.prompt.mode
         if self.mode == "pointwise":  # both responses of each pair, scored alone (core.pointwise)
@@ -58,7 +37,7 @@ class ValidationEval:
         self.log = log
         self.every = every
         self.max_new_tokens = profile.grpo.max_completion_length
-        self.batch_size = batch_size or profile.grpo.batch_size
+        self.batch_size = profile.grpo.batch_size
 
     def due(self, step: int, max_steps: int) -> bool:
         """Evaluate at every ``every``-th step (never at step 0)."""
@@ -78,11 +57,10 @@ class ValidationEval:
         try:
             texts = client.generate_prompts(self.prompts).texts  # under torch.inference_mode
         finally:
-            if was_training:
-                model.train()
+            model.train(was_training)
         n = len(self.pairs)
-        if self.mode == "pointwise":
-            judged = [pair_verdict(texts[2 * k], texts[2 * k + 1]) for k in range(n)]
+        if self.mode == "pointwise":  # the two responses of pair k are prompts 2k and 2k + 1
+            judged = [pair_verdict(a, b) for a, b in zip(texts[::2], texts[1::2], strict=True)]
         else:
             judged = [verdict.read_verdict(t) for t in texts]
         outcomes = [j.outcome(p["label"]) for j, p in zip(judged, self.pairs, strict=True)]
@@ -92,9 +70,8 @@ class ValidationEval:
         }
 
     def callback(self) -> Any:
-        """A ``transformers.TrainerCallback``: evaluates at the end of a due step and makes the trainer
-        log that step (even when ``logging_steps`` skips it). Add it after the :class:`TrainingLog`
-        callback so that the evaluation is not counted in ``seconds_per_step``."""
+        """A ``transformers.TrainerCallback`` that evaluates at the end of a due step and makes the
+        trainer log it; added after the :class:`TrainingLog`'s, so ``seconds_per_step`` excludes it."""
         from transformers import TrainerCallback
 
         evaluator = self
@@ -106,6 +83,5 @@ class ValidationEval:
                     values = evaluator.evaluate(model)
                     evaluator.log.add(step, values)
                     control.should_log = True
-                return control
 
         return _Callback()
