@@ -42,11 +42,8 @@ _SIDE_RE = re.compile(r"\b(?:Response\s+)?([AB]) is closer to the (?:author|exem
 
 
 def eval_side(evaluation_text: object) -> Side | None:
-    """The side an ``<eval>`` section says wins (the last such statement), or None when it states none.
-
-    Reads the stylometric teacher's form (:mod:`persrm_lib.teachers.stylometric`); ties
-    ("Both are equally close ...") and per-criterion comparisons state no side.
-    """
+    """The side an ``<eval>`` section says wins in the stylometric teacher's form (the last such
+    statement); None when it states none (ties and per-criterion comparisons state none)."""
     found = _SIDE_RE.findall(evaluation_text) if isinstance(evaluation_text, str) else []
     return found[-1].lower() if found else None  # type: ignore[return-value]
 
@@ -110,10 +107,8 @@ def accuracy(results: pd.DataFrame) -> float:
 
 def format_compliance(results: pd.DataFrame) -> float:
     """Share of per-order verdicts that parse (both orders where both were judged)."""
-    values = []
-    for _, ok, _, swapped_ok in order_verdicts(scored(results)):
-        values += [bool(ok)] + ([] if swapped_ok is None else [bool(swapped_ok)])
-    return _mean(values)
+    verdicts = order_verdicts(scored(results))
+    return _mean([bool(ok) for _, ok, _, _ in verdicts] + [bool(s) for *_, s in verdicts if s is not None])
 
 
 def order_consistent_accuracy(results: pd.DataFrame) -> float:
@@ -128,9 +123,7 @@ def pair_hits(results: pd.DataFrame, measure: str = "accuracy") -> pd.Series:
     """Per row of ``results`` (same index): 1.0 when the pair is right under ``measure``, 0.0 when
     not, NaN where undefined. ``accuracy``: :func:`correct`. ``order_consistent``: right as written
     AND right swapped (the labelled response in the other slot); NaN for a pair judged in one order.
-
-    Raises:
-        ValueError: for a measure not in :data:`MEASURES`.
+    ValueError for a measure not in :data:`MEASURES`.
     """
     if measure == "accuracy":
         values = correct(results).astype(float)
@@ -164,10 +157,8 @@ def a_preference(results: pd.DataFrame) -> float:
 def parsed_sides(results: pd.DataFrame) -> list[object]:
     """The preferred side of every per-order verdict that parses (None for a tie), original orders
     then swapped, over the rows that count (:func:`scored`)."""
-    parsed = []
-    for p, ok, q, swapped_ok in order_verdicts(scored(results)):
-        parsed += ([p] if ok else []) + ([q] if swapped_ok else [])
-    return parsed
+    verdicts = order_verdicts(scored(results))
+    return [p for p, ok, _, _ in verdicts if ok] + [q for _, _, q, ok in verdicts if ok]
 
 
 def reasoning_agreement_rate(results: pd.DataFrame) -> tuple[float, int]:
@@ -229,9 +220,7 @@ def summarize(
 ) -> pd.DataFrame:
     """One :func:`metric_row` per group of ``by`` (sorted; missing values group as "unknown"), after
     the group columns; one overall row when ``by`` is None. ``seed`` is the same for every group.
-
-    Raises:
-        KeyError: a ``by`` column that ``results`` lacks.
+    KeyError for a ``by`` column that ``results`` lacks.
     """
     keys = [by] if isinstance(by, str) else list(by or [])
     if not keys:
@@ -295,20 +284,14 @@ def paired_comparison(
     seed: int = 0,
     measure: str = "accuracy",
 ) -> pd.DataFrame:
-    """``model``'s :func:`pair_hits` minus each baseline's, on the pairs (:data:`PAIR_KEYS`) both judged.
+    """``model``'s :func:`pair_hits` minus each baseline's on the pairs (:data:`PAIR_KEYS`) both
+    judged, with a paired bootstrap 95% interval of the difference (docs/design.md).
 
-    A generative stage is usually run on a seeded subset of the pairs a baseline scores; comparing
-    them on different pairs would mix judge and sample, so each row keeps the shared pairs and the
-    95% interval of the difference resamples them jointly (a paired bootstrap).
-
-    ``results`` need ``judge`` and the :data:`PAIR_KEYS` columns; ``baselines`` absent from them
-    are left out; ``by``: a breakdown column (``None``: only the ``"all"`` row per baseline, always
-    included); ``measure``: ``accuracy`` or ``order_consistent`` (pairs either judge judged in one
-    order only are left out), held in the ``*_accuracy`` columns. Returns rows of
-    :data:`PAIRED_COLUMNS`, empty when ``model`` judged nothing.
-
-    Raises:
-        KeyError: (pandas) a column the comparison needs is missing. ValueError: an unknown ``measure``.
+    ``results`` need ``judge`` and the :data:`PAIR_KEYS` columns (else KeyError from pandas);
+    ``baselines`` absent from them are left out; ``by``: a breakdown column beside the ``"all"`` row;
+    ``measure``: :data:`MEASURES` (ValueError otherwise; pairs it leaves NaN are left out), held in
+    the ``*_accuracy`` columns.
+    Returns rows of :data:`PAIRED_COLUMNS`, empty when ``model`` judged nothing.
     """
     group_by = [by] if by else []
     results = scored(results)
@@ -359,35 +342,30 @@ def goal_key(goal: str) -> str:
 
 def _difference_goal(
     results: pd.DataFrame, model: str, other: str, measure: str, what: str, target: str, n_bootstrap: int, seed: int
-) -> dict[str, object]:
-    """``model`` minus ``other`` on shared pairs; ``target``: ``> 0``, ``>= 0`` or ``interval > 0``."""
+) -> tuple[object, ...]:
+    """A :data:`GOAL_COLUMNS` row: ``model`` minus ``other`` on shared pairs against ``target``
+    (``> 0``, ``>= 0`` or ``interval > 0``)."""
     paired = paired_comparison(results, model, [other], None, n_bootstrap, seed, measure)
     if paired.empty or int(paired.iloc[0]["n"]) == 0:
-        goal = f"{what}: {model} - {other} (not measured: no pair judged by both)"
-        return dict(zip(GOAL_COLUMNS, (goal, NAN, "", target, False, False), strict=True))
+        return f"{what}: {model} - {other} (not measured: no pair judged by both)", NAN, "", target, False, False
     row = paired.iloc[0]
     diff, low, high = float(row["difference"]), float(row["diff_low"]), float(row["diff_high"])
     met = {"> 0": diff > 0, ">= 0": diff >= 0, "interval > 0": low > 0}[target]
-    return {
-        "goal": f"{what}: {model} - {other} (n={int(row['n'])}; {row['model_accuracy']:.3f} vs {row['baseline_accuracy']:.3f})",
-        "value": round(diff, 4),
-        "interval": f"[{low:.3f}, {high:.3f}]",
-        "target": target,
-        "met": bool(met),
-        "decisive": bool(low > 0),
-    }
+    goal = (
+        f"{what}: {model} - {other} (n={int(row['n'])}; {row['model_accuracy']:.3f} vs {row['baseline_accuracy']:.3f})"
+    )
+    return goal, round(diff, 4), f"[{low:.3f}, {high:.3f}]", target, bool(met), bool(low > 0)
 
 
-def _rate_goal(what: str, value: float, low: float, high: float | None = None) -> dict[str, object]:
-    """A goal on one rate (no interval), met when it is at least ``low`` (and at most ``high``); NaN is not met."""
+def _rate_goal(what: str, value: float, low: float, high: float | None = None) -> tuple[object, ...]:
+    """A :data:`GOAL_COLUMNS` row on one rate, met when it is at least ``low`` (and at most ``high``); NaN is not met."""
     met = bool(low <= value and (high is None or value <= high))
-    target = f">= {low}" if high is None else f"in [{low}, {high}]"
-    return dict(zip(GOAL_COLUMNS, (what, round(value, 4), "", target, met, met), strict=True))
+    return what, round(value, 4), "", f">= {low}" if high is None else f"in [{low}, {high}]", met, met
 
 
 def _stage_goals(
     results: pd.DataFrame, stages: Sequence[str], position: bool, steps: Sequence[str], n_bootstrap: int, seed: int
-) -> tuple[list[dict[str, object]], str]:
+) -> tuple[list[tuple[object, ...]], str]:
     """The per-stage rate goals and stage-to-stage steps, and the most-trained stage that ran."""
     rows = []
     for stage in [s for s in stages if s in TRAINED_STAGES]:
