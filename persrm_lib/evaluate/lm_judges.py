@@ -250,9 +250,7 @@ class LoglikJudge(BaseJudge):
         self._cache: dict[tuple[tuple[str, ...], str], float] = {}
 
     def _model(self) -> tuple[Any, Any]:
-        self._loaded = _resolve(self._loaded)
-        if self._loaded is None:
-            self._loaded = load_model(self.model_name)
+        self._loaded = _resolve(self._loaded) or load_model(self.model_name)
         return self._loaded
 
     def _ids(self, tokenizer: Any, text: str) -> list[int]:
@@ -347,15 +345,12 @@ class ScalarRMJudge(BaseJudge):
 
         if self.model is None:
             raise NotFittedError("judge 'scalar-rm' must be fitted on training pairs first: call fit(train_pairs)")
-        sequences = []
-        for pair in pairs:
-            exemplars = exemplars_of(pair, n_exemplars)
-            sequences += [
-                scalar_rm_tokens(
-                    self.tokenizer, exemplars, pair["query"], pair[k], self.max_length, self.max_response_tokens
-                )
-                for k in ("response_a", "response_b")
-            ]
+        limits = (self.max_length, self.max_response_tokens)
+        sequences = [
+            scalar_rm_tokens(self.tokenizer, exemplars_of(pair, n_exemplars), pair["query"], pair[k], *limits)
+            for pair in pairs
+            for k in ("response_a", "response_b")
+        ]
         rewards = [0.0] * len(sequences)
         with torch.inference_mode():
             for index, logits in _padded_batches(self.model, sequences, self.batch_size, self.tokenizer.pad_token_id):

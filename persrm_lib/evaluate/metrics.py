@@ -34,8 +34,6 @@ def _mean(values: Sequence[float] | np.ndarray | pd.Series) -> float:
     return float(np.mean(values)) if len(values) else NAN
 
 
-# ---- does the verdict follow from the reasoning? -------------------------------------------------
-
 # The stylometric teacher's overall verdict, compact or full; the whole sentence is matched so that
 # per-criterion lines ("...; A.") and counts ("A is closer on 3 of 5 criteria") do not count.
 _SIDE_RE = re.compile(r"\b(?:Response\s+)?([AB]) is closer to the (?:author|exemplars)\b")
@@ -60,9 +58,6 @@ def reasoning_agreement(completions: Iterable[object]) -> tuple[int, int]:
     sides = [(completion_eval_side(c), read_verdict(c).preferred) for c in completions]
     agree = [preferred == side for side, preferred in sides if side is not None]
     return sum(agree), len(agree)
-
-
-# ---- per-pair rates ------------------------------------------------------------------------------
 
 
 def scored(results: pd.DataFrame) -> pd.DataFrame:
@@ -267,8 +262,6 @@ def accuracy_table(
     return wide.reindex([r for r in dict.fromkeys(results[rows]) if r in wide.index])
 
 
-# ---- the reward model against each baseline, pair for pair -------------------------------------
-
 PAIR_KEYS: tuple[str, ...] = ("id", "n_exemplars")  # one judgement per pair and exemplar count
 PAIRED_COLUMNS: tuple[str, ...] = (
     "baseline", "group", "n", "model_accuracy", "baseline_accuracy", "difference", "diff_low", "diff_high",
@@ -318,8 +311,6 @@ def paired_comparison(
             )
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 
-
-# ---- the reference run's targets (issue 12) and the persona benchmark's --------------------------
 
 GOAL_FORMAT = 0.99  # at least 99% of per-order verdicts parse
 GOAL_A_PREFERENCE = (0.4, 0.6)  # no position bias in the parsed verdicts of a trained stage
@@ -374,12 +365,9 @@ def _stage_goals(
         rows.append(_rate_goal(f"format compliance, {stage}{suffix}", format_compliance(mine), GOAL_FORMAT))
         if position:
             rows.append(_rate_goal(f"A-preference, {stage}{suffix}", a_preference(mine), *GOAL_A_PREFERENCE))
+    what = "order-consistent accuracy"
     for earlier, later, target in zip(stages, stages[1:], steps, strict=False):
-        rows.append(
-            _difference_goal(
-                results, later, earlier, "order_consistent", "order-consistent accuracy", target, n_bootstrap, seed
-            )
-        )
+        rows.append(_difference_goal(results, later, earlier, "order_consistent", what, target, n_bootstrap, seed))
     present = [s for s in stages if s in set(results.get("judge", pd.Series(dtype=object)))]
     return rows, present[-1] if present else stages[-1]
 
@@ -403,11 +391,8 @@ def reference_goals(
     steps = ["> 0"] * (len(stages) - 2) + ["interval > 0" if len(stages) > 2 else "> 0"]
     rows, focus = _stage_goals(results, stages, True, steps, n_bootstrap, seed)
     on_benchmark = results[results["benchmark"] == benchmark] if "benchmark" in results else results.iloc[:0]
-    rows.append(
-        _difference_goal(
-            on_benchmark, focus, baseline, "accuracy", f"accuracy on {benchmark}", ">= 0", n_bootstrap, seed
-        )
-    )
+    what = f"accuracy on {benchmark}"
+    rows.append(_difference_goal(on_benchmark, focus, baseline, "accuracy", what, ">= 0", n_bootstrap, seed))
     rows.append(_difference_goal(results, focus, evidence_baseline, "accuracy", "accuracy", "> 0", n_bootstrap, seed))
     return pd.DataFrame(rows, columns=list(GOAL_COLUMNS))
 

@@ -364,15 +364,9 @@ def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dic
     negative kind, position balance, length and stylistic separability of all traces and of the
     kept set (None without kept traces or with fewer than 2 pairs)."""
     kept = result.kept
-    metrics: dict[str, float | int | None] = {
-        "n_traces": len(result.traces),
-        "n_kept": len(kept),
-        "kept_fraction": result.kept_fraction,
-        "n_hinted_written": result.n_hinted_written,
-        "n_hinted_kept": result.n_hinted_kept,
-        "n_hinted_over_cap": result.n_hinted_over_cap,
-        "hinted_share": result.hinted_share,
-    }
+    metrics: dict[str, float | int | None] = {"n_traces": len(result.traces), "n_kept": len(kept)}
+    for name in ("kept_fraction", "n_hinted_written", "n_hinted_kept", "n_hinted_over_cap", "hinted_share"):
+        metrics[name] = getattr(result, name)
     metrics.update({f"n_{k}": v for k, v in result.outcomes.items()})
     by_kind = faithfulness_by(result, "negative_kind")
     for kind, fraction in zip(by_kind["negative_kind"], by_kind["kept_fraction"], strict=True):
