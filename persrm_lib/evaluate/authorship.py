@@ -1,7 +1,6 @@
-"""Authorship baselines beside the reward model (PersRM-R1 §4, baselines): a published authorship
-verification method (``lambdag``, :class:`LambdaGJudge`) and the strongest thing the measured
-stylometric evidence alone can do (``evidence-lr``, :class:`EvidenceLRJudge`). Both are fitted on
-the training pairs and read their labels; neither sees a test pair before it scores it.
+"""Authorship baselines beside the reward model (PersRM-R1 §4): a published verification method
+(:class:`LambdaGJudge`) and the best the stylometric evidence alone can do (:class:`EvidenceLRJudge`),
+both fitted on the labelled training pairs, never on a test pair.
 """
 
 from __future__ import annotations
@@ -131,10 +130,10 @@ class LambdaGJudge(BaseJudge):
                     f"exemplars' author, fewer than the {len(known)} sentences of its exemplars: fit on more training pairs"
                 )
             self.fit_language_model.cache_clear()
+            draws = [self.seed, zlib.crc32("\n".join(exemplars).encode())]  # the same draws for both responses
             scores = []
             for response in responses:
-                # the same draws for both responses: one seed per (seed, exemplars)
-                self.method.random_gen = np.random.default_rng([self.seed, zlib.crc32("\n".join(exemplars).encode())])
+                self.method.random_gen = np.random.default_rng(draws)
                 scores.append(
                     float(self.method._lambdag_score(known, self.method._preprocess_text(response), references))
                 )

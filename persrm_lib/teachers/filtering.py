@@ -103,7 +103,7 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     out: list[dict[str, Any]] = []
     failures: Counter[str] = Counter()
     rows = []
-    n_stripped = n_uncited = 0
+    n_stripped = 0
     for i, trace in enumerate(traces):
         _check_trace(trace, i)
         record = dict(trace)
@@ -121,7 +121,6 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
             record["uncited"] = uncited_numbers(evaluation or "", trace)
             uncited = faithful and bool(record["uncited"])
             faithful = faithful and not uncited
-            n_uncited += uncited
         record["scores"], record["faithful"] = verdict.scores, faithful
         out.append(record)
         rows.append((*(str(trace[k]) for k in STRATEGY), faithful, uncited, not verdict.format_ok))
@@ -130,7 +129,7 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     table["unfaithful"] = table["n"] - table["kept"] - table["uncited"] - table["unparsed"]
     table = table[[*STRATEGY, "n", "kept", "unfaithful", "uncited", "unparsed", "kept_fraction"]]
     kept = [r for r in out if r["faithful"]]
-    return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped, n_uncited)
+    return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped, int(frame["uncited"].sum()))
 
 
 HINTED_FIELD = "hinted"  # the tag every hinted trace carries (True)

@@ -1,8 +1,5 @@
-"""The stylometric teacher: a CPU judge that needs no LLM (PersRM-R1, arXiv 2508.14076, §3.2).
-
-It measures the exemplars and both responses (:mod:`persrm_lib.data.stylometry`), cites the
-measurements that separate the responses most and scores both by stylistic closeness to the
-exemplars. It never reads the label, so it can be wrong.
+"""The stylometric teacher (PersRM-R1, arXiv 2508.14076, §3.2): a CPU judge that needs no LLM,
+measures with :mod:`persrm_lib.data.stylometry` and never reads the label, so it can be wrong.
 """
 
 from __future__ import annotations
