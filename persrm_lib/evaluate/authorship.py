@@ -1,7 +1,6 @@
-"""Authorship baselines beside the reward model (PersRM-R1 §4, baselines): a published authorship
-verification method (``lambdag``, :class:`LambdaGJudge`) and the strongest thing the measured
-stylometric evidence alone can do (``evidence-lr``, :class:`EvidenceLRJudge`). Both are fitted on
-the training pairs and read their labels; neither sees a test pair before it scores it.
+"""Authorship baselines beside the reward model (PersRM-R1 §4): a published verification method
+(:class:`LambdaGJudge`) and the best the stylometric evidence alone can do (:class:`EvidenceLRJudge`),
+both fitted on the labelled training pairs, never on a test pair.
 """
 
 from __future__ import annotations
@@ -51,23 +50,17 @@ class LambdaGJudge(BaseJudge):
     model of K's sentences and ``p_R`` one of as many reference sentences, averaged over
     ``num_references`` draws (``LambdaGMethod._lambdag_score``). Uncalibrated; no POSnoise masking
     (it needs a tagger not available offline), so the n-grams carry topic as well as grammar.
-
     :meth:`fit` builds the reference corpus from the training pairs' exemplars and chosen
-    responses, grouped by ``author``; a pair's references leave out the exemplars' author and the
-    two responses. The draws are seeded by ``seed`` and the exemplars' text, so both responses
-    meet the same references.
+    responses, by ``author``; a pair's references leave out the exemplars' author and the two
+    responses, drawn with a seed of ``seed`` and the exemplars' text (both responses meet the same).
 
-    Args:
-        order: the n-gram order (the package's example: 10).
-        num_references: reference draws per response (the package's example: 30; about 0.3-1 s per
-            pair on one thread with 80-word passages).
-        basis: ``tokens`` (whitespace tokens) or ``characters``.
-        sentenize: model sentences separately (contexts do not cross a sentence end).
+    ``order`` and ``num_references`` default to the package's example (10, 30: about 0.3-1 s per
+    pair on one thread with 80-word passages); ``basis``: whitespace ``tokens`` or ``characters``;
+    ``sentenize``: contexts do not cross a sentence end.
 
-    Raises:
-        ValueError: (fit) no training pairs or a label other than a/b; (score) exemplars without a
-            word or fewer than asked. TooFewReferencesError: fewer reference sentences than the
-            exemplars have. NotFittedError: scoring before :meth:`fit`.
+    Raises ValueError (fit: no training pairs or a label other than a/b; score: exemplars without a
+    word or fewer than asked), TooFewReferencesError (fewer reference sentences than the exemplars
+    have), NotFittedError (scoring before :meth:`fit`).
     """
 
     name = "lambdag"
@@ -137,10 +130,10 @@ class LambdaGJudge(BaseJudge):
                     f"exemplars' author, fewer than the {len(known)} sentences of its exemplars: fit on more training pairs"
                 )
             self.fit_language_model.cache_clear()
+            draws = [self.seed, zlib.crc32("\n".join(exemplars).encode())]  # the same draws for both responses
             scores = []
             for response in responses:
-                # the same draws for both responses: one seed per (seed, exemplars)
-                self.method.random_gen = np.random.default_rng([self.seed, zlib.crc32("\n".join(exemplars).encode())])
+                self.method.random_gen = np.random.default_rng(draws)
                 scores.append(
                     float(self.method._lambdag_score(known, self.method._preprocess_text(response), references))
                 )
@@ -180,9 +173,7 @@ def evidence_features(teacher: StylometricTeacher, pair: Pair, n_exemplars: int 
     feature's standardised distance to the exemplars, of the character n-gram cosine and of Burrows'
     Delta (:meth:`StylometricTeacher.measure`). Half the difference of both orders' vectors, so
     swapping A and B negates it bit for bit (the n-gram cosine alone differs in its last bits).
-
-    Raises:
-        ValueError: fewer exemplars than ``n_exemplars`` (naming the pair).
+    ValueError for fewer exemplars than ``n_exemplars`` (naming the pair).
     """
     measured = {**pair, "n_exemplars": exemplar_count(pair, n_exemplars)}
     return (_a_minus_b(teacher, measured) - _a_minus_b(teacher, swap_pair(measured))) / 2
@@ -203,16 +194,12 @@ class EvidenceLRJudge(BaseJudge):
     texts, and ``LogisticRegression`` on the training pairs in both orders (the swapped copy's
     features negated, its target flipped), inputs divided by their standard deviation, without an
     intercept: exactly antisymmetric, no position prior. ``s_a = sigmoid(z)``, ``s_b = 1 - s_a``.
+    ``C``: the inverse regularisation strength; None: chosen from :data:`C_GRID` by
+    :data:`CV_FOLDS`-fold cross-validation on log-loss (``LogisticRegressionCV`` with
+    ``GroupKFold``, both orders of a pair in one fold), 1 with fewer than two pairs.
 
-    Args:
-        C: the inverse regularisation strength; None: chosen from :data:`C_GRID` by
-            :data:`CV_FOLDS`-fold cross-validation on log-loss (``LogisticRegressionCV`` with
-            ``GroupKFold``, both orders of a pair in one fold), 1 with fewer than two pairs.
-        seed: ``random_state`` of ``LogisticRegression``.
-
-    Raises:
-        ValueError: (fit) no training pairs or a label other than a/b; (score) fewer exemplars than asked.
-        NotFittedError: scoring before :meth:`fit`.
+    Raises ValueError (fit: no training pairs or a label other than a/b; score: fewer exemplars
+    than asked), NotFittedError (scoring before :meth:`fit`).
     """
 
     name = "evidence-lr"
@@ -269,11 +256,8 @@ class EvidenceLRJudge(BaseJudge):
         """``s_a = sigmoid(z)``, ``s_b = sigmoid(-z)`` per pair (one pair at a time: batch-independent)."""
         from scipy.special import expit
 
-        verdicts = []
-        for pair in pairs:
-            z = self.decision(pair, n_exemplars)
-            verdicts.append(Verdict(float(expit(z)), float(expit(-z))))
-        return verdicts
+        decisions = [self.decision(pair, n_exemplars) for pair in pairs]
+        return [Verdict(float(expit(z)), float(expit(-z))) for z in decisions]
 
     def coefficients(self) -> dict[str, float]:
         """The fitted weight of each :data:`EVIDENCE_FEATURES` input (standardised units); NotFittedError before fit."""

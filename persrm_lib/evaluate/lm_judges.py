@@ -42,8 +42,6 @@ class GenerativeJudge(BaseJudge):
     stripped before parsing (a reasoning model), counted in ``n_stripped``.
     """
 
-    position_invariant = False  # True in pointwise mode (set per instance)
-
     def __init__(
         self,
         model: str = "tiny-random",
@@ -64,8 +62,6 @@ class GenerativeJudge(BaseJudge):
         if self.mode not in ("pairwise", "pointwise"):
             raise ValueError(f"generative judge: mode must be pairwise or pointwise, got {self.mode!r}")
         self.position_invariant = self.mode == "pointwise"
-        if stop_strings is None:  # generation stops at the scores: anything after them is a violation anyway
-            stop_strings = SCORE_STOP if self.position_invariant else SCORES_STOP
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.max_prompt_tokens = max_prompt_tokens
@@ -76,7 +72,9 @@ class GenerativeJudge(BaseJudge):
         self.n_stripped = 0
         self.count_too_long = count_too_long
         self.n_too_long = 0  # prompts returned as too_long (count_too_long=True)
-        self.stop_strings = tuple(stop_strings)
+        # by default generation stops at the scores: anything after them is a violation anyway
+        default_stop = SCORE_STOP if self.position_invariant else SCORES_STOP
+        self.stop_strings = tuple(default_stop if stop_strings is None else stop_strings)
 
     @property
     def client(self) -> LocalChatClient:
@@ -106,12 +104,10 @@ class GenerativeJudge(BaseJudge):
     def score_batch(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> list[Verdict]:
         """Greedy completions of the pairs' prompts, in order, read by the one parser.
 
-        Raises:
-            ValueError: a prompt longer than ``max_prompt_tokens`` (naming the pair).
-            PromptTooLongError: a prompt longer than the context minus ``max_new_tokens``
-                (:mod:`persrm_lib.models.context`; not with ``count_too_long``), before anything is generated.
-            AdapterEvidenceError: pairs whose evidence tables disagree with the adapter's training
-                (:func:`persrm_lib.train.adapters.check_evidence_matches`), before any model is loaded.
+        Raises, before anything is generated: ValueError for a prompt longer than ``max_prompt_tokens``
+        (naming the pair); PromptTooLongError for one longer than the context minus ``max_new_tokens``
+        (not with ``count_too_long``); AdapterEvidenceError for pairs whose evidence tables disagree
+        with the adapter's training (:func:`persrm_lib.train.adapters.check_evidence_matches`).
         """
         prompts, fits = self._prompts(pairs, n_exemplars)
         per_pair = 2 if self.mode == "pointwise" else 1  # pointwise: A and B scored alone, one prompt each
@@ -135,8 +131,6 @@ class GenerativeJudge(BaseJudge):
     def check_inputs(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> None:
         """Raise what :meth:`score_batch` would for any of ``pairs``, before anything is generated;
         also ChatTemplateError for a model without a chat template (from its tokenizer alone)."""
-        if self.adapter is not None:
-            check_evidence_matches(self.adapter, pairs)
         if self._client is None and self._loaded is None:  # the tokenizer alone: before the weights load
             require_chat_template(load_tokenizer(self.model_name), self.model_name)
         self._prompts(pairs, n_exemplars)
@@ -155,12 +149,11 @@ class GenerativeJudge(BaseJudge):
             prompts = [build_prompt_text(tokenizer, p, exemplar_count(p, n_exemplars)) for p in pairs]
             ids = [p.get("id", "?") for p in pairs]
         tokens = count_tokens(tokenizer, prompts)
-        if self.max_prompt_tokens is not None:
-            for pid, n_tokens in zip(ids, tokens, strict=True):
-                if n_tokens > self.max_prompt_tokens:
-                    raise ValueError(
-                        f"pair {pid!r}: prompt has {n_tokens} tokens, more than max_prompt_tokens={self.max_prompt_tokens}"
-                    )
+        for pid, n_tokens in zip(ids, tokens, strict=True):
+            if self.max_prompt_tokens is not None and n_tokens > self.max_prompt_tokens:
+                raise ValueError(
+                    f"pair {pid!r}: prompt has {n_tokens} tokens, more than max_prompt_tokens={self.max_prompt_tokens}"
+                )
         budget = known_budget(client.model, tokenizer, reserved=self.max_new_tokens)
         too_long = [] if budget is None else find_too_long(tokenizer, prompts, ids, budget, tokens)
         if too_long and budget is not None and not self.count_too_long:
@@ -257,9 +250,7 @@ class LoglikJudge(BaseJudge):
         self._cache: dict[tuple[tuple[str, ...], str], float] = {}
 
     def _model(self) -> tuple[Any, Any]:
-        self._loaded = _resolve(self._loaded)
-        if self._loaded is None:
-            self._loaded = load_model(self.model_name)
+        self._loaded = _resolve(self._loaded) or load_model(self.model_name)
         return self._loaded
 
     def _ids(self, tokenizer: Any, text: str) -> list[int]:
@@ -354,15 +345,12 @@ class ScalarRMJudge(BaseJudge):
 
         if self.model is None:
             raise NotFittedError("judge 'scalar-rm' must be fitted on training pairs first: call fit(train_pairs)")
-        sequences = []
-        for pair in pairs:
-            exemplars = exemplars_of(pair, n_exemplars)
-            sequences += [
-                scalar_rm_tokens(
-                    self.tokenizer, exemplars, pair["query"], pair[k], self.max_length, self.max_response_tokens
-                )
-                for k in ("response_a", "response_b")
-            ]
+        limits = (self.max_length, self.max_response_tokens)
+        sequences = [
+            scalar_rm_tokens(self.tokenizer, exemplars_of(pair, n_exemplars), pair["query"], pair[k], *limits)
+            for pair in pairs
+            for k in ("response_a", "response_b")
+        ]
         rewards = [0.0] * len(sequences)
         with torch.inference_mode():
             for index, logits in _padded_batches(self.model, sequences, self.batch_size, self.tokenizer.pad_token_id):

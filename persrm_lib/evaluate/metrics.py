@@ -34,19 +34,14 @@ def _mean(values: Sequence[float] | np.ndarray | pd.Series) -> float:
     return float(np.mean(values)) if len(values) else NAN
 
 
-# ---- does the verdict follow from the reasoning? -------------------------------------------------
-
 # The stylometric teacher's overall verdict, compact or full; the whole sentence is matched so that
 # per-criterion lines ("...; A.") and counts ("A is closer on 3 of 5 criteria") do not count.
 _SIDE_RE = re.compile(r"\b(?:Response\s+)?([AB]) is closer to the (?:author|exemplars)\b")
 
 
 def eval_side(evaluation_text: object) -> Side | None:
-    """The side an ``<eval>`` section says wins (the last such statement), or None when it states none.
-
-    Reads the stylometric teacher's form (:mod:`persrm_lib.teachers.stylometric`); ties
-    ("Both are equally close ...") and per-criterion comparisons state no side.
-    """
+    """The side an ``<eval>`` section says wins in the stylometric teacher's form (the last such
+    statement); None when it states none (ties and per-criterion comparisons state none)."""
     found = _SIDE_RE.findall(evaluation_text) if isinstance(evaluation_text, str) else []
     return found[-1].lower() if found else None  # type: ignore[return-value]
 
@@ -63,9 +58,6 @@ def reasoning_agreement(completions: Iterable[object]) -> tuple[int, int]:
     sides = [(completion_eval_side(c), read_verdict(c).preferred) for c in completions]
     agree = [preferred == side for side, preferred in sides if side is not None]
     return sum(agree), len(agree)
-
-
-# ---- per-pair rates ------------------------------------------------------------------------------
 
 
 def scored(results: pd.DataFrame) -> pd.DataFrame:
@@ -110,10 +102,8 @@ def accuracy(results: pd.DataFrame) -> float:
 
 def format_compliance(results: pd.DataFrame) -> float:
     """Share of per-order verdicts that parse (both orders where both were judged)."""
-    values = []
-    for _, ok, _, swapped_ok in order_verdicts(scored(results)):
-        values += [bool(ok)] + ([] if swapped_ok is None else [bool(swapped_ok)])
-    return _mean(values)
+    verdicts = order_verdicts(scored(results))
+    return _mean([bool(ok) for _, ok, _, _ in verdicts] + [bool(s) for *_, s in verdicts if s is not None])
 
 
 def order_consistent_accuracy(results: pd.DataFrame) -> float:
@@ -128,9 +118,7 @@ def pair_hits(results: pd.DataFrame, measure: str = "accuracy") -> pd.Series:
     """Per row of ``results`` (same index): 1.0 when the pair is right under ``measure``, 0.0 when
     not, NaN where undefined. ``accuracy``: :func:`correct`. ``order_consistent``: right as written
     AND right swapped (the labelled response in the other slot); NaN for a pair judged in one order.
-
-    Raises:
-        ValueError: for a measure not in :data:`MEASURES`.
+    ValueError for a measure not in :data:`MEASURES`.
     """
     if measure == "accuracy":
         values = correct(results).astype(float)
@@ -164,10 +152,8 @@ def a_preference(results: pd.DataFrame) -> float:
 def parsed_sides(results: pd.DataFrame) -> list[object]:
     """The preferred side of every per-order verdict that parses (None for a tie), original orders
     then swapped, over the rows that count (:func:`scored`)."""
-    parsed = []
-    for p, ok, q, swapped_ok in order_verdicts(scored(results)):
-        parsed += ([p] if ok else []) + ([q] if swapped_ok else [])
-    return parsed
+    verdicts = order_verdicts(scored(results))
+    return [p for p, ok, _, _ in verdicts if ok] + [q for _, _, q, ok in verdicts if ok]
 
 
 def reasoning_agreement_rate(results: pd.DataFrame) -> tuple[float, int]:
@@ -229,9 +215,7 @@ def summarize(
 ) -> pd.DataFrame:
     """One :func:`metric_row` per group of ``by`` (sorted; missing values group as "unknown"), after
     the group columns; one overall row when ``by`` is None. ``seed`` is the same for every group.
-
-    Raises:
-        KeyError: a ``by`` column that ``results`` lacks.
+    KeyError for a ``by`` column that ``results`` lacks.
     """
     keys = [by] if isinstance(by, str) else list(by or [])
     if not keys:
@@ -278,8 +262,6 @@ def accuracy_table(
     return wide.reindex([r for r in dict.fromkeys(results[rows]) if r in wide.index])
 
 
-# ---- the reward model against each baseline, pair for pair -------------------------------------
-
 PAIR_KEYS: tuple[str, ...] = ("id", "n_exemplars")  # one judgement per pair and exemplar count
 PAIRED_COLUMNS: tuple[str, ...] = (
     "baseline", "group", "n", "model_accuracy", "baseline_accuracy", "difference", "diff_low", "diff_high",
@@ -295,20 +277,14 @@ def paired_comparison(
     seed: int = 0,
     measure: str = "accuracy",
 ) -> pd.DataFrame:
-    """``model``'s :func:`pair_hits` minus each baseline's, on the pairs (:data:`PAIR_KEYS`) both judged.
+    """``model``'s :func:`pair_hits` minus each baseline's on the pairs (:data:`PAIR_KEYS`) both
+    judged, with a paired bootstrap 95% interval of the difference (docs/design.md).
 
-    A generative stage is usually run on a seeded subset of the pairs a baseline scores; comparing
-    them on different pairs would mix judge and sample, so each row keeps the shared pairs and the
-    95% interval of the difference resamples them jointly (a paired bootstrap).
-
-    ``results`` need ``judge`` and the :data:`PAIR_KEYS` columns; ``baselines`` absent from them
-    are left out; ``by``: a breakdown column (``None``: only the ``"all"`` row per baseline, always
-    included); ``measure``: ``accuracy`` or ``order_consistent`` (pairs either judge judged in one
-    order only are left out), held in the ``*_accuracy`` columns. Returns rows of
-    :data:`PAIRED_COLUMNS`, empty when ``model`` judged nothing.
-
-    Raises:
-        KeyError: (pandas) a column the comparison needs is missing. ValueError: an unknown ``measure``.
+    ``results`` need ``judge`` and the :data:`PAIR_KEYS` columns (else KeyError from pandas);
+    ``baselines`` absent from them are left out; ``by``: a breakdown column beside the ``"all"`` row;
+    ``measure``: :data:`MEASURES` (ValueError otherwise; pairs it leaves NaN are left out), held in
+    the ``*_accuracy`` columns.
+    Returns rows of :data:`PAIRED_COLUMNS`, empty when ``model`` judged nothing.
     """
     group_by = [by] if by else []
     results = scored(results)
@@ -336,8 +312,6 @@ def paired_comparison(
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 
 
-# ---- the reference run's targets (issue 12) and the persona benchmark's --------------------------
-
 GOAL_FORMAT = 0.99  # at least 99% of per-order verdicts parse
 GOAL_A_PREFERENCE = (0.4, 0.6)  # no position bias in the parsed verdicts of a trained stage
 GOAL_ORDER_CONSISTENT = 0.90  # the persona benchmark's bar for the most-trained stage
@@ -359,35 +333,30 @@ def goal_key(goal: str) -> str:
 
 def _difference_goal(
     results: pd.DataFrame, model: str, other: str, measure: str, what: str, target: str, n_bootstrap: int, seed: int
-) -> dict[str, object]:
-    """``model`` minus ``other`` on shared pairs; ``target``: ``> 0``, ``>= 0`` or ``interval > 0``."""
+) -> tuple[object, ...]:
+    """A :data:`GOAL_COLUMNS` row: ``model`` minus ``other`` on shared pairs against ``target``
+    (``> 0``, ``>= 0`` or ``interval > 0``)."""
     paired = paired_comparison(results, model, [other], None, n_bootstrap, seed, measure)
     if paired.empty or int(paired.iloc[0]["n"]) == 0:
-        goal = f"{what}: {model} - {other} (not measured: no pair judged by both)"
-        return dict(zip(GOAL_COLUMNS, (goal, NAN, "", target, False, False), strict=True))
+        return f"{what}: {model} - {other} (not measured: no pair judged by both)", NAN, "", target, False, False
     row = paired.iloc[0]
     diff, low, high = float(row["difference"]), float(row["diff_low"]), float(row["diff_high"])
     met = {"> 0": diff > 0, ">= 0": diff >= 0, "interval > 0": low > 0}[target]
-    return {
-        "goal": f"{what}: {model} - {other} (n={int(row['n'])}; {row['model_accuracy']:.3f} vs {row['baseline_accuracy']:.3f})",
-        "value": round(diff, 4),
-        "interval": f"[{low:.3f}, {high:.3f}]",
-        "target": target,
-        "met": bool(met),
-        "decisive": bool(low > 0),
-    }
+    goal = (
+        f"{what}: {model} - {other} (n={int(row['n'])}; {row['model_accuracy']:.3f} vs {row['baseline_accuracy']:.3f})"
+    )
+    return goal, round(diff, 4), f"[{low:.3f}, {high:.3f}]", target, bool(met), bool(low > 0)
 
 
-def _rate_goal(what: str, value: float, low: float, high: float | None = None) -> dict[str, object]:
-    """A goal on one rate (no interval), met when it is at least ``low`` (and at most ``high``); NaN is not met."""
+def _rate_goal(what: str, value: float, low: float, high: float | None = None) -> tuple[object, ...]:
+    """A :data:`GOAL_COLUMNS` row on one rate, met when it is at least ``low`` (and at most ``high``); NaN is not met."""
     met = bool(low <= value and (high is None or value <= high))
-    target = f">= {low}" if high is None else f"in [{low}, {high}]"
-    return dict(zip(GOAL_COLUMNS, (what, round(value, 4), "", target, met, met), strict=True))
+    return what, round(value, 4), "", f">= {low}" if high is None else f"in [{low}, {high}]", met, met
 
 
 def _stage_goals(
     results: pd.DataFrame, stages: Sequence[str], position: bool, steps: Sequence[str], n_bootstrap: int, seed: int
-) -> tuple[list[dict[str, object]], str]:
+) -> tuple[list[tuple[object, ...]], str]:
     """The per-stage rate goals and stage-to-stage steps, and the most-trained stage that ran."""
     rows = []
     for stage in [s for s in stages if s in TRAINED_STAGES]:
@@ -396,12 +365,9 @@ def _stage_goals(
         rows.append(_rate_goal(f"format compliance, {stage}{suffix}", format_compliance(mine), GOAL_FORMAT))
         if position:
             rows.append(_rate_goal(f"A-preference, {stage}{suffix}", a_preference(mine), *GOAL_A_PREFERENCE))
+    what = "order-consistent accuracy"
     for earlier, later, target in zip(stages, stages[1:], steps, strict=False):
-        rows.append(
-            _difference_goal(
-                results, later, earlier, "order_consistent", "order-consistent accuracy", target, n_bootstrap, seed
-            )
-        )
+        rows.append(_difference_goal(results, later, earlier, "order_consistent", what, target, n_bootstrap, seed))
     present = [s for s in stages if s in set(results.get("judge", pd.Series(dtype=object)))]
     return rows, present[-1] if present else stages[-1]
 
@@ -425,11 +391,8 @@ def reference_goals(
     steps = ["> 0"] * (len(stages) - 2) + ["interval > 0" if len(stages) > 2 else "> 0"]
     rows, focus = _stage_goals(results, stages, True, steps, n_bootstrap, seed)
     on_benchmark = results[results["benchmark"] == benchmark] if "benchmark" in results else results.iloc[:0]
-    rows.append(
-        _difference_goal(
-            on_benchmark, focus, baseline, "accuracy", f"accuracy on {benchmark}", ">= 0", n_bootstrap, seed
-        )
-    )
+    what = f"accuracy on {benchmark}"
+    rows.append(_difference_goal(on_benchmark, focus, baseline, "accuracy", what, ">= 0", n_bootstrap, seed))
     rows.append(_difference_goal(results, focus, evidence_baseline, "accuracy", "accuracy", "> 0", n_bootstrap, seed))
     return pd.DataFrame(rows, columns=list(GOAL_COLUMNS))
 

@@ -91,22 +91,19 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
     Each trace (a pair plus ``teacher`` and ``completion``; ``scores`` and ``faithful`` are
     recomputed) gets one outcome, checked in order: ``unparsed``, ``unfaithful`` (wrong or tied
     scores), ``uncited`` (right scores, a number the table lacks; the numbers go in its ``uncited``
-    field), else ``faithful``. With ``strip_think`` (``teacher.strip_think``) ONE leading
-    ``<think>…</think>`` block is stripped first (:func:`persrm_lib.core.output_format.strip_think`;
-    counted in ``n_stripped``). ``by_strategy`` has ``teacher, positive_kind, negative_kind, n,
-    kept, unfaithful, uncited, unparsed, kept_fraction``.
+    field), else ``faithful``. With ``strip_think`` ONE leading ``<think>…</think>`` block is
+    stripped first (counted in ``n_stripped``). ``by_strategy`` has ``teacher, positive_kind,
+    negative_kind, n, kept, unfaithful, uncited, unparsed, kept_fraction``.
 
-    Raises:
-        ValueError: an empty trace set, or a label other than ``a``/``b`` (naming the trace).
-        KeyError: a trace without a required field (naming the trace and the field).
-        persrm_lib.data.evidence.EvidenceError: a malformed evidence record (naming the pair).
+    Raises ValueError for an empty trace set or a label other than ``a``/``b``, KeyError for a
+    missing field (naming the trace and the field), EvidenceError for a malformed evidence record.
     """
     if len(traces) == 0:
         raise ValueError("faithfulness_filter got an empty trace set: generate traces first (notebook 01)")
     out: list[dict[str, Any]] = []
     failures: Counter[str] = Counter()
     rows = []
-    n_stripped = n_uncited = 0
+    n_stripped = 0
     for i, trace in enumerate(traces):
         _check_trace(trace, i)
         record = dict(trace)
@@ -124,22 +121,15 @@ def faithfulness_filter(traces: Sequence[Mapping[str, Any]], strip_think: bool =
             record["uncited"] = uncited_numbers(evaluation or "", trace)
             uncited = faithful and bool(record["uncited"])
             faithful = faithful and not uncited
-            n_uncited += uncited
         record["scores"], record["faithful"] = verdict.scores, faithful
         out.append(record)
-        rows.append(
-            {
-                **{k: str(trace[k]) for k in STRATEGY},
-                "faithful": faithful,
-                "uncited": uncited,
-                "unparsed": not verdict.format_ok,
-            }
-        )
-    table = _kept_table(pd.DataFrame(rows), list(STRATEGY), ("uncited", "unparsed"))
+        rows.append((*(str(trace[k]) for k in STRATEGY), faithful, uncited, not verdict.format_ok))
+    frame = pd.DataFrame(rows, columns=[*STRATEGY, "faithful", "uncited", "unparsed"])
+    table = _kept_table(frame, list(STRATEGY), ("uncited", "unparsed"))
     table["unfaithful"] = table["n"] - table["kept"] - table["uncited"] - table["unparsed"]
     table = table[[*STRATEGY, "n", "kept", "unfaithful", "uncited", "unparsed", "kept_fraction"]]
     kept = [r for r in out if r["faithful"]]
-    return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped, n_uncited)
+    return FilterResult(out, kept, table, dict(sorted(failures.items())), n_stripped, int(frame["uncited"].sum()))
 
 
 HINTED_FIELD = "hinted"  # the tag every hinted trace carries (True)
@@ -176,13 +166,9 @@ def merge_hinted(
     ``kept`` holds, in blind-trace order, each pair's faithful blind trace or else its faithful
     hinted one, at most :func:`hint_budget` hinted ones (the first in order). ``traces``,
     ``outcomes`` and ``kept_fraction`` still describe the blind pass; ``by_strategy`` gains the
-    hinted rows (teacher ``<teacher>+hint``). ``result``: :func:`faithfulness_filter` of the blind
-    traces; ``hinted_traces``: :func:`~persrm_lib.teachers.hinted.read_hinted_traces` (may be empty);
-    ``max_share``: ``teacher.hinted_share``.
-
-    Raises:
-        ValueError: ``max_share`` outside [0, 1); a hinted trace that is untagged, repeated, without
-            or disagreeing with its blind trace, or whose blind trace was faithful (naming the id).
+    hinted rows (teacher ``<teacher>+hint``). ValueError for ``max_share`` outside [0, 1) or a
+    hinted trace that is untagged, repeated, without or disagreeing with its blind trace, or whose
+    blind trace was faithful (naming the id).
     """
     check_share(max_share)
     blind = {t["id"]: t for t in result.traces}
@@ -246,12 +232,11 @@ def counts_by(records: Sequence[Mapping[str, Any]], column: str) -> pd.DataFrame
 
 def length_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per response: pair ``id``, ``negative_kind``, ``role`` (chosen/rejected), ``words``."""
-    rows = []
-    for r in records:
-        for role, text in zip(("chosen", "rejected"), chosen_rejected(r), strict=True):
-            rows.append(
-                {"id": r["id"], "negative_kind": str(r.get("negative_kind")), "role": role, "words": len(words(text))}
-            )
+    rows = [
+        (r["id"], str(r.get("negative_kind")), role, len(words(text)))
+        for r in records
+        for role, text in zip(("chosen", "rejected"), chosen_rejected(r), strict=True)
+    ]
     return pd.DataFrame(rows, columns=["id", "negative_kind", "role", "words"])
 
 
@@ -290,11 +275,9 @@ def style_differences(records: Sequence[Mapping[str, Any]], relative_to_exemplar
     names = tuple(SCALAR_FEATURES)
     rows = []
     for r in records:
-        chosen, rejected = chosen_rejected(r)
-        m = feature_matrix([chosen, rejected], names)
+        m = feature_matrix(list(chosen_rejected(r)), names)
         if relative_to_exemplars:
-            center = feature_matrix(exemplars_of(r), names).mean(axis=0)
-            m = np.abs(m - center)
+            m = np.abs(m - feature_matrix(exemplars_of(r), names).mean(axis=0))
         rows.append(m[0] - m[1])
     return np.array(rows, dtype=float).reshape(len(rows), len(names))
 
@@ -303,9 +286,7 @@ def separability_auc(differences: np.ndarray, n_splits: int = 5, seed: int = 0) 
     """Cross-validated ROC AUC (scikit-learn) of a logistic regression without intercept telling
     chosen from rejected: each pair of ``differences`` (``(n_pairs, n_features)``) gives ``d``
     (class 1) and ``-d`` (class 0) in one fold (GroupKFold). 0.5: style does not separate them.
-
-    Raises:
-        ValueError: fewer pairs than ``n_splits`` (or fewer than 2 folds).
+    ValueError for fewer pairs than ``n_splits`` or fewer than 2 folds.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -377,23 +358,14 @@ def _separability(records: Sequence[Mapping[str, Any]], prefix: str, n_splits: i
 
 
 def audit_summary(result: FilterResult, n_splits: int = 5, seed: int = 0) -> dict[str, float | int | None]:
-    """The headline numbers of notebook 02, plain ints and floats (for ``write_metrics``).
-
-    ``n_kept`` is the SFT set (hinted rewrites included), then the hinted pass's counts and share,
-    the outcomes, the kept fraction per negative kind, position balance, length and stylistic
-    separability of all traces and of the kept set (None without kept traces or with fewer than
-    2 pairs).
-    """
+    """The headline numbers of notebook 02, plain ints and floats: ``n_kept`` (the SFT set, hinted
+    rewrites included), the hinted pass's counts and share, the outcomes, the kept fraction per
+    negative kind, position balance, length and stylistic separability of all traces and of the
+    kept set (None without kept traces or with fewer than 2 pairs)."""
     kept = result.kept
-    metrics: dict[str, float | int | None] = {
-        "n_traces": len(result.traces),
-        "n_kept": len(kept),
-        "kept_fraction": result.kept_fraction,
-        "n_hinted_written": result.n_hinted_written,
-        "n_hinted_kept": result.n_hinted_kept,
-        "n_hinted_over_cap": result.n_hinted_over_cap,
-        "hinted_share": result.hinted_share,
-    }
+    metrics: dict[str, float | int | None] = {"n_traces": len(result.traces), "n_kept": len(kept)}
+    for name in ("kept_fraction", "n_hinted_written", "n_hinted_kept", "n_hinted_over_cap", "hinted_share"):
+        metrics[name] = getattr(result, name)
     metrics.update({f"n_{k}": v for k, v in result.outcomes.items()})
     by_kind = faithfulness_by(result, "negative_kind")
     for kind, fraction in zip(by_kind["negative_kind"], by_kind["kept_fraction"], strict=True):
@@ -420,11 +392,10 @@ def audit_metrics(
     pairs: Sequence[Mapping[str, Any]],
     untraced: Sequence[Any],
 ) -> dict[str, float | int | None]:
-    """The headline metrics notebook 02 records (for :func:`persrm_lib.run.notebook.write_metrics`):
-    ``summary`` (:func:`audit_summary` of ``result``), then ``n_pairs``, ``n_pairs_without_trace``
-    (``untraced``: :func:`check_against_pairs`), ``n_teachers``, ``n_stripped`` and
-    ``teacher_agreement/<benchmark>`` (the kept fraction of each benchmark's traces).
-    """
+    """The headline metrics notebook 02 records: ``summary`` (:func:`audit_summary`), then
+    ``n_pairs``, ``n_pairs_without_trace`` (``untraced``: :func:`check_against_pairs`),
+    ``n_teachers``, ``n_stripped`` and ``teacher_agreement/<benchmark>`` (the kept fraction of each
+    benchmark's traces)."""
     by_benchmark = faithfulness_by(result, "benchmark")
     return {
         **summary,

@@ -1,8 +1,5 @@
-"""The stylometric teacher: a CPU judge that needs no LLM (PersRM-R1, arXiv 2508.14076, §3.2).
-
-It measures the exemplars and both responses (:mod:`persrm_lib.data.stylometry`), cites the
-measurements that separate the responses most and scores both by stylistic closeness to the
-exemplars. It never reads the label, so it can be wrong.
+"""The stylometric teacher (PersRM-R1, arXiv 2508.14076, §3.2): a CPU judge that needs no LLM,
+measures with :mod:`persrm_lib.data.stylometry` and never reads the label, so it can be wrong.
 """
 
 from __future__ import annotations
@@ -72,13 +69,10 @@ class StylometricTeacher(Teacher):
     ``exp(-Delta)``. The criteria are the ``n_criteria`` named features whose distances differ most
     between A and B, then the function-word and character n-gram profiles.
 
-    Args:
-        char_weight: the weight of the character n-gram similarity in the score (the rest goes to
-            ``exp(-Delta)``). On 240 sotu sampler pairs 0.5 agreed with the label on 50%, 0.8 on
-            44%, 0.0 on 50%.
-        n_exemplars: exemplars to read (default: :func:`persrm_lib.core.verdict.exemplar_count`).
-        compact: a short trace (about 120 SmolLM2 tokens instead of 430) with the same
-            measurements and scores, that a small student can reproduce.
+    ``char_weight``: the character n-gram similarity's weight in the score (the rest goes to
+    ``exp(-Delta)``; on 240 sotu sampler pairs 0.5 agreed with the label on 50%, 0.8 on 44%, 0.0 on
+    50%). ``compact``: a short trace (about 120 SmolLM2 tokens instead of 430) with the same
+    measurements and scores, that a small student can reproduce.
     """
 
     name = "stylometric"
@@ -138,11 +132,9 @@ class StylometricTeacher(Teacher):
         return measurements, summary
 
     def judge_hinted(self, pair: Pair) -> str:
-        """The hinted rewrite (RM-R1, arXiv 2505.02387): the same measurements and criteria as
-        :meth:`judge`, concluding for the labelled response from the criteria that favour it, with
-        the blind scores' higher one given to it (a tie split by half a point). When no criterion
-        favours it (:meth:`can_hint` is False) the blind trace is returned unchanged. KeyError
-        without ``label``."""
+        """The hinted rewrite (RM-R1, arXiv 2505.02387): :meth:`judge` concluding for the labelled
+        response from the criteria that favour it, with the blind scores' higher one (a tie split by
+        half a point); the blind trace when none favours it. KeyError without ``label``."""
         return self.judge(pair, hint=str(pair["label"]).upper())
 
     def can_hint(self, pair: Pair) -> bool:
@@ -169,27 +161,21 @@ class StylometricTeacher(Teacher):
             f"{len(top) + 2}. character habits: the author's character 3-5-gram profile",
         ]
         eval_lines = [
-            f"Measured on {n_ex} exemplar(s) and both responses; d is the distance to the exemplars in standard deviations."
-        ]
-        for m in top:
-            eval_lines.append(
+            f"Measured on {n_ex} exemplar(s) and both responses; d is the distance to the exemplars in standard deviations.",
+            *(
                 f"- {stylometry.describe(m.feature)}: exemplars {_fmt(m.exemplars)}; A {_fmt(m.value_a)} (d={m.distance_a:.2f}); "
                 f"B {_fmt(m.value_b)} (d={m.distance_b:.2f}); {m.closer} is closer."
-            )
-        eval_lines.append(
+                for m in top
+            ),
             f"- function-word profile: mean d A {fw_a:.2f}, B {fw_b:.2f}; the most telling word is "
-            f"{telling.feature[3:]!r} (exemplars {_fmt(telling.exemplars)}, A {_fmt(telling.value_a)}, B {_fmt(telling.value_b)})."
-        )
-        eval_lines.append(f"- character 3-5-gram cosine to the exemplars: A {s['char_a']:.3f}, B {s['char_b']:.3f}.")
-        eval_lines.append(
+            f"{telling.feature[3:]!r} (exemplars {_fmt(telling.exemplars)}, A {_fmt(telling.value_a)}, B {_fmt(telling.value_b)}).",
+            f"- character 3-5-gram cosine to the exemplars: A {s['char_a']:.3f}, B {s['char_b']:.3f}.",
             f"- overall (Burrows' Delta, mean d over all {n_features} features): A {s['delta_a']:.2f}, "
-            f"B {s['delta_b']:.2f} (lower is closer)."
-        )
+            f"B {s['delta_b']:.2f} (lower is closer).",
+        ]
         if hint is not None:
-            names = [stylometry.describe(m.feature) for m in top] + [
-                "function-word profile",
-                "character 3-5-gram cosine",
-            ]
+            names = [stylometry.describe(m.feature) for m in top]
+            names += ["function-word profile", "character 3-5-gram cosine"]
             support = [name for name, side in zip(names, closer, strict=True) if side == hint]
             verdict = (
                 f"Weighing most the criteria on which {hint} is closer ({'; '.join(support)}), "
