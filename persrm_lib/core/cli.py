@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
+from .setting_ranges import RANGES
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,7 +69,7 @@ def finite_number(low: float, high: float = math.inf, low_open: bool = False) ->
     return _number_type(float, allowed, f"a finite number {where}")
 
 
-seed_number = whole_number(0, SEED_MAX)  # an argparse ``type=`` for a seed
+seed_number = whole_number(0, int(RANGES["seed"].high))  # an argparse ``type=`` for a seed
 
 
 def parse_names(value: str | Sequence[str]) -> list[str]:
@@ -117,6 +117,19 @@ def partial_path(path: str | Path) -> Path:
     """Where a command that failed after work began writes what it finished: ``x.json`` -> ``x.partial.json``."""
     out = Path(path)
     return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}")
+
+
+def bad_input(*command_errors: type[Exception]) -> tuple[type[Exception], ...]:
+    """The errors a command that loads a model refuses as bad input (exit status 2, one line): a
+    missing file, a model, adapter, chat template or prompt length that cannot be used, and the
+    command's own ``command_errors``."""
+    from ..models.context import PromptTooLongError  # imported here: these modules import this one
+    from ..models.registry import ModelRegistryError
+    from ..train.adapters import AdapterEvidenceError, AdapterMismatchError
+    from .prompt import ChatTemplateError
+
+    shared = (FileNotFoundError, ModelRegistryError, AdapterMismatchError, AdapterEvidenceError, ChatTemplateError)
+    return (*shared, PromptTooLongError, *command_errors)
 
 
 def fail(message: str, status: int = 2) -> int:

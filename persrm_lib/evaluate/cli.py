@@ -23,13 +23,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.cli import Parser, fail, files_problem, partial_path, returns_status, seed_number, whole_number
+from ..core.cli import Parser, bad_input, fail, files_problem, partial_path, returns_status, seed_number, whole_number
 from ..core.jsonl import write_json_atomic
-from ..core.prompt import ChatTemplateError
 from ..data.pairs import PairFormatError, read_pairs
-from ..models.context import PromptTooLongError
-from ..models.registry import REGISTERED, ModelRegistryError, resolve
-from ..train.adapters import AdapterEvidenceError, AdapterMismatchError
+from ..models.registry import REGISTERED, resolve
 from . import metrics
 from .judges import ADAPTER_JUDGES, JUDGES, MODEL_JUDGES, Judge, NotFittedError, make_judge, swap_pair
 from .judging import (
@@ -47,11 +44,7 @@ class EvaluationFailedError(RuntimeError):
     """Judging failed after work began; what was finished is in the partial results file the message names."""
 
 
-# what the command refuses as bad input (exit 2), whether found up front or while judging
-INPUT_ERRORS = (
-    PairFormatError, FileNotFoundError, AdapterMismatchError, AdapterEvidenceError, ChatTemplateError,
-    NotFittedError, ModelRegistryError, PromptTooLongError,
-)  # fmt: skip
+INPUT_ERRORS = bad_input(PairFormatError, NotFittedError)  # exit 2, whether found up front or while judging
 
 
 def benchmark_name(path: str | Path) -> str:
