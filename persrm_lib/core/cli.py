@@ -85,10 +85,10 @@ def output_problem(path: str | Path, flag: str, inputs: Sequence[str | Path | No
     out = Path(path)
     if out.is_dir():
         return f"{flag} {path}: is a folder; name a file, e.g. {flag} {out / 'result.json'}"
-    for parent in out.resolve().parents:
+    resolved = out.resolve()
+    for parent in resolved.parents:
         if parent.exists() and not parent.is_dir():
             return f"{flag} {path}: {parent} is a file, not a folder"
-    resolved = out.resolve()
     for source in inputs:
         if source is not None and Path(source).resolve() == resolved:
             return f"{flag} {path}: is an input of this command; writing it would overwrite what it reads"

@@ -50,7 +50,7 @@ INPUT_ERRORS = bad_input(PairFormatError, NotFittedError)  # exit 2, whether fou
 def benchmark_name(path: str | Path) -> str:
     """``test_sotu.jsonl`` -> ``sotu``; any other file -> its stem."""
     stem = Path(path).stem
-    return stem[len("test_") :] if stem.startswith("test_") and len(stem) > len("test_") else stem
+    return stem.removeprefix("test_") or stem
 
 
 def summary_line(overall: Mapping[str, Any], judge: str) -> str:
@@ -87,7 +87,7 @@ def build_judge(
     """
     if name in MODEL_JUDGES and not model:
         raise EvaluationInputError(f"--judge {name} needs --model (a registry name, hub id or model folder)")
-    if model and name in MODEL_JUDGES and model not in REGISTERED:  # registered names are built on first load
+    if name in MODEL_JUDGES and model not in REGISTERED:  # registered names are built on first load
         resolve(model)  # ModelRegistryError: one of INPUT_ERRORS
     if adapter and name not in ADAPTER_JUDGES:
         raise EvaluationInputError(f"--adapter applies to --judge {', '.join(ADAPTER_JUDGES)} only, not {name}")
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise EvaluationInputError(str(exc)) from exc
     except Exception as exc:  # in the first batch: nothing judged, nothing to keep
         raise EvaluationFailedError(f"judging failed before any pair was judged ({type(exc).__name__}: {exc})") from exc
-    document["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
+    document["judge"] = judge.describe()
     document["seconds"] = round(time.perf_counter() - started, 3)
     try:
         tables = metrics.breakdowns(results, n_bootstrap=args.bootstrap, seed=args.seed)

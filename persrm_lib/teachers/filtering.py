@@ -236,12 +236,11 @@ def chosen_rejected(pair: Mapping[str, Any]) -> tuple[str, str]:
 
 def length_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per response: pair ``id``, ``negative_kind``, ``role`` (chosen/rejected), ``words``."""
-    rows = []
-    for r in records:
-        for role, text in zip(("chosen", "rejected"), chosen_rejected(r), strict=True):
-            rows.append(
-                {"id": r["id"], "negative_kind": str(r.get("negative_kind")), "role": role, "words": len(words(text))}
-            )
+    rows = [
+        (r["id"], str(r.get("negative_kind")), role, len(words(text)))
+        for r in records
+        for role, text in zip(("chosen", "rejected"), chosen_rejected(r), strict=True)
+    ]
     return pd.DataFrame(rows, columns=["id", "negative_kind", "role", "words"])
 
 
