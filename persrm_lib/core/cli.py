@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .setting_ranges import RANGES
+from .setting_ranges import RANGES, Range
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,11 +62,7 @@ def finite_number(low: float, high: float = math.inf, low_open: bool = False) ->
     where = f"above {low:g}" if low_open else f"of at least {low:g}"
     if high != math.inf:
         where = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-
-    def allowed(value: float) -> bool:
-        return math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
-
-    return _number_type(float, allowed, f"a finite number {where}")
+    return _number_type(float, Range(low, high, low_open).__contains__, f"a finite number {where}")
 
 
 seed_number = whole_number(0, int(RANGES["seed"].high))  # an argparse ``type=`` for a seed
