@@ -52,11 +52,11 @@ from persrm_lib.analysis.tallies import (
     step_metrics,
     summarize_by,
 )
-from persrm_lib.core.jsonl import JsonlFormatError
+from persrm_lib.core.jsonl import JsonlFormatError, write_jsonl_atomic
 from persrm_lib.core.output_format import render_output
 from persrm_lib.evaluate.records import read_eval_completions, write_eval_completions
 from persrm_lib.models.client import LocalChatClient
-from persrm_lib.teachers.traces import make_trace, read_traces, write_traces
+from persrm_lib.teachers.traces import make_trace, read_traces
 from persrm_lib.train.logs import GRPO_COMPLETION_FIELDS, read_grpo_completions
 
 V, B, S, C = BEHAVIORS  # verification, backtracking, subgoal_setting, backward_chaining
@@ -529,7 +529,7 @@ def read_sft_traces(path: Path) -> list[dict]:
 
 def test_trace_reader_gives_what_the_criteria_analysis_reads(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
-    write_traces(path, [make_trace(pair("p1"), "t", trace("rhythm, tone")), make_trace(pair("p2"), "t", "x")])
+    write_jsonl_atomic([make_trace(pair("p1"), "t", trace("rhythm, tone")), make_trace(pair("p2"), "t", "x")], path)
     traces = read_sft_traces(path)
     assert [(t["id"], t["completion"]) for t in traces] == [("p1", trace("rhythm, tone")), ("p2", "x")]
     sft = sft_criteria(traces)  # the pair id is the trace's "id": no other name is read

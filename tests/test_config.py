@@ -179,15 +179,21 @@ def test_evaluation_overrides(overrides, expected):
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"evaluation.model_pairs": -1}, r"evaluation.model_pairs must be at least 0 \(0: all pairs\), got -1"),
-        ({"evaluation.generative_pairs": -2}, r"evaluation.generative_pairs must be at least 0"),
-        ({"evaluation.scalar_rm_steps": 0}, r"evaluation.scalar_rm_steps must be at least 1, got 0"),
-        ({"evaluation.generative_counts": "0,3"}, r"evaluation.generative_counts must be at least 1 each"),
+        ({"evaluation.model_pairs": -1}, r"evaluation.model_pairs must be an integer in \[0, inf\), got -1"),
+        ({"evaluation.generative_pairs": -2}, r"evaluation.generative_pairs must be an integer in \[0, inf\), got -2"),
+        ({"evaluation.scalar_rm_steps": 0}, r"evaluation.scalar_rm_steps must be an integer in \[1, inf\), got 0"),
+        (
+            {"evaluation.generative_counts": "0,3"},
+            r"evaluation.generative_counts must be each an integer in \[1, 8\], got \(0, 3\)",
+        ),
         (
             {"evaluation.generative_counts": "one"},
             r"generative_counts=\['one'\]: expected a comma-separated list of int",
         ),
-        ({"evaluation.persona_generative_pairs": -1}, r"evaluation.persona_generative_pairs must be at least 0"),
+        (
+            {"evaluation.persona_generative_pairs": -1},
+            r"evaluation.persona_generative_pairs must be an integer in \[0, inf\), got -1",
+        ),
         ({"sft.lr_scheduler": "cosine"}, r"sft.lr_scheduler must be linear or constant, got 'cosine'"),
     ],
 )

@@ -16,7 +16,6 @@ from persrm_lib.teachers.filtering import (
     check_against_pairs,
     chosen_longer_share,
     chosen_rejected,
-    counts_by,
     faithfulness_by,
     faithfulness_filter,
     length_table,
@@ -173,17 +172,6 @@ def pair(
 def test_chosen_rejected_follows_the_label() -> None:
     assert chosen_rejected(pair(0, "C", "R", "a")) == ("C", "R")
     assert chosen_rejected(pair(0, "C", "R", "b")) == ("C", "R")
-
-
-def test_counts_by() -> None:
-    records = [pair(i, "c", "r", "a") for i in range(3)]
-    table = counts_by(records, "author")
-    assert table.to_dict("records") == [
-        {"author": "au0", "n": 2, "share": 2 / 3},
-        {"author": "au1", "n": 1, "share": 1 / 3},
-    ]
-    with pytest.raises(ValueError, match="counts_by got no records"):
-        counts_by([], "author")
 
 
 def test_length_table_and_chosen_longer_share() -> None:

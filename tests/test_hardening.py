@@ -485,7 +485,7 @@ def test_parameters_that_contradict_or_do_not_fit_are_refused_before_any_noteboo
             {"evaluation.generative_counts": "1,9"},
             "evaluation.generative_counts must be each an integer in [1, 8], got (1, 9)",
         ),
-        ({"evaluation.scalar_rm_steps": "0"}, "evaluation.scalar_rm_steps must be at least 1, got 0"),
+        ({"evaluation.scalar_rm_steps": "0"}, "evaluation.scalar_rm_steps must be an integer in [1, inf), got 0"),
         ({"grpo.max_steps": "-1"}, "grpo.max_steps must be an integer in [1, inf), got -1"),
         ({"data.query_mode": "topic"}, "data.query_mode must be neutral or opening, got 'topic'"),
     ],

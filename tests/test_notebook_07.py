@@ -13,11 +13,12 @@ import pytest
 from behavior_fixtures import eval_record, pair, write_jsonl
 
 from persrm_lib.core import runfiles
+from persrm_lib.core.jsonl import write_jsonl_atomic
 from persrm_lib.core.output_format import render_output
 from persrm_lib.core.paths import NOTEBOOKS_DIR, REPO_ROOT
 from persrm_lib.evaluate.records import write_eval_completions
 from persrm_lib.run.runner import execute_notebook
-from persrm_lib.teachers.traces import make_trace, write_traces
+from persrm_lib.teachers.traces import make_trace
 
 NOTEBOOK = NOTEBOOKS_DIR / "07_behavior_analysis.ipynb"
 
@@ -123,7 +124,9 @@ def make_run(root: Path, with_eval: bool) -> Path:
     completion, reward``), full SFT traces, and the base model's evaluation completions."""
     run = root / "run"
     write_jsonl(runfiles.completions_path(run), [{**r, "reward": 0.0} for r in COMPLETIONS])
-    write_traces(runfiles.faithful_traces_path(run), [make_trace(pair(i, lab), "t", c) for i, lab, c in SFT_TRACES])
+    write_jsonl_atomic(
+        [make_trace(pair(i, lab), "t", c) for i, lab, c in SFT_TRACES], runfiles.faithful_traces_path(run)
+    )
     if with_eval:
         write_eval_completions(run, "base", [eval_record(i, "base", c, label=lab) for i, lab, c in BASE_EVAL])
     return run

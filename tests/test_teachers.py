@@ -38,7 +38,6 @@ from persrm_lib.teachers.traces import (
     make_trace,
     partial_path,
     read_traces,
-    write_traces,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -335,7 +334,7 @@ def test_http_teacher_correct_answers_in_order(
     monkeypatch.setenv("PERSRM_TEST_KEY", SECRET)
     pairs = make_pairs(5)
     teacher = http_teacher(url, max_concurrency=3, max_new_tokens=77, seed=5)
-    completions = teacher.judge_batch(pairs)
+    completions = [c for _, c in sorted(teacher.judge_each(pairs))]
     assert [read_verdict(c).preferred for c in completions] == [p["label"] for p in pairs]
     assert len(state.requests) == 5
     body = next(r for r in state.requests if r["messages"] == build_messages(pairs[2], 1))
@@ -356,7 +355,8 @@ def test_http_teacher_concurrency_is_bounded(endpoint: tuple[str, FakeEndpoint])
     url, state = endpoint
     state.delay = 0.15
     teacher = http_teacher(url, max_concurrency=2)
-    assert len(teacher.judge_batch(make_pairs(6))) == 6
+    completions = dict(teacher.judge_each(make_pairs(6)))
+    assert sorted(completions) == list(range(6)) and all(isinstance(c, str) for c in completions.values())
     assert state.max_in_flight == 2
 
 
@@ -630,7 +630,7 @@ def test_generate_traces_survives_sigkill_and_resumes(tmp_path: Path) -> None:
     assert out.read_bytes() == clean.read_bytes()
 
 
-def test_judge_batch_raises_the_first_response_error() -> None:
+def test_judge_each_yields_a_response_error_in_its_place() -> None:
     class Flaky(Teacher):
         name = "flaky"
 
@@ -639,9 +639,9 @@ def test_judge_batch_raises_the_first_response_error() -> None:
                 raise TeacherResponseError("bad answer for p001", kind="invalid_json")
             return "ok"
 
-    assert Flaky().judge_batch(make_pairs(1)) == ["ok"]
-    with pytest.raises(TeacherResponseError, match="bad answer for p001"):
-        Flaky().judge_batch(make_pairs(3))
+    results = list(Flaky().judge_each(make_pairs(3)))
+    assert [i for i, _ in results] == [0, 1, 2] and results[0][1] == results[2][1] == "ok"
+    assert isinstance(results[1][1], TeacherResponseError) and str(results[1][1]) == "bad answer for p001"
 
 
 def test_http_client_answers_any_chat_messages(endpoint: tuple[str, FakeEndpoint]) -> None:
@@ -803,7 +803,7 @@ def test_make_trace_and_read_traces_round_trip(tmp_path: Path) -> None:
     assert list(traces[0]) == [*pairs[0], *TEACHER_FIELDS]
     assert [t["faithful"] for t in traces] == [True, False, True]  # labels a, b, a
     assert set(TRACE_FIELDS) == set(traces[0])
-    path = write_traces(tmp_path / "traces.jsonl", traces)
+    path = write_jsonl_atomic(traces, tmp_path / "traces.jsonl")
     assert read_traces(path, required=TRACE_FIELDS) == traces
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
+from .setting_ranges import RANGES, Range
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,14 +62,10 @@ def finite_number(low: float, high: float = math.inf, low_open: bool = False) ->
     where = f"above {low:g}" if low_open else f"of at least {low:g}"
     if high != math.inf:
         where = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-
-    def allowed(value: float) -> bool:
-        return math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
-
-    return _number_type(float, allowed, f"a finite number {where}")
+    return _number_type(float, Range(low, high, low_open).__contains__, f"a finite number {where}")
 
 
-seed_number = whole_number(0, SEED_MAX)  # an argparse ``type=`` for a seed
+seed_number = whole_number(0, int(RANGES["seed"].high))  # an argparse ``type=`` for a seed
 
 
 def parse_names(value: str | Sequence[str]) -> list[str]:
@@ -85,10 +81,10 @@ def output_problem(path: str | Path, flag: str, inputs: Sequence[str | Path | No
     out = Path(path)
     if out.is_dir():
         return f"{flag} {path}: is a folder; name a file, e.g. {flag} {out / 'result.json'}"
-    for parent in out.resolve().parents:
+    resolved = out.resolve()
+    for parent in resolved.parents:
         if parent.exists() and not parent.is_dir():
             return f"{flag} {path}: {parent} is a file, not a folder"
-    resolved = out.resolve()
     for source in inputs:
         if source is not None and Path(source).resolve() == resolved:
             return f"{flag} {path}: is an input of this command; writing it would overwrite what it reads"
@@ -117,6 +113,19 @@ def partial_path(path: str | Path) -> Path:
     """Where a command that failed after work began writes what it finished: ``x.json`` -> ``x.partial.json``."""
     out = Path(path)
     return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}")
+
+
+def bad_input(*command_errors: type[Exception]) -> tuple[type[Exception], ...]:
+    """The errors a command that loads a model refuses as bad input (exit status 2, one line): a
+    missing file, a model, adapter, chat template or prompt length that cannot be used, and the
+    command's own ``command_errors``."""
+    from ..models.context import PromptTooLongError  # imported here: these modules import this one
+    from ..models.registry import ModelRegistryError
+    from ..train.adapters import AdapterEvidenceError, AdapterMismatchError
+    from .prompt import ChatTemplateError
+
+    shared = (FileNotFoundError, ModelRegistryError, AdapterMismatchError, AdapterEvidenceError, ChatTemplateError)
+    return (*shared, PromptTooLongError, *command_errors)
 
 
 def fail(message: str, status: int = 2) -> int:

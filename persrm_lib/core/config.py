@@ -148,11 +148,7 @@ class PromptSettings:
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """How much of 05_evaluate's suite runs (:func:`persrm_lib.evaluate.suite.run_suite`).
-
-    Raises:
-        ValueError: a negative pair count, a step, batch or length below 1, or an exemplar count below 1.
-    """
+    """How much of 05_evaluate's suite runs (:func:`persrm_lib.evaluate.suite.run_suite`)."""
 
     model_pairs: int = 0  # pairs per benchmark for loglik and scalar-rm (a seeded draw); 0: all
     generative_pairs: int = 0  # pairs per benchmark for each generative stage (each also judged swapped); 0: all
@@ -172,14 +168,6 @@ class EvaluationSettings:
     def __post_init__(self) -> None:
         # an override may give the counts as text ("1,3" -> ("1", "3")): store them as integers
         object.__setattr__(self, "generative_counts", tuple(int(k) for k in self.generative_counts))
-        for name in ("model_pairs", "generative_pairs", "persona_generative_pairs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"evaluation.{name} must be at least 0 (0: all pairs), got {getattr(self, name)}")
-        for name in ("scalar_rm_steps", "scalar_rm_batch_size", "scalar_rm_max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"evaluation.{name} must be at least 1, got {getattr(self, name)}")
-        if any(k < 1 for k in self.generative_counts):
-            raise ValueError(f"evaluation.generative_counts must be at least 1 each, got {self.generative_counts}")
 
 
 @dataclass(frozen=True)

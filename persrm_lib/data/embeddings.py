@@ -73,9 +73,6 @@ class EmbeddingCache:
             self._vectors = {str(k): v for k, v in zip(keys, vectors, strict=True)}
             logger.info("embedding cache %s: %d vectors loaded", self.path, len(self._vectors))
 
-    def __len__(self) -> int:
-        return len(self._vectors)
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts`` in order, shape ``(len(texts), dim)``; only texts not yet cached are
         encoded (ValueError when the encoder returns another number of vectors)."""

@@ -23,13 +23,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.cli import Parser, fail, files_problem, partial_path, returns_status, seed_number, whole_number
+from ..core.cli import Parser, bad_input, fail, files_problem, partial_path, returns_status, seed_number, whole_number
 from ..core.jsonl import write_json_atomic
-from ..core.prompt import ChatTemplateError
 from ..data.pairs import PairFormatError, read_pairs
-from ..models.context import PromptTooLongError
-from ..models.registry import REGISTERED, ModelRegistryError, resolve
-from ..train.adapters import AdapterEvidenceError, AdapterMismatchError
+from ..models.registry import REGISTERED, resolve
 from . import metrics
 from .judges import ADAPTER_JUDGES, JUDGES, MODEL_JUDGES, Judge, NotFittedError, make_judge, swap_pair
 from .judging import (
@@ -47,17 +44,13 @@ class EvaluationFailedError(RuntimeError):
     """Judging failed after work began; what was finished is in the partial results file the message names."""
 
 
-# what the command refuses as bad input (exit 2), whether found up front or while judging
-INPUT_ERRORS = (
-    PairFormatError, FileNotFoundError, AdapterMismatchError, AdapterEvidenceError, ChatTemplateError,
-    NotFittedError, ModelRegistryError, PromptTooLongError,
-)  # fmt: skip
+INPUT_ERRORS = bad_input(PairFormatError, NotFittedError)  # exit 2, whether found up front or while judging
 
 
 def benchmark_name(path: str | Path) -> str:
     """``test_sotu.jsonl`` -> ``sotu``; any other file -> its stem."""
     stem = Path(path).stem
-    return stem[len("test_") :] if stem.startswith("test_") and len(stem) > len("test_") else stem
+    return stem.removeprefix("test_") or stem
 
 
 def summary_line(overall: Mapping[str, Any], judge: str) -> str:
@@ -94,7 +87,7 @@ def build_judge(
     """
     if name in MODEL_JUDGES and not model:
         raise EvaluationInputError(f"--judge {name} needs --model (a registry name, hub id or model folder)")
-    if model and name in MODEL_JUDGES and model not in REGISTERED:  # registered names are built on first load
+    if name in MODEL_JUDGES and model not in REGISTERED:  # registered names are built on first load
         resolve(model)  # ModelRegistryError: one of INPUT_ERRORS
     if adapter and name not in ADAPTER_JUDGES:
         raise EvaluationInputError(f"--adapter applies to --judge {', '.join(ADAPTER_JUDGES)} only, not {name}")
@@ -188,7 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise EvaluationInputError(str(exc)) from exc
     except Exception as exc:  # in the first batch: nothing judged, nothing to keep
         raise EvaluationFailedError(f"judging failed before any pair was judged ({type(exc).__name__}: {exc})") from exc
-    document["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
+    document["judge"] = judge.describe()
     document["seconds"] = round(time.perf_counter() - started, 3)
     try:
         tables = metrics.breakdowns(results, n_bootstrap=args.bootstrap, seed=args.seed)

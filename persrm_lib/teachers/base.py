@@ -52,15 +52,6 @@ class Teacher(ABC):
         """:meth:`judge_each` for :meth:`judge_hinted`."""
         return each_result(pairs, self.judge_hinted)
 
-    def judge_batch(self, pairs: Sequence[Pair]) -> list[str]:
-        """Completions for ``pairs`` in input order; raises the first error met."""
-        out: list[str | None] = [None] * len(pairs)
-        for i, result in self.judge_each(pairs):
-            if isinstance(result, TeacherResponseError):
-                raise result
-            out[i] = result
-        return [text for text in out if text is not None]
-
 
 def each_result(items: Sequence[Any], judge: Callable[[Any], str]) -> Iterator[tuple[int, str | TeacherResponseError]]:
     """``(index, judge(item))`` per item, or ``(index, error)`` where it raises a TeacherResponseError."""

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.jsonl import write_jsonl_atomic
 from ..core.output_format import parse_output
 from ..core.output_format import strip_think as strip_leading_think
 from ..core.verdict import CORRECT, LABELS, exemplars_of, read_verdict
 from ..data.evidence import has_evidence, uncited_numbers
 from ..data.stylometry import SCALAR_FEATURES, feature_matrix, words
-from .traces import write_traces
 
 TRACE_REQUIRED = ("id", "label", "completion", "teacher", "positive_kind", "negative_kind")
 STRATEGY = ("teacher", "positive_kind", "negative_kind")
@@ -220,16 +220,6 @@ def chosen_rejected(pair: Mapping[str, Any]) -> tuple[str, str]:
     return pair["response_b"], pair["response_a"]
 
 
-def counts_by(records: Sequence[Mapping[str, Any]], column: str) -> pd.DataFrame:
-    """How many records per value of ``column`` (sorted by value), with their share."""
-    if not records:
-        raise ValueError("counts_by got no records")
-    frame = pd.DataFrame({column: [str(r.get(column)) for r in records]})
-    table = frame.groupby(column, sort=True).size().rename("n").reset_index()
-    table["share"] = table["n"] / table["n"].sum()
-    return table
-
-
 def length_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per response: pair ``id``, ``negative_kind``, ``role`` (chosen/rejected), ``words``."""
     rows = [
@@ -345,7 +335,7 @@ def write_faithful(result: FilterResult, path: str | Path) -> Path:
             f"no trace survived the faithfulness filter (0 of {len(result.traces)}; outcomes {result.outcomes}); "
             "the teacher disagrees with every label: check the teacher and the pairs"
         )
-    return write_traces(path, result.kept)
+    return write_jsonl_atomic(result.kept, path)
 
 
 def _separability(records: Sequence[Mapping[str, Any]], prefix: str, n_splits: int, seed: int) -> dict:

@@ -1,13 +1,13 @@
 """Teacher traces (docs/design.md, "Trace"; PersRM-R1, arXiv 2508.14076, §3.2): a pair plus
-``teacher, completion, scores, faithful`` (:data:`TRACE_FIELDS`), and the one writer
-(:func:`generate_traces`, :func:`write_traces`) and reader (:func:`read_traces`) of trace files.
+``teacher, completion, scores, faithful`` (:data:`TRACE_FIELDS`), and the writer
+(:func:`generate_traces`) and reader (:func:`read_traces`) of trace files.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,6 @@ def make_trace(pair: Pair, teacher: str, completion: str, tags: Mapping[str, Any
     trace.update(teacher=teacher, completion=completion, scores=verdict.scores, faithful=faithful)
     trace.update(tags or {})
     return trace
-
-
-def write_traces(path: str | Path, traces: Iterable[Mapping[str, Any]]) -> Path:
-    """Write a complete trace file atomically (temporary file, fsync, rename); returns ``path``."""
-    return write_jsonl_atomic(traces, path)
 
 
 def read_traces(
@@ -211,7 +206,7 @@ def generate_traces(
             dict(failures),
             len(done),
         )
-    write_traces(out_path, [done[p["id"]] for p in pairs])
+    write_jsonl_atomic([done[p["id"]] for p in pairs], out_path)
     partial.unlink(missing_ok=True)
     n_faithful = sum(bool(r.get("faithful")) for r in done.values())
     n_new = len(pairs) - n_resumed  # no failure: every pair now has a trace

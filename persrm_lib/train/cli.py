@@ -19,16 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
-from ..core.cli import Parser, fail, files_problem, partial_path
+from ..core.cli import Parser, bad_input, fail, files_problem, partial_path
 from ..core.config import PROFILES, Profile, get_profile, set_threads
 from ..core.jsonl import write_json_atomic
-from ..core.prompt import ChatTemplateError
 from ..core.runlock import RunFolderBusyError, run_lock
 from ..models.backend import BACKENDS, BackendUnavailableError, select_backend
-from ..models.context import PromptTooLongError
-from ..models.registry import ModelRegistryError
 from ..teachers.swap import SwapError
-from .adapters import AdapterEvidenceError, AdapterMismatchError, AdapterReplaceError
+from .adapters import AdapterReplaceError
 from .common import process_index
 from .data import TrainingDataError
 
@@ -119,18 +116,7 @@ def step_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 # refused input, found before training starts (exit 2)
-INPUT_ERRORS = (
-    RunFolderBusyError,
-    TrainingDataError,
-    SwapError,
-    AdapterReplaceError,
-    AdapterEvidenceError,
-    AdapterMismatchError,
-    ChatTemplateError,
-    PromptTooLongError,
-    ModelRegistryError,
-    FileNotFoundError,
-)
+INPUT_ERRORS = bad_input(RunFolderBusyError, TrainingDataError, SwapError, AdapterReplaceError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
