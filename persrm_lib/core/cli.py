@@ -115,19 +115,6 @@ def partial_path(path: str | Path) -> Path:
     return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}")
 
 
-def bad_input(*command_errors: type[Exception]) -> tuple[type[Exception], ...]:
-    """The errors a command that loads a model refuses as bad input (exit status 2, one line): a
-    missing file, a model, adapter, chat template or prompt length that cannot be used, and the
-    command's own ``command_errors``."""
-    from ..models.context import PromptTooLongError  # imported here: these modules import this one
-    from ..models.registry import ModelRegistryError
-    from ..train.adapters import AdapterEvidenceError, AdapterMismatchError
-    from .prompt import ChatTemplateError
-
-    shared = (FileNotFoundError, ModelRegistryError, AdapterMismatchError, AdapterEvidenceError, ChatTemplateError)
-    return (*shared, PromptTooLongError, *command_errors)
-
-
 def fail(message: str, status: int = 2) -> int:
     """Print ``error: <message>`` on stderr (one line) and return ``status`` for ``main`` to return."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)

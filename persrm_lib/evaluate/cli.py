@@ -23,10 +23,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.cli import Parser, bad_input, fail, files_problem, partial_path, returns_status, seed_number, whole_number
+from ..core.cli import Parser, fail, files_problem, partial_path, returns_status, seed_number, whole_number
 from ..core.jsonl import write_json_atomic
 from ..data.pairs import PairFormatError, read_pairs
 from ..models.registry import REGISTERED, resolve
+from ..train.adapters import MODEL_INPUT_ERRORS
 from . import metrics
 from .judges import ADAPTER_JUDGES, JUDGES, MODEL_JUDGES, Judge, NotFittedError, make_judge, swap_pair
 from .judging import (
@@ -44,7 +45,7 @@ class EvaluationFailedError(RuntimeError):
     """Judging failed after work began; what was finished is in the partial results file the message names."""
 
 
-INPUT_ERRORS = bad_input(PairFormatError, NotFittedError)  # exit 2, whether found up front or while judging
+INPUT_ERRORS = (*MODEL_INPUT_ERRORS, PairFormatError, NotFittedError)  # exit 2, whether found up front or while judging
 
 
 def benchmark_name(path: str | Path) -> str:

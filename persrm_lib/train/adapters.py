@@ -13,7 +13,10 @@ from typing import Any
 
 from ..core.config import Profile
 from ..core.jsonl import read_json
+from ..core.prompt import ChatTemplateError
 from ..data.evidence import check_kind, has_evidence
+from ..models.context import PromptTooLongError
+from ..models.registry import ModelRegistryError
 
 TRAINING_INFO = "persrm_training.json"
 
@@ -28,6 +31,18 @@ class AdapterEvidenceError(ValueError):
 
 class AdapterReplaceError(ValueError):
     """An adapter folder that a training may not replace."""
+
+
+# What a command that loads a model refuses as bad input (exit status 2, one line): a missing file, a
+# model, adapter, chat template or prompt length that cannot be used; each command adds its own errors.
+MODEL_INPUT_ERRORS: tuple[type[Exception], ...] = (
+    FileNotFoundError,
+    ModelRegistryError,
+    AdapterMismatchError,
+    AdapterEvidenceError,
+    ChatTemplateError,
+    PromptTooLongError,
+)
 
 
 def check_replaceable(out: str | Path, profile_name: str) -> None:

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core import runfiles
-from ..core.cli import Parser, bad_input, fail, files_problem, partial_path
+from ..core.cli import Parser, fail, files_problem, partial_path
 from ..core.config import PROFILES, Profile, get_profile, set_threads
 from ..core.jsonl import write_json_atomic
 from ..core.runlock import RunFolderBusyError, run_lock
 from ..models.backend import BACKENDS, BackendUnavailableError, select_backend
 from ..teachers.swap import SwapError
-from .adapters import AdapterReplaceError
+from .adapters import MODEL_INPUT_ERRORS, AdapterReplaceError
 from .common import process_index
 from .data import TrainingDataError
 
@@ -116,7 +116,7 @@ def step_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 # refused input, found before training starts (exit 2)
-INPUT_ERRORS = bad_input(RunFolderBusyError, TrainingDataError, SwapError, AdapterReplaceError)
+INPUT_ERRORS = (*MODEL_INPUT_ERRORS, RunFolderBusyError, TrainingDataError, SwapError, AdapterReplaceError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
