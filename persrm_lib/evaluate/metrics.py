@@ -278,7 +278,7 @@ def paired_comparison(
     measure: str = "accuracy",
 ) -> pd.DataFrame:
     """``model``'s :func:`pair_hits` minus each baseline's on the pairs (:data:`PAIR_KEYS`) both
-    judged, with a paired bootstrap 95% interval of the difference (docs/design.md).
+    judged, with a paired bootstrap 95% interval of the difference (both judges resampled on the same pairs).
 
     ``results`` need ``judge`` and the :data:`PAIR_KEYS` columns (else KeyError from pandas);
     ``baselines`` absent from them are left out; ``by``: a breakdown column beside the ``"all"`` row;
