@@ -80,6 +80,8 @@ class EmbeddingCache:
         todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._vectors}.items())
         if todo:
             vectors = np.asarray(self.encoder([t for _, t in todo]), dtype=np.float32)
+            if vectors.shape[0] != len(todo):  # before anything is cached under the wrong key
+                raise ValueError(f"encoder returned {vectors.shape[0]} vectors for {len(todo)} texts")
             self._vectors.update(zip([k for k, _ in todo], vectors, strict=True))
             self.computed += len(todo)
         if not keys:

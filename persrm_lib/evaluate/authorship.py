@@ -15,6 +15,7 @@ import numpy as np
 from ..core.verdict import check_label, exemplar_count, exemplars_of
 from ..data.pairs import swap_pair
 from ..data.stylometry import FEATURE_NAMES
+from ..teachers.filtering import chosen_rejected
 from ..teachers.stylometric import StylometricTeacher
 from .judge_base import BaseJudge, LearnsFrom, NotFittedError, Pair, Verdict
 
@@ -30,7 +31,8 @@ class TooFewReferencesError(ValueError):
 
 def chosen_response(pair: Pair) -> str:
     """The labelled author's response of a training pair; ValueError naming the pair for a label other than a/b."""
-    return str(pair["response_a" if _label(pair) == "a" else "response_b"])
+    _label(pair)
+    return str(chosen_rejected(pair)[0])
 
 
 def _label(pair: Pair) -> str:

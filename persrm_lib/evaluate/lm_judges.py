@@ -131,6 +131,8 @@ class GenerativeJudge(BaseJudge):
     def check_inputs(self, pairs: Sequence[Pair], n_exemplars: int | None = None) -> None:
         """Raise what :meth:`score_batch` would for any of ``pairs``, before anything is generated;
         also ChatTemplateError for a model without a chat template (from its tokenizer alone)."""
+        if self.adapter is not None:  # before any model file is read
+            check_evidence_matches(self.adapter, pairs)
         if self._client is None and self._loaded is None:  # the tokenizer alone: before the weights load
             require_chat_template(load_tokenizer(self.model_name), self.model_name)
         self._prompts(pairs, n_exemplars)

@@ -15,7 +15,6 @@ from typing import Any
 import pandas as pd
 
 from ..core import runfiles
-from ..core.cli import parse_names  # noqa: F401 -- notebook 05 reads its judge and stage lists through it
 from ..data.pairs import read_pairs
 from ..models.registry import load_model
 from . import metrics

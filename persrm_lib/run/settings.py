@@ -42,6 +42,8 @@ def read_overrides(run_dir: str | Path) -> dict[str, Any]:
 def check_overrides(profile: str, overrides: dict[str, Any]) -> Profile:
     """The profile with ``overrides``; :class:`RunSettingsError` for an unknown setting or a value of the
     wrong type or range."""
+    if not overrides:  # nothing of --set to blame
+        return get_profile(profile)
     try:
         return get_profile(profile, overrides)
     except (KeyError, ValueError) as exc:
