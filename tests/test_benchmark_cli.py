@@ -160,6 +160,31 @@ STAGE_HINT = "(python -m persrm_lib.run --profile PROFILE --only 01)"
             ["--run-dir", "{run}", "--sft-adapter", "{tmp}/none", "--out", "{tmp}/grpo.json"],
             "argument --sft-adapter: {tmp}/none is not an adapter folder (no adapter_config.json)",
         ),
+        # grpo_hard_pairs: a variant that does not exist
+        (
+            "grpo_hard_pairs",
+            [*GRPO, "--variants", "hard,bogus"],
+            "argument --variants: got ['hard', 'bogus']; choose from all, hard, each at most once",
+        ),
+        # grpo_hard_pairs: no candidate pair to judge
+        (
+            "grpo_hard_pairs",
+            [*GRPO, "--candidates", "0"],
+            "argument --candidates: must be a whole number of at least 1, got '0'",
+        ),
+        # grpo_hard_pairs: a GRPO setting out of its range, refused before the pairs are read
+        (
+            "grpo_hard_pairs",
+            [*GRPO, "--set", "grpo.temperature", "-1"],
+            "argument --set: profile 'cpu': grpo.temperature must be a finite number in (0, inf), got -1.0",
+        ),
+        # grpo_hard_pairs: a run folder without held-out persona pairs
+        (
+            "grpo_hard_pairs",
+            GRPO,
+            "argument --run-dir: no {run}/data/pairs/test_personas.jsonl: make the pairs (python -m persrm_lib.run "
+            "--profile cpu --only 01 --run-dir {run})",
+        ),
         # device_check: a budget that leaves no step its minimum of 20 seconds
         (
             "device_check",

@@ -575,6 +575,23 @@ def test_training_log_rows(tmp_path) -> None:
     assert row["seconds_per_step"] is None and row["grad_norm"] is None  # not measured, not logged
 
 
+def test_training_log_prints_about_twenty_rows_and_writes_every_row(tmp_path, capsys) -> None:
+    log = TrainingLog(tmp_path / "log.csv", SFT_LOG_FIELDS)
+    log.begin()
+    log.max_steps = 600
+    for step in range(1, 601):
+        log.record(step, {"loss": 1.0 / step, "learning_rate": 1e-3, "epoch": step / 600})
+    printed = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert printed == ["1/600"] + [f"{s}/600" for s in range(30, 601, 30)]  # first, every 30th, last
+    assert [row["step"] for row in log_rows(tmp_path / "log.csv")] == list(range(1, 601))
+    short = TrainingLog(tmp_path / "short.csv", SFT_LOG_FIELDS)
+    short.begin()
+    short.max_steps = 3
+    for step in (1, 2, 3):
+        short.record(step, {"loss": 0.5})
+    assert len(capsys.readouterr().out.splitlines()) == 3  # a short run prints every row
+
+
 # ---- reading the logs back: the one reader, the headline numbers, the figures -----------------
 
 

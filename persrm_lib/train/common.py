@@ -71,7 +71,7 @@ def common_args(profile: Profile, output_dir: Path, backend: str) -> dict[str, A
 
 
 def quiet(trainer: Any) -> Any:
-    """Drop the trainer's raw dict printer (tqdm is off): the training log prints one line per step."""
+    """Drop the trainer's raw dict printer (tqdm is off): the training log prints a line for about 20 of the logged steps."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)

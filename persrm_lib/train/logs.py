@@ -67,6 +67,9 @@ def _number(value: Any) -> Any:
     return value if is_number and not math.isnan(value) else ""
 
 
+PRINTED_ROWS = 20  # training-log lines printed per run; the CSV keeps every logged step
+
+
 class TrainingLog:
     """Writes ``<stage>/log.csv`` (columns ``fields``) as training goes, fed by :meth:`callback`: one
     row per logged step, appended at once (a crash keeps the steps before it), with
@@ -116,11 +119,18 @@ class TrainingLog:
         if self._writes:
             with self.path.open("a", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
-            print(self.summary(row), flush=True)
+            if self.prints(step):
+                print(self.summary(row), flush=True)
         return row
 
+    def prints(self, step: int) -> bool:
+        """Whether ``step``'s row is also printed: every row goes to the CSV, but a notebook shows
+        about :data:`PRINTED_ROWS` lines (the first and last step, and every ``max_steps // 20``-th)."""
+        every = max(1, self.max_steps // PRINTED_ROWS)
+        return step <= 1 or step >= self.max_steps or step % every == 0
+
     def summary(self, row: Mapping[str, Any]) -> str:
-        """One short line per logged step (the trainer's own dict printer is switched off)."""
+        """One short line for a logged step (the trainer's own dict printer is switched off)."""
         parts = [f"step {row['step']}/{self.max_steps}" if self.max_steps else f"step {row['step']}"]
         parts += [f"{name} {row[name]:{fmt}}" for name, fmt in _SUMMARY_FORMATS.items() if row.get(name, "") != ""]
         return "  ".join(parts)
