@@ -13,7 +13,8 @@ This script asks whether choosing the prompts gives GRPO something to learn at t
 
 Both start from the same SFT adapter (``results/cpu/adapters/sft``) with the profile's GRPO settings
 (``--set`` overrides any of them, e.g. ``--set grpo.temperature 1.5``), and the SFT adapter and each
-RFT adapter are judged greedily on the held-out persona pairs (``test_personas``). The JSON written to
+RFT adapter are judged greedily on the held-out persona pairs that notebook 05 judges (the same
+seeded draw of ``test_personas``). The JSON written to
 ``--out`` holds the selection (pairs judged, pairs wrong), each variant's steps (reward, its spread,
 gradient norm, share of zero-spread joint groups), and the held-out rates with a paired bootstrap
 interval of each RFT adapter against SFT::
@@ -102,19 +103,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for split, found in pairs.items():
         if not found:
             parser.error(f"argument --run-dir: {paths[split]} holds no persona pair (data.benchmarks needs personas)")
-    args.train, args.test = pairs["train"], pairs["test_personas"][: args.eval_pairs]
+    from persrm_lib.evaluate.judging import select_pairs
+
+    # the held-out pairs notebook 05 judges (the same seeded draw), so the SFT row repeats the run's
+    args.train, args.test = (
+        pairs["train"],
+        select_pairs(pairs["test_personas"], args.eval_pairs, args.grpo_profile.seed),
+    )
     return args
 
 
 def judge_adapter(profile: Profile, adapter: Path, pairs: Sequence[dict], name: str, batch_size: int) -> pd.DataFrame:
-    """Greedy verdicts of ``adapter`` on ``pairs`` (both orders; a pointwise adapter's are one), judge column ``name``."""
+    """Greedy verdicts of ``adapter`` on ``pairs`` with the profile's ``data.n_exemplars`` exemplars (both orders;
+    a pointwise adapter's are one), judge column ``name``."""
     from persrm_lib.evaluate.judges import make_judge
     from persrm_lib.evaluate.judging import evaluate_pairs
 
     judge = make_judge(
         "generative", model=profile.model.name, adapter=adapter, max_new_tokens=profile.model.max_completion_length
     )
-    results = evaluate_pairs(judge, pairs, orders="both", benchmark="personas", batch_size=batch_size)
+    k = profile.data.n_exemplars  # the exemplars it was trained with (held-out pairs carry more; 05 reads k too)
+    results = evaluate_pairs(judge, pairs, n_exemplars=k, orders="both", benchmark="personas", batch_size=batch_size)
     return results.assign(judge=name)
 
 
