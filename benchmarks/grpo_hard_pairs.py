@@ -9,18 +9,21 @@ This script asks whether choosing the prompts gives GRPO something to learn at t
 
 - ``all``: GRPO on the persona training pairs, as notebook 04 trains (the trainer's seeded order);
 - ``hard``: GRPO on those of the first ``--candidates`` persona training pairs that the SFT adapter
-  judges wrong greedily (the wrong side, or a tie), the same steps and settings.
+  does not judge right greedily (the wrong side, a tie, or no parsable verdict), the same steps and settings.
 
 Both start from the same SFT adapter (``results/cpu/adapters/sft``) with the profile's GRPO settings
-(``--set`` overrides any of them, e.g. ``--set grpo.temperature 1.5``), and the SFT adapter and each
-RFT adapter are judged greedily on the held-out persona pairs that notebook 05 judges (the same
-seeded draw of ``test_personas``). The JSON written to
-``--out`` holds the selection (pairs judged, pairs wrong), each variant's steps (reward, its spread,
-gradient norm, share of zero-spread joint groups), and the held-out rates with a paired bootstrap
-interval of each RFT adapter against SFT::
+(``--set`` overrides any of them but the steps, e.g. ``--set grpo.temperature 1.5``), and the SFT
+adapter and each RFT adapter are judged greedily on the held-out persona pairs that notebook 05 judges
+(the same seeded draw of ``test_personas``, as many as ``evaluation.persona_generative_pairs``, read
+with ``data.n_exemplars`` exemplars). The JSON written to ``--out`` holds the selection (pairs judged,
+the ids and negative kinds of those not judged right), each variant's steps (reward, its spread,
+gradient norm, share of zero-spread joint groups), its held-out rates with a paired bootstrap interval
+against SFT and the ids of the held-out pairs whose verdict changed, and the wall time. The
+measurement in the README (``results/grpo_hard_pairs.json``)::
 
     python -m persrm_lib.run --profile cpu --only 01 --run-dir runs/cpu      # the cpu profile's pairs
-    python benchmarks/grpo_hard_pairs.py --run-dir runs/cpu --steps 24 --out results/grpo_hard_pairs.json
+    python benchmarks/grpo_hard_pairs.py --run-dir runs/cpu --steps 12 --candidates 128 \
+        --out results/grpo_hard_pairs.json
 
 Every argument and input is checked before anything is judged or trained: a bad one exits with
 status 2 and one line naming it.
@@ -61,11 +64,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-dir", type=Path, required=True, help="a run folder with the profile's pairs (01)")
     parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     parser.add_argument("--sft-adapter", type=Path, default=RESULTS_DIR / "cpu" / "adapters" / "sft")
-    parser.add_argument("--steps", type=whole_number(1), default=24, help="GRPO steps of each variant")
+    parser.add_argument("--steps", type=whole_number(1), default=12, help="GRPO steps of each variant")
     parser.add_argument(
-        "--candidates", type=whole_number(1), default=256, help="persona training pairs judged to find the hard ones"
+        "--candidates", type=whole_number(1), default=128, help="persona training pairs judged to find the hard ones"
     )
-    parser.add_argument("--eval-pairs", type=whole_number(1), default=32, help="held-out persona pairs judged")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument(
         "--set",
@@ -81,6 +83,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.variants = parse_names(args.variants)
     if not args.variants or set(args.variants) - set(VARIANTS) or len(set(args.variants)) < len(args.variants):
         parser.error(f"argument --variants: got {args.variants}; choose from {', '.join(VARIANTS)}, each at most once")
+    fixed = sorted({key for key, _ in args.set} & {"grpo.max_steps", "grpo.eval_every"})
+    if fixed:
+        parser.error(f"argument --set: {fixed[0]} is this script's own (--steps; no evaluation during GRPO)")
     overrides = {key: value for key, value in args.set} | {"grpo.max_steps": args.steps, "grpo.eval_every": 0}
     try:
         args.grpo_profile = get_profile(args.profile, overrides)
@@ -105,11 +110,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"argument --run-dir: {paths[split]} holds no persona pair (data.benchmarks needs personas)")
     from persrm_lib.evaluate.judging import select_pairs
 
-    # the held-out pairs notebook 05 judges (the same seeded draw), so the SFT row repeats the run's
-    args.train, args.test = (
-        pairs["train"],
-        select_pairs(pairs["test_personas"], args.eval_pairs, args.grpo_profile.seed),
-    )
+    # the held-out pairs notebook 05 judges (its filter and seeded draw), so the SFT row repeats the run's
+    profile = args.grpo_profile
+    usable = [p for p in pairs["test_personas"] if len(p["exemplars"]) >= profile.data.n_exemplars]
+    limit = profile.evaluation.persona_generative_pairs or profile.evaluation.generative_pairs
+    args.train, args.test = pairs["train"], select_pairs(usable, limit or None, profile.seed)
     return args
 
 
@@ -161,15 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "grpo": {k: getattr(profile.grpo, k) for k in ("learning_rate", "temperature", "num_generations", "beta")},
         "variants": {},
     }
+    began = time.perf_counter()
     results = [judge_adapter(profile, adapter, args.test, "sft", args.batch_size)]
     record["sft"] = held_out_rates(results[0], "sft")
     print("sft held-out:", json.dumps(record["sft"]), flush=True)
     if "hard" in args.variants:
         candidates = args.train[: args.candidates]
         judged = judge_adapter(profile, adapter, candidates, "sft", args.batch_size)
-        wrong = set(judged.loc[~metrics.correct(judged), "id"])
+        kept = metrics.scored(judged)  # a pair too long for the context is not a hard one
+        wrong = set(kept.loc[~metrics.correct(kept), "id"])
         hard = [p for p in candidates if p["id"] in wrong]
-        record["selection"] = {"judged": len(candidates), "not_right": len(hard), "accuracy": metrics.accuracy(judged)}
+        record["selection"] = {
+            "judged": len(candidates),
+            "accuracy": metrics.accuracy(judged),
+            "not_right": {p["id"]: p["negative_kind"] for p in hard},
+        }
         print("selection:", json.dumps(record["selection"]), flush=True)
     for variant in args.variants:
         pairs = args.train if variant == "all" else hard
@@ -197,11 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "accuracy_minus_sft": None
             if difference is None
             else {k: round(float(difference[k]), 4) for k in ("difference", "diff_low", "diff_high")},
-            "verdicts_changed": int((verdicts[name] != verdicts["sft"]).sum()),  # "none": no parsable verdict
+            # "none": no parsable verdict
+            "verdicts_changed": sorted(verdicts[name].index[verdicts[name] != verdicts["sft"]]),
         }
         print(variant, json.dumps({k: v for k, v in record["variants"][variant].items() if k != "steps"}), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")  # after every variant
+    record["wall_seconds"] = round(time.perf_counter() - began, 1)
+    record["threads"] = profile.num_threads
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
     return 0

@@ -178,6 +178,12 @@ STAGE_HINT = "(python -m persrm_lib.run --profile PROFILE --only 01)"
             [*GRPO, "--set", "grpo.temperature", "-1"],
             "argument --set: profile 'cpu': grpo.temperature must be a finite number in (0, inf), got -1.0",
         ),
+        # grpo_hard_pairs: a setting the script sets itself
+        (
+            "grpo_hard_pairs",
+            [*GRPO, "--set", "grpo.max_steps", "5"],
+            "argument --set: grpo.max_steps is this script's own (--steps; no evaluation during GRPO)",
+        ),
         # grpo_hard_pairs: a run folder without held-out persona pairs
         (
             "grpo_hard_pairs",

@@ -582,7 +582,7 @@ def test_training_log_prints_about_twenty_rows_and_writes_every_row(tmp_path, ca
     for step in range(1, 601):
         log.record(step, {"loss": 1.0 / step, "learning_rate": 1e-3, "epoch": step / 600})
     printed = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
-    assert printed == ["1/600"] + [f"{s}/600" for s in range(30, 601, 30)]  # first, every 30th, last
+    assert printed == ["1/600"] + [f"{s}/600" for s in range(31, 600, 30)] + ["600/600"]  # first, every 30, last
     assert [row["step"] for row in log_rows(tmp_path / "log.csv")] == list(range(1, 601))
     short = TrainingLog(tmp_path / "short.csv", SFT_LOG_FIELDS)
     short.begin()
@@ -590,6 +590,16 @@ def test_training_log_prints_about_twenty_rows_and_writes_every_row(tmp_path, ca
     for step in (1, 2, 3):
         short.record(step, {"loss": 0.5})
     assert len(capsys.readouterr().out.splitlines()) == 3  # a short run prints every row
+    # logging every 7th step of 1,500: the first logged row, then one at least 75 steps later, the last
+    sparse = TrainingLog(tmp_path / "sparse.csv", SFT_LOG_FIELDS)
+    sparse.begin()
+    sparse.max_steps = 1500
+    logged = [*range(7, 1500, 7), 1500]
+    for step in logged:
+        sparse.record(step, {"loss": 0.5})
+    printed = [int(line.split()[1].split("/")[0]) for line in capsys.readouterr().out.splitlines()]
+    assert printed[0] == 7 and printed[-1] == 1500 and 19 <= len(printed) <= 21
+    assert all(later - earlier >= 75 for earlier, later in zip(printed, printed[1:-1], strict=False))
 
 
 # ---- reading the logs back: the one reader, the headline numbers, the figures -----------------

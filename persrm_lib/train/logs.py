@@ -86,6 +86,7 @@ class TrainingLog:
         self._step_start = 0.0
         self._durations: list[float] = []
         self._last_logged_step = 0
+        self._last_printed_step: int | None = None
         self._writes = True
         self._extra: dict[int, dict[str, float]] = {}  # step -> values measured outside the trainer's logs
 
@@ -96,6 +97,7 @@ class TrainingLog:
     def begin(self, is_main_process: bool = True) -> None:
         """Start a fresh file (a rerun replaces the old log); only the main process writes."""
         self._writes = is_main_process
+        self._last_printed_step = None
         if self._writes:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("w", newline="") as handle:
@@ -121,13 +123,17 @@ class TrainingLog:
                 csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
             if self.prints(step):
                 print(self.summary(row), flush=True)
+                self._last_printed_step = step
         return row
 
     def prints(self, step: int) -> bool:
-        """Whether ``step``'s row is also printed: every row goes to the CSV, but a notebook shows
-        about :data:`PRINTED_ROWS` lines (the first and last step, and every ``max_steps // 20``-th)."""
-        every = max(1, self.max_steps // PRINTED_ROWS)
-        return step <= 1 or step >= self.max_steps or step % every == 0
+        """Whether ``step``'s row is also printed: every row goes to the CSV, but a notebook shows at
+        most about :data:`PRINTED_ROWS` lines: the first logged row, the last step, and a row once at
+        least ``ceil(max_steps / PRINTED_ROWS)`` steps have passed since the last printed one (so a
+        ``logging_steps`` above 1 thins the lines, never hides them); every row when ``max_steps`` is unknown."""
+        if self._last_printed_step is None or not self.max_steps or step >= self.max_steps:
+            return True
+        return step - self._last_printed_step >= math.ceil(self.max_steps / PRINTED_ROWS)
 
     def summary(self, row: Mapping[str, Any]) -> str:
         """One short line for a logged step (the trainer's own dict printer is switched off)."""
