@@ -147,6 +147,12 @@ def held_out_rates(results: pd.DataFrame, name: str) -> dict[str, Any]:
     }
 
 
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """The JSON of ``--out``, written whole (NaN as null)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -212,12 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "verdicts_changed": sorted(verdicts[name].index[verdicts[name] != verdicts["sft"]]),
         }
         print(variant, json.dumps({k: v for k, v in record["variants"][variant].items() if k != "steps"}), flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")  # after every variant
+        write_record(args.out, record)  # after every variant
     record["wall_seconds"] = round(time.perf_counter() - began, 1)
     record["threads"] = profile.num_threads
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
+    write_record(args.out, record)
     return 0
 
 
