@@ -108,13 +108,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for split, found in pairs.items():
         if not found:
             parser.error(f"argument --run-dir: {paths[split]} holds no persona pair (data.benchmarks needs personas)")
-    from persrm_lib.evaluate.judging import select_pairs
+    from persrm_lib.evaluate.suite import generative_limit, judged_pairs
 
     # the held-out pairs notebook 05 judges (its filter and seeded draw), so the SFT row repeats the run's
     profile = args.grpo_profile
-    usable = [p for p in pairs["test_personas"] if len(p["exemplars"]) >= profile.data.n_exemplars]
-    limit = profile.evaluation.persona_generative_pairs or profile.evaluation.generative_pairs
-    args.train, args.test = pairs["train"], select_pairs(usable, limit or None, profile.seed)
+    limit = generative_limit(profile.evaluation, "personas")
+    args.train = pairs["train"]
+    args.test = judged_pairs(pairs["test_personas"], profile.data.n_exemplars, limit, profile.seed)
     return args
 
 

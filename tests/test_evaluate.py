@@ -678,3 +678,30 @@ def test_completion_records_of_a_stage() -> None:
         ("pair-09:1:original", "b", "c1"),
     ]
     assert [r["correct"] for r in records] == [True, True, True]  # the stylometric judge is right on all three
+
+
+@pytest.mark.parametrize(
+    ("persona_pairs", "benchmark", "expected"),
+    [
+        (16, "personas", 16),  # the persona cap where it is set
+        (0, "personas", 6),  # unset: the generative cap
+        (16, "sotu", 6),  # other benchmarks: always the generative cap
+    ],
+)
+def test_generative_limit_chooses_the_cap_05_uses(persona_pairs: int, benchmark: str, expected: int) -> None:
+    from persrm_lib.core.config import EvaluationSettings
+    from persrm_lib.evaluate.suite import generative_limit
+
+    settings = EvaluationSettings(generative_pairs=6, persona_generative_pairs=persona_pairs)
+    assert generative_limit(settings, benchmark) == expected
+
+
+def test_judged_pairs_filters_by_exemplar_count_then_draws_with_the_seed() -> None:
+    from persrm_lib.evaluate.suite import judged_pairs
+
+    pairs = make_pairs(6, n_exemplars=1) + make_pairs(10, n_exemplars=3)[6:]  # ids 00-05 with 1 exemplar, 06-09 with 3
+    assert [p["id"] for p in judged_pairs(pairs, 3, 0, 0)] == ["pair-06", "pair-07", "pair-08", "pair-09"]
+    drawn = judged_pairs(pairs, 1, 3, 7)
+    assert [p["id"] for p in drawn] == [p["id"] for p in select_pairs(pairs, 3, 7)]
+    assert len(drawn) == 3
+    assert judged_pairs(pairs, 4, 0, 0) == []  # no pair has 4 exemplars

@@ -257,6 +257,32 @@ def test_router_sends_persona_pairs_to_the_persona_teacher(pairs):
     assert results[1] == "other teacher"
     assert results[0] == T.pairwise_trace(pairs[0]) and results[2] == T.pairwise_trace(pairs[1])
     assert router.name == "fixed" and router.can_hint(pairs[0]) is False
+    # each trace names the teacher that wrote it
+    assert (router.trace_teacher(pairs[0]), router.trace_teacher(other)) == ("persona", "fixed")
+    assert router.trace_teachers() == {"fixed", "persona"}
+
+
+def test_router_traces_say_who_wrote_them_and_resume(pairs, tmp_path):
+    from persrm_lib.core.jsonl import read_jsonl
+    from persrm_lib.teachers.stylometric import StylometricTeacher
+    from persrm_lib.teachers.traces import generate_traces, partial_path, read_traces
+
+    other = {"id": "x", "query": "Write.", "exemplars": ["E."], "response_a": "A.", "response_b": "B.", "label": "a",
+             "positive_kind": "intra_author", "negative_kind": "random"}  # fmt: skip
+    mixed = [pairs[0], other, pairs[1]]
+    out = tmp_path / "traces.jsonl"
+    generate_traces(mixed, T.PersonaRouter(StylometricTeacher()), out)
+    assert {t["id"]: t["teacher"] for t in read_traces(out)} == {
+        pairs[0]["id"]: "persona", "x": "stylometric", pairs[1]["id"]: "persona"
+    }  # fmt: skip
+    # a file holding both names resumes with the router, and is refused by a teacher that wrote neither
+    out.rename(partial_path(out))
+    kept = read_jsonl(partial_path(out))[:2]
+    partial_path(out).write_text("".join(json.dumps(r) + "\n" for r in kept))
+    generate_traces(mixed, T.PersonaRouter(StylometricTeacher()), out)
+    assert [t["teacher"] for t in read_traces(out)] == ["persona", "stylometric", "persona"]
+    with pytest.raises(ValueError, match="holds traces by teacher 'persona', not 'stylometric'"):
+        generate_traces(mixed, StylometricTeacher(), out)
 
 
 def _results_for(pairs, completions, swapped=None, judge="rm-sft"):

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..core import runfiles
+from ..core.config import EvaluationSettings
 from ..data.pairs import read_pairs
 from ..models.registry import load_model
 from . import metrics
@@ -62,6 +63,24 @@ def load_test_sets(run: Path, benchmarks: Sequence[str]) -> tuple[dict[str, list
 
 def _usable(pairs: Sequence[Mapping[str, Any]], k: int) -> list[Mapping[str, Any]]:
     return [p for p in pairs if len(p["exemplars"]) >= k]
+
+
+def generative_limit(settings: EvaluationSettings, benchmark: str) -> int:
+    """How many test pairs of ``benchmark`` a generative stage (base, SFT, RFT) is judged on; 0 means all:
+    ``settings.persona_generative_pairs`` for ``personas`` where it is set, else ``settings.generative_pairs``."""
+    if benchmark == "personas" and settings.persona_generative_pairs:
+        return settings.persona_generative_pairs
+    return settings.generative_pairs
+
+
+def judged_pairs(pairs: Sequence[Mapping[str, Any]], k: int, limit: int, seed: int) -> list[Mapping[str, Any]]:
+    """The test pairs a judge is scored on at ``k`` exemplars, as :func:`run_suite` draws them.
+
+    The pairs with at least ``k`` exemplars, then :func:`persrm_lib.evaluate.judging.select_pairs`' seeded draw
+    of ``limit`` of them (all when ``limit`` is 0), so a script that judges "the pairs notebook 05 judged"
+    (``limit`` from :func:`generative_limit`, ``seed`` the profile's) gets the same pairs in the same order.
+    """
+    return select_pairs(_usable(pairs, k), limit or None, seed)
 
 
 def run_suite(
@@ -113,13 +132,12 @@ def run_suite(
     base_model = functools.cache(lambda: load_model(profile.model.name))  # loglik and the base stage share it
 
     def evaluate_all(
-        judge: Judge, label: str, stage: str, ks: Sequence[int], limit: int, persona_limit: int = 0
+        judge: Judge, label: str, stage: str, ks: Sequence[int], limits: Mapping[str, int]
     ) -> pd.DataFrame:
         parts = []
         for bench, pairs in test_sets.items():
-            cap = persona_limit if bench == "personas" and persona_limit else limit
             for k in ks:
-                subset = select_pairs(_usable(pairs, k), cap or None, seed)
+                subset = judged_pairs(pairs, k, limits[bench], seed)
                 if subset:
                     parts.append(
                         evaluate_pairs(
@@ -150,9 +168,9 @@ def run_suite(
             continue
         if train_pairs:
             judge.fit(train_pairs)
-        limit = settings.model_pairs if name in MODEL_JUDGES else 0
+        cap = settings.model_pairs if name in MODEL_JUDGES else 0
         try:
-            frames.append(evaluate_all(judge, name, "baseline", counts, limit))
+            frames.append(evaluate_all(judge, name, "baseline", counts, dict.fromkeys(test_sets, cap)))
         except TooFewReferencesError as exc:  # a training set too small for LambdaG: say so, go on
             notes.append(f"judge {name}: {exc}; skipped")
             continue
@@ -182,7 +200,11 @@ def run_suite(
             count_too_long=settings.count_too_long,
         )
         frame = evaluate_all(
-            judge, STAGE_LABELS[stage], stage, gen_counts, settings.generative_pairs, settings.persona_generative_pairs
+            judge,
+            STAGE_LABELS[stage],
+            stage,
+            gen_counts,
+            {bench: generative_limit(settings, bench) for bench in test_sets},
         )
         frames.append(frame)
         if settings.strip_think:

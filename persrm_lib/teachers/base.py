@@ -35,6 +35,15 @@ class Teacher(ABC):
         """Yield ``(index, completion or TeacherResponseError)`` as each pair is judged (any order)."""
         return each_result(pairs, self.judge)
 
+    def trace_teacher(self, pair: Pair) -> str:
+        """The name written in the ``teacher`` field of ``pair``'s trace: the teacher that wrote it (``name``
+        unless this teacher hands some pairs to another, as :class:`~persrm_lib.teachers.persona.PersonaRouter`)."""
+        return self.name
+
+    def trace_teachers(self) -> frozenset[str]:
+        """Every name :meth:`trace_teacher` can return: the ``teacher`` fields a resumed trace file may hold."""
+        return frozenset({self.name})
+
     def judge_hinted(self, pair: Pair) -> str:
         """The hinted second pass (RM-R1, arXiv 2505.02387): a completion written knowing the
         pair's ``label`` (:mod:`persrm_lib.teachers.hinted`); NotImplementedError without one."""

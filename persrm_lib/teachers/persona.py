@@ -188,8 +188,9 @@ class PersonaRouter(Teacher):
     (:func:`persrm_lib.data.personas.is_persona_pair`): a run that lists the ``personas``
     benchmark traces its persona pairs exactly, whatever ``teacher.kind`` says.
 
-    The name stays the wrapped teacher's (trace files and their resume check name one teacher per
-    file); the persona teacher never needs a hinted pass (it is right on every persona pair).
+    ``name`` stays the wrapped teacher's (its hinted pass is ``<name>+hint``), but each trace names the teacher
+    that wrote it (:meth:`trace_teacher`: ``persona`` on persona pairs), so 02's tables per teacher say who
+    traced what. The persona teacher never needs a hinted pass (it is right on every persona pair).
     """
 
     def __init__(self, teacher: Teacher, n_exemplars: int | None = None) -> None:
@@ -199,6 +200,12 @@ class PersonaRouter(Teacher):
 
     def judge(self, pair: Mapping[str, Any]) -> str:
         return self.persona.judge(pair) if is_persona_pair(pair) else self.teacher.judge(pair)
+
+    def trace_teacher(self, pair: Mapping[str, Any]) -> str:
+        return self.persona.name if is_persona_pair(pair) else self.teacher.trace_teacher(pair)
+
+    def trace_teachers(self) -> frozenset[str]:
+        return self.teacher.trace_teachers() | {self.persona.name}
 
     def prepare(self, pairs: Sequence[Mapping[str, Any]]) -> None:
         self.teacher.prepare([p for p in pairs if not is_persona_pair(p)])

@@ -107,7 +107,7 @@ def partial_path(out_path: str | Path) -> Path:
 
 
 def _index_done(
-    records: list[dict[str, Any]], path: Path, ids: Collection[Any], teacher: str
+    records: list[dict[str, Any]], path: Path, ids: Collection[Any], teachers: Collection[str]
 ) -> dict[Any, dict[str, Any]]:
     """The traces already written to ``path`` by id; the first one of a repeated id is kept."""
     strangers = [r.get("id") for r in records if r.get("id") not in ids]
@@ -116,9 +116,10 @@ def _index_done(
             f"{path} holds traces of {len(strangers)} pair(s) not in the input (first: {strangers[0]!r}); "
             "it belongs to another pair set: delete it or write elsewhere"
         )
-    others = sorted({str(r.get("teacher")) for r in records} - {teacher})
+    others = sorted({str(r.get("teacher")) for r in records} - set(teachers))
     if others:
-        raise ValueError(f"{path} holds traces by teacher {others[0]!r}, not {teacher!r}: delete it or write elsewhere")
+        expected = " or ".join(repr(name) for name in sorted(teachers))
+        raise ValueError(f"{path} holds traces by teacher {others[0]!r}, not {expected}: delete it or write elsewhere")
     done: dict[Any, dict[str, Any]] = {}
     for r in records:
         if r["id"] in done:
@@ -162,7 +163,7 @@ def generate_traces(
     partial = partial_path(out_path)
 
     complete = read_traces(out_path) if out_path.is_file() else []
-    done = _index_done(complete, out_path, order.keys(), teacher.name)
+    done = _index_done(complete, out_path, order.keys(), teacher.trace_teachers())
     if len(done) == len(pairs):
         if partial.exists():
             logger.warning("%s is complete; removing the stale %s", out_path, partial)
@@ -171,7 +172,7 @@ def generate_traces(
     repair_torn_tail(partial)
     # the .partial file is this function's own scratch file (completion order, maybe a repeat)
     unfinished = read_jsonl(partial) if partial.is_file() else []
-    for key, record in _index_done(unfinished, partial, order.keys(), teacher.name).items():
+    for key, record in _index_done(unfinished, partial, order.keys(), teacher.trace_teachers()).items():
         done.setdefault(key, record)
     n_resumed = len(done)
     if n_resumed:
@@ -195,7 +196,7 @@ def generate_traces(
                 failures[result.kind] += 1
                 logger.warning("no trace for pair %r: %s", pair["id"], result)
                 continue
-            record = make_trace(pair, teacher.name, result, tags)
+            record = make_trace(pair, teacher.trace_teacher(pair), result, tags)
             out.write(record)
             done[pair["id"]] = record
     if failures:
