@@ -30,6 +30,9 @@ FALSE_WORDS = ("false", "no", "0")
 
 @dataclass(frozen=True)
 class DataSettings:
+    """What 01_synthesize builds: benchmarks, passage length, exemplars per pair, pair counts per split
+    (PersRM-R1 §3.1 for the contrastive strategies; ``personas``: README, "The persona benchmark")."""
+
     benchmarks: tuple[str, ...] = ("sotu", "aaac")  # named benchmarks built by 01_synthesize
     passage_words: int = 150  # passages are cut to about this many words, on sentence boundaries
     n_exemplars: int = 3  # exemplars per training pair (the paper uses up to 3)
@@ -60,6 +63,8 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
+    """The reward model: which base model, and its token budgets (prompt + completion, completion alone)."""
+
     name: str = "smollm2-135m-instruct"  # a registry name, a hub id or a local path
     max_seq_length: int = 2048  # prompt + completion, in tokens
     max_completion_length: int = 256  # tokens the reward model may write
@@ -78,6 +83,9 @@ class LoRASettings:
 
 @dataclass(frozen=True)
 class SFTSettings:
+    """Supervised fine-tuning on the faithful traces (notebook 03; PersRM-R1 §3.2), LoRA through PEFT and TRL's
+    ``SFTTrainer``; the paper's values are in the ``paper`` profile."""
+
     batch_size: int = 8  # effective batch = per_device_batch_size * gradient_accumulation_steps
     per_device_batch_size: int = 2
     learning_rate: float = 2e-4
@@ -98,6 +106,9 @@ class SFTSettings:
 
 @dataclass(frozen=True)
 class GRPOSettings:
+    """Reinforcement fine-tuning with GRPO and the sparse -1/0/+1 reward (notebook 04; PersRM-R1 §3.3;
+    TRL's ``GRPOTrainer``): sampling, learning rate, KL weight, validation cadence."""
+
     batch_size: int = 8  # completions per optimiser step; must divide by num_generations
     num_generations: int = 4  # samples per prompt (the paper uses 8)
     learning_rate: float = 1e-5
@@ -118,6 +129,9 @@ class GRPOSettings:
 
 @dataclass(frozen=True)
 class TeacherSettings:
+    """Who writes the reasoning traces that SFT imitates (notebook 01; PersRM-R1 §3.2 uses a large LLM): the
+    offline stylometric teacher, a local model or an OpenAI-compatible endpoint, and how traces are written."""
+
     kind: str = "stylometric"  # stylometric | local | http
     model: str | None = None  # registry name for kind=local, model id for kind=http
     base_url: str | None = None  # OpenAI-compatible endpoint for kind=http
@@ -172,6 +186,9 @@ class EvaluationSettings:
 
 @dataclass(frozen=True)
 class Profile:
+    """One named configuration of the whole pipeline: every setting a run reads, grouped by stage. A run is a
+    function of its profile and seed; ``get_profile(name, overrides)`` returns one with dotted overrides applied."""
+
     name: str
     seed: int = 0
     num_threads: int = 1  # torch and BLAS threads; two on a busy 2-core machine can be far slower

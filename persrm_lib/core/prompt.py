@@ -200,7 +200,7 @@ def build_pointwise_messages(
     """System and user messages for one response of a pair (the pointwise formulation).
 
     >>> pair = {"query": "Q", "exemplars": ["E1"], "response_a": "A", "response_b": "B"}
-    >>> build_pointwise_messages(pair, "b")[1]["content"].endswith("Response:\nB")
+    >>> build_pointwise_messages(pair, "b")[1]["content"].endswith("Response:\\nB")
     True
     """
     return [

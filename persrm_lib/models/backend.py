@@ -18,12 +18,14 @@ class BackendUnavailableError(RuntimeError):
 
 
 def cuda_available() -> bool:
+    """Whether torch sees a CUDA device."""
     import torch
 
     return torch.cuda.is_available()
 
 
 def unsloth_installed() -> bool:
+    """Whether the ``unsloth`` package can be imported (found, not imported: importing it needs a GPU)."""
     return importlib.util.find_spec("unsloth") is not None
 
 

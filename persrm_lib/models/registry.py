@@ -250,6 +250,8 @@ def resolve(name: str) -> Path | str:
 
 
 def load_tokenizer(name: str) -> Any:
+    """The tokenizer of a registry name, local folder or hub id (:func:`resolve`), with the EOS token as
+    padding where it has no pad token."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve(name))

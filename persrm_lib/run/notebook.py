@@ -54,6 +54,8 @@ def write_metrics(run_dir: str | Path, notebook: str, metrics: dict[str, Any]) -
 
 
 def read_metrics(run_dir: str | Path, notebook: str) -> dict[str, Any]:
+    """The headline metrics a notebook wrote (:func:`write_metrics`); FileNotFoundError naming the notebook
+    to run when they are absent."""
     path = Path(run_dir) / METRICS_DIR / f"{notebook}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook {notebook} first")

@@ -55,6 +55,8 @@ def learning_problem(
 
 @dataclass(frozen=True)
 class Comparison:
+    """One metric compared: ``key`` is ``notebook:metric``; ``status`` says how it compared."""
+
     key: str
     stored: Any
     measured: Any
@@ -65,10 +67,17 @@ EXACT = {"abs": 0.0, "rel": 0.0}  # the tolerance of a metric no rule matches
 
 
 def load_tolerances(path: Path = TOLERANCES_FILE) -> list[tuple[str, dict[str, float] | None]]:
+    """The ``(glob pattern, rule)`` pairs of ``results/tolerances.json`` in file order; every metric exact
+    when the file is absent. A rule is ``{"abs": x, "rel": y}``, or None for a metric not compared."""
     return list(read_json(path).items()) if path.is_file() else [("*", EXACT)]
 
 
 def tolerance_for(key: str, rules: list[tuple[str, dict[str, float] | None]]) -> dict[str, float] | None:
+    """The rule of the first pattern that matches ``key`` (``fnmatch``, case-sensitive); exact when none does.
+
+    >>> tolerance_for("03_sft:final_loss", [("*:final_loss", {"abs": 0.1}), ("*", {"abs": 0.0})])
+    {'abs': 0.1}
+    """
     return next((rule for pattern, rule in rules if fnmatch.fnmatchcase(key, pattern)), EXACT)
 
 
@@ -102,6 +111,7 @@ def compare(stored: dict[str, dict[str, Any]], measured: dict[str, dict[str, Any
 
 
 def format_table(rows: list[Comparison], show_all: bool = False) -> str:
+    """A fixed-width table of the rows that moved, went missing or are new (every row with ``show_all``)."""
     shown = [r for r in rows if show_all or r.status in ("moved", "missing", "new")]
     if not shown:
         return "every compared metric is within tolerance"
@@ -121,6 +131,7 @@ def _fmt(value: Any) -> str:
 
 
 def stored_path(profile: str) -> Path:
+    """Where a profile's reference metrics are stored: ``results/<profile>/metrics.json``."""
     return RESULTS_DIR / profile / "metrics.json"
 
 

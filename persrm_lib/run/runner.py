@@ -58,6 +58,8 @@ class NotebookFailedError(RuntimeError):
 
 @dataclass(frozen=True)
 class NotebookRun:
+    """One executed notebook: its name, the executed copy (with outputs) and its wall time in seconds."""
+
     name: str
     executed: Path
     seconds: float
@@ -108,6 +110,8 @@ ANY = ParameterType(None)
 
 @dataclass(frozen=True)
 class NotebookParameter:
+    """A variable of a notebook's ``parameters`` cell: its default, its declared type and its comment."""
+
     name: str
     default: Any  # a Python value (the source text when it is not a literal)
     type: ParameterType
