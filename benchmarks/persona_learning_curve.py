@@ -53,8 +53,10 @@ FIELDS = (
     "formulation", "step", "examples", "train_loss", "n_pairs", "format", "accuracy", "order_consistent",
     "a_preference", "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial",
     "val_order_consistent", "val_criteria_exact", "eval_seconds", "train_seconds", "lr", "rank", "batch",
-    "passage_words", "seed", "device",
+    "passage_words", "seed", "device", "lora_layers",
 )  # fmt: skip
+# columns a CSV written before they existed may lack, with the value that reproduces what it measured
+LATER_FIELDS = {"lora_layers": 0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,6 +74,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=2, help="training examples per step")
     parser.add_argument("--lr", type=float, default=3e-4, help="LoRA learning rate (constant after 20 warm-up steps)")
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank (all projections; alpha = 2 x rank)")
+    parser.add_argument(
+        "--lora-layers",
+        type=int,
+        default=0,
+        help="adapt only the top N transformer layers (0: all); the backward pass then stops at the lowest "
+        "adapted layer, so a step costs less",
+    )
     parser.add_argument("--words", type=int, default=20, help="base passage length in words")
     parser.add_argument("--train-pairs", type=int, default=1500)
     parser.add_argument("--test-pairs", type=int, default=32)
@@ -114,7 +123,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not 0 < args.lr < 1:
         parser.error(f"--lr must be in (0, 1), got {args.lr}")
+    if args.lora_layers < 0:
+        parser.error(f"--lora-layers must be 0 (all layers) or more, got {args.lora_layers}")
+    problem = out_columns_problem(args.out, args.lora_layers)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def out_columns_problem(out: Path, lora_layers: int) -> str | None:
+    """Why rows of this run cannot be appended to ``out`` (None when they can): an existing CSV must hold
+    this script's columns, or lack only columns of :data:`LATER_FIELDS` whose value this run leaves at
+    the default (its rows then mean what the file's earlier rows mean)."""
+    if not out.is_file() or out.stat().st_size == 0:
+        return None
+    with out.open(newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle), [])
+    missing = [name for name in FIELDS if name not in header]
+    unknown = [name for name in header if name not in FIELDS]
+    if unknown or any(name not in LATER_FIELDS for name in missing):
+        return f"--out {out} has other columns than this script writes ({', '.join(unknown or missing)}): write to a new file"
+    if "lora_layers" in missing and lora_layers != LATER_FIELDS["lora_layers"]:
+        return f"--out {out} has no lora_layers column, so it cannot hold a --lora-layers {lora_layers} run: write to a new file"
+    return None
 
 
 SPLITS = ("train", "test", "validation")
@@ -287,11 +318,16 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
 
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model, dtype=torch.float32, device=args.device)
+    n_layers = model.config.num_hidden_layers
+    if args.lora_layers > n_layers:
+        raise SystemExit(f"--lora-layers {args.lora_layers}: {args.model} has {n_layers} layers")
+    top = list(range(n_layers - args.lora_layers, n_layers)) if args.lora_layers else None
     model = get_peft_model(
         model,
         LoraConfig(
             r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            layers_to_transform=top,
         ),
     )  # fmt: skip
     end = tokenizer.eos_token
@@ -349,10 +385,15 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
             "train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4) if losses else "",
             **result, "train_seconds": round(train_seconds, 1), "lr": args.lr, "rank": args.rank,
             "batch": args.batch, "passage_words": args.words, "seed": args.seed, "device": device_name,
+            "lora_layers": args.lora_layers,
         }  # fmt: skip
-        new = not args.out.exists()
+        new = not args.out.is_file() or args.out.stat().st_size == 0
+        header = list(FIELDS)
+        if not new:  # an earlier file may lack a later column (out_columns_problem allowed it)
+            with args.out.open(newline="", encoding="utf-8") as handle:
+                header = next(csv.reader(handle))
         with args.out.open("a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -396,11 +437,12 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
 
 
 def curve_label(row: Any) -> str:
-    """A curve's name in tables and legends: the formulation, and its learning rate, LoRA rank and
-    passage length where they differ from the defaults (lr 3e-4, rank 16, 20 words)."""
+    """A curve's name in tables and legends: the formulation, and its learning rate, LoRA rank, adapted
+    layers and passage length where they differ from the defaults (lr 3e-4, rank 16, all layers, 20 words)."""
     extra = [
         f"lr {row.lr:g}" if row.lr != 3e-4 else "",
         f"rank {row.rank}" if row.rank != 16 else "",
+        f"top {row.lora_layers} layers" if row.lora_layers else "",
         f"{row.passage_words} words" if row.passage_words != 20 else "",
     ]
     extra = [e for e in extra if e]
@@ -418,6 +460,8 @@ def report(csv_paths: list[Path], figure: Path | None = None) -> str:
     import pandas as pd
 
     frame = pd.concat([pd.read_csv(path) for path in csv_paths], ignore_index=True)
+    for name, value in LATER_FIELDS.items():  # files written before the column existed
+        frame[name] = frame[name].fillna(value).astype(int) if name in frame else value
     # rows written before a_preference was left empty for pointwise rows held the share of decided pairs
     frame.loc[frame["formulation"] == "pointwise-trace", "a_preference"] = float("nan")
     frame.insert(0, "curve", [curve_label(row) for row in frame.itertuples(index=False)])

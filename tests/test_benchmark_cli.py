@@ -252,3 +252,44 @@ def test_library_lines_counts_code_without_docstrings_comments_or_blanks(capsys)
     assert out[0] == "| group | module | lines | code lines |"
     assert {line.split("`")[1] for line in out if line.startswith("| method | `")} == set(module.METHOD)
     assert out[-1].startswith("| **library** | | **")
+
+
+CURVE_HEADER_BEFORE_LORA_LAYERS = (
+    "formulation,step,examples,train_loss,n_pairs,format,accuracy,order_consistent,a_preference,criteria_exact,"
+    "oc_held_out_operator,oc_unseen_combination,oc_adversarial,val_order_consistent,val_criteria_exact,"
+    "eval_seconds,train_seconds,lr,rank,batch,passage_words,seed,device\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("header", "extra", "message"),
+    [
+        # a negative layer count
+        (None, ["--lora-layers", "-1"], "--lora-layers must be 0 (all layers) or more, got -1"),
+        # a CSV from before the lora_layers column cannot hold a top-layers run: its rows would read as all layers
+        (CURVE_HEADER_BEFORE_LORA_LAYERS, ["--lora-layers", "15"], "has no lora_layers column, so it cannot hold"),
+        # a CSV of some other table
+        ("step,accuracy\n", [], "has other columns than this script writes"),
+    ],
+)
+def test_the_learning_curve_refuses_bad_layers_and_foreign_csvs(header, extra, message, tmp_path, capsys) -> None:
+    out = tmp_path / "curve.csv"
+    if header is not None:
+        out.write_text(header)
+    with pytest.raises(SystemExit) as info:
+        script("persona_learning_curve").parse_args(["--out", str(out), *extra])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert header is None or out.read_text() == header  # the existing rows are untouched
+
+
+def test_the_learning_curve_appends_all_layer_runs_to_an_older_csv(tmp_path) -> None:
+    module = script("persona_learning_curve")
+    out = tmp_path / "curve.csv"
+    out.write_text(CURVE_HEADER_BEFORE_LORA_LAYERS)
+    assert module.parse_args(["--out", str(out)]).lora_layers == 0  # the default: accepted
+    # and the report reads such a file as all layers
+    row = "pointwise-trace,250,500,0.13,32,1.0,0.0,0.0,,0.0,0.0,0.0,0.0,0.0,0.06,101.4,549.5,0.0003,16,2,20,0,cpu\n"
+    out.write_text(CURVE_HEADER_BEFORE_LORA_LAYERS + row)
+    table = module.report([out]).splitlines()
+    assert table[2].startswith("| pointwise-trace | 250 | 500 | 0.13 |")
