@@ -393,7 +393,7 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
             with args.out.open(newline="", encoding="utf-8") as handle:
                 header = next(csv.reader(handle))
         with args.out.open("a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore", lineterminator="\n")
             if new:
                 writer.writeheader()
             writer.writerow(row)
