@@ -125,26 +125,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--lr must be in (0, 1), got {args.lr}")
     if args.lora_layers < 0:
         parser.error(f"--lora-layers must be 0 (all layers) or more, got {args.lora_layers}")
-    problem = out_columns_problem(args.out, args.lora_layers)
+    problem = out_columns_problem(args.out, args)
     if problem:
         parser.error(problem)
     return args
 
 
-def out_columns_problem(out: Path, lora_layers: int) -> str | None:
-    """Why rows of this run cannot be appended to ``out`` (None when they can): an existing CSV must hold
-    this script's columns, or lack only columns of :data:`LATER_FIELDS` whose value this run leaves at
-    the default (its rows then mean what the file's earlier rows mean)."""
+def read_header(out: Path) -> list[str] | None:
+    """The columns of an existing, non-empty CSV; None when there is none yet."""
     if not out.is_file() or out.stat().st_size == 0:
         return None
     with out.open(newline="", encoding="utf-8") as handle:
-        header = next(csv.reader(handle), [])
+        return next(csv.reader(handle), [])
+
+
+def out_columns_problem(out: Path, args: argparse.Namespace) -> str | None:
+    """Why rows of this run cannot be appended to ``out`` (None when they can): an existing CSV must hold
+    this script's columns, or lack only columns of :data:`LATER_FIELDS` whose value this run leaves at
+    the default (its rows then mean what the file's earlier rows mean)."""
+    header = read_header(out)
+    if header is None:
+        return None
     missing = [name for name in FIELDS if name not in header]
     unknown = [name for name in header if name not in FIELDS]
     if unknown or any(name not in LATER_FIELDS for name in missing):
         return f"--out {out} has other columns than this script writes ({', '.join(unknown or missing)}): write to a new file"
-    if "lora_layers" in missing and lora_layers != LATER_FIELDS["lora_layers"]:
-        return f"--out {out} has no lora_layers column, so it cannot hold a --lora-layers {lora_layers} run: write to a new file"
+    for name in missing:
+        if getattr(args, name) != LATER_FIELDS[name]:
+            option = f"--{name.replace('_', '-')} {getattr(args, name)}"
+            return f"--out {out} has no {name} column, so it cannot hold a {option} run: write to a new file"
     return None
 
 
@@ -387,13 +396,10 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
             "batch": args.batch, "passage_words": args.words, "seed": args.seed, "device": device_name,
             "lora_layers": args.lora_layers,
         }  # fmt: skip
-        new = not args.out.is_file() or args.out.stat().st_size == 0
-        header = list(FIELDS)
-        if not new:  # an earlier file may lack a later column (out_columns_problem allowed it)
-            with args.out.open(newline="", encoding="utf-8") as handle:
-                header = next(csv.reader(handle))
+        header = read_header(args.out)  # an earlier file may lack a later column (out_columns_problem allowed it)
+        new = header is None
         with args.out.open("a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+            writer = csv.DictWriter(handle, fieldnames=header or FIELDS, extrasaction="ignore", lineterminator="\n")
             if new:
                 writer.writeheader()
             writer.writerow(row)
