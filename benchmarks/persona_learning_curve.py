@@ -53,10 +53,10 @@ FIELDS = (
     "formulation", "step", "examples", "train_loss", "n_pairs", "format", "accuracy", "order_consistent",
     "a_preference", "criteria_exact", "oc_held_out_operator", "oc_unseen_combination", "oc_adversarial",
     "val_order_consistent", "val_criteria_exact", "eval_seconds", "train_seconds", "lr", "rank", "batch",
-    "passage_words", "seed", "device", "lora_layers",
+    "passage_words", "seed", "device", "lora_layers", "loraplus_ratio",
 )  # fmt: skip
 # columns a CSV written before they existed may lack, with the value that reproduces what it measured
-LATER_FIELDS = {"lora_layers": 0}
+LATER_FIELDS = {"lora_layers": 0, "loraplus_ratio": 0.0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="adapt only the top N transformer layers (0: all); the backward pass then stops at the lowest "
         "adapted layer, so a step costs less",
+    )
+    parser.add_argument(
+        "--loraplus-ratio",
+        type=float,
+        default=0.0,
+        help="LoRA+ (PEFT's create_loraplus_optimizer): the B matrices learn at this multiple of --lr, "
+        "the A matrices at --lr (0: plain LoRA, one rate)",
     )
     parser.add_argument("--words", type=int, default=20, help="base passage length in words")
     parser.add_argument("--train-pairs", type=int, default=1500)
@@ -125,6 +132,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--lr must be in (0, 1), got {args.lr}")
     if args.lora_layers < 0:
         parser.error(f"--lora-layers must be 0 (all layers) or more, got {args.lora_layers}")
+    if args.loraplus_ratio != 0 and args.loraplus_ratio < 1:
+        parser.error(f"--loraplus-ratio must be 0 (plain LoRA) or at least 1, got {args.loraplus_ratio}")
     problem = out_columns_problem(args.out, args)
     if problem:
         parser.error(problem)
@@ -349,8 +358,16 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
     random.Random(args.seed).shuffle(examples)
     mean_len = sum(len(p) + len(c) for p, c in examples) / len(examples)
     print(f"[{formulation}] {len(examples)} examples, mean {mean_len:.0f} tokens", flush=True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    if args.loraplus_ratio:  # LoRA+ (Hayou et al. 2024): B learns loraplus_ratio times faster than A
+        from peft.optimizers import create_loraplus_optimizer
+
+        optimizer = create_loraplus_optimizer(
+            model, torch.optim.AdamW, lr=args.lr, loraplus_lr_ratio=args.loraplus_ratio, weight_decay=0.0
+        )
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    peak_lrs = [group["lr"] for group in optimizer.param_groups]  # each group's rate after the warm-up
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     losses: list[float] = []
     train_seconds = 0.0
@@ -394,7 +411,7 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
             "train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4) if losses else "",
             **result, "train_seconds": round(train_seconds, 1), "lr": args.lr, "rank": args.rank,
             "batch": args.batch, "passage_words": args.words, "seed": args.seed, "device": device_name,
-            "lora_layers": args.lora_layers,
+            "lora_layers": args.lora_layers, "loraplus_ratio": args.loraplus_ratio,
         }  # fmt: skip
         header = read_header(args.out)  # an earlier file may lack a later column (out_columns_problem allowed it)
         new = header is None
@@ -421,8 +438,8 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
             ids[row, : len(seq)] = torch.tensor(seq)
             labels[row, len(p) : len(seq)] = torch.tensor(c)
             mask[row, : len(seq)] = 1
-        for group in optimizer.param_groups:
-            group["lr"] = args.lr * min(1.0, step / 20)
+        for group, peak in zip(optimizer.param_groups, peak_lrs, strict=True):
+            group["lr"] = peak * min(1.0, step / 20)
         loss = model(
             input_ids=ids.to(args.device), attention_mask=mask.to(args.device), labels=labels.to(args.device)
         ).loss
@@ -444,11 +461,13 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
 
 def curve_label(row: Any) -> str:
     """A curve's name in tables and legends: the formulation, and its learning rate, LoRA rank, adapted
-    layers and passage length where they differ from the defaults (lr 3e-4, rank 16, all layers, 20 words)."""
+    layers, LoRA+ ratio and passage length where they differ from the defaults (lr 3e-4, rank 16, all
+    layers, plain LoRA, 20 words)."""
     extra = [
         f"lr {row.lr:g}" if row.lr != 3e-4 else "",
         f"rank {row.rank}" if row.rank != 16 else "",
         f"top {row.lora_layers} layers" if row.lora_layers else "",
+        f"LoRA+ ratio {row.loraplus_ratio:g}" if row.loraplus_ratio else "",
         f"{row.passage_words} words" if row.passage_words != 20 else "",
     ]
     extra = [e for e in extra if e]
@@ -467,7 +486,7 @@ def report(csv_paths: list[Path], figure: Path | None = None) -> str:
 
     frame = pd.concat([pd.read_csv(path) for path in csv_paths], ignore_index=True)
     for name, value in LATER_FIELDS.items():  # files written before the column existed
-        frame[name] = frame[name].fillna(value).astype(int) if name in frame else value
+        frame[name] = frame[name].fillna(value).astype(type(value)) if name in frame else value
     # rows written before a_preference was left empty for pointwise rows held the share of decided pairs
     frame.loc[frame["formulation"] == "pointwise-trace", "a_preference"] = float("nan")
     frame.insert(0, "curve", [curve_label(row) for row in frame.itertuples(index=False)])

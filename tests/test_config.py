@@ -195,6 +195,10 @@ def test_evaluation_overrides(overrides, expected):
             r"evaluation.persona_generative_pairs must be an integer in \[0, inf\), got -1",
         ),
         ({"sft.lr_scheduler": "cosine"}, r"sft.lr_scheduler must be linear or constant, got 'cosine'"),
+        (
+            {"evaluation.stop_unparsable": "true", "evaluation.strip_think": "true"},
+            r"evaluation.stop_unparsable and evaluation.strip_think exclude each other",
+        ),
     ],
 )
 def test_bad_evaluation_overrides(overrides, match):

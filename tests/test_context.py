@@ -202,7 +202,7 @@ def test_generative_judge_strips_a_think_block_only_when_asked(tiny, monkeypatch
 
     answer = "<think>B drifts from the exemplar.</think>\n<criteria>c</criteria><eval>e</eval><scores>[8, 2]</scores>"
 
-    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings=()):
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings=(), stop_when=None):
         return GenerationResult([answer] * len(prompts), [5] * len(prompts), [10] * len(prompts), 0.1, batch_size)
 
     monkeypatch.setattr("persrm_lib.models.client.generate", fake_generate)

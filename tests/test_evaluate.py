@@ -388,7 +388,8 @@ def test_strip_think_flag_counts_stripped_outputs(capsys, files, monkeypatch, ti
 
     answer = "<think>A reads like the exemplars.</think>\n" + render_output("c", "A is closer to the author.", (8, 2))
 
-    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings):
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, stop_when=None):
+        assert stop_when is None  # the judge stops early only when told (stop_unparsable)
         n = len(prompts)
         return GenerationResult([answer] * n, [5] * n, [10] * n, 0.1, batch_size)
 
@@ -406,6 +407,12 @@ def test_strip_think_flag_counts_stripped_outputs(capsys, files, monkeypatch, ti
         capsys, ["--pairs", files["test"], "--judge", "random", "--strip-think", "--out", files["out"]]
     )
     assert code == 2 and "--strip-think applies to --judge generative only, not random" in err
+    code, _, err = run_cli(capsys, [*argv, "--strip-think", "--stop-unparsable", "--out", files["out"]])
+    assert code == 2 and "--stop-unparsable and --strip-think exclude each other" in err
+    code, _, err = run_cli(
+        capsys, ["--pairs", files["test"], "--judge", "char-ngram", "--stop-unparsable", "--out", files["out"]]
+    )
+    assert code == 2 and "--stop-unparsable applies to --judge generative only, not char-ngram" in err
 
 
 def test_benchmark_name() -> None:

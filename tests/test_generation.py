@@ -127,3 +127,45 @@ def test_prompts_read_alone_then_decoded_in_a_batch_match_one_at_a_time(tiny, ba
     padded = generate(model, tokenizer, prompts, 10, batch_size=batch_size, prefill_each=False)
     assert each.texts == single.texts == padded.texts
     assert each.new_tokens == single.new_tokens == [10] * 6
+
+
+def test_a_completion_that_cannot_parse_stops_at_once_and_the_others_do_not_change(tiny) -> None:
+    from persrm_lib.core.output_format import can_still_parse
+
+    model, tokenizer = tiny
+    texts = [VERDICT + AFTER, NO_STOP]  # the second can never parse: it does not begin with <criteria>
+    prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    width = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    budget = len(tokenizer(VERDICT + AFTER, add_special_tokens=False)["input_ids"]) + 3
+    runs = {}
+    for name, when in [("plain", None), ("stopping", lambda text: not can_still_parse(text))]:
+        handle = scripted(model, tokenizer, texts, [False, False], width)
+        try:
+            runs[name] = generate(
+                model, tokenizer, [prompt, prompt], budget, batch_size=2, stop_strings=SCORES_STOP, stop_when=when
+            )
+        finally:
+            handle.remove()
+    plain, stopping = runs["plain"], runs["stopping"]
+    first = tokenizer.decode(tokenizer(NO_STOP, add_special_tokens=False)["input_ids"][:1])
+    assert stopping.texts == [VERDICT, first]  # the doomed row ends after its first token
+    assert stopping.new_tokens[1] == 1 and plain.new_tokens[1] == budget
+    assert stopping.extra["stopped_when"] == 1 and plain.extra["stopped_when"] == 0
+    assert stopping.cut_off == [False, False] and plain.cut_off == [False, True]
+    assert stopping.texts[0] == plain.texts[0] and stopping.new_tokens[0] == plain.new_tokens[0]
+
+
+def test_the_client_checks_the_answer_prefix_too(tiny) -> None:
+    model, tokenizer = tiny
+    messages = [{"role": "user", "content": "hi"}]
+    seen: list[str] = []
+    client = LocalChatClient(
+        model,
+        tokenizer,
+        max_new_tokens=3,
+        batch_size=1,
+        answer_prefix="<criteria>",
+        stop_when=lambda text: seen.append(text) or False,
+    )
+    client.complete(messages)
+    assert seen and all(text.startswith("<criteria>") for text in seen)

@@ -200,7 +200,8 @@ def test_generative_judge_keeps_completion_of_a_broken_output(tiny) -> None:
 def test_generative_judge_reads_scores_through_parse_output(tiny, monkeypatch) -> None:
     canned = [render_output("rhythm", "A fits", (8, 2)), "no tags at all", render_output("c", "e", (4, 4))]
 
-    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings):
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, stop_when=None):
+        assert stop_when is None  # the judge stops early only when told (stop_unparsable)
         assert len(prompts) == 3 and all("Exemplar 1:" in p for p in prompts)
         assert stop_strings == ("</scores>",)  # the judge stops each completion at </scores>
         return GenerationResult(canned, [5, 5, 5], [10, 10, 10], 0.1, batch_size)
@@ -390,3 +391,54 @@ def test_what_each_judge_learns_from() -> None:
     }
     assert J.MODEL_JUDGES == ("loglik", "generative", "scalar-rm")
     assert J.ADAPTER_JUDGES == ("generative",)
+
+
+def force_rows(model, tokenizer, scripts: list[str]):
+    """Make ``model`` write ``scripts[row % len(scripts)]`` then end its turn, row by row of each batch."""
+    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for text in scripts]
+    step = {"n": 0}
+
+    def hook(module, args, kwargs, output):
+        step["n"] = 0 if kwargs["input_ids"].shape[1] > 1 else step["n"] + 1  # the prompt, then one token a call
+        logits = torch.full_like(output.logits[:, -1, :], -1e9)
+        for row in range(logits.shape[0]):
+            script = ids[row % len(ids)]
+            logits[row, script[min(step["n"], len(script) - 1)]] = 0.0
+        output.logits[:, -1, :] = logits
+        return output
+
+    return model.register_forward_hook(hook, with_kwargs=True)
+
+
+@pytest.mark.parametrize("mode", ["pairwise", "pointwise"])
+def test_stopping_unparsable_completions_keeps_every_verdict(tiny, mode: str) -> None:
+    from persrm_lib.evaluate.lm_judges import GenerativeJudge
+
+    model, tokenizer = tiny
+    valid = (
+        render_output("c", "e", (7, 3))
+        if mode == "pairwise"
+        else "<criteria>c</criteria><eval>e</eval><score>7</score>"
+    )
+    pairs = make_pairs(4)
+    plain = GenerativeJudge(loaded=tiny, mode=mode, max_new_tokens=64, batch_size=4)
+    early = GenerativeJudge(loaded=tiny, mode=mode, max_new_tokens=64, batch_size=4, stop_unparsable=True)
+    handle = force_rows(model, tokenizer, [valid, "The response reads like the exemplars, so A wins."])
+    try:
+        full, short = plain.score_batch(pairs, 1), early.score_batch(pairs, 1)
+    finally:
+        handle.remove()
+    assert [(v.s_a, v.s_b, v.format_ok) for v in short] == [(v.s_a, v.s_b, v.format_ok) for v in full]
+    assert any(v.format_ok for v in full) and not all(v.format_ok for v in full)  # both kinds were judged
+    rows = len(pairs) * (2 if mode == "pointwise" else 1)
+    assert early.n_stopped_unparsable == rows // 2 and plain.n_stopped_unparsable == 0  # every second row
+    assert sum(early.last_generation.new_tokens) < sum(plain.last_generation.new_tokens)
+    assert early.describe()["n_stopped_unparsable"] == early.n_stopped_unparsable
+    assert "stop_unparsable" not in plain.describe()
+
+
+def test_stop_unparsable_and_strip_think_exclude_each_other(tiny) -> None:
+    from persrm_lib.evaluate.lm_judges import GenerativeJudge
+
+    with pytest.raises(ValueError, match="stop_unparsable and strip_think exclude each other"):
+        GenerativeJudge(loaded=tiny, stop_unparsable=True, strip_think=True)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from persrm_lib.core.output_format import (
     ParsedOutput,
+    can_still_parse,
     format_score,
     parse_output,
     render_output,
@@ -266,3 +267,51 @@ def test_a_think_block_is_a_violation_unless_stripped() -> None:
 def test_strip_think_leaves_non_text_alone() -> None:
     assert strip_think(None) == (None, False)
     assert strip_think(["<think>a</think>"]) == (["<think>a</think>"], False)
+
+
+# ---- can_still_parse: where generation may stop without changing the verdict ----------------------
+
+POINTWISE_VALID = [
+    "<criteria>c</criteria><eval>e</eval><score>7</score>",
+    " \n< CRITERIA\t>c</criteria><eval>e</eval><score>7</score>",
+]
+
+
+@pytest.mark.parametrize("text", [text for text, _, _ in VALID] + POINTWISE_VALID)
+def test_every_beginning_of_a_valid_output_can_still_parse(text: str) -> None:
+    assert parse_output(text).ok or parse_output(text, mode="pointwise").ok
+    assert all(can_still_parse(text[:end]) for end in range(len(text) + 1))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The response",
+        "x",
+        "<eval>e</eval>",
+        "</criteria>",
+        "<cx",
+        "<criteriaa>",
+        "<think>",
+        "[7, 3]",
+        "\u200b<criteria>",
+    ],
+)
+def test_a_beginning_that_cannot_parse_is_named(text: str) -> None:
+    assert not can_still_parse(text)
+    for rest in [wrap(), POINTWISE_VALID[0], "c</criteria><eval>e</eval><scores>[7, 3]</scores>", ">" + wrap()]:
+        assert not parse_output(text + rest).ok and not parse_output(text + rest, mode="pointwise").ok
+
+
+def test_a_half_written_character_is_not_a_reason_to_stop() -> None:
+    # U+FFFD is what a multi-byte character decodes to while only some of its tokens are written
+    assert can_still_parse("\ufffd") and can_still_parse(" <crit\ufffd")
+    assert not can_still_parse("a\ufffd")
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=6), st.sampled_from([wrap(), POINTWISE_VALID[0], "", ">"]))
+def test_cannot_parse_means_no_continuation_parses(parts: list[str], rest: str) -> None:
+    head = "".join(parts)
+    if not can_still_parse(head):
+        assert not parse_output(head + rest).ok and not parse_output(head + rest, mode="pointwise").ok

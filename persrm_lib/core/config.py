@@ -178,6 +178,10 @@ class EvaluationSettings:
     # a pair whose prompt does not fit the judge's context (minus the generation budget) is refused
     # (False) or counted in a too_long column, kept out of accuracy and format rates (True)
     count_too_long: bool = False
+    # generative stages: end a completion at the first token after which it can no longer parse
+    # (output_format.can_still_parse): the same verdicts, fewer tokens for a base model that never writes
+    # the format, but 07 then tallies only that beginning of its completions (not with strip_think)
+    stop_unparsable: bool = False
 
     def __post_init__(self) -> None:
         # an override may give the counts as text ("1,3" -> ("1", "3")): store them as integers
@@ -241,6 +245,11 @@ class Profile:
                 "show, so the faithfulness filter would reject every trace",
             ),
             (unlisted, f"data.train_benchmarks {unlisted} are not in data.benchmarks {list(data.benchmarks)}"),
+            (
+                self.evaluation.stop_unparsable and self.evaluation.strip_think,
+                "evaluation.stop_unparsable and evaluation.strip_think exclude each other: a leading <think> "
+                "block would end the completion before its answer",
+            ),
             (
                 data.persona_held_out_operator not in OPERATORS,
                 f"data.persona_held_out_operator must be one of {sorted(OPERATORS)}, "
@@ -315,6 +324,7 @@ PROFILES: dict[str, Profile] = {
             scalar_rm_steps=2,
             scalar_rm_batch_size=2,
             scalar_rm_max_length=320,
+            stop_unparsable=True,  # the base model never writes the format: stop it at its first token
         ),
     ),
     # Pointwise: the pairwise format does not learn at 135M (README, "Does a small model learn it?");

@@ -32,6 +32,9 @@ Mode = Literal["pairwise", "pointwise"]
 
 _TAG_RE = re.compile(r"</?\s*(criteria|eval|scores|score)\s*>", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")  # ASCII digits only
+# the opening tag as _TAG_RE reads it, whole or begun (a prefix of one): what a parsable completion starts with
+_OPENING_RE = re.compile(r"<\s*criteria\s*>", re.IGNORECASE)
+_BEGUN_OPENING_RE = re.compile(r"<\s*(?:c(?:r(?:i(?:t(?:e(?:r(?:i(?:a\s*)?)?)?)?)?)?)?)?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,21 @@ class ParsedOutput:
     scores: tuple[float, float] | None = None
     reason: str | None = None
     score: float | None = None
+
+
+def can_still_parse(text: str) -> bool:
+    """Whether some continuation of ``text``, a completion still being written, could parse (either
+    mode). :func:`parse_output` accepts only whitespace before ``<criteria>``, so a completion that
+    starts with anything else is a violation however it goes on: generation can stop there with the
+    same verdict (:func:`persrm_lib.models.generation.generate`'s ``stop_when``). Only the opening is
+    checked, so True does not promise a parse. Trailing U+FFFD characters are ignored: they are
+    what a multi-byte character decodes to while only some of its tokens are written.
+
+    >>> can_still_parse("  <crit"), can_still_parse("<Criteria>anything"), can_still_parse("The answer")
+    (True, True, False)
+    """
+    head = text.rstrip("\ufffd").lstrip()
+    return not head or bool(_OPENING_RE.match(head) or _BEGUN_OPENING_RE.fullmatch(head))
 
 
 def _violation(reason: str) -> ParsedOutput:

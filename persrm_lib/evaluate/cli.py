@@ -4,7 +4,7 @@ Command line::
 
     python -m persrm_lib.evaluate --pairs FILE.jsonl --judge NAME [--model M] [--adapter PATH]
         [--n-exemplars K] [--limit N] [--seed S] [--train-pairs TRAIN.jsonl] [--orders both|original]
-        [--strip-think] [--count-too-long] --out RESULT.json
+        [--strip-think] [--count-too-long] [--stop-unparsable] --out RESULT.json
 
 It writes the per-pair rows and the metrics to ``RESULT.json`` atomically and prints
 :func:`summary_line` last. Bad input exits with code 2 and one line on stderr, before the first
@@ -78,13 +78,15 @@ def build_judge(
     scalar_rm_steps: int = 20,
     strip_think: bool = False,
     count_too_long: bool = False,
+    stop_unparsable: bool = False,
 ) -> Judge:
     """A judge from command-line settings (``name`` checked by argparse; :func:`persrm_lib.evaluate.judges.make_judge`).
 
     Raises:
         ModelRegistryError: an unknown model. EvaluationInputError: a model judge without ``model``,
             an adapter for a judge that takes none or a folder without ``adapter_config.json``, or
-            ``strip_think``/``count_too_long`` for another judge than ``generative``.
+            ``strip_think``/``count_too_long``/``stop_unparsable`` for another judge than ``generative``,
+            or ``stop_unparsable`` with ``strip_think``.
     """
     if name in MODEL_JUDGES and not model:
         raise EvaluationInputError(f"--judge {name} needs --model (a registry name, hub id or model folder)")
@@ -94,10 +96,14 @@ def build_judge(
         raise EvaluationInputError(f"--adapter applies to --judge {', '.join(ADAPTER_JUDGES)} only, not {name}")
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():
         raise EvaluationInputError(f"--adapter {adapter}: no PEFT adapter there (adapter_config.json is missing)")
-    generative = {"strip_think": strip_think, "count_too_long": count_too_long}
+    generative = {"strip_think": strip_think, "count_too_long": count_too_long, "stop_unparsable": stop_unparsable}
     for flag, value in generative.items():
         if value and name != "generative":
             raise EvaluationInputError(f"--{flag.replace('_', '-')} applies to --judge generative only, not {name}")
+    if strip_think and stop_unparsable:
+        raise EvaluationInputError(
+            "--stop-unparsable and --strip-think exclude each other: a leading <think> block would end the completion"
+        )
     return make_judge(
         name,
         model=model,
@@ -132,6 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.scalar_rm_steps,
             strip_think=args.strip_think,
             count_too_long=args.count_too_long,
+            stop_unparsable=args.stop_unparsable,
         )
         check_exemplar_counts(pairs, args.n_exemplars)
         check = getattr(judge, "check_inputs", None)  # the generative judge: adapter record, chat template, lengths
@@ -252,6 +259,12 @@ def parser() -> argparse.ArgumentParser:
         "--count-too-long",
         action="store_true",
         help="--judge generative: count pairs whose prompt does not fit the context (too_long) instead of exit 2",
+    )
+    p.add_argument(
+        "--stop-unparsable",
+        action="store_true",
+        help="--judge generative: end a completion at the first token after which it can no longer parse "
+        "(the same verdicts in fewer tokens for a model that does not write the format)",
     )
     p.add_argument("--out", required=True, type=Path, help="result JSON (written atomically)")
     return p

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.output_format import strip_think
+from ..core.output_format import can_still_parse, strip_think
 from ..core.pointwise import join_completions, pair_verdict, pointwise_prompt_texts
 from ..core.prompt import build_prompt_text, require_chat_template
 from ..core.verdict import exemplar_count, exemplars_of, read_verdict
@@ -28,6 +28,10 @@ def _resolve(loaded: Loaded | None) -> tuple[Any, Any] | None:
     return loaded() if callable(loaded) else loaded
 
 
+def _cannot_parse(text: str) -> bool:
+    return not can_still_parse(text)
+
+
 class GenerativeJudge(BaseJudge):
     """The reward model: prompt (:func:`persrm_lib.core.prompt.build_prompt_text`) -> batched greedy
     completion (:class:`persrm_lib.models.client.LocalChatClient`) -> ``read_verdict``. Base
@@ -39,7 +43,13 @@ class GenerativeJudge(BaseJudge):
     ``pairwise``): ``pointwise`` scores each response alone (:mod:`persrm_lib.core.pointwise`).
     ``count_too_long``: a prompt that does not fit the context (minus ``max_new_tokens``) is
     returned as ``too_long`` instead of refused. ``strip_think``: ONE leading ``<think>`` block is
-    stripped before parsing (a reasoning model), counted in ``n_stripped``.
+    stripped before parsing (a reasoning model), counted in ``n_stripped``. ``stop_unparsable``: a
+    completion ends at the first token after which it can no longer parse
+    (:func:`persrm_lib.core.output_format.can_still_parse`), counted in ``n_stopped_unparsable``: the
+    same verdicts, fewer tokens for a model that does not write the format (a base model), but the
+    kept text is only that beginning (not with ``strip_think``, whose think block comes first).
+
+    Raises ValueError: a mode other than pairwise or pointwise; ``stop_unparsable`` with ``strip_think``.
     """
 
     def __init__(
@@ -55,6 +65,7 @@ class GenerativeJudge(BaseJudge):
         count_too_long: bool = False,
         stop_strings: Sequence[str] | None = None,
         mode: str | None = None,
+        stop_unparsable: bool = False,
     ) -> None:
         self.model_name = model
         self.adapter = str(adapter) if adapter else None
@@ -75,6 +86,13 @@ class GenerativeJudge(BaseJudge):
         # by default generation stops at the scores: anything after them is a violation anyway
         default_stop = SCORE_STOP if self.position_invariant else SCORES_STOP
         self.stop_strings = tuple(default_stop if stop_strings is None else stop_strings)
+        if stop_unparsable and strip_think:
+            raise ValueError(
+                "generative judge: stop_unparsable and strip_think exclude each other (a leading <think> block "
+                "would end the completion before its answer)"
+            )
+        self.stop_unparsable = stop_unparsable
+        self.n_stopped_unparsable = 0
 
     @property
     def client(self) -> LocalChatClient:
@@ -93,6 +111,7 @@ class GenerativeJudge(BaseJudge):
                 max_new_tokens=self.max_new_tokens,
                 batch_size=self.batch_size,
                 stop_strings=self.stop_strings,
+                stop_when=_cannot_parse if self.stop_unparsable else None,
             )
         return self._client
 
@@ -114,7 +133,9 @@ class GenerativeJudge(BaseJudge):
         pair_fits = [all(fits[k * per_pair : (k + 1) * per_pair]) for k in range(len(pairs))]
         self.n_too_long += pair_fits.count(False)
         wanted = [q for k, ok in enumerate(pair_fits) if ok for q in prompts[k * per_pair : (k + 1) * per_pair]]
-        texts = iter(self.client.generate_prompts(wanted).texts)
+        generated = self.client.generate_prompts(wanted)
+        self.n_stopped_unparsable += generated.extra.get("stopped_when", 0)
+        texts = iter(generated.texts)
         verdicts = []
         for ok in pair_fits:
             if not ok:
@@ -184,6 +205,11 @@ class GenerativeJudge(BaseJudge):
             "stop_strings": list(self.stop_strings),
             **({"strip_think": True, "n_stripped": self.n_stripped} if self.strip_think else {}),
             **({"count_too_long": True, "n_too_long": self.n_too_long} if self.count_too_long else {}),
+            **(
+                {"stop_unparsable": True, "n_stopped_unparsable": self.n_stopped_unparsable}
+                if self.stop_unparsable
+                else {}
+            ),
         }
 
 

@@ -100,7 +100,7 @@ def run_suite(
         profile: the :class:`persrm_lib.core.config.Profile`: benchmarks, exemplar counts, model
             (``max_completion_length``: the generation budget), seed, and ``evaluation``
             (:class:`persrm_lib.core.config.EvaluationSettings`: pairs per judge, scalar-rm training,
-            ``strip_think``, ``count_too_long``).
+            ``strip_think``, ``count_too_long``, ``stop_unparsable``).
         judges: baseline judges (names of :data:`persrm_lib.evaluate.judges.JUDGES`, not ``generative``).
         stages: of :data:`persrm_lib.evaluate.records.STAGES`; a stage whose adapter is absent is
             skipped with a note.
@@ -198,6 +198,7 @@ def run_suite(
             mode=profile.prompt.mode if adapter is None else None,  # an adapter judges in its own mode
             strip_think=settings.strip_think,
             count_too_long=settings.count_too_long,
+            stop_unparsable=settings.stop_unparsable,
         )
         frame = evaluate_all(
             judge,

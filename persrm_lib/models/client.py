@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
@@ -58,6 +58,8 @@ class LocalChatClient:
             model that never writes the tag on its own); it is put back in front of each answer.
         stop_strings: an answer ends, and is cut, right after one of them (default: at
             ``</scores>``; ``()``: only at the end-of-turn token or ``max_new_tokens``).
+        stop_when: an answer also ends right after the token that makes ``stop_when(answer_prefix +
+            answer so far)`` true (:func:`persrm_lib.models.generation.generate`).
 
     Raises:
         ValueError: ``max_new_tokens`` or ``batch_size`` below 1, or neither a model nor a name.
@@ -74,6 +76,7 @@ class LocalChatClient:
         answer_prefix: str = "",
         device: str | None = None,
         stop_strings: Sequence[str] = SCORES_STOP,
+        stop_when: Callable[[str], bool] | None = None,
     ) -> None:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -90,6 +93,7 @@ class LocalChatClient:
         self.answer_prefix = answer_prefix
         self.device = device
         self.stop_strings = tuple(stop_strings)
+        self.stop_when = stop_when
         self.last_result: GenerationResult | None = None
         self.stats: Counter[str] = Counter()
 
@@ -120,8 +124,15 @@ class LocalChatClient:
     def generate_prompts(self, prompts: Sequence[str]) -> GenerationResult:
         """Greedy completions of already templated prompts (kept in :attr:`last_result`)."""
         model, tokenizer = self.loaded()
+        when = self.stop_when
         self.last_result = generate(
-            model, tokenizer, list(prompts), self.max_new_tokens, self.batch_size, stop_strings=self.stop_strings
+            model,
+            tokenizer,
+            list(prompts),
+            self.max_new_tokens,
+            self.batch_size,
+            stop_strings=self.stop_strings,
+            stop_when=None if when is None else (lambda text: when(self.answer_prefix + text)),
         )
         return self.last_result
 

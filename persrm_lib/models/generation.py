@@ -6,7 +6,7 @@ the shapes of the matrix products), so compare runs at one batch size.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,22 @@ def _prefill_each(model: Any, input_ids: Any, attention_mask: Any) -> Any:
     return cache
 
 
+def _text_stop(tokenizer: Any, width: int, stop_when: Callable[[str], bool]) -> Any:
+    """A transformers ``StoppingCriteria`` that ends each row whose completion so far (the ids after
+    the first ``width``, decoded without special tokens) makes ``stop_when`` true."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class TextStop(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            texts = tokenizer.batch_decode(
+                input_ids[:, width:], skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
+            return torch.tensor([bool(stop_when(text)) for text in texts], dtype=torch.bool, device=input_ids.device)
+
+    return TextStop()
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -83,6 +99,7 @@ def generate(
     batch_size: int = 8,
     *,
     stop_strings: Sequence[str] = (),
+    stop_when: Callable[[str], bool] | None = None,
     prefill_each: bool = False,
 ) -> GenerationResult:
     """Greedy completions of ``prompts`` (chat-templated text, special tokens in it) by a causal LM
@@ -95,6 +112,10 @@ def generate(
     Args:
         stop_strings: a completion ends, and its text is cut, right after one of them (e.g.
             :data:`SCORES_STOP`); ``extra["stopped"]`` counts those cut there.
+        stop_when: a completion also ends right after the token that makes ``stop_when(text so
+            far)`` true (e.g. ``not`` :func:`persrm_lib.core.output_format.can_still_parse`: a
+            completion that can no longer parse stops at once); ``extra["stopped_when"]`` counts them.
+            Rows are independent, so the other completions of a batch do not change.
         prefill_each: read each prompt of a batch alone and batch only the decoding (the same
             completions; on a 2-core CPU it did not pay, benchmarks/bench_generation.py).
 
@@ -123,6 +144,7 @@ def generate(
     cut_off: list[bool] = [False] * len(prompts)
     stops = [s for s in stop_strings if s]
     stopped = 0
+    stopped_when = 0
     device = next(model.parameters()).device
     start = time.perf_counter()
     with torch.inference_mode():
@@ -136,6 +158,8 @@ def generate(
                 add_special_tokens=False,
             ).to(device)
             cached: dict[str, Any] = {}
+            if stop_when is not None:
+                cached["stopping_criteria"] = [_text_stop(tokenizer, batch["input_ids"].shape[1], stop_when)]
             if prefill_each and len(index) > 1 and min(lengths[i] for i in index) > 1:
                 cached["past_key_values"] = _prefill_each(model, batch["input_ids"], batch["attention_mask"])
             output = model.generate(
@@ -160,13 +184,15 @@ def generate(
                 texts[i], found = cut_at_stop(text, stops)
                 stopped += found
                 ended = bool(kept) and kept[-1] in eos_ids
-                cut_off[i] = not ended and not found and len(kept) >= max_new_tokens
+                when = not ended and not found and stop_when is not None and bool(stop_when(texts[i]))
+                stopped_when += when
+                cut_off[i] = not ended and not found and not when and len(kept) >= max_new_tokens
     return GenerationResult(
         texts=texts,
         new_tokens=new_tokens,
         prompt_tokens=lengths,
         seconds=time.perf_counter() - start,
         batch_size=batch_size,
-        extra={"stopped": stopped, "stop_strings": list(stops)},
+        extra={"stopped": stopped, "stop_strings": list(stops), "stopped_when": stopped_when},
         cut_off=cut_off,
     )
