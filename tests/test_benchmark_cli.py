@@ -268,6 +268,10 @@ CURVE_HEADER_BEFORE_LORA_LAYERS = (
         (None, ["--lora-layers", "-1"], "--lora-layers must be 0 (all layers) or more, got -1"),
         # a CSV from before the lora_layers column cannot hold a top-layers run: its rows would read as all layers
         (CURVE_HEADER_BEFORE_LORA_LAYERS, ["--lora-layers", "15"], "has no lora_layers column, so it cannot hold"),
+        # a LoRA+ ratio under 1 would slow the B matrices down; 0 is plain LoRA
+        (None, ["--loraplus-ratio", "0.5"], "--loraplus-ratio must be 0 (plain LoRA) or at least 1, got 0.5"),
+        # nor can it hold a LoRA+ run
+        (CURVE_HEADER_BEFORE_LORA_LAYERS, ["--loraplus-ratio", "16"], "has no loraplus_ratio column, so it cannot"),
         # a CSV of some other table
         ("step,accuracy\n", [], "has other columns than this script writes"),
     ],
@@ -287,9 +291,15 @@ def test_the_learning_curve_appends_all_layer_runs_to_an_older_csv(tmp_path) -> 
     module = script("persona_learning_curve")
     out = tmp_path / "curve.csv"
     out.write_text(CURVE_HEADER_BEFORE_LORA_LAYERS)
-    assert module.parse_args(["--out", str(out)]).lora_layers == 0  # the default: accepted
+    args = module.parse_args(["--out", str(out)])
+    assert (args.lora_layers, args.loraplus_ratio) == (0, 0.0)  # the defaults: accepted
     # and the report reads such a file as all layers
     row = "pointwise-trace,250,500,0.13,32,1.0,0.0,0.0,,0.0,0.0,0.0,0.0,0.0,0.06,101.4,549.5,0.0003,16,2,20,0,cpu\n"
     out.write_text(CURVE_HEADER_BEFORE_LORA_LAYERS + row)
     table = module.report([out]).splitlines()
     assert table[2].startswith("| pointwise-trace | 250 | 500 | 0.13 |")
+    # a row with every column names its LoRA+ ratio and top layers in the curve's label
+    full = tmp_path / "full.csv"
+    values = row.strip() + ",15,4.0"
+    full.write_text(",".join(module.FIELDS) + "\n" + values + "\n")
+    assert module.report([full]).splitlines()[2].startswith("| pointwise-trace (top 15 layers, LoRA+ ratio 4) | 250 |")
