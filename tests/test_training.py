@@ -153,6 +153,35 @@ def test_sft_loss_is_on_the_completion_only(tiny, tmp_path) -> None:
     assert labels[: len(labels) - len(learned)] == [-100] * (len(labels) - len(learned))  # the prompt is masked
 
 
+def test_the_head_runs_only_where_the_loss_is_and_the_loss_and_gradients_do_not_change(tiny, tmp_path) -> None:
+    model, tokenizer, name = backend.load_for_training(tiny)
+    traces = [make_trace(i) for i in range(3)]
+    longer = "The harvest came early this year, and the barns filled by noon; we rested after. " * 2
+    traces[1] = traces[1] | {"exemplars": [longer, "Second exemplar."]}  # a longer prompt: padding in the batch
+    trainer = sft.sft_trainer(tiny, tmp_path, traces, model, tokenizer, name)
+    assert isinstance(trainer.data_collator, sft.CompletionLogits) and trainer.args.loss_type == "nll"
+    rows = [trainer.train_dataset[i] for i in range(3)]
+    full, cut = trainer.data_collator.collate(rows), trainer.data_collator(rows)
+    labels, width = full["labels"], full["labels"].shape[1]
+    starts = [next(i for i, t in enumerate(row.tolist()) if t != -100) for row in labels]
+    assert len(set(starts)) > 1  # the completions start at different columns: the cut spans them all
+    first = min(starts)
+    assert cut["logits_to_keep"] == width - first + 1 < width  # from the token before the earliest completion
+    assert torch.equal(cut["labels"], labels[:, first - 1 :]) and torch.equal(cut["input_ids"], full["input_ids"])
+    assert (cut["labels"] != -100).sum() == (labels != -100).sum()  # every scored token kept
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    (loss_full, grads_full), (loss_cut, grads_cut) = loss_and_grads(full), loss_and_grads(cut)
+    assert torch.allclose(loss_cut, loss_full, rtol=1e-6, atol=0)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-8) for a, b in zip(grads_cut, grads_full, strict=True))
+    model.zero_grad()
+
+
 # ---- GRPO ---------------------------------------------------------------------------------------
 
 
@@ -416,6 +445,8 @@ def test_sft_config_follows_the_profile(tmp_path) -> None:
     # the schedule after warm-up: smoke keeps lr constant (as the learning curves did), cpu decays it
     assert config.lr_scheduler_type == "constant"
     assert sft.sft_config(get_profile("cpu"), tmp_path).lr_scheduler_type == "linear"
+    # plain nll over the logits CompletionLogits keeps; Unsloth computes its own loss
+    assert config.loss_type == "nll" and sft.sft_config(smoke, tmp_path, "unsloth").loss_type == "chunked_nll"
 
 
 # ---- bad input: a clear error before any model is loaded ------------------------------------------
