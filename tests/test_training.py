@@ -347,7 +347,7 @@ def test_validation_eval_scores_outcomes(tmp_path, monkeypatch) -> None:
     ]
     seen = {}
 
-    def fake_generate(model, tok, prompts, max_new_tokens, batch_size, stop_strings=()):
+    def fake_generate(model, tok, prompts, max_new_tokens, batch_size, stop_strings=(), stop_when=None):
         seen.update(prompts=list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size)
         return generation.GenerationResult(texts, [1] * 4, [1] * 4, 0.1, batch_size)
 
