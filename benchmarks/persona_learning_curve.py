@@ -328,6 +328,16 @@ def evaluate(
 args_held_out = "ellipsis"
 
 
+def resume_problem(state: dict[str, Any], args: argparse.Namespace, path: Path) -> str | None:
+    """Why a saved state cannot be resumed with ``args`` (None when it can): it was trained with another
+    ``--lr`` or ``--loraplus-ratio`` (states saved before these were recorded: plain LoRA, lr unchecked)."""
+    saved = {"lr": state.get("lr", args.lr), "loraplus_ratio": state.get("loraplus_ratio", 0.0)}
+    changed = [f"--{k.replace('_', '-')} {saved[k]:g}" for k in saved if saved[k] != getattr(args, k)]
+    if not changed:
+        return None
+    return f"--resume: {path} was trained with {', '.join(changed)}; resume with the same settings or write to another --state-dir"
+
+
 def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test: list[dict], val: list[dict]) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -380,6 +390,9 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
         from peft import set_peft_model_state_dict
 
         state = torch.load(state_path, weights_only=False, map_location=args.device)
+        problem = resume_problem(state, args, state_path)
+        if problem:
+            raise SystemExit(problem)
         set_peft_model_state_dict(model, state["lora"])
         optimizer.load_state_dict(state["optimizer"])
         losses, train_seconds, first_step = state["losses"], state["train_seconds"], state["step"] + 1
@@ -392,7 +405,7 @@ def run_one(formulation: str, args: argparse.Namespace, train: list[dict], test:
         partial = state_path.with_suffix(".partial")
         torch.save(
             {"step": step, "lora": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
-             "losses": losses, "train_seconds": train_seconds},
+             "losses": losses, "train_seconds": train_seconds, "lr": args.lr, "loraplus_ratio": args.loraplus_ratio},
             partial,
         )  # fmt: skip
         partial.replace(state_path)

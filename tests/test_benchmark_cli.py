@@ -303,3 +303,20 @@ def test_the_learning_curve_appends_all_layer_runs_to_an_older_csv(tmp_path) -> 
     values = row.strip() + ",15,4.0"
     full.write_text(",".join(module.FIELDS) + "\n" + values + "\n")
     assert module.report([full]).splitlines()[2].startswith("| pointwise-trace (top 15 layers, LoRA+ ratio 4) | 250 |")
+
+
+def test_the_learning_curve_resumes_only_a_state_trained_the_same_way(tmp_path) -> None:
+    module = script("persona_learning_curve")
+    args = module.parse_args(["--out", str(tmp_path / "c.csv"), "--lr", "1e-3", "--loraplus-ratio", "16"])
+    path = tmp_path / "pointwise-trace.pt"
+    assert module.resume_problem({"lr": 1e-3, "loraplus_ratio": 16.0}, args, path) is None
+    problem = module.resume_problem({"lr": 1e-3, "loraplus_ratio": 4.0}, args, path)
+    assert problem == (
+        f"--resume: {path} was trained with --loraplus-ratio 4; resume with the same settings or write to "
+        "another --state-dir"
+    )
+    # a state saved before the two were recorded: plain LoRA, its learning rate unknown
+    assert "--loraplus-ratio 0" in module.resume_problem({}, args, path)
+    plain = module.parse_args(["--out", str(tmp_path / "c.csv"), "--lr", "5e-4"])
+    assert module.resume_problem({}, plain, path) is None
+    assert "--lr 0.001" in module.resume_problem({"lr": 1e-3, "loraplus_ratio": 0.0}, plain, path)

@@ -129,10 +129,14 @@ def test_prompts_read_alone_then_decoded_in_a_batch_match_one_at_a_time(tiny, ba
     assert each.new_tokens == single.new_tokens == [10] * 6
 
 
-def test_a_completion_that_cannot_parse_stops_at_once_and_the_others_do_not_change(tiny) -> None:
+@pytest.mark.parametrize("pad_is_end", [False, True])  # SmolLM2 pads with its end-of-turn token
+def test_a_completion_that_cannot_parse_stops_at_once_and_the_others_do_not_change(tiny, pad_is_end) -> None:
     from persrm_lib.core.output_format import can_still_parse
 
     model, tokenizer = tiny
+    pad = tokenizer.pad_token
+    if pad_is_end:
+        tokenizer.pad_token = tokenizer.eos_token
     texts = [VERDICT + AFTER, NO_STOP]  # the second can never parse: it does not begin with <criteria>
     prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     width = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -146,6 +150,8 @@ def test_a_completion_that_cannot_parse_stops_at_once_and_the_others_do_not_chan
             )
         finally:
             handle.remove()
+            tokenizer.pad_token = pad
+    assert (tokenizer.pad_token_id == tokenizer.eos_token_id) is False  # the fixture's own padding is back
     plain, stopping = runs["plain"], runs["stopping"]
     first = tokenizer.decode(tokenizer(NO_STOP, add_special_tokens=False)["input_ids"][:1])
     assert stopping.texts == [VERDICT, first]  # the doomed row ends after its first token

@@ -147,7 +147,7 @@ def test_sft_loss_is_on_the_completion_only(tiny, tmp_path) -> None:
     model, tokenizer, name = backend.load_for_training(tiny)
     trace = make_trace(1)
     trainer = sft.sft_trainer(tiny, tmp_path, [trace], model, tokenizer, name)
-    labels = trainer.data_collator([trainer.train_dataset[0]])["labels"][0].tolist()
+    labels = trainer.data_collator.collate([trainer.train_dataset[0]])["labels"][0].tolist()  # before the cut
     learned = [t for t in labels if t != -100]
     assert tokenizer.decode(learned) == trace["completion"] + "<|im_end|>\n"  # the trace and the end of turn
     assert labels[: len(labels) - len(learned)] == [-100] * (len(labels) - len(learned))  # the prompt is masked

@@ -179,8 +179,9 @@ class EvaluationSettings:
     # (False) or counted in a too_long column, kept out of accuracy and format rates (True)
     count_too_long: bool = False
     # generative stages: end a completion at the first token after which it can no longer parse
-    # (output_format.can_still_parse): the same verdicts, fewer tokens for a base model that never writes
-    # the format, but 07 then tallies only that beginning of its completions (not with strip_think)
+    # (output_format.can_still_parse): the same scores and format verdicts, fewer tokens for a base model
+    # that never writes the format, but the kept completion (07's tallies, the parser's reason) is only
+    # that beginning (not with strip_think)
     stop_unparsable: bool = False
 
     def __post_init__(self) -> None:

@@ -46,8 +46,9 @@ class GenerativeJudge(BaseJudge):
     stripped before parsing (a reasoning model), counted in ``n_stripped``. ``stop_unparsable``: a
     completion ends at the first token after which it can no longer parse
     (:func:`persrm_lib.core.output_format.can_still_parse`), counted in ``n_stopped_unparsable``: the
-    same verdicts, fewer tokens for a model that does not write the format (a base model), but the
-    kept text is only that beginning (not with ``strip_think``, whose think block comes first).
+    same scores and format verdicts in fewer tokens for a model that does not write the format (a
+    base model); the kept completion, and the parser's ``reason``, are then those of that beginning
+    (not with ``strip_think``, whose think block comes first).
 
     Raises ValueError: a mode other than pairwise or pointwise; ``stop_unparsable`` with ``strip_think``.
     """

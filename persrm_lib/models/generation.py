@@ -179,13 +179,18 @@ def generate(
             generated = output[:, batch["input_ids"].shape[1] :].tolist()
             for i, ids in zip(index, generated, strict=True):
                 kept = _trim(ids, eos_ids, tokenizer.pad_token_id)
-                new_tokens[i] = len(kept)
                 text = tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
                 texts[i], found = cut_at_stop(text, stops)
                 stopped += found
-                ended = bool(kept) and kept[-1] in eos_ids
-                when = not ended and not found and stop_when is not None and bool(stop_when(texts[i]))
+                # a stop string or stop_when ended the row where it first held (for stop_when: it holds at the
+                # end only if it held then): what follows is padding, which may be the end-of-turn token
+                # itself (SmolLM2 pads with it), not an end of turn
+                when = not found and stop_when is not None and bool(stop_when(texts[i]))
+                if (found or when) and kept and kept[-1] in eos_ids:
+                    kept = kept[:-1]
                 stopped_when += when
+                new_tokens[i] = len(kept)
+                ended = bool(kept) and kept[-1] in eos_ids
                 cut_off[i] = not ended and not found and not when and len(kept) >= max_new_tokens
     return GenerationResult(
         texts=texts,
