@@ -140,6 +140,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def option(name: str, value: float) -> str:
+    """The command-line option that sets argument ``name`` to ``value`` (``--lora-layers 15``)."""
+    return f"--{name.replace('_', '-')} {value:g}"
+
+
 def read_header(out: Path) -> list[str] | None:
     """The columns of an existing, non-empty CSV; None when there is none yet."""
     if not out.is_file() or out.stat().st_size == 0:
@@ -161,8 +166,10 @@ def out_columns_problem(out: Path, args: argparse.Namespace) -> str | None:
         return f"--out {out} has other columns than this script writes ({', '.join(unknown or missing)}): write to a new file"
     for name in missing:
         if getattr(args, name) != LATER_FIELDS[name]:
-            option = f"--{name.replace('_', '-')} {getattr(args, name)}"
-            return f"--out {out} has no {name} column, so it cannot hold a {option} run: write to a new file"
+            return (
+                f"--out {out} has no {name} column, so it cannot hold a {option(name, getattr(args, name))} run: "
+                "write to a new file"
+            )
     return None
 
 
@@ -332,7 +339,7 @@ def resume_problem(state: dict[str, Any], args: argparse.Namespace, path: Path) 
     """Why a saved state cannot be resumed with ``args`` (None when it can): it was trained with another
     ``--lr`` or ``--loraplus-ratio`` (states saved before these were recorded: plain LoRA, lr unchecked)."""
     saved = {"lr": state.get("lr", args.lr), "loraplus_ratio": state.get("loraplus_ratio", 0.0)}
-    changed = [f"--{k.replace('_', '-')} {saved[k]:g}" for k in saved if saved[k] != getattr(args, k)]
+    changed = [option(k, saved[k]) for k in saved if saved[k] != getattr(args, k)]
     if not changed:
         return None
     return f"--resume: {path} was trained with {', '.join(changed)}; resume with the same settings or write to another --state-dir"

@@ -59,6 +59,11 @@ class CompletionLogits:
         return batch
 
 
+def _cuts_logits(backend: str, completion_logits: bool) -> bool:
+    """Whether SFT runs the head only where the loss is: asked for, and not on Unsloth (its own fused loss)."""
+    return completion_logits and backend == "transformers"
+
+
 def sft_config(
     profile: Profile, output_dir: Path, backend: str = "transformers", completion_logits: bool = True
 ) -> Any:
@@ -83,7 +88,7 @@ def sft_config(
         completion_only_loss=True,  # loss on the trace, not on the prompt
         packing=False,
         shuffle_dataset=False,  # the trainer's seeded sampler shuffles; no second shuffle
-        **({"loss_type": "nll"} if completion_logits and backend == "transformers" else {}),
+        **({"loss_type": "nll"} if _cuts_logits(backend, completion_logits) else {}),
         **common_args(profile, output_dir, backend),
     )
 
@@ -138,7 +143,7 @@ def sft_trainer(
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    if completion_logits and backend == "transformers":  # Unsloth computes its own fused loss
+    if _cuts_logits(backend, completion_logits):
         trainer.data_collator = CompletionLogits(trainer.data_collator)
     return quiet(trainer)
 
